@@ -1,0 +1,517 @@
+"""Tables (SQLAlchemy 2 typed models).
+
+Every clinic-owned table carries ``clinic_id`` and is protected by row-level
+security (see ``db/rls.py`` and the initial migration).  ``clinics`` and
+``clinic_phone_numbers`` are the tenant directory (read-only to the app role) so
+that a webhook can find the clinic before it knows it; ``scheduler_runs`` is
+global bookkeeping for the scheduler.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, TSVECTOR, ExcludeConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+EMBEDDING_DIMENSIONS = 384
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Appointment statuses that hold a slot; the exclusion constraint only covers these.
+LIVE_APPOINTMENT_STATUSES = ("pending_deposit", "booked", "confirmed")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+    }
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+def _clinic_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=True)
+
+
+# ------------------------------------------------------------------ tenant directory
+class Clinic(Base):
+    __tablename__ = "clinics"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    public_key: Mapped[str] = mapped_column(String(64), unique=True)  # web widget key, not a secret
+    phone: Mapped[str] = mapped_column(String(20))  # front-desk number given to patients
+    oncall_phone: Mapped[str | None] = mapped_column(String(20))  # staff urgent handoff notifications
+    address: Mapped[str] = mapped_column(Text, server_default="")
+    business_hours: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    holidays: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    policies: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    chat_origins: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+
+class ClinicPhoneNumber(Base):
+    __tablename__ = "clinic_phone_numbers"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(64))
+
+
+class SchedulerRun(Base):
+    """One row per (job, time slot): the unique key is what makes two scheduler replicas run a slot once."""
+
+    __tablename__ = "scheduler_runs"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(100))
+    slot_start: Mapped[datetime]
+    runner: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (UniqueConstraint("job_name", "slot_start"),)
+
+
+# ------------------------------------------------------------------ clinic catalogue
+class Provider(Base):
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(100), server_default="")
+    calendar_id: Mapped[str | None] = mapped_column(String(255))
+    working_hours: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+
+class Service(Base):
+    __tablename__ = "services"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    duration_min: Mapped[int] = mapped_column(Integer)
+    buffer_min: Mapped[int] = mapped_column(Integer, server_default="0")
+    price_cents: Mapped[int] = mapped_column(Integer)
+    price_note: Mapped[str] = mapped_column(String(100), server_default="")  # e.g. "per unit", "per syringe"
+    deposit_cents: Mapped[int] = mapped_column(Integer, server_default="0")
+    prep_instructions: Mapped[str] = mapped_column(Text, server_default="")
+    rebook_interval_days: Mapped[int | None] = mapped_column(Integer)
+    synonyms: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "slug"),
+        CheckConstraint("duration_min > 0", name="duration_positive"),
+        CheckConstraint("price_cents >= 0 AND deposit_cents >= 0", name="money_non_negative"),
+    )
+
+
+class ProviderService(Base):
+    __tablename__ = "provider_services"
+    clinic_id: Mapped[int] = _clinic_fk()
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), primary_key=True)
+
+
+# ------------------------------------------------------------------ patients
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    consent_state: Mapped[str] = mapped_column(String(16), server_default="unknown")  # unknown|opted_in|opted_out
+    sms_status: Mapped[str] = mapped_column(String(16), server_default="ok")  # ok|invalid|not_mobile
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "phone_e164"),
+        CheckConstraint("consent_state IN ('unknown','opted_in','opted_out')", name="consent_state_valid"),
+    )
+
+
+class ConsentEvent(Base):
+    """The consent ledger: append-only record of every opt-in/opt-out/help and its wording."""
+
+    __tablename__ = "consent_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(16))  # opt_in | opt_out | help
+    source: Mapped[str] = mapped_column(String(32))  # sms_keyword | web_form | staff | carrier | seed
+    wording: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (CheckConstraint("kind IN ('opt_in','opt_out','help')", name="kind_valid"),)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    kind: Mapped[str] = mapped_column(String(16), server_default="appointment")  # appointment | block
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="SET NULL"))
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    blocked_until: Mapped[datetime]  # ends_at + the service's buffer: what the provider is busy for
+    during: Mapped[Any] = mapped_column(
+        TSTZRANGE, Computed("tstzrange(starts_at, blocked_until, '[)')", persisted=True)
+    )
+    status: Mapped[str] = mapped_column(String(20), server_default="booked")
+    source_key: Mapped[str | None] = mapped_column(String(200))  # idempotency of the intent that created it
+    deposit_cents: Mapped[int] = mapped_column(Integer, server_default="0")
+    hold_expires_at: Mapped[datetime | None]
+    calendar_event_id: Mapped[str | None] = mapped_column(String(1024))
+    calendar_sync: Mapped[str] = mapped_column(String(16), server_default="pending")  # pending|synced|failed|none
+    patient_confirmed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str] = mapped_column(Text, server_default="")
+    notes: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "source_key"),
+        CheckConstraint("starts_at < ends_at AND ends_at <= blocked_until", name="times_ordered"),
+        CheckConstraint(
+            "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired')",
+            name="status_valid",
+        ),
+        ExcludeConstraint(
+            ("provider_id", "="),
+            ("during", "&&"),
+            where=text("status IN ('pending_deposit','booked','confirmed')"),
+            using="gist",
+            name="appointments_no_overlap",
+        ),
+        Index("ix_appointments_clinic_starts", "clinic_id", "starts_at"),
+    )
+
+
+# ------------------------------------------------------------------ conversations
+class Conversation(Base):
+    __tablename__ = "conversations"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # sms | chat
+    agent_state: Mapped[str] = mapped_column(String(32), server_default="IDLE")
+    slots: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")  # fencing token, bumped per lease
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+    last_inbound_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    answered_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    failed_turns: Mapped[int] = mapped_column(Integer, server_default="0")
+    handoff_reason: Mapped[str] = mapped_column(Text, server_default="")
+    handoff_urgency: Mapped[str | None] = mapped_column(String(16))  # low|normal|urgent|emergency
+    last_message_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "client_id", "channel"),
+        Index("ix_conversations_pending", "clinic_id", postgresql_where=text("last_inbound_seq > answered_seq")),
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound | internal
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant | tool | staff | system
+    body: Mapped[str] = mapped_column(Text, server_default="")
+    inbound_seq: Mapped[int | None] = mapped_column(BigInteger)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSONB)
+    tool_call_id: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(8))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    turn_id: Mapped[int | None] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "channel", "provider_message_id"),
+        UniqueConstraint("conversation_id", "inbound_seq"),
+        Index("ix_messages_conversation_id", "conversation_id", "id"),
+    )
+
+
+class InboxEvent(Base):
+    """Durable record of an acknowledged inbound event, written before the 2xx."""
+
+    __tablename__ = "inbox_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    source: Mapped[str] = mapped_column(String(16))  # sms | chat | stripe
+    provider_event_id: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]]
+    # Who sent it (phone for SMS, chat session for web chat): events of one sender attach in id (= arrival) order.
+    sender_key: Mapped[str] = mapped_column(String(100), server_default="")
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), server_default="received")  # received|processed|quarantined
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    processed_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "source", "provider_event_id"),
+        Index("ix_inbox_events_unprocessed", "clinic_id", "received_at", postgresql_where=text("status = 'received'")),
+        Index("ix_inbox_events_sender", "clinic_id", "sender_key", "id", postgresql_where=text("status = 'received'")),
+    )
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    state_before: Mapped[str] = mapped_column(String(32))
+    state_after: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(100), server_default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    completion_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    steps: Mapped[int] = mapped_column(Integer, server_default="0")
+    outcome: Mapped[str] = mapped_column(String(16))  # replied | handoff | failed | compliance | silent
+    model_latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    trace_id: Mapped[str] = mapped_column(String(32), server_default="")
+    worker: Mapped[str] = mapped_column(String(100), server_default="")
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ToolCallRecord(Base):
+    __tablename__ = "tool_calls"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any]]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # sms | chat
+    kind: Mapped[str] = mapped_column(String(16))  # reply|compliance|automation|campaign|staff|notification
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")  # 0 = conversation reply (first)
+    to_address: Mapped[str] = mapped_column(String(64))
+    from_address: Mapped[str] = mapped_column(String(64), server_default="")
+    body: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    not_before: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    claimed_at: Mapped[datetime | None]
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str] = mapped_column(Text, server_default="")
+    segments: Mapped[int] = mapped_column(Integer, server_default="1")
+    encoding: Mapped[str] = mapped_column(String(8), server_default="GSM-7")
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    trace_id: Mapped[str] = mapped_column(String(32), server_default="")
+    created_at: Mapped[datetime] = _created()
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "dedupe_key"),
+        CheckConstraint(
+            "status IN ('queued','sending','sent','delivered','failed','undelivered','suppressed','cancelled','unknown')",
+            name="status_valid",
+        ),
+        Index(
+            "ix_outbox_pending", "clinic_id", "priority", "id", postgresql_where=text("status IN ('queued','sending')")
+        ),
+        Index("ix_outbox_provider_message_id", "provider_message_id"),
+    )
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    provider: Mapped[str] = mapped_column(String(16))  # stripe | local
+    checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), server_default="usd")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")  # pending|paid|expired|refunded|kept
+    url: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime]
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    refunded_cents: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ProcessedWebhookEvent(Base):
+    __tablename__ = "processed_webhook_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    processed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+
+class ChatSession(Base):
+    __tablename__ = "chat_sessions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    token_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(255), server_default="")
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime]
+
+
+# ------------------------------------------------------------------ knowledge base
+class KbDocument(Base):
+    __tablename__ = "kb_documents"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    slug: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(255), server_default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    __table_args__ = (UniqueConstraint("clinic_id", "slug"),)
+
+
+class KbChunk(Base):
+    __tablename__ = "kb_chunks"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    document_id: Mapped[int] = mapped_column(ForeignKey("kb_documents.id", ondelete="CASCADE"))
+    chunk_index: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSIONS), nullable=True)
+    tsv: Mapped[Any] = mapped_column(
+        TSVECTOR,
+        Computed(
+            "setweight(to_tsvector('english', coalesce(title, '')), 'A') || to_tsvector('english', content)",
+            persisted=True,
+        ),
+    )
+    __table_args__ = (
+        UniqueConstraint("document_id", "chunk_index"),
+        Index(
+            "ix_kb_chunks_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        Index("ix_kb_chunks_tsv", "tsv", postgresql_using="gin"),
+    )
+
+
+# ------------------------------------------------------------------ automations and campaigns
+class Automation(Base):
+    __tablename__ = "automations"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    kind: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    template: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    __table_args__ = (UniqueConstraint("clinic_id", "kind"),)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(Text)
+    segment: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(String(16), server_default="draft")
+    scheduled_at: Mapped[datetime | None]
+    rate_cap_per_s: Mapped[float | None]
+    created_by: Mapped[str] = mapped_column(String(100), server_default="")
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('draft','scheduled','sending','paused','completed','cancelled')", name="status_valid"
+        ),
+    )
+
+
+class CampaignRecipient(Base):
+    __tablename__ = "campaign_recipients"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk()
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    exclusion_reason: Mapped[str | None] = mapped_column(String(32))
+    send_after: Mapped[datetime | None]
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "client_id"),
+        Index("ix_campaign_recipients_campaign_status", "campaign_id", "status"),
+    )
+
+
+# Tables without clinic-scoped RLS (see module docstring).
+GLOBAL_TABLES = frozenset({"clinics", "clinic_phone_numbers", "scheduler_runs"})
+TENANT_TABLES = tuple(sorted(name for name in Base.metadata.tables if name not in GLOBAL_TABLES))

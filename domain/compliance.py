@@ -1,0 +1,213 @@
+"""SMS compliance rules: opt-out/opt-in/help keywords, quiet hours, templates.
+
+Why here and pure: these rules run before the model ever sees a message and
+are checked by every sender.  Getting them wrong is a legal problem (TCPA,
+CTIA), so they are plain functions with exhaustive tests.
+
+Keyword policy, in short:
+- A message that is *only* a carrier keyword (STOP, STOPALL, UNSUBSCRIBE,
+  CANCEL, END, QUIT, REVOKE, OPTOUT; Spanish ALTO, PARAR, DETENER, BAJA,
+  CANCELAR), ignoring case, punctuation and emoji, is an opt-out.  A lone
+  "CANCEL" is an opt-out even though a patient may mean an appointment:
+  carriers (and Twilio's Advanced Opt-Out) already treat it so, and our consent
+  ledger must agree with the carrier's block list.
+- STOP/UNSUBSCRIBE/QUIT/REVOKE/OPTOUT with only politeness around them
+  ("stop please", "STOP NOW!!") is an opt-out.
+- Plain-language revocations ("stop texting me", "remove me from your list",
+  "no me envíes más mensajes") are opt-outs wherever they appear.
+- Anything else that merely contains such a word ("cancel my appointment",
+  "stop by tomorrow?", "can I cancel?") is not: it goes to the dialogue.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from domain.segments import to_gsm_friendly
+
+
+class KeywordIntent(StrEnum):
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    HELP = "help"
+
+
+OPT_OUT_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "stop",
+        "stopall",
+        "unsubscribe",
+        "cancel",
+        "end",
+        "quit",
+        "revoke",
+        "optout",
+        # Spanish
+        "alto",
+        "parar",
+        "detener",
+        "baja",
+        "cancelar",
+    }
+)
+# Keywords that stay an opt-out with courtesy words around them.  CANCEL/END
+# are excluded on purpose: "cancel please" after a reminder is about the visit.
+_STRONG_OPT_OUT: frozenset[str] = frozenset({"stop", "stopall", "unsubscribe", "quit", "revoke", "optout", "alto"})
+_COURTESY: frozenset[str] = frozenset(
+    {"please", "pls", "plz", "now", "it", "thanks", "thank", "you", "thx", "ty", "immediately", "asap", "just",
+     "ok", "okay", "por", "favor", "ya", "gracias", "all", "me", "i", "said"}
+)
+OPT_IN_KEYWORDS: frozenset[str] = frozenset({"start", "unstop", "subscribe", "optin", "comenzar", "iniciar"})
+HELP_KEYWORDS: frozenset[str] = frozenset({"help", "info", "ayuda"})
+_AFFIRMATIVE_OPT_IN: frozenset[str] = frozenset({"yes", "y", "si"})
+
+# Plain-language revocations, matched on the normalised text (lower case,
+# accents removed, apostrophes dropped, single spaces).
+_REVOCATION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"\bstop (texting|messaging|sending|contacting|txting|msging|emailing|calling)\b",
+        r"\bstop (all )?(the )?(texts|messages|msgs|sms)\b",
+        r"\bno more (texts|messages|msgs|sms|txts)\b",
+        r"\b(dont|do not|never) (text|message|msg|txt|contact|sms) me\b",
+        r"\b(dont|do not) (send|want) (me )?(any )?(more )?(texts|messages|msgs)\b",
+        r"\bremove me from (your|the|this)( \w+)? (list|texts|messages|contacts)\b",
+        r"\btake me off (your|the|this)( \w+)? (list|texts|messages)\b",
+        r"\bunsubscribe me\b",
+        r"\bopt me out\b",
+        r"\b(i want to|please|pls) (unsubscribe|opt out|optout)\b",
+        r"\blose my number\b",
+        # Spanish
+        r"\bdej(a|e|en|ar) de (enviar|mandar|escribir)(me|nos)?\b",
+        r"\bno me (envie|envies|envien|mande|mandes|manden|escriba|escribas|escriban) mas\b",
+        r"\bno quiero (recibir )?mas (mensajes|textos|sms)\b",
+        r"\b(dame|darme|denme) de baja\b",
+    )
+)
+
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
+_NON_WORD = re.compile(r"[^a-z0-9 ]+")
+
+
+def _strip_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def normalise_for_keywords(body: str) -> str:
+    """Lower case, accents and apostrophes removed, punctuation/emoji as spaces."""
+    text = _strip_accents(to_gsm_friendly(body)).lower().replace("'", "")
+    text = text.replace("opt-out", "optout").replace("opt out", "optout")
+    text = text.replace("opt-in", "optin").replace("opt in", "optin")
+    text = _NON_WORD.sub(" ", text)
+    return " ".join(text.split())
+
+
+def classify_keyword(body: str, awaiting_opt_in: bool = False) -> KeywordIntent | None:
+    """The compliance intent of an inbound message, or None for ordinary text.
+
+    ``awaiting_opt_in``: we just asked the patient to reply YES to subscribe, so a
+    bare YES counts as opt-in.  Otherwise YES is ordinary dialogue.
+    """
+    text = normalise_for_keywords(body)
+    if not text:
+        return None
+    words = text.split()
+    if len(words) == 1:
+        word = words[0]
+        if word in OPT_OUT_KEYWORDS:
+            return KeywordIntent.OPT_OUT
+        if word in OPT_IN_KEYWORDS:
+            return KeywordIntent.OPT_IN
+        if word in HELP_KEYWORDS:
+            return KeywordIntent.HELP
+        if awaiting_opt_in and word in _AFFIRMATIVE_OPT_IN:
+            return KeywordIntent.OPT_IN
+        return None
+    # "STOP STOP", "stop please", "please stop now"
+    keywords = [w for w in words if w in _STRONG_OPT_OUT]
+    if keywords and all(w in _STRONG_OPT_OUT or w in _COURTESY for w in words):
+        return KeywordIntent.OPT_OUT
+    if any(p.search(text) for p in _REVOCATION_PATTERNS):
+        return KeywordIntent.OPT_OUT
+    if all(w in OPT_IN_KEYWORDS or w in _COURTESY for w in words) and any(w in OPT_IN_KEYWORDS for w in words):
+        return KeywordIntent.OPT_IN
+    if (
+        awaiting_opt_in
+        and all(w in _AFFIRMATIVE_OPT_IN or w in _COURTESY for w in words)
+        and any(w in _AFFIRMATIVE_OPT_IN for w in words)
+    ):
+        return KeywordIntent.OPT_IN
+    return None
+
+
+# ---------------------------------------------------------------- quiet hours
+QUIET_START_DEFAULT = time(8)
+QUIET_END_DEFAULT = time(21)
+
+
+def _check_window(start: time, end: time) -> None:
+    if start >= end:
+        raise ValueError("send window start must be before its end")
+
+
+def is_within_window(
+    now_utc: datetime, tz: str, start: time = QUIET_START_DEFAULT, end: time = QUIET_END_DEFAULT
+) -> bool:
+    """True if ``now_utc`` is within [start, end) in the recipient's local time."""
+    _check_window(start, end)
+    if now_utc.tzinfo is None:
+        raise ValueError("now_utc must be timezone-aware")
+    local = now_utc.astimezone(ZoneInfo(tz)).time().replace(tzinfo=None)
+    return start <= local < end
+
+
+def next_allowed_send_time(
+    now_utc: datetime, tz: str, start: time = QUIET_START_DEFAULT, end: time = QUIET_END_DEFAULT
+) -> datetime:
+    """``now_utc`` if sending is allowed now, else the next local ``start``, in UTC.
+
+    Marketing is deferred, never dropped: the caller schedules the send for the
+    returned instant.  Computed on the local calendar with zoneinfo, so a DST
+    change overnight still yields 08:00 local the next morning.
+    """
+    _check_window(start, end)
+    if now_utc.tzinfo is None:
+        raise ValueError("now_utc must be timezone-aware")
+    zone = ZoneInfo(tz)
+    local = now_utc.astimezone(zone)
+    local_time = local.time().replace(tzinfo=None)
+    if start <= local_time < end:
+        return now_utc.astimezone(ZoneInfo("UTC"))
+    day = local.date() if local_time < start else local.date() + timedelta(days=1)
+    # Round-trip through UTC so a start inside a DST gap maps to a real instant.
+    return datetime.combine(day, start, tzinfo=zone).astimezone(ZoneInfo("UTC"))
+
+
+# ---------------------------------------------------------------- templates
+def _gsm(text: str) -> str:
+    return to_gsm_friendly(text)
+
+
+def help_reply(clinic_name: str, clinic_phone: str) -> str:
+    """Reply to HELP: who we are, how to reach a human, how to stop."""
+    return _gsm(
+        f"{clinic_name}: appointment texts & info. For help call {clinic_phone}. "
+        "Msg&data rates may apply. Reply STOP to opt out."
+    )
+
+
+def opt_out_confirmation(clinic_name: str) -> str:
+    """The one message allowed after an opt-out (CTIA): confirm, no marketing."""
+    return _gsm(f"{clinic_name}: You're unsubscribed and will get no more texts. Reply START to resubscribe.")
+
+
+def opt_in_confirmation(clinic_name: str) -> str:
+    return _gsm(
+        f"{clinic_name}: You're subscribed to appointment texts. Msg frequency varies. "
+        "Msg&data rates may apply. Reply HELP for help. Reply STOP to opt out."
+    )

@@ -1,0 +1,198 @@
+"""Ports: the small Protocols through which domain code reaches the outside world.
+
+Each port has one real adapter (in ``worker/integrations``) and one test fake.
+Domain code receives ports as arguments and never constructs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+# ---------------------------------------------------------------- clock
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+# ---------------------------------------------------------------- SMS
+@dataclass(frozen=True)
+class OutboundSms:
+    outbox_id: int
+    clinic_id: int
+    to: str  # E.164
+    from_: str  # E.164 sending number of the clinic
+    body: str
+    status_callback_url: str | None = None
+    messaging_service_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class SmsSendResult:
+    provider_message_id: str
+    status: str  # queued | sent | ...
+    segments: int = 1
+
+
+class SmsSendError(Exception):
+    """A send failed.  ``retryable`` tells the caller whether to try again."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class SmsSender(Protocol):
+    def send(self, message: OutboundSms) -> SmsSendResult: ...
+
+    def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
+        """Reconciliation: the provider id of ``message`` if the provider already
+        has it (a send whose outcome we never recorded), else None."""
+        ...
+
+
+# ---------------------------------------------------------------- payments
+@dataclass(frozen=True)
+class DepositRequest:
+    clinic_id: int
+    appointment_id: int
+    amount_cents: int
+    currency: str
+    description: str
+    expires_at: datetime
+    idempotency_key: str
+    success_url: str
+    cancel_url: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckoutLink:
+    session_id: str
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    status: str
+    amount_cents: int
+
+
+class PaymentError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Payments(Protocol):
+    def create_deposit_checkout(self, request: DepositRequest) -> CheckoutLink: ...
+
+    def refund(self, payment_intent_id: str, amount_cents: int, idempotency_key: str) -> RefundResult: ...
+
+
+# ---------------------------------------------------------------- calendar
+@dataclass(frozen=True)
+class BusyInterval:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    event_id: str  # deterministic, base32hex (Google's rule: [a-v0-9]{5,1024})
+    summary: str
+    start: datetime
+    end: datetime
+    description: str = ""
+
+
+class CalendarError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Calendar(Protocol):
+    def busy(self, calendar_ids: Sequence[str], start: datetime, end: datetime) -> dict[str, list[BusyInterval]]: ...
+
+    def upsert_event(self, calendar_id: str, event: CalendarEvent) -> None:
+        """Create the event, or bring an existing one with the same id up to date."""
+        ...
+
+    def delete_event(self, calendar_id: str, event_id: str) -> None:
+        """Delete; an event that is already gone is not an error."""
+        ...
+
+
+# ---------------------------------------------------------------- LLM
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model produced it (may be malformed)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message in OpenAI Chat Completions shape."""
+
+    role: str  # system | user | assistant | tool
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    content: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: ModelUsage = field(default_factory=ModelUsage)
+    model: str = ""
+
+
+class ModelUnavailable(Exception):
+    """The model could not answer within the turn's deadline (after retries)."""
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What a ChatModel may know beyond the messages (the offline policy uses it;
+    an LLM gets the same facts inside the system prompt)."""
+
+    clinic_timezone: str
+    now: datetime
+    agent_state: str
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]],
+        context: TurnContext,
+    ) -> ModelReply: ...
+
+
+# ---------------------------------------------------------------- embeddings
+class Embedder(Protocol):
+    name: str
+    dimensions: int
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...

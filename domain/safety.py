@@ -1,0 +1,141 @@
+"""Medical-safety and prompt-injection screens on inbound text.
+
+Why: a patient describing breathing trouble or a blanching lip after filler
+must get an immediate, safe, non-diagnostic reply and a human, whatever the
+model would have said.  The screen runs before the model, is deterministic,
+and errs towards flagging (a false alarm costs a staff call; a miss can cost
+tissue or a life).
+
+``detect_injection`` flags obvious prompt-injection attempts for auditing and
+to steer the offline policy.  It is never the only defence: tools are scoped by
+state and by the conversation's own clinic and patient.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+from domain.segments import to_gsm_friendly
+
+
+class Urgency(StrEnum):
+    EMERGENCY = "emergency"  # call 911
+    URGENT = "urgent"  # call the clinic now
+
+
+@dataclass(frozen=True)
+class SafetyFlag:
+    """What was detected: a level and a category label (never the message text)."""
+
+    urgency: Urgency
+    category: str
+
+
+_CANT = r"(?:cant|can not|cannot|couldnt|could not|unable to|hard to|struggling to|trouble|difficulty|problems?|hard time)"
+_CANT_SEE_OBJECT = (
+    r"(?:the|a|an|your|any|it|where|how|what|when|if|why|whether|you|him|her|them|that|this|which|"
+    r"dr|doctor|link|my (?:appointment|booking|confirmation|receipt|invoice|deposit|email|message|text)s?)"
+)
+_BODY = r"(?:skin|lip|lips|nose|area|spot|spots|patch|patches|face|cheek|cheeks|chin|forehead|site|tissue|it|tip)"
+_DUSKY = r"(?:blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|mottled|blanched)"
+_COLOUR = r"(?:white|whitish|pale|blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|blotchy|mottled|blanched|black)"
+
+_RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
+    (urgency, category, re.compile(pattern))
+    for urgency, category, pattern in (
+        # --- emergencies: call 911
+        (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+(?:breathe|breath|breathing|breathin)\b"),
+        (Urgency.EMERGENCY, "breathing", r"\b(?:short(?:ness)? of breath|out of breath|wheezing|gasping|suffocating)\b"),
+        (Urgency.EMERGENCY, "breathing", r"\bthroat\s+(?:is\s+|feels\s+)?(?:closing|swelling|swollen|tight)"),
+        (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+swallow"),
+        (Urgency.EMERGENCY, "breathing", r"\b(?:tongue|throat)\s+(?:is\s+)?swell"),
+        (Urgency.EMERGENCY, "breathing", r"\banaphyla"),
+        (Urgency.EMERGENCY, "vision", r"\b(?:vision|eyesight|sight)\s+(?:is\s+)?(?:change|changes|changed|loss|lost|blurr|going|went|gone|weird|dark|black|spotty)"),
+        (Urgency.EMERGENCY, "vision", r"\b(?:blurr?y|blurred|double|loss of|lost my|losing my|losing|no)\s+vision\b"),
+        (Urgency.EMERGENCY, "vision", rf"\b(?:cant|can not|cannot|couldnt|could not)\s+see\b(?!\s+{_CANT_SEE_OBJECT}\b)"),
+        (Urgency.EMERGENCY, "vision", r"\b(?:go|going|gone|went)\s+blind\b|\bblind\s+(?:in|spot)"),
+        (Urgency.EMERGENCY, "chest_pain", r"\bchest\s+(?:pain|pains|hurts|is hurting|tight|tightness|pressure)\b|\bheart attack\b"),
+        (Urgency.EMERGENCY, "vascular_occlusion", rf"\b{_BODY}\b(?:\s+\w+){{0,4}}?\s+(?:turning|turned|going|gone|getting|got|became|becoming|looks|look|looking)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_COLOUR}\b"),
+        (Urgency.EMERGENCY, "vascular_occlusion", rf"\b{_BODY}\s+(?:is|are)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_DUSKY}\b"),
+        (Urgency.EMERGENCY, "vascular_occlusion", rf"\b(?:{_DUSKY}|white)\s+(?:patch|patches|blotch|blotches)\b"),
+        (Urgency.EMERGENCY, "vascular_occlusion", r"\bblanch(?:ing|ed)?\b|\bmottl(?:ed|ing)\b|\blivedo\b"),
+        (Urgency.EMERGENCY, "unconscious", r"\b(?:fainted|passed out|unconscious|unresponsive|collapsed|blacked out|seizure)\b"),
+        (Urgency.EMERGENCY, "stroke", r"\b(?:face\s+(?:is\s+)?drooping|slurred speech|stroke)\b"),
+        # --- urgent: call the clinic now
+        (Urgency.URGENT, "allergic_reaction", r"\ballergic\s+reaction\b|\bhives\b|\b(?:having|had)\s+(?:a|an)\s+(?:bad\s+)?reaction\b"),
+        (Urgency.URGENT, "swelling", r"\b(?:swelling|swollen|swelled|puffy)\s+(?:after|from|since)\b"),
+        (Urgency.URGENT, "swelling", r"\b(?:is|are|r|so|really|very|super|still|getting|got|keeps|extremely|badly)\s+(?:really\s+|very\s+|so\s+)?(?:swollen|swelling|swelled)\b"),
+        (Urgency.URGENT, "swelling", r"\b(?:lots of|a lot of|severe|bad|major|huge|massive)\s+swelling\b|\bswelled up\b|\bswollen shut\b"),
+        (Urgency.URGENT, "pain", r"\b(?:severe|extreme|excruciating|unbearable|terrible|intense|horrible|awful|sharp|really bad|so much|a lot of|lots of|worst)\s+(?:pain|burning|throbbing)\b"),
+        (Urgency.URGENT, "pain", r"\bhurts?\s+(?:so|really|very|like)\s+(?:bad|badly|much|hell)\b|\bin (?:so much|a lot of) pain\b"),
+        (Urgency.URGENT, "infection", r"\b(?:infection|infected|pus|oozing|abscess|fever|feverish|chills)\b"),
+        (Urgency.URGENT, "blister", r"\bblister(?:s|ing|ed)?\b|\bburn(?:ed|t)?\s+(?:my|skin|from|after)\b|\bburns\b"),
+    )
+)
+
+
+def _normalise(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", to_gsm_friendly(text))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower().replace("'", "")
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
+
+
+def detect_emergency(text: str) -> SafetyFlag | None:
+    """The most urgent safety flag in ``text``, or None.
+
+    Emergencies (breathing, vision, chest pain, signs of vascular occlusion,
+    loss of consciousness) rank above urgent signs (swelling, severe pain,
+    infection, allergic reaction, blisters).
+    """
+    normalised = _normalise(text)
+    found: SafetyFlag | None = None
+    for urgency, category, pattern in _RULES:
+        if pattern.search(normalised):
+            if urgency is Urgency.EMERGENCY:
+                return SafetyFlag(urgency, category)
+            found = found or SafetyFlag(urgency, category)
+    return found
+
+
+def emergency_reply(flag: SafetyFlag, clinic_name: str, clinic_phone: str) -> str:
+    """Immediate safe reply: where to get help now; no diagnosis, no advice beyond that."""
+    if flag.urgency is Urgency.EMERGENCY:
+        text = (
+            f"{clinic_name}: Please call 911 or go to the nearest emergency room now. "
+            f"We've alerted our team and will follow up. Clinic: {clinic_phone}."
+        )
+    else:
+        text = (
+            f"{clinic_name}: Please call the clinic now at {clinic_phone} so a provider can help you. "
+            "We've alerted our team. If you have trouble breathing, vision changes or chest pain, call 911."
+        )
+    return to_gsm_friendly(text)
+
+
+# ---------------------------------------------------------------- prompt injection
+_INJECTION = tuple(
+    re.compile(p)
+    for p in (
+        r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:your|the|previous|prior|above|earlier|these|those|my previous)\s+(?:\w+\s+)?(?:instructions|rules|prompts?|guidelines|directions|programming|policies)\b",
+        r"\byou\s+are\s+now\b",
+        r"\b(?:system|developer|hidden|initial)\s+(?:prompt|message|instructions)\b",
+        r"\b(?:reveal|show|print|repeat|tell me)\s+(?:me\s+)?(?:your|the)\s+(?:instructions|prompt|rules|system)\b",
+        r"\b(?:developer|dan|god|admin|debug)\s+mode\b|\bjailbreak\b",
+        r"\bpretend\s+(?:to be|you are|youre)\b|\bact as\s+(?:an?\s+)?(?:admin|administrator|developer|system|staff|doctor)\b",
+        r"\b(?:other|another|all|every|any)\s+(?:\w+\s+)?(?:clients|patients|customers|peoples?|users|members)s?\s+(?:\w+\s+)?(?:phone|phones|numbers?|info|information|data|records|appointments|emails?|names|addresses|details)\b",
+        r"\b(?:list|give me|send me|show me|export|dump)\s+(?:all\s+|every\s+)?(?:the\s+)?(?:patients|clients|customers|users)\b",
+        r"\bcancel\s+(?:every|all)\s+(?:of\s+)?(?:the\s+)?(?:appointments?|bookings?|appts?)\b",
+        r"\bcancel\s+(?:everyones|everybodys|all patients|all clients|other patients|other peoples)\b",
+        r"\bignore\s+(?:everything|all)\s+(?:above|before|previous|prior)\b",
+        r"\b(?:delete|drop|wipe)\s+(?:all|every|the)\s+(?:\w+\s+)?(?:appointments|patients|records|data|database|tables?)\b",
+    )
+)
+
+
+def detect_injection(text: str) -> bool:
+    """True for obvious prompt-injection or data-exfiltration attempts (audit signal only)."""
+    normalised = _normalise(text)
+    return any(p.search(normalised) for p in _INJECTION)

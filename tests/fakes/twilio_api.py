@@ -1,0 +1,194 @@
+"""Local stand-in for the Twilio Messages API (2010-04-01), checked at the wire.
+
+It accepts what the real API accepts for sending an SMS — a form-encoded
+POST with HTTP basic auth of account SID and auth token — and answers with
+the same JSON shape, so the official ``twilio`` SDK parses it unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+from tests.fakes.http import FakeHttpServer, RecordedRequest, Reply, require
+
+_MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
+_GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
+)
+
+
+def count_segments(body: str) -> int:
+    """Segments as Twilio bills them: GSM-7 160/153 per part, else UCS-2 70/67."""
+    if all(ch in _GSM7 for ch in body):
+        single, multi = 160, 153
+        length = sum(2 if ch in "^{}\\[~]|€" else 1 for ch in body)
+    else:
+        single, multi = 70, 67
+        length = len(body.encode("utf-16-le")) // 2
+    return 1 if length <= single else -(-length // multi)
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """The X-Twilio-Signature Twilio would send for a webhook POST to ``url`` with ``params``."""
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def _rfc2822(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+@dataclass
+class SentMessage:
+    sid: str
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str
+    status_callback: str | None
+    date_created: datetime
+    num_segments: int
+
+
+class FakeTwilioApi(FakeHttpServer):
+    """POST/GET /2010-04-01/Accounts/{sid}/Messages.json with basic-auth and field checks."""
+
+    def __init__(self, account_sid: str, auth_token: str) -> None:
+        super().__init__()
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.messages: list[SentMessage] = []
+        self._store_lock = threading.Lock()
+
+    # ------------------------------------------------------------ scripted failures
+    def fail_next(self, count: int, status: int, *, code: int | None = None, message: str = "fake failure") -> None:
+        body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+        self.script(Reply(status, body), times=count)
+
+    def rate_limit_next(self, count: int = 1) -> None:
+        self.fail_next(count, 429, code=20429, message="Too Many Requests")
+
+    def server_error_next(self, count: int = 1) -> None:
+        self.fail_next(count, 500, code=20500, message="Internal Server Error")
+
+    def unsubscribed_next(self, count: int = 1) -> None:
+        self.fail_next(count, 400, code=21610, message="Attempt to send to unsubscribed recipient")
+
+    def delay_next(self, seconds: float, count: int = 1) -> None:
+        """Hold the next responses back; the client is expected to time out before they arrive."""
+        self.script(Reply(500, {"code": 20500, "message": "late", "status": 500}, delay_s=seconds), times=count)
+
+    # ------------------------------------------------------------ behaviour
+    def violation_reply(self, message: str) -> Reply:
+        return Reply(400, {"code": 21000, "message": f"fake: {message}", "status": 400})
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        match = _MESSAGES_PATH.match(request.path)
+        if match is None:
+            return Reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+        require(match["sid"] == self.account_sid, f"account sid in path {match['sid']!r} is not the configured one")
+        if not self._authorised(request):
+            return Reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+        if request.method == "POST":
+            return self._create(request)
+        if request.method == "GET":
+            return self._list(request)
+        return Reply(405, {"code": 20004, "message": "Method not allowed", "status": 405})
+
+    def _authorised(self, request: RecordedRequest) -> bool:
+        header = request.header("Authorization") or ""
+        require(header.startswith("Basic "), "missing HTTP basic auth")
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user == self.account_sid and password == self.auth_token
+
+    def _create(self, request: RecordedRequest) -> Reply:
+        require(
+            (request.header("Content-Type") or "").startswith("application/x-www-form-urlencoded"),
+            "create must be form-encoded",
+        )
+        form = {k: v[-1] for k, v in request.form().items()}
+        require(form.get("To"), "To is required")
+        require(re.fullmatch(r"\+[1-9]\d{6,14}", form["To"]), "To must be E.164")
+        require(form.get("Body"), "Body is required")
+        require(form.get("From") or form.get("MessagingServiceSid"), "From or MessagingServiceSid is required")
+        if form.get("MessagingServiceSid"):
+            require(re.fullmatch(r"MG[0-9a-f]{32}", form["MessagingServiceSid"]), "bad MessagingServiceSid")
+        if form.get("StatusCallback"):
+            require(form["StatusCallback"].startswith(("http://", "https://")), "StatusCallback must be a URL")
+        message = SentMessage(
+            sid="SM" + secrets.token_hex(16),
+            to=form["To"],
+            from_=form.get("From"),
+            messaging_service_sid=form.get("MessagingServiceSid"),
+            body=form["Body"],
+            status_callback=form.get("StatusCallback"),
+            date_created=datetime.now(UTC).replace(microsecond=0),
+            num_segments=count_segments(form["Body"]),
+        )
+        with self._store_lock:
+            self.messages.append(message)
+        return Reply(201, self._resource(message, status="queued"))
+
+    def _list(self, request: RecordedRequest) -> Reply:
+        query = {k: v[-1] for k, v in request.query.items()}
+        after = _parse_twilio_date(query["DateSent>"]) if "DateSent>" in query else None
+        with self._store_lock:
+            found = [
+                m
+                for m in reversed(self.messages)  # newest first, like Twilio
+                if ("To" not in query or m.to == query["To"])
+                and ("From" not in query or m.from_ == query["From"])
+                and (after is None or m.date_created >= after)
+            ]
+        uri = request.path
+        payload = {
+            "messages": [self._resource(m, status="sent") for m in found],
+            "end": max(len(found) - 1, 0),
+            "first_page_uri": uri + "?PageSize=50&Page=0",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": 50,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
+        return Reply(200, payload)
+
+    def _resource(self, message: SentMessage, *, status: str) -> dict[str, Any]:
+        return {
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": message.body,
+            "date_created": _rfc2822(message.date_created),
+            "date_sent": _rfc2822(message.date_created) if status != "queued" else None,
+            "date_updated": _rfc2822(message.date_created),
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": message.from_,
+            "messaging_service_sid": message.messaging_service_sid,
+            "num_media": "0",
+            "num_segments": str(message.num_segments),
+            "price": None,
+            "price_unit": "USD",
+            "sid": message.sid,
+            "status": status,
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}/Media.json"},
+            "to": message.to,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}.json",
+        }
+
+
+def _parse_twilio_date(text: str) -> datetime:
+    if len(text) == 10:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

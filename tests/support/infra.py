@@ -1,0 +1,52 @@
+"""Throwaway Postgres 18 (+pgvector, btree_gist) and Redis for the test session.
+
+Started on free ports under a temporary folder, migrated and seeded once per
+session, stopped at the end.  Nothing here depends on services the developer's
+own session started.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from medspa import devstack
+from medspa.services import Infrastructure, load_seed, migrate
+
+
+def start_test_infrastructure() -> tuple[Infrastructure, Path]:
+    data_dir = Path(tempfile.mkdtemp(prefix="medspa-test-"))
+    os.chmod(data_dir, 0o755)
+    pg_port = devstack.start_postgres(data_dir, fsync=False)
+    urls = devstack.bootstrap_database(pg_port)
+    redis_port = devstack.start_redis(data_dir, appendonly=False)
+    infra = Infrastructure(
+        database_url=urls.app_url,
+        migration_database_url=urls.owner_url,
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        embedded_postgres=True,
+        embedded_redis=True,
+    )
+    migrate(infra.migration_database_url)
+    load_seed(infra.migration_database_url)
+    return infra, data_dir
+
+
+def stop_test_infrastructure(data_dir: Path) -> None:
+    devstack.stop_redis(data_dir)
+    devstack.stop_postgres(data_dir)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes (no blind sleeps)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")

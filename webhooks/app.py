@@ -1,0 +1,139 @@
+"""The ASGI app: routes, startup and shutdown.  No domain logic, no LLM imports.
+
+Run with ``uvicorn --factory webhooks.app:create_app`` (``medspa dev up`` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+from medspa.broker import build_broker
+from medspa.logs import configure_logging
+from medspa.secrets import load_webhook_secrets
+from medspa.settings import Settings, get_settings
+from webhooks import chat, stripe_events, twilio
+from webhooks.chat_store import ChatStore
+from webhooks.enqueue import BackgroundEnqueuer
+from webhooks.inbox import Inbox
+from webhooks.outbox_status import OutboxStatus
+from webhooks.ratelimit import RateLimiter
+from webhooks.state import AppState
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.app.state.medspa
+    checks: dict[str, str] = {}
+    try:
+        await state.inbox.ping()
+        checks["postgres"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+        checks["postgres"] = type(exc).__name__
+    try:
+        await state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = type(exc).__name__
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def _static(name: str, media_type: str) -> Route:
+    async def serve(_: Request) -> Response:
+        path = STATIC / name
+        if not path.exists():
+            return JSONResponse({"error": f"{name} is not available"}, status_code=404)
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return Route(f"/{name}", serve, methods=["GET"])
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set for the webhook app (medspa dev up sets them)")
+    secrets = load_webhook_secrets(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(
+            _libpq_url(str(settings.database_url)), min_size=2, max_size=16, open=False,
+            kwargs={"application_name": "medspa-webhooks"},
+        )
+        await pool.open(wait=True, timeout=30)
+        redis_client = aioredis.Redis.from_url(str(settings.redis_url))
+        broker = build_broker(str(settings.redis_url))
+        enqueuer = BackgroundEnqueuer(broker)
+        app.state.medspa = AppState(
+            pool=pool,
+            redis=redis_client,
+            inbox=Inbox(pool),
+            chat_store=ChatStore(pool),
+            outbox_status=OutboxStatus(pool),
+            rate_limiter=RateLimiter(redis_client),
+            enqueuer=enqueuer,
+            twilio_validator=RequestValidator(secrets.twilio_auth_token),
+            stripe_webhook_secret=secrets.stripe_webhook_secret,
+            chat_secret=secrets.chat_token_secret,
+            public_base_url=settings.public_base_url,
+            sender_limit_per_min=settings.rate_limit_per_sender_per_min,
+            session_limit_per_min=settings.rate_limit_per_session_per_min,
+            chat_token_ttl_s=settings.chat_token_ttl_s,
+            dev_mode=settings.environment != "production",
+        )
+        log.info("webhooks ready", extra={"twilio_dev_secret": secrets.twilio_is_dev})
+        try:
+            yield
+        finally:
+            enqueuer.close()
+            broker.close()
+            await redis_client.aclose()
+            await pool.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/webhooks/twilio/sms", twilio.inbound_sms, methods=["POST"]),
+        Route("/webhooks/twilio/status", twilio.status_callback, methods=["POST"]),
+        Route("/webhooks/stripe", stripe_events.stripe_webhook, methods=["POST"]),
+        Route("/webhooks/chat/session", chat.create_session, methods=["POST"]),
+        Route("/webhooks/chat/messages", chat.post_message, methods=["POST"]),
+        Route("/webhooks/chat/handover", chat.handover_to_sms, methods=["POST"]),
+        Route("/webhooks/chat/stream", chat.stream, methods=["GET"]),
+        Route("/webhooks/chat/{path:path}", chat.preflight, methods=["OPTIONS"]),
+        _static("widget.js", "application/javascript"),
+        _static("widget.css", "text/css"),
+    ]
+    if settings.environment != "production":
+        routes.append(Route("/", _demo_page, methods=["GET"]))
+        routes.append(Route("/demo", _demo_page, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _demo_page(_: Request) -> Response:
+    path = STATIC / "demo.html"
+    if not path.exists():
+        return JSONResponse({"error": "demo page not available"}, status_code=404)
+    return FileResponse(path, media_type="text/html")

@@ -1,0 +1,91 @@
+"""The webhook app's few reads and writes for web chat sessions (async psycopg, RLS-scoped)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+
+@dataclass(frozen=True)
+class ChatClinic:
+    id: int
+    name: str
+    origins: frozenset[str]
+
+
+class ChatStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._clinics: dict[str, ChatClinic] = {}
+        self._loaded_at = 0.0
+
+    async def _load(self) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT id, name, public_key, chat_origins FROM clinics")
+            rows = await cur.fetchall()
+        self._clinics = {r[2]: ChatClinic(int(r[0]), r[1], frozenset(r[3] or [])) for r in rows}
+        self._loaded_at = time.monotonic()
+
+    async def clinic_by_key(self, key: str) -> ChatClinic | None:
+        if time.monotonic() - self._loaded_at > 30 or key not in self._clinics:
+            await self._load()
+        return self._clinics.get(key)
+
+    async def origin_known(self, origin: str) -> bool:
+        if time.monotonic() - self._loaded_at > 30:
+            await self._load()
+        return any(origin in clinic.origins for clinic in self._clinics.values())
+
+    async def create_session(self, clinic_id: int, session_id: str, origin: str, expires_at: int) -> tuple[int, int]:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            cur = await conn.execute(
+                "INSERT INTO clients (clinic_id, tags) VALUES (%s, ARRAY['web-chat']) RETURNING id", (clinic_id,)
+            )
+            client_id = (await cur.fetchone())[0]  # type: ignore[index]
+            cur = await conn.execute(
+                "INSERT INTO conversations (clinic_id, client_id, channel) VALUES (%s, %s, 'chat') RETURNING id",
+                (clinic_id, client_id),
+            )
+            conversation_id = (await cur.fetchone())[0]  # type: ignore[index]
+            await conn.execute(
+                """INSERT INTO chat_sessions (clinic_id, token_id, client_id, conversation_id, origin, expires_at)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (clinic_id, session_id, client_id, conversation_id, origin, datetime.fromtimestamp(expires_at, UTC)),
+            )
+        return int(client_id), int(conversation_id)
+
+    async def history(self, clinic_id: int, conversation_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            cur = await conn.execute(
+                """SELECT id, role, body, created_at, meta FROM messages
+                   WHERE conversation_id = %s AND role IN ('user', 'assistant', 'staff') AND body <> ''
+                   ORDER BY id DESC LIMIT %s""",
+                (conversation_id, limit),
+            )
+            rows = await cur.fetchall()
+        items = []
+        for row in reversed(rows):
+            item: dict[str, Any] = {"id": f"m{row[0]}", "role": row[1], "text": row[2], "at": row[3].isoformat()}
+            if row[4] and row[4].get("quick_replies"):
+                item["quick_replies"] = row[4]["quick_replies"]
+            items.append(item)
+        return items
+
+    async def record_handover(self, clinic_id: int, client_id: int, e164: str, consent_text: str) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(
+                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
+                   VALUES (%s, %s, %s, 'opt_in', 'web_form', %s)""",
+                (clinic_id, client_id, e164, consent_text),
+            )
+            await conn.execute(
+                "UPDATE clients SET notes = notes || %s WHERE id = %s",
+                (f"\nAsked to continue by text at {e164} (web chat).", client_id),
+            )

@@ -1,0 +1,37 @@
+"""Small HTTP helpers shared by the routes: bounded body reads, errors, public URLs."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+def error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes | Response:
+    """The raw body, or 413 before parsing anything when it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return error(413, f"body larger than {limit} bytes")
+        except ValueError:
+            return error(400, "invalid Content-Length")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return error(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def public_url(public_base_url: str, request: Request) -> str:
+    """The URL the provider signed: our public base (behind TLS proxies) + path + query."""
+    url = public_base_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url

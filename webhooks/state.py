@@ -1,0 +1,35 @@
+"""What the webhook routes share: pools and clients built once at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from twilio.request_validator import RequestValidator
+
+from webhooks.chat_store import ChatStore
+from webhooks.enqueue import BackgroundEnqueuer
+from webhooks.inbox import Inbox
+from webhooks.outbox_status import OutboxStatus
+from webhooks.ratelimit import RateLimiter
+
+
+@dataclass
+class AppState:
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+    inbox: Inbox
+    chat_store: ChatStore
+    outbox_status: OutboxStatus
+    rate_limiter: RateLimiter
+    enqueuer: BackgroundEnqueuer
+    twilio_validator: RequestValidator
+    stripe_webhook_secret: str
+    chat_secret: str
+    public_base_url: str
+    max_body_bytes: int = 64 * 1024
+    sender_limit_per_min: int = 20
+    session_limit_per_min: int = 30
+    chat_token_ttl_s: int = 24 * 3600
+    dev_mode: bool = True

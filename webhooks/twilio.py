@@ -1,0 +1,95 @@
+"""Twilio webhooks: inbound SMS and delivery status callbacks.
+
+Inbound: size check → parse form → verify ``X-Twilio-Signature`` against the
+public URL → validate fields → route to the clinic by ``To`` → rate limit →
+durable inbox row keyed by ``MessageSid`` → 200 with empty TwiML → enqueue.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from medspa.broker import INBOUND_QUEUE, message_for
+from medspa.logs import new_trace_id, trace_id_var
+from webhooks.http import error, public_url, read_limited_body
+from webhooks.state import AppState
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+_REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
+# Status order: a late "sent" callback must not overwrite "delivered".
+_STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "unknown": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+
+
+async def _verified_form(request: Request, state: AppState) -> dict[str, str] | Response:
+    body = await read_limited_body(request, state.max_body_bytes)
+    if isinstance(body, Response):
+        return body
+    try:
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+    except UnicodeDecodeError:
+        return error(400, "body is not valid UTF-8 form data")
+    signature = request.headers.get("x-twilio-signature")
+    url = public_url(state.public_base_url, request)
+    if not signature or not state.twilio_validator.validate(url, params, signature):
+        log.warning("twilio signature rejected", extra={"path": request.url.path})
+        return error(403, "invalid or missing X-Twilio-Signature")
+    return params
+
+
+async def inbound_sms(request: Request) -> Response:
+    state: AppState = request.app.state.medspa
+    trace_id = new_trace_id()
+    trace_id_var.set(trace_id)
+    form = await _verified_form(request, state)
+    if isinstance(form, Response):
+        return form
+    missing = [name for name in _REQUIRED_SMS_FIELDS if name not in form]
+    if missing:
+        return error(400, f"missing required field(s): {', '.join(missing)}")
+    route = await state.inbox.clinic_for_number(form["To"])
+    if route is None:
+        log.warning("inbound sms for a number no clinic owns")
+        return error(404, "no clinic is configured for the To number")
+    if not await state.rate_limiter.allow(f"sms:{route.clinic_id}:{form['From']}", state.sender_limit_per_min):
+        return error(429, "too many messages from this sender; try again shortly", headers={"Retry-After": "60"})
+    payload = {"from": form["From"], "to": form["To"], "body": form["Body"], "num_media": form.get("NumMedia", "0")}
+    inbox_id = await state.inbox.record(
+        route.clinic_id, "sms", form["MessageSid"], f"sms:{form['From']}", payload, trace_id
+    )
+    if inbox_id is not None:
+        state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, route.clinic_id, inbox_id))
+        log.info("inbound sms recorded", extra={"clinic_id": route.clinic_id, "inbox_id": inbox_id})
+    else:
+        log.info("duplicate inbound sms ignored", extra={"clinic_id": route.clinic_id})
+    return PlainTextResponse(EMPTY_TWIML, media_type="text/xml")
+
+
+async def status_callback(request: Request) -> Response:
+    """Delivery status: moves an outbox row forward (never backward); idempotent, applied inline."""
+    state: AppState = request.app.state.medspa
+    form = await _verified_form(request, state)
+    if isinstance(form, Response):
+        return form
+    try:
+        outbox_id = int(request.query_params["outbox_id"])
+        clinic_id = int(request.query_params["clinic_id"])
+    except (KeyError, ValueError):
+        return error(400, "status callback URL must carry outbox_id and clinic_id")
+    status = form.get("MessageStatus") or form.get("SmsStatus")
+    if status not in _STATUS_RANK:
+        return error(400, "missing or unknown MessageStatus")
+    error_code = form.get("ErrorCode") or None
+    await state.outbox_status.apply(
+        clinic_id, outbox_id, status, _STATUS_RANK[status], error_code, form.get("MessageSid")
+    )
+    if error_code and state.enqueuer is not None:
+        state.enqueuer.submit(
+            message_for("handle_delivery_error", "outbox", clinic_id, outbox_id, str(error_code))
+        )
+    return Response(status_code=204)

@@ -1,0 +1,148 @@
+"""Dramatiq actors: thin and idempotent.  Each takes ids, calls the pipeline,
+and enqueues follow-ups only after its transaction committed.
+
+Run: ``dramatiq worker.actors --processes 2 --threads 8`` (``medspa worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import dramatiq
+from dramatiq.middleware import Middleware, Shutdown
+
+from medspa.broker import BULK_QUEUE, INBOUND_QUEUE, OUTBOX_QUEUE, SCHEDULED_QUEUE, TURNS_QUEUE, build_broker
+from medspa.logs import configure_logging
+from medspa.settings import get_settings
+from worker.container import Container, build_container, integration_modes
+from worker.sms_rate import SmsRateLimiter
+
+log = logging.getLogger(__name__)
+
+_settings = get_settings()
+configure_logging(_settings.log_level, json_output=_settings.log_json)
+broker = build_broker(str(_settings.redis_url or "redis://127.0.0.1:6379/0"))
+
+_container: Container | None = None
+_limiter: SmsRateLimiter | None = None
+_lock = threading.Lock()
+
+
+def install_container(container: Container) -> None:
+    """Tests (and the benchmark) install a container built with fakes before starting a worker."""
+    global _container, _limiter
+    with _lock:
+        _container = container
+        _limiter = SmsRateLimiter(container.redis, container.settings.sms_rate_per_number_per_s)
+
+
+def container() -> Container:
+    # Built once per process under a lock: racing threads must not each build an engine and pool.
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                install_container(build_container(get_settings()))
+                log.info("worker ready", extra={"integrations": integration_modes(get_settings())})
+    assert _container is not None
+    return _container
+
+
+def limiter() -> SmsRateLimiter:
+    container()
+    assert _limiter is not None
+    return _limiter
+
+
+class BuildContainerAtBoot(Middleware):
+    """Build the composition root when a worker process boots, before its threads start."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        container()
+
+
+broker.add_middleware(BuildContainerAtBoot())
+
+
+def _send_outbox(clinic_id: int, outbox_ids: list[int]) -> None:
+    for outbox_id in outbox_ids:
+        send_outbox.send(clinic_id, outbox_id)
+
+
+@dramatiq.actor(queue_name=INBOUND_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)
+def handle_inbound_event(clinic_id: int, inbox_id: int) -> None:
+    from worker.turns import handle_inbound
+
+    try:
+        handle_inbound(container(), clinic_id, inbox_id, _send_outbox)
+    except Shutdown:
+        # SIGTERM mid-turn: the lease expires and the sweeper hands the conversation to another worker.
+        log.warning("shutdown during a turn; leaving it to lease expiry", extra={"clinic_id": clinic_id})
+        raise
+
+
+@dramatiq.actor(queue_name=TURNS_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)
+def run_conversation(clinic_id: int, conversation_id: int) -> None:
+    from worker.turns import run_conversation as run
+
+    run(container(), clinic_id, conversation_id, _send_outbox)
+
+
+def _send(clinic_id: int, outbox_id: int, queue: str) -> None:
+    from worker.outbox import RetryLater, send_outbox_message
+
+    try:
+        outcome = send_outbox_message(container(), limiter(), clinic_id, outbox_id)
+    except RetryLater:
+        raise  # Dramatiq retries with backoff; the row is 'unknown' and will be reconciled first
+    if outcome.status == "deferred" and outcome.delay_ms is not None:
+        actor = send_outbox_bulk if queue == BULK_QUEUE else send_outbox
+        actor.send_with_options(args=(clinic_id, outbox_id), delay=max(50, outcome.delay_ms))
+
+
+# Sends: retried explicitly (at most once per row is guaranteed by the claim, not by retry counts).
+@dramatiq.actor(queue_name=OUTBOX_QUEUE, max_retries=6, min_backoff=500, max_backoff=30_000, time_limit=60_000)
+def send_outbox(clinic_id: int, outbox_id: int) -> None:
+    _send(clinic_id, outbox_id, OUTBOX_QUEUE)
+
+
+@dramatiq.actor(queue_name=BULK_QUEUE, max_retries=6, min_backoff=1000, max_backoff=60_000, time_limit=60_000)
+def send_outbox_bulk(clinic_id: int, outbox_id: int) -> None:
+    _send(clinic_id, outbox_id, BULK_QUEUE)
+
+
+@dramatiq.actor(queue_name=OUTBOX_QUEUE, max_retries=3)
+def handle_delivery_error(clinic_id: int, outbox_id: int, error_code: str) -> None:
+    from sqlalchemy import text
+
+    from worker.outbox import apply_delivery_error
+
+    with container().database.tenant_scope(clinic_id) as session:
+        row = session.execute(
+            text("SELECT client_id, to_address FROM outbox WHERE id = :id"), {"id": outbox_id}
+        ).one_or_none()
+        if row is not None:
+            apply_delivery_error(session, clinic_id, row[0], row[1], error_code)
+
+
+@dramatiq.actor(queue_name=INBOUND_QUEUE, max_retries=5, min_backoff=1000, max_backoff=60_000)
+def handle_payment_event(clinic_id: int, inbox_id: int) -> None:
+    from worker.payments_flow import apply_payment_event
+
+    apply_payment_event(container(), clinic_id, inbox_id, _send_outbox)
+
+
+def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
+    actor = {
+        "inbound": handle_inbound_event, "payment": handle_payment_event, "conversation": run_conversation,
+        "outbox": send_outbox,
+    }[kind]
+    actor.send(clinic_id, item_id)
+
+
+@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+def sweep() -> None:
+    from worker.sweeper import sweep as run_sweep
+
+    run_sweep(container(), _sweep_enqueue)

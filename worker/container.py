@@ -1,0 +1,186 @@
+"""The composition root: builds the real graph (engine, broker, adapters, brain)
+from settings, once per worker process.  Tests build the same ``Container``
+with fakes at the outside boundary (the OpenAI/Twilio/Stripe/Google fakes, a
+controllable clock).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from sqlalchemy import text
+
+from db.engine import Database, make_engine
+from domain.conversation import Brain, ClinicProfile, ToolExecutor
+from domain.ports import Calendar, ChatModel, Clock, Embedder, Payments, SmsSender
+from medspa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    database: Database
+    redis: redis.Redis
+    clock: Clock
+    sms: SmsSender
+    payments: Payments
+    calendar: Calendar
+    model: ChatModel
+    brain: Brain
+    embedder: Embedder | None
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _clinics: dict[int, tuple[float, ClinicProfile, dict[str, Any]]] = field(default_factory=dict)
+    _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tool_executor(self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int) -> ToolExecutor:
+        from worker.tool_executor import DbToolExecutor
+
+        return DbToolExecutor(
+            self.database, clinic_id=clinic_id, client_id=client_id, conversation_id=conversation_id,
+            fence_version=fence_version, now=self.clock.now(), payments=self.payments, calendar=self.calendar,
+            embedder=self.embedder, public_base_url=self.settings.public_base_url,
+        )
+
+    def clinic(self, clinic_id: int) -> tuple[ClinicProfile, dict[str, Any]]:
+        """Clinic profile plus routing facts (sms number, on-call phone); cached for a minute per process."""
+        cached = self._clinics.get(clinic_id)
+        if cached and time.monotonic() - cached[0] < 60:
+            return cached[1], cached[2]
+        with self.database.tenant_scope(clinic_id) as session:
+            row = session.execute(
+                text(
+                    """SELECT c.id, c.name, c.timezone, c.phone, c.address, c.business_hours, c.holidays, c.policies,
+                              c.oncall_phone,
+                              (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1)
+                                  AS sms_number,
+                              (SELECT messaging_service_sid FROM clinic_phone_numbers n WHERE n.clinic_id = c.id
+                                  ORDER BY id LIMIT 1) AS messaging_service_sid
+                       FROM clinics c WHERE c.id = :id"""
+                ),
+                {"id": clinic_id},
+            ).mappings().one()
+        profile = ClinicProfile(
+            id=int(row["id"]), name=row["name"], timezone=row["timezone"], phone=row["phone"],
+            address=row["address"], business_hours=row["business_hours"], holidays=list(row["holidays"]),
+            policies=row["policies"],
+        )
+        routing = {
+            "sms_number": row["sms_number"] or "", "oncall_phone": row["oncall_phone"],
+            "messaging_service_sid": row["messaging_service_sid"],
+        }
+        with self._clinic_lock:
+            self._clinics[clinic_id] = (time.monotonic(), profile, routing)
+        return profile, routing
+
+    def close(self) -> None:
+        self.database.dispose()
+        self.redis.close()
+
+
+def pool_size_for(settings: Settings) -> int:
+    """Connections per worker process: turns hold a connection only between model calls, so a fraction of
+    the threads suffices; never more than the threads."""
+    if settings.db_pool_size:
+        return settings.db_pool_size
+    return max(4, min(settings.worker_threads, 4 + settings.worker_threads // 4))
+
+
+def build_model(settings: Settings) -> ChatModel:
+    provider = settings.model_provider
+    if provider == "auto":
+        provider = "openai" if settings.openai_enabled else "offline"
+    if provider == "openai":
+        if settings.openai_api_key is None:
+            raise RuntimeError("MODEL_PROVIDER=openai needs OPENAI_API_KEY")
+        from worker.integrations.openai_model import OpenAIChatModel
+
+        return OpenAIChatModel(
+            settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_model,
+            deadline_s=settings.model_deadline_s,
+        )
+    if provider == "bench":
+        from worker.integrations.bench_model import BenchModel
+
+        return BenchModel(latency_ms=settings.bench_model_latency_ms)
+    from domain.offline_policy import OfflinePolicy
+
+    return OfflinePolicy()
+
+
+def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    from domain.agent_loop import AgentBrain
+    from worker.integrations import console
+    from worker.integrations.embedders import build_embedder
+
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
+    engine = make_engine(
+        settings.database_url, pool_size=pool_size_for(settings), max_overflow=settings.worker_threads,
+        application_name="medspa-worker",
+    )
+    database = Database(engine)
+    sms: SmsSender
+    if settings.twilio_enabled:
+        from worker.integrations.twilio_sms import TwilioSmsSender
+
+        sms = TwilioSmsSender(
+            str(settings.twilio_account_sid), settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
+            base_url_override=settings.twilio_api_base, messaging_service_sid=settings.twilio_messaging_service_sid,
+        )
+    else:
+        sms = console.ConsoleSmsSender()
+    payments: Payments
+    if settings.stripe_enabled:
+        from worker.integrations.stripe_payments import StripePayments
+
+        payments = StripePayments(
+            settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base  # type: ignore[union-attr]
+        )
+    else:
+        payments = console.LocalTestPayments(settings.public_base_url)
+    calendar: Calendar
+    if settings.google_enabled:
+        from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
+
+        calendar = GoogleCalendar(
+            build_calendar_service(str(settings.google_application_credentials), settings.google_calendar_api_base)
+        )
+    else:
+        calendar = console.DatabaseOnlyCalendar()
+    model = build_model(settings)
+    embedder = build_embedder(
+        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        openai_base_url=settings.openai_base_url,
+        allow_local=settings.local_embeddings,
+    )
+    brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
+    return Container(
+        settings=settings, database=database, redis=redis.Redis.from_url(settings.redis_url), clock=clock or SystemClock(),
+        sms=sms, payments=payments, calendar=calendar, model=model, brain=brain, embedder=embedder,
+    )
+
+
+def integration_modes(settings: Settings) -> dict[str, str]:
+    """Which mode each integration runs in (for the startup line; never prints secret values)."""
+    return {
+        "sms": "twilio" if settings.twilio_enabled else "console",
+        "payments": "stripe" if settings.stripe_enabled else "local-test",
+        "calendar": "google" if settings.google_enabled else "database-only",
+        "model": (settings.model_provider if settings.model_provider != "auto"
+                  else ("openai" if settings.openai_enabled else "offline-rules")),
+    }

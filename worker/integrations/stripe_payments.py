@@ -1,0 +1,139 @@
+"""Payments backed by Stripe Checkout through the official ``stripe`` SDK.
+
+Deposits are Checkout Sessions created with an Idempotency-Key, so a retried
+outbox job gets the same session back instead of a second payment link.  The
+SDK's own network retries are off: the calling actor retries, and this
+adapter only says whether a failure is worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import stripe
+
+from domain.ports import CheckoutLink, DepositRequest, PaymentError, RefundResult
+
+log = logging.getLogger(__name__)
+
+# Stripe accepts a Checkout Session expiry between 30 minutes and 24 hours ahead.
+_MIN_EXPIRY = timedelta(minutes=31)
+_MAX_EXPIRY = timedelta(hours=23, minutes=59)
+
+
+class StripeSignatureError(ValueError):
+    """A Stripe webhook whose signature is missing, wrong or too old: answer 403, enqueue nothing."""
+
+
+class StripePayments:
+    """Checkout Sessions for deposits and refunds of their PaymentIntents."""
+
+    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 20) -> None:
+        addresses: dict[str, str] = {"api": api_base} if api_base else {}
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses=addresses,  # type: ignore[arg-type]
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    def create_deposit_checkout(self, request: DepositRequest) -> CheckoutLink:
+        metadata = {
+            **request.metadata,
+            "appointment_id": str(request.appointment_id),
+            "clinic_id": str(request.clinic_id),
+        }
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": request.currency.lower(),
+                        "unit_amount": request.amount_cents,
+                        "product_data": {"name": request.description},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": _expiry_within_stripe_window(request.expires_at),
+            "client_reference_id": str(request.appointment_id),
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+        }
+        try:
+            session = self._client.v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _classify(exc, what="checkout", ref=request.appointment_id) from exc
+        if not session.url:
+            raise PaymentError("stripe returned a session without a url", retryable=False)
+        return CheckoutLink(
+            session_id=session.id,
+            url=session.url,
+            expires_at=datetime.fromtimestamp(session.expires_at, tz=UTC),
+        )
+
+    def refund(self, payment_intent_id: str, amount_cents: int, idempotency_key: str) -> RefundResult:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={"payment_intent": payment_intent_id, "amount": amount_cents},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _classify(exc, what="refund", ref=payment_intent_id) from exc
+        return RefundResult(refund_id=refund.id, status=str(refund.status), amount_cents=int(refund.amount))
+
+
+def verify_stripe_event(payload: bytes, sig_header: str | None, secret: str, tolerance: int = 300) -> dict[str, Any]:
+    """Check a webhook's ``Stripe-Signature`` and return the event as a plain dict.
+
+    Raises :class:`StripeSignatureError` for a missing/invalid/stale signature
+    and ``ValueError`` for a body that isn't a JSON event.
+    """
+    if not secret:
+        raise RuntimeError("STRIPE_WEBHOOK_SECRET is not configured")  # fail closed, never skip the check
+    try:
+        stripe.Webhook.construct_event(payload, sig_header, secret, tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise StripeSignatureError(str(exc).split("\n")[0]) from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError("stripe webhook body is not JSON") from exc
+    event = json.loads(payload)
+    if not isinstance(event, dict) or "type" not in event or "data" not in event:
+        raise ValueError("stripe webhook body is not an event")
+    return event
+
+
+def _expiry_within_stripe_window(expires_at: datetime) -> int:
+    now = datetime.now(UTC)
+    wanted = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    clamped = min(max(wanted, now + _MIN_EXPIRY), now + _MAX_EXPIRY)
+    return int(clamped.timestamp())
+
+
+def _classify(exc: stripe.StripeError, *, what: str, ref: object) -> PaymentError:
+    status = exc.http_status
+    retryable = (
+        isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError)
+        or (status is not None and (status == 429 or status >= 500))
+        or (isinstance(exc, stripe.APIError) and status is None)
+        or exc.code == "lock_timeout"
+    )
+    log.warning(
+        "stripe %s failed ref=%s status=%s type=%s code=%s request_id=%s retryable=%s",
+        what,
+        ref,
+        status,
+        type(exc).__name__,
+        exc.code,
+        exc.request_id,
+        retryable,
+    )
+    return PaymentError(f"stripe {what} failed: {type(exc).__name__} (HTTP {status})", retryable=retryable)

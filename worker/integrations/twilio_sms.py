@@ -1,0 +1,157 @@
+"""SmsSender backed by Twilio's Messages API through the official ``twilio`` SDK.
+
+One attempt per ``send``: the outbox actor owns retries (with backoff and a
+give-up path), so this adapter only classifies failures as retryable or not
+and keeps every call inside an explicit timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from domain.ports import OutboundSms, SmsSendError, SmsSendResult
+
+log = logging.getLogger(__name__)
+
+# Twilio error codes that mean "this recipient can't get this message" — retrying won't help.
+UNSUBSCRIBED = "21610"
+INVALID_TO = "21211"
+NOT_MOBILE = "21614"
+_RATE_LIMITED_CODES = {"20429", "14107"}
+
+
+class _QuietTwilioHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client, with two changes.
+
+    - Requests to ``*.twilio.com`` can be rewritten to another base URL (a
+      local fake in tests, a proxy in odd deployments); the SDK still builds
+      the request — form fields, basic auth — so the wire format is real.
+    - Its request logging is replaced: the stock client logs query params at
+      INFO, and for a message list those are phone numbers (PHI).
+    """
+
+    def __init__(self, *, timeout: float, base_url_override: str | None) -> None:
+        super().__init__(timeout=timeout, logger=log)
+        self._override = urlsplit(base_url_override) if base_url_override else None
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self._override is not None:
+            parts = urlsplit(url)
+            if parts.hostname and parts.hostname.endswith("twilio.com"):
+                prefix = self._override.path.rstrip("/")
+                url = urlunsplit(
+                    (self._override.scheme, self._override.netloc, prefix + parts.path, parts.query, parts.fragment)
+                )
+        return super().request(method, url, params, data, headers, auth, timeout, allow_redirects)
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        log.debug("twilio request %s %s", kwargs["method"], urlsplit(kwargs["url"]).path)
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        log.debug("twilio response %s", status_code)
+
+
+class TwilioSmsSender:
+    """Sends one SMS per call via ``messages.create``; see module docstring for retry policy."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        base_url_override: str | None = None,
+        messaging_service_sid: str | None = None,
+        timeout: float = 10,
+    ) -> None:
+        self._messaging_service_sid = messaging_service_sid
+        self._client = Client(
+            account_sid,
+            auth_token,
+            http_client=_QuietTwilioHttpClient(timeout=timeout, base_url_override=base_url_override),
+        )
+
+    def send(self, message: OutboundSms) -> SmsSendResult:
+        params: dict[str, Any] = {"to": message.to, "body": message.body}
+        service_sid = message.messaging_service_sid or self._messaging_service_sid
+        if service_sid:
+            params["messaging_service_sid"] = service_sid
+        else:
+            params["from_"] = message.from_
+        if message.status_callback_url:
+            params["status_callback"] = message.status_callback_url
+        try:
+            created = self._client.messages.create(**params)
+        except Exception as exc:
+            raise _classify(exc, outbox_id=message.outbox_id) from exc
+        return SmsSendResult(
+            provider_message_id=str(created.sid),
+            status=str(created.status or "queued"),
+            segments=_int_or(created.num_segments, 1),
+        )
+
+    def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
+        """Look for ``message`` among messages sent to its recipient since ``since``.
+
+        Used after a send whose outcome was never recorded (crash between the
+        API call and the commit): if Twilio already has it, don't send twice.
+        """
+        since_utc = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        try:
+            found = self._client.messages.list(to=message.to, date_sent_after=since_utc, limit=200)
+        except Exception as exc:
+            raise _classify(exc, outbox_id=message.outbox_id) from exc
+        for candidate in found:
+            if candidate.body != message.body:
+                continue
+            if not (message.messaging_service_sid or self._messaging_service_sid) and candidate.from_ not in (
+                None,
+                message.from_,
+            ):
+                continue
+            return str(candidate.sid)
+        return None
+
+
+def _int_or(value: object, default: int) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _classify(exc: Exception, *, outbox_id: int) -> SmsSendError:
+    """Map an SDK/transport exception to SmsSendError (logged without PHI)."""
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        code = str(exc.code) if exc.code is not None else None
+        status = int(exc.status)
+        retryable = status == 429 or status >= 500 or code in _RATE_LIMITED_CODES
+        log.warning(
+            "twilio error outbox_id=%s status=%s code=%s retryable=%s", outbox_id, status, code, retryable
+        )
+        return SmsSendError(f"twilio HTTP {status} code {code}", code=code, retryable=retryable)
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        log.warning("twilio transport error outbox_id=%s kind=%s", outbox_id, type(exc).__name__)
+        return SmsSendError(f"twilio unreachable: {type(exc).__name__}", retryable=True)
+    if isinstance(exc, requests.RequestException | TwilioException):
+        log.warning("twilio client error outbox_id=%s kind=%s", outbox_id, type(exc).__name__)
+        return SmsSendError(f"twilio client error: {type(exc).__name__}", retryable=False)
+    raise exc

@@ -1,0 +1,112 @@
+"""Recovery: re-enqueue what was recorded but never finished.
+
+Runs on a schedule (every few seconds).  Redis may have lost every queued
+message (restart without persistence, flush) — Postgres has not, so this finds
+the work again from the database:
+- inbox events still ``received`` after a deadline (quarantined after repeated
+  attempts, with one clear log line);
+- conversations with unanswered messages and no live lease;
+- outbox rows still ``queued`` after a deadline, or whose send outcome was never
+  recorded (``sending``/``unknown``: reconciled with the provider before re-send).
+Everything it enqueues is idempotent, so racing the normal path is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+
+from worker.container import Container
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, int, int], None]  # (kind, clinic_id, id)
+
+
+@dataclass
+class SweepReport:
+    inbox: int = 0
+    quarantined: int = 0
+    conversations: int = 0
+    outbox: int = 0
+    reconciling: int = 0
+    per_clinic: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.inbox + self.conversations + self.outbox + self.reconciling
+
+
+def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> SweepReport:
+    settings = container.settings
+    report = SweepReport()
+    with container.database.directory_scope() as session:
+        clinic_ids = [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
+    for clinic_id in clinic_ids:
+        with container.database.tenant_scope(clinic_id) as session:
+            stale = session.execute(
+                text(
+                    """UPDATE inbox_events SET attempts = attempts + 1,
+                              status = CASE WHEN attempts + 1 > :max THEN 'quarantined' ELSE status END,
+                              last_error = CASE WHEN attempts + 1 > :max
+                                                THEN 'never processed after repeated attempts' ELSE last_error END
+                       WHERE id IN (SELECT id FROM inbox_events WHERE status = 'received'
+                                      AND received_at < now() - make_interval(secs => :after)
+                                    ORDER BY id LIMIT :batch)
+                       RETURNING id, source, status"""
+                ),
+                {"after": settings.inbox_sweep_after_s, "max": settings.quarantine_after_attempts, "batch": batch},
+            ).all()
+            conversations = session.execute(
+                text(
+                    """SELECT id FROM conversations
+                       WHERE last_inbound_seq > answered_seq
+                         AND (lease_owner IS NULL OR lease_expires_at < now())
+                         AND last_message_at < now() - interval '5 seconds'
+                       ORDER BY last_message_at LIMIT :batch"""
+                ),
+                {"batch": batch},
+            ).scalars().all()
+            unknown = session.execute(
+                text(
+                    """UPDATE outbox SET status = 'unknown'
+                       WHERE id IN (SELECT id FROM outbox WHERE status = 'sending'
+                                      AND claimed_at < now() - make_interval(secs => :after) LIMIT :batch)
+                       RETURNING id"""
+                ),
+                {"after": settings.outbox_sweep_after_s, "batch": batch},
+            ).scalars().all()
+            queued = session.execute(
+                text(
+                    """SELECT id FROM outbox
+                       WHERE (status = 'queued' AND created_at < now() - make_interval(secs => :after)
+                              AND (not_before IS NULL OR not_before <= now()))
+                          OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after))
+                       ORDER BY priority, id LIMIT :batch"""
+                ),
+                {"after": settings.outbox_sweep_after_s // 2 or 1, "batch": batch},
+            ).scalars().all()
+        for inbox_id, source, status in stale:
+            if status == "quarantined":
+                report.quarantined += 1
+                log.error("inbox event quarantined: never processed after repeated attempts",
+                          extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "source": source})
+                continue
+            enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))
+            report.inbox += 1
+        for conversation_id in conversations:
+            enqueue("conversation", clinic_id, int(conversation_id))
+            report.conversations += 1
+        for outbox_id in {*unknown, *queued}:
+            enqueue("outbox", clinic_id, int(outbox_id))
+            report.outbox += 1
+        report.reconciling += len(unknown)
+    if report.total or report.quarantined:
+        log.info("sweep re-enqueued work", extra={
+            "inbox": report.inbox, "conversations": report.conversations, "outbox": report.outbox,
+            "reconciling": report.reconciling, "quarantined": report.quarantined,
+        })
+    return report

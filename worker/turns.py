@@ -1,0 +1,194 @@
+"""Running turns for a conversation while holding its lease.
+
+Per turn: one transaction to attach (+ take the lease + load the snapshot),
+the brain (model + tools, no transaction held open), one fenced transaction to
+commit everything (messages, state, audit, outbox) and release or keep the
+lease; replies are sent from the outbox after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from domain.agent_state import AgentState
+from domain.conversation import Handoff, Reply, TurnOutput
+from domain.replies import shape_sms_reply
+from medspa.logs import trace_id_var
+from worker.container import Container
+from worker.conversations import (
+    OutboxRow,
+    Snapshot,
+    StaleTurn,
+    TurnRecord,
+    attach_inbound,
+    commit_turn,
+    load_snapshot,
+    quarantine,
+    try_acquire_lease,
+    turn_input,
+)
+
+log = logging.getLogger(__name__)
+
+SendOutbox = Callable[[int, list[int]], None]
+
+
+@dataclass
+class InboundResult:
+    conversation_id: int | None
+    turns: int = 0
+
+
+def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
+    """Attach the inbound event, then run the conversation's turns if no other worker is."""
+    clinic, _ = container.clinic(clinic_id)
+    with container.database.tenant_scope(clinic_id) as session:
+        attached = attach_inbound(session, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
+        if attached is None:
+            log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
+            return InboundResult(None)
+        snapshot = _lease_and_load(container, session, clinic_id, attached.conversation_id)
+    if attached.outbox_ids:
+        send(clinic_id, attached.outbox_ids)
+    if snapshot is None:
+        return InboundResult(attached.conversation_id)
+    return InboundResult(attached.conversation_id, run_turns(container, snapshot, send))
+
+
+def run_conversation(container: Container, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:
+    """Take the lease (if free or expired) and run turns until nothing is pending.  Returns turns run."""
+    with container.database.tenant_scope(clinic_id) as session:
+        snapshot = _lease_and_load(container, session, clinic_id, conversation_id)
+    if snapshot is None:
+        return 0
+    return run_turns(container, snapshot, send)
+
+
+def _lease_and_load(container: Container, session, clinic_id: int, conversation_id: int) -> Snapshot | None:  # type: ignore[no-untyped-def]
+    settings = container.settings
+    lease = try_acquire_lease(session, conversation_id, container.worker_name, settings.lease_seconds)
+    if lease is None:
+        return None
+    if lease.failed_turns > settings.quarantine_after_attempts:
+        count = quarantine(session, lease)
+        log.error(
+            "conversation quarantined after repeated turn failures; handed to staff",
+            extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "messages": count},
+        )
+        return None
+    return load_snapshot(session, clinic_id, lease, settings.history_window)
+
+
+def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox) -> int:
+    turns = 0
+    while snapshot is not None:
+        trace_id_var.set(_trace_of(snapshot))
+        started_wall = container.clock.now()
+        started = time.perf_counter()
+        output = _think(container, snapshot)
+        clinic, routing = container.clinic(snapshot.clinic_id)
+        rows = _outbox_rows(snapshot, output, routing, clinic.name)
+        record = TurnRecord(
+            output=output, started_at=started_wall, latency_ms=int((time.perf_counter() - started) * 1000),
+            worker=container.worker_name, trace_id=trace_id_var.get(),
+        )
+        try:
+            with container.database.tenant_scope(snapshot.clinic_id) as session:
+                outbox_ids, more = commit_turn(session, snapshot, record, rows, container.settings.lease_seconds)
+                next_snapshot = (
+                    load_snapshot(session, snapshot.clinic_id, snapshot.lease, container.settings.history_window)
+                    if more else None
+                )
+        except StaleTurn:
+            log.warning(
+                "stale turn discarded: another worker took the conversation over",
+                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
+            )
+            return turns
+        turns += 1
+        log.info(
+            "turn committed",
+            extra={
+                "clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id,
+                "messages": len(snapshot.pending), "outcome": output.outcome, "steps": output.steps,
+                "model": output.model, "model_ms": output.model_latency_ms, "turn_ms": record.latency_ms,
+            },
+        )
+        if outbox_ids:
+            send(snapshot.clinic_id, outbox_ids)
+        snapshot = next_snapshot
+    return turns
+
+
+def _trace_of(snapshot: Snapshot) -> str:
+    for message in reversed(snapshot.pending):
+        trace = message.meta.get("trace_id")
+        if trace:
+            return str(trace)
+    return trace_id_var.get()
+
+
+def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
+    """Decide what this turn does.  Silent cases never reach the model."""
+    fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
+    silent_reason = None
+    if not fresh:
+        silent_reason = "compliance keywords only"
+    elif snapshot.consent_state == "opted_out":
+        silent_reason = "patient opted out"
+    elif snapshot.agent_state == AgentState.HANDOFF:
+        silent_reason = "staff handling the conversation"
+    if silent_reason:
+        return TurnOutput(replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots,
+                          outcome="silent")
+    clinic, _ = container.clinic(snapshot.clinic_id)
+    now = container.clock.now()
+    tools = container.tool_executor(
+        clinic_id=snapshot.clinic_id, client_id=snapshot.client_id,
+        conversation_id=snapshot.lease.conversation_id, fence_version=snapshot.lease.version,
+    )
+    try:
+        return container.brain.run_turn(turn_input(snapshot, clinic, now, trace_id_var.get()), tools)
+    except Exception:
+        # The brain returns errors as results; anything escaping is a bug. Apologise and hand off, once.
+        log.exception("turn crashed; apologising and handing off",
+                      extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id})
+        return TurnOutput(
+            replies=[Reply(f"Sorry, something went wrong on our side. A member of the {clinic.name} team will "
+                           "follow up with you shortly.")],
+            transcript=[], agent_state=AgentState.HANDOFF, slots=snapshot.slots,
+            handoff=Handoff("turn crashed", "normal"), outcome="failed",
+        )
+
+
+def _outbox_rows(snapshot: Snapshot, output: TurnOutput, routing: dict[str, object], clinic_name: str) -> list[OutboxRow]:
+    conversation_id = snapshot.lease.conversation_id
+    trace = trace_id_var.get()
+    rows: list[OutboxRow] = []
+    for index, reply in enumerate(output.replies):
+        body = shape_sms_reply(reply.text) if snapshot.channel == "sms" else reply.text
+        meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
+        rows.append(
+            OutboxRow(
+                channel=snapshot.channel, kind="reply",
+                to_address=(snapshot.client_phone or "") if snapshot.channel == "sms" else f"chat:{conversation_id}",
+                from_address=str(routing.get("sms_number") or ""), body=body, client_id=snapshot.client_id,
+                conversation_id=conversation_id, priority=0, meta=meta,
+                dedupe_key=f"reply:{conversation_id}:{snapshot.last_seq}:{index}", trace_id=trace,
+            )
+        )
+    if output.handoff and output.handoff.urgency in ("urgent", "emergency") and routing.get("oncall_phone"):
+        rows.append(
+            OutboxRow(
+                channel="sms", kind="notification", to_address=str(routing["oncall_phone"]),
+                from_address=str(routing.get("sms_number") or ""),
+                body=(f"{clinic_name}: {output.handoff.urgency.upper()} handoff on conversation {conversation_id} "
+                      f"({output.handoff.reason[:80]}). Run: medspa staff show {conversation_id}"),
+                client_id=None, conversation_id=conversation_id, priority=0,
+                dedupe_key=f"handoff:{conversation_id}:{snapshot.last_seq}", trace_id=trace,
+            )
+        )
+    return rows
