@@ -172,7 +172,13 @@ CONFIRMATION_REQUIRED: frozenset[str] = frozenset(
     {Tool.BOOK_APPOINTMENT, Tool.RESCHEDULE_APPOINTMENT, Tool.CANCEL_APPOINTMENT, Tool.CREATE_DEPOSIT_LINK}
 )
 _READ = frozenset(
-    {Tool.LIST_SERVICES, Tool.GET_SERVICE_DETAILS, Tool.SEARCH_KNOWLEDGE, Tool.GET_MY_APPOINTMENTS, Tool.HANDOFF_TO_STAFF}
+    {
+        Tool.LIST_SERVICES,
+        Tool.GET_SERVICE_DETAILS,
+        Tool.SEARCH_KNOWLEDGE,
+        Tool.GET_MY_APPOINTMENTS,
+        Tool.HANDOFF_TO_STAFF,
+    }
 )
 _PLAN = _READ | {Tool.CHECK_AVAILABILITY, Tool.PROPOSE_ACTION, Tool.UPDATE_PROFILE}
 
@@ -208,17 +214,94 @@ _EMOJI_WORDS = {
 }
 _AFFIRMATIVE_CORE = frozenset(
     {
-        "yes", "y", "yep", "yeah", "yea", "ya", "yup", "yess", "yesss", "sure", "confirm", "confirmed", "ok",
-        "okay", "k", "kk", "okk", "c", "correct", "absolutely", "definitely", "perfect", "great", "good",
-        "works", "si", "claro", "dale", "vale", "bueno", "confirmo", "affirmative", "alright", "aight",
+        "yes",
+        "y",
+        "yep",
+        "yeah",
+        "yea",
+        "ya",
+        "yup",
+        "yess",
+        "yesss",
+        "sure",
+        "confirm",
+        "confirmed",
+        "ok",
+        "okay",
+        "k",
+        "kk",
+        "okk",
+        "c",
+        "correct",
+        "absolutely",
+        "definitely",
+        "perfect",
+        "great",
+        "good",
+        "works",
+        "si",
+        "claro",
+        "dale",
+        "vale",
+        "bueno",
+        "confirmo",
+        "affirmative",
+        "alright",
+        "aight",
     }
 )
 _AFFIRMATIVE_FILLER = frozenset(
     {
-        "please", "pls", "plz", "thanks", "thank", "you", "thx", "ty", "that", "thats", "it", "sounds", "for",
-        "me", "book", "do", "go", "ahead", "lets", "is", "fine", "great", "perfect", "good", "all",
-        "set", "works", "yes", "por", "favor", "gracias", "esta", "bien", "a", "really", "very", "much",
-        "so", "super", "just", "will", "ill", "be", "there", "see", "then", "exactly", "right", "cool", "awesome",
+        "please",
+        "pls",
+        "plz",
+        "thanks",
+        "thank",
+        "you",
+        "thx",
+        "ty",
+        "that",
+        "thats",
+        "it",
+        "sounds",
+        "for",
+        "me",
+        "book",
+        "do",
+        "go",
+        "ahead",
+        "lets",
+        "is",
+        "fine",
+        "great",
+        "perfect",
+        "good",
+        "all",
+        "set",
+        "works",
+        "yes",
+        "por",
+        "favor",
+        "gracias",
+        "esta",
+        "bien",
+        "a",
+        "really",
+        "very",
+        "much",
+        "so",
+        "super",
+        "just",
+        "will",
+        "ill",
+        "be",
+        "there",
+        "see",
+        "then",
+        "exactly",
+        "right",
+        "cool",
+        "awesome",
     }
 )
 _NEGATIVE_CORE = frozenset(
@@ -226,15 +309,73 @@ _NEGATIVE_CORE = frozenset(
 )
 _NEGATIVE_FILLER = frozenset(
     {
-        "thanks", "thank", "you", "thx", "ty", "please", "pls", "yet", "now", "today", "mind", "gracias",
-        "its", "ok", "okay", "that", "it", "do", "book", "want", "to", "i", "sorry", "actually", "right",
-        "maybe", "later", "never", "not", "no", "nope", "anymore", "dont", "go", "ahead", "with",
+        "thanks",
+        "thank",
+        "you",
+        "thx",
+        "ty",
+        "please",
+        "pls",
+        "yet",
+        "now",
+        "today",
+        "mind",
+        "gracias",
+        "its",
+        "ok",
+        "okay",
+        "that",
+        "it",
+        "do",
+        "book",
+        "want",
+        "to",
+        "i",
+        "sorry",
+        "actually",
+        "right",
+        "maybe",
+        "later",
+        "never",
+        "not",
+        "no",
+        "nope",
+        "anymore",
+        "dont",
+        "go",
+        "ahead",
+        "with",
     }
 )
+_NEGATIVE_PHRASES = frozenset({"maybe later", "maybe another time", "hold off", "let me think", "ill pass", "pass"})
 # Words that turn a yes/no into a counter-proposal or a question.
 _CONTINUATION = frozenset(
-    {"but", "instead", "can", "could", "would", "what", "how", "when", "which", "where", "change", "different",
-     "other", "another", "earlier", "later", "if", "or", "wait", "hold", "except", "pero", "mejor", "cambiar"}
+    {
+        "but",
+        "instead",
+        "can",
+        "could",
+        "would",
+        "what",
+        "how",
+        "when",
+        "which",
+        "where",
+        "change",
+        "different",
+        "other",
+        "another",
+        "earlier",
+        "later",
+        "if",
+        "or",
+        "wait",
+        "hold",
+        "except",
+        "pero",
+        "mejor",
+        "cambiar",
+    }
 )
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 
@@ -274,8 +415,8 @@ def is_negative(text: str) -> bool:
     words, question = _words(text)
     if not words or question:
         return False
+    if " ".join(words) in _NEGATIVE_PHRASES:
+        return True
     if any(w in _CONTINUATION and w not in _NEGATIVE_FILLER for w in words):
         return False
-    return any(w in _NEGATIVE_CORE for w in words) and all(
-        w in _NEGATIVE_CORE or w in _NEGATIVE_FILLER for w in words
-    )
+    return any(w in _NEGATIVE_CORE for w in words) and all(w in _NEGATIVE_CORE or w in _NEGATIVE_FILLER for w in words)

@@ -30,12 +30,31 @@ class ServiceRef:
 # category when its name, category or own synonyms contain one of the phrases.
 CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
     "neurotoxin": (
-        "neurotoxin", "botox", "tox", "dysport", "xeomin", "jeuveau", "daxxify", "wrinkle relaxer",
-        "wrinkle relaxers", "neuromodulator", "baby botox", "lip flip",
+        "neurotoxin",
+        "botox",
+        "tox",
+        "dysport",
+        "xeomin",
+        "jeuveau",
+        "daxxify",
+        "wrinkle relaxer",
+        "wrinkle relaxers",
+        "neuromodulator",
+        "baby botox",
+        "lip flip",
     ),
     "dermal filler": (
-        "dermal filler", "filler", "fillers", "lip filler", "lips", "juvederm", "restylane", "rha",
-        "cheek filler", "volbella", "voluma",
+        "dermal filler",
+        "filler",
+        "fillers",
+        "lip filler",
+        "lips",
+        "juvederm",
+        "restylane",
+        "rha",
+        "cheek filler",
+        "volbella",
+        "voluma",
     ),
     "hydrafacial": ("hydrafacial", "hydra facial", "facial", "facials"),
     "microneedling": ("microneedling", "micro needling", "collagen induction", "collagen induction therapy", "skinpen"),
@@ -48,12 +67,35 @@ CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
 # that belongs to a category only through one of them ranks after the others
 # ("laser" puts both Laser Hair Removal and Laser Resurfacing in the laser hair
 # removal category; the former is the real member).
-_GENERIC = frozenset({"tox", "filler", "fillers", "lips", "facial", "facials", "peel", "peels", "laser", "consult", "consults"})
+_GENERIC = frozenset(
+    {"tox", "filler", "fillers", "lips", "facial", "facials", "peel", "peels", "laser", "consult", "consults"}
+)
 
 # Real words within one edit of a vocabulary word: never fuzzy-matched.
 _FUZZY_STOPLIST = frozenset(
-    {"later", "layer", "lager", "taser", "loser", "laster", "filled", "fuller", "filter", "killer", "fillet",
-     "racial", "facile", "feels", "peels", "boots", "botch", "consul", "consults", "facet", "lipid"}
+    {
+        "later",
+        "layer",
+        "lager",
+        "taser",
+        "loser",
+        "laster",
+        "filled",
+        "fuller",
+        "filter",
+        "killer",
+        "fillet",
+        "racial",
+        "facile",
+        "feels",
+        "peels",
+        "boots",
+        "botch",
+        "consul",
+        "consults",
+        "facet",
+        "lipid",
+    }
 )
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -163,7 +205,13 @@ def _hits(text: str, services: Sequence[ServiceRef]) -> list[_Hit]:
                 similarity = int(fuzz.partial_ratio(mentioned, _normalise(service.name)))
                 hits.append(
                     _Hit(
-                        service, order, span, exact, phrase.level, len(phrase.text), phrase.specificity,
+                        service,
+                        order,
+                        span,
+                        exact,
+                        phrase.level,
+                        len(phrase.text),
+                        phrase.specificity,
                         similarity if similarity >= 70 else 0,
                     )
                 )

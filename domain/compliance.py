@@ -58,8 +58,31 @@ OPT_OUT_KEYWORDS: frozenset[str] = frozenset(
 # are excluded on purpose: "cancel please" after a reminder is about the visit.
 _STRONG_OPT_OUT: frozenset[str] = frozenset({"stop", "stopall", "unsubscribe", "quit", "revoke", "optout", "alto"})
 _COURTESY: frozenset[str] = frozenset(
-    {"please", "pls", "plz", "now", "it", "thanks", "thank", "you", "thx", "ty", "immediately", "asap", "just",
-     "ok", "okay", "por", "favor", "ya", "gracias", "all", "me", "i", "said"}
+    {
+        "please",
+        "pls",
+        "plz",
+        "now",
+        "it",
+        "thanks",
+        "thank",
+        "you",
+        "thx",
+        "ty",
+        "immediately",
+        "asap",
+        "just",
+        "ok",
+        "okay",
+        "por",
+        "favor",
+        "ya",
+        "gracias",
+        "all",
+        "me",
+        "i",
+        "said",
+    }
 )
 OPT_IN_KEYWORDS: frozenset[str] = frozenset({"start", "unstop", "subscribe", "optin", "comenzar", "iniciar"})
 HELP_KEYWORDS: frozenset[str] = frozenset({"help", "info", "ayuda"})

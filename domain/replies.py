@@ -20,7 +20,23 @@ _WS = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 # Tokens ending in a period that do not end a sentence.
 _ABBREVIATIONS = frozenset(
-    {"dr.", "mr.", "mrs.", "ms.", "st.", "vs.", "etc.", "e.g.", "i.e.", "a.m.", "p.m.", "approx.", "no.", "apt.", "appt."}
+    {
+        "dr.",
+        "mr.",
+        "mrs.",
+        "ms.",
+        "st.",
+        "vs.",
+        "etc.",
+        "e.g.",
+        "i.e.",
+        "a.m.",
+        "p.m.",
+        "approx.",
+        "no.",
+        "apt.",
+        "appt.",
+    }
 )
 _ELLIPSIS = "..."
 

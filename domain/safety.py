@@ -34,43 +34,95 @@ class SafetyFlag:
     category: str
 
 
-_CANT = r"(?:cant|can not|cannot|couldnt|could not|unable to|hard to|struggling to|trouble|difficulty|problems?|hard time)"
+_CANT = (
+    r"(?:cant|can not|cannot|couldnt|could not|unable to|hard to|struggling to|trouble|difficulty|problems?|hard time)"
+)
 _CANT_SEE_OBJECT = (
     r"(?:the|a|an|your|any|it|where|how|what|when|if|why|whether|you|him|her|them|that|this|which|"
     r"dr|doctor|link|my (?:appointment|booking|confirmation|receipt|invoice|deposit|email|message|text)s?)"
 )
 _BODY = r"(?:skin|lip|lips|nose|area|spot|spots|patch|patches|face|cheek|cheeks|chin|forehead|site|tissue|it|tip)"
 _DUSKY = r"(?:blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|mottled|blanched)"
-_COLOUR = r"(?:white|whitish|pale|blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|blotchy|mottled|blanched|black)"
+_COLOUR = (
+    r"(?:white|whitish|pale|blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|blotchy|mottled|blanched|black)"
+)
 
 _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
     (urgency, category, re.compile(pattern))
     for urgency, category, pattern in (
         # --- emergencies: call 911
         (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+(?:breathe|breath|breathing|breathin)\b"),
-        (Urgency.EMERGENCY, "breathing", r"\b(?:short(?:ness)? of breath|out of breath|wheezing|gasping|suffocating)\b"),
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            r"\b(?:short(?:ness)? of breath|out of breath|wheezing|gasping|suffocating)\b",
+        ),
         (Urgency.EMERGENCY, "breathing", r"\bthroat\s+(?:is\s+|feels\s+)?(?:closing|swelling|swollen|tight)"),
         (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+swallow"),
         (Urgency.EMERGENCY, "breathing", r"\b(?:tongue|throat)\s+(?:is\s+)?swell"),
         (Urgency.EMERGENCY, "breathing", r"\banaphyla"),
-        (Urgency.EMERGENCY, "vision", r"\b(?:vision|eyesight|sight)\s+(?:is\s+)?(?:change|changes|changed|loss|lost|blurr|going|went|gone|weird|dark|black|spotty)"),
+        (
+            Urgency.EMERGENCY,
+            "vision",
+            r"\b(?:vision|eyesight|sight)\s+(?:is\s+)?(?:change|changes|changed|loss|lost|blurr|going|went|gone|weird|dark|black|spotty)",
+        ),
         (Urgency.EMERGENCY, "vision", r"\b(?:blurr?y|blurred|double|loss of|lost my|losing my|losing|no)\s+vision\b"),
-        (Urgency.EMERGENCY, "vision", rf"\b(?:cant|can not|cannot|couldnt|could not)\s+see\b(?!\s+{_CANT_SEE_OBJECT}\b)"),
+        (
+            Urgency.EMERGENCY,
+            "vision",
+            rf"\b(?:cant|can not|cannot|couldnt|could not)\s+see\b(?!\s+{_CANT_SEE_OBJECT}\b)",
+        ),
         (Urgency.EMERGENCY, "vision", r"\b(?:go|going|gone|went)\s+blind\b|\bblind\s+(?:in|spot)"),
-        (Urgency.EMERGENCY, "chest_pain", r"\bchest\s+(?:pain|pains|hurts|is hurting|tight|tightness|pressure)\b|\bheart attack\b"),
-        (Urgency.EMERGENCY, "vascular_occlusion", rf"\b{_BODY}\b(?:\s+\w+){{0,4}}?\s+(?:turning|turned|going|gone|getting|got|became|becoming|looks|look|looking)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_COLOUR}\b"),
-        (Urgency.EMERGENCY, "vascular_occlusion", rf"\b{_BODY}\s+(?:is|are)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_DUSKY}\b"),
+        (
+            Urgency.EMERGENCY,
+            "chest_pain",
+            r"\bchest\s+(?:pain|pains|hurts|is hurting|tight|tightness|pressure)\b|\bheart attack\b",
+        ),
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            rf"\b{_BODY}\b(?:\s+\w+){{0,4}}?\s+(?:turning|turned|going|gone|getting|got|became|becoming|looks|look|looking)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_COLOUR}\b",
+        ),
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            rf"\b{_BODY}\s+(?:is|are)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_DUSKY}\b",
+        ),
         (Urgency.EMERGENCY, "vascular_occlusion", rf"\b(?:{_DUSKY}|white)\s+(?:patch|patches|blotch|blotches)\b"),
         (Urgency.EMERGENCY, "vascular_occlusion", r"\bblanch(?:ing|ed)?\b|\bmottl(?:ed|ing)\b|\blivedo\b"),
-        (Urgency.EMERGENCY, "unconscious", r"\b(?:fainted|passed out|unconscious|unresponsive|collapsed|blacked out|seizure)\b"),
+        (
+            Urgency.EMERGENCY,
+            "unconscious",
+            r"\b(?:fainted|passed out|unconscious|unresponsive|collapsed|blacked out|seizure)\b",
+        ),
         (Urgency.EMERGENCY, "stroke", r"\b(?:face\s+(?:is\s+)?drooping|slurred speech|stroke)\b"),
         # --- urgent: call the clinic now
-        (Urgency.URGENT, "allergic_reaction", r"\ballergic\s+reaction\b|\bhives\b|\b(?:having|had)\s+(?:a|an)\s+(?:bad\s+)?reaction\b"),
+        (
+            Urgency.URGENT,
+            "allergic_reaction",
+            r"\ballergic\s+reaction\b|\bhives\b|\b(?:having|had)\s+(?:a|an)\s+(?:bad\s+)?reaction\b",
+        ),
         (Urgency.URGENT, "swelling", r"\b(?:swelling|swollen|swelled|puffy)\s+(?:after|from|since)\b"),
-        (Urgency.URGENT, "swelling", r"\b(?:is|are|r|so|really|very|super|still|getting|got|keeps|extremely|badly)\s+(?:really\s+|very\s+|so\s+)?(?:swollen|swelling|swelled)\b"),
-        (Urgency.URGENT, "swelling", r"\b(?:lots of|a lot of|severe|bad|major|huge|massive)\s+swelling\b|\bswelled up\b|\bswollen shut\b"),
-        (Urgency.URGENT, "pain", r"\b(?:severe|extreme|excruciating|unbearable|terrible|intense|horrible|awful|sharp|really bad|so much|a lot of|lots of|worst)\s+(?:pain|burning|throbbing)\b"),
-        (Urgency.URGENT, "pain", r"\bhurts?\s+(?:so|really|very|like)\s+(?:bad|badly|much|hell)\b|\bin (?:so much|a lot of) pain\b"),
+        (
+            Urgency.URGENT,
+            "swelling",
+            r"\b(?:is|are|r|so|really|very|super|still|getting|got|keeps|extremely|badly)\s+(?:really\s+|very\s+|so\s+)?(?:swollen|swelling|swelled)\b",
+        ),
+        (
+            Urgency.URGENT,
+            "swelling",
+            r"\b(?:lots of|a lot of|severe|bad|major|huge|massive)\s+swelling\b|\bswelled up\b|\bswollen shut\b",
+        ),
+        (
+            Urgency.URGENT,
+            "pain",
+            r"\b(?:severe|extreme|excruciating|unbearable|terrible|intense|horrible|awful|sharp|really bad|so much|a lot of|lots of|worst)\s+(?:pain|burning|throbbing)\b",
+        ),
+        (
+            Urgency.URGENT,
+            "pain",
+            r"\bhurts?\s+(?:so|really|very|like)\s+(?:bad|badly|much|hell)\b|\bin (?:so much|a lot of) pain\b",
+        ),
         (Urgency.URGENT, "infection", r"\b(?:infection|infected|pus|oozing|abscess|fever|feverish|chills)\b"),
         (Urgency.URGENT, "blister", r"\bblister(?:s|ing|ed)?\b|\bburn(?:ed|t)?\s+(?:my|skin|from|after)\b|\bburns\b"),
     )

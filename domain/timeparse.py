@@ -40,6 +40,10 @@ DAY_START = time(8)
 DAY_END = time(21)
 
 
+_Date = date  # aliases: WhenSpec's fields are named date and time
+_Time = time
+
+
 @dataclass(frozen=True)
 class WhenSpec:
     """What a message says about when.
@@ -50,24 +54,51 @@ class WhenSpec:
     says which choice was made (for the policy to confirm with the patient).
     """
 
-    date: date | None = None
-    time: time | None = None
-    window: tuple[time, time] | None = None
+    date: _Date | None = None
+    time: _Time | None = None
+    window: tuple[_Time, _Time] | None = None
     ambiguous: bool = False
     note: str = ""
-    until: date | None = None
+    until: _Date | None = None
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_ALIASES: dict[str, int] = {
     **{name: i for i, name in enumerate(WEEKDAYS)},
-    "mon": 0, "tue": 1, "tues": 1, "tu": 1, "wed": 2, "weds": 2, "thu": 3, "thur": 3, "thurs": 3, "thr": 3,
-    "fri": 4, "sat": 5, "sun": 6,
+    "mon": 0,
+    "tue": 1,
+    "tues": 1,
+    "tu": 1,
+    "wed": 2,
+    "weds": 2,
+    "thu": 3,
+    "thur": 3,
+    "thurs": 3,
+    "thr": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
     # frequent misspellings that fuzzy matching would miss or that are cheap to list
-    "wendsday": 2, "wensday": 2, "wednsday": 2, "wedsday": 2, "thrusday": 3, "thursdsy": 3, "teusday": 1,
-    "tuseday": 1, "satuday": 5, "saterday": 5, "frday": 4, "fryday": 4,
+    "wendsday": 2,
+    "wensday": 2,
+    "wednsday": 2,
+    "wedsday": 2,
+    "thrusday": 3,
+    "thursdsy": 3,
+    "teusday": 1,
+    "tuseday": 1,
+    "satuday": 5,
+    "saterday": 5,
+    "frday": 4,
+    "fryday": 4,
     # Spanish
-    "lunes": 0, "martes": 1, "miercoles": 2, "jueves": 3, "viernes": 4, "sabado": 5, "domingo": 6,
+    "lunes": 0,
+    "martes": 1,
+    "miercoles": 2,
+    "jueves": 3,
+    "viernes": 4,
+    "sabado": 5,
+    "domingo": 6,
 }
 # Abbreviations that are also ordinary words: only a weekday with context.
 _WEAK_WEEKDAYS = frozenset({"sun", "sat", "wed", "tu", "thr", "mon"})
@@ -78,16 +109,52 @@ for _i, _name in enumerate(calendar.month_name):
         _MONTHS[_name.lower()[:3]] = _i
 _MONTHS.update({"sept": 9})
 _WORD_NUMBERS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "a": 1, "an": 1, "couple": 2, "few": 3,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "a": 1,
+    "an": 1,
+    "couple": 2,
+    "few": 3,
 }
 _SPELLING: dict[str, str] = {
-    "tmrw": "tomorrow", "tmr": "tomorrow", "tmw": "tomorrow", "tmrow": "tomorrow", "tomoz": "tomorrow",
-    "2morrow": "tomorrow", "2moro": "tomorrow", "2mrw": "tomorrow", "2morow": "tomorrow", "tomm": "tomorrow",
-    "tommorow": "tomorrow", "tomorow": "tomorrow", "tommorrow": "tomorrow", "tomorro": "tomorrow",
-    "2day": "today", "tdy": "today", "2nite": "tonight", "tonite": "tonight",
-    "mornin": "morning", "morn": "morning", "arvo": "afternoon", "aft": "afternoon", "eve": "evening",
-    "nxt": "next", "wk": "week", "wks": "weeks", "wkend": "weekend", "hrs": "hours",
+    "tmrw": "tomorrow",
+    "tmr": "tomorrow",
+    "tmw": "tomorrow",
+    "tmrow": "tomorrow",
+    "tomoz": "tomorrow",
+    "2morrow": "tomorrow",
+    "2moro": "tomorrow",
+    "2mrw": "tomorrow",
+    "2morow": "tomorrow",
+    "tomm": "tomorrow",
+    "tommorow": "tomorrow",
+    "tomorow": "tomorrow",
+    "tommorrow": "tomorrow",
+    "tomorro": "tomorrow",
+    "2day": "today",
+    "tdy": "today",
+    "2nite": "tonight",
+    "tonite": "tonight",
+    "mornin": "morning",
+    "morn": "morning",
+    "arvo": "afternoon",
+    "aft": "afternoon",
+    "eve": "evening",
+    "nxt": "next",
+    "wk": "week",
+    "wks": "weeks",
+    "wkend": "weekend",
+    "hrs": "hours",
 }
 # Words corrected by edit distance (OSA) when not found above.
 _FUZZY_TARGETS = (*WEEKDAYS, "tomorrow", "morning", "afternoon", "evening", "tonight", "weekend")
@@ -187,11 +254,20 @@ class _Parser:
                 self._roll_year(month, day, int(m.group(3)) if m.group(3) else None, m.group(0))
         m = self._take(rf"\b({_MONTH_RE})\s+(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\b(?:\s+(\d{{4}}))?")
         if m is None:
-            m2 = self._take(rf"\b(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+|de\s+)?({_MONTH_RE})\b(?:\s+(\d{{4}}))?")
+            m2 = self._take(
+                rf"\b(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+|de\s+)?({_MONTH_RE})\b(?:\s+(\d{{4}}))?"
+            )
             if m2:
-                self._roll_year(_MONTHS[m2.group(2)], int(m2.group(1)), int(m2.group(3)) if m2.group(3) else None, m2.group(0).strip())
+                self._roll_year(
+                    _MONTHS[m2.group(2)],
+                    int(m2.group(1)),
+                    int(m2.group(3)) if m2.group(3) else None,
+                    m2.group(0).strip(),
+                )
         else:
-            self._roll_year(_MONTHS[m.group(1)], int(m.group(2)), int(m.group(3)) if m.group(3) else None, m.group(0).strip())
+            self._roll_year(
+                _MONTHS[m.group(1)], int(m.group(2)), int(m.group(3)) if m.group(3) else None, m.group(0).strip()
+            )
 
     def parse_day_of_month(self) -> None:
         m = self._take(r"\b(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)\b") or self._take(
@@ -243,7 +319,9 @@ class _Parser:
             if m.group(1) == "next":
                 saturday += timedelta(days=7)
                 if self.today.weekday() < 5:
-                    self._note(f"next weekend read as {saturday.isoformat()} (the weekend of next week)", ambiguous=True)
+                    self._note(
+                        f"next weekend read as {saturday.isoformat()} (the weekend of next week)", ambiguous=True
+                    )
             self._set_date(max(saturday, self.today), saturday + timedelta(days=1))
         if self._take(r"\bnext month\b"):
             first = _add_months(self.today.replace(day=1), 1)
@@ -321,7 +399,9 @@ class _Parser:
             self._set_date(coming)
         else:
             if ahead == 0:
-                self._note(f"{name} read as today; could mean {(coming + timedelta(days=7)).isoformat()}", ambiguous=True)
+                self._note(
+                    f"{name} read as today; could mean {(coming + timedelta(days=7)).isoformat()}", ambiguous=True
+                )
             self._set_date(coming)
 
     # -- times
@@ -435,11 +515,7 @@ class _Parser:
     def result(self) -> WhenSpec | None:
         if self.date is not None and self.weekday is not None and self.date.weekday() != self.weekday:
             self._note(f"{self.date.isoformat()} is not a {WEEKDAYS[self.weekday].capitalize()}", ambiguous=True)
-        if (
-            self.date == self.today
-            and self.time is not None
-            and self.time < self.local_now.time().replace(tzinfo=None)
-        ):
+        if self.date == self.today and self.time is not None and self.time < self.local_now.time().replace(tzinfo=None):
             self._note("that time has already passed today", ambiguous=True)
         if self.date is None and self.time is None and self.window is None:
             return None

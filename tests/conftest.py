@@ -48,3 +48,12 @@ def redis_client(infra: Infrastructure) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(infra.redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture()
+def stack(infra: Infrastructure, tmp_path):  # type: ignore[no-untyped-def]
+    """The whole service: real app over HTTP, a real Dramatiq worker, fakes only at Twilio/OpenAI."""
+    from tests.support.stack import running_stack
+
+    with running_stack(infra, tmp_path) as (running, _container):
+        yield running

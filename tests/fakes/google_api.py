@@ -159,7 +159,7 @@ class FakeGoogleCalendarApi(FakeHttpServer):
 
     def _insert(self, calendar: FakeCalendar, body: dict[str, Any]) -> Reply:
         require(isinstance(body, dict), "insert body must be an object")
-        eid = body.get("id")
+        eid: Any = body.get("id")
         require(isinstance(eid, str) and _EVENT_ID.match(eid), f"event id {eid!r} is not base32hex [a-v0-9]{{5,1024}}")
         self._check_times(body, partial=False)
         if eid in calendar.events:  # also when cancelled: Google keeps deleted ids
@@ -183,7 +183,7 @@ class FakeGoogleCalendarApi(FakeHttpServer):
         time_min = _parse_rfc3339(body.get("timeMin"), "timeMin")  # type: ignore[arg-type]
         time_max = _parse_rfc3339(body.get("timeMax"), "timeMax")  # type: ignore[arg-type]
         require(time_max > time_min, "timeMax must be after timeMin")
-        items = body.get("items")
+        items: Any = body.get("items")
         require(isinstance(items, list) and items and all("id" in i for i in items), "items: [{id}] required")
         require(len(items) <= 50, "at most 50 calendars per query")
         calendars: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.http import FakeHttpServer, RecordedRequest, Reply, require
@@ -61,6 +62,8 @@ class FakeOpenAIApi(FakeHttpServer):
         self.model_name = model_name
         self._replies: deque[dict[str, Any]] = deque()
         self._replies_lock = threading.Lock()
+        # Optional: compute each reply from the request (concurrent conversations) instead of a queue.
+        self.responder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------ scripting
     def reply_with(self, *messages: dict[str, Any]) -> None:
@@ -104,7 +107,7 @@ class FakeOpenAIApi(FakeHttpServer):
 
     def _chat(self, body: dict[str, Any]) -> Reply:
         require(isinstance(body.get("model"), str) and body["model"], "model is required")
-        messages = body.get("messages")
+        messages: Any = body.get("messages")
         require(isinstance(messages, list) and messages, "messages must be a non-empty list")
         open_calls: set[str] = set()
         for i, m in enumerate(messages):
@@ -126,7 +129,7 @@ class FakeOpenAIApi(FakeHttpServer):
             else:
                 require(isinstance(m.get("content"), str), f"messages[{i}].content must be a string")
         require(not open_calls, f"tool calls {sorted(open_calls)} were not answered")
-        tools = body.get("tools")
+        tools: Any = body.get("tools")
         if tools is not None:
             require(isinstance(tools, list) and tools, "tools, when present, is a non-empty list")
             names = set()
@@ -140,8 +143,11 @@ class FakeOpenAIApi(FakeHttpServer):
                 require(isinstance(params, dict) and params.get("type") == "object", f"{fn['name']}.parameters must be a JSON schema object")
         require(body.get("tool_choice") in (None, "auto"), "tool_choice must be absent or auto")
 
-        with self._replies_lock:
-            message = self._replies.popleft() if self._replies else text_reply("(fake: nothing scripted)")
+        if self.responder is not None:
+            message = self.responder(body)
+        else:
+            with self._replies_lock:
+                message = self._replies.popleft() if self._replies else text_reply("(fake: nothing scripted)")
         prompt_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
         completion_tokens = len(str(message.get("content") or "")) // 4 + 1 + 10 * len(message.get("tool_calls") or [])
         return Reply(
@@ -171,7 +177,7 @@ class FakeOpenAIApi(FakeHttpServer):
 
     def _embeddings(self, body: dict[str, Any]) -> Reply:
         require(isinstance(body.get("model"), str), "model is required")
-        inputs = body.get("input")
+        inputs: Any = body.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
         require(isinstance(inputs, list) and inputs and all(isinstance(t, str) and t for t in inputs), "input: non-empty strings")

@@ -165,7 +165,7 @@ class FakeStripeApi(FakeHttpServer):
 
     def _create_session(self, p: dict[str, Any]) -> Reply:
         require(p.get("mode") == "payment", "mode must be payment")
-        items = p.get("line_items")
+        items: Any = p.get("line_items")
         require(isinstance(items, list) and len(items) == 1, "exactly one line item")
         item = items[0]
         require(item.get("quantity") == "1", "quantity must be 1")

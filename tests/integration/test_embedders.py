@@ -23,7 +23,7 @@ KEY = "sk-test-local-fake"
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAIApi]:
     with FakeOpenAIApi(KEY) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def _client(fake: FakeOpenAIApi) -> openai.OpenAI:

@@ -27,7 +27,7 @@ T0 = datetime(2031, 3, 4, 15, 0, tzinfo=UTC)
 @pytest.fixture
 def fake() -> Iterator[FakeGoogleCalendarApi]:
     with FakeGoogleCalendarApi([PROVIDER, OTHER]) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def _calendar(fake: FakeGoogleCalendarApi, timeout: float = 5) -> GoogleCalendar:

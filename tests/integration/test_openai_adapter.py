@@ -48,7 +48,7 @@ MESSAGES = [
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAIApi]:
     with FakeOpenAIApi(KEY) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def _model(fake: FakeOpenAIApi, **kwargs: object) -> OpenAIChatModel:

@@ -20,7 +20,7 @@ WHSEC = "whsec_test_local_secret"
 @pytest.fixture
 def fake() -> Iterator[FakeStripeApi]:
     with FakeStripeApi(KEY) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def _payments(fake: FakeStripeApi, **kwargs: object) -> StripePayments:

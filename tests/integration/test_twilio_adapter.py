@@ -22,7 +22,7 @@ SERVICE = "MG" + "fedcba9876543210" * 2
 @pytest.fixture
 def fake() -> Iterator[FakeTwilioApi]:
     with FakeTwilioApi(SID, TOKEN) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def _sender(fake: FakeTwilioApi, **kwargs: object) -> TwilioSmsSender:

@@ -117,8 +117,13 @@ def test_only_offered_services_match() -> None:
 
 @pytest.mark.parametrize(
     ("phrase", "category"),
-    [("tox", "neurotoxin"), ("Lip Filler", "dermal filler"), ("hydra facial", "hydrafacial"), ("LHR", "laser hair removal"),
-     ("pizza", None)],
+    [
+        ("tox", "neurotoxin"),
+        ("Lip Filler", "dermal filler"),
+        ("hydra facial", "hydrafacial"),
+        ("LHR", "laser hair removal"),
+        ("pizza", None),
+    ],
 )
 def test_category_of(phrase: str, category: str | None) -> None:
     assert category_of(phrase) == category

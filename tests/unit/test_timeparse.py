@@ -236,8 +236,15 @@ def test_local_date_not_utc_date() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["hello there", "how much is botox?", "I sat down", "sun damage treatment", "do you take insurance", "",
-     "is the hydrafacial good for acne"],
+    [
+        "hello there",
+        "how much is botox?",
+        "I sat down",
+        "sun damage treatment",
+        "do you take insurance",
+        "",
+        "is the hydrafacial good for acne",
+    ],
 )
 def test_nothing_about_when(text: str) -> None:
     assert parse_when(text, NOW, LA) is None

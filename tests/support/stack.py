@@ -1,0 +1,312 @@
+"""The whole service, assembled for tests the way production assembles it.
+
+- the real Starlette app served by uvicorn over HTTP (in a thread, or a subprocess);
+- real Dramatiq workers on the real Redis broker (in-process threads, or subprocesses);
+- real Postgres; the composition root built from settings — only the outside
+  boundary is faked: Twilio and OpenAI are local HTTP fakes driven through the
+  official SDKs, and the clock can be frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+
+from db.engine import Database
+from medspa.devstack import free_port
+from medspa.services import Infrastructure
+from medspa.settings import REPO_ROOT, Settings
+from tests.fakes.openai_api import FakeOpenAIApi
+from tests.fakes.twilio_api import FakeTwilioApi, twilio_signature
+from tests.support.infra import wait_for
+
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "test-twilio-auth-token"
+STRIPE_WEBHOOK_SECRET = "whsec_test_secret"
+CHAT_SECRET = "test-chat-secret"
+OPENAI_KEY = "sk-test-key"
+
+GLOW_NUMBER = "+14155550123"
+GLOW_CLINIC_ID = 1
+
+
+class FrozenClock:
+    """A controllable clock (the Clock port's test adapter)."""
+
+    def __init__(self, moment: datetime | None = None) -> None:
+        self._moment = moment
+        self._lock = threading.Lock()
+
+    def set(self, moment: datetime | None) -> None:
+        with self._lock:
+            self._moment = moment.astimezone(UTC) if moment else None
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._moment or datetime.now(UTC)
+
+
+_MARKER = re.compile(r"\[(c\d+-m\d+)\]")
+
+
+def echo_responder(body: dict[str, Any]) -> dict[str, Any]:
+    """A scripted model for pipeline tests: first step calls a tool, second step answers with the markers of
+    every patient message the turn saw — so tests can check each message was answered exactly once, in order."""
+    messages = body["messages"]
+    last = messages[-1]
+    if last["role"] == "user" or (last["role"] != "tool" and not any(m["role"] == "tool" for m in messages[-3:])):
+        return {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
+                            "function": {"name": "get_my_appointments", "arguments": "{}"}}],
+        }
+    # Markers in the user messages after the last assistant *reply* (the turn's new messages).
+    seen: list[str] = []
+    for message in reversed(messages):
+        if message["role"] == "assistant" and message.get("content") and not message.get("tool_calls"):
+            break
+        if message["role"] == "user":
+            seen = _MARKER.findall(message.get("content") or "") + seen
+    return {"role": "assistant", "content": "ack " + " ".join(seen) if seen else "ack"}
+
+
+@dataclass
+class Stack:
+    infra: Infrastructure
+    settings: Settings
+    database: Database
+    twilio: FakeTwilioApi
+    openai: FakeOpenAIApi
+    base_url: str
+    clock: FrozenClock
+    http: httpx.Client
+    _stoppers: list[Any] = field(default_factory=list)
+
+    # ------------------------------------------------------------ driving it like Twilio would
+    def sms_form(self, to: str, from_: str, body: str, sid: str | None = None) -> dict[str, str]:
+        return {
+            "MessageSid": sid or "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": from_, "To": to,
+            "Body": body, "NumMedia": "0",
+        }
+
+    def post_twilio(self, path: str, form: dict[str, str], *, signature: str | None = None) -> httpx.Response:
+        url = self.base_url + path
+        sig = signature if signature is not None else twilio_signature(TWILIO_TOKEN, url, form)
+        return self.http.post(url, data=form, headers={"X-Twilio-Signature": sig})
+
+    def send_sms(self, clinic_number: str, from_phone: str, body: str, *, sid: str | None = None) -> httpx.Response:
+        response = self.post_twilio("/webhooks/twilio/sms", self.sms_form(clinic_number, from_phone, body, sid))
+        assert response.status_code == 200, response.text
+        return response
+
+    def replies_to(self, phone: str) -> list[str]:
+        return [m.body for m in list(self.twilio.messages) if m.to == phone]
+
+    def wait_replies(self, to_phone: str, count: int, timeout: float = 30) -> list[str]:
+        wait_for(lambda: len(self.replies_to(to_phone)) >= count, timeout, what=f"{count} replies to a test phone")
+        return self.replies_to(to_phone)
+
+    def tool_calls(self, phone: str, clinic_id: int = GLOW_CLINIC_ID) -> list[dict[str, Any]]:
+        with self.database.tenant_scope(clinic_id) as session:
+            rows = session.execute(
+                text(
+                    """SELECT t.name, t.arguments, t.ok, t.result FROM tool_calls t
+                       JOIN turns u ON u.id = t.turn_id JOIN conversations c ON c.id = u.conversation_id
+                       JOIN clients cl ON cl.id = c.client_id
+                       WHERE cl.phone_e164 = :phone ORDER BY t.id"""
+                ),
+                {"phone": phone},
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def wait_idle(self, clinic_id: int = GLOW_CLINIC_ID, timeout: float = 60) -> None:
+        """Every recorded inbound event processed, every conversation answered, every reply sent."""
+
+        def idle() -> bool:
+            with self.database.tenant_scope(clinic_id) as session:
+                return bool(session.execute(text(
+                    """SELECT NOT EXISTS (SELECT 1 FROM inbox_events WHERE status = 'received')
+                          AND NOT EXISTS (SELECT 1 FROM conversations WHERE last_inbound_seq > answered_seq)
+                          AND NOT EXISTS (SELECT 1 FROM outbox WHERE status IN ('queued', 'sending', 'unknown')
+                                          AND (not_before IS NULL OR not_before <= now()))""")).scalar())
+
+        wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
+
+    def close(self) -> None:
+        for stop in reversed(self._stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+        self.http.close()
+
+
+def stack_settings(infra: Infrastructure, *, base_url: str, twilio: FakeTwilioApi, openai: FakeOpenAIApi,
+                   data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": infra.database_url, "migration_database_url": infra.migration_database_url,
+        "redis_url": infra.redis_url, "data_dir": data_dir, "public_base_url": base_url,
+        "environment": "test", "log_json": True, "log_level": "INFO",
+        "twilio_account_sid": TWILIO_SID, "twilio_auth_token": TWILIO_TOKEN, "twilio_api_base": twilio.base_url,
+        "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET, "chat_token_secret": CHAT_SECRET,
+        "openai_api_key": OPENAI_KEY, "openai_base_url": openai.base_url + "/v1", "model_provider": "offline",
+        "sms_rate_per_number_per_s": 0, "rate_limit_per_sender_per_min": 10_000,
+        "rate_limit_per_session_per_min": 10_000, "local_embeddings": False,
+        "inbox_sweep_after_s": 5, "outbox_sweep_after_s": 5, "lease_seconds": 15,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings as environment variables, for subprocesses."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value) if not isinstance(value, bool) else ("true" if value else "false")
+    return env
+
+
+class _ThreadedUvicorn(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own handlers
+        pass
+
+
+def serve_app_in_thread(settings: Settings, port: int) -> Any:
+    from webhooks.app import create_app
+
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", access_log=False)
+    server = _ThreadedUvicorn(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, what="uvicorn to start")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return stop
+
+
+def start_inprocess_worker(settings: Settings, clock: FrozenClock, *, threads: int = 4) -> Any:
+    """A real Dramatiq worker (RedisBroker) running in this process with a test-built container."""
+    import dramatiq
+
+    os.environ.update(settings_env(settings))
+    from medspa.settings import get_settings
+
+    get_settings.cache_clear()
+    from worker import actors
+    from worker.container import build_container
+
+    container = build_container(settings, clock=clock)
+    actors.install_container(container)
+    worker = dramatiq.Worker(actors.broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+
+    def stop() -> None:
+        worker.stop(timeout=10_000)
+        container.close()
+
+    return stop, container
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-g", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+
+def start_worker_process(settings: Settings, *, processes: int = 1, threads: int = 4, log_dir: Path,
+                         name: str = "worker") -> WorkerProcess:
+    env = os.environ.copy() | settings_env(settings)
+    log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes), "--threads", str(threads),
+         "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"],
+        cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    return WorkerProcess(process, log_path)
+
+
+def start_app_process(settings: Settings, port: int, *, log_dir: Path, workers: int = 1) -> WorkerProcess:
+    env = os.environ.copy() | settings_env(settings)
+    log_path = log_dir / f"webhooks-{port}.log"
+    handle = open(log_path, "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "webhooks.app:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+        cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    wait_for(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), 30, what="webhook app to be ready")
+    return WorkerProcess(process, log_path)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_stack(infra: Infrastructure, tmp_dir: Path, *, inprocess_worker: bool = True,
+                  **overrides: Any) -> Iterator[tuple[Stack, Any]]:
+    twilio = FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN).start()
+    openai = FakeOpenAIApi(OPENAI_KEY).start()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    settings = stack_settings(infra, base_url=base_url, twilio=twilio, openai=openai, data_dir=tmp_dir, **overrides)
+    clock = FrozenClock()
+    from db.engine import make_engine
+
+    database = Database(make_engine(infra.database_url, pool_size=4))
+    stack = Stack(infra, settings, database, twilio, openai, base_url, clock, httpx.Client(timeout=10))
+    stack._stoppers += [twilio.stop, openai.stop, database.dispose]
+    container = None
+    try:
+        stack._stoppers.append(serve_app_in_thread(settings, port))
+        if inprocess_worker:
+            stop_worker, container = start_inprocess_worker(settings, clock)
+            stack._stoppers.append(stop_worker)
+        yield stack, container
+    finally:
+        stack.close()
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, default=str)
