@@ -40,7 +40,7 @@ def enable_tenant_isolation(conn: Connection, tenant_tables: Iterable[str], glob
         )
         conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}"))
     for table in global_tables:
-        privileges = "SELECT, INSERT" if table == "scheduler_runs" else "SELECT"
+        privileges = "SELECT, INSERT, DELETE" if table == "scheduler_runs" else "SELECT"
         conn.execute(text(f"GRANT {privileges} ON {table} TO {APP_ROLE}"))
     conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}"))
 

@@ -20,6 +20,11 @@ import unicodedata
 from enum import StrEnum
 
 
+def _wordset(words: str) -> frozenset[str]:
+    """A set of words written as one space-separated string (long vocabularies stay readable)."""
+    return frozenset(words.split())
+
+
 class AgentState(StrEnum):
     IDLE = "idle"
     ANSWERING = "answering"
@@ -212,170 +217,25 @@ _EMOJI_WORDS = {
     "\u274c": " no ",  # cross mark
     "\U0001f6ab": " no ",  # prohibited
 }
-_AFFIRMATIVE_CORE = frozenset(
-    {
-        "yes",
-        "y",
-        "yep",
-        "yeah",
-        "yea",
-        "ya",
-        "yup",
-        "yess",
-        "yesss",
-        "sure",
-        "confirm",
-        "confirmed",
-        "ok",
-        "okay",
-        "k",
-        "kk",
-        "okk",
-        "c",
-        "correct",
-        "absolutely",
-        "definitely",
-        "perfect",
-        "great",
-        "good",
-        "works",
-        "si",
-        "claro",
-        "dale",
-        "vale",
-        "bueno",
-        "confirmo",
-        "affirmative",
-        "alright",
-        "aight",
-    }
+_AFFIRMATIVE_CORE = _wordset(
+    "yes y yep yeah yea ya yup yess yesss sure confirm confirmed ok okay k kk okk c correct absolutely definitely "
+    "perfect great good works si claro dale vale bueno confirmo affirmative alright aight"
 )
-_AFFIRMATIVE_FILLER = frozenset(
-    {
-        "please",
-        "pls",
-        "plz",
-        "thanks",
-        "thank",
-        "you",
-        "thx",
-        "ty",
-        "that",
-        "thats",
-        "it",
-        "sounds",
-        "for",
-        "me",
-        "book",
-        "do",
-        "go",
-        "ahead",
-        "lets",
-        "is",
-        "fine",
-        "great",
-        "perfect",
-        "good",
-        "all",
-        "set",
-        "works",
-        "yes",
-        "por",
-        "favor",
-        "gracias",
-        "esta",
-        "bien",
-        "a",
-        "really",
-        "very",
-        "much",
-        "so",
-        "super",
-        "just",
-        "will",
-        "ill",
-        "be",
-        "there",
-        "see",
-        "then",
-        "exactly",
-        "right",
-        "cool",
-        "awesome",
-    }
+_AFFIRMATIVE_FILLER = _wordset(
+    "please pls plz thanks thank you thx ty that thats it sounds for me book do go ahead lets is fine great "
+    "perfect good all set works yes por favor gracias esta bien a really very much so super just will ill be "
+    "there see then exactly right cool awesome"
 )
-_NEGATIVE_CORE = frozenset(
-    {"no", "n", "nope", "nah", "na", "negative", "nevermind", "nvm", "cancel", "dont", "not", "never"}
-)
-_NEGATIVE_FILLER = frozenset(
-    {
-        "thanks",
-        "thank",
-        "you",
-        "thx",
-        "ty",
-        "please",
-        "pls",
-        "yet",
-        "now",
-        "today",
-        "mind",
-        "gracias",
-        "its",
-        "ok",
-        "okay",
-        "that",
-        "it",
-        "do",
-        "book",
-        "want",
-        "to",
-        "i",
-        "sorry",
-        "actually",
-        "right",
-        "maybe",
-        "later",
-        "never",
-        "not",
-        "no",
-        "nope",
-        "anymore",
-        "dont",
-        "go",
-        "ahead",
-        "with",
-    }
+_NEGATIVE_CORE = _wordset("no n nope nah na negative nevermind nvm cancel dont not never")
+_NEGATIVE_FILLER = _wordset(
+    "thanks thank you thx ty please pls yet now today mind gracias its ok okay that it do book want to i sorry "
+    "actually right maybe later never not no nope anymore dont go ahead with"
 )
 _NEGATIVE_PHRASES = frozenset({"maybe later", "maybe another time", "hold off", "let me think", "ill pass", "pass"})
 # Words that turn a yes/no into a counter-proposal or a question.
-_CONTINUATION = frozenset(
-    {
-        "but",
-        "instead",
-        "can",
-        "could",
-        "would",
-        "what",
-        "how",
-        "when",
-        "which",
-        "where",
-        "change",
-        "different",
-        "other",
-        "another",
-        "earlier",
-        "later",
-        "if",
-        "or",
-        "wait",
-        "hold",
-        "except",
-        "pero",
-        "mejor",
-        "cambiar",
-    }
+_CONTINUATION = _wordset(
+    "but instead can could would what how when which where change different other another earlier later if or "
+    "wait hold except pero mejor cambiar"
 )
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 

@@ -9,6 +9,7 @@ edit distance.  Deterministic: ties resolve by specificity, then input order.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
+
+
+def _wordset(words: str) -> frozenset[str]:
+    """A set of words written as one space-separated string (long vocabularies stay readable)."""
+    return frozenset(words.split())
 
 
 @dataclass(frozen=True)
@@ -67,35 +73,12 @@ CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
 # that belongs to a category only through one of them ranks after the others
 # ("laser" puts both Laser Hair Removal and Laser Resurfacing in the laser hair
 # removal category; the former is the real member).
-_GENERIC = frozenset(
-    {"tox", "filler", "fillers", "lips", "facial", "facials", "peel", "peels", "laser", "consult", "consults"}
-)
+_GENERIC = _wordset("tox filler fillers lips facial facials peel peels laser consult consults")
 
 # Real words within one edit of a vocabulary word: never fuzzy-matched.
-_FUZZY_STOPLIST = frozenset(
-    {
-        "later",
-        "layer",
-        "lager",
-        "taser",
-        "loser",
-        "laster",
-        "filled",
-        "fuller",
-        "filter",
-        "killer",
-        "fillet",
-        "racial",
-        "facile",
-        "feels",
-        "peels",
-        "boots",
-        "botch",
-        "consul",
-        "consults",
-        "facet",
-        "lipid",
-    }
+_FUZZY_STOPLIST = _wordset(
+    "later layer lager taser loser laster filled fuller filter killer fillet racial facile feels peels boots "
+    "botch consul consults facet lipid"
 )
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -145,7 +128,8 @@ def service_categories(service: ServiceRef) -> dict[str, int]:
     return found
 
 
-def _phrases(service: ServiceRef) -> list[_Phrase]:
+@functools.lru_cache(maxsize=1024)
+def _phrases(service: ServiceRef) -> tuple[_Phrase, ...]:
     """What a service answers to.  A category phrase that is also a word of the
     service's own name ("botox" for "Botox (per unit)") counts like a synonym."""
     name = _normalise(service.name)
@@ -160,7 +144,7 @@ def _phrases(service: ServiceRef) -> list[_Phrase]:
                 continue  # "Laser Resurfacing" answers to "laser", not to "lhr"
             level = 2 if _contains_phrase(name, phrase) else 1
             phrases.append(_Phrase(phrase, level, specificity))
-    return [p for p in phrases if p.text]
+    return tuple(p for p in phrases if p.text)
 
 
 def _allowed_distance(word: str) -> int:
@@ -169,25 +153,37 @@ def _allowed_distance(word: str) -> int:
     return 1 if len(word) <= 7 else 2
 
 
-def _match_phrase(words: list[str], phrase: str) -> tuple[tuple[int, int], bool] | None:
-    """Best occurrence of ``phrase`` in ``words``: (span, exact) or None.
+def _windows(words: list[str], max_size: int) -> dict[int, list[tuple[int, str]]]:
+    """Joined word windows: size -> [(start, joined)] for sizes 1..max_size."""
+    return {
+        size: [(start, "".join(words[start : start + size])) for start in range(len(words) - size + 1)]
+        for size in range(1, max_size + 1)
+    }
+
+
+def _match_phrase(windows: dict[int, list[tuple[int, str]]], phrase: str) -> tuple[tuple[int, int], bool] | None:
+    """Best occurrence of ``phrase`` in the text: (span, exact) or None.
 
     Compared with spaces removed, so "hydra facial" matches "hydrafacial" and
     "micro-neddling" matches "microneedling" by one edit.
     """
     target = phrase.replace(" ", "")
     n_words = len(phrase.split())
+    allowed = _allowed_distance(target)
     fuzzy: tuple[int, int] | None = None
     for size in sorted({max(1, n_words - 1), n_words, n_words + 1}):
-        for start in range(0, len(words) - size + 1):
-            window = words[start : start + size]
-            joined = "".join(window)
+        for start, joined in windows.get(size, ()):
             if joined == target or (joined.endswith("s") and joined[:-1] == target and len(target) > 3):
                 return (start, start + size), True
-            if fuzzy is None and joined not in _FUZZY_STOPLIST:
-                allowed = _allowed_distance(target)
-                if allowed and joined[0] == target[0] and OSA.distance(joined, target, score_cutoff=allowed) <= allowed:
-                    fuzzy = (start, start + size)
+            if (
+                fuzzy is None
+                and allowed
+                and abs(len(joined) - len(target)) <= allowed
+                and joined[0] == target[0]
+                and joined not in _FUZZY_STOPLIST
+                and OSA.distance(joined, target, score_cutoff=allowed) <= allowed
+            ):
+                fuzzy = (start, start + size)
     return (fuzzy, False) if fuzzy else None
 
 
@@ -195,14 +191,21 @@ def _hits(text: str, services: Sequence[ServiceRef]) -> list[_Hit]:
     words = _normalise(text).split()
     if not words:
         return []
+    phrase_sets = [_phrases(service) for service in services]
+    longest = max((len(p.text.split()) for ps in phrase_sets for p in ps), default=1)
+    windows = _windows(words, longest + 1)
+    matched: dict[str, tuple[tuple[int, int], bool] | None] = {}
     hits: list[_Hit] = []
-    for order, service in enumerate(services):
-        for phrase in _phrases(service):
-            found = _match_phrase(words, phrase.text)
+    for order, (service, phrases) in enumerate(zip(services, phrase_sets, strict=True)):
+        name = _normalise(service.name)
+        for phrase in phrases:
+            if phrase.text not in matched:
+                matched[phrase.text] = _match_phrase(windows, phrase.text)
+            found = matched[phrase.text]
             if found:
                 span, exact = found
                 mentioned = " ".join(words[span[0] : span[1]])
-                similarity = int(fuzz.partial_ratio(mentioned, _normalise(service.name)))
+                similarity = int(fuzz.partial_ratio(mentioned, name))
                 hits.append(
                     _Hit(
                         service,

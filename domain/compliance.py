@@ -30,59 +30,25 @@ from zoneinfo import ZoneInfo
 from domain.segments import to_gsm_friendly
 
 
+def _wordset(words: str) -> frozenset[str]:
+    """A set of words written as one space-separated string (long vocabularies stay readable)."""
+    return frozenset(words.split())
+
+
 class KeywordIntent(StrEnum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
     HELP = "help"
 
 
-OPT_OUT_KEYWORDS: frozenset[str] = frozenset(
-    {
-        "stop",
-        "stopall",
-        "unsubscribe",
-        "cancel",
-        "end",
-        "quit",
-        "revoke",
-        "optout",
-        # Spanish
-        "alto",
-        "parar",
-        "detener",
-        "baja",
-        "cancelar",
-    }
+OPT_OUT_KEYWORDS: frozenset[str] = _wordset(
+    "stop stopall unsubscribe cancel end quit revoke optout alto parar detener baja cancelar"
 )
 # Keywords that stay an opt-out with courtesy words around them.  CANCEL/END
 # are excluded on purpose: "cancel please" after a reminder is about the visit.
 _STRONG_OPT_OUT: frozenset[str] = frozenset({"stop", "stopall", "unsubscribe", "quit", "revoke", "optout", "alto"})
-_COURTESY: frozenset[str] = frozenset(
-    {
-        "please",
-        "pls",
-        "plz",
-        "now",
-        "it",
-        "thanks",
-        "thank",
-        "you",
-        "thx",
-        "ty",
-        "immediately",
-        "asap",
-        "just",
-        "ok",
-        "okay",
-        "por",
-        "favor",
-        "ya",
-        "gracias",
-        "all",
-        "me",
-        "i",
-        "said",
-    }
+_COURTESY: frozenset[str] = _wordset(
+    "please pls plz now it thanks thank you thx ty immediately asap just ok okay por favor ya gracias all me i said"
 )
 OPT_IN_KEYWORDS: frozenset[str] = frozenset({"start", "unstop", "subscribe", "optin", "comenzar", "iniciar"})
 HELP_KEYWORDS: frozenset[str] = frozenset({"help", "info", "ayuda"})

@@ -146,3 +146,7 @@ def sweep() -> None:
     from worker.sweeper import sweep as run_sweep
 
     run_sweep(container(), _sweep_enqueue)
+
+
+# Actor groups kept in their own modules; imported here so `dramatiq worker.actors` registers them.
+from worker import automation_actors, payment_actors  # noqa: E402,F401

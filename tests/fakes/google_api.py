@@ -27,12 +27,21 @@ _EVENTS = re.compile(r"^/calendar/v3/calendars/(?P<cid>[^/]+)/events(?:/(?P<eid>
 def google_error(status: int, reason: str, message: str) -> Reply:
     return Reply(
         status,
-        {"error": {"errors": [{"domain": "global", "reason": reason, "message": message}], "code": status, "message": message}},
+        {
+            "error": {
+                "errors": [{"domain": "global", "reason": reason, "message": message}],
+                "code": status,
+                "message": message,
+            }
+        },
     )
 
 
 def _parse_rfc3339(text: str, what: str) -> datetime:
-    require(isinstance(text, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", text), f"{what} must be RFC3339 with offset, got {text!r}")
+    require(
+        isinstance(text, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", text),
+        f"{what} must be RFC3339 with offset, got {text!r}",
+    )
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -206,13 +215,16 @@ class FakeGoogleCalendarApi(FakeHttpServer):
                     )
                 busy = sorted((s, e) for s, e in blocks if s < time_max and e > time_min)
                 calendars[cid] = {
-                    "busy": [
-                        {"start": _z(max(s, time_min)), "end": _z(min(e, time_max))} for s, e in busy
-                    ]
+                    "busy": [{"start": _z(max(s, time_min)), "end": _z(min(e, time_max))} for s, e in busy]
                 }
         return Reply(
             200,
-            {"kind": "calendar#freeBusy", "timeMin": body["timeMin"], "timeMax": body["timeMax"], "calendars": calendars},
+            {
+                "kind": "calendar#freeBusy",
+                "timeMin": body["timeMin"],
+                "timeMax": body["timeMax"],
+                "calendars": calendars,
+            },
         )
 
 

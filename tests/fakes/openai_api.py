@@ -124,7 +124,10 @@ class FakeOpenAIApi(FakeHttpServer):
                     require(call.get("type") == "function", "assistant tool_calls[].type must be function")
                     require(isinstance(call.get("id"), str), "tool_calls[].id required")
                     fn = call.get("function") or {}
-                    require(isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str), "function name/arguments")
+                    require(
+                        isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str),
+                        "function name/arguments",
+                    )
                     open_calls.add(call["id"])
             else:
                 require(isinstance(m.get("content"), str), f"messages[{i}].content must be a string")
@@ -140,7 +143,10 @@ class FakeOpenAIApi(FakeHttpServer):
                 require(fn["name"] not in names, f"duplicate tool {fn['name']}")
                 names.add(fn["name"])
                 params = fn.get("parameters")
-                require(isinstance(params, dict) and params.get("type") == "object", f"{fn['name']}.parameters must be a JSON schema object")
+                require(
+                    isinstance(params, dict) and params.get("type") == "object",
+                    f"{fn['name']}.parameters must be a JSON schema object",
+                )
         require(body.get("tool_choice") in (None, "auto"), "tool_choice must be absent or auto")
 
         if self.responder is not None:
@@ -180,7 +186,10 @@ class FakeOpenAIApi(FakeHttpServer):
         inputs: Any = body.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
-        require(isinstance(inputs, list) and inputs and all(isinstance(t, str) and t for t in inputs), "input: non-empty strings")
+        require(
+            isinstance(inputs, list) and inputs and all(isinstance(t, str) and t for t in inputs),
+            "input: non-empty strings",
+        )
         require(len(inputs) <= 2048, "at most 2048 inputs per request")
         dims = body.get("dimensions", 1536)
         require(isinstance(dims, int) and 1 <= dims <= 3072, "dimensions must be an int")
@@ -196,7 +205,12 @@ class FakeOpenAIApi(FakeHttpServer):
         tokens = sum(len(t) // 4 + 1 for t in inputs)
         return Reply(
             200,
-            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
         )
 
 

@@ -71,7 +71,12 @@ class FakeTwilioApi(FakeHttpServer):
 
     # ------------------------------------------------------------ scripted failures
     def fail_next(self, count: int, status: int, *, code: int | None = None, message: str = "fake failure") -> None:
-        body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+        body = {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
         self.script(Reply(status, body), times=count)
 
     def rate_limit_next(self, count: int = 1) -> None:

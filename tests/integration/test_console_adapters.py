@@ -36,15 +36,19 @@ def test_console_sms_counts_segments_like_a_carrier() -> None:
 def test_local_payments_links_are_idempotent_and_local() -> None:
     payments = LocalTestPayments("http://127.0.0.1:8000/")
     request = DepositRequest(
-        clinic_id=1, appointment_id=42, amount_cents=5000, currency="usd", description="Deposit",
-        expires_at=datetime(2031, 1, 1, tzinfo=UTC), idempotency_key="deposit:42",
-        success_url="http://127.0.0.1:8000/ok", cancel_url="http://127.0.0.1:8000/no",
+        clinic_id=1,
+        appointment_id=42,
+        amount_cents=5000,
+        currency="usd",
+        description="Deposit",
+        expires_at=datetime(2031, 1, 1, tzinfo=UTC),
+        idempotency_key="deposit:42",
+        success_url="http://127.0.0.1:8000/ok",
+        cancel_url="http://127.0.0.1:8000/no",
     )
     first = payments.create_deposit_checkout(request)
     again = payments.create_deposit_checkout(request)
-    other = payments.create_deposit_checkout(
-        DepositRequest(**{**request.__dict__, "idempotency_key": "deposit:43"})
-    )
+    other = payments.create_deposit_checkout(DepositRequest(**{**request.__dict__, "idempotency_key": "deposit:43"}))
 
     assert first == again
     assert first.url == f"http://127.0.0.1:8000/dev/pay/{first.session_id}"

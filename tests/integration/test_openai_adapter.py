@@ -122,7 +122,11 @@ def test_tool_round_trip_is_well_formed_on_the_wire(fake: FakeOpenAIApi) -> None
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": "call_abc", "type": "function", "function": {"name": "search_availability", "arguments": '{"service":"botox"}'}}
+            {
+                "id": "call_abc",
+                "type": "function",
+                "function": {"name": "search_availability", "arguments": '{"service":"botox"}'},
+            }
         ],
     }
     assert sent[3] == {"role": "tool", "tool_call_id": "call_abc", "content": '{"slots": ["10:00", "11:30"]}'}

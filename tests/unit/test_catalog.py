@@ -127,3 +127,8 @@ def test_only_offered_services_match() -> None:
 )
 def test_category_of(phrase: str, category: str | None) -> None:
     assert category_of(phrase) == category
+
+
+def test_long_service_name_matches_by_name() -> None:
+    full = ServiceRef(30, "Laser Hair Removal - Small Area Plus", "Laser")
+    assert match_service("laser hair removal small area plus please", [LHR, full]) == full

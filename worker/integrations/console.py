@@ -60,7 +60,9 @@ class ConsoleSmsSender:
             del self._sent[: -self._keep_last]
         stream = self._stream or sys.stdout
         print(f"[sms → …{message.to[-4:]}] {message.body}", file=stream, flush=True)
-        return SmsSendResult(provider_message_id=provider_id, status="sent", segments=count_segments(message.body).segments)
+        return SmsSendResult(
+            provider_message_id=provider_id, status="sent", segments=count_segments(message.body).segments
+        )
 
     def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
         since_utc = since if since.tzinfo else since.replace(tzinfo=UTC)
@@ -94,7 +96,9 @@ class LocalTestPayments:
         with self._lock:
             self._sessions.setdefault(session_id, request)
             first = self._sessions[session_id]
-        return CheckoutLink(session_id=session_id, url=f"{self._base}/dev/pay/{session_id}", expires_at=first.expires_at)
+        return CheckoutLink(
+            session_id=session_id, url=f"{self._base}/dev/pay/{session_id}", expires_at=first.expires_at
+        )
 
     def session(self, session_id: str) -> DepositRequest | None:
         """The request behind a session this process created (the dev pay page may live elsewhere: use the DB)."""

@@ -74,7 +74,9 @@ class OpenAIEmbedder:
                 timeout=self._timeout,
             )
         except openai.OpenAIError as exc:
-            log.warning("openai embeddings failed kind=%s status=%s", type(exc).__name__, getattr(exc, "status_code", None))
+            log.warning(
+                "openai embeddings failed kind=%s status=%s", type(exc).__name__, getattr(exc, "status_code", None)
+            )
             raise EmbeddingUnavailable(f"embeddings unavailable: {type(exc).__name__}") from exc
         ordered = sorted(response.data, key=lambda item: item.index)
         vectors = [list(map(float, item.embedding)) for item in ordered]

@@ -59,7 +59,9 @@ def build_calendar_service(
         credentials = _service_account_credentials(os.fspath(credentials))
     http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
     client_options = {"api_endpoint": _calendar_endpoint(api_endpoint)} if api_endpoint else None
-    return build("calendar", "v3", http=http, client_options=client_options, static_discovery=True, cache_discovery=False)
+    return build(
+        "calendar", "v3", http=http, client_options=client_options, static_discovery=True, cache_discovery=False
+    )
 
 
 def _service_account_credentials(path: str) -> Credentials:
@@ -103,9 +105,12 @@ class GoogleCalendar:
                     reasons = {e.get("reason", "") for e in errors}
                     retryable = bool(reasons & _RETRYABLE_REASONS)
                     log.warning("google freebusy calendar_index=%s reasons=%s", offset + index, sorted(reasons))
-                    raise CalendarError(f"freebusy failed for calendar #{offset + index}: {sorted(reasons)}", retryable=retryable)
+                    raise CalendarError(
+                        f"freebusy failed for calendar #{offset + index}: {sorted(reasons)}", retryable=retryable
+                    )
                 result[cid] = [
-                    BusyInterval(start=_parse_time(b["start"]), end=_parse_time(b["end"])) for b in entry.get("busy", [])
+                    BusyInterval(start=_parse_time(b["start"]), end=_parse_time(b["end"]))
+                    for b in entry.get("busy", [])
                 ]
         return result
 
@@ -119,7 +124,9 @@ class GoogleCalendar:
         }
         events = self._service.events()
         try:
-            self._execute(events.insert(calendarId=calendar_id, body={"id": event.event_id, **fields}), "insert", raw=True)
+            self._execute(
+                events.insert(calendarId=calendar_id, body={"id": event.event_id, **fields}), "insert", raw=True
+            )
             return
         except HttpError as exc:
             if exc.resp.status != 409:

@@ -144,9 +144,7 @@ def _classify(exc: Exception, *, outbox_id: int) -> SmsSendError:
         code = str(exc.code) if exc.code is not None else None
         status = int(exc.status)
         retryable = status == 429 or status >= 500 or code in _RATE_LIMITED_CODES
-        log.warning(
-            "twilio error outbox_id=%s status=%s code=%s retryable=%s", outbox_id, status, code, retryable
-        )
+        log.warning("twilio error outbox_id=%s status=%s code=%s retryable=%s", outbox_id, status, code, retryable)
         return SmsSendError(f"twilio HTTP {status} code {code}", code=code, retryable=retryable)
     if isinstance(exc, requests.Timeout | requests.ConnectionError):
         log.warning("twilio transport error outbox_id=%s kind=%s", outbox_id, type(exc).__name__)

@@ -1,0 +1,61 @@
+"""``medspa``: the one console entry point for staff and developers.
+
+Each command group lives in a module under ``scripts/`` that exposes
+``register(subparsers)``; every subcommand has ``--help``.  Errors are one
+clear line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "scripts.dev",
+    "scripts.clinic",
+    "scripts.clients",
+    "scripts.appointments",
+    "scripts.kb",
+    "scripts.campaigns",
+    "scripts.staff",
+    "scripts.drills",
+)
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medspa", description="MedSpa Agent: run the service and manage clinics from the command line."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # a command group not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except CommandError as exc:
+        print(f"medspa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Shared plumbing for the command modules: resolved infrastructure, database
+handles, output helpers.  Commands read the same settings as the services."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import lru_cache
+from typing import Any
+
+from db.engine import Database, make_engine
+from medspa.cli import CommandError
+from medspa.services import Infrastructure, resolve_infrastructure
+from medspa.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def infrastructure() -> Infrastructure:
+    infra = resolve_infrastructure(get_settings())
+    # Child processes and later get_settings() calls see the same resolved URLs.
+    os.environ.update(infra.as_env())
+    get_settings.cache_clear()
+    return infra
+
+
+@lru_cache(maxsize=1)
+def app_database() -> Database:
+    """The app role (row-level security applies): what day-to-day staff commands use."""
+    return Database(make_engine(infrastructure().database_url, pool_size=2, application_name="medspa-cli"))
+
+
+@lru_cache(maxsize=1)
+def owner_database() -> Database:
+    """The owner role: onboarding (creating clinics) and migrations only."""
+    return Database(make_engine(infrastructure().migration_database_url, pool_size=2, application_name="medspa-admin"))
+
+
+def clinic_id_for(slug: str) -> int:
+    from sqlalchemy import text
+
+    with app_database().directory_scope() as session:
+        clinic_id = session.execute(text("SELECT id FROM clinics WHERE slug = :s"), {"s": slug}).scalar_one_or_none()
+    if clinic_id is None:
+        raise CommandError(f"no clinic with slug {slug!r} (see: medspa clinic list)")
+    return int(clinic_id)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
