@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 CHUNK_CHARS = 800
 RRF_K = 60  # the usual constant from Cormack et al.; damps the weight of top ranks
 CANDIDATES = 20  # per ranking, before fusion
-# Cosine distance beyond which a vector hit is noise rather than an answer (MiniLM: unrelated text sits ~0.8-1.0).
-MAX_VECTOR_DISTANCE = 0.72
+# Cosine distance beyond which a vector hit is noise rather than an answer (MiniLM: unrelated text sits ~0.85-1.0).
+MAX_VECTOR_DISTANCE = 0.8
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -266,24 +266,37 @@ def search_knowledge(
         text_rank = {row.id: i + 1 for i, row in enumerate(text_rows)}
         vector_rank = {row.id: i + 1 for i, row in enumerate(vector_rows)}
         distances = {row.id: float(row.distance) for row in vector_rows}
-        scores: dict[int, float] = {}
+        chunk_score: dict[int, float] = {}
         for ranks in (text_rank, vector_rank):
             for chunk_id, rank in ranks.items():
-                scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-        best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
-        if not best:
+                chunk_score[chunk_id] = chunk_score.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        if not chunk_score:
             return []
         details = {
             row.id: row
             for row in session.execute(
                 text(
-                    """SELECT ch.id, ch.content, d.slug, d.title
+                    """SELECT ch.id, ch.document_id, ch.content, d.slug, d.title
                        FROM kb_chunks ch JOIN kb_documents d ON d.id = ch.document_id
                        WHERE ch.id = ANY(:ids)"""
                 ),
-                {"ids": best},
+                {"ids": list(chunk_score)},
             )
         }
+    # Fuse per article: an article whose several passages match is a better answer than one stray passage,
+    # and citations name articles.  The article's best passage is its snippet.
+    doc_score: dict[int, float] = {}
+    best_chunk: dict[int, int] = {}
+    for chunk_id, score in chunk_score.items():
+        if chunk_id not in details:
+            continue
+        doc = details[chunk_id].document_id
+        doc_score[doc] = doc_score.get(doc, 0.0) + score
+        current = best_chunk.get(doc)
+        if current is None or (score, -chunk_id) > (chunk_score[current], -current):
+            best_chunk[doc] = chunk_id
+    best = [best_chunk[doc] for doc in sorted(doc_score, key=lambda d: (-doc_score[d], best_chunk[d]))[:k]]
+    scores = {best_chunk[doc]: doc_score[doc] for doc in doc_score}
     return [
         KnowledgeHit(
             chunk_id=cid,
@@ -296,5 +309,4 @@ def search_knowledge(
             distance=distances.get(cid),
         )
         for cid in best
-        if cid in details
     ]

@@ -1,0 +1,218 @@
+"""Foundation: migrations, the no-double-booking constraint, row-level security, seed data, search indexes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
+
+from db.engine import Database, make_engine
+from db.models import TENANT_TABLES, Base
+from medspa.services import downgrade, load_seed, migrate
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture()
+def scratch_database(infra):
+    """An empty database on the same server, dropped afterwards."""
+    name = "scratch_" + uuid.uuid4().hex[:8]
+    admin = _libpq(infra.migration_database_url).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = infra.migration_database_url.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_migrations_round_trip_and_agree_with_the_models(scratch_database):
+    migrate(scratch_database)
+    downgrade(scratch_database, "base")
+    engine = create_engine(scratch_database)
+    with engine.connect() as conn:
+        tables = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+        ).scalar()
+    assert tables == 0
+    migrate(scratch_database)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        extensions = set(conn.execute(text("SELECT extname FROM pg_extension")).scalars())
+        indexes = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks'")).all())
+    engine.dispose()
+    assert diff == [], f"models and migrations disagree: {diff}"
+    assert {"vector", "btree_gist", "pg_trgm"} <= extensions
+    assert "USING hnsw" in indexes["ix_kb_chunks_embedding_hnsw"]
+    assert "USING gin" in indexes["ix_kb_chunks_tsv"]
+
+
+# ------------------------------------------------------------------ exclusion constraint
+def _insert_appointment(session, clinic_id, provider_id, start, minutes=60, status="booked"):
+    session.execute(
+        text(
+            """INSERT INTO appointments (clinic_id, provider_id, starts_at, ends_at, blocked_until, status)
+               VALUES (:c, :p, :s, :e, :e, :status)"""
+        ),
+        {"c": clinic_id, "p": provider_id, "s": start, "e": start + timedelta(minutes=minutes), "status": status},
+    )
+
+
+def _providers(database: Database, clinic_id: int) -> list[int]:
+    with database.tenant_scope(clinic_id) as session:
+        return list(session.execute(text("SELECT id FROM providers ORDER BY id")).scalars())
+
+
+def test_exclusion_constraint_rejects_overlap_but_allows_back_to_back_and_other_providers(database):
+    first, second = _providers(database, 1)[:2]
+    start = datetime(2031, 3, 3, 17, 0, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 300)
+    with database.tenant_scope(1) as session:
+        _insert_appointment(session, 1, first, start)
+    with pytest.raises(IntegrityError) as caught, database.tenant_scope(1) as session:
+        _insert_appointment(session, 1, first, start + timedelta(minutes=30))
+    assert isinstance(caught.value.orig, psycopg.errors.ExclusionViolation)
+    with database.tenant_scope(1) as session:
+        _insert_appointment(session, 1, first, start + timedelta(minutes=60))  # back to back
+        _insert_appointment(session, 1, second, start + timedelta(minutes=15))  # another provider
+        _insert_appointment(session, 1, first, start + timedelta(minutes=10), status="cancelled")  # not live
+
+
+def test_concurrent_bookings_for_one_slot_give_one_booking(database):
+    provider = _providers(database, 1)[0]
+    start = datetime(2032, 5, 5, 18, 0, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 300)
+    import threading
+
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            with database.tenant_scope(1) as session:
+                _insert_appointment(session, 1, provider, start)
+            outcomes.append("booked")
+        except IntegrityError:
+            outcomes.append("rejected")
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["booked"] + ["rejected"] * 5
+
+
+# ------------------------------------------------------------------ row-level security
+def test_app_role_is_neither_owner_nor_bypassrls(app_engine):
+    with app_engine.connect() as conn:
+        role = conn.execute(
+            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
+        owned = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user")
+        ).scalar()
+        forced = dict(conn.execute(
+            text("SELECT relname, relforcerowsecurity AND relrowsecurity FROM pg_class WHERE relname = ANY(:t)"),
+            {"t": list(TENANT_TABLES)},
+        ).all())
+    assert role == (False, False)
+    assert owned == 0
+    assert forced == {name: True for name in TENANT_TABLES}
+
+
+def test_clinic_a_cannot_read_or_write_clinic_b(database):
+    with database.tenant_scope(1) as session:
+        clinics_seen = set(session.execute(text("SELECT DISTINCT clinic_id FROM clients")).scalars())
+        harbor_rows = session.execute(text("SELECT count(*) FROM services WHERE clinic_id = 2")).scalar()
+        updated = session.execute(text("UPDATE clients SET notes = 'x' WHERE clinic_id = 2")).rowcount
+        deleted = session.execute(text("DELETE FROM kb_documents WHERE clinic_id = 2")).rowcount
+    assert clinics_seen == {1}
+    assert harbor_rows == 0
+    assert updated == 0 and deleted == 0
+    with pytest.raises(ProgrammingError) as caught, database.tenant_scope(1) as session:
+        session.execute(text("INSERT INTO clients (clinic_id, phone_e164) VALUES (2, '+12125550999')"))
+    assert "row-level security" in str(caught.value)
+    with database.tenant_scope(2) as session:
+        assert session.execute(text("SELECT count(*) FROM clients")).scalar() == 3
+
+
+def test_unset_clinic_means_no_rows_and_the_app_role_cannot_bypass(infra, app_engine):
+    db = Database(app_engine)
+    with db.directory_scope() as session:
+        assert session.execute(text("SELECT count(*) FROM clients")).scalar() == 0
+        assert session.execute(text("SELECT count(*) FROM clinics")).scalar() >= 2  # the directory stays readable
+    # A setting left over from a previous transaction on the same pooled connection is '' — still no rows.
+    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
+    with engine.connect() as conn:
+        with conn.begin():
+            conn.execute(text("SELECT set_config('app.clinic_id', '1', true)"))
+            assert conn.execute(text("SELECT count(*) FROM clients")).scalar() > 0
+        with conn.begin():
+            assert conn.execute(text("SELECT count(*) FROM clients")).scalar() == 0
+        with pytest.raises(DBAPIError), conn.begin():
+            conn.execute(text("SET LOCAL row_security = off"))
+            conn.execute(text("SELECT count(*) FROM clients"))
+        with pytest.raises(ProgrammingError), conn.begin():
+            conn.execute(text("ALTER TABLE clients DISABLE ROW LEVEL SECURITY"))
+        with pytest.raises(ProgrammingError), conn.begin():
+            conn.execute(text("INSERT INTO clinics (slug, name, timezone, public_key, phone) "
+                              "VALUES ('evil', 'x', 'UTC', 'evil', '+1')"))
+    engine.dispose()
+
+
+# ------------------------------------------------------------------ seed + search
+def test_seed_loads_twice_without_error_or_duplicates(infra, owner_engine):
+    def counts() -> dict[str, int]:
+        with owner_engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in
+                    ("clinics", "providers", "services", "kb_documents", "kb_chunks", "automations", "consent_events")}
+
+    before = counts()
+    load_seed(infra.migration_database_url)
+    load_seed(infra.migration_database_url)
+    after = counts()
+    assert after == before
+    assert before["kb_documents"] >= 25 + 3
+
+
+def test_full_text_query_finds_the_parking_article(database):
+    with database.tenant_scope(1) as session:
+        slugs = session.execute(text(
+            """SELECT d.slug FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+               WHERE c.tsv @@ websearch_to_tsquery('english', 'where do I park')
+               ORDER BY ts_rank(c.tsv, websearch_to_tsquery('english', 'where do I park')) DESC"""
+        )).scalars().all()
+    assert slugs and slugs[0] == "location-parking"
+
+
+def test_hnsw_vector_query_finds_the_comfort_article(database):
+    from worker.integrations.embedders import LocalMiniLMEmbedder
+    from worker.knowledge import reindex_missing_embeddings
+
+    embedder = LocalMiniLMEmbedder()
+    reindex_missing_embeddings(database, 1, embedder)
+    query = "is it painful?"
+    vector = embedder.embed([query])[0]
+    with database.tenant_scope(1) as session:
+        # 60 chunks: the planner would rather sort; make it use the ordered HNSW scan it would use at scale.
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_sort = off"))
+        plan = "\n".join(session.execute(
+            text("EXPLAIN SELECT id FROM kb_chunks ORDER BY embedding <=> CAST(:v AS vector) LIMIT 3"),
+            {"v": str(vector)},
+        ).scalars())
+        top = session.execute(
+            text("""SELECT d.slug FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+                    ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT 1"""),
+            {"v": str(vector)},
+        ).scalar()
+    assert "ix_kb_chunks_embedding_hnsw" in plan
+    assert top == "comfort-numbing"
