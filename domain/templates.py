@@ -43,6 +43,7 @@ FALLBACKS: Mapping[str, str] = {
 }
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}")
+_SPACES = re.compile(r" {2,}")
 
 
 class TemplateError(ValueError):
@@ -89,7 +90,7 @@ class Template:
             value = values.get(name)
             out.append(value if value else FALLBACKS.get(name, ""))
             out.append(part)
-        return to_gsm_friendly(" ".join("".join(out).split(" ")).strip())
+        return to_gsm_friendly(_SPACES.sub(" ", "".join(out)).strip())
 
 
 def unknown_placeholders(source: str, allowed: frozenset[str] = CAMPAIGN_PLACEHOLDERS) -> list[str]:

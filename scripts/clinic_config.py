@@ -543,7 +543,7 @@ def diff_states(current: ClinicState | None, desired: ClinicState) -> list[Chang
         c = desired.clinic
         changes = [Change("+", f"clinic {slug}", f"{c['name']}, {c['timezone']}")]
         changes += [Change("+", f"sms number {n}") for n in desired.sms_numbers]
-        changes += [Change("+", f"service {s}", f"{v['name']}, {v['price_cents']} cents")
+        changes += [Change("+", f"service {s}", f"{v['name']}, ${v['price_cents'] / 100:,.2f}")
                     for s, v in desired.services.items()]
         changes += [Change("+", f"provider {p}", f"{v['name']}, skills: {', '.join(v['skills']) or 'none'}")
                     for p, v in desired.providers.items()]
@@ -713,7 +713,7 @@ def state_to_file(state: ClinicState) -> dict[str, Any]:
     document: dict[str, Any] = {
         "slug": c["slug"], "name": c["name"], "timezone": c["timezone"], "public_key": c["public_key"],
         "address": c["address"], "phone_numbers": phone_numbers, "business_hours": week(c["business_hours"]),
-        "holidays": list(c["holidays"]), "policies": c["policies"], "chat_origins": list(c["chat_origins"]),
+        "holidays": list(c["holidays"]), "policies": _ordered_policies(c["policies"] or {}), "chat_origins": list(c["chat_origins"]),
         "services": [{"slug": slug, **values} for slug, values in state.services.items()],
         "providers": [
             {"slug": slug, "name": p["name"], "title": p["title"], "calendar_id": p["calendar_id"],
@@ -723,6 +723,12 @@ def state_to_file(state: ClinicState) -> dict[str, Any]:
         "automations": {kind: a for kind, a in state.automations.items()},
     }
     return document
+
+
+def _ordered_policies(policies: dict[str, Any]) -> dict[str, Any]:
+    """Known policies in the model's order, then any others; the keys themselves are kept exactly."""
+    known = [name for name in Policies.model_fields if name in policies]
+    return {name: policies[name] for name in known + sorted(set(policies) - set(known))}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -736,7 +742,7 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
     # Short lists of scalars (hours, skills, synonyms) read best on one line.
-    flow = all(isinstance(v, str | int | float) for v in value) and sum(len(str(v)) for v in value) < 100
+    flow = all(isinstance(v, str | int | float) for v in value)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow or None)
 
 

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -310,3 +309,77 @@ def running_stack(infra: Infrastructure, tmp_dir: Path, *, inprocess_worker: boo
 
 def dump_json(value: Any) -> str:
     return json.dumps(value, default=str)
+
+
+@dataclass
+class ProcessStack:
+    """App, workers and scheduler as separate OS processes (for load, crash and recovery tests)."""
+
+    stack: Stack
+    app: WorkerProcess
+    workers: list[WorkerProcess]
+    scheduler: WorkerProcess | None
+    log_dir: Path
+
+    def add_worker(self, *, processes: int = 1, threads: int = 4) -> WorkerProcess:
+        worker = start_worker_process(self.stack.settings, processes=processes, threads=threads,
+                                      log_dir=self.log_dir)
+        self.workers.append(worker)
+        return worker
+
+    def start_scheduler(self) -> WorkerProcess:
+        self.scheduler = start_scheduler_process(self.stack.settings, log_dir=self.log_dir)
+        return self.scheduler
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob("*.log"))
+
+
+def start_scheduler_process(settings: Settings, *, log_dir: Path) -> WorkerProcess:
+    env = os.environ.copy() | settings_env(settings)
+    log_path = log_dir / f"scheduler-{uuid.uuid4().hex[:6]}.log"
+    handle = open(log_path, "wb")  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env,
+                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return WorkerProcess(process, log_path)
+
+
+@contextlib.contextmanager
+def running_process_stack(infra: Infrastructure, tmp_dir: Path, *, workers: tuple[tuple[int, int], ...] = ((2, 4),),
+                          scheduler: bool = True, **overrides: Any) -> Iterator[ProcessStack]:
+    twilio = FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN).start()
+    openai = FakeOpenAIApi(OPENAI_KEY).start()
+    openai.responder = echo_responder
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    overrides.setdefault("model_provider", "openai")
+    settings = stack_settings(infra, base_url=base_url, twilio=twilio, openai=openai, data_dir=tmp_dir, **overrides)
+    from db.engine import make_engine
+
+    database = Database(make_engine(infra.database_url, pool_size=4))
+    stack = Stack(infra, settings, database, twilio, openai, base_url, FrozenClock(),
+                  httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64)))
+    log_dir = tmp_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    procs: ProcessStack | None = None
+    try:
+        app = start_app_process(settings, port, log_dir=log_dir)
+        procs = ProcessStack(stack, app, [], None, log_dir)
+        for processes, threads in workers:
+            procs.add_worker(processes=processes, threads=threads)
+        if scheduler:
+            procs.start_scheduler()
+        yield procs
+    finally:
+        running = [p for p in ([procs.app, *procs.workers, procs.scheduler] if procs else []) if p is not None]
+        for process in reversed(running):
+            with contextlib.suppress(Exception):
+                if process.process.poll() is None:
+                    process.terminate(timeout=20)
+        for process in running:
+            if process.process.poll() is None:
+                process.kill()
+        stack.close()
+        twilio.stop()
+        openai.stop()
+        database.dispose()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -78,10 +79,28 @@ def _calendar_endpoint(api_endpoint: str) -> str:
 
 
 class GoogleCalendar:
-    """Busy times, and events kept in sync with appointments."""
+    """Busy times, and events kept in sync with appointments.
+
+    One instance is shared by every worker thread, but ``httplib2.Http`` is not
+    thread-safe, so each thread executes requests on its own authorized Http
+    (same credentials and timeout as the service's).
+    """
 
     def __init__(self, service: Resource) -> None:
         self._service = service
+        self._local = threading.local()
+
+    def _thread_http(self) -> Any:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            shared = getattr(self._service, "_http", None)
+            if isinstance(shared, google_auth_httplib2.AuthorizedHttp):
+                timeout = getattr(shared.http, "timeout", None)
+                http = google_auth_httplib2.AuthorizedHttp(shared.credentials, http=httplib2.Http(timeout=timeout))
+            else:
+                http = shared  # e.g. googleapiclient's HttpMock: leave it as built
+            self._local.http = http
+        return http
 
     @classmethod
     def from_service_account_file(cls, path: str, *, timeout: float = 10) -> GoogleCalendar:
@@ -146,7 +165,7 @@ class GoogleCalendar:
     def _execute(self, request: Any, what: str, *, raw: bool = False) -> dict[str, Any]:
         """Run one request; ``raw`` lets HttpError through so the caller can inspect its status."""
         try:
-            return request.execute(num_retries=0) or {}
+            return request.execute(http=self._thread_http(), num_retries=0) or {}
         except HttpError as exc:
             if raw:
                 raise

@@ -453,3 +453,100 @@ def transcript(run: ScenarioRun) -> str:
         lines += [f"    [{c['name']} {json.dumps(c['arguments'])} ok={c['ok']}]" for c in record.tool_calls]
         lines += [f"  < {r}" for r in record.replies]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ stack runner
+def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
+    """Run a scenario through the real webhook and worker (``tests.support.stack.Stack``)."""
+    database: Database = stack.database
+    clinic_id = clinic_id_for(database, scenario["clinic"])
+    clinic = _clinic_profile(database, clinic_id)
+    patient = scenario.get("patient", {})
+    # A different number from the direct run of the same scenario: both runs share one database.
+    phone = patient["phone"][:-5] + "8" + patient["phone"][-4:]
+    run = ScenarioRun(scenario, phone, clinic_id)
+    reset_patient(database, clinic_id, phone)
+    ensure_client(database, clinic_id, phone, name=patient.get("name"), consent=patient.get("consent", "opted_in"))
+    apply_setup(database, run, clinic.timezone)
+    with database.directory_scope() as session:
+        clinic_number = session.execute(
+            text("SELECT e164 FROM clinic_phone_numbers WHERE clinic_id = :c ORDER BY id LIMIT 1"), {"c": clinic_id}
+        ).scalar_one()
+    now = datetime.fromisoformat(scenario["clock"])
+    seen_calls = len(stack.tool_calls(phone, clinic_id))
+    seen_replies = len(stack.replies_to(phone))
+    for turn in scenario["turns"]:
+        now += timedelta(minutes=turn.get("advance_minutes", 0))
+        stack.clock.set(now)
+        sent = list(turn.get("send_all") or [turn["send"]])
+        for body in sent:
+            stack.send_sms(clinic_number, phone, body)
+        replies = stack.wait_replies(phone, seen_replies + 1)
+        stack.wait_idle(clinic_id)
+        replies = stack.replies_to(phone)
+        calls = stack.tool_calls(phone, clinic_id)
+        run.turns.append(
+            TurnRecord(
+                sent,
+                replies[seen_replies:],
+                [{"name": c["name"], "arguments": c["arguments"], "ok": c["ok"], "result": c["result"]}
+                 for c in calls[seen_calls:]],
+            )
+        )
+        seen_calls, seen_replies = len(calls), len(replies)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ tests
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+from worker.integrations.console import DatabaseOnlyCalendar, LocalTestPayments  # noqa: E402
+from worker.integrations.embedders import LocalMiniLMEmbedder  # noqa: E402
+from worker.knowledge import reindex_missing_embeddings  # noqa: E402
+
+SCENARIOS = load_scenarios()
+
+
+@pytest.fixture(scope="module")
+def scenario_embedder(database: Database) -> Embedder:
+    embedder = LocalMiniLMEmbedder()
+    for clinic_id in (1, 2):
+        reindex_missing_embeddings(database, clinic_id, embedder)
+    return embedder
+
+
+def test_there_are_enough_scenarios() -> None:
+    assert len(SCENARIOS) >= 30
+    phones = [s["patient"]["phone"] for s in SCENARIOS]
+    assert len(phones) == len(set(phones)), "each scenario needs its own patient phone"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+def test_scenario_direct(scenario: dict[str, Any], database: Database, scenario_embedder: Embedder) -> None:
+    run = run_scenario_direct(
+        scenario, database, payments=LocalTestPayments("http://127.0.0.1:8000"), calendar=DatabaseOnlyCalendar(),
+        embedder=scenario_embedder,
+    )
+    problems = check_run(run, database)
+    if os.environ.get("SCENARIO_VERBOSE"):
+        print(f"\n{scenario['name']}\n{transcript(run)}")
+    assert not problems, "\n".join(problems) + "\n" + transcript(run)
+
+
+@pytest.fixture(scope="module")
+def scenario_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory, scenario_embedder: Embedder) -> Any:
+    from tests.support.stack import running_stack
+
+    with running_stack(
+        infra, tmp_path_factory.mktemp("scenario-stack"), model_provider="offline", local_embeddings=True
+    ) as (stack, _container):
+        yield stack
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+def test_scenario_through_webhook_and_worker(scenario: dict[str, Any], scenario_stack: Any) -> None:
+    run = run_scenario_stack(scenario, scenario_stack)
+    problems = check_run(run, scenario_stack.database)
+    assert not problems, "\n".join(problems) + "\n" + transcript(run)
