@@ -288,9 +288,10 @@ class InboxEvent(Base):
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
     trace_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), server_default="received")  # received|processed|quarantined
-    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # deliveries started (crash counter)
     last_error: Mapped[str] = mapped_column(Text, server_default="")
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    swept_at: Mapped[datetime | None]  # last re-enqueue by the sweeper (at most once per sweep deadline)
     processed_at: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("clinic_id", "source", "provider_event_id"),

@@ -328,6 +328,11 @@ class AgentBrain:
             ts.slots["service"] = result.get("service") or args.get("service")
             ts.slots["offered_slots"] = offered[:6]
             event = AgentEvent.SLOT_OFFERED if offered else None
+        elif not ok and isinstance(result.get("alternatives"), list) and result["alternatives"]:
+            # "slot just taken" / "not available": the alternatives become the offer the patient picks from.
+            offered = [s for s in result["alternatives"] if isinstance(s, dict)]
+            ts.offered = offered
+            ts.slots["offered_slots"] = offered[:6]
         elif name == "propose_action" and ok:
             ts.slots["pending_action"] = {
                 k: result.get(k)

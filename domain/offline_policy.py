@@ -182,10 +182,10 @@ class OfflinePolicy:
 Decision = str | list[tuple[str, dict[str, Any]]]
 
 
-def _call(view: _View, name: str, **arguments: Any) -> Decision:
-    if name not in view.tools:
+def _call(view: _View, tool: str, /, **arguments: Any) -> Decision:
+    if tool not in view.tools:
         return _cannot(view)
-    return [(name, arguments)]
+    return [(tool, arguments)]
 
 
 def _cannot(view: _View) -> str:
@@ -198,9 +198,6 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     text, norm = view.text, view.norm
     slots = view.ctx.slots
     pending = slots.get("pending_action") if isinstance(slots.get("pending_action"), dict) else None
-
-    if not norm.strip():
-        return "Hi! How can I help? I can book, move or cancel appointments and answer questions about our treatments."
 
     # Text is data: attempts to redirect the assistant get a refusal and no tool call.
     if detect_injection(text) or _OUT_OF_SCOPE.search(norm) and re.search(
@@ -217,6 +214,8 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     executed = next((s for s in view.steps if s.name in _CONFIRMED_ACTIONS), None)
     if executed is not None:
         return _execute_confirmed(view, _pending_from_step(executed))
+    if not norm.strip():
+        return "Hi! How can I help? I can book, move or cancel appointments and answer questions about our treatments."
     if is_negative(text) and not view.steps:
         return "No problem, nothing has been booked or changed. Would another day or time work, or is there anything else?"
 
@@ -250,7 +249,9 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     if flow == "cancel" and not services_mentioned and not when and not view.steps:
         return _cancel_flow(view)
 
-    if services_mentioned and (wants_price or offering_question) and not (when and _BOOK.search(norm)):
+    if services_mentioned and (wants_price or (offering_question and when is None)) and not (
+        when and _BOOK.search(norm)
+    ):
         return _service_info(view, services_mentioned, wants_price)
     booking_words = bool(_BOOK.search(norm))
     if services_mentioned or selection is not None or (
@@ -471,6 +472,11 @@ def _booking_flow(
             )
         return (
             f"That time isn't available for {check.result.get('service', service)}. Closest openings: "
+            f"{_format_slots(offered_slots)}. Which works?"
+        )
+    if "widened_to" in check.result.get("searched", {}):
+        return (
+            f"Sorry, nothing is open for {check.result.get('service', service)} then. The next openings: "
             f"{_format_slots(offered_slots)}. Which works?"
         )
     note = " (that's the Friday of next week; tell me if you meant this Friday)" if when and when.ambiguous and "next" in (when.note or "") else ""

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------ reliability knobs
     lease_seconds: int = 45
-    inbox_sweep_after_s: int = 30
+    inbox_sweep_after_s: int = 60
     outbox_sweep_after_s: int = 60
     quarantine_after_attempts: int = 5
 

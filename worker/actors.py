@@ -26,7 +26,7 @@ broker = build_broker(str(_settings.redis_url or "redis://127.0.0.1:6379/0"))
 
 _container: Container | None = None
 _limiter: SmsRateLimiter | None = None
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def install_container(container: Container) -> None:

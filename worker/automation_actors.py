@@ -1,3 +1,126 @@
-"""Actors for automation_actors (see module body)."""
+"""Actors for automations and campaigns: thin wrappers over ``automations`` and ``campaigns``.
+
+- ``run_automations`` (scheduled, every 60 s): every clinic's due automation
+  messages, created once and handed to the bulk sender.  Never retried: the
+  next slot scans again and finds whatever this one missed.
+- ``tick_campaigns`` (scheduled, every 30 s): starts scheduled campaigns whose
+  time came and (re)starts a runner for every campaign with due work — so a
+  killed runner, a lost Redis message or a recipient deferred to 08:00 is
+  picked up from the database.
+- ``run_campaign_slice``: up to 30 s of fan-out for one campaign (one runner
+  per campaign via a Redis lease), then re-enqueues itself while due work
+  remains.  Bounded slices keep shutdowns and restarts cheap.
+- ``send_campaign_batch``: sends a batch of committed campaign outbox rows
+  through ``worker.outbox`` (claim, consent re-check, shared rate limiter),
+  paced by the campaign's own cap.
+"""
 
 from __future__ import annotations
+
+import logging
+
+import dramatiq
+
+from medspa.broker import BULK_QUEUE, SCHEDULED_QUEUE
+from worker import automations, campaigns
+from worker.actors import container, limiter, send_outbox_bulk
+from worker.container import Container
+
+log = logging.getLogger(__name__)
+
+SLICE_S = 30.0
+UNCAPPED_CHUNK = 50  # outbox ids per send_campaign_batch message when uncapped (parallel senders)
+STATUS_CHECK_EVERY = 20  # sends between campaign status checks inside a batch
+
+
+def _clinic_ids(c: Container) -> list[int]:
+    from sqlalchemy import text
+
+    with c.database.directory_scope() as session:
+        return [int(r) for r in session.execute(text("SELECT id FROM clinics ORDER BY id")).scalars()]
+
+
+def _enqueue_bulk(clinic_id: int, outbox_ids: list[int]) -> None:
+    for outbox_id in outbox_ids:
+        send_outbox_bulk.send(clinic_id, outbox_id)
+
+
+@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+def run_automations() -> None:
+    c = container()
+    now = c.clock.now()
+    for clinic_id in _clinic_ids(c):
+        try:
+            result = automations.scan_clinic(c.database, clinic_id, now)
+        except Exception:
+            log.exception("automation scan failed; the next slot retries", extra={"clinic_id": clinic_id})
+            continue
+        _enqueue_bulk(clinic_id, result.outbox_ids)
+
+
+@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=60_000)
+def tick_campaigns() -> None:
+    c = container()
+    for clinic_id in _clinic_ids(c):
+        with c.database.tenant_scope(clinic_id) as session:
+            due = campaigns.start_due_campaigns(session, clinic_id, c.clock.now())
+        for campaign_id in due:
+            run_campaign_slice.send(clinic_id, campaign_id)
+
+
+def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> campaigns.Dispatch:
+    """How a runner hands committed outbox ids to senders: one paced batch when capped, else parallel chunks."""
+
+    def dispatch(outbox_ids: list[int]) -> None:
+        chunk = len(outbox_ids) if cap_per_s else UNCAPPED_CHUNK
+        for start in range(0, len(outbox_ids), chunk):
+            send_campaign_batch.send(clinic_id, campaign_id, outbox_ids[start:start + chunk], cap_per_s)
+
+    return dispatch
+
+
+# Long-running by design (a slice is ~30 s of fan-out); retried because a crash mid-slice loses nothing.
+@dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000,
+                time_limit=int(SLICE_S * 1000 * 4))
+def run_campaign_slice(clinic_id: int, campaign_id: int) -> None:
+    c = container()
+    lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3))
+    if not lease.acquire():
+        return  # another runner is on it
+    try:
+        with c.database.tenant_scope(clinic_id) as session:
+            cap = campaigns.get_campaign(session, clinic_id, campaign_id).rate_cap_per_s
+        result = campaigns.run_campaign(
+            c.database, clinic_id, campaign_id, dispatcher(clinic_id, campaign_id, cap),
+            clock=c.clock.now, slice_s=SLICE_S,
+        )
+    finally:
+        lease.release()
+    log.info("campaign slice done", extra={
+        "clinic_id": clinic_id, "campaign_id": campaign_id, "status": result.status, "queued": result.queued,
+        "deferred": result.deferred, "excluded": result.excluded, "more": result.more})
+    if result.more:
+        run_campaign_slice.send(clinic_id, campaign_id)
+
+
+# Sends: each row at most once (the outbox claim); a retry re-walks the batch and skips what was sent.
+@dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=600_000)
+def send_campaign_batch(clinic_id: int, campaign_id: int, outbox_ids: list[int], cap_per_s: float | None) -> None:
+    from worker.outbox import RetryLater, send_outbox_message
+
+    c = container()
+    pacer = campaigns.CampaignPacer(c.redis) if cap_per_s else None
+    for index, outbox_id in enumerate(outbox_ids):
+        if index and index % STATUS_CHECK_EVERY == 0 and \
+                campaigns.campaign_status(c.database, clinic_id, campaign_id) != "sending":
+            return  # paused or cancelled: its queued rows were withdrawn; stop walking them
+        if pacer is not None and cap_per_s and not pacer.wait(campaign_id, cap_per_s):
+            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=1_000)
+            continue
+        try:
+            outcome = send_outbox_message(c, limiter(), clinic_id, outbox_id)
+        except RetryLater:
+            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=2_000)
+            continue
+        if outcome.status == "deferred" and outcome.delay_ms is not None:
+            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=max(50, outcome.delay_ms))

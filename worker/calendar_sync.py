@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from db.engine import Database
 from domain.ports import Calendar, CalendarEvent
@@ -108,8 +109,8 @@ def load_facts(database: Database, clinic_id: int, appointment_id: int) -> Appoi
         return _load_facts(session, clinic_id, appointment_id)
 
 
-def _load_facts(session: object, clinic_id: int, appointment_id: int) -> AppointmentFacts | None:
-    row = session.execute(  # type: ignore[attr-defined]
+def _load_facts(session: Session, clinic_id: int, appointment_id: int) -> AppointmentFacts | None:
+    row = session.execute(
         text(
             """SELECT a.id, a.status, a.calendar_sync, a.starts_at, a.ends_at, a.provider_id, a.calendar_event_id,
                       p.calendar_id, coalesce(s.name, 'Appointment') AS service_name,
@@ -169,14 +170,15 @@ def sync_appointment(database: Database, calendar: Calendar | None, clinic_id: i
             text(
                 """UPDATE appointments SET calendar_sync = :final
                    WHERE id = :id AND calendar_sync = 'pending' AND status = :status AND starts_at = :start
-                     AND ends_at = :end AND provider_id = :provider"""
+                     AND ends_at = :end AND provider_id = :provider
+                   RETURNING id"""
             ),
             {
                 "final": final, "id": appointment_id, "status": facts.status, "start": facts.starts_at,
                 "end": facts.ends_at, "provider": facts.provider_id,
             },
-        ).rowcount
-    if not done:
+        ).scalar_one_or_none()
+    if done is None:
         log.info("calendar sync raced a change; syncing again", extra={"clinic_id": clinic_id,
                                                                        "appointment_id": appointment_id})
         return "stale"

@@ -176,11 +176,31 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
 
 
 def integration_modes(settings: Settings) -> dict[str, str]:
-    """Which mode each integration runs in (for the startup line; never prints secret values)."""
+    """Which mode each integration runs in (for the startup line; never prints secret values).
+
+    Mirrors the choices ``build_container`` makes, and says when a half-configured integration will not work
+    end to end (e.g. Stripe payments whose webhook secret is unset: the webhook app then verifies with a
+    generated development secret, so Stripe's events would be rejected and no deposit would confirm).
+    """
+    sms = "console"
+    if settings.twilio_enabled:
+        sms = "twilio" + (" (messaging service)" if settings.twilio_messaging_service_sid else "")
+    elif settings.twilio_account_sid or settings.twilio_auth_token:
+        sms = "console (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN both needed for twilio)"
+    payments = "local-test (deposit links served at /dev/pay/...)"
+    if settings.environment == "production":
+        payments = "local-test (no /dev/pay page in production: deposits cannot be paid; set STRIPE_API_KEY)"
+    if settings.stripe_enabled:
+        payments = "stripe" if settings.stripe_webhook_secret is not None else (
+            "stripe (STRIPE_WEBHOOK_SECRET unset: Stripe's webhook events will be rejected)"
+        )
+    calendar = "google" if settings.google_enabled else "database-only"
+    provider = settings.model_provider
+    if provider == "auto":
+        provider = "openai" if settings.openai_enabled else "offline"
     return {
-        "sms": "twilio" if settings.twilio_enabled else "console",
-        "payments": "stripe" if settings.stripe_enabled else "local-test",
-        "calendar": "google" if settings.google_enabled else "database-only",
-        "model": (settings.model_provider if settings.model_provider != "auto"
-                  else ("openai" if settings.openai_enabled else "offline-rules")),
+        "sms": sms,
+        "payments": payments,
+        "calendar": calendar,
+        "model": "offline-rules" if provider == "offline" else provider,
     }

@@ -124,6 +124,23 @@ def _segment_fields(row: OutboxRow) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ attach
+def start_delivery(session: Session, inbox_id: int, max_attempts: int) -> str:
+    """Count a delivery of an inbox event before working on it (its own committed transaction, so a worker
+    that dies mid-way still counts).  Returns 'go', 'done' (already handled) or 'quarantined'."""
+    row = session.execute(
+        text(
+            """UPDATE inbox_events SET attempts = attempts + 1,
+                      status = CASE WHEN attempts + 1 > :max THEN 'quarantined' ELSE status END,
+                      last_error = CASE WHEN attempts + 1 > :max THEN 'crashed workers repeatedly' ELSE last_error END
+               WHERE id = :id AND status = 'received' RETURNING status"""
+        ),
+        {"id": inbox_id, "max": max_attempts},
+    ).scalar_one_or_none()
+    if row is None:
+        return "done"
+    return "quarantined" if row == "quarantined" else "go"
+
+
 @dataclass
 class Attached:
     conversation_id: int
@@ -244,7 +261,7 @@ def _attach_one(
     )
     session.execute(
         text(
-            """UPDATE inbox_events SET status = 'processed', processed_at = now(), attempts = attempts + 1,
+            """UPDATE inbox_events SET status = 'processed', processed_at = now(),
                       conversation_id = :conversation_id WHERE id = :id"""
         ),
         {"id": event["id"], "conversation_id": conversation_id},

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import bindparam, text
@@ -238,7 +240,7 @@ def search_knowledge(
         return []
     vector = embedder.embed([query])[0] if embedder is not None else None
     with database.tenant_scope(clinic_id) as session:
-        text_rows = []
+        text_rows: Sequence[Any] = []
         or_query = _or_query(query)
         if or_query:
             text_rows = session.execute(
@@ -250,7 +252,7 @@ def search_knowledge(
                 ),
                 {"q": or_query, "c": clinic_id, "n": CANDIDATES},
             ).all()
-        vector_rows = []
+        vector_rows: Sequence[Any] = []
         if vector is not None:
             vector_rows = session.execute(
                 text(

@@ -16,4 +16,9 @@ class ScheduledJob:
 
 SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("sweep", "sweep", "scheduled", 10),
+    ScheduledJob("expire_deposit_holds", "expire_deposit_holds", "scheduled", 30),
+    ScheduledJob("sweep_calendar_sync", "sweep_calendar_sync", "scheduled", 30),
+    ScheduledJob("retry_deposit_refunds", "retry_deposit_refunds", "scheduled", 300),
+    ScheduledJob("run_automations", "run_automations", "scheduled", 60),
+    ScheduledJob("tick_campaigns", "tick_campaigns", "scheduled", 30),
 )

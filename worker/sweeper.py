@@ -3,8 +3,8 @@
 Runs on a schedule (every few seconds).  Redis may have lost every queued
 message (restart without persistence, flush) — Postgres has not, so this finds
 the work again from the database:
-- inbox events still ``received`` after a deadline (quarantined after repeated
-  attempts, with one clear log line);
+- inbox events still ``received`` after a deadline (the handler quarantines an
+  event whose deliveries keep crashing workers, see ``worker/turns.py``);
 - conversations with unanswered messages and no live lease;
 - outbox rows still ``queued`` after a deadline, or whose send outcome was never
   recorded (``sending``/``unknown``: reconciled with the provider before re-send).
@@ -29,7 +29,6 @@ Enqueue = Callable[[str, int, int], None]  # (kind, clinic_id, id)
 @dataclass
 class SweepReport:
     inbox: int = 0
-    quarantined: int = 0
     conversations: int = 0
     outbox: int = 0
     reconciling: int = 0
@@ -47,18 +46,17 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
         clinic_ids = [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
     for clinic_id in clinic_ids:
         with container.database.tenant_scope(clinic_id) as session:
+            # Re-enqueue each stale event at most once per deadline: a long backlog must not be amplified.
             stale = session.execute(
                 text(
-                    """UPDATE inbox_events SET attempts = attempts + 1,
-                              status = CASE WHEN attempts + 1 > :max THEN 'quarantined' ELSE status END,
-                              last_error = CASE WHEN attempts + 1 > :max
-                                                THEN 'never processed after repeated attempts' ELSE last_error END
+                    """UPDATE inbox_events SET swept_at = now()
                        WHERE id IN (SELECT id FROM inbox_events WHERE status = 'received'
                                       AND received_at < now() - make_interval(secs => :after)
+                                      AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
                                     ORDER BY id LIMIT :batch)
-                       RETURNING id, source, status"""
+                       RETURNING id, source"""
                 ),
-                {"after": settings.inbox_sweep_after_s, "max": settings.quarantine_after_attempts, "batch": batch},
+                {"after": settings.inbox_sweep_after_s, "batch": batch},
             ).all()
             conversations = session.execute(
                 text(
@@ -89,12 +87,7 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
                 ),
                 {"after": settings.outbox_sweep_after_s // 2 or 1, "batch": batch},
             ).scalars().all()
-        for inbox_id, source, status in stale:
-            if status == "quarantined":
-                report.quarantined += 1
-                log.error("inbox event quarantined: never processed after repeated attempts",
-                          extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "source": source})
-                continue
+        for inbox_id, source in stale:
             enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))
             report.inbox += 1
         for conversation_id in conversations:
@@ -104,9 +97,9 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
             enqueue("outbox", clinic_id, int(outbox_id))
             report.outbox += 1
         report.reconciling += len(unknown)
-    if report.total or report.quarantined:
+    if report.total:
         log.info("sweep re-enqueued work", extra={
             "inbox": report.inbox, "conversations": report.conversations, "outbox": report.outbox,
-            "reconciling": report.reconciling, "quarantined": report.quarantined,
+            "reconciling": report.reconciling,
         })
     return report

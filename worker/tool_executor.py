@@ -132,8 +132,8 @@ def _ranges(value: Any) -> list[tuple[time, time]]:
         lo, hi = value.split("-", 1)
         return [(_parse_clock(lo), _parse_clock(hi))]
     if isinstance(value, dict):
-        lo, hi = value.get("open") or value.get("start"), value.get("close") or value.get("end")
-        return [(_parse_clock(lo), _parse_clock(hi))] if lo and hi else []
+        opens, closes = value.get("open") or value.get("start"), value.get("close") or value.get("end")
+        return [(_parse_clock(opens), _parse_clock(closes))] if opens and closes else []
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value):
             return [(_parse_clock(value[0]), _parse_clock(value[1]))]

@@ -27,6 +27,7 @@ from worker.conversations import (
     commit_turn,
     load_snapshot,
     quarantine,
+    start_delivery,
     try_acquire_lease,
     turn_input,
 )
@@ -45,6 +46,12 @@ class InboundResult:
 def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
     """Attach the inbound event, then run the conversation's turns if no other worker is."""
     clinic, _ = container.clinic(clinic_id)
+    with container.database.tenant_scope(clinic_id) as session:
+        delivery = start_delivery(session, inbox_id, container.settings.quarantine_after_attempts)
+    if delivery == "quarantined":
+        log.error("inbound event quarantined: its deliveries crashed workers repeatedly; staff must look at it",
+                  extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
+        return InboundResult(None)
     with container.database.tenant_scope(clinic_id) as session:
         attached = attach_inbound(session, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
         if attached is None:

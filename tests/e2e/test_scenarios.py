@@ -17,6 +17,7 @@ Format (one JSON file per scenario in ``tests/scenarios/``)::
       "turns": [
         {"send": "botox tomorrow at 3pm",            # one message (or "send_all": [..] for a burst)
          "advance_minutes": 0,                       # optional: move the clock before this message
+         "setup_before": [ {appointment as in setup} ],  # optional: rows created just before this message
          "expect": {
            "tools": ["check_availability", "propose_action"],   # exact names in order (this turn)
            "tools_include": ["propose_action"],                  # must appear
@@ -153,10 +154,12 @@ def reset_patient(database: Database, clinic_id: int, phone: str) -> None:
             )
 
 
-def apply_setup(database: Database, run: ScenarioRun, tz: str) -> None:
+def apply_setup(database: Database, run: ScenarioRun, tz: str, appointments: list[dict[str, Any]] | None = None) -> None:
     scenario = run.scenario
     patient = scenario.get("patient", {})
-    for appt in scenario.get("setup", {}).get("appointments", []):
+    if appointments is None:
+        appointments = scenario.get("setup", {}).get("appointments", [])
+    for appt in appointments:
         owner_phone = run.phone if appt.get("owner", "patient") == "patient" else _other_phone(run.phone)
         client_id = ensure_client(database, run.clinic_id, owner_phone, name=patient.get("name"), consent="opted_in")
         start = _local(appt["start"], tz)
@@ -261,6 +264,7 @@ def run_scenario_direct(
     history: list[ChatMessage] = []
     for turn in scenario["turns"]:
         now += timedelta(minutes=turn.get("advance_minutes", 0))
+        apply_setup(database, run, clinic.timezone, turn.get("setup_before", []))
         sent = list(turn.get("send_all") or [turn["send"]])
         calls: list[dict[str, Any]] = []
         keyword = classify_keyword(sent[-1]) if len(sent) == 1 else None
@@ -477,6 +481,7 @@ def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
     seen_replies = len(stack.replies_to(phone))
     for turn in scenario["turns"]:
         now += timedelta(minutes=turn.get("advance_minutes", 0))
+        apply_setup(database, run, clinic.timezone, turn.get("setup_before", []))
         stack.clock.set(now)
         sent = list(turn.get("send_all") or [turn["send"]])
         for body in sent:
@@ -529,7 +534,10 @@ def test_scenario_direct(scenario: dict[str, Any], database: Database, scenario_
         scenario, database, payments=LocalTestPayments("http://127.0.0.1:8000"), calendar=DatabaseOnlyCalendar(),
         embedder=scenario_embedder,
     )
-    problems = check_run(run, database)
+    try:
+        problems = check_run(run, database)
+    finally:
+        reset_patient(database, run.clinic_id, run.phone)  # free the slots for the next scenario
     if os.environ.get("SCENARIO_VERBOSE"):
         print(f"\n{scenario['name']}\n{transcript(run)}")
     assert not problems, "\n".join(problems) + "\n" + transcript(run)
@@ -540,7 +548,8 @@ def scenario_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory, scenari
     from tests.support.stack import running_stack
 
     with running_stack(
-        infra, tmp_path_factory.mktemp("scenario-stack"), model_provider="offline", local_embeddings=True
+        infra, tmp_path_factory.mktemp("scenario-stack"), model_provider="offline", local_embeddings=True,
+        openai_api_key=None,  # embeddings from the local MiniLM model, the same vectors the knowledge base holds
     ) as (stack, _container):
         yield stack
 
@@ -548,5 +557,8 @@ def scenario_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory, scenari
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario_through_webhook_and_worker(scenario: dict[str, Any], scenario_stack: Any) -> None:
     run = run_scenario_stack(scenario, scenario_stack)
-    problems = check_run(run, scenario_stack.database)
+    try:
+        problems = check_run(run, scenario_stack.database)
+    finally:
+        reset_patient(scenario_stack.database, run.clinic_id, run.phone)
     assert not problems, "\n".join(problems) + "\n" + transcript(run)

@@ -106,6 +106,7 @@ class FakeHttpServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
             timeout = 10  # idle keep-alive connections end on their own
 
             def _serve(self) -> None:

@@ -146,7 +146,20 @@ class Stack:
                           AND NOT EXISTS (SELECT 1 FROM outbox WHERE status IN ('queued', 'sending', 'unknown')
                                           AND (not_before IS NULL OR not_before <= now()))""")).scalar())
 
-        wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
+        try:
+            wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; state: {self.pipeline_state(clinic_id)}") from None
+
+    def pipeline_state(self, clinic_id: int = GLOW_CLINIC_ID) -> dict[str, Any]:
+        with self.database.tenant_scope(clinic_id) as session:
+            return dict(session.execute(text(
+                """SELECT (SELECT count(*) FROM inbox_events WHERE status = 'received') AS inbox_received,
+                          (SELECT count(*) FROM inbox_events WHERE status = 'quarantined') AS inbox_quarantined,
+                          (SELECT count(*) FROM conversations WHERE last_inbound_seq > answered_seq) AS pending_convs,
+                          (SELECT count(*) FROM conversations WHERE lease_owner IS NOT NULL) AS leased_convs,
+                          (SELECT json_object_agg(status, n) FROM (SELECT status, count(*) n FROM outbox
+                                                                    GROUP BY status) s) AS outbox""")).mappings().one())
 
     def close(self) -> None:
         for stop in reversed(self._stoppers):
@@ -166,7 +179,7 @@ def stack_settings(infra: Infrastructure, *, base_url: str, twilio: FakeTwilioAp
         "openai_api_key": OPENAI_KEY, "openai_base_url": openai.base_url + "/v1", "model_provider": "offline",
         "sms_rate_per_number_per_s": 0, "rate_limit_per_sender_per_min": 10_000,
         "rate_limit_per_session_per_min": 10_000, "local_embeddings": False,
-        "inbox_sweep_after_s": 5, "outbox_sweep_after_s": 5, "lease_seconds": 15,
+        "inbox_sweep_after_s": 20, "outbox_sweep_after_s": 15, "lease_seconds": 15,
     }
     values.update(overrides)
     return Settings(**values)

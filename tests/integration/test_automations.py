@@ -1,0 +1,297 @@
+"""Automations with a controllable clock: each fires once at its moment and never again (also after a
+restart), racing schedulers send once, cancelled appointments get nothing, a reply "C" confirms.
+Sends go through the real worker to the fake Twilio API."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from db.engine import Database, make_engine
+from tests.support.infra import wait_for
+from tests.support.stack import running_stack
+from worker import automations
+from worker.automation_actors import _enqueue_bulk
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def _phone() -> str:
+    return "+1628" + str(uuid.uuid4().int % 10**7).zfill(7)
+
+
+def la(day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=LA).astimezone(UTC)
+
+
+@pytest.fixture(scope="module")
+def auto_stack(infra, tmp_path_factory):
+    with running_stack(infra, tmp_path_factory.mktemp("automation-stack")) as (stack, container):
+        yield stack, container
+
+
+class Clinic:
+    """A clinic of its own (copying the demo clinic's automations), so scans see only this test's data."""
+
+    def __init__(self, owner_engine) -> None:
+        self.owner = owner_engine
+        slug = "auto-" + uuid.uuid4().hex[:8]
+        self.number = _phone()
+        with owner_engine.begin() as conn:
+            self.id = int(conn.execute(
+                text(
+                    """INSERT INTO clinics (slug, name, timezone, public_key, phone, policies)
+                       SELECT :slug, 'Test Spa', timezone, :slug, '+14155550000', policies FROM clinics WHERE id = 1
+                       RETURNING id"""
+                ),
+                {"slug": slug},
+            ).scalar_one())
+            conn.execute(text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
+                         {"c": self.id, "n": self.number})
+            conn.execute(
+                text(
+                    """INSERT INTO automations (clinic_id, kind, enabled, template, settings)
+                       SELECT :c, kind, enabled, template, settings FROM automations WHERE clinic_id = 1"""
+                ),
+                {"c": self.id},
+            )
+            self.provider = int(conn.execute(
+                text("INSERT INTO providers (clinic_id, slug, name) VALUES (:c, 'pat', 'Pat Lee') RETURNING id"),
+                {"c": self.id},
+            ).scalar_one())
+            self.tox = int(conn.execute(
+                text(
+                    """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents,
+                                             rebook_interval_days)
+                       VALUES (:c, 'tox', 'Botox', 'neurotoxin', 30, 1400, 90) RETURNING id"""
+                ),
+                {"c": self.id},
+            ).scalar_one())
+            self.facial = int(conn.execute(
+                text(
+                    """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents)
+                       VALUES (:c, 'facial', 'HydraFacial', 'facial', 60, 22500) RETURNING id"""
+                ),
+                {"c": self.id},
+            ).scalar_one())
+
+    def client(self, name: str, consent: str = "opted_in") -> tuple[int, str]:
+        phone = _phone()
+        with self.owner.begin() as conn:
+            client_id = conn.execute(
+                text("""INSERT INTO clients (clinic_id, phone_e164, name, consent_state)
+                        VALUES (:c, :p, :n, :s) RETURNING id"""),
+                {"c": self.id, "p": phone, "n": name, "s": consent},
+            ).scalar_one()
+        return int(client_id), phone
+
+    def appointment(self, client_id: int, starts_at: datetime, status: str, *, created_at: datetime,
+                    service: str = "tox", hold_expires_at: datetime | None = None) -> int:
+        service_id = self.tox if service == "tox" else self.facial
+        with self.owner.begin() as conn:
+            return int(conn.execute(
+                text(
+                    """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at,
+                                                 blocked_until, status, created_at, hold_expires_at)
+                       VALUES (:c, :client, :p, :s, :start, :start + interval '30 minutes',
+                               :start + interval '30 minutes', :status, :created, :hold) RETURNING id"""
+                ),
+                {"c": self.id, "client": client_id, "p": self.provider, "s": service_id, "start": starts_at,
+                 "status": status, "created": created_at, "hold": hold_expires_at},
+            ).scalar_one())
+
+    def rows(self, database) -> dict[str, list[dict]]:
+        with database.tenant_scope(self.id) as session:
+            rows = session.execute(
+                text("SELECT dedupe_key, status, to_address, body, meta FROM outbox WHERE clinic_id = :c ORDER BY id"),
+                {"c": self.id},
+            ).mappings().all()
+        out: dict[str, list[dict]] = {}
+        for row in rows:
+            out.setdefault(row["dedupe_key"], []).append(dict(row))
+        return out
+
+
+def test_each_automation_fires_once_at_its_moment_and_not_again_after_a_restart(auto_stack, database, owner_engine):
+    stack, container = auto_stack
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    expect: dict[str, tuple[str, str]] = {}  # dedupe key -> (phone, text the message must contain)
+
+    def case(kind: str, name: str, starts_at: datetime, status: str, created_at: datetime, must: str, **kw) -> int:
+        client_id, phone = clinic.client(name)
+        appt = clinic.appointment(client_id, starts_at, status, created_at=created_at, **kw)
+        expect[f"auto:{kind}:appt:{appt}"] = (phone, must)
+        return appt
+
+    case("confirmation", "Cora Firm", moment + timedelta(days=5), "booked", moment, "you're booked")
+    case("reminder_24h", "Rita Day", moment + timedelta(hours=24), "booked", moment - timedelta(days=3), "a reminder")
+    # Booked 13 h ahead: past the 24 h moment and the 12 h confirmation window, so only the 2 h reminder is due.
+    case("reminder_2h", "Tess Two", moment + timedelta(hours=2), "confirmed", moment - timedelta(hours=13),
+         "see you soon")
+    case("deposit_reminder", "Dee Posit", moment + timedelta(days=3), "pending_deposit", moment - timedelta(minutes=30),
+         "deposit", hold_expires_at=moment + timedelta(minutes=30))
+    case("aftercare", "Al Care", moment - timedelta(hours=24, minutes=30), "completed", moment - timedelta(days=9),
+         "How are you feeling")
+    review = case("review_request", "Rae View", moment - timedelta(hours=48, minutes=30), "completed",
+                  moment - timedelta(days=9), "review")
+    with owner_engine.begin() as conn:  # her aftercare check-in went out yesterday
+        conn.execute(
+            text("""INSERT INTO outbox (clinic_id, channel, kind, to_address, body, status, dedupe_key)
+                    VALUES (:c, 'sms', 'automation', 'x', 'aftercare', 'sent', :key)"""),
+            {"c": clinic.id, "key": f"auto:aftercare:appt:{review}"},
+        )
+    case("no_show_followup", "Nora Show", moment - timedelta(hours=2, minutes=30), "no_show", moment - timedelta(days=9),
+         "we missed you")
+    case("rebook_nudge", "Reba Book", moment - timedelta(days=90), "completed", moment - timedelta(days=99),
+         "time for your next Botox")
+    case("win_back", "Wyn Back", moment - timedelta(days=180), "completed", moment - timedelta(days=189),
+         "we miss you", service="facial")
+
+    before = automations.scan_clinic(database, clinic.id, moment - timedelta(minutes=1))
+    assert before.outbox_ids == [] and set(clinic.rows(database)) == {f"auto:aftercare:appt:{review}"}
+
+    first = automations.scan_clinic(database, clinic.id, moment)
+    rows = clinic.rows(database)
+    assert set(rows) == set(expect) | {f"auto:aftercare:appt:{review}"}
+    assert len(first.outbox_ids) == len(expect)
+    for key, (phone, must) in expect.items():
+        (row,) = rows[key]
+        assert row["status"] == "queued" and row["to_address"] == phone
+        assert must.lower() in row["body"].lower(), (key, row["body"])
+        assert row["meta"]["automation"] == key.split(":")[1]
+    assert rows[next(k for k in expect if ":win_back:" in k)][0]["body"].endswith("Reply STOP to opt out.")
+    _enqueue_bulk(clinic.id, first.outbox_ids)
+
+    # A restarted process (fresh engine, nothing in memory) scanning later finds nothing new.
+    restarted = Database(make_engine(stack.infra.database_url, pool_size=1))
+    try:
+        again = automations.scan_clinic(restarted, clinic.id, moment + timedelta(minutes=5))
+    finally:
+        restarted.dispose()
+    assert again.outbox_ids == []
+    phones = {phone for phone, _ in expect.values()}
+    wait_for(lambda: {m.to for m in list(stack.twilio.messages)} >= phones, 30, what="every automation text")
+    stack.wait_idle(clinic.id)
+    sent = [m.to for m in list(stack.twilio.messages) if m.to in phones]
+    assert sorted(sent) == sorted(phones)  # one text each
+
+
+def test_two_schedulers_at_once_send_each_reminder_once(auto_stack, owner_engine, infra):
+    stack, _ = auto_stack
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(11))
+    phones = []
+    for n in range(12):
+        client_id, phone = clinic.client(f"Twin {n}")
+        clinic.appointment(client_id, moment + timedelta(hours=24, minutes=40 * n), "booked",
+                           created_at=moment - timedelta(days=4))
+        phones.append(phone)
+    engines = [Database(make_engine(infra.database_url, pool_size=1)) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    found: list[list[int]] = [[], []]
+
+    def scheduler(index: int) -> None:
+        barrier.wait()
+        # Each replica scans at (almost) the same moment; each sends only what it inserted.
+        for minutes in (0, 150, 300, 450):  # reminders fall due 40 minutes apart over the afternoon
+            ids = automations.scan_clinic(engines[index], clinic.id, moment + timedelta(minutes=minutes)).outbox_ids
+            found[index] += ids
+            _enqueue_bulk(clinic.id, ids)
+
+    threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for engine in engines:
+        engine.dispose()
+    all_ids = found[0] + found[1]
+    assert len(all_ids) == len(set(all_ids)) == 12
+    wait_for(lambda: {m.to for m in list(stack.twilio.messages)} >= set(phones), 30, what="twelve reminders")
+    stack.wait_idle(clinic.id)
+    assert sorted(m.to for m in list(stack.twilio.messages) if m.to in phones) == sorted(phones)
+
+
+def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_engine):
+    stack, _ = auto_stack
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    early_id, early_phone = clinic.client("Early Cancel")
+    early = clinic.appointment(early_id, moment + timedelta(hours=24), "booked", created_at=moment - timedelta(days=3))
+    late_id, late_phone = clinic.client("Late Cancel")
+    late = clinic.appointment(late_id, moment + timedelta(hours=25), "booked", created_at=moment - timedelta(days=3))
+    with owner_engine.begin() as conn:
+        conn.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": early})
+    created = automations.scan_clinic(database, clinic.id, moment + timedelta(hours=1))
+    assert list(clinic.rows(database)) == [f"auto:reminder_24h:appt:{late}"]
+    # Cancelled after its reminder was created but before it was sent: the cancel path withdraws it.
+    with database.tenant_scope(clinic.id) as session:
+        session.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": late})
+        assert automations.withdraw_appointment_messages(session, clinic.id, late) == 1
+        assert automations.appointment_still_live(session, {"automation": "reminder_24h", "appointment_id": late}) \
+            is False
+    _enqueue_bulk(clinic.id, created.outbox_ids)
+    stack.wait_idle(clinic.id)
+    assert [r["status"] for r in clinic.rows(database)[f"auto:reminder_24h:appt:{late}"]] == ["cancelled"]
+    assert not [m for m in list(stack.twilio.messages) if m.to in (early_phone, late_phone)]
+    assert automations.scan_clinic(database, clinic.id, moment + timedelta(hours=2)).outbox_ids == []
+
+
+def test_quiet_hours_and_consent_apply_to_automations(database, owner_engine):
+    clinic = Clinic(owner_engine)
+    day = datetime.now(LA).date() + timedelta(days=2)
+    early_id, _ = clinic.client("Early Bird")
+    appt = clinic.appointment(early_id, la(day, time(9)), "booked", created_at=la(day, time(0)) - timedelta(days=3))
+    out_id, _ = clinic.client("Opted Out", consent="opted_out")
+    clinic.appointment(out_id, la(day, time(13)), "completed", created_at=la(day, time(0)) - timedelta(days=9))
+    # 07:00 local: the 2 h reminder is due but the clinic's quiet hours run until 08:00 — nothing yet.
+    assert automations.scan_clinic(database, clinic.id, la(day, time(7))).outbox_ids == []
+    assert f"auto:reminder_2h:appt:{appt}" not in clinic.rows(database)
+    at_eight = automations.scan_clinic(database, clinic.id, la(day, time(8)))
+    assert len(at_eight.outbox_ids) == 1
+    assert clinic.rows(database)[f"auto:reminder_2h:appt:{appt}"][0]["status"] == "queued"
+    # An opted-out client's aftercare is recorded as suppressed once and never retried.
+    next_day = la(day + timedelta(days=1), time(14))
+    first = automations.scan_clinic(database, clinic.id, next_day)
+    assert first.outbox_ids == [] and first.suppressed == 1
+    assert automations.scan_clinic(database, clinic.id, next_day + timedelta(minutes=1)).suppressed == 0
+    suppressed = [r for rows in clinic.rows(database).values() for r in rows if r["status"] == "suppressed"]
+    assert [r["meta"]["automation"] for r in suppressed] == ["aftercare"]
+
+
+def test_reply_c_to_a_reminder_confirms_the_appointment(auto_stack, database, owner_engine):
+    stack, _ = auto_stack
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    client_id, phone = clinic.client("Cee Firm")
+    appt = clinic.appointment(client_id, moment + timedelta(hours=24), "booked", created_at=moment - timedelta(days=3))
+    other_id, _ = clinic.client("No Reminder")
+    clinic.appointment(other_id, moment + timedelta(days=6), "booked", created_at=moment - timedelta(days=3))
+    now = datetime.now(UTC)
+    with database.tenant_scope(clinic.id) as session:  # nothing reminded yet: "C" is ordinary dialogue
+        assert automations.handle_reminder_reply(session, clinic.id, client_id, "C", now) is None
+    created = automations.scan_clinic(database, clinic.id, moment)
+    _enqueue_bulk(clinic.id, created.outbox_ids)
+    stack.wait_replies(phone, 1)
+    stack.wait_idle(clinic.id)
+    with database.tenant_scope(clinic.id) as session:
+        assert automations.handle_reminder_reply(session, clinic.id, client_id, "R", now) is None
+        assert automations.handle_reminder_reply(session, clinic.id, other_id, "C", now) is None
+        reply = automations.handle_reminder_reply(session, clinic.id, client_id, "C", now)
+    assert reply is not None and reply.startswith("Thanks Cee, your Botox on ") and "is confirmed" in reply
+    with database.tenant_scope(clinic.id) as session:
+        status, confirmed_at = session.execute(
+            text("SELECT status, patient_confirmed_at FROM appointments WHERE id = :id"), {"id": appt}
+        ).one()
+        assert (status, confirmed_at) == ("confirmed", now)
+        again = automations.handle_reminder_reply(session, clinic.id, client_id, "yes", now + timedelta(minutes=1))
+        assert again == reply
+        assert session.execute(
+            text("SELECT patient_confirmed_at FROM appointments WHERE id = :id"), {"id": appt}
+        ).scalar_one() == now

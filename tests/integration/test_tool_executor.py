@@ -1,0 +1,346 @@
+"""DbToolExecutor on real Postgres (seeded Glow MedSpa), with Stripe and Google Calendar behind their official SDKs
+pointed at the local fakes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from sqlalchemy import text
+
+from db.engine import Database
+from tests.fakes.google_api import FakeGoogleCalendarApi
+from tests.fakes.stripe_api import FakeStripeApi
+from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
+from worker.integrations.stripe_payments import StripePayments
+from worker.tool_executor import DbToolExecutor, parse_hours
+
+GLOW = 1
+LA = ZoneInfo("America/Los_Angeles")
+# Tuesday 2027-04-06, 10:00 in Los Angeles: far from the seeded appointments (which sit near the seeding date).
+NOW = datetime(2027, 4, 6, 10, 0, tzinfo=LA).astimezone(UTC)
+STRIPE_KEY = "sk_test_executor"
+CALENDARS = ["maya.chen@glowmedspa.example", "jordan.lee@glowmedspa.example",
+             "sofia.ramirez@glowmedspa.example", "priya.nair@glowmedspa.example"]
+
+
+@pytest.fixture(scope="module")
+def stripe_fake() -> Iterator[FakeStripeApi]:
+    with FakeStripeApi(STRIPE_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def google_fake() -> Iterator[FakeGoogleCalendarApi]:
+    with FakeGoogleCalendarApi(CALENDARS) as server:
+        yield server
+
+
+class Patient:
+    def __init__(self, database: Database, *, name: str = "Test Patient") -> None:
+        self.phone = "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
+        with database.tenant_scope(GLOW) as session:
+            self.client_id = session.execute(
+                text("INSERT INTO clients (clinic_id, phone_e164, name, consent_state) VALUES (1, :p, :n, 'opted_in') RETURNING id"),
+                {"p": self.phone, "n": name},
+            ).scalar_one()
+            self.conversation_id = session.execute(
+                text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (1, :c, 'sms') RETURNING id"),
+                {"c": self.client_id},
+            ).scalar_one()
+
+
+@pytest.fixture()
+def cleanup(database: Database) -> Iterator[list[Patient]]:
+    patients: list[Patient] = []
+    yield patients
+    with database.tenant_scope(GLOW) as session:
+        for p in patients:
+            session.execute(text("DELETE FROM appointments WHERE client_id = :c"), {"c": p.client_id})
+
+
+def make(database: Database, stripe_fake: FakeStripeApi, google_fake: FakeGoogleCalendarApi, cleanup: list[Patient],
+         *, now: datetime = NOW, fence: int = 0, patient: Patient | None = None) -> tuple[DbToolExecutor, Patient]:
+    patient = patient or Patient(database)
+    cleanup.append(patient)
+    calendar = GoogleCalendar(build_calendar_service(AnonymousCredentials(), api_endpoint=google_fake.api_endpoint))
+    executor = DbToolExecutor(
+        database, clinic_id=GLOW, client_id=patient.client_id, conversation_id=patient.conversation_id,
+        fence_version=fence, now=now, payments=StripePayments(STRIPE_KEY, api_base=stripe_fake.base_url),
+        calendar=calendar, embedder=None, public_base_url="https://medspa.example",
+    )
+    return executor, patient
+
+
+@pytest.fixture()
+def tools(database, stripe_fake, google_fake, cleanup):  # noqa: ANN001, ANN201
+    def build(**kwargs: Any) -> tuple[DbToolExecutor, Patient]:
+        return make(database, stripe_fake, google_fake, cleanup, **kwargs)
+
+    return build
+
+
+def _appointments(database: Database, client_id: int) -> list[Any]:
+    with database.tenant_scope(GLOW) as session:
+        return session.execute(
+            text(
+                """SELECT a.id, s.slug AS service, p.slug AS provider, a.starts_at, a.ends_at, a.blocked_until, a.status,
+                          a.hold_expires_at, a.source_key
+                   FROM appointments a JOIN services s ON s.id = a.service_id JOIN providers p ON p.id = a.provider_id
+                   WHERE a.client_id = :c ORDER BY a.id"""
+            ),
+            {"c": client_id},
+        ).all()
+
+
+# ------------------------------------------------------------------ catalogue and knowledge
+def test_hours_json_shapes() -> None:
+    hours = parse_hours({"mon": [["09:00", "13:00"], ["14:00", "17:00"]], "tuesday": ["10:00", "18:00"],
+                         "wed": {"open": "09:00", "close": "12:00"}, "thu": "08:00-16:00", "sun": []})
+    assert [(h.weekday, h.start.hour, h.end.hour) for h in hours] == [(0, 9, 13), (0, 14, 17), (1, 10, 18), (2, 9, 12), (3, 8, 16)]
+
+
+def test_service_details_resolve_synonyms(tools) -> None:  # noqa: ANN001
+    executor, _ = tools()
+    details = executor.execute("get_service_details", {"service": "lip filler"})
+    assert details["service"] == "lip-filler" and details["price"] == "$750 per syringe" and details["deposit"] == "$100"
+    assert set(details["providers"]) == {"Dr. Maya Chen", "Jordan Lee"}
+    assert executor.execute("get_service_details", {"service": "tox"})["service"] == "neurotoxin"
+    missing = executor.execute("get_service_details", {"service": "tattoo removal"})
+    assert "no treatment" in missing["error"] and "Lip filler" in missing["offered"]
+    listing = executor.execute("list_services", {})
+    assert len(listing["services"]) >= 9 and {"name", "price", "duration_min"} <= set(listing["services"][0])
+
+
+def test_knowledge_search_full_text_when_no_embedder(tools) -> None:  # noqa: ANN001
+    executor, _ = tools()
+    result = executor.execute("search_knowledge", {"query": "where can I park"})
+    assert result["results"][0]["slug"] == "location-parking" and result["results"][0]["title"]
+
+
+# ------------------------------------------------------------------ availability
+def test_availability_respects_hours_skills_lead_time_and_calendar(tools, google_fake) -> None:  # noqa: ANN001
+    executor, _ = tools()
+    # HydraFacial is only Sofia's, who does not work Tuesdays: nothing on Tuesday, widened to later days.
+    hydra = executor.execute("check_availability", {"service": "hydrafacial", "date_from": "2027-04-06", "date_to": "2027-04-06"})
+    assert hydra["slots"] and all(s["provider"] == "Sofia Ramirez" for s in hydra["slots"])
+    assert all(not s["start"].startswith("2027-04-06") for s in hydra["slots"]) and "widened_to" in hydra["searched"]
+
+    # Botox today: two hours' notice from 10:00, so nothing before 12:00 local.
+    today = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-06", "date_to": "2027-04-06"})
+    assert today["slots"] and min(s["start"] for s in today["slots"]) >= "2027-04-06T12:00"
+
+    # A busy block in Dr. Chen's Google calendar (not in our database) hides her 15:00 on Wednesday.
+    google_fake.add_busy("maya.chen@glowmedspa.example", datetime(2027, 4, 7, 14, 45, tzinfo=LA), datetime(2027, 4, 7, 16, 0, tzinfo=LA))
+    wed = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-07", "date_to": "2027-04-07",
+                                                 "preferred_time": "15:00", "provider": "Dr. Maya Chen"})
+    assert wed["slots"] and "2027-04-07T15:00" not in [s["start"] for s in wed["slots"]]
+    jordan = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-07", "date_to": "2027-04-07",
+                                                    "preferred_time": "15:00", "provider": "Jordan"})
+    assert {"start": "2027-04-07T15:00", "label": "Wed Apr 7, 3:00 PM", "provider": "Jordan Lee"} in jordan["slots"]
+
+    wrong = executor.execute("check_availability", {"service": "hydrafacial", "provider": "Jordan Lee"})
+    assert "does not do" in wrong["error"] and wrong["qualified_providers"] == ["Sofia Ramirez"]
+
+
+# ------------------------------------------------------------------ booking
+def test_book_with_deposit_is_idempotent_and_blocks_the_buffer(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    args = {"service": "botox", "start": "2027-04-08T15:00", "provider": None}
+    first = executor.execute("book_appointment", args)
+    assert first["ok"] and first["status"] == "pending_deposit" and first["deposit_required"] == "$50"
+    again = executor.execute("book_appointment", args)
+    assert again["appointment_id"] == first["appointment_id"]
+    [row] = _appointments(database, patient.client_id)
+    assert row.service == "neurotoxin" and row.provider == "maya-chen" and row.status == "pending_deposit"
+    assert row.starts_at == datetime(2027, 4, 8, 15, 0, tzinfo=LA)
+    assert row.ends_at - row.starts_at == timedelta(minutes=30) and row.blocked_until - row.ends_at == timedelta(minutes=10)
+    assert row.hold_expires_at == NOW + timedelta(minutes=60)  # the clinic's deposit_hold_minutes
+    assert row.source_key == f"conv:{patient.conversation_id}:neurotoxin:2027-04-08T15:00"
+
+
+def test_booking_a_taken_time_offers_alternatives(tools) -> None:  # noqa: ANN001
+    first, _ = tools()
+    second, _ = tools()
+    assert first.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-07T13:00"})["ok"]
+    taken = second.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-07T13:00"})
+    assert taken["error"] == "that time is not available"
+    starts = [a["start"] for a in taken["alternatives"]]
+    assert starts and "2027-04-07T13:00" not in starts and all(s.startswith("2027-04-0") for s in starts)
+
+
+def test_two_patients_racing_for_one_slot_get_one_booking(tools, database) -> None:  # noqa: ANN001
+    racers = [tools()[0] for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def book(executor: DbToolExecutor) -> None:
+        barrier.wait()
+        result = executor.execute(
+            "book_appointment", {"service": "microneedling", "start": "2027-04-09T14:00", "provider": "Sofia Ramirez"}
+        )
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=book, args=(r,)) for r in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2
+    winners = [r for r in results if r.get("ok")]
+    losers = [r for r in results if "error" in r]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0]["error"] in {"slot just taken by another booking", "that time is not available"}
+    assert losers[0]["alternatives"] and "2027-04-09T14:00" not in [a["start"] for a in losers[0]["alternatives"]]
+    with database.tenant_scope(GLOW) as session:
+        live = session.execute(
+            text("""SELECT count(*) FROM appointments a JOIN providers p ON p.id = a.provider_id
+                    WHERE p.slug = 'sofia-ramirez' AND a.starts_at = :t AND a.status IN ('pending_deposit','booked','confirmed')"""),
+            {"t": datetime(2027, 4, 9, 14, 0, tzinfo=LA)},
+        ).scalar_one()
+    assert live == 1
+
+
+def test_the_exclusion_constraint_is_the_last_guard(tools, database) -> None:  # noqa: ANN001
+    """A row that appears between the availability check and the insert (simulated by a calendar-blind insert
+    from another transaction holding the slot) still yields 'slot just taken', never a double booking."""
+    executor, patient = tools()
+    other = Patient(database)
+    with database.tenant_scope(GLOW) as session:
+        ids = dict(session.execute(text("SELECT slug, id FROM providers WHERE clinic_id = 1")).all())
+        service = session.execute(text("SELECT id FROM services WHERE slug = 'chemical-peel'")).scalar_one()
+    start = datetime(2027, 4, 8, 16, 0, tzinfo=LA)
+    # Hold the slot in an open transaction: the executor's availability check can't see the uncommitted row,
+    # its INSERT then waits on the constraint and fails once this commits.
+    holder = database.engine.connect()
+    tx = holder.begin()
+    holder.execute(text("SELECT set_config('app.clinic_id', '1', true)"))
+    holder.execute(
+        text("""INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at, blocked_until, status)
+                VALUES (1, :c, :p, :s, :start, :end, :end, 'booked')"""),
+        {"c": other.client_id, "p": ids["sofia-ramirez"], "s": service, "start": start, "end": start + timedelta(minutes=45)},
+    )
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(executor.execute(
+        "book_appointment", {"service": "chemical peel", "start": "2027-04-08T16:00", "provider": "Sofia Ramirez"})))
+    worker.start()
+    worker.join(1.0)  # the insert is now blocked on the holder's row (or done, if it somehow did not conflict)
+    tx.commit()
+    holder.close()
+    worker.join(30)
+    try:
+        assert result.get("error") == "slot just taken by another booking", result
+        assert result["alternatives"]
+        assert _appointments(database, patient.client_id) == []
+    finally:
+        with database.tenant_scope(GLOW) as session:
+            session.execute(text("DELETE FROM appointments WHERE client_id = :c"), {"c": other.client_id})
+
+
+def test_stale_turn_cannot_book(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools(fence=41)
+    result = executor.execute("book_appointment", {"service": "botox", "start": "2027-04-08T11:00"})
+    assert "stale turn" in result["error"]
+    assert _appointments(database, patient.client_id) == []
+
+
+def test_propose_validates_and_normalises(tools) -> None:  # noqa: ANN001
+    executor, _ = tools()
+    proposal = executor.execute("propose_action", {"action": "book", "service": "lips", "start": "2027-04-08T13:00"})
+    assert proposal["service"] == "lip-filler" and proposal["provider"] == "maya-chen" and proposal["start"] == "2027-04-08T13:00"
+    assert "Thu Apr 8, 1:00 PM" in proposal["summary"] and "$100 deposit" in proposal["summary"]
+    sunday = executor.execute("propose_action", {"action": "book", "service": "botox", "start": "2027-04-11T13:00"})
+    assert sunday["error"] == "that time is not available"
+    past = executor.execute("propose_action", {"action": "book", "service": "botox", "start": "2027-04-05T13:00"})
+    assert "past" in past["error"]
+
+
+# ------------------------------------------------------------------ my appointments, reschedule, cancel, deposit
+def test_patients_only_see_and_touch_their_own_appointments(tools, database) -> None:  # noqa: ANN001
+    mine, me = tools()
+    theirs, _ = tools()
+    booked = theirs.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-08T11:00"})
+    assert booked["ok"]
+    assert mine.execute("get_my_appointments", {}) == {"appointments": []}
+    for name, args in [
+        ("cancel_appointment", {"appointment_id": booked["appointment_id"]}),
+        ("reschedule_appointment", {"appointment_id": booked["appointment_id"], "new_start": "2027-04-08T15:00"}),
+        ("create_deposit_link", {"appointment_id": booked["appointment_id"]}),
+        ("propose_action", {"action": "cancel", "appointment_id": booked["appointment_id"]}),
+    ]:
+        assert "no appointment" in mine.execute(name, args)["error"], name
+    listed = theirs.execute("get_my_appointments", {})["appointments"]
+    assert [a["appointment_id"] for a in listed] == [booked["appointment_id"]]
+    assert listed[0]["label"] == "Thu Apr 8, 11:00 AM" and listed[0]["status"] == "booked"
+
+
+def test_reschedule_moves_the_appointment(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "chemical peel", "start": "2027-04-08T12:00"})
+    moved = executor.execute("reschedule_appointment", {"appointment_id": booked["appointment_id"], "new_start": "2027-04-09T15:00"})
+    assert moved["ok"] and moved["label"] == "Fri Apr 9, 3:00 PM" and moved["from"] == "Thu Apr 8, 12:00 PM"
+    [row] = _appointments(database, patient.client_id)
+    assert row.starts_at == datetime(2027, 4, 9, 15, 0, tzinfo=LA) and row.blocked_until == row.ends_at + timedelta(minutes=10)
+
+
+def test_cancel_explains_the_policy_and_refunds_or_keeps_the_deposit(tools, database, stripe_fake) -> None:  # noqa: ANN001
+    early, patient = tools()
+    booked = early.execute("book_appointment", {"service": "botox", "start": "2027-04-09T11:00"})
+    with database.tenant_scope(GLOW) as session:
+        session.execute(
+            text("""INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id, payment_intent_id,
+                        amount_cents, status, url, expires_at)
+                    VALUES (1, :a, :c, 'stripe', :sid, 'pi_test_paid', 5000, 'paid', 'https://pay', now())"""),
+            {"a": booked["appointment_id"], "c": patient.client_id, "sid": "cs_test_" + uuid.uuid4().hex},
+        )
+    proposal = early.execute("propose_action", {"action": "cancel", "appointment_id": booked["appointment_id"]})
+    assert proposal["late"] is False and "no fee" in proposal["summary"]
+    cancelled = early.execute("cancel_appointment", {"appointment_id": booked["appointment_id"], "reason": "sick"})
+    assert cancelled["ok"] and cancelled["late"] is False and cancelled["deposit"] == "$50 deposit refunded"
+    refund_requests = stripe_fake.requests_to("POST", "/v1/refunds")
+    assert refund_requests and refund_requests[-1].header("Idempotency-Key") == f"refund:{booked['appointment_id']}"
+    assert [r.status for r in _appointments(database, patient.client_id)] == ["cancelled"]
+
+    # Inside the window: late fee and deposit kept.
+    late_clock = datetime(2027, 4, 9, 8, 0, tzinfo=LA).astimezone(UTC)
+    booker, other = tools()
+    rebooked = booker.execute("book_appointment", {"service": "botox", "start": "2027-04-09T17:00"})
+    late, _ = tools(now=late_clock, patient=other)
+    result = late.execute("cancel_appointment", {"appointment_id": rebooked["appointment_id"]})
+    assert result["late"] is True and result["fee"] == "$50" and "kept" in result["policy"]
+
+
+def test_deposit_link_through_stripe_is_created_once(tools, database, stripe_fake) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "lip filler", "start": "2027-04-08T14:00"})
+    link = executor.execute("create_deposit_link", {"appointment_id": booked["appointment_id"]})
+    assert link["ok"] and link["url"].startswith("http") and link["amount"] == "$100"
+    again = executor.execute("create_deposit_link", {"appointment_id": booked["appointment_id"]})
+    assert again["url"] == link["url"]  # the same Checkout Session (stored row, or Stripe's idempotent replay)
+    sessions = [r for r in stripe_fake.requests_to("POST", "/v1/checkout/sessions")
+                if r.header("Idempotency-Key") == f"deposit:{booked['appointment_id']}"]
+    assert 1 <= len(sessions) <= 2
+    with database.tenant_scope(GLOW) as session:
+        rows = session.execute(text("SELECT amount_cents, status FROM payments WHERE appointment_id = :a"),
+                               {"a": booked["appointment_id"]}).all()
+    assert [(r.amount_cents, r.status) for r in rows] == [(10000, "pending")]
+    no_deposit = executor.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-09T13:00"})
+    assert "does not need a deposit" in executor.execute("create_deposit_link", {"appointment_id": no_deposit["appointment_id"]})["error"]
+
+
+def test_update_profile_and_handoff(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    assert executor.execute("update_profile", {"name": "Ana Ruiz", "email": "ana@example.com"}) == {"ok": True, "saved": ["name", "email"]}
+    with database.tenant_scope(GLOW) as session:
+        row = session.execute(text("SELECT name, email FROM clients WHERE id = :c"), {"c": patient.client_id}).one()
+    assert (row.name, row.email) == ("Ana Ruiz", "ana@example.com")
+    assert executor.execute("handoff_to_staff", {"reason": "complaint", "urgency": "normal"})["handoff"] is True
+    assert "invalid arguments" in executor.execute("update_profile", {"email": "nope"})["error"]

@@ -1,0 +1,409 @@
+"""Automations: the texts a clinic sends on its own — booking confirmation,
+reminders 24 h and 2 h ahead, deposit reminder, aftercare, review request,
+rebooking nudge, no-show follow-up, win-back.
+
+How "once, at the right moment" holds across restarts and replicas:
+- nothing is remembered in Redis or in delayed messages; every scan reads from
+  Postgres what is due *now* (``now`` from the container's clock), within a
+  validity window per kind, so a scan missed while nothing ran is covered by
+  the next one and stale messages are never sent late;
+- every message has a deterministic dedupe key (``auto:reminder_24h:appt:42``)
+  and the outbox's unique ``(clinic_id, dedupe_key)`` turns a racing second
+  scanner's insert into a no-op; only the scanner that inserted enqueues it;
+- the appointment's status is read in the same transaction that inserts the
+  outbox row, with the row locked, so a cancelled appointment gets no
+  reminder; ``withdraw_appointment_messages`` withdraws queued ones when an
+  appointment is cancelled afterwards;
+- recipients we must not text (opted out, invalid number, marketing without
+  opt-in, weekly cap) get a ``suppressed`` row with the reason: recorded once,
+  never retried;
+- a message that falls in quiet hours is simply not created yet: the scan that
+  runs after the window opens creates it, while it is still valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from db.engine import Database
+from domain.audience import RecipientFacts, SendPolicy, decide
+from domain.segments import count_segments
+from domain.templates import (
+    AUTOMATION_PLACEHOLDERS,
+    Template,
+    confirmation_reply,
+    first_name,
+    reminder_reply_intent,
+    when_label,
+    with_footer,
+)
+
+log = logging.getLogger(__name__)
+
+AUTOMATION_PRIORITY = 5  # after replies (0), before campaigns (10)
+SCAN_LIMIT = 500  # per kind per clinic per scan; the next scan continues
+MARKETING_KINDS = frozenset({"review_request", "rebook_nudge", "win_back"})
+REMINDER_KINDS = frozenset({"confirmation", "reminder_24h", "reminder_2h"})
+
+
+@dataclass(frozen=True)
+class AutomationSpec:
+    kind: str
+    template: Template
+    settings: dict[str, Any]
+
+    @property
+    def marketing(self) -> bool:
+        category = self.settings.get("category")
+        return category == "marketing" if category else self.kind in MARKETING_KINDS
+
+    def hours(self, key: str, default: float) -> timedelta:
+        return timedelta(hours=float(self.settings.get(key, default)))
+
+
+_BASE = """
+    SELECT a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, c.phone_e164, c.timezone,
+           c.consent_state, c.sms_status, s.name AS service_name, s.category AS service_category,
+           p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
+    FROM appointments a
+    JOIN clients c ON c.id = a.client_id
+    LEFT JOIN services s ON s.id = a.service_id
+    LEFT JOIN providers p ON p.id = a.provider_id
+    LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
+        FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
+          AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+    WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.client_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
+                        AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
+"""
+
+# Per kind: extra WHERE conditions on the appointment (binds :now, :start_after, :valid_for, :since).
+_APPOINTMENT_RULES: dict[str, str] = {
+    # Booked by staff, phone or web chat in the last half day; an SMS booking was confirmed in its own thread.
+    "confirmation": """a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+        AND a.created_at > :now - :valid_for AND a.created_at <= :now
+        AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.id = a.conversation_id AND v.channel = 'sms')""",
+    # From `offset` before the start until the next (shorter) reminder takes over; only if booked before that.
+    "reminder": """a.status IN ('booked', 'confirmed')
+        AND a.starts_at - :offset <= :now AND :now < a.starts_at - :until_before
+        AND a.created_at <= a.starts_at - :offset""",
+    "deposit_reminder": """a.status = 'pending_deposit' AND a.hold_expires_at > :now + interval '2 minutes'
+        AND a.created_at + :offset <= :now""",
+    "aftercare": """a.status = 'completed' AND a.ends_at + :offset <= :now AND :now < a.ends_at + :offset + :valid_for""",
+    "review_request": """a.status = 'completed' AND a.ends_at + :offset <= :now
+        AND :now < a.ends_at + :offset + :valid_for
+        AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.client_id = a.client_id
+                          AND r.meta->>'automation' = 'review_request' AND r.created_at > :now - :since)""",
+    "no_show_followup": """a.status = 'no_show' AND a.ends_at + :offset <= :now
+        AND :now < a.ends_at + :offset + :valid_for""",
+}
+
+_FUTURE = """EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
+                     AND f.status IN ('pending_deposit', 'booked', 'confirmed') AND f.starts_at > :now)"""
+
+# Client-level kinds: the client's most recent completed visit decides.
+_REBOOK = f"""
+    SELECT * FROM (
+        SELECT DISTINCT ON (a.client_id) a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name,
+               c.phone_e164, c.timezone, c.consent_state, c.sms_status, s.name AS service_name,
+               s.category AS service_category, p.name AS provider_name, coalesce(m.week, 0) AS week,
+               coalesce(m.ever, 0) AS ever
+        FROM appointments a
+        JOIN clients c ON c.id = a.client_id
+        JOIN services s ON s.id = a.service_id AND s.rebook_interval_days IS NOT NULL
+        LEFT JOIN providers p ON p.id = a.provider_id
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
+            FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
+              AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
+          AND a.starts_at + make_interval(days => s.rebook_interval_days) + :offset <= :now
+          AND :now < a.starts_at + make_interval(days => s.rebook_interval_days) + :offset + :valid_for
+          AND NOT {_FUTURE}
+          AND NOT EXISTS (SELECT 1 FROM appointments later WHERE later.client_id = a.client_id
+                            AND later.service_id = a.service_id AND later.status = 'completed'
+                            AND later.starts_at > a.starts_at)
+          AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
+                            AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
+        ORDER BY a.client_id, a.starts_at DESC) due
+    ORDER BY appointment_id LIMIT :limit
+"""
+
+_WIN_BACK = f"""
+    SELECT * FROM (
+        SELECT DISTINCT ON (a.client_id) a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name,
+               c.phone_e164, c.timezone, c.consent_state, c.sms_status, s.name AS service_name,
+               s.category AS service_category, p.name AS provider_name, coalesce(m.week, 0) AS week,
+               coalesce(m.ever, 0) AS ever
+        FROM appointments a
+        JOIN clients c ON c.id = a.client_id
+        LEFT JOIN services s ON s.id = a.service_id
+        LEFT JOIN providers p ON p.id = a.provider_id
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
+            FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
+              AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
+          AND NOT {_FUTURE}
+        ORDER BY a.client_id, a.starts_at DESC) last_visit
+    WHERE starts_at + :offset <= :now AND :now < starts_at + :offset + :valid_for
+      AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
+                        AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || appointment_id)
+    ORDER BY appointment_id LIMIT :limit
+"""
+
+
+def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
+    rows = session.execute(
+        text("SELECT kind, template, settings FROM automations WHERE clinic_id = :c AND enabled ORDER BY id"),
+        {"c": clinic_id},
+    ).all()
+    specs = []
+    for kind, template, settings in rows:
+        parsed = Template.parse(template)
+        unknown = sorted(parsed.placeholders - AUTOMATION_PLACEHOLDERS)
+        if unknown:
+            log.error("automation template has unknown placeholders; skipped",
+                      extra={"clinic_id": clinic_id, "kind": kind, "placeholders": unknown})
+            continue
+        specs.append(AutomationSpec(kind, parsed, dict(settings or {})))
+    return specs
+
+
+def _reminder_until(spec: AutomationSpec, specs: list[AutomationSpec]) -> timedelta:
+    """A reminder stays valid until the next shorter reminder is due (or 30 minutes before the start)."""
+    mine = spec.hours("offset_hours", 24)
+    shorter = [s.hours("offset_hours", 2) for s in specs if s.kind.startswith("reminder_") and s.kind != spec.kind]
+    shorter = [h for h in shorter if h < mine]
+    return max(shorter) if shorter else timedelta(minutes=30)
+
+
+def _query_for(spec: AutomationSpec, specs: list[AutomationSpec]) -> tuple[str, dict[str, Any]] | None:
+    kind = spec.kind
+    if kind.startswith("reminder_"):
+        return (
+            _BASE + " AND " + _APPOINTMENT_RULES["reminder"],
+            {"offset": spec.hours("offset_hours", 24), "until_before": _reminder_until(spec, specs)},
+        )
+    if kind == "confirmation":
+        return _BASE + " AND " + _APPOINTMENT_RULES[kind], {"valid_for": timedelta(hours=12)}
+    if kind == "deposit_reminder":
+        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
+                {"offset": timedelta(minutes=float(spec.settings.get("delay_minutes", 30)))})
+    if kind == "aftercare":
+        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
+                {"offset": spec.hours("delay_hours", 24), "valid_for": timedelta(hours=48)})
+    if kind == "review_request":
+        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
+                {"offset": spec.hours("delay_hours", 48), "valid_for": timedelta(days=7),
+                 "since": timedelta(days=float(spec.settings.get("min_days_between", 90)))})
+    if kind == "no_show_followup":
+        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
+                {"offset": spec.hours("delay_hours", 2), "valid_for": timedelta(hours=48)})
+    if kind == "rebook_nudge":
+        return _REBOOK, {"offset": timedelta(days=float(spec.settings.get("days_after_due", 0))),
+                         "valid_for": timedelta(days=30)}
+    if kind == "win_back":
+        return _WIN_BACK, {"offset": timedelta(days=float(spec.settings.get("inactive_days", 180))),
+                           "valid_for": timedelta(days=60)}
+    return None
+
+
+@dataclass
+class ScanResult:
+    outbox_ids: list[int]  # committed rows to send now
+    suppressed: int = 0
+    waiting: int = 0  # due but in quiet hours: created by a later scan
+
+
+def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult:
+    """Create (once) every automation message due now for one clinic; one transaction per kind."""
+    result = ScanResult([])
+    with database.tenant_scope(clinic_id) as session:
+        clinic = session.execute(
+            text(
+                """SELECT c.name, c.phone, c.timezone, c.policies,
+                          (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
+                   FROM clinics c WHERE c.id = :id"""
+            ),
+            {"id": clinic_id},
+        ).mappings().one()
+        specs = load_automations(session, clinic_id)
+    policies = dict(clinic["policies"] or {})
+    for spec in specs:
+        found = _query_for(spec, specs)
+        if found is None:
+            continue
+        sql, params = found
+        with database.tenant_scope(clinic_id) as session:
+            lock = "" if spec.kind in ("rebook_nudge", "win_back") else " ORDER BY a.id LIMIT :limit FOR UPDATE OF a SKIP LOCKED"
+            rows = session.execute(
+                text(sql + lock),
+                {**params, "clinic_id": clinic_id, "kind": spec.kind, "now": now, "limit": SCAN_LIMIT,
+                 "week_ago": now - timedelta(days=7)},
+            ).mappings().all()
+            ids, suppressed, waiting = _emit(session, clinic_id, clinic, policies, spec, rows, now)
+        result.outbox_ids += ids
+        result.suppressed += suppressed
+        result.waiting += waiting
+    return result
+
+
+def _emit(
+    session: Session, clinic_id: int, clinic: Any, policies: dict[str, Any], spec: AutomationSpec,
+    rows: list[Any], now: datetime,
+) -> tuple[list[int], int, int]:
+    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic["timezone"], policies)
+    tips = spec.settings.get("tips") or {}
+    ids: list[int] = []
+    suppressed = waiting = 0
+    for row in rows:
+        facts = RecipientFacts(
+            client_id=int(row["client_id"]), phone=row["phone_e164"], consent_state=row["consent_state"],
+            sms_status=row["sms_status"], timezone=row["timezone"], marketing_last_7d=int(row["week"]),
+            marketing_ever=int(row["ever"]),
+        )
+        decision = decide(facts, policy, now)
+        if decision.send and decision.deferred:
+            waiting += 1
+            continue
+        values = {
+            "first_name": first_name(row["name"]), "clinic_name": clinic["name"], "clinic_phone": clinic["phone"],
+            "service_name": row["service_name"], "last_service": row["service_name"],
+            "provider_name": row["provider_name"], "when": when_label(row["starts_at"], clinic["timezone"]),
+            "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
+            "aftercare_tip": tips.get(row["service_category"] or "", "") if isinstance(tips, dict) else "",
+        }
+        body = spec.template.render(values)
+        if decision.footer:
+            body = with_footer(body, policy.footer)
+        info = count_segments(body)
+        meta = {"automation": spec.kind, "appointment_id": int(row["appointment_id"]), "marketing": spec.marketing}
+        inserted = session.execute(
+            text(
+                """INSERT INTO outbox (clinic_id, client_id, channel, kind, priority, to_address, from_address, body,
+                                       meta, dedupe_key, segments, encoding, status, error_message)
+                   VALUES (:clinic_id, :client_id, 'sms', 'automation', :priority, :to, :from_, :body,
+                           CAST(:meta AS jsonb), :key, :segments, :encoding, :status, :why)
+                   ON CONFLICT (clinic_id, dedupe_key) DO NOTHING RETURNING id"""
+            ),
+            {
+                "clinic_id": clinic_id, "client_id": facts.client_id, "priority": AUTOMATION_PRIORITY,
+                "to": facts.phone or "", "from_": clinic["sms"] or "", "body": body, "meta": json.dumps(meta),
+                "key": f"auto:{spec.kind}:appt:{int(row['appointment_id'])}", "segments": info.segments,
+                "encoding": info.encoding, "status": "queued" if decision.send else "suppressed",
+                "why": "" if decision.send else f"automation not sent: {decision.reason}",
+            },
+        ).scalar_one_or_none()
+        if inserted is None:
+            continue
+        if decision.send:
+            ids.append(int(inserted))
+        else:
+            suppressed += 1
+    if ids or suppressed:
+        log.info("automation messages created", extra={
+            "clinic_id": clinic_id, "automation": spec.kind, "queued": len(ids), "suppressed": suppressed})
+    return ids, suppressed, waiting
+
+
+def withdraw_appointment_messages(session: Session, clinic_id: int, appointment_id: int) -> int:
+    """Withdraw queued automation texts about an appointment that was cancelled or moved.
+
+    Call it in the transaction that cancels/reschedules the appointment.  A
+    reminder already claimed by a sender goes out (it was due before the
+    cancellation); everything still queued does not.
+    """
+    return int(
+        session.execute(
+            text(
+                """UPDATE outbox SET status = 'cancelled', error_message = 'appointment no longer live'
+                   WHERE clinic_id = :c AND kind = 'automation' AND status = 'queued'
+                     AND meta->>'appointment_id' = :appointment_id
+                     AND meta->>'automation' NOT IN ('no_show_followup', 'aftercare', 'review_request')"""
+            ),
+            {"c": clinic_id, "appointment_id": str(int(appointment_id))},
+        ).rowcount  # type: ignore[attr-defined]
+    )
+
+
+def appointment_still_live(session: Session, outbox_meta: dict[str, Any]) -> bool:
+    """Send-time check for an automation row (for ``worker/outbox.py``'s claim): is its appointment still what
+    the message is about?  Reminders need a live appointment; follow-ups need the status they followed."""
+    appointment_id = outbox_meta.get("appointment_id")
+    kind = outbox_meta.get("automation")
+    if appointment_id is None or kind is None:
+        return True
+    status = session.execute(
+        text("SELECT status FROM appointments WHERE id = :id"), {"id": int(appointment_id)}
+    ).scalar_one_or_none()
+    if status is None:
+        return False
+    if kind == "deposit_reminder":
+        return bool(status == "pending_deposit")
+    if kind in ("aftercare", "review_request", "rebook_nudge", "win_back"):
+        return bool(status == "completed")
+    if kind == "no_show_followup":
+        return bool(status == "no_show")
+    return status in ("booked", "confirmed")
+
+
+# ------------------------------------------------------------------ reminder replies
+def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body: str, now: datetime) -> str | None:
+    """A reply of C / YES to a recent confirmation or reminder confirms that appointment.
+
+    Returns the short confirmation to send back (the caller sends it as the
+    turn's reply and skips the model), or None when the message is not a
+    confirmation of a reminded, still-upcoming appointment — then it goes to the
+    normal agent flow (as "R" / "reschedule" always does).  Idempotent: a second
+    "C" confirms nothing new and gets the same reply.
+    """
+    if reminder_reply_intent(body) != "confirm":
+        return None
+    reminded = session.execute(
+        text(
+            """SELECT (o.meta->>'appointment_id')::bigint FROM outbox o
+               WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
+                 AND o.meta->>'automation' IN ('confirmation', 'reminder_24h', 'reminder_2h')
+                 AND o.status IN ('sending', 'sent', 'delivered', 'unknown')
+                 AND coalesce(o.sent_at, o.created_at) > :since
+               ORDER BY o.id DESC LIMIT 1"""
+        ),
+        {"c": clinic_id, "client": client_id, "since": now - timedelta(days=3)},
+    ).scalar_one_or_none()
+    if reminded is None:
+        return None
+    appointment = session.execute(
+        text(
+            """SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name,
+                      k.timezone
+               FROM appointments a JOIN clients c ON c.id = a.client_id
+               LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
+               WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed')
+                 AND a.starts_at > :now
+               FOR UPDATE OF a"""
+        ),
+        {"id": reminded, "client": client_id, "now": now},
+    ).mappings().one_or_none()
+    if appointment is None:
+        return None
+    session.execute(
+        text(
+            """UPDATE appointments SET status = 'confirmed', patient_confirmed_at = coalesce(patient_confirmed_at, :now)
+               WHERE id = :id"""
+        ),
+        {"id": appointment["id"], "now": now},
+    )
+    log.info("appointment confirmed by reply", extra={"clinic_id": clinic_id, "appointment_id": appointment["id"]})
+    return confirmation_reply(
+        first_name(appointment["client_name"]), appointment["clinic_name"], appointment["service_name"],
+        when_label(appointment["starts_at"], appointment["timezone"]),
+    )

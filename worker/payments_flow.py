@@ -1,0 +1,551 @@
+"""Deposits after the booking: what a Stripe (or local test-mode) payment event does.
+
+Why it is shaped this way:
+- The webhook only verified and recorded the event (inbox row, keyed by the
+  event id).  Here, in one transaction, the event is claimed in
+  ``processed_webhook_events`` (unique per provider and event id), the payment
+  and appointment rows are locked (appointment first, everywhere, so the hold
+  expiry job cannot deadlock with us), updated, the patient's text is written
+  to the outbox with a per-appointment dedupe key, and the inbox row is marked
+  processed.  Follow-ups (send, calendar sync, refund) are enqueued only after
+  that commit.  Running it twice, or for a second delivery of the same
+  payment, changes nothing and sends nothing.
+- Events arrive out of order.  Each handler looks at the state it finds:
+  'expired' after 'paid' does nothing; a payment that completes after the hold
+  was released re-takes the slot if it is still free (the exclusion
+  constraint decides) and otherwise is refunded, and the patient is told.
+- Holds also end by time: :func:`expire_due_holds` (scheduled) releases
+  appointments whose ``hold_expires_at`` passed, by ``container.clock``.
+- Refunds go through the Payments port with the idempotency key
+  ``refund:{appointment_id}``, so the cancel tool, this module and retries
+  can never refund twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg.errors
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from domain.agent_state import AgentEvent, AgentState, next_state
+from domain.ports import PaymentError
+from domain.prompt import local_label
+from domain.replies import shape_sms_reply
+from worker.container import Container
+from worker.conversations import OutboxRow, insert_outbox
+
+log = logging.getLogger(__name__)
+
+SendOutbox = Callable[[int, list[int]], None]  # (clinic_id, outbox ids), called after commit
+FollowUp = Callable[[str, int, int], None]  # (kind: "calendar" | "refund", clinic_id, appointment_id)
+
+WEBHOOK_PROVIDER = "stripe"  # processed_webhook_events.provider for Stripe and local test-mode events
+LIVE = ("pending_deposit", "booked", "confirmed")
+SETTLED = ("paid", "refunded", "kept", "refund_due", "refund_failed")
+
+
+@dataclass
+class PaymentOutcome:
+    """What one event did (tests and logs read it; nothing depends on it for correctness)."""
+
+    action: str  # confirmed | rebooked | refund_late | released | noted | refunded | duplicate | ignored | missing
+    appointment_id: int | None = None
+    outbox_ids: list[int] = field(default_factory=list)
+    calendar: bool = False
+    refund: bool = False
+
+
+def enqueue_with_actors(kind: str, clinic_id: int, appointment_id: int) -> None:
+    """The production follow-up: enqueue the payment actors (imported late: they import this module's users)."""
+    from worker import payment_actors
+
+    if kind == "calendar":
+        payment_actors.sync_calendar_event.send(clinic_id, appointment_id)
+    elif kind == "refund":
+        payment_actors.refund_deposit.send(clinic_id, appointment_id)
+    else:  # pragma: no cover - programming error
+        raise ValueError(kind)
+
+
+# ------------------------------------------------------------------ webhook events
+def apply_payment_event(
+    container: Container,
+    clinic_id: int,
+    inbox_id: int,
+    send_outbox_fn: SendOutbox,
+    *,
+    follow_up: FollowUp = enqueue_with_actors,
+) -> PaymentOutcome:
+    """Apply the payment event recorded as inbox row ``inbox_id``.  Idempotent."""
+    _, routing = container.clinic(clinic_id)
+    now = container.clock.now()
+    with container.database.tenant_scope(clinic_id) as session:
+        event = session.execute(
+            text(
+                """SELECT id, source, provider_event_id, payload, status, trace_id FROM inbox_events
+                   WHERE id = :id FOR UPDATE"""
+            ),
+            {"id": inbox_id},
+        ).mappings().one_or_none()
+        if event is None:
+            return PaymentOutcome("missing")
+        if event["status"] != "received":
+            return PaymentOutcome("duplicate")
+        payload = event["payload"] or {}
+        event_type = str(payload.get("type", ""))
+        obj = payload.get("object") or {}
+        claimed = session.execute(
+            text(
+                """INSERT INTO processed_webhook_events (clinic_id, provider, event_id, event_type)
+                   VALUES (:c, :p, :e, :t) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"""
+            ),
+            {"c": clinic_id, "p": WEBHOOK_PROVIDER, "e": event["provider_event_id"], "t": event_type[:100]},
+        ).scalar_one_or_none()
+        if claimed is None:
+            outcome = PaymentOutcome("duplicate")
+        elif event_type == "checkout.session.completed":
+            outcome = _session_completed(session, clinic_id, obj, now, routing, event["trace_id"])
+        elif event_type == "checkout.session.expired":
+            outcome = _session_expired(session, clinic_id, obj, now, routing, event["trace_id"])
+        elif event_type == "charge.refunded":
+            outcome = _charge_refunded(session, obj)
+        else:
+            outcome = PaymentOutcome("ignored")
+        session.execute(
+            text(
+                """UPDATE inbox_events SET status = 'processed', processed_at = now(), attempts = attempts + 1,
+                          last_error = :note
+                   WHERE id = :id"""
+            ),
+            {"id": inbox_id, "note": "" if outcome.action not in ("ignored", "missing") else outcome.action},
+        )
+    log.info(
+        "payment event applied",
+        extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "event_type": event_type, "action": outcome.action,
+               "appointment_id": outcome.appointment_id},
+    )
+    _after_commit(clinic_id, outcome, send_outbox_fn, follow_up)
+    return outcome
+
+
+def _after_commit(clinic_id: int, outcome: PaymentOutcome, send: SendOutbox, follow_up: FollowUp) -> None:
+    if outcome.outbox_ids:
+        send(clinic_id, outcome.outbox_ids)
+    if outcome.appointment_id is not None and outcome.calendar:
+        follow_up("calendar", clinic_id, outcome.appointment_id)
+    if outcome.appointment_id is not None and outcome.refund:
+        follow_up("refund", clinic_id, outcome.appointment_id)
+
+
+def _appointment_for_session(session: Session, clinic_id: int, obj: dict[str, Any]) -> int | None:
+    session_id = str(obj.get("id") or "")
+    found = session.execute(
+        text("SELECT appointment_id FROM payments WHERE checkout_session_id = :sid"), {"sid": session_id}
+    ).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    try:
+        return int((obj.get("metadata") or {})["appointment_id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _lock_appointment(session: Session, clinic_id: int, appointment_id: int) -> dict[str, Any] | None:
+    row = session.execute(
+        text(
+            """SELECT a.id, a.status, a.starts_at, a.client_id, a.conversation_id, a.deposit_cents,
+                      a.hold_expires_at, a.calendar_event_id, coalesce(s.name, 'appointment') AS service_name,
+                      p.name AS provider_name, cl.phone_e164, cv.channel, c.name AS clinic_name, c.timezone
+               FROM appointments a JOIN providers p ON p.id = a.provider_id
+               JOIN clinics c ON c.id = a.clinic_id
+               LEFT JOIN services s ON s.id = a.service_id
+               LEFT JOIN clients cl ON cl.id = a.client_id
+               LEFT JOIN conversations cv ON cv.id = a.conversation_id
+               WHERE a.id = :id AND a.clinic_id = :c FOR UPDATE OF a"""
+        ),
+        {"id": appointment_id, "c": clinic_id},
+    ).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+def _lock_payment(
+    session: Session, clinic_id: int, appt: dict[str, Any], obj: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The payments row of this checkout session, created from the event if we never stored it (a crash
+    between creating the session and recording it)."""
+    session_id = str(obj.get("id") or "")
+    row = session.execute(
+        text("SELECT id, status, amount_cents, payment_intent_id FROM payments WHERE checkout_session_id = :sid "
+             "FOR UPDATE"),
+        {"sid": session_id},
+    ).mappings().one_or_none()
+    if row is not None:
+        return dict(row)
+    expires = obj.get("expires_at")
+    inserted = session.execute(
+        text(
+            """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
+                   amount_cents, currency, status, url, expires_at)
+               VALUES (:c, :a, :client, :prov, :sid, :amt, :cur, 'pending', :url, :exp)
+               RETURNING id, status, amount_cents, payment_intent_id"""
+        ),
+        {
+            "c": clinic_id, "a": appt["id"], "client": appt["client_id"],
+            "prov": "local" if session_id.startswith("cs_local_") else "stripe", "sid": session_id,
+            "amt": int(obj.get("amount_total") or appt["deposit_cents"] or 0),
+            "cur": str(obj.get("currency") or "usd")[:3], "url": str(obj.get("url") or ""),
+            "exp": datetime.fromtimestamp(int(expires), UTC) if expires else now,
+        },
+    ).mappings().one()
+    log.warning("payment event for an unrecorded checkout session; recorded it",
+                extra={"clinic_id": clinic_id, "appointment_id": appt["id"]})
+    return dict(inserted)
+
+
+def _session_completed(
+    session: Session, clinic_id: int, obj: dict[str, Any], now: datetime, routing: dict[str, Any], trace: str
+) -> PaymentOutcome:
+    if obj.get("payment_status") not in ("paid", "no_payment_required"):
+        return PaymentOutcome("ignored")  # async methods complete unpaid; only card deposits are offered
+    appointment_id = _appointment_for_session(session, clinic_id, obj)
+    appt = _lock_appointment(session, clinic_id, appointment_id) if appointment_id is not None else None
+    if appt is None:
+        log.warning("payment for an unknown appointment", extra={"clinic_id": clinic_id})
+        return PaymentOutcome("ignored")
+    payment = _lock_payment(session, clinic_id, appt, obj, now)
+    outcome = PaymentOutcome("confirmed", appointment_id=appt["id"])
+    if payment["status"] in SETTLED:
+        outcome.action = "duplicate"
+        return outcome
+    session.execute(
+        text(
+            """UPDATE payments SET status = 'paid', payment_intent_id = coalesce(:pi, payment_intent_id),
+                      updated_at = now() WHERE id = :id"""
+        ),
+        {"pi": obj.get("payment_intent"), "id": payment["id"]},
+    )
+    amount = _money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
+    when = local_label(appt["starts_at"], appt["timezone"])
+    what = f"{appt['service_name']} with {appt['provider_name']} on {when}"
+    if appt["status"] == "pending_deposit" or (appt["status"] == "expired" and _retake_slot(session, appt, now)):
+        if appt["status"] == "pending_deposit":
+            session.execute(
+                text(
+                    """UPDATE appointments SET status = 'booked', hold_expires_at = NULL, calendar_sync = 'pending',
+                              updated_at = now() WHERE id = :id"""
+                ),
+                {"id": appt["id"]},
+            )
+        else:
+            outcome.action = "rebooked"
+        _advance_conversation(session, appt, AgentEvent.DEPOSIT_PAID)
+        body = f"{appt['clinic_name']}: thank you, your {amount} deposit is received. Your {what} is confirmed."
+        outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-paid:{appt['id']}", trace)
+        outcome.calendar = True
+    elif appt["status"] in ("booked", "confirmed"):
+        body = f"{appt['clinic_name']}: thank you, your {amount} deposit is received. Your {what} is confirmed."
+        outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-paid:{appt['id']}", trace)
+        outcome.calendar = True
+    else:
+        # The slot is gone (hold released and re-taken, or the appointment was cancelled): give the money back.
+        outcome.action = "refund_late"
+        outcome.refund = True
+        session.execute(text("UPDATE payments SET status = 'refund_due' WHERE id = :id"), {"id": payment["id"]})
+        reason = ("that appointment was cancelled" if appt["status"] == "cancelled"
+                  else "the hold had already ended and the time is no longer available")
+        body = (f"{appt['clinic_name']}: we received your {amount} deposit for {what}, but {reason}, so the "
+                "deposit is being refunded in full. Reply here and we'll find you a time.")
+        outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-late:{appt['id']}", trace)
+    return outcome
+
+
+def _retake_slot(session: Session, appt: dict[str, Any], now: datetime) -> bool:
+    """A late payment for a released hold: take the slot back if nobody else has it (savepoint; the
+    exclusion constraint is the judge)."""
+    if appt["starts_at"] <= now:
+        return False
+    try:
+        with session.begin_nested():
+            session.execute(
+                text(
+                    """UPDATE appointments SET status = 'booked', hold_expires_at = NULL,
+                              calendar_sync = 'pending', updated_at = now()
+                       WHERE id = :id AND status = 'expired'"""
+                ),
+                {"id": appt["id"]},
+            )
+    except DBAPIError as exc:
+        if isinstance(getattr(exc, "orig", None), psycopg.errors.ExclusionViolation):
+            return False
+        raise
+    return True
+
+
+def _session_expired(
+    session: Session, clinic_id: int, obj: dict[str, Any], now: datetime, routing: dict[str, Any], trace: str
+) -> PaymentOutcome:
+    appointment_id = _appointment_for_session(session, clinic_id, obj)
+    appt = _lock_appointment(session, clinic_id, appointment_id) if appointment_id is not None else None
+    if appt is None:
+        return PaymentOutcome("ignored")
+    payment = _lock_payment(session, clinic_id, appt, obj, now)
+    outcome = PaymentOutcome("noted", appointment_id=appt["id"])
+    if payment["status"] != "pending":
+        outcome.action = "duplicate"  # e.g. 'expired' after 'paid': nothing to undo
+        return outcome
+    session.execute(
+        text("UPDATE payments SET status = 'expired', updated_at = now() WHERE id = :id"), {"id": payment["id"]}
+    )
+    other_open = session.execute(
+        text(
+            """SELECT 1 FROM payments WHERE appointment_id = :a AND status = 'pending' AND id <> :id
+                 AND expires_at > :now LIMIT 1"""
+        ),
+        {"a": appt["id"], "id": payment["id"], "now": now},
+    ).first()
+    if appt["status"] == "pending_deposit" and other_open is None:
+        outcome.action = "released"
+        outcome.outbox_ids = release_hold(session, clinic_id, appt, routing, trace)
+    return outcome
+
+
+def _charge_refunded(session: Session, obj: dict[str, Any]) -> PaymentOutcome:
+    """A refund made outside the agent (e.g. in the Stripe dashboard): keep our record true."""
+    payment_intent = obj.get("payment_intent")
+    if not payment_intent:
+        return PaymentOutcome("ignored")
+    row = session.execute(
+        text(
+            """UPDATE payments SET status = 'refunded', refunded_cents = :amt, updated_at = now()
+               WHERE payment_intent_id = :pi AND status IN ('paid', 'kept', 'refunded', 'refund_due', 'refund_failed')
+               RETURNING appointment_id"""
+        ),
+        {"amt": int(obj.get("amount_refunded") or 0), "pi": str(payment_intent)},
+    ).scalar_one_or_none()
+    return PaymentOutcome("refunded" if row is not None else "ignored", appointment_id=row)
+
+
+# ------------------------------------------------------------------ holds
+def release_hold(
+    session: Session, clinic_id: int, appt: dict[str, Any], routing: dict[str, Any], trace: str = ""
+) -> list[int]:
+    """Free a pending-deposit slot (caller holds the appointment's row lock) and tell the patient."""
+    session.execute(
+        text(
+            """UPDATE appointments SET status = 'expired', updated_at = now(),
+                      calendar_sync = CASE WHEN calendar_event_id IS NULL THEN 'none' ELSE 'pending' END
+               WHERE id = :id AND status = 'pending_deposit'"""
+        ),
+        {"id": appt["id"]},
+    )
+    session.execute(
+        text("UPDATE payments SET status = 'expired', updated_at = now() WHERE appointment_id = :a AND status = 'pending'"),
+        {"a": appt["id"]},
+    )
+    _advance_conversation(session, appt, AgentEvent.DEPOSIT_EXPIRED)
+    when = local_label(appt["starts_at"], appt["timezone"])
+    body = (f"{appt['clinic_name']}: the deposit for your {appt['service_name']} on {when} wasn't received in "
+            "time, so we've released the hold on that slot. Reply here if you'd like to book again.")
+    return _notify(session, clinic_id, appt, routing, body, f"hold-released:{appt['id']}", trace)
+
+
+def expire_due_holds(container: Container, send_outbox_fn: SendOutbox, *, batch: int = 200) -> int:
+    """Release every pending-deposit hold whose ``hold_expires_at`` passed (by ``container.clock``)."""
+    now = container.clock.now()
+    released = 0
+    with container.database.directory_scope() as session:
+        clinic_ids = [int(r) for r in session.execute(text("SELECT id FROM clinics ORDER BY id")).scalars()]
+    for clinic_id in clinic_ids:
+        with container.database.tenant_scope(clinic_id) as session:
+            due = session.execute(
+                text(
+                    """SELECT id FROM appointments WHERE status = 'pending_deposit' AND hold_expires_at <= :now
+                       ORDER BY hold_expires_at LIMIT :batch FOR UPDATE SKIP LOCKED"""
+                ),
+                {"now": now, "batch": batch},
+            ).scalars().all()
+        if not due:
+            continue
+        _, routing = container.clinic(clinic_id)
+        outbox_ids: list[int] = []
+        with container.database.tenant_scope(clinic_id) as session:
+            for appointment_id in due:
+                appt = _lock_appointment(session, clinic_id, int(appointment_id))
+                # Re-check under the lock: a payment may have landed since the first read.
+                if appt is None or appt["status"] != "pending_deposit" or appt["hold_expires_at"] > now:
+                    continue
+                outbox_ids += release_hold(session, clinic_id, appt, routing)
+                released += 1
+        if outbox_ids:
+            send_outbox_fn(clinic_id, outbox_ids)
+    if released:
+        log.info("deposit holds released", extra={"count": released})
+    return released
+
+
+# ------------------------------------------------------------------ refunds
+def deposit_decision(policies: dict[str, Any], starts_at: datetime, cancelled_at: datetime | None) -> str:
+    """'refund' or 'keep' for a paid deposit of a cancelled appointment, per clinic policy.
+
+    Outside ``cancellation_window_hours`` the deposit is refunded unless
+    ``deposit_refund_outside_window`` is false; inside it is kept unless
+    ``deposit_refund_inside_window`` is true.  The window is measured from the
+    cancellation, so a retried refund decides the same way.
+    """
+    window = timedelta(hours=float(policies.get("cancellation_window_hours", 24) or 0))
+    late = cancelled_at is not None and starts_at - cancelled_at < window
+    if late:
+        return "refund" if policies.get("deposit_refund_inside_window", False) else "keep"
+    return "refund" if policies.get("deposit_refund_outside_window", True) else "keep"
+
+
+def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int) -> str:
+    """Refund (or keep, per policy) the deposit of a cancelled or released appointment.
+
+    Returns 'refunded' | 'kept' | 'nothing' | 'live' | 'failed'.  A payment
+    marked 'refund_due' (it arrived for a slot we no longer held) is refunded
+    whatever the policy.  Raises :class:`PaymentError` when the refund is
+    worth retrying: the caller's retry reuses the idempotency key
+    ``refund:{appointment_id}``, so retries are one refund.  A refusal marks
+    the payment 'refund_failed' (staff refund by hand; the sweep stops).
+    """
+    with container.database.tenant_scope(clinic_id) as session:
+        row = session.execute(
+            text(
+                """SELECT a.status, a.starts_at, a.cancelled_at, c.policies, p.id AS payment_id,
+                          p.status AS payment_status, p.payment_intent_id, p.amount_cents
+                   FROM appointments a JOIN clinics c ON c.id = a.clinic_id
+                   LEFT JOIN LATERAL (SELECT id, status, payment_intent_id, amount_cents FROM payments
+                                      WHERE appointment_id = a.id AND status IN ('paid', 'refund_due')
+                                      ORDER BY id LIMIT 1) p ON true
+                   WHERE a.id = :id AND a.clinic_id = :c"""
+            ),
+            {"id": appointment_id, "c": clinic_id},
+        ).mappings().one_or_none()
+    if row is None or row["payment_id"] is None:
+        return "nothing"
+    due = row["payment_status"] == "refund_due"
+    if row["status"] in LIVE and not due:
+        return "live"  # the appointment stands: its deposit is applied to the treatment
+    decision = "refund" if due or row["status"] != "cancelled" else deposit_decision(
+        row["policies"] or {}, row["starts_at"], row["cancelled_at"]
+    )
+    extra = {"clinic_id": clinic_id, "appointment_id": appointment_id}
+    if decision == "keep":
+        _set_payment_status(container, clinic_id, row["payment_id"], "kept")
+        log.info("deposit kept per policy", extra=extra)
+        return "kept"
+    if not row["payment_intent_id"]:
+        _set_payment_status(container, clinic_id, row["payment_id"], "refund_failed")
+        log.error("deposit to refund has no payment intent; refund by hand", extra=extra)
+        return "failed"
+    try:
+        refund = container.payments.refund(
+            str(row["payment_intent_id"]), int(row["amount_cents"]), f"refund:{appointment_id}"
+        )
+    except PaymentError as exc:
+        if exc.retryable:
+            log.warning("deposit refund failed; will retry", extra=extra)
+            raise
+        _set_payment_status(container, clinic_id, row["payment_id"], "refund_failed")
+        log.error("deposit refund refused by the provider; refund by hand", extra=extra)
+        return "failed"
+    with container.database.tenant_scope(clinic_id) as session:
+        session.execute(
+            text(
+                """UPDATE payments SET status = 'refunded', refund_id = :r, refunded_cents = :amt, updated_at = now()
+                   WHERE id = :id AND status IN ('paid', 'refund_due')"""
+            ),
+            {"r": refund.refund_id, "amt": refund.amount_cents, "id": row["payment_id"]},
+        )
+    log.info("deposit refunded", extra=extra)
+    return "refunded"
+
+
+def _set_payment_status(container: Container, clinic_id: int, payment_id: int, status: str) -> None:
+    with container.database.tenant_scope(clinic_id) as session:
+        session.execute(
+            text("UPDATE payments SET status = :s, updated_at = now() WHERE id = :id AND status IN ('paid', 'refund_due')"),
+            {"s": status, "id": payment_id},
+        )
+
+
+def unrefunded_cancellations(container: Container, clinic_id: int, *, settled_s: int = 120, limit: int = 100) -> list[int]:
+    """Appointments holding a deposit that should be refunded or kept but is neither yet: 'refund_due'
+    payments, and 'paid' ones of cancelled or released appointments (the cancel tool's inline refund failed,
+    or a crash came first).  Older than ``settled_s`` so the normal path goes first."""
+    with container.database.tenant_scope(clinic_id) as session:
+        return [
+            int(r)
+            for r in session.execute(
+                text(
+                    """SELECT DISTINCT a.id FROM appointments a JOIN payments p ON p.appointment_id = a.id
+                       WHERE (p.status = 'refund_due'
+                              OR (p.status = 'paid' AND a.status IN ('cancelled', 'expired')))
+                         AND p.updated_at < now() - make_interval(secs => :settled)
+                       LIMIT :limit"""
+                ),
+                {"settled": settled_s, "limit": limit},
+            ).scalars()
+        ]
+
+
+# ------------------------------------------------------------------ helpers
+def _advance_conversation(session: Session, appt: dict[str, Any], event: AgentEvent) -> None:
+    """Move a conversation that waits for this deposit on (without touching its fencing version: a turn in
+    flight keeps its right to commit)."""
+    if not appt.get("conversation_id"):
+        return
+    target = next_state(AgentState.AWAITING_DEPOSIT, event)
+    session.execute(
+        text("UPDATE conversations SET agent_state = :to WHERE id = :id AND agent_state = :from_"),
+        {"to": target.value, "id": appt["conversation_id"], "from_": AgentState.AWAITING_DEPOSIT.value},
+    )
+
+
+def _notify(
+    session: Session, clinic_id: int, appt: dict[str, Any], routing: dict[str, Any], body: str, dedupe_key: str,
+    trace: str,
+) -> list[int]:
+    """One message to the patient, once per ``dedupe_key``, on the channel they booked on (SMS if we have
+    their number, else their chat), also written to the conversation history so the agent knows."""
+    conversation_id = appt.get("conversation_id")
+    chat = appt.get("channel") == "chat" and conversation_id is not None
+    if not chat and not appt.get("phone_e164"):
+        return []
+    channel = "chat" if chat else "sms"
+    text_body = body if chat else shape_sms_reply(body)
+    row = OutboxRow(
+        channel=channel, kind="notification",
+        to_address=f"chat:{conversation_id}" if chat else str(appt["phone_e164"]),
+        from_address=str(routing.get("sms_number") or ""), body=text_body, client_id=appt.get("client_id"),
+        conversation_id=conversation_id if channel == appt.get("channel") else None, priority=0,
+        dedupe_key=dedupe_key, trace_id=trace or "",
+    )
+    ids = insert_outbox(session, clinic_id, [row])
+    if ids and row.conversation_id is not None:
+        message_id = session.execute(
+            text(
+                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
+                   VALUES (:c, :conv, 'outbound', 'assistant', :body, :channel, CAST(:meta AS jsonb)) RETURNING id"""
+            ),
+            {"c": clinic_id, "conv": row.conversation_id, "body": text_body, "channel": channel,
+             "meta": json.dumps({"source": "payments"})},
+        ).scalar_one()
+        session.execute(
+            text("UPDATE outbox SET meta = meta || CAST(:m AS jsonb) WHERE id = :id"),
+            {"m": json.dumps({"message_id": int(message_id)}), "id": ids[0]},
+        )
+    return ids
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"
