@@ -353,6 +353,7 @@ class OutboxMessage(Base):
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     claimed_at: Mapped[datetime | None]
+    swept_at: Mapped[datetime | None]  # last re-enqueue by the sweeper
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str] = mapped_column(Text, server_default="")

@@ -54,8 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `medspa ... | head`
+        return 0
     return int(result or 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module so ``CommandError`` is the class the command modules raise.
+    from medspa import cli as _cli
+
+    sys.exit(_cli.main())

@@ -198,7 +198,22 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
                         {"id": campaign_id},
                     ).scalar_one())
 
-            _wait(finished, budget, "the campaign to finish", interval=0.1)
+            try:
+                _wait(finished, budget, "the campaign to finish", interval=0.1)
+            except TimeoutError:
+                with database.tenant_scope(clinic_id) as session:
+                    state = {
+                        "campaign": session.execute(text("SELECT status FROM campaigns WHERE id = :id"),
+                                                    {"id": campaign_id}).scalar_one(),
+                        "recipients": dict(session.execute(text(
+                            "SELECT status, count(*) FROM campaign_recipients WHERE campaign_id = :id GROUP BY 1"),
+                            {"id": campaign_id}).all()),
+                        "outbox": dict(session.execute(text(
+                            "SELECT status, count(*) FROM outbox WHERE campaign_id = :id GROUP BY 1"),
+                            {"id": campaign_id}).all()),
+                    }
+                sys.stderr.write(f"campaign state at timeout: {state}\n")
+                raise
             with database.tenant_scope(clinic_id) as session:
                 sent_times = [float(t) for t in session.execute(
                     text("""SELECT extract(epoch FROM sent_at) FROM outbox

@@ -79,13 +79,17 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
             ).scalars().all()
             queued = session.execute(
                 text(
-                    """SELECT id FROM outbox
-                       WHERE (status = 'queued' AND created_at < now() - make_interval(secs => :after)
-                              AND (not_before IS NULL OR not_before <= now()))
-                          OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after))
-                       ORDER BY priority, id LIMIT :batch"""
+                    """UPDATE outbox SET swept_at = now()
+                       WHERE id IN (
+                           SELECT id FROM outbox
+                           WHERE ((status = 'queued' AND created_at < now() - make_interval(secs => :after)
+                                   AND (not_before IS NULL OR not_before <= now()))
+                                  OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after)))
+                             AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
+                           ORDER BY priority, id LIMIT :batch)
+                       RETURNING id"""
                 ),
-                {"after": settings.outbox_sweep_after_s // 2 or 1, "batch": batch},
+                {"after": settings.outbox_sweep_after_s, "batch": batch},
             ).scalars().all()
         for inbox_id, source in stale:
             enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))

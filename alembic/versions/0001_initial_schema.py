@@ -595,6 +595,7 @@ def upgrade() -> None:
         sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("swept_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("provider_message_id", sa.String(length=100), nullable=True),
         sa.Column("error_code", sa.String(length=32), nullable=True),
         sa.Column("error_message", sa.Text(), server_default="", nullable=False),
