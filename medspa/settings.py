@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     webhook_workers: int = 1
     worker_processes: int = 2
     worker_threads: int = 8
+    worker_metrics_port: int = 9191  # Prometheus metrics of all worker processes on this host; 0 disables
+    worker_metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool = True
     environment: str = "development"  # development | production | test

@@ -164,7 +164,7 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
 
     with bench_infrastructure() as infra:
         clinic_id, _ = create_bench_clinic(infra.owner_url, recipients)
-        workers = start_workers(infra, cap_per_s or 0, infra.data_dir / "workers.log")
+        workers = start_workers(infra, cap_per_s or 0, Path(os.environ.get("BENCH_WORKER_LOG", infra.data_dir / "workers.log")))
         database = Database(make_engine(infra.app_url, pool_size=2))
         client = redis.Redis.from_url(infra.redis_url)
         try:

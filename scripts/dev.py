@@ -132,8 +132,10 @@ def _worker_argv(processes: int, threads: int) -> list[str]:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from worker.metrics_setup import worker_metrics_env
+
     settings = get_settings()
-    env = _service_env()
+    env = _service_env() | worker_metrics_env(settings)
     os.execvpe(sys.executable, _worker_argv(args.processes or settings.worker_processes,
                                             args.threads or settings.worker_threads), env)
     return 0  # pragma: no cover
@@ -164,6 +166,8 @@ def dev_up(args: argparse.Namespace) -> int:
 
     modes = integration_modes(settings)
     print("  integrations: " + ", ".join(f"{k}={v}" for k, v in modes.items()), flush=True)
+    from worker.metrics_setup import worker_metrics_env
+
     env = _service_env()
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
@@ -171,7 +175,8 @@ def dev_up(args: argparse.Namespace) -> int:
         subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "webhooks.app:create_app", "--host",
                           settings.webhook_host, "--port", str(port), "--no-access-log"], cwd=REPO_ROOT, env=env),
         subprocess.Popen(_worker_argv(args.processes or settings.worker_processes,
-                                      args.threads or settings.worker_threads), cwd=REPO_ROOT, env=env),
+                                      args.threads or settings.worker_threads), cwd=REPO_ROOT,
+                         env=env | worker_metrics_env(settings)),
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
     ]
     base = env["PUBLIC_BASE_URL"]

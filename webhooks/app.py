@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from webhooks import chat, stripe_events, twilio
 from webhooks.chat_store import ChatStore
 from webhooks.enqueue import BackgroundEnqueuer
 from webhooks.inbox import Inbox
+from webhooks.metrics import RequestMetrics, metrics_endpoint
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
 from webhooks.state import AppState
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/webhooks/twilio/sms", twilio.inbound_sms, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio.status_callback, methods=["POST"]),
         Route("/webhooks/stripe", stripe_events.stripe_webhook, methods=["POST"]),
@@ -129,7 +132,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.environment != "production":
         routes.append(Route("/", _demo_page, methods=["GET"]))
         routes.append(Route("/demo", _demo_page, methods=["GET"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestMetrics)])
 
 
 async def _demo_page(_: Request) -> Response:

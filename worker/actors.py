@@ -16,11 +16,13 @@ from medspa.broker import BULK_QUEUE, INBOUND_QUEUE, OUTBOX_QUEUE, SCHEDULED_QUE
 from medspa.logs import configure_logging
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
+from worker.metrics_setup import configure_worker_metrics
 from worker.sms_rate import SmsRateLimiter
 
 log = logging.getLogger(__name__)
 
 _settings = get_settings()
+_metrics_enabled = configure_worker_metrics(_settings)  # before anything imports prometheus_client
 configure_logging(_settings.log_level, json_output=_settings.log_json)
 broker = build_broker(str(_settings.redis_url or "redis://127.0.0.1:6379/0"))
 
@@ -63,6 +65,10 @@ class BuildContainerAtBoot(Middleware):
 
 
 broker.add_middleware(BuildContainerAtBoot())
+if _metrics_enabled:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    broker.add_middleware(Prometheus())
 
 
 def _send_outbox(clinic_id: int, outbox_ids: list[int]) -> None:

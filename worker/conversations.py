@@ -42,6 +42,7 @@ class Lease:
     owner: str
     version: int
     failed_turns: int
+    took_over: bool = False  # the previous holder's lease had expired (it died or stalled)
 
 
 @dataclass
@@ -175,7 +176,8 @@ def attach_inbound(
     session.execute(text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": conversation_id})
     events = session.execute(
         text(
-            """SELECT id, source, payload, trace_id FROM inbox_events
+            """SELECT id, source, payload, trace_id, provider_event_id,
+                      extract(epoch FROM received_at) AS received_epoch FROM inbox_events
                WHERE clinic_id = :clinic_id AND sender_key = :sender AND status = 'received' AND id <= :id
                ORDER BY id FOR UPDATE"""
         ),
@@ -234,7 +236,9 @@ def _attach_one(
         ),
         {"id": conversation_id},
     ).scalar_one()
-    meta: dict[str, Any] = {"inbox_id": int(event["id"]), "trace_id": event["trace_id"]}
+    meta: dict[str, Any] = {
+        "inbox_id": int(event["id"]), "trace_id": event["trace_id"], "received_at": float(event["received_epoch"]),
+    }
     outbox: list[OutboxRow] = []
     if channel == "sms":
         consent = session.execute(
@@ -256,7 +260,7 @@ def _attach_one(
         ),
         {
             "clinic_id": clinic_id, "conversation_id": conversation_id, "body": body, "seq": seq,
-            "channel": channel, "provider_id": _provider_message_id(session, event), "meta": json.dumps(meta),
+            "channel": channel, "provider_id": str(event["provider_event_id"]), "meta": json.dumps(meta),
         },
     )
     session.execute(
@@ -267,14 +271,6 @@ def _attach_one(
         {"id": event["id"], "conversation_id": conversation_id},
     )
     return insert_outbox(session, clinic_id, outbox)
-
-
-def _provider_message_id(session: Session, event: Any) -> str:
-    return str(
-        session.execute(
-            text("SELECT provider_event_id FROM inbox_events WHERE id = :id"), {"id": event["id"]}
-        ).scalar_one()
-    )
 
 
 def _apply_keyword(
@@ -321,18 +317,19 @@ def _apply_keyword(
 def try_acquire_lease(session: Session, conversation_id: int, owner: str, lease_seconds: int) -> Lease | None:
     row = session.execute(
         text(
-            """UPDATE conversations
+            """WITH previous AS (SELECT lease_owner FROM conversations WHERE id = :id FOR UPDATE)
+               UPDATE conversations
                SET lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :secs),
                    version = version + 1, failed_turns = failed_turns + 1
                WHERE id = :id AND last_inbound_seq > answered_seq
                  AND (lease_owner IS NULL OR lease_expires_at < now())
-               RETURNING version, failed_turns"""
+               RETURNING version, failed_turns, (SELECT lease_owner FROM previous) IS NOT NULL AS took_over"""
         ),
         {"id": conversation_id, "owner": owner, "secs": lease_seconds},
     ).one_or_none()
     if row is None:
         return None
-    return Lease(conversation_id, owner, int(row[0]), int(row[1]))
+    return Lease(conversation_id, owner, int(row[0]), int(row[1]), took_over=bool(row[2]))
 
 
 def extend_lease(session: Session, lease: Lease, lease_seconds: int) -> None:

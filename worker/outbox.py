@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 
 from domain.ports import OutboundSms, SmsSendError
+from medspa import metrics
 from worker.container import Container
 from worker.sms_rate import SmsRateLimiter
 
@@ -45,10 +46,18 @@ def chat_stream_key(conversation_id: int) -> str:
 def send_outbox_message(container: Container, limiter: SmsRateLimiter, clinic_id: int, outbox_id: int) -> SendOutcome:
     row = _claim(container, clinic_id, outbox_id)
     if isinstance(row, SendOutcome):
+        if row.status in ("suppressed", "failed"):
+            metrics.sends.labels("?", "?", row.status).inc()
         return row
     if row["channel"] == "chat":
-        return _publish_chat(container, clinic_id, row)
-    return _send_sms(container, limiter, clinic_id, row)
+        outcome = _publish_chat(container, clinic_id, row)
+    else:
+        outcome = _send_sms(container, limiter, clinic_id, row)
+    metrics.sends.labels(row["channel"], row["kind"], outcome.status).inc()
+    if outcome.status == "sent" and row.get("created_at") is not None:
+        lag = (container.clock.now() - row["created_at"]).total_seconds()
+        metrics.outbox_lag.labels(row["channel"]).observe(max(0.0, lag))
+    return outcome
 
 
 def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, Any] | SendOutcome:
@@ -58,6 +67,7 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             text(
                 """SELECT o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
                           o.conversation_id, o.client_id, o.not_before, o.attempts, o.claimed_at, o.trace_id,
+                          o.created_at,
                           c.consent_state, c.sms_status
                    FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
                    WHERE o.id = :id FOR UPDATE OF o"""
@@ -166,6 +176,7 @@ def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row
     try:
         result = container.sms.send(message)
     except SmsSendError as exc:
+        metrics.send_failures.labels(exc.code or ("retryable" if exc.retryable else "unknown")).inc()
         if exc.retryable:
             # The provider may or may not have accepted it (timeouts): reconcile before any re-send.
             _set_status(container, clinic_id, outbox_id, "unknown")

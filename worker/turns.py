@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from domain.agent_state import AgentState
 from domain.conversation import Handoff, Reply, TurnOutput
 from domain.replies import shape_sms_reply
+from medspa import metrics
 from medspa.logs import trace_id_var
 from worker.container import Container
 from worker.conversations import (
@@ -49,6 +50,7 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
     with container.database.tenant_scope(clinic_id) as session:
         delivery = start_delivery(session, inbox_id, container.settings.quarantine_after_attempts)
     if delivery == "quarantined":
+        metrics.quarantined.labels("inbound_event").inc()
         log.error("inbound event quarantined: its deliveries crashed workers repeatedly; staff must look at it",
                   extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
         return InboundResult(None)
@@ -79,8 +81,13 @@ def _lease_and_load(container: Container, session, clinic_id: int, conversation_
     lease = try_acquire_lease(session, conversation_id, container.worker_name, settings.lease_seconds)
     if lease is None:
         return None
+    if lease.took_over:
+        metrics.lease_takeovers.inc()
+        log.warning("took over a conversation whose lease expired",
+                    extra={"clinic_id": clinic_id, "conversation_id": conversation_id})
     if lease.failed_turns > settings.quarantine_after_attempts:
         count = quarantine(session, lease)
+        metrics.quarantined.labels("conversation").inc()
         log.error(
             "conversation quarantined after repeated turn failures; handed to staff",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "messages": count},
@@ -95,6 +102,7 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         trace_id_var.set(_trace_of(snapshot))
         started_wall = container.clock.now()
         started = time.perf_counter()
+        _observe_inbox_lag(snapshot)
         output = _think(container, snapshot)
         clinic, routing = container.clinic(snapshot.clinic_id)
         rows = _outbox_rows(snapshot, output, routing, clinic.name)
@@ -110,12 +118,14 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
                     if more else None
                 )
         except StaleTurn:
+            metrics.stale_turns.inc()
             log.warning(
                 "stale turn discarded: another worker took the conversation over",
                 extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
             )
             return turns
         turns += 1
+        _observe_turn(output, time.perf_counter() - started)
         log.info(
             "turn committed",
             extra={
@@ -128,6 +138,27 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
             send(snapshot.clinic_id, outbox_ids)
         snapshot = next_snapshot
     return turns
+
+
+def _observe_inbox_lag(snapshot: Snapshot) -> None:
+    now = time.time()
+    for message in snapshot.pending:
+        received = message.meta.get("received_at")
+        if received:
+            metrics.inbox_lag.observe(max(0.0, now - float(received)))
+
+
+def _observe_turn(output: TurnOutput, seconds: float) -> None:
+    metrics.turns.labels(output.outcome).inc()
+    metrics.turn_latency.observe(seconds)
+    if output.model:
+        metrics.model_latency.labels(output.model).observe(output.model_latency_ms / 1000)
+        metrics.model_tokens.labels(output.model, "prompt").inc(output.usage.prompt_tokens)
+        metrics.model_tokens.labels(output.model, "completion").inc(output.usage.completion_tokens)
+    for call in output.tool_audit:
+        metrics.tool_calls.labels(call.name).inc()
+        if not call.ok:
+            metrics.tool_errors.labels(call.name).inc()
 
 
 def _trace_of(snapshot: Snapshot) -> str:

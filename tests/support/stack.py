@@ -179,7 +179,7 @@ def stack_settings(infra: Infrastructure, *, base_url: str, twilio: FakeTwilioAp
         "openai_api_key": OPENAI_KEY, "openai_base_url": openai.base_url + "/v1", "model_provider": "offline",
         "sms_rate_per_number_per_s": 0, "rate_limit_per_sender_per_min": 10_000,
         "rate_limit_per_session_per_min": 10_000, "local_embeddings": False,
-        "inbox_sweep_after_s": 20, "outbox_sweep_after_s": 15, "lease_seconds": 15,
+        "worker_metrics_port": 0, "inbox_sweep_after_s": 20, "outbox_sweep_after_s": 15, "lease_seconds": 15,
     }
     values.update(overrides)
     return Settings(**values)
@@ -246,6 +246,7 @@ def start_inprocess_worker(settings: Settings, clock: FrozenClock, *, threads: i
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int | None = None
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -265,6 +266,10 @@ class WorkerProcess:
 def start_worker_process(settings: Settings, *, processes: int = 1, threads: int = 4, log_dir: Path,
                          name: str = "worker") -> WorkerProcess:
     env = os.environ.copy() | settings_env(settings)
+    if settings.worker_metrics_port:
+        from worker.metrics_setup import worker_metrics_env
+
+        env |= worker_metrics_env(settings, port=free_port())  # each worker group serves its own metrics
     log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
     handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
@@ -272,7 +277,8 @@ def start_worker_process(settings: Settings, *, processes: int = 1, threads: int
          "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"],
         cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    return WorkerProcess(process, log_path)
+    port = int(env["WORKER_METRICS_PORT"]) if settings.worker_metrics_port else None
+    return WorkerProcess(process, log_path, port)
 
 
 def start_app_process(settings: Settings, port: int, *, log_dir: Path, workers: int = 1) -> WorkerProcess:
@@ -366,6 +372,7 @@ def running_process_stack(infra: Infrastructure, tmp_dir: Path, *, workers: tupl
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     overrides.setdefault("model_provider", "openai")
+    overrides.setdefault("worker_metrics_port", free_port())
     settings = stack_settings(infra, base_url=base_url, twilio=twilio, openai=openai, data_dir=tmp_dir, **overrides)
     from db.engine import make_engine
 
