@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str | None = None  # tests/fakes only
     sms_rate_per_number_per_s: float = 1.0
+    sms_provider: str = "auto"  # auto (twilio with credentials, else console) | twilio | console | sink (benchmarks)
 
     # ------------------------------------------------------------ Stripe
     stripe_api_key: SecretStr | None = None

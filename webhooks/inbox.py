@@ -14,9 +14,13 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+# One statement, one round trip, its own (autocommit) transaction: the CTE sets the transaction-local
+# clinic before the INSERT produces its row, so the row-level-security check sees it; the setting ends with
+# the statement.  (BEGIN / set_config / INSERT / COMMIT cost four round trips on the hottest path.)
 _INSERT = """
+WITH clinic AS MATERIALIZED (SELECT set_config('app.clinic_id', %s, true) AS id)
 INSERT INTO inbox_events (clinic_id, source, provider_event_id, sender_key, payload, trace_id)
-VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+SELECT %s, %s, %s, %s, %s::jsonb, %s FROM clinic
 ON CONFLICT (clinic_id, source, provider_event_id) DO NOTHING
 RETURNING id
 """
@@ -46,13 +50,12 @@ class Inbox:
     ) -> int | None:
         """Insert; returns the new row id, or None when the event was already recorded."""
         async with self.pool.connection() as conn:
-            async with conn.transaction(), conn.pipeline():
-                await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
-                cur = await conn.execute(
-                    _INSERT, (clinic_id, source, provider_event_id, sender_key, json.dumps(payload), trace_id)
-                )
-                row = await cur.fetchone()
-            return int(row[0]) if row else None
+            cur = await conn.execute(
+                _INSERT,
+                (str(clinic_id), clinic_id, source, provider_event_id, sender_key, json.dumps(payload), trace_id),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
 
     async def clinic_for_number(self, e164: str) -> ClinicRoute | None:
         """The clinic that owns an SMS number (the tenant directory; cached, refreshed on a miss)."""

@@ -11,8 +11,9 @@
   per campaign via a Redis lease), then re-enqueues itself while due work
   remains.  Bounded slices keep shutdowns and restarts cheap.
 - ``send_campaign_batch``: sends a batch of committed campaign outbox rows
-  through ``worker.outbox`` (claim, consent re-check, shared rate limiter),
-  paced by the campaign's own cap.
+  (``campaigns.send_batch``: the outbox claim, consent re-check and shared
+  rate limiter, a chunk of rows per transaction), paced by the campaign's
+  own cap; the campaign's status is checked before every chunk.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 SLICE_S = 30.0
 UNCAPPED_CHUNK = 50  # outbox ids per send_campaign_batch message when uncapped (parallel senders)
-STATUS_CHECK_EVERY = 20  # sends between campaign status checks inside a batch
 
 
 def _clinic_ids(c: Container) -> list[int]:
@@ -103,24 +103,14 @@ def run_campaign_slice(clinic_id: int, campaign_id: int) -> None:
         run_campaign_slice.send(clinic_id, campaign_id)
 
 
-# Sends: each row at most once (the outbox claim); a retry re-walks the batch and skips what was sent.
+# Sends: each row at most once (the claim); a retry re-walks the batch and skips what was claimed already.
 @dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=600_000)
 def send_campaign_batch(clinic_id: int, campaign_id: int, outbox_ids: list[int], cap_per_s: float | None) -> None:
-    from worker.outbox import RetryLater, send_outbox_message
-
     c = container()
     pacer = campaigns.CampaignPacer(c.redis) if cap_per_s else None
-    for index, outbox_id in enumerate(outbox_ids):
-        if index and index % STATUS_CHECK_EVERY == 0 and \
-                campaigns.campaign_status(c.database, clinic_id, campaign_id) != "sending":
-            return  # paused or cancelled: its queued rows were withdrawn; stop walking them
-        if pacer is not None and cap_per_s and not pacer.wait(campaign_id, cap_per_s):
-            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=1_000)
-            continue
-        try:
-            outcome = send_outbox_message(c, limiter(), clinic_id, outbox_id)
-        except RetryLater:
-            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=2_000)
-            continue
-        if outcome.status == "deferred" and outcome.delay_ms is not None:
-            send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=max(50, outcome.delay_ms))
+    result = campaigns.send_batch(c, limiter(), clinic_id, campaign_id, outbox_ids, cap_per_s=cap_per_s, pacer=pacer)
+    for outbox_id, delay_ms in result.retry_later:
+        send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=max(50, delay_ms))
+    if result.failed or result.unknown:
+        log.warning("campaign batch had failures", extra={
+            "clinic_id": clinic_id, "campaign_id": campaign_id, "failed": result.failed, "unknown": result.unknown})

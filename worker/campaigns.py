@@ -35,7 +35,7 @@ import time as _time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -879,3 +879,143 @@ def report(session: Session, clinic_id: int, campaign_id: int, now: datetime) ->
         "replied": int(engagement["replied"]), "booked": int(engagement["booked"]),
         "segments_sent": int(segments), "cost_usd": round(int(segments) * COST_PER_SEGMENT_USD, 4),
     }
+
+
+# ------------------------------------------------------------------ batched sending
+SEND_CHUNK_UNCAPPED = 50
+SEND_CHUNK_CAPPED = 5
+
+
+@dataclass
+class BatchSend:
+    sent: int = 0
+    suppressed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    retry_later: list[tuple[int, int]] = field(default_factory=list)  # (outbox id, delay ms) for the single path
+    stopped: str | None = None  # 'paused' / 'cancelled' when the campaign stopped mid-batch
+
+
+def send_batch(
+    container: Any, limiter: Any, clinic_id: int, campaign_id: int, outbox_ids: list[int], *,
+    cap_per_s: float | None = None, pacer: CampaignPacer | None = None,
+) -> BatchSend:
+    """Send committed campaign rows with the same guarantees as ``worker.outbox.send_outbox_message`` — a claim
+    (``queued → sending``) committed before the provider call, consent and number checked at claim time, the
+    shared rate limiter (bulk), ``unknown`` on an unrecorded outcome (the sweeper reconciles it with the
+    provider before any re-send) — but claiming and recording a chunk of rows per transaction instead of two
+    transactions per message.  The campaign's status is checked before every chunk: a pause stops sending
+    within a batch, and rows claimed but not yet sent go back to the pause's withdrawn set.
+    """
+    from domain.ports import SmsSendError
+    from worker.outbox import _sms_message, apply_delivery_error
+
+    result = BatchSend()
+    chunk = SEND_CHUNK_CAPPED if cap_per_s else SEND_CHUNK_UNCAPPED
+    ids = sorted(set(outbox_ids))
+    for start in range(0, len(ids), chunk):
+        rows = _claim_chunk(container, clinic_id, campaign_id, ids[start:start + chunk], result)
+        if result.stopped:
+            return result
+        marks: list[tuple[int, str, int, datetime]] = []
+        failures: list[tuple[dict[str, Any], SmsSendError]] = []
+        for index, row in enumerate(rows):
+            message = _sms_message(container, clinic_id, row)
+            wait_ms = 0
+            if pacer is not None and cap_per_s and not pacer.wait(campaign_id, cap_per_s):
+                wait_ms = 1000
+            wait_ms = wait_ms or limiter.acquire(message.from_, bulk=True)
+            if wait_ms:  # out of tokens: hand the rest of this chunk and batch to the delayed single-row path
+                rest = [int(r["id"]) for r in rows[index:]]
+                _release(container, clinic_id, rest)
+                result.retry_later += [(i, wait_ms) for i in rest + ids[start + chunk:]]
+                _record(container, clinic_id, marks, failures, apply_delivery_error, result)
+                return result
+            try:
+                sent = container.sms.send(message)
+            except SmsSendError as exc:
+                if exc.retryable:
+                    _set_unknown(container, clinic_id, int(row["id"]))
+                    result.unknown += 1
+                else:
+                    failures.append((row, exc))
+                continue
+            marks.append((int(row["id"]), sent.provider_message_id, sent.segments, datetime.now(tz=UTC)))
+        _record(container, clinic_id, marks, failures, apply_delivery_error, result)
+    return result
+
+
+def _claim_chunk(container: Any, clinic_id: int, campaign_id: int, ids: list[int], result: BatchSend) -> list[dict[str, Any]]:
+    now = container.clock.now()
+    with container.database.tenant_scope(clinic_id) as session:
+        status = session.execute(
+            text("SELECT status FROM campaigns WHERE id = :id FOR SHARE"), {"id": campaign_id}
+        ).scalar_one()
+        if status in ("paused", "cancelled"):
+            result.stopped = status
+            return []
+        result.suppressed += int(session.execute(
+            text(
+                """UPDATE outbox o SET status = 'suppressed',
+                          error_message = CASE WHEN c.consent_state = 'opted_out' THEN 'recipient opted out'
+                                               ELSE 'recipient number ' || c.sms_status END
+                   FROM clients c
+                   WHERE o.id = ANY(:ids) AND o.clinic_id = :clinic_id AND o.status = 'queued' AND c.id = o.client_id
+                     AND (c.consent_state = 'opted_out' OR c.sms_status IN ('invalid', 'not_mobile'))"""
+            ),
+            {"ids": ids, "clinic_id": clinic_id},
+        ).rowcount)  # type: ignore[attr-defined]
+        rows = session.execute(
+            text(
+                """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now()
+                   WHERE id = ANY(:ids) AND clinic_id = :clinic_id AND status = 'queued'
+                     AND (not_before IS NULL OR not_before <= :now)
+                   RETURNING id, to_address, from_address, body, client_id"""
+            ),
+            {"ids": ids, "clinic_id": clinic_id, "now": now},
+        ).mappings().all()
+    return sorted((dict(r) for r in rows), key=lambda r: r["id"])
+
+
+def _release(container: Any, clinic_id: int, ids: list[int]) -> None:
+    with container.database.tenant_scope(clinic_id) as session:
+        session.execute(
+            text("""UPDATE outbox SET status = 'queued', attempts = attempts - 1
+                    WHERE id = ANY(:ids) AND status = 'sending'"""),
+            {"ids": ids},
+        )
+
+
+def _set_unknown(container: Any, clinic_id: int, outbox_id: int) -> None:
+    with container.database.tenant_scope(clinic_id) as session:
+        session.execute(text("UPDATE outbox SET status = 'unknown' WHERE id = :id AND status = 'sending'"),
+                        {"id": outbox_id})
+
+
+def _record(container: Any, clinic_id: int, marks: list[tuple[int, str, int, datetime]],
+            failures: list[Any], apply_delivery_error: Any, result: BatchSend) -> None:
+    if not marks and not failures:
+        return
+    with container.database.tenant_scope(clinic_id) as session:
+        if marks:
+            session.execute(
+                text(
+                    """UPDATE outbox o SET status = 'sent', sent_at = u.sent_at,
+                              provider_message_id = coalesce(u.pid, o.provider_message_id),
+                              segments = coalesce(u.segments, o.segments)
+                       FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[]), CAST(:segs AS int[]),
+                                   CAST(:times AS timestamptz[])) AS u(id, pid, segments, sent_at)
+                       WHERE o.id = u.id AND o.status = 'sending'"""
+                ),
+                {"ids": [m[0] for m in marks], "pids": [m[1] for m in marks], "segs": [m[2] for m in marks],
+                 "times": [m[3] for m in marks]},
+            )
+            result.sent += len(marks)
+        for row, exc in failures:
+            session.execute(
+                text("""UPDATE outbox SET status = 'failed', error_code = :code, error_message = :msg
+                        WHERE id = :id AND status = 'sending'"""),
+                {"id": row["id"], "code": exc.code, "msg": str(exc)[:500]},
+            )
+            apply_delivery_error(session, clinic_id, row.get("client_id"), row["to_address"], exc.code)
+            result.failed += 1

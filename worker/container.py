@@ -135,7 +135,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     )
     database = Database(engine)
     sms: SmsSender
-    if settings.twilio_enabled:
+    if settings.sms_provider == "sink":
+        from worker.integrations.bench_model import SinkSmsSender
+
+        sms = SinkSmsSender()
+    elif settings.twilio_enabled and settings.sms_provider in ("auto", "twilio"):
         from worker.integrations.twilio_sms import TwilioSmsSender
 
         sms = TwilioSmsSender(

@@ -1,0 +1,455 @@
+"""Benchmarks: ``python scripts/bench.py [--only NAME,...] [--json PATH]``.
+
+Scenarios (each reported next to a reference measured in the same run):
+- ingress:   the real Twilio webhook (signature, durable inbox, enqueue) vs a bare Starlette form endpoint;
+- pipeline:  turns/s through webhook → worker → commit → outbox with a zero-latency model, 2 worker
+             processes, vs the raw single-row commit rate of the same Postgres;
+- llm_bound: 64 patients in flight against a model that takes 500 ms: turns/s vs the bound (in flight / 0.5 s)
+             and end-to-end p99 minus the model time;
+- campaign:  fan-out of 50,000 recipients to a zero-latency SMS sink, then a run capped at 30 msg/s;
+- kb_search: hybrid knowledge search p50/p99 at 10k chunks.
+
+It starts everything it needs (embedded Postgres with fsync on, Redis, its own app and worker processes) in a
+temporary folder and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+from medspa import devstack  # noqa: E402
+from medspa.services import load_seed, migrate  # noqa: E402
+from scripts.loadgen import build_post, run_load  # noqa: E402
+
+TWILIO_TOKEN = "bench-twilio-token"
+CLINIC_NUMBER = "+14155550123"
+SCENARIOS = ("ingress", "pipeline", "llm_bound", "campaign", "kb_search")
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class BenchInfra:
+    data_dir: Path
+    app_url: str
+    owner_url: str
+    redis_url: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return os.environ.copy() | {
+            "DATABASE_URL": self.app_url, "MIGRATION_DATABASE_URL": self.owner_url, "REDIS_URL": self.redis_url,
+            "DATA_DIR": str(self.data_dir), "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "ENVIRONMENT": "test",
+            "CHAT_TOKEN_SECRET": "bench", "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+            "RATE_LIMIT_PER_SENDER_PER_MIN": "1000000", "RATE_LIMIT_PER_SESSION_PER_MIN": "1000000",
+            "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0", "SMS_RATE_PER_NUMBER_PER_S": "0",
+            "LOCAL_EMBEDDINGS": "false", "SMS_PROVIDER": "sink", "MODEL_PROVIDER": "bench",
+        } | extra
+
+
+@contextlib.contextmanager
+def bench_infrastructure() -> Iterator[BenchInfra]:
+    data_dir = Path(tempfile.mkdtemp(prefix="medspa-bench-"))
+    os.chmod(data_dir, 0o755)
+    try:
+        say("starting embedded Postgres (fsync on) and Redis")
+        pg_port = devstack.start_postgres(data_dir, fsync=True)
+        urls = devstack.bootstrap_database(pg_port)
+        redis_port = devstack.start_redis(data_dir, appendonly=False)
+        migrate(urls.owner_url)
+        load_seed(urls.owner_url)
+        yield BenchInfra(data_dir, urls.app_url, urls.owner_url, f"redis://127.0.0.1:{redis_port}/0")
+    finally:
+        devstack.stop_redis(data_dir)
+        devstack.stop_postgres(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        handle = open(log, "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+        for process in self.running:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        self.running.clear()
+
+
+def start_app(procs: Processes, infra: BenchInfra, port: int, *, workers: int, bare: bool = False,
+              extra_env: dict[str, str] | None = None) -> None:
+    target = ["scripts.bench_bare_app:app"] if bare else ["--factory", "webhooks.app:create_app"]
+    argv = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    env = infra.env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **(extra_env or {}))
+    procs.start(argv, env, infra.data_dir / f"app-{port}.log")
+    path = "/webhooks/twilio/sms" if bare else "/readyz"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.request("GET" if not bare else "POST", f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"app on port {port} did not start; see {infra.data_dir}")
+
+
+def start_workers(procs: Processes, infra: BenchInfra, *, processes: int, threads: int,
+                  extra_env: dict[str, str] | None = None) -> None:
+    argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes), "--threads",
+            str(threads), "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"]
+    procs.start(argv, infra.env(**(extra_env or {})), infra.data_dir / "workers.log")
+
+
+def signed_sms_requests(port: int, count: int, *, senders: int | None = None) -> list[bytes]:
+    validator = RequestValidator(TWILIO_TOKEN)
+    url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
+    senders = senders or count
+    requests = []
+    for i in range(count):
+        form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32,
+                "From": f"+1628{i % senders:07d}", "To": CLINIC_NUMBER, "Body": "Hi! What are your hours?",
+                "NumMedia": "0"}
+        signature = validator.compute_signature(url, form)
+        requests.append(build_post("127.0.0.1", port, "/webhooks/twilio/sms", urlencode(form).encode(),
+                                   {"X-Twilio-Signature": signature}))
+    return requests
+
+
+def _count(infra: BenchInfra, sql: str) -> int:
+    with psycopg.connect(infra.owner_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ ingress
+def bench_ingress(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    procs = Processes()
+    try:
+        bare_port, real_port = devstack.free_port(), devstack.free_port()
+        start_app(procs, infra, bare_port, workers=args.webhook_workers, bare=True)
+        start_app(procs, infra, real_port, workers=args.webhook_workers)
+        total = int(args.duration * 6000) + 20_000
+        say(f"ingress: signing {total} requests")
+        bare_requests = signed_sms_requests(bare_port, total)
+        real_requests = signed_sms_requests(real_port, total, senders=5000)
+        say("ingress: bare endpoint under 64 connections")
+        bare = run_load("127.0.0.1", bare_port, bare_requests, connections=64, duration_s=args.duration)
+        say("ingress: real webhook under 64 connections")
+        real = run_load("127.0.0.1", real_port, real_requests, connections=64, duration_s=args.duration)
+        recorded = _count(infra, "SELECT count(*) FROM inbox_events WHERE source = 'sms'")
+    finally:
+        procs.stop_all()
+    return {
+        "rps": round(real.rps, 1), "p50_ms": round(real.percentile_ms(0.50), 2),
+        "p99_ms": round(real.percentile_ms(0.99), 2), "errors": real.errors,
+        "bare_rps": round(bare.rps, 1), "bare_p50_ms": round(bare.percentile_ms(0.5), 2),
+        "bare_p99_ms": round(bare.percentile_ms(0.99), 2),
+        "ratio_vs_bare": round(real.rps / bare.rps, 3) if bare.rps else 0.0,
+        "connections": 64, "webhook_workers": args.webhook_workers, "inbox_rows_recorded": recorded,
+    }
+
+
+# ------------------------------------------------------------------ raw commit reference
+def raw_commit_tps(infra: BenchInfra, *, threads: int = 8, seconds: float = 5.0) -> float:
+    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, payload text)")
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def run(index: int) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while time.perf_counter() < stop:
+                conn.execute("INSERT INTO bench_commit (payload) VALUES ('x')")
+                counts[index] += 1
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / seconds
+
+
+def _e2e_latencies_ms(infra: BenchInfra) -> list[float]:
+    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT extract(epoch FROM o.sent_at - i.received_at) * 1000
+               FROM outbox o JOIN inbox_events i ON i.conversation_id = o.conversation_id
+               WHERE o.kind = 'reply' AND o.sent_at IS NOT NULL AND i.source = 'sms'"""
+        ).fetchall()
+    return sorted(float(r[0]) for r in rows)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+# ------------------------------------------------------------------ pipeline
+def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    raw = raw_commit_tps(infra)
+    say(f"pipeline: raw single-row commit rate {raw:.0f} tps")
+    procs = Processes()
+    try:
+        port = devstack.free_port()
+        start_app(procs, infra, port, workers=1)
+        start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
+        count = args.pipeline_turns
+        before = _count(infra, "SELECT count(*) FROM turns")
+        requests = signed_sms_requests(port, count)
+        say(f"pipeline: {count} patients text once each")
+        started = time.perf_counter()
+        load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = _count(infra, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'")
+            if done >= count:
+                break
+            time.sleep(0.25)
+        elapsed = time.perf_counter() - started
+        turns = _count(infra, "SELECT count(*) FROM turns") - before
+        latencies = _e2e_latencies_ms(infra)
+    finally:
+        procs.stop_all()
+    return {
+        "turns": turns, "turns_per_s": round(turns / elapsed, 1), "raw_commit_tps": round(raw, 1),
+        "p50_ms": round(_pct(latencies, 0.5), 1), "p99_ms": round(_pct(latencies, 0.99), 1),
+        "webhook_errors": load.errors, "worker_processes": 2, "threads_per_process": 8,
+    }
+
+
+# ------------------------------------------------------------------ llm_bound
+def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    """Closed loop: ``concurrency`` patients each text, wait for the reply, text again."""
+    from tests.fakes.twilio_api import FakeTwilioApi
+
+    latency_ms, concurrency = 500, args.concurrency
+    sink = FakeTwilioApi("AC" + "0" * 32, TWILIO_TOKEN).start()  # a zero-latency SMS API over HTTP
+    arrivals: dict[str, threading.Event] = {}
+    original_handle = sink.handle
+
+    def handle(request):  # type: ignore[no-untyped-def]
+        reply = original_handle(request)
+        to = (request.form().get("To") or [""])[-1]
+        event = arrivals.get(to)
+        if event is not None:
+            event.set()
+        return reply
+
+    sink.handle = handle  # type: ignore[method-assign]
+    procs = Processes()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    try:
+        port = devstack.free_port()
+        env = {"SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_BASE": sink.base_url,
+               "BENCH_MODEL_LATENCY_MS": str(latency_ms)}
+        start_app(procs, infra, port, workers=1)
+        threads = concurrency // 2 + 8  # turns in flight plus headroom for the send actors
+        start_workers(procs, infra, processes=2, threads=threads, extra_env=env)
+        validator = RequestValidator(TWILIO_TOKEN)
+        url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
+        stop_at = time.monotonic() + args.warmup + args.duration
+        measure_from = time.monotonic() + args.warmup
+        completed = [0]
+
+        def patient(index: int) -> None:
+            phone = f"+1629{index:07d}"
+            arrivals[phone] = threading.Event()
+            with httpx.Client(timeout=30) as client:
+                while time.monotonic() < stop_at:
+                    event = arrivals[phone]
+                    event.clear()
+                    form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": phone, "To": CLINIC_NUMBER,
+                            "Body": "What are your hours?", "NumMedia": "0"}
+                    sent = time.monotonic()
+                    client.post(url, data=form, headers={"X-Twilio-Signature": validator.compute_signature(url, form)})
+                    if not event.wait(60):
+                        continue
+                    done = time.monotonic()
+                    if sent >= measure_from and done <= stop_at:
+                        with lock:
+                            latencies.append((done - sent) * 1000)
+                            completed[0] += 1
+
+        say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
+        pool = [threading.Thread(target=patient, args=(i,)) for i in range(concurrency)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    finally:
+        procs.stop_all()
+        sink.stop()
+    turns_per_s = completed[0] / args.duration
+    bound = concurrency / (latency_ms / 1000)
+    latencies.sort()
+    return {
+        "model_latency_ms": latency_ms, "concurrency": concurrency, "turns_per_s": round(turns_per_s, 1),
+        "bound_turns_per_s": round(bound, 1), "fraction_of_bound": round(turns_per_s / bound, 3),
+        "e2e_p50_ms": round(_pct(latencies, 0.5), 1), "e2e_p99_ms": round(_pct(latencies, 0.99), 1),
+        "e2e_p99_minus_model_ms": round(_pct(latencies, 0.99) - latency_ms, 1),
+        "worker_processes": 2, "threads_per_process": concurrency // 2 + 8, "turns_measured": completed[0],
+    }
+
+
+# ------------------------------------------------------------------ campaign
+def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    from scripts.bench_campaign import run_campaign_bench
+
+    say(f"campaign: {args.campaign_recipients} recipients, uncapped")
+    fast = run_campaign_bench(args.campaign_recipients, None)
+    say("campaign: 30 msg/s cap")
+    capped = run_campaign_bench(args.capped_recipients, 30.0)
+    return {
+        "recipients": fast["recipients"], "recipients_per_s": fast["recipients_per_s"], "cap_per_s": 30.0,
+        "capped_max_rate_per_s": capped["capped_max_rate_per_s"], "capped_recipients": capped["recipients"],
+        "uncapped_detail": fast, "capped_detail": capped,
+    }
+
+
+# ------------------------------------------------------------------ kb_search
+class _RandomEmbedder:
+    name = "bench-random"
+    dimensions = 384
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors = []
+        for _ in texts:
+            v = [self._random.gauss(0, 1) for _ in range(self.dimensions)]
+            norm = sum(x * x for x in v) ** 0.5
+            vectors.append([x / norm for x in v])
+        return vectors
+
+
+def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    from db.engine import Database, make_engine
+    from worker.knowledge import search_knowledge
+
+    chunks = args.kb_chunks
+    say(f"kb_search: loading {chunks} chunks")
+    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    embedder = _RandomEmbedder(7)
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT set_config('app.clinic_id', '1', false)")
+        words = [r[0] for r in conn.execute("SELECT content FROM kb_chunks WHERE clinic_id = 1").fetchall()]
+        doc_id = conn.execute(
+            """INSERT INTO kb_documents (clinic_id, slug, title, body, content_hash)
+               VALUES (1, 'bench-bulk', 'Bench bulk', '', 'x') RETURNING id"""
+        ).fetchone()[0]  # type: ignore[index]
+        with conn.cursor().copy(
+            "COPY kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding) FROM STDIN"
+        ) as copy:
+            for i in range(chunks):
+                vector = embedder.embed(["x"])[0]
+                copy.write_row((1, doc_id, i, f"Bench article {i}", random.choice(words),
+                                "[" + ",".join(f"{x:.6f}" for x in vector) + "]"))
+        conn.commit()
+        conn.execute("ANALYZE kb_chunks")
+    database = Database(make_engine(infra.app_url, pool_size=2))
+    queries = ["does it hurt", "how much is botox", "parking near the clinic", "can I work out after filler",
+               "do you take HSA cards", "what about pregnancy", "how long does hydrafacial take"]
+    timings = []
+    for i in range(args.kb_queries + 20):
+        started = time.perf_counter()
+        search_knowledge(database, 1, queries[i % len(queries)], embedder, k=3)
+        if i >= 20:
+            timings.append((time.perf_counter() - started) * 1000)
+    database.dispose()
+    timings.sort()
+    total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 1")
+    return {"chunks": total, "queries": len(timings), "p50_ms": round(_pct(timings, 0.5), 2),
+            "p99_ms": round(_pct(timings, 0.99), 2), "mean_ms": round(statistics.fmean(timings), 2)}
+
+
+RUNNERS = {
+    "ingress": bench_ingress, "pipeline": bench_pipeline, "llm_bound": bench_llm_bound,
+    "campaign": bench_campaign, "kb_search": bench_kb_search,
+}
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["| scenario | result |", "|---|---|"]
+    for name, result in results.items():
+        shown = {k: v for k, v in result.items() if not isinstance(v, dict)}
+        lines.append(f"| {name} | " + ", ".join(f"{k}={v}" for k, v in shown.items()) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios to run")
+    parser.add_argument("--json", type=Path, help="write one object per scenario to this file")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (llm_bound)")
+    parser.add_argument("--webhook-workers", type=int, default=1, help="uvicorn workers for both ingress apps")
+    parser.add_argument("--pipeline-turns", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
+    parser.add_argument("--campaign-recipients", type=int, default=50_000)
+    parser.add_argument("--capped-recipients", type=int, default=600)
+    parser.add_argument("--kb-chunks", type=int, default=10_000)
+    parser.add_argument("--kb-queries", type=int, default=300)
+    args = parser.parse_args(argv)
+    selected = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in selected if s not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+    results: dict[str, dict[str, Any]] = {}
+    needs_infra = [s for s in selected if s != "campaign"]
+    with contextlib.ExitStack() as stack:
+        infra = stack.enter_context(bench_infrastructure()) if needs_infra else None
+        for name in selected:
+            say(f"running {name}")
+            results[name] = RUNNERS[name](infra, args)  # type: ignore[arg-type]
+            say(f"{name}: " + json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}))
+    print(_table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        say(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

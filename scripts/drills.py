@@ -1,0 +1,469 @@
+"""``medspa drills run``: fault drills against a throwaway copy of the whole service.
+
+Each drill starts its own stack — the webhook app, two worker process groups and the scheduler as separate
+OS processes over an embedded Postgres and Redis in a temporary folder, with local fakes for Twilio and
+OpenAI (a scripted model that echoes a marker of every patient message it answers) — puts it under load,
+breaks something mid-load, and measures what the patients experienced:
+
+- messages in: patient messages the webhook acknowledged (2xx) — the load generator retries a rejected
+  webhook with the same MessageSid, as a provider would;
+- turns: turns committed for the drill's conversations;
+- replies sent: SMS the fake Twilio accepted for the drill's patients;
+- duplicates: reply markers Twilio received more than once (or more sends than outbox rows);
+- lost: acknowledged messages that never got a turn (a turn that apologised and handed off counts as handled);
+- recovery time: from the fault clearing (the kill, the service back up, the storm over) until every
+  acknowledged message had its turn and every reply was sent.
+
+Targets: 0 lost, 0 duplicates, recovery ≤ 90 s; the command exits 1 when a drill misses one.  The drills are
+a developer tool: they reuse the test harness (tests/support, tests/fakes) and need the repository checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medspa.cli import CommandError
+from medspa.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from medspa.services import Infrastructure
+    from tests.support.stack import ProcessStack
+
+RECOVERY_TARGET_S = 90.0
+COLUMNS = ["drill", "messages in", "turns", "replies sent", "duplicates", "lost", "recovery time (s)", "verdict"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    conversations: int
+    per_conversation: int
+    load_s: float  # each conversation's messages are spread over this long, so the fault lands mid-load
+    storm_s: float  # how long a provider storm (429s, 500s) or an outage lasts
+    model_ms: int  # the scripted model's think time per call: keeps turns in flight when the fault lands
+
+
+SCALES = {
+    "small": Scale(conversations=8, per_conversation=3, load_s=4.0, storm_s=4.0, model_ms=50),
+    "full": Scale(conversations=40, per_conversation=5, load_s=10.0, storm_s=10.0, model_ms=100),
+}
+
+
+@dataclass
+class DrillResult:
+    drill: str
+    messages_in: int = 0
+    turns: int = 0
+    replies_sent: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    recovery_s: float | None = None
+    passed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "drill": self.drill, "messages in": self.messages_in, "turns": self.turns,
+            "replies sent": self.replies_sent, "duplicates": self.duplicates, "lost": self.lost,
+            "recovery time (s)": "-" if self.recovery_s is None else f"{self.recovery_s:.1f}",
+            "verdict": self.verdict,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+@dataclass
+class DrillEnvironment:
+    """The throwaway Postgres + Redis every drill's stack runs on (``data_dir`` holds their files)."""
+
+    infra: Infrastructure
+    data_dir: Path
+    work_dir: Path
+
+
+def _progress(message: str) -> None:
+    print(f"[drills {datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ environment
+def _ensure_repo_on_path() -> None:
+    # The harness lives in tests/ (not an installed package): importable from the checkout.
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+
+@contextlib.contextmanager
+def drill_environment() -> Iterator[DrillEnvironment]:
+    _ensure_repo_on_path()
+    import tempfile
+
+    from tests.support.infra import start_test_infrastructure, stop_test_infrastructure
+
+    infra, data_dir = start_test_infrastructure()
+    work_dir = Path(tempfile.mkdtemp(prefix="medspa-drills-"))
+    try:
+        yield DrillEnvironment(infra, data_dir, work_dir)
+    finally:
+        stop_test_infrastructure(data_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ load
+_LOAD_RUNS = itertools.count(uuid.uuid4().int % 400 + 100)
+
+
+class Load:
+    """Patients texting the clinic: ``conversations`` phones, each sending ``per_conversation`` marked messages
+    spread over ``load_s``.  A webhook that does not answer 2xx is retried with the same MessageSid (the
+    platform's dedupe makes that safe) until ``ack_deadline_s`` passes."""
+
+    def __init__(self, procs: ProcessStack, scale: Scale, *, ack_deadline_s: float = 120.0) -> None:
+        self.procs = procs
+        self.scale = scale
+        self.ack_deadline_s = ack_deadline_s
+        run = next(_LOAD_RUNS)  # distinct numbers per load: drills share one database
+        self.phones = {f"+1415{run:03d}{i:04d}": i for i in range(scale.conversations)}
+        self.acknowledged: dict[str, list[str]] = {p: [] for p in self.phones}
+        self.rejected = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(min(32, scale.conversations), thread_name_prefix="patient")
+        self._futures: list[Any] = []
+
+    def start(self) -> Load:
+        self._futures = [self._pool.submit(self._patient, phone, index) for phone, index in self.phones.items()]
+        return self
+
+    def join(self) -> None:
+        for future in self._futures:
+            future.result()
+        self._pool.shutdown()
+
+    @property
+    def done(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def _patient(self, phone: str, index: int) -> None:
+        import httpx
+
+        from tests.fakes.twilio_api import twilio_signature
+        from tests.support.stack import GLOW_NUMBER, TWILIO_TOKEN
+
+        stack = self.procs.stack
+        url = stack.base_url + "/webhooks/twilio/sms"
+        gap = self.scale.load_s / self.scale.per_conversation
+        # Stagger the conversations so messages arrive continuously, not in waves.
+        time.sleep(gap * index / max(1, self.scale.conversations))
+        with httpx.Client(timeout=10) as client:
+            for m in range(1, self.scale.per_conversation + 1):
+                marker = f"c{index}-m{m}"
+                form = stack.sms_form(GLOW_NUMBER, phone, f"drill message [{marker}]")
+                headers = {"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)}
+                if self._deliver(client, url, form, headers):
+                    with self._lock:
+                        self.acknowledged[phone].append(marker)
+                else:
+                    with self._lock:
+                        self.rejected += 1
+                time.sleep(gap)
+
+    def _deliver(self, client: Any, url: str, form: dict[str, str], headers: dict[str, str]) -> bool:
+        import httpx
+
+        deadline = time.monotonic() + self.ack_deadline_s
+        while time.monotonic() < deadline:
+            try:
+                if 200 <= client.post(url, data=form, headers=headers).status_code < 300:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)  # a provider's retry backoff: the webhook is down or refusing
+        return False
+
+    def replies(self) -> list[tuple[str, str]]:
+        return [(m.to, m.body) for m in list(self.procs.stack.twilio.messages) if m.to in self.phones]
+
+    def wait_under_way(self, fraction: float = 0.2, timeout: float = 60) -> None:
+        """Until some turns have answered (the fault should land with turns in flight)."""
+        from tests.support.infra import wait_for
+
+        expected = self.scale.conversations * self.scale.per_conversation
+        wait_for(lambda: len(self.replies()) >= max(2, int(expected * fraction)) or self.done, timeout,
+                 what="the load to get under way")
+
+
+# ------------------------------------------------------------------ measuring
+def _wait_recovered(procs: ProcessStack, load: Load, timeout: float) -> float | None:
+    """Wait for the load to finish and the pipeline to drain; returns the monotonic time it did, or None."""
+    load.join()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            procs.stack.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
+            return time.monotonic()
+        except AssertionError:
+            return None
+        except Exception:  # noqa: BLE001 - the database may still be coming back: keep waiting
+            time.sleep(0.5)
+    return None
+
+
+def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
+    from sqlalchemy import text
+
+    phones = list(load.phones)
+    acknowledged = {(p, m) for p, markers in load.acknowledged.items() for m in markers}
+    result.messages_in = len(acknowledged)
+    with procs.stack.database.tenant_scope(1) as session:
+        result.turns = int(session.execute(text(
+            """SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones)"""),
+            {"phones": phones}).scalar_one())
+        # A message got a turn when some turn of its conversation covered its sequence number.
+        handled = session.execute(text(
+            """SELECT cl.phone_e164, substring(m.body from '\\[(c\\d+-m\\d+)\\]') FROM messages m
+               JOIN conversations c ON c.id = m.conversation_id JOIN clients cl ON cl.id = c.client_id
+               WHERE cl.phone_e164 = ANY(:phones) AND m.role = 'user'
+                 AND EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = m.conversation_id
+                             AND m.inbound_seq BETWEEN t.first_seq AND t.last_seq)"""),
+            {"phones": phones}).all()
+        outbox = session.execute(text(
+            """SELECT o.status, count(*) FROM outbox o JOIN conversations c ON c.id = o.conversation_id
+               JOIN clients cl ON cl.id = c.client_id
+               WHERE cl.phone_e164 = ANY(:phones) AND o.to_address = cl.phone_e164 GROUP BY o.status"""),
+            {"phones": phones}).all()
+        quarantined = int(session.execute(text(
+            "SELECT count(*) FROM inbox_events WHERE status = 'quarantined' AND payload->>'from' = ANY(:phones)"),
+            {"phones": phones}).scalar_one())
+    result.lost = len(acknowledged - {(p, m) for p, m in handled})
+    replies = load.replies()
+    result.replies_sent = len(replies)
+    from tests.support.stack import _MARKER
+
+    markers = Counter((to, marker) for to, body in replies for marker in _MARKER.findall(body))
+    marker_duplicates = sum(n - 1 for n in markers.values() if n > 1)
+    statuses = {str(s): int(n) for s, n in outbox}
+    sent_rows = statuses.get("sent", 0) + statuses.get("delivered", 0)
+    result.duplicates = max(marker_duplicates, len(replies) - sent_rows)
+    unsent = sum(n for s, n in statuses.items() if s not in ("sent", "delivered"))
+    if unsent:
+        result.notes.append(f"outbox rows not sent: {statuses}")
+    if quarantined:
+        result.notes.append(f"{quarantined} inbound messages quarantined")
+    if load.rejected:
+        result.notes.append(f"{load.rejected} messages never acknowledged by the webhook")
+    result.passed = (
+        result.lost == 0 and result.duplicates == 0 and not unsent and result.recovery_s is not None
+        and result.recovery_s <= RECOVERY_TARGET_S and result.messages_in > 0
+    )
+
+
+# ------------------------------------------------------------------ the drills
+Fault = Callable[["ProcessStack", DrillEnvironment, Scale, DrillResult], float]
+"""Injects the fault mid-load; returns the monotonic time the fault cleared."""
+
+
+def _sigkill_worker(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    victim = procs.workers[0]
+    victim.kill()  # SIGKILL to the whole process group: main process and its worker processes
+    result.notes.append("SIGKILLed worker group 1 of 2")
+    return time.monotonic()
+
+
+def _sigterm_worker(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    victim = procs.workers[0]
+    started = time.monotonic()
+    code = victim.terminate(timeout=90)
+    result.notes.append(f"SIGTERMed worker group 1 of 2: exited {code} after {time.monotonic() - started:.1f}s")
+    return started
+
+
+def _restart_redis(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    from medspa import devstack
+    from tests.support.infra import wait_for
+
+    port = int((env.data_dir / "redis.port").read_text().strip())
+    devstack.stop_redis(env.data_dir)
+    wait_for(lambda: not devstack._port_open(port), 30, what="redis-server to stop")
+    time.sleep(scale.storm_s)  # the outage itself (what is being drilled), not synchronisation
+    devstack.start_redis(env.data_dir, port=port, appendonly=False)
+    result.notes.append(f"redis down {scale.storm_s:.0f}s, restarted empty (appendonly=no)")
+    return time.monotonic()
+
+
+def _restart_postgres(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    from medspa import devstack
+
+    started = time.monotonic()
+    devstack.stop_postgres(env.data_dir)  # pg_ctl stop -m fast: open connections are terminated
+    devstack.start_postgres(env.data_dir, fsync=False)
+    result.notes.append(f"postgres restarted (fast) in {time.monotonic() - started:.1f}s")
+    return time.monotonic()
+
+
+def _model_429_storm(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    from tests.fakes.openai_api import openai_error
+
+    until = time.monotonic() + scale.storm_s
+    procs.stack.openai.script(
+        openai_error(429, "Rate limit reached for requests", "requests"), times=None,
+        when=lambda r: r.path == "/v1/chat/completions" and time.monotonic() < until,
+    )
+    time.sleep(scale.storm_s)  # the storm's duration
+    procs.stack.openai.clear_script()
+    failed = sum(1 for _, status in procs.stack.openai.exchanges if status == 429)
+    result.notes.append(f"model answered 429 for {scale.storm_s:.0f}s ({failed} requests)")
+    return time.monotonic()
+
+
+def _sms_500s(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    from tests.fakes.http import Reply
+
+    until = time.monotonic() + scale.storm_s
+    procs.stack.twilio.script(
+        Reply(500, {"code": 20500, "message": "Internal Server Error", "status": 500}), times=None,
+        when=lambda r: time.monotonic() < until,
+    )
+    time.sleep(scale.storm_s)  # the outage's duration
+    procs.stack.twilio.clear_script()
+    failed = sum(1 for _, status in procs.stack.twilio.exchanges if status == 500)
+    result.notes.append(f"Twilio answered 500 for {scale.storm_s:.0f}s ({failed} requests)")
+    return time.monotonic()
+
+
+FAULTS: dict[str, Fault] = {
+    "sigkill_worker": _sigkill_worker,
+    "sigterm_worker": _sigterm_worker,
+    "restart_redis": _restart_redis,
+    "restart_postgres": _restart_postgres,
+    "model_429_storm": _model_429_storm,
+    "sms_500s": _sms_500s,
+}
+DRILLS = tuple(FAULTS)
+
+# Per-drill settings: the model's overall deadline is shorter than the 429 storm in that drill, so both paths
+# run — turns that outlast the storm within the deadline, and turns that apologise and hand off.
+_OVERRIDES: dict[str, dict[str, Any]] = {"model_429_storm": {"model_deadline_s": 3.0}}
+
+
+def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") -> DrillResult:
+    """Run one drill on a fresh stack over ``env``; never raises for a missed target (see ``passed``)."""
+    _ensure_repo_on_path()
+    from tests.support.stack import echo_responder, running_process_stack
+
+    if name not in FAULTS:
+        raise CommandError(f"unknown drill {name!r} (drills: {', '.join(DRILLS)})")
+    scale = SCALES[scale] if isinstance(scale, str) else scale
+    result = DrillResult(name)
+    work = env.work_dir / f"{name}-{uuid.uuid4().hex[:6]}"
+    work.mkdir(parents=True)
+    think_s = scale.model_ms / 1000
+
+    def slow_echo(body: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(think_s)  # the scripted model's think time
+        return echo_responder(body)
+
+    _progress(f"{name}: starting a stack (app, 2 worker groups, scheduler)")
+    with running_process_stack(env.infra, work, workers=((1, 4), (1, 4)), scheduler=True,
+                               **_OVERRIDES.get(name, {})) as procs:
+        procs.stack.openai.responder = slow_echo
+        load = Load(procs, scale).start()
+        try:
+            load.wait_under_way()
+            in_flight = _state(procs)
+            if isinstance(in_flight, dict):
+                result.notes.append(f"at the fault: {in_flight['leased_convs']} turns in flight, "
+                                    f"{in_flight['pending_convs']} conversations waiting")
+            _progress(f"{name}: load under way, injecting the fault")
+            cleared = FAULTS[name](procs, env, scale, result)
+            _progress(f"{name}: fault cleared, waiting for recovery")
+            recovered = _wait_recovered(procs, load, timeout=RECOVERY_TARGET_S + 60)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                load.join()
+            raise
+        if recovered is not None:
+            result.recovery_s = max(0.0, recovered - cleared)
+        else:
+            result.notes.append(f"not recovered: {_state(procs)}")
+        _measure(procs, load, result)
+    _progress(f"{name}: {result.verdict} {result.row()} {'; '.join(result.notes)}")
+    return result
+
+
+def _state(procs: ProcessStack) -> Any:
+    with contextlib.suppress(Exception):
+        return procs.stack.pipeline_state()
+    return "unavailable"
+
+
+def run_drills(names: list[str], scale: str) -> list[DrillResult]:
+    results: list[DrillResult] = []
+    with drill_environment() as env:
+        for name in names:
+            results.append(run_drill(env, name, scale))
+    return results
+
+
+# ------------------------------------------------------------------ CLI
+def register(subparsers: Any) -> None:
+    drills = subparsers.add_parser(
+        "drills", help="fault drills against a throwaway copy of the service",
+        description="Fault drills: each starts its own stack (embedded Postgres and Redis in a temporary "
+                    "folder, the app, two worker process groups, the scheduler, fake Twilio and OpenAI), breaks "
+                    "something mid-load and reports what patients saw.",
+    )
+    sub = drills.add_subparsers(dest="drills_command", metavar="SUBCOMMAND", required=True)
+    run = sub.add_parser(
+        "run", help="run the drills and print a table (exit 1 if a target is missed)",
+        description=f"Drills: {', '.join(DRILLS)}. Targets: 0 lost, 0 duplicate replies, recovery <= "
+                    f"{RECOVERY_TARGET_S:.0f} s; exits 1 when any drill misses one.",
+    )
+    run.add_argument("--only", metavar="NAME,...", help="run only these drills (comma-separated)")
+    run.add_argument("--scale", choices=sorted(SCALES), default="full",
+                     help="load size: small (the test suite's) or full (default)")
+    run.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    run.set_defaults(handler=drills_run)
+
+
+def drills_run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(DRILLS)
+    unknown = [n for n in names if n not in FAULTS]
+    if unknown:
+        raise CommandError(f"unknown drill(s) {', '.join(unknown)} (drills: {', '.join(DRILLS)})")
+    scale = SCALES[args.scale]
+    started = datetime.now(UTC)
+    results = run_drills(names, args.scale)
+    from scripts.common import print_table
+
+    print(f"Fault drills, {started:%Y-%m-%d %H:%M} UTC, scale {args.scale}: {scale.conversations} conversations x "
+          f"{scale.per_conversation} messages over {scale.load_s:.0f}s; 2 worker groups x 1 process x 4 threads; "
+          f"targets: 0 lost, 0 duplicates, recovery <= {RECOVERY_TARGET_S:.0f}s")
+    print_table([r.row() for r in results], COLUMNS)
+    for result in results:
+        if result.notes:
+            print(f"  {result.drill}: {'; '.join(result.notes)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"started_at": started.isoformat(), "scale": args.scale, "scale_params": asdict(scale),
+             "results": [r.as_json() for r in results]}, indent=2))
+    return 0 if all(r.passed for r in results) else 1
