@@ -220,6 +220,10 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
                             WHERE campaign_id = :id AND sent_at IS NOT NULL ORDER BY sent_at"""),
                     {"id": campaign_id},
                 ).scalars()]
+                last_created = float(session.execute(
+                    text("SELECT extract(epoch FROM max(created_at)) FROM outbox WHERE campaign_id = :id"),
+                    {"id": campaign_id},
+                ).scalar_one() or 0)
                 counts = dict(session.execute(
                     text("SELECT coalesce(exclusion_reason, status), count(*) FROM campaign_recipients "
                          "WHERE campaign_id = :id GROUP BY 1"),
@@ -251,6 +255,7 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
         "sent": len(sent_times),
         "excluded_opted_out": int(counts.get("opted_out", 0)),
         "elapsed_s": round(elapsed, 2),
+        "fanout_s": round(last_created - started, 2) if last_created else None,  # last outbox row created
         "worker_processes": WORKER_PROCESSES,
         "worker_threads": WORKER_THREADS,
     }
