@@ -13,6 +13,7 @@ reads; field descriptions are the parameter hints.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, Literal
@@ -254,7 +255,13 @@ def _strict(schema: Any, defs: dict[str, Any]) -> Any:
 
 
 def tool_schema(name: str) -> dict[str, Any]:
-    """The strict JSON schema for one tool's parameters."""
+    """The strict JSON schema for one tool's parameters (a fresh copy; generated once per process)."""
+    return copy.deepcopy(_tool_schema(name))
+
+
+@functools.cache
+def _tool_schema(name: str) -> dict[str, Any]:
+    # pydantic schema generation costs milliseconds; it ran twice per model call before this cache.
     model = TOOL_MODELS[name]
     raw = model.model_json_schema()
     schema = _strict(raw, raw.get("$defs", {}))
@@ -264,7 +271,11 @@ def tool_schema(name: str) -> dict[str, Any]:
 
 def tool_definitions(allowed: Iterable[str]) -> list[dict[str, Any]]:
     """OpenAI Chat Completions ``tools`` entries for the allowed tool names (unknown names skipped), in catalogue order."""
-    wanted = set(allowed)
+    return copy.deepcopy(_tool_definitions(frozenset(allowed)))
+
+
+@functools.lru_cache(maxsize=64)
+def _tool_definitions(wanted: frozenset[str]) -> list[dict[str, Any]]:
     definitions: list[dict[str, Any]] = []
     for name, model in TOOL_MODELS.items():
         if name not in wanted:
@@ -276,7 +287,7 @@ def tool_definitions(allowed: Iterable[str]) -> list[dict[str, Any]]:
                 "function": {
                     "name": name,
                     "description": description,
-                    "parameters": tool_schema(name),
+                    "parameters": _tool_schema(name),
                     "strict": True,
                 },
             }

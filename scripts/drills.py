@@ -58,8 +58,8 @@ class Scale:
 
 
 SCALES = {
-    "small": Scale(conversations=8, per_conversation=3, load_s=4.0, storm_s=4.0, model_ms=50),
-    "full": Scale(conversations=40, per_conversation=5, load_s=10.0, storm_s=10.0, model_ms=100),
+    "small": Scale(conversations=8, per_conversation=3, load_s=4.0, storm_s=4.0, model_ms=250),
+    "full": Scale(conversations=40, per_conversation=5, load_s=10.0, storm_s=10.0, model_ms=200),
 }
 
 
@@ -251,6 +251,10 @@ def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
                JOIN clients cl ON cl.id = c.client_id
                WHERE cl.phone_e164 = ANY(:phones) AND o.to_address = cl.phone_e164 GROUP BY o.status"""),
             {"phones": phones}).all()
+        outcomes = {str(o): int(n) for o, n in session.execute(text(
+            """SELECT t.outcome, count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones) GROUP BY t.outcome"""),
+            {"phones": phones})}
         quarantined = int(session.execute(text(
             "SELECT count(*) FROM inbox_events WHERE status = 'quarantined' AND payload->>'from' = ANY(:phones)"),
             {"phones": phones}).scalar_one())
@@ -261,6 +265,8 @@ def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
 
     markers = Counter((to, marker) for to, body in replies for marker in _MARKER.findall(body))
     marker_duplicates = sum(n - 1 for n in markers.values() if n > 1)
+    if outcomes != {"replied": result.turns}:
+        result.notes.append("turn outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     statuses = {str(s): int(n) for s, n in outbox}
     sent_rows = statuses.get("sent", 0) + statuses.get("delivered", 0)
     result.duplicates = max(marker_duplicates, len(replies) - sent_rows)
@@ -290,9 +296,15 @@ def _sigkill_worker(procs: ProcessStack, env: DrillEnvironment, scale: Scale, re
 
 
 def _sigterm_worker(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    import os
+    import signal
+
     victim = procs.workers[0]
     started = time.monotonic()
-    code = victim.terminate(timeout=90)
+    # To the Dramatiq main process only, as `docker stop` (through tini) or systemd would: it forwards one
+    # SIGTERM to its worker processes, which stop fetching and finish the actors they are running.
+    os.kill(victim.process.pid, signal.SIGTERM)
+    code = victim.process.wait(90)
     result.notes.append(f"SIGTERMed worker group 1 of 2: exited {code} after {time.monotonic() - started:.1f}s")
     return started
 
@@ -362,7 +374,10 @@ DRILLS = tuple(FAULTS)
 
 # Per-drill settings: the model's overall deadline is shorter than the 429 storm in that drill, so both paths
 # run — turns that outlast the storm within the deadline, and turns that apologise and hand off.
-_OVERRIDES: dict[str, dict[str, Any]] = {"model_429_storm": {"model_deadline_s": 3.0}}
+def _overrides(name: str, scale: Scale) -> dict[str, Any]:
+    if name == "model_429_storm":
+        return {"model_deadline_s": round(scale.storm_s * 0.6, 1)}
+    return {}
 
 
 def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") -> DrillResult:
@@ -384,15 +399,15 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
 
     _progress(f"{name}: starting a stack (app, 2 worker groups, scheduler)")
     with running_process_stack(env.infra, work, workers=((1, 4), (1, 4)), scheduler=True,
-                               **_OVERRIDES.get(name, {})) as procs:
+                               **_overrides(name, scale)) as procs:
         procs.stack.openai.responder = slow_echo
         load = Load(procs, scale).start()
         try:
             load.wait_under_way()
-            in_flight = _state(procs)
-            if isinstance(in_flight, dict):
-                result.notes.append(f"at the fault: {in_flight['leased_convs']} turns in flight, "
-                                    f"{in_flight['pending_convs']} conversations waiting")
+            victim = procs.workers[0].pids() if name in ("sigkill_worker", "sigterm_worker") else None
+            in_flight = _wait_in_flight(procs, victim)
+            result.notes.append(f"at the fault: {in_flight} turns in flight"
+                                + (" on the victim" if victim is not None else ""))
             _progress(f"{name}: load under way, injecting the fault")
             cleared = FAULTS[name](procs, env, scale, result)
             _progress(f"{name}: fault cleared, waiting for recovery")
@@ -408,6 +423,23 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
         _measure(procs, load, result)
     _progress(f"{name}: {result.verdict} {result.row()} {'; '.join(result.notes)}")
     return result
+
+
+def _wait_in_flight(procs: ProcessStack, pids: list[int] | None, timeout: float = 15) -> int:
+    """Best effort: until some conversation's lease is held (by one of ``pids`` when given), so the fault
+    lands on turns in flight.  Returns how many were; 0 when the load never got there within ``timeout``."""
+    from sqlalchemy import text
+
+    owners = [f"%:{pid}" for pid in pids] if pids is not None else ["%"]
+    deadline = time.monotonic() + timeout
+    while True:
+        with procs.stack.database.tenant_scope(1) as session:
+            count = int(session.execute(text(
+                """SELECT count(*) FROM conversations WHERE lease_owner LIKE ANY(:owners)
+                   AND lease_expires_at > now()"""), {"owners": owners}).scalar_one())
+        if count or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.01)  # polling a condition with a deadline
 
 
 def _state(procs: ProcessStack) -> Any:

@@ -8,8 +8,9 @@
   killed runner, a lost Redis message or a recipient deferred to 08:00 is
   picked up from the database.
 - ``run_campaign_slice``: up to 30 s of fan-out for one campaign (one runner
-  per campaign via a Redis lease), then re-enqueues itself while due work
-  remains.  Bounded slices keep shutdowns and restarts cheap.
+  per lane via a Redis lease; a capped campaign has one lane, an uncapped one
+  two), then re-enqueues itself while due work remains.  Bounded slices keep
+  shutdowns and restarts cheap.
 - ``send_campaign_batch``: sends a batch of committed campaign outbox rows
   (``campaigns.send_batch``: the outbox claim, consent re-check and shared
   rate limiter, a chunk of rows per transaction), paced by the campaign's
@@ -30,6 +31,7 @@ from worker.container import Container
 log = logging.getLogger(__name__)
 
 SLICE_S = 30.0
+UNCAPPED_LANES = 2  # runners per uncapped campaign
 UNCAPPED_CHUNK = 50  # outbox ids per send_campaign_batch message when uncapped (parallel senders)
 
 
@@ -82,14 +84,18 @@ def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> cam
 # Long-running by design (a slice is ~30 s of fan-out); retried because a crash mid-slice loses nothing.
 @dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000,
                 time_limit=int(SLICE_S * 1000 * 4))
-def run_campaign_slice(clinic_id: int, campaign_id: int) -> None:
+def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
     c = container()
-    lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3))
+    lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3), lane=lane)
     if not lease.acquire():
-        return  # another runner is on it
+        return  # another runner is on this lane
     try:
         with c.database.tenant_scope(clinic_id) as session:
             cap = campaigns.get_campaign(session, clinic_id, campaign_id).rate_cap_per_s
+        if lane == 0 and not cap:
+            # Uncapped: more runners decide batches in parallel (SKIP LOCKED splits the recipients).
+            for extra in range(1, UNCAPPED_LANES):
+                run_campaign_slice.send(clinic_id, campaign_id, extra)
         result = campaigns.run_campaign(
             c.database, clinic_id, campaign_id, dispatcher(clinic_id, campaign_id, cap),
             clock=c.clock.now, slice_s=SLICE_S,
@@ -99,7 +105,7 @@ def run_campaign_slice(clinic_id: int, campaign_id: int) -> None:
     log.info("campaign slice done", extra={
         "clinic_id": clinic_id, "campaign_id": campaign_id, "status": result.status, "queued": result.queued,
         "deferred": result.deferred, "excluded": result.excluded, "more": result.more})
-    if result.more:
+    if result.more and lane == 0:
         run_campaign_slice.send(clinic_id, campaign_id)
 
 

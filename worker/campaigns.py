@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from domain import availability
 from domain.audience import EXCLUSION_REASONS, Decision, RecipientFacts, SegmentFilter, SendPolicy, decide
-from domain.segments import count_segments
+from domain.segments import GSM7_BASIC, count_segments
 from domain.templates import (
     CAMPAIGN_PLACEHOLDERS,
     COST_PER_SEGMENT_USD,
@@ -528,13 +528,17 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
             return result
         rows = session.execute(
             text(
-                f"""SELECT r.id AS recipient_id, c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state,
+                # Pick and lock the batch first, then look up facts for those rows only.
+                f"""WITH picked AS (
+                        SELECT r.id, r.client_id FROM campaign_recipients r
+                        WHERE r.campaign_id = :campaign_id AND r.status = 'pending'
+                          AND (r.send_after IS NULL OR r.send_after <= :now)
+                        ORDER BY r.id LIMIT :batch FOR UPDATE SKIP LOCKED)
+                    SELECT p.id AS recipient_id, c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state,
                            c.sms_status, m.week, m.ever {', ls.name AS last_service' if needs_last else ''}
-                    FROM campaign_recipients r JOIN clients c ON c.id = r.client_id
+                    FROM picked p JOIN clients c ON c.id = p.client_id
                     {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ''}
-                    WHERE r.campaign_id = :campaign_id AND r.status = 'pending'
-                      AND (r.send_after IS NULL OR r.send_after <= :now)
-                    ORDER BY r.id LIMIT :batch FOR UPDATE OF r SKIP LOCKED"""
+                    ORDER BY p.id"""
             ),
             {"campaign_id": campaign_id, "now": now, "week_ago": now - timedelta(days=7), "batch": batch_size},
         ).mappings().all()
@@ -542,7 +546,7 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
         if not rows:
             return result
         updates: dict[str, list[Any]] = {"id": [], "status": [], "reason": [], "send_after": []}
-        sends: dict[str, list[Any]] = {k: [] for k in ("client", "to", "body", "meta", "key", "segs", "enc")}
+        sends: dict[str, list[Any]] = {k: [] for k in ("client", "body", "footer", "segs", "enc")}
         recipient_of: dict[int, int] = {}
         for row in rows:
             decision = decide(_facts(row), context.policy, now)
@@ -557,28 +561,29 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
                 _add(updates, rid, "pending", None, decision.send_at)
                 continue
             body = context.body(row["name"], row.get("last_service"), decision)
-            info = count_segments(body)
+            segments, encoding = _segments(body)
             client_id = int(row["client_id"])
             recipient_of[client_id] = rid
             sends["client"].append(client_id)
-            sends["to"].append(row["phone_e164"])
             sends["body"].append(body)
-            sends["meta"].append(json.dumps({"campaign_id": campaign_id, "marketing": True, "footer": decision.footer}))
-            sends["key"].append(f"campaign:{campaign_id}:client:{client_id}")
-            sends["segs"].append(info.segments)
-            sends["enc"].append(info.encoding)
+            sends["footer"].append(decision.footer)
+            sends["segs"].append(segments)
+            sends["enc"].append(encoding)
         outbox_of: dict[int, int] = {}
         if sends["client"]:
             inserted = session.execute(
                 text(
                     """INSERT INTO outbox (clinic_id, client_id, channel, kind, priority, to_address, from_address,
                                            body, meta, dedupe_key, campaign_id, segments, encoding)
-                       SELECT :clinic_id, u.client_id, 'sms', 'campaign', :priority, u.to_address, :from_address,
-                              u.body, CAST(u.meta AS jsonb), u.dedupe_key, :campaign_id, u.segments, u.encoding
-                       FROM unnest(CAST(:clients AS bigint[]), CAST(:tos AS text[]), CAST(:bodies AS text[]),
-                                   CAST(:metas AS text[]), CAST(:keys AS text[]), CAST(:segs AS int[]),
-                                   CAST(:encs AS text[]))
-                            AS u(client_id, to_address, body, meta, dedupe_key, segments, encoding)
+                       SELECT :clinic_id, u.client_id, 'sms', 'campaign', :priority, c.phone_e164, :from_address,
+                              u.body, jsonb_build_object('campaign_id', :campaign_id, 'marketing', true,
+                                                         'footer', u.footer),
+                              'campaign:' || :campaign_id || ':client:' || u.client_id, :campaign_id, u.segments,
+                              u.encoding
+                       FROM unnest(CAST(:clients AS bigint[]), CAST(:bodies AS text[]), CAST(:footers AS boolean[]),
+                                   CAST(:segs AS int[]), CAST(:encs AS text[]))
+                            AS u(client_id, body, footer, segments, encoding)
+                       JOIN clients c ON c.id = u.client_id
                        ON CONFLICT (clinic_id, dedupe_key) DO UPDATE
                            SET status = 'queued', body = EXCLUDED.body, meta = EXCLUDED.meta, error_message = '',
                                segments = EXCLUDED.segments, encoding = EXCLUDED.encoding
@@ -586,9 +591,8 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
                        RETURNING id, client_id"""
                 ),
                 {"clinic_id": clinic_id, "priority": CAMPAIGN_PRIORITY, "from_address": context.sms_number,
-                 "campaign_id": campaign_id, "clients": sends["client"], "tos": sends["to"], "bodies": sends["body"],
-                 "metas": sends["meta"], "keys": sends["key"], "segs": sends["segs"], "encs": sends["enc"],
-                 "paused": PAUSED_MARK},
+                 "campaign_id": campaign_id, "clients": sends["client"], "bodies": sends["body"],
+                 "footers": sends["footer"], "segs": sends["segs"], "encs": sends["enc"], "paused": PAUSED_MARK},
             ).all()
             outbox_of = {int(client): int(oid) for oid, client in inserted}
             missing = [c for c in sends["client"] if c not in outbox_of]
@@ -619,6 +623,18 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
         )
         result.queued = len(result.outbox_ids)
     return result
+
+
+_GSM7_BASIC_SET = frozenset(GSM7_BASIC)
+
+
+def _segments(body: str) -> tuple[int, str]:
+    """``count_segments`` with a C-speed fast path for the common case (basic GSM-7 characters only)."""
+    if _GSM7_BASIC_SET.issuperset(body):
+        n = len(body)
+        return (1 if n <= 160 else -(-n // 153)), "GSM-7"
+    info = count_segments(body)
+    return info.segments, info.encoding
 
 
 def _add(updates: dict[str, list[Any]], rid: int, status: str, reason: str | None, send_after: datetime | None) -> None:
@@ -780,9 +796,9 @@ class CampaignPacer:
 class RunnerLease:
     """One runner per campaign at a time (Redis ``SET NX`` with expiry; a dead runner's lease just lapses)."""
 
-    def __init__(self, client: redis.Redis, clinic_id: int, campaign_id: int, seconds: int) -> None:
+    def __init__(self, client: redis.Redis, clinic_id: int, campaign_id: int, seconds: int, *, lane: int = 0) -> None:
         self.client = client
-        self.key = f"campaign:runner:{clinic_id}:{campaign_id}"
+        self.key = f"campaign:runner:{clinic_id}:{campaign_id}:{lane}"
         self.token = uuid.uuid4().hex
         self.seconds = seconds
 

@@ -125,21 +125,20 @@ def _segment_fields(row: OutboxRow) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ attach
-def start_delivery(session: Session, inbox_id: int, max_attempts: int) -> str:
-    """Count a delivery of an inbox event before working on it (its own committed transaction, so a worker
-    that dies mid-way still counts).  Returns 'go', 'done' (already handled) or 'quarantined'."""
-    row = session.execute(
+def record_failed_delivery(session: Session, inbox_id: int, error: str, max_attempts: int) -> str:
+    """Count a failed delivery of an inbox event; quarantine it after ``max_attempts``.
+    Returns 'retry', 'quarantined' or 'done' (it was handled meanwhile)."""
+    status = session.execute(
         text(
-            """UPDATE inbox_events SET attempts = attempts + 1,
-                      status = CASE WHEN attempts + 1 > :max THEN 'quarantined' ELSE status END,
-                      last_error = CASE WHEN attempts + 1 > :max THEN 'crashed workers repeatedly' ELSE last_error END
+            """UPDATE inbox_events SET attempts = attempts + 1, last_error = :error,
+                      status = CASE WHEN attempts + 1 >= :max THEN 'quarantined' ELSE status END
                WHERE id = :id AND status = 'received' RETURNING status"""
         ),
-        {"id": inbox_id, "max": max_attempts},
+        {"id": inbox_id, "max": max_attempts, "error": error[:200]},
     ).scalar_one_or_none()
-    if row is None:
+    if status is None:
         return "done"
-    return "quarantined" if row == "quarantined" else "go"
+    return "quarantined" if status == "quarantined" else "retry"
 
 
 @dataclass
@@ -166,8 +165,9 @@ def attach_inbound(
     if event["status"] != "received":
         return Attached(conversation_id=int(event["conversation_id"] or 0))
     payload = event["payload"]
+    consent = "unknown"
     if event["source"] == "sms":
-        client_id, conversation_id = _sms_conversation(session, clinic_id, payload["from"])
+        client_id, conversation_id, consent = _sms_conversation(session, clinic_id, payload["from"])
         channel = "sms"
     else:
         client_id, conversation_id = int(payload["client_id"]), int(payload["conversation_id"])
@@ -184,25 +184,27 @@ def attach_inbound(
         {"clinic_id": clinic_id, "sender": event["sender_key"], "id": inbox_id},
     ).mappings().all()
     attached = Attached(conversation_id=conversation_id)
+    consent_state = consent if channel == "sms" else "unknown"
     for ev in events:
-        attached.outbox_ids += _attach_one(
-            session, clinic_id, client_id, conversation_id, channel, ev, clinic_name, clinic_phone
+        outbox_ids, consent_state = _attach_one(
+            session, clinic_id, client_id, conversation_id, channel, ev, clinic_name, clinic_phone, consent_state
         )
+        attached.outbox_ids += outbox_ids
         attached.newly_attached += 1
     return attached
 
 
-def _sms_conversation(session: Session, clinic_id: int, phone: str) -> tuple[int, int]:
-    client_id = session.execute(
+def _sms_conversation(session: Session, clinic_id: int, phone: str) -> tuple[int, int, str]:
+    client_id, consent = session.execute(
         text(
             """WITH ins AS (
                    INSERT INTO clients (clinic_id, phone_e164) VALUES (:clinic_id, :phone)
-                   ON CONFLICT (clinic_id, phone_e164) DO NOTHING RETURNING id)
-               SELECT id FROM ins UNION ALL
-               SELECT id FROM clients WHERE clinic_id = :clinic_id AND phone_e164 = :phone LIMIT 1"""
+                   ON CONFLICT (clinic_id, phone_e164) DO NOTHING RETURNING id, consent_state)
+               SELECT id, consent_state FROM ins UNION ALL
+               SELECT id, consent_state FROM clients WHERE clinic_id = :clinic_id AND phone_e164 = :phone LIMIT 1"""
         ),
         {"clinic_id": clinic_id, "phone": phone},
-    ).scalar_one()
+    ).one()
     conversation_id = session.execute(
         text(
             """WITH ins AS (
@@ -214,7 +216,7 @@ def _sms_conversation(session: Session, clinic_id: int, phone: str) -> tuple[int
         ),
         {"clinic_id": clinic_id, "client_id": client_id},
     ).scalar_one()
-    return int(client_id), int(conversation_id)
+    return int(client_id), int(conversation_id), str(consent)
 
 
 def _attach_one(
@@ -226,7 +228,9 @@ def _attach_one(
     event: Any,
     clinic_name: str,
     clinic_phone: str,
-) -> list[int]:
+    consent_state: str,
+) -> tuple[list[int], str]:
+    """Attach one event; returns its compliance replies and the client's consent state afterwards."""
     payload = event["payload"]
     body = str(payload.get("body", ""))
     seq = session.execute(
@@ -241,12 +245,13 @@ def _attach_one(
     }
     outbox: list[OutboxRow] = []
     if channel == "sms":
-        consent = session.execute(
-            text("SELECT consent_state FROM clients WHERE id = :id"), {"id": client_id}
-        ).scalar_one()
-        intent = compliance.classify_keyword(body, awaiting_opt_in=consent == "opted_out")
+        intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
         if intent is not None:
             meta["compliance"] = intent.value
+            if intent is compliance.KeywordIntent.OPT_OUT:
+                consent_state = "opted_out"
+            elif intent is compliance.KeywordIntent.OPT_IN:
+                consent_state = "opted_in"
             outbox += _apply_keyword(
                 session, clinic_id, client_id, conversation_id, payload, intent, body, clinic_name, clinic_phone,
                 int(event["id"]), event["trace_id"],
@@ -270,7 +275,7 @@ def _attach_one(
         ),
         {"id": event["id"], "conversation_id": conversation_id},
     )
-    return insert_outbox(session, clinic_id, outbox)
+    return insert_outbox(session, clinic_id, outbox), consent_state
 
 
 def _apply_keyword(

@@ -73,6 +73,8 @@ def sync_calendar_event(clinic_id: int, appointment_id: int, attempt: int = 0) -
         return
     if outcome == "stale":  # changed while we synced: once more with the new facts
         sync_calendar_event.send(clinic_id, appointment_id, attempt)
+        return
+    c.redis.delete(_sweep_mark(clinic_id, appointment_id))  # a later change may be swept at once
 
 
 @dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)

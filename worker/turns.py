@@ -28,7 +28,7 @@ from worker.conversations import (
     commit_turn,
     load_snapshot,
     quarantine,
-    start_delivery,
+    record_failed_delivery,
     try_acquire_lease,
     turn_input,
 )
@@ -47,19 +47,25 @@ class InboundResult:
 def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
     """Attach the inbound event, then run the conversation's turns if no other worker is."""
     clinic, _ = container.clinic(clinic_id)
-    with container.database.tenant_scope(clinic_id) as session:
-        delivery = start_delivery(session, inbox_id, container.settings.quarantine_after_attempts)
-    if delivery == "quarantined":
-        metrics.quarantined.labels("inbound_event").inc()
-        log.error("inbound event quarantined: its deliveries crashed workers repeatedly; staff must look at it",
-                  extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
-        return InboundResult(None)
-    with container.database.tenant_scope(clinic_id) as session:
-        attached = attach_inbound(session, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
-        if attached is None:
-            log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
+    try:
+        with container.database.tenant_scope(clinic_id) as session:
+            attached = attach_inbound(session, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
+            if attached is None:
+                log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
+                return InboundResult(None)
+            snapshot = _lease_and_load(container, session, clinic_id, attached.conversation_id)
+    except Exception as exc:
+        # Count the failed delivery in its own transaction; a poison event is quarantined instead of looping.
+        with container.database.tenant_scope(clinic_id) as session:
+            outcome = record_failed_delivery(
+                session, inbox_id, type(exc).__name__, container.settings.quarantine_after_attempts
+            )
+        if outcome == "quarantined":
+            metrics.quarantined.labels("inbound_event").inc()
+            log.error("inbound event quarantined after repeated failures; staff must look at it",
+                      extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "error": type(exc).__name__})
             return InboundResult(None)
-        snapshot = _lease_and_load(container, session, clinic_id, attached.conversation_id)
+        raise
     if attached.outbox_ids:
         send(clinic_id, attached.outbox_ids)
     if snapshot is None:

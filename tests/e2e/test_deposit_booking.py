@@ -313,3 +313,33 @@ def serve_app_in_thread_with(app: Any, port: int) -> Any:
 
 
 _ = serve_app_in_thread  # the stack's own server helper (kept imported for readers comparing the two)
+
+
+def test_a_calendar_that_refuses_never_blocks_the_booking(deposit_stack) -> None:  # type: ignore[no-untyped-def]
+    """A final Google error (403 forbidden): the sync actor records calendar_sync='failed'; the booking stands."""
+    from worker import payment_actors
+
+    stack, _stripe_api, google = deposit_stack
+    start = datetime.combine(_booking_day(stack.clock.now(), weeks_ahead=5), datetime.min.time(), LA) + timedelta(hours=11)
+    with stack.database.tenant_scope(1) as session:
+        appointment_id = int(session.execute(text(
+            """INSERT INTO appointments (clinic_id, provider_id, service_id, starts_at, ends_at, blocked_until, status,
+                   source_key, calendar_sync)
+               SELECT 1, p.id, s.id, :start, :start + interval '30 minutes', :start + interval '40 minutes',
+                      'booked', :key, 'pending'
+               FROM providers p, services s WHERE p.slug = 'jordan-lee' AND s.slug = 'neurotoxin'
+                 AND p.clinic_id = 1 AND s.clinic_id = 1 RETURNING id"""),
+            {"start": start, "key": "e2e-cal:" + uuid.uuid4().hex}).scalar_one())
+    google.script(google_error(403, "forbidden", "Forbidden"), when=lambda r: r.path.endswith("/events"))
+
+    payment_actors.sync_calendar_event.send(1, appointment_id)
+
+    def state() -> tuple[str, str]:
+        with stack.database.tenant_scope(1) as session:
+            row = session.execute(text("SELECT status, calendar_sync FROM appointments WHERE id = :id"),
+                                  {"id": appointment_id}).one()
+        return row[0], row[1]
+
+    wait_for(lambda: state()[1] == "failed", 20, what="calendar_sync=failed")
+    assert state() == ("booked", "failed")
+    assert len([r for r in google.requests if r.path.endswith("/events")]) == 1  # not retried: 403 is final
