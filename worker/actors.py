@@ -10,7 +10,7 @@ import logging
 import threading
 
 import dramatiq
-from dramatiq.middleware import Middleware, Shutdown
+from dramatiq.middleware import Middleware
 
 from medspa.broker import BULK_QUEUE, INBOUND_QUEUE, OUTBOX_QUEUE, SCHEDULED_QUEUE, TURNS_QUEUE, build_broker
 from medspa.logs import configure_logging
@@ -78,14 +78,11 @@ def _send_outbox(clinic_id: int, outbox_ids: list[int]) -> None:
 
 @dramatiq.actor(queue_name=INBOUND_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)
 def handle_inbound_event(clinic_id: int, inbox_id: int) -> None:
+    # On SIGTERM Dramatiq stops fetching and lets running turns finish (docker-compose's stop_grace_period
+    # covers a turn); a turn cut short anyway is resumed by another worker when its lease expires.
     from worker.turns import handle_inbound
 
-    try:
-        handle_inbound(container(), clinic_id, inbox_id, _send_outbox)
-    except Shutdown:
-        # SIGTERM mid-turn: the lease expires and the sweeper hands the conversation to another worker.
-        log.warning("shutdown during a turn; leaving it to lease expiry", extra={"clinic_id": clinic_id})
-        raise
+    handle_inbound(container(), clinic_id, inbox_id, _send_outbox)
 
 
 @dramatiq.actor(queue_name=TURNS_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)
