@@ -233,7 +233,7 @@ class Conversation(Base):
     clinic_id: Mapped[int] = _clinic_fk()
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(8))  # sms | chat
-    agent_state: Mapped[str] = mapped_column(String(32), server_default="IDLE")
+    agent_state: Mapped[str] = mapped_column(String(32), server_default="idle")  # domain.agent_state.AgentState
     slots: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")  # fencing token, bumped per lease
     lease_owner: Mapped[str | None] = mapped_column(String(100))
@@ -445,6 +445,9 @@ class KbChunk(Base):
     title: Mapped[str] = mapped_column(String(300))
     content: Mapped[str] = mapped_column(Text)
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSIONS), nullable=True)
+    # Which embedder produced ``embedding``: vectors of different models are not comparable, so search only
+    # uses the current model's and re-indexing replaces the others.
+    embedding_model: Mapped[str | None] = mapped_column(String(100))
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(

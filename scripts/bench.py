@@ -40,7 +40,6 @@ if str(REPO_ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from medspa import devstack  # noqa: E402
@@ -380,12 +379,12 @@ def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
                VALUES (1, 'bench-bulk', 'Bench bulk', '', 'x') RETURNING id"""
         ).fetchone()[0]  # type: ignore[index]
         with conn.cursor().copy(
-            "COPY kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding) FROM STDIN"
+            "COPY kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding, embedding_model) FROM STDIN"
         ) as copy:
             for i in range(chunks):
                 vector = embedder.embed(["x"])[0]
                 copy.write_row((1, doc_id, i, f"Bench article {i}", random.choice(words),
-                                "[" + ",".join(f"{x:.6f}" for x in vector) + "]"))
+                                "[" + ",".join(f"{x:.6f}" for x in vector) + "]", embedder.name))
         conn.commit()
         conn.execute("ANALYZE kb_chunks")
     database = Database(make_engine(infra.app_url, pool_size=2))

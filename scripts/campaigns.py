@@ -292,19 +292,24 @@ class ProgressBar:
         self.width = width
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self._last_decile = -1
+        self._line = ""
+        self._printed = ""
 
     def update(self, done: int, total: int, note: str = "") -> None:
-        fraction = done / total if total else 1.0
+        fraction = done / total if total else 0.0
         filled = int(self.width * fraction)
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {note}"
+        self._line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {note}"
         if self.tty:
-            self.stream.write("\r" + line.ljust(100))
+            self.stream.write("\r" + self._line.ljust(100))
         elif int(fraction * 10) != self._last_decile:
             self._last_decile = int(fraction * 10)
-            self.stream.write(line + "\n")
+            self._printed = self._line
+            self.stream.write(self._line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-            self.stream.flush()
+        elif self._line and self._line != self._printed:
+            self.stream.write(self._line + "\n")  # the final state, always
+        self.stream.flush()

@@ -94,7 +94,8 @@ def _index_knowledge() -> None:
     settings = get_settings()
     embedder = build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url, allow_local=settings.local_embeddings,
+        openai_base_url=settings.openai_base_url, model=settings.openai_embedding_model,
+        allow_local=settings.local_embeddings,
     )
     if embedder is None:
         print("knowledge base: full-text search only (no embedder installed)")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from tests.support.stack import ProcessStack
 
 RECOVERY_TARGET_S = 90.0
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "drills"  # git-ignored: process logs of drills that failed
 COLUMNS = ["drill", "messages in", "turns", "replies sent", "duplicates", "lost", "recovery time (s)", "verdict"]
 
 
@@ -421,6 +422,10 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
         else:
             result.notes.append(f"not recovered: {_state(procs)}")
         _measure(procs, load, result)
+        if not result.passed:
+            kept = ARTIFACTS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+            shutil.copytree(procs.log_dir, kept, dirs_exist_ok=True)
+            result.notes.append(f"process logs kept in {kept}")
     _progress(f"{name}: {result.verdict} {result.row()} {'; '.join(result.notes)}")
     return result
 

@@ -170,6 +170,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     embedder = build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         openai_base_url=settings.openai_base_url,
+        model=settings.openai_embedding_model,
         allow_local=settings.local_embeddings,
     )
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)

@@ -357,7 +357,7 @@ def quarantine(session: Session, lease: Lease) -> int:
     ).scalar_one()
     updated = session.execute(
         text(
-            """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'HANDOFF',
+            """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
                       handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
                       lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
                WHERE id = :id AND version = :version AND lease_owner = :owner"""
@@ -426,7 +426,8 @@ def load_snapshot(session: Session, clinic_id: int, lease: Lease, history_window
     ]
     return Snapshot(
         lease=lease, clinic_id=clinic_id, client_id=int(conv["client_id"]), channel=conv["channel"],
-        client_phone=conv["phone_e164"], consent_state=conv["consent_state"], agent_state=conv["agent_state"],
+        client_phone=conv["phone_e164"], consent_state=conv["consent_state"],
+        agent_state=str(conv["agent_state"]).lower(),
         slots=dict(conv["slots"] or {}), answered_seq=answered, pending=pending, history=history,
         upcoming=upcoming, client_name=conv["name"], client_email=conv["email"],
     )

@@ -158,8 +158,8 @@ def ingest_article(
         ).scalar_one()
         session.execute(text("DELETE FROM kb_chunks WHERE document_id = :d"), {"d": document_id})
         insert = text(
-            """INSERT INTO kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding)
-               VALUES (:c, :d, :i, :t, :content, :embedding)"""
+            """INSERT INTO kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding, embedding_model)
+               VALUES (:c, :d, :i, :t, :content, :embedding, :model)"""
         ).bindparams(_VECTOR_PARAM)
         for index, chunk in enumerate(chunks):
             session.execute(
@@ -171,6 +171,7 @@ def ingest_article(
                     "t": title,
                     "content": chunk,
                     "embedding": vectors[index] if vectors else None,
+                    "model": embedder.name if vectors and embedder else None,
                 },
             )
     log.info("kb article ingested", extra={"clinic_id": clinic_id, "document_id": document_id, "chunks": len(chunks)})
@@ -192,7 +193,8 @@ def reindex_missing_embeddings(
     document_id: int | None = None,
     batch_size: int = 64,
 ) -> int:
-    """Embed every chunk of the clinic (or one document) that has no embedding yet; returns how many."""
+    """Embed every chunk of the clinic (or one document) that has no embedding from this embedder yet
+    (none at all, or another model's); returns how many."""
     if embedder is None:
         return 0
     total = 0
@@ -201,20 +203,22 @@ def reindex_missing_embeddings(
             rows = session.execute(
                 text(
                     """SELECT id, title, content FROM kb_chunks
-                       WHERE clinic_id = :c AND embedding IS NULL AND (CAST(:d AS bigint) IS NULL OR document_id = CAST(:d AS bigint))
+                       WHERE clinic_id = :c AND (embedding IS NULL OR embedding_model IS DISTINCT FROM :model)
+                         AND (CAST(:d AS bigint) IS NULL OR document_id = CAST(:d AS bigint))
                        ORDER BY id LIMIT :n"""
                 ),
-                {"c": clinic_id, "d": document_id, "n": batch_size},
+                {"c": clinic_id, "d": document_id, "n": batch_size, "model": embedder.name},
             ).all()
         if not rows:
             return total
         vectors = embedder.embed([_embed_input(r.title, r.content) for r in rows])
         with database.tenant_scope(clinic_id) as session:
-            update = text("UPDATE kb_chunks SET embedding = :embedding WHERE id = :id AND embedding IS NULL").bindparams(
-                _VECTOR_PARAM
-            )
+            update = text(
+                """UPDATE kb_chunks SET embedding = :embedding, embedding_model = :model
+                   WHERE id = :id AND (embedding IS NULL OR embedding_model IS DISTINCT FROM :model)"""
+            ).bindparams(_VECTOR_PARAM)
             for row, vector in zip(rows, vectors, strict=True):
-                session.execute(update, {"id": row.id, "embedding": vector})
+                session.execute(update, {"id": row.id, "embedding": vector, "model": embedder.name})
         total += len(rows)
 
 
@@ -259,11 +263,12 @@ def search_knowledge(
                     """SELECT id, distance FROM (
                            SELECT ch.id, ch.embedding <=> :embedding AS distance
                            FROM kb_chunks ch
-                           WHERE ch.clinic_id = :c AND ch.embedding IS NOT NULL
+                           WHERE ch.clinic_id = :c AND ch.embedding IS NOT NULL AND ch.embedding_model = :model
                            ORDER BY ch.embedding <=> :embedding LIMIT :n
                        ) nearest WHERE distance <= :max ORDER BY distance, id"""
                 ).bindparams(_VECTOR_PARAM),
-                {"embedding": vector, "c": clinic_id, "n": CANDIDATES, "max": max_distance},
+                {"embedding": vector, "c": clinic_id, "n": CANDIDATES, "max": max_distance,
+                 "model": embedder.name if embedder else ""},
             ).all()
         text_rank = {row.id: i + 1 for i, row in enumerate(text_rows)}
         vector_rank = {row.id: i + 1 for i, row in enumerate(vector_rows)}

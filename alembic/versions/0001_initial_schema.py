@@ -421,7 +421,7 @@ def upgrade() -> None:
         sa.Column("clinic_id", sa.BigInteger(), nullable=False),
         sa.Column("client_id", sa.BigInteger(), nullable=False),
         sa.Column("channel", sa.String(length=8), nullable=False),
-        sa.Column("agent_state", sa.String(length=32), server_default="IDLE", nullable=False),
+        sa.Column("agent_state", sa.String(length=32), server_default="idle", nullable=False),
         sa.Column(
             "slots", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False
         ),
@@ -464,6 +464,7 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=300), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("embedding", pgvector.sqlalchemy.vector.VECTOR(dim=384), nullable=True),
+        sa.Column("embedding_model", sa.String(length=100), nullable=True),
         sa.Column(
             "tsv",
             postgresql.TSVECTOR(),

@@ -13,7 +13,7 @@ import uuid
 from sqlalchemy import text
 
 from medspa.settings import REPO_ROOT
-from tests.e2e.test_cli_clinic import assert_one_line_error
+from tests.e2e.test_cli_clinic import assert_one_line_error, check_help
 from tests.support.infra import wait_for
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, settings_env
 
@@ -148,3 +148,8 @@ def test_staff_commands_fail_with_one_clear_line(stack):
             "INSERT INTO conversations (clinic_id, client_id, channel) VALUES (2, :c, 'sms') RETURNING id"),
             {"c": client_id}).scalar_one()
     assert_one_line_error(staff(stack, "pause", str(other), "--clinic", CLINIC), f"no conversation {other}")
+
+
+def test_every_staff_and_drills_command_has_help(infra, capsys):
+    check_help(infra, "staff", capsys)
+    check_help(infra, "drills", capsys)

@@ -16,7 +16,6 @@ from db.engine import Database, make_engine
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker import automations
-from worker.automation_actors import _enqueue_bulk
 
 LA = ZoneInfo("America/Los_Angeles")
 
@@ -27,6 +26,13 @@ def _phone() -> str:
 
 def la(day: date, at: time) -> datetime:
     return datetime.combine(day, at, tzinfo=LA).astimezone(UTC)
+
+
+def _enqueue_bulk(clinic_id: int, outbox_ids: list[int]) -> None:
+    # Imported late: worker.actors binds its broker to the settings of the stack that starts the worker.
+    from worker.automation_actors import _enqueue_bulk as enqueue
+
+    enqueue(clinic_id, outbox_ids)
 
 
 @pytest.fixture(scope="module")

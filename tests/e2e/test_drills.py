@@ -1,0 +1,71 @@
+"""The fault drills of `medspa drills run`, at the small scale: each breaks a running stack mid-load (worker
+killed or stopped, Redis restarted empty, Postgres restarted, model 429 storm, SMS provider 500s) and checks
+what patients saw — nothing lost, no reply twice, recovered within the target.
+
+The two slowest carry the ``slow`` marker (they still run in CI).  The drills restart Redis and Postgres,
+so they run on their own throwaway infrastructure (one for this module), never on the session's shared one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scripts.drills import RECOVERY_TARGET_S, DrillEnvironment, DrillResult, drill_environment, run_drill
+
+
+@pytest.fixture(scope="module")
+def drills_env() -> Iterator[DrillEnvironment]:
+    with drill_environment() as env:
+        yield env
+
+
+def _check(result: DrillResult) -> None:
+    detail = f"{result.row()} {result.notes}"
+    assert result.messages_in == 8 * 3, detail  # every patient message was acknowledged by the webhook
+    assert result.lost == 0, detail
+    assert result.duplicates == 0, detail
+    assert result.recovery_s is not None and result.recovery_s <= RECOVERY_TARGET_S, detail
+    assert result.turns > 0 and result.replies_sent > 0, detail
+    assert result.passed, detail
+
+
+def test_sigkill_of_a_worker_group(drills_env):
+    _check(run_drill(drills_env, "sigkill_worker", "small"))
+
+
+def test_sigterm_of_a_worker_group(drills_env):
+    result = run_drill(drills_env, "sigterm_worker", "small")
+    _check(result)
+    assert any("exited 0" in note for note in result.notes), result.notes  # a graceful stop, not a kill
+
+
+@pytest.mark.slow
+def test_redis_restarted_empty(drills_env):
+    _check(run_drill(drills_env, "restart_redis", "small"))
+
+
+def test_postgres_restarted(drills_env):
+    _check(run_drill(drills_env, "restart_postgres", "small"))
+
+
+def test_model_429_storm(drills_env):
+    result = run_drill(drills_env, "model_429_storm", "small")
+    _check(result)
+    assert any("model answered 429" in note for note in result.notes), result.notes
+
+
+@pytest.mark.slow
+def test_sms_provider_500s(drills_env):
+    result = run_drill(drills_env, "sms_500s", "small")
+    _check(result)
+    # Every reply the turns produced reached the patient exactly once.
+    assert result.replies_sent == result.turns, result.row()
+
+
+def test_the_command_runs_the_named_drills_and_rejects_unknown_ones(capsys):
+    from medspa.cli import main
+
+    assert main(["drills", "run", "--only", "no_such_drill"]) == 2
+    assert "unknown drill(s) no_such_drill" in capsys.readouterr().err
