@@ -178,6 +178,8 @@ _INJECTION = tuple(
         r"\b(?:developer|dan|god|admin|debug)\s+mode\b|\bjailbreak\b",
         r"\bpretend\s+(?:to be|you are|youre)\b|\bact as\s+(?:an?\s+)?(?:admin|administrator|developer|system|staff|doctor)\b",
         r"\b(?:other|another|all|every|any)\s+(?:\w+\s+)?(?:clients|patients|customers|peoples?|users|members)s?\s+(?:\w+\s+)?(?:phone|phones|numbers?|info|information|data|records|appointments|emails?|names|addresses|details)\b",
+        # "what's the phone number of your other clients": the data first, then whose
+        r"\b(?:phone|phones|numbers?|info|information|data|records|appointments|emails?|names|addresses|details)\s+(?:\w+\s+){0,3}(?:other|another|all|every)\s+(?:\w+\s+)?(?:clients|patients|customers|people|users|members)\b",
         r"\b(?:list|give me|send me|show me|export|dump)\s+(?:all\s+|every\s+)?(?:the\s+)?(?:patients|clients|customers|users)\b",
         r"\bcancel\s+(?:every|all)\s+(?:of\s+)?(?:the\s+)?(?:appointments?|bookings?|appts?)\b",
         r"\bcancel\s+(?:everyones|everybodys|all patients|all clients|other patients|other peoples)\b",

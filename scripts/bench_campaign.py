@@ -4,8 +4,8 @@ Starts its own embedded Postgres and Redis in a temporary folder, migrates and
 seeds them, inserts N synthetic clients for a bench clinic, and runs a real
 campaign through the real path: segment query → recipients → consent, quiet
 hour and frequency-cap decisions → render → outbox → Dramatiq worker
-processes → ``worker.outbox`` claim → a zero-latency SMS sink (the console
-sender, its output discarded).  Times come from the outbox's ``sent_at``.
+processes → the outbox claim → a zero-latency SMS sink (``SMS_PROVIDER=sink``).
+Times come from the outbox's ``sent_at`` (stamped right after each send).
 
 - ``recipients_per_s``: recipients handled (sent or excluded) per second, from
   enqueueing the campaign until the last send;
@@ -122,7 +122,8 @@ def start_workers(infra: BenchInfra, sms_rate: float, log_path: Path) -> subproc
            if not k.startswith(("TWILIO_", "OPENAI_", "STRIPE_", "GOOGLE_", "DATABASE_", "REDIS_", "MIGRATION_"))}
     env.update({
         "DATABASE_URL": infra.app_url, "MIGRATION_DATABASE_URL": infra.owner_url, "REDIS_URL": infra.redis_url,
-        "SMS_RATE_PER_NUMBER_PER_S": str(sms_rate), "MODEL_PROVIDER": "offline", "LOCAL_EMBEDDINGS": "false",
+        "SMS_RATE_PER_NUMBER_PER_S": str(sms_rate), "SMS_PROVIDER": "sink", "WORKER_METRICS_PORT": "0",
+        "MODEL_PROVIDER": "offline", "LOCAL_EMBEDDINGS": "false",
         "LOG_LEVEL": "WARNING", "WORKER_THREADS": str(WORKER_THREADS), "DATA_DIR": str(infra.data_dir),
         "ENVIRONMENT": "development",
     })
