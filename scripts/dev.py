@@ -128,8 +128,10 @@ def run_webhooks(args: argparse.Namespace) -> int:
 
 
 def _worker_argv(processes: int, threads: int) -> list[str]:
+    # Stop within 50 s of SIGTERM (running turns finish first): inside docker-compose's 60 s stop_grace_period.
     return [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
-            "--threads", str(threads), "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"]
+            "--threads", str(threads), "--worker-shutdown-timeout", "50000",
+            "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"]
 
 
 def run_worker(args: argparse.Namespace) -> int:

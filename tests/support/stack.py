@@ -254,9 +254,14 @@ class WorkerProcess:
         self.process.wait(10)
 
     def terminate(self, timeout: float = 30) -> int:
+        # SIGTERM the main process only (as `docker stop` does); it shuts its own workers down cleanly.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        return self.process.wait(timeout)
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.process.wait(5)
 
     def pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-g", str(self.process.pid)], capture_output=True, text=True).stdout
