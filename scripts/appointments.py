@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from medspa.cli import CommandError
+from worker.automations import withdraw_appointment_messages
 
 LIVE = ("pending_deposit", "booked", "confirmed")
 _COLUMNS = ["id", "date", "start", "end", "provider", "kind", "service", "client", "phone", "status"]
@@ -394,6 +395,7 @@ def appointments_cancel(args: argparse.Namespace) -> int:
                     WHERE id = :id"""),
             {"reason": reason, "note": note, "id": appt["id"]},
         )
+        withdraw_appointment_messages(session, clinic.id, appt["id"])
         if appt["kind"] == "appointment":
             first = (appt["client_name"] or "").split(" ")[0] or "there"
             body = (f"Hi {first}, as requested your {appt['service_name'] or 'appointment'} at {clinic.name} on "
@@ -464,6 +466,7 @@ def appointments_move(args: argparse.Namespace) -> int:
                                calendar_sync = 'pending', updated_at = now() WHERE id = :id"""),
                 {"s": new_start, "e": new_end, "b": new_blocked, "p": provider_id, "id": appt["id"]},
             )
+            withdraw_appointment_messages(session, clinic.id, appt["id"])  # reminders for the old time
             sync_actor = _optional_actor("sync_calendar_event") if appt["kind"] == "appointment" else None
             when = _label(new_start, clinic.tz)
             if appt["kind"] == "appointment":

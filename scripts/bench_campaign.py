@@ -225,7 +225,7 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
                     text("SELECT extract(epoch FROM max(created_at)) FROM outbox WHERE campaign_id = :id"),
                     {"id": campaign_id},
                 ).scalar_one() or 0)
-                counts = dict(session.execute(
+                counts: dict[str, int] = dict(session.execute(
                     text("SELECT coalesce(exclusion_reason, status), count(*) FROM campaign_recipients "
                          "WHERE campaign_id = :id GROUP BY 1"),
                     {"id": campaign_id},

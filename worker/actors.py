@@ -139,7 +139,7 @@ def handle_payment_event(clinic_id: int, inbox_id: int) -> None:
 def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
     actor = {
         "inbound": handle_inbound_event, "payment": handle_payment_event, "conversation": run_conversation,
-        "outbox": send_outbox,
+        "outbox": send_outbox, "outbox_bulk": send_outbox_bulk,
     }[kind]
     actor.send(clinic_id, item_id)
 

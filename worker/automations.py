@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,7 +260,7 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
 
 def _emit(
     session: Session, clinic_id: int, clinic: Any, policies: dict[str, Any], spec: AutomationSpec,
-    rows: list[Any], now: datetime,
+    rows: Sequence[Any], now: datetime,
 ) -> tuple[list[int], int, int]:
     policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic["timezone"], policies)
     tips = spec.settings.get("tips") or {}

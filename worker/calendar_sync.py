@@ -33,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database
-from domain.ports import Calendar, CalendarEvent
+from domain.ports import Calendar, CalendarError, CalendarEvent
 from worker.integrations.google_calendar import event_id_for
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 ON_CALENDAR = ("booked", "confirmed")  # the event should exist
 OFF_CALENDAR = ("cancelled", "expired")  # the event should not exist
 WAITING = ("pending_deposit",)  # not on the calendar until the deposit is paid
+
+# Delay before attempt n+1 after a retryable calendar failure of attempt n; its length is the attempt budget.
+CALENDAR_BACKOFF_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
 
 Action = Literal["upsert", "delete", "none", "wait", "skip"]
 Outcome = Literal["synced", "deleted", "none", "waiting", "skipped", "stale", "missing"]
@@ -70,6 +73,13 @@ class SyncPlan:
     event_id: str | None = None
     event: CalendarEvent | None = None
     remove_from: tuple[str, ...] = ()  # calendars that must not hold the event
+
+
+def calendar_retry_delay_ms(attempt: int, error: CalendarError) -> int | None:
+    """How long to wait before retrying after ``attempt`` (0-based) failed with ``error``; None = give up."""
+    if not error.retryable or attempt >= len(CALENDAR_BACKOFF_MS):
+        return None
+    return CALENDAR_BACKOFF_MS[attempt]
 
 
 def calendar_event(facts: AppointmentFacts) -> CalendarEvent:

@@ -923,7 +923,7 @@ def send_batch(
     within a batch, and rows claimed but not yet sent go back to the pause's withdrawn set.
     """
     from domain.ports import SmsSendError
-    from worker.outbox import _sms_message, apply_delivery_error
+    from worker.outbox import apply_delivery_error, sms_message_for
 
     result = BatchSend()
     # Capped: about a tenth of a second of sends per claim, so a pause stops within that.
@@ -936,7 +936,7 @@ def send_batch(
         marks: list[tuple[int, str, int, datetime]] = []
         failures: list[tuple[dict[str, Any], SmsSendError]] = []
         for index, row in enumerate(rows):
-            message = _sms_message(container, clinic_id, row)
+            message = sms_message_for(container, clinic_id, row)
             wait_ms = 0
             if pacer is not None and cap_per_s and not pacer.wait(campaign_id, cap_per_s):
                 wait_ms = 1000

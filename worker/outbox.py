@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from domain.ports import OutboundSms, SmsSendError
 from medspa import metrics
+from worker.automations import appointment_still_live
 from worker.container import Container
 from worker.sms_rate import SmsRateLimiter
 
@@ -67,7 +68,7 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             text(
                 """SELECT o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
                           o.conversation_id, o.client_id, o.not_before, o.attempts, o.claimed_at, o.trace_id,
-                          o.created_at,
+                          o.created_at, o.campaign_id,
                           c.consent_state, c.sms_status
                    FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
                    WHERE o.id = :id FOR UPDATE OF o"""
@@ -107,6 +108,14 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
 
 
 def _suppression_reason(session: Any, clinic_id: int, row: dict[str, Any]) -> str | None:
+    if row["kind"] == "automation" and not appointment_still_live(session, row["meta"] or {}):
+        return "appointment no longer live"
+    if row["kind"] == "campaign" and row.get("campaign_id") is not None:
+        status = session.execute(
+            text("SELECT status FROM campaigns WHERE id = :id"), {"id": row["campaign_id"]}
+        ).scalar_one_or_none()
+        if status in ("paused", "cancelled"):
+            return f"campaign {status}"
     if row["channel"] != "sms" or row["kind"] == "compliance":
         return None
     if row["consent_state"] == "opted_out":
@@ -143,7 +152,7 @@ def _publish_chat(container: Container, clinic_id: int, row: dict[str, Any]) -> 
     return SendOutcome("sent")
 
 
-def _sms_message(container: Container, clinic_id: int, row: dict[str, Any]) -> OutboundSms:
+def sms_message_for(container: Container, clinic_id: int, row: dict[str, Any]) -> OutboundSms:
     _, routing = container.clinic(clinic_id)
     base = container.settings.public_base_url.rstrip("/")
     return OutboundSms(
@@ -155,7 +164,7 @@ def _sms_message(container: Container, clinic_id: int, row: dict[str, Any]) -> O
 
 
 def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row: dict[str, Any]) -> SendOutcome:
-    message = _sms_message(container, clinic_id, row)
+    message = sms_message_for(container, clinic_id, row)
     outbox_id = int(row["id"])
     if row.get("was_unknown"):
         since = (row["claimed_at"] or container.clock.now()) - timedelta(minutes=5)

@@ -2,7 +2,7 @@
 
 Retries are explicit:
 - ``sync_calendar_event`` retries retryable calendar errors itself, with its
-  own backoff (``CALENDAR_BACKOFF_MS``), then records ``calendar_sync =
+  own backoff (``calendar_sync.CALENDAR_BACKOFF_MS``), then records ``calendar_sync =
   'failed'`` and logs an error; the booking is never touched by a calendar
   failure.  A Redis marker tells the scheduled sweep not to enqueue a second
   chain while one waits for its next attempt.
@@ -27,16 +27,7 @@ from worker.integrations.console import DatabaseOnlyCalendar
 
 log = logging.getLogger(__name__)
 
-# Delay before attempt n+1 after a retryable calendar failure of attempt n; its length is the attempt budget.
-CALENDAR_BACKOFF_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
 SWEEP_MARK_TTL_MS = 120_000
-
-
-def calendar_retry_delay_ms(attempt: int, error: CalendarError) -> int | None:
-    """How long to wait before retrying after ``attempt`` (0-based) failed with ``error``; None = give up."""
-    if not error.retryable or attempt >= len(CALENDAR_BACKOFF_MS):
-        return None
-    return CALENDAR_BACKOFF_MS[attempt]
 
 
 def external_calendar(c: Container) -> Calendar | None:
@@ -54,7 +45,7 @@ def sync_calendar_event(clinic_id: int, appointment_id: int, attempt: int = 0) -
     try:
         outcome = calendar_sync.sync_appointment(c.database, external_calendar(c), clinic_id, appointment_id)
     except CalendarError as exc:
-        delay = calendar_retry_delay_ms(attempt, exc)
+        delay = calendar_sync.calendar_retry_delay_ms(attempt, exc)
         if delay is None:
             calendar_sync.mark_failed(c.database, clinic_id, appointment_id)
             log.error(

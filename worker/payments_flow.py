@@ -39,6 +39,7 @@ from domain.agent_state import AgentEvent, AgentState, next_state
 from domain.ports import PaymentError
 from domain.prompt import local_label
 from domain.replies import shape_sms_reply
+from worker.automations import withdraw_appointment_messages
 from worker.container import Container
 from worker.conversations import OutboxRow, insert_outbox
 
@@ -350,6 +351,7 @@ def release_hold(
         text("UPDATE payments SET status = 'expired', updated_at = now() WHERE appointment_id = :a AND status = 'pending'"),
         {"a": appt["id"]},
     )
+    withdraw_appointment_messages(session, clinic_id, appt["id"])
     _advance_conversation(session, appt, AgentEvent.DEPOSIT_EXPIRED)
     when = local_label(appt["starts_at"], appt["timezone"])
     body = (f"{appt['clinic_name']}: the deposit for your {appt['service_name']} on {when} wasn't received in "

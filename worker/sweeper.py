@@ -24,6 +24,7 @@ from worker.container import Container
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, int, int], None]  # (kind, clinic_id, id)
+BULK_KINDS = frozenset({"campaign", "automation"})
 
 
 @dataclass
@@ -73,10 +74,10 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
                     """UPDATE outbox SET status = 'unknown'
                        WHERE id IN (SELECT id FROM outbox WHERE status = 'sending'
                                       AND claimed_at < now() - make_interval(secs => :after) LIMIT :batch)
-                       RETURNING id"""
+                       RETURNING id, kind"""
                 ),
                 {"after": settings.outbox_sweep_after_s, "batch": batch},
-            ).scalars().all()
+            ).all()
             queued = session.execute(
                 text(
                     """UPDATE outbox SET swept_at = now()
@@ -87,18 +88,19 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
                                   OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after)))
                              AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
                            ORDER BY priority, id LIMIT :batch)
-                       RETURNING id"""
+                       RETURNING id, kind"""
                 ),
                 {"after": settings.outbox_sweep_after_s, "batch": batch},
-            ).scalars().all()
+            ).all()
         for inbox_id, source in stale:
             enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))
             report.inbox += 1
         for conversation_id in conversations:
             enqueue("conversation", clinic_id, int(conversation_id))
             report.conversations += 1
-        for outbox_id in {*unknown, *queued}:
-            enqueue("outbox", clinic_id, int(outbox_id))
+        for outbox_id, kind in {*map(tuple, unknown), *map(tuple, queued)}:
+            # Campaign and automation traffic goes back on the bulk queue, behind conversation replies.
+            enqueue("outbox_bulk" if kind in BULK_KINDS else "outbox", clinic_id, int(outbox_id))
             report.outbox += 1
         report.reconciling += len(unknown)
     if report.total:

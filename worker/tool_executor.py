@@ -44,6 +44,7 @@ from domain.tools import (
     parse_arguments,
 )
 from worker import knowledge
+from worker.automations import withdraw_appointment_messages
 
 log = logging.getLogger(__name__)
 
@@ -757,6 +758,7 @@ class DbToolExecutor:
                 ),
                 {"now": self.now, "reason": args.reason or "", "id": appt["id"], "client": self.client_id},
             )
+            withdraw_appointment_messages(session, self.clinic_id, appt["id"])
             paid = session.execute(
                 text(
                     """SELECT id, payment_intent_id, amount_cents FROM payments
@@ -825,6 +827,7 @@ class DbToolExecutor:
                 ).rowcount
                 if not updated:
                     raise ToolError("that appointment can no longer be changed")
+                withdraw_appointment_messages(session, self.clinic_id, appt["id"])  # reminders for the old time
         except DBAPIError as exc:
             if not _is_exclusion_violation(exc):
                 raise

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from domain.agent_state import AgentState
 from domain.conversation import Handoff, Reply, TurnOutput
 from domain.replies import shape_sms_reply
+from domain.templates import reminder_reply_intent
 from medspa import metrics
 from medspa.logs import trace_id_var
+from worker.automations import handle_reminder_reply
 from worker.container import Container
 from worker.conversations import (
     OutboxRow,
@@ -190,6 +192,13 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
                           outcome="silent")
     clinic, _ = container.clinic(snapshot.clinic_id)
     now = container.clock.now()
+    if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
+        # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
+        with container.database.tenant_scope(snapshot.clinic_id) as session:
+            confirmation = handle_reminder_reply(session, snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)
+        if confirmation is not None:
+            return TurnOutput(replies=[Reply(confirmation)], transcript=[], agent_state=snapshot.agent_state,
+                              slots=snapshot.slots, outcome="replied")
     tools = container.tool_executor(
         clinic_id=snapshot.clinic_id, client_id=snapshot.client_id,
         conversation_id=snapshot.lease.conversation_id, fence_version=snapshot.lease.version,

@@ -22,7 +22,9 @@ from db.engine import Database
 from domain.ports import CalendarError
 from tests.fakes.google_api import FakeGoogleCalendarApi
 from worker.calendar_sync import (
+    CALENDAR_BACKOFF_MS,
     AppointmentFacts,
+    calendar_retry_delay_ms,
     mark_failed,
     pending_appointments,
     plan_sync,
@@ -30,7 +32,6 @@ from worker.calendar_sync import (
 )
 from worker.integrations.console import LocalTestPayments
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service, event_id_for
-from worker.payment_actors import CALENDAR_BACKOFF_MS, calendar_retry_delay_ms
 from worker.tool_executor import DbToolExecutor
 
 MAYA = "maya.chen@glowmedspa.example"
