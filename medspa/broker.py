@@ -6,8 +6,13 @@ worker's code, the LLM client or the integrations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
+
+from medspa.ids import fast_uuid
 
 # Queue names: replies jump ahead of automations and campaigns.
 INBOUND_QUEUE = "inbound"
@@ -36,4 +41,33 @@ def build_broker(redis_url: str) -> RedisBroker:
 
 
 def message_for(actor_name: str, queue_name: str, *args: object) -> dramatiq.Message:
-    return dramatiq.Message(queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={})
+    return dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}, message_id=fast_uuid()
+    )
+
+
+def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) -> None:
+    """Enqueue several messages in one Redis round trip.
+
+    Runs Dramatiq's own dispatch script once per message, exactly as
+    ``RedisBroker.enqueue`` does, but pipelined: under load the webhook app
+    spent a quarter of its CPU on one-at-a-time round trips.  Any other broker
+    (or a Dramatiq whose internals changed) falls back to ``enqueue``.
+    """
+    scripts = getattr(broker, "scripts", None)
+    if not isinstance(broker, RedisBroker) or not scripts or "dispatch" not in scripts or len(messages) == 1:
+        for message in messages:
+            broker.enqueue(message)
+        return
+    dispatch = scripts["dispatch"]
+    pipe = broker.client.pipeline(transaction=False)
+    for message in messages:
+        message = message.copy(options={"redis_message_id": fast_uuid()})
+        broker.emit_before("enqueue", message, None)
+        args = [
+            "enqueue", current_millis(), message.queue_name, broker.broker_id, broker.heartbeat_timeout,
+            broker.dead_message_ttl, 0, broker._max_unpack_size(),  # no maintenance from the web process
+            message.options["redis_message_id"], message.encode(),
+        ]
+        dispatch(args=args, keys=[broker.namespace], client=pipe)
+    pipe.execute()

@@ -12,8 +12,9 @@ import json
 import logging
 import sys
 import time
-import uuid
 from typing import Any
+
+from medspa.ids import fast_hex
 
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 
@@ -21,7 +22,7 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 
 def new_trace_id() -> str:
-    return uuid.uuid4().hex
+    return fast_hex()
 
 
 class JsonFormatter(logging.Formatter):

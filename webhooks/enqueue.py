@@ -14,6 +14,8 @@ import threading
 
 import dramatiq
 
+from medspa.broker import enqueue_batch
+
 log = logging.getLogger(__name__)
 
 
@@ -33,13 +35,23 @@ class BackgroundEnqueuer:
 
     def _run(self) -> None:
         while True:
-            message = self._queue.get()
-            if message is None:
+            first = self._queue.get()
+            batch = [first]
+            # Drain what accumulated meanwhile: one pipelined round trip for the lot.
+            while len(batch) < 256:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            messages = [m for m in batch if m is not None]
+            if messages:
+                try:
+                    enqueue_batch(self.broker, messages)
+                except Exception:
+                    log.exception("enqueue failed; the sweeper will re-enqueue", extra={"messages": len(messages)})
+            if stop:
                 return
-            try:
-                self.broker.enqueue(message)
-            except Exception:
-                log.exception("enqueue failed; the sweeper will re-enqueue", extra={"actor": message.actor_name})
 
     def close(self, timeout: float = 5.0) -> None:
         self._queue.put(None)

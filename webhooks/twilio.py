@@ -64,7 +64,8 @@ async def inbound_sms(request: Request) -> Response:
     )
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, route.clinic_id, inbox_id))
-        log.info("inbound sms recorded", extra={"clinic_id": route.clinic_id, "inbox_id": inbox_id})
+        # DEBUG: a log line per request is a write syscall on the hottest path; the inbox row carries the trace id.
+        log.debug("inbound sms recorded", extra={"clinic_id": route.clinic_id, "inbox_id": inbox_id})
     else:
         log.info("duplicate inbound sms ignored", extra={"clinic_id": route.clinic_id})
     return PlainTextResponse(EMPTY_TWIML, media_type="text/xml")

@@ -12,7 +12,16 @@ import threading
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from medspa.broker import BULK_QUEUE, INBOUND_QUEUE, OUTBOX_QUEUE, SCHEDULED_QUEUE, TURNS_QUEUE, build_broker
+from medspa.broker import (
+    BULK_QUEUE,
+    INBOUND_QUEUE,
+    OUTBOX_QUEUE,
+    SCHEDULED_QUEUE,
+    TURNS_QUEUE,
+    build_broker,
+    enqueue_batch,
+    message_for,
+)
 from medspa.logs import configure_logging
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
@@ -72,8 +81,8 @@ if _metrics_enabled:
 
 
 def _send_outbox(clinic_id: int, outbox_ids: list[int]) -> None:
-    for outbox_id in outbox_ids:
-        send_outbox.send(clinic_id, outbox_id)
+    # One pipelined Redis round trip for all of a turn's replies.
+    enqueue_batch(broker, [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, oid) for oid in outbox_ids])
 
 
 @dramatiq.actor(queue_name=INBOUND_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)

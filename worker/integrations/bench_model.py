@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,7 @@ from domain.ports import (
     ToolCall,
     TurnContext,
 )
+from medspa.ids import fast_hex
 
 
 class BenchModel:
@@ -42,7 +42,7 @@ class BenchModel:
             time.sleep(self.latency_s)  # simulated model time (this adapter's whole purpose)
             return ModelReply(content="Thanks! We got your message.", usage=usage, model=self.name)
         if messages and messages[-1].role != "tool":
-            call = ToolCall(id="call_" + uuid.uuid4().hex[:10], name="get_my_appointments", arguments=json.dumps({}))
+            call = ToolCall(id="call_" + fast_hex()[:10], name="get_my_appointments", arguments=json.dumps({}))
             return ModelReply(content=None, tool_calls=(call,), usage=usage, model=self.name)
         return ModelReply(content="Thanks! We got your message.", usage=usage, model=self.name)
 
@@ -51,7 +51,7 @@ class SinkSmsSender:
     """Accepts every message instantly (a zero-latency SMS provider for benchmarks)."""
 
     def send(self, message: OutboundSms) -> SmsSendResult:
-        return SmsSendResult(provider_message_id="SINK" + uuid.uuid4().hex, status="sent", segments=1)
+        return SmsSendResult(provider_message_id="SINK" + fast_hex(), status="sent", segments=1)
 
     def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
         return None
