@@ -375,6 +375,10 @@ class OutboxMessage(Base):
             "ix_outbox_pending", "clinic_id", "priority", "id", postgresql_where=text("status IN ('queued','sending')")
         ),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
+        Index(
+            "ix_outbox_conversation_unsent", "conversation_id", "id",
+            postgresql_where=text("status IN ('queued','sending','unknown')"),
+        ),
     )
 
 
@@ -389,7 +393,8 @@ class Payment(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), server_default="usd")
-    status: Mapped[str] = mapped_column(String(16), server_default="pending")  # pending|paid|expired|refunded|kept
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    # pending | paid | expired | kept | refund_due | refunded | refund_failed
     url: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime]
     refund_id: Mapped[str | None] = mapped_column(String(255))

@@ -23,7 +23,7 @@ from medspa.broker import build_broker
 from medspa.logs import configure_logging
 from medspa.secrets import load_webhook_secrets
 from medspa.settings import Settings, get_settings
-from webhooks import chat, stripe_events, twilio
+from webhooks import chat, dev_payments, stripe_events, twilio
 from webhooks.chat_store import ChatStore
 from webhooks.enqueue import BackgroundEnqueuer
 from webhooks.inbox import Inbox
@@ -132,6 +132,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.environment != "production":
         routes.append(Route("/", _demo_page, methods=["GET"]))
         routes.append(Route("/demo", _demo_page, methods=["GET"]))
+        # Local test-mode deposits (no Stripe keys): confirms through the same payment-event path.
+        routes.extend(dev_payments.routes())
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestMetrics)])
 
 

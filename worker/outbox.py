@@ -79,6 +79,9 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             return SendOutcome("skipped")
         if row["not_before"] is not None and row["not_before"] > now:
             return SendOutcome("deferred", int((row["not_before"] - now).total_seconds() * 1000))
+        if row["conversation_id"] is not None and row["kind"] in ORDERED_KINDS and _earlier_unsent(session, row):
+            # A patient reads replies in order: an earlier reply of this conversation goes first.
+            return SendOutcome("deferred", 100)
         suppressed = _suppression_reason(session, clinic_id, dict(row))
         if suppressed:
             session.execute(
@@ -105,6 +108,22 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             {"id": outbox_id},
         )
         return claimed
+
+
+ORDERED_KINDS = ("reply", "compliance", "staff")
+
+
+def _earlier_unsent(session: Any, row: Any) -> bool:
+    return session.execute(
+        text(
+            """SELECT EXISTS (SELECT 1 FROM outbox
+                              WHERE conversation_id = :conversation AND id < :id AND channel = :channel
+                                AND status IN ('queued', 'sending', 'unknown') AND kind = ANY(:kinds)
+                                AND (not_before IS NULL OR not_before <= now()))"""
+        ),
+        {"conversation": row["conversation_id"], "id": row["id"], "channel": row["channel"],
+         "kinds": list(ORDERED_KINDS)},
+    ).scalar_one()
 
 
 def _suppression_reason(session: Any, clinic_id: int, row: dict[str, Any]) -> str | None:

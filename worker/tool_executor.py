@@ -254,11 +254,11 @@ class DbToolExecutor:
     # ------------------------------------------------------------------ loading
     @property
     def hold_minutes(self) -> int:
-        """How long an unpaid deposit holds the slot: the argument, else policy ``deposit_hold_minutes``."""
-        if self._hold_minutes is not None:
-            return self._hold_minutes
+        """How long an unpaid deposit holds the slot: the clinic's policy ``deposit_hold_minutes``, else the
+        service-wide default passed in (``DEPOSIT_HOLD_MINUTES``)."""
         policies = self._clinic.policies if self._clinic else {}
-        return int(policies.get("deposit_hold_minutes", DEFAULT_HOLD_MINUTES) or DEFAULT_HOLD_MINUTES)
+        fallback = self._hold_minutes or DEFAULT_HOLD_MINUTES
+        return int(policies.get("deposit_hold_minutes", fallback) or fallback)
 
     def _scope(self) -> Any:
         return self.database.tenant_scope(self.clinic_id)
@@ -906,7 +906,7 @@ class DbToolExecutor:
                 metadata={"conversation_id": str(self.conversation_id)},
             )
         )
-        provider = "stripe" if link.session_id.startswith("cs_") else "local"
+        provider = "local" if link.session_id.startswith("cs_local_") else "stripe"
         with self._scope() as session:
             session.execute(
                 text(

@@ -636,6 +636,13 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status IN ('queued','sending')"),
     )
+    op.create_index(
+        "ix_outbox_conversation_unsent",
+        "outbox",
+        ["conversation_id", "id"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('queued','sending','unknown')"),
+    )
     op.create_index("ix_outbox_provider_message_id", "outbox", ["provider_message_id"], unique=False)
     op.create_table(
         "payments",
@@ -743,6 +750,11 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_payments_clinic_id"), table_name="payments")
     op.drop_index(op.f("ix_payments_appointment_id"), table_name="payments")
     op.drop_table("payments")
+    op.drop_index(
+        "ix_outbox_conversation_unsent",
+        table_name="outbox",
+        postgresql_where=sa.text("status IN ('queued','sending','unknown')"),
+    )
     op.drop_index("ix_outbox_provider_message_id", table_name="outbox")
     op.drop_index("ix_outbox_pending", table_name="outbox", postgresql_where=sa.text("status IN ('queued','sending')"))
     op.drop_index(op.f("ix_outbox_clinic_id"), table_name="outbox")

@@ -223,6 +223,7 @@ def start_inprocess_worker(settings: Settings, clock: FrozenClock, *, threads: i
     """A real Dramatiq worker (RedisBroker) running in this process with a test-built container."""
     import dramatiq
 
+    saved_env = os.environ.copy()
     os.environ.update(settings_env(settings))
     from medspa.settings import get_settings
 
@@ -238,6 +239,9 @@ def start_inprocess_worker(settings: Settings, clock: FrozenClock, *, threads: i
     def stop() -> None:
         worker.stop(timeout=10_000)
         container.close()
+        os.environ.clear()  # later stacks must not inherit this one's settings
+        os.environ.update(saved_env)
+        get_settings.cache_clear()
 
     return stop, container
 
