@@ -151,8 +151,9 @@ class Attached:
 def attach_inbound(
     session: Session, clinic_id: int, inbox_id: int, *, clinic_name: str, clinic_phone: str
 ) -> Attached | None:
-    """Attach inbox event ``inbox_id`` (and any earlier unattached events of the same sender) to the
-    sender's conversation.  Returns None when the event does not exist.  Idempotent."""
+    """Attach inbox event ``inbox_id`` — and every other recorded, unattached event of the same sender, in
+    inbox id (= arrival) order — to the sender's conversation, so a backlog of one patient's texts becomes
+    one turn that sees them all.  Returns None when the event does not exist.  Idempotent."""
     event = session.execute(
         text(
             "SELECT id, source, sender_key, payload, status, conversation_id, trace_id "
@@ -178,10 +179,10 @@ def attach_inbound(
         text(
             """SELECT id, source, payload, trace_id, provider_event_id,
                       extract(epoch FROM received_at) AS received_epoch FROM inbox_events
-               WHERE clinic_id = :clinic_id AND sender_key = :sender AND status = 'received' AND id <= :id
+               WHERE clinic_id = :clinic_id AND sender_key = :sender AND status = 'received'
                ORDER BY id FOR UPDATE"""
         ),
-        {"clinic_id": clinic_id, "sender": event["sender_key"], "id": inbox_id},
+        {"clinic_id": clinic_id, "sender": event["sender_key"]},
     ).mappings().all()
     attached = Attached(conversation_id=conversation_id)
     consent_state = consent if channel == "sms" else "unknown"
