@@ -29,8 +29,19 @@ HEARTBEAT_TIMEOUT_MS = 20_000
 MAINTENANCE_CHANCE = 20_000
 
 
+# An idle consumer polls Redis with a backoff that grows to the worker timeout (1 s by default): a new
+# message then waits up to a second per hop (webhook → turn → send).  Capping it keeps a reply's queueing
+# latency under ~100 ms per hop for ~10 cheap polls per second per idle queue.
+IDLE_POLL_MS = 100
+
+
+class LowLatencyRedisBroker(RedisBroker):
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):  # type: ignore[no-untyped-def]
+        return super().consume(queue_name, prefetch, min(timeout, IDLE_POLL_MS))
+
+
 def build_broker(redis_url: str) -> RedisBroker:
-    broker = RedisBroker(
+    broker = LowLatencyRedisBroker(
         url=redis_url,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,

@@ -74,7 +74,7 @@ class BenchInfra:
 
 
 @contextlib.contextmanager
-def bench_infrastructure() -> Iterator[BenchInfra]:
+def bench_infrastructure(*, keep: bool = False) -> Iterator[BenchInfra]:
     data_dir = Path(tempfile.mkdtemp(prefix="medspa-bench-"))
     os.chmod(data_dir, 0o755)
     try:
@@ -88,7 +88,10 @@ def bench_infrastructure() -> Iterator[BenchInfra]:
     finally:
         devstack.stop_redis(data_dir)
         devstack.stop_postgres(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if keep:
+            say(f"kept {data_dir} (process logs: *.log)")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class Processes:
@@ -430,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capped-recipients", type=int, default=600)
     parser.add_argument("--kb-chunks", type=int, default=10_000)
     parser.add_argument("--kb-queries", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in selected if s not in RUNNERS]
@@ -438,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     needs_infra = [s for s in selected if s != "campaign"]
     with contextlib.ExitStack() as stack:
-        infra = stack.enter_context(bench_infrastructure()) if needs_infra else None
+        infra = stack.enter_context(bench_infrastructure(keep=args.keep)) if needs_infra else None
         for name in selected:
             say(f"running {name}")
             results[name] = RUNNERS[name](infra, args)  # type: ignore[arg-type]
