@@ -23,7 +23,9 @@ def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, applicat
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per transaction. A connection broken by a database restart fails its
+        # first statement, SQLAlchemy then invalidates the pool, and the idempotent actor is retried.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"application_name": application_name, "connect_timeout": 10},
     )
