@@ -19,6 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _pg_bin() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-def _as_pg_user() -> dict[str, object]:
+def _as_pg_user() -> dict[str, Any]:
     """subprocess kwargs to run a server binary as a non-root user when we are root."""
     if os.geteuid() != 0:
         return {}
@@ -109,7 +110,7 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
         subprocess.run(
             [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", OWNER_ROLE,
              "--no-instructions"],
-            check=True, capture_output=True, **kwargs,  # type: ignore[arg-type]
+            check=True, capture_output=True, **kwargs,
         )
     if port_file.exists():
         port = int(port_file.read_text().strip())
@@ -140,7 +141,7 @@ def stop_postgres(data_dir: Path) -> None:
         return
     subprocess.run(
         [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-        capture_output=True, **_as_pg_user(),  # type: ignore[arg-type]
+        capture_output=True, **_as_pg_user(),
     )
 
 

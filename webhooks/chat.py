@@ -212,7 +212,7 @@ async def stream(request: Request) -> Response:
         yield b": connected\nretry: 2000\n\n"
         idle_rounds = 0
         while not await request.is_disconnected():
-            entries = await state.redis.xread({key: cursor}, block=15_000, count=50)
+            entries: Any = await state.redis.xread({key: cursor}, block=15_000, count=50)
             if not entries:
                 idle_rounds += 1
                 yield b": keep-alive\n\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -165,11 +166,11 @@ def handle_payment_event(clinic_id: int, inbox_id: int) -> None:
 
 
 def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
-    actor = {
+    actors: dict[str, dramatiq.Actor[Any, Any]] = {
         "inbound": handle_inbound_event, "payment": handle_payment_event, "conversation": run_conversation,
         "outbox": send_outbox, "outbox_bulk": send_outbox_bulk,
-    }[kind]
-    actor.send(clinic_id, item_id)
+    }
+    actors[kind].send(clinic_id, item_id)
 
 
 @dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)

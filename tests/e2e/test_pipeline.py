@@ -214,13 +214,13 @@ def _check_exactly_once_in_order(stack, phones: dict[str, int], per_conversation
     turns = defaultdict(list)
     for phone, first, last, started, finished in rows:
         turns[phone].append((first, last, started, finished))
-    for phone, spans in turns.items():
+    for spans in turns.values():
         covered = [s for first, last, _, _ in spans for s in range(first, last + 1)]
         assert covered == list(range(1, per_conversation + 1)), f"turn ranges overlap or skip: {spans}"
         for (_, _, _, prev_end), (_, _, next_start, _) in zip(spans, spans[1:], strict=False):
             assert next_start >= prev_end - _clock_slack(), "two turns of one conversation overlapped"
     inbound = defaultdict(list)
-    for phone, seq, body in seqs:
+    for phone, _seq, body in seqs:  # already ordered by inbound_seq
         inbound[phone].append(MARKER.search(body).group(0))
     for phone, index in phones.items():
         assert inbound[phone] == [f"c{index}-m{m}" for m in range(1, per_conversation + 1)]
