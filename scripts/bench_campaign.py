@@ -22,15 +22,11 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,39 +37,14 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from db.engine import Database, make_engine  # noqa: E402
-from medspa import devstack  # noqa: E402
-from medspa.services import load_seed, migrate  # noqa: E402
 
 OPTED_OUT_EVERY = 50  # 2 % of the synthetic clients opted out: excluded at send time
 WORKER_PROCESSES = 2
 WORKER_THREADS = 8
 
 
-@dataclass
-class BenchInfra:
-    data_dir: Path
-    app_url: str
-    owner_url: str
-    redis_url: str
-
-
-@contextlib.contextmanager
-def bench_infrastructure() -> Iterator[BenchInfra]:
-    data_dir = Path(tempfile.mkdtemp(prefix="medspa-bench-campaign-"))
-    os.chmod(data_dir, 0o755)
-    try:
-        pg_port = devstack.start_postgres(data_dir, fsync=False)
-        urls = devstack.bootstrap_database(pg_port)
-        redis_port = devstack.start_redis(data_dir, appendonly=False)
-        migrate(urls.owner_url)
-        load_seed(urls.owner_url)
-        yield BenchInfra(data_dir, urls.app_url, urls.owner_url, f"redis://127.0.0.1:{redis_port}/0")
-    finally:
-        with contextlib.suppress(Exception):
-            devstack.stop_redis(data_dir)
-        with contextlib.suppress(Exception):
-            devstack.stop_postgres(data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+# The same throwaway infrastructure as the other benchmarks (Postgres with fsync on).
+from scripts.bench import BenchInfra, bench_infrastructure  # noqa: E402
 
 
 def daytime_zone(now: datetime) -> str:
