@@ -579,7 +579,9 @@ def _list_appointments(appointments: list[dict[str, Any]]) -> str:
     return "; ".join(f"{a.get('service')} on {a.get('label')}" for a in appointments[:4])
 
 
-def _cancel_flow(view: _View) -> Decision:
+def _which_appointment(view: _View, verb: str, none_text: str) -> Decision | dict[str, Any]:
+    """Shared first steps of cancel and reschedule: a pending proposal, the patient's appointments, which one.
+    Returns the appointment the patient means, or the next decision (a tool call or a question)."""
     proposal = view.last("propose_action")
     if proposal is not None:
         return _proposal_text(view, proposal)
@@ -588,11 +590,22 @@ def _cancel_flow(view: _View) -> Decision:
         return _call(view, "get_my_appointments")
     appointments = [a for a in mine.result.get("appointments", []) if isinstance(a, dict)]
     if not appointments:
-        return "I don't see any upcoming appointments for you. If you booked by phone, our team can help: reply 'talk to a person'."
-    texts = [view.text, *view.earlier_user]
-    chosen = next((a for t in texts if (a := _pick_appointment(view, appointments, t))), None)
+        return none_text
+    chosen = next(
+        (a for t in [view.text, *view.earlier_user] if (a := _pick_appointment(view, appointments, t))), None
+    )
     if chosen is None:
-        return f"Which appointment would you like to cancel? {_list_appointments(appointments)}."
+        return f"Which appointment would you like to {verb}? {_list_appointments(appointments)}."
+    return chosen
+
+
+def _cancel_flow(view: _View) -> Decision:
+    chosen = _which_appointment(
+        view, "cancel",
+        "I don't see any upcoming appointments for you. If you booked by phone, our team can help: reply 'talk to a person'.",
+    )
+    if not isinstance(chosen, dict):
+        return chosen
     return _call(
         view, "propose_action", action="cancel", service=None, start=None, provider=None,
         appointment_id=chosen["appointment_id"],
@@ -600,20 +613,11 @@ def _cancel_flow(view: _View) -> Decision:
 
 
 def _reschedule_flow(view: _View) -> Decision:
-    proposal = view.last("propose_action")
-    if proposal is not None:
-        return _proposal_text(view, proposal)
-    mine = view.last("get_my_appointments")
-    if mine is None:
-        return _call(view, "get_my_appointments")
-    appointments = [a for a in mine.result.get("appointments", []) if isinstance(a, dict)]
-    if not appointments:
-        return "I don't see any upcoming appointments to move. Would you like to book a new one?"
-    chosen = next(
-        (a for t in [view.text, *view.earlier_user] if (a := _pick_appointment(view, appointments, t))), None
+    chosen = _which_appointment(
+        view, "move", "I don't see any upcoming appointments to move. Would you like to book a new one?"
     )
-    if chosen is None:
-        return f"Which appointment would you like to move? {_list_appointments(appointments)}."
+    if not isinstance(chosen, dict):
+        return chosen
     # The new time: from this message, else from the slots offered earlier in this flow.
     when = _reschedule_when(view, chosen)
     selection = _pick_offered(view, when)
