@@ -28,6 +28,11 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
+def add_clinic_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--clinic SLUG`` every clinic-scoped command takes (row-level security needs the clinic)."""
+    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medspa", description="MedSpa Agent: run the service and manage clinics from the command line."

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from medspa.cli import CommandError
+from medspa.cli import CommandError, add_clinic_argument
 from worker.automations import withdraw_appointment_messages
 
 LIVE = ("pending_deposit", "booked", "confirmed")
@@ -71,7 +71,7 @@ def register(subparsers: Any) -> None:
 
     listing = sub.add_parser("list", help="one day's appointments and blocks",
                              description="List one day's appointments and blocked time (clinic-local times).")
-    _clinic_arg(listing)
+    add_clinic_argument(listing)
     listing.add_argument("--date", metavar="YYYY-MM-DD", help="the day (default: today in the clinic's time zone)")
     listing.add_argument("--provider", metavar="SLUG", help="only this provider")
     fmt = listing.add_mutually_exclusive_group()
@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
                                         "patient once, applies the clinic's deposit rule and queues the calendar "
                                         "update.")
     cancel.add_argument("appointment_id", metavar="ID", type=int, help="appointment id (see: appointments list)")
-    _clinic_arg(cancel)
+    add_clinic_argument(cancel)
     cancel.add_argument("--reason", required=True, metavar="TEXT", help="why (kept on the appointment)")
     cancel.set_defaults(handler=appointments_cancel)
 
@@ -92,7 +92,7 @@ def register(subparsers: Any) -> None:
                           description="Move an appointment to a new clinic-local start time (same length); "
                                       "refuses an overlap with another appointment or block.")
     move.add_argument("appointment_id", metavar="ID", type=int, help="appointment id")
-    _clinic_arg(move)
+    add_clinic_argument(move)
     move.add_argument("--to", required=True, metavar='"YYYY-MM-DD HH:MM"', help="new clinic-local start time")
     move.add_argument("--provider", metavar="SLUG", help="also change the provider (default: keep)")
     move.set_defaults(handler=appointments_move)
@@ -100,7 +100,7 @@ def register(subparsers: Any) -> None:
     block = sub.add_parser("block", help="block a provider's time (no bookings then)",
                            description="Block a provider's time, e.g. training or leave. Refuses a block that "
                                        "overlaps an existing appointment or block.")
-    _clinic_arg(block)
+    add_clinic_argument(block)
     block.add_argument("--provider", required=True, metavar="SLUG", help="provider slug")
     block.add_argument("--from", dest="start", required=True, metavar='"YYYY-MM-DD HH:MM"',
                        help="start (clinic-local)")
@@ -110,14 +110,11 @@ def register(subparsers: Any) -> None:
 
     export = sub.add_parser("export", help="write one day's schedule as CSV",
                             description="Write one day's schedule (all providers) as CSV.")
-    _clinic_arg(export)
+    add_clinic_argument(export)
     export.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day")
     export.add_argument("--csv", required=True, metavar="FILE", help="CSV file to write ('-' for standard output)")
     export.set_defaults(handler=appointments_export)
 
-
-def _clinic_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
 
 
 # ---------------------------------------------------------------------------------------------- parsing

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from medspa.cli import CommandError
+from medspa.cli import CommandError, add_clinic_argument
 
 _COLUMNS = ["id", "name", "phone", "email", "consent", "tags", "last_visit", "next_visit"]
 _LIST_SQL = """
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     sub = clients.add_subparsers(dest="clients_command", metavar="SUBCOMMAND", required=True)
 
     listing = sub.add_parser("list", help="list a clinic's clients", description="List a clinic's clients.")
-    _clinic_arg(listing)
+    add_clinic_argument(listing)
     listing.add_argument("--limit", type=int, default=200, help="at most this many rows (default 200)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=clients_list)
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
                             description="Find clients whose name or email contains QUERY, or whose phone number "
                                         "contains QUERY's digits (any spelling: (415) 555-0142, 5550142, ...).")
     search.add_argument("query", metavar="QUERY", help="part of a name, email or phone number")
-    _clinic_arg(search)
+    add_clinic_argument(search)
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(handler=clients_search)
 
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
                           description="Show one client: details, appointments, conversations (recent messages) "
                                       "and the consent ledger.")
     show.add_argument("client_id", metavar="ID", type=int, help="client id (see: clients search)")
-    _clinic_arg(show)
+    add_clinic_argument(show)
     show.add_argument("--messages", type=int, default=10, help="recent messages per conversation (default 10)")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(handler=clients_show)
@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
                              description="Record consent the client gave in person (consent ledger source "
                                          "'staff'), with the exact wording they agreed to.")
     consent.add_argument("client_id", metavar="ID", type=int, help="client id")
-    _clinic_arg(consent)
+    add_clinic_argument(consent)
     choice = consent.add_mutually_exclusive_group(required=True)
     choice.add_argument("--opt-in", dest="kind", action="store_const", const="opt_in", help="client agreed to texts")
     choice.add_argument("--opt-out", dest="kind", action="store_const", const="opt_out",
@@ -70,9 +70,6 @@ def register(subparsers: Any) -> None:
                          help="what the client agreed to, as shown or read to them")
     consent.set_defaults(handler=clients_consent)
 
-
-def _clinic_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
 
 
 def _rows(clinic_id: int, where: str = "", params: dict[str, Any] | None = None, limit: int = 200) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from medspa.cli import CommandError
+from medspa.cli import CommandError, add_clinic_argument
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -32,30 +32,27 @@ def register(subparsers: Any) -> None:
                             description="Add or update articles from Markdown/text files or folders of them. "
                                         "Unchanged articles are skipped; embeddings use the configured embedder "
                                         "(OpenAI, local MiniLM, or none: full-text search only).")
-    _clinic_arg(ingest)
+    add_clinic_argument(ingest)
     ingest.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="a .md/.txt file or a folder of them")
     ingest.set_defaults(handler=kb_ingest)
 
     listing = sub.add_parser("list", help="list a clinic's articles", description="List a clinic's articles.")
-    _clinic_arg(listing)
+    add_clinic_argument(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=kb_list)
 
     show = sub.add_parser("show", help="print one article", description="Print one article's title and text.")
     show.add_argument("slug", metavar="SLUG", help="article slug (see: kb list)")
-    _clinic_arg(show)
+    add_clinic_argument(show)
     show.add_argument("--json", action="store_true", help="print JSON (with chunks) instead of text")
     show.set_defaults(handler=kb_show)
 
     delete = sub.add_parser("delete", help="delete one article and its chunks",
                             description="Delete one article and its search chunks; the agent stops citing it.")
     delete.add_argument("slug", metavar="SLUG", help="article slug (see: kb list)")
-    _clinic_arg(delete)
+    add_clinic_argument(delete)
     delete.set_defaults(handler=kb_delete)
 
-
-def _clinic_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain.agent_state import AgentState
-from medspa.cli import CommandError
+from medspa.cli import CommandError, add_clinic_argument
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
         description="Handoffs (emergency, urgent, normal, low; oldest first within each), conversations whose "
                     "last turn failed, and quarantined inbound messages.",
     )
-    _clinic_arg(attention)
+    add_clinic_argument(attention)
     attention.add_argument("--json", action="store_true", help="print JSON instead of a table")
     attention.set_defaults(handler=staff_attention)
 
@@ -95,7 +95,7 @@ def register(subparsers: Any) -> None:
                           description="Print the transcript (patient, agent and staff messages with times in the "
                                       "clinic's time zone), the agent state and the handoff reason.")
     _conversation_arg(show)
-    _clinic_arg(show)
+    add_clinic_argument(show)
     show.add_argument("--limit", type=int, default=50, help="the most recent N messages (default 50)")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(handler=staff_show)
@@ -105,7 +105,7 @@ def register(subparsers: Any) -> None:
                                        "outbox, marked as a staff message. The conversation stays with staff "
                                        "(the agent is silent) until `medspa staff handback`.")
     _conversation_arg(reply)
-    _clinic_arg(reply)
+    add_clinic_argument(reply)
     reply.add_argument("--text", required=True, metavar="TEXT", help="the message to send")
     reply.add_argument("--as", dest="as_name", default="staff", metavar="NAME",
                        help="who is replying (recorded with the message; default 'staff')")
@@ -115,18 +115,15 @@ def register(subparsers: Any) -> None:
                            description="Put the conversation in handoff (reason 'paused by staff'): the agent "
                                        "stays silent until `medspa staff handback`.")
     _conversation_arg(pause)
-    _clinic_arg(pause)
+    add_clinic_argument(pause)
     pause.set_defaults(handler=staff_pause)
 
     handback = sub.add_parser("handback", help="give the conversation back to the agent",
                               description="Clear the handoff: the agent answers the patient's next message.")
     _conversation_arg(handback)
-    _clinic_arg(handback)
+    add_clinic_argument(handback)
     handback.set_defaults(handler=staff_handback)
 
-
-def _clinic_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
 
 
 def _conversation_arg(parser: argparse.ArgumentParser) -> None:

@@ -69,10 +69,12 @@ class AutomationSpec:
         return timedelta(hours=float(self.settings.get(key, default)))
 
 
-_BASE = """
-    SELECT a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, c.phone_e164, c.timezone,
-           c.consent_state, c.sms_status, s.name AS service_name, s.category AS service_category,
-           p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
+# The appointment, its client, service and provider, and how many marketing texts the client got (this
+# week and ever: the frequency cap and the first-message opt-out footer).  Shared by every automation query.
+_APPOINTMENT_FACTS = """
+    a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, c.phone_e164, c.timezone,
+    c.consent_state, c.sms_status, s.name AS service_name, s.category AS service_category,
+    p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
     FROM appointments a
     JOIN clients c ON c.id = a.client_id
     LEFT JOIN services s ON s.id = a.service_id
@@ -81,6 +83,10 @@ _BASE = """
         SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
         FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
           AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+"""
+
+_BASE = f"""
+    SELECT {_APPOINTMENT_FACTS}
     WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.client_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
                         AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
@@ -140,18 +146,7 @@ _REBOOK = f"""
 
 _WIN_BACK = f"""
     SELECT * FROM (
-        SELECT DISTINCT ON (a.client_id) a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name,
-               c.phone_e164, c.timezone, c.consent_state, c.sms_status, s.name AS service_name,
-               s.category AS service_category, p.name AS provider_name, coalesce(m.week, 0) AS week,
-               coalesce(m.ever, 0) AS ever
-        FROM appointments a
-        JOIN clients c ON c.id = a.client_id
-        LEFT JOIN services s ON s.id = a.service_id
-        LEFT JOIN providers p ON p.id = a.provider_id
-        LEFT JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
-            FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
-              AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+        SELECT DISTINCT ON (a.client_id) {_APPOINTMENT_FACTS}
         WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
           AND NOT {_FUTURE}
         ORDER BY a.client_id, a.starts_at DESC) last_visit
