@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _SET_CLINIC = text("SELECT set_config('app.clinic_id', :clinic_id, true)")
+SET_CLINIC_SQL = "SELECT set_config('app.clinic_id', %s, true)"
 
 
 def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, application_name: str = "medspa") -> Engine:
@@ -46,6 +49,30 @@ class Database:
             yield session
 
     @contextmanager
+    def tenant_connection(self, clinic_id: int) -> Iterator[psycopg.Connection[Any]]:
+        """The hot path's scope: the pooled psycopg connection itself, in pipeline mode, one transaction with
+        the clinic set; committed on success, rolled back on error.
+
+        Why not a Session: the turn pipeline is CPU-bound, and an ORM session costs ~0.5 ms per transaction
+        and ~0.1 ms per statement of Python on top of psycopg.  In pipeline mode statements are sent without
+        waiting; a ``fetch*`` waits for everything queued before it (one round trip), so ``set_config`` and
+        independent writes travel together.  Same pool, same RLS rule as ``tenant_scope``.
+        """
+        fairy = self.engine.raw_connection()
+        conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
+        try:
+            with conn.pipeline():
+                conn.execute(SET_CLINIC_SQL, (str(int(clinic_id)),))
+                yield conn
+                conn.commit()
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+        finally:
+            fairy.close()
+
+    @contextmanager
     def directory_scope(self) -> Iterator[Session]:
         """A transaction with no clinic set: only the tenant directory is visible (RLS fails closed)."""
         with self._sessions() as session, session.begin():
@@ -53,3 +80,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def driver_connection(session: Session | Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy session or connection, inside the same transaction (so
+    hot-path helpers written for ``tenant_connection`` also serve callers holding a ``tenant_scope``)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    return connection.connection.driver_connection  # type: ignore[return-value]

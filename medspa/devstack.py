@@ -126,6 +126,9 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
         f"-p {port}", "-h 127.0.0.1", f"-k {pgdata}",
         "-c max_connections=300", "-c shared_buffers=256MB", "-c log_min_messages=warning",
     ]
+    extra = os.environ.get("MEDSPA_PG_OPTIONS", "").strip()
+    if extra:
+        opts.append(extra)
     if not fsync:
         # Throwaway test servers: durability of the host's disk is not under test, and fsync dominates on CI.
         opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
@@ -26,6 +27,7 @@ from medspa.broker import (
 from medspa.logs import configure_logging
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
+from worker.conversations import ClaimedSend
 from worker.metrics_setup import configure_worker_metrics
 from worker.sms_rate import SmsRateLimiter
 
@@ -81,23 +83,31 @@ if _metrics_enabled:
     broker.add_middleware(Prometheus())
 
 
-def _send_outbox(clinic_id: int, outbox_ids: list[int]) -> None:
+def _send_outbox(clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = (), /) -> None:
     """Send just-committed conversation replies right here, in order, instead of another queue hop (a hop
-    costs a poll interval of latency and an actor dispatch).  The claim step still guarantees at most once;
-    anything that must wait or be retried goes to the ``send_outbox`` actor."""
-    from worker.outbox import RetryLater, send_outbox_message
+    costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
+    produced them; the others go through the claim step.  Either way each row is sent at most once; anything
+    that must wait or be retried goes to the ``send_outbox`` actor."""
+    from worker.outbox import RetryLater, send_claimed, send_outbox_message
 
     later: list[dramatiq.Message] = []
-    for index, outbox_id in enumerate(outbox_ids):
+    work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
+    for index, item in enumerate(work):
+        outbox_id = item if isinstance(item, int) else item.id
         try:
-            outcome = send_outbox_message(container(), limiter(), clinic_id, outbox_id)
+            if isinstance(item, int):
+                outcome = send_outbox_message(container(), limiter(), clinic_id, item)
+            else:
+                outcome = send_claimed(container(), limiter(), clinic_id, item)
         except RetryLater:
             later.append(message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id))
             continue
         except Exception:
+            # A claimed row left in 'sending' is reconciled by the sweeper (never blindly re-sent).
             log.exception("inline send failed; handing the rest to the send actor",
                           extra={"clinic_id": clinic_id, "outbox_id": outbox_id})
-            later += [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, oid) for oid in outbox_ids[index:]]
+            later += [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, w if isinstance(w, int) else w.id)
+                      for w in work[index:]]
             break
         if outcome.status == "deferred":
             send_outbox.send_with_options(args=(clinic_id, outbox_id), delay=max(50, outcome.delay_ms or 100))

@@ -54,7 +54,7 @@ class Container:
             self.database, clinic_id=clinic_id, client_id=client_id, conversation_id=conversation_id,
             fence_version=fence_version, now=self.clock.now(), payments=self.payments, calendar=self.calendar,
             embedder=self.embedder, public_base_url=self.settings.public_base_url,
-            hold_minutes=self.settings.deposit_hold_minutes,
+            hold_minutes=self.settings.deposit_hold_minutes, clinic=self.clinic(clinic_id)[0],
         )
 
     def clinic(self, clinic_id: int) -> tuple[ClinicProfile, dict[str, Any]]:

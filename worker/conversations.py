@@ -12,24 +12,38 @@ Ordering and exclusivity, across any number of worker processes:
 - the same UPDATE releases the lease only if no newer message arrived
   (``last_inbound_seq`` is read under the row lock), otherwise the holder runs
   one more turn that sees every message of the burst.
+
+Why raw psycopg in pipeline mode (``Database.tenant_connection``): this is the
+hottest code in the service and it is CPU-bound.  Statements that do not depend
+on each other's results are queued and travel in one round trip; a turn costs
+three short transactions (attach + lease + snapshot, commit, mark sent) plus
+whatever its tools do.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+import psycopg
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from db.engine import driver_connection
 from domain import compliance
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput, TurnOutput
 from domain.ports import ChatMessage
+from domain.segments import count_segments
 
 log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+
+# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.
+ORDERED_KINDS = ("reply", "compliance", "staff")
 
 
 class StaleTurn(Exception):
@@ -91,54 +105,81 @@ class OutboxRow:
     trace_id: str = ""
 
 
-def insert_outbox(session: Session, clinic_id: int, rows: list[OutboxRow]) -> list[int]:
+@dataclass
+class ClaimedSend:
+    """An outbox row the turn's own commit claimed (``sending``) for the worker to send right away."""
+
+    id: int
+    channel: str
+    kind: str
+    to_address: str
+    from_address: str
+    body: str
+    meta: dict[str, Any]
+    conversation_id: int | None
+    client_id: int | None
+    trace_id: str
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "channel": self.channel, "kind": self.kind, "to_address": self.to_address,
+            "from_address": self.from_address, "body": self.body, "meta": self.meta,
+            "conversation_id": self.conversation_id, "client_id": self.client_id, "trace_id": self.trace_id,
+            "was_unknown": False, "claimed_at": None, "created_at": None,
+        }
+
+
+_INSERT_OUTBOX = """
+INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
+                    meta, dedupe_key, trace_id, segments, encoding)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)
+ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
+RETURNING id
+"""
+
+
+def _outbox_params(clinic_id: int, row: OutboxRow) -> tuple[Any, ...]:
+    segments, encoding = _segment_fields(row)
+    return (
+        clinic_id, row.conversation_id, row.client_id, row.channel, row.kind, row.priority, row.to_address,
+        row.from_address, row.body, json.dumps(row.meta), row.dedupe_key, row.trace_id, segments, encoding,
+    )
+
+
+def insert_outbox(conn: Conn | Session | Connection, clinic_id: int, rows: list[OutboxRow]) -> list[int]:
+    """Queue rows for sending (``queued``); a row whose dedupe key exists already is skipped.  Returns the new
+    ids.  Takes the hot path's psycopg connection or a ``tenant_scope`` session (same transaction either way)."""
+    if not isinstance(conn, psycopg.Connection):
+        conn = driver_connection(conn)
+    cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in rows]
     ids: list[int] = []
-    for row in rows:
-        result = session.execute(
-            text(
-                """INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address,
-                                       from_address, body, meta, dedupe_key, trace_id, segments, encoding)
-                   VALUES (:clinic_id, :conversation_id, :client_id, :channel, :kind, :priority, :to_address,
-                           :from_address, :body, CAST(:meta AS jsonb), :dedupe_key, :trace_id, :segments, :encoding)
-                   ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
-                   RETURNING id"""
-            ),
-            {
-                "clinic_id": clinic_id, "conversation_id": row.conversation_id, "client_id": row.client_id,
-                "channel": row.channel, "kind": row.kind, "priority": row.priority, "to_address": row.to_address,
-                "from_address": row.from_address, "body": row.body, "meta": json.dumps(row.meta),
-                "dedupe_key": row.dedupe_key, "trace_id": row.trace_id, **_segment_fields(row),
-            },
-        ).scalar_one_or_none()
-        if result is not None:
-            ids.append(int(result))
+    for cursor in cursors:
+        found = cursor.fetchone()
+        if found is not None:
+            ids.append(int(found[0]))
     return ids
 
 
-def _segment_fields(row: OutboxRow) -> dict[str, Any]:
-    from domain.segments import count_segments
-
+def _segment_fields(row: OutboxRow) -> tuple[int, str]:
     if row.channel != "sms":
-        return {"segments": 1, "encoding": "text"}
+        return 1, "text"
     info = count_segments(row.body)
-    return {"segments": info.segments, "encoding": info.encoding}
+    return info.segments, info.encoding
 
 
 # ------------------------------------------------------------------ attach
-def record_failed_delivery(session: Session, inbox_id: int, error: str, max_attempts: int) -> str:
+def record_failed_delivery(conn: Conn, inbox_id: int, error: str, max_attempts: int) -> str:
     """Count a failed delivery of an inbox event; quarantine it after ``max_attempts``.
     Returns 'retry', 'quarantined' or 'done' (it was handled meanwhile)."""
-    status = session.execute(
-        text(
-            """UPDATE inbox_events SET attempts = attempts + 1, last_error = :error,
-                      status = CASE WHEN attempts + 1 >= :max THEN 'quarantined' ELSE status END
-               WHERE id = :id AND status = 'received' RETURNING status"""
-        ),
-        {"id": inbox_id, "max": max_attempts, "error": error[:200]},
-    ).scalar_one_or_none()
-    if status is None:
+    found = conn.execute(
+        """UPDATE inbox_events SET attempts = attempts + 1, last_error = %s,
+                  status = CASE WHEN attempts + 1 >= %s THEN 'quarantined' ELSE status END
+           WHERE id = %s AND status = 'received' RETURNING status""",
+        (error[:200], max_attempts, inbox_id),
+    ).fetchone()
+    if found is None:
         return "done"
-    return "quarantined" if status == "quarantined" else "retry"
+    return "quarantined" if found[0] == "quarantined" else "retry"
 
 
 @dataclass
@@ -148,139 +189,120 @@ class Attached:
     newly_attached: int = 0
 
 
+# The event plus, for SMS, the sender's client and conversation when they exist already (one round trip).
+_EVENT = """
+SELECT e.id, e.source, e.sender_key, e.payload, e.status, e.conversation_id, cl.id, cl.consent_state, cv.id
+FROM inbox_events e
+LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.payload->>'from'
+LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
+WHERE e.id = %s
+"""
+_LOCK_CONVERSATION = "SELECT last_inbound_seq FROM conversations WHERE id = %s FOR UPDATE"
+_SENDER_BACKLOG = """
+SELECT id, payload, trace_id, provider_event_id, extract(epoch FROM received_at)::float8
+FROM inbox_events
+WHERE clinic_id = %s AND sender_key = %s AND status = 'received'
+ORDER BY id FOR UPDATE
+"""
+_INSERT_INBOUND = """
+INSERT INTO messages (clinic_id, conversation_id, direction, role, body, inbound_seq, channel, provider_message_id,
+                      meta)
+VALUES (%s, %s, 'inbound', 'user', %s, %s, %s, %s, %s::jsonb)
+"""
+
+
 def attach_inbound(
-    session: Session, clinic_id: int, inbox_id: int, *, clinic_name: str, clinic_phone: str
+    conn: Conn, clinic_id: int, inbox_id: int, *, clinic_name: str, clinic_phone: str
 ) -> Attached | None:
     """Attach inbox event ``inbox_id`` — and every other recorded, unattached event of the same sender, in
     inbox id (= arrival) order — to the sender's conversation, so a backlog of one patient's texts becomes
     one turn that sees them all.  Returns None when the event does not exist.  Idempotent."""
-    event = session.execute(
-        text(
-            "SELECT id, source, sender_key, payload, status, conversation_id, trace_id "
-            "FROM inbox_events WHERE id = :id"
-        ),
-        {"id": inbox_id},
-    ).mappings().one_or_none()
+    event = conn.execute(_EVENT, (inbox_id,)).fetchone()
     if event is None:
         return None
-    if event["status"] != "received":
-        return Attached(conversation_id=int(event["conversation_id"] or 0))
-    payload = event["payload"]
-    consent = "unknown"
-    if event["source"] == "sms":
-        client_id, conversation_id, consent = _sms_conversation(session, clinic_id, payload["from"])
+    _, source, sender_key, payload, status, done_conversation, client_id, consent, conversation_id = event
+    if status != "received":
+        return Attached(conversation_id=int(done_conversation or 0))
+    if source == "sms":
         channel = "sms"
+        if client_id is None or conversation_id is None:
+            client_id, conversation_id, consent = _sms_conversation(conn, clinic_id, payload["from"])
     else:
+        channel, consent = "chat", "unknown"
         client_id, conversation_id = int(payload["client_id"]), int(payload["conversation_id"])
-        channel = "chat"
     # The conversation row lock serialises attaching with other attaches and with turn commits.
-    session.execute(text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": conversation_id})
-    events = session.execute(
-        text(
-            """SELECT id, source, payload, trace_id, provider_event_id,
-                      extract(epoch FROM received_at) AS received_epoch FROM inbox_events
-               WHERE clinic_id = :clinic_id AND sender_key = :sender AND status = 'received'
-               ORDER BY id FOR UPDATE"""
-        ),
-        {"clinic_id": clinic_id, "sender": event["sender_key"]},
-    ).mappings().all()
-    attached = Attached(conversation_id=conversation_id)
-    consent_state = consent if channel == "sms" else "unknown"
-    for ev in events:
-        outbox_ids, consent_state = _attach_one(
-            session, clinic_id, client_id, conversation_id, channel, ev, clinic_name, clinic_phone, consent_state
-        )
-        attached.outbox_ids += outbox_ids
-        attached.newly_attached += 1
+    lock = conn.execute(_LOCK_CONVERSATION, (conversation_id,))
+    backlog = conn.execute(_SENDER_BACKLOG, (clinic_id, sender_key))
+    locked = lock.fetchone()
+    if locked is None:
+        raise LookupError(f"conversation {conversation_id} of inbox event {inbox_id} does not exist")
+    last_seq = int(locked[0])
+    events = backlog.fetchall()
+    attached = Attached(conversation_id=int(conversation_id), newly_attached=len(events))
+    if not events:
+        return attached
+    consent_state = str(consent or "unknown") if channel == "sms" else "unknown"
+    inbound_rows: list[tuple[Any, ...]] = []
+    outbox_rows: list[OutboxRow] = []
+    for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
+        body = str(event_payload.get("body", ""))
+        meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
+        if channel == "sms":
+            intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
+            if intent is not None:
+                meta["compliance"] = intent.value
+                if intent is compliance.KeywordIntent.OPT_OUT:
+                    consent_state = "opted_out"
+                elif intent is compliance.KeywordIntent.OPT_IN:
+                    consent_state = "opted_in"
+                outbox_rows.append(_apply_keyword(
+                    conn, clinic_id, int(client_id), int(conversation_id), event_payload, intent, body, clinic_name,
+                    clinic_phone, int(event_id), trace_id,
+                ))
+        inbound_rows.append((
+            clinic_id, conversation_id, body, last_seq + index + 1, channel, str(provider_event_id), json.dumps(meta),
+        ))
+    conn.execute(
+        "UPDATE conversations SET last_inbound_seq = %s, last_message_at = now() WHERE id = %s",
+        (last_seq + len(events), conversation_id),
+    )
+    conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
+    conn.execute(
+        """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
+           WHERE id = ANY(%s)""",
+        (conversation_id, [int(e[0]) for e in events]),
+    )
+    if outbox_rows:
+        attached.outbox_ids = insert_outbox(conn, clinic_id, outbox_rows)
     return attached
 
 
-def _sms_conversation(session: Session, clinic_id: int, phone: str) -> tuple[int, int, str]:
-    client_id, consent = session.execute(
-        text(
-            """WITH ins AS (
-                   INSERT INTO clients (clinic_id, phone_e164) VALUES (:clinic_id, :phone)
-                   ON CONFLICT (clinic_id, phone_e164) DO NOTHING RETURNING id, consent_state)
-               SELECT id, consent_state FROM ins UNION ALL
-               SELECT id, consent_state FROM clients WHERE clinic_id = :clinic_id AND phone_e164 = :phone LIMIT 1"""
-        ),
-        {"clinic_id": clinic_id, "phone": phone},
-    ).one()
-    conversation_id = session.execute(
-        text(
-            """WITH ins AS (
-                   INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:clinic_id, :client_id, 'sms')
-                   ON CONFLICT (clinic_id, client_id, channel) DO NOTHING RETURNING id)
-               SELECT id FROM ins UNION ALL
-               SELECT id FROM conversations WHERE clinic_id = :clinic_id AND client_id = :client_id
-                   AND channel = 'sms' LIMIT 1"""
-        ),
-        {"clinic_id": clinic_id, "client_id": client_id},
-    ).scalar_one()
-    return int(client_id), int(conversation_id), str(consent)
-
-
-def _attach_one(
-    session: Session,
-    clinic_id: int,
-    client_id: int,
-    conversation_id: int,
-    channel: str,
-    event: Any,
-    clinic_name: str,
-    clinic_phone: str,
-    consent_state: str,
-) -> tuple[list[int], str]:
-    """Attach one event; returns its compliance replies and the client's consent state afterwards."""
-    payload = event["payload"]
-    body = str(payload.get("body", ""))
-    seq = session.execute(
-        text(
-            """UPDATE conversations SET last_inbound_seq = last_inbound_seq + 1, last_message_at = now()
-               WHERE id = :id RETURNING last_inbound_seq"""
-        ),
-        {"id": conversation_id},
-    ).scalar_one()
-    meta: dict[str, Any] = {
-        "inbox_id": int(event["id"]), "trace_id": event["trace_id"], "received_at": float(event["received_epoch"]),
-    }
-    outbox: list[OutboxRow] = []
-    if channel == "sms":
-        intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
-        if intent is not None:
-            meta["compliance"] = intent.value
-            if intent is compliance.KeywordIntent.OPT_OUT:
-                consent_state = "opted_out"
-            elif intent is compliance.KeywordIntent.OPT_IN:
-                consent_state = "opted_in"
-            outbox += _apply_keyword(
-                session, clinic_id, client_id, conversation_id, payload, intent, body, clinic_name, clinic_phone,
-                int(event["id"]), event["trace_id"],
-            )
-    session.execute(
-        text(
-            """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, inbound_seq, channel,
-                                     provider_message_id, meta)
-               VALUES (:clinic_id, :conversation_id, 'inbound', 'user', :body, :seq, :channel, :provider_id,
-                       CAST(:meta AS jsonb))"""
-        ),
-        {
-            "clinic_id": clinic_id, "conversation_id": conversation_id, "body": body, "seq": seq,
-            "channel": channel, "provider_id": str(event["provider_event_id"]), "meta": json.dumps(meta),
-        },
-    )
-    session.execute(
-        text(
-            """UPDATE inbox_events SET status = 'processed', processed_at = now(),
-                      conversation_id = :conversation_id WHERE id = :id"""
-        ),
-        {"id": event["id"], "conversation_id": conversation_id},
-    )
-    return insert_outbox(session, clinic_id, outbox), consent_state
+def _sms_conversation(conn: Conn, clinic_id: int, phone: str) -> tuple[int, int, str]:
+    """First contact: create (or find, when another worker just did) the client and their SMS conversation."""
+    client = conn.execute(
+        """WITH ins AS (
+               INSERT INTO clients (clinic_id, phone_e164) VALUES (%(clinic)s, %(phone)s)
+               ON CONFLICT (clinic_id, phone_e164) DO NOTHING RETURNING id, consent_state)
+           SELECT id, consent_state FROM ins UNION ALL
+           SELECT id, consent_state FROM clients WHERE clinic_id = %(clinic)s AND phone_e164 = %(phone)s LIMIT 1""",
+        {"clinic": clinic_id, "phone": phone},
+    ).fetchone()
+    assert client is not None
+    conversation = conn.execute(
+        """WITH ins AS (
+               INSERT INTO conversations (clinic_id, client_id, channel) VALUES (%(clinic)s, %(client)s, 'sms')
+               ON CONFLICT (clinic_id, client_id, channel) DO NOTHING RETURNING id)
+           SELECT id FROM ins UNION ALL
+           SELECT id FROM conversations WHERE clinic_id = %(clinic)s AND client_id = %(client)s AND channel = 'sms'
+           LIMIT 1""",
+        {"clinic": clinic_id, "client": client[0]},
+    ).fetchone()
+    assert conversation is not None
+    return int(client[0]), int(conversation[0]), str(client[1])
 
 
 def _apply_keyword(
-    session: Session,
+    conn: Conn,
     clinic_id: int,
     client_id: int,
     conversation_id: int,
@@ -291,147 +313,161 @@ def _apply_keyword(
     clinic_phone: str,
     inbox_id: int,
     trace_id: str,
-) -> list[OutboxRow]:
+) -> OutboxRow:
     """STOP / START / HELP, before any model: the consent ledger, the client's state, one confirmation."""
     phone = payload["from"]
     kind = {"opt_out": "opt_out", "opt_in": "opt_in", "help": "help"}[intent.value]
-    session.execute(
-        text(
-            """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-               VALUES (:clinic_id, :client_id, :phone, :kind, 'sms_keyword', :wording)"""
-        ),
-        {"clinic_id": clinic_id, "client_id": client_id, "phone": phone, "kind": kind, "wording": body[:500]},
+    conn.execute(
+        """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
+           VALUES (%s, %s, %s, %s, 'sms_keyword', %s)""",
+        (clinic_id, client_id, phone, kind, body[:500]),
     )
     if intent is compliance.KeywordIntent.OPT_OUT:
-        session.execute(text("UPDATE clients SET consent_state = 'opted_out' WHERE id = :id"), {"id": client_id})
+        conn.execute("UPDATE clients SET consent_state = 'opted_out' WHERE id = %s", (client_id,))
         reply = compliance.opt_out_confirmation(clinic_name)
     elif intent is compliance.KeywordIntent.OPT_IN:
-        session.execute(text("UPDATE clients SET consent_state = 'opted_in' WHERE id = :id"), {"id": client_id})
+        conn.execute("UPDATE clients SET consent_state = 'opted_in' WHERE id = %s", (client_id,))
         reply = compliance.opt_in_confirmation(clinic_name)
     else:
         reply = compliance.help_reply(clinic_name, clinic_phone)
-    return [
-        OutboxRow(
-            channel="sms", kind="compliance", to_address=phone, from_address=payload.get("to", ""), body=reply,
-            client_id=client_id, conversation_id=conversation_id, priority=0,
-            dedupe_key=f"compliance:{inbox_id}", trace_id=trace_id,
-        )
-    ]
+    return OutboxRow(
+        channel="sms", kind="compliance", to_address=phone, from_address=payload.get("to", ""), body=reply,
+        client_id=client_id, conversation_id=conversation_id, priority=0,
+        dedupe_key=f"compliance:{inbox_id}", trace_id=trace_id,
+    )
 
 
 # ------------------------------------------------------------------ lease
-def try_acquire_lease(session: Session, conversation_id: int, owner: str, lease_seconds: int) -> Lease | None:
-    row = session.execute(
-        text(
-            """WITH previous AS (SELECT lease_owner FROM conversations WHERE id = :id FOR UPDATE)
-               UPDATE conversations
-               SET lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :secs),
-                   version = version + 1, failed_turns = failed_turns + 1
-               WHERE id = :id AND last_inbound_seq > answered_seq
-                 AND (lease_owner IS NULL OR lease_expires_at < now())
-               RETURNING version, failed_turns, (SELECT lease_owner FROM previous) IS NOT NULL AS took_over"""
-        ),
-        {"id": conversation_id, "owner": owner, "secs": lease_seconds},
-    ).one_or_none()
-    if row is None:
-        return None
-    return Lease(conversation_id, owner, int(row[0]), int(row[1]), took_over=bool(row[2]))
+# Takes the lease when it is free or expired and something is unanswered; returns the snapshot's head too.
+# ``previous`` is read with the statement's snapshot, i.e. before this update (was someone holding it?).
+_TAKE_LEASE = """
+UPDATE conversations c
+SET lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(secs)s),
+    version = c.version + 1, failed_turns = c.failed_turns + 1
+FROM (SELECT id, lease_owner FROM conversations WHERE id = %(id)s) previous, clients cl
+WHERE c.id = %(id)s AND previous.id = c.id AND cl.id = c.client_id
+  AND c.last_inbound_seq > c.answered_seq AND (c.lease_owner IS NULL OR c.lease_expires_at < now())
+RETURNING c.version, c.failed_turns, previous.lease_owner IS NOT NULL,
+          c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
+          cl.phone_e164, cl.consent_state, cl.name, cl.email
+"""
+_HEAD = """
+SELECT c.version, c.failed_turns, false, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
+       cl.phone_e164, cl.consent_state, cl.name, cl.email
+FROM conversations c JOIN clients cl ON cl.id = c.client_id WHERE c.id = %s
+"""
 
 
-def extend_lease(session: Session, lease: Lease, lease_seconds: int) -> None:
-    updated = session.execute(
-        text(
-            """UPDATE conversations SET lease_expires_at = now() + make_interval(secs => :secs)
-               WHERE id = :id AND version = :version AND lease_owner = :owner"""
-        ),
-        {"id": lease.conversation_id, "version": lease.version, "owner": lease.owner, "secs": lease_seconds},
+@dataclass(frozen=True)
+class _Head:
+    lease: Lease
+    client_id: int
+    channel: str
+    agent_state: str
+    slots: dict[str, Any]
+    answered_seq: int
+    phone: str | None
+    consent_state: str
+    name: str | None
+    email: str | None
+
+
+def _head(conversation_id: int, owner: str, row: tuple[Any, ...]) -> _Head:
+    version, failed, took_over, client_id, channel, state, slots, answered, phone, consent, name, email = row
+    return _Head(
+        Lease(conversation_id, owner, int(version), int(failed), took_over=bool(took_over)),
+        int(client_id), str(channel), str(state).lower(), dict(slots or {}), int(answered), phone, str(consent),
+        name, email,
     )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
-        raise StaleTurn(f"lease on conversation {lease.conversation_id} was taken over")
 
 
-def quarantine(session: Session, lease: Lease) -> int:
+def try_acquire_lease(conn: Conn, conversation_id: int, owner: str, lease_seconds: int) -> _Head | None:
+    row = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds}).fetchone()
+    return None if row is None else _head(conversation_id, owner, row)
+
+
+def quarantine(conn: Conn, lease: Lease) -> int:
     """Give up on messages that crashed turns repeatedly: hand the conversation to staff, stop looping.
     Returns how many messages were quarantined."""
-    answered = session.execute(
-        text("SELECT answered_seq FROM conversations WHERE id = :id"), {"id": lease.conversation_id}
-    ).scalar_one()
-    updated = session.execute(
-        text(
-            """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
-                      handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
-                      lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
-               WHERE id = :id AND version = :version AND lease_owner = :owner"""
-        ),
-        {"id": lease.conversation_id, "version": lease.version, "owner": lease.owner},
+    answered = conn.execute(
+        "SELECT answered_seq FROM conversations WHERE id = %s", (lease.conversation_id,)
+    ).fetchone()
+    updated = conn.execute(
+        """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
+                  handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
+                  lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
+           WHERE id = %s AND version = %s AND lease_owner = %s""",
+        (lease.conversation_id, lease.version, lease.owner),
     )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
+    if answered is None or updated.rowcount != 1:
         raise StaleTurn(f"lease on conversation {lease.conversation_id} was taken over")
-    result = session.execute(
-        text(
-            """UPDATE inbox_events SET status = 'quarantined', last_error = 'turn failed repeatedly'
-               WHERE id IN (SELECT (meta->>'inbox_id')::bigint FROM messages
-                            WHERE conversation_id = :id AND inbound_seq > :answered)"""
-        ),
-        {"id": lease.conversation_id, "answered": answered},
+    result = conn.execute(
+        """UPDATE inbox_events SET status = 'quarantined', last_error = 'turn failed repeatedly'
+           WHERE id IN (SELECT (meta->>'inbox_id')::bigint FROM messages
+                        WHERE conversation_id = %s AND inbound_seq > %s)""",
+        (lease.conversation_id, answered[0]),
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
 # ------------------------------------------------------------------ snapshot
-def load_snapshot(session: Session, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
-    conv = session.execute(
-        text(
-            """SELECT c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
-                      cl.phone_e164, cl.consent_state, cl.name, cl.email
-               FROM conversations c JOIN clients cl ON cl.id = c.client_id WHERE c.id = :id"""
-        ),
-        {"id": lease.conversation_id},
-    ).mappings().one()
-    answered = int(conv["answered_seq"])
-    pending = [
-        PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {})
-        for r in session.execute(
-            text(
-                """SELECT id, inbound_seq, body, meta FROM messages
-                   WHERE conversation_id = :id AND inbound_seq > :answered ORDER BY inbound_seq"""
-            ),
-            {"id": lease.conversation_id, "answered": answered},
-        )
-    ]
-    history_rows = session.execute(
-        text(
-            """SELECT role, body FROM messages
-               WHERE conversation_id = :id AND role IN ('user', 'assistant', 'staff') AND body <> ''
-                 AND (inbound_seq IS NULL OR inbound_seq <= :answered)
-               ORDER BY id DESC LIMIT :n"""
-        ),
-        {"id": lease.conversation_id, "answered": answered, "n": history_window},
-    ).all()
+_PENDING = """
+SELECT id, inbound_seq, body, meta FROM messages
+WHERE conversation_id = %s AND inbound_seq > %s ORDER BY conversation_id, inbound_seq
+"""
+_HISTORY = """
+SELECT role, body FROM messages
+WHERE conversation_id = %s AND role IN ('user', 'assistant', 'staff') AND body <> ''
+  AND (inbound_seq IS NULL OR inbound_seq <= %s)
+ORDER BY conversation_id DESC, id DESC LIMIT %s
+"""
+_UPCOMING = """
+SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
+FROM appointments a LEFT JOIN services s ON s.id = a.service_id
+JOIN providers p ON p.id = a.provider_id
+WHERE a.client_id = %s AND a.starts_at > now() - interval '1 hour'
+  AND a.status IN ('pending_deposit', 'booked', 'confirmed')
+ORDER BY a.starts_at LIMIT 5
+"""
+
+
+def _load(conn: Conn, clinic_id: int, head: _Head, history_window: int) -> Snapshot:
+    conversation_id = head.lease.conversation_id
+    pending_cur = conn.execute(_PENDING, (conversation_id, head.answered_seq))
+    history_cur = conn.execute(_HISTORY, (conversation_id, head.answered_seq, history_window))
+    upcoming_cur = conn.execute(_UPCOMING, (head.client_id,))
+    pending = [PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending_cur.fetchall()]
     history = [
-        ChatMessage(role="assistant" if role == "staff" else role, content=body) for role, body in reversed(history_rows)
+        ChatMessage(role="assistant" if role == "staff" else role, content=body)
+        for role, body in reversed(history_cur.fetchall())
     ]
-    upcoming = [
-        AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5])
-        for r in session.execute(
-            text(
-                """SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
-                   FROM appointments a LEFT JOIN services s ON s.id = a.service_id
-                   JOIN providers p ON p.id = a.provider_id
-                   WHERE a.client_id = :client_id AND a.starts_at > now() - interval '1 hour'
-                     AND a.status IN ('pending_deposit', 'booked', 'confirmed')
-                   ORDER BY a.starts_at LIMIT 5"""
-            ),
-            {"client_id": conv["client_id"]},
-        )
-    ]
+    upcoming = [AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming_cur.fetchall()]
     return Snapshot(
-        lease=lease, clinic_id=clinic_id, client_id=int(conv["client_id"]), channel=conv["channel"],
-        client_phone=conv["phone_e164"], consent_state=conv["consent_state"],
-        agent_state=str(conv["agent_state"]).lower(),
-        slots=dict(conv["slots"] or {}), answered_seq=answered, pending=pending, history=history,
-        upcoming=upcoming, client_name=conv["name"], client_email=conv["email"],
+        lease=head.lease, clinic_id=clinic_id, client_id=head.client_id, channel=head.channel,
+        client_phone=head.phone, consent_state=head.consent_state, agent_state=head.agent_state,
+        slots=head.slots, answered_seq=head.answered_seq, pending=pending, history=history, upcoming=upcoming,
+        client_name=head.name, client_email=head.email,
     )
+
+
+def lease_and_load(conn: Conn, clinic_id: int, conversation_id: int, owner: str, lease_seconds: int,
+                   history_window: int, quarantine_after: int) -> tuple[Snapshot | None, Lease | None]:
+    """Take the lease and load the snapshot.  Returns (snapshot, None) normally, (None, lease) when the lease
+    was taken but the conversation has failed too often (the caller quarantines), (None, None) otherwise."""
+    head = try_acquire_lease(conn, conversation_id, owner, lease_seconds)
+    if head is None:
+        return None, None
+    if head.lease.failed_turns > quarantine_after:
+        return None, head.lease
+    return _load(conn, clinic_id, head, history_window), None
+
+
+def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
+    row = conn.execute(_HEAD, (lease.conversation_id,)).fetchone()
+    if row is None:
+        raise StaleTurn(f"conversation {lease.conversation_id} is gone")
+    # The lease stays the one this worker holds (the head query does not take it again).
+    return _load(conn, clinic_id, replace(_head(lease.conversation_id, lease.owner, row), lease=lease), history_window)
 
 
 def turn_input(snapshot: Snapshot, clinic: ClinicProfile, now: datetime, trace_id: str) -> TurnInput:
@@ -462,111 +498,157 @@ class TurnRecord:
     trace_id: str
 
 
+@dataclass
+class Committed:
+    outbox_ids: list[int]  # queued rows for the send actor (not claimed here)
+    claimed: list[ClaimedSend]  # rows this commit claimed: send them now, in order
+    more_pending: bool  # newer messages arrived during the turn: the lease is kept for one more turn
+
+
+_FENCED_UPDATE = """
+UPDATE conversations SET
+    answered_seq = %(last_seq)s, agent_state = %(state)s, slots = %(slots)s::jsonb, failed_turns = 0,
+    handoff_reason = COALESCE(%(handoff_reason)s, handoff_reason),
+    handoff_urgency = COALESCE(%(handoff_urgency)s, handoff_urgency),
+    lease_owner = CASE WHEN last_inbound_seq > %(last_seq)s THEN lease_owner END,
+    lease_expires_at = CASE WHEN last_inbound_seq > %(last_seq)s THEN now() + make_interval(secs => %(secs)s) END
+WHERE id = %(id)s AND version = %(version)s AND lease_owner = %(owner)s
+RETURNING last_inbound_seq
+"""
+_INSERT_TURN = """
+INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, model, prompt_tokens,
+                   completion_tokens, steps, outcome, model_latency_ms, latency_ms, trace_id, worker, started_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+# Rows of this turn refer to it by the sequence's current value in this session (no round trip for the id).
+_INSERT_TRANSCRIPT = """
+INSERT INTO messages (clinic_id, conversation_id, direction, role, body, tool_calls, tool_call_id, channel, turn_id)
+VALUES (%s, %s, 'internal', %s, %s, %s::jsonb, %s, %s, currval('turns_id_seq'))
+"""
+_INSERT_TOOL_CALL = """
+INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
+VALUES (%s, currval('turns_id_seq'), %s, %s, %s::jsonb, %s::jsonb, %s, %s)
+"""
+# One reply: its history message and its outbox row (carrying the message id, so a reconnecting chat widget
+# dedupes the stream against the history).  The first reply is claimed for an immediate send when nothing of
+# this conversation is still waiting to go out before it and, for SMS, the patient can receive it; anything
+# else stays queued for the send actor, which re-checks everything.
+_INSERT_REPLY = """
+WITH message AS (
+    INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, turn_id, meta)
+    VALUES (%(clinic)s::bigint, %(conversation)s::bigint, 'outbound', 'assistant', %(history_body)s,
+            %(channel)s::text, currval('turns_id_seq'), %(message_meta)s::jsonb)
+    RETURNING id
+), claim AS (
+    SELECT %(claim)s::bool
+           AND NOT EXISTS (SELECT 1 FROM outbox o
+                           WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
+                             AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
+                             AND (o.not_before IS NULL OR o.not_before <= now()))
+           AND (%(channel)s::text <> 'sms' OR NOT EXISTS (
+                    SELECT 1 FROM clients cl WHERE cl.id = %(client)s::bigint
+                      AND (cl.consent_state = 'opted_out' OR cl.sms_status IN ('invalid', 'not_mobile'))))
+           AS now
+)
+INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
+                    meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at)
+SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, 'reply', %(priority)s,
+       %(to)s, %(from)s, %(body)s, %(meta)s::jsonb || jsonb_build_object('message_id', message.id), %(dedupe)s,
+       %(trace)s, %(segments)s, %(encoding)s,
+       CASE WHEN claim.now THEN 'sending' ELSE 'queued' END,
+       CASE WHEN claim.now THEN 1 ELSE 0 END,
+       CASE WHEN claim.now THEN now() END
+FROM message, claim
+ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
+RETURNING id, status, meta
+"""
+
+
 def commit_turn(
-    session: Session,
+    conn: Conn,
     snapshot: Snapshot,
     record: TurnRecord,
     outbox_rows: list[OutboxRow],
     lease_seconds: int,
-) -> tuple[list[int], bool]:
-    """Write one turn's results under the fence.  Returns (outbox ids, more messages pending)."""
+    *,
+    claim_first_reply: bool = True,
+) -> Committed:
+    """Write one turn's results under the fence, in one round trip (plus the commit)."""
     out = record.output
     lease = snapshot.lease
-    handoff_reason = out.handoff.reason if out.handoff else None
-    handoff_urgency = out.handoff.urgency if out.handoff else None
-    newest = session.execute(
-        text(
-            """UPDATE conversations SET
-                   answered_seq = :last_seq, agent_state = :state, slots = CAST(:slots AS jsonb), failed_turns = 0,
-                   handoff_reason = COALESCE(:handoff_reason, handoff_reason),
-                   handoff_urgency = COALESCE(:handoff_urgency, handoff_urgency),
-                   lease_owner = CASE WHEN last_inbound_seq > :last_seq THEN lease_owner END,
-                   lease_expires_at = CASE WHEN last_inbound_seq > :last_seq
-                                           THEN now() + make_interval(secs => :secs) END
-               WHERE id = :id AND version = :version AND lease_owner = :owner
-               RETURNING last_inbound_seq"""
-        ),
-        {
-            "id": lease.conversation_id, "version": lease.version, "owner": lease.owner,
-            "last_seq": snapshot.last_seq, "state": out.agent_state, "slots": json.dumps(out.slots, default=str),
-            "handoff_reason": handoff_reason, "handoff_urgency": handoff_urgency, "secs": lease_seconds,
-        },
-    ).scalar_one_or_none()
-    if newest is None:
-        raise StaleTurn(f"conversation {lease.conversation_id} moved on (version {lease.version})")
-    turn_id = session.execute(
-        text(
-            """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, model,
-                                  prompt_tokens, completion_tokens, steps, outcome, model_latency_ms, latency_ms,
-                                  trace_id, worker, started_at)
-               VALUES (:clinic_id, :conversation_id, :first_seq, :last_seq, :before, :after, :model, :pt, :ct,
-                       :steps, :outcome, :mlat, :lat, :trace, :worker, :started)
-               RETURNING id"""
-        ),
-        {
-            "clinic_id": snapshot.clinic_id, "conversation_id": lease.conversation_id,
-            "first_seq": snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
-            "last_seq": snapshot.last_seq, "before": snapshot.agent_state, "after": out.agent_state,
-            "model": out.model, "pt": out.usage.prompt_tokens, "ct": out.usage.completion_tokens,
-            "steps": out.steps, "outcome": out.outcome, "mlat": out.model_latency_ms, "lat": record.latency_ms,
-            "trace": record.trace_id, "worker": record.worker, "started": record.started_at,
-        },
-    ).scalar_one()
-    message_rows: list[dict[str, Any]] = []
-    for msg in out.transcript:
-        message_rows.append(
-            {
-                "role": msg.role, "body": msg.content or "",
-                "tool_calls": json.dumps([
-                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls
-                ]) if msg.tool_calls else None,
-                "tool_call_id": msg.tool_call_id, "direction": "internal", "meta": "{}",
-            }
-        )
-    if message_rows:
-        session.execute(
-            text(
-                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, tool_calls, tool_call_id,
-                                         channel, turn_id, meta)
-                   VALUES (:clinic_id, :conversation_id, :direction, :role, :body, CAST(:tool_calls AS jsonb),
-                           :tool_call_id, :channel, :turn_id, CAST(:meta AS jsonb))"""
-            ),
-            [
-                {**row, "clinic_id": snapshot.clinic_id, "conversation_id": lease.conversation_id,
-                 "channel": snapshot.channel, "turn_id": turn_id}
-                for row in message_rows
-            ],
-        )
-    reply_rows = iter(row for row in outbox_rows if row.kind == "reply")
-    for reply in out.replies:
-        meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
-        message_id = session.execute(
-            text(
-                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, turn_id, meta)
-                   VALUES (:clinic_id, :conversation_id, 'outbound', 'assistant', :body, :channel, :turn_id,
-                           CAST(:meta AS jsonb)) RETURNING id"""
-            ),
-            {"clinic_id": snapshot.clinic_id, "conversation_id": lease.conversation_id, "body": reply.text,
-             "channel": snapshot.channel, "turn_id": turn_id,
-             "meta": json.dumps(meta if reply.quick_replies else {})},
-        ).scalar_one()
-        outbox_row = next(reply_rows, None)
-        if outbox_row is not None:
-            # The chat stream and the history use the same id, so a reconnecting widget dedupes.
-            outbox_row.meta["message_id"] = int(message_id)
+    clinic_id, conversation_id = snapshot.clinic_id, lease.conversation_id
+    fence = conn.execute(_FENCED_UPDATE, {
+        "id": conversation_id, "version": lease.version, "owner": lease.owner, "last_seq": snapshot.last_seq,
+        "state": out.agent_state, "slots": json.dumps(out.slots, default=str),
+        "handoff_reason": out.handoff.reason if out.handoff else None,
+        "handoff_urgency": out.handoff.urgency if out.handoff else None, "secs": lease_seconds,
+    })
+    conn.execute(_INSERT_TURN, (
+        clinic_id, conversation_id, snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
+        snapshot.last_seq, snapshot.agent_state, out.agent_state, out.model, out.usage.prompt_tokens,
+        out.usage.completion_tokens, out.steps, out.outcome, out.model_latency_ms, record.latency_ms,
+        record.trace_id, record.worker, record.started_at,
+    ))
+    cursor = conn.cursor()
+    if out.transcript:
+        cursor.executemany(_INSERT_TRANSCRIPT, [
+            (
+                clinic_id, conversation_id, msg.role, msg.content or "",
+                json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls])
+                if msg.tool_calls else None,
+                msg.tool_call_id, snapshot.channel,
+            )
+            for msg in out.transcript
+        ])
     if out.tool_audit:
-        session.execute(
-            text(
-                """INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
-                   VALUES (:clinic_id, :turn_id, :call_id, :name, CAST(:arguments AS jsonb), CAST(:result AS jsonb),
-                           :ok, :latency_ms)"""
-            ),
-            [
-                {"clinic_id": snapshot.clinic_id, "turn_id": turn_id, "call_id": a.call_id, "name": a.name,
-                 "arguments": json.dumps(a.arguments, default=str), "result": json.dumps(a.result, default=str),
-                 "ok": a.ok, "latency_ms": a.latency_ms}
-                for a in out.tool_audit
-            ],
+        cursor.executemany(_INSERT_TOOL_CALL, [
+            (clinic_id, a.call_id, a.name, json.dumps(a.arguments, default=str), json.dumps(a.result, default=str),
+             a.ok, a.latency_ms)
+            for a in out.tool_audit
+        ])
+    reply_rows = [row for row in outbox_rows if row.kind == "reply"]
+    other_rows = [row for row in outbox_rows if row.kind != "reply"]
+    replies: list[tuple[OutboxRow, psycopg.Cursor[Any]]] = []
+    for index, reply in enumerate(out.replies):
+        row = reply_rows[index] if index < len(reply_rows) else None
+        message_meta = (
+            {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
+            if reply.quick_replies else {}
         )
-    outbox_ids = insert_outbox(session, snapshot.clinic_id, outbox_rows)
-    return outbox_ids, int(newest) > snapshot.last_seq
+        if row is None:  # a reply with nowhere to go (no outbox row): history only
+            conn.execute(
+                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, turn_id, meta)
+                   VALUES (%s, %s, 'outbound', 'assistant', %s, %s, currval('turns_id_seq'), %s::jsonb)""",
+                (clinic_id, conversation_id, reply.text, snapshot.channel, json.dumps(message_meta)),
+            )
+            continue
+        segments, encoding = _segment_fields(row)
+        replies.append((row, conn.execute(_INSERT_REPLY, {
+            "clinic": clinic_id, "conversation": conversation_id, "client": row.client_id, "channel": row.channel,
+            "history_body": reply.text, "message_meta": json.dumps(message_meta), "priority": row.priority,
+            "to": row.to_address, "from": row.from_address, "body": row.body, "meta": json.dumps(row.meta),
+            "dedupe": row.dedupe_key, "trace": row.trace_id, "segments": segments, "encoding": encoding,
+            "claim": claim_first_reply and index == 0, "ordered": list(ORDERED_KINDS),
+        })))
+    other_cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in other_rows]
+    newest = fence.fetchone()  # waits for everything queued above
+    if newest is None:
+        raise StaleTurn(f"conversation {conversation_id} moved on (version {lease.version})")
+    committed = Committed(outbox_ids=[], claimed=[], more_pending=int(newest[0]) > snapshot.last_seq)
+    for row, reply_cursor in replies:
+        inserted = reply_cursor.fetchone()
+        if inserted is None:
+            continue
+        outbox_id, status, meta = int(inserted[0]), inserted[1], inserted[2]
+        if status == "sending":
+            committed.claimed.append(ClaimedSend(
+                outbox_id, row.channel, row.kind, row.to_address, row.from_address, row.body, meta,
+                row.conversation_id, row.client_id, row.trace_id,
+            ))
+        else:
+            committed.outbox_ids.append(outbox_id)
+    for other in other_cursors:
+        found = other.fetchone()
+        if found is not None:
+            committed.outbox_ids.append(int(found[0]))
+    return committed

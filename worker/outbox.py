@@ -23,6 +23,7 @@ from domain.ports import OutboundSms, SmsSendError
 from medspa import metrics
 from worker.automations import appointment_still_live
 from worker.container import Container
+from worker.conversations import ORDERED_KINDS, ClaimedSend
 from worker.sms_rate import SmsRateLimiter
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,17 @@ def send_outbox_message(container: Container, limiter: SmsRateLimiter, clinic_id
     if outcome.status == "sent" and row.get("created_at") is not None:
         lag = (container.clock.now() - row["created_at"]).total_seconds()
         metrics.outbox_lag.labels(row["channel"]).observe(max(0.0, lag))
+    return outcome
+
+
+def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, claimed: ClaimedSend) -> SendOutcome:
+    """Send a row the turn's own commit claimed (``sending``, consent and order checked in that transaction):
+    the same path as ``send_outbox_message`` after its claim step."""
+    row = claimed.as_row()
+    outcome = _publish_chat(container, clinic_id, row) if claimed.channel == "chat" else _send_sms(
+        container, limiter, clinic_id, row
+    )
+    metrics.sends.labels(claimed.channel, claimed.kind, outcome.status).inc()
     return outcome
 
 
@@ -108,9 +120,6 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             {"id": outbox_id},
         )
         return claimed
-
-
-ORDERED_KINDS = ("reply", "compliance", "staff")
 
 
 def _earlier_unsent(session: Any, row: Any) -> bool:
@@ -218,27 +227,22 @@ def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row
 def _mark_sent(
     container: Container, clinic_id: int, outbox_id: int, *, provider_id: str | None, segments: int | None
 ) -> None:
-    with container.database.tenant_scope(clinic_id) as session:
-        session.execute(
-            text(
-                """UPDATE outbox SET status = 'sent', sent_at = now(),
-                          provider_message_id = COALESCE(:pid, provider_message_id),
-                          segments = COALESCE(:segments, segments)
-                   WHERE id = :id AND status = 'sending'"""
-            ),
-            {"id": outbox_id, "pid": provider_id, "segments": segments},
+    # One round trip: BEGIN, the clinic, the update and COMMIT travel together (pipeline mode).
+    with container.database.tenant_connection(clinic_id) as conn:
+        conn.execute(
+            """UPDATE outbox SET status = 'sent', sent_at = now(),
+                      provider_message_id = COALESCE(%s, provider_message_id), segments = COALESCE(%s, segments)
+               WHERE id = %s AND status = 'sending'""",
+            (provider_id, segments, outbox_id),
         )
 
 
 def _set_status(container: Container, clinic_id: int, outbox_id: int, status: str, *, undo_attempt: bool = False) -> None:
-    with container.database.tenant_scope(clinic_id) as session:
-        session.execute(
-            text(
-                f"""UPDATE outbox SET status = :status
-                       {', attempts = attempts - 1' if undo_attempt else ''}
-                    WHERE id = :id AND status = 'sending'"""
-            ),
-            {"id": outbox_id, "status": status},
+    with container.database.tenant_connection(clinic_id) as conn:
+        conn.execute(
+            f"""UPDATE outbox SET status = %s {', attempts = attempts - 1' if undo_attempt else ''}
+                WHERE id = %s AND status = 'sending'""",
+            (status, outbox_id),
         )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from domain import availability
 from domain.catalog import ServiceRef, find_service_mentions
+from domain.conversation import ClinicProfile
 from domain.ports import BusyInterval, Calendar, CalendarError, DepositRequest, Embedder, PaymentError, Payments
 from domain.prompt import local_label
 from domain.timeparse import AFTERNOON, EVENING, MORNING
@@ -212,6 +213,7 @@ class DbToolExecutor:
         embedder: Embedder | None,
         public_base_url: str,
         hold_minutes: int | None = None,
+        clinic: ClinicProfile | None = None,
     ) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
@@ -226,7 +228,12 @@ class DbToolExecutor:
         self.embedder = embedder
         self.public_base_url = public_base_url.rstrip("/")
         self._hold_minutes = hold_minutes
-        self._clinic: _Clinic | None = None
+        # The pipeline passes the clinic profile it already holds (cached per process): no query per tool call.
+        self._clinic: _Clinic | None = (
+            _Clinic(clinic.id, clinic.name, clinic.timezone, clinic.business_hours or {}, list(clinic.holidays or []),
+                    clinic.policies or {})
+            if clinic is not None and clinic.id == clinic_id else None
+        )
 
     # ------------------------------------------------------------------ dispatch
     def execute(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

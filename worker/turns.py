@@ -3,15 +3,17 @@
 Per turn: one transaction to attach (+ take the lease + load the snapshot),
 the brain (model + tools, no transaction held open), one fenced transaction to
 commit everything (messages, state, audit, outbox) and release or keep the
-lease; replies are sent from the outbox after the commit.
+lease; replies are sent from the outbox after the commit — the first one
+claimed by the commit itself, so sending it costs no extra transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from domain.agent_state import AgentState
 from domain.conversation import Handoff, Reply, TurnOutput
@@ -22,22 +24,28 @@ from medspa.logs import trace_id_var
 from worker.automations import handle_reminder_reply
 from worker.container import Container
 from worker.conversations import (
+    ClaimedSend,
+    Conn,
     OutboxRow,
     Snapshot,
     StaleTurn,
     TurnRecord,
     attach_inbound,
     commit_turn,
+    lease_and_load,
     load_snapshot,
     quarantine,
     record_failed_delivery,
-    try_acquire_lease,
     turn_input,
 )
 
 log = logging.getLogger(__name__)
 
-SendOutbox = Callable[[int, list[int]], None]
+
+class SendOutbox(Protocol):
+    """Sends committed outbox rows: ``claimed`` first (already ``sending``, in order), then ``outbox_ids``."""
+
+    def __call__(self, clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = ..., /) -> None: ...
 
 
 @dataclass
@@ -50,17 +58,17 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
     """Attach the inbound event, then run the conversation's turns if no other worker is."""
     clinic, _ = container.clinic(clinic_id)
     try:
-        with container.database.tenant_scope(clinic_id) as session:
-            attached = attach_inbound(session, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
+        with container.database.tenant_connection(clinic_id) as conn:
+            attached = attach_inbound(conn, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
             if attached is None:
                 log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
                 return InboundResult(None)
-            snapshot = _lease_and_load(container, session, clinic_id, attached.conversation_id)
+            snapshot = _lease_and_load(container, conn, clinic_id, attached.conversation_id)
     except Exception as exc:
         # Count the failed delivery in its own transaction; a poison event is quarantined instead of looping.
-        with container.database.tenant_scope(clinic_id) as session:
+        with container.database.tenant_connection(clinic_id) as conn:
             outcome = record_failed_delivery(
-                session, inbox_id, type(exc).__name__, container.settings.quarantine_after_attempts
+                conn, inbox_id, type(exc).__name__, container.settings.quarantine_after_attempts
             )
         if outcome == "quarantined":
             metrics.quarantined.labels("inbound_event").inc()
@@ -77,31 +85,33 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
 
 def run_conversation(container: Container, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:
     """Take the lease (if free or expired) and run turns until nothing is pending.  Returns turns run."""
-    with container.database.tenant_scope(clinic_id) as session:
-        snapshot = _lease_and_load(container, session, clinic_id, conversation_id)
+    with container.database.tenant_connection(clinic_id) as conn:
+        snapshot = _lease_and_load(container, conn, clinic_id, conversation_id)
     if snapshot is None:
         return 0
     return run_turns(container, snapshot, send)
 
 
-def _lease_and_load(container: Container, session, clinic_id: int, conversation_id: int) -> Snapshot | None:  # type: ignore[no-untyped-def]
+def _lease_and_load(container: Container, conn: Conn, clinic_id: int, conversation_id: int) -> Snapshot | None:
     settings = container.settings
-    lease = try_acquire_lease(session, conversation_id, container.worker_name, settings.lease_seconds)
-    if lease is None:
-        return None
-    if lease.took_over:
+    snapshot, failing = lease_and_load(
+        conn, clinic_id, conversation_id, container.worker_name, settings.lease_seconds, settings.history_window,
+        settings.quarantine_after_attempts,
+    )
+    lease = snapshot.lease if snapshot is not None else failing
+    if lease is not None and lease.took_over:
         metrics.lease_takeovers.inc()
         log.warning("took over a conversation whose lease expired",
                     extra={"clinic_id": clinic_id, "conversation_id": conversation_id})
-    if lease.failed_turns > settings.quarantine_after_attempts:
-        count = quarantine(session, lease)
+    if failing is not None:
+        count = quarantine(conn, failing)
         metrics.quarantined.labels("conversation").inc()
         log.error(
             "conversation quarantined after repeated turn failures; handed to staff",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "messages": count},
         )
         return None
-    return load_snapshot(session, clinic_id, lease, settings.history_window)
+    return snapshot
 
 
 def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox) -> int:
@@ -119,11 +129,11 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
             worker=container.worker_name, trace_id=trace_id_var.get(),
         )
         try:
-            with container.database.tenant_scope(snapshot.clinic_id) as session:
-                outbox_ids, more = commit_turn(session, snapshot, record, rows, container.settings.lease_seconds)
+            with container.database.tenant_connection(snapshot.clinic_id) as conn:
+                committed = commit_turn(conn, snapshot, record, rows, container.settings.lease_seconds)
                 next_snapshot = (
-                    load_snapshot(session, snapshot.clinic_id, snapshot.lease, container.settings.history_window)
-                    if more else None
+                    load_snapshot(conn, snapshot.clinic_id, snapshot.lease, container.settings.history_window)
+                    if committed.more_pending else None
                 )
         except StaleTurn:
             metrics.stale_turns.inc()
@@ -142,8 +152,8 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
                 "model": output.model, "model_ms": output.model_latency_ms, "turn_ms": record.latency_ms,
             },
         )
-        if outbox_ids:
-            send(snapshot.clinic_id, outbox_ids)
+        if committed.claimed or committed.outbox_ids:
+            send(snapshot.clinic_id, committed.outbox_ids, committed.claimed)
         snapshot = next_snapshot
     return turns
 
