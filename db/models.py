@@ -59,8 +59,20 @@ def _created() -> Mapped[datetime]:
     return mapped_column(server_default=func.now())
 
 
-def _clinic_fk() -> Mapped[int]:
-    return mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=True)
+def _clinic_fk(*, index: bool = True) -> Mapped[int]:
+    return mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), index=index)
+
+
+def _clinic_column() -> Mapped[int]:
+    """``clinic_id`` of a high-volume append table (messages, turns, outbox, ...): pinned to the transaction's
+    clinic by the row-level-security WITH CHECK, but neither a foreign key nor indexed on its own.
+
+    A foreign key makes every insert lock the clinic's one row FOR KEY SHARE, and concurrent lockers of a row
+    share a MultiXact that Postgres rewrites per locker: a hotspot every writer of a clinic queues on.  An
+    index on clinic_id alone selects nothing (a clinic's queries always narrow further), costs a write per
+    insert, and — the RLS predicate being indexable — lures the planner away from the right index whenever
+    statistics are stale.  See migration 0002."""
+    return mapped_column(BigInteger)
 
 
 # ------------------------------------------------------------------ tenant directory
@@ -150,7 +162,7 @@ class ProviderService(Base):
 class Client(Base):
     __tablename__ = "clients"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
     phone_e164: Mapped[str | None] = mapped_column(String(20))
     name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
@@ -184,7 +196,7 @@ class ConsentEvent(Base):
 class Appointment(Base):
     __tablename__ = "appointments"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
     kind: Mapped[str] = mapped_column(String(16), server_default="appointment")  # appointment | block
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
@@ -230,7 +242,7 @@ class Appointment(Base):
 class Conversation(Base):
     __tablename__ = "conversations"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(8))  # sms | chat
     agent_state: Mapped[str] = mapped_column(String(32), server_default="idle")  # domain.agent_state.AgentState
@@ -254,7 +266,7 @@ class Conversation(Base):
 class Message(Base):
     __tablename__ = "messages"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound | internal
     role: Mapped[str] = mapped_column(String(16))  # user | assistant | tool | staff | system
@@ -279,7 +291,7 @@ class InboxEvent(Base):
 
     __tablename__ = "inbox_events"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     source: Mapped[str] = mapped_column(String(16))  # sms | chat | stripe
     provider_event_id: Mapped[str] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]]
@@ -303,7 +315,7 @@ class InboxEvent(Base):
 class Turn(Base):
     __tablename__ = "turns"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(BigInteger)
@@ -325,7 +337,7 @@ class Turn(Base):
 class ToolCallRecord(Base):
     __tablename__ = "tool_calls"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
     call_id: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(64))
@@ -339,7 +351,7 @@ class ToolCallRecord(Base):
 class OutboxMessage(Base):
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     channel: Mapped[str] = mapped_column(String(8))  # sms | chat
@@ -385,7 +397,7 @@ class OutboxMessage(Base):
 class Payment(Base):
     __tablename__ = "payments"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
     appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
     provider: Mapped[str] = mapped_column(String(16))  # stripe | local
@@ -508,7 +520,7 @@ class Campaign(Base):
 class CampaignRecipient(Base):
     __tablename__ = "campaign_recipients"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_fk()
+    clinic_id: Mapped[int] = _clinic_column()
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")

@@ -100,3 +100,7 @@ def load_seed(owner_url: str, path: Path | None = None) -> None:
     sql = (path or REPO_ROOT / "seed_data.sql").read_text()
     with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[call-overload]
+        # Fresh statistics after a bulk load.  Without them the planner takes the new tables for empty and
+        # picks the low-selectivity clinic_id indexes (the row-level-security predicate is indexable) over the
+        # right ones, and keeps doing so while the tables grow until autovacuum first analyzes them.
+        conn.execute("ANALYZE")

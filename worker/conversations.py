@@ -539,7 +539,7 @@ WITH message AS (
     VALUES (%(clinic)s::bigint, %(conversation)s::bigint, 'outbound', 'assistant', %(history_body)s,
             %(channel)s::text, currval('turns_id_seq'), %(message_meta)s::jsonb)
     RETURNING id
-), claim AS (
+), claim AS MATERIALIZED (
     SELECT %(claim)s::bool
            AND NOT EXISTS (SELECT 1 FROM outbox o
                            WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
