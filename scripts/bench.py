@@ -261,68 +261,24 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
 
 # ------------------------------------------------------------------ llm_bound
 def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
-    """Closed loop: ``concurrency`` patients each text, wait for the reply, text again."""
-    from tests.fakes.twilio_api import FakeTwilioApi
+    """Closed loop: ``concurrency`` patients each text, wait for the reply, text again.
 
+    The patients are asyncio tasks on raw keep-alive connections (this process shares the two cores with
+    the service it measures); a reply's arrival is announced by the zero-latency SMS sink over Redis pub/sub.
+    """
     latency_ms, concurrency = 500, args.concurrency
-    sink = FakeTwilioApi("AC" + "0" * 32, TWILIO_TOKEN).start()  # a zero-latency SMS API over HTTP
-    arrivals: dict[str, threading.Event] = {}
-    original_handle = sink.handle
-
-    def handle(request):  # type: ignore[no-untyped-def]
-        reply = original_handle(request)
-        to = (request.form().get("To") or [""])[-1]
-        event = arrivals.get(to)
-        if event is not None:
-            event.set()
-        return reply
-
-    sink.handle = handle  # type: ignore[method-assign]
     procs = Processes()
-    latencies: list[float] = []
-    lock = threading.Lock()
     try:
         port = devstack.free_port()
-        env = {"SMS_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_BASE": sink.base_url,
-               "BENCH_MODEL_LATENCY_MS": str(latency_ms)}
         start_app(procs, infra, port, workers=1)
-        threads = concurrency // 2 + 8  # turns in flight plus headroom for the send actors
-        start_workers(procs, infra, processes=2, threads=threads, extra_env=env)
-        validator = RequestValidator(TWILIO_TOKEN)
-        url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
-        stop_at = time.monotonic() + args.warmup + args.duration
-        measure_from = time.monotonic() + args.warmup
-        completed = [0]
-
-        def patient(index: int) -> None:
-            phone = f"+1629{index:07d}"
-            arrivals[phone] = threading.Event()
-            with httpx.Client(timeout=30) as client:
-                while time.monotonic() < stop_at:
-                    event = arrivals[phone]
-                    event.clear()
-                    form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": phone, "To": CLINIC_NUMBER,
-                            "Body": "What are your hours?", "NumMedia": "0"}
-                    sent = time.monotonic()
-                    client.post(url, data=form, headers={"X-Twilio-Signature": validator.compute_signature(url, form)})
-                    if not event.wait(60):
-                        continue
-                    done = time.monotonic()
-                    if sent >= measure_from and done <= stop_at:
-                        with lock:
-                            latencies.append((done - sent) * 1000)
-                            completed[0] += 1
-
+        threads = concurrency // 2 + 8  # turns in flight per process plus headroom for the send actors
+        start_workers(procs, infra, processes=2, threads=threads,
+                      extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms)})
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
-        pool = [threading.Thread(target=patient, args=(i,)) for i in range(concurrency)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        latencies, completed = _run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
     finally:
         procs.stop_all()
-        sink.stop()
-    turns_per_s = completed[0] / args.duration
+    turns_per_s = completed / args.duration
     bound = concurrency / (latency_ms / 1000)
     latencies.sort()
     return {
@@ -330,8 +286,81 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "bound_turns_per_s": round(bound, 1), "fraction_of_bound": round(turns_per_s / bound, 3),
         "e2e_p50_ms": round(_pct(latencies, 0.5), 1), "e2e_p99_ms": round(_pct(latencies, 0.99), 1),
         "e2e_p99_minus_model_ms": round(_pct(latencies, 0.99) - latency_ms, 1),
-        "worker_processes": 2, "threads_per_process": concurrency // 2 + 8, "turns_measured": completed[0],
+        "worker_processes": 2, "threads_per_process": threads, "turns_measured": completed,
     }
+
+
+def _run_closed_loop(infra: BenchInfra, port: int, concurrency: int, warmup_s: float,
+                     duration_s: float) -> tuple[list[float], int]:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from scripts.loadgen import read_response
+    from worker.integrations.bench_model import SINK_CHANNEL
+
+    validator = RequestValidator(TWILIO_TOKEN)
+    url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
+
+    async def run() -> tuple[list[float], int]:
+        replied: dict[str, asyncio.Event] = {f"+1629{i:07d}": asyncio.Event() for i in range(concurrency)}
+        client = aioredis.Redis.from_url(infra.redis_url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe(SINK_CHANNEL)
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    event = replied.get(message["data"].decode())
+                    if event is not None:
+                        event.set()
+
+        listener = asyncio.ensure_future(listen())
+        loop = asyncio.get_running_loop()
+        measure_from = loop.time() + warmup_s
+        stop_at = measure_from + duration_s
+        latencies: list[float] = []
+        completed = 0
+
+        async def patient(phone: str) -> None:
+            nonlocal completed
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                while loop.time() < stop_at:
+                    event = replied[phone]
+                    event.clear()
+                    form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": phone, "To": CLINIC_NUMBER,
+                            "Body": "What are your hours?", "NumMedia": "0"}
+                    request = build_post("127.0.0.1", port, "/webhooks/twilio/sms", urlencode(form).encode(),
+                                         {"X-Twilio-Signature": validator.compute_signature(url, form)})
+                    sent = loop.time()
+                    writer.write(request)
+                    if await read_response(reader) != 200:
+                        await asyncio.sleep(0.1)
+                        continue
+                    try:
+                        await asyncio.wait_for(event.wait(), 60)
+                    except TimeoutError:
+                        continue
+                    done = loop.time()
+                    if sent >= measure_from and done <= stop_at:
+                        latencies.append((done - sent) * 1000)
+                        completed += 1
+            finally:
+                writer.close()
+
+        await asyncio.gather(*(patient(phone) for phone in replied))
+        listener.cancel()
+        await pubsub.aclose()
+        await client.aclose()
+        return latencies, completed
+
+    try:
+        import uvloop
+
+        return uvloop.run(run())
+    except ImportError:
+        return asyncio.run(run())
 
 
 # ------------------------------------------------------------------ campaign

@@ -36,7 +36,8 @@ def build_post(host: str, port: int, path: str, body: bytes, headers: dict[str, 
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (status line, headers, body); returns the status code."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
@@ -77,7 +78,7 @@ async def _connection(host: str, port: int, requests: Sequence[bytes], cursor: l
             started = time.perf_counter()
             writer.write(request)
             try:
-                status = await _read_response(reader)
+                status = await read_response(reader)
             except (ConnectionError, asyncio.IncompleteReadError):
                 result.errors += 1
                 writer.close()

@@ -93,12 +93,17 @@ class Container:
         self.redis.close()
 
 
-def pool_size_for(settings: Settings) -> int:
-    """Connections per worker process: turns hold a connection only between model calls, so a fraction of
-    the threads suffices; never more than the threads."""
+def pool_size_for(settings: Settings, threads: int | None = None) -> int:
+    """Connections kept per worker process: one per worker thread (``threads``, else ``WORKER_THREADS``).
+
+    A turn holds a connection only between model calls, but a pool smaller than the thread count stalls
+    under load: measured at 64 turns in flight, 40 threads on a pool of 6 (+8 overflow) queued ~30 ms per
+    checkout, and every overflow connection was opened and closed again (a fork and a password exchange in
+    Postgres each time).  QueuePool opens connections lazily, so an idle worker holds few.
+    ``DB_POOL_SIZE`` overrides it."""
     if settings.db_pool_size:
         return settings.db_pool_size
-    return max(4, min(settings.worker_threads, 4 + settings.worker_threads // 4))
+    return max(2, threads or settings.worker_threads)
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -123,7 +128,8 @@ def build_model(settings: Settings) -> ChatModel:
     return OfflinePolicy()
 
 
-def build_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
+    """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
     from domain.agent_loop import AgentBrain
     from worker.integrations import console
     from worker.integrations.embedders import build_embedder
@@ -131,15 +137,17 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
     engine = make_engine(
-        settings.database_url, pool_size=pool_size_for(settings), max_overflow=settings.worker_threads,
+        # A little overflow for the Dramatiq-side threads (consumers, the sweeper's helpers) on top of one per thread.
+        settings.database_url, pool_size=pool_size_for(settings, threads), max_overflow=4,
         application_name="medspa-worker",
     )
     database = Database(engine)
+    redis_client = redis.Redis.from_url(settings.redis_url)
     sms: SmsSender
     if settings.sms_provider == "sink":
         from worker.integrations.bench_model import SinkSmsSender
 
-        sms = SinkSmsSender()
+        sms = SinkSmsSender(redis_client)
     elif settings.twilio_enabled and settings.sms_provider in ("auto", "twilio"):
         from worker.integrations.twilio_sms import TwilioSmsSender
 
@@ -176,7 +184,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None) -> Contai
     )
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
-        settings=settings, database=database, redis=redis.Redis.from_url(settings.redis_url), clock=clock or SystemClock(),
+        settings=settings, database=database, redis=redis_client, clock=clock or SystemClock(),
         sms=sms, payments=payments, calendar=calendar, model=model, brain=brain, embedder=embedder,
     )
 

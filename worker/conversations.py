@@ -187,9 +187,11 @@ class Attached:
     conversation_id: int
     outbox_ids: list[int] = field(default_factory=list)  # compliance replies to send after commit
     newly_attached: int = 0
+    snapshot: Snapshot | None = None  # this worker took the lease: the turn to run
+    failing: Lease | None = None  # the lease was taken, but the conversation failed too often (quarantine it)
 
 
-# The event plus, for SMS, the sender's client and conversation when they exist already (one round trip).
+# The event plus, for SMS, the sender's client and conversation when they exist already.
 _EVENT = """
 SELECT e.id, e.source, e.sender_key, e.payload, e.status, e.conversation_id, cl.id, cl.consent_state, cv.id
 FROM inbox_events e
@@ -197,11 +199,23 @@ LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.p
 LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
 WHERE e.id = %s
 """
-_LOCK_CONVERSATION = "SELECT last_inbound_seq FROM conversations WHERE id = %s FOR UPDATE"
+# Sent together with _EVENT (one round trip): the row lock on the event's conversation when it exists already —
+# it serialises attaching with other attaches and with turn commits — then the sender's unattached backlog.
+_LOCK_EVENT_CONVERSATION = """
+SELECT c.id, c.last_inbound_seq FROM conversations c
+WHERE c.id = (SELECT COALESCE((e.payload->>'conversation_id')::bigint, cv.id)
+              FROM inbox_events e
+              LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id
+                                   AND cl.phone_e164 = e.payload->>'from'
+              LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
+              WHERE e.id = %s AND e.status = 'received')
+FOR UPDATE OF c
+"""
+_LOCK_CONVERSATION = "SELECT id, last_inbound_seq FROM conversations WHERE id = %s FOR UPDATE"
 _SENDER_BACKLOG = """
 SELECT id, payload, trace_id, provider_event_id, extract(epoch FROM received_at)::float8
 FROM inbox_events
-WHERE clinic_id = %s AND sender_key = %s AND status = 'received'
+WHERE clinic_id = %s AND sender_key = (SELECT sender_key FROM inbox_events WHERE id = %s) AND status = 'received'
 ORDER BY id FOR UPDATE
 """
 _INSERT_INBOUND = """
@@ -211,69 +225,92 @@ VALUES (%s, %s, 'inbound', 'user', %s, %s, %s, %s, %s::jsonb)
 """
 
 
-def attach_inbound(
-    conn: Conn, clinic_id: int, inbox_id: int, *, clinic_name: str, clinic_phone: str
+def attach_and_lease(
+    conn: Conn,
+    clinic_id: int,
+    inbox_id: int,
+    *,
+    clinic_name: str,
+    clinic_phone: str,
+    owner: str,
+    lease_seconds: int,
+    history_window: int,
+    quarantine_after: int,
 ) -> Attached | None:
     """Attach inbox event ``inbox_id`` — and every other recorded, unattached event of the same sender, in
     inbox id (= arrival) order — to the sender's conversation, so a backlog of one patient's texts becomes
-    one turn that sees them all.  Returns None when the event does not exist.  Idempotent."""
-    event = conn.execute(_EVENT, (inbox_id,)).fetchone()
+    one turn that sees them all; then take the conversation's lease if it is free and load the snapshot.
+    Commits.  Returns None when the event does not exist.  Idempotent.
+
+    Two round trips for a returning patient: (event, conversation lock, backlog), then (writes, lease,
+    snapshot reads, COMMIT).  The snapshot reads are wasted when another worker holds the lease (a burst);
+    they are cheap, and the common case saves a round trip."""
+    event_cur = conn.execute(_EVENT, (inbox_id,))
+    lock_cur = conn.execute(_LOCK_EVENT_CONVERSATION, (inbox_id,))
+    backlog_cur = conn.execute(_SENDER_BACKLOG, (clinic_id, inbox_id))
+    event = event_cur.fetchone()
     if event is None:
         return None
-    _, source, sender_key, payload, status, done_conversation, client_id, consent, conversation_id = event
+    _, source, _sender, payload, status, done_conversation, client_id, consent, conversation_id = event
+    locked = lock_cur.fetchone()
+    events = backlog_cur.fetchall()
     if status != "received":
         return Attached(conversation_id=int(done_conversation or 0))
     if source == "sms":
         channel = "sms"
-        if client_id is None or conversation_id is None:
+        if locked is None:  # first contact: create the client and conversation, then take the row lock
             client_id, conversation_id, consent = _sms_conversation(conn, clinic_id, payload["from"])
+            locked = conn.execute(_LOCK_CONVERSATION, (conversation_id,)).fetchone()
+            if locked is None:
+                raise LookupError(f"conversation {conversation_id} of inbox event {inbox_id} does not exist")
     else:
         channel, consent = "chat", "unknown"
-        client_id, conversation_id = int(payload["client_id"]), int(payload["conversation_id"])
-    # The conversation row lock serialises attaching with other attaches and with turn commits.
-    lock = conn.execute(_LOCK_CONVERSATION, (conversation_id,))
-    backlog = conn.execute(_SENDER_BACKLOG, (clinic_id, sender_key))
-    locked = lock.fetchone()
-    if locked is None:
-        raise LookupError(f"conversation {conversation_id} of inbox event {inbox_id} does not exist")
-    last_seq = int(locked[0])
-    events = backlog.fetchall()
-    attached = Attached(conversation_id=int(conversation_id), newly_attached=len(events))
-    if not events:
-        return attached
-    consent_state = str(consent or "unknown") if channel == "sms" else "unknown"
-    inbound_rows: list[tuple[Any, ...]] = []
-    outbox_rows: list[OutboxRow] = []
-    for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
-        body = str(event_payload.get("body", ""))
-        meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
-        if channel == "sms":
-            intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
-            if intent is not None:
-                meta["compliance"] = intent.value
-                if intent is compliance.KeywordIntent.OPT_OUT:
-                    consent_state = "opted_out"
-                elif intent is compliance.KeywordIntent.OPT_IN:
-                    consent_state = "opted_in"
-                outbox_rows.append(_apply_keyword(
-                    conn, clinic_id, int(client_id), int(conversation_id), event_payload, intent, body, clinic_name,
-                    clinic_phone, int(event_id), trace_id,
-                ))
-        inbound_rows.append((
-            clinic_id, conversation_id, body, last_seq + index + 1, channel, str(provider_event_id), json.dumps(meta),
-        ))
-    conn.execute(
-        "UPDATE conversations SET last_inbound_seq = %s, last_message_at = now() WHERE id = %s",
-        (last_seq + len(events), conversation_id),
-    )
-    conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
-    conn.execute(
-        """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
-           WHERE id = ANY(%s)""",
-        (conversation_id, [int(e[0]) for e in events]),
-    )
-    if outbox_rows:
-        attached.outbox_ids = insert_outbox(conn, clinic_id, outbox_rows)
+        client_id = int(payload["client_id"])
+        if locked is None:
+            raise LookupError(f"conversation {payload.get('conversation_id')} of inbox event {inbox_id} does not exist")
+    conversation_id, last_seq = int(locked[0]), int(locked[1])
+    attached = Attached(conversation_id=conversation_id, newly_attached=len(events))
+    outbox_cur: list[psycopg.Cursor[Any]] = []
+    if events:
+        consent_state = str(consent or "unknown") if channel == "sms" else "unknown"
+        inbound_rows: list[tuple[Any, ...]] = []
+        for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
+            body = str(event_payload.get("body", ""))
+            meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
+            if channel == "sms":
+                intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
+                if intent is not None:
+                    meta["compliance"] = intent.value
+                    if intent is compliance.KeywordIntent.OPT_OUT:
+                        consent_state = "opted_out"
+                    elif intent is compliance.KeywordIntent.OPT_IN:
+                        consent_state = "opted_in"
+                    row = _apply_keyword(
+                        conn, clinic_id, int(client_id), conversation_id, event_payload, intent, body, clinic_name,
+                        clinic_phone, int(event_id), trace_id,
+                    )
+                    outbox_cur.append(conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)))
+            inbound_rows.append((
+                clinic_id, conversation_id, body, last_seq + index + 1, channel, str(provider_event_id),
+                json.dumps(meta),
+            ))
+        conn.execute(
+            "UPDATE conversations SET last_inbound_seq = %s, last_message_at = now() WHERE id = %s",
+            (last_seq + len(events), conversation_id),
+        )
+        conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
+        conn.execute(
+            """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
+               WHERE id = ANY(%s)""",
+            (conversation_id, [int(e[0]) for e in events]),
+        )
+    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
+    conn.commit()  # everything above travels with the COMMIT
+    for cursor in outbox_cur:
+        found = cursor.fetchone()
+        if found is not None:
+            attached.outbox_ids.append(int(found[0]))
+    attached.snapshot, attached.failing = queued.result(clinic_id, quarantine_after)
     return attached
 
 
@@ -381,11 +418,6 @@ def _head(conversation_id: int, owner: str, row: tuple[Any, ...]) -> _Head:
     )
 
 
-def try_acquire_lease(conn: Conn, conversation_id: int, owner: str, lease_seconds: int) -> _Head | None:
-    row = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds}).fetchone()
-    return None if row is None else _head(conversation_id, owner, row)
-
-
 def quarantine(conn: Conn, lease: Lease) -> int:
     """Give up on messages that crashed turns repeatedly: hand the conversation to staff, stop looping.
     Returns how many messages were quarantined."""
@@ -411,63 +443,99 @@ def quarantine(conn: Conn, lease: Lease) -> int:
 
 
 # ------------------------------------------------------------------ snapshot
-_PENDING = """
+# The snapshot reads take the answered mark from the row itself, so they can travel in the same round trip as
+# the statement that takes the lease (which reads the same row under the same lock).
+_ANSWERED = "(SELECT answered_seq FROM conversations WHERE id = %(id)s)"
+_PENDING = f"""
 SELECT id, inbound_seq, body, meta FROM messages
-WHERE conversation_id = %s AND inbound_seq > %s ORDER BY conversation_id, inbound_seq
+WHERE conversation_id = %(id)s AND inbound_seq > {_ANSWERED} ORDER BY conversation_id, inbound_seq
 """
-_HISTORY = """
+_HISTORY = f"""
 SELECT role, body FROM messages
-WHERE conversation_id = %s AND role IN ('user', 'assistant', 'staff') AND body <> ''
-  AND (inbound_seq IS NULL OR inbound_seq <= %s)
-ORDER BY conversation_id DESC, id DESC LIMIT %s
+WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND body <> ''
+  AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
+ORDER BY conversation_id DESC, id DESC LIMIT %(n)s
 """
 _UPCOMING = """
 SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
 FROM appointments a LEFT JOIN services s ON s.id = a.service_id
 JOIN providers p ON p.id = a.provider_id
-WHERE a.client_id = %s AND a.starts_at > now() - interval '1 hour'
-  AND a.status IN ('pending_deposit', 'booked', 'confirmed')
+WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
+  AND a.starts_at > now() - interval '1 hour' AND a.status IN ('pending_deposit', 'booked', 'confirmed')
 ORDER BY a.starts_at LIMIT 5
 """
 
 
-def _load(conn: Conn, clinic_id: int, head: _Head, history_window: int) -> Snapshot:
-    conversation_id = head.lease.conversation_id
-    pending_cur = conn.execute(_PENDING, (conversation_id, head.answered_seq))
-    history_cur = conn.execute(_HISTORY, (conversation_id, head.answered_seq, history_window))
-    upcoming_cur = conn.execute(_UPCOMING, (head.client_id,))
-    pending = [PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending_cur.fetchall()]
-    history = [
-        ChatMessage(role="assistant" if role == "staff" else role, content=body)
-        for role, body in reversed(history_cur.fetchall())
-    ]
-    upcoming = [AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming_cur.fetchall()]
-    return Snapshot(
-        lease=head.lease, clinic_id=clinic_id, client_id=head.client_id, channel=head.channel,
-        client_phone=head.phone, consent_state=head.consent_state, agent_state=head.agent_state,
-        slots=head.slots, answered_seq=head.answered_seq, pending=pending, history=history, upcoming=upcoming,
-        client_name=head.name, client_email=head.email,
-    )
+@dataclass
+class _QueuedSnapshot:
+    """Statements sent but not yet waited for: the head (with or without taking the lease) and the reads."""
+
+    conversation_id: int
+    owner: str
+    head: psycopg.Cursor[Any]
+    pending: psycopg.Cursor[Any]
+    history: psycopg.Cursor[Any]
+    upcoming: psycopg.Cursor[Any]
+    lease: Lease | None = None  # set when the caller already holds the lease (``load_snapshot``)
+
+    def result(self, clinic_id: int, quarantine_after: int | None = None) -> tuple[Snapshot | None, Lease | None]:
+        """(snapshot, None) normally; (None, lease) when the lease was taken by a conversation that failed too
+        often (quarantine it); (None, None) when another worker holds the lease or nothing is unanswered."""
+        row = self.head.fetchone()
+        pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
+        if row is None:
+            return None, None
+        head = _head(self.conversation_id, self.owner, row)
+        if self.lease is not None:
+            head = replace(head, lease=self.lease)  # the lease stays the one this worker holds
+        if quarantine_after is not None and head.lease.failed_turns > quarantine_after:
+            return None, head.lease
+        return Snapshot(
+            lease=head.lease, clinic_id=clinic_id, client_id=head.client_id, channel=head.channel,
+            client_phone=head.phone, consent_state=head.consent_state, agent_state=head.agent_state,
+            slots=head.slots, answered_seq=head.answered_seq,
+            pending=[PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending],
+            history=[
+                ChatMessage(role="assistant" if role == "staff" else role, content=body)
+                for role, body in reversed(history)
+            ],
+            upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
+            client_name=head.name, client_email=head.email,
+        ), None
+
+
+_Cursor = psycopg.Cursor[Any]
+
+
+def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int) -> tuple[_Cursor, _Cursor, _Cursor]:
+    params = {"id": conversation_id, "n": history_window}
+    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), conn.execute(_UPCOMING, params)
+
+
+def _queue_lease_and_snapshot(conn: Conn, conversation_id: int, owner: str, lease_seconds: int,
+                              history_window: int) -> _QueuedSnapshot:
+    head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
+    return _QueuedSnapshot(conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window))
 
 
 def lease_and_load(conn: Conn, clinic_id: int, conversation_id: int, owner: str, lease_seconds: int,
                    history_window: int, quarantine_after: int) -> tuple[Snapshot | None, Lease | None]:
-    """Take the lease and load the snapshot.  Returns (snapshot, None) normally, (None, lease) when the lease
-    was taken but the conversation has failed too often (the caller quarantines), (None, None) otherwise."""
-    head = try_acquire_lease(conn, conversation_id, owner, lease_seconds)
-    if head is None:
-        return None, None
-    if head.lease.failed_turns > quarantine_after:
-        return None, head.lease
-    return _load(conn, clinic_id, head, history_window), None
+    """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``."""
+    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
+    conn.commit()
+    return queued.result(clinic_id, quarantine_after)
 
 
 def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
-    row = conn.execute(_HEAD, (lease.conversation_id,)).fetchone()
-    if row is None:
+    """The snapshot for the next turn of a lease this worker still holds (newer messages arrived)."""
+    queued = _QueuedSnapshot(
+        lease.conversation_id, lease.owner, conn.execute(_HEAD, (lease.conversation_id,)),
+        *_queue_snapshot_reads(conn, lease.conversation_id, history_window), lease=lease,
+    )
+    snapshot, _ = queued.result(clinic_id)
+    if snapshot is None:
         raise StaleTurn(f"conversation {lease.conversation_id} is gone")
-    # The lease stays the one this worker holds (the head query does not take it again).
-    return _load(conn, clinic_id, replace(_head(lease.conversation_id, lease.owner, row), lease=lease), history_window)
+    return snapshot
 
 
 def turn_input(snapshot: Snapshot, clinic: ClinicProfile, now: datetime, trace_id: str) -> TurnInput:
@@ -505,7 +573,12 @@ class Committed:
     more_pending: bool  # newer messages arrived during the turn: the lease is kept for one more turn
 
 
+# The fence: nothing of a stale turn may commit.  The UPDATE matches only while this worker still holds the lease
+# at the version it took; otherwise medspa_stale_turn raises (SQLSTATE MS001, migration 0003), aborting the
+# transaction and everything queued behind it in the same round trip.
+STALE_TURN_SQLSTATE = "MS001"
 _FENCED_UPDATE = """
+WITH fenced AS (
 UPDATE conversations SET
     answered_seq = %(last_seq)s, agent_state = %(state)s, slots = %(slots)s::jsonb, failed_turns = 0,
     handoff_reason = COALESCE(%(handoff_reason)s, handoff_reason),
@@ -514,6 +587,8 @@ UPDATE conversations SET
     lease_expires_at = CASE WHEN last_inbound_seq > %(last_seq)s THEN now() + make_interval(secs => %(secs)s) END
 WHERE id = %(id)s AND version = %(version)s AND lease_owner = %(owner)s
 RETURNING last_inbound_seq
+)
+SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s))
 """
 _INSERT_TURN = """
 INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, model, prompt_tokens,
@@ -573,7 +648,8 @@ def commit_turn(
     *,
     claim_first_reply: bool = True,
 ) -> Committed:
-    """Write one turn's results under the fence, in one round trip (plus the commit)."""
+    """Write one turn's results under the fence and COMMIT, all in one round trip.  Raises ``StaleTurn`` (and
+    nothing is written) when another worker took the conversation over."""
     out = record.output
     lease = snapshot.lease
     clinic_id, conversation_id = snapshot.clinic_id, lease.conversation_id
@@ -631,9 +707,14 @@ def commit_turn(
             "claim": claim_first_reply and index == 0, "ordered": list(ORDERED_KINDS),
         })))
     other_cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in other_rows]
-    newest = fence.fetchone()  # waits for everything queued above
-    if newest is None:
-        raise StaleTurn(f"conversation {conversation_id} moved on (version {lease.version})")
+    try:
+        conn.commit()  # everything above travels with the COMMIT
+    except psycopg.Error as exc:
+        if exc.sqlstate == STALE_TURN_SQLSTATE:
+            raise StaleTurn(f"conversation {conversation_id} moved on (version {lease.version})") from None
+        raise
+    newest = fence.fetchone()
+    assert newest is not None
     committed = Committed(outbox_ids=[], claimed=[], more_pending=int(newest[0]) > snapshot.last_seq)
     for row, reply_cursor in replies:
         inserted = reply_cursor.fetchone()

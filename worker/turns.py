@@ -25,12 +25,12 @@ from worker.automations import handle_reminder_reply
 from worker.container import Container
 from worker.conversations import (
     ClaimedSend,
-    Conn,
+    Lease,
     OutboxRow,
     Snapshot,
     StaleTurn,
     TurnRecord,
-    attach_inbound,
+    attach_and_lease,
     commit_turn,
     lease_and_load,
     load_snapshot,
@@ -57,13 +57,18 @@ class InboundResult:
 def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
     """Attach the inbound event, then run the conversation's turns if no other worker is."""
     clinic, _ = container.clinic(clinic_id)
+    settings = container.settings
     try:
         with container.database.tenant_connection(clinic_id) as conn:
-            attached = attach_inbound(conn, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone)
-            if attached is None:
-                log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
-                return InboundResult(None)
-            snapshot = _lease_and_load(container, conn, clinic_id, attached.conversation_id)
+            attached = attach_and_lease(
+                conn, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone,
+                owner=container.worker_name, lease_seconds=settings.lease_seconds,
+                history_window=settings.history_window, quarantine_after=settings.quarantine_after_attempts,
+            )
+        if attached is None:
+            log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
+            return InboundResult(None)
+        snapshot = _leased(container, clinic_id, attached.conversation_id, attached.snapshot, attached.failing)
     except Exception as exc:
         # Count the failed delivery in its own transaction; a poison event is quarantined instead of looping.
         with container.database.tenant_connection(clinic_id) as conn:
@@ -85,26 +90,29 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
 
 def run_conversation(container: Container, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:
     """Take the lease (if free or expired) and run turns until nothing is pending.  Returns turns run."""
+    settings = container.settings
     with container.database.tenant_connection(clinic_id) as conn:
-        snapshot = _lease_and_load(container, conn, clinic_id, conversation_id)
+        snapshot, failing = lease_and_load(
+            conn, clinic_id, conversation_id, container.worker_name, settings.lease_seconds, settings.history_window,
+            settings.quarantine_after_attempts,
+        )
+    snapshot = _leased(container, clinic_id, conversation_id, snapshot, failing)
     if snapshot is None:
         return 0
     return run_turns(container, snapshot, send)
 
 
-def _lease_and_load(container: Container, conn: Conn, clinic_id: int, conversation_id: int) -> Snapshot | None:
-    settings = container.settings
-    snapshot, failing = lease_and_load(
-        conn, clinic_id, conversation_id, container.worker_name, settings.lease_seconds, settings.history_window,
-        settings.quarantine_after_attempts,
-    )
+def _leased(container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None,
+            failing: Lease | None) -> Snapshot | None:
+    """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing."""
     lease = snapshot.lease if snapshot is not None else failing
     if lease is not None and lease.took_over:
         metrics.lease_takeovers.inc()
         log.warning("took over a conversation whose lease expired",
                     extra={"clinic_id": clinic_id, "conversation_id": conversation_id})
     if failing is not None:
-        count = quarantine(conn, failing)
+        with container.database.tenant_connection(clinic_id) as conn:
+            count = quarantine(conn, failing)
         metrics.quarantined.labels("conversation").inc()
         log.error(
             "conversation quarantined after repeated turn failures; handed to staff",
@@ -131,10 +139,12 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         try:
             with container.database.tenant_connection(snapshot.clinic_id) as conn:
                 committed = commit_turn(conn, snapshot, record, rows, container.settings.lease_seconds)
-                next_snapshot = (
-                    load_snapshot(conn, snapshot.clinic_id, snapshot.lease, container.settings.history_window)
-                    if committed.more_pending else None
-                )
+            next_snapshot = None
+            if committed.more_pending:  # newer messages arrived during the turn: the lease was kept for them
+                with container.database.tenant_connection(snapshot.clinic_id) as conn:
+                    next_snapshot = load_snapshot(
+                        conn, snapshot.clinic_id, snapshot.lease, container.settings.history_window
+                    )
         except StaleTurn:
             metrics.stale_turns.inc()
             log.warning(

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.ports import (
     ChatMessage,
@@ -24,6 +24,9 @@ from domain.ports import (
     TurnContext,
 )
 from medspa.ids import fast_hex
+
+if TYPE_CHECKING:
+    import redis
 
 
 class BenchModel:
@@ -47,10 +50,20 @@ class BenchModel:
         return ModelReply(content="Thanks! We got your message.", usage=usage, model=self.name)
 
 
+SINK_CHANNEL = "bench:sms-sent"
+
+
 class SinkSmsSender:
-    """Accepts every message instantly (a zero-latency SMS provider for benchmarks)."""
+    """Accepts every message instantly (a zero-latency SMS provider for benchmarks) and announces each send
+    on the Redis channel ``SINK_CHANNEL`` (the recipient's number), so a closed-loop benchmark learns that
+    its reply went out without an HTTP provider fake of its own competing for the same two cores."""
+
+    def __init__(self, redis_client: redis.Redis | None = None) -> None:
+        self.redis = redis_client
 
     def send(self, message: OutboundSms) -> SmsSendResult:
+        if self.redis is not None:
+            self.redis.publish(SINK_CHANNEL, message.to)
         return SmsSendResult(provider_message_id="SINK" + fast_hex(), status="sent", segments=1)
 
     def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
