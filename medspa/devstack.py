@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,9 @@ def _pg_ready(port: int) -> bool:
     return result.returncode == 0
 
 
-def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = True) -> int:
-    """Start (or find running) a Postgres server whose data lives in ``data_dir/pg``; returns its port."""
+def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = True, options: Sequence[str] = ()) -> int:
+    """Start (or find running) a Postgres server whose data lives in ``data_dir/pg``; returns its port.
+    ``options``: extra server settings as ``name=value`` (the benchmark's ``--pg-option``, for profiling)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pg"
     port_file = data_dir / "pg.port"
@@ -126,9 +128,7 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
         f"-p {port}", "-h 127.0.0.1", f"-k {pgdata}",
         "-c max_connections=300", "-c shared_buffers=256MB", "-c log_min_messages=warning",
     ]
-    extra = os.environ.get("MEDSPA_PG_OPTIONS", "").strip()
-    if extra:
-        opts.append(extra)
+    opts += [f"-c {option}" for option in options]
     if not fsync:
         # Throwaway test servers: durability of the host's disk is not under test, and fsync dominates on CI.
         opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

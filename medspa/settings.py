@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     twilio_api_base: str | None = None  # tests/fakes only
     sms_rate_per_number_per_s: float = 1.0
     sms_provider: str = "auto"  # auto (twilio with credentials, else console) | twilio | console | sink (benchmarks)
+    # SMS_PROVIDER=sink only: announce each send on Redis pub/sub (the closed-loop benchmark listens).
+    sms_sink_announce: bool = False
 
     # ------------------------------------------------------------ Stripe
     stripe_api_key: SecretStr | None = None

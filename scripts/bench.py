@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +74,12 @@ class BenchInfra:
 
 
 @contextlib.contextmanager
-def bench_infrastructure(*, keep: bool = False) -> Iterator[BenchInfra]:
+def bench_infrastructure(*, keep: bool = False, pg_options: Sequence[str] = ()) -> Iterator[BenchInfra]:
     data_dir = Path(tempfile.mkdtemp(prefix="medspa-bench-"))
     os.chmod(data_dir, 0o755)
     try:
         say("starting embedded Postgres (fsync on) and Redis")
-        pg_port = devstack.start_postgres(data_dir, fsync=True)
+        pg_port = devstack.start_postgres(data_dir, fsync=True, options=pg_options)
         urls = devstack.bootstrap_database(pg_port)
         redis_port = devstack.start_redis(data_dir, appendonly=False)
         migrate(urls.owner_url)
@@ -273,7 +273,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         start_app(procs, infra, port, workers=1)
         threads = concurrency // 2 + 8  # turns in flight per process plus headroom for the send actors
         start_workers(procs, infra, processes=2, threads=threads,
-                      extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms)})
+                      extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"})
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
         latencies, completed = _run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
     finally:
@@ -463,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kb-chunks", type=int, default=10_000)
     parser.add_argument("--kb-queries", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
+    parser.add_argument("--pg-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra Postgres server setting for profiling, e.g. "
+                             "shared_preload_libraries=pg_stat_statements (repeatable)")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in selected if s not in RUNNERS]
@@ -471,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     needs_infra = [s for s in selected if s != "campaign"]
     with contextlib.ExitStack() as stack:
-        infra = stack.enter_context(bench_infrastructure(keep=args.keep)) if needs_infra else None
+        infra = (stack.enter_context(bench_infrastructure(keep=args.keep, pg_options=args.pg_option))
+                 if needs_infra else None)
         for name in selected:
             say(f"running {name}")
             results[name] = RUNNERS[name](infra, args)  # type: ignore[arg-type]

@@ -75,8 +75,16 @@ class BuildContainerAtBoot(Middleware):
     """Build the composition root when a worker boots, before its threads start, with the thread count the
     worker really runs (``--threads``), which sizes the database pool."""
 
+    def __init__(self) -> None:
+        self._worker_process = False
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        self._worker_process = True  # a `dramatiq` worker process (not a Worker started inside another program)
+
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         container(threads=int(worker.worker_threads))
+        if not self._worker_process:
+            return
         # Everything loaded so far (modules, SDK clients, discovery documents, the engine) lives as long as the
         # process: move it out of the collector's generations, so a full collection under load scans only what
         # turns allocate.  Full collections over it stalled every thread of the process (turn-latency tail).

@@ -147,7 +147,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     if settings.sms_provider == "sink":
         from worker.integrations.bench_model import SinkSmsSender
 
-        sms = SinkSmsSender(redis_client)
+        sms = SinkSmsSender(redis_client if settings.sms_sink_announce else None)
     elif settings.twilio_enabled and settings.sms_provider in ("auto", "twilio"):
         from worker.integrations.twilio_sms import TwilioSmsSender
 

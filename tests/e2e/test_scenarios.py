@@ -49,6 +49,7 @@ Two runners produce the same ``ScenarioRun`` record, checked by the same code:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -484,8 +485,9 @@ def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
         apply_setup(database, run, clinic.timezone, turn.get("setup_before", []))
         stack.clock.set(now)
         sent = list(turn.get("send_all") or [turn["send"]])
-        for body in sent:
-            stack.send_sms(clinic_number, phone, body)
+        with stack.burst(clinic_id, phone) if len(sent) > 1 else contextlib.nullcontext():
+            for body in sent:
+                stack.send_sms(clinic_number, phone, body)
         replies = stack.wait_replies(phone, seen_replies + 1)
         stack.wait_idle(clinic_id)
         replies = stack.replies_to(phone)

@@ -115,6 +115,29 @@ class Stack:
         assert response.status_code == 200, response.text
         return response
 
+    @contextlib.contextmanager
+    def burst(self, clinic_id: int, phone: str) -> Iterator[None]:
+        """Post a burst of texts inside this block: it is answered by one turn, deterministically.
+
+        The patient's conversation row is held locked (as a running turn's commit holds it) until the block
+        ends, so every text of the burst is recorded before any worker can attach one; the first worker in
+        then attaches the whole backlog.  Without it the outcome depends on timing: a fast worker answers the
+        first text alone and the rest in a second turn (both correct, but not what a burst test checks)."""
+        with self.database.tenant_scope(clinic_id) as session:  # committed first, so workers find the row
+            session.execute(
+                text("""INSERT INTO conversations (clinic_id, client_id, channel)
+                        SELECT :c, id, 'sms' FROM clients WHERE clinic_id = :c AND phone_e164 = :p
+                        ON CONFLICT (clinic_id, client_id, channel) DO NOTHING"""),
+                {"c": clinic_id, "p": phone},
+            )
+        with self.database.tenant_scope(clinic_id) as session:
+            session.execute(
+                text("""SELECT cv.id FROM conversations cv JOIN clients cl ON cl.id = cv.client_id
+                        WHERE cv.clinic_id = :c AND cl.phone_e164 = :p AND cv.channel = 'sms' FOR UPDATE OF cv"""),
+                {"c": clinic_id, "p": phone},
+            )
+            yield
+
     def replies_to(self, phone: str) -> list[str]:
         return [m.body for m in list(self.twilio.messages) if m.to == phone]
 
