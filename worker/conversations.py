@@ -294,17 +294,19 @@ def attach_and_lease(
                 clinic_id, conversation_id, body, last_seq + index + 1, channel, str(provider_event_id),
                 json.dumps(meta),
             ))
-        conn.execute(
-            "UPDATE conversations SET last_inbound_seq = %s, last_message_at = now() WHERE id = %s",
-            (last_seq + len(events), conversation_id),
-        )
         conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
         conn.execute(
             """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
                WHERE id = ANY(%s)""",
             (conversation_id, [int(e[0]) for e in events]),
         )
-    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
+    # The new last_inbound_seq and the lease in one UPDATE: a second update of the row in this transaction would
+    # make Postgres re-run the row's foreign-key checks (it skips them only for a row another transaction wrote).
+    head = conn.execute(_ATTACH_AND_TAKE_LEASE, {
+        "id": conversation_id, "owner": owner, "secs": lease_seconds,
+        "seq": last_seq + len(events) if events else None,
+    })
+    queued = _QueuedSnapshot(conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window))
     conn.commit()  # everything above travels with the COMMIT
     for cursor in outbox_cur:
         found = cursor.fetchone()
@@ -387,6 +389,33 @@ WHERE c.id = %(id)s AND previous.id = c.id AND cl.id = c.client_id
 RETURNING c.version, c.failed_turns, previous.lease_owner IS NOT NULL,
           c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
           cl.phone_e164, cl.consent_state, cl.name, cl.email
+"""
+# Attach's version, run while this transaction holds the row lock (so ``previous`` is the row as it is now):
+# moves last_inbound_seq to the attached messages and takes the lease if it is free; returns the head only
+# when the lease was taken.
+_ATTACH_AND_TAKE_LEASE = """
+WITH previous AS MATERIALIZED (
+    SELECT id, lease_owner,
+           (lease_owner IS NULL OR lease_expires_at < now())
+           AND COALESCE(%(seq)s::bigint, last_inbound_seq) > answered_seq AS take
+    FROM conversations WHERE id = %(id)s
+), updated AS (
+    UPDATE conversations c
+    SET last_inbound_seq = COALESCE(%(seq)s::bigint, c.last_inbound_seq),
+        last_message_at = CASE WHEN %(seq)s::bigint IS NULL THEN c.last_message_at ELSE now() END,
+        lease_owner = CASE WHEN previous.take THEN %(owner)s ELSE c.lease_owner END,
+        lease_expires_at = CASE WHEN previous.take THEN now() + make_interval(secs => %(secs)s)
+                                ELSE c.lease_expires_at END,
+        version = c.version + CASE WHEN previous.take THEN 1 ELSE 0 END,
+        failed_turns = c.failed_turns + CASE WHEN previous.take THEN 1 ELSE 0 END
+    FROM previous
+    WHERE c.id = previous.id AND (previous.take OR %(seq)s::bigint IS NOT NULL)
+    RETURNING c.id, c.version, c.failed_turns, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq
+)
+SELECT u.version, u.failed_turns, previous.lease_owner IS NOT NULL, u.client_id, u.channel, u.agent_state, u.slots,
+       u.answered_seq, cl.phone_e164, cl.consent_state, cl.name, cl.email
+FROM updated u JOIN previous ON previous.id = u.id JOIN clients cl ON cl.id = u.client_id
+WHERE previous.take
 """
 _HEAD = """
 SELECT c.version, c.failed_turns, false, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -64,8 +65,25 @@ def _commit(database: Database, snapshot: Snapshot, body: str):  # type: ignore[
         return commit_turn(conn, snapshot, record, [_reply_row(snapshot, body)], 45)
 
 
+_created: list[str] = []
+
+
 def _phone() -> str:
-    return "+1628" + str(uuid.uuid4().int % 10_000_000).zfill(7)
+    phone = "+1628" + str(uuid.uuid4().int % 10_000_000).zfill(7)
+    _created.append(phone)
+    return phone
+
+
+@pytest.fixture(autouse=True)
+def _remove_test_patients(database: Database) -> Iterator[None]:
+    """Leave nothing behind: the e2e tests wait for the whole clinic to go idle (no held leases, no unsent rows)."""
+    yield
+    with database.tenant_scope(GLOW) as session:
+        for phone in _created:
+            session.execute(text("DELETE FROM outbox WHERE to_address = :p"), {"p": phone})
+            session.execute(text("DELETE FROM inbox_events WHERE sender_key = :k"), {"k": f"sms:{phone}"})
+            session.execute(text("DELETE FROM clients WHERE phone_e164 = :p"), {"p": phone})  # cascades
+    _created.clear()
 
 
 def test_first_contact_attaches_takes_the_lease_and_loads_the_snapshot(database: Database) -> None:
