@@ -668,17 +668,11 @@ RETURNING id, status, meta
 """
 
 
-def commit_turn(
-    conn: Conn,
-    snapshot: Snapshot,
-    record: TurnRecord,
-    outbox_rows: list[OutboxRow],
-    lease_seconds: int,
-    *,
-    claim_first_reply: bool = True,
-) -> Committed:
-    """Write one turn's results under the fence and COMMIT, all in one round trip.  Raises ``StaleTurn`` (and
-    nothing is written) when another worker took the conversation over."""
+def _queue_commit(
+    conn: Conn, snapshot: Snapshot, record: TurnRecord, outbox_rows: list[OutboxRow], lease_seconds: int,
+    claim_first_reply: bool,
+) -> tuple[_Cursor, list[tuple[OutboxRow, _Cursor]], list[_Cursor]]:
+    """Send (without waiting) the statements of a turn's commit; returns the cursors to read after COMMIT."""
     out = record.output
     lease = snapshot.lease
     clinic_id, conversation_id = snapshot.clinic_id, lease.conversation_id
@@ -736,8 +730,27 @@ def commit_turn(
             "claim": claim_first_reply and index == 0, "ordered": list(ORDERED_KINDS),
         })))
     other_cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in other_rows]
+    return fence, replies, other_cursors
+
+
+def commit_turn(
+    conn: Conn,
+    snapshot: Snapshot,
+    record: TurnRecord,
+    outbox_rows: list[OutboxRow],
+    lease_seconds: int,
+    *,
+    claim_first_reply: bool = True,
+) -> Committed:
+    """Write one turn's results under the fence and COMMIT, all in one round trip.  Raises ``StaleTurn`` (and
+    nothing is written) when another worker took the conversation over."""
+    lease = snapshot.lease
+    conversation_id = lease.conversation_id
     try:
-        conn.commit()  # everything above travels with the COMMIT
+        # In pipeline mode the fence's error may surface at any later statement or at the COMMIT.
+        fence, replies, other_cursors = _queue_commit(conn, snapshot, record, outbox_rows, lease_seconds,
+                                                      claim_first_reply)
+        conn.commit()  # everything travels with the COMMIT
     except psycopg.Error as exc:
         if exc.sqlstate == STALE_TURN_SQLSTATE:
             raise StaleTurn(f"conversation {conversation_id} moved on (version {lease.version})") from None
