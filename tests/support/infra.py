@@ -8,6 +8,7 @@ own session started.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ def start_test_infrastructure() -> tuple[Infrastructure, Path]:
 def stop_test_infrastructure(data_dir: Path) -> None:
     devstack.stop_redis(data_dir)
     devstack.stop_postgres(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)  # ~60 MB of throwaway database per run
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
