@@ -28,7 +28,7 @@ from domain.ports import ChatMessage, ChatModel, ModelReply, ModelUnavailable, M
 from domain.prompt import build_system_prompt
 from domain.replies import DEFAULT_SMS_LIMIT, shape_sms_reply
 from domain.safety import detect_emergency, detect_injection, emergency_reply
-from domain.tools import CONFIRMED_TOOLS, TOOL_MODELS, ToolArgumentError, parse_arguments, tool_definitions
+from domain.tools import CONFIRMED_TOOLS, TOOL_MODELS, ToolArgumentError, parse_arguments, shared_tool_definitions
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class AgentBrain:
                     slots=dict(ts.slots),
                 )
                 started = time.monotonic()
-                reply: ModelReply = self.model.complete(messages, tool_definitions(allowed), context)
+                reply: ModelReply = self.model.complete(messages, shared_tool_definitions(allowed), context)
                 model_ms += int((time.monotonic() - started) * 1000)
                 steps += 1
                 prompt_tokens += reply.usage.prompt_tokens

@@ -187,7 +187,10 @@ class ChatModel(Protocol):
         messages: Sequence[ChatMessage],
         tools: Sequence[dict[str, Any]],
         context: TurnContext,
-    ) -> ModelReply: ...
+    ) -> ModelReply:
+        """One model step.  ``messages`` and ``tools`` are read, never modified (the tool definitions are the
+        process-wide cached ones)."""
+        ...
 
 
 # ---------------------------------------------------------------- embeddings

@@ -6,13 +6,13 @@ worker's code, the LLM client or the integrations.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff, current_millis
+from dramatiq.common import current_millis
 
 from medspa.ids import fast_uuid
 
@@ -50,29 +50,44 @@ class _DoorbellConsumer(_RedisConsumer):
 
     Measured at 64 turns in flight: the webhook-to-turn queueing delay fell from a median of 22 ms (p90 66 ms,
     the backoff sleep) to a few milliseconds.  A consumer whose process has no free thread (prefetch full)
-    sleeps instead, leaving the wake-ups to replicas that can take the work."""
+    waits for one to free up instead, leaving the wake-ups to replicas that can take the work."""
 
     def __init__(self, broker: LowLatencyRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         # The parent never sleeps (timeout 0): its misses return at once and the wait happens here.
         super().__init__(broker, queue_name, prefetch, 0)
         self._idle_ms = timeout
-        self._idle_misses = 0
         self._bell = doorbell_key(broker.namespace, queue_name)
+        self._slot_freed = threading.Event()  # set by ack/nack: a prefetch slot is free again
+
+    def ack(self, message: Any) -> None:
+        try:
+            super().ack(message)
+        finally:
+            self._slot_freed.set()
+
+    def nack(self, message: Any) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self._slot_freed.set()
 
     def __next__(self) -> Any:
-        message = super().__next__()
+        full = not self.message_cache and self.outstanding_message_count >= self.prefetch
+        message = super().__next__()  # fetches unless full; never sleeps
         if message is not None:
-            self._idle_misses = 0
             return message
-        if self.outstanding_message_count < self.prefetch:
-            # Nothing queued: wait for the bell (a message enqueued meanwhile left one there, so no wake-up is
-            # lost between the empty fetch and this wait); the timeout is the fallback for producers that do
-            # not ring (delayed messages falling due, other tools).  No growing backoff: the bell covers it.
-            self.broker.client.blpop([self._bell], timeout=self._idle_ms / 1000)
-        else:
-            # This process has no free thread: let other replicas take the work while ours finish.
-            self._idle_misses, backoff_ms = compute_backoff(self._idle_misses, max_backoff=self._idle_ms)
-            time.sleep(backoff_ms / 1000)
+        if full:
+            # Every thread of this process is busy: leave new work to other replicas until one of ours is free
+            # (ack/nack set the event), then fetch at once — not Dramatiq's growing sleep (up to the idle cap),
+            # which left freed threads idle while a backlog waited.
+            self._slot_freed.clear()
+            if self.outstanding_message_count >= self.prefetch:
+                self._slot_freed.wait(self._idle_ms / 1000)
+            return None
+        # The queue was empty: wait for the bell (a message enqueued since the fetch left one there, so no
+        # wake-up is lost); the timeout is the fallback for producers that do not ring (delayed messages falling
+        # due, other tools).  No growing backoff: the bell covers it.
+        self.broker.client.blpop([self._bell], timeout=self._idle_ms / 1000)
         return None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg.errors
+from psycopg.rows import dict_row
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -853,34 +854,43 @@ class DbToolExecutor:
         }
 
     def _tool_get_my_appointments(self, args: ToolArgs) -> dict[str, Any]:
-        with self._scope() as session:
-            clinic = self._load_clinic(session)
-            rows = session.execute(
-                text(
-                    """SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
-                              p.name AS provider
-                       FROM appointments a JOIN providers p ON p.id = a.provider_id
-                       LEFT JOIN services s ON s.id = a.service_id
-                       WHERE a.clinic_id = :c AND a.client_id = :client AND a.kind = 'appointment'
-                         AND a.status = ANY(:live) AND a.starts_at > :now
-                       ORDER BY a.starts_at LIMIT 10"""
-                ),
+        # The most frequent read: one statement on the hot path's raw connection (BEGIN, the clinic, the query
+        # and COMMIT in one round trip), not an ORM session.
+        with self.database.tenant_connection(self.clinic_id) as conn:
+            clinic = self._clinic or self._load_clinic_raw(conn)
+            rows = conn.cursor(row_factory=dict_row).execute(
+                """SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
+                          p.name AS provider
+                   FROM appointments a JOIN providers p ON p.id = a.provider_id
+                   LEFT JOIN services s ON s.id = a.service_id
+                   WHERE a.clinic_id = %(c)s AND a.client_id = %(client)s AND a.kind = 'appointment'
+                     AND a.status = ANY(%(live)s) AND a.starts_at > %(now)s
+                   ORDER BY a.starts_at LIMIT 10""",
                 {"c": self.clinic_id, "client": self.client_id, "live": list(LIVE), "now": self.now},
-            ).all()
+            ).fetchall()
         return {
             "appointments": [
                 {
-                    "appointment_id": r.id,
-                    "service": r.service,
-                    "provider": r.provider,
-                    "start": self._iso_local(r.starts_at),
-                    "label": local_label(r.starts_at, clinic.tz),
-                    "status": r.status,
-                    "deposit_due": money(r.deposit_cents) if r.status == "pending_deposit" and r.deposit_cents else None,
+                    "appointment_id": r["id"],
+                    "service": r["service"],
+                    "provider": r["provider"],
+                    "start": self._iso_local(r["starts_at"]),
+                    "label": local_label(r["starts_at"], clinic.tz),
+                    "status": r["status"],
+                    "deposit_due": money(r["deposit_cents"]) if r["status"] == "pending_deposit" and r["deposit_cents"]
+                    else None,
                 }
                 for r in rows
             ]
         }
+
+    def _load_clinic_raw(self, conn: Any) -> _Clinic:
+        row = conn.execute(
+            "SELECT id, name, timezone, business_hours, holidays, policies FROM clinics WHERE id = %s",
+            (self.clinic_id,),
+        ).fetchone()
+        self._clinic = _Clinic(row[0], row[1], row[2], row[3] or {}, row[4] or [], row[5] or {})
+        return self._clinic
 
     def _tool_create_deposit_link(self, args: CreateDepositLink) -> dict[str, Any]:
         with self._scope() as session:
