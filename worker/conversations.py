@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -119,6 +120,7 @@ class ClaimedSend:
     conversation_id: int | None
     client_id: int | None
     trace_id: str
+    committed_at: float = field(default_factory=time.monotonic)  # for the outbox-lag metric
 
     def as_row(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -70,6 +71,8 @@ def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, 
         container, limiter, clinic_id, row
     )
     metrics.sends.labels(claimed.channel, claimed.kind, outcome.status).inc()
+    if outcome.status == "sent":
+        metrics.outbox_lag.labels(claimed.channel).observe(max(0.0, time.monotonic() - claimed.committed_at))
     return outcome
 
 
