@@ -36,6 +36,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._in_flight = 0
         self._kick_scheduled = False
+        self._running: set[asyncio.Future[None]] = set()  # strong references: the loop keeps only weak ones
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -53,7 +54,9 @@ class MicroBatcher(Generic[Item, Result]):
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
             self._in_flight += 1
-            asyncio.ensure_future(self._run(batch))
+            task = asyncio.ensure_future(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
