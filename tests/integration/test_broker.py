@@ -1,0 +1,84 @@
+"""The broker's doorbell on real Redis: every immediate enqueue rings the queue's bell (delayed ones do not), an idle
+consumer is woken by it, and a consumer whose process has no free thread leaves the bells to other replicas."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from medspa.broker import (
+    DOORBELL_DEPTH,
+    LowLatencyRedisBroker,
+    doorbell_key,
+    enqueue_batch,
+    message_for,
+)
+from medspa.services import Infrastructure
+
+
+@pytest.fixture()
+def broker(infra: Infrastructure) -> Iterator[LowLatencyRedisBroker]:
+    # Built directly (not build_broker): the test must not replace the process-wide Dramatiq broker.
+    instance = LowLatencyRedisBroker(url=infra.redis_url)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture()
+def queue(broker: LowLatencyRedisBroker) -> Iterator[str]:
+    name = "test-" + uuid.uuid4().hex[:8]
+    broker.declare_queue(name)
+    yield name
+    broker.flush(name)
+    broker.client.delete(doorbell_key(broker.namespace, name))
+
+
+def _bells(client: redis.Redis, broker: LowLatencyRedisBroker, queue: str) -> int:
+    return int(client.llen(doorbell_key(broker.namespace, queue)))
+
+
+def test_an_immediate_enqueue_rings_and_a_delayed_one_does_not(broker: LowLatencyRedisBroker, queue: str,
+                                                               redis_client: redis.Redis) -> None:
+    broker.enqueue(message_for("some_actor", queue, 1))
+    assert _bells(redis_client, broker, queue) == 1
+    broker.enqueue(message_for("some_actor", queue, 2), delay=60_000)
+    assert _bells(redis_client, broker, queue) == 1
+
+
+def test_a_batch_rings_once_per_message_up_to_the_depth(broker: LowLatencyRedisBroker, queue: str,
+                                                        redis_client: redis.Redis) -> None:
+    enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(3)])
+    assert _bells(redis_client, broker, queue) == 3
+    enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(40)])
+    assert _bells(redis_client, broker, queue) == DOORBELL_DEPTH
+
+
+def test_an_idle_consumer_takes_a_message_after_the_bell(broker: LowLatencyRedisBroker, queue: str,
+                                                         redis_client: redis.Redis) -> None:
+    consumer = broker.consume(queue, prefetch=2, timeout=100)
+    assert next(consumer) is None  # nothing queued: waits at most the idle timeout, then returns
+    broker.enqueue(message_for("some_actor", queue, "hello"))
+    received = next(consumer) or next(consumer)  # woken by the bell, then fetched
+    assert received is not None and received.args == ("hello",)
+    consumer.ack(received)
+    consumer.close()
+
+
+def test_a_consumer_without_a_free_thread_leaves_the_bells(broker: LowLatencyRedisBroker, queue: str,
+                                                           redis_client: redis.Redis) -> None:
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    broker.enqueue(message_for("some_actor", queue, 1))
+    first = next(consumer) or next(consumer)
+    assert first is not None
+    redis_client.delete(doorbell_key(broker.namespace, queue))
+    broker.enqueue(message_for("some_actor", queue, 2))
+    assert next(consumer) is None  # prefetch full: the message and its bell stay for another replica
+    assert _bells(redis_client, broker, queue) == 1
+    consumer.ack(first)  # a slot frees up: the next call fetches at once
+    second = next(consumer)
+    assert second is not None and second.args == (2,)
+    consumer.ack(second)
+    consumer.close()
