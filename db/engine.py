@@ -66,8 +66,11 @@ class Database:
                 yield conn
                 conn.commit()
         except BaseException:
-            if not conn.closed:
-                conn.rollback()
+            try:
+                if not conn.closed:
+                    conn.rollback()
+            except Exception:  # a broken connection (database restarted): drop it, keep the original error
+                fairy.invalidate()
             raise
         finally:
             fairy.close()

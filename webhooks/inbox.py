@@ -94,11 +94,11 @@ class Inbox:
                 ))
                 for row_id, source, provider_event_id in await cur.fetchall():
                     ids[(clinic_id, source, provider_event_id)] = int(row_id)
-        return [
-            ids.get(key) if first[key] is event else None
-            for event in events
-            for key in [(event.clinic_id, event.source, event.provider_event_id)]
-        ]
+        results: list[int | None] = []
+        for event in events:
+            key = (event.clinic_id, event.source, event.provider_event_id)
+            results.append(ids.get(key) if first[key] is event else None)
+        return results
 
     async def clinic_for_number(self, e164: str) -> ClinicRoute | None:
         """The clinic that owns an SMS number (the tenant directory; cached, refreshed on a miss)."""

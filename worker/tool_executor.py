@@ -856,8 +856,12 @@ class DbToolExecutor:
     def _tool_get_my_appointments(self, args: ToolArgs) -> dict[str, Any]:
         # The most frequent read: one statement on the hot path's raw connection (BEGIN, the clinic, the query
         # and COMMIT in one round trip), not an ORM session.
+        if self._clinic is None:  # the pipeline passes it in; built by hand (tests), load it once
+            with self._scope() as session:
+                self._load_clinic(session)
+        clinic = self._clinic
+        assert clinic is not None
         with self.database.tenant_connection(self.clinic_id) as conn:
-            clinic = self._clinic or self._load_clinic_raw(conn)
             rows = conn.cursor(row_factory=dict_row).execute(
                 """SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
                           p.name AS provider
@@ -883,14 +887,6 @@ class DbToolExecutor:
                 for r in rows
             ]
         }
-
-    def _load_clinic_raw(self, conn: Any) -> _Clinic:
-        row = conn.execute(
-            "SELECT id, name, timezone, business_hours, holidays, policies FROM clinics WHERE id = %s",
-            (self.clinic_id,),
-        ).fetchone()
-        self._clinic = _Clinic(row[0], row[1], row[2], row[3] or {}, row[4] or [], row[5] or {})
-        return self._clinic
 
     def _tool_create_deposit_link(self, args: CreateDepositLink) -> dict[str, Any]:
         with self._scope() as session:
