@@ -193,25 +193,25 @@ class Attached:
     failing: Lease | None = None  # the lease was taken, but the conversation failed too often (quarantine it)
 
 
-# The event plus, for SMS, the sender's client and conversation when they exist already.
-_EVENT = """
-SELECT e.id, e.source, e.sender_key, e.payload, e.status, e.conversation_id, cl.id, cl.consent_state, cv.id
-FROM inbox_events e
-LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.payload->>'from'
-LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
-WHERE e.id = %s
-"""
-# Sent together with _EVENT (one round trip): the row lock on the event's conversation when it exists already —
-# it serialises attaching with other attaches and with turn commits — then the sender's unattached backlog.
-_LOCK_EVENT_CONVERSATION = """
-SELECT c.id, c.last_inbound_seq FROM conversations c
-WHERE c.id = (SELECT COALESCE((e.payload->>'conversation_id')::bigint, cv.id)
-              FROM inbox_events e
-              LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id
-                                   AND cl.phone_e164 = e.payload->>'from'
-              LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
-              WHERE e.id = %s AND e.status = 'received')
-FOR UPDATE OF c
+# The event — plus, for SMS, the sender's client — and the row lock on its conversation when that exists
+# already (the lock serialises attaching with other attaches and with turn commits); no lock for an event that
+# is no longer waiting.  ``last_inbound_seq`` is NULL when nothing was locked.
+_EVENT_AND_LOCK = """
+WITH event AS MATERIALIZED (
+    SELECT e.source, e.payload, e.status, e.conversation_id AS done_conversation, cl.id AS client_id,
+           cl.consent_state, COALESCE((e.payload->>'conversation_id')::bigint, cv.id) AS conversation_id
+    FROM inbox_events e
+    LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.payload->>'from'
+    LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
+    WHERE e.id = %s
+)
+SELECT event.source, event.payload, event.status, event.done_conversation, event.client_id, event.consent_state,
+       locked.id, locked.last_inbound_seq
+FROM event LEFT JOIN LATERAL (
+    SELECT c.id, c.last_inbound_seq FROM conversations c
+    WHERE c.id = event.conversation_id AND event.status = 'received'
+    FOR UPDATE
+) locked ON true
 """
 _LOCK_CONVERSATION = "SELECT id, last_inbound_seq FROM conversations WHERE id = %s FOR UPDATE"
 _SENDER_BACKLOG = """
@@ -244,17 +244,16 @@ def attach_and_lease(
     one turn that sees them all; then take the conversation's lease if it is free and load the snapshot.
     Commits.  Returns None when the event does not exist.  Idempotent.
 
-    Two round trips for a returning patient: (event, conversation lock, backlog), then (writes, lease,
+    Two round trips for a returning patient: (event + conversation lock, backlog), then (writes, lease,
     snapshot reads, COMMIT).  The snapshot reads are wasted when another worker holds the lease (a burst);
     they are cheap, and the common case saves a round trip."""
-    event_cur = conn.execute(_EVENT, (inbox_id,))
-    lock_cur = conn.execute(_LOCK_EVENT_CONVERSATION, (inbox_id,))
-    backlog_cur = conn.execute(_SENDER_BACKLOG, (clinic_id, inbox_id))
+    event_cur = conn.execute(_EVENT_AND_LOCK, (inbox_id,))
+    backlog_cur = conn.execute(_SENDER_BACKLOG, (clinic_id, inbox_id))  # after the lock, in the same round trip
     event = event_cur.fetchone()
     if event is None:
         return None
-    _, source, _sender, payload, status, done_conversation, client_id, consent, conversation_id = event
-    locked = lock_cur.fetchone()
+    source, payload, status, done_conversation, client_id, consent, locked_id, locked_seq = event
+    locked = (locked_id, locked_seq) if locked_id is not None else None
     events = backlog_cur.fetchall()
     if status != "received":
         return Attached(conversation_id=int(done_conversation or 0))
