@@ -388,7 +388,9 @@ class OutboxMessage(Base):
         ),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
         Index(
-            "ix_outbox_conversation_unsent", "conversation_id", "id",
+            "ix_outbox_conversation_unsent",
+            "conversation_id",
+            "id",
             postgresql_where=text("status IN ('queued','sending','unknown')"),
         ),
     )

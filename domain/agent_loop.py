@@ -180,9 +180,16 @@ class AgentBrain:
         except ModelUnavailable as exc:
             log.warning("model unavailable conversation_id=%s trace=%s: %s", turn.conversation_id, turn.trace_id, exc)
             return self._output(
-                turn, ts, transcript, APOLOGY, steps=steps, model_name=model_name, model_ms=model_ms,
+                turn,
+                ts,
+                transcript,
+                APOLOGY,
+                steps=steps,
+                model_name=model_name,
+                model_ms=model_ms,
                 usage=ModelUsage(prompt_tokens, completion_tokens),
-                handoff=ts.handoff or Handoff("model unavailable", "normal"), outcome="failed",
+                handoff=ts.handoff or Handoff("model unavailable", "normal"),
+                outcome="failed",
             )
 
         handoff = ts.handoff
@@ -195,8 +202,16 @@ class AgentBrain:
         elif not final_text.strip():
             final_text = EMPTY_REPLY
         return self._output(
-            turn, ts, transcript, final_text, steps=steps, model_name=model_name, model_ms=model_ms,
-            usage=ModelUsage(prompt_tokens, completion_tokens), handoff=handoff, outcome=outcome,
+            turn,
+            ts,
+            transcript,
+            final_text,
+            steps=steps,
+            model_name=model_name,
+            model_ms=model_ms,
+            usage=ModelUsage(prompt_tokens, completion_tokens),
+            handoff=handoff,
+            outcome=outcome,
         )
 
     # ------------------------------------------------------------------ pieces
@@ -258,7 +273,9 @@ class AgentBrain:
         try:
             raw = json.loads(call.arguments) if call.arguments.strip() else {}
         except (json.JSONDecodeError, AttributeError) as exc:
-            return {"error": f"arguments were not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); send one JSON object"}
+            return {
+                "error": f"arguments were not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); send one JSON object"
+            }
         if not isinstance(raw, dict):
             return {"error": "arguments must be a JSON object"}
         arguments_out.update(raw)
@@ -336,8 +353,17 @@ class AgentBrain:
         elif name == "propose_action" and ok:
             ts.slots["pending_action"] = {
                 k: result.get(k)
-                for k in ("action", "service", "service_name", "start", "provider", "provider_name", "appointment_id",
-                          "summary", "deposit_cents")
+                for k in (
+                    "action",
+                    "service",
+                    "service_name",
+                    "start",
+                    "provider",
+                    "provider_name",
+                    "appointment_id",
+                    "summary",
+                    "deposit_cents",
+                )
                 if result.get(k) is not None
             }
             event = AgentEvent.CONFIRM_REQUESTED

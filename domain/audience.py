@@ -127,7 +127,9 @@ class SegmentFilter:
         for key, value in asdict(self).items():
             if value is None or value == ():
                 continue
-            out[key] = value.isoformat() if isinstance(value, date) else (list(value) if isinstance(value, tuple) else value)
+            out[key] = (
+                value.isoformat() if isinstance(value, date) else (list(value) if isinstance(value, tuple) else value)
+            )
         return out
 
     def describe(self) -> str:
@@ -174,9 +176,12 @@ class SendPolicy:
     def marketing_for(cls, clinic_tz: str, policies: Mapping[str, Any]) -> SendPolicy:
         cap = policies.get("marketing_cap_per_week", DEFAULT_CAP_PER_WEEK)
         return cls(
-            clinic_tz=clinic_tz, window_start=MARKETING_START, window_end=MARKETING_END,
+            clinic_tz=clinic_tz,
+            window_start=MARKETING_START,
+            window_end=MARKETING_END,
             cap_per_week=int(cap) if cap is not None else None,
-            footer=str(policies.get("opt_out_footer") or "Reply STOP to opt out."), marketing=True,
+            footer=str(policies.get("opt_out_footer") or "Reply STOP to opt out."),
+            marketing=True,
         )
 
     @classmethod
@@ -187,8 +192,9 @@ class SendPolicy:
         end = _clock(quiet.get("end"), MARKETING_END)
         if start >= end:
             start, end = MARKETING_START, MARKETING_END
-        return cls(clinic_tz=clinic_tz, window_start=start, window_end=end, cap_per_week=None, footer="",
-                   marketing=False)
+        return cls(
+            clinic_tz=clinic_tz, window_start=start, window_end=end, cap_per_week=None, footer="", marketing=False
+        )
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,12 @@ _BOOK = re.compile(
     r"get (in|a|some)|sign me up|i want|id like|i would like|can i (get|do|come)|reservar|agendar|cita|turno)\b"
 )
 _PRICE = re.compile(r"\b(cost|costs|price|prices|pricing|how much|charge|fee|fees|\$|cuanto|precio)\b")
-_OFFER_QUESTION = re.compile(r"\b(do you (do|offer|have)|do u (do|offer)|what is|whats|tell me about|info on|details)\b")
-_MENU = re.compile(r"\b(what (services|treatments) |services|treatments|menu|what do you (do|offer)|what can i (get|book))\b")
+_OFFER_QUESTION = re.compile(
+    r"\b(do you (do|offer|have)|do u (do|offer)|what is|whats|tell me about|info on|details)\b"
+)
+_MENU = re.compile(
+    r"\b(what (services|treatments) |services|treatments|menu|what do you (do|offer)|what can i (get|book))\b"
+)
 _GREETING = re.compile(r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|hola|buenas|yo)\b[\s!.,]*$")
 _THANKS = re.compile(r"^(thanks|thank you|thx|ty|gracias|ok thanks|great thanks|perfect thanks|cool)\b[\s!.,]*$")
 _NAME = re.compile(r"\b(?:my name is|this is|i am|im|call me)\s+([a-z][a-z'\-]+(?:\s+[a-z][a-z'\-]+)?)\b")
@@ -62,11 +66,48 @@ _OUT_OF_SCOPE = re.compile(
     r"\b(other|another|all|every|any|your)\s+(\w+\s+)?(clients|patients|customers|people|users|members)\b"
 )
 _ORDINALS = {
-    "first": 0, "1st": 0, "one": 0, "second": 1, "2nd": 1, "two": 1, "third": 2, "3rd": 2, "three": 2,
-    "fourth": 3, "4th": 3, "four": 3, "last": -1, "earliest": 0, "primero": 0, "segundo": 1, "tercero": 2,
+    "first": 0,
+    "1st": 0,
+    "one": 0,
+    "second": 1,
+    "2nd": 1,
+    "two": 1,
+    "third": 2,
+    "3rd": 2,
+    "three": 2,
+    "fourth": 3,
+    "4th": 3,
+    "four": 3,
+    "last": -1,
+    "earliest": 0,
+    "primero": 0,
+    "segundo": 1,
+    "tercero": 2,
 }
-_NOT_NAMES = frozenset({"here", "interested", "looking", "wondering", "not", "so", "just", "a", "the", "going",
-                        "trying", "free", "available", "new", "back", "running", "late", "sorry", "good", "fine"})
+_NOT_NAMES = frozenset(
+    {
+        "here",
+        "interested",
+        "looking",
+        "wondering",
+        "not",
+        "so",
+        "just",
+        "a",
+        "the",
+        "going",
+        "trying",
+        "free",
+        "available",
+        "new",
+        "back",
+        "running",
+        "late",
+        "sorry",
+        "good",
+        "fine",
+    }
+)
 
 REPLY_YES = "Reply YES to confirm."
 
@@ -189,9 +230,7 @@ def _call(view: _View, tool: str, /, **arguments: Any) -> Decision:
 
 
 def _cannot(view: _View) -> str:
-    return (
-        "Sorry, I can't do that from here right now. I've noted it; reply 'talk to a person' and our team will help."
-    )
+    return "Sorry, I can't do that from here right now. I've noted it; reply 'talk to a person' and our team will help."
 
 
 def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
@@ -200,8 +239,12 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     pending = slots.get("pending_action") if isinstance(slots.get("pending_action"), dict) else None
 
     # Text is data: attempts to redirect the assistant get a refusal and no tool call.
-    if detect_injection(text) or _OUT_OF_SCOPE.search(norm) and re.search(
-        r"\b(phone|number|numbers|email|info|information|appointments|names|address|data|records|details)\b", norm
+    if (
+        detect_injection(text)
+        or _OUT_OF_SCOPE.search(norm)
+        and re.search(
+            r"\b(phone|number|numbers|email|info|information|appointments|names|address|data|records|details)\b", norm
+        )
     ):
         return (
             "Sorry, I can only help with your own appointments and questions about our clinic. "
@@ -217,7 +260,9 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     if not norm.strip():
         return "Hi! How can I help? I can book, move or cancel appointments and answer questions about our treatments."
     if is_negative(text) and not view.steps:
-        return "No problem, nothing has been booked or changed. Would another day or time work, or is there anything else?"
+        return (
+            "No problem, nothing has been booked or changed. Would another day or time work, or is there anything else?"
+        )
 
     if _HANDOFF.search(norm):
         step = view.last("handoff_to_staff")
@@ -249,14 +294,19 @@ def _decide(view: _View, known_services: list[ServiceRef]) -> Decision:
     if flow == "cancel" and not services_mentioned and not when and not view.steps:
         return _cancel_flow(view)
 
-    if services_mentioned and (wants_price or (offering_question and when is None)) and not (
-        when and _BOOK.search(norm)
+    if (
+        services_mentioned
+        and (wants_price or (offering_question and when is None))
+        and not (when and _BOOK.search(norm))
     ):
         return _service_info(view, services_mentioned, wants_price)
     booking_words = bool(_BOOK.search(norm))
-    if services_mentioned or selection is not None or (
-        when and (flow == "book" or slots.get("service") or slots.get("offered_slots"))
-    ) or (booking_words and (when or flow == "book")):
+    if (
+        services_mentioned
+        or selection is not None
+        or (when and (flow == "book" or slots.get("service") or slots.get("offered_slots")))
+        or (booking_words and (when or flow == "book"))
+    ):
         return _booking_flow(view, services_mentioned, when, selection)
     if booking_words and not _is_question_about_policy(norm):
         return _booking_flow(view, services_mentioned, when, selection)
@@ -434,8 +484,13 @@ def _booking_flow(
 
     if selection is not None and service:
         return _call(
-            view, "propose_action", action="book", service=service, start=selection["start"],
-            provider=selection.get("provider"), appointment_id=None,
+            view,
+            "propose_action",
+            action="book",
+            service=service,
+            start=selection["start"],
+            provider=selection.get("provider"),
+            appointment_id=None,
         )
 
     if not service:
@@ -454,7 +509,9 @@ def _booking_flow(
     if not check.ok:
         offered = check.result.get("offered")
         if offered:
-            return f"Sorry, I couldn't find that treatment. We offer: {', '.join(offered[:6])}. Which one would you like?"
+            return (
+                f"Sorry, I couldn't find that treatment. We offer: {', '.join(offered[:6])}. Which one would you like?"
+            )
         return f"Sorry, I couldn't check availability just now ({check.result.get('error')}). Want me to ask our team?"
     offered_slots = [s for s in check.result.get("slots", []) if isinstance(s, dict)]
     if not offered_slots:
@@ -467,8 +524,13 @@ def _booking_flow(
         exact = [s for s in offered_slots if s.get("start") == requested]
         if exact and "widened_to" not in check.result.get("searched", {}):
             return _call(
-                view, "propose_action", action="book", service=service, start=exact[0]["start"],
-                provider=exact[0].get("provider"), appointment_id=None,
+                view,
+                "propose_action",
+                action="book",
+                service=service,
+                start=exact[0]["start"],
+                provider=exact[0].get("provider"),
+                appointment_id=None,
             )
         return (
             f"That time isn't available for {check.result.get('service', service)}. Closest openings: "
@@ -479,7 +541,11 @@ def _booking_flow(
             f"Sorry, nothing is open for {check.result.get('service', service)} then. The next openings: "
             f"{_format_slots(offered_slots)}. Which works?"
         )
-    note = " (that's the Friday of next week; tell me if you meant this Friday)" if when and when.ambiguous and "next" in (when.note or "") else ""
+    note = (
+        " (that's the Friday of next week; tell me if you meant this Friday)"
+        if when and when.ambiguous and "next" in (when.note or "")
+        else ""
+    )
     return f"Openings for {check.result.get('service', service)}{note}: {_format_slots(offered_slots)}. Which works for you?"
 
 
@@ -503,7 +569,10 @@ def _execute_confirmed(view: _View, pending: dict[str, Any]) -> Decision:
         booked = view.last("book_appointment")
         if booked is None:
             return _call(
-                view, "book_appointment", service=pending.get("service"), start=pending.get("start"),
+                view,
+                "book_appointment",
+                service=pending.get("service"),
+                start=pending.get("start"),
                 provider=pending.get("provider"),
             )
         if not booked.ok:
@@ -535,7 +604,9 @@ def _execute_confirmed(view: _View, pending: dict[str, Any]) -> Decision:
         done = view.last("reschedule_appointment")
         if done is None:
             return _call(
-                view, "reschedule_appointment", appointment_id=pending.get("appointment_id"),
+                view,
+                "reschedule_appointment",
+                appointment_id=pending.get("appointment_id"),
                 new_start=pending.get("start"),
             )
         if not done.ok:
@@ -562,8 +633,7 @@ def _pick_appointment(view: _View, appointments: list[dict[str, Any]], text: str
     if len(appointments) == 1:
         return appointments[0]
     mentioned = [
-        a for a in appointments
-        if find_service_mentions(text, [ServiceRef(0, str(a.get("service", "")), "", ())])
+        a for a in appointments if find_service_mentions(text, [ServiceRef(0, str(a.get("service", "")), "", ())])
     ]
     if len(mentioned) == 1:
         return mentioned[0]
@@ -591,9 +661,7 @@ def _which_appointment(view: _View, verb: str, none_text: str) -> Decision | dic
     appointments = [a for a in mine.result.get("appointments", []) if isinstance(a, dict)]
     if not appointments:
         return none_text
-    chosen = next(
-        (a for t in [view.text, *view.earlier_user] if (a := _pick_appointment(view, appointments, t))), None
-    )
+    chosen = next((a for t in [view.text, *view.earlier_user] if (a := _pick_appointment(view, appointments, t))), None)
     if chosen is None:
         return f"Which appointment would you like to {verb}? {_list_appointments(appointments)}."
     return chosen
@@ -601,13 +669,19 @@ def _which_appointment(view: _View, verb: str, none_text: str) -> Decision | dic
 
 def _cancel_flow(view: _View) -> Decision:
     chosen = _which_appointment(
-        view, "cancel",
+        view,
+        "cancel",
         "I don't see any upcoming appointments for you. If you booked by phone, our team can help: reply 'talk to a person'.",
     )
     if not isinstance(chosen, dict):
         return chosen
     return _call(
-        view, "propose_action", action="cancel", service=None, start=None, provider=None,
+        view,
+        "propose_action",
+        action="cancel",
+        service=None,
+        start=None,
+        provider=None,
         appointment_id=chosen["appointment_id"],
     )
 
@@ -623,14 +697,21 @@ def _reschedule_flow(view: _View) -> Decision:
     selection = _pick_offered(view, when)
     if selection is not None:
         return _call(
-            view, "propose_action", action="reschedule", service=None, start=selection["start"], provider=None,
+            view,
+            "propose_action",
+            action="reschedule",
+            service=None,
+            start=selection["start"],
+            provider=None,
             appointment_id=chosen["appointment_id"],
         )
     if when is None:
         return f"Sure! Your {chosen.get('service')} is on {chosen.get('label')}. What day and time would work better?"
     check = view.last("check_availability")
     if check is None:
-        return _call(view, "check_availability", service=chosen.get("service"), provider=None, **_when_args(when, view.ctx))
+        return _call(
+            view, "check_availability", service=chosen.get("service"), provider=None, **_when_args(when, view.ctx)
+        )
     offered = [s for s in check.result.get("slots", []) if isinstance(s, dict)]
     if not check.ok or not offered:
         return "Sorry, I don't see openings then. Would another day work?"
@@ -638,7 +719,12 @@ def _reschedule_flow(view: _View) -> Decision:
     exact = [s for s in offered if s.get("start") == requested]
     if exact:
         return _call(
-            view, "propose_action", action="reschedule", service=None, start=exact[0]["start"], provider=None,
+            view,
+            "propose_action",
+            action="reschedule",
+            service=None,
+            start=exact[0]["start"],
+            provider=None,
             appointment_id=chosen["appointment_id"],
         )
     return f"Openings for your {chosen.get('service')}: {_format_slots(offered)}. Which works?"
@@ -650,8 +736,11 @@ def _reschedule_when(view: _View, chosen: dict[str, Any]) -> WhenSpec | None:
         return None
     # "move my Friday appointment" names the current day, not the new one.
     current = str(chosen.get("start", ""))[:10]
-    if when.date is not None and when.date.isoformat() == current and when.time is None and not view.ctx.slots.get(
-        "offered_slots"
+    if (
+        when.date is not None
+        and when.date.isoformat() == current
+        and when.time is None
+        and not view.ctx.slots.get("offered_slots")
     ):
         return None
     return when
@@ -675,13 +764,21 @@ def _service_info(view: _View, services: list[str], wants_price: bool) -> Decisi
     asked = {str(s.arguments.get("service")) for s in done}
     missing = [s for s in services[:3] if s not in asked]
     if missing:
-        return [("get_service_details", {"service": s}) for s in missing] if "get_service_details" in view.tools else _cannot(view)
+        return (
+            [("get_service_details", {"service": s}) for s in missing]
+            if "get_service_details" in view.tools
+            else _cannot(view)
+        )
     parts: list[str] = []
     for step in done:
         r = step.result
         if not step.ok:
             offered = r.get("offered") or []
-            parts.append(f"We don't offer {step.arguments.get('service')}" + (f" (we do: {', '.join(offered[:5])})" if offered else "") + ".")
+            parts.append(
+                f"We don't offer {step.arguments.get('service')}"
+                + (f" (we do: {', '.join(offered[:5])})" if offered else "")
+                + "."
+            )
             continue
         deposit = f", {r['deposit']} deposit to book" if r.get("deposit") else ""
         parts.append(f"Yes, we offer {r.get('name')}: {r.get('price')} ({r.get('duration_min')} min{deposit}).")

@@ -65,7 +65,7 @@ class Template:
         literal: list[str] = []
         pos = 0
         for match in _TOKEN.finditer(source):
-            literal.append(source[pos:match.start()])
+            literal.append(source[pos : match.start()])
             token = match.group(0)
             if token == "{{":
                 literal.append("{")
@@ -109,8 +109,10 @@ def validate_template(source: str, allowed: frozenset[str] = CAMPAIGN_PLACEHOLDE
     unknown = unknown_placeholders(source, allowed)
     if unknown:
         raise TemplateError(
-            "unknown placeholder(s): " + ", ".join("{" + n + "}" for n in unknown)
-            + "; allowed: " + ", ".join("{" + n + "}" for n in sorted(allowed))
+            "unknown placeholder(s): "
+            + ", ".join("{" + n + "}" for n in unknown)
+            + "; allowed: "
+            + ", ".join("{" + n + "}" for n in sorted(allowed))
         )
     return Template.parse(source)
 
@@ -160,7 +162,9 @@ _CONFIRM_WORDS: frozenset[str] = frozenset(
     {"c", "yes", "y", "yep", "yeah", "yup", "confirm", "confirmed", "ok", "okay", "si", "sí"}
 )
 _RESCHEDULE_WORDS: frozenset[str] = frozenset({"r", "reschedule", "resched"})
-_COURTESY: frozenset[str] = frozenset({"please", "pls", "thanks", "thank", "you", "ty", "i", "will", "be", "there", "see"})
+_COURTESY: frozenset[str] = frozenset(
+    {"please", "pls", "thanks", "thank", "you", "ty", "i", "will", "be", "there", "see"}
+)
 _WORD = re.compile(r"[a-zà-ÿ]+")
 
 

@@ -71,13 +71,20 @@ class CheckAvailability(ToolArgs):
     """Find a few concrete open appointment times for a treatment. Dates are in the clinic's local timezone."""
 
     service: str = Field(description="Treatment name, e.g. 'botox'.")
-    date_from: str | None = Field(default=None, description="First day to search, YYYY-MM-DD (clinic local); null = today.")
-    date_to: str | None = Field(default=None, description="Last day to search, YYYY-MM-DD (clinic local); null = a week from date_from.")
+    date_from: str | None = Field(
+        default=None, description="First day to search, YYYY-MM-DD (clinic local); null = today."
+    )
+    date_to: str | None = Field(
+        default=None, description="Last day to search, YYYY-MM-DD (clinic local); null = a week from date_from."
+    )
     time_of_day: TimeOfDay | None = Field(default=None, description="Preferred part of the day; null = any.")
     preferred_time: str | None = Field(
-        default=None, description="Preferred local time HH:MM, e.g. '15:00'; slots nearest to it come first. Null = none."
+        default=None,
+        description="Preferred local time HH:MM, e.g. '15:00'; slots nearest to it come first. Null = none.",
     )
-    provider: str | None = Field(default=None, description="Provider name if the patient asked for someone; null = anyone qualified.")
+    provider: str | None = Field(
+        default=None, description="Provider name if the patient asked for someone; null = anyone qualified."
+    )
 
     _dates = field_validator("date_from", "date_to")(_check_date)
 
@@ -87,8 +94,10 @@ class CheckAvailability(ToolArgs):
         if value is None:
             return None
         parts = value.strip().split(":")
-        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]) or not (
-            0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60
+        if (
+            len(parts) < 2
+            or not all(p.isdigit() for p in parts[:2])
+            or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
         ):
             raise ValueError("must be HH:MM")
         return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
@@ -101,9 +110,15 @@ class ProposeAction(ToolArgs):
 
     action: ProposedAction = Field(description="What you are proposing.")
     service: str | None = Field(default=None, description="book: the treatment. Otherwise null.")
-    start: str | None = Field(default=None, description="book: the slot start; reschedule: the new start. ISO local, e.g. 2026-12-04T15:00.")
-    provider: str | None = Field(default=None, description="book: provider name from check_availability; null = first available.")
-    appointment_id: int | None = Field(default=None, description="reschedule/cancel/deposit: the appointment id from get_my_appointments.")
+    start: str | None = Field(
+        default=None, description="book: the slot start; reschedule: the new start. ISO local, e.g. 2026-12-04T15:00."
+    )
+    provider: str | None = Field(
+        default=None, description="book: provider name from check_availability; null = first available."
+    )
+    appointment_id: int | None = Field(
+        default=None, description="reschedule/cancel/deposit: the appointment id from get_my_appointments."
+    )
 
     @field_validator("start")
     @classmethod

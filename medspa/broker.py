@@ -154,9 +154,16 @@ def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message])
         message = message.copy(options={"redis_message_id": fast_uuid()})
         broker.emit_before("enqueue", message, None)
         args = [
-            "enqueue", current_millis(), message.queue_name, broker.broker_id, broker.heartbeat_timeout,
-            broker.dead_message_ttl, 0, broker._max_unpack_size(),  # no maintenance from the web process
-            message.options["redis_message_id"], message.encode(),
+            "enqueue",
+            current_millis(),
+            message.queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            0,
+            broker._max_unpack_size(),  # no maintenance from the web process
+            message.options["redis_message_id"],
+            message.encode(),
         ]
         dispatch(args=args, keys=[broker.namespace], client=pipe)
     ring_doorbells(pipe, broker.namespace, counts)  # same round trip

@@ -114,9 +114,19 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
         pgdata.mkdir(exist_ok=True)
         _chown_for_pg(pgdata)
         subprocess.run(
-            [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", OWNER_ROLE,
-             "--no-instructions"],
-            check=True, capture_output=True, **kwargs,
+            [
+                str(_pg_bin() / "initdb"),
+                "-D",
+                str(pgdata),
+                "--auth=trust",
+                "--encoding=utf8",
+                "-U",
+                OWNER_ROLE,
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            **kwargs,
         )
     if port_file.exists():
         port = int(port_file.read_text().strip())
@@ -125,8 +135,12 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
     port = port or free_port()
     port_file.write_text(str(port))
     opts = [
-        f"-p {port}", "-h 127.0.0.1", f"-k {pgdata}",
-        "-c max_connections=300", "-c shared_buffers=256MB", "-c log_min_messages=warning",
+        f"-p {port}",
+        "-h 127.0.0.1",
+        f"-k {pgdata}",
+        "-c max_connections=300",
+        "-c shared_buffers=256MB",
+        "-c log_min_messages=warning",
         # Hot rows (conversations are rewritten every turn): let autovacuum look every 10 s, not every minute
         # (per-table thresholds in migration 0004).
         "-c autovacuum_naptime=10s",
@@ -137,9 +151,22 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
         opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     log_file = pgdata / "server.log"
     subprocess.run(
-        [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-o", " ".join(opts), "-w", "-t", "60",
-         "start"],
-        check=True, capture_output=True, **kwargs,  # type: ignore[arg-type]
+        [
+            str(_pg_bin() / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-l",
+            str(log_file),
+            "-o",
+            " ".join(opts),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        **kwargs,  # type: ignore[arg-type]
     )
     _wait_until(lambda: _pg_ready(port), 60, "embedded Postgres")
     return port
@@ -151,7 +178,8 @@ def stop_postgres(data_dir: Path) -> None:
         return
     subprocess.run(
         [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-        capture_output=True, **_as_pg_user(),
+        capture_output=True,
+        **_as_pg_user(),
     )
 
 
@@ -198,10 +226,29 @@ def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = T
     port = port or free_port()
     port_file.write_text(str(port))
     subprocess.run(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-         "--dir", str(rdir), "--pidfile", str(rdir / "redis.pid"), "--logfile", str(rdir / "redis.log"),
-         "--appendonly", "yes" if appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction"],
-        check=True, capture_output=True,
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(rdir),
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--logfile",
+            str(rdir / "redis.log"),
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        check=True,
+        capture_output=True,
     )
     _wait_until(lambda: _port_open(port), 30, "redis-server")
     return port

@@ -52,6 +52,14 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party loggers that would echo request URLs/bodies (phone numbers) at INFO.
-    for noisy in ("httpx", "httpcore", "twilio.http_client", "stripe", "openai", "urllib3", "googleapiclient",
-                  "uvicorn.access"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "twilio.http_client",
+        "stripe",
+        "openai",
+        "urllib3",
+        "googleapiclient",
+        "uvicorn.access",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -38,7 +38,7 @@ def _sqlalchemy_url(url: str) -> str:
     # Accept the common postgres:// and postgresql:// spellings; we always drive psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

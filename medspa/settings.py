@@ -24,7 +24,8 @@ class Settings(BaseSettings):
         default=None, description="App-role connection (not owner, not BYPASSRLS). Unset: embedded Postgres."
     )
     migration_database_url: str | None = Field(
-        default=None, description="Owner connection for migrations and onboarding. Unset: DATABASE_URL's server as owner."
+        default=None,
+        description="Owner connection for migrations and onboarding. Unset: DATABASE_URL's server as owner.",
     )
     redis_url: str | None = Field(default=None, description="Unset: a local redis-server is started.")
     data_dir: Path = Field(default=REPO_ROOT / ".data", description="Where embedded Postgres/Redis keep their files.")

@@ -53,9 +53,13 @@ def clinic_facts(slug: str) -> ClinicFacts:
     from scripts.common import app_database
 
     with app_database().directory_scope() as session:
-        row = session.execute(
-            text("SELECT id, slug, name, timezone, phone, policies FROM clinics WHERE slug = :s"), {"s": slug}
-        ).mappings().one_or_none()
+        row = (
+            session.execute(
+                text("SELECT id, slug, name, timezone, phone, policies FROM clinics WHERE slug = :s"), {"s": slug}
+            )
+            .mappings()
+            .one_or_none()
+        )
     if row is None:
         raise CommandError(f"no clinic with slug {slug!r} (see: medspa clinic list)")
     return ClinicFacts(int(row["id"]), row["slug"], row["name"], row["timezone"], row["phone"], row["policies"] or {})
@@ -63,14 +67,18 @@ def clinic_facts(slug: str) -> ClinicFacts:
 
 def register(subparsers: Any) -> None:
     appts = subparsers.add_parser(
-        "appointments", help="list, cancel, move and export appointments; block provider time",
+        "appointments",
+        help="list, cancel, move and export appointments; block provider time",
         description="The schedule: list a day, cancel or move an appointment on a patient's behalf (they are "
-                    "texted once), block time for a provider, export a day as CSV. Times are clinic-local.",
+        "texted once), block time for a provider, export a day as CSV. Times are clinic-local.",
     )
     sub = appts.add_subparsers(dest="appointments_command", metavar="SUBCOMMAND", required=True)
 
-    listing = sub.add_parser("list", help="one day's appointments and blocks",
-                             description="List one day's appointments and blocked time (clinic-local times).")
+    listing = sub.add_parser(
+        "list",
+        help="one day's appointments and blocks",
+        description="List one day's appointments and blocked time (clinic-local times).",
+    )
     add_clinic_argument(listing)
     listing.add_argument("--date", metavar="YYYY-MM-DD", help="the day (default: today in the clinic's time zone)")
     listing.add_argument("--provider", metavar="SLUG", help="only this provider")
@@ -79,42 +87,50 @@ def register(subparsers: Any) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     listing.set_defaults(handler=appointments_list)
 
-    cancel = sub.add_parser("cancel", help="cancel on the patient's behalf (texts them once, applies the deposit rule)",
-                            description="Cancel an appointment on the patient's behalf: frees the slot, texts the "
-                                        "patient once, applies the clinic's deposit rule and queues the calendar "
-                                        "update.")
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel on the patient's behalf (texts them once, applies the deposit rule)",
+        description="Cancel an appointment on the patient's behalf: frees the slot, texts the "
+        "patient once, applies the clinic's deposit rule and queues the calendar "
+        "update.",
+    )
     cancel.add_argument("appointment_id", metavar="ID", type=int, help="appointment id (see: appointments list)")
     add_clinic_argument(cancel)
     cancel.add_argument("--reason", required=True, metavar="TEXT", help="why (kept on the appointment)")
     cancel.set_defaults(handler=appointments_cancel)
 
-    move = sub.add_parser("move", help="move to another time on the patient's behalf (texts them once)",
-                          description="Move an appointment to a new clinic-local start time (same length); "
-                                      "refuses an overlap with another appointment or block.")
+    move = sub.add_parser(
+        "move",
+        help="move to another time on the patient's behalf (texts them once)",
+        description="Move an appointment to a new clinic-local start time (same length); "
+        "refuses an overlap with another appointment or block.",
+    )
     move.add_argument("appointment_id", metavar="ID", type=int, help="appointment id")
     add_clinic_argument(move)
     move.add_argument("--to", required=True, metavar='"YYYY-MM-DD HH:MM"', help="new clinic-local start time")
     move.add_argument("--provider", metavar="SLUG", help="also change the provider (default: keep)")
     move.set_defaults(handler=appointments_move)
 
-    block = sub.add_parser("block", help="block a provider's time (no bookings then)",
-                           description="Block a provider's time, e.g. training or leave. Refuses a block that "
-                                       "overlaps an existing appointment or block.")
+    block = sub.add_parser(
+        "block",
+        help="block a provider's time (no bookings then)",
+        description="Block a provider's time, e.g. training or leave. Refuses a block that "
+        "overlaps an existing appointment or block.",
+    )
     add_clinic_argument(block)
     block.add_argument("--provider", required=True, metavar="SLUG", help="provider slug")
-    block.add_argument("--from", dest="start", required=True, metavar='"YYYY-MM-DD HH:MM"',
-                       help="start (clinic-local)")
+    block.add_argument("--from", dest="start", required=True, metavar='"YYYY-MM-DD HH:MM"', help="start (clinic-local)")
     block.add_argument("--to", dest="end", required=True, metavar='"YYYY-MM-DD HH:MM"', help="end (clinic-local)")
     block.add_argument("--reason", required=True, metavar="TEXT", help="why (shown to staff)")
     block.set_defaults(handler=appointments_block)
 
-    export = sub.add_parser("export", help="write one day's schedule as CSV",
-                            description="Write one day's schedule (all providers) as CSV.")
+    export = sub.add_parser(
+        "export", help="write one day's schedule as CSV", description="Write one day's schedule (all providers) as CSV."
+    )
     add_clinic_argument(export)
     export.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day")
     export.add_argument("--csv", required=True, metavar="FILE", help="CSV file to write ('-' for standard output)")
     export.set_defaults(handler=appointments_export)
-
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -133,7 +149,7 @@ def parse_local(value: str, tz: ZoneInfo, option: str) -> datetime:
     try:
         naive = datetime.strptime(cleaned, "%Y-%m-%d %H:%M")
     except ValueError:
-        raise CommandError(f"invalid {option} {value!r} (use \"YYYY-MM-DD HH:MM\", clinic-local time)") from None
+        raise CommandError(f'invalid {option} {value!r} (use "YYYY-MM-DD HH:MM", clinic-local time)') from None
     return naive.replace(tzinfo=tz)
 
 
@@ -170,32 +186,46 @@ def _day_rows(clinic: ClinicFacts, day: date, provider: str | None) -> list[dict
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), clinic.tz)
     with app_database().tenant_scope(clinic.id) as session:
         provider_id = _provider_id(session, clinic, provider) if provider else None
-        rows = session.execute(
-            text("""SELECT a.id, a.starts_at, a.ends_at, p.slug AS provider, a.kind, s.name AS service,
+        rows = (
+            session.execute(
+                text("""SELECT a.id, a.starts_at, a.ends_at, p.slug AS provider, a.kind, s.name AS service,
                            c.name AS client, c.phone_e164 AS phone, a.status, a.notes
                     FROM appointments a JOIN providers p ON p.id = a.provider_id
                     LEFT JOIN services s ON s.id = a.service_id LEFT JOIN clients c ON c.id = a.client_id
                     WHERE a.starts_at >= :start AND a.starts_at < :end
                       AND (CAST(:provider AS bigint) IS NULL OR a.provider_id = :provider)
                     ORDER BY a.starts_at, p.slug, a.id"""),
-            {"start": start, "end": end, "provider": provider_id},
-        ).mappings().all()
+                {"start": start, "end": end, "provider": provider_id},
+            )
+            .mappings()
+            .all()
+        )
     out: list[dict[str, Any]] = []
     for r in rows:
         local_start, local_end = r["starts_at"].astimezone(clinic.tz), r["ends_at"].astimezone(clinic.tz)
-        out.append({
-            "id": r["id"], "date": local_start.date().isoformat(), "start": local_start.strftime("%H:%M"),
-            "end": local_end.strftime("%H:%M"), "provider": r["provider"], "kind": r["kind"],
-            "service": r["service"] or (f"(blocked) {r['notes']}" if r["kind"] == "block" else ""),
-            "client": r["client"] or "", "phone": r["phone"] or "", "status": r["status"],
-        })
+        out.append(
+            {
+                "id": r["id"],
+                "date": local_start.date().isoformat(),
+                "start": local_start.strftime("%H:%M"),
+                "end": local_end.strftime("%H:%M"),
+                "provider": r["provider"],
+                "kind": r["kind"],
+                "service": r["service"] or (f"(blocked) {r['notes']}" if r["kind"] == "block" else ""),
+                "client": r["client"] or "",
+                "phone": r["phone"] or "",
+                "status": r["status"],
+            }
+        )
     return out
 
 
 def _provider_id(session: Session, clinic: ClinicFacts, slug: str) -> int:
     row = session.execute(text("SELECT id FROM providers WHERE slug = :s AND active"), {"s": slug}).scalar_one_or_none()
     if row is None:
-        known = session.execute(text("SELECT string_agg(slug, ', ' ORDER BY slug) FROM providers WHERE active")).scalar()
+        known = session.execute(
+            text("SELECT string_agg(slug, ', ' ORDER BY slug) FROM providers WHERE active")
+        ).scalar()
         raise CommandError(f"no provider {slug!r} at clinic {clinic.slug!r} (providers: {known or 'none'})")
     return int(row)
 
@@ -300,11 +330,24 @@ def _text_patient(
         return "patient not texted: no phone number on file", []
     if appt["consent_state"] == "opted_out":
         return "patient not texted: they opted out of texts (call them)", []
-    ids = insert_outbox(session, clinic.id, [OutboxRow(
-        channel="sms", kind="staff", to_address=appt["phone_e164"], from_address="", body=body,
-        client_id=appt["client_id"], conversation_id=appt["conversation_id"], priority=0, dedupe_key=dedupe_key,
-        meta={"appointment_id": appt["id"], "by": "staff-cli"},
-    )])
+    ids = insert_outbox(
+        session,
+        clinic.id,
+        [
+            OutboxRow(
+                channel="sms",
+                kind="staff",
+                to_address=appt["phone_e164"],
+                from_address="",
+                body=body,
+                client_id=appt["client_id"],
+                conversation_id=appt["conversation_id"],
+                priority=0,
+                dedupe_key=dedupe_key,
+                meta={"appointment_id": appt["id"], "by": "staff-cli"},
+            )
+        ],
+    )
     if not ids:
         return "patient already texted about this change", []
     if appt["conversation_id"]:
@@ -324,8 +367,9 @@ def _load(session: Session, clinic: ClinicFacts, appointment_id: int) -> dict[st
     return dict(row)
 
 
-def deposit_decision(policies: dict[str, Any], starts_at: datetime, now: datetime, paid_cents: int,
-                     refund_due: bool = False) -> tuple[str, str]:
+def deposit_decision(
+    policies: dict[str, Any], starts_at: datetime, now: datetime, paid_cents: int, refund_due: bool = False
+) -> tuple[str, str]:
     """(action, sentence for the patient): 'none' | 'keep' | 'refund', by the same rule the payments worker
     applies (``worker.payments_flow.deposit_decision``) so the text and the money agree."""
     if not paid_cents:
@@ -335,8 +379,11 @@ def deposit_decision(policies: dict[str, Any], starts_at: datetime, now: datetim
     except ImportError:  # payments flow not installed: the documented default policy
         window = timedelta(hours=float(policies.get("cancellation_window_hours", 24) or 0))
         late = starts_at - now < window
-        action = ("refund" if policies.get("deposit_refund_inside_window", False) else "keep") if late else (
-            "refund" if policies.get("deposit_refund_outside_window", True) else "keep")
+        action = (
+            ("refund" if policies.get("deposit_refund_inside_window", False) else "keep")
+            if late
+            else ("refund" if policies.get("deposit_refund_outside_window", True) else "keep")
+        )
     else:
         action = rule(policies, starts_at, now)
     if refund_due:
@@ -367,23 +414,35 @@ def appointments_cancel(args: argparse.Namespace) -> int:
                     WHERE appointment_id = :id AND status IN ('paid', 'refund_due') ORDER BY id LIMIT 1"""),
             {"id": appt["id"]},
         ).one_or_none()
-        action, sentence = deposit_decision(clinic.policies, appt["starts_at"], now,
-                                            int(paid.amount_cents) if paid else 0,
-                                            refund_due=paid is not None and paid.status == "refund_due")
+        action, sentence = deposit_decision(
+            clinic.policies,
+            appt["starts_at"],
+            now,
+            int(paid.amount_cents) if paid else 0,
+            refund_due=paid is not None and paid.status == "refund_due",
+        )
         # With a payments worker, it applies the same rule and moves the money (refund or mark kept).
         refund_actor = _optional_actor("refund_deposit") if action != "none" else None
         sync_actor = _optional_actor("sync_calendar_event") if appt["kind"] == "appointment" else None
-        decision = {"none": "no deposit paid", "keep": "deposit kept (clinic policy)",
-                    "refund": "deposit refund queued" if refund_actor else "deposit refund due: refund it in "
-                                                                            "Stripe (no refund worker installed)"}
+        decision = {
+            "none": "no deposit paid",
+            "keep": "deposit kept (clinic policy)",
+            "refund": "deposit refund queued"
+            if refund_actor
+            else "deposit refund due: refund it in Stripe (no refund worker installed)",
+        }
         if action == "keep" and paid is not None and refund_actor is None:
-            session.execute(text("UPDATE payments SET status = 'kept', updated_at = now() WHERE id = :id"),
-                            {"id": paid.id})
+            session.execute(
+                text("UPDATE payments SET status = 'kept', updated_at = now() WHERE id = :id"), {"id": paid.id}
+            )
         fee = int(clinic.policies.get("late_cancel_fee_cents", 0) or 0)
         window_h = float(clinic.policies.get("cancellation_window_hours", 24) or 0)
         late = (appt["starts_at"] - now) < timedelta(hours=window_h)
-        fee_note = (f"late cancellation: the {_money(fee)} fee applies per policy (not charged automatically)"
-                    if late and fee and appt["kind"] == "appointment" and action == "none" else "")
+        fee_note = (
+            f"late cancellation: the {_money(fee)} fee applies per policy (not charged automatically)"
+            if late and fee and appt["kind"] == "appointment" and action == "none"
+            else ""
+        )
         note = "; ".join(n for n in (f"cancelled by staff {now:%Y-%m-%d %H:%M} UTC", decision[action], fee_note) if n)
         session.execute(
             text("""UPDATE appointments SET status = 'cancelled', cancelled_at = now(), cancel_reason = :reason,
@@ -395,21 +454,25 @@ def appointments_cancel(args: argparse.Namespace) -> int:
         withdraw_appointment_messages(session, clinic.id, appt["id"])
         if appt["kind"] == "appointment":
             first = (appt["client_name"] or "").split(" ")[0] or "there"
-            body = (f"Hi {first}, as requested your {appt['service_name'] or 'appointment'} at {clinic.name} on "
-                    f"{when} is cancelled. {sentence + ' ' if sentence else ''}"
-                    f"Reply here or call {_national(clinic.phone)} to rebook.")
+            body = (
+                f"Hi {first}, as requested your {appt['service_name'] or 'appointment'} at {clinic.name} on "
+                f"{when} is cancelled. {sentence + ' ' if sentence else ''}"
+                f"Reply here or call {_national(clinic.phone)} to rebook."
+            )
             line, texts = _text_patient(session, clinic, appt, body, f"staff:cancel:{appt['id']}")
             report.append(line)
-    after = AfterCommit(clinic.id, texts, refund=refund_actor is not None,
-                        calendar=sync_actor is not None, appointment_id=appt["id"])
+    after = AfterCommit(
+        clinic.id, texts, refund=refund_actor is not None, calendar=sync_actor is not None, appointment_id=appt["id"]
+    )
     report += _enqueue(after)
     what = appt["service_name"] or "blocked time"
     print(f"cancelled appointment {appt['id']}: {what} with {appt['provider_name']}, {when} (slot freed)")
     for line in report + [f"deposit: {decision[action]}"] + ([fee_note] if fee_note else []):
         print(f"  {line}")
     if appt["kind"] == "appointment":
-        print("  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker "
-              "installed)")
+        print(
+            "  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker installed)"
+        )
     return 0
 
 
@@ -426,8 +489,10 @@ def _overlap_line(clinic: ClinicFacts, provider_id: int, start: datetime, end: d
         ).one_or_none()
     if row is None:
         return "another appointment or block"
-    return (f"{'block' if row.kind == 'block' else 'appointment'} {row.id} "
-            f"on {row.starts_at.astimezone(clinic.tz):%Y-%m-%d %H:%M}-{row.blocked_until.astimezone(clinic.tz):%H:%M}")
+    return (
+        f"{'block' if row.kind == 'block' else 'appointment'} {row.id} "
+        f"on {row.starts_at.astimezone(clinic.tz):%Y-%m-%d %H:%M}-{row.blocked_until.astimezone(clinic.tz):%H:%M}"
+    )
 
 
 def appointments_move(args: argparse.Namespace) -> int:
@@ -448,12 +513,16 @@ def appointments_move(args: argparse.Namespace) -> int:
             provider_id, provider_name = appt["provider_id"], appt["provider_name"]
             if args.provider and args.provider != appt["provider_slug"]:
                 provider_id = _provider_id(session, clinic, args.provider)
-                provider_name = session.execute(text("SELECT name FROM providers WHERE id = :id"),
-                                                {"id": provider_id}).scalar_one()
-                if appt["service_id"] is not None and not session.execute(
-                    text("SELECT 1 FROM provider_services WHERE provider_id = :p AND service_id = :s"),
-                    {"p": provider_id, "s": appt["service_id"]},
-                ).first():
+                provider_name = session.execute(
+                    text("SELECT name FROM providers WHERE id = :id"), {"id": provider_id}
+                ).scalar_one()
+                if (
+                    appt["service_id"] is not None
+                    and not session.execute(
+                        text("SELECT 1 FROM provider_services WHERE provider_id = :p AND service_id = :s"),
+                        {"p": provider_id, "s": appt["service_id"]},
+                    ).first()
+                ):
                     raise CommandError(f"provider {args.provider!r} does not offer {appt['service_name']}")
             length = appt["ends_at"] - appt["starts_at"]
             busy = appt["blocked_until"] - appt["starts_at"]
@@ -468,9 +537,11 @@ def appointments_move(args: argparse.Namespace) -> int:
             when = _label(new_start, clinic.tz)
             if appt["kind"] == "appointment":
                 first = (appt["client_name"] or "").split(" ")[0] or "there"
-                body = (f"Hi {first}, as requested your {appt['service_name'] or 'appointment'} at {clinic.name} "
-                        f"has moved to {when} with {provider_name}. Reply here or call {_national(clinic.phone)} "
-                        "with any questions.")
+                body = (
+                    f"Hi {first}, as requested your {appt['service_name'] or 'appointment'} at {clinic.name} "
+                    f"has moved to {when} with {provider_name}. Reply here or call {_national(clinic.phone)} "
+                    "with any questions."
+                )
                 key = f"staff:move:{appt['id']}:{new_start.astimezone(UTC):%Y%m%dT%H%M}:{provider_id}"
                 line, texts = _text_patient(session, clinic, appt, body, key)
                 report.append(line)
@@ -479,16 +550,16 @@ def appointments_move(args: argparse.Namespace) -> int:
             raise
         clash = _overlap_line(clinic, provider_id, new_start, new_blocked, args.appointment_id)
         raise CommandError(f"{args.to} overlaps {clash} for {provider_name}; nothing changed") from None
-    report += _enqueue(AfterCommit(clinic.id, texts, calendar=sync_actor is not None,
-                                   appointment_id=appt["id"]))
+    report += _enqueue(AfterCommit(clinic.id, texts, calendar=sync_actor is not None, appointment_id=appt["id"]))
     print(f"moved appointment {appt['id']}: {appt['service_name'] or 'blocked time'} now {when} with {provider_name}")
     for line in report:
         print(f"  {line}")
     if appt["deposit_cents"]:
         print("  deposit: stays with the appointment")
     if appt["kind"] == "appointment":
-        print("  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker "
-              "installed)")
+        print(
+            "  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker installed)"
+        )
     return 0
 
 
@@ -523,6 +594,7 @@ def appointments_block(args: argparse.Namespace) -> int:
     if block_id is None:
         print(f"{args.provider} is already blocked {args.start} to {args.end} (nothing changed)")
         return 0
-    print(f"blocked {args.provider} {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({clinic.timezone}): "
-          f"block {block_id}")
+    print(
+        f"blocked {args.provider} {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({clinic.timezone}): block {block_id}"
+    )
     return 0

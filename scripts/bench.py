@@ -63,14 +63,28 @@ class BenchInfra:
     redis_url: str
 
     def env(self, **extra: str) -> dict[str, str]:
-        return os.environ.copy() | {
-            "DATABASE_URL": self.app_url, "MIGRATION_DATABASE_URL": self.owner_url, "REDIS_URL": self.redis_url,
-            "DATA_DIR": str(self.data_dir), "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "ENVIRONMENT": "test",
-            "CHAT_TOKEN_SECRET": "bench", "STRIPE_WEBHOOK_SECRET": "whsec_bench",
-            "RATE_LIMIT_PER_SENDER_PER_MIN": "1000000", "RATE_LIMIT_PER_SESSION_PER_MIN": "1000000",
-            "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0", "SMS_RATE_PER_NUMBER_PER_S": "0",
-            "LOCAL_EMBEDDINGS": "false", "SMS_PROVIDER": "sink", "MODEL_PROVIDER": "bench",
-        } | extra
+        return (
+            os.environ.copy()
+            | {
+                "DATABASE_URL": self.app_url,
+                "MIGRATION_DATABASE_URL": self.owner_url,
+                "REDIS_URL": self.redis_url,
+                "DATA_DIR": str(self.data_dir),
+                "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                "ENVIRONMENT": "test",
+                "CHAT_TOKEN_SECRET": "bench",
+                "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+                "RATE_LIMIT_PER_SENDER_PER_MIN": "1000000",
+                "RATE_LIMIT_PER_SESSION_PER_MIN": "1000000",
+                "LOG_LEVEL": "WARNING",
+                "WORKER_METRICS_PORT": "0",
+                "SMS_RATE_PER_NUMBER_PER_S": "0",
+                "LOCAL_EMBEDDINGS": "false",
+                "SMS_PROVIDER": "sink",
+                "MODEL_PROVIDER": "bench",
+            }
+            | extra
+        )
 
 
 @contextlib.contextmanager
@@ -100,8 +114,9 @@ class Processes:
 
     def start(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         handle = open(log, "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.running.append(process)
         return process
 
@@ -117,27 +132,65 @@ class Processes:
         self.running.clear()
 
 
-def start_app(procs: Processes, infra: BenchInfra, port: int, *, workers: int, bare: bool = False,
-              extra_env: dict[str, str] | None = None) -> None:
+def start_app(
+    procs: Processes,
+    infra: BenchInfra,
+    port: int,
+    *,
+    workers: int,
+    bare: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> None:
     target = ["scripts.bench_bare_app:app"] if bare else ["--factory", "webhooks.app:create_app"]
-    argv = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     env = infra.env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **(extra_env or {}))
     procs.start(argv, env, infra.data_dir / f"app-{port}.log")
     path = "/webhooks/twilio/sms" if bare else "/readyz"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.request("GET" if not bare else "POST", f"http://127.0.0.1:{port}{path}", timeout=1).status_code < 500:
+            if (
+                httpx.request("GET" if not bare else "POST", f"http://127.0.0.1:{port}{path}", timeout=1).status_code
+                < 500
+            ):
                 return
         time.sleep(0.2)
     raise RuntimeError(f"app on port {port} did not start; see {infra.data_dir}")
 
 
-def start_workers(procs: Processes, infra: BenchInfra, *, processes: int, threads: int,
-                  extra_env: dict[str, str] | None = None) -> None:
-    argv = [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes), "--threads",
-            str(threads), "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"]
+def start_workers(
+    procs: Processes, infra: BenchInfra, *, processes: int, threads: int, extra_env: dict[str, str] | None = None
+) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        "inbound",
+        "turns",
+        "outbox",
+        "bulk",
+        "scheduled",
+    ]
     procs.start(argv, infra.env(**(extra_env or {})), infra.data_dir / "workers.log")
 
 
@@ -147,12 +200,20 @@ def signed_sms_requests(port: int, count: int, *, senders: int | None = None) ->
     senders = senders or count
     requests = []
     for i in range(count):
-        form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32,
-                "From": f"+1628{i % senders:07d}", "To": CLINIC_NUMBER, "Body": "Hi! What are your hours?",
-                "NumMedia": "0"}
+        form = {
+            "MessageSid": "SM" + uuid.uuid4().hex,
+            "AccountSid": "AC" + "0" * 32,
+            "From": f"+1628{i % senders:07d}",
+            "To": CLINIC_NUMBER,
+            "Body": "Hi! What are your hours?",
+            "NumMedia": "0",
+        }
         signature = validator.compute_signature(url, form)
-        requests.append(build_post("127.0.0.1", port, "/webhooks/twilio/sms", urlencode(form).encode(),
-                                   {"X-Twilio-Signature": signature}))
+        requests.append(
+            build_post(
+                "127.0.0.1", port, "/webhooks/twilio/sms", urlencode(form).encode(), {"X-Twilio-Signature": signature}
+            )
+        )
     return requests
 
 
@@ -180,12 +241,17 @@ def bench_ingress(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]
     finally:
         procs.stop_all()
     return {
-        "rps": round(real.rps, 1), "p50_ms": round(real.percentile_ms(0.50), 2),
-        "p99_ms": round(real.percentile_ms(0.99), 2), "errors": real.errors,
-        "bare_rps": round(bare.rps, 1), "bare_p50_ms": round(bare.percentile_ms(0.5), 2),
+        "rps": round(real.rps, 1),
+        "p50_ms": round(real.percentile_ms(0.50), 2),
+        "p99_ms": round(real.percentile_ms(0.99), 2),
+        "errors": real.errors,
+        "bare_rps": round(bare.rps, 1),
+        "bare_p50_ms": round(bare.percentile_ms(0.5), 2),
         "bare_p99_ms": round(bare.percentile_ms(0.99), 2),
         "ratio_vs_bare": round(real.rps / bare.rps, 3) if bare.rps else 0.0,
-        "connections": 64, "webhook_workers": args.webhook_workers, "inbox_rows_recorded": recorded,
+        "connections": 64,
+        "webhook_workers": args.webhook_workers,
+        "inbox_rows_recorded": recorded,
     }
 
 
@@ -253,9 +319,14 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     finally:
         procs.stop_all()
     return {
-        "turns": turns, "turns_per_s": round(turns / elapsed, 1), "raw_commit_tps": round(raw, 1),
-        "p50_ms": round(_pct(latencies, 0.5), 1), "p99_ms": round(_pct(latencies, 0.99), 1),
-        "webhook_errors": load.errors, "worker_processes": 2, "threads_per_process": 8,
+        "turns": turns,
+        "turns_per_s": round(turns / elapsed, 1),
+        "raw_commit_tps": round(raw, 1),
+        "p50_ms": round(_pct(latencies, 0.5), 1),
+        "p99_ms": round(_pct(latencies, 0.99), 1),
+        "webhook_errors": load.errors,
+        "worker_processes": 2,
+        "threads_per_process": 8,
     }
 
 
@@ -272,8 +343,13 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         port = devstack.free_port()
         start_app(procs, infra, port, workers=1)
         threads = concurrency // 2 + 8  # turns in flight per process plus headroom for the send actors
-        start_workers(procs, infra, processes=2, threads=threads,
-                      extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"})
+        start_workers(
+            procs,
+            infra,
+            processes=2,
+            threads=threads,
+            extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"},
+        )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
         latencies, completed = _run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
     finally:
@@ -282,16 +358,23 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     bound = concurrency / (latency_ms / 1000)
     latencies.sort()
     return {
-        "model_latency_ms": latency_ms, "concurrency": concurrency, "turns_per_s": round(turns_per_s, 1),
-        "bound_turns_per_s": round(bound, 1), "fraction_of_bound": round(turns_per_s / bound, 3),
-        "e2e_p50_ms": round(_pct(latencies, 0.5), 1), "e2e_p99_ms": round(_pct(latencies, 0.99), 1),
+        "model_latency_ms": latency_ms,
+        "concurrency": concurrency,
+        "turns_per_s": round(turns_per_s, 1),
+        "bound_turns_per_s": round(bound, 1),
+        "fraction_of_bound": round(turns_per_s / bound, 3),
+        "e2e_p50_ms": round(_pct(latencies, 0.5), 1),
+        "e2e_p99_ms": round(_pct(latencies, 0.99), 1),
         "e2e_p99_minus_model_ms": round(_pct(latencies, 0.99) - latency_ms, 1),
-        "worker_processes": 2, "threads_per_process": threads, "turns_measured": completed,
+        "worker_processes": 2,
+        "threads_per_process": threads,
+        "turns_measured": completed,
     }
 
 
-def _run_closed_loop(infra: BenchInfra, port: int, concurrency: int, warmup_s: float,
-                     duration_s: float) -> tuple[list[float], int]:
+def _run_closed_loop(
+    infra: BenchInfra, port: int, concurrency: int, warmup_s: float, duration_s: float
+) -> tuple[list[float], int]:
     import asyncio
 
     import redis.asyncio as aioredis
@@ -329,10 +412,20 @@ def _run_closed_loop(infra: BenchInfra, port: int, concurrency: int, warmup_s: f
                 while loop.time() < stop_at:
                     event = replied[phone]
                     event.clear()
-                    form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": phone, "To": CLINIC_NUMBER,
-                            "Body": "What are your hours?", "NumMedia": "0"}
-                    request = build_post("127.0.0.1", port, "/webhooks/twilio/sms", urlencode(form).encode(),
-                                         {"X-Twilio-Signature": validator.compute_signature(url, form)})
+                    form = {
+                        "MessageSid": "SM" + uuid.uuid4().hex,
+                        "From": phone,
+                        "To": CLINIC_NUMBER,
+                        "Body": "What are your hours?",
+                        "NumMedia": "0",
+                    }
+                    request = build_post(
+                        "127.0.0.1",
+                        port,
+                        "/webhooks/twilio/sms",
+                        urlencode(form).encode(),
+                        {"X-Twilio-Signature": validator.compute_signature(url, form)},
+                    )
                     sent = loop.time()
                     writer.write(request)
                     if await read_response(reader) != 200:
@@ -372,9 +465,13 @@ def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     say("campaign: 30 msg/s cap")
     capped = run_campaign_bench(args.capped_recipients, 30.0)
     return {
-        "recipients": fast["recipients"], "recipients_per_s": fast["recipients_per_s"], "cap_per_s": 30.0,
-        "capped_max_rate_per_s": capped["capped_max_rate_per_s"], "capped_recipients": capped["recipients"],
-        "uncapped_detail": fast, "capped_detail": capped,
+        "recipients": fast["recipients"],
+        "recipients_per_s": fast["recipients_per_s"],
+        "cap_per_s": 30.0,
+        "capped_max_rate_per_s": capped["capped_max_rate_per_s"],
+        "capped_recipients": capped["recipients"],
+        "uncapped_detail": fast,
+        "capped_detail": capped,
     }
 
 
@@ -415,13 +512,29 @@ def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         ) as copy:
             for i in range(chunks):
                 vector = embedder.embed(["x"])[0]
-                copy.write_row((1, doc_id, i, f"Bench article {i}", random.choice(words),
-                                "[" + ",".join(f"{x:.6f}" for x in vector) + "]", embedder.name))
+                copy.write_row(
+                    (
+                        1,
+                        doc_id,
+                        i,
+                        f"Bench article {i}",
+                        random.choice(words),
+                        "[" + ",".join(f"{x:.6f}" for x in vector) + "]",
+                        embedder.name,
+                    )
+                )
         conn.commit()
         conn.execute("ANALYZE kb_chunks")
     database = Database(make_engine(infra.app_url, pool_size=2))
-    queries = ["does it hurt", "how much is botox", "parking near the clinic", "can I work out after filler",
-               "do you take HSA cards", "what about pregnancy", "how long does hydrafacial take"]
+    queries = [
+        "does it hurt",
+        "how much is botox",
+        "parking near the clinic",
+        "can I work out after filler",
+        "do you take HSA cards",
+        "what about pregnancy",
+        "how long does hydrafacial take",
+    ]
     timings = []
     for i in range(args.kb_queries + 20):
         started = time.perf_counter()
@@ -431,13 +544,21 @@ def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     database.dispose()
     timings.sort()
     total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 1")
-    return {"chunks": total, "queries": len(timings), "p50_ms": round(_pct(timings, 0.5), 2),
-            "p99_ms": round(_pct(timings, 0.99), 2), "mean_ms": round(statistics.fmean(timings), 2)}
+    return {
+        "chunks": total,
+        "queries": len(timings),
+        "p50_ms": round(_pct(timings, 0.5), 2),
+        "p99_ms": round(_pct(timings, 0.99), 2),
+        "mean_ms": round(statistics.fmean(timings), 2),
+    }
 
 
 RUNNERS = {
-    "ingress": bench_ingress, "pipeline": bench_pipeline, "llm_bound": bench_llm_bound,
-    "campaign": bench_campaign, "kb_search": bench_kb_search,
+    "ingress": bench_ingress,
+    "pipeline": bench_pipeline,
+    "llm_bound": bench_llm_bound,
+    "campaign": bench_campaign,
+    "kb_search": bench_kb_search,
 }
 
 
@@ -456,8 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load phase")
     # 15 s: the throwaway database's tables start empty, and until autovacuum first analyzes them (its naptime
     # is 10 s) every backend keeps the plans it cached for empty tables — a cold start, not the steady state.
-    parser.add_argument("--warmup", type=float, default=15.0,
-                        help="llm_bound: seconds of load before measuring (covers the first autovacuum)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=15.0,
+        help="llm_bound: seconds of load before measuring (covers the first autovacuum)",
+    )
     parser.add_argument("--webhook-workers", type=int, default=1, help="uvicorn workers for both ingress apps")
     parser.add_argument("--pipeline-turns", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
@@ -466,9 +591,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kb-chunks", type=int, default=10_000)
     parser.add_argument("--kb-queries", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
-    parser.add_argument("--pg-option", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra Postgres server setting for profiling, e.g. "
-                             "shared_preload_libraries=pg_stat_statements (repeatable)")
+    parser.add_argument(
+        "--pg-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra Postgres server setting for profiling, e.g. "
+        "shared_preload_libraries=pg_stat_statements (repeatable)",
+    )
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in selected if s not in RUNNERS]
@@ -480,8 +610,11 @@ def main(argv: list[str] | None = None) -> int:
         # Each scenario on fresh servers: what one leaves behind (the ingress run records ~40,000 events and
         # queues them with no worker running) must not be the next one's backlog.
         with contextlib.ExitStack() as stack:
-            infra = (stack.enter_context(bench_infrastructure(keep=args.keep, pg_options=args.pg_option))
-                     if name != "campaign" else None)  # the campaign runs build their own
+            infra = (
+                stack.enter_context(bench_infrastructure(keep=args.keep, pg_options=args.pg_option))
+                if name != "campaign"
+                else None
+            )  # the campaign runs build their own
             results[name] = RUNNERS[name](infra, args)  # type: ignore[arg-type]
         say(f"{name}: " + json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)}))
     print(_table(results))

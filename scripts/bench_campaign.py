@@ -62,17 +62,20 @@ def create_bench_clinic(owner_url: str, recipients: int) -> tuple[int, str]:
     slug = "bench-" + uuid.uuid4().hex[:8]
     try:
         with engine.begin() as conn:
-            clinic_id = int(conn.execute(
-                text(
-                    """INSERT INTO clinics (slug, name, timezone, public_key, phone, policies)
+            clinic_id = int(
+                conn.execute(
+                    text(
+                        """INSERT INTO clinics (slug, name, timezone, public_key, phone, policies)
                        VALUES (:slug, 'Bench Spa', :tz, :slug, '+15550000000',
                                '{"marketing_cap_per_week": 2, "opt_out_footer": "Reply STOP to opt out."}'::jsonb)
                        RETURNING id"""
-                ),
-                {"slug": slug, "tz": daytime_zone(datetime.now(UTC))},
-            ).scalar_one())
-            conn.execute(text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, '+15550000001')"),
-                         {"c": clinic_id})
+                    ),
+                    {"slug": slug, "tz": daytime_zone(datetime.now(UTC))},
+                ).scalar_one()
+            )
+            conn.execute(
+                text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, '+15550000001')"), {"c": clinic_id}
+            )
             conn.execute(
                 text(
                     """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, tags)
@@ -89,20 +92,48 @@ def create_bench_clinic(owner_url: str, recipients: int) -> tuple[int, str]:
 
 
 def start_workers(infra: BenchInfra, sms_rate: float, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TWILIO_", "OPENAI_", "STRIPE_", "GOOGLE_", "DATABASE_", "REDIS_", "MIGRATION_"))}
-    env.update({
-        "DATABASE_URL": infra.app_url, "MIGRATION_DATABASE_URL": infra.owner_url, "REDIS_URL": infra.redis_url,
-        "SMS_RATE_PER_NUMBER_PER_S": str(sms_rate), "SMS_PROVIDER": "sink", "WORKER_METRICS_PORT": "0",
-        "MODEL_PROVIDER": "offline", "LOCAL_EMBEDDINGS": "false",
-        "LOG_LEVEL": "WARNING", "WORKER_THREADS": str(WORKER_THREADS), "DATA_DIR": str(infra.data_dir),
-        "ENVIRONMENT": "development",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWILIO_", "OPENAI_", "STRIPE_", "GOOGLE_", "DATABASE_", "REDIS_", "MIGRATION_"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": infra.app_url,
+            "MIGRATION_DATABASE_URL": infra.owner_url,
+            "REDIS_URL": infra.redis_url,
+            "SMS_RATE_PER_NUMBER_PER_S": str(sms_rate),
+            "SMS_PROVIDER": "sink",
+            "WORKER_METRICS_PORT": "0",
+            "MODEL_PROVIDER": "offline",
+            "LOCAL_EMBEDDINGS": "false",
+            "LOG_LEVEL": "WARNING",
+            "WORKER_THREADS": str(WORKER_THREADS),
+            "DATA_DIR": str(infra.data_dir),
+            "ENVIRONMENT": "development",
+        }
+    )
     handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the workers
     return subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(WORKER_PROCESSES),
-         "--threads", str(WORKER_THREADS), "--queues", "bulk", "outbox", "scheduled"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "worker.actors",
+            "--processes",
+            str(WORKER_PROCESSES),
+            "--threads",
+            str(WORKER_THREADS),
+            "--queues",
+            "bulk",
+            "outbox",
+            "scheduled",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=handle,
+        start_new_session=True,
     )
 
 
@@ -136,17 +167,25 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
 
     with bench_infrastructure() as infra:
         clinic_id, _ = create_bench_clinic(infra.owner_url, recipients)
-        workers = start_workers(infra, cap_per_s or 0, Path(os.environ.get("BENCH_WORKER_LOG", infra.data_dir / "workers.log")))
+        workers = start_workers(
+            infra, cap_per_s or 0, Path(os.environ.get("BENCH_WORKER_LOG", infra.data_dir / "workers.log"))
+        )
         database = Database(make_engine(infra.app_url, pool_size=2))
         client = redis.Redis.from_url(infra.redis_url)
         try:
             # Ready when every worker process has its consumers heartbeating.
-            _wait(lambda: workers.poll() is None and client.zcard("dramatiq:__heartbeats__") >= WORKER_PROCESSES,
-                  60, "worker processes")
+            _wait(
+                lambda: workers.poll() is None and client.zcard("dramatiq:__heartbeats__") >= WORKER_PROCESSES,
+                60,
+                "worker processes",
+            )
             with database.tenant_scope(clinic_id) as session:
                 campaign_id = create_campaign(
-                    session, clinic_id, name="bench", template="Hi {first_name}, {clinic_name} has new spring "
-                    "offers this week. Reply to book!", segment=SegmentFilter(tags=("bench",)),
+                    session,
+                    clinic_id,
+                    name="bench",
+                    template="Hi {first_name}, {clinic_name} has new spring offers this week. Reply to book!",
+                    segment=SegmentFilter(tags=("bench",)),
                     rate_cap_per_s=cap_per_s,
                 )
                 now = datetime.now(UTC)
@@ -160,47 +199,68 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
                 if workers.poll() is not None:
                     raise RuntimeError(f"bench workers exited; see {infra.data_dir / 'workers.log'}")
                 with database.tenant_scope(clinic_id) as session:
-                    return bool(session.execute(
-                        text(
-                            """SELECT c.status = 'completed' AND NOT EXISTS (
+                    return bool(
+                        session.execute(
+                            text(
+                                """SELECT c.status = 'completed' AND NOT EXISTS (
                                           SELECT 1 FROM outbox o WHERE o.clinic_id = c.clinic_id
                                             AND o.campaign_id = c.id AND o.status IN ('queued', 'sending', 'unknown'))
                                FROM campaigns c WHERE c.id = :id"""
-                        ),
-                        {"id": campaign_id},
-                    ).scalar_one())
+                            ),
+                            {"id": campaign_id},
+                        ).scalar_one()
+                    )
 
             try:
                 _wait(finished, budget, "the campaign to finish", interval=0.1)
             except TimeoutError:
                 with database.tenant_scope(clinic_id) as session:
                     state = {
-                        "campaign": session.execute(text("SELECT status FROM campaigns WHERE id = :id"),
-                                                    {"id": campaign_id}).scalar_one(),
-                        "recipients": dict(session.execute(text(
-                            "SELECT status, count(*) FROM campaign_recipients WHERE campaign_id = :id GROUP BY 1"),
-                            {"id": campaign_id}).all()),
-                        "outbox": dict(session.execute(text(
-                            "SELECT status, count(*) FROM outbox WHERE campaign_id = :id GROUP BY 1"),
-                            {"id": campaign_id}).all()),
+                        "campaign": session.execute(
+                            text("SELECT status FROM campaigns WHERE id = :id"), {"id": campaign_id}
+                        ).scalar_one(),
+                        "recipients": dict(
+                            session.execute(
+                                text(
+                                    "SELECT status, count(*) FROM campaign_recipients WHERE campaign_id = :id GROUP BY 1"
+                                ),
+                                {"id": campaign_id},
+                            ).all()
+                        ),
+                        "outbox": dict(
+                            session.execute(
+                                text("SELECT status, count(*) FROM outbox WHERE campaign_id = :id GROUP BY 1"),
+                                {"id": campaign_id},
+                            ).all()
+                        ),
                     }
                 sys.stderr.write(f"campaign state at timeout: {state}\n")
                 raise
             with database.tenant_scope(clinic_id) as session:
-                sent_times = [float(t) for t in session.execute(
-                    text("""SELECT extract(epoch FROM sent_at) FROM outbox
+                sent_times = [
+                    float(t)
+                    for t in session.execute(
+                        text("""SELECT extract(epoch FROM sent_at) FROM outbox
                             WHERE campaign_id = :id AND sent_at IS NOT NULL ORDER BY sent_at"""),
-                    {"id": campaign_id},
-                ).scalars()]
-                last_created = float(session.execute(
-                    text("SELECT extract(epoch FROM max(created_at)) FROM outbox WHERE campaign_id = :id"),
-                    {"id": campaign_id},
-                ).scalar_one() or 0)
-                counts: dict[str, int] = dict(session.execute(
-                    text("SELECT coalesce(exclusion_reason, status), count(*) FROM campaign_recipients "
-                         "WHERE campaign_id = :id GROUP BY 1"),
-                    {"id": campaign_id},
-                ).all())
+                        {"id": campaign_id},
+                    ).scalars()
+                ]
+                last_created = float(
+                    session.execute(
+                        text("SELECT extract(epoch FROM max(created_at)) FROM outbox WHERE campaign_id = :id"),
+                        {"id": campaign_id},
+                    ).scalar_one()
+                    or 0
+                )
+                counts: dict[str, int] = dict(
+                    session.execute(
+                        text(
+                            "SELECT coalesce(exclusion_reason, status), count(*) FROM campaign_recipients "
+                            "WHERE campaign_id = :id GROUP BY 1"
+                        ),
+                        {"id": campaign_id},
+                    ).all()
+                )
         except Exception:
             log = infra.data_dir / "workers.log"
             if log.exists():

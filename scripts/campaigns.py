@@ -40,12 +40,19 @@ def register(subparsers: Any) -> None:
         parser.set_defaults(handler=handler)
         return parser
 
-    create = command("create", "create a draft campaign from a template and segment filters", create_cmd,
-                     with_id=False, json_flag=True)
+    create = command(
+        "create",
+        "create a draft campaign from a template and segment filters",
+        create_cmd,
+        with_id=False,
+        json_flag=True,
+    )
     create.add_argument("--name", required=True)
     body = create.add_mutually_exclusive_group(required=True)
-    body.add_argument("--template", help="message text with {first_name} {clinic_name} {clinic_phone} "
-                                         "{next_open_slot} {last_service} {review_url}")
+    body.add_argument(
+        "--template",
+        help="message text with {first_name} {clinic_name} {clinic_phone} {next_open_slot} {last_service} {review_url}",
+    )
     body.add_argument("--template-file", type=argparse.FileType("r"), help="read the template from a file")
     create.add_argument("--last-visit-before", help="last completed visit before this date (YYYY-MM-DD)")
     create.add_argument("--last-visit-after", help="last completed visit on/after this date (YYYY-MM-DD)")
@@ -118,20 +125,37 @@ def create_cmd(args: argparse.Namespace) -> int:
     from worker.campaigns import create_campaign
 
     template = args.template if args.template is not None else args.template_file.read()
-    segment = _run(lambda: SegmentFilter.from_dict({
-        "last_visit_before": args.last_visit_before, "last_visit_after": args.last_visit_after,
-        "services_had": args.service, "tags": args.tag, "has_future_appointment": args.future,
-        "min_spend_cents": round(args.min_spend * 100) if args.min_spend is not None else None,
-    }))
+    segment = _run(
+        lambda: SegmentFilter.from_dict(
+            {
+                "last_visit_before": args.last_visit_before,
+                "last_visit_after": args.last_visit_after,
+                "services_had": args.service,
+                "tags": args.tag,
+                "has_future_appointment": args.future,
+                "min_spend_cents": round(args.min_spend * 100) if args.min_spend is not None else None,
+            }
+        )
+    )
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
-        campaign_id = _run(lambda: create_campaign(
-            session, clinic_id, name=args.name, template=template.strip(), segment=segment,
-            created_by=args.created_by, rate_cap_per_s=args.rate_cap,
-        ))
-    _emit(args, {"id": campaign_id, "status": "draft", "segment": segment.to_dict()},
-          f"campaign {campaign_id} created (draft): {segment.describe()}. Next: medspa campaign preview "
-          f"--clinic {args.clinic} {campaign_id}")
+        campaign_id = _run(
+            lambda: create_campaign(
+                session,
+                clinic_id,
+                name=args.name,
+                template=template.strip(),
+                segment=segment,
+                created_by=args.created_by,
+                rate_cap_per_s=args.rate_cap,
+            )
+        )
+    _emit(
+        args,
+        {"id": campaign_id, "status": "draft", "segment": segment.to_dict()},
+        f"campaign {campaign_id} created (draft): {segment.describe()}. Next: medspa campaign preview "
+        f"--clinic {args.clinic} {campaign_id}",
+    )
     return 0
 
 
@@ -141,21 +165,26 @@ def preview_cmd(args: argparse.Namespace) -> int:
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
         campaign = _run(lambda: get_campaign(session, clinic_id, args.campaign_id))
-        result = _run(lambda: preview(session, clinic_id, campaign.template, campaign.segment, _now(),
-                                      campaign_id=campaign.id))
+        result = _run(
+            lambda: preview(session, clinic_id, campaign.template, campaign.segment, _now(), campaign_id=campaign.id)
+        )
     data = {"id": campaign.id, "name": campaign.name, "status": campaign.status, **result.as_dict()}
     if args.json:
         _emit(args, data, "")
         return 0
-    print(f"Campaign {campaign.id} \"{campaign.name}\" ({campaign.status}) - segment: {result.segment}")
+    print(f'Campaign {campaign.id} "{campaign.name}" ({campaign.status}) - segment: {result.segment}')
     print(f"  matched clients:  {result.matched}")
-    print(f"  recipients:       {result.recipients}" + (f" ({result.deferred} deferred to 08:00 local)"
-                                                          if result.deferred else ""))
+    print(
+        f"  recipients:       {result.recipients}"
+        + (f" ({result.deferred} deferred to 08:00 local)" if result.deferred else "")
+    )
     for reason, count in result.excluded.items():
         if count:
             print(f"  excluded {reason + ':':<16}{count}")
-    print(f"  SMS segments:     {result.segments}  (about ${result.cost_usd:,.2f} at ${data['cost_per_segment_usd']}"
-          "/segment)")
+    print(
+        f"  SMS segments:     {result.segments}  (about ${result.cost_usd:,.2f} at ${data['cost_per_segment_usd']}"
+        "/segment)"
+    )
     for index, sample in enumerate(result.samples, 1):
         print(f"  sample {index}: {sample}")
     return 0
@@ -178,8 +207,11 @@ def schedule_cmd(args: argparse.Namespace) -> int:
         status = _run(lambda: schedule_campaign(session, clinic_id, args.campaign_id, at, _now()))
     if status == "sending":
         _enqueue_runner(clinic_id, args.campaign_id)
-    _emit(args, {"id": args.campaign_id, "status": status, "scheduled_at": at.isoformat()},
-          f"campaign {args.campaign_id} {status} (at {at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M %Z})")
+    _emit(
+        args,
+        {"id": args.campaign_id, "status": status, "scheduled_at": at.isoformat()},
+        f"campaign {args.campaign_id} {status} (at {at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M %Z})",
+    )
     return 0
 
 
@@ -201,8 +233,11 @@ def send_cmd(args: argparse.Namespace) -> int:
             state = report(session, clinic_id, args.campaign_id, _now())
         b = state["breakdown"]
         handled = state["recipients"] - b["pending"] - b["queued"]
-        bar.update(handled, state["recipients"], f"sent {state['sent']} failed {state['failed']} "
-                                                  f"excluded {b['excluded']} deferred {b['deferred']}")
+        bar.update(
+            handled,
+            state["recipients"],
+            f"sent {state['sent']} failed {state['failed']} excluded {b['excluded']} deferred {b['deferred']}",
+        )
         started = state["status"] != "sending" or state["recipients"] > 0
         # Done when nothing is waiting to be decided or sent (recipients deferred to their morning are the
         # scheduler's), or when staff paused/cancelled it elsewhere.
@@ -210,9 +245,13 @@ def send_cmd(args: argparse.Namespace) -> int:
             break
         time.sleep(0.5)
     bar.close()
-    _emit(args, state, f"campaign {args.campaign_id} {state['status']}: {state['recipients']} recipients, "
-                       f"{state['sent']} sent, {state['failed']} failed, {b['excluded']} excluded, "
-                       f"{b['deferred']} deferred to 08:00 local")
+    _emit(
+        args,
+        state,
+        f"campaign {args.campaign_id} {state['status']}: {state['recipients']} recipients, "
+        f"{state['sent']} sent, {state['failed']} failed, {b['excluded']} excluded, "
+        f"{b['deferred']} deferred to 08:00 local",
+    )
     return 0
 
 
@@ -222,8 +261,11 @@ def pause_cmd(args: argparse.Namespace) -> int:
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
         withdrawn = _run(lambda: pause_campaign(session, clinic_id, args.campaign_id))
-    _emit(args, {"id": args.campaign_id, "status": "paused", "withdrawn": withdrawn},
-          f"campaign {args.campaign_id} paused; {withdrawn} queued message(s) withdrawn until resume")
+    _emit(
+        args,
+        {"id": args.campaign_id, "status": "paused", "withdrawn": withdrawn},
+        f"campaign {args.campaign_id} paused; {withdrawn} queued message(s) withdrawn until resume",
+    )
     return 0
 
 
@@ -245,8 +287,11 @@ def cancel_cmd(args: argparse.Namespace) -> int:
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
         dropped = _run(lambda: cancel_campaign(session, clinic_id, args.campaign_id, _now()))
-    _emit(args, {"id": args.campaign_id, "status": "cancelled", "not_sent": dropped},
-          f"campaign {args.campaign_id} cancelled; {dropped} recipient(s) will get nothing")
+    _emit(
+        args,
+        {"id": args.campaign_id, "status": "cancelled", "not_sent": dropped},
+        f"campaign {args.campaign_id} cancelled; {dropped} recipient(s) will get nothing",
+    )
     return 0
 
 
@@ -259,7 +304,7 @@ def report_cmd(args: argparse.Namespace) -> int:
     if args.json:
         _emit(args, state, "")
         return 0
-    print(f"Campaign {state['campaign_id']} \"{state['name']}\" ({state['status']}): {state['recipients']} recipients")
+    print(f'Campaign {state["campaign_id"]} "{state["name"]}" ({state["status"]}): {state["recipients"]} recipients')
     for key in ("sent", "delivered", "failed", "opted_out", "replied", "booked"):
         print(f"  {key + ':':<12}{state[key]}")
     print("  breakdown:  " + ", ".join(f"{k} {v}" for k, v in state["breakdown"].items() if v))

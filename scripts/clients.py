@@ -29,7 +29,8 @@ _LIST_SQL = """
 
 def register(subparsers: Any) -> None:
     clients = subparsers.add_parser(
-        "clients", help="list, search and show clients; record consent given in person",
+        "clients",
+        help="list, search and show clients; record consent given in person",
         description="Client lookups for staff. Names and phone numbers are shown here only, never logged.",
     )
     sub = clients.add_subparsers(dest="clients_command", metavar="SUBCOMMAND", required=True)
@@ -40,44 +41,55 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=clients_list)
 
-    search = sub.add_parser("search", help="find clients by name, phone or email",
-                            description="Find clients whose name or email contains QUERY, or whose phone number "
-                                        "contains QUERY's digits (any spelling: (415) 555-0142, 5550142, ...).")
+    search = sub.add_parser(
+        "search",
+        help="find clients by name, phone or email",
+        description="Find clients whose name or email contains QUERY, or whose phone number "
+        "contains QUERY's digits (any spelling: (415) 555-0142, 5550142, ...).",
+    )
     search.add_argument("query", metavar="QUERY", help="part of a name, email or phone number")
     add_clinic_argument(search)
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.set_defaults(handler=clients_search)
 
-    show = sub.add_parser("show", help="a client's details, appointments, conversations and consent history",
-                          description="Show one client: details, appointments, conversations (recent messages) "
-                                      "and the consent ledger.")
+    show = sub.add_parser(
+        "show",
+        help="a client's details, appointments, conversations and consent history",
+        description="Show one client: details, appointments, conversations (recent messages) and the consent ledger.",
+    )
     show.add_argument("client_id", metavar="ID", type=int, help="client id (see: clients search)")
     add_clinic_argument(show)
     show.add_argument("--messages", type=int, default=10, help="recent messages per conversation (default 10)")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(handler=clients_show)
 
-    consent = sub.add_parser("consent", help="record texting consent (or opt-out) given in person",
-                             description="Record consent the client gave in person (consent ledger source "
-                                         "'staff'), with the exact wording they agreed to.")
+    consent = sub.add_parser(
+        "consent",
+        help="record texting consent (or opt-out) given in person",
+        description="Record consent the client gave in person (consent ledger source "
+        "'staff'), with the exact wording they agreed to.",
+    )
     consent.add_argument("client_id", metavar="ID", type=int, help="client id")
     add_clinic_argument(consent)
     choice = consent.add_mutually_exclusive_group(required=True)
     choice.add_argument("--opt-in", dest="kind", action="store_const", const="opt_in", help="client agreed to texts")
-    choice.add_argument("--opt-out", dest="kind", action="store_const", const="opt_out",
-                        help="client asked not to be texted")
-    consent.add_argument("--wording", required=True, metavar="TEXT",
-                         help="what the client agreed to, as shown or read to them")
+    choice.add_argument(
+        "--opt-out", dest="kind", action="store_const", const="opt_out", help="client asked not to be texted"
+    )
+    consent.add_argument(
+        "--wording", required=True, metavar="TEXT", help="what the client agreed to, as shown or read to them"
+    )
     consent.set_defaults(handler=clients_consent)
-
 
 
 def _rows(clinic_id: int, where: str = "", params: dict[str, Any] | None = None, limit: int = 200) -> list[dict]:
     from scripts.common import app_database
 
     with app_database().tenant_scope(clinic_id) as session:
-        result = session.execute(text(f"{_LIST_SQL} {where} ORDER BY c.name NULLS LAST, c.id LIMIT :limit"),
-                                 {**(params or {}), "limit": limit})
+        result = session.execute(
+            text(f"{_LIST_SQL} {where} ORDER BY c.name NULLS LAST, c.id LIMIT :limit"),
+            {**(params or {}), "limit": limit},
+        )
         return [dict(r) for r in result.mappings()]
 
 
@@ -132,55 +144,83 @@ def clients_show(args: argparse.Namespace) -> int:
 
     def local(moment: Any) -> str:
         return moment.astimezone(clinic.tz).strftime("%Y-%m-%d %H:%M") if moment else ""
+
     with app_database().tenant_scope(clinic_id) as session:
-        client = session.execute(
-            text("""SELECT id, name, phone_e164 AS phone, email, timezone, consent_state AS consent, sms_status,
+        client = (
+            session.execute(
+                text("""SELECT id, name, phone_e164 AS phone, email, timezone, consent_state AS consent, sms_status,
                            tags, notes, created_at FROM clients WHERE id = :id"""),
-            {"id": args.client_id},
-        ).mappings().one_or_none()
+                {"id": args.client_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
         if client is None:
             raise CommandError(f"no client {args.client_id} at clinic {args.clinic!r}")
-        appointments = [dict(r) for r in session.execute(
-            text("""SELECT a.id, a.starts_at, a.status, s.name AS service, p.name AS provider, a.deposit_cents,
+        appointments = [
+            dict(r)
+            for r in session.execute(
+                text("""SELECT a.id, a.starts_at, a.status, s.name AS service, p.name AS provider, a.deposit_cents,
                            a.cancel_reason, a.notes
                     FROM appointments a LEFT JOIN services s ON s.id = a.service_id
                     JOIN providers p ON p.id = a.provider_id
                     WHERE a.client_id = :id ORDER BY a.starts_at DESC"""),
-            {"id": args.client_id},
-        ).mappings()]
-        conversations = [dict(r) for r in session.execute(
-            text("""SELECT id, channel, agent_state, handoff_reason, handoff_urgency, last_message_at
+                {"id": args.client_id},
+            ).mappings()
+        ]
+        conversations = [
+            dict(r)
+            for r in session.execute(
+                text("""SELECT id, channel, agent_state, handoff_reason, handoff_urgency, last_message_at
                     FROM conversations WHERE client_id = :id ORDER BY id"""),
-            {"id": args.client_id},
-        ).mappings()]
+                {"id": args.client_id},
+            ).mappings()
+        ]
         for conversation in conversations:
-            recent = session.execute(
-                text("""SELECT created_at, role, body FROM messages
+            recent = (
+                session.execute(
+                    text("""SELECT created_at, role, body FROM messages
                         WHERE conversation_id = :c AND role IN ('user', 'assistant', 'staff') AND body <> ''
                         ORDER BY id DESC LIMIT :n"""),
-                {"c": conversation["id"], "n": max(0, args.messages)},
-            ).mappings().all()
+                    {"c": conversation["id"], "n": max(0, args.messages)},
+                )
+                .mappings()
+                .all()
+            )
             conversation["messages"] = [dict(m) for m in reversed(recent)]
-        consent = [dict(r) for r in session.execute(
-            text("""SELECT created_at, kind, source, wording FROM consent_events
+        consent = [
+            dict(r)
+            for r in session.execute(
+                text("""SELECT created_at, kind, source, wording FROM consent_events
                     WHERE client_id = :id OR (client_id IS NULL AND phone_e164 = :phone) ORDER BY id"""),
-            {"id": args.client_id, "phone": client["phone"]},
-        ).mappings()]
+                {"id": args.client_id, "phone": client["phone"]},
+            ).mappings()
+        ]
     details = dict(client)
     if args.json:
         print_json({**details, "appointments": appointments, "conversations": conversations, "consent_events": consent})
         return 0
     print(f"Client {details['id']}: {details['name'] or '(no name)'}   (times in {clinic.timezone})")
-    for label, key in (("phone", "phone"), ("email", "email"), ("consent", "consent"), ("sms status", "sms_status"),
-                       ("time zone", "timezone"), ("tags", "tags"), ("notes", "notes"), ("since", "created_at")):
+    for label, key in (
+        ("phone", "phone"),
+        ("email", "email"),
+        ("consent", "consent"),
+        ("sms status", "sms_status"),
+        ("time zone", "timezone"),
+        ("tags", "tags"),
+        ("notes", "notes"),
+        ("since", "created_at"),
+    ):
         value = local(details[key]) if key == "created_at" else details.get(key)
         if value not in (None, "", []):
             print(f"  {label}: {', '.join(value) if isinstance(value, list) else value}")
     print(f"\nAppointments ({len(appointments)}):")
     for a in appointments:
         extra = f"  [{a['cancel_reason']}]" if a["cancel_reason"] else ""
-        print(f"  #{a['id']}  {local(a['starts_at'])}  {a['status']:<15} {a['service'] or '-'} with "
-              f"{a['provider']}{extra}")
+        print(
+            f"  #{a['id']}  {local(a['starts_at'])}  {a['status']:<15} {a['service'] or '-'} with "
+            f"{a['provider']}{extra}"
+        )
     print(f"\nConversations ({len(conversations)}):")
     for c in conversations:
         handoff = f", handoff: {c['handoff_urgency']} {c['handoff_reason']}" if c["handoff_urgency"] else ""

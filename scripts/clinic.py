@@ -22,15 +22,17 @@ EXPORT_HEADER = """\
 
 def register(subparsers: Any) -> None:
     clinic = subparsers.add_parser(
-        "clinic", help="onboard and configure clinics from YAML files",
+        "clinic",
+        help="onboard and configure clinics from YAML files",
         description="Onboard a clinic from one declarative YAML file, change it, export it, list clinics.",
     )
     sub = clinic.add_subparsers(dest="clinic_command", metavar="SUBCOMMAND", required=True)
 
     apply = sub.add_parser(
-        "apply", help="create or update a clinic from a YAML file (shows the diff first)",
+        "apply",
+        help="create or update a clinic from a YAML file (shows the diff first)",
         description="Validate FILE, show what would change, then apply it in one transaction "
-                    "(all or nothing). Re-applying an unchanged file prints 'no changes'.",
+        "(all or nothing). Re-applying an unchanged file prints 'no changes'.",
     )
     apply.add_argument("file", metavar="FILE", type=Path, help="clinic YAML file (see clinics/*.yaml)")
     apply.add_argument("--yes", "-y", action="store_true", help="apply without asking for confirmation")
@@ -38,16 +40,21 @@ def register(subparsers: Any) -> None:
     apply.set_defaults(handler=clinic_apply)
 
     export = sub.add_parser(
-        "export", help="write a clinic's current configuration as YAML",
+        "export",
+        help="write a clinic's current configuration as YAML",
         description="Write the clinic's current configuration as a YAML file that `clinic apply` accepts.",
     )
     export.add_argument("slug", metavar="SLUG", help="clinic slug (see: medspa clinic list)")
-    export.add_argument("-o", "--output", metavar="FILE", type=Path, default=None,
-                        help="write to FILE instead of standard output")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", type=Path, default=None, help="write to FILE instead of standard output"
+    )
     export.set_defaults(handler=clinic_export)
 
-    listing = sub.add_parser("list", help="list clinics with their SMS numbers",
-                             description="List every clinic: slug, name, time zone, SMS numbers, menu size.")
+    listing = sub.add_parser(
+        "list",
+        help="list clinics with their SMS numbers",
+        description="List every clinic: slug, name, time zone, SMS numbers, menu size.",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=clinic_list)
 
@@ -96,8 +103,9 @@ def clinic_apply(args: argparse.Namespace) -> int:
             lock_slug(session, desired.slug)
             latest = read_state(session, desired.slug)
             if diff_states(latest, desired) != changes:
-                raise CommandError(f"clinic {desired.slug!r} changed while the diff was shown; nothing was "
-                                   "changed (run apply again)")
+                raise CommandError(
+                    f"clinic {desired.slug!r} changed while the diff was shown; nothing was changed (run apply again)"
+                )
             clinic_id = write_state(session, latest, desired)
     except IntegrityError as exc:
         raise CommandError(f"the database refused the change ({_constraint(exc)}); nothing was changed") from None
@@ -152,16 +160,25 @@ def clinic_list(args: argparse.Namespace) -> int:
 
     database = app_database()
     with database.directory_scope() as session:
-        clinics = [dict(r) for r in session.execute(text(
-            """SELECT c.id, c.slug, c.name, c.timezone,
+        clinics = [
+            dict(r)
+            for r in session.execute(
+                text(
+                    """SELECT c.id, c.slug, c.name, c.timezone,
                       COALESCE(string_agg(n.e164, ' ' ORDER BY n.id), '') AS sms_numbers
                FROM clinics c LEFT JOIN clinic_phone_numbers n ON n.clinic_id = c.id
-               GROUP BY c.id ORDER BY c.id""")).mappings()]
+               GROUP BY c.id ORDER BY c.id"""
+                )
+            ).mappings()
+        ]
     for clinic in clinics:
         with database.tenant_scope(clinic["id"]) as session:
-            counts = session.execute(text(
-                """SELECT (SELECT count(*) FROM providers WHERE active) AS providers,
-                          (SELECT count(*) FROM services WHERE active) AS services""")).one()
+            counts = session.execute(
+                text(
+                    """SELECT (SELECT count(*) FROM providers WHERE active) AS providers,
+                          (SELECT count(*) FROM services WHERE active) AS services"""
+                )
+            ).one()
         clinic["providers"], clinic["services"] = int(counts[0]), int(counts[1])
     if args.json:
         for clinic in clinics:

@@ -392,34 +392,67 @@ class ClinicState:
         return str(self.clinic["slug"])
 
 
-CLINIC_FIELDS = ("name", "timezone", "public_key", "phone", "oncall_phone", "address", "business_hours",
-                 "holidays", "policies", "chat_origins")
+CLINIC_FIELDS = (
+    "name",
+    "timezone",
+    "public_key",
+    "phone",
+    "oncall_phone",
+    "address",
+    "business_hours",
+    "holidays",
+    "policies",
+    "chat_origins",
+)
 PROVIDER_FIELDS = ("name", "title", "calendar_id", "working_hours", "skills")
-SERVICE_FIELDS = ("name", "category", "description", "duration_min", "buffer_min", "price_cents", "price_note",
-                  "deposit_cents", "prep_instructions", "rebook_interval_days", "synonyms")
+SERVICE_FIELDS = (
+    "name",
+    "category",
+    "description",
+    "duration_min",
+    "buffer_min",
+    "price_cents",
+    "price_note",
+    "deposit_cents",
+    "prep_instructions",
+    "rebook_interval_days",
+    "synonyms",
+)
 AUTOMATION_FIELDS = ("enabled", "template", "settings")
 
 
 def desired_state(spec: ClinicFile) -> ClinicState:
     clinic = {
-        "slug": spec.slug, "name": spec.name, "timezone": spec.timezone,
-        "public_key": spec.public_key or f"{spec.slug}-public", "phone": spec.phone_numbers.front_desk,
-        "oncall_phone": spec.phone_numbers.on_call, "address": spec.address,
+        "slug": spec.slug,
+        "name": spec.name,
+        "timezone": spec.timezone,
+        "public_key": spec.public_key or f"{spec.slug}-public",
+        "phone": spec.phone_numbers.front_desk,
+        "oncall_phone": spec.phone_numbers.on_call,
+        "address": spec.address,
         "business_hours": spec.business_hours,
         "holidays": sorted({d.isoformat() for d in spec.holidays}),
         "policies": spec.policies.model_dump(mode="json"),
         "chat_origins": list(spec.chat_origins),
     }
     providers = {
-        p.slug: {"name": p.name, "title": p.title, "calendar_id": p.calendar_id or None,
-                 "working_hours": p.working_hours, "skills": sorted(set(p.skills))}
+        p.slug: {
+            "name": p.name,
+            "title": p.title,
+            "calendar_id": p.calendar_id or None,
+            "working_hours": p.working_hours,
+            "skills": sorted(set(p.skills)),
+        }
         for p in spec.providers
     }
     services = {s.slug: {f: getattr(s, f) for f in SERVICE_FIELDS} for s in spec.services}
     automations = {k: a.model_dump(mode="json") for k, a in spec.automations.items()}
     return ClinicState(
-        clinic=clinic, sms_numbers={n.number: n.messaging_service_sid for n in spec.phone_numbers.sms},
-        providers=providers, services=services, automations=automations,
+        clinic=clinic,
+        sms_numbers={n.number: n.messaging_service_sid for n in spec.phone_numbers.sms},
+        providers=providers,
+        services=services,
+        automations=automations,
     )
 
 
@@ -462,15 +495,22 @@ def read_state(session: Session, slug: str) -> ClinicState | None:
     providers: dict[str, dict[str, Any]] = {}
     inactive_providers: set[str] = set()
     for r in session.execute(
-        text("SELECT id, slug, name, title, calendar_id, working_hours, active FROM providers WHERE clinic_id = :c "
-             "ORDER BY id"),
+        text(
+            "SELECT id, slug, name, title, calendar_id, working_hours, active FROM providers WHERE clinic_id = :c "
+            "ORDER BY id"
+        ),
         {"c": clinic_id},
     ):
         if not r.active:
             inactive_providers.add(r.slug)
             continue
-        providers[r.slug] = {"name": r.name, "title": r.title, "calendar_id": r.calendar_id,
-                             "working_hours": _hours_from_db(r.working_hours), "skills": sorted(skills.get(r.id, []))}
+        providers[r.slug] = {
+            "name": r.name,
+            "title": r.title,
+            "calendar_id": r.calendar_id,
+            "working_hours": _hours_from_db(r.working_hours),
+            "skills": sorted(skills.get(r.id, [])),
+        }
     services: dict[str, dict[str, Any]] = {}
     inactive_services: set[str] = set()
     for r in session.execute(
@@ -489,8 +529,14 @@ def read_state(session: Session, slug: str) -> ClinicState | None:
         )
     }
     return ClinicState(
-        clinic=clinic, sms_numbers=numbers, providers=providers, services=services, automations=automations,
-        clinic_id=clinic_id, inactive_providers=inactive_providers, inactive_services=inactive_services,
+        clinic=clinic,
+        sms_numbers=numbers,
+        providers=providers,
+        services=services,
+        automations=automations,
+        clinic_id=clinic_id,
+        inactive_providers=inactive_providers,
+        inactive_services=inactive_services,
     )
 
 
@@ -524,13 +570,20 @@ def _field_changes(subject: str, old: dict[str, Any], new: dict[str, Any], field
         if name in ("business_hours", "working_hours"):
             for day in DAYS:
                 if (before or {}).get(day, []) != (after or {}).get(day, []):
-                    changes.append(Change("~", subject, f"{name} {day} {format_ranges((before or {}).get(day, []))}"
-                                                        f" -> {format_ranges((after or {}).get(day, []))}"))
+                    changes.append(
+                        Change(
+                            "~",
+                            subject,
+                            f"{name} {day} {format_ranges((before or {}).get(day, []))}"
+                            f" -> {format_ranges((after or {}).get(day, []))}",
+                        )
+                    )
         elif name in ("policies", "settings") and isinstance(before, dict) and isinstance(after, dict):
             for key in sorted(set(before) | set(after)):
                 if before.get(key) != after.get(key):
-                    changes.append(Change("~", subject, f"{name}.{key} {_show(before.get(key))} -> "
-                                                        f"{_show(after.get(key))}"))
+                    changes.append(
+                        Change("~", subject, f"{name}.{key} {_show(before.get(key))} -> {_show(after.get(key))}")
+                    )
         else:
             changes.append(Change("~", subject, f"{name} {_show(before)} -> {_show(after)}"))
     return changes
@@ -543,22 +596,36 @@ def diff_states(current: ClinicState | None, desired: ClinicState) -> list[Chang
         c = desired.clinic
         changes = [Change("+", f"clinic {slug}", f"{c['name']}, {c['timezone']}")]
         changes += [Change("+", f"sms number {n}") for n in desired.sms_numbers]
-        changes += [Change("+", f"service {s}", f"{v['name']}, ${v['price_cents'] / 100:,.2f}")
-                    for s, v in desired.services.items()]
-        changes += [Change("+", f"provider {p}", f"{v['name']}, skills: {', '.join(v['skills']) or 'none'}")
-                    for p, v in desired.providers.items()]
-        changes += [Change("+", f"automation {k}", "enabled" if v["enabled"] else "disabled")
-                    for k, v in desired.automations.items()]
+        changes += [
+            Change("+", f"service {s}", f"{v['name']}, ${v['price_cents'] / 100:,.2f}")
+            for s, v in desired.services.items()
+        ]
+        changes += [
+            Change("+", f"provider {p}", f"{v['name']}, skills: {', '.join(v['skills']) or 'none'}")
+            for p, v in desired.providers.items()
+        ]
+        changes += [
+            Change("+", f"automation {k}", "enabled" if v["enabled"] else "disabled")
+            for k, v in desired.automations.items()
+        ]
         return changes
     changes = _field_changes(f"clinic {slug}", current.clinic, desired.clinic, CLINIC_FIELDS)
     for number, sid in desired.sms_numbers.items():
         if number not in current.sms_numbers:
             changes.append(Change("+", f"sms number {number}"))
         elif current.sms_numbers[number] != sid:
-            changes.append(Change("~", f"sms number {number}",
-                                  f"messaging_service_sid {_show(current.sms_numbers[number])} -> {_show(sid)}"))
-    changes += [Change("-", f"sms number {n}", "stops routing to this clinic")
-                for n in current.sms_numbers if n not in desired.sms_numbers]
+            changes.append(
+                Change(
+                    "~",
+                    f"sms number {number}",
+                    f"messaging_service_sid {_show(current.sms_numbers[number])} -> {_show(sid)}",
+                )
+            )
+    changes += [
+        Change("-", f"sms number {n}", "stops routing to this clinic")
+        for n in current.sms_numbers
+        if n not in desired.sms_numbers
+    ]
     for kind, fields, now, want, inactive in (
         ("service", SERVICE_FIELDS, current.services, desired.services, current.inactive_services),
         ("provider", PROVIDER_FIELDS, current.providers, desired.providers, current.inactive_providers),
@@ -567,17 +634,20 @@ def diff_states(current: ClinicState | None, desired: ClinicState) -> list[Chang
             if key in now:
                 changes += _field_changes(f"{kind} {key}", now[key], values, fields)
             else:
-                changes.append(Change("+", f"{kind} {key}", values["name"] + (" (reactivated)" if key in inactive
-                                                                               else "")))
+                changes.append(
+                    Change("+", f"{kind} {key}", values["name"] + (" (reactivated)" if key in inactive else ""))
+                )
         changes += [Change("-", f"{kind} {key}", "deactivated (history kept)") for key in now if key not in want]
     for kind, values in desired.automations.items():
         if kind in current.automations:
             changes += _field_changes(f"automation {kind}", current.automations[kind], values, AUTOMATION_FIELDS)
         else:
             changes.append(Change("+", f"automation {kind}", "enabled" if values["enabled"] else "disabled"))
-    changes += [Change("~", f"automation {kind}", "enabled true -> false (not in the file)")
-                for kind, values in current.automations.items()
-                if kind not in desired.automations and values["enabled"]]
+    changes += [
+        Change("~", f"automation {kind}", "enabled true -> false (not in the file)")
+        for kind, values in current.automations.items()
+        if kind not in desired.automations and values["enabled"]
+    ]
     return changes
 
 
@@ -601,21 +671,30 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
     """Make the database hold ``desired``; runs inside the caller's (owner-role) transaction.  Returns the id."""
     c = desired.clinic
     values = {
-        "slug": c["slug"], "name": c["name"], "timezone": c["timezone"], "public_key": c["public_key"],
-        "phone": c["phone"], "oncall_phone": c["oncall_phone"], "address": c["address"],
-        "business_hours": json.dumps(c["business_hours"]), "holidays": json.dumps(c["holidays"]),
-        "policies": json.dumps(c["policies"]), "chat_origins": json.dumps(c["chat_origins"]),
+        "slug": c["slug"],
+        "name": c["name"],
+        "timezone": c["timezone"],
+        "public_key": c["public_key"],
+        "phone": c["phone"],
+        "oncall_phone": c["oncall_phone"],
+        "address": c["address"],
+        "business_hours": json.dumps(c["business_hours"]),
+        "holidays": json.dumps(c["holidays"]),
+        "policies": json.dumps(c["policies"]),
+        "chat_origins": json.dumps(c["chat_origins"]),
     }
     if current is None:
-        clinic_id = int(session.execute(
-            text("""INSERT INTO clinics (slug, name, timezone, public_key, phone, oncall_phone, address,
+        clinic_id = int(
+            session.execute(
+                text("""INSERT INTO clinics (slug, name, timezone, public_key, phone, oncall_phone, address,
                                          business_hours, holidays, policies, chat_origins)
                     VALUES (:slug, :name, :timezone, :public_key, :phone, :oncall_phone, :address,
                             CAST(:business_hours AS jsonb), CAST(:holidays AS jsonb), CAST(:policies AS jsonb),
                             CAST(:chat_origins AS jsonb))
                     RETURNING id"""),
-            values,
-        ).scalar_one())
+                values,
+            ).scalar_one()
+        )
     else:
         clinic_id = int(current.clinic_id or 0)
         session.execute(
@@ -644,14 +723,16 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
     # services
     service_ids: dict[str, int] = {}
     for slug, s in desired.services.items():
-        service_ids[slug] = int(session.execute(
-            text(f"""INSERT INTO services (clinic_id, slug, active, {', '.join(SERVICE_FIELDS)})
-                     VALUES (:c, :slug, true, {', '.join(':' + f for f in SERVICE_FIELDS)})
+        service_ids[slug] = int(
+            session.execute(
+                text(f"""INSERT INTO services (clinic_id, slug, active, {", ".join(SERVICE_FIELDS)})
+                     VALUES (:c, :slug, true, {", ".join(":" + f for f in SERVICE_FIELDS)})
                      ON CONFLICT (clinic_id, slug) DO UPDATE SET active = true,
-                         {', '.join(f'{f} = EXCLUDED.{f}' for f in SERVICE_FIELDS)}
+                         {", ".join(f"{f} = EXCLUDED.{f}" for f in SERVICE_FIELDS)}
                      RETURNING id"""),
-            {"c": clinic_id, "slug": slug, **s},
-        ).scalar_one())
+                {"c": clinic_id, "slug": slug, **s},
+            ).scalar_one()
+        )
     session.execute(
         text("UPDATE services SET active = false WHERE clinic_id = :c AND active AND NOT (slug = ANY(:keep))"),
         {"c": clinic_id, "keep": list(desired.services)},
@@ -660,15 +741,23 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
     # providers and who does what
     session.execute(text("DELETE FROM provider_services WHERE clinic_id = :c"), {"c": clinic_id})
     for slug, p in desired.providers.items():
-        provider_id = int(session.execute(
-            text("""INSERT INTO providers (clinic_id, slug, name, title, calendar_id, working_hours, active)
+        provider_id = int(
+            session.execute(
+                text("""INSERT INTO providers (clinic_id, slug, name, title, calendar_id, working_hours, active)
                     VALUES (:c, :slug, :name, :title, :calendar_id, CAST(:hours AS jsonb), true)
                     ON CONFLICT (clinic_id, slug) DO UPDATE SET name = EXCLUDED.name, title = EXCLUDED.title,
                         calendar_id = EXCLUDED.calendar_id, working_hours = EXCLUDED.working_hours, active = true
                     RETURNING id"""),
-            {"c": clinic_id, "slug": slug, "name": p["name"], "title": p["title"], "calendar_id": p["calendar_id"],
-             "hours": json.dumps(p["working_hours"])},
-        ).scalar_one())
+                {
+                    "c": clinic_id,
+                    "slug": slug,
+                    "name": p["name"],
+                    "title": p["title"],
+                    "calendar_id": p["calendar_id"],
+                    "hours": json.dumps(p["working_hours"]),
+                },
+            ).scalar_one()
+        )
         for skill in p["skills"]:
             session.execute(
                 text("INSERT INTO provider_services (clinic_id, provider_id, service_id) VALUES (:c, :p, :s)"),
@@ -686,8 +775,13 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
                     VALUES (:c, :kind, :enabled, :template, CAST(:settings AS jsonb))
                     ON CONFLICT (clinic_id, kind) DO UPDATE SET enabled = EXCLUDED.enabled,
                         template = EXCLUDED.template, settings = EXCLUDED.settings"""),
-            {"c": clinic_id, "kind": kind, "enabled": a["enabled"], "template": a["template"],
-             "settings": json.dumps(a["settings"])},
+            {
+                "c": clinic_id,
+                "kind": kind,
+                "enabled": a["enabled"],
+                "template": a["template"],
+                "settings": json.dumps(a["settings"]),
+            },
         )
     session.execute(
         text("UPDATE automations SET enabled = false WHERE clinic_id = :c AND enabled AND NOT (kind = ANY(:keep))"),
@@ -711,13 +805,26 @@ def state_to_file(state: ClinicState) -> dict[str, Any]:
         {"number": n, "messaging_service_sid": sid} if sid else n for n, sid in state.sms_numbers.items()
     ]
     document: dict[str, Any] = {
-        "slug": c["slug"], "name": c["name"], "timezone": c["timezone"], "public_key": c["public_key"],
-        "address": c["address"], "phone_numbers": phone_numbers, "business_hours": week(c["business_hours"]),
-        "holidays": list(c["holidays"]), "policies": _ordered_policies(c["policies"] or {}), "chat_origins": list(c["chat_origins"]),
+        "slug": c["slug"],
+        "name": c["name"],
+        "timezone": c["timezone"],
+        "public_key": c["public_key"],
+        "address": c["address"],
+        "phone_numbers": phone_numbers,
+        "business_hours": week(c["business_hours"]),
+        "holidays": list(c["holidays"]),
+        "policies": _ordered_policies(c["policies"] or {}),
+        "chat_origins": list(c["chat_origins"]),
         "services": [{"slug": slug, **values} for slug, values in state.services.items()],
         "providers": [
-            {"slug": slug, "name": p["name"], "title": p["title"], "calendar_id": p["calendar_id"],
-             "working_hours": week(p["working_hours"]), "skills": p["skills"]}
+            {
+                "slug": slug,
+                "name": p["name"],
+                "title": p["title"],
+                "calendar_id": p["calendar_id"],
+                "working_hours": week(p["working_hours"]),
+                "skills": p["skills"],
+            }
             for slug, p in state.providers.items()
         ],
         "automations": {kind: a for kind, a in state.automations.items()},

@@ -94,7 +94,8 @@ def _index_knowledge() -> None:
     settings = get_settings()
     embedder = build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url, model=settings.openai_embedding_model,
+        openai_base_url=settings.openai_base_url,
+        model=settings.openai_embedding_model,
         allow_local=settings.local_embeddings,
     )
     if embedder is None:
@@ -121,17 +122,47 @@ def run_webhooks(args: argparse.Namespace) -> int:
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
-    os.execvpe(sys.executable, [sys.executable, "-m", "uvicorn", "--factory", "webhooks.app:create_app",
-                                "--host", settings.webhook_host, "--port", str(port), "--workers", str(workers),
-                                "--no-access-log"], env)
+    os.execvpe(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "webhooks.app:create_app",
+            "--host",
+            settings.webhook_host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+        ],
+        env,
+    )
     return 0  # pragma: no cover
 
 
 def _worker_argv(processes: int, threads: int) -> list[str]:
     # Stop within 50 s of SIGTERM (running turns finish first): inside docker-compose's 60 s stop_grace_period.
-    return [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes),
-            "--threads", str(threads), "--worker-shutdown-timeout", "50000",
-            "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"]
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--worker-shutdown-timeout",
+        "50000",
+        "--queues",
+        "inbound",
+        "turns",
+        "outbox",
+        "bulk",
+        "scheduled",
+    ]
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -139,8 +170,11 @@ def run_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     env = _service_env() | worker_metrics_env(settings)
-    os.execvpe(sys.executable, _worker_argv(args.processes or settings.worker_processes,
-                                            args.threads or settings.worker_threads), env)
+    os.execvpe(
+        sys.executable,
+        _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
+        env,
+    )
     return 0  # pragma: no cover
 
 
@@ -156,8 +190,11 @@ def dev_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     print("Starting MedSpa Agent on embedded defaults ...", flush=True)
     infra = infrastructure()
-    print(f"  postgres: {'embedded' if infra.embedded_postgres else 'DATABASE_URL'}   "
-          f"redis: {'embedded' if infra.embedded_redis else 'REDIS_URL'}", flush=True)
+    print(
+        f"  postgres: {'embedded' if infra.embedded_postgres else 'DATABASE_URL'}   "
+        f"redis: {'embedded' if infra.embedded_redis else 'REDIS_URL'}",
+        flush=True,
+    )
     from medspa.services import load_seed, migrate
 
     migrate(infra.migration_database_url)
@@ -175,23 +212,42 @@ def dev_up(args: argparse.Namespace) -> int:
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     processes: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "webhooks.app:create_app", "--host",
-                          settings.webhook_host, "--port", str(port), "--no-access-log"], cwd=REPO_ROOT, env=env),
-        subprocess.Popen(_worker_argv(args.processes or settings.worker_processes,
-                                      args.threads or settings.worker_threads), cwd=REPO_ROOT,
-                         env=env | worker_metrics_env(settings)),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "webhooks.app:create_app",
+                "--host",
+                settings.webhook_host,
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+        ),
+        subprocess.Popen(
+            _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
+            cwd=REPO_ROOT,
+            env=env | worker_metrics_env(settings),
+        ),
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
     ]
     base = env["PUBLIC_BASE_URL"]
     _wait_ready(f"{base}/readyz", processes)
-    print(f"""
+    print(
+        f"""
 MedSpa Agent is running.
   Demo clinic website with chat widget:  {base}/demo
   Webhooks:  {base}/webhooks/twilio/sms   {base}/webhooks/chat/...   {base}/webhooks/stripe
   Health:    {base}/healthz   {base}/readyz
 Text the clinic from another terminal:   .venv/bin/medspa chat
 Press Ctrl-C to stop.
-""", flush=True)
+""",
+        flush=True,
+    )
     stop = False
 
     def _stop(*_: object) -> None:
@@ -210,7 +266,9 @@ Press Ctrl-C to stop.
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-    failed = [p.args[2] if isinstance(p.args, list) else p.args for p in processes if p.returncode not in (0, -15, None)]
+    failed = [
+        p.args[2] if isinstance(p.args, list) else p.args for p in processes if p.returncode not in (0, -15, None)
+    ]
     if failed:
         print(f"stopped; a service exited with an error: {failed}", file=sys.stderr)
         return 1
@@ -259,8 +317,11 @@ def chat_simulator(args: argparse.Namespace) -> int:
     database = app_database()
     with database.directory_scope() as session:
         clinic = session.execute(
-            text("SELECT c.id, c.name FROM clinic_phone_numbers n JOIN clinics c ON c.id = n.clinic_id "
-                 "WHERE n.e164 = :to"), {"to": args.to}
+            text(
+                "SELECT c.id, c.name FROM clinic_phone_numbers n JOIN clinics c ON c.id = n.clinic_id "
+                "WHERE n.e164 = :to"
+            ),
+            {"to": args.to},
         ).one_or_none()
     if clinic is None:
         raise CommandError(f"no clinic owns {args.to}; pass --to with a clinic's SMS number")
@@ -269,11 +330,18 @@ def chat_simulator(args: argparse.Namespace) -> int:
 
     def send(body: str) -> None:
         nonlocal last_seen
-        form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": "AC" + "0" * 32, "From": args.from_,
-                "To": args.to, "Body": body, "NumMedia": "0"}
+        form = {
+            "MessageSid": "SM" + uuid.uuid4().hex,
+            "AccountSid": "AC" + "0" * 32,
+            "From": args.from_,
+            "To": args.to,
+            "Body": body,
+            "NumMedia": "0",
+        }
         try:
-            response = httpx.post(url, data=form, headers={"X-Twilio-Signature": validator.compute_signature(url, form)},
-                                  timeout=10)
+            response = httpx.post(
+                url, data=form, headers={"X-Twilio-Signature": validator.compute_signature(url, form)}, timeout=10
+            )
         except httpx.HTTPError as exc:
             raise CommandError(f"could not reach {url} ({type(exc).__name__}); is `medspa dev up` running?") from exc
         if response.status_code != 200:
@@ -309,17 +377,22 @@ def _last_outbox_id(database: Any, clinic_id: int, phone: str) -> int:
     from sqlalchemy import text
 
     with database.tenant_scope(clinic_id) as session:
-        return int(session.execute(
-            text("SELECT COALESCE(max(id), 0) FROM outbox WHERE to_address = :p"), {"p": phone}
-        ).scalar_one())
+        return int(
+            session.execute(
+                text("SELECT COALESCE(max(id), 0) FROM outbox WHERE to_address = :p"), {"p": phone}
+            ).scalar_one()
+        )
 
 
 def _replies_since(database: Any, clinic_id: int, phone: str, after: int) -> list[tuple[int, str]]:
     from sqlalchemy import text
 
     with database.tenant_scope(clinic_id) as session:
-        return [(int(r[0]), r[1]) for r in session.execute(
-            text("""SELECT id, body FROM outbox WHERE to_address = :p AND id > :after
+        return [
+            (int(r[0]), r[1])
+            for r in session.execute(
+                text("""SELECT id, body FROM outbox WHERE to_address = :p AND id > :after
                     AND status IN ('sent', 'delivered') ORDER BY id"""),
-            {"p": phone, "after": after},
-        )]
+                {"p": phone, "after": after},
+            )
+        ]

@@ -82,8 +82,12 @@ class DrillResult:
 
     def row(self) -> dict[str, Any]:
         return {
-            "drill": self.drill, "messages in": self.messages_in, "turns": self.turns,
-            "replies sent": self.replies_sent, "duplicates": self.duplicates, "lost": self.lost,
+            "drill": self.drill,
+            "messages in": self.messages_in,
+            "turns": self.turns,
+            "replies sent": self.replies_sent,
+            "duplicates": self.duplicates,
+            "lost": self.lost,
             "recovery time (s)": "-" if self.recovery_s is None else f"{self.recovery_s:.1f}",
             "verdict": self.verdict,
         }
@@ -208,8 +212,11 @@ class Load:
         from tests.support.infra import wait_for
 
         expected = self.scale.conversations * self.scale.per_conversation
-        wait_for(lambda: len(self.replies()) >= max(2, int(expected * fraction)) or self.done, timeout,
-                 what="the load to get under way")
+        wait_for(
+            lambda: len(self.replies()) >= max(2, int(expected * fraction)) or self.done,
+            timeout,
+            what="the load to get under way",
+        )
 
 
 # ------------------------------------------------------------------ measuring
@@ -235,30 +242,52 @@ def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
     acknowledged = {(p, m) for p, markers in load.acknowledged.items() for m in markers}
     result.messages_in = len(acknowledged)
     with procs.stack.database.tenant_scope(1) as session:
-        result.turns = int(session.execute(text(
-            """SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
-               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones)"""),
-            {"phones": phones}).scalar_one())
+        result.turns = int(
+            session.execute(
+                text(
+                    """SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones)"""
+                ),
+                {"phones": phones},
+            ).scalar_one()
+        )
         # A message got a turn when some turn of its conversation covered its sequence number.
-        handled = session.execute(text(
-            """SELECT cl.phone_e164, substring(m.body from '\\[(c\\d+-m\\d+)\\]') FROM messages m
+        handled = session.execute(
+            text(
+                """SELECT cl.phone_e164, substring(m.body from '\\[(c\\d+-m\\d+)\\]') FROM messages m
                JOIN conversations c ON c.id = m.conversation_id JOIN clients cl ON cl.id = c.client_id
                WHERE cl.phone_e164 = ANY(:phones) AND m.role = 'user'
                  AND EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = m.conversation_id
-                             AND m.inbound_seq BETWEEN t.first_seq AND t.last_seq)"""),
-            {"phones": phones}).all()
-        outbox = session.execute(text(
-            """SELECT o.status, count(*) FROM outbox o JOIN conversations c ON c.id = o.conversation_id
+                             AND m.inbound_seq BETWEEN t.first_seq AND t.last_seq)"""
+            ),
+            {"phones": phones},
+        ).all()
+        outbox = session.execute(
+            text(
+                """SELECT o.status, count(*) FROM outbox o JOIN conversations c ON c.id = o.conversation_id
                JOIN clients cl ON cl.id = c.client_id
-               WHERE cl.phone_e164 = ANY(:phones) AND o.to_address = cl.phone_e164 GROUP BY o.status"""),
-            {"phones": phones}).all()
-        outcomes = {str(o): int(n) for o, n in session.execute(text(
-            """SELECT t.outcome, count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
-               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones) GROUP BY t.outcome"""),
-            {"phones": phones})}
-        quarantined = int(session.execute(text(
-            "SELECT count(*) FROM inbox_events WHERE status = 'quarantined' AND payload->>'from' = ANY(:phones)"),
-            {"phones": phones}).scalar_one())
+               WHERE cl.phone_e164 = ANY(:phones) AND o.to_address = cl.phone_e164 GROUP BY o.status"""
+            ),
+            {"phones": phones},
+        ).all()
+        outcomes = {
+            str(o): int(n)
+            for o, n in session.execute(
+                text(
+                    """SELECT t.outcome, count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = ANY(:phones) GROUP BY t.outcome"""
+                ),
+                {"phones": phones},
+            )
+        }
+        quarantined = int(
+            session.execute(
+                text(
+                    "SELECT count(*) FROM inbox_events WHERE status = 'quarantined' AND payload->>'from' = ANY(:phones)"
+                ),
+                {"phones": phones},
+            ).scalar_one()
+        )
     result.lost = len(acknowledged - {(p, m) for p, m in handled})
     replies = load.replies()
     result.replies_sent = len(replies)
@@ -279,8 +308,12 @@ def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
     if load.rejected:
         result.notes.append(f"{load.rejected} messages never acknowledged by the webhook")
     result.passed = (
-        result.lost == 0 and result.duplicates == 0 and not unsent and result.recovery_s is not None
-        and result.recovery_s <= RECOVERY_TARGET_S and result.messages_in > 0
+        result.lost == 0
+        and result.duplicates == 0
+        and not unsent
+        and result.recovery_s is not None
+        and result.recovery_s <= RECOVERY_TARGET_S
+        and result.messages_in > 0
     )
 
 
@@ -338,7 +371,8 @@ def _model_429_storm(procs: ProcessStack, env: DrillEnvironment, scale: Scale, r
 
     until = time.monotonic() + scale.storm_s
     procs.stack.openai.script(
-        openai_error(429, "Rate limit reached for requests", "requests"), times=None,
+        openai_error(429, "Rate limit reached for requests", "requests"),
+        times=None,
         when=lambda r: r.path == "/v1/chat/completions" and time.monotonic() < until,
     )
     time.sleep(scale.storm_s)  # the storm's duration
@@ -353,7 +387,8 @@ def _sms_500s(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: 
 
     until = time.monotonic() + scale.storm_s
     procs.stack.twilio.script(
-        Reply(500, {"code": 20500, "message": "Internal Server Error", "status": 500}), times=None,
+        Reply(500, {"code": 20500, "message": "Internal Server Error", "status": 500}),
+        times=None,
         when=lambda r: time.monotonic() < until,
     )
     time.sleep(scale.storm_s)  # the outage's duration
@@ -372,6 +407,7 @@ FAULTS: dict[str, Fault] = {
     "sms_500s": _sms_500s,
 }
 DRILLS = tuple(FAULTS)
+
 
 # Per-drill settings: the model's overall deadline is shorter than the 429 storm in that drill, so both paths
 # run — turns that outlast the storm within the deadline, and turns that apologise and hand off.
@@ -399,16 +435,18 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
         return echo_responder(body)
 
     _progress(f"{name}: starting a stack (app, 2 worker groups, scheduler)")
-    with running_process_stack(env.infra, work, workers=((1, 4), (1, 4)), scheduler=True,
-                               **_overrides(name, scale)) as procs:
+    with running_process_stack(
+        env.infra, work, workers=((1, 4), (1, 4)), scheduler=True, **_overrides(name, scale)
+    ) as procs:
         procs.stack.openai.responder = slow_echo
         load = Load(procs, scale).start()
         try:
             load.wait_under_way()
             victim = procs.workers[0].pids() if name in ("sigkill_worker", "sigterm_worker") else None
             in_flight = _wait_in_flight(procs, victim)
-            result.notes.append(f"at the fault: {in_flight} turns in flight"
-                                + (" on the victim" if victim is not None else ""))
+            result.notes.append(
+                f"at the fault: {in_flight} turns in flight" + (" on the victim" if victim is not None else "")
+            )
             _progress(f"{name}: load under way, injecting the fault")
             cleared = FAULTS[name](procs, env, scale, result)
             _progress(f"{name}: fault cleared, waiting for recovery")
@@ -439,9 +477,15 @@ def _wait_in_flight(procs: ProcessStack, pids: list[int] | None, timeout: float 
     deadline = time.monotonic() + timeout
     while True:
         with procs.stack.database.tenant_scope(1) as session:
-            count = int(session.execute(text(
-                """SELECT count(*) FROM conversations WHERE lease_owner LIKE ANY(:owners)
-                   AND lease_expires_at > now()"""), {"owners": owners}).scalar_one())
+            count = int(
+                session.execute(
+                    text(
+                        """SELECT count(*) FROM conversations WHERE lease_owner LIKE ANY(:owners)
+                   AND lease_expires_at > now()"""
+                    ),
+                    {"owners": owners},
+                ).scalar_one()
+            )
         if count or time.monotonic() >= deadline:
             return count
         time.sleep(0.01)  # polling a condition with a deadline
@@ -464,20 +508,23 @@ def run_drills(names: list[str], scale: str) -> list[DrillResult]:
 # ------------------------------------------------------------------ CLI
 def register(subparsers: Any) -> None:
     drills = subparsers.add_parser(
-        "drills", help="fault drills against a throwaway copy of the service",
+        "drills",
+        help="fault drills against a throwaway copy of the service",
         description="Fault drills: each starts its own stack (embedded Postgres and Redis in a temporary "
-                    "folder, the app, two worker process groups, the scheduler, fake Twilio and OpenAI), breaks "
-                    "something mid-load and reports what patients saw.",
+        "folder, the app, two worker process groups, the scheduler, fake Twilio and OpenAI), breaks "
+        "something mid-load and reports what patients saw.",
     )
     sub = drills.add_subparsers(dest="drills_command", metavar="SUBCOMMAND", required=True)
     run = sub.add_parser(
-        "run", help="run the drills and print a table (exit 1 if a target is missed)",
+        "run",
+        help="run the drills and print a table (exit 1 if a target is missed)",
         description=f"Drills: {', '.join(DRILLS)}. Targets: 0 lost, 0 duplicate replies, recovery <= "
-                    f"{RECOVERY_TARGET_S:.0f} s; exits 1 when any drill misses one.",
+        f"{RECOVERY_TARGET_S:.0f} s; exits 1 when any drill misses one.",
     )
     run.add_argument("--only", metavar="NAME,...", help="run only these drills (comma-separated)")
-    run.add_argument("--scale", choices=sorted(SCALES), default="full",
-                     help="load size: small (the test suite's) or full (default)")
+    run.add_argument(
+        "--scale", choices=sorted(SCALES), default="full", help="load size: small (the test suite's) or full (default)"
+    )
     run.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     run.set_defaults(handler=drills_run)
 
@@ -492,15 +539,25 @@ def drills_run(args: argparse.Namespace) -> int:
     results = run_drills(names, args.scale)
     from scripts.common import print_table
 
-    print(f"Fault drills, {started:%Y-%m-%d %H:%M} UTC, scale {args.scale}: {scale.conversations} conversations x "
-          f"{scale.per_conversation} messages over {scale.load_s:.0f}s; 2 worker groups x 1 process x 4 threads; "
-          f"targets: 0 lost, 0 duplicates, recovery <= {RECOVERY_TARGET_S:.0f}s")
+    print(
+        f"Fault drills, {started:%Y-%m-%d %H:%M} UTC, scale {args.scale}: {scale.conversations} conversations x "
+        f"{scale.per_conversation} messages over {scale.load_s:.0f}s; 2 worker groups x 1 process x 4 threads; "
+        f"targets: 0 lost, 0 duplicates, recovery <= {RECOVERY_TARGET_S:.0f}s"
+    )
     print_table([r.row() for r in results], COLUMNS)
     for result in results:
         if result.notes:
             print(f"  {result.drill}: {'; '.join(result.notes)}")
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"started_at": started.isoformat(), "scale": args.scale, "scale_params": asdict(scale),
-             "results": [r.as_json() for r in results]}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "started_at": started.isoformat(),
+                    "scale": args.scale,
+                    "scale_params": asdict(scale),
+                    "results": [r.as_json() for r in results],
+                },
+                indent=2,
+            )
+        )
     return 0 if all(r.passed for r in results) else 1

@@ -22,16 +22,20 @@ ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
 
 def register(subparsers: Any) -> None:
     kb = subparsers.add_parser(
-        "kb", help="knowledge base: ingest, list, show and delete articles",
+        "kb",
+        help="knowledge base: ingest, list, show and delete articles",
         description="The knowledge base the agent searches. Articles are Markdown/text files: first '# Title' "
-                    "line is the title, the file name is the slug.",
+        "line is the title, the file name is the slug.",
     )
     sub = kb.add_subparsers(dest="kb_command", metavar="SUBCOMMAND", required=True)
 
-    ingest = sub.add_parser("ingest", help="add or update articles from files or folders (idempotent)",
-                            description="Add or update articles from Markdown/text files or folders of them. "
-                                        "Unchanged articles are skipped; embeddings use the configured embedder "
-                                        "(OpenAI, local MiniLM, or none: full-text search only).")
+    ingest = sub.add_parser(
+        "ingest",
+        help="add or update articles from files or folders (idempotent)",
+        description="Add or update articles from Markdown/text files or folders of them. "
+        "Unchanged articles are skipped; embeddings use the configured embedder "
+        "(OpenAI, local MiniLM, or none: full-text search only).",
+    )
     add_clinic_argument(ingest)
     ingest.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="a .md/.txt file or a folder of them")
     ingest.set_defaults(handler=kb_ingest)
@@ -47,12 +51,14 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON (with chunks) instead of text")
     show.set_defaults(handler=kb_show)
 
-    delete = sub.add_parser("delete", help="delete one article and its chunks",
-                            description="Delete one article and its search chunks; the agent stops citing it.")
+    delete = sub.add_parser(
+        "delete",
+        help="delete one article and its chunks",
+        description="Delete one article and its search chunks; the agent stops citing it.",
+    )
     delete.add_argument("slug", metavar="SLUG", help="article slug (see: kb list)")
     add_clinic_argument(delete)
     delete.set_defaults(handler=kb_delete)
-
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -115,7 +121,8 @@ def kb_ingest(args: argparse.Namespace) -> int:
     settings = get_settings()
     embedder = build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url, allow_local=settings.local_embeddings,
+        openai_base_url=settings.openai_base_url,
+        allow_local=settings.local_embeddings,
     )
     database = app_database()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
@@ -128,8 +135,10 @@ def kb_ingest(args: argparse.Namespace) -> int:
         embedded = f", {result.embedded} embedded" if result.embedded else ""
         print(f"{state:<9} {slug} ({result.chunks} chunks{embedded})")
     search = f"embeddings: {embedder.name}" if embedder else "no embedder: full-text search only"
-    print(f"{args.clinic}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged "
-          f"({search})")
+    print(
+        f"{args.clinic}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged "
+        f"({search})"
+    )
     return 0
 
 
@@ -137,11 +146,17 @@ def kb_list(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for, print_json, print_table
 
     with app_database().tenant_scope(clinic_id_for(args.clinic)) as session:
-        rows = [dict(r) for r in session.execute(text(
-            """SELECT d.slug, d.title, count(k.id) AS chunks, count(k.embedding) AS embedded, d.source,
+        rows = [
+            dict(r)
+            for r in session.execute(
+                text(
+                    """SELECT d.slug, d.title, count(k.id) AS chunks, count(k.embedding) AS embedded, d.source,
                       d.updated_at
                FROM kb_documents d LEFT JOIN kb_chunks k ON k.document_id = d.id
-               GROUP BY d.id ORDER BY d.slug""")).mappings()]
+               GROUP BY d.id ORDER BY d.slug"""
+                )
+            ).mappings()
+        ]
     if args.json:
         print_json(rows)
     else:
@@ -155,23 +170,33 @@ def kb_show(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for, print_json
 
     with app_database().tenant_scope(clinic_id_for(args.clinic)) as session:
-        doc = session.execute(
-            text("SELECT id, slug, title, body, source, updated_at FROM kb_documents WHERE slug = :s"),
-            {"s": args.slug},
-        ).mappings().one_or_none()
+        doc = (
+            session.execute(
+                text("SELECT id, slug, title, body, source, updated_at FROM kb_documents WHERE slug = :s"),
+                {"s": args.slug},
+            )
+            .mappings()
+            .one_or_none()
+        )
         if doc is None:
             raise CommandError(f"no article {args.slug!r} at clinic {args.clinic!r} (see: medspa kb list)")
-        chunks = [dict(r) for r in session.execute(
-            text("""SELECT chunk_index, content, embedding IS NOT NULL AS embedded FROM kb_chunks
-                    WHERE document_id = :d ORDER BY chunk_index"""), {"d": doc["id"]},
-        ).mappings()]
+        chunks = [
+            dict(r)
+            for r in session.execute(
+                text("""SELECT chunk_index, content, embedding IS NOT NULL AS embedded FROM kb_chunks
+                    WHERE document_id = :d ORDER BY chunk_index"""),
+                {"d": doc["id"]},
+            ).mappings()
+        ]
     if args.json:
         print_json({**dict(doc), "chunks": chunks})
         return 0
     print(f"# {doc['title']}\n")
     print(doc["body"])
-    print(f"\n[{args.slug}: {len(chunks)} chunks, {sum(c['embedded'] for c in chunks)} embedded; source "
-          f"{doc['source'] or '-'}]")
+    print(
+        f"\n[{args.slug}: {len(chunks)} chunks, {sum(c['embedded'] for c in chunks)} embedded; source "
+        f"{doc['source'] or '-'}]"
+    )
     return 0
 
 

@@ -30,8 +30,13 @@ class LoadResult:
 
 
 def build_post(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}",
-             "Content-Type: application/x-www-form-urlencoded", "Connection: keep-alive"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"Content-Length: {len(body)}",
+        "Content-Type: application/x-www-form-urlencoded",
+        "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -65,8 +70,15 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(host: str, port: int, requests: Sequence[bytes], cursor: list[int], deadline: float,
-                      warmup_until: float, result: LoadResult) -> None:
+async def _connection(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    cursor: list[int],
+    deadline: float,
+    warmup_until: float,
+    result: LoadResult,
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -95,22 +107,30 @@ async def _connection(host: str, port: int, requests: Sequence[bytes], cursor: l
         writer.close()
 
 
-async def _run(host: str, port: int, requests: Sequence[bytes], connections: int, duration_s: float,
-               warmup_s: float) -> LoadResult:
+async def _run(
+    host: str, port: int, requests: Sequence[bytes], connections: int, duration_s: float, warmup_s: float
+) -> LoadResult:
     result = LoadResult()
     start = time.perf_counter()
     warmup_until = start + warmup_s
     deadline = warmup_until + duration_s
     cursor = [0]
-    await asyncio.gather(*(
-        _connection(host, port, requests, cursor, deadline, warmup_until, result) for _ in range(connections)
-    ))
+    await asyncio.gather(
+        *(_connection(host, port, requests, cursor, deadline, warmup_until, result) for _ in range(connections))
+    )
     result.elapsed_s = min(time.perf_counter(), deadline) - warmup_until
     return result
 
 
-def run_load(host: str, port: int, requests: Sequence[bytes], *, connections: int = 64, duration_s: float = 10.0,
-             warmup_s: float = 2.0) -> LoadResult:
+def run_load(
+    host: str,
+    port: int,
+    requests: Sequence[bytes],
+    *,
+    connections: int = 64,
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+) -> LoadResult:
     """Send ``requests`` (each used at most once) over ``connections`` connections until ``duration_s`` after
     the warm-up, or until they run out."""
     try:

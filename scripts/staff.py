@@ -76,59 +76,78 @@ WHERE e.status = 'quarantined'
 
 def register(subparsers: Any) -> None:
     staff = subparsers.add_parser(
-        "staff", help="take over conversations the agent handed off",
+        "staff",
+        help="take over conversations the agent handed off",
         description="Staff takeover: see what needs attention, read a transcript, reply as staff, pause the "
-                    "agent on a conversation and hand it back.",
+        "agent on a conversation and hand it back.",
     )
     sub = staff.add_subparsers(dest="staff_command", metavar="SUBCOMMAND", required=True)
 
     attention = sub.add_parser(
-        "attention", help="conversations needing a human, most urgent first",
+        "attention",
+        help="conversations needing a human, most urgent first",
         description="Handoffs (emergency, urgent, normal, low; oldest first within each), conversations whose "
-                    "last turn failed, and quarantined inbound messages.",
+        "last turn failed, and quarantined inbound messages.",
     )
     add_clinic_argument(attention)
     attention.add_argument("--json", action="store_true", help="print JSON instead of a table")
     attention.set_defaults(handler=staff_attention)
 
-    show = sub.add_parser("show", help="a conversation's transcript and state",
-                          description="Print the transcript (patient, agent and staff messages with times in the "
-                                      "clinic's time zone), the agent state and the handoff reason.")
+    show = sub.add_parser(
+        "show",
+        help="a conversation's transcript and state",
+        description="Print the transcript (patient, agent and staff messages with times in the "
+        "clinic's time zone), the agent state and the handoff reason.",
+    )
     _conversation_arg(show)
     add_clinic_argument(show)
     show.add_argument("--limit", type=int, default=50, help="the most recent N messages (default 50)")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     show.set_defaults(handler=staff_show)
 
-    reply = sub.add_parser("reply", help="send a message to the patient as staff (the agent stays paused)",
-                           description="Send TEXT to the patient on the conversation's channel through the "
-                                       "outbox, marked as a staff message. The conversation stays with staff "
-                                       "(the agent is silent) until `medspa staff handback`.")
+    reply = sub.add_parser(
+        "reply",
+        help="send a message to the patient as staff (the agent stays paused)",
+        description="Send TEXT to the patient on the conversation's channel through the "
+        "outbox, marked as a staff message. The conversation stays with staff "
+        "(the agent is silent) until `medspa staff handback`.",
+    )
     _conversation_arg(reply)
     add_clinic_argument(reply)
     reply.add_argument("--text", required=True, metavar="TEXT", help="the message to send")
-    reply.add_argument("--as", dest="as_name", default="staff", metavar="NAME",
-                       help="who is replying (recorded with the message; default 'staff')")
+    reply.add_argument(
+        "--as",
+        dest="as_name",
+        default="staff",
+        metavar="NAME",
+        help="who is replying (recorded with the message; default 'staff')",
+    )
     reply.set_defaults(handler=staff_reply)
 
-    pause = sub.add_parser("pause", help="stop the agent answering a conversation",
-                           description="Put the conversation in handoff (reason 'paused by staff'): the agent "
-                                       "stays silent until `medspa staff handback`.")
+    pause = sub.add_parser(
+        "pause",
+        help="stop the agent answering a conversation",
+        description="Put the conversation in handoff (reason 'paused by staff'): the agent "
+        "stays silent until `medspa staff handback`.",
+    )
     _conversation_arg(pause)
     add_clinic_argument(pause)
     pause.set_defaults(handler=staff_pause)
 
-    handback = sub.add_parser("handback", help="give the conversation back to the agent",
-                              description="Clear the handoff: the agent answers the patient's next message.")
+    handback = sub.add_parser(
+        "handback",
+        help="give the conversation back to the agent",
+        description="Clear the handoff: the agent answers the patient's next message.",
+    )
     _conversation_arg(handback)
     add_clinic_argument(handback)
     handback.set_defaults(handler=staff_handback)
 
 
-
 def _conversation_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("conversation_id", metavar="CONVERSATION_ID", type=int,
-                        help="conversation id (see: medspa staff attention)")
+    parser.add_argument(
+        "conversation_id", metavar="CONVERSATION_ID", type=int, help="conversation id (see: medspa staff attention)"
+    )
 
 
 # ------------------------------------------------------------------ attention
@@ -153,9 +172,14 @@ def staff_attention(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     table = [
-        {**r, "conversation": r["conversation_id"] if r["conversation_id"] is not None else f"inbox {r['inbox_id']}",
-         "waiting": _age(int(r["waiting_s"])), "client": r["client"] or "", "phone": r["phone"] or "",
-         "reason": (r["reason"] or "")[:60]}
+        {
+            **r,
+            "conversation": r["conversation_id"] if r["conversation_id"] is not None else f"inbox {r['inbox_id']}",
+            "waiting": _age(int(r["waiting_s"])),
+            "client": r["client"] or "",
+            "phone": r["phone"] or "",
+            "reason": (r["reason"] or "")[:60],
+        }
         for r in rows
     ]
     print_table(table, _ATTENTION_COLUMNS)
@@ -174,16 +198,20 @@ def _age(seconds: int) -> str:
 
 # ------------------------------------------------------------------ show
 def _conversation(session: Session, conversation_id: int, *, lock: bool = False) -> dict[str, Any]:
-    row = session.execute(
-        text(
-            f"""SELECT c.id, c.channel, c.agent_state, c.handoff_reason, c.handoff_urgency, c.client_id,
+    row = (
+        session.execute(
+            text(
+                f"""SELECT c.id, c.channel, c.agent_state, c.handoff_reason, c.handoff_urgency, c.client_id,
                        c.last_inbound_seq, c.answered_seq, cl.name AS client, cl.phone_e164 AS phone,
                        cl.consent_state
                 FROM conversations c JOIN clients cl ON cl.id = c.client_id
-                WHERE c.id = :id {'FOR UPDATE OF c' if lock else ''}"""
-        ),
-        {"id": conversation_id},
-    ).mappings().one_or_none()
+                WHERE c.id = :id {"FOR UPDATE OF c" if lock else ""}"""
+            ),
+            {"id": conversation_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         raise CommandError(f"no conversation {conversation_id} in this clinic (see: medspa staff attention)")
     return dict(row)
@@ -195,10 +223,12 @@ def staff_show(args: argparse.Namespace) -> int:
     clinic_id = clinic_id_for(args.clinic)
     with app_database().tenant_scope(clinic_id) as session:
         conv = _conversation(session, args.conversation_id)
-        tz = ZoneInfo(session.execute(text("SELECT timezone FROM clinics WHERE id = :id"),
-                                      {"id": clinic_id}).scalar_one())
+        tz = ZoneInfo(
+            session.execute(text("SELECT timezone FROM clinics WHERE id = :id"), {"id": clinic_id}).scalar_one()
+        )
         messages = [
-            dict(r) for r in session.execute(
+            dict(r)
+            for r in session.execute(
                 text(
                     """SELECT * FROM (
                            SELECT id, role, direction, body, created_at, meta FROM messages
@@ -286,23 +316,44 @@ def staff_reply(args: argparse.Namespace) -> int:
                    VALUES (:clinic_id, :conversation_id, 'outbound', 'staff', :body, :channel, CAST(:meta AS jsonb))
                    RETURNING id"""
             ),
-            {"clinic_id": clinic_id, "conversation_id": conv["id"], "body": body, "channel": conv["channel"],
-             "meta": json.dumps({"staff": staff_name})},
+            {
+                "clinic_id": clinic_id,
+                "conversation_id": conv["id"],
+                "body": body,
+                "channel": conv["channel"],
+                "meta": json.dumps({"staff": staff_name}),
+            },
         ).scalar_one()
         to_address = conv["phone"] if conv["channel"] == "sms" else f"chat:{conv['id']}"
-        outbox_ids = insert_outbox(session, clinic_id, [OutboxRow(
-            channel=conv["channel"], kind="staff", to_address=to_address,
-            from_address=str(clinic_number or "") if conv["channel"] == "sms" else "", body=body,
-            client_id=int(conv["client_id"]), conversation_id=int(conv["id"]), priority=0,
-            meta={"message_id": int(message_id), "staff": staff_name},
-            dedupe_key=f"staff:{conv['id']}:{message_id}", trace_id=trace_id,
-        )])
+        outbox_ids = insert_outbox(
+            session,
+            clinic_id,
+            [
+                OutboxRow(
+                    channel=conv["channel"],
+                    kind="staff",
+                    to_address=to_address,
+                    from_address=str(clinic_number or "") if conv["channel"] == "sms" else "",
+                    body=body,
+                    client_id=int(conv["client_id"]),
+                    conversation_id=int(conv["id"]),
+                    priority=0,
+                    meta={"message_id": int(message_id), "staff": staff_name},
+                    dedupe_key=f"staff:{conv['id']}:{message_id}",
+                    trace_id=trace_id,
+                )
+            ],
+        )
     queued = _enqueue_after_commit(clinic_id, conv["id"], outbox_ids, pending)
-    log.info("staff reply queued", extra={"clinic_id": clinic_id, "conversation_id": conv["id"],
-                                          "outbox_ids": outbox_ids, "trace_id": trace_id})
+    log.info(
+        "staff reply queued",
+        extra={"clinic_id": clinic_id, "conversation_id": conv["id"], "outbox_ids": outbox_ids, "trace_id": trace_id},
+    )
     note = "" if queued else " (the broker is unreachable: the outbox sweeper will send it)"
-    print(f"Reply queued on conversation {conv['id']} ({conv['channel']}) as {staff_name}; the agent stays "
-          f"paused until `medspa staff handback {conv['id']} --clinic {args.clinic}`{note}")
+    print(
+        f"Reply queued on conversation {conv['id']} ({conv['channel']}) as {staff_name}; the agent stays "
+        f"paused until `medspa staff handback {conv['id']} --clinic {args.clinic}`{note}"
+    )
     return 0
 
 
@@ -323,8 +374,10 @@ def staff_pause(args: argparse.Namespace) -> int:
         ).scalar_one()
     _enqueue_after_commit(clinic_id, conv["id"], [], bool(pending))
     log.info("agent paused by staff", extra={"clinic_id": clinic_id, "conversation_id": conv["id"]})
-    print(f"Agent paused on conversation {conv['id']}; hand it back with "
-          f"`medspa staff handback {conv['id']} --clinic {args.clinic}`")
+    print(
+        f"Agent paused on conversation {conv['id']}; hand it back with "
+        f"`medspa staff handback {conv['id']} --clinic {args.clinic}`"
+    )
     return 0
 
 
@@ -335,8 +388,10 @@ def staff_handback(args: argparse.Namespace) -> int:
     with app_database().tenant_scope(clinic_id) as session:
         conv = _conversation(session, args.conversation_id, lock=True)
         if str(conv["agent_state"]).lower() != HANDOFF:
-            print(f"Conversation {conv['id']} is not with staff (state {str(conv['agent_state']).lower()}); "
-                  "nothing to hand back")
+            print(
+                f"Conversation {conv['id']} is not with staff (state {str(conv['agent_state']).lower()}); "
+                "nothing to hand back"
+            )
             return 0
         pending = session.execute(
             text(
@@ -368,7 +423,9 @@ def _enqueue_after_commit(clinic_id: int, conversation_id: int, outbox_ids: list
         finally:
             broker.close()
     except Exception as exc:  # noqa: BLE001 - any broker failure is covered by the sweeper
-        log.warning("enqueue after commit failed; the sweeper will pick the work up",
-                    extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "error": type(exc).__name__})
+        log.warning(
+            "enqueue after commit failed; the sweeper will pick the work up",
+            extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "error": type(exc).__name__},
+        )
         return False
     return True

@@ -82,7 +82,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = AsyncConnectionPool(
-            _libpq_url(str(settings.database_url)), min_size=2, max_size=16, open=False,
+            _libpq_url(str(settings.database_url)),
+            min_size=2,
+            max_size=16,
+            open=False,
             kwargs={"application_name": "medspa-webhooks", "autocommit": True},
         )
         await pool.open(wait=True, timeout=30)

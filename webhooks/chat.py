@@ -160,14 +160,20 @@ async def post_message(request: Request) -> Response:
         "body": text,
     }
     inbox_id = await state.inbox.record(
-        claims.clinic_id, "chat", f"{claims.session_id}:{client_message_id}", f"chat:{claims.session_id}", payload,
+        claims.clinic_id,
+        "chat",
+        f"{claims.session_id}:{client_message_id}",
+        f"chat:{claims.session_id}",
+        payload,
         trace_id,
     )
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, claims.clinic_id, inbox_id))
         await state.redis.xadd(
-            chat_stream_key(claims.conversation_id), {"event": "typing", "data": json.dumps({"on": True})},
-            maxlen=500, approximate=True,
+            chat_stream_key(claims.conversation_id),
+            {"event": "typing", "data": json.dumps({"on": True})},
+            maxlen=500,
+            approximate=True,
         )
     return JSONResponse({"accepted": True}, status_code=202, headers=headers)
 

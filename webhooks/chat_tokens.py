@@ -34,8 +34,13 @@ def _unb64(text: str) -> bytes:
 def issue_token(secret: str, claims: ChatClaims) -> str:
     body = _b64(
         json.dumps(
-            {"sid": claims.session_id, "c": claims.clinic_id, "v": claims.conversation_id, "u": claims.client_id,
-             "exp": claims.expires_at},
+            {
+                "sid": claims.session_id,
+                "c": claims.clinic_id,
+                "v": claims.conversation_id,
+                "u": claims.client_id,
+                "exp": claims.expires_at,
+            },
             separators=(",", ":"),
         ).encode()
     )

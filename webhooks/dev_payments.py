@@ -92,8 +92,10 @@ async def _checked(request: Request) -> tuple[AppState, str, dict[str, Any]] | R
 
 
 def _summary(found: dict[str, Any]) -> str:
-    return (f"<p>{html.escape(found['clinic_name'])}</p><h1>Deposit {_money(int(found['amount_cents']), found['currency'])}"
-            f"</h1><p>{html.escape(found['service_name'])} (appointment #{int(found['appointment_id'])})</p>")
+    return (
+        f"<p>{html.escape(found['clinic_name'])}</p><h1>Deposit {_money(int(found['amount_cents']), found['currency'])}"
+        f"</h1><p>{html.escape(found['service_name'])} (appointment #{int(found['appointment_id'])})</p>"
+    )
 
 
 def _closed(found: dict[str, Any]) -> Response | None:

@@ -88,10 +88,18 @@ class Inbox:
         ids: dict[tuple[int, str, str], int] = {}
         async with self.pool.connection() as conn:
             for clinic_id, rows in by_clinic.items():
-                cur = await conn.execute(_INSERT, (
-                    str(clinic_id), clinic_id, [r.source for r in rows], [r.provider_event_id for r in rows],
-                    [r.sender_key for r in rows], [r.payload for r in rows], [r.trace_id for r in rows],
-                ))
+                cur = await conn.execute(
+                    _INSERT,
+                    (
+                        str(clinic_id),
+                        clinic_id,
+                        [r.source for r in rows],
+                        [r.provider_event_id for r in rows],
+                        [r.sender_key for r in rows],
+                        [r.payload for r in rows],
+                        [r.trace_id for r in rows],
+                    ),
+                )
                 for row_id, source, provider_event_id in await cur.fetchall():
                     ids[(clinic_id, source, provider_event_id)] = int(row_id)
         results: list[int | None] = []

@@ -13,8 +13,15 @@ from medspa import metrics
 from medspa.broker import BULK_QUEUE, INBOUND_QUEUE, OUTBOX_QUEUE, SCHEDULED_QUEUE, TURNS_QUEUE
 
 _KNOWN_ROUTES = (
-    "/webhooks/twilio/sms", "/webhooks/twilio/status", "/webhooks/stripe", "/webhooks/chat/session",
-    "/webhooks/chat/messages", "/webhooks/chat/stream", "/webhooks/chat/handover", "/healthz", "/readyz",
+    "/webhooks/twilio/sms",
+    "/webhooks/twilio/status",
+    "/webhooks/stripe",
+    "/webhooks/chat/session",
+    "/webhooks/chat/messages",
+    "/webhooks/chat/stream",
+    "/webhooks/chat/handover",
+    "/healthz",
+    "/readyz",
 )
 
 

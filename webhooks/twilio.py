@@ -100,7 +100,5 @@ async def status_callback(request: Request) -> Response:
         clinic_id, outbox_id, status, _STATUS_RANK[status], error_code, form.get("MessageSid")
     )
     if error_code and state.enqueuer is not None:
-        state.enqueuer.submit(
-            message_for("handle_delivery_error", "outbox", clinic_id, outbox_id, str(error_code))
-        )
+        state.enqueuer.submit(message_for("handle_delivery_error", "outbox", clinic_id, outbox_id, str(error_code)))
     return Response(status_code=204)

@@ -134,10 +134,14 @@ def _send_outbox(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Claime
             continue
         except Exception:
             # A claimed row left in 'sending' is reconciled by the sweeper (never blindly re-sent).
-            log.exception("inline send failed; handing the rest to the send actor",
-                          extra={"clinic_id": clinic_id, "outbox_id": outbox_id})
-            later += [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, w if isinstance(w, int) else w.id)
-                      for w in work[index:]]
+            log.exception(
+                "inline send failed; handing the rest to the send actor",
+                extra={"clinic_id": clinic_id, "outbox_id": outbox_id},
+            )
+            later += [
+                message_for("send_outbox", OUTBOX_QUEUE, clinic_id, w if isinstance(w, int) else w.id)
+                for w in work[index:]
+            ]
             break
         if outcome.status == "deferred":
             send_outbox.send_with_options(args=(clinic_id, outbox_id), delay=max(50, outcome.delay_ms or 100))
@@ -207,8 +211,11 @@ def handle_payment_event(clinic_id: int, inbox_id: int) -> None:
 
 def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
     actors: dict[str, dramatiq.Actor[Any, Any]] = {
-        "inbound": handle_inbound_event, "payment": handle_payment_event, "conversation": run_conversation,
-        "outbox": send_outbox, "outbox_bulk": send_outbox_bulk,
+        "inbound": handle_inbound_event,
+        "payment": handle_payment_event,
+        "conversation": run_conversation,
+        "outbox": send_outbox,
+        "outbox_bulk": send_outbox_bulk,
     }
     actors[kind].send(clinic_id, item_id)
 

@@ -76,14 +76,15 @@ def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> cam
     def dispatch(outbox_ids: list[int]) -> None:
         chunk = len(outbox_ids) if cap_per_s else UNCAPPED_CHUNK
         for start in range(0, len(outbox_ids), chunk):
-            send_campaign_batch.send(clinic_id, campaign_id, outbox_ids[start:start + chunk], cap_per_s)
+            send_campaign_batch.send(clinic_id, campaign_id, outbox_ids[start : start + chunk], cap_per_s)
 
     return dispatch
 
 
 # Long-running by design (a slice is ~30 s of fan-out); retried because a crash mid-slice loses nothing.
-@dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000,
-                time_limit=int(SLICE_S * 1000 * 4))
+@dramatiq.actor(
+    queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=int(SLICE_S * 1000 * 4)
+)
 def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
     c = container()
     lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3), lane=lane)
@@ -97,14 +98,27 @@ def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
             for extra in range(1, UNCAPPED_LANES):
                 run_campaign_slice.send(clinic_id, campaign_id, extra)
         result = campaigns.run_campaign(
-            c.database, clinic_id, campaign_id, dispatcher(clinic_id, campaign_id, cap),
-            clock=c.clock.now, slice_s=SLICE_S,
+            c.database,
+            clinic_id,
+            campaign_id,
+            dispatcher(clinic_id, campaign_id, cap),
+            clock=c.clock.now,
+            slice_s=SLICE_S,
         )
     finally:
         lease.release()
-    log.info("campaign slice done", extra={
-        "clinic_id": clinic_id, "campaign_id": campaign_id, "status": result.status, "queued": result.queued,
-        "deferred": result.deferred, "excluded": result.excluded, "more": result.more})
+    log.info(
+        "campaign slice done",
+        extra={
+            "clinic_id": clinic_id,
+            "campaign_id": campaign_id,
+            "status": result.status,
+            "queued": result.queued,
+            "deferred": result.deferred,
+            "excluded": result.excluded,
+            "more": result.more,
+        },
+    )
     if result.more and lane == 0:
         run_campaign_slice.send(clinic_id, campaign_id)
 
@@ -118,5 +132,12 @@ def send_campaign_batch(clinic_id: int, campaign_id: int, outbox_ids: list[int],
     for outbox_id, delay_ms in result.retry_later:
         send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=max(50, delay_ms))
     if result.failed or result.unknown:
-        log.warning("campaign batch had failures", extra={
-            "clinic_id": clinic_id, "campaign_id": campaign_id, "failed": result.failed, "unknown": result.unknown})
+        log.warning(
+            "campaign batch had failures",
+            extra={
+                "clinic_id": clinic_id,
+                "campaign_id": campaign_id,
+                "failed": result.failed,
+                "unknown": result.unknown,
+            },
+        )

@@ -167,8 +167,10 @@ def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
         parsed = Template.parse(template)
         unknown = sorted(parsed.placeholders - AUTOMATION_PLACEHOLDERS)
         if unknown:
-            log.error("automation template has unknown placeholders; skipped",
-                      extra={"clinic_id": clinic_id, "kind": kind, "placeholders": unknown})
+            log.error(
+                "automation template has unknown placeholders; skipped",
+                extra={"clinic_id": clinic_id, "kind": kind, "placeholders": unknown},
+            )
             continue
         specs.append(AutomationSpec(kind, parsed, dict(settings or {})))
     return specs
@@ -192,24 +194,39 @@ def _query_for(spec: AutomationSpec, specs: list[AutomationSpec]) -> tuple[str, 
     if kind == "confirmation":
         return _BASE + " AND " + _APPOINTMENT_RULES[kind], {"valid_for": timedelta(hours=12)}
     if kind == "deposit_reminder":
-        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
-                {"offset": timedelta(minutes=float(spec.settings.get("delay_minutes", 30)))})
+        return (
+            _BASE + " AND " + _APPOINTMENT_RULES[kind],
+            {"offset": timedelta(minutes=float(spec.settings.get("delay_minutes", 30)))},
+        )
     if kind == "aftercare":
-        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
-                {"offset": spec.hours("delay_hours", 24), "valid_for": timedelta(hours=48)})
+        return (
+            _BASE + " AND " + _APPOINTMENT_RULES[kind],
+            {"offset": spec.hours("delay_hours", 24), "valid_for": timedelta(hours=48)},
+        )
     if kind == "review_request":
-        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
-                {"offset": spec.hours("delay_hours", 48), "valid_for": timedelta(days=7),
-                 "since": timedelta(days=float(spec.settings.get("min_days_between", 90)))})
+        return (
+            _BASE + " AND " + _APPOINTMENT_RULES[kind],
+            {
+                "offset": spec.hours("delay_hours", 48),
+                "valid_for": timedelta(days=7),
+                "since": timedelta(days=float(spec.settings.get("min_days_between", 90))),
+            },
+        )
     if kind == "no_show_followup":
-        return (_BASE + " AND " + _APPOINTMENT_RULES[kind],
-                {"offset": spec.hours("delay_hours", 2), "valid_for": timedelta(hours=48)})
+        return (
+            _BASE + " AND " + _APPOINTMENT_RULES[kind],
+            {"offset": spec.hours("delay_hours", 2), "valid_for": timedelta(hours=48)},
+        )
     if kind == "rebook_nudge":
-        return _REBOOK, {"offset": timedelta(days=float(spec.settings.get("days_after_due", 0))),
-                         "valid_for": timedelta(days=30)}
+        return _REBOOK, {
+            "offset": timedelta(days=float(spec.settings.get("days_after_due", 0))),
+            "valid_for": timedelta(days=30),
+        }
     if kind == "win_back":
-        return _WIN_BACK, {"offset": timedelta(days=float(spec.settings.get("inactive_days", 180))),
-                           "valid_for": timedelta(days=60)}
+        return _WIN_BACK, {
+            "offset": timedelta(days=float(spec.settings.get("inactive_days", 180))),
+            "valid_for": timedelta(days=60),
+        }
     return None
 
 
@@ -224,14 +241,18 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
     """Create (once) every automation message due now for one clinic; one transaction per kind."""
     result = ScanResult([])
     with database.tenant_scope(clinic_id) as session:
-        clinic = session.execute(
-            text(
-                """SELECT c.name, c.phone, c.timezone, c.policies,
+        clinic = (
+            session.execute(
+                text(
+                    """SELECT c.name, c.phone, c.timezone, c.policies,
                           (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
                    FROM clinics c WHERE c.id = :id"""
-            ),
-            {"id": clinic_id},
-        ).mappings().one()
+                ),
+                {"id": clinic_id},
+            )
+            .mappings()
+            .one()
+        )
         specs = load_automations(session, clinic_id)
     policies = dict(clinic["policies"] or {})
     for spec in specs:
@@ -240,12 +261,26 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
             continue
         sql, params = found
         with database.tenant_scope(clinic_id) as session:
-            lock = "" if spec.kind in ("rebook_nudge", "win_back") else " ORDER BY a.id LIMIT :limit FOR UPDATE OF a SKIP LOCKED"
-            rows = session.execute(
-                text(sql + lock),
-                {**params, "clinic_id": clinic_id, "kind": spec.kind, "now": now, "limit": SCAN_LIMIT,
-                 "week_ago": now - timedelta(days=7)},
-            ).mappings().all()
+            lock = (
+                ""
+                if spec.kind in ("rebook_nudge", "win_back")
+                else " ORDER BY a.id LIMIT :limit FOR UPDATE OF a SKIP LOCKED"
+            )
+            rows = (
+                session.execute(
+                    text(sql + lock),
+                    {
+                        **params,
+                        "clinic_id": clinic_id,
+                        "kind": spec.kind,
+                        "now": now,
+                        "limit": SCAN_LIMIT,
+                        "week_ago": now - timedelta(days=7),
+                    },
+                )
+                .mappings()
+                .all()
+            )
             ids, suppressed, waiting = _emit(session, clinic_id, clinic, policies, spec, rows, now)
         result.outbox_ids += ids
         result.suppressed += suppressed
@@ -254,17 +289,28 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
 
 
 def _emit(
-    session: Session, clinic_id: int, clinic: Any, policies: dict[str, Any], spec: AutomationSpec,
-    rows: Sequence[Any], now: datetime,
+    session: Session,
+    clinic_id: int,
+    clinic: Any,
+    policies: dict[str, Any],
+    spec: AutomationSpec,
+    rows: Sequence[Any],
+    now: datetime,
 ) -> tuple[list[int], int, int]:
-    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic["timezone"], policies)
+    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(
+        clinic["timezone"], policies
+    )
     tips = spec.settings.get("tips") or {}
     ids: list[int] = []
     suppressed = waiting = 0
     for row in rows:
         facts = RecipientFacts(
-            client_id=int(row["client_id"]), phone=row["phone_e164"], consent_state=row["consent_state"],
-            sms_status=row["sms_status"], timezone=row["timezone"], marketing_last_7d=int(row["week"]),
+            client_id=int(row["client_id"]),
+            phone=row["phone_e164"],
+            consent_state=row["consent_state"],
+            sms_status=row["sms_status"],
+            timezone=row["timezone"],
+            marketing_last_7d=int(row["week"]),
             marketing_ever=int(row["ever"]),
         )
         decision = decide(facts, policy, now)
@@ -272,9 +318,13 @@ def _emit(
             waiting += 1
             continue
         values = {
-            "first_name": first_name(row["name"]), "clinic_name": clinic["name"], "clinic_phone": clinic["phone"],
-            "service_name": row["service_name"], "last_service": row["service_name"],
-            "provider_name": row["provider_name"], "when": when_label(row["starts_at"], clinic["timezone"]),
+            "first_name": first_name(row["name"]),
+            "clinic_name": clinic["name"],
+            "clinic_phone": clinic["phone"],
+            "service_name": row["service_name"],
+            "last_service": row["service_name"],
+            "provider_name": row["provider_name"],
+            "when": when_label(row["starts_at"], clinic["timezone"]),
             "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
             "aftercare_tip": tips.get(row["service_category"] or "", "") if isinstance(tips, dict) else "",
         }
@@ -292,10 +342,17 @@ def _emit(
                    ON CONFLICT (clinic_id, dedupe_key) DO NOTHING RETURNING id"""
             ),
             {
-                "clinic_id": clinic_id, "client_id": facts.client_id, "priority": AUTOMATION_PRIORITY,
-                "to": facts.phone or "", "from_": clinic["sms"] or "", "body": body, "meta": json.dumps(meta),
-                "key": f"auto:{spec.kind}:appt:{int(row['appointment_id'])}", "segments": info.segments,
-                "encoding": info.encoding, "status": "queued" if decision.send else "suppressed",
+                "clinic_id": clinic_id,
+                "client_id": facts.client_id,
+                "priority": AUTOMATION_PRIORITY,
+                "to": facts.phone or "",
+                "from_": clinic["sms"] or "",
+                "body": body,
+                "meta": json.dumps(meta),
+                "key": f"auto:{spec.kind}:appt:{int(row['appointment_id'])}",
+                "segments": info.segments,
+                "encoding": info.encoding,
+                "status": "queued" if decision.send else "suppressed",
                 "why": "" if decision.send else f"automation not sent: {decision.reason}",
             },
         ).scalar_one_or_none()
@@ -306,8 +363,10 @@ def _emit(
         else:
             suppressed += 1
     if ids or suppressed:
-        log.info("automation messages created", extra={
-            "clinic_id": clinic_id, "automation": spec.kind, "queued": len(ids), "suppressed": suppressed})
+        log.info(
+            "automation messages created",
+            extra={"clinic_id": clinic_id, "automation": spec.kind, "queued": len(ids), "suppressed": suppressed},
+        )
     return ids, suppressed, waiting
 
 
@@ -377,18 +436,22 @@ def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body
     ).scalar_one_or_none()
     if reminded is None:
         return None
-    appointment = session.execute(
-        text(
-            """SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name,
+    appointment = (
+        session.execute(
+            text(
+                """SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name,
                       k.timezone
                FROM appointments a JOIN clients c ON c.id = a.client_id
                LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
                WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed')
                  AND a.starts_at > :now
                FOR UPDATE OF a"""
-        ),
-        {"id": reminded, "client": client_id, "now": now},
-    ).mappings().one_or_none()
+            ),
+            {"id": reminded, "client": client_id, "now": now},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if appointment is None:
         return None
     session.execute(
@@ -400,6 +463,8 @@ def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body
     )
     log.info("appointment confirmed by reply", extra={"clinic_id": clinic_id, "appointment_id": appointment["id"]})
     return confirmation_reply(
-        first_name(appointment["client_name"]), appointment["clinic_name"], appointment["service_name"],
+        first_name(appointment["client_name"]),
+        appointment["clinic_name"],
+        appointment["service_name"],
         when_label(appointment["starts_at"], appointment["timezone"]),
     )

@@ -120,9 +120,10 @@ def load_facts(database: Database, clinic_id: int, appointment_id: int) -> Appoi
 
 
 def _load_facts(session: Session, clinic_id: int, appointment_id: int) -> AppointmentFacts | None:
-    row = session.execute(
-        text(
-            """SELECT a.id, a.status, a.calendar_sync, a.starts_at, a.ends_at, a.provider_id, a.calendar_event_id,
+    row = (
+        session.execute(
+            text(
+                """SELECT a.id, a.status, a.calendar_sync, a.starts_at, a.ends_at, a.provider_id, a.calendar_event_id,
                       p.calendar_id, coalesce(s.name, 'Appointment') AS service_name,
                       coalesce((SELECT array_agg(o.calendar_id ORDER BY o.id) FROM providers o
                                 WHERE o.clinic_id = a.clinic_id AND o.id <> a.provider_id
@@ -130,16 +131,26 @@ def _load_facts(session: Session, clinic_id: int, appointment_id: int) -> Appoin
                FROM appointments a JOIN providers p ON p.id = a.provider_id
                LEFT JOIN services s ON s.id = a.service_id
                WHERE a.id = :id AND a.clinic_id = :c AND a.kind = 'appointment'"""
-        ),
-        {"id": appointment_id, "c": clinic_id},
-    ).mappings().one_or_none()
+            ),
+            {"id": appointment_id, "c": clinic_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         return None
     return AppointmentFacts(
-        id=int(row["id"]), clinic_id=clinic_id, status=row["status"], calendar_sync=row["calendar_sync"],
-        starts_at=row["starts_at"], ends_at=row["ends_at"], provider_id=int(row["provider_id"]),
-        calendar_id=row["calendar_id"], calendar_event_id=row["calendar_event_id"],
-        service_name=row["service_name"], other_calendars=tuple(row["others"] or ()),
+        id=int(row["id"]),
+        clinic_id=clinic_id,
+        status=row["status"],
+        calendar_sync=row["calendar_sync"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        provider_id=int(row["provider_id"]),
+        calendar_id=row["calendar_id"],
+        calendar_event_id=row["calendar_event_id"],
+        service_name=row["service_name"],
+        other_calendars=tuple(row["others"] or ()),
     )
 
 
@@ -184,13 +195,19 @@ def sync_appointment(database: Database, calendar: Calendar | None, clinic_id: i
                    RETURNING id"""
             ),
             {
-                "final": final, "id": appointment_id, "status": facts.status, "start": facts.starts_at,
-                "end": facts.ends_at, "provider": facts.provider_id,
+                "final": final,
+                "id": appointment_id,
+                "status": facts.status,
+                "start": facts.starts_at,
+                "end": facts.ends_at,
+                "provider": facts.provider_id,
             },
         ).scalar_one_or_none()
     if done is None:
-        log.info("calendar sync raced a change; syncing again", extra={"clinic_id": clinic_id,
-                                                                       "appointment_id": appointment_id})
+        log.info(
+            "calendar sync raced a change; syncing again",
+            extra={"clinic_id": clinic_id, "appointment_id": appointment_id},
+        )
         return "stale"
     outcome: Outcome = {"upsert": "synced", "delete": "deleted"}.get(plan.action, "none")  # type: ignore[assignment]
     log.info("calendar synced", extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "outcome": outcome})

@@ -114,38 +114,58 @@ def create_campaign(
                 """INSERT INTO campaigns (clinic_id, name, template, segment, status, rate_cap_per_s, created_by)
                    VALUES (:clinic_id, :name, :template, CAST(:segment AS jsonb), 'draft', :cap, :by) RETURNING id"""
             ),
-            {"clinic_id": clinic_id, "name": name.strip(), "template": template,
-             "segment": json.dumps(segment.to_dict()), "cap": rate_cap_per_s, "by": created_by},
+            {
+                "clinic_id": clinic_id,
+                "name": name.strip(),
+                "template": template,
+                "segment": json.dumps(segment.to_dict()),
+                "cap": rate_cap_per_s,
+                "by": created_by,
+            },
         ).scalar_one()
     )
 
 
 def get_campaign(session: Session, clinic_id: int, campaign_id: int, *, lock: bool = False) -> Campaign:
-    row = session.execute(
-        text(
-            "SELECT * FROM campaigns WHERE id = :id AND clinic_id = :clinic_id" + (" FOR UPDATE" if lock else "")
-        ),
-        {"id": campaign_id, "clinic_id": clinic_id},
-    ).mappings().one_or_none()
+    row = (
+        session.execute(
+            text("SELECT * FROM campaigns WHERE id = :id AND clinic_id = :clinic_id" + (" FOR UPDATE" if lock else "")),
+            {"id": campaign_id, "clinic_id": clinic_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is None:
         raise CampaignError(f"no campaign {campaign_id} in this clinic")
     return Campaign(
-        id=int(row["id"]), clinic_id=int(row["clinic_id"]), name=row["name"], template=row["template"],
-        segment=SegmentFilter.from_dict(row["segment"]), status=row["status"], scheduled_at=row["scheduled_at"],
-        rate_cap_per_s=row["rate_cap_per_s"], created_by=row["created_by"], created_at=row["created_at"],
-        started_at=row["started_at"], completed_at=row["completed_at"],
+        id=int(row["id"]),
+        clinic_id=int(row["clinic_id"]),
+        name=row["name"],
+        template=row["template"],
+        segment=SegmentFilter.from_dict(row["segment"]),
+        status=row["status"],
+        scheduled_at=row["scheduled_at"],
+        rate_cap_per_s=row["rate_cap_per_s"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
     )
 
 
 def list_campaigns(session: Session, clinic_id: int) -> list[dict[str, Any]]:
-    rows = session.execute(
-        text(
-            """SELECT c.id, c.name, c.status, c.scheduled_at, c.started_at, c.completed_at, c.rate_cap_per_s,
+    rows = (
+        session.execute(
+            text(
+                """SELECT c.id, c.name, c.status, c.scheduled_at, c.started_at, c.completed_at, c.rate_cap_per_s,
                       (SELECT count(*) FROM campaign_recipients r WHERE r.campaign_id = c.id) AS recipients
                FROM campaigns c WHERE c.clinic_id = :clinic_id ORDER BY c.id DESC"""
-        ),
-        {"clinic_id": clinic_id},
-    ).mappings().all()
+            ),
+            {"clinic_id": clinic_id},
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
@@ -215,8 +235,12 @@ _LAST_SERVICE = """
 
 def _facts(row: Any) -> RecipientFacts:
     return RecipientFacts(
-        client_id=int(row["client_id"]), phone=row["phone_e164"], consent_state=row["consent_state"],
-        sms_status=row["sms_status"], timezone=row["timezone"], marketing_last_7d=int(row["week"] or 0),
+        client_id=int(row["client_id"]),
+        phone=row["phone_e164"],
+        consent_state=row["consent_state"],
+        sms_status=row["sms_status"],
+        timezone=row["timezone"],
+        marketing_last_7d=int(row["week"] or 0),
         marketing_ever=int(row["ever"] or 0),
     )
 
@@ -238,8 +262,12 @@ class SendContext:
 
     def values(self, name: str | None, last_service: str | None) -> dict[str, str | None]:
         return {
-            "first_name": first_name(name), "clinic_name": self.clinic_name, "clinic_phone": self.clinic_phone,
-            "next_open_slot": self.next_open_slot, "last_service": last_service, "review_url": self.review_url,
+            "first_name": first_name(name),
+            "clinic_name": self.clinic_name,
+            "clinic_phone": self.clinic_phone,
+            "next_open_slot": self.next_open_slot,
+            "last_service": last_service,
+            "review_url": self.review_url,
         }
 
     def body(self, name: str | None, last_service: str | None, decision: Decision) -> str:
@@ -247,29 +275,41 @@ class SendContext:
         return with_footer(body, self.policy.footer) if decision.footer else body
 
 
-def load_context(session: Session, clinic_id: int, template_source: str, segment: SegmentFilter,
-                 now: datetime) -> SendContext:
-    clinic = session.execute(
-        text(
-            """SELECT c.name, c.phone, c.timezone, c.policies,
+def load_context(
+    session: Session, clinic_id: int, template_source: str, segment: SegmentFilter, now: datetime
+) -> SendContext:
+    clinic = (
+        session.execute(
+            text(
+                """SELECT c.name, c.phone, c.timezone, c.policies,
                       (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
                FROM clinics c WHERE c.id = :id"""
-        ),
-        {"id": clinic_id},
-    ).mappings().one()
+            ),
+            {"id": clinic_id},
+        )
+        .mappings()
+        .one()
+    )
     policies = dict(clinic["policies"] or {})
     template = validate_template(template_source, CAMPAIGN_PLACEHOLDERS)
     context = SendContext(
-        clinic_id=clinic_id, clinic_name=clinic["name"], clinic_phone=clinic["phone"], clinic_tz=clinic["timezone"],
-        sms_number=clinic["sms"] or "", policy=SendPolicy.marketing_for(clinic["timezone"], policies),
-        template=template, review_url=str(policies.get("review_url") or ""),
+        clinic_id=clinic_id,
+        clinic_name=clinic["name"],
+        clinic_phone=clinic["phone"],
+        clinic_tz=clinic["timezone"],
+        sms_number=clinic["sms"] or "",
+        policy=SendPolicy.marketing_for(clinic["timezone"], policies),
+        template=template,
+        review_url=str(policies.get("review_url") or ""),
     )
     if "next_open_slot" in template.placeholders:
         context.next_open_slot = next_open_slot_label(session, clinic_id, now, segment.services_had)
     return context
 
 
-def next_open_slot_label(session: Session, clinic_id: int, now: datetime, service_slugs: tuple[str, ...] = ()) -> str | None:
+def next_open_slot_label(
+    session: Session, clinic_id: int, now: datetime, service_slugs: tuple[str, ...] = ()
+) -> str | None:
     """The clinic's next bookable time (for the segment's service, else a consultation), as a patient reads it."""
     from worker.tool_executor import lead_time_minutes, parse_closed_dates, parse_hours
 
@@ -313,7 +353,9 @@ def next_open_slot_label(session: Session, clinic_id: int, now: datetime, servic
             availability.Provider(p.id, p.name, frozenset({service.id}), parse_hours(p.working_hours) or clinic_hours)
             for p in providers
         ],
-        busy=busy, now=now, lead_time=timedelta(minutes=lead_time_minutes(dict(clinic.policies or {}))),
+        busy=busy,
+        now=now,
+        lead_time=timedelta(minutes=lead_time_minutes(dict(clinic.policies or {}))),
     )
     slots = availability.find_slots(query, now, end, limit=1)
     return when_label(slots[0].start, clinic.timezone) if slots else None
@@ -333,30 +375,52 @@ class Preview:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "matched": self.matched, "recipients": self.recipients, "deferred": self.deferred,
-            "excluded": self.excluded, "samples": self.samples, "segments": self.segments,
-            "cost_usd": self.cost_usd, "cost_per_segment_usd": COST_PER_SEGMENT_USD, "segment": self.segment,
+            "matched": self.matched,
+            "recipients": self.recipients,
+            "deferred": self.deferred,
+            "excluded": self.excluded,
+            "samples": self.samples,
+            "segments": self.segments,
+            "cost_usd": self.cost_usd,
+            "cost_per_segment_usd": COST_PER_SEGMENT_USD,
+            "segment": self.segment,
         }
 
 
 def preview(
-    session: Session, clinic_id: int, template: str, segment: SegmentFilter, now: datetime, *,
-    campaign_id: int | None = None, samples: int = 3,
+    session: Session,
+    clinic_id: int,
+    template: str,
+    segment: SegmentFilter,
+    now: datetime,
+    *,
+    campaign_id: int | None = None,
+    samples: int = 3,
 ) -> Preview:
     """Who would get what if it were sent now: nothing is written."""
     context = load_context(session, clinic_id, template, segment, now)
     seg_sql, params = segment_sql(segment)
     needs_last = "last_service" in context.template.placeholders
-    rows = session.execute(
-        text(
-            f"""SELECT c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state, c.sms_status,
-                       m.week, m.ever {', ls.name AS last_service' if needs_last else ''}
-                FROM clients c {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ''}
+    rows = (
+        session.execute(
+            text(
+                f"""SELECT c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state, c.sms_status,
+                       m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
+                FROM clients c {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ""}
                 WHERE c.id IN ({seg_sql}) ORDER BY c.id"""
-        ),
-        {**params, "clinic_id": clinic_id, "tz": context.clinic_tz, "now": now, "week_ago": now - timedelta(days=7),
-         "campaign_id": campaign_id},
-    ).mappings().all()
+            ),
+            {
+                **params,
+                "clinic_id": clinic_id,
+                "tz": context.clinic_tz,
+                "now": now,
+                "week_ago": now - timedelta(days=7),
+                "campaign_id": campaign_id,
+            },
+        )
+        .mappings()
+        .all()
+    )
     excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
     bodies: list[str] = []
     deferred = 0
@@ -369,8 +433,14 @@ def preview(
         bodies.append(context.body(row["name"], row.get("last_service"), decision))
     segments = sum(count_segments(b).segments for b in bodies)
     return Preview(
-        recipients=len(bodies), deferred=deferred, excluded=excluded, samples=bodies[:samples], segments=segments,
-        cost_usd=round(segments * COST_PER_SEGMENT_USD, 4), segment=segment.describe(), matched=len(rows),
+        recipients=len(bodies),
+        deferred=deferred,
+        excluded=excluded,
+        samples=bodies[:samples],
+        segments=segments,
+        cost_usd=round(segments * COST_PER_SEGMENT_USD, 4),
+        segment=segment.describe(),
+        matched=len(rows),
     )
 
 
@@ -379,7 +449,9 @@ def schedule_campaign(session: Session, clinic_id: int, campaign_id: int, at: da
     """Schedule for ``at`` (or send now when ``at`` is not in the future).  Returns the new status."""
     campaign = get_campaign(session, clinic_id, campaign_id, lock=True)
     if campaign.status not in ("draft", "scheduled"):
-        raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft or scheduled one can be scheduled")
+        raise CampaignError(
+            f"campaign {campaign_id} is {campaign.status}; only a draft or scheduled one can be scheduled"
+        )
     status = "sending" if at <= now else "scheduled"
     session.execute(
         text("UPDATE campaigns SET status = :status, scheduled_at = :at WHERE id = :id"),
@@ -402,7 +474,9 @@ def resume_campaign(session: Session, clinic_id: int, campaign_id: int, now: dat
     campaign = get_campaign(session, clinic_id, campaign_id, lock=True)
     if campaign.status != "paused":
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}, not paused")
-    status = "scheduled" if campaign.scheduled_at and campaign.scheduled_at > now and not campaign.started_at else "sending"
+    status = (
+        "scheduled" if campaign.scheduled_at and campaign.scheduled_at > now and not campaign.started_at else "sending"
+    )
     session.execute(text("UPDATE campaigns SET status = :s WHERE id = :id"), {"s": status, "id": campaign_id})
     return status
 
@@ -471,8 +545,9 @@ def start_due_campaigns(session: Session, clinic_id: int, now: datetime) -> list
 
 
 # ------------------------------------------------------------------ fan-out
-def materialise_recipients(database: Database, clinic_id: int, campaign: Campaign, now: datetime,
-                           batch: int = MATERIALISE_BATCH) -> int:
+def materialise_recipients(
+    database: Database, clinic_id: int, campaign: Campaign, now: datetime, batch: int = MATERIALISE_BATCH
+) -> int:
     """Segment → ``campaign_recipients`` in keyset batches (idempotent); marks the list complete."""
     seg_sql, params = segment_sql(campaign.segment)
     with database.tenant_scope(clinic_id) as session:
@@ -481,10 +556,14 @@ def materialise_recipients(database: Database, clinic_id: int, campaign: Campaig
     total = 0
     while True:
         with database.tenant_scope(clinic_id) as session:
-            ids = session.execute(
-                text(f"SELECT id FROM ({seg_sql}) seg WHERE id > :after ORDER BY id LIMIT :batch"),
-                {**params, "clinic_id": clinic_id, "tz": tz, "now": now, "after": after, "batch": batch},
-            ).scalars().all()
+            ids = (
+                session.execute(
+                    text(f"SELECT id FROM ({seg_sql}) seg WHERE id > :after ORDER BY id LIMIT :batch"),
+                    {**params, "clinic_id": clinic_id, "tz": tz, "now": now, "after": after, "batch": batch},
+                )
+                .scalars()
+                .all()
+            )
             if not ids:
                 session.execute(
                     text("UPDATE campaigns SET started_at = coalesce(started_at, :now) WHERE id = :id"),
@@ -512,8 +591,9 @@ class BatchResult:
     stopped: bool = False  # the campaign is no longer sending
 
 
-def process_batch(database: Database, context: SendContext, campaign_id: int, now: datetime,
-                  batch_size: int = DEFAULT_BATCH) -> BatchResult:
+def process_batch(
+    database: Database, context: SendContext, campaign_id: int, now: datetime, batch_size: int = DEFAULT_BATCH
+) -> BatchResult:
     """One batch of due recipients: decide, render, outbox — one transaction.  Senders come after the commit."""
     clinic_id = context.clinic_id
     result = BatchResult()
@@ -526,22 +606,26 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
         if status != "sending":
             result.stopped = True
             return result
-        rows = session.execute(
-            text(
-                # Pick and lock the batch first, then look up facts for those rows only.
-                f"""WITH picked AS (
+        rows = (
+            session.execute(
+                text(
+                    # Pick and lock the batch first, then look up facts for those rows only.
+                    f"""WITH picked AS (
                         SELECT r.id, r.client_id FROM campaign_recipients r
                         WHERE r.campaign_id = :campaign_id AND r.status = 'pending'
                           AND (r.send_after IS NULL OR r.send_after <= :now)
                         ORDER BY r.id LIMIT :batch FOR UPDATE SKIP LOCKED)
                     SELECT p.id AS recipient_id, c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state,
-                           c.sms_status, m.week, m.ever {', ls.name AS last_service' if needs_last else ''}
+                           c.sms_status, m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
                     FROM picked p JOIN clients c ON c.id = p.client_id
-                    {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ''}
+                    {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ""}
                     ORDER BY p.id"""
-            ),
-            {"campaign_id": campaign_id, "now": now, "week_ago": now - timedelta(days=7), "batch": batch_size},
-        ).mappings().all()
+                ),
+                {"campaign_id": campaign_id, "now": now, "week_ago": now - timedelta(days=7), "batch": batch_size},
+            )
+            .mappings()
+            .all()
+        )
         result.claimed = len(rows)
         if not rows:
             return result
@@ -590,9 +674,18 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
                            WHERE outbox.status = 'cancelled' AND outbox.error_message = :paused
                        RETURNING id, client_id"""
                 ),
-                {"clinic_id": clinic_id, "priority": CAMPAIGN_PRIORITY, "from_address": context.sms_number,
-                 "campaign_id": campaign_id, "clients": sends["client"], "bodies": sends["body"],
-                 "footers": sends["footer"], "segs": sends["segs"], "encs": sends["enc"], "paused": PAUSED_MARK},
+                {
+                    "clinic_id": clinic_id,
+                    "priority": CAMPAIGN_PRIORITY,
+                    "from_address": context.sms_number,
+                    "campaign_id": campaign_id,
+                    "clients": sends["client"],
+                    "bodies": sends["body"],
+                    "footers": sends["footer"],
+                    "segs": sends["segs"],
+                    "encs": sends["enc"],
+                    "paused": PAUSED_MARK,
+                },
             ).all()
             outbox_of = {int(client): int(oid) for oid, client in inserted}
             missing = [c for c in sends["client"] if c not in outbox_of]
@@ -618,8 +711,13 @@ def process_batch(database: Database, context: SendContext, campaign_id: int, no
                         AS u(id, status, reason, send_after, oid)
                    WHERE r.id = u.id"""
             ),
-            {"ids": updates["id"], "statuses": updates["status"], "reasons": updates["reason"],
-             "afters": updates["send_after"], "oids": out_ids},
+            {
+                "ids": updates["id"],
+                "statuses": updates["status"],
+                "reasons": updates["reason"],
+                "afters": updates["send_after"],
+                "oids": out_ids,
+            },
         )
         result.queued = len(result.outbox_ids)
     return result
@@ -702,9 +800,11 @@ def run_campaign(
     in_flight = max_in_flight or (size if campaign.rate_cap_per_s else 2 * size)
     with database.tenant_scope(clinic_id) as session:
         context = load_context(session, clinic_id, campaign.template, campaign.segment, clock())
-        total = int(session.execute(
-            text("SELECT count(*) FROM campaign_recipients WHERE campaign_id = :id"), {"id": campaign_id}
-        ).scalar_one())
+        total = int(
+            session.execute(
+                text("SELECT count(*) FROM campaign_recipients WHERE campaign_id = :id"), {"id": campaign_id}
+            ).scalar_one()
+        )
     result = RunResult("sending")
     while _time.monotonic() < deadline:
         # Back-pressure: decide the next batch only when the previous one is mostly sent.
@@ -784,8 +884,9 @@ class CampaignPacer:
         interval_us = 1_000_000 / (cap_per_s * PACE_SAFETY)
         deadline = _time.monotonic() + max_wait_s
         while True:
-            wait_us = int(self._script(keys=[f"campaign:pace:{campaign_id}"],
-                                       args=[interval_us, int(_time.time() * 1_000_000)]))
+            wait_us = int(
+                self._script(keys=[f"campaign:pace:{campaign_id}"], args=[interval_us, int(_time.time() * 1_000_000)])
+            )
             if wait_us <= 0:
                 return True
             if _time.monotonic() + wait_us / 1e6 > deadline:
@@ -812,9 +913,9 @@ class RunnerLease:
 
 def campaign_status(database: Database, clinic_id: int, campaign_id: int) -> str:
     with database.tenant_scope(clinic_id) as session:
-        return str(session.execute(
-            text("SELECT status FROM campaigns WHERE id = :id"), {"id": campaign_id}
-        ).scalar_one())
+        return str(
+            session.execute(text("SELECT status FROM campaigns WHERE id = :id"), {"id": campaign_id}).scalar_one()
+        )
 
 
 # ------------------------------------------------------------------ report
@@ -835,8 +936,21 @@ def report(session: Session, clinic_id: int, campaign_id: int, now: datetime) ->
         ),
         {"id": campaign_id, "now": now},
     ).all()
-    breakdown = {k: 0 for k in ("pending", "deferred", "queued", "sent", "delivered", "failed", "suppressed",
-                                "withdrawn", "cancelled", "excluded")}
+    breakdown = {
+        k: 0
+        for k in (
+            "pending",
+            "deferred",
+            "queued",
+            "sent",
+            "delivered",
+            "failed",
+            "suppressed",
+            "withdrawn",
+            "cancelled",
+            "excluded",
+        )
+    }
     excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
     for status, reason, later, outbox_status, n in rows:
         n = int(n)
@@ -859,9 +973,10 @@ def report(session: Session, clinic_id: int, campaign_id: int, now: datetime) ->
             breakdown["suppressed"] += n
         else:
             breakdown["withdrawn"] += n
-    engagement = session.execute(
-        text(
-            """WITH sent AS (
+    engagement = (
+        session.execute(
+            text(
+                """WITH sent AS (
                    SELECT o.client_id, o.sent_at FROM campaign_recipients r JOIN outbox o ON o.id = r.outbox_id
                    WHERE r.campaign_id = :id AND o.sent_at IS NOT NULL AND o.status IN ('sent', 'delivered'))
                SELECT
@@ -877,9 +992,12 @@ def report(session: Session, clinic_id: int, campaign_id: int, now: datetime) ->
                        AND a.status NOT IN ('cancelled', 'expired')
                        AND a.created_at >= s.sent_at AND a.created_at < s.sent_at + :booking_window)) AS booked
                FROM sent s"""
-        ),
-        {"id": campaign_id, "reply_window": REPLY_WINDOW, "booking_window": BOOKING_WINDOW},
-    ).mappings().one()
+            ),
+            {"id": campaign_id, "reply_window": REPLY_WINDOW, "booking_window": BOOKING_WINDOW},
+        )
+        .mappings()
+        .one()
+    )
     segments = session.execute(
         text(
             """SELECT coalesce(sum(o.segments), 0) FROM campaign_recipients r JOIN outbox o ON o.id = r.outbox_id
@@ -888,12 +1006,20 @@ def report(session: Session, clinic_id: int, campaign_id: int, now: datetime) ->
         {"id": campaign_id},
     ).scalar_one()
     return {
-        "campaign_id": campaign_id, "name": campaign.name, "status": campaign.status,
-        "recipients": sum(breakdown.values()), "breakdown": breakdown, "excluded": excluded,
-        "sent": breakdown["sent"] + breakdown["delivered"], "delivered": breakdown["delivered"],
-        "failed": breakdown["failed"], "opted_out": int(engagement["opted_out"]),
-        "replied": int(engagement["replied"]), "booked": int(engagement["booked"]),
-        "segments_sent": int(segments), "cost_usd": round(int(segments) * COST_PER_SEGMENT_USD, 4),
+        "campaign_id": campaign_id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "recipients": sum(breakdown.values()),
+        "breakdown": breakdown,
+        "excluded": excluded,
+        "sent": breakdown["sent"] + breakdown["delivered"],
+        "delivered": breakdown["delivered"],
+        "failed": breakdown["failed"],
+        "opted_out": int(engagement["opted_out"]),
+        "replied": int(engagement["replied"]),
+        "booked": int(engagement["booked"]),
+        "segments_sent": int(segments),
+        "cost_usd": round(int(segments) * COST_PER_SEGMENT_USD, 4),
     }
 
 
@@ -912,8 +1038,14 @@ class BatchSend:
 
 
 def send_batch(
-    container: Any, limiter: Any, clinic_id: int, campaign_id: int, outbox_ids: list[int], *,
-    cap_per_s: float | None = None, pacer: CampaignPacer | None = None,
+    container: Any,
+    limiter: Any,
+    clinic_id: int,
+    campaign_id: int,
+    outbox_ids: list[int],
+    *,
+    cap_per_s: float | None = None,
+    pacer: CampaignPacer | None = None,
 ) -> BatchSend:
     """Send committed campaign rows with the same guarantees as ``worker.outbox.send_outbox_message`` — a claim
     (``queued → sending``) committed before the provider call, consent and number checked at claim time, the
@@ -930,7 +1062,7 @@ def send_batch(
     chunk = max(1, min(SEND_CHUNK_UNCAPPED, int(cap_per_s // 10))) if cap_per_s else SEND_CHUNK_UNCAPPED
     ids = sorted(set(outbox_ids))
     for start in range(0, len(ids), chunk):
-        rows = _claim_chunk(container, clinic_id, campaign_id, ids[start:start + chunk], result)
+        rows = _claim_chunk(container, clinic_id, campaign_id, ids[start : start + chunk], result)
         if result.stopped:
             return result
         marks: list[tuple[int, str, int, datetime]] = []
@@ -944,7 +1076,7 @@ def send_batch(
             if wait_ms:  # out of tokens: hand the rest of this chunk and batch to the delayed single-row path
                 rest = [int(r["id"]) for r in rows[index:]]
                 _release(container, clinic_id, rest)
-                result.retry_later += [(i, wait_ms) for i in rest + ids[start + chunk:]]
+                result.retry_later += [(i, wait_ms) for i in rest + ids[start + chunk :]]
                 _record(container, clinic_id, marks, failures, apply_delivery_error, result)
                 return result
             try:
@@ -961,7 +1093,9 @@ def send_batch(
     return result
 
 
-def _claim_chunk(container: Any, clinic_id: int, campaign_id: int, ids: list[int], result: BatchSend) -> list[dict[str, Any]]:
+def _claim_chunk(
+    container: Any, clinic_id: int, campaign_id: int, ids: list[int], result: BatchSend
+) -> list[dict[str, Any]]:
     now = container.clock.now()
     with container.database.tenant_scope(clinic_id) as session:
         status = session.execute(
@@ -970,26 +1104,32 @@ def _claim_chunk(container: Any, clinic_id: int, campaign_id: int, ids: list[int
         if status in ("paused", "cancelled"):
             result.stopped = status
             return []
-        result.suppressed += int(session.execute(
-            text(
-                """UPDATE outbox o SET status = 'suppressed',
+        result.suppressed += int(
+            session.execute(
+                text(
+                    """UPDATE outbox o SET status = 'suppressed',
                           error_message = CASE WHEN c.consent_state = 'opted_out' THEN 'recipient opted out'
                                                ELSE 'recipient number ' || c.sms_status END
                    FROM clients c
                    WHERE o.id = ANY(:ids) AND o.clinic_id = :clinic_id AND o.status = 'queued' AND c.id = o.client_id
                      AND (c.consent_state = 'opted_out' OR c.sms_status IN ('invalid', 'not_mobile'))"""
-            ),
-            {"ids": ids, "clinic_id": clinic_id},
-        ).rowcount)  # type: ignore[attr-defined]
-        rows = session.execute(
-            text(
-                """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now()
+                ),
+                {"ids": ids, "clinic_id": clinic_id},
+            ).rowcount
+        )  # type: ignore[attr-defined]
+        rows = (
+            session.execute(
+                text(
+                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now()
                    WHERE id = ANY(:ids) AND clinic_id = :clinic_id AND status = 'queued'
                      AND (not_before IS NULL OR not_before <= :now)
                    RETURNING id, to_address, from_address, body, client_id"""
-            ),
-            {"ids": ids, "clinic_id": clinic_id, "now": now},
-        ).mappings().all()
+                ),
+                {"ids": ids, "clinic_id": clinic_id, "now": now},
+            )
+            .mappings()
+            .all()
+        )
     return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
 
@@ -1004,12 +1144,19 @@ def _release(container: Any, clinic_id: int, ids: list[int]) -> None:
 
 def _set_unknown(container: Any, clinic_id: int, outbox_id: int) -> None:
     with container.database.tenant_scope(clinic_id) as session:
-        session.execute(text("UPDATE outbox SET status = 'unknown' WHERE id = :id AND status = 'sending'"),
-                        {"id": outbox_id})
+        session.execute(
+            text("UPDATE outbox SET status = 'unknown' WHERE id = :id AND status = 'sending'"), {"id": outbox_id}
+        )
 
 
-def _record(container: Any, clinic_id: int, marks: list[tuple[int, str, int, datetime]],
-            failures: list[Any], apply_delivery_error: Any, result: BatchSend) -> None:
+def _record(
+    container: Any,
+    clinic_id: int,
+    marks: list[tuple[int, str, int, datetime]],
+    failures: list[Any],
+    apply_delivery_error: Any,
+    result: BatchSend,
+) -> None:
     if not marks and not failures:
         return
     with container.database.tenant_scope(clinic_id) as session:
@@ -1023,8 +1170,12 @@ def _record(container: Any, clinic_id: int, marks: list[tuple[int, str, int, dat
                                    CAST(:times AS timestamptz[])) AS u(id, pid, segments, sent_at)
                        WHERE o.id = u.id AND o.status = 'sending'"""
                 ),
-                {"ids": [m[0] for m in marks], "pids": [m[1] for m in marks], "segs": [m[2] for m in marks],
-                 "times": [m[3] for m in marks]},
+                {
+                    "ids": [m[0] for m in marks],
+                    "pids": [m[1] for m in marks],
+                    "segs": [m[2] for m in marks],
+                    "times": [m[3] for m in marks],
+                },
             )
             result.sent += len(marks)
         for row, exc in failures:

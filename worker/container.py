@@ -47,14 +47,24 @@ class Container:
     _clinics: dict[int, tuple[float, ClinicProfile, dict[str, Any]]] = field(default_factory=dict)
     _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def tool_executor(self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int) -> ToolExecutor:
+    def tool_executor(
+        self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int
+    ) -> ToolExecutor:
         from worker.tool_executor import DbToolExecutor
 
         return DbToolExecutor(
-            self.database, clinic_id=clinic_id, client_id=client_id, conversation_id=conversation_id,
-            fence_version=fence_version, now=self.clock.now(), payments=self.payments, calendar=self.calendar,
-            embedder=self.embedder, public_base_url=self.settings.public_base_url,
-            hold_minutes=self.settings.deposit_hold_minutes, clinic=self.clinic(clinic_id)[0],
+            self.database,
+            clinic_id=clinic_id,
+            client_id=client_id,
+            conversation_id=conversation_id,
+            fence_version=fence_version,
+            now=self.clock.now(),
+            payments=self.payments,
+            calendar=self.calendar,
+            embedder=self.embedder,
+            public_base_url=self.settings.public_base_url,
+            hold_minutes=self.settings.deposit_hold_minutes,
+            clinic=self.clinic(clinic_id)[0],
         )
 
     def clinic(self, clinic_id: int) -> tuple[ClinicProfile, dict[str, Any]]:
@@ -63,25 +73,35 @@ class Container:
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1], cached[2]
         with self.database.tenant_scope(clinic_id) as session:
-            row = session.execute(
-                text(
-                    """SELECT c.id, c.name, c.timezone, c.phone, c.address, c.business_hours, c.holidays, c.policies,
+            row = (
+                session.execute(
+                    text(
+                        """SELECT c.id, c.name, c.timezone, c.phone, c.address, c.business_hours, c.holidays, c.policies,
                               c.oncall_phone,
                               (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1)
                                   AS sms_number,
                               (SELECT messaging_service_sid FROM clinic_phone_numbers n WHERE n.clinic_id = c.id
                                   ORDER BY id LIMIT 1) AS messaging_service_sid
                        FROM clinics c WHERE c.id = :id"""
-                ),
-                {"id": clinic_id},
-            ).mappings().one()
+                    ),
+                    {"id": clinic_id},
+                )
+                .mappings()
+                .one()
+            )
         profile = ClinicProfile(
-            id=int(row["id"]), name=row["name"], timezone=row["timezone"], phone=row["phone"],
-            address=row["address"], business_hours=row["business_hours"], holidays=list(row["holidays"]),
+            id=int(row["id"]),
+            name=row["name"],
+            timezone=row["timezone"],
+            phone=row["phone"],
+            address=row["address"],
+            business_hours=row["business_hours"],
+            holidays=list(row["holidays"]),
             policies=row["policies"],
         )
         routing = {
-            "sms_number": row["sms_number"] or "", "oncall_phone": row["oncall_phone"],
+            "sms_number": row["sms_number"] or "",
+            "oncall_phone": row["oncall_phone"],
             "messaging_service_sid": row["messaging_service_sid"],
         }
         with self._clinic_lock:
@@ -116,7 +136,9 @@ def build_model(settings: Settings) -> ChatModel:
         from worker.integrations.openai_model import OpenAIChatModel
 
         return OpenAIChatModel(
-            settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_model,
+            settings.openai_api_key.get_secret_value(),
+            settings.openai_base_url,
+            settings.openai_model,
             deadline_s=settings.model_deadline_s,
         )
     if provider == "bench":
@@ -138,7 +160,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
     engine = make_engine(
         # A little overflow for the Dramatiq-side threads (consumers, the sweeper's helpers) on top of one per thread.
-        settings.database_url, pool_size=pool_size_for(settings, threads), max_overflow=4,
+        settings.database_url,
+        pool_size=pool_size_for(settings, threads),
+        max_overflow=4,
         application_name="medspa-worker",
     )
     database = Database(engine)
@@ -152,8 +176,10 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         from worker.integrations.twilio_sms import TwilioSmsSender
 
         sms = TwilioSmsSender(
-            str(settings.twilio_account_sid), settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
-            base_url_override=settings.twilio_api_base, messaging_service_sid=settings.twilio_messaging_service_sid,
+            str(settings.twilio_account_sid),
+            settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
+            base_url_override=settings.twilio_api_base,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
         )
     else:
         sms = console.ConsoleSmsSender()
@@ -162,7 +188,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         from worker.integrations.stripe_payments import StripePayments
 
         payments = StripePayments(
-            settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base  # type: ignore[union-attr]
+            settings.stripe_api_key.get_secret_value(),
+            api_base=settings.stripe_api_base,  # type: ignore[union-attr]
         )
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
@@ -184,8 +211,16 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     )
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
-        settings=settings, database=database, redis=redis_client, clock=clock or SystemClock(),
-        sms=sms, payments=payments, calendar=calendar, model=model, brain=brain, embedder=embedder,
+        settings=settings,
+        database=database,
+        redis=redis_client,
+        clock=clock or SystemClock(),
+        sms=sms,
+        payments=payments,
+        calendar=calendar,
+        model=model,
+        brain=brain,
+        embedder=embedder,
     )
 
 
@@ -205,8 +240,10 @@ def integration_modes(settings: Settings) -> dict[str, str]:
     if settings.environment == "production":
         payments = "local-test (no /dev/pay page in production: deposits cannot be paid; set STRIPE_API_KEY)"
     if settings.stripe_enabled:
-        payments = "stripe" if settings.stripe_webhook_secret is not None else (
-            "stripe (STRIPE_WEBHOOK_SECRET unset: Stripe's webhook events will be rejected)"
+        payments = (
+            "stripe"
+            if settings.stripe_webhook_secret is not None
+            else ("stripe (STRIPE_WEBHOOK_SECRET unset: Stripe's webhook events will be rejected)")
         )
     calendar = "google" if settings.google_enabled else "database-only"
     provider = settings.model_provider

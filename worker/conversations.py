@@ -124,10 +124,19 @@ class ClaimedSend:
 
     def as_row(self) -> dict[str, Any]:
         return {
-            "id": self.id, "channel": self.channel, "kind": self.kind, "to_address": self.to_address,
-            "from_address": self.from_address, "body": self.body, "meta": self.meta,
-            "conversation_id": self.conversation_id, "client_id": self.client_id, "trace_id": self.trace_id,
-            "was_unknown": False, "claimed_at": None, "created_at": None,
+            "id": self.id,
+            "channel": self.channel,
+            "kind": self.kind,
+            "to_address": self.to_address,
+            "from_address": self.from_address,
+            "body": self.body,
+            "meta": self.meta,
+            "conversation_id": self.conversation_id,
+            "client_id": self.client_id,
+            "trace_id": self.trace_id,
+            "was_unknown": False,
+            "claimed_at": None,
+            "created_at": None,
         }
 
 
@@ -143,8 +152,20 @@ RETURNING id
 def _outbox_params(clinic_id: int, row: OutboxRow) -> tuple[Any, ...]:
     segments, encoding = _segment_fields(row)
     return (
-        clinic_id, row.conversation_id, row.client_id, row.channel, row.kind, row.priority, row.to_address,
-        row.from_address, row.body, json.dumps(row.meta), row.dedupe_key, row.trace_id, segments, encoding,
+        clinic_id,
+        row.conversation_id,
+        row.client_id,
+        row.channel,
+        row.kind,
+        row.priority,
+        row.to_address,
+        row.from_address,
+        row.body,
+        json.dumps(row.meta),
+        row.dedupe_key,
+        row.trace_id,
+        segments,
+        encoding,
     )
 
 
@@ -287,14 +308,30 @@ def attach_and_lease(
                     elif intent is compliance.KeywordIntent.OPT_IN:
                         consent_state = "opted_in"
                     row = _apply_keyword(
-                        conn, clinic_id, int(client_id), conversation_id, event_payload, intent, body, clinic_name,
-                        clinic_phone, int(event_id), trace_id,
+                        conn,
+                        clinic_id,
+                        int(client_id),
+                        conversation_id,
+                        event_payload,
+                        intent,
+                        body,
+                        clinic_name,
+                        clinic_phone,
+                        int(event_id),
+                        trace_id,
                     )
                     outbox_cur.append(conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)))
-            inbound_rows.append((
-                clinic_id, conversation_id, body, last_seq + index + 1, channel, str(provider_event_id),
-                json.dumps(meta),
-            ))
+            inbound_rows.append(
+                (
+                    clinic_id,
+                    conversation_id,
+                    body,
+                    last_seq + index + 1,
+                    channel,
+                    str(provider_event_id),
+                    json.dumps(meta),
+                )
+            )
         conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
         conn.execute(
             """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
@@ -303,11 +340,18 @@ def attach_and_lease(
         )
     # The new last_inbound_seq and the lease in one UPDATE: a second update of the row in this transaction would
     # make Postgres re-run the row's foreign-key checks (it skips them only for a row another transaction wrote).
-    head = conn.execute(_ATTACH_AND_TAKE_LEASE, {
-        "id": conversation_id, "owner": owner, "secs": lease_seconds,
-        "seq": last_seq + len(events) if events else None,
-    })
-    queued = _QueuedSnapshot(conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window))
+    head = conn.execute(
+        _ATTACH_AND_TAKE_LEASE,
+        {
+            "id": conversation_id,
+            "owner": owner,
+            "secs": lease_seconds,
+            "seq": last_seq + len(events) if events else None,
+        },
+    )
+    queued = _QueuedSnapshot(
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window)
+    )
     conn.commit()  # everything above travels with the COMMIT
     for cursor in outbox_cur:
         found = cursor.fetchone()
@@ -371,9 +415,16 @@ def _apply_keyword(
     else:
         reply = compliance.help_reply(clinic_name, clinic_phone)
     return OutboxRow(
-        channel="sms", kind="compliance", to_address=phone, from_address=payload.get("to", ""), body=reply,
-        client_id=client_id, conversation_id=conversation_id, priority=0,
-        dedupe_key=f"compliance:{inbox_id}", trace_id=trace_id,
+        channel="sms",
+        kind="compliance",
+        to_address=phone,
+        from_address=payload.get("to", ""),
+        body=reply,
+        client_id=client_id,
+        conversation_id=conversation_id,
+        priority=0,
+        dedupe_key=f"compliance:{inbox_id}",
+        trace_id=trace_id,
     )
 
 
@@ -443,17 +494,22 @@ def _head(conversation_id: int, owner: str, row: tuple[Any, ...]) -> _Head:
     version, failed, took_over, client_id, channel, state, slots, answered, phone, consent, name, email = row
     return _Head(
         Lease(conversation_id, owner, int(version), int(failed), took_over=bool(took_over)),
-        int(client_id), str(channel), str(state).lower(), dict(slots or {}), int(answered), phone, str(consent),
-        name, email,
+        int(client_id),
+        str(channel),
+        str(state).lower(),
+        dict(slots or {}),
+        int(answered),
+        phone,
+        str(consent),
+        name,
+        email,
     )
 
 
 def quarantine(conn: Conn, lease: Lease) -> int:
     """Give up on messages that crashed turns repeatedly: hand the conversation to staff, stop looping.
     Returns how many messages were quarantined."""
-    answered = conn.execute(
-        "SELECT answered_seq FROM conversations WHERE id = %s", (lease.conversation_id,)
-    ).fetchone()
+    answered = conn.execute("SELECT answered_seq FROM conversations WHERE id = %s", (lease.conversation_id,)).fetchone()
     updated = conn.execute(
         """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
                   handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
@@ -521,16 +577,23 @@ class _QueuedSnapshot:
         if quarantine_after is not None and head.lease.failed_turns > quarantine_after:
             return None, head.lease
         return Snapshot(
-            lease=head.lease, clinic_id=clinic_id, client_id=head.client_id, channel=head.channel,
-            client_phone=head.phone, consent_state=head.consent_state, agent_state=head.agent_state,
-            slots=head.slots, answered_seq=head.answered_seq,
+            lease=head.lease,
+            clinic_id=clinic_id,
+            client_id=head.client_id,
+            channel=head.channel,
+            client_phone=head.phone,
+            consent_state=head.consent_state,
+            agent_state=head.agent_state,
+            slots=head.slots,
+            answered_seq=head.answered_seq,
             pending=[PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending],
             history=[
                 ChatMessage(role="assistant" if role == "staff" else role, content=body)
                 for role, body in reversed(history)
             ],
             upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
-            client_name=head.name, client_email=head.email,
+            client_name=head.name,
+            client_email=head.email,
         ), None
 
 
@@ -542,14 +605,22 @@ def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int)
     return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), conn.execute(_UPCOMING, params)
 
 
-def _queue_lease_and_snapshot(conn: Conn, conversation_id: int, owner: str, lease_seconds: int,
-                              history_window: int) -> _QueuedSnapshot:
+def _queue_lease_and_snapshot(
+    conn: Conn, conversation_id: int, owner: str, lease_seconds: int, history_window: int
+) -> _QueuedSnapshot:
     head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
     return _QueuedSnapshot(conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window))
 
 
-def lease_and_load(conn: Conn, clinic_id: int, conversation_id: int, owner: str, lease_seconds: int,
-                   history_window: int, quarantine_after: int) -> tuple[Snapshot | None, Lease | None]:
+def lease_and_load(
+    conn: Conn,
+    clinic_id: int,
+    conversation_id: int,
+    owner: str,
+    lease_seconds: int,
+    history_window: int,
+    quarantine_after: int,
+) -> tuple[Snapshot | None, Lease | None]:
     """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``."""
     queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
     conn.commit()
@@ -559,8 +630,11 @@ def lease_and_load(conn: Conn, clinic_id: int, conversation_id: int, owner: str,
 def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
     """The snapshot for the next turn of a lease this worker still holds (newer messages arrived)."""
     queued = _QueuedSnapshot(
-        lease.conversation_id, lease.owner, conn.execute(_HEAD, (lease.conversation_id,)),
-        *_queue_snapshot_reads(conn, lease.conversation_id, history_window), lease=lease,
+        lease.conversation_id,
+        lease.owner,
+        conn.execute(_HEAD, (lease.conversation_id,)),
+        *_queue_snapshot_reads(conn, lease.conversation_id, history_window),
+        lease=lease,
     )
     snapshot, _ = queued.result(clinic_id)
     if snapshot is None:
@@ -572,8 +646,11 @@ def turn_input(snapshot: Snapshot, clinic: ClinicProfile, now: datetime, trace_i
     return TurnInput(
         clinic=clinic,
         patient=PatientProfile(
-            client_id=snapshot.client_id, name=snapshot.client_name, email=snapshot.client_email,
-            consent_state=snapshot.consent_state, upcoming=tuple(snapshot.upcoming),
+            client_id=snapshot.client_id,
+            name=snapshot.client_name,
+            email=snapshot.client_email,
+            consent_state=snapshot.consent_state,
+            upcoming=tuple(snapshot.upcoming),
         ),
         conversation_id=snapshot.lease.conversation_id,
         channel=snapshot.channel,
@@ -670,42 +747,87 @@ RETURNING id, status, meta
 
 
 def _queue_commit(
-    conn: Conn, snapshot: Snapshot, record: TurnRecord, outbox_rows: list[OutboxRow], lease_seconds: int,
+    conn: Conn,
+    snapshot: Snapshot,
+    record: TurnRecord,
+    outbox_rows: list[OutboxRow],
+    lease_seconds: int,
     claim_first_reply: bool,
 ) -> tuple[_Cursor, list[tuple[OutboxRow, _Cursor]], list[_Cursor]]:
     """Send (without waiting) the statements of a turn's commit; returns the cursors to read after COMMIT."""
     out = record.output
     lease = snapshot.lease
     clinic_id, conversation_id = snapshot.clinic_id, lease.conversation_id
-    fence = conn.execute(_FENCED_UPDATE, {
-        "id": conversation_id, "version": lease.version, "owner": lease.owner, "last_seq": snapshot.last_seq,
-        "state": out.agent_state, "slots": json.dumps(out.slots, default=str),
-        "handoff_reason": out.handoff.reason if out.handoff else None,
-        "handoff_urgency": out.handoff.urgency if out.handoff else None, "secs": lease_seconds,
-    })
-    conn.execute(_INSERT_TURN, (
-        clinic_id, conversation_id, snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
-        snapshot.last_seq, snapshot.agent_state, out.agent_state, out.model, out.usage.prompt_tokens,
-        out.usage.completion_tokens, out.steps, out.outcome, out.model_latency_ms, record.latency_ms,
-        record.trace_id, record.worker, record.started_at,
-    ))
+    fence = conn.execute(
+        _FENCED_UPDATE,
+        {
+            "id": conversation_id,
+            "version": lease.version,
+            "owner": lease.owner,
+            "last_seq": snapshot.last_seq,
+            "state": out.agent_state,
+            "slots": json.dumps(out.slots, default=str),
+            "handoff_reason": out.handoff.reason if out.handoff else None,
+            "handoff_urgency": out.handoff.urgency if out.handoff else None,
+            "secs": lease_seconds,
+        },
+    )
+    conn.execute(
+        _INSERT_TURN,
+        (
+            clinic_id,
+            conversation_id,
+            snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
+            snapshot.last_seq,
+            snapshot.agent_state,
+            out.agent_state,
+            out.model,
+            out.usage.prompt_tokens,
+            out.usage.completion_tokens,
+            out.steps,
+            out.outcome,
+            out.model_latency_ms,
+            record.latency_ms,
+            record.trace_id,
+            record.worker,
+            record.started_at,
+        ),
+    )
     cursor = conn.cursor()
     if out.transcript:
-        cursor.executemany(_INSERT_TRANSCRIPT, [
-            (
-                clinic_id, conversation_id, msg.role, msg.content or "",
-                json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls])
-                if msg.tool_calls else None,
-                msg.tool_call_id, snapshot.channel,
-            )
-            for msg in out.transcript
-        ])
+        cursor.executemany(
+            _INSERT_TRANSCRIPT,
+            [
+                (
+                    clinic_id,
+                    conversation_id,
+                    msg.role,
+                    msg.content or "",
+                    json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls])
+                    if msg.tool_calls
+                    else None,
+                    msg.tool_call_id,
+                    snapshot.channel,
+                )
+                for msg in out.transcript
+            ],
+        )
     if out.tool_audit:
-        cursor.executemany(_INSERT_TOOL_CALL, [
-            (clinic_id, a.call_id, a.name, json.dumps(a.arguments, default=str), json.dumps(a.result, default=str),
-             a.ok, a.latency_ms)
-            for a in out.tool_audit
-        ])
+        cursor.executemany(
+            _INSERT_TOOL_CALL,
+            [
+                (
+                    clinic_id,
+                    a.call_id,
+                    a.name,
+                    json.dumps(a.arguments, default=str),
+                    json.dumps(a.result, default=str),
+                    a.ok,
+                    a.latency_ms,
+                )
+                for a in out.tool_audit
+            ],
+        )
     reply_rows = [row for row in outbox_rows if row.kind == "reply"]
     other_rows = [row for row in outbox_rows if row.kind != "reply"]
     replies: list[tuple[OutboxRow, psycopg.Cursor[Any]]] = []
@@ -713,7 +835,8 @@ def _queue_commit(
         row = reply_rows[index] if index < len(reply_rows) else None
         message_meta = (
             {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
-            if reply.quick_replies else {}
+            if reply.quick_replies
+            else {}
         )
         if row is None:  # a reply with nowhere to go (no outbox row): history only
             conn.execute(
@@ -723,13 +846,33 @@ def _queue_commit(
             )
             continue
         segments, encoding = _segment_fields(row)
-        replies.append((row, conn.execute(_INSERT_REPLY, {
-            "clinic": clinic_id, "conversation": conversation_id, "client": row.client_id, "channel": row.channel,
-            "history_body": reply.text, "message_meta": json.dumps(message_meta), "priority": row.priority,
-            "to": row.to_address, "from": row.from_address, "body": row.body, "meta": json.dumps(row.meta),
-            "dedupe": row.dedupe_key, "trace": row.trace_id, "segments": segments, "encoding": encoding,
-            "claim": claim_first_reply and index == 0, "ordered": list(ORDERED_KINDS),
-        })))
+        replies.append(
+            (
+                row,
+                conn.execute(
+                    _INSERT_REPLY,
+                    {
+                        "clinic": clinic_id,
+                        "conversation": conversation_id,
+                        "client": row.client_id,
+                        "channel": row.channel,
+                        "history_body": reply.text,
+                        "message_meta": json.dumps(message_meta),
+                        "priority": row.priority,
+                        "to": row.to_address,
+                        "from": row.from_address,
+                        "body": row.body,
+                        "meta": json.dumps(row.meta),
+                        "dedupe": row.dedupe_key,
+                        "trace": row.trace_id,
+                        "segments": segments,
+                        "encoding": encoding,
+                        "claim": claim_first_reply and index == 0,
+                        "ordered": list(ORDERED_KINDS),
+                    },
+                ),
+            )
+        )
     other_cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in other_rows]
     return fence, replies, other_cursors
 
@@ -749,8 +892,9 @@ def commit_turn(
     conversation_id = lease.conversation_id
     try:
         # In pipeline mode the fence's error may surface at any later statement or at the COMMIT.
-        fence, replies, other_cursors = _queue_commit(conn, snapshot, record, outbox_rows, lease_seconds,
-                                                      claim_first_reply)
+        fence, replies, other_cursors = _queue_commit(
+            conn, snapshot, record, outbox_rows, lease_seconds, claim_first_reply
+        )
         conn.commit()  # everything travels with the COMMIT
     except psycopg.Error as exc:
         if exc.sqlstate == STALE_TURN_SQLSTATE:
@@ -765,10 +909,20 @@ def commit_turn(
             continue
         outbox_id, status, meta = int(inserted[0]), inserted[1], inserted[2]
         if status == "sending":
-            committed.claimed.append(ClaimedSend(
-                outbox_id, row.channel, row.kind, row.to_address, row.from_address, row.body, meta,
-                row.conversation_id, row.client_id, row.trace_id,
-            ))
+            committed.claimed.append(
+                ClaimedSend(
+                    outbox_id,
+                    row.channel,
+                    row.kind,
+                    row.to_address,
+                    row.from_address,
+                    row.body,
+                    meta,
+                    row.conversation_id,
+                    row.client_id,
+                    row.trace_id,
+                )
+            )
         else:
             committed.outbox_ids.append(outbox_id)
     for other in other_cursors:

@@ -181,7 +181,9 @@ def ingest_article(
 def _chunk_count(database: Database, clinic_id: int, document_id: int) -> int:
     with database.tenant_scope(clinic_id) as session:
         return int(
-            session.execute(text("SELECT count(*) FROM kb_chunks WHERE document_id = :d"), {"d": document_id}).scalar_one()
+            session.execute(
+                text("SELECT count(*) FROM kb_chunks WHERE document_id = :d"), {"d": document_id}
+            ).scalar_one()
         )
 
 
@@ -267,8 +269,13 @@ def search_knowledge(
                            ORDER BY ch.embedding <=> :embedding LIMIT :n
                        ) nearest WHERE distance <= :max ORDER BY distance, id"""
                 ).bindparams(_VECTOR_PARAM),
-                {"embedding": vector, "c": clinic_id, "n": CANDIDATES, "max": max_distance,
-                 "model": embedder.name if embedder else ""},
+                {
+                    "embedding": vector,
+                    "c": clinic_id,
+                    "n": CANDIDATES,
+                    "max": max_distance,
+                    "model": embedder.name if embedder else "",
+                },
             ).all()
         text_rank = {row.id: i + 1 for i, row in enumerate(text_rows)}
         vector_rank = {row.id: i + 1 for i, row in enumerate(vector_rows)}

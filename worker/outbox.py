@@ -67,8 +67,10 @@ def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, 
     """Send a row the turn's own commit claimed (``sending``, consent and order checked in that transaction):
     the same path as ``send_outbox_message`` after its claim step."""
     row = claimed.as_row()
-    outcome = _publish_chat(container, clinic_id, row) if claimed.channel == "chat" else _send_sms(
-        container, limiter, clinic_id, row
+    outcome = (
+        _publish_chat(container, clinic_id, row)
+        if claimed.channel == "chat"
+        else _send_sms(container, limiter, clinic_id, row)
     )
     metrics.sends.labels(claimed.channel, claimed.kind, outcome.status).inc()
     if outcome.status == "sent":
@@ -79,17 +81,21 @@ def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, 
 def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, Any] | SendOutcome:
     now = container.clock.now()
     with container.database.tenant_scope(clinic_id) as session:
-        row = session.execute(
-            text(
-                """SELECT o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
+        row = (
+            session.execute(
+                text(
+                    """SELECT o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
                           o.conversation_id, o.client_id, o.not_before, o.attempts, o.claimed_at, o.trace_id,
                           o.created_at, o.campaign_id,
                           c.consent_state, c.sms_status
                    FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
                    WHERE o.id = :id FOR UPDATE OF o"""
-            ),
-            {"id": outbox_id},
-        ).mappings().one_or_none()
+                ),
+                {"id": outbox_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
         if row is None or row["status"] not in ("queued", "unknown"):
             return SendOutcome("skipped")
         if row["not_before"] is not None and row["not_before"] > now:
@@ -133,8 +139,12 @@ def _earlier_unsent(session: Any, row: Any) -> bool:
                                 AND status IN ('queued', 'sending', 'unknown') AND kind = ANY(:kinds)
                                 AND (not_before IS NULL OR not_before <= now()))"""
         ),
-        {"conversation": row["conversation_id"], "id": row["id"], "channel": row["channel"],
-         "kinds": list(ORDERED_KINDS)},
+        {
+            "conversation": row["conversation_id"],
+            "id": row["id"],
+            "channel": row["channel"],
+            "kinds": list(ORDERED_KINDS),
+        },
     ).scalar_one()
 
 
@@ -187,8 +197,11 @@ def sms_message_for(container: Container, clinic_id: int, row: dict[str, Any]) -
     _, routing = container.clinic(clinic_id)
     base = container.settings.public_base_url.rstrip("/")
     return OutboundSms(
-        outbox_id=int(row["id"]), clinic_id=clinic_id, to=row["to_address"],
-        from_=row["from_address"] or str(routing.get("sms_number") or ""), body=row["body"],
+        outbox_id=int(row["id"]),
+        clinic_id=clinic_id,
+        to=row["to_address"],
+        from_=row["from_address"] or str(routing.get("sms_number") or ""),
+        body=row["body"],
         status_callback_url=f"{base}/webhooks/twilio/status?outbox_id={row['id']}&clinic_id={clinic_id}",
         messaging_service_sid=routing.get("messaging_service_sid"),  # type: ignore[arg-type]
     )
@@ -240,10 +253,12 @@ def _mark_sent(
         )
 
 
-def _set_status(container: Container, clinic_id: int, outbox_id: int, status: str, *, undo_attempt: bool = False) -> None:
+def _set_status(
+    container: Container, clinic_id: int, outbox_id: int, status: str, *, undo_attempt: bool = False
+) -> None:
     with container.database.tenant_connection(clinic_id) as conn:
         conn.execute(
-            f"""UPDATE outbox SET status = %s {', attempts = attempts - 1' if undo_attempt else ''}
+            f"""UPDATE outbox SET status = %s {", attempts = attempts - 1" if undo_attempt else ""}
                 WHERE id = %s AND status = 'sending'""",
             (status, outbox_id),
         )

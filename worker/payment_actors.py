@@ -50,15 +50,18 @@ def sync_calendar_event(clinic_id: int, appointment_id: int, attempt: int = 0) -
             calendar_sync.mark_failed(c.database, clinic_id, appointment_id)
             log.error(
                 "calendar sync failed; the booking stands, calendar_sync=failed",
-                extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "attempts": attempt + 1,
-                       "retryable": exc.retryable},
+                extra={
+                    "clinic_id": clinic_id,
+                    "appointment_id": appointment_id,
+                    "attempts": attempt + 1,
+                    "retryable": exc.retryable,
+                },
             )
             return
         c.redis.set(_sweep_mark(clinic_id, appointment_id), attempt + 1, px=delay + SWEEP_MARK_TTL_MS)
         log.warning(
             "calendar sync failed; retrying",
-            extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "attempt": attempt + 1,
-                   "delay_ms": delay},
+            extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "attempt": attempt + 1, "delay_ms": delay},
         )
         sync_calendar_event.send_with_options(args=(clinic_id, appointment_id, attempt + 1), delay=delay)
         return
@@ -85,12 +88,10 @@ def expire_deposit_holds() -> None:
 
 
 # Charges money back: retried explicitly and boundedly; the idempotency key makes retries one refund.
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=5, min_backoff=2_000, max_backoff=300_000,
-                time_limit=60_000)
+@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=5, min_backoff=2_000, max_backoff=300_000, time_limit=60_000)
 def refund_deposit(clinic_id: int, appointment_id: int) -> None:
     result = payments_flow.refund_deposit_for(container(), clinic_id, appointment_id)
-    log.info("refund_deposit done", extra={"clinic_id": clinic_id, "appointment_id": appointment_id,
-                                           "result": result})
+    log.info("refund_deposit done", extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "result": result})
 
 
 @dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)

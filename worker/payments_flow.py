@@ -89,13 +89,17 @@ def apply_payment_event(
     _, routing = container.clinic(clinic_id)
     now = container.clock.now()
     with container.database.tenant_scope(clinic_id) as session:
-        event = session.execute(
-            text(
-                """SELECT id, source, provider_event_id, payload, status, trace_id FROM inbox_events
+        event = (
+            session.execute(
+                text(
+                    """SELECT id, source, provider_event_id, payload, status, trace_id FROM inbox_events
                    WHERE id = :id FOR UPDATE"""
-            ),
-            {"id": inbox_id},
-        ).mappings().one_or_none()
+                ),
+                {"id": inbox_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
         if event is None:
             return PaymentOutcome("missing")
         if event["status"] != "received":
@@ -130,8 +134,13 @@ def apply_payment_event(
         )
     log.info(
         "payment event applied",
-        extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "event_type": event_type, "action": outcome.action,
-               "appointment_id": outcome.appointment_id},
+        extra={
+            "clinic_id": clinic_id,
+            "inbox_id": inbox_id,
+            "event_type": event_type,
+            "action": outcome.action,
+            "appointment_id": outcome.appointment_id,
+        },
     )
     _after_commit(clinic_id, outcome, send_outbox_fn, follow_up)
     return outcome
@@ -160,9 +169,10 @@ def _appointment_for_session(session: Session, clinic_id: int, obj: dict[str, An
 
 
 def _lock_appointment(session: Session, clinic_id: int, appointment_id: int) -> dict[str, Any] | None:
-    row = session.execute(
-        text(
-            """SELECT a.id, a.status, a.starts_at, a.client_id, a.conversation_id, a.deposit_cents,
+    row = (
+        session.execute(
+            text(
+                """SELECT a.id, a.status, a.starts_at, a.client_id, a.conversation_id, a.deposit_cents,
                       a.hold_expires_at, a.calendar_event_id, coalesce(s.name, 'appointment') AS service_name,
                       p.name AS provider_name, cl.phone_e164, cv.channel, c.name AS clinic_name, c.timezone
                FROM appointments a JOIN providers p ON p.id = a.provider_id
@@ -171,9 +181,12 @@ def _lock_appointment(session: Session, clinic_id: int, appointment_id: int) -> 
                LEFT JOIN clients cl ON cl.id = a.client_id
                LEFT JOIN conversations cv ON cv.id = a.conversation_id
                WHERE a.id = :id AND a.clinic_id = :c FOR UPDATE OF a"""
-        ),
-        {"id": appointment_id, "c": clinic_id},
-    ).mappings().one_or_none()
+            ),
+            {"id": appointment_id, "c": clinic_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
     return dict(row) if row else None
 
 
@@ -183,31 +196,47 @@ def _lock_payment(
     """The payments row of this checkout session, created from the event if we never stored it (a crash
     between creating the session and recording it)."""
     session_id = str(obj.get("id") or "")
-    row = session.execute(
-        text("SELECT id, status, amount_cents, payment_intent_id FROM payments WHERE checkout_session_id = :sid "
-             "FOR UPDATE"),
-        {"sid": session_id},
-    ).mappings().one_or_none()
+    row = (
+        session.execute(
+            text(
+                "SELECT id, status, amount_cents, payment_intent_id FROM payments WHERE checkout_session_id = :sid "
+                "FOR UPDATE"
+            ),
+            {"sid": session_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is not None:
         return dict(row)
     expires = obj.get("expires_at")
-    inserted = session.execute(
-        text(
-            """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
+    inserted = (
+        session.execute(
+            text(
+                """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
                    amount_cents, currency, status, url, expires_at)
                VALUES (:c, :a, :client, :prov, :sid, :amt, :cur, 'pending', :url, :exp)
                RETURNING id, status, amount_cents, payment_intent_id"""
-        ),
-        {
-            "c": clinic_id, "a": appt["id"], "client": appt["client_id"],
-            "prov": "local" if session_id.startswith("cs_local_") else "stripe", "sid": session_id,
-            "amt": int(obj.get("amount_total") or appt["deposit_cents"] or 0),
-            "cur": str(obj.get("currency") or "usd")[:3], "url": str(obj.get("url") or ""),
-            "exp": datetime.fromtimestamp(int(expires), UTC) if expires else now,
-        },
-    ).mappings().one()
-    log.warning("payment event for an unrecorded checkout session; recorded it",
-                extra={"clinic_id": clinic_id, "appointment_id": appt["id"]})
+            ),
+            {
+                "c": clinic_id,
+                "a": appt["id"],
+                "client": appt["client_id"],
+                "prov": "local" if session_id.startswith("cs_local_") else "stripe",
+                "sid": session_id,
+                "amt": int(obj.get("amount_total") or appt["deposit_cents"] or 0),
+                "cur": str(obj.get("currency") or "usd")[:3],
+                "url": str(obj.get("url") or ""),
+                "exp": datetime.fromtimestamp(int(expires), UTC) if expires else now,
+            },
+        )
+        .mappings()
+        .one()
+    )
+    log.warning(
+        "payment event for an unrecorded checkout session; recorded it",
+        extra={"clinic_id": clinic_id, "appointment_id": appt["id"]},
+    )
     return dict(inserted)
 
 
@@ -260,10 +289,15 @@ def _session_completed(
         outcome.action = "refund_late"
         outcome.refund = True
         session.execute(text("UPDATE payments SET status = 'refund_due' WHERE id = :id"), {"id": payment["id"]})
-        reason = ("that appointment was cancelled" if appt["status"] == "cancelled"
-                  else "the hold had already ended and the time is no longer available")
-        body = (f"{appt['clinic_name']}: we received your {amount} deposit for {what}, but {reason}, so the "
-                "deposit is being refunded in full. Reply here and we'll find you a time.")
+        reason = (
+            "that appointment was cancelled"
+            if appt["status"] == "cancelled"
+            else "the hold had already ended and the time is no longer available"
+        )
+        body = (
+            f"{appt['clinic_name']}: we received your {amount} deposit for {what}, but {reason}, so the "
+            "deposit is being refunded in full. Reply here and we'll find you a time."
+        )
         outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-late:{appt['id']}", trace)
     return outcome
 
@@ -348,14 +382,18 @@ def release_hold(
         {"id": appt["id"]},
     )
     session.execute(
-        text("UPDATE payments SET status = 'expired', updated_at = now() WHERE appointment_id = :a AND status = 'pending'"),
+        text(
+            "UPDATE payments SET status = 'expired', updated_at = now() WHERE appointment_id = :a AND status = 'pending'"
+        ),
         {"a": appt["id"]},
     )
     withdraw_appointment_messages(session, clinic_id, appt["id"])
     _advance_conversation(session, appt, AgentEvent.DEPOSIT_EXPIRED)
     when = local_label(appt["starts_at"], appt["timezone"])
-    body = (f"{appt['clinic_name']}: the deposit for your {appt['service_name']} on {when} wasn't received in "
-            "time, so we've released the hold on that slot. Reply here if you'd like to book again.")
+    body = (
+        f"{appt['clinic_name']}: the deposit for your {appt['service_name']} on {when} wasn't received in "
+        "time, so we've released the hold on that slot. Reply here if you'd like to book again."
+    )
     return _notify(session, clinic_id, appt, routing, body, f"hold-released:{appt['id']}", trace)
 
 
@@ -367,13 +405,17 @@ def expire_due_holds(container: Container, send_outbox_fn: SendOutbox, *, batch:
         clinic_ids = [int(r) for r in session.execute(text("SELECT id FROM clinics ORDER BY id")).scalars()]
     for clinic_id in clinic_ids:
         with container.database.tenant_scope(clinic_id) as session:
-            due = session.execute(
-                text(
-                    """SELECT id FROM appointments WHERE status = 'pending_deposit' AND hold_expires_at <= :now
+            due = (
+                session.execute(
+                    text(
+                        """SELECT id FROM appointments WHERE status = 'pending_deposit' AND hold_expires_at <= :now
                        ORDER BY hold_expires_at LIMIT :batch FOR UPDATE SKIP LOCKED"""
-                ),
-                {"now": now, "batch": batch},
-            ).scalars().all()
+                    ),
+                    {"now": now, "batch": batch},
+                )
+                .scalars()
+                .all()
+            )
         if not due:
             continue
         _, routing = container.clinic(clinic_id)
@@ -420,25 +462,31 @@ def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int
     the payment 'refund_failed' (staff refund by hand; the sweep stops).
     """
     with container.database.tenant_scope(clinic_id) as session:
-        row = session.execute(
-            text(
-                """SELECT a.status, a.starts_at, a.cancelled_at, c.policies, p.id AS payment_id,
+        row = (
+            session.execute(
+                text(
+                    """SELECT a.status, a.starts_at, a.cancelled_at, c.policies, p.id AS payment_id,
                           p.status AS payment_status, p.payment_intent_id, p.amount_cents
                    FROM appointments a JOIN clinics c ON c.id = a.clinic_id
                    LEFT JOIN LATERAL (SELECT id, status, payment_intent_id, amount_cents FROM payments
                                       WHERE appointment_id = a.id AND status IN ('paid', 'refund_due')
                                       ORDER BY id LIMIT 1) p ON true
                    WHERE a.id = :id AND a.clinic_id = :c"""
-            ),
-            {"id": appointment_id, "c": clinic_id},
-        ).mappings().one_or_none()
+                ),
+                {"id": appointment_id, "c": clinic_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
     if row is None or row["payment_id"] is None:
         return "nothing"
     due = row["payment_status"] == "refund_due"
     if row["status"] in LIVE and not due:
         return "live"  # the appointment stands: its deposit is applied to the treatment
-    decision = "refund" if due or row["status"] != "cancelled" else deposit_decision(
-        row["policies"] or {}, row["starts_at"], row["cancelled_at"]
+    decision = (
+        "refund"
+        if due or row["status"] != "cancelled"
+        else deposit_decision(row["policies"] or {}, row["starts_at"], row["cancelled_at"])
     )
     extra = {"clinic_id": clinic_id, "appointment_id": appointment_id}
     if decision == "keep":
@@ -475,12 +523,16 @@ def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int
 def _set_payment_status(container: Container, clinic_id: int, payment_id: int, status: str) -> None:
     with container.database.tenant_scope(clinic_id) as session:
         session.execute(
-            text("UPDATE payments SET status = :s, updated_at = now() WHERE id = :id AND status IN ('paid', 'refund_due')"),
+            text(
+                "UPDATE payments SET status = :s, updated_at = now() WHERE id = :id AND status IN ('paid', 'refund_due')"
+            ),
             {"s": status, "id": payment_id},
         )
 
 
-def unrefunded_cancellations(container: Container, clinic_id: int, *, settled_s: int = 120, limit: int = 100) -> list[int]:
+def unrefunded_cancellations(
+    container: Container, clinic_id: int, *, settled_s: int = 120, limit: int = 100
+) -> list[int]:
     """Appointments holding a deposit that should be refunded or kept but is neither yet: 'refund_due'
     payments, and 'paid' ones of cancelled or released appointments (the cancel tool's inline refund failed,
     or a crash came first).  Older than ``settled_s`` so the normal path goes first."""
@@ -514,7 +566,12 @@ def _advance_conversation(session: Session, appt: dict[str, Any], event: AgentEv
 
 
 def _notify(
-    session: Session, clinic_id: int, appt: dict[str, Any], routing: dict[str, Any], body: str, dedupe_key: str,
+    session: Session,
+    clinic_id: int,
+    appt: dict[str, Any],
+    routing: dict[str, Any],
+    body: str,
+    dedupe_key: str,
     trace: str,
 ) -> list[int]:
     """One message to the patient, once per ``dedupe_key``, on the channel they booked on (SMS if we have
@@ -526,11 +583,16 @@ def _notify(
     channel = "chat" if chat else "sms"
     text_body = body if chat else shape_sms_reply(body)
     row = OutboxRow(
-        channel=channel, kind="notification",
+        channel=channel,
+        kind="notification",
         to_address=f"chat:{conversation_id}" if chat else str(appt["phone_e164"]),
-        from_address=str(routing.get("sms_number") or ""), body=text_body, client_id=appt.get("client_id"),
-        conversation_id=conversation_id if channel == appt.get("channel") else None, priority=0,
-        dedupe_key=dedupe_key, trace_id=trace or "",
+        from_address=str(routing.get("sms_number") or ""),
+        body=text_body,
+        client_id=appt.get("client_id"),
+        conversation_id=conversation_id if channel == appt.get("channel") else None,
+        priority=0,
+        dedupe_key=dedupe_key,
+        trace_id=trace or "",
     )
     ids = insert_outbox(session, clinic_id, [row])
     if ids and row.conversation_id is not None:
@@ -539,8 +601,13 @@ def _notify(
                 """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
                    VALUES (:c, :conv, 'outbound', 'assistant', :body, :channel, CAST(:meta AS jsonb)) RETURNING id"""
             ),
-            {"c": clinic_id, "conv": row.conversation_id, "body": text_body, "channel": channel,
-             "meta": json.dumps({"source": "payments"})},
+            {
+                "c": clinic_id,
+                "conv": row.conversation_id,
+                "body": text_body,
+                "channel": channel,
+                "meta": json.dumps({"source": "payments"}),
+            },
         ).scalar_one()
         session.execute(
             text("UPDATE outbox SET meta = meta || CAST(:m AS jsonb) WHERE id = :id"),

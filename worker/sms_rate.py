@@ -52,8 +52,9 @@ class SmsRateLimiter:
         deadline = time.monotonic() + max_wait_ms / 1000
         while True:
             wait = int(
-                self._script(keys=[f"sms:bucket:{sender}"],
-                             args=[self.rate_per_s, self.burst, reserve, int(time.time() * 1000)])
+                self._script(
+                    keys=[f"sms:bucket:{sender}"], args=[self.rate_per_s, self.burst, reserve, int(time.time() * 1000)]
+                )
             )
             if wait == 0:
                 return 0

@@ -59,16 +59,20 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
                 ),
                 {"after": settings.inbox_sweep_after_s, "batch": batch},
             ).all()
-            conversations = session.execute(
-                text(
-                    """SELECT id FROM conversations
+            conversations = (
+                session.execute(
+                    text(
+                        """SELECT id FROM conversations
                        WHERE last_inbound_seq > answered_seq
                          AND (lease_owner IS NULL OR lease_expires_at < now())
                          AND last_message_at < now() - interval '5 seconds'
                        ORDER BY last_message_at LIMIT :batch"""
-                ),
-                {"batch": batch},
-            ).scalars().all()
+                    ),
+                    {"batch": batch},
+                )
+                .scalars()
+                .all()
+            )
             unknown = session.execute(
                 text(
                     """UPDATE outbox SET status = 'unknown'
@@ -104,8 +108,13 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
             report.outbox += 1
         report.reconciling += len(unknown)
     if report.total:
-        log.info("sweep re-enqueued work", extra={
-            "inbox": report.inbox, "conversations": report.conversations, "outbox": report.outbox,
-            "reconciling": report.reconciling,
-        })
+        log.info(
+            "sweep re-enqueued work",
+            extra={
+                "inbox": report.inbox,
+                "conversations": report.conversations,
+                "outbox": report.outbox,
+                "reconciling": report.reconciling,
+            },
+        )
     return report

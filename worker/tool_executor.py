@@ -116,7 +116,13 @@ def _is_exclusion_violation(exc: BaseException) -> bool:
 
 _PARTS_OF_DAY = {"morning": MORNING, "afternoon": AFTERNOON, "evening": EVENING}
 _WEEKDAY_KEYS = {
-    "mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6,
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
 }
 
 
@@ -231,9 +237,16 @@ class DbToolExecutor:
         self._hold_minutes = hold_minutes
         # The pipeline passes the clinic profile it already holds (cached per process): no query per tool call.
         self._clinic: _Clinic | None = (
-            _Clinic(clinic.id, clinic.name, clinic.timezone, clinic.business_hours or {}, list(clinic.holidays or []),
-                    clinic.policies or {})
-            if clinic is not None and clinic.id == clinic_id else None
+            _Clinic(
+                clinic.id,
+                clinic.name,
+                clinic.timezone,
+                clinic.business_hours or {},
+                list(clinic.holidays or []),
+                clinic.policies or {},
+            )
+            if clinic is not None and clinic.id == clinic_id
+            else None
         )
 
     # ------------------------------------------------------------------ dispatch
@@ -248,7 +261,9 @@ class DbToolExecutor:
         except ToolError as exc:
             result = {"error": str(exc), **exc.extra}
         except Exception as exc:  # a tool must never crash the turn; the model gets a neutral error
-            log.exception("tool failed tool=%s clinic_id=%s conversation_id=%s", name, self.clinic_id, self.conversation_id)
+            log.exception(
+                "tool failed tool=%s clinic_id=%s conversation_id=%s", name, self.clinic_id, self.conversation_id
+            )
             result = {"error": f"internal error in {name} ({type(exc).__name__}); try again or hand off to staff"}
         log.info(
             "tool done tool=%s ok=%s ms=%d conversation_id=%s",
@@ -293,8 +308,18 @@ class DbToolExecutor:
         ).all()
         return [
             _Service(
-                r.id, r.slug, r.name, r.category, r.description, r.duration_min, r.buffer_min, r.price_cents,
-                r.price_note, r.deposit_cents, r.prep_instructions, tuple(r.synonyms or ()),
+                r.id,
+                r.slug,
+                r.name,
+                r.category,
+                r.description,
+                r.duration_min,
+                r.buffer_min,
+                r.price_cents,
+                r.price_note,
+                r.deposit_cents,
+                r.prep_instructions,
+                tuple(r.synonyms or ()),
             )
             for r in rows
         ]
@@ -324,9 +349,7 @@ class DbToolExecutor:
         mentions = find_service_mentions(wanted, refs)
         if mentions:
             return next(s for s in services if s.id == mentions[0].id)
-        raise ToolError(
-            f"no treatment called {wanted!r}", offered=[s.name for s in services]
-        )
+        raise ToolError(f"no treatment called {wanted!r}", offered=[s.name for s in services])
 
     def _resolve_provider(self, providers: list[_Provider], wanted: str | None) -> _Provider | None:
         if wanted is None or not wanted.strip():
@@ -369,7 +392,9 @@ class DbToolExecutor:
                 busy[row.provider_id].append(BusyInterval(row.starts_at, row.blocked_until))
         return busy
 
-    def _calendar_busy(self, providers: list[_Provider], start: datetime, end: datetime) -> dict[int, list[BusyInterval]]:
+    def _calendar_busy(
+        self, providers: list[_Provider], start: datetime, end: datetime
+    ) -> dict[int, list[BusyInterval]]:
         """Busy times from the providers' external calendars (called outside any transaction)."""
         with_calendar = {p.calendar_id: p.id for p in providers if p.calendar_id}
         if not with_calendar or self.calendar is None:
@@ -405,7 +430,9 @@ class DbToolExecutor:
             ),
             service=availability.ServiceSpec(service.id, service.duration_min, service.buffer_min),
             providers=[
-                availability.Provider(p.id, p.name, p.service_ids, parse_hours(p.working_hours) or parse_hours(clinic.business_hours))
+                availability.Provider(
+                    p.id, p.name, p.service_ids, parse_hours(p.working_hours) or parse_hours(clinic.business_hours)
+                )
                 for p in qualified
             ],
             busy=busy,
@@ -458,7 +485,10 @@ class DbToolExecutor:
     ) -> list[dict[str, Any]]:
         radius = timedelta(days=3)
         query = self._slot_query(service, providers, near - radius, near + radius, ignore=ignore_appointment)
-        return [self._slot_dict(s, providers) for s in availability.slots_near(query, near, limit=MAX_SLOTS - 1, radius=radius)]
+        return [
+            self._slot_dict(s, providers)
+            for s in availability.slots_near(query, near, limit=MAX_SLOTS - 1, radius=radius)
+        ]
 
     def _check_slot(
         self,
@@ -680,14 +710,26 @@ class DbToolExecutor:
                            ON CONFLICT (clinic_id, source_key) DO NOTHING RETURNING id"""
                     ),
                     {
-                        "c": self.clinic_id, "client": self.client_id, "p": chosen.id, "s": service.id,
-                        "conv": self.conversation_id, "start": start, "end": ends, "blocked": blocked,
-                        "status": status, "key": source_key, "deposit": deposit, "hold": hold, "now": self.now,
+                        "c": self.clinic_id,
+                        "client": self.client_id,
+                        "p": chosen.id,
+                        "s": service.id,
+                        "conv": self.conversation_id,
+                        "start": start,
+                        "end": ends,
+                        "blocked": blocked,
+                        "status": status,
+                        "key": source_key,
+                        "deposit": deposit,
+                        "hold": hold,
+                        "now": self.now,
                     },
                 ).scalar_one_or_none()
                 if new_id is None:
                     existing = session.execute(
-                        text("SELECT id, status, provider_id FROM appointments WHERE clinic_id = :c AND source_key = :k"),
+                        text(
+                            "SELECT id, status, provider_id FROM appointments WHERE clinic_id = :c AND source_key = :k"
+                        ),
                         {"c": self.clinic_id, "k": source_key},
                     ).one()
                     new_id, status = existing.id, existing.status
@@ -715,16 +757,20 @@ class DbToolExecutor:
         return result
 
     def _own_appointment(self, session: Session, appointment_id: int, *, live_only: bool = True) -> dict[str, Any]:
-        row = session.execute(
-            text(
-                """SELECT a.id, a.status, a.starts_at, a.ends_at, a.provider_id, a.service_id, a.deposit_cents,
+        row = (
+            session.execute(
+                text(
+                    """SELECT a.id, a.status, a.starts_at, a.ends_at, a.provider_id, a.service_id, a.deposit_cents,
                           a.hold_expires_at, coalesce(s.name, 'Appointment') AS service_name, p.name AS provider_name
                    FROM appointments a JOIN providers p ON p.id = a.provider_id
                    LEFT JOIN services s ON s.id = a.service_id
                    WHERE a.id = :id AND a.clinic_id = :c AND a.client_id = :client AND a.kind = 'appointment'"""
-            ),
-            {"id": appointment_id, "c": self.clinic_id, "client": self.client_id},
-        ).mappings().one_or_none()
+                ),
+                {"id": appointment_id, "c": self.clinic_id, "client": self.client_id},
+            )
+            .mappings()
+            .one_or_none()
+        )
         # Another patient's appointment looks exactly like a missing one: nothing leaks.
         if row is None:
             raise ToolError(f"no appointment #{appointment_id} for this patient; call get_my_appointments")
@@ -828,8 +874,13 @@ class DbToolExecutor:
                            WHERE id = :id AND client_id = :client AND status = ANY(:live)"""
                     ),
                     {
-                        "start": new_start, "end": ends, "blocked": ends + timedelta(minutes=service.buffer_min),
-                        "p": chosen.id, "now": self.now, "id": appt["id"], "client": self.client_id,
+                        "start": new_start,
+                        "end": ends,
+                        "blocked": ends + timedelta(minutes=service.buffer_min),
+                        "p": chosen.id,
+                        "now": self.now,
+                        "id": appt["id"],
+                        "client": self.client_id,
                         "live": list(LIVE),
                     },
                 ).rowcount
@@ -862,16 +913,20 @@ class DbToolExecutor:
         clinic = self._clinic
         assert clinic is not None
         with self.database.tenant_connection(self.clinic_id) as conn:
-            rows = conn.cursor(row_factory=dict_row).execute(
-                """SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
+            rows = (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    """SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
                           p.name AS provider
                    FROM appointments a JOIN providers p ON p.id = a.provider_id
                    LEFT JOIN services s ON s.id = a.service_id
                    WHERE a.clinic_id = %(c)s AND a.client_id = %(client)s AND a.kind = 'appointment'
                      AND a.status = ANY(%(live)s) AND a.starts_at > %(now)s
                    ORDER BY a.starts_at LIMIT 10""",
-                {"c": self.clinic_id, "client": self.client_id, "live": list(LIVE), "now": self.now},
-            ).fetchall()
+                    {"c": self.clinic_id, "client": self.client_id, "live": list(LIVE), "now": self.now},
+                )
+                .fetchall()
+            )
         return {
             "appointments": [
                 {
@@ -881,7 +936,8 @@ class DbToolExecutor:
                     "start": self._iso_local(r["starts_at"]),
                     "label": local_label(r["starts_at"], clinic.tz),
                     "status": r["status"],
-                    "deposit_due": money(r["deposit_cents"]) if r["status"] == "pending_deposit" and r["deposit_cents"]
+                    "deposit_due": money(r["deposit_cents"])
+                    if r["status"] == "pending_deposit" and r["deposit_cents"]
                     else None,
                 }
                 for r in rows
@@ -929,9 +985,15 @@ class DbToolExecutor:
                        ON CONFLICT (checkout_session_id) DO NOTHING"""
                 ),
                 {
-                    "c": self.clinic_id, "a": appt["id"], "client": self.client_id, "prov": provider,
-                    "sid": link.session_id, "amt": int(appt["deposit_cents"]),
-                    "cur": str(clinic.policies.get("currency", "usd")), "url": link.url, "exp": link.expires_at,
+                    "c": self.clinic_id,
+                    "a": appt["id"],
+                    "client": self.client_id,
+                    "prov": provider,
+                    "sid": link.session_id,
+                    "amt": int(appt["deposit_cents"]),
+                    "cur": str(clinic.policies.get("currency", "usd")),
+                    "url": link.url,
+                    "exp": link.expires_at,
                 },
             )
         return {

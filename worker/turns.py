@@ -61,9 +61,15 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
     try:
         with container.database.tenant_connection(clinic_id) as conn:
             attached = attach_and_lease(
-                conn, clinic_id, inbox_id, clinic_name=clinic.name, clinic_phone=clinic.phone,
-                owner=container.worker_name, lease_seconds=settings.lease_seconds,
-                history_window=settings.history_window, quarantine_after=settings.quarantine_after_attempts,
+                conn,
+                clinic_id,
+                inbox_id,
+                clinic_name=clinic.name,
+                clinic_phone=clinic.phone,
+                owner=container.worker_name,
+                lease_seconds=settings.lease_seconds,
+                history_window=settings.history_window,
+                quarantine_after=settings.quarantine_after_attempts,
             )
         if attached is None:
             log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
@@ -77,8 +83,10 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
             )
         if outcome == "quarantined":
             metrics.quarantined.labels("inbound_event").inc()
-            log.error("inbound event quarantined after repeated failures; staff must look at it",
-                      extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "error": type(exc).__name__})
+            log.error(
+                "inbound event quarantined after repeated failures; staff must look at it",
+                extra={"clinic_id": clinic_id, "inbox_id": inbox_id, "error": type(exc).__name__},
+            )
             return InboundResult(None)
         raise
     if attached.outbox_ids:
@@ -93,7 +101,12 @@ def run_conversation(container: Container, clinic_id: int, conversation_id: int,
     settings = container.settings
     with container.database.tenant_connection(clinic_id) as conn:
         snapshot, failing = lease_and_load(
-            conn, clinic_id, conversation_id, container.worker_name, settings.lease_seconds, settings.history_window,
+            conn,
+            clinic_id,
+            conversation_id,
+            container.worker_name,
+            settings.lease_seconds,
+            settings.history_window,
             settings.quarantine_after_attempts,
         )
     snapshot = _leased(container, clinic_id, conversation_id, snapshot, failing)
@@ -102,14 +115,17 @@ def run_conversation(container: Container, clinic_id: int, conversation_id: int,
     return run_turns(container, snapshot, send)
 
 
-def _leased(container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None,
-            failing: Lease | None) -> Snapshot | None:
+def _leased(
+    container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None, failing: Lease | None
+) -> Snapshot | None:
     """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing."""
     lease = snapshot.lease if snapshot is not None else failing
     if lease is not None and lease.took_over:
         metrics.lease_takeovers.inc()
-        log.warning("took over a conversation whose lease expired",
-                    extra={"clinic_id": clinic_id, "conversation_id": conversation_id})
+        log.warning(
+            "took over a conversation whose lease expired",
+            extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
+        )
     if failing is not None:
         with container.database.tenant_connection(clinic_id) as conn:
             count = quarantine(conn, failing)
@@ -133,8 +149,11 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         clinic, routing = container.clinic(snapshot.clinic_id)
         rows = _outbox_rows(snapshot, output, routing, clinic.name)
         record = TurnRecord(
-            output=output, started_at=started_wall, latency_ms=int((time.perf_counter() - started) * 1000),
-            worker=container.worker_name, trace_id=trace_id_var.get(),
+            output=output,
+            started_at=started_wall,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            worker=container.worker_name,
+            trace_id=trace_id_var.get(),
         )
         try:
             with container.database.tenant_connection(snapshot.clinic_id) as conn:
@@ -157,9 +176,14 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         log.info(
             "turn committed",
             extra={
-                "clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id,
-                "messages": len(snapshot.pending), "outcome": output.outcome, "steps": output.steps,
-                "model": output.model, "model_ms": output.model_latency_ms, "turn_ms": record.latency_ms,
+                "clinic_id": snapshot.clinic_id,
+                "conversation_id": snapshot.lease.conversation_id,
+                "messages": len(snapshot.pending),
+                "outcome": output.outcome,
+                "steps": output.steps,
+                "model": output.model,
+                "model_ms": output.model_latency_ms,
+                "turn_ms": record.latency_ms,
             },
         )
         if committed.claimed or committed.outbox_ids:
@@ -208,8 +232,9 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
     elif snapshot.agent_state == AgentState.HANDOFF:
         silent_reason = "staff handling the conversation"
     if silent_reason:
-        return TurnOutput(replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots,
-                          outcome="silent")
+        return TurnOutput(
+            replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
+        )
     clinic, _ = container.clinic(snapshot.clinic_id)
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
@@ -217,27 +242,45 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         with container.database.tenant_scope(snapshot.clinic_id) as session:
             confirmation = handle_reminder_reply(session, snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)
         if confirmation is not None:
-            return TurnOutput(replies=[Reply(confirmation)], transcript=[], agent_state=snapshot.agent_state,
-                              slots=snapshot.slots, outcome="replied")
+            return TurnOutput(
+                replies=[Reply(confirmation)],
+                transcript=[],
+                agent_state=snapshot.agent_state,
+                slots=snapshot.slots,
+                outcome="replied",
+            )
     tools = container.tool_executor(
-        clinic_id=snapshot.clinic_id, client_id=snapshot.client_id,
-        conversation_id=snapshot.lease.conversation_id, fence_version=snapshot.lease.version,
+        clinic_id=snapshot.clinic_id,
+        client_id=snapshot.client_id,
+        conversation_id=snapshot.lease.conversation_id,
+        fence_version=snapshot.lease.version,
     )
     try:
         return container.brain.run_turn(turn_input(snapshot, clinic, now, trace_id_var.get()), tools)
     except Exception:
         # The brain returns errors as results; anything escaping is a bug. Apologise and hand off, once.
-        log.exception("turn crashed; apologising and handing off",
-                      extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id})
+        log.exception(
+            "turn crashed; apologising and handing off",
+            extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
+        )
         return TurnOutput(
-            replies=[Reply(f"Sorry, something went wrong on our side. A member of the {clinic.name} team will "
-                           "follow up with you shortly.")],
-            transcript=[], agent_state=AgentState.HANDOFF, slots=snapshot.slots,
-            handoff=Handoff("turn crashed", "normal"), outcome="failed",
+            replies=[
+                Reply(
+                    f"Sorry, something went wrong on our side. A member of the {clinic.name} team will "
+                    "follow up with you shortly."
+                )
+            ],
+            transcript=[],
+            agent_state=AgentState.HANDOFF,
+            slots=snapshot.slots,
+            handoff=Handoff("turn crashed", "normal"),
+            outcome="failed",
         )
 
 
-def _outbox_rows(snapshot: Snapshot, output: TurnOutput, routing: dict[str, object], clinic_name: str) -> list[OutboxRow]:
+def _outbox_rows(
+    snapshot: Snapshot, output: TurnOutput, routing: dict[str, object], clinic_name: str
+) -> list[OutboxRow]:
     conversation_id = snapshot.lease.conversation_id
     trace = trace_id_var.get()
     rows: list[OutboxRow] = []
@@ -246,22 +289,35 @@ def _outbox_rows(snapshot: Snapshot, output: TurnOutput, routing: dict[str, obje
         meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
         rows.append(
             OutboxRow(
-                channel=snapshot.channel, kind="reply",
+                channel=snapshot.channel,
+                kind="reply",
                 to_address=(snapshot.client_phone or "") if snapshot.channel == "sms" else f"chat:{conversation_id}",
-                from_address=str(routing.get("sms_number") or ""), body=body, client_id=snapshot.client_id,
-                conversation_id=conversation_id, priority=0, meta=meta,
-                dedupe_key=f"reply:{conversation_id}:{snapshot.last_seq}:{index}", trace_id=trace,
+                from_address=str(routing.get("sms_number") or ""),
+                body=body,
+                client_id=snapshot.client_id,
+                conversation_id=conversation_id,
+                priority=0,
+                meta=meta,
+                dedupe_key=f"reply:{conversation_id}:{snapshot.last_seq}:{index}",
+                trace_id=trace,
             )
         )
     if output.handoff and output.handoff.urgency in ("urgent", "emergency") and routing.get("oncall_phone"):
         rows.append(
             OutboxRow(
-                channel="sms", kind="notification", to_address=str(routing["oncall_phone"]),
+                channel="sms",
+                kind="notification",
+                to_address=str(routing["oncall_phone"]),
                 from_address=str(routing.get("sms_number") or ""),
-                body=(f"{clinic_name}: {output.handoff.urgency.upper()} handoff on conversation {conversation_id} "
-                      f"({output.handoff.reason[:80]}). Run: medspa staff show {conversation_id}"),
-                client_id=None, conversation_id=conversation_id, priority=0,
-                dedupe_key=f"handoff:{conversation_id}:{snapshot.last_seq}", trace_id=trace,
+                body=(
+                    f"{clinic_name}: {output.handoff.urgency.upper()} handoff on conversation {conversation_id} "
+                    f"({output.handoff.reason[:80]}). Run: medspa staff show {conversation_id}"
+                ),
+                client_id=None,
+                conversation_id=conversation_id,
+                priority=0,
+                dedupe_key=f"handoff:{conversation_id}:{snapshot.last_seq}",
+                trace_id=trace,
             )
         )
     return rows

@@ -42,11 +42,17 @@ def test_campaign_create_preview_send_report_from_the_command_line(infra, tmp_pa
                 ),
                 {"s": slug, "tz": tz},
             ).scalar_one()
-            conn.execute(text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
-                         {"c": clinic_id, "n": number})
+            conn.execute(
+                text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
+                {"c": clinic_id, "n": number},
+            )
             phones = {}
-            for name, consent, tags in (("Ana Vip", "opted_in", ["vip"]), ("Bo Vip", "opted_in", ["vip"]),
-                                        ("Cy Vip", "opted_out", ["vip"]), ("Di Plain", "opted_in", [])):
+            for name, consent, tags in (
+                ("Ana Vip", "opted_in", ["vip"]),
+                ("Bo Vip", "opted_in", ["vip"]),
+                ("Cy Vip", "opted_out", ["vip"]),
+                ("Di Plain", "opted_in", []),
+            ):
                 phone = _phone()
                 phones[name] = phone
                 conn.execute(
@@ -57,13 +63,31 @@ def test_campaign_create_preview_send_report_from_the_command_line(infra, tmp_pa
         env = os.environ.copy() | settings_env(stack.settings)
 
         def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-            done = subprocess.run([sys.executable, "-m", "medspa.cli", "campaign", *args], cwd=REPO_ROOT, env=env,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "medspa.cli", "campaign", *args],
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert (done.returncode == 0) == ok, done.stderr
             return done
 
-        created = json.loads(cli("create", "--clinic", slug, "--name", "VIP thanks", "--tag", "vip", "--json",
-                                 "--template", "Hi {first_name}, thanks for being a VIP at {clinic_name}!").stdout)
+        created = json.loads(
+            cli(
+                "create",
+                "--clinic",
+                slug,
+                "--name",
+                "VIP thanks",
+                "--tag",
+                "vip",
+                "--json",
+                "--template",
+                "Hi {first_name}, thanks for being a VIP at {clinic_name}!",
+            ).stdout
+        )
         campaign_id = str(created["id"])
         assert created["segment"] == {"tags": ["vip"]}
 
@@ -73,8 +97,10 @@ def test_campaign_create_preview_send_report_from_the_command_line(infra, tmp_pa
 
         shown = json.loads(cli("preview", "--clinic", slug, campaign_id, "--json").stdout)
         assert (shown["matched"], shown["recipients"], shown["excluded"]["opted_out"]) == (3, 2, 1)
-        assert shown["samples"] == ["Hi Ana, thanks for being a VIP at Cli Spa! Txt STOP to end.",
-                                    "Hi Bo, thanks for being a VIP at Cli Spa! Txt STOP to end."]
+        assert shown["samples"] == [
+            "Hi Ana, thanks for being a VIP at Cli Spa! Txt STOP to end.",
+            "Hi Bo, thanks for being a VIP at Cli Spa! Txt STOP to end.",
+        ]
         assert shown["segments"] == 2 and shown["cost_usd"] == 0.0158
         human = cli("preview", "--clinic", slug, campaign_id).stdout
         assert "recipients:       2" in human and "excluded opted_out:" in human

@@ -24,8 +24,13 @@ EXAMPLE = REPO_ROOT / "clinics" / "example-new-clinic.yaml"
 def medspa(infra: Infrastructure, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = os.environ.copy() | infra.as_env() | {"LOCAL_EMBEDDINGS": "false", "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [sys.executable, "-m", "medspa.cli", *args], cwd=REPO_ROOT, env=env, input=stdin, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "-m", "medspa.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -64,10 +69,17 @@ def directory_snapshot(owner_engine: Engine) -> dict[str, Any]:
     """Everything an apply could write, as counts and checksums (to prove nothing was half-written)."""
     with owner_engine.connect() as conn:
         return {
-            table: conn.execute(text(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                                     f"FROM {table} t")).one()
-            for table in ("clinics", "clinic_phone_numbers", "providers", "services", "provider_services",
-                          "automations")
+            table: conn.execute(
+                text(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t")
+            ).one()
+            for table in (
+                "clinics",
+                "clinic_phone_numbers",
+                "providers",
+                "services",
+                "provider_services",
+                "automations",
+            )
         }
 
 
@@ -130,14 +142,22 @@ def test_onboard_reapply_and_edit_a_price(infra: Infrastructure, owner_engine: E
         clinic = conn.execute(text("SELECT id, timezone, phone FROM clinics WHERE slug = :s"), {"s": slug}).one()
         conn.execute(text("SELECT set_config('app.clinic_id', :c, false)"), {"c": str(clinic.id)})
         assert clinic.phone == "+15035550100"
-        assert conn.execute(text("SELECT clinic_id FROM clinic_phone_numbers WHERE e164 = :n"),
-                            {"n": number}).scalar_one() == clinic.id
-        skills = conn.execute(text(
-            """SELECT p.slug, array_agg(s.slug ORDER BY s.slug) FROM provider_services ps
+        assert (
+            conn.execute(text("SELECT clinic_id FROM clinic_phone_numbers WHERE e164 = :n"), {"n": number}).scalar_one()
+            == clinic.id
+        )
+        skills = conn.execute(
+            text(
+                """SELECT p.slug, array_agg(s.slug ORDER BY s.slug) FROM provider_services ps
                JOIN providers p ON p.id = ps.provider_id JOIN services s ON s.id = ps.service_id
-               WHERE ps.clinic_id = :c GROUP BY p.slug ORDER BY p.slug"""), {"c": clinic.id}).all()
-        assert [tuple(r) for r in skills] == [("hana-okafor", ["consultation", "neurotoxin"]),
-                                              ("lena-brandt", ["consultation", "dermaplaning", "signature-facial"])]
+               WHERE ps.clinic_id = :c GROUP BY p.slug ORDER BY p.slug"""
+            ),
+            {"c": clinic.id},
+        ).all()
+        assert [tuple(r) for r in skills] == [
+            ("hana-okafor", ["consultation", "neurotoxin"]),
+            ("lena-brandt", ["consultation", "dermaplaning", "signature-facial"]),
+        ]
 
     before = directory_snapshot(owner_engine)
     again = medspa(infra, "clinic", "apply", str(path), "--yes")
@@ -157,8 +177,13 @@ def test_onboard_reapply_and_edit_a_price(infra: Infrastructure, owner_engine: E
     assert applied.returncode == 0, applied.stderr
     with owner_engine.connect() as conn:
         conn.execute(text("SELECT set_config('app.clinic_id', :c, false)"), {"c": str(clinic.id)})
-        assert conn.execute(text("SELECT price_cents FROM services WHERE clinic_id = :c AND slug = 'dermaplaning'"),
-                            {"c": clinic.id}).scalar_one() == 9900
+        assert (
+            conn.execute(
+                text("SELECT price_cents FROM services WHERE clinic_id = :c AND slug = 'dermaplaning'"),
+                {"c": clinic.id},
+            ).scalar_one()
+            == 9900
+        )
 
     exported = tmp_path / "exported.yaml"
     result = medspa(infra, "clinic", "export", slug, "-o", str(exported))

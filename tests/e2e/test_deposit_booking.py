@@ -40,8 +40,10 @@ from worker.integrations.google_calendar import event_id_for
 STRIPE_KEY = "sk_test_x"
 LA = ZoneInfo("America/Los_Angeles")
 CALENDARS = [
-    "maya.chen@glowmedspa.example", "jordan.lee@glowmedspa.example",
-    "sofia.ramirez@glowmedspa.example", "priya.nair@glowmedspa.example",
+    "maya.chen@glowmedspa.example",
+    "jordan.lee@glowmedspa.example",
+    "sofia.ramirez@glowmedspa.example",
+    "priya.nair@glowmedspa.example",
 ]
 HOLIDAYS = {date(2026, 11, 26), date(2026, 12, 25), date(2027, 1, 1)}
 
@@ -62,10 +64,19 @@ def _service_account_file(tmp_path: Path, google: FakeGoogleCalendarApi) -> Path
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path = tmp_path / "service-account.json"
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "medspa-e2e", "private_key_id": "k1", "private_key": pem.decode(),
-        "client_email": "agent@medspa-e2e.iam.gserviceaccount.com", "client_id": "1", "token_uri": google.token_uri,
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "medspa-e2e",
+                "private_key_id": "k1",
+                "private_key": pem.decode(),
+                "client_email": "agent@medspa-e2e.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": google.token_uri,
+            }
+        )
+    )
     return path
 
 
@@ -89,11 +100,16 @@ def deposit_stack(infra, tmp_path, restored_environ) -> Iterator[tuple[Stack, Fa
     with contextlib.ExitStack() as contexts:
         stripe_api = contexts.enter_context(FakeStripeApi(STRIPE_KEY))
         google = contexts.enter_context(FakeGoogleCalendarApi(CALENDARS, require_token=True))
-        stack, _container = contexts.enter_context(running_stack(
-            infra, tmp_path, stripe_api_key=STRIPE_KEY, stripe_api_base=stripe_api.base_url,
-            google_application_credentials=_service_account_file(tmp_path, google),
-            google_calendar_api_base=google.base_url,
-        ))
+        stack, _container = contexts.enter_context(
+            running_stack(
+                infra,
+                tmp_path,
+                stripe_api_key=STRIPE_KEY,
+                stripe_api_base=stripe_api.base_url,
+                google_application_credentials=_service_account_file(tmp_path, google),
+                google_calendar_api_base=google.base_url,
+            )
+        )
         stack.clock.set(datetime.now(UTC).replace(second=0, microsecond=0))
         yield stack, stripe_api, google
 
@@ -116,10 +132,18 @@ def _book_with_deposit(stack: Stack, phone: str, day: date, hour: int) -> tuple[
 
 def _appointment_of(stack: Stack, phone: str) -> dict[str, Any]:
     with stack.database.tenant_scope(1) as session:
-        return dict(session.execute(text(
-            """SELECT a.id, a.status, a.starts_at, a.calendar_sync, a.calendar_event_id, a.provider_id
+        return dict(
+            session.execute(
+                text(
+                    """SELECT a.id, a.status, a.starts_at, a.calendar_sync, a.calendar_event_id, a.provider_id
                FROM appointments a JOIN clients c ON c.id = a.client_id
-               WHERE c.phone_e164 = :p ORDER BY a.id DESC LIMIT 1"""), {"p": phone}).mappings().one())
+               WHERE c.phone_e164 = :p ORDER BY a.id DESC LIMIT 1"""
+                ),
+                {"p": phone},
+            )
+            .mappings()
+            .one()
+        )
 
 
 def _session_for(stripe_api: FakeStripeApi, appointment_id: int) -> dict[str, Any]:
@@ -128,8 +152,11 @@ def _session_for(stripe_api: FakeStripeApi, appointment_id: int) -> dict[str, An
 
 
 def _post_stripe(stack: Stack, body: bytes, signature: str) -> httpx.Response:
-    return stack.http.post(stack.base_url + "/webhooks/stripe", content=body,
-                           headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+    return stack.http.post(
+        stack.base_url + "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
 
 
 def _signed(body: bytes, *, timestamp: int | None = None) -> str:
@@ -161,8 +188,10 @@ def test_patient_books_pays_and_is_confirmed_with_one_calendar_event(deposit_sta
     assert _events_for(google, appointment_id) == []  # not on the calendar while only held
 
     # The first calendar insert fails (Google 500): the sync actor retries with backoff; the booking is unaffected.
-    google.script(google_error(500, "backendError", "Backend Error"),
-                  when=lambda r: r.method == "POST" and r.path.endswith("/events"))
+    google.script(
+        google_error(500, "backendError", "Backend Error"),
+        when=lambda r: r.method == "POST" and r.path.endswith("/events"),
+    )
 
     body = checkout_event("checkout.session.completed", session)
     paid = _post_stripe(stack, body, _signed(body))
@@ -247,8 +276,12 @@ def test_local_test_mode_payment_confirms_through_the_same_path(infra, tmp_path,
     from webhooks import dev_payments
     from webhooks.app import create_app
 
-    no_integrations: dict[str, Any] = {"stripe_api_key": None, "stripe_api_base": None,
-                                       "google_application_credentials": None, "google_calendar_api_base": None}
+    no_integrations: dict[str, Any] = {
+        "stripe_api_key": None,
+        "stripe_api_base": None,
+        "google_application_credentials": None,
+        "google_calendar_api_base": None,
+    }
     with running_stack(infra, tmp_path, **no_integrations) as (stack, container):
         assert container is not None and type(container.payments).__name__ == "LocalTestPayments"
         stack.clock.set(datetime.now(UTC).replace(second=0, microsecond=0))
@@ -281,9 +314,13 @@ def test_local_test_mode_payment_confirms_through_the_same_path(infra, tmp_path,
             stack.wait_idle()
             assert len(stack.replies_to(phone)) == 3
             with stack.database.tenant_scope(1) as session:
-                events = session.execute(text(
-                    "SELECT provider_event_id, status FROM inbox_events WHERE provider_event_id LIKE 'local:%' "
-                    "AND payload->'object'->'metadata'->>'appointment_id' = :a"), {"a": str(appointment_id)}).all()
+                events = session.execute(
+                    text(
+                        "SELECT provider_event_id, status FROM inbox_events WHERE provider_event_id LIKE 'local:%' "
+                        "AND payload->'object'->'metadata'->>'appointment_id' = :a"
+                    ),
+                    {"a": str(appointment_id)},
+                ).all()
             assert [tuple(e) for e in events] == [(f"local:{url.rsplit('/', 1)[1]}", "processed")]
         finally:
             stop()
@@ -299,8 +336,9 @@ def serve_app_in_thread_with(app: Any, port: int) -> Any:
         def install_signal_handlers(self) -> None:
             pass
 
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                    access_log=False))
+    server = _Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="uvicorn-dev-pay", daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, what="dev app to start")
@@ -320,24 +358,32 @@ def test_a_calendar_that_refuses_never_blocks_the_booking(deposit_stack) -> None
     from worker import payment_actors
 
     stack, _stripe_api, google = deposit_stack
-    start = datetime.combine(_booking_day(stack.clock.now(), weeks_ahead=5), datetime.min.time(), LA) + timedelta(hours=11)
+    start = datetime.combine(_booking_day(stack.clock.now(), weeks_ahead=5), datetime.min.time(), LA) + timedelta(
+        hours=11
+    )
     with stack.database.tenant_scope(1) as session:
-        appointment_id = int(session.execute(text(
-            """INSERT INTO appointments (clinic_id, provider_id, service_id, starts_at, ends_at, blocked_until, status,
+        appointment_id = int(
+            session.execute(
+                text(
+                    """INSERT INTO appointments (clinic_id, provider_id, service_id, starts_at, ends_at, blocked_until, status,
                    source_key, calendar_sync)
                SELECT 1, p.id, s.id, :start, :start + interval '30 minutes', :start + interval '40 minutes',
                       'booked', :key, 'pending'
                FROM providers p, services s WHERE p.slug = 'jordan-lee' AND s.slug = 'neurotoxin'
-                 AND p.clinic_id = 1 AND s.clinic_id = 1 RETURNING id"""),
-            {"start": start, "key": "e2e-cal:" + uuid.uuid4().hex}).scalar_one())
+                 AND p.clinic_id = 1 AND s.clinic_id = 1 RETURNING id"""
+                ),
+                {"start": start, "key": "e2e-cal:" + uuid.uuid4().hex},
+            ).scalar_one()
+        )
     google.script(google_error(403, "forbidden", "Forbidden"), when=lambda r: r.path.endswith("/events"))
 
     payment_actors.sync_calendar_event.send(1, appointment_id)
 
     def state() -> tuple[str, str]:
         with stack.database.tenant_scope(1) as session:
-            row = session.execute(text("SELECT status, calendar_sync FROM appointments WHERE id = :id"),
-                                  {"id": appointment_id}).one()
+            row = session.execute(
+                text("SELECT status, calendar_sync FROM appointments WHERE id = :id"), {"id": appointment_id}
+            ).one()
         return row[0], row[1]
 
     wait_for(lambda: state()[1] == "failed", 20, what="calendar_sync=failed")

@@ -41,9 +41,15 @@ def test_metrics_have_values_after_a_conversation_and_logs_carry_no_phi(infra, t
     assert webhook["medspa_webhook_request_seconds_count"] >= 2
     assert "medspa_queue_depth" in webhook
     for name in (
-        "medspa_turns_total", "medspa_turn_seconds_count", "medspa_model_seconds_count", "medspa_model_tokens_total",
-        "medspa_tool_calls_total", "medspa_sends_total", "medspa_inbox_lag_seconds_count",
-        "medspa_outbox_lag_seconds_count", "dramatiq_messages_total",
+        "medspa_turns_total",
+        "medspa_turn_seconds_count",
+        "medspa_model_seconds_count",
+        "medspa_model_tokens_total",
+        "medspa_tool_calls_total",
+        "medspa_sends_total",
+        "medspa_inbox_lag_seconds_count",
+        "medspa_outbox_lag_seconds_count",
+        "dramatiq_messages_total",
     ):
         assert worker.get(name, 0) > 0, f"{name} missing or zero"
     assert '"trace_id"' in logs  # structured logs carry the trace id

@@ -62,12 +62,14 @@ def test_five_concurrent_replays_of_one_webhook_make_one_message_and_one_turn(in
         assert stack.wait_replies(phone, 1) == ["ack c1-m1"]
         stack.wait_idle()
         with stack.database.tenant_scope(1) as session:
-            counts = session.execute(text(
-                """SELECT (SELECT count(*) FROM inbox_events WHERE provider_event_id = :sid),
+            counts = session.execute(
+                text(
+                    """SELECT (SELECT count(*) FROM inbox_events WHERE provider_event_id = :sid),
                           (SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
                            JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p AND m.role = 'user'),
                           (SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
-                           JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p)"""),
+                           JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p)"""
+                ),
                 {"sid": form["MessageSid"], "p": phone},
             ).one()
         assert tuple(counts) == (1, 1, 1)
@@ -96,21 +98,31 @@ def test_bad_requests_get_the_right_status_and_enqueue_nothing(infra, tmp_path):
         unknown = dict(form, To="+15005550000")
         assert stack.post_twilio("/webhooks/twilio/sms", unknown).status_code == 404
         assert http.post(stack.base_url + "/webhooks/stripe", content=b"{}").status_code == 403
-        assert http.post(stack.base_url + "/webhooks/stripe", content=b"{}",
-                         headers={"Stripe-Signature": "t=1,v1=deadbeef"}).status_code == 403
+        assert (
+            http.post(
+                stack.base_url + "/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=deadbeef"}
+            ).status_code
+            == 403
+        )
         # web chat: forged and expired tokens, disallowed origin
         chat = stack.base_url + "/webhooks/chat"
         body = {"text": "hi", "client_message_id": "abcdefgh1234"}
-        assert http.post(chat + "/messages", json=body, headers={"Authorization": "Bearer v1.e30.forged"}).status_code == 401
+        assert (
+            http.post(chat + "/messages", json=body, headers={"Authorization": "Bearer v1.e30.forged"}).status_code
+            == 401
+        )
         assert http.post(chat + "/messages", json=body).status_code == 401
         from webhooks.chat_tokens import ChatClaims, issue_token
 
         expired = issue_token("test-chat-secret", ChatClaims("s", 1, 1, 1, int(time.time()) - 5))
-        assert http.post(chat + "/messages", json=body, headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+        assert (
+            http.post(chat + "/messages", json=body, headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+        )
         other_secret = issue_token("not-our-secret", ChatClaims("s", 1, 1, 1, int(time.time()) + 600))
         assert http.get(chat + f"/stream?token={other_secret}").status_code == 401
-        refused = http.post(chat + "/session", json={"clinic_key": "glow-medspa-public"},
-                            headers={"Origin": "https://evil.example"})
+        refused = http.post(
+            chat + "/session", json={"clinic_key": "glow-medspa-public"}, headers={"Origin": "https://evil.example"}
+        )
         assert refused.status_code == 403
         assert _inbox_count(stack.database) == before_inbox
         assert _queue_lengths(infra.redis_url) == before_queue
@@ -122,16 +134,25 @@ def test_a_chat_session_sees_only_its_own_conversation(stack):
     a = stack.http.post(chat + "/session", json={"clinic_key": "glow-medspa-public"}, headers=origin).json()
     b = stack.http.post(chat + "/session", json={"clinic_key": "glow-medspa-public"}, headers=origin).json()
     assert a["conversation_id"] != b["conversation_id"]
-    sent = stack.http.post(chat + "/messages", headers={"Authorization": f"Bearer {b['session_token']}", **origin},
-                           json={"text": "what are your hours?", "client_message_id": "b-message-0001"})
+    sent = stack.http.post(
+        chat + "/messages",
+        headers={"Authorization": f"Bearer {b['session_token']}", **origin},
+        json={"text": "what are your hours?", "client_message_id": "b-message-0001"},
+    )
     assert sent.status_code == 202
     stack.wait_idle()
     # B's reply is on B's stream; A's token resumes A's (empty) conversation and cannot name B's.
-    resumed = stack.http.post(chat + "/session", headers=origin,
-                              json={"clinic_key": "glow-medspa-public", "session_token": a["session_token"]}).json()
+    resumed = stack.http.post(
+        chat + "/session",
+        headers=origin,
+        json={"clinic_key": "glow-medspa-public", "session_token": a["session_token"]},
+    ).json()
     assert resumed["conversation_id"] == a["conversation_id"] and resumed["history"] == []
-    b_history = stack.http.post(chat + "/session", headers=origin,
-                                json={"clinic_key": "glow-medspa-public", "session_token": b["session_token"]}).json()
+    b_history = stack.http.post(
+        chat + "/session",
+        headers=origin,
+        json={"clinic_key": "glow-medspa-public", "session_token": b["session_token"]},
+    ).json()
     assert [m["role"] for m in b_history["history"]][:2] == ["user", "assistant"]
     with stack.http.stream("GET", chat + f"/stream?token={a['session_token']}&last_event_id=0-0") as response:
         assert response.status_code == 200
@@ -156,10 +177,14 @@ def test_stop_is_confirmed_once_and_the_number_gets_nothing_more(stack):
     stack.wait_idle()
     assert len(stack.replies_to(phone)) == 1
     with stack.database.tenant_scope(1) as session:
-        consent, ledger = session.execute(text(
-            """SELECT cl.consent_state, (SELECT count(*) FROM consent_events e WHERE e.client_id = cl.id
+        consent, ledger = session.execute(
+            text(
+                """SELECT cl.consent_state, (SELECT count(*) FROM consent_events e WHERE e.client_id = cl.id
                                           AND e.kind = 'opt_out' AND e.source = 'sms_keyword')
-               FROM clients cl WHERE phone_e164 = :p"""), {"p": phone}).one()
+               FROM clients cl WHERE phone_e164 = :p"""
+            ),
+            {"p": phone},
+        ).one()
     assert consent == "opted_out" and ledger == 1
     stack.send_sms(GLOW_NUMBER, phone, "START")
     assert len(stack.wait_replies(phone, 2)) == 2
@@ -177,7 +202,9 @@ def test_cancel_my_appointment_is_not_an_opt_out(stack):
     stack.send_sms(GLOW_NUMBER, phone, "cancel my appointment please")
     stack.wait_replies(phone, 1)
     with stack.database.tenant_scope(1) as session:
-        consent = session.execute(text("SELECT consent_state FROM clients WHERE phone_e164 = :p"), {"p": phone}).scalar()
+        consent = session.execute(
+            text("SELECT consent_state FROM clients WHERE phone_e164 = :p"), {"p": phone}
+        ).scalar()
     assert consent != "opted_out"
 
 
@@ -186,7 +213,9 @@ def _send_conversation(stack, client: httpx.Client, phone: str, index: int, coun
     url = stack.base_url + "/webhooks/twilio/sms"
     for m in range(1, count + 1):
         form = stack.sms_form(GLOW_NUMBER, phone, f"message [c{index}-m{m}]")
-        response = client.post(url, data=form, headers={"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)})
+        response = client.post(
+            url, data=form, headers={"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)}
+        )
         assert response.status_code == 200
 
 
@@ -201,16 +230,22 @@ def _check_exactly_once_in_order(stack, phones: dict[str, int], per_conversation
         assert Counter(markers) == Counter(expected), f"conversation {index}: {markers}"
         assert markers == expected, f"conversation {index} answered out of order: {markers}"
     with stack.database.tenant_scope(1) as session:
-        rows = session.execute(text(
-            """SELECT cl.phone_e164, t.first_seq, t.last_seq, t.started_at, t.finished_at
+        rows = session.execute(
+            text(
+                """SELECT cl.phone_e164, t.first_seq, t.last_seq, t.started_at, t.finished_at
                FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN clients cl ON cl.id = c.client_id
-               WHERE cl.phone_e164 = ANY(:phones) ORDER BY cl.phone_e164, t.first_seq"""),
-            {"phones": list(phones)}).all()
-        seqs = session.execute(text(
-            """SELECT cl.phone_e164, m.inbound_seq, m.body FROM messages m
+               WHERE cl.phone_e164 = ANY(:phones) ORDER BY cl.phone_e164, t.first_seq"""
+            ),
+            {"phones": list(phones)},
+        ).all()
+        seqs = session.execute(
+            text(
+                """SELECT cl.phone_e164, m.inbound_seq, m.body FROM messages m
                JOIN conversations c ON c.id = m.conversation_id JOIN clients cl ON cl.id = c.client_id
-               WHERE cl.phone_e164 = ANY(:phones) AND m.role = 'user' ORDER BY cl.phone_e164, m.inbound_seq"""),
-            {"phones": list(phones)}).all()
+               WHERE cl.phone_e164 = ANY(:phones) AND m.role = 'user' ORDER BY cl.phone_e164, m.inbound_seq"""
+            ),
+            {"phones": list(phones)},
+        ).all()
     turns = defaultdict(list)
     for phone, first, last, started, finished in rows:
         turns[phone].append((first, last, started, finished))
@@ -242,10 +277,15 @@ def test_200_conversations_of_10_messages_exactly_once_in_order_and_coalesced(in
     with running_process_stack(infra, tmp_path, workers=((2, 4),)) as procs:
         stack = procs.stack
         phones = {f"+1415{3000000 + i:07d}": i for i in range(conversations)}
-        with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as client, \
-                ThreadPoolExecutor(32) as pool:
-            list(pool.map(lambda item: _send_conversation(stack, client, item[0], item[1], per_conversation),
-                          phones.items()))
+        with (
+            httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as client,
+            ThreadPoolExecutor(32) as pool,
+        ):
+            list(
+                pool.map(
+                    lambda item: _send_conversation(stack, client, item[0], item[1], per_conversation), phones.items()
+                )
+            )
         stack.wait_idle(timeout=240)
         stats = _check_exactly_once_in_order(stack, phones, per_conversation)
     assert stats["messages"] == conversations * per_conversation
@@ -257,6 +297,7 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_sends_nothing_twice(infr
     conversations, per_conversation = 60, 5
     with running_process_stack(infra, tmp_path, workers=((1, 4), (1, 4))) as procs:
         stack = procs.stack
+
         def slow_echo(body):  # a model that takes 50 ms keeps turns in flight when the kill lands
             time.sleep(0.05)
             return echo_responder(body)
@@ -264,7 +305,9 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_sends_nothing_twice(infr
         stack.openai.responder = slow_echo
         phones = {f"+1415{4000000 + i:07d}": i for i in range(conversations)}
         with httpx.Client(timeout=30) as client, ThreadPoolExecutor(16) as pool:
-            futures = [pool.submit(_send_conversation, stack, client, p, i, per_conversation) for p, i in phones.items()]
+            futures = [
+                pool.submit(_send_conversation, stack, client, p, i, per_conversation) for p, i in phones.items()
+            ]
             wait_for(lambda: len(stack.twilio.messages) >= 20, 60, what="turns under way")
             victim = procs.workers[0]
             victim.kill()

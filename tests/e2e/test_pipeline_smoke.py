@@ -22,8 +22,12 @@ def test_sms_gets_one_reply_through_the_whole_pipeline(infra, tmp_path):
         assert [c["name"] for c in calls] == ["get_my_appointments"]
         stack.wait_idle()
         with stack.database.tenant_scope(1) as session:
-            status = session.execute(
-                text("SELECT status FROM outbox o JOIN clients c ON c.id = o.client_id WHERE c.phone_e164 = :p"),
-                {"p": phone},
-            ).scalars().all()
+            status = (
+                session.execute(
+                    text("SELECT status FROM outbox o JOIN clients c ON c.id = o.client_id WHERE c.phone_e164 = :p"),
+                    {"p": phone},
+                )
+                .scalars()
+                .all()
+            )
         assert status == ["sent"]

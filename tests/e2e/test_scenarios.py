@@ -155,7 +155,9 @@ def reset_patient(database: Database, clinic_id: int, phone: str) -> None:
             )
 
 
-def apply_setup(database: Database, run: ScenarioRun, tz: str, appointments: list[dict[str, Any]] | None = None) -> None:
+def apply_setup(
+    database: Database, run: ScenarioRun, tz: str, appointments: list[dict[str, Any]] | None = None
+) -> None:
     scenario = run.scenario
     patient = scenario.get("patient", {})
     if appointments is None:
@@ -166,7 +168,9 @@ def apply_setup(database: Database, run: ScenarioRun, tz: str, appointments: lis
         start = _local(appt["start"], tz)
         with database.tenant_scope(run.clinic_id) as session:
             service = session.execute(
-                text("SELECT id, duration_min, buffer_min, deposit_cents FROM services WHERE clinic_id = :c AND slug = :s"),
+                text(
+                    "SELECT id, duration_min, buffer_min, deposit_cents FROM services WHERE clinic_id = :c AND slug = :s"
+                ),
                 {"c": run.clinic_id, "s": appt["service"]},
             ).one()
             provider_id = session.execute(
@@ -181,9 +185,15 @@ def apply_setup(database: Database, run: ScenarioRun, tz: str, appointments: lis
                        VALUES (:c, :client, :p, :s, :start, :end, :blocked, :status, :key, :dep) RETURNING id"""
                 ),
                 {
-                    "c": run.clinic_id, "client": client_id, "p": provider_id, "s": service.id, "start": start,
-                    "end": end, "blocked": end + timedelta(minutes=service.buffer_min),
-                    "status": appt.get("status", "booked"), "key": f"scenario:{run.phone}:{appt.get('key', start)}",
+                    "c": run.clinic_id,
+                    "client": client_id,
+                    "p": provider_id,
+                    "s": service.id,
+                    "start": start,
+                    "end": end,
+                    "blocked": end + timedelta(minutes=service.buffer_min),
+                    "status": appt.get("status", "booked"),
+                    "key": f"scenario:{run.phone}:{appt.get('key', start)}",
                     "dep": int(appt.get("deposit_cents", 0)),
                 },
             ).scalar_one()
@@ -290,8 +300,16 @@ def run_scenario_direct(
             trace_id="scenario",
         )
         executor = DbToolExecutor(
-            database, clinic_id=clinic_id, client_id=client_id, conversation_id=conversation_id, fence_version=0,
-            now=now, payments=payments, calendar=calendar, embedder=embedder, public_base_url=public_base_url,
+            database,
+            clinic_id=clinic_id,
+            client_id=client_id,
+            conversation_id=conversation_id,
+            fence_version=0,
+            now=now,
+            payments=payments,
+            calendar=calendar,
+            embedder=embedder,
+            public_base_url=public_base_url,
         )
         output = brain.run_turn(turn_input, executor)
         state, slots = output.agent_state, output.slots
@@ -304,7 +322,9 @@ def run_scenario_direct(
                        WHERE id = :id"""
                 ),
                 {
-                    "s": state, "slots": json.dumps(slots, default=str), "id": conversation_id,
+                    "s": state,
+                    "slots": json.dumps(slots, default=str),
+                    "id": conversation_id,
                     "reason": output.handoff.reason if output.handoff else None,
                     "u": output.handoff.urgency if output.handoff else None,
                 },
@@ -314,9 +334,7 @@ def run_scenario_direct(
     return run
 
 
-def _compliance(
-    database: Database, clinic: ClinicProfile, client_id: int, phone: str, keyword: KeywordIntent
-) -> str:
+def _compliance(database: Database, clinic: ClinicProfile, client_id: int, phone: str, keyword: KeywordIntent) -> str:
     """What the pipeline does before the brain for carrier keywords (so direct runs see the same outcome)."""
     if keyword is KeywordIntent.HELP:
         return help_reply(clinic.name, clinic.phone)
@@ -402,7 +420,9 @@ def check_final(run: ScenarioRun, database: Database) -> list[str]:
             {"id": client.id, "live": list(LIVE)},
         ).all()
         conversation = session.execute(
-            text("SELECT agent_state, handoff_urgency FROM conversations WHERE client_id = :id ORDER BY id DESC LIMIT 1"),
+            text(
+                "SELECT agent_state, handoff_urgency FROM conversations WHERE client_id = :id ORDER BY id DESC LIMIT 1"
+            ),
             {"id": client.id},
         ).one_or_none()
         setup_status = {
@@ -496,8 +516,10 @@ def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
             TurnRecord(
                 sent,
                 replies[seen_replies:],
-                [{"name": c["name"], "arguments": c["arguments"], "ok": c["ok"], "result": c["result"]}
-                 for c in calls[seen_calls:]],
+                [
+                    {"name": c["name"], "arguments": c["arguments"], "ok": c["ok"], "result": c["result"]}
+                    for c in calls[seen_calls:]
+                ],
             )
         )
         seen_calls, seen_replies = len(calls), len(replies)
@@ -533,7 +555,10 @@ def test_there_are_enough_scenarios() -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario_direct(scenario: dict[str, Any], database: Database, scenario_embedder: Embedder) -> None:
     run = run_scenario_direct(
-        scenario, database, payments=LocalTestPayments("http://127.0.0.1:8000"), calendar=DatabaseOnlyCalendar(),
+        scenario,
+        database,
+        payments=LocalTestPayments("http://127.0.0.1:8000"),
+        calendar=DatabaseOnlyCalendar(),
         embedder=scenario_embedder,
     )
     try:
@@ -550,7 +575,10 @@ def scenario_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory, scenari
     from tests.support.stack import running_stack
 
     with running_stack(
-        infra, tmp_path_factory.mktemp("scenario-stack"), model_provider="offline", local_embeddings=True,
+        infra,
+        tmp_path_factory.mktemp("scenario-stack"),
+        model_provider="offline",
+        local_embeddings=True,
         openai_api_key=None,  # embeddings from the local MiniLM model, the same vectors the knowledge base holds
     ) as (stack, _container):
         yield stack

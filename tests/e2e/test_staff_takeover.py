@@ -27,16 +27,29 @@ def _phone() -> str:
 
 def staff(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = os.environ.copy() | settings_env(stack.settings)
-    return subprocess.run([sys.executable, "-m", "medspa.cli", "staff", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "medspa.cli", "staff", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _conversation(stack: Stack, phone: str) -> dict:
     with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
-        return dict(session.execute(text(
-            """SELECT c.id, c.agent_state, c.handoff_reason, c.handoff_urgency FROM conversations c
-               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p AND c.channel = 'sms'"""),
-            {"p": phone}).mappings().one())
+        return dict(
+            session.execute(
+                text(
+                    """SELECT c.id, c.agent_state, c.handoff_reason, c.handoff_urgency FROM conversations c
+               JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p AND c.channel = 'sms'"""
+                ),
+                {"p": phone},
+            )
+            .mappings()
+            .one()
+        )
 
 
 def _oncall_notices(stack: Stack, conversation_id: int) -> list[str]:
@@ -72,12 +85,14 @@ def test_emergency_handoff_staff_reply_silence_then_handback(stack):
     sent = [m for m in stack.twilio.messages if m.to == phone and m.body == staff_text]
     assert len(sent) == 1 and sent[0].from_ == GLOW_NUMBER
     with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
-        outbox = session.execute(text(
-            "SELECT kind, channel, to_address, status FROM outbox WHERE conversation_id = :c AND kind = 'staff'"),
-            {"c": conv["id"]}).all()
-        staff_messages = session.execute(text(
-            "SELECT direction, meta->>'staff' FROM messages WHERE conversation_id = :c AND role = 'staff'"),
-            {"c": conv["id"]}).all()
+        outbox = session.execute(
+            text("SELECT kind, channel, to_address, status FROM outbox WHERE conversation_id = :c AND kind = 'staff'"),
+            {"c": conv["id"]},
+        ).all()
+        staff_messages = session.execute(
+            text("SELECT direction, meta->>'staff' FROM messages WHERE conversation_id = :c AND role = 'staff'"),
+            {"c": conv["id"]},
+        ).all()
     assert [tuple(r) for r in outbox] == [("staff", "sms", phone, "sent")]
     assert [tuple(r) for r in staff_messages] == [("outbound", "Dana")]
 
@@ -137,16 +152,19 @@ def test_asking_for_a_person_pause_and_handback(stack):
 
 
 def test_staff_commands_fail_with_one_clear_line(stack):
-    assert_one_line_error(staff(stack, "reply", "987654321", "--clinic", CLINIC, "--text", "hi"),
-                          "no conversation 987654321")
+    assert_one_line_error(
+        staff(stack, "reply", "987654321", "--clinic", CLINIC, "--text", "hi"), "no conversation 987654321"
+    )
     assert_one_line_error(staff(stack, "show", "1", "--clinic", "no-such-clinic"), "no clinic")
     # Row-level security: another clinic's conversation is invisible, not merely refused.
     with stack.database.tenant_scope(2) as session:
-        client_id = session.execute(text(
-            "INSERT INTO clients (clinic_id, phone_e164) VALUES (2, :p) RETURNING id"), {"p": _phone()}).scalar_one()
-        other = session.execute(text(
-            "INSERT INTO conversations (clinic_id, client_id, channel) VALUES (2, :c, 'sms') RETURNING id"),
-            {"c": client_id}).scalar_one()
+        client_id = session.execute(
+            text("INSERT INTO clients (clinic_id, phone_e164) VALUES (2, :p) RETURNING id"), {"p": _phone()}
+        ).scalar_one()
+        other = session.execute(
+            text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (2, :c, 'sms') RETURNING id"),
+            {"c": client_id},
+        ).scalar_one()
     assert_one_line_error(staff(stack, "pause", str(other), "--clinic", CLINIC), f"no conversation {other}")
 
 

@@ -18,8 +18,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +43,10 @@ def _allow_origin(owner_engine, origin: str, allowed: bool = True) -> None:
     with owner_engine.begin() as conn:
         origins = conn.execute(text("SELECT chat_origins FROM clinics WHERE id = 1")).scalar_one()
         origins = [o for o in origins if o != origin] + ([origin] if allowed else [])
-        conn.execute(text("UPDATE clinics SET chat_origins = CAST(:o AS jsonb) WHERE id = 1"),
-                     {"o": __import__("json").dumps(origins)})
+        conn.execute(
+            text("UPDATE clinics SET chat_origins = CAST(:o AS jsonb) WHERE id = 1"),
+            {"o": __import__("json").dumps(origins)},
+        )
 
 
 @contextlib.contextmanager
@@ -110,12 +118,15 @@ def test_demo_page_chat_price_question_booking_reload_and_injection(stack, owner
         "return JSON.parse(localStorage[k]).conversation_id || null; return null; }"
     )
     with stack.database.tenant_scope(1) as session:
-        rows = session.execute(text(
-            """SELECT a.status, s.category FROM appointments a JOIN services s ON s.id = a.service_id
+        rows = session.execute(
+            text(
+                """SELECT a.status, s.category FROM appointments a JOIN services s ON s.id = a.service_id
                JOIN conversations c ON c.client_id = a.client_id
                WHERE c.channel = 'chat' AND a.created_at > now() - interval '5 minutes'
-                 AND (CAST(:cid AS bigint) IS NULL OR c.id = :cid)"""),
-            {"cid": conversation_id}).all()
+                 AND (CAST(:cid AS bigint) IS NULL OR c.id = :cid)"""
+            ),
+            {"cid": conversation_id},
+        ).all()
     assert rows and rows[0][1] == "neurotoxin" and rows[0][0] in ("booked", "pending_deposit")
 
     injection = "<img src=x onerror=\"document.body.dataset.pwned='1'\"> hello"

@@ -49,16 +49,20 @@ class Clinic:
         slug = "auto-" + uuid.uuid4().hex[:8]
         self.number = _phone()
         with owner_engine.begin() as conn:
-            self.id = int(conn.execute(
-                text(
-                    """INSERT INTO clinics (slug, name, timezone, public_key, phone, policies)
+            self.id = int(
+                conn.execute(
+                    text(
+                        """INSERT INTO clinics (slug, name, timezone, public_key, phone, policies)
                        SELECT :slug, 'Test Spa', timezone, :slug, '+14155550000', policies FROM clinics WHERE id = 1
                        RETURNING id"""
-                ),
-                {"slug": slug},
-            ).scalar_one())
-            conn.execute(text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
-                         {"c": self.id, "n": self.number})
+                    ),
+                    {"slug": slug},
+                ).scalar_one()
+            )
+            conn.execute(
+                text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
+                {"c": self.id, "n": self.number},
+            )
             conn.execute(
                 text(
                     """INSERT INTO automations (clinic_id, kind, enabled, template, settings)
@@ -66,25 +70,31 @@ class Clinic:
                 ),
                 {"c": self.id},
             )
-            self.provider = int(conn.execute(
-                text("INSERT INTO providers (clinic_id, slug, name) VALUES (:c, 'pat', 'Pat Lee') RETURNING id"),
-                {"c": self.id},
-            ).scalar_one())
-            self.tox = int(conn.execute(
-                text(
-                    """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents,
+            self.provider = int(
+                conn.execute(
+                    text("INSERT INTO providers (clinic_id, slug, name) VALUES (:c, 'pat', 'Pat Lee') RETURNING id"),
+                    {"c": self.id},
+                ).scalar_one()
+            )
+            self.tox = int(
+                conn.execute(
+                    text(
+                        """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents,
                                              rebook_interval_days)
                        VALUES (:c, 'tox', 'Botox', 'neurotoxin', 30, 1400, 90) RETURNING id"""
-                ),
-                {"c": self.id},
-            ).scalar_one())
-            self.facial = int(conn.execute(
-                text(
-                    """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents)
+                    ),
+                    {"c": self.id},
+                ).scalar_one()
+            )
+            self.facial = int(
+                conn.execute(
+                    text(
+                        """INSERT INTO services (clinic_id, slug, name, category, duration_min, price_cents)
                        VALUES (:c, 'facial', 'HydraFacial', 'facial', 60, 22500) RETURNING id"""
-                ),
-                {"c": self.id},
-            ).scalar_one())
+                    ),
+                    {"c": self.id},
+                ).scalar_one()
+            )
 
     def client(self, name: str, consent: str = "opted_in") -> tuple[int, str]:
         phone = _phone()
@@ -96,27 +106,51 @@ class Clinic:
             ).scalar_one()
         return int(client_id), phone
 
-    def appointment(self, client_id: int, starts_at: datetime, status: str, *, created_at: datetime,
-                    service: str = "tox", hold_expires_at: datetime | None = None) -> int:
+    def appointment(
+        self,
+        client_id: int,
+        starts_at: datetime,
+        status: str,
+        *,
+        created_at: datetime,
+        service: str = "tox",
+        hold_expires_at: datetime | None = None,
+    ) -> int:
         service_id = self.tox if service == "tox" else self.facial
         with self.owner.begin() as conn:
-            return int(conn.execute(
-                text(
-                    """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at,
+            return int(
+                conn.execute(
+                    text(
+                        """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at,
                                                  blocked_until, status, created_at, hold_expires_at)
                        VALUES (:c, :client, :p, :s, :start, :start + interval '30 minutes',
                                :start + interval '30 minutes', :status, :created, :hold) RETURNING id"""
-                ),
-                {"c": self.id, "client": client_id, "p": self.provider, "s": service_id, "start": starts_at,
-                 "status": status, "created": created_at, "hold": hold_expires_at},
-            ).scalar_one())
+                    ),
+                    {
+                        "c": self.id,
+                        "client": client_id,
+                        "p": self.provider,
+                        "s": service_id,
+                        "start": starts_at,
+                        "status": status,
+                        "created": created_at,
+                        "hold": hold_expires_at,
+                    },
+                ).scalar_one()
+            )
 
     def rows(self, database) -> dict[str, list[dict]]:
         with database.tenant_scope(self.id) as session:
-            rows = session.execute(
-                text("SELECT dedupe_key, status, to_address, body, meta FROM outbox WHERE clinic_id = :c ORDER BY id"),
-                {"c": self.id},
-            ).mappings().all()
+            rows = (
+                session.execute(
+                    text(
+                        "SELECT dedupe_key, status, to_address, body, meta FROM outbox WHERE clinic_id = :c ORDER BY id"
+                    ),
+                    {"c": self.id},
+                )
+                .mappings()
+                .all()
+            )
         out: dict[str, list[dict]] = {}
         for row in rows:
             out.setdefault(row["dedupe_key"], []).append(dict(row))
@@ -138,26 +172,70 @@ def test_each_automation_fires_once_at_its_moment_and_not_again_after_a_restart(
     case("confirmation", "Cora Firm", moment + timedelta(days=5), "booked", moment, "you're booked")
     case("reminder_24h", "Rita Day", moment + timedelta(hours=24), "booked", moment - timedelta(days=3), "a reminder")
     # Booked 13 h ahead: past the 24 h moment and the 12 h confirmation window, so only the 2 h reminder is due.
-    case("reminder_2h", "Tess Two", moment + timedelta(hours=2), "confirmed", moment - timedelta(hours=13),
-         "see you soon")
-    case("deposit_reminder", "Dee Posit", moment + timedelta(days=3), "pending_deposit", moment - timedelta(minutes=30),
-         "deposit", hold_expires_at=moment + timedelta(minutes=30))
-    case("aftercare", "Al Care", moment - timedelta(hours=24, minutes=30), "completed", moment - timedelta(days=9),
-         "How are you feeling")
-    review = case("review_request", "Rae View", moment - timedelta(hours=48, minutes=30), "completed",
-                  moment - timedelta(days=9), "review")
+    case(
+        "reminder_2h",
+        "Tess Two",
+        moment + timedelta(hours=2),
+        "confirmed",
+        moment - timedelta(hours=13),
+        "see you soon",
+    )
+    case(
+        "deposit_reminder",
+        "Dee Posit",
+        moment + timedelta(days=3),
+        "pending_deposit",
+        moment - timedelta(minutes=30),
+        "deposit",
+        hold_expires_at=moment + timedelta(minutes=30),
+    )
+    case(
+        "aftercare",
+        "Al Care",
+        moment - timedelta(hours=24, minutes=30),
+        "completed",
+        moment - timedelta(days=9),
+        "How are you feeling",
+    )
+    review = case(
+        "review_request",
+        "Rae View",
+        moment - timedelta(hours=48, minutes=30),
+        "completed",
+        moment - timedelta(days=9),
+        "review",
+    )
     with owner_engine.begin() as conn:  # her aftercare check-in went out yesterday
         conn.execute(
             text("""INSERT INTO outbox (clinic_id, channel, kind, to_address, body, status, dedupe_key)
                     VALUES (:c, 'sms', 'automation', 'x', 'aftercare', 'sent', :key)"""),
             {"c": clinic.id, "key": f"auto:aftercare:appt:{review}"},
         )
-    case("no_show_followup", "Nora Show", moment - timedelta(hours=2, minutes=30), "no_show", moment - timedelta(days=9),
-         "we missed you")
-    case("rebook_nudge", "Reba Book", moment - timedelta(days=90), "completed", moment - timedelta(days=99),
-         "time for your next Botox")
-    case("win_back", "Wyn Back", moment - timedelta(days=180), "completed", moment - timedelta(days=189),
-         "we miss you", service="facial")
+    case(
+        "no_show_followup",
+        "Nora Show",
+        moment - timedelta(hours=2, minutes=30),
+        "no_show",
+        moment - timedelta(days=9),
+        "we missed you",
+    )
+    case(
+        "rebook_nudge",
+        "Reba Book",
+        moment - timedelta(days=90),
+        "completed",
+        moment - timedelta(days=99),
+        "time for your next Botox",
+    )
+    case(
+        "win_back",
+        "Wyn Back",
+        moment - timedelta(days=180),
+        "completed",
+        moment - timedelta(days=189),
+        "we miss you",
+        service="facial",
+    )
 
     before = automations.scan_clinic(database, clinic.id, moment - timedelta(minutes=1))
     assert before.outbox_ids == [] and set(clinic.rows(database)) == {f"auto:aftercare:appt:{review}"}
@@ -195,8 +273,9 @@ def test_two_schedulers_at_once_send_each_reminder_once(auto_stack, owner_engine
     phones = []
     for n in range(12):
         client_id, phone = clinic.client(f"Twin {n}")
-        clinic.appointment(client_id, moment + timedelta(hours=24, minutes=40 * n), "booked",
-                           created_at=moment - timedelta(days=4))
+        clinic.appointment(
+            client_id, moment + timedelta(hours=24, minutes=40 * n), "booked", created_at=moment - timedelta(days=4)
+        )
         phones.append(phone)
     engines = [Database(make_engine(infra.database_url, pool_size=1)) for _ in range(2)]
     barrier = threading.Barrier(2)
@@ -240,8 +319,9 @@ def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_en
     with database.tenant_scope(clinic.id) as session:
         session.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": late})
         assert automations.withdraw_appointment_messages(session, clinic.id, late) == 1
-        assert automations.appointment_still_live(session, {"automation": "reminder_24h", "appointment_id": late}) \
-            is False
+        assert (
+            automations.appointment_still_live(session, {"automation": "reminder_24h", "appointment_id": late}) is False
+        )
     _enqueue_bulk(clinic.id, created.outbox_ids)
     stack.wait_idle(clinic.id)
     assert [r["status"] for r in clinic.rows(database)[f"auto:reminder_24h:appt:{late}"]] == ["cancelled"]
@@ -298,6 +378,9 @@ def test_reply_c_to_a_reminder_confirms_the_appointment(auto_stack, database, ow
         assert (status, confirmed_at) == ("confirmed", now)
         again = automations.handle_reminder_reply(session, clinic.id, client_id, "yes", now + timedelta(minutes=1))
         assert again == reply
-        assert session.execute(
-            text("SELECT patient_confirmed_at FROM appointments WHERE id = :id"), {"id": appt}
-        ).scalar_one() == now
+        assert (
+            session.execute(
+                text("SELECT patient_confirmed_at FROM appointments WHERE id = :id"), {"id": appt}
+            ).scalar_one()
+            == now
+        )

@@ -46,7 +46,9 @@ class Session:
         self.database = database
         with database.tenant_scope(1) as s:
             self.client_id = s.execute(
-                text("INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (1, :p, 'opted_in') RETURNING id"),
+                text(
+                    "INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (1, :p, 'opted_in') RETURNING id"
+                ),
                 {"p": "+1415444" + str(uuid.uuid4().int % 10_000).zfill(4)},
             ).scalar_one()
             self.conversation_id = s.execute(
@@ -54,22 +56,42 @@ class Session:
                 {"c": self.client_id},
             ).scalar_one()
             row = s.execute(text("SELECT * FROM clinics WHERE id = 1")).mappings().one()
-        self.clinic = ClinicProfile(row["id"], row["name"], row["timezone"], row["phone"], row["address"],
-                                    row["business_hours"], row["holidays"], row["policies"])
+        self.clinic = ClinicProfile(
+            row["id"],
+            row["name"],
+            row["timezone"],
+            row["phone"],
+            row["address"],
+            row["business_hours"],
+            row["holidays"],
+            row["policies"],
+        )
 
     def turn(self, *messages: str, state: str = "idle", slots: dict[str, Any] | None = None) -> TurnInput:
         return TurnInput(
             clinic=self.clinic,
             patient=PatientProfile(self.client_id, None, None, "opted_in"),
-            conversation_id=self.conversation_id, channel="sms", agent_state=state, slots=dict(slots or {}),
-            history=(), new_messages=messages, now=NOW,
+            conversation_id=self.conversation_id,
+            channel="sms",
+            agent_state=state,
+            slots=dict(slots or {}),
+            history=(),
+            new_messages=messages,
+            now=NOW,
         )
 
     def tools(self) -> DbToolExecutor:
         return DbToolExecutor(
-            self.database, clinic_id=1, client_id=self.client_id, conversation_id=self.conversation_id,
-            fence_version=0, now=NOW, payments=LocalTestPayments("http://127.0.0.1:8000"),
-            calendar=DatabaseOnlyCalendar(), embedder=None, public_base_url="http://127.0.0.1:8000",
+            self.database,
+            clinic_id=1,
+            client_id=self.client_id,
+            conversation_id=self.conversation_id,
+            fence_version=0,
+            now=NOW,
+            payments=LocalTestPayments("http://127.0.0.1:8000"),
+            calendar=DatabaseOnlyCalendar(),
+            embedder=None,
+            public_base_url="http://127.0.0.1:8000",
         )
 
     def appointments(self) -> list[Any]:
@@ -103,11 +125,35 @@ def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_multi_step_booking_over_two_turns(fake: FakeOpenAIApi, session: Session) -> None:
     fake.reply_with(
-        tool_calls_reply(("check_availability", json.dumps({
-            "service": "botox", "date_from": "2027-05-05", "date_to": "2027-05-05", "time_of_day": None,
-            "preferred_time": "15:00", "provider": None}))),
-        tool_calls_reply(("propose_action", json.dumps({
-            "action": "book", "service": "botox", "start": "2027-05-05T15:00", "provider": None, "appointment_id": None}))),
+        tool_calls_reply(
+            (
+                "check_availability",
+                json.dumps(
+                    {
+                        "service": "botox",
+                        "date_from": "2027-05-05",
+                        "date_to": "2027-05-05",
+                        "time_of_day": None,
+                        "preferred_time": "15:00",
+                        "provider": None,
+                    }
+                ),
+            )
+        ),
+        tool_calls_reply(
+            (
+                "propose_action",
+                json.dumps(
+                    {
+                        "action": "book",
+                        "service": "botox",
+                        "start": "2027-05-05T15:00",
+                        "provider": None,
+                        "appointment_id": None,
+                    }
+                ),
+            )
+        ),
         text_reply("I can book Botox with Dr. Maya Chen on Wed May 5 at 3:00 PM. Reply YES to confirm."),
     )
     brain = AgentBrain(model(fake))
@@ -123,7 +169,9 @@ def test_multi_step_booking_over_two_turns(fake: FakeOpenAIApi, session: Session
     assert session.appointments() == []
 
     fake.reply_with(
-        tool_calls_reply(("book_appointment", json.dumps({"service": "Botox", "start": "2027-05-05T15:00", "provider": None}))),
+        tool_calls_reply(
+            ("book_appointment", json.dumps({"service": "Botox", "start": "2027-05-05T15:00", "provider": None}))
+        ),
         tool_calls_reply(("create_deposit_link", json.dumps({"appointment_id": 0}))),  # wrong id: refused
         text_reply("You're booked."),
     )

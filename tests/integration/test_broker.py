@@ -40,24 +40,27 @@ def _bells(client: redis.Redis, broker: LowLatencyRedisBroker, queue: str) -> in
     return int(client.llen(doorbell_key(broker.namespace, queue)))
 
 
-def test_an_immediate_enqueue_rings_and_a_delayed_one_does_not(broker: LowLatencyRedisBroker, queue: str,
-                                                               redis_client: redis.Redis) -> None:
+def test_an_immediate_enqueue_rings_and_a_delayed_one_does_not(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
     broker.enqueue(message_for("some_actor", queue, 1))
     assert _bells(redis_client, broker, queue) == 1
     broker.enqueue(message_for("some_actor", queue, 2), delay=60_000)
     assert _bells(redis_client, broker, queue) == 1
 
 
-def test_a_batch_rings_once_per_message_up_to_the_depth(broker: LowLatencyRedisBroker, queue: str,
-                                                        redis_client: redis.Redis) -> None:
+def test_a_batch_rings_once_per_message_up_to_the_depth(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
     enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(3)])
     assert _bells(redis_client, broker, queue) == 3
     enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(40)])
     assert _bells(redis_client, broker, queue) == DOORBELL_DEPTH
 
 
-def test_an_idle_consumer_takes_a_message_after_the_bell(broker: LowLatencyRedisBroker, queue: str,
-                                                         redis_client: redis.Redis) -> None:
+def test_an_idle_consumer_takes_a_message_after_the_bell(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
     consumer = broker.consume(queue, prefetch=2, timeout=100)
     assert next(consumer) is None  # nothing queued: waits at most the idle timeout, then returns
     broker.enqueue(message_for("some_actor", queue, "hello"))
@@ -67,8 +70,9 @@ def test_an_idle_consumer_takes_a_message_after_the_bell(broker: LowLatencyRedis
     consumer.close()
 
 
-def test_a_consumer_without_a_free_thread_leaves_the_bells(broker: LowLatencyRedisBroker, queue: str,
-                                                           redis_client: redis.Redis) -> None:
+def test_a_consumer_without_a_free_thread_leaves_the_bells(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
     consumer = broker.consume(queue, prefetch=1, timeout=100)
     broker.enqueue(message_for("some_actor", queue, 1))
     first = next(consumer) or next(consumer)

@@ -54,44 +54,58 @@ def _calendar(fake: FakeGoogleCalendarApi) -> GoogleCalendar:
 
 def _provider_id(database: Database, slug: str) -> int:
     with database.tenant_scope(CLINIC) as session:
-        return int(session.execute(text("SELECT id FROM providers WHERE slug = :s AND clinic_id = 1"),
-                                   {"s": slug}).scalar_one())
+        return int(
+            session.execute(
+                text("SELECT id FROM providers WHERE slug = :s AND clinic_id = 1"), {"s": slug}
+            ).scalar_one()
+        )
 
 
 def _appointment(database: Database, *, provider: str = "maya-chen", status: str = "booked") -> tuple[int, datetime]:
     n = next(_counter)
     start = _BASE + timedelta(days=7 * (n // 5), hours=n % 5)
     with database.tenant_scope(CLINIC) as session:
-        appointment_id = session.execute(text(
-            """INSERT INTO appointments (clinic_id, provider_id, service_id, starts_at, ends_at, blocked_until, status,
+        appointment_id = session.execute(
+            text(
+                """INSERT INTO appointments (clinic_id, provider_id, service_id, starts_at, ends_at, blocked_until, status,
                    source_key, calendar_sync)
                SELECT 1, p.id, s.id, :start, :start + interval '30 minutes', :start + interval '40 minutes', :status,
                       :key, 'pending'
                FROM providers p, services s
                WHERE p.slug = :provider AND p.clinic_id = 1 AND s.slug = 'neurotoxin' AND s.clinic_id = 1
-               RETURNING id"""),
-            {"start": start, "status": status, "key": "cal:" + uuid.uuid4().hex, "provider": provider}).scalar_one()
+               RETURNING id"""
+            ),
+            {"start": start, "status": status, "key": "cal:" + uuid.uuid4().hex, "provider": provider},
+        ).scalar_one()
     return int(appointment_id), start
 
 
 def _row(database: Database, appointment_id: int) -> dict[str, object]:
     with database.tenant_scope(CLINIC) as session:
-        return dict(session.execute(text(
-            "SELECT status, calendar_sync, calendar_event_id FROM appointments WHERE id = :id"),
-            {"id": appointment_id}).mappings().one())
+        return dict(
+            session.execute(
+                text("SELECT status, calendar_sync, calendar_event_id FROM appointments WHERE id = :id"),
+                {"id": appointment_id},
+            )
+            .mappings()
+            .one()
+        )
 
 
 def _touch(database: Database, appointment_id: int, **changes: object) -> None:
     sets = "".join(f"{k} = :{k}, " for k in changes)
     with database.tenant_scope(CLINIC) as session:
-        session.execute(text(f"UPDATE appointments SET {sets}calendar_sync = 'pending', updated_at = now() "
-                             "WHERE id = :id"), {**changes, "id": appointment_id})
+        session.execute(
+            text(f"UPDATE appointments SET {sets}calendar_sync = 'pending', updated_at = now() WHERE id = :id"),
+            {**changes, "id": appointment_id},
+        )
 
 
 def test_plan_is_pure_and_follows_the_status() -> None:
     start = datetime(2031, 1, 7, 18, 0, tzinfo=UTC)
-    facts = AppointmentFacts(7, 1, "booked", "pending", start, start + timedelta(minutes=30), 3, MAYA, None,
-                             "Botox", (JORDAN,))
+    facts = AppointmentFacts(
+        7, 1, "booked", "pending", start, start + timedelta(minutes=30), 3, MAYA, None, "Botox", (JORDAN,)
+    )
     upsert = plan_sync(facts, calendar_enabled=True)
     assert upsert.action == "upsert" and upsert.calendar_id == MAYA
     assert upsert.event is not None and upsert.event.event_id == event_id_for(7, 1) == upsert.event_id
@@ -128,7 +142,11 @@ def test_booking_creates_one_event_even_when_the_sync_runs_again(
     # Once an id was recorded, a re-sync also makes sure no other provider calendar holds it (404s there).
     assert {r.method for r in fake.requests if "maya.chen" not in r.path} == {"DELETE"}
     calls = len(fake.requests)
-    assert _row(database, appointment_id) == {"status": "booked", "calendar_sync": "synced", "calendar_event_id": event_id}
+    assert _row(database, appointment_id) == {
+        "status": "booked",
+        "calendar_sync": "synced",
+        "calendar_event_id": event_id,
+    }
     # Already synced: nothing to do, no calls.
     assert sync_appointment(database, calendar, CLINIC, appointment_id) == "skipped"
     assert len(fake.requests) == calls
@@ -142,8 +160,13 @@ def test_reschedule_patches_and_a_new_provider_gets_the_event(database: Database
     event_id = event_id_for(appointment_id, CLINIC)
 
     later = start + timedelta(days=1)
-    _touch(database, appointment_id, starts_at=later, ends_at=later + timedelta(minutes=30),
-           blocked_until=later + timedelta(minutes=40))
+    _touch(
+        database,
+        appointment_id,
+        starts_at=later,
+        ends_at=later + timedelta(minutes=30),
+        blocked_until=later + timedelta(minutes=40),
+    )
     sync_appointment(database, calendar, CLINIC, appointment_id)
     assert fake.calendars[MAYA].events[event_id]["start"] == {"dateTime": later.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -213,8 +236,10 @@ def test_pending_sweep_lists_due_rows(database: Database) -> None:
     appointment_id, _ = _appointment(database)
     held, _ = _appointment(database, status="pending_deposit")
     with database.tenant_scope(CLINIC) as session:
-        session.execute(text("UPDATE appointments SET updated_at = now() - interval '1 minute' WHERE id IN (:a, :b)"),
-                        {"a": appointment_id, "b": held})
+        session.execute(
+            text("UPDATE appointments SET updated_at = now() - interval '1 minute' WHERE id IN (:a, :b)"),
+            {"a": appointment_id, "b": held},
+        )
     due = pending_appointments(database, CLINIC, limit=10_000)
     assert appointment_id in due and held not in due
     assert appointment_id not in pending_appointments(database, CLINIC, settled_s=3600, limit=10_000)
@@ -227,13 +252,26 @@ def test_availability_subtracts_google_busy(database: Database, fake: FakeGoogle
 
     def offered() -> set[tuple[str, str]]:
         executor = DbToolExecutor(
-            database, clinic_id=CLINIC, client_id=0, conversation_id=0, fence_version=0,
-            now=day - timedelta(days=2), payments=LocalTestPayments("http://127.0.0.1:9"), calendar=_calendar(fake),
-            embedder=None, public_base_url="http://127.0.0.1:9",
+            database,
+            clinic_id=CLINIC,
+            client_id=0,
+            conversation_id=0,
+            fence_version=0,
+            now=day - timedelta(days=2),
+            payments=LocalTestPayments("http://127.0.0.1:9"),
+            calendar=_calendar(fake),
+            embedder=None,
+            public_base_url="http://127.0.0.1:9",
         )
-        result = executor.execute("check_availability", {
-            "service": "Botox", "date_from": local_day, "date_to": local_day, "preferred_time": "14:00",
-        })
+        result = executor.execute(
+            "check_availability",
+            {
+                "service": "Botox",
+                "date_from": local_day,
+                "date_to": local_day,
+                "preferred_time": "14:00",
+            },
+        )
         assert "error" not in result, result
         return {(s["start"], s["provider"]) for s in result["slots"]}
 

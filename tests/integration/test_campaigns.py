@@ -51,10 +51,14 @@ def make_clinic(owner_engine, *, cap: int = 2) -> dict:
                              "thu": [["09:00", "18:00"]], "fri": [["09:00", "18:00"]]}'::jsonb,
                            CAST(:policies AS jsonb)) RETURNING id"""
             ),
-            {"slug": slug, "policies": f'{{"marketing_cap_per_week": {cap}, "opt_out_footer": "Reply STOP to opt out."}}'},
+            {
+                "slug": slug,
+                "policies": f'{{"marketing_cap_per_week": {cap}, "opt_out_footer": "Reply STOP to opt out."}}',
+            },
         ).scalar_one()
-        conn.execute(text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"),
-                     {"c": clinic_id, "n": number})
+        conn.execute(
+            text("INSERT INTO clinic_phone_numbers (clinic_id, e164) VALUES (:c, :n)"), {"c": clinic_id, "n": number}
+        )
         provider_id = conn.execute(
             text("INSERT INTO providers (clinic_id, slug, name) VALUES (:c, 'pat', 'Pat Provider') RETURNING id"),
             {"c": clinic_id},
@@ -62,8 +66,15 @@ def make_clinic(owner_engine, *, cap: int = 2) -> dict:
     return {"id": int(clinic_id), "slug": slug, "number": number, "provider_id": int(provider_id)}
 
 
-def add_client(owner_engine, clinic_id: int, name: str, *, consent: str = "opted_in", tz: str | None = None,
-               tags: list[str] | None = None) -> tuple[int, str]:
+def add_client(
+    owner_engine,
+    clinic_id: int,
+    name: str,
+    *,
+    consent: str = "opted_in",
+    tz: str | None = None,
+    tags: list[str] | None = None,
+) -> tuple[int, str]:
     phone = _phone()
     with owner_engine.begin() as conn:
         client_id = conn.execute(
@@ -76,23 +87,34 @@ def add_client(owner_engine, clinic_id: int, name: str, *, consent: str = "opted
     return int(client_id), phone
 
 
-def _new_campaign(database, clinic_id: int, segment: SegmentFilter, *, cap: float | None = None,
-                  template: str = "Hi {first_name}, spring offers at {clinic_name}!") -> int:
+def _new_campaign(
+    database,
+    clinic_id: int,
+    segment: SegmentFilter,
+    *,
+    cap: float | None = None,
+    template: str = "Hi {first_name}, spring offers at {clinic_name}!",
+) -> int:
     with database.tenant_scope(clinic_id) as session:
-        return create_campaign(session, clinic_id, name="Spring", template=template, segment=segment,
-                               rate_cap_per_s=cap)
+        return create_campaign(
+            session, clinic_id, name="Spring", template=template, segment=segment, rate_cap_per_s=cap
+        )
 
 
 def _recipients(database, clinic_id: int, campaign_id: int) -> dict[int, dict]:
     with database.tenant_scope(clinic_id) as session:
-        rows = session.execute(
-            text(
-                """SELECT r.client_id, r.status, r.exclusion_reason, r.send_after, o.body, o.status AS outbox_status
+        rows = (
+            session.execute(
+                text(
+                    """SELECT r.client_id, r.status, r.exclusion_reason, r.send_after, o.body, o.status AS outbox_status
                    FROM campaign_recipients r LEFT JOIN outbox o ON o.id = r.outbox_id
                    WHERE r.campaign_id = :id"""
-            ),
-            {"id": campaign_id},
-        ).mappings().all()
+                ),
+                {"id": campaign_id},
+            )
+            .mappings()
+            .all()
+        )
     return {int(r["client_id"]): dict(r) for r in rows}
 
 
@@ -101,11 +123,13 @@ def test_preview_counts_match_the_database(database):
     now = la(datetime.now(LA).date(), time(12))
     segment = SegmentFilter.from_dict({"tags": ["vip", "lapsed"]})
     with database.tenant_scope(GLOW) as session:
-        result = preview(session, GLOW, "Hi {first_name}, we saved you a spot {next_open_slot} at {clinic_name}.",
-                         segment, now)
-        expected = session.execute(
-            text(
-                """SELECT count(*) AS matched,
+        result = preview(
+            session, GLOW, "Hi {first_name}, we saved you a spot {next_open_slot} at {clinic_name}.", segment, now
+        )
+        expected = (
+            session.execute(
+                text(
+                    """SELECT count(*) AS matched,
                           count(*) FILTER (WHERE consent_state = 'opted_out') AS opted_out,
                           count(*) FILTER (WHERE consent_state = 'unknown') AS no_consent,
                           count(*) FILTER (WHERE consent_state = 'opted_in' AND phone_e164 IS NOT NULL
@@ -115,9 +139,12 @@ def test_preview_counts_match_the_database(database):
                                 AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')
                                 AND coalesce(o.sent_at, o.created_at) > :week_ago) < 2) AS eligible
                    FROM clients c WHERE clinic_id = :c AND tags && ARRAY['vip', 'lapsed']"""
-            ),
-            {"c": GLOW, "week_ago": now - timedelta(days=7)},
-        ).mappings().one()
+                ),
+                {"c": GLOW, "week_ago": now - timedelta(days=7)},
+            )
+            .mappings()
+            .one()
+        )
     assert expected["matched"] >= 5  # the demo data has VIP and lapsed clients, one of them opted out
     assert result.matched == expected["matched"]
     assert result.excluded["opted_out"] == expected["opted_out"]
@@ -135,10 +162,14 @@ def test_segment_filters_select_by_visits_services_spend_and_future_appointments
     now = datetime.now(UTC)
     today = datetime.now(LA).date()
     with database.tenant_scope(GLOW) as session:
+
         def ids(**filters) -> set[int]:
             sql, params = campaigns.segment_sql(SegmentFilter.from_dict(filters))
-            return set(session.execute(text(sql), {**params, "clinic_id": GLOW, "tz": "America/Los_Angeles",
-                                                   "now": now}).scalars())
+            return set(
+                session.execute(
+                    text(sql), {**params, "clinic_id": GLOW, "tz": "America/Los_Angeles", "now": now}
+                ).scalars()
+            )
 
         def client(phone: str) -> int:
             return int(session.execute(text("SELECT id FROM clients WHERE phone_e164 = :p"), {"p": phone}).scalar_one())
@@ -175,8 +206,13 @@ def test_compliance_is_decided_at_send_time_and_late_evening_waits_for_morning(d
                        VALUES (:c, :client, 'sms', 'campaign', :to, 'earlier offer', 'sent', :key, :sent,
                                '{"marketing": true}'::jsonb)"""
                 ),
-                {"c": cid, "client": capped, "to": capped_phone, "key": f"earlier:{capped}:{n}",
-                 "sent": sending_at - timedelta(days=n + 1)},
+                {
+                    "c": cid,
+                    "client": capped,
+                    "to": capped_phone,
+                    "key": f"earlier:{capped}:{n}",
+                    "sent": sending_at - timedelta(days=n + 1),
+                },
             )
     campaign_id = _new_campaign(database, cid, SegmentFilter())
     with database.tenant_scope(cid) as session:
@@ -213,8 +249,13 @@ def test_compliance_is_decided_at_send_time_and_late_evening_waits_for_morning(d
         state = report(session, cid, campaign_id, morning_ny)
     assert state["recipients"] == 6 == sum(state["breakdown"].values())
     assert state["breakdown"]["queued"] == 2 and state["breakdown"]["excluded"] == 4
-    assert state["excluded"] == {"no_phone": 0, "invalid_number": 0, "opted_out": 2, "no_consent": 1,
-                                 "frequency_cap": 1}
+    assert state["excluded"] == {
+        "no_phone": 0,
+        "invalid_number": 0,
+        "opted_out": 2,
+        "no_consent": 1,
+        "frequency_cap": 1,
+    }
 
 
 def test_two_runners_at_once_send_each_recipient_once(database, owner_engine):
@@ -236,8 +277,9 @@ def test_two_runners_at_once_send_each_recipient_once(database, owner_engine):
 
     def runner() -> None:
         barrier.wait()
-        run_campaign(database, cid, campaign_id, dispatch, clock=lambda: noon, slice_s=10, batch_size=7,
-                     max_in_flight=10_000)
+        run_campaign(
+            database, cid, campaign_id, dispatch, clock=lambda: noon, slice_s=10, batch_size=7, max_in_flight=10_000
+        )
 
     threads = [threading.Thread(target=runner) for _ in range(2)]
     for t in threads:
@@ -301,8 +343,11 @@ def test_pause_stops_sending_within_a_batch_and_the_report_adds_up(sending_stack
     with database.tenant_scope(cid) as session:
         schedule_campaign(session, cid, campaign_id, noon, noon)
     # One batch of 40 (cap 8/s → five seconds of sends), handed to one paced sender.
-    runner = threading.Thread(target=run_campaign, args=(database, cid, campaign_id, dispatcher(cid, campaign_id, cap)),
-                              kwargs={"clock": stack.clock.now, "slice_s": 3, "batch_size": 40})
+    runner = threading.Thread(
+        target=run_campaign,
+        args=(database, cid, campaign_id, dispatcher(cid, campaign_id, cap)),
+        kwargs={"clock": stack.clock.now, "slice_s": 3, "batch_size": 40},
+    )
     runner.start()
 
     def sent() -> list:
@@ -325,7 +370,9 @@ def test_pause_stops_sending_within_a_batch_and_the_report_adds_up(sending_stack
     wait_for(lambda: len(sent()) >= 39, 20, what="the rest after resume")
     stack.wait_idle(cid)
     texts = sent()
-    assert len(texts) == 39 and len({m.to for m in texts}) == 39  # each once; the Tokyo client waits for 08:00 Tokyo time
+    assert (
+        len(texts) == 39 and len({m.to for m in texts}) == 39
+    )  # each once; the Tokyo client waits for 08:00 Tokyo time
     assert all(m.from_ == clinic["number"] for m in texts)
 
     # Replies to a campaign flow into the normal conversation; STOP opts out.

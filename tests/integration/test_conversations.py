@@ -30,20 +30,32 @@ GLOW_NUMBER = "+14155550123"
 
 def _record(database: Database, phone: str, body: str) -> int:
     with database.tenant_scope(GLOW) as session:
-        return int(session.execute(
-            text("""INSERT INTO inbox_events (clinic_id, source, provider_event_id, sender_key, payload, trace_id)
+        return int(
+            session.execute(
+                text("""INSERT INTO inbox_events (clinic_id, source, provider_event_id, sender_key, payload, trace_id)
                     VALUES (1, 'sms', :sid, :sender, CAST(:payload AS jsonb), 'trace')
                     RETURNING id"""),
-            {"sid": "SM" + uuid.uuid4().hex, "sender": f"sms:{phone}",
-             "payload": json.dumps({"from": phone, "to": GLOW_NUMBER, "body": body})},
-        ).scalar_one())
+                {
+                    "sid": "SM" + uuid.uuid4().hex,
+                    "sender": f"sms:{phone}",
+                    "payload": json.dumps({"from": phone, "to": GLOW_NUMBER, "body": body}),
+                },
+            ).scalar_one()
+        )
 
 
 def _attach(database: Database, inbox_id: int, owner: str = "worker-a") -> Attached:
     with database.tenant_connection(GLOW) as conn:
         attached = attach_and_lease(
-            conn, GLOW, inbox_id, clinic_name="Glow MedSpa", clinic_phone="+14155550100", owner=owner,
-            lease_seconds=45, history_window=20, quarantine_after=5,
+            conn,
+            GLOW,
+            inbox_id,
+            clinic_name="Glow MedSpa",
+            clinic_phone="+14155550100",
+            owner=owner,
+            lease_seconds=45,
+            history_window=20,
+            quarantine_after=5,
         )
     assert attached is not None
     return attached
@@ -51,16 +63,22 @@ def _attach(database: Database, inbox_id: int, owner: str = "worker-a") -> Attac
 
 def _reply_row(snapshot: Snapshot, body: str) -> OutboxRow:
     return OutboxRow(
-        channel="sms", kind="reply", to_address=snapshot.client_phone or "", from_address=GLOW_NUMBER, body=body,
-        client_id=snapshot.client_id, conversation_id=snapshot.lease.conversation_id,
+        channel="sms",
+        kind="reply",
+        to_address=snapshot.client_phone or "",
+        from_address=GLOW_NUMBER,
+        body=body,
+        client_id=snapshot.client_id,
+        conversation_id=snapshot.lease.conversation_id,
         dedupe_key=f"reply:{snapshot.lease.conversation_id}:{snapshot.last_seq}:0",
     )
 
 
 def _commit(database: Database, snapshot: Snapshot, body: str):  # type: ignore[no-untyped-def]
     output = TurnOutput(replies=[Reply(body)], transcript=[], agent_state="idle", slots={}, outcome="replied")
-    record = TurnRecord(output=output, started_at=datetime.now(UTC), latency_ms=1, worker=snapshot.lease.owner,
-                        trace_id="trace")
+    record = TurnRecord(
+        output=output, started_at=datetime.now(UTC), latency_ms=1, worker=snapshot.lease.owner, trace_id="trace"
+    )
     with database.tenant_connection(GLOW) as conn:
         return commit_turn(conn, snapshot, record, [_reply_row(snapshot, body)], 45)
 
@@ -128,8 +146,10 @@ def test_a_stale_worker_commits_nothing(database: Database) -> None:
     conversation_id = stale.snapshot.lease.conversation_id
     # worker-a stalls; its lease expires and worker-b takes the conversation over.
     with database.tenant_scope(GLOW) as session:
-        session.execute(text("UPDATE conversations SET lease_expires_at = now() - interval '1 second' WHERE id = :id"),
-                        {"id": conversation_id})
+        session.execute(
+            text("UPDATE conversations SET lease_expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": conversation_id},
+        )
     with database.tenant_connection(GLOW) as conn:
         fresh, failing = lease_and_load(conn, GLOW, conversation_id, "worker-b", 45, 20, 5)
     assert fresh is not None and failing is None and fresh.lease.took_over
@@ -141,12 +161,19 @@ def test_a_stale_worker_commits_nothing(database: Database) -> None:
     assert not committed.more_pending and [c.body for c in committed.claimed] == ["fresh answer"]
 
     with database.tenant_scope(GLOW) as session:
-        bodies = session.execute(text("SELECT body FROM outbox WHERE conversation_id = :id"),
-                                 {"id": conversation_id}).scalars().all()
-        turns = session.execute(text("SELECT worker FROM turns WHERE conversation_id = :id"),
-                                {"id": conversation_id}).scalars().all()
-        lease = session.execute(text("SELECT lease_owner, answered_seq FROM conversations WHERE id = :id"),
-                                {"id": conversation_id}).one()
+        bodies = (
+            session.execute(text("SELECT body FROM outbox WHERE conversation_id = :id"), {"id": conversation_id})
+            .scalars()
+            .all()
+        )
+        turns = (
+            session.execute(text("SELECT worker FROM turns WHERE conversation_id = :id"), {"id": conversation_id})
+            .scalars()
+            .all()
+        )
+        lease = session.execute(
+            text("SELECT lease_owner, answered_seq FROM conversations WHERE id = :id"), {"id": conversation_id}
+        ).one()
     assert bodies == ["fresh answer"] and turns == ["worker-b"]  # nothing of the stale turn survived
     assert lease == (None, 1)
 
@@ -157,11 +184,17 @@ def test_the_first_reply_is_not_claimed_while_an_earlier_one_is_unsent(database:
     assert attached.snapshot is not None
     conversation_id = attached.snapshot.lease.conversation_id
     with database.tenant_scope(GLOW) as session:  # a compliance reply still queued ahead of this turn's reply
-        session.execute(text("""INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, to_address,
+        session.execute(
+            text("""INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, to_address,
                                                     body, dedupe_key)
                                 VALUES (1, :conv, :client, 'sms', 'compliance', :to, 'earlier', :key)"""),
-                        {"conv": conversation_id, "client": attached.snapshot.client_id, "to": phone,
-                         "key": f"compliance:{uuid.uuid4().hex}"})
+            {
+                "conv": conversation_id,
+                "client": attached.snapshot.client_id,
+                "to": phone,
+                "key": f"compliance:{uuid.uuid4().hex}",
+            },
+        )
     committed = _commit(database, attached.snapshot, "later")
     assert committed.claimed == [] and len(committed.outbox_ids) == 1  # left queued for the send actor
 
@@ -171,7 +204,8 @@ def test_no_claim_for_an_opted_out_patient(database: Database) -> None:
     attached = _attach(database, _record(database, phone, "hi"))
     assert attached.snapshot is not None
     with database.tenant_scope(GLOW) as session:
-        session.execute(text("UPDATE clients SET consent_state = 'opted_out' WHERE id = :id"),
-                        {"id": attached.snapshot.client_id})
+        session.execute(
+            text("UPDATE clients SET consent_state = 'opted_out' WHERE id = :id"), {"id": attached.snapshot.client_id}
+        )
     committed = _commit(database, attached.snapshot, "should wait for the send-time consent check")
     assert committed.claimed == [] and len(committed.outbox_ids) == 1

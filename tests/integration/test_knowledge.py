@@ -99,20 +99,30 @@ def test_ingest_is_idempotent_and_reembeds_only_changes(database: Database, mini
     first = ingest_article(database, HARBOR, slug, "Tattoo removal", body, embedder)
     assert first.changed and first.chunks == 1 and first.embedded == 1
     with database.tenant_scope(HARBOR) as session:
-        ids_before = session.execute(
-            text("SELECT id FROM kb_chunks WHERE document_id = :d ORDER BY id"), {"d": first.document_id}
-        ).scalars().all()
+        ids_before = (
+            session.execute(
+                text("SELECT id FROM kb_chunks WHERE document_id = :d ORDER BY id"), {"d": first.document_id}
+            )
+            .scalars()
+            .all()
+        )
 
     again = ingest_article(database, HARBOR, slug, "Tattoo removal", body, embedder)
     assert (again.changed, again.embedded, again.document_id) == (False, 0, first.document_id)
     assert embedder.calls == 1
     with database.tenant_scope(HARBOR) as session:
-        ids_after = session.execute(
-            text("SELECT id FROM kb_chunks WHERE document_id = :d ORDER BY id"), {"d": first.document_id}
-        ).scalars().all()
+        ids_after = (
+            session.execute(
+                text("SELECT id FROM kb_chunks WHERE document_id = :d ORDER BY id"), {"d": first.document_id}
+            )
+            .scalars()
+            .all()
+        )
     assert ids_after == ids_before
 
-    changed = ingest_article(database, HARBOR, slug, "Tattoo removal", body + "\n\nLaser tattoo fading: not offered.", embedder)
+    changed = ingest_article(
+        database, HARBOR, slug, "Tattoo removal", body + "\n\nLaser tattoo fading: not offered.", embedder
+    )
     assert changed.changed and changed.document_id == first.document_id and embedder.calls == 2
     hits = search_knowledge(database, HARBOR, "can you remove my tattoo", minilm, k=3)
     assert hits[0].slug == slug

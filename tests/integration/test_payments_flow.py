@@ -57,9 +57,15 @@ def stripe_fake() -> Iterator[FakeStripeApi]:
 @pytest.fixture(scope="module")
 def env(infra: Infrastructure, stripe_fake: FakeStripeApi) -> Iterator[tuple[Container, FrozenClock]]:
     settings = Settings(
-        _env_file=None, database_url=infra.database_url, redis_url=infra.redis_url, model_provider="offline",
-        local_embeddings=False, stripe_api_key=KEY, stripe_api_base=stripe_fake.base_url,
-        public_base_url="http://127.0.0.1:9", worker_threads=2,
+        _env_file=None,
+        database_url=infra.database_url,
+        redis_url=infra.redis_url,
+        model_provider="offline",
+        local_embeddings=False,
+        stripe_api_key=KEY,
+        stripe_api_base=stripe_fake.base_url,
+        public_base_url="http://127.0.0.1:9",
+        worker_threads=2,
     )
     clock = FrozenClock(NOW)
     container = build_container(settings, clock=clock)
@@ -87,43 +93,87 @@ class Booking:
     provider_id: int
 
 
-def _book(container: Container, *, status: str = "pending_deposit", hold: timedelta = timedelta(minutes=60),
-          start: datetime | None = None, payment_status: str = "pending",
-          payment_intent: str | None = None) -> Booking:
+def _book(
+    container: Container,
+    *,
+    status: str = "pending_deposit",
+    hold: timedelta = timedelta(minutes=60),
+    start: datetime | None = None,
+    payment_status: str = "pending",
+    payment_intent: str | None = None,
+) -> Booking:
     phone = "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
     start = start or _next_start()
     session_id = "cs_test_" + uuid.uuid4().hex
     with container.database.tenant_scope(CLINIC) as session:
-        provider_id, service_id = session.execute(text(
-            """SELECT p.id, s.id FROM providers p, services s
-               WHERE p.slug = 'maya-chen' AND s.slug = 'neurotoxin' AND p.clinic_id = 1 AND s.clinic_id = 1""")).one()
-        client_id = session.execute(text(
-            "INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (1, :p, 'opted_in') RETURNING id"),
-            {"p": phone}).scalar_one()
-        conversation_id = session.execute(text(
-            """INSERT INTO conversations (clinic_id, client_id, channel, agent_state)
-               VALUES (1, :c, 'sms', 'awaiting_deposit') RETURNING id"""), {"c": client_id}).scalar_one()
-        appointment_id = session.execute(text(
-            """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, conversation_id, starts_at,
+        provider_id, service_id = session.execute(
+            text(
+                """SELECT p.id, s.id FROM providers p, services s
+               WHERE p.slug = 'maya-chen' AND s.slug = 'neurotoxin' AND p.clinic_id = 1 AND s.clinic_id = 1"""
+            )
+        ).one()
+        client_id = session.execute(
+            text("INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (1, :p, 'opted_in') RETURNING id"),
+            {"p": phone},
+        ).scalar_one()
+        conversation_id = session.execute(
+            text(
+                """INSERT INTO conversations (clinic_id, client_id, channel, agent_state)
+               VALUES (1, :c, 'sms', 'awaiting_deposit') RETURNING id"""
+            ),
+            {"c": client_id},
+        ).scalar_one()
+        appointment_id = session.execute(
+            text(
+                """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, conversation_id, starts_at,
                    ends_at, blocked_until, status, source_key, deposit_cents, hold_expires_at)
                VALUES (1, :client, :p, :s, :conv, :start, :start + interval '30 minutes',
-                   :start + interval '40 minutes', :status, :key, 5000, :hold) RETURNING id"""),
-            {"client": client_id, "p": provider_id, "s": service_id, "conv": conversation_id, "start": start,
-             "status": status, "key": "test:" + uuid.uuid4().hex, "hold": NOW + hold}).scalar_one()
-        session.execute(text(
-            """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
+                   :start + interval '40 minutes', :status, :key, 5000, :hold) RETURNING id"""
+            ),
+            {
+                "client": client_id,
+                "p": provider_id,
+                "s": service_id,
+                "conv": conversation_id,
+                "start": start,
+                "status": status,
+                "key": "test:" + uuid.uuid4().hex,
+                "hold": NOW + hold,
+            },
+        ).scalar_one()
+        session.execute(
+            text(
+                """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
                    payment_intent_id, amount_cents, status, url, expires_at)
-               VALUES (1, :a, :c, 'stripe', :sid, :pi, 5000, :st, 'https://checkout.stripe.com/x', :exp)"""),
-            {"a": appointment_id, "c": client_id, "sid": session_id, "pi": payment_intent, "st": payment_status,
-             "exp": NOW + hold})
+               VALUES (1, :a, :c, 'stripe', :sid, :pi, 5000, :st, 'https://checkout.stripe.com/x', :exp)"""
+            ),
+            {
+                "a": appointment_id,
+                "c": client_id,
+                "sid": session_id,
+                "pi": payment_intent,
+                "st": payment_status,
+                "exp": NOW + hold,
+            },
+        )
     return Booking(appointment_id, client_id, conversation_id, session_id, phone, start, provider_id)
 
 
-def _event(container: Container, booking: Booking, event_type: str, *, event_id: str | None = None,
-           session_id: str | None = None, clinic_id: int = CLINIC) -> int:
+def _event(
+    container: Container,
+    booking: Booking,
+    event_type: str,
+    *,
+    event_id: str | None = None,
+    session_id: str | None = None,
+    clinic_id: int = CLINIC,
+) -> int:
     obj: dict[str, Any] = {
-        "id": session_id or booking.session_id, "object": "checkout.session", "amount_total": 5000,
-        "currency": "usd", "metadata": {"clinic_id": str(CLINIC), "appointment_id": str(booking.appointment_id)},
+        "id": session_id or booking.session_id,
+        "object": "checkout.session",
+        "amount_total": 5000,
+        "currency": "usd",
+        "metadata": {"clinic_id": str(CLINIC), "appointment_id": str(booking.appointment_id)},
     }
     if event_type == "checkout.session.completed":
         obj.update(status="complete", payment_status="paid", payment_intent="pi_" + uuid.uuid4().hex[:24])
@@ -131,23 +181,40 @@ def _event(container: Container, booking: Booking, event_type: str, *, event_id:
         obj.update(status="expired", payment_status="unpaid")
     payload = {"type": event_type, "object": obj, "created": int(NOW.timestamp())}
     with container.database.tenant_scope(clinic_id) as session:
-        return int(session.execute(text(
-            """INSERT INTO inbox_events (clinic_id, source, provider_event_id, sender_key, payload, trace_id)
-               VALUES (:c, 'stripe', :e, 'stripe', CAST(:p AS jsonb), 't') RETURNING id"""),
-            {"c": clinic_id, "e": event_id or "evt_" + uuid.uuid4().hex, "p": json.dumps(payload)}).scalar_one())
+        return int(
+            session.execute(
+                text(
+                    """INSERT INTO inbox_events (clinic_id, source, provider_event_id, sender_key, payload, trace_id)
+               VALUES (:c, 'stripe', :e, 'stripe', CAST(:p AS jsonb), 't') RETURNING id"""
+                ),
+                {"c": clinic_id, "e": event_id or "evt_" + uuid.uuid4().hex, "p": json.dumps(payload)},
+            ).scalar_one()
+        )
 
 
 def _state(container: Container, booking: Booking) -> dict[str, Any]:
     with container.database.tenant_scope(CLINIC) as session:
-        row = session.execute(text(
-            """SELECT a.status, a.hold_expires_at, a.calendar_sync, p.status AS payment, p.payment_intent_id,
+        row = (
+            session.execute(
+                text(
+                    """SELECT a.status, a.hold_expires_at, a.calendar_sync, p.status AS payment, p.payment_intent_id,
                       cv.agent_state
                FROM appointments a JOIN payments p ON p.appointment_id = a.id
-               JOIN conversations cv ON cv.id = a.conversation_id WHERE a.id = :id ORDER BY p.id LIMIT 1"""),
-            {"id": booking.appointment_id}).mappings().one()
-        outbox = session.execute(text(
-            "SELECT id, dedupe_key, body, to_address FROM outbox WHERE client_id = :c ORDER BY id"),
-            {"c": booking.client_id}).mappings().all()
+               JOIN conversations cv ON cv.id = a.conversation_id WHERE a.id = :id ORDER BY p.id LIMIT 1"""
+                ),
+                {"id": booking.appointment_id},
+            )
+            .mappings()
+            .one()
+        )
+        outbox = (
+            session.execute(
+                text("SELECT id, dedupe_key, body, to_address FROM outbox WHERE client_id = :c ORDER BY id"),
+                {"c": booking.client_id},
+            )
+            .mappings()
+            .all()
+        )
     return {**row, "outbox": [dict(o) for o in outbox]}
 
 
@@ -207,8 +274,9 @@ def test_expired_checkout_releases_the_hold_and_frees_the_slot(env: tuple[Contai
     booking = _book(container)
     rec = Recorder()
 
-    outcome = apply_payment_event(container, CLINIC, _event(container, booking, "checkout.session.expired"),
-                                  rec.send, follow_up=rec.follow_up)
+    outcome = apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.expired"), rec.send, follow_up=rec.follow_up
+    )
 
     assert outcome.action == "released"
     state = _state(container, booking)
@@ -227,12 +295,14 @@ def test_expired_after_paid_does_nothing(env: tuple[Container, FrozenClock]) -> 
     container, _ = env
     booking = _book(container)
     rec = Recorder()
-    apply_payment_event(container, CLINIC, _event(container, booking, "checkout.session.completed"), rec.send,
-                        follow_up=rec.follow_up)
+    apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.completed"), rec.send, follow_up=rec.follow_up
+    )
     late = Recorder()
 
-    outcome = apply_payment_event(container, CLINIC, _event(container, booking, "checkout.session.expired"),
-                                  late.send, follow_up=late.follow_up)
+    outcome = apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.expired"), late.send, follow_up=late.follow_up
+    )
 
     assert outcome.action == "duplicate"
     state = _state(container, booking)
@@ -248,14 +318,17 @@ def test_payment_after_the_hold_ended_retakes_a_free_slot(env: tuple[Container, 
     assert expire_due_holds(container, rec.send) >= 1
     assert _state(container, booking)["status"] == "expired"
 
-    outcome = apply_payment_event(container, CLINIC, _event(container, booking, "checkout.session.completed"),
-                                  rec.send, follow_up=rec.follow_up)
+    outcome = apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.completed"), rec.send, follow_up=rec.follow_up
+    )
 
     assert outcome.action == "rebooked"
     state = _state(container, booking)
     assert (state["status"], state["payment"], state["calendar_sync"]) == ("booked", "paid", "pending")
     assert [o["dedupe_key"] for o in state["outbox"]] == [
-        f"hold-released:{booking.appointment_id}", f"deposit-paid:{booking.appointment_id}"]
+        f"hold-released:{booking.appointment_id}",
+        f"deposit-paid:{booking.appointment_id}",
+    ]
     assert ("calendar", CLINIC, booking.appointment_id) in rec.follow_ups
 
 
@@ -268,8 +341,9 @@ def test_payment_for_a_slot_someone_else_took_is_refunded(
     expire_due_holds(container, rec.send)
     taken = _book(container, start=booking.starts_at)  # the released slot is booked by someone else
 
-    outcome = apply_payment_event(container, CLINIC, _event(container, booking, "checkout.session.completed"),
-                                  rec.send, follow_up=rec.follow_up)
+    outcome = apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.completed"), rec.send, follow_up=rec.follow_up
+    )
 
     assert outcome.action == "refund_late"
     state = _state(container, booking)
@@ -328,8 +402,10 @@ def test_deposit_decision_follows_the_policy_window(hours_before: int, policies:
 
 def _cancel(container: Container, booking: Booking, cancelled_at: datetime) -> None:
     with container.database.tenant_scope(CLINIC) as session:
-        session.execute(text("UPDATE appointments SET status = 'cancelled', cancelled_at = :t WHERE id = :id"),
-                        {"t": cancelled_at, "id": booking.appointment_id})
+        session.execute(
+            text("UPDATE appointments SET status = 'cancelled', cancelled_at = :t WHERE id = :id"),
+            {"t": cancelled_at, "id": booking.appointment_id},
+        )
 
 
 def test_refund_outside_the_window_and_keep_inside(

@@ -47,7 +47,9 @@ def test_migrations_round_trip_and_agree_with_the_models(scratch_database):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         extensions = set(conn.execute(text("SELECT extname FROM pg_extension")).scalars())
-        indexes = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks'")).all())
+        indexes = dict(
+            conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks'")).all()
+        )
     engine.dispose()
     assert diff == [], f"models and migrations disagree: {diff}"
     assert {"vector", "btree_gist", "pg_trgm"} <= extensions
@@ -113,16 +115,16 @@ def test_concurrent_bookings_for_one_slot_give_one_booking(database):
 # ------------------------------------------------------------------ row-level security
 def test_app_role_is_neither_owner_nor_bypassrls(app_engine):
     with app_engine.connect() as conn:
-        role = conn.execute(
-            text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-        ).one()
+        role = conn.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")).one()
         owned = conn.execute(
             text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user")
         ).scalar()
-        forced = dict(conn.execute(
-            text("SELECT relname, relforcerowsecurity AND relrowsecurity FROM pg_class WHERE relname = ANY(:t)"),
-            {"t": list(TENANT_TABLES)},
-        ).all())
+        forced = dict(
+            conn.execute(
+                text("SELECT relname, relforcerowsecurity AND relrowsecurity FROM pg_class WHERE relname = ANY(:t)"),
+                {"t": list(TENANT_TABLES)},
+            ).all()
+        )
     assert role == (False, False)
     assert owned == 0
     assert forced == {name: True for name in TENANT_TABLES}
@@ -165,8 +167,12 @@ def test_unset_clinic_means_no_rows_and_the_app_role_cannot_bypass(infra, app_en
         with pytest.raises(ProgrammingError), conn.begin():
             conn.execute(text("ALTER TABLE clients DISABLE ROW LEVEL SECURITY"))
         with pytest.raises(ProgrammingError), conn.begin():
-            conn.execute(text("INSERT INTO clinics (slug, name, timezone, public_key, phone) "
-                              "VALUES ('evil', 'x', 'UTC', 'evil', '+1')"))
+            conn.execute(
+                text(
+                    "INSERT INTO clinics (slug, name, timezone, public_key, phone) "
+                    "VALUES ('evil', 'x', 'UTC', 'evil', '+1')"
+                )
+            )
     engine.dispose()
 
 
@@ -174,8 +180,18 @@ def test_unset_clinic_means_no_rows_and_the_app_role_cannot_bypass(infra, app_en
 def test_seed_loads_twice_without_error_or_duplicates(infra, owner_engine):
     def counts() -> dict[str, int]:
         with owner_engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in
-                    ("clinics", "providers", "services", "kb_documents", "kb_chunks", "automations", "consent_events")}
+            return {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                for t in (
+                    "clinics",
+                    "providers",
+                    "services",
+                    "kb_documents",
+                    "kb_chunks",
+                    "automations",
+                    "consent_events",
+                )
+            }
 
     before = counts()
     load_seed(infra.migration_database_url)
@@ -187,11 +203,17 @@ def test_seed_loads_twice_without_error_or_duplicates(infra, owner_engine):
 
 def test_full_text_query_finds_the_parking_article(database):
     with database.tenant_scope(1) as session:
-        slugs = session.execute(text(
-            """SELECT d.slug FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
+        slugs = (
+            session.execute(
+                text(
+                    """SELECT d.slug FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
                WHERE c.tsv @@ websearch_to_tsquery('english', 'where do I park')
                ORDER BY ts_rank(c.tsv, websearch_to_tsquery('english', 'where do I park')) DESC"""
-        )).scalars().all()
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert slugs and slugs[0] == "location-parking"
 
 
@@ -207,10 +229,12 @@ def test_hnsw_vector_query_finds_the_comfort_article(database):
         # 60 chunks: the planner would rather sort; make it use the ordered HNSW scan it would use at scale.
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_sort = off"))
-        plan = "\n".join(session.execute(
-            text("EXPLAIN SELECT id FROM kb_chunks ORDER BY embedding <=> CAST(:v AS vector) LIMIT 3"),
-            {"v": str(vector)},
-        ).scalars())
+        plan = "\n".join(
+            session.execute(
+                text("EXPLAIN SELECT id FROM kb_chunks ORDER BY embedding <=> CAST(:v AS vector) LIMIT 3"),
+                {"v": str(vector)},
+            ).scalars()
+        )
         top = session.execute(
             text("""SELECT d.slug FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id
                     ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT 1"""),

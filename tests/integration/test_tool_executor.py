@@ -26,8 +26,12 @@ LA = ZoneInfo("America/Los_Angeles")
 # Tuesday 2027-04-06, 10:00 in Los Angeles: far from the seeded appointments (which sit near the seeding date).
 NOW = datetime(2027, 4, 6, 10, 0, tzinfo=LA).astimezone(UTC)
 STRIPE_KEY = "sk_test_executor"
-CALENDARS = ["maya.chen@glowmedspa.example", "jordan.lee@glowmedspa.example",
-             "sofia.ramirez@glowmedspa.example", "priya.nair@glowmedspa.example"]
+CALENDARS = [
+    "maya.chen@glowmedspa.example",
+    "jordan.lee@glowmedspa.example",
+    "sofia.ramirez@glowmedspa.example",
+    "priya.nair@glowmedspa.example",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,9 @@ class Patient:
         self.phone = "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
         with database.tenant_scope(GLOW) as session:
             self.client_id = session.execute(
-                text("INSERT INTO clients (clinic_id, phone_e164, name, consent_state) VALUES (1, :p, :n, 'opted_in') RETURNING id"),
+                text(
+                    "INSERT INTO clients (clinic_id, phone_e164, name, consent_state) VALUES (1, :p, :n, 'opted_in') RETURNING id"
+                ),
                 {"p": self.phone, "n": name},
             ).scalar_one()
             self.conversation_id = session.execute(
@@ -65,15 +71,30 @@ def cleanup(database: Database) -> Iterator[list[Patient]]:
             session.execute(text("DELETE FROM appointments WHERE client_id = :c"), {"c": p.client_id})
 
 
-def make(database: Database, stripe_fake: FakeStripeApi, google_fake: FakeGoogleCalendarApi, cleanup: list[Patient],
-         *, now: datetime = NOW, fence: int = 0, patient: Patient | None = None) -> tuple[DbToolExecutor, Patient]:
+def make(
+    database: Database,
+    stripe_fake: FakeStripeApi,
+    google_fake: FakeGoogleCalendarApi,
+    cleanup: list[Patient],
+    *,
+    now: datetime = NOW,
+    fence: int = 0,
+    patient: Patient | None = None,
+) -> tuple[DbToolExecutor, Patient]:
     patient = patient or Patient(database)
     cleanup.append(patient)
     calendar = GoogleCalendar(build_calendar_service(AnonymousCredentials(), api_endpoint=google_fake.api_endpoint))
     executor = DbToolExecutor(
-        database, clinic_id=GLOW, client_id=patient.client_id, conversation_id=patient.conversation_id,
-        fence_version=fence, now=now, payments=StripePayments(STRIPE_KEY, api_base=stripe_fake.base_url),
-        calendar=calendar, embedder=None, public_base_url="https://medspa.example",
+        database,
+        clinic_id=GLOW,
+        client_id=patient.client_id,
+        conversation_id=patient.conversation_id,
+        fence_version=fence,
+        now=now,
+        payments=StripePayments(STRIPE_KEY, api_base=stripe_fake.base_url),
+        calendar=calendar,
+        embedder=None,
+        public_base_url="https://medspa.example",
     )
     return executor, patient
 
@@ -101,15 +122,30 @@ def _appointments(database: Database, client_id: int) -> list[Any]:
 
 # ------------------------------------------------------------------ catalogue and knowledge
 def test_hours_json_shapes() -> None:
-    hours = parse_hours({"mon": [["09:00", "13:00"], ["14:00", "17:00"]], "tuesday": ["10:00", "18:00"],
-                         "wed": {"open": "09:00", "close": "12:00"}, "thu": "08:00-16:00", "sun": []})
-    assert [(h.weekday, h.start.hour, h.end.hour) for h in hours] == [(0, 9, 13), (0, 14, 17), (1, 10, 18), (2, 9, 12), (3, 8, 16)]
+    hours = parse_hours(
+        {
+            "mon": [["09:00", "13:00"], ["14:00", "17:00"]],
+            "tuesday": ["10:00", "18:00"],
+            "wed": {"open": "09:00", "close": "12:00"},
+            "thu": "08:00-16:00",
+            "sun": [],
+        }
+    )
+    assert [(h.weekday, h.start.hour, h.end.hour) for h in hours] == [
+        (0, 9, 13),
+        (0, 14, 17),
+        (1, 10, 18),
+        (2, 9, 12),
+        (3, 8, 16),
+    ]
 
 
 def test_service_details_resolve_synonyms(tools) -> None:  # noqa: ANN001
     executor, _ = tools()
     details = executor.execute("get_service_details", {"service": "lip filler"})
-    assert details["service"] == "lip-filler" and details["price"] == "$750 per syringe" and details["deposit"] == "$100"
+    assert (
+        details["service"] == "lip-filler" and details["price"] == "$750 per syringe" and details["deposit"] == "$100"
+    )
     assert set(details["providers"]) == {"Dr. Maya Chen", "Jordan Lee"}
     assert executor.execute("get_service_details", {"service": "tox"})["service"] == "neurotoxin"
     missing = executor.execute("get_service_details", {"service": "tattoo removal"})
@@ -128,21 +164,43 @@ def test_knowledge_search_full_text_when_no_embedder(tools) -> None:  # noqa: AN
 def test_availability_respects_hours_skills_lead_time_and_calendar(tools, google_fake) -> None:  # noqa: ANN001
     executor, _ = tools()
     # HydraFacial is only Sofia's, who does not work Tuesdays: nothing on Tuesday, widened to later days.
-    hydra = executor.execute("check_availability", {"service": "hydrafacial", "date_from": "2027-04-06", "date_to": "2027-04-06"})
+    hydra = executor.execute(
+        "check_availability", {"service": "hydrafacial", "date_from": "2027-04-06", "date_to": "2027-04-06"}
+    )
     assert hydra["slots"] and all(s["provider"] == "Sofia Ramirez" for s in hydra["slots"])
     assert all(not s["start"].startswith("2027-04-06") for s in hydra["slots"]) and "widened_to" in hydra["searched"]
 
     # Botox today: two hours' notice from 10:00, so nothing before 12:00 local.
-    today = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-06", "date_to": "2027-04-06"})
+    today = executor.execute(
+        "check_availability", {"service": "botox", "date_from": "2027-04-06", "date_to": "2027-04-06"}
+    )
     assert today["slots"] and min(s["start"] for s in today["slots"]) >= "2027-04-06T12:00"
 
     # A busy block in Dr. Chen's Google calendar (not in our database) hides her 15:00 on Wednesday.
-    google_fake.add_busy("maya.chen@glowmedspa.example", datetime(2027, 4, 7, 14, 45, tzinfo=LA), datetime(2027, 4, 7, 16, 0, tzinfo=LA))
-    wed = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-07", "date_to": "2027-04-07",
-                                                 "preferred_time": "15:00", "provider": "Dr. Maya Chen"})
+    google_fake.add_busy(
+        "maya.chen@glowmedspa.example", datetime(2027, 4, 7, 14, 45, tzinfo=LA), datetime(2027, 4, 7, 16, 0, tzinfo=LA)
+    )
+    wed = executor.execute(
+        "check_availability",
+        {
+            "service": "botox",
+            "date_from": "2027-04-07",
+            "date_to": "2027-04-07",
+            "preferred_time": "15:00",
+            "provider": "Dr. Maya Chen",
+        },
+    )
     assert wed["slots"] and "2027-04-07T15:00" not in [s["start"] for s in wed["slots"]]
-    jordan = executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-07", "date_to": "2027-04-07",
-                                                    "preferred_time": "15:00", "provider": "Jordan"})
+    jordan = executor.execute(
+        "check_availability",
+        {
+            "service": "botox",
+            "date_from": "2027-04-07",
+            "date_to": "2027-04-07",
+            "preferred_time": "15:00",
+            "provider": "Jordan",
+        },
+    )
     assert {"start": "2027-04-07T15:00", "label": "Wed Apr 7, 3:00 PM", "provider": "Jordan Lee"} in jordan["slots"]
 
     wrong = executor.execute("check_availability", {"service": "hydrafacial", "provider": "Jordan Lee"})
@@ -160,7 +218,9 @@ def test_book_with_deposit_is_idempotent_and_blocks_the_buffer(tools, database) 
     [row] = _appointments(database, patient.client_id)
     assert row.service == "neurotoxin" and row.provider == "maya-chen" and row.status == "pending_deposit"
     assert row.starts_at == datetime(2027, 4, 8, 15, 0, tzinfo=LA)
-    assert row.ends_at - row.starts_at == timedelta(minutes=30) and row.blocked_until - row.ends_at == timedelta(minutes=10)
+    assert row.ends_at - row.starts_at == timedelta(minutes=30) and row.blocked_until - row.ends_at == timedelta(
+        minutes=10
+    )
     assert row.hold_expires_at == NOW + timedelta(minutes=60)  # the clinic's deposit_hold_minutes
     assert row.source_key == f"conv:{patient.conversation_id}:neurotoxin:2027-04-08T15:00"
 
@@ -226,11 +286,23 @@ def test_the_exclusion_constraint_is_the_last_guard(tools, database) -> None:  #
     holder.execute(
         text("""INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at, blocked_until, status)
                 VALUES (1, :c, :p, :s, :start, :end, :end, 'booked')"""),
-        {"c": other.client_id, "p": ids["sofia-ramirez"], "s": service, "start": start, "end": start + timedelta(minutes=45)},
+        {
+            "c": other.client_id,
+            "p": ids["sofia-ramirez"],
+            "s": service,
+            "start": start,
+            "end": start + timedelta(minutes=45),
+        },
     )
     result: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: result.update(executor.execute(
-        "book_appointment", {"service": "chemical peel", "start": "2027-04-08T16:00", "provider": "Sofia Ramirez"})))
+    worker = threading.Thread(
+        target=lambda: result.update(
+            executor.execute(
+                "book_appointment",
+                {"service": "chemical peel", "start": "2027-04-08T16:00", "provider": "Sofia Ramirez"},
+            )
+        )
+    )
     worker.start()
     worker.join(1.0)  # the insert is now blocked on the holder's row (or done, if it somehow did not conflict)
     tx.commit()
@@ -255,7 +327,11 @@ def test_stale_turn_cannot_book(tools, database) -> None:  # noqa: ANN001
 def test_propose_validates_and_normalises(tools) -> None:  # noqa: ANN001
     executor, _ = tools()
     proposal = executor.execute("propose_action", {"action": "book", "service": "lips", "start": "2027-04-08T13:00"})
-    assert proposal["service"] == "lip-filler" and proposal["provider"] == "maya-chen" and proposal["start"] == "2027-04-08T13:00"
+    assert (
+        proposal["service"] == "lip-filler"
+        and proposal["provider"] == "maya-chen"
+        and proposal["start"] == "2027-04-08T13:00"
+    )
     assert "Thu Apr 8, 1:00 PM" in proposal["summary"] and "$100 deposit" in proposal["summary"]
     sunday = executor.execute("propose_action", {"action": "book", "service": "botox", "start": "2027-04-11T13:00"})
     assert sunday["error"] == "that time is not available"
@@ -285,10 +361,14 @@ def test_patients_only_see_and_touch_their_own_appointments(tools, database) -> 
 def test_reschedule_moves_the_appointment(tools, database) -> None:  # noqa: ANN001
     executor, patient = tools()
     booked = executor.execute("book_appointment", {"service": "chemical peel", "start": "2027-04-08T12:00"})
-    moved = executor.execute("reschedule_appointment", {"appointment_id": booked["appointment_id"], "new_start": "2027-04-09T15:00"})
+    moved = executor.execute(
+        "reschedule_appointment", {"appointment_id": booked["appointment_id"], "new_start": "2027-04-09T15:00"}
+    )
     assert moved["ok"] and moved["label"] == "Fri Apr 9, 3:00 PM" and moved["from"] == "Thu Apr 8, 12:00 PM"
     [row] = _appointments(database, patient.client_id)
-    assert row.starts_at == datetime(2027, 4, 9, 15, 0, tzinfo=LA) and row.blocked_until == row.ends_at + timedelta(minutes=10)
+    assert row.starts_at == datetime(2027, 4, 9, 15, 0, tzinfo=LA) and row.blocked_until == row.ends_at + timedelta(
+        minutes=10
+    )
 
 
 def test_cancel_explains_the_policy_and_refunds_or_keeps_the_deposit(tools, database, stripe_fake) -> None:  # noqa: ANN001
@@ -325,20 +405,30 @@ def test_deposit_link_through_stripe_is_created_once(tools, database, stripe_fak
     assert link["ok"] and link["url"].startswith("http") and link["amount"] == "$100"
     again = executor.execute("create_deposit_link", {"appointment_id": booked["appointment_id"]})
     assert again["url"] == link["url"]  # the same Checkout Session (stored row, or Stripe's idempotent replay)
-    sessions = [r for r in stripe_fake.requests_to("POST", "/v1/checkout/sessions")
-                if r.header("Idempotency-Key") == f"deposit:{booked['appointment_id']}"]
+    sessions = [
+        r
+        for r in stripe_fake.requests_to("POST", "/v1/checkout/sessions")
+        if r.header("Idempotency-Key") == f"deposit:{booked['appointment_id']}"
+    ]
     assert 1 <= len(sessions) <= 2
     with database.tenant_scope(GLOW) as session:
-        rows = session.execute(text("SELECT amount_cents, status FROM payments WHERE appointment_id = :a"),
-                               {"a": booked["appointment_id"]}).all()
+        rows = session.execute(
+            text("SELECT amount_cents, status FROM payments WHERE appointment_id = :a"), {"a": booked["appointment_id"]}
+        ).all()
     assert [(r.amount_cents, r.status) for r in rows] == [(10000, "pending")]
     no_deposit = executor.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-09T13:00"})
-    assert "does not need a deposit" in executor.execute("create_deposit_link", {"appointment_id": no_deposit["appointment_id"]})["error"]
+    assert (
+        "does not need a deposit"
+        in executor.execute("create_deposit_link", {"appointment_id": no_deposit["appointment_id"]})["error"]
+    )
 
 
 def test_update_profile_and_handoff(tools, database) -> None:  # noqa: ANN001
     executor, patient = tools()
-    assert executor.execute("update_profile", {"name": "Ana Ruiz", "email": "ana@example.com"}) == {"ok": True, "saved": ["name", "email"]}
+    assert executor.execute("update_profile", {"name": "Ana Ruiz", "email": "ana@example.com"}) == {
+        "ok": True,
+        "saved": ["name", "email"],
+    }
     with database.tenant_scope(GLOW) as session:
         row = session.execute(text("SELECT name, email FROM clients WHERE id = :c"), {"c": patient.client_id}).one()
     assert (row.name, row.email) == ("Ana Ruiz", "ana@example.com")

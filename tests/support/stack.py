@@ -72,9 +72,15 @@ def echo_responder(body: dict[str, Any]) -> dict[str, Any]:
     last = messages[-1]
     if last["role"] == "user" or (last["role"] != "tool" and not any(m["role"] == "tool" for m in messages[-3:])):
         return {
-            "role": "assistant", "content": None,
-            "tool_calls": [{"id": "call_" + uuid.uuid4().hex[:12], "type": "function",
-                            "function": {"name": "get_my_appointments", "arguments": "{}"}}],
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_" + uuid.uuid4().hex[:12],
+                    "type": "function",
+                    "function": {"name": "get_my_appointments", "arguments": "{}"},
+                }
+            ],
         }
     # Markers in the user messages after the last assistant *reply* (the turn's new messages).
     seen: list[str] = []
@@ -101,8 +107,12 @@ class Stack:
     # ------------------------------------------------------------ driving it like Twilio would
     def sms_form(self, to: str, from_: str, body: str, sid: str | None = None) -> dict[str, str]:
         return {
-            "MessageSid": sid or "SM" + uuid.uuid4().hex, "AccountSid": TWILIO_SID, "From": from_, "To": to,
-            "Body": body, "NumMedia": "0",
+            "MessageSid": sid or "SM" + uuid.uuid4().hex,
+            "AccountSid": TWILIO_SID,
+            "From": from_,
+            "To": to,
+            "Body": body,
+            "NumMedia": "0",
         }
 
     def post_twilio(self, path: str, form: dict[str, str], *, signature: str | None = None) -> httpx.Response:
@@ -147,15 +157,19 @@ class Stack:
 
     def tool_calls(self, phone: str, clinic_id: int = GLOW_CLINIC_ID) -> list[dict[str, Any]]:
         with self.database.tenant_scope(clinic_id) as session:
-            rows = session.execute(
-                text(
-                    """SELECT t.name, t.arguments, t.ok, t.result FROM tool_calls t
+            rows = (
+                session.execute(
+                    text(
+                        """SELECT t.name, t.arguments, t.ok, t.result FROM tool_calls t
                        JOIN turns u ON u.id = t.turn_id JOIN conversations c ON c.id = u.conversation_id
                        JOIN clients cl ON cl.id = c.client_id
                        WHERE cl.phone_e164 = :phone ORDER BY t.id"""
-                ),
-                {"phone": phone},
-            ).mappings().all()
+                    ),
+                    {"phone": phone},
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def wait_idle(self, clinic_id: int = GLOW_CLINIC_ID, timeout: float = 60) -> None:
@@ -163,11 +177,16 @@ class Stack:
 
         def idle() -> bool:
             with self.database.tenant_scope(clinic_id) as session:
-                return bool(session.execute(text(
-                    """SELECT NOT EXISTS (SELECT 1 FROM inbox_events WHERE status = 'received')
+                return bool(
+                    session.execute(
+                        text(
+                            """SELECT NOT EXISTS (SELECT 1 FROM inbox_events WHERE status = 'received')
                           AND NOT EXISTS (SELECT 1 FROM conversations WHERE last_inbound_seq > answered_seq)
                           AND NOT EXISTS (SELECT 1 FROM outbox WHERE status IN ('queued', 'sending', 'unknown')
-                                          AND (not_before IS NULL OR not_before <= now()))""")).scalar())
+                                          AND (not_before IS NULL OR not_before <= now()))"""
+                        )
+                    ).scalar()
+                )
 
         try:
             wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
@@ -176,13 +195,20 @@ class Stack:
 
     def pipeline_state(self, clinic_id: int = GLOW_CLINIC_ID) -> dict[str, Any]:
         with self.database.tenant_scope(clinic_id) as session:
-            return dict(session.execute(text(
-                """SELECT (SELECT count(*) FROM inbox_events WHERE status = 'received') AS inbox_received,
+            return dict(
+                session.execute(
+                    text(
+                        """SELECT (SELECT count(*) FROM inbox_events WHERE status = 'received') AS inbox_received,
                           (SELECT count(*) FROM inbox_events WHERE status = 'quarantined') AS inbox_quarantined,
                           (SELECT count(*) FROM conversations WHERE last_inbound_seq > answered_seq) AS pending_convs,
                           (SELECT count(*) FROM conversations WHERE lease_owner IS NOT NULL) AS leased_convs,
                           (SELECT json_object_agg(status, n) FROM (SELECT status, count(*) n FROM outbox
-                                                                    GROUP BY status) s) AS outbox""")).mappings().one())
+                                                                    GROUP BY status) s) AS outbox"""
+                    )
+                )
+                .mappings()
+                .one()
+            )
 
     def close(self) -> None:
         for stop in reversed(self._stoppers):
@@ -191,18 +217,40 @@ class Stack:
         self.http.close()
 
 
-def stack_settings(infra: Infrastructure, *, base_url: str, twilio: FakeTwilioApi, openai: FakeOpenAIApi,
-                   data_dir: Path, **overrides: Any) -> Settings:
+def stack_settings(
+    infra: Infrastructure,
+    *,
+    base_url: str,
+    twilio: FakeTwilioApi,
+    openai: FakeOpenAIApi,
+    data_dir: Path,
+    **overrides: Any,
+) -> Settings:
     values: dict[str, Any] = {
-        "database_url": infra.database_url, "migration_database_url": infra.migration_database_url,
-        "redis_url": infra.redis_url, "data_dir": data_dir, "public_base_url": base_url,
-        "environment": "test", "log_json": True, "log_level": "INFO",
-        "twilio_account_sid": TWILIO_SID, "twilio_auth_token": TWILIO_TOKEN, "twilio_api_base": twilio.base_url,
-        "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET, "chat_token_secret": CHAT_SECRET,
-        "openai_api_key": OPENAI_KEY, "openai_base_url": openai.base_url + "/v1", "model_provider": "offline",
-        "sms_rate_per_number_per_s": 0, "rate_limit_per_sender_per_min": 10_000,
-        "rate_limit_per_session_per_min": 10_000, "local_embeddings": False,
-        "worker_metrics_port": 0, "inbox_sweep_after_s": 20, "outbox_sweep_after_s": 15, "lease_seconds": 15,
+        "database_url": infra.database_url,
+        "migration_database_url": infra.migration_database_url,
+        "redis_url": infra.redis_url,
+        "data_dir": data_dir,
+        "public_base_url": base_url,
+        "environment": "test",
+        "log_json": True,
+        "log_level": "INFO",
+        "twilio_account_sid": TWILIO_SID,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "twilio_api_base": twilio.base_url,
+        "stripe_webhook_secret": STRIPE_WEBHOOK_SECRET,
+        "chat_token_secret": CHAT_SECRET,
+        "openai_api_key": OPENAI_KEY,
+        "openai_base_url": openai.base_url + "/v1",
+        "model_provider": "offline",
+        "sms_rate_per_number_per_s": 0,
+        "rate_limit_per_sender_per_min": 10_000,
+        "rate_limit_per_session_per_min": 10_000,
+        "local_embeddings": False,
+        "worker_metrics_port": 0,
+        "inbox_sweep_after_s": 20,
+        "outbox_sweep_after_s": 15,
+        "lease_seconds": 15,
     }
     values.update(overrides)
     return Settings(**values)
@@ -228,8 +276,9 @@ class _ThreadedUvicorn(uvicorn.Server):
 def serve_app_in_thread(settings: Settings, port: int) -> Any:
     from webhooks.app import create_app
 
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+    )
     server = _ThreadedUvicorn(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -295,8 +344,9 @@ class WorkerProcess:
         return [int(p) for p in out.split()]
 
 
-def start_worker_process(settings: Settings, *, processes: int = 1, threads: int = 4, log_dir: Path,
-                         name: str = "worker") -> WorkerProcess:
+def start_worker_process(
+    settings: Settings, *, processes: int = 1, threads: int = 4, log_dir: Path, name: str = "worker"
+) -> WorkerProcess:
     env = os.environ.copy() | settings_env(settings)
     if settings.worker_metrics_port:
         from worker.metrics_setup import worker_metrics_env
@@ -305,9 +355,27 @@ def start_worker_process(settings: Settings, *, processes: int = 1, threads: int
     log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
     handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", str(processes), "--threads", str(threads),
-         "--queues", "inbound", "turns", "outbox", "bulk", "scheduled"],
-        cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "worker.actors",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            "inbound",
+            "turns",
+            "outbox",
+            "bulk",
+            "scheduled",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     port = int(env["WORKER_METRICS_PORT"]) if settings.worker_metrics_port else None
     return WorkerProcess(process, log_path, port)
@@ -318,9 +386,27 @@ def start_app_process(settings: Settings, port: int, *, log_dir: Path, workers: 
     log_path = log_dir / f"webhooks-{port}.log"
     handle = open(log_path, "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "webhooks.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-        cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "webhooks.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_for(lambda: _ready(f"http://127.0.0.1:{port}/readyz"), 30, what="webhook app to be ready")
     return WorkerProcess(process, log_path)
@@ -334,8 +420,9 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(infra: Infrastructure, tmp_dir: Path, *, inprocess_worker: bool = True,
-                  **overrides: Any) -> Iterator[tuple[Stack, Any]]:
+def running_stack(
+    infra: Infrastructure, tmp_dir: Path, *, inprocess_worker: bool = True, **overrides: Any
+) -> Iterator[tuple[Stack, Any]]:
     twilio = FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN).start()
     openai = FakeOpenAIApi(OPENAI_KEY).start()
     port = free_port()
@@ -373,8 +460,7 @@ class ProcessStack:
     log_dir: Path
 
     def add_worker(self, *, processes: int = 1, threads: int = 4) -> WorkerProcess:
-        worker = start_worker_process(self.stack.settings, processes=processes, threads=threads,
-                                      log_dir=self.log_dir)
+        worker = start_worker_process(self.stack.settings, processes=processes, threads=threads, log_dir=self.log_dir)
         self.workers.append(worker)
         return worker
 
@@ -390,14 +476,26 @@ def start_scheduler_process(settings: Settings, *, log_dir: Path) -> WorkerProce
     env = os.environ.copy() | settings_env(settings)
     log_path = log_dir / f"scheduler-{uuid.uuid4().hex[:6]}.log"
     handle = open(log_path, "wb")  # noqa: SIM115
-    process = subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env,
-                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.scheduler"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return WorkerProcess(process, log_path)
 
 
 @contextlib.contextmanager
-def running_process_stack(infra: Infrastructure, tmp_dir: Path, *, workers: tuple[tuple[int, int], ...] = ((2, 4),),
-                          scheduler: bool = True, **overrides: Any) -> Iterator[ProcessStack]:
+def running_process_stack(
+    infra: Infrastructure,
+    tmp_dir: Path,
+    *,
+    workers: tuple[tuple[int, int], ...] = ((2, 4),),
+    scheduler: bool = True,
+    **overrides: Any,
+) -> Iterator[ProcessStack]:
     twilio = FakeTwilioApi(TWILIO_SID, TWILIO_TOKEN).start()
     openai = FakeOpenAIApi(OPENAI_KEY).start()
     openai.responder = echo_responder
@@ -409,8 +507,16 @@ def running_process_stack(infra: Infrastructure, tmp_dir: Path, *, workers: tupl
     from db.engine import make_engine
 
     database = Database(make_engine(infra.database_url, pool_size=4))
-    stack = Stack(infra, settings, database, twilio, openai, base_url, FrozenClock(),
-                  httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64)))
+    stack = Stack(
+        infra,
+        settings,
+        database,
+        twilio,
+        openai,
+        base_url,
+        FrozenClock(),
+        httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64)),
+    )
     log_dir = tmp_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     procs: ProcessStack | None = None

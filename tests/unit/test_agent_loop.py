@@ -15,17 +15,39 @@ from domain.ports import ChatMessage, ModelReply, ModelUnavailable, ModelUsage, 
 
 NOW = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)  # Tue Mar 2, 10:00 in Los Angeles
 CLINIC = ClinicProfile(
-    id=1, name="Glow MedSpa", timezone="America/Los_Angeles", phone="+14155550100", address="2150 Fillmore St",
-    business_hours={"mon": [["09:00", "19:00"]], "sun": []}, holidays=[], policies={"cancellation_window_hours": 24},
+    id=1,
+    name="Glow MedSpa",
+    timezone="America/Los_Angeles",
+    phone="+14155550100",
+    address="2150 Fillmore St",
+    business_hours={"mon": [["09:00", "19:00"]], "sun": []},
+    holidays=[],
+    policies={"cancellation_window_hours": 24},
 )
 PATIENT = PatientProfile(
-    client_id=7, name="Ana", email=None, consent_state="opted_in",
-    upcoming=(AppointmentView(5, "Botox", "Dr. Chen", datetime(2027, 3, 4, 23, 0, tzinfo=UTC),
-                              datetime(2027, 3, 4, 23, 30, tzinfo=UTC), "booked"),),
+    client_id=7,
+    name="Ana",
+    email=None,
+    consent_state="opted_in",
+    upcoming=(
+        AppointmentView(
+            5,
+            "Botox",
+            "Dr. Chen",
+            datetime(2027, 3, 4, 23, 0, tzinfo=UTC),
+            datetime(2027, 3, 4, 23, 30, tzinfo=UTC),
+            "booked",
+        ),
+    ),
 )
 PROPOSAL = {
-    "action": "book", "service": "neurotoxin", "service_name": "Botox / Dysport", "start": "2027-03-03T15:00",
-    "provider": "maya-chen", "provider_name": "Dr. Maya Chen", "summary": "Botox on Wed Mar 3, 3:00 PM.",
+    "action": "book",
+    "service": "neurotoxin",
+    "service_name": "Botox / Dysport",
+    "start": "2027-03-03T15:00",
+    "provider": "maya-chen",
+    "provider_name": "Dr. Maya Chen",
+    "summary": "Botox on Wed Mar 3, 3:00 PM.",
 }
 
 
@@ -74,11 +96,24 @@ def tools_reply(*calls: ToolCall) -> ModelReply:
     return ModelReply(content=None, tool_calls=calls, usage=ModelUsage(20, 3), model="scripted-1")
 
 
-def turn(*messages: str, state: str = "idle", slots: dict[str, Any] | None = None,
-         history: tuple[ChatMessage, ...] = (), channel: str = "sms") -> TurnInput:
+def turn(
+    *messages: str,
+    state: str = "idle",
+    slots: dict[str, Any] | None = None,
+    history: tuple[ChatMessage, ...] = (),
+    channel: str = "sms",
+) -> TurnInput:
     return TurnInput(
-        clinic=CLINIC, patient=PATIENT, conversation_id=3, channel=channel, agent_state=state,
-        slots=dict(slots or {}), history=history, new_messages=messages, now=NOW, trace_id="t1",
+        clinic=CLINIC,
+        patient=PATIENT,
+        conversation_id=3,
+        channel=channel,
+        agent_state=state,
+        slots=dict(slots or {}),
+        history=history,
+        new_messages=messages,
+        now=NOW,
+        trace_id="t1",
     )
 
 
@@ -100,17 +135,29 @@ def test_emergency_replies_and_hands_off_without_calling_the_model() -> None:
 
 # ------------------------------------------------------------------ the loop
 def test_multi_step_loop_feeds_results_back_and_records_everything() -> None:
-    slots = [{"start": f"2027-03-03T1{i}:00", "label": f"Wed Mar 3, {i}:00 PM", "provider": "Dr. Maya Chen"} for i in range(5)]
+    slots = [
+        {"start": f"2027-03-03T1{i}:00", "label": f"Wed Mar 3, {i}:00 PM", "provider": "Dr. Maya Chen"}
+        for i in range(5)
+    ]
     model = ScriptedModel(
         tools_reply(call("check_availability", {"service": "botox", "date_from": "2027-03-03"})),
         text("I have Wed Mar 3 at 1:00, 2:00 or 3:00 PM. Which works?"),
     )
     tools = RecordingTools({"check_availability": {"service": "Botox", "slots": slots}})
     out = AgentBrain(model).run_turn(turn("botox tomorrow?"), tools)
-    assert tools.calls == [("check_availability", {
-        "service": "botox", "date_from": "2027-03-03", "date_to": None, "time_of_day": None,
-        "preferred_time": None, "provider": None,
-    })]
+    assert tools.calls == [
+        (
+            "check_availability",
+            {
+                "service": "botox",
+                "date_from": "2027-03-03",
+                "date_to": None,
+                "time_of_day": None,
+                "preferred_time": None,
+                "provider": None,
+            },
+        )
+    ]
     assert tool_results(model, 1) == [{"service": "Botox", "slots": slots}]
     assert out.steps == 2 and out.usage == ModelUsage(30, 8) and out.model == "scripted-1"
     assert [m.role for m in out.transcript] == ["assistant", "tool", "assistant"]
@@ -136,8 +183,10 @@ def test_system_prompt_and_context_describe_clinic_patient_and_today() -> None:
 
 def test_parallel_calls_run_in_order() -> None:
     model = ScriptedModel(
-        tools_reply(call("get_service_details", {"service": "botox"}, "a"),
-                    call("get_service_details", {"service": "hydrafacial"}, "b")),
+        tools_reply(
+            call("get_service_details", {"service": "botox"}, "a"),
+            call("get_service_details", {"service": "hydrafacial"}, "b"),
+        ),
         text("Botox is $14/unit, HydraFacial $225."),
     )
     tools = RecordingTools({"get_service_details": lambda a: {"name": a["service"]}})
@@ -183,7 +232,9 @@ def test_confirmed_booking_runs_with_the_proposed_details() -> None:
     model = ScriptedModel(tools_reply(_book(service="botox / dysport")), text("Booked!"))
     tools = RecordingTools({"book_appointment": {"ok": True, "appointment_id": 9, "status": "booked", "label": "x"}})
     out = AgentBrain(model).run_turn(turn("yes please", state="confirming", slots={"pending_action": PROPOSAL}), tools)
-    assert tools.calls == [("book_appointment", {"service": "neurotoxin", "start": "2027-03-03T15:00", "provider": "maya-chen"})]
+    assert tools.calls == [
+        ("book_appointment", {"service": "neurotoxin", "start": "2027-03-03T15:00", "provider": "maya-chen"})
+    ]
     assert "pending_action" not in out.slots and out.agent_state == "booked"
 
 
@@ -228,10 +279,12 @@ def test_deposit_link_is_covered_by_the_booking_confirmation() -> None:
         tools_reply(call("create_deposit_link", {"appointment_id": 10})),  # some other appointment: refused
         text("Booked; pay here."),
     )
-    tools = RecordingTools({
-        "book_appointment": {"ok": True, "appointment_id": 9, "status": "pending_deposit", "label": "Wed"},
-        "create_deposit_link": {"ok": True, "url": "https://pay"},
-    })
+    tools = RecordingTools(
+        {
+            "book_appointment": {"ok": True, "appointment_id": 9, "status": "pending_deposit", "label": "Wed"},
+            "create_deposit_link": {"ok": True, "url": "https://pay"},
+        }
+    )
     out = AgentBrain(model).run_turn(turn("yes", state="confirming", slots={"pending_action": PROPOSAL}), tools)
     assert [c[0] for c in tools.calls] == ["book_appointment", "create_deposit_link"]
     assert tools.calls[1][1] == {"appointment_id": 9}
@@ -241,7 +294,9 @@ def test_deposit_link_is_covered_by_the_booking_confirmation() -> None:
 
 def test_a_plain_no_drops_the_proposal() -> None:
     model = ScriptedModel(text("No problem."))
-    out = AgentBrain(model).run_turn(turn("no thanks", state="confirming", slots={"pending_action": PROPOSAL}), RecordingTools())
+    out = AgentBrain(model).run_turn(
+        turn("no thanks", state="confirming", slots={"pending_action": PROPOSAL}), RecordingTools()
+    )
     assert "pending_action" not in out.slots and "pending_action" not in model.seen[0][2].slots
     assert out.agent_state == "answering"
 
@@ -263,8 +318,10 @@ def test_step_cap_ends_with_a_graceful_reply_and_handoff() -> None:
 
 
 def test_handoff_tool_sets_the_turn_handoff() -> None:
-    model = ScriptedModel(tools_reply(call("handoff_to_staff", {"reason": "wants a person", "urgency": "normal"})),
-                          text("Our team will reach out."))
+    model = ScriptedModel(
+        tools_reply(call("handoff_to_staff", {"reason": "wants a person", "urgency": "normal"})),
+        text("Our team will reach out."),
+    )
     out = AgentBrain(model).run_turn(turn("person please"), RecordingTools({"handoff_to_staff": {"ok": True}}))
     assert out.handoff is not None and out.handoff.reason == "wants a person" and out.agent_state == "handoff"
 

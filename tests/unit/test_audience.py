@@ -11,8 +11,11 @@ from domain.audience import Decision, RecipientFacts, SegmentError, SegmentFilte
 
 LA = "America/Los_Angeles"
 NY = "America/New_York"
-POLICIES = {"quiet_hours": {"start": "09:00", "end": "20:00"}, "marketing_cap_per_week": 2,
-            "opt_out_footer": "Reply STOP to opt out."}
+POLICIES = {
+    "quiet_hours": {"start": "09:00", "end": "20:00"},
+    "marketing_cap_per_week": 2,
+    "opt_out_footer": "Reply STOP to opt out.",
+}
 MARKETING = SendPolicy.marketing_for(LA, POLICIES)
 TRANSACTIONAL = SendPolicy.transactional_for(LA, POLICIES)
 
@@ -32,16 +35,24 @@ NOON = local(date(2026, 3, 3), time(12))
 
 # ------------------------------------------------------------------ segment filter
 def test_filter_round_trips_through_json_and_normalises_lists():
-    segment = SegmentFilter.from_dict({
-        "last_visit_before": "2026-01-01", "services_had": "Neurotoxin, lip-filler", "tags": ["VIP", "vip"],
-        "has_future_appointment": "no", "min_spend_cents": "50000",
-    })
+    segment = SegmentFilter.from_dict(
+        {
+            "last_visit_before": "2026-01-01",
+            "services_had": "Neurotoxin, lip-filler",
+            "tags": ["VIP", "vip"],
+            "has_future_appointment": "no",
+            "min_spend_cents": "50000",
+        }
+    )
     assert segment.services_had == ("lip-filler", "neurotoxin")
     assert segment.tags == ("vip",)
     assert segment.has_future_appointment is False
     assert segment.to_dict() == {
-        "last_visit_before": "2026-01-01", "services_had": ["lip-filler", "neurotoxin"], "tags": ["vip"],
-        "has_future_appointment": False, "min_spend_cents": 50000,
+        "last_visit_before": "2026-01-01",
+        "services_had": ["lip-filler", "neurotoxin"],
+        "tags": ["vip"],
+        "has_future_appointment": False,
+        "min_spend_cents": 50000,
     }
     assert SegmentFilter.from_dict(segment.to_dict()) == segment
     assert "without a future appointment" in segment.describe()

@@ -101,10 +101,20 @@ def test_docker_compose_accepts_the_file(tmp_path: Path):
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copytree(REPO_ROOT / "deploy", tmp_path / "deploy")
     shutil.copy(REPO_ROOT / "deploy" / "compose.env.example", tmp_path / ".env")
-    result = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     (tmp_path / ".env").write_text("MEDSPA_APP_PASSWORD=x\n")  # POSTGRES_PASSWORD missing: a clear refusal
-    refused = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config", "-q"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr

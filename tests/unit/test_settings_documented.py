@@ -12,8 +12,13 @@ def test_every_setting_is_documented_in_env_example():
 
 
 def test_secrets_are_secret_types():
-    secret_fields = {"openai_api_key", "twilio_auth_token", "stripe_api_key", "stripe_webhook_secret",
-                     "chat_token_secret"}
+    secret_fields = {
+        "openai_api_key",
+        "twilio_auth_token",
+        "stripe_api_key",
+        "stripe_webhook_secret",
+        "chat_token_secret",
+    }
     for name in secret_fields:
         assert "SecretStr" in str(Settings.model_fields[name].annotation), name
 
@@ -25,6 +30,6 @@ def test_settings_module_is_the_only_reader_of_configuration():
             continue
         text = Path(path).read_text()
         for variable in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "STRIPE_API_KEY"):
-            if f'environ["{variable}"]' in text or f"getenv(\"{variable}\"" in text:
+            if f'environ["{variable}"]' in text or f'getenv("{variable}"' in text:
                 offenders.append(f"{path}:{variable}")
     assert offenders == []

@@ -25,8 +25,10 @@ from domain.templates import (
 
 
 def test_render_fills_placeholders_and_keeps_literal_text():
-    body = render("Hi {first_name}, {clinic_name} has openings {next_open_slot}.",
-                  {"first_name": "Ava", "clinic_name": "Glow MedSpa", "next_open_slot": "Tue Mar 3 at 10:00 AM"})
+    body = render(
+        "Hi {first_name}, {clinic_name} has openings {next_open_slot}.",
+        {"first_name": "Ava", "clinic_name": "Glow MedSpa", "next_open_slot": "Tue Mar 3 at 10:00 AM"},
+    )
     assert body == "Hi Ava, Glow MedSpa has openings Tue Mar 3 at 10:00 AM."
 
 
@@ -83,7 +85,7 @@ def test_footer_is_appended_once():
 def test_cost_estimate_counts_segments_at_the_us_rate():
     short = "a" * 160  # one GSM-7 segment
     long = "a" * 161  # two segments (153 per part)
-    emoji = "Hi \U0001F600"  # UCS-2, one segment
+    emoji = "Hi \U0001f600"  # UCS-2, one segment
     estimate = estimate_cost([short, long, emoji])
     assert (estimate.messages, estimate.segments) == (3, 4)
     assert estimate.usd == pytest.approx(4 * 0.0079)
@@ -95,8 +97,9 @@ def test_when_label_is_local_time():
     assert when_label(moment, "America/New_York") == "Tue Mar 3 at 1:00 PM"
 
 
-@pytest.mark.parametrize("body", ["C", "c", "YES", "yes!", "Y", "Confirm", "confirmed", "C thanks", "yes please",
-                                  "Yes I will be there"])
+@pytest.mark.parametrize(
+    "body", ["C", "c", "YES", "yes!", "Y", "Confirm", "confirmed", "C thanks", "yes please", "Yes I will be there"]
+)
 def test_confirmations(body):
     assert reminder_reply_intent(body) == "confirm"
 
@@ -106,8 +109,9 @@ def test_reschedule_requests(body):
     assert reminder_reply_intent(body) == "reschedule"
 
 
-@pytest.mark.parametrize("body", ["", "yes but can I move it to 3pm?", "cancel", "STOP", "what time is it?",
-                                  "R u open sunday", "no"])
+@pytest.mark.parametrize(
+    "body", ["", "yes but can I move it to 3pm?", "cancel", "STOP", "what time is it?", "R u open sunday", "no"]
+)
 def test_anything_else_goes_to_the_dialogue(body):
     assert reminder_reply_intent(body) is None
 

@@ -18,7 +18,12 @@ def _walk(schema: object):
 
 def test_catalogue_matches_the_state_machine() -> None:
     assert set(ALL_TOOLS) == set(STATE_TOOLS)
-    assert set(CONFIRMED_TOOLS) == {"book_appointment", "reschedule_appointment", "cancel_appointment", "create_deposit_link"}
+    assert set(CONFIRMED_TOOLS) == {
+        "book_appointment",
+        "reschedule_appointment",
+        "cancel_appointment",
+        "create_deposit_link",
+    }
 
 
 @pytest.mark.parametrize("name", ALL_TOOLS)
@@ -58,7 +63,14 @@ def test_parse_accepts_strict_nulls_and_omitted_optionals() -> None:
     a = parse_arguments("check_availability", {"service": "botox"})
     b = parse_arguments(
         "check_availability",
-        {"service": "botox", "date_from": None, "date_to": None, "time_of_day": None, "preferred_time": None, "provider": None},
+        {
+            "service": "botox",
+            "date_from": None,
+            "date_to": None,
+            "time_of_day": None,
+            "preferred_time": None,
+            "provider": None,
+        },
     )
     assert a == b
     assert parse_arguments("check_availability", {"service": "x", "preferred_time": "9:5"}).preferred_time == "09:05"

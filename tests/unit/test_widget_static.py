@@ -5,6 +5,7 @@ read can lose track of: message text never goes through an HTML parser, links ar
 http(s), nothing leaks CSS into (or loads code from) elsewhere, and the wire contract with the
 server keeps its names. Behaviour in a real browser is covered by browser-marked tests.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,17 @@ def css() -> str:
 
 @pytest.mark.parametrize(
     "sink",
-    ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "DOMParser",
-     "createContextualFragment", "srcdoc"],
+    [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "DOMParser",
+        "createContextualFragment",
+        "srcdoc",
+    ],
 )
 def test_widget_never_uses_an_html_parsing_sink(js: str, sink: str) -> None:
     assert sink not in js, f"widget.js must not use {sink}; set message text with textContent"
@@ -63,7 +73,7 @@ def test_links_are_built_with_scheme_check_and_safe_rel(js_code: str) -> None:
     assert re.findall(r"\.href\s*=", js_code) == []
     assert re.findall(r"setAttribute\('href',\s*(\w+)\)", js_code) == ["href"]
     assert re.search(r"var href = safeHref\(", js_code)
-    safe_href_body = js_code[js_code.index("function safeHref"):js_code.index("function appendRichText")]
+    safe_href_body = js_code[js_code.index("function safeHref") : js_code.index("function appendRichText")]
     assert "'http:'" in safe_href_body and "'https:'" in safe_href_body
     assert "javascript" not in safe_href_body
     assert "'noopener noreferrer'" in js_code
@@ -170,8 +180,17 @@ def test_stream_backoff_caps_at_thirty_seconds(js_code: str) -> None:
 
 @pytest.mark.parametrize(
     "testid",
-    ["msa-launcher", "msa-panel", "msa-input", "msa-send", "msa-message", "msa-typing", "msa-chip", "msa-close",
-     "msa-error"],
+    [
+        "msa-launcher",
+        "msa-panel",
+        "msa-input",
+        "msa-send",
+        "msa-message",
+        "msa-typing",
+        "msa-chip",
+        "msa-close",
+        "msa-error",
+    ],
 )
 def test_every_contract_test_id_exists(js_code: str, testid: str) -> None:
     assert f"'data-testid': '{testid}'" in js_code
@@ -241,9 +260,9 @@ def test_css_loads_nothing_external(css: str) -> None:
 
 
 def test_panel_goes_full_screen_on_small_screens(css: str) -> None:
-    media = css[css.index("@media (max-width: 480px)"):]
-    panel_rule = media[media.index("#msa-root .msa-panel"):]
-    panel_rule = panel_rule[:panel_rule.index("}")]
+    media = css[css.index("@media (max-width: 480px)") :]
+    panel_rule = media[media.index("#msa-root .msa-panel") :]
+    panel_rule = panel_rule[: panel_rule.index("}")]
     for decl in ("top: 0", "left: 0", "right: 0", "bottom: 0", "width: 100%", "height: 100%"):
         assert decl in panel_rule
 
