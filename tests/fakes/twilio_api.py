@@ -3,6 +3,15 @@
 It accepts what the real API accepts for sending an SMS — a form-encoded
 POST with HTTP basic auth of account SID and auth token — and answers with
 the same JSON shape, so the official ``twilio`` SDK parses it unchanged.
+
+Like Twilio, a created message is ``queued`` (``accepted`` when sent through a
+Messaging Service) with no ``date_sent`` until it leaves Twilio's queue; only
+then is it ``sent`` with a ``date_sent``.  The list endpoint filters the way
+Twilio documents it: ``To``, ``From``, and ``DateSent`` / ``DateSent<`` /
+``DateSent>`` on the sent date — so a message still queued matches no
+``DateSent`` filter — newest first, paged by ``PageSize`` (default 50, at most
+1000).  ``hold_in_queue`` keeps new messages queued (a provider backlog);
+``latency_s`` delays every create (a slow provider).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import quote
 
 from twilio.request_validator import RequestValidator
 
@@ -47,6 +57,10 @@ def _rfc2822(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
+# Statuses of an outbound message before it leaves Twilio (no date_sent yet).
+QUEUED_STATUSES = ("accepted", "scheduled", "queued", "sending")
+
+
 @dataclass
 class SentMessage:
     sid: str
@@ -57,6 +71,8 @@ class SentMessage:
     status_callback: str | None
     date_created: datetime
     num_segments: int
+    status: str = "queued"
+    date_sent: datetime | None = None
 
 
 class FakeTwilioApi(FakeHttpServer):
@@ -68,6 +84,22 @@ class FakeTwilioApi(FakeHttpServer):
         self.auth_token = auth_token
         self.messages: list[SentMessage] = []
         self._store_lock = threading.Lock()
+        self.hold_in_queue = False  # new messages stay queued (no date_sent) until release_queue()
+        self.latency_s = 0.0  # every create answers this much later (a slow provider; the message exists already)
+
+    # ------------------------------------------------------------ the queue
+    def release_queue(self) -> int:
+        """Send every message still queued (status ``sent``, ``date_sent`` now).  Returns how many."""
+        with self._store_lock:
+            held = [m for m in self.messages if m.date_sent is None]
+            for message in held:
+                self._leave_queue(message)
+        return len(held)
+
+    @staticmethod
+    def _leave_queue(message: SentMessage) -> None:
+        message.status = "sent"
+        message.date_sent = datetime.now(UTC).replace(microsecond=0)
 
     # ------------------------------------------------------------ scripted failures
     def fail_next(self, count: int, status: int, *, code: int | None = None, message: str = "fake failure") -> None:
@@ -138,44 +170,70 @@ class FakeTwilioApi(FakeHttpServer):
             status_callback=form.get("StatusCallback"),
             date_created=datetime.now(UTC).replace(microsecond=0),
             num_segments=count_segments(form["Body"]),
+            status="accepted" if form.get("MessagingServiceSid") else "queued",
         )
         with self._store_lock:
             self.messages.append(message)
-        return Reply(201, self._resource(message, status="queued"))
+            created = self._resource(message)  # as the API answers a create: still queued, no date_sent
+            if not self.hold_in_queue:
+                self._leave_queue(message)  # leaves the queue right away (it is listed as sent from now on)
+        return Reply(201, created, delay_s=self.latency_s)
 
     def _list(self, request: RecordedRequest) -> Reply:
         query = {k: v[-1] for k, v in request.query.items()}
-        after = _parse_twilio_date(query["DateSent>"]) if "DateSent>" in query else None
+        sent_on = _parse_twilio_date(query["DateSent"]).date() if "DateSent" in query else None
+        sent_after = _parse_twilio_date(query["DateSent>"]) if "DateSent>" in query else None
+        sent_before = _parse_twilio_date(query["DateSent<"]) if "DateSent<" in query else None
+        page_size = int(query.get("PageSize", "50"))
+        require(1 <= page_size <= 1000, "PageSize must be between 1 and 1000")
+        page = int(query.get("Page", "0"))
+        dated = sent_on is not None or sent_after is not None or sent_before is not None
         with self._store_lock:
             found = [
                 m
                 for m in reversed(self.messages)  # newest first, like Twilio
                 if ("To" not in query or m.to == query["To"])
                 and ("From" not in query or m.from_ == query["From"])
-                and (after is None or m.date_created >= after)
+                # Every DateSent filter is on the sent date: a message still queued has none and never matches.
+                and not (dated and m.date_sent is None)
+                and (sent_on is None or (m.date_sent is not None and m.date_sent.date() == sent_on))
+                and (sent_after is None or (m.date_sent is not None and m.date_sent >= sent_after))
+                and (sent_before is None or (m.date_sent is not None and m.date_sent <= sent_before))
             ]
+            start = page * page_size
+            shown = [self._resource(m) for m in found[start : start + page_size]]
         uri = request.path
+        filters = "".join(
+            f"&{key}={quote(query[key])}"
+            for key in ("To", "From", "DateSent", "DateSent<", "DateSent>")
+            if key in query
+        )
+
+        def page_uri(number: int) -> str:
+            return f"{uri}?PageSize={page_size}&Page={number}{filters}"
+
+        more = start + page_size < len(found)
         payload = {
-            "messages": [self._resource(m, status="sent") for m in found],
-            "end": max(len(found) - 1, 0),
-            "first_page_uri": uri + "?PageSize=50&Page=0",
-            "next_page_uri": None,
-            "page": 0,
-            "page_size": 50,
-            "previous_page_uri": None,
-            "start": 0,
-            "uri": uri,
+            "messages": shown,
+            "end": start + max(len(shown) - 1, 0),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1) + f"&PageToken=PA{secrets.token_hex(8)}" if more else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": page_uri(page),
         }
         return Reply(200, payload)
 
-    def _resource(self, message: SentMessage, *, status: str) -> dict[str, Any]:
+    def _resource(self, message: SentMessage) -> dict[str, Any]:
         return {
             "account_sid": self.account_sid,
             "api_version": "2010-04-01",
             "body": message.body,
             "date_created": _rfc2822(message.date_created),
-            "date_sent": _rfc2822(message.date_created) if status != "queued" else None,
-            "date_updated": _rfc2822(message.date_created),
+            "date_sent": _rfc2822(message.date_sent) if message.date_sent is not None else None,
+            "date_updated": _rfc2822(message.date_sent or message.date_created),
             "direction": "outbound-api",
             "error_code": None,
             "error_message": None,
@@ -186,7 +244,7 @@ class FakeTwilioApi(FakeHttpServer):
             "price": None,
             "price_unit": "USD",
             "sid": message.sid,
-            "status": status,
+            "status": message.status,
             "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}/Media.json"},
             "to": message.to,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message.sid}.json",

@@ -144,7 +144,51 @@ def test_find_sent_reconciles_an_unrecorded_send(fake: FakeTwilioApi) -> None:
     assert sender.find_sent(_sms("Never sent"), before) is None
     [listing, *_] = fake.requests_to("GET", f"/2010-04-01/Accounts/{SID}/Messages.json")
     assert listing.query["To"] == ["+15551230001"]
-    assert listing.query["DateSent>"] == [before.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert listing.query["From"] == ["+15559870000"]
+    # No DateSent filter: it would hide every message still queued at Twilio (they have no sent date).
+    assert not [key for key in listing.query if key.startswith("DateSent")]
+    fake.assert_clean()
+
+
+def test_find_sent_finds_a_message_still_queued_at_twilio(fake: FakeTwilioApi) -> None:
+    """A brown-out: Twilio accepted the message but has not sent it yet (queued, no date_sent).  Reconciliation
+    must find it, or the row is sent a second time."""
+    fake.hold_in_queue = True
+    sender = _sender(fake)
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    queued = sender.send(_sms("Your visit is confirmed"))
+    via_service = _sender(fake, messaging_service_sid=SERVICE).send(_sms("Sent through the service"))
+    listed = {m.sid: m for m in sender._client.messages.list(to="+15551230001")}
+    assert (
+        listed[queued.provider_message_id].status == "queued" and listed[queued.provider_message_id].date_sent is None
+    )
+    assert listed[via_service.provider_message_id].status == "accepted"
+
+    assert sender.find_sent(_sms("Your visit is confirmed"), before) == queued.provider_message_id
+    assert (
+        _sender(fake, messaging_service_sid=SERVICE).find_sent(_sms("Sent through the service"), before)
+        == via_service.provider_message_id
+    )
+    assert sender.find_sent(_sms("Not this one"), before) is None
+    fake.assert_clean()
+
+
+def test_the_fake_filters_on_the_sent_date_like_twilio(fake: FakeTwilioApi) -> None:
+    """What the fix relies on, checked on the fake: DateSent filters never match a message still queued, and
+    match it once it has left the queue; pages follow PageSize."""
+    fake.hold_in_queue = True
+    sender = _sender(fake)
+    for n in range(3):
+        sender.send(_sms(f"Message {n}"))
+    client = sender._client
+    today = datetime.now(UTC) - timedelta(minutes=1)
+    assert client.messages.list(to="+15551230001", date_sent_after=today) == []
+    assert len(client.messages.list(to="+15551230001")) == 3
+    assert fake.release_queue() == 3
+    listed = client.messages.list(to="+15551230001", date_sent_after=today, page_size=2)
+    assert [m.body for m in listed] == ["Message 2", "Message 1", "Message 0"]  # newest first, over two pages
+    assert {m.status for m in listed} == {"sent"} and all(m.date_sent is not None for m in listed)
+    assert len(fake.requests_to("GET", f"/2010-04-01/Accounts/{SID}/Messages.json")) == 4
     fake.assert_clean()
 
 
@@ -154,12 +198,17 @@ def test_find_sent_honours_since(fake: FakeTwilioApi) -> None:
     assert sender.find_sent(_sms("Reminder"), datetime.now(UTC) + timedelta(hours=1)) is None
 
 
-def test_find_sent_converts_local_time_to_utc(fake: FakeTwilioApi) -> None:
+def test_find_sent_compares_since_in_utc(fake: FakeTwilioApi) -> None:
     from zoneinfo import ZoneInfo
 
-    since = datetime(2030, 1, 2, 9, 0, tzinfo=ZoneInfo("America/New_York"))
-    _sender(fake).find_sent(_sms(), since)
-    assert fake.requests[0].query["DateSent>"] == ["2030-01-02T14:00:00Z"]
+    sender = _sender(fake)
+    sent = sender.send(_sms("Reminder"))
+    new_york = ZoneInfo("America/New_York")
+    assert sender.find_sent(_sms("Reminder"), datetime.now(new_york) - timedelta(minutes=1)) == sent.provider_message_id
+    assert sender.find_sent(_sms("Reminder"), datetime.now(new_york) + timedelta(minutes=1)) is None
+    # A naive moment is taken as UTC.
+    naive = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
+    assert sender.find_sent(_sms("Reminder"), naive) == sent.provider_message_id
 
 
 def test_no_phone_numbers_or_bodies_in_logs(fake: FakeTwilioApi, caplog: pytest.LogCaptureFixture) -> None:

@@ -27,6 +27,12 @@ UNSUBSCRIBED = "21610"
 INVALID_TO = "21211"
 NOT_MOBILE = "21614"
 _RATE_LIMITED_CODES = {"20429", "14107"}
+# Reconciliation looks at the recipient's newest messages (one page): the message it looks for was created
+# minutes ago, and a patient does not get hundreds of texts from one clinic in minutes.
+RECONCILE_LIMIT = 200
+# A message Twilio has in any other status (queued, sending, sent, delivered, failed, ...) is ours already; a
+# canceled one (a scheduled message withdrawn before it left) never went out.
+_NOT_SENT_STATUSES = frozenset({"canceled"})
 
 
 class _QuietTwilioHttpClient(TwilioHttpClient):
@@ -109,23 +115,33 @@ class TwilioSmsSender:
         )
 
     def find_sent(self, message: OutboundSms, since: datetime) -> str | None:
-        """Look for ``message`` among messages sent to its recipient since ``since``.
+        """Look for ``message`` among the messages Twilio has for its recipient, created since ``since``.
 
-        Used after a send whose outcome was never recorded (crash between the
-        API call and the commit): if Twilio already has it, don't send twice.
+        Used before re-sending a row whose send outcome was never recorded (a crash or timeout between the
+        API call and the commit): if Twilio already has it, don't send twice.  Twilio's list filters by date
+        only on the *sent* date (``DateSent``), which a message still waiting in Twilio's queue (``accepted``,
+        ``scheduled``, ``queued``, ``sending``) does not have yet — filtering on it would miss exactly the
+        messages a brown-out leaves queued.  So the list is filtered by recipient (and sender, unless a
+        Messaging Service picks it), newest first, and ``date_created`` is compared here.
         """
         since_utc = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
+        via_service = bool(message.messaging_service_sid or self._messaging_service_sid)
+        filters: dict[str, Any] = {"to": message.to}
+        if not via_service:
+            filters["from_"] = message.from_
         try:
-            found = self._client.messages.list(to=message.to, date_sent_after=since_utc, limit=200)
+            found = self._client.messages.list(**filters, limit=RECONCILE_LIMIT, page_size=RECONCILE_LIMIT)
         except Exception as exc:
             raise _classify(exc, outbox_id=message.outbox_id) from exc
         for candidate in found:
-            if candidate.body != message.body:
+            if candidate.body != message.body or str(candidate.status or "") in _NOT_SENT_STATUSES:
                 continue
-            if not (message.messaging_service_sid or self._messaging_service_sid) and candidate.from_ not in (
-                None,
-                message.from_,
-            ):
+            if not str(candidate.direction or "outbound").startswith("outbound"):
+                continue  # the patient's own text with the same words
+            created = candidate.date_created or candidate.date_sent
+            if created is not None and created < since_utc:
+                continue
+            if not via_service and candidate.from_ not in (None, message.from_):
                 continue
             return str(candidate.sid)
         return None
