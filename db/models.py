@@ -364,7 +364,8 @@ class OutboxMessage(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="queued")
     not_before: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    claimed_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]  # the current claim's start or last renewal (the sweeper's deadline)
+    claim_token: Mapped[int | None] = mapped_column(BigInteger)  # who holds the claim (fresh per claim)
     swept_at: Mapped[datetime | None]  # last re-enqueue by the sweeper
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(32))

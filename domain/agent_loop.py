@@ -23,7 +23,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.agent_state import TOOLS_ALLOWED, AgentEvent, AgentState, is_affirmative, is_negative, next_state
-from domain.conversation import Handoff, QuickReply, Reply, ToolAudit, ToolExecutor, TurnInput, TurnOutput
+from domain.conversation import (
+    Handoff,
+    QuickReply,
+    Reply,
+    ToolAudit,
+    ToolExecutor,
+    TurnInput,
+    TurnOutput,
+    TurnWithdrawn,
+)
 from domain.ports import ChatMessage, ChatModel, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
 from domain.prompt import build_system_prompt
 from domain.replies import DEFAULT_SMS_LIMIT, shape_sms_reply
@@ -96,6 +105,12 @@ class _TurnState:
     confirmed_summaries: list[str] = field(default_factory=list)
 
 
+def _still_ours(turn: TurnInput) -> None:
+    """Before a model call or a tool call: a turn the pipeline withdrew (lease lost) stops here."""
+    if not turn.may_continue():
+        raise TurnWithdrawn(f"conversation {turn.conversation_id}: turn withdrawn by the pipeline")
+
+
 class AgentBrain:
     """``domain.conversation.Brain`` over any ``ChatModel`` (OpenAI-compatible LLM or the offline policy)."""
 
@@ -147,6 +162,7 @@ class AgentBrain:
         final_text: str | None = None
         try:
             while steps < self.max_steps:
+                _still_ours(turn)
                 allowed = sorted(TOOLS_ALLOWED[ts.state])
                 context = TurnContext(
                     clinic_timezone=turn.clinic.timezone,
@@ -168,6 +184,7 @@ class AgentBrain:
                 messages.append(assistant)
                 transcript.append(assistant)
                 for call in reply.tool_calls:
+                    _still_ours(turn)
                     result = self._run_call(call, turn, tools, ts, allowed)
                     tool_message = ChatMessage(
                         role="tool",

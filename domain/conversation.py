@@ -8,6 +8,7 @@ through which tools reach the database, payments and calendar), and commits the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -58,6 +59,14 @@ class TurnInput:
     new_messages: tuple[str, ...]  # the unanswered patient texts this turn answers, in arrival order
     now: datetime  # aware UTC
     trace_id: str = ""
+    # Asked before every model call and tool call: False once the pipeline can no longer vouch for this turn
+    # being the conversation's only one (its lease was lost); the brain then raises ``TurnWithdrawn``.
+    may_continue: Callable[[], bool] = field(default=lambda: True, compare=False, repr=False)
+
+
+class TurnWithdrawn(Exception):
+    """The pipeline withdrew the turn mid-way (``TurnInput.may_continue`` said no): stop at once and produce
+    nothing — another worker may be answering these messages, so no reply, no commit, no further tool call."""
 
 
 @dataclass(frozen=True)

@@ -31,3 +31,8 @@ def fast_hex() -> str:
 def fast_uuid() -> str:
     """A random (version 4 layout) UUID string."""
     return str(uuid.UUID(int=_random.getrandbits(128), version=4))
+
+
+def fast_int63() -> int:
+    """A random positive 63-bit integer (fits a Postgres ``bigint``): tokens such as an outbox claim's."""
+    return _random.getrandbits(63)

@@ -31,6 +31,11 @@ sends = Counter("medspa_sends_total", "Outbox sends by channel, kind and outcome
 send_failures = Counter("medspa_send_failures_total", "Send failures by provider error code", ["code"])
 lease_takeovers = Counter("medspa_lease_takeovers_total", "Conversations taken over from an expired lease")
 stale_turns = Counter("medspa_stale_turns_total", "Turns discarded by the fencing check")
+leases_lost = Counter("medspa_leases_lost_total", "Conversation leases found taken over while their turn ran")
+turns_withdrawn = Counter("medspa_turns_withdrawn_total", "Turns stopped early because their lease was lost")
+lost_claims = Counter(
+    "medspa_outbox_lost_claims_total", "Outbox rows a sender did not send: its claim lapsed before the provider call"
+)
 quarantined = Counter("medspa_quarantined_total", "Inbound events or conversations quarantined", ["what"])
 queue_depth = Gauge("medspa_queue_depth", "Messages waiting per Dramatiq queue", ["queue"], multiprocess_mode="max")
 

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str | None = None  # tests/fakes only
     sms_rate_per_number_per_s: float = 1.0
+    # One SMS provider call gives up after this long.  Must stay below OUTBOX_SWEEP_AFTER_S: a claimed row is
+    # swept (and may be re-claimed by another worker) only after that deadline, so a call started on a fresh
+    # claim ends before anyone else can take the row (see worker/outbox.py, claims).
+    sms_send_timeout_s: float = 10.0
     sms_provider: str = "auto"  # auto (twilio with credentials, else console) | twilio | console | sink (benchmarks)
     # SMS_PROVIDER=sink only: announce each send on Redis pub/sub (the closed-loop benchmark listens).
     sms_sink_announce: bool = False

@@ -1033,6 +1033,7 @@ class BatchSend:
     suppressed: int = 0
     failed: int = 0
     unknown: int = 0
+    lost: int = 0  # claimed rows not sent: the claim lapsed (swept) before their turn came; another worker has them
     retry_later: list[tuple[int, int]] = field(default_factory=list)  # (outbox id, delay ms) for the single path
     stopped: str | None = None  # 'paused' / 'cancelled' when the campaign stopped mid-batch
 
@@ -1048,53 +1049,86 @@ def send_batch(
     pacer: CampaignPacer | None = None,
 ) -> BatchSend:
     """Send committed campaign rows with the same guarantees as ``worker.outbox.send_outbox_message`` — a claim
-    (``queued → sending``) committed before the provider call, consent and number checked at claim time, the
-    shared rate limiter (bulk), ``unknown`` on an unrecorded outcome (the sweeper reconciles it with the
-    provider before any re-send) — but claiming and recording a chunk of rows per transaction instead of two
-    transactions per message.  The campaign's status is checked before every chunk: a pause stops sending
-    within a batch, and rows claimed but not yet sent go back to the pause's withdrawn set.
+    (``queued → sending``) committed before the provider call and re-verified immediately before it, consent and
+    number checked at claim time, the shared rate limiter (bulk), ``unknown`` on an unrecorded outcome (the
+    sweeper reconciles it with the provider before any re-send) — but claiming and recording a chunk of rows per
+    transaction instead of two transactions per message.  The campaign's status is checked before every chunk:
+    a pause stops sending within a batch, and rows claimed but not yet sent go back to the pause's withdrawn set.
+
+    A chunk takes as long as its provider calls: with a slow provider, longer than the sweeper's deadline for
+    claimed rows.  So before each call the chunk's claim is checked (``worker.outbox.claim_is_fresh``); once it
+    is no longer fresh, one round trip records what the chunk sent so far and renews the claim on the rest
+    (``claim_token`` fenced).  A row whose claim lapsed meanwhile — swept to ``unknown``, maybe re-claimed,
+    reconciled and sent by another worker — is skipped, never sent a second time.
     """
     from domain.ports import SmsSendError
-    from worker.outbox import apply_delivery_error, sms_message_for
+    from worker.outbox import Claim, apply_delivery_error, claim_is_fresh, sms_message_for
 
     result = BatchSend()
     # Capped: about a tenth of a second of sends per claim, so a pause stops within that.
     chunk = max(1, min(SEND_CHUNK_UNCAPPED, int(cap_per_s // 10))) if cap_per_s else SEND_CHUNK_UNCAPPED
     ids = sorted(set(outbox_ids))
     for start in range(0, len(ids), chunk):
-        rows = _claim_chunk(container, clinic_id, campaign_id, ids[start : start + chunk], result)
+        claim = Claim.start()
+        rows = _claim_chunk(container, clinic_id, campaign_id, ids[start : start + chunk], claim, result)
         if result.stopped:
             return result
         marks: list[tuple[int, str, int, datetime]] = []
         failures: list[tuple[dict[str, Any], SmsSendError]] = []
+        lost: set[int] = set()
         for index, row in enumerate(rows):
+            outbox_id = int(row["id"])
+            if outbox_id in lost:
+                continue
             message = sms_message_for(container, clinic_id, row)
             wait_ms = 0
             if pacer is not None and cap_per_s and not pacer.wait(campaign_id, cap_per_s):
                 wait_ms = 1000
             wait_ms = wait_ms or limiter.acquire(message.from_, bulk=True)
             if wait_ms:  # out of tokens: hand the rest of this chunk and batch to the delayed single-row path
-                rest = [int(r["id"]) for r in rows[index:]]
-                _release(container, clinic_id, rest)
+                rest = [int(r["id"]) for r in rows[index:] if int(r["id"]) not in lost]
+                _release(container, clinic_id, rest, claim)
                 result.retry_later += [(i, wait_ms) for i in rest + ids[start + chunk :]]
-                _record(container, clinic_id, marks, failures, apply_delivery_error, result)
+                _record(container, clinic_id, marks, failures, apply_delivery_error, result, claim)
                 return result
+            if not claim_is_fresh(claim, container.settings):
+                # Immediately before this call: record what the chunk sent so far and renew the claim on the rest.
+                rest = [int(r["id"]) for r in rows[index:] if int(r["id"]) not in lost]
+                held = _record(container, clinic_id, marks, failures, apply_delivery_error, result, claim, renew=rest)
+                marks, failures = [], []
+                lost |= set(rest) - held
+                if outbox_id in lost:
+                    _count_lost(clinic_id, campaign_id, len(set(rest) - held), result)
+                    continue
+                if set(rest) - held:
+                    _count_lost(clinic_id, campaign_id, len(set(rest) - held), result)
             try:
                 sent = container.sms.send(message)
             except SmsSendError as exc:
                 if exc.retryable:
-                    _set_unknown(container, clinic_id, int(row["id"]))
+                    _set_unknown(container, clinic_id, outbox_id, claim)
                     result.unknown += 1
                 else:
                     failures.append((row, exc))
                 continue
-            marks.append((int(row["id"]), sent.provider_message_id, sent.segments, datetime.now(tz=UTC)))
-        _record(container, clinic_id, marks, failures, apply_delivery_error, result)
+            marks.append((outbox_id, sent.provider_message_id, sent.segments, datetime.now(tz=UTC)))
+        _record(container, clinic_id, marks, failures, apply_delivery_error, result, claim)
     return result
 
 
+def _count_lost(clinic_id: int, campaign_id: int, lost: int, result: BatchSend) -> None:
+    from medspa import metrics
+
+    result.lost += lost
+    metrics.lost_claims.inc(lost)
+    log.warning(
+        "campaign rows' claim lapsed before their provider call; another worker has them",
+        extra={"clinic_id": clinic_id, "campaign_id": campaign_id, "rows": lost},
+    )
+
+
 def _claim_chunk(
-    container: Any, clinic_id: int, campaign_id: int, ids: list[int], result: BatchSend
+    container: Any, clinic_id: int, campaign_id: int, ids: list[int], claim: Any, result: BatchSend
 ) -> list[dict[str, Any]]:
     now = container.clock.now()
     with container.database.tenant_scope(clinic_id) as session:
@@ -1120,12 +1154,13 @@ def _claim_chunk(
         rows = (
             session.execute(
                 text(
-                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now()
+                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
+                          claim_token = :token
                    WHERE id = ANY(:ids) AND clinic_id = :clinic_id AND status = 'queued'
                      AND (not_before IS NULL OR not_before <= :now)
                    RETURNING id, to_address, from_address, body, client_id"""
                 ),
-                {"ids": ids, "clinic_id": clinic_id, "now": now},
+                {"ids": ids, "clinic_id": clinic_id, "now": now, "token": claim.token},
             )
             .mappings()
             .all()
@@ -1133,19 +1168,20 @@ def _claim_chunk(
     return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
 
-def _release(container: Any, clinic_id: int, ids: list[int]) -> None:
+def _release(container: Any, clinic_id: int, ids: list[int], claim: Any) -> None:
     with container.database.tenant_scope(clinic_id) as session:
         session.execute(
             text("""UPDATE outbox SET status = 'queued', attempts = attempts - 1
-                    WHERE id = ANY(:ids) AND status = 'sending'"""),
-            {"ids": ids},
+                    WHERE id = ANY(:ids) AND status = 'sending' AND claim_token = :token"""),
+            {"ids": ids, "token": claim.token},
         )
 
 
-def _set_unknown(container: Any, clinic_id: int, outbox_id: int) -> None:
+def _set_unknown(container: Any, clinic_id: int, outbox_id: int, claim: Any) -> None:
     with container.database.tenant_scope(clinic_id) as session:
         session.execute(
-            text("UPDATE outbox SET status = 'unknown' WHERE id = :id AND status = 'sending'"), {"id": outbox_id}
+            text("UPDATE outbox SET status = 'unknown' WHERE id = :id AND status = 'sending' AND claim_token = :token"),
+            {"id": outbox_id, "token": claim.token},
         )
 
 
@@ -1156,9 +1192,18 @@ def _record(
     failures: list[Any],
     apply_delivery_error: Any,
     result: BatchSend,
-) -> None:
-    if not marks and not failures:
-        return
+    claim: Any,
+    *,
+    renew: list[int] | None = None,
+) -> set[int]:
+    """Record the chunk's outcomes so far; with ``renew``, also re-verify and extend the claim on those rows (same
+    transaction).  Returns the ``renew`` rows still held.  "Sent" is recorded whoever holds the row now (the
+    provider has it); a failure only under this worker's claim."""
+    if not marks and not failures and not renew:
+        return set()
+    from worker.outbox import renew_claims
+
+    started = _time.monotonic()
     with container.database.tenant_scope(clinic_id) as session:
         if marks:
             session.execute(
@@ -1168,7 +1213,7 @@ def _record(
                               segments = coalesce(u.segments, o.segments)
                        FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS text[]), CAST(:segs AS int[]),
                                    CAST(:times AS timestamptz[])) AS u(id, pid, segments, sent_at)
-                       WHERE o.id = u.id AND o.status = 'sending'"""
+                       WHERE o.id = u.id AND o.status IN ('sending', 'unknown')"""
                 ),
                 {
                     "ids": [m[0] for m in marks],
@@ -1181,8 +1226,12 @@ def _record(
         for row, exc in failures:
             session.execute(
                 text("""UPDATE outbox SET status = 'failed', error_code = :code, error_message = :msg
-                        WHERE id = :id AND status = 'sending'"""),
-                {"id": row["id"], "code": exc.code, "msg": str(exc)[:500]},
+                        WHERE id = :id AND status = 'sending' AND claim_token = :token"""),
+                {"id": row["id"], "code": exc.code, "msg": str(exc)[:500], "token": claim.token},
             )
             apply_delivery_error(session, clinic_id, row.get("client_id"), row["to_address"], exc.code)
             result.failed += 1
+        held = renew_claims(session, claim, renew) if renew else set()
+    if renew:
+        claim.renewed_at = started
+    return held

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy import text
@@ -22,6 +22,9 @@ from db.engine import Database, make_engine
 from domain.conversation import Brain, ClinicProfile, ToolExecutor
 from domain.ports import Calendar, ChatModel, Clock, Embedder, Payments, SmsSender
 from medspa.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,18 @@ class Container:
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _clinics: dict[int, tuple[float, ClinicProfile, dict[str, Any]]] = field(default_factory=dict)
     _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
+    _lease_keeper: LeaseKeeper | None = None
+    _keeper_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lease_keeper(self) -> LeaseKeeper:
+        """This process's conversation-lease heartbeat (``worker/leases.py``), started on first use."""
+        if self._lease_keeper is None:
+            with self._keeper_lock:
+                if self._lease_keeper is None:
+                    from worker.leases import LeaseKeeper
+
+                    self._lease_keeper = LeaseKeeper(self.database, self.settings.lease_seconds)
+        return self._lease_keeper
 
     def tool_executor(
         self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int
@@ -109,6 +124,8 @@ class Container:
         return profile, routing
 
     def close(self) -> None:
+        if self._lease_keeper is not None:
+            self._lease_keeper.close()
         self.database.dispose()
         self.redis.close()
 
@@ -180,6 +197,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
             settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
             base_url_override=settings.twilio_api_base,
             messaging_service_sid=settings.twilio_messaging_service_sid,
+            timeout=settings.sms_send_timeout_s,
         )
     else:
         sms = console.ConsoleSmsSender()

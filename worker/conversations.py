@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,7 @@ from domain import compliance
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput, TurnOutput
 from domain.ports import ChatMessage
 from domain.segments import count_segments
+from medspa.ids import fast_int63
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ class Lease:
     version: int
     failed_turns: int
     took_over: bool = False  # the previous holder's lease had expired (it died or stalled)
+    # Monotonic time taken before the transaction that took the lease: the lease is valid for LEASE_SECONDS from
+    # no earlier than this (worker/leases.py keeps it alive from there).
+    taken_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass
@@ -85,6 +90,8 @@ class Snapshot:
     client_name: str | None
     client_email: str | None
     trace_id: str = ""
+    # Set by the turn runner to its held lease's check (worker/leases.py); handed to the brain in TurnInput.
+    may_continue: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     @property
     def last_seq(self) -> int:
@@ -120,6 +127,8 @@ class ClaimedSend:
     conversation_id: int | None
     client_id: int | None
     trace_id: str
+    claim_token: int  # written by the claiming commit; re-verified before the provider call (worker/outbox.py)
+    claim_started: float  # monotonic, taken as the claiming commit began (CLAIM_MARGIN_S covers the rest)
     committed_at: float = field(default_factory=time.monotonic)  # for the outbox-lag metric
 
     def as_row(self) -> dict[str, Any]:
@@ -268,6 +277,7 @@ def attach_and_lease(
     Two round trips for a returning patient: (event + conversation lock, backlog), then (writes, lease,
     snapshot reads, COMMIT).  The snapshot reads are wasted when another worker holds the lease (a burst);
     they are cheap, and the common case saves a round trip."""
+    taken_at = time.monotonic()  # the transaction starts about now (the lease's validity counts from here)
     event_cur = conn.execute(_EVENT_AND_LOCK, (inbox_id,))
     backlog_cur = conn.execute(_SENDER_BACKLOG, (clinic_id, inbox_id))  # after the lock, in the same round trip
     event = event_cur.fetchone()
@@ -350,7 +360,7 @@ def attach_and_lease(
         },
     )
     queued = _QueuedSnapshot(
-        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window)
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
     )
     conn.commit()  # everything above travels with the COMMIT
     for cursor in outbox_cur:
@@ -490,10 +500,10 @@ class _Head:
     email: str | None
 
 
-def _head(conversation_id: int, owner: str, row: tuple[Any, ...]) -> _Head:
+def _head(conversation_id: int, owner: str, row: tuple[Any, ...], taken_at: float) -> _Head:
     version, failed, took_over, client_id, channel, state, slots, answered, phone, consent, name, email = row
     return _Head(
-        Lease(conversation_id, owner, int(version), int(failed), took_over=bool(took_over)),
+        Lease(conversation_id, owner, int(version), int(failed), took_over=bool(took_over), taken_at=taken_at),
         int(client_id),
         str(channel),
         str(state).lower(),
@@ -563,6 +573,7 @@ class _QueuedSnapshot:
     history: psycopg.Cursor[Any]
     upcoming: psycopg.Cursor[Any]
     lease: Lease | None = None  # set when the caller already holds the lease (``load_snapshot``)
+    taken_at: float = 0.0  # monotonic, before the transaction that takes the lease
 
     def result(self, clinic_id: int, quarantine_after: int | None = None) -> tuple[Snapshot | None, Lease | None]:
         """(snapshot, None) normally; (None, lease) when the lease was taken by a conversation that failed too
@@ -571,7 +582,7 @@ class _QueuedSnapshot:
         pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
         if row is None:
             return None, None
-        head = _head(self.conversation_id, self.owner, row)
+        head = _head(self.conversation_id, self.owner, row, self.taken_at)
         if self.lease is not None:
             head = replace(head, lease=self.lease)  # the lease stays the one this worker holds
         if quarantine_after is not None and head.lease.failed_turns > quarantine_after:
@@ -608,8 +619,11 @@ def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int)
 def _queue_lease_and_snapshot(
     conn: Conn, conversation_id: int, owner: str, lease_seconds: int, history_window: int
 ) -> _QueuedSnapshot:
+    taken_at = time.monotonic()
     head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
-    return _QueuedSnapshot(conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window))
+    return _QueuedSnapshot(
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
+    )
 
 
 def lease_and_load(
@@ -660,6 +674,7 @@ def turn_input(snapshot: Snapshot, clinic: ClinicProfile, now: datetime, trace_i
         new_messages=tuple(m.body for m in snapshot.pending if "compliance" not in m.meta),
         now=now,
         trace_id=trace_id,
+        may_continue=snapshot.may_continue,
     )
 
 
@@ -733,13 +748,14 @@ WITH message AS (
            AS now
 )
 INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
-                    meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at)
+                    meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at, claim_token)
 SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, 'reply', %(priority)s,
        %(to)s, %(from)s, %(body)s, %(meta)s::jsonb || jsonb_build_object('message_id', message.id), %(dedupe)s,
        %(trace)s, %(segments)s, %(encoding)s,
        CASE WHEN claim.now THEN 'sending' ELSE 'queued' END,
        CASE WHEN claim.now THEN 1 ELSE 0 END,
-       CASE WHEN claim.now THEN now() END
+       CASE WHEN claim.now THEN now() END,
+       CASE WHEN claim.now THEN %(claim_token)s::bigint END
 FROM message, claim
 ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
 RETURNING id, status, meta
@@ -753,6 +769,7 @@ def _queue_commit(
     outbox_rows: list[OutboxRow],
     lease_seconds: int,
     claim_first_reply: bool,
+    claim_token: int,
 ) -> tuple[_Cursor, list[tuple[OutboxRow, _Cursor]], list[_Cursor]]:
     """Send (without waiting) the statements of a turn's commit; returns the cursors to read after COMMIT."""
     out = record.output
@@ -868,6 +885,7 @@ def _queue_commit(
                         "segments": segments,
                         "encoding": encoding,
                         "claim": claim_first_reply and index == 0,
+                        "claim_token": claim_token,
                         "ordered": list(ORDERED_KINDS),
                     },
                 ),
@@ -890,10 +908,11 @@ def commit_turn(
     nothing is written) when another worker took the conversation over."""
     lease = snapshot.lease
     conversation_id = lease.conversation_id
+    claim_token, claim_started = fast_int63(), time.monotonic()  # before the COMMIT is sent: see ClaimedSend
     try:
         # In pipeline mode the fence's error may surface at any later statement or at the COMMIT.
         fence, replies, other_cursors = _queue_commit(
-            conn, snapshot, record, outbox_rows, lease_seconds, claim_first_reply
+            conn, snapshot, record, outbox_rows, lease_seconds, claim_first_reply, claim_token
         )
         conn.commit()  # everything travels with the COMMIT
     except psycopg.Error as exc:
@@ -921,6 +940,8 @@ def commit_turn(
                     row.conversation_id,
                     row.client_id,
                     row.trace_id,
+                    claim_token,
+                    claim_started,
                 )
             )
         else:

@@ -7,6 +7,14 @@ outcome was never recorded (worker killed mid-call, timeout) becomes
 ``unknown`` and is reconciled with the provider (``SmsSender.find_sent``)
 before anything is re-sent.  Consent is checked here, at send time, for every
 kind except the STOP/HELP confirmations themselves.
+
+Claims are fenced (see ``Claim``): every claim writes a fresh ``claim_token``,
+and a sender re-verifies its claim immediately before each provider call —
+unless the claim is so young that nobody else can hold the row yet.  A sender
+that stalled past the sweeper's deadline (a slow provider, a long campaign
+chunk) finds its row swept to ``unknown`` or re-claimed by another worker, and
+does not send it.  Every outcome other than "sent" is recorded only under the
+sender's own token.
 """
 
 from __future__ import annotations
@@ -18,10 +26,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from db.engine import driver_connection
 from domain.ports import OutboundSms, SmsSendError
 from medspa import metrics
+from medspa.ids import fast_int63
+from medspa.settings import Settings
 from worker.automations import appointment_still_live
 from worker.container import Container
 from worker.conversations import ORDERED_KINDS, ClaimedSend
@@ -30,6 +43,8 @@ from worker.sms_rate import SmsRateLimiter
 log = logging.getLogger(__name__)
 
 MAX_SEND_ATTEMPTS = 8
+RECONCILE_LOOKBACK = timedelta(minutes=5)  # provider clock skew: reconciliation looks back this much further
+CLAIM_MARGIN_S = 1.0  # slack for clock rates and the time between "fresh" and the request leaving the process
 
 
 class RetryLater(Exception):
@@ -40,6 +55,68 @@ class RetryLater(Exception):
 class SendOutcome:
     status: str
     delay_ms: int | None = None  # for "deferred": try again after this long
+
+
+# ------------------------------------------------------------------ claims
+@dataclass
+class Claim:
+    """This worker's claim on outbox rows: the token its claim wrote, and the monotonic time taken just before
+    the claiming (or last renewing) transaction started — the row's ``claimed_at`` is no earlier than that."""
+
+    token: int
+    renewed_at: float
+
+    @classmethod
+    def start(cls) -> Claim:
+        """Call right before the transaction that claims the rows (it writes ``claim_token = token``)."""
+        return cls(fast_int63(), time.monotonic())
+
+
+def claim_fresh_s(settings: Settings) -> float:
+    """For how long after a claim (or renewal) a provider call may start without re-verifying the claim.
+
+    The sweeper marks a claimed row ``unknown`` (so another worker may re-claim it) only when ``claimed_at`` is
+    ``OUTBOX_SWEEP_AFTER_S`` old.  A call started within that deadline minus the provider call's timeout (and a
+    margin) ends before that can happen, so nobody else can hold the row yet; later, the claim is re-verified.
+    """
+    return settings.outbox_sweep_after_s - settings.sms_send_timeout_s - CLAIM_MARGIN_S
+
+
+def claim_is_fresh(claim: Claim, settings: Settings) -> bool:
+    return time.monotonic() - claim.renewed_at < claim_fresh_s(settings)
+
+
+_RENEW_CLAIMS = """
+UPDATE outbox SET claimed_at = now()
+WHERE id = ANY(%s) AND status = 'sending' AND claim_token = %s
+RETURNING id
+"""
+
+
+def renew_claims(db: Session | psycopg.Connection[Any], claim: Claim, outbox_ids: list[int]) -> set[int]:
+    """Re-verify this worker's claim on ``outbox_ids`` and extend it (``claimed_at`` is the sweeper's deadline),
+    in the caller's transaction: returns the ids still held.  A row missing from the answer was swept to
+    ``unknown`` (and maybe re-claimed, reconciled and sent by another worker): never call the provider for it.
+    Once the transaction commits, the caller sets ``claim.renewed_at`` to a monotonic time taken before it began.
+    """
+    conn = db if isinstance(db, psycopg.Connection) else driver_connection(db)
+    return {int(r[0]) for r in conn.execute(_RENEW_CLAIMS, (outbox_ids, claim.token)).fetchall()}
+
+
+def claim_still_held(container: Container, clinic_id: int, claim: Claim, outbox_id: int) -> bool:
+    """Immediately before a provider call: is the row still this worker's to send?"""
+    if claim_is_fresh(claim, container.settings):
+        return True
+    started = time.monotonic()
+    with container.database.tenant_connection(clinic_id) as conn:
+        held = outbox_id in renew_claims(conn, claim, [outbox_id])
+    claim.renewed_at = started
+    if not held:
+        metrics.lost_claims.inc()
+        log.warning(
+            "claim lost before the provider call; not sending", extra={"clinic_id": clinic_id, "outbox_id": outbox_id}
+        )
+    return held
 
 
 def chat_stream_key(conversation_id: int) -> str:
@@ -67,6 +144,7 @@ def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, 
     """Send a row the turn's own commit claimed (``sending``, consent and order checked in that transaction):
     the same path as ``send_outbox_message`` after its claim step."""
     row = claimed.as_row()
+    row["claim"] = Claim(claimed.claim_token, claimed.claim_started)
     outcome = (
         _publish_chat(container, clinic_id, row)
         if claimed.channel == "chat"
@@ -80,6 +158,7 @@ def send_claimed(container: Container, limiter: SmsRateLimiter, clinic_id: int, 
 
 def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, Any] | SendOutcome:
     now = container.clock.now()
+    claim = Claim.start()
     with container.database.tenant_scope(clinic_id) as session:
         row = (
             session.execute(
@@ -120,13 +199,16 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
             return SendOutcome("failed")
         claimed = dict(row)
         claimed["was_unknown"] = row["status"] == "unknown"
+        claimed["claim"] = claim
+        # A new claim, a new deadline (also when re-claiming an 'unknown' row: the sweeper must not take it back
+        # while this worker reconciles it); reconciliation looks back from the row's creation, not from here.
         session.execute(
             text(
-                """UPDATE outbox SET status = 'sending', attempts = attempts + 1,
-                          claimed_at = COALESCE(CASE WHEN status = 'unknown' THEN claimed_at END, now())
+                """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
+                          claim_token = :token
                    WHERE id = :id"""
             ),
-            {"id": outbox_id},
+            {"id": outbox_id, "token": claim.token},
         )
         return claimed
 
@@ -210,12 +292,15 @@ def sms_message_for(container: Container, clinic_id: int, row: dict[str, Any]) -
 def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row: dict[str, Any]) -> SendOutcome:
     message = sms_message_for(container, clinic_id, row)
     outbox_id = int(row["id"])
+    claim: Claim = row["claim"]
     if row.get("was_unknown"):
-        since = (row["claimed_at"] or container.clock.now()) - timedelta(minutes=5)
+        # Any earlier attempt of this row happened after the row was created (minus clock skew between us and the
+        # provider): look back from there.
+        since = (row.get("created_at") or row.get("claimed_at") or container.clock.now()) - RECONCILE_LOOKBACK
         try:
             found = container.sms.find_sent(message, since)
         except SmsSendError:
-            _set_status(container, clinic_id, outbox_id, "unknown")
+            _set_status(container, clinic_id, outbox_id, claim, "unknown")
             raise RetryLater(f"reconciliation of outbox {outbox_id} failed") from None
         if found:
             _mark_sent(container, clinic_id, outbox_id, provider_id=found, segments=None)
@@ -224,15 +309,17 @@ def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row
     bulk = row["kind"] in ("campaign", "automation")
     wait_ms = limiter.acquire(message.from_, bulk=bulk)
     if wait_ms:
-        _set_status(container, clinic_id, outbox_id, "queued", undo_attempt=True)
+        _set_status(container, clinic_id, outbox_id, claim, "queued", undo_attempt=True)
         return SendOutcome("deferred", wait_ms)
+    if not claim_still_held(container, clinic_id, claim, outbox_id):
+        return SendOutcome("skipped")
     try:
         result = container.sms.send(message)
     except SmsSendError as exc:
         metrics.send_failures.labels(exc.code or ("retryable" if exc.retryable else "unknown")).inc()
         if exc.retryable:
             # The provider may or may not have accepted it (timeouts): reconcile before any re-send.
-            _set_status(container, clinic_id, outbox_id, "unknown")
+            _set_status(container, clinic_id, outbox_id, claim, "unknown")
             raise RetryLater(f"retryable send error for outbox {outbox_id}") from None
         _fail_permanently(container, clinic_id, row, exc)
         return SendOutcome("failed")
@@ -243,24 +330,27 @@ def _send_sms(container: Container, limiter: SmsRateLimiter, clinic_id: int, row
 def _mark_sent(
     container: Container, clinic_id: int, outbox_id: int, *, provider_id: str | None, segments: int | None
 ) -> None:
-    # One round trip: BEGIN, the clinic, the update and COMMIT travel together (pipeline mode).
+    # One round trip: BEGIN, the clinic, the update and COMMIT travel together (pipeline mode).  Not fenced on
+    # the claim: the provider has the message, whoever holds the row now (a row swept to 'unknown' meanwhile is
+    # then never re-claimed, and a worker that re-claimed it finds it sent when it re-verifies its claim).
     with container.database.tenant_connection(clinic_id) as conn:
         conn.execute(
             """UPDATE outbox SET status = 'sent', sent_at = now(),
                       provider_message_id = COALESCE(%s, provider_message_id), segments = COALESCE(%s, segments)
-               WHERE id = %s AND status = 'sending'""",
+               WHERE id = %s AND status IN ('sending', 'unknown')""",
             (provider_id, segments, outbox_id),
         )
 
 
 def _set_status(
-    container: Container, clinic_id: int, outbox_id: int, status: str, *, undo_attempt: bool = False
+    container: Container, clinic_id: int, outbox_id: int, claim: Claim, status: str, *, undo_attempt: bool = False
 ) -> None:
+    """Give the row up (``unknown`` to reconcile, ``queued`` to retry) — only while this worker still holds it."""
     with container.database.tenant_connection(clinic_id) as conn:
         conn.execute(
             f"""UPDATE outbox SET status = %s {", attempts = attempts - 1" if undo_attempt else ""}
-                WHERE id = %s AND status = 'sending'""",
-            (status, outbox_id),
+                WHERE id = %s AND status = 'sending' AND claim_token = %s""",
+            (status, outbox_id, claim.token),
         )
 
 
@@ -270,9 +360,9 @@ def _fail_permanently(container: Container, clinic_id: int, row: dict[str, Any],
         session.execute(
             text(
                 """UPDATE outbox SET status = 'failed', error_code = :code, error_message = :msg
-                   WHERE id = :id AND status = 'sending'"""
+                   WHERE id = :id AND status = 'sending' AND claim_token = :token"""
             ),
-            {"id": outbox_id, "code": exc.code, "msg": str(exc)[:500]},
+            {"id": outbox_id, "code": exc.code, "msg": str(exc)[:500], "token": row["claim"].token},
         )
         apply_delivery_error(session, clinic_id, row.get("client_id"), row["to_address"], exc.code)
     log.warning("send failed", extra={"clinic_id": clinic_id, "outbox_id": outbox_id, "error_code": exc.code})

@@ -9,6 +9,12 @@ the work again from the database:
 - outbox rows still ``queued`` after a deadline, or whose send outcome was never
   recorded (``sending``/``unknown``: reconciled with the provider before re-send).
 Everything it enqueues is idempotent, so racing the normal path is harmless.
+
+A claimed row (``sending``) is marked ``unknown`` only when its ``claimed_at`` is
+``OUTBOX_SWEEP_AFTER_S`` old.  A live sender renews that before every provider
+call its claim is no longer fresh for (``worker.outbox.Claim``), and a sender
+that stalled past the deadline finds its claim gone when it renews, so the row
+marked here is never sent by both.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from domain.agent_state import AgentState
-from domain.conversation import Handoff, Reply, TurnOutput
+from domain.conversation import Handoff, Reply, TurnOutput, TurnWithdrawn
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -38,6 +38,7 @@ from worker.conversations import (
     record_failed_delivery,
     turn_input,
 )
+from worker.leases import HeldLease
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,33 @@ def _leased(
 
 
 def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox) -> int:
+    """Run turns while this worker holds the conversation's lease.  The lease is renewed while they run (a
+    heartbeat, ``worker/leases.py``); a turn whose lease is lost stops early: no commit, no sends."""
+    if snapshot is None:
+        return 0
+    with container.lease_keeper().holding(snapshot.clinic_id, snapshot.lease) as held:
+        return _run_turns(container, snapshot, send, held)
+
+
+def _run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox, held: HeldLease) -> int:
     turns = 0
     while snapshot is not None:
         trace_id_var.set(_trace_of(snapshot))
         started_wall = container.clock.now()
         started = time.perf_counter()
         _observe_inbox_lag(snapshot)
-        output = _think(container, snapshot)
+        snapshot.may_continue = held.live  # asked by the brain before every model and tool call
+        try:
+            output = _think(container, snapshot)
+            if not held.live():
+                raise TurnWithdrawn("lease lost before the commit")
+        except TurnWithdrawn:
+            metrics.turns_withdrawn.inc()
+            log.warning(
+                "turn withdrawn: its lease was lost while it ran (nothing committed, nothing sent)",
+                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
+            )
+            return turns
         clinic, routing = container.clinic(snapshot.clinic_id)
         rows = _outbox_rows(snapshot, output, routing, clinic.name)
         record = TurnRecord(
@@ -158,6 +179,8 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         try:
             with container.database.tenant_connection(snapshot.clinic_id) as conn:
                 committed = commit_turn(conn, snapshot, record, rows, container.settings.lease_seconds)
+            if not committed.more_pending:
+                held.release()  # the commit let the lease go
             next_snapshot = None
             if committed.more_pending:  # newer messages arrived during the turn: the lease was kept for them
                 with container.database.tenant_connection(snapshot.clinic_id) as conn:
@@ -257,6 +280,8 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
     )
     try:
         return container.brain.run_turn(turn_input(snapshot, clinic, now, trace_id_var.get()), tools)
+    except TurnWithdrawn:
+        raise  # the lease is gone: no apology, no handoff — another worker has these messages
     except Exception:
         # The brain returns errors as results; anything escaping is a bug. Apologise and hand off, once.
         log.exception(

@@ -208,6 +208,111 @@ def test_cancel_my_appointment_is_not_an_opt_out(stack):
     assert consent != "opted_out"
 
 
+# ------------------------------------------------------------------ long turns
+def test_a_model_slower_than_the_lease_runs_one_turn_per_conversation(infra, tmp_path):
+    """Issue 13 item 6: a turn outlasting LEASE_SECONDS keeps its lease (heartbeat).  Without renewal the lease
+    expires mid-call, the sweeper hands the conversation to another worker thread, and a second turn calls the
+    model for the same message (the first turn's commit is then discarded by the fence)."""
+    lease_s, model_s = 2, 8.0  # the sweeper re-runs a conversation idle for 5 s whose lease expired
+    with running_stack(infra, tmp_path, model_provider="openai", lease_seconds=lease_s) as (stack, _):
+        calls: list[float] = []
+        in_flight = {"now": 0, "max": 0}
+        lock = threading.Lock()
+
+        def slow_model(body):
+            with lock:
+                calls.append(time.monotonic())
+                in_flight["now"] += 1
+                in_flight["max"] = max(in_flight["max"], in_flight["now"])
+            try:
+                time.sleep(model_s)  # the model's think time (slower than the lease), not synchronisation
+            finally:
+                with lock:
+                    in_flight["now"] -= 1
+            return {"role": "assistant", "content": "ack " + " ".join(MARKER.findall(body["messages"][-1]["content"]))}
+
+        stack.openai.responder = slow_model
+        phone = _phone()
+        stack.send_sms(GLOW_NUMBER, phone, "is anyone there? [c1-m1]")
+        from worker import actors
+
+        swept = {"at": 0.0}
+
+        def replied_while_sweeping() -> list[str]:
+            if time.monotonic() - swept["at"] >= 1.0:  # the scheduler's sweep, every second instead of every 10
+                actors.sweep.send()
+                swept["at"] = time.monotonic()
+            return stack.replies_to(phone)
+
+        wait_for(lambda: replied_while_sweeping() or len(calls) > 1, 60, interval=0.1, what="the reply")
+        assert len(calls) == 1, f"{len(calls)} model calls for one message: another worker ran a parallel turn"
+        stack.wait_idle()
+        with stack.database.tenant_scope(1) as session:
+            turns = session.execute(
+                text(
+                    """SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+                       JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p"""
+                ),
+                {"p": phone},
+            ).scalar_one()
+        replies = stack.replies_to(phone)
+    assert len(calls) == 1, f"{len(calls)} model calls for one message: another worker ran a parallel turn"
+    assert in_flight["max"] == 1
+    assert turns == 1
+    assert replies == ["ack c1-m1"]
+
+
+def _counter(name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+def test_a_turn_whose_lease_is_taken_over_stops_before_its_next_step(infra, tmp_path):
+    """Another worker takes the conversation over while the model is thinking (here the test does, as that
+    worker would).  The heartbeat finds the lease gone: the turn makes no further tool or model call, commits
+    nothing and sends nothing."""
+    with running_stack(infra, tmp_path, model_provider="openai", lease_seconds=3) as (stack, _):
+        phone = _phone()
+        calls: list[dict] = []
+
+        def taken_over_while_thinking(body):
+            calls.append(body)
+            if len(calls) == 1:
+                with stack.database.tenant_scope(1) as session:
+                    session.execute(
+                        text(
+                            """UPDATE conversations SET version = version + 1, lease_owner = 'another-worker:1',
+                                      lease_expires_at = now() + interval '60 seconds'
+                               WHERE client_id = (SELECT id FROM clients WHERE phone_e164 = :p)"""
+                        ),
+                        {"p": phone},
+                    )
+                time.sleep(2.5)  # the model's think time: the heartbeat (every second) runs meanwhile
+            return echo_responder(body)  # a tool call first: the turn would go on to the tool and a second call
+
+        stopped_before = _counter("medspa_turns_withdrawn_total") + _counter("medspa_stale_turns_total")
+        stack.openai.responder = taken_over_while_thinking
+        stack.send_sms(GLOW_NUMBER, phone, "what do I have booked? [c1-m1]")
+        wait_for(
+            lambda: _counter("medspa_turns_withdrawn_total") + _counter("medspa_stale_turns_total") > stopped_before,
+            30,
+            what="the turn to stop (withdrawn, or discarded at its commit)",
+        )
+        replies = stack.replies_to(phone)
+        with stack.database.tenant_scope(1) as session:
+            turns = session.execute(
+                text(
+                    """SELECT count(*) FROM turns t JOIN conversations c ON c.id = t.conversation_id
+                       JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p"""
+                ),
+                {"p": phone},
+            ).scalar_one()
+    assert len(calls) == 1, f"{len(calls)} model calls: the turn went on after losing its lease"
+    assert _counter("medspa_turns_withdrawn_total") > 0
+    assert replies == [] and turns == 0
+
+
 # ------------------------------------------------------------------ load, ordering, coalescing
 def _send_conversation(stack, client: httpx.Client, phone: str, index: int, count: int) -> None:
     url = stack.base_url + "/webhooks/twilio/sms"

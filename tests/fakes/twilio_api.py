@@ -20,6 +20,7 @@ import base64
 import re
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -86,6 +87,7 @@ class FakeTwilioApi(FakeHttpServer):
         self._store_lock = threading.Lock()
         self.hold_in_queue = False  # new messages stay queued (no date_sent) until release_queue()
         self.latency_s = 0.0  # every create answers this much later (a slow provider; the message exists already)
+        self._slow_next: deque[float] = deque()
 
     # ------------------------------------------------------------ the queue
     def release_queue(self) -> int:
@@ -123,6 +125,11 @@ class FakeTwilioApi(FakeHttpServer):
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """Hold the next responses back; the client is expected to time out before they arrive."""
         self.script(Reply(500, {"code": 20500, "message": "late", "status": 500}, delay_s=seconds), times=count)
+
+    def slow_next(self, seconds: float, count: int = 1) -> None:
+        """The next ``count`` creates are accepted (the message exists) but answered ``seconds`` late."""
+        with self._store_lock:
+            self._slow_next.extend([seconds] * count)
 
     # ------------------------------------------------------------ behaviour
     def violation_reply(self, message: str) -> Reply:
@@ -177,7 +184,8 @@ class FakeTwilioApi(FakeHttpServer):
             created = self._resource(message)  # as the API answers a create: still queued, no date_sent
             if not self.hold_in_queue:
                 self._leave_queue(message)  # leaves the queue right away (it is listed as sent from now on)
-        return Reply(201, created, delay_s=self.latency_s)
+            delay = self._slow_next.popleft() if self._slow_next else self.latency_s
+        return Reply(201, created, delay_s=delay)
 
     def _list(self, request: RecordedRequest) -> Reply:
         query = {k: v[-1] for k, v in request.query.items()}

@@ -5,6 +5,9 @@ never calls the provider for it."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,18 +15,27 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, running_stack
-from worker.container import Container
-from worker.outbox import send_outbox_message, sms_message_for
+from domain.audience import SegmentFilter
+from tests.integration.test_campaigns import make_clinic
+from tests.support.stack import Stack, running_stack
+from worker.campaigns import BatchSend, create_campaign, send_batch
+from worker.container import Container, build_container
+from worker.conversations import ClaimedSend
+from worker.outbox import RetryLater, send_claimed, send_outbox_message, sms_message_for
 from worker.sms_rate import SmsRateLimiter
+from worker.sweeper import sweep
+
+
+@pytest.fixture(scope="module")
+def clinic(owner_engine) -> dict[str, Any]:
+    """A clinic of this module's own: rows left claimed on purpose never hold up another test's idle check."""
+    return make_clinic(owner_engine)
 
 
 @pytest.fixture(scope="module")
 def sending_stack(infra, tmp_path_factory) -> Iterator[tuple[Stack, Container]]:
     # No Dramatiq worker: these tests drive the send functions themselves, one step at a time.
     with running_stack(infra, tmp_path_factory.mktemp("outbox-stack"), inprocess_worker=False) as (stack, _):
-        from worker.container import build_container
-
         container = build_container(stack.settings, clock=stack.clock)
         try:
             yield stack, container
@@ -44,35 +56,46 @@ def _phone() -> str:
     return "+1628" + str(uuid.uuid4().int % 10**7).zfill(7)
 
 
-def _outbox_row(container: Container, *, status: str, kind: str = "reply", claimed_ago_s: float = 0) -> dict[str, Any]:
+def _outbox_row(
+    container: Container,
+    clinic: dict[str, Any],
+    *,
+    status: str,
+    kind: str = "reply",
+    claimed_ago_s: float = 0,
+    campaign_id: int | None = None,
+    claim_token: int | None = None,
+) -> dict[str, Any]:
     """A client and one outbox row for them (status as given; a claimed row was claimed ``claimed_ago_s`` ago)."""
     phone = _phone()
-    with container.database.tenant_scope(GLOW_CLINIC_ID) as session:
+    with container.database.tenant_scope(clinic["id"]) as session:
         client_id = session.execute(
             text("INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (:c, :p, 'opted_in') RETURNING id"),
-            {"c": GLOW_CLINIC_ID, "p": phone},
+            {"c": clinic["id"], "p": phone},
         ).scalar_one()
         row = (
             session.execute(
                 text(
                     """INSERT INTO outbox (clinic_id, client_id, channel, kind, to_address, from_address, body, status,
-                                           attempts, claimed_at, created_at)
+                                           attempts, claimed_at, created_at, campaign_id, claim_token)
                        VALUES (:c, :client, 'sms', :kind, :to, :from, :body, CAST(:status AS text),
                                CASE WHEN CAST(:status AS text) = 'queued' THEN 0 ELSE 1 END,
                                CASE WHEN CAST(:status AS text) = 'queued' THEN NULL
                                     ELSE now() - make_interval(secs => :ago) END,
-                               now() - make_interval(secs => :ago))
-                       RETURNING id, to_address, from_address, body, client_id"""
+                               now() - make_interval(secs => :ago), :campaign, :token)
+                       RETURNING id, to_address, from_address, body, client_id, conversation_id, trace_id"""
                 ),
                 {
-                    "c": GLOW_CLINIC_ID,
+                    "c": clinic["id"],
                     "client": client_id,
                     "kind": kind,
                     "to": phone,
-                    "from": GLOW_NUMBER,
+                    "from": clinic["number"],
                     "body": f"See you Friday at 10:00 [{uuid.uuid4().hex[:8]}]",
                     "status": status,
                     "ago": claimed_ago_s,
+                    "campaign": campaign_id,
+                    "token": claim_token,
                 },
             )
             .mappings()
@@ -81,8 +104,8 @@ def _outbox_row(container: Container, *, status: str, kind: str = "reply", claim
     return dict(row)
 
 
-def _outbox(container: Container, outbox_id: int) -> dict[str, Any]:
-    with container.database.tenant_scope(GLOW_CLINIC_ID) as session:
+def _outbox(container: Container, clinic: dict[str, Any], outbox_id: int) -> dict[str, Any]:
+    with container.database.tenant_scope(clinic["id"]) as session:
         return dict(
             session.execute(
                 text("SELECT status, provider_message_id, attempts FROM outbox WHERE id = :id"), {"id": outbox_id}
@@ -96,17 +119,108 @@ def _sent_to(stack: Stack, phone: str) -> list[Any]:
     return [m for m in list(stack.twilio.messages) if m.to == phone]
 
 
-def test_a_send_still_queued_at_twilio_is_reconciled_not_sent_again(sending_stack):
+def test_a_send_still_queued_at_twilio_is_reconciled_not_sent_again(sending_stack, clinic):
     """The first attempt reached Twilio, which still has it queued (no date_sent: a brown-out), and the worker
     died before recording it; the sweeper marked the row ``unknown``.  The next attempt finds it at Twilio."""
     stack, container = sending_stack
     stack.twilio.hold_in_queue = True
-    row = _outbox_row(container, status="unknown", claimed_ago_s=120)
-    first = container.sms.send(sms_message_for(container, GLOW_CLINIC_ID, row))  # the attempt that was never recorded
+    row = _outbox_row(container, clinic, status="unknown", claimed_ago_s=120)
+    first = container.sms.send(sms_message_for(container, clinic["id"], row))  # the attempt that was never recorded
 
-    outcome = send_outbox_message(container, SmsRateLimiter(container.redis, 0), GLOW_CLINIC_ID, int(row["id"]))
+    outcome = send_outbox_message(container, SmsRateLimiter(container.redis, 0), clinic["id"], int(row["id"]))
 
     assert outcome.status == "sent"
     assert len(_sent_to(stack, row["to_address"])) == 1, "re-sent although Twilio had it queued"
-    assert _outbox(container, int(row["id"]))["provider_message_id"] == first.provider_message_id
+    assert _outbox(container, clinic, int(row["id"]))["provider_message_id"] == first.provider_message_id
     stack.twilio.assert_clean()
+
+
+def test_a_sender_whose_claim_was_taken_over_does_not_call_the_provider(sending_stack, clinic):
+    """A turn's commit claimed its reply, then the worker stalled past the sweeper's deadline (CPU starvation, a
+    long pause): the row was swept to ``unknown`` and another worker re-claimed it (its own token).  When the
+    first worker wakes up, its claim no longer holds: it must not send."""
+    stack, container = sending_stack
+    stale = time.monotonic() - 2 * container.settings.outbox_sweep_after_s  # claimed long before the stall ended
+    row = _outbox_row(container, clinic, status="sending", claimed_ago_s=1, claim_token=2222)  # another's claim
+    mine = ClaimedSend(
+        int(row["id"]),
+        "sms",
+        "reply",
+        row["to_address"],
+        row["from_address"],
+        row["body"],
+        {},
+        None,
+        int(row["client_id"]),
+        "",
+        claim_token=1111,
+        claim_started=stale,
+    )
+
+    outcome = send_claimed(container, SmsRateLimiter(container.redis, 0), clinic["id"], mine)
+
+    assert outcome.status == "skipped"
+    assert _sent_to(stack, row["to_address"]) == []
+    assert _outbox(container, clinic, int(row["id"]))["status"] == "sending"  # still the other worker's claim
+    with container.database.tenant_scope(clinic["id"]) as session:  # the other worker is imaginary: no leftovers
+        session.execute(text("UPDATE outbox SET status = 'cancelled' WHERE id = :id"), {"id": row["id"]})
+
+
+def _sending_campaign(container: Container, clinic: dict[str, Any]) -> int:
+    with container.database.tenant_scope(clinic["id"]) as session:
+        campaign_id = create_campaign(
+            session, clinic["id"], name="Slow provider", template="Hi {first_name}!", segment=SegmentFilter()
+        )
+        session.execute(text("UPDATE campaigns SET status = 'sending' WHERE id = :id"), {"id": campaign_id})
+    return campaign_id
+
+
+def test_a_campaign_chunk_slower_than_the_sweep_deadline_sends_each_text_once(sending_stack, clinic):
+    """Issue 13 item 6: a chunk of claimed campaign rows outlives the sweeper's deadline (one provider call
+    hangs longer than the deadline).  The sweeper marks the rest of the chunk ``unknown``, another worker
+    reconciles (Twilio has nothing yet) and sends them; the first worker, back from its slow call, must find
+    its claim on them gone and not send them again."""
+    stack, _ = sending_stack
+    # A 3 s sweep deadline; a provider timeout longer than it, so the chunk re-verifies before every call.
+    settings = stack.settings.model_copy(update={"outbox_sweep_after_s": 3, "sms_send_timeout_s": 10})
+    first, other = build_container(settings, clock=stack.clock), build_container(settings, clock=stack.clock)
+    try:
+        campaign_id = _sending_campaign(first, clinic)
+        rows = [_outbox_row(first, clinic, status="queued", kind="campaign", campaign_id=campaign_id) for _ in range(6)]
+        ids = {int(r["id"]) for r in rows}
+        stack.twilio.slow_next(settings.outbox_sweep_after_s + 2)  # the chunk's first call: Twilio browns out
+        stack.twilio.latency_s = 0.1
+        outcome: list[BatchSend] = []
+        sender = threading.Thread(
+            target=lambda: outcome.append(
+                send_batch(first, SmsRateLimiter(first.redis, 0), clinic["id"], campaign_id, sorted(ids))
+            )
+        )
+        sender.start()
+        other_limiter = SmsRateLimiter(other.redis, 0)
+
+        def other_worker(kind: str, clinic_id: int, outbox_id: int) -> None:
+            if outbox_id in ids:  # the sweeper's re-enqueue, handled by another worker right away
+                with contextlib.suppress(RetryLater):
+                    send_outbox_message(other, other_limiter, clinic_id, outbox_id)
+
+        deadline = time.monotonic() + 60
+        while sender.is_alive() and time.monotonic() < deadline:
+            sweep(other, other_worker)  # the scheduler's sweep, much more often than every 10 s
+            sender.join(0.2)
+        assert not sender.is_alive(), "the campaign sender did not finish"
+        sweep(other, other_worker)
+        texts = [m for r in rows for m in _sent_to(stack, r["to_address"])]
+        per_recipient = {r["to_address"]: len(_sent_to(stack, r["to_address"])) for r in rows}
+        assert per_recipient == {r["to_address"]: 1 for r in rows}, f"texts per recipient: {per_recipient}"
+        assert len(texts) == 6
+        [result] = outcome
+        assert result.sent >= 1 and result.lost >= 1, result  # the other worker took some over: they were skipped
+        with first.database.tenant_scope(clinic["id"]) as session:
+            statuses = session.execute(
+                text("SELECT status, count(*) FROM outbox WHERE id = ANY(:ids) GROUP BY status"), {"ids": sorted(ids)}
+            ).all()
+        assert dict(statuses) == {"sent": 6}
+    finally:
+        first.close()
+        other.close()
