@@ -14,6 +14,12 @@ breaks something mid-load, and measures what the patients experienced:
 - recovery time: from the fault clearing (the kill, the service back up, the storm over) until every
   acknowledged message had its turn and every reply was sent.
 
+Two drills slow a provider down instead of breaking something: ``slow_sms_provider`` (Twilio takes 2 s per
+call while a campaign sends, so a chunk of claimed campaign rows outlives the sweeper's deadline; its campaign
+texts count in every column: each recipient one text, none twice) and ``slow_model_beyond_lease`` (the model
+takes longer than the conversation lease for some patients; one turn per conversation at a time: no model call
+of a conversation starts while another of the same conversation is in flight).
+
 Targets: 0 lost, 0 duplicates, recovery ≤ 90 s; the command exits 1 when a drill misses one.  The drills are
 a developer tool: they reuse the test harness (tests/support, tests/fakes) and need the repository checkout.
 """
@@ -75,6 +81,7 @@ class DrillResult:
     recovery_s: float | None = None
     passed: bool = False
     notes: list[str] = field(default_factory=list)
+    parallel_turns: int | None = None  # slow_model_beyond_lease: model calls started while one of the same ran
 
     @property
     def verdict(self) -> str:
@@ -220,12 +227,19 @@ class Load:
 
 
 # ------------------------------------------------------------------ measuring
-def _wait_recovered(procs: ProcessStack, load: Load, timeout: float) -> float | None:
-    """Wait for the load to finish and the pipeline to drain; returns the monotonic time it did, or None."""
+def _wait_recovered(
+    procs: ProcessStack, load: Load, timeout: float, settled: Callable[[ProcessStack], bool] | None = None
+) -> float | None:
+    """Wait for the load to finish and the pipeline to drain (and the drill's own work to settle, e.g. its
+    campaign to complete); returns the monotonic time it did, or None."""
+    from tests.support.infra import wait_for
+
     load.join()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            if settled is not None:
+                wait_for(lambda: settled(procs), max(1.0, deadline - time.monotonic()), what="the drill's work")
             procs.stack.wait_idle(timeout=max(1.0, deadline - time.monotonic()))
             return time.monotonic()
         except AssertionError:
@@ -398,6 +412,181 @@ def _sms_500s(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: 
     return time.monotonic()
 
 
+SLOW_SMS_CALL_S = 2.0  # a Twilio brown-out: every API call takes this long
+CAMPAIGN_PER_CONVERSATION = 5  # campaign recipients per patient conversation of the scale
+
+
+class _SlowSmsProvider:
+    """Twilio slows to 2 s per call and a campaign starts sending into the brown-out.  Before claims were
+    re-verified before each provider call, a chunk of 50 claimed rows (100 s of calls) outlived the sweeper's
+    deadline: the rest of the chunk was marked ``unknown``, other workers reconciled (Twilio had nothing yet) and
+    sent, and the first worker sent them again."""
+
+    def __init__(self) -> None:
+        self.campaign_id: int | None = None
+        self.phones: list[str] = []
+
+    def __call__(self, procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+        from tests.support.infra import wait_for
+        from worker.schedule import SCHEDULE
+
+        twilio = procs.stack.twilio
+        twilio.latency_s = SLOW_SMS_CALL_S
+        started = time.monotonic()
+        self.campaign_id, self.phones = _start_campaign(procs, scale.conversations * CAMPAIGN_PER_CONVERSATION)
+        wait_for(lambda: self._claimed(procs), 60, interval=0.1, what="the campaign's first claimed rows")
+        # The brown-out lasts until the sweeper has surely seen the first claimed chunk past its deadline (it
+        # sweeps every 10 s) and other workers have had time to pick swept rows up.
+        sweep_every = next(job.every_s for job in SCHEDULE if job.name == "sweep")
+        slow_for = procs.stack.settings.outbox_sweep_after_s + sweep_every + 3 * SLOW_SMS_CALL_S
+        time.sleep(slow_for)  # the brown-out's duration (what is being drilled), not synchronisation
+        twilio.latency_s = 0.0
+        result.notes.append(
+            f"Twilio took {SLOW_SMS_CALL_S:.0f}s per call for {time.monotonic() - started:.0f}s; a campaign of "
+            f"{len(self.phones)} recipients started into it"
+        )
+        return time.monotonic()
+
+    def _claimed(self, procs: ProcessStack) -> bool:
+        from sqlalchemy import text
+
+        with procs.stack.database.tenant_scope(1) as session:
+            return bool(
+                session.execute(
+                    text("SELECT EXISTS (SELECT 1 FROM outbox WHERE campaign_id = :id AND status <> 'queued')"),
+                    {"id": self.campaign_id},
+                ).scalar_one()
+            )
+
+    def settled(self, procs: ProcessStack) -> bool:
+        from worker.campaigns import campaign_status
+
+        return self.campaign_id is None or campaign_status(procs.stack.database, 1, self.campaign_id) == "completed"
+
+    def measure(self, procs: ProcessStack, result: DrillResult) -> None:
+        texts = Counter(m.to for m in list(procs.stack.twilio.messages) if m.to in set(self.phones))
+        twice = sum(n - 1 for n in texts.values() if n > 1)
+        never = sum(1 for phone in self.phones if texts[phone] == 0)
+        result.messages_in += len(self.phones)
+        result.replies_sent += sum(texts.values())
+        result.duplicates += twice
+        result.lost += never
+        result.notes.append(f"campaign: {len(self.phones)} recipients, {never} never texted, {twice} texted twice")
+        result.passed = result.passed and twice == 0 and never == 0
+
+
+def _noon_zone() -> str:
+    """A time zone where it is about 13:00 now: campaign recipients inside 08:00-21:00, whatever the hour."""
+    offset = 13 - datetime.now(UTC).hour
+    offset = offset + 24 if offset < -12 else offset - 24 if offset > 14 else offset
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+
+
+def _start_campaign(procs: ProcessStack, recipients: int) -> tuple[int, list[str]]:
+    """Campaign recipients (opted-in clients at local midday), the campaign sent now, its runner enqueued."""
+    from sqlalchemy import text
+
+    from domain.audience import SegmentFilter
+    from medspa.broker import BULK_QUEUE, LowLatencyRedisBroker, message_for
+    from worker.campaigns import create_campaign, schedule_campaign
+
+    run = next(_LOAD_RUNS)
+    tag = f"drill-{uuid.uuid4().hex[:8]}"
+    phones = [f"+1628{run:03d}{i:04d}" for i in range(recipients)]
+    now = datetime.now(UTC)
+    with procs.stack.database.tenant_scope(1) as session:
+        session.execute(
+            text(
+                """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, timezone, tags)
+                   SELECT 1, phone, 'Drill Recipient', 'opted_in', :tz, ARRAY[CAST(:tag AS text)]
+                   FROM unnest(CAST(:phones AS text[])) AS phone"""
+            ),
+            {"phones": phones, "tz": _noon_zone(), "tag": tag},
+        )
+        campaign_id = create_campaign(
+            session,
+            1,
+            name="Drill: slow SMS provider",
+            template="Hi {first_name}, spring offers at {clinic_name} this week.",
+            segment=SegmentFilter.from_dict({"tags": [tag]}),
+            created_by="drills",
+        )
+        schedule_campaign(session, 1, campaign_id, now, now)
+    broker = LowLatencyRedisBroker(url=procs.stack.settings.redis_url)  # not the global broker: just enqueue
+    try:
+        broker.enqueue(message_for("run_campaign_slice", BULK_QUEUE, 1, campaign_id))
+    finally:
+        broker.close()
+    return campaign_id, phones
+
+
+SLOW_MODEL_EVERY = 8  # every 8th conversation's model is slower than the lease
+SLOW_MODEL_LEASE_S = 5  # this drill's LEASE_SECONDS: short, so a turn outlives it by far
+SLOW_MODEL_CALL_S = SLOW_MODEL_LEASE_S + 5.0  # per model call; a turn makes two
+
+
+class _SlowModelBeyondLease:
+    """Every 8th patient's model takes longer per call than the conversation lease (a turn makes two calls:
+    4 leases long).  Without a heartbeat the lease expired mid-turn and the patient's next text — or the
+    sweeper — handed the conversation to another worker, which ran a second turn in parallel.  Counted in the
+    fake model: a model call that starts while another call of the same conversation is in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self.calls = 0
+        self.parallel = 0
+        self.load: Load | None = None  # set by run_drill
+
+    def think_s(self, conversation: str | None, default_s: float) -> float:
+        if conversation is not None and int(conversation[1:]) % SLOW_MODEL_EVERY == 0:
+            return SLOW_MODEL_CALL_S
+        return default_s
+
+    @contextlib.contextmanager
+    def call(self, conversation: str | None) -> Iterator[None]:
+        with self._lock:
+            self.calls += 1
+            if conversation is not None:
+                self.parallel += self._in_flight[conversation] > 0
+                self._in_flight[conversation] += 1
+        try:
+            yield
+        finally:
+            if conversation is not None:
+                with self._lock:
+                    self._in_flight[conversation] -= 1
+
+    def __call__(self, procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+        if self.load is not None:
+            self.load.join()  # the slow model runs from the start; the fault "clears" when the patients stop
+        result.notes.append(
+            f"model took {SLOW_MODEL_CALL_S:.0f}s per call for every {SLOW_MODEL_EVERY}th conversation "
+            f"(lease {SLOW_MODEL_LEASE_S}s)"
+        )
+        return time.monotonic()
+
+    def settled(self, procs: ProcessStack) -> bool:
+        return True
+
+    def measure(self, procs: ProcessStack, result: DrillResult) -> None:
+        result.parallel_turns = self.parallel
+        result.notes.append(f"{self.calls} model calls, {self.parallel} started while a call of the same ran")
+        result.passed = result.passed and self.parallel == 0
+
+
+def _conversation_of(body: dict[str, Any]) -> str | None:
+    """The drill conversation a model request belongs to (``c7`` from its patients' ``[c7-m2]`` markers)."""
+    from tests.support.stack import _MARKER
+
+    for message in body.get("messages", []):
+        if message.get("role") == "user":
+            found = _MARKER.search(str(message.get("content") or ""))
+            if found:
+                return found.group(1).split("-")[0]
+    return None
+
+
 FAULTS: dict[str, Fault] = {
     "sigkill_worker": _sigkill_worker,
     "sigterm_worker": _sigterm_worker,
@@ -405,6 +594,8 @@ FAULTS: dict[str, Fault] = {
     "restart_postgres": _restart_postgres,
     "model_429_storm": _model_429_storm,
     "sms_500s": _sms_500s,
+    "slow_sms_provider": _SlowSmsProvider(),
+    "slow_model_beyond_lease": _SlowModelBeyondLease(),
 }
 DRILLS = tuple(FAULTS)
 
@@ -414,7 +605,16 @@ DRILLS = tuple(FAULTS)
 def _overrides(name: str, scale: Scale) -> dict[str, Any]:
     if name == "model_429_storm":
         return {"model_deadline_s": round(scale.storm_s * 0.6, 1)}
+    if name == "slow_model_beyond_lease":
+        return {"lease_seconds": SLOW_MODEL_LEASE_S}
     return {}
+
+
+# Drills whose fault lives longer than one call (a campaign to follow, a model to watch): a fresh one per run.
+_STATEFUL: dict[str, Callable[[], Fault]] = {
+    "slow_sms_provider": _SlowSmsProvider,
+    "slow_model_beyond_lease": _SlowModelBeyondLease,
+}
 
 
 def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") -> DrillResult:
@@ -429,10 +629,17 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
     work = env.work_dir / f"{name}-{uuid.uuid4().hex[:6]}"
     work.mkdir(parents=True)
     think_s = scale.model_ms / 1000
+    fault: Fault = _STATEFUL[name]() if name in _STATEFUL else FAULTS[name]
+    model = fault if isinstance(fault, _SlowModelBeyondLease) else None
 
     def slow_echo(body: dict[str, Any]) -> dict[str, Any]:
-        time.sleep(think_s)  # the scripted model's think time
-        return echo_responder(body)
+        if model is None:
+            time.sleep(think_s)  # the scripted model's think time
+            return echo_responder(body)
+        conversation = _conversation_of(body)
+        with model.call(conversation):
+            time.sleep(model.think_s(conversation, think_s))  # the scripted model's think time
+            return echo_responder(body)
 
     _progress(f"{name}: starting a stack (app, 2 worker groups, scheduler)")
     with running_process_stack(
@@ -448,9 +655,13 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
                 f"at the fault: {in_flight} turns in flight" + (" on the victim" if victim is not None else "")
             )
             _progress(f"{name}: load under way, injecting the fault")
-            cleared = FAULTS[name](procs, env, scale, result)
+            if model is not None:
+                model.load = load
+            cleared = fault(procs, env, scale, result)
             _progress(f"{name}: fault cleared, waiting for recovery")
-            recovered = _wait_recovered(procs, load, timeout=RECOVERY_TARGET_S + 60)
+            recovered = _wait_recovered(
+                procs, load, timeout=RECOVERY_TARGET_S + 60, settled=getattr(fault, "settled", None)
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 load.join()
@@ -460,6 +671,8 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
         else:
             result.notes.append(f"not recovered: {_state(procs)}")
         _measure(procs, load, result)
+        if hasattr(fault, "measure"):
+            fault.measure(procs, result)
         if not result.passed:
             kept = ARTIFACTS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
             shutil.copytree(procs.log_dir, kept, dirs_exist_ok=True)

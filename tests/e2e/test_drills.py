@@ -1,6 +1,7 @@
 """The fault drills of `medspa drills run`, at the small scale: each breaks a running stack mid-load (worker
-killed or stopped, Redis restarted empty, Postgres restarted, model 429 storm, SMS provider 500s) and checks
-what patients saw — nothing lost, no reply twice, recovered within the target.
+killed or stopped, Redis restarted empty, Postgres restarted, model 429 storm, SMS provider 500s, a slow SMS
+provider during a campaign, a model slower than the conversation lease) and checks what patients saw — nothing
+lost, no reply twice, recovered within the target.
 
 The two slowest carry the ``slow`` marker (they still run in CI).  The drills restart Redis and Postgres,
 so they run on their own throwaway infrastructure (one for this module), never on the session's shared one.
@@ -21,9 +22,9 @@ def drills_env() -> Iterator[DrillEnvironment]:
         yield env
 
 
-def _check(result: DrillResult) -> None:
+def _check(result: DrillResult, *, messages_in: int = 8 * 3) -> None:
     detail = f"{result.row()} {result.notes}"
-    assert result.messages_in == 8 * 3, detail  # every patient message was acknowledged by the webhook
+    assert result.messages_in == messages_in, detail  # every patient message was acknowledged by the webhook
     assert result.lost == 0, detail
     assert result.duplicates == 0, detail
     assert result.recovery_s is not None and result.recovery_s <= RECOVERY_TARGET_S, detail
@@ -62,6 +63,22 @@ def test_sms_provider_500s(drills_env):
     _check(result)
     # Every reply the turns produced reached the patient exactly once.
     assert result.replies_sent == result.turns, result.row()
+
+
+def test_slow_sms_provider_during_a_campaign_sends_each_text_once(drills_env):
+    """Twilio takes 2 s per call while a campaign sends: chunks of claimed rows outlive the sweeper's deadline.
+    Every campaign recipient gets exactly one text (and the patients' replies exactly once)."""
+    result = run_drill(drills_env, "slow_sms_provider", "small")
+    _check(result, messages_in=8 * 3 + 8 * 5)  # the patients' messages and the campaign's texts
+    assert "campaign: 40 recipients, 0 never texted, 0 texted twice" in result.notes, result.notes
+
+
+def test_slow_model_beyond_lease_runs_one_turn_per_conversation_at_a_time(drills_env):
+    """One patient's model takes twice the lease per call: no second turn of that conversation starts while the
+    first runs (the lease is renewed), and nothing is lost or answered twice."""
+    result = run_drill(drills_env, "slow_model_beyond_lease", "small")
+    _check(result)
+    assert result.parallel_turns == 0, result.notes
 
 
 def test_the_command_runs_the_named_drills_and_rejects_unknown_ones(capsys):
