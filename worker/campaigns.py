@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from domain import availability
 from domain.audience import EXCLUSION_REASONS, Decision, RecipientFacts, SegmentFilter, SendPolicy, decide
+from domain.ports import BusyInterval
 from domain.segments import GSM7_BASIC, count_segments
 from domain.templates import (
     CAMPAIGN_PLACEHOLDERS,
@@ -344,7 +345,7 @@ def next_open_slot_label(
         {"c": clinic_id, "start": now, "end": end},
     ):
         if row.provider_id in busy:
-            busy[row.provider_id].append(availability.BusyInterval(row.starts_at, row.blocked_until))
+            busy[row.provider_id].append(BusyInterval(row.starts_at, row.blocked_until))
     clinic_hours = parse_hours(clinic.business_hours)
     query = availability.SlotQuery(
         schedule=availability.ClinicSchedule(clinic.timezone, clinic_hours, parse_closed_dates(clinic.holidays)),

@@ -188,8 +188,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         from worker.integrations.stripe_payments import StripePayments
 
         payments = StripePayments(
-            settings.stripe_api_key.get_secret_value(),
-            api_base=settings.stripe_api_base,  # type: ignore[union-attr]
+            settings.stripe_api_key.get_secret_value(),  # type: ignore[union-attr]
+            api_base=settings.stripe_api_base,
         )
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
