@@ -33,6 +33,13 @@ def register(subparsers: Any) -> None:
     db_sub.add_parser("migrate", help="upgrade the schema to head").set_defaults(handler=db_migrate)
     db_sub.add_parser("seed", help="load seed_data.sql (safe to repeat)").set_defaults(handler=db_seed)
     db_sub.add_parser("setup", help="migrate, seed and index the knowledge base").set_defaults(handler=db_setup)
+    db_sub.add_parser(
+        "check", help="exit 0 when the schema is at this code's head (or past it), 1 otherwise (app role)"
+    ).set_defaults(handler=db_check)
+    wait = db_sub.add_parser("wait", help="wait until the schema is at this code's head (Kubernetes init container)")
+    wait.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (exit 2)")
+    wait.add_argument("--interval", type=float, default=2, help="seconds between checks")
+    wait.set_defaults(handler=db_wait)
 
     chat = subparsers.add_parser("chat", help="text the clinic from your terminal (signed Twilio-format webhooks)")
     chat.add_argument("--url", default=None, help="webhook base URL (default: PUBLIC_BASE_URL)")
@@ -81,6 +88,36 @@ def db_setup(args: argparse.Namespace) -> int:
     db_seed(args)
     _index_knowledge()
     return 0
+
+
+def db_check(_: argparse.Namespace) -> int:
+    from medspa.services import schema_status
+    from scripts.common import infrastructure
+
+    status = schema_status(infrastructure().database_url)
+    print(status.describe())
+    return 0 if status.ready else 1
+
+
+def db_wait(args: argparse.Namespace) -> int:
+    """Poll until the schema is at head: the app pods' init container, so they start only after the migration
+    Job (an older schema would fail their queries; a newer one is what a rolling update runs on anyway)."""
+    from medspa.services import schema_status
+    from scripts.common import infrastructure
+
+    url = infrastructure().database_url
+    deadline = time.monotonic() + args.timeout
+    said = ""
+    while True:
+        status = schema_status(url)
+        if status.describe() != said:  # one line per change, not per poll
+            said = status.describe()
+            print(said, flush=True)
+        if status.ready:
+            return 0
+        if time.monotonic() >= deadline:
+            raise CommandError(f"gave up after {args.timeout:.0f}s: {said}")
+        time.sleep(args.interval)
 
 
 def _index_knowledge() -> None:
