@@ -124,6 +124,8 @@ OPTIONAL = [
 @pytest.mark.parametrize("variable", OPTIONAL)
 @pytest.mark.parametrize("empty", ["", "   "])
 def test_an_empty_variable_is_unset(monkeypatch, variable: str, empty: str):
+    for other in OPTIONAL:
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(variable, empty)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert getattr(settings, variable.lower()) is None
