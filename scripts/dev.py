@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from medspa.cli import CommandError
+from medspa.secrets import startup_settings
 from medspa.settings import REPO_ROOT, get_settings
 
 
@@ -155,7 +156,9 @@ def _service_env() -> dict[str, str]:
 
 
 def run_webhooks(args: argparse.Namespace) -> int:
-    settings = get_settings()
+    # Checked here, in the process compose runs, before the environment is resolved or uvicorn is exec'd (the
+    # app checks again in each uvicorn worker).
+    settings = startup_settings("webhooks")
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
@@ -205,7 +208,7 @@ def _worker_argv(processes: int, threads: int) -> list[str]:
 def run_worker(args: argparse.Namespace) -> int:
     from worker.metrics_setup import worker_metrics_env
 
-    settings = get_settings()
+    settings = startup_settings("worker")
     env = _service_env() | worker_metrics_env(settings)
     os.execvpe(
         sys.executable,
@@ -216,6 +219,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_scheduler(_: argparse.Namespace) -> int:
+    startup_settings("scheduler")
     env = _service_env()
     os.execvpe(sys.executable, [sys.executable, "-m", "worker.scheduler"], env)
     return 0  # pragma: no cover
@@ -224,7 +228,7 @@ def run_scheduler(_: argparse.Namespace) -> int:
 def dev_up(args: argparse.Namespace) -> int:
     from scripts.common import infrastructure
 
-    settings = get_settings()
+    settings = startup_settings("dev up")
     print("Starting MedSpa Agent on embedded defaults ...", flush=True)
     infra = infrastructure()
     print(
