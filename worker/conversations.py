@@ -43,8 +43,11 @@ log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 
-# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.
+# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.  A safety reply
+# ('safety') waits for nothing: it goes out at once, whatever is queued before it.
 ORDERED_KINDS = ("reply", "compliance", "staff")
+# Outbox kinds that carry a turn's replies (``TurnOutput.replies``, in order), written with their history message.
+REPLY_KINDS = ("reply", "safety")
 
 
 class StaleTurn(Exception):
@@ -212,6 +215,7 @@ class Attached:
     newly_attached: int = 0
     snapshot: Snapshot | None = None  # this worker took the lease: the turn to run
     failing: Lease | None = None  # the lease was taken, but the conversation failed too often (quarantine it)
+    # (``snapshot`` is set then too: the safety screen reads the messages before anything is quarantined)
 
 
 # The event — plus, for SMS, the sender's client — and the row lock on its conversation when that exists
@@ -510,22 +514,24 @@ def quarantine(conn: Conn, lease: Lease) -> int:
     """Give up on messages that crashed turns repeatedly: hand the conversation to staff, stop looping.
     Returns how many messages were quarantined."""
     answered = conn.execute("SELECT answered_seq FROM conversations WHERE id = %s", (lease.conversation_id,)).fetchone()
+    # RETURNING, not rowcount: on the pipeline-mode connection rowcount is unknown until the results arrive.
     updated = conn.execute(
         """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
                   handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
                   lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
-           WHERE id = %s AND version = %s AND lease_owner = %s""",
+           WHERE id = %s AND version = %s AND lease_owner = %s RETURNING id""",
         (lease.conversation_id, lease.version, lease.owner),
-    )
-    if answered is None or updated.rowcount != 1:
+    ).fetchone()
+    if answered is None or updated is None:
         raise StaleTurn(f"lease on conversation {lease.conversation_id} was taken over")
     result = conn.execute(
         """UPDATE inbox_events SET status = 'quarantined', last_error = 'turn failed repeatedly'
            WHERE id IN (SELECT (meta->>'inbox_id')::bigint FROM messages
-                        WHERE conversation_id = %s AND inbound_seq > %s)""",
+                        WHERE conversation_id = %s AND inbound_seq > %s)
+           RETURNING id""",
         (lease.conversation_id, answered[0]),
     )
-    return int(result.rowcount)
+    return len(result.fetchall())
 
 
 # ------------------------------------------------------------------ snapshot
@@ -565,8 +571,9 @@ class _QueuedSnapshot:
     lease: Lease | None = None  # set when the caller already holds the lease (``load_snapshot``)
 
     def result(self, clinic_id: int, quarantine_after: int | None = None) -> tuple[Snapshot | None, Lease | None]:
-        """(snapshot, None) normally; (None, lease) when the lease was taken by a conversation that failed too
-        often (quarantine it); (None, None) when another worker holds the lease or nothing is unanswered."""
+        """(snapshot, None) normally; (snapshot, lease) when the lease was taken by a conversation that failed too
+        often (quarantine it — after the safety screen has read its messages); (None, None) when another worker
+        holds the lease or nothing is unanswered."""
         row = self.head.fetchone()
         pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
         if row is None:
@@ -574,8 +581,7 @@ class _QueuedSnapshot:
         head = _head(self.conversation_id, self.owner, row)
         if self.lease is not None:
             head = replace(head, lease=self.lease)  # the lease stays the one this worker holds
-        if quarantine_after is not None and head.lease.failed_turns > quarantine_after:
-            return None, head.lease
+        failing = head.lease if quarantine_after is not None and head.lease.failed_turns > quarantine_after else None
         return Snapshot(
             lease=head.lease,
             clinic_id=clinic_id,
@@ -594,7 +600,7 @@ class _QueuedSnapshot:
             upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
             client_name=head.name,
             client_email=head.email,
-        ), None
+        ), failing
 
 
 _Cursor = psycopg.Cursor[Any]
@@ -723,18 +729,20 @@ WITH message AS (
     RETURNING id
 ), claim AS MATERIALIZED (
     SELECT %(claim)s::bool
-           AND NOT EXISTS (SELECT 1 FROM outbox o
-                           WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
-                             AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
-                             AND (o.not_before IS NULL OR o.not_before <= now()))
-           AND (%(channel)s::text <> 'sms' OR NOT EXISTS (
+           AND (NOT %(in_order)s::bool OR NOT EXISTS (
+                    SELECT 1 FROM outbox o
+                    WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
+                      AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
+                      AND (o.not_before IS NULL OR o.not_before <= now())))
+           AND (NOT %(check_consent)s::bool OR %(channel)s::text <> 'sms' OR NOT EXISTS (
                     SELECT 1 FROM clients cl WHERE cl.id = %(client)s::bigint
                       AND (cl.consent_state = 'opted_out' OR cl.sms_status IN ('invalid', 'not_mobile'))))
            AS now
 )
 INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
                     meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at)
-SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, 'reply', %(priority)s,
+SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, %(kind)s::text,
+       %(priority)s,
        %(to)s, %(from)s, %(body)s, %(meta)s::jsonb || jsonb_build_object('message_id', message.id), %(dedupe)s,
        %(trace)s, %(segments)s, %(encoding)s,
        CASE WHEN claim.now THEN 'sending' ELSE 'queued' END,
@@ -828,8 +836,8 @@ def _queue_commit(
                 for a in out.tool_audit
             ],
         )
-    reply_rows = [row for row in outbox_rows if row.kind == "reply"]
-    other_rows = [row for row in outbox_rows if row.kind != "reply"]
+    reply_rows = [row for row in outbox_rows if row.kind in REPLY_KINDS]
+    other_rows = [row for row in outbox_rows if row.kind not in REPLY_KINDS]
     replies: list[tuple[OutboxRow, psycopg.Cursor[Any]]] = []
     for index, reply in enumerate(out.replies):
         row = reply_rows[index] if index < len(reply_rows) else None
@@ -867,7 +875,11 @@ def _queue_commit(
                         "trace": row.trace_id,
                         "segments": segments,
                         "encoding": encoding,
-                        "claim": claim_first_reply and index == 0,
+                        "kind": row.kind,
+                        # A safety reply is claimed whatever is queued before it and whatever the consent.
+                        "claim": claim_first_reply and (index == 0 or row.kind == "safety"),
+                        "in_order": row.kind in ORDERED_KINDS,
+                        "check_consent": row.kind != "safety",
                         "ordered": list(ORDERED_KINDS),
                     },
                 ),

@@ -157,7 +157,7 @@ def _suppression_reason(session: Any, clinic_id: int, row: dict[str, Any]) -> st
         ).scalar_one_or_none()
         if status in ("paused", "cancelled"):
             return f"campaign {status}"
-    if row["channel"] != "sms" or row["kind"] == "compliance":
+    if row["channel"] != "sms" or row["kind"] in ("compliance", "safety"):
         return None
     if row["consent_state"] == "opted_out":
         return "recipient opted out"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
 from domain.conversation import Handoff, Reply, TurnOutput
 from domain.replies import shape_sms_reply
@@ -118,7 +119,9 @@ def run_conversation(container: Container, clinic_id: int, conversation_id: int,
 def _leased(
     container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None, failing: Lease | None
 ) -> Snapshot | None:
-    """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing."""
+    """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing — unless its
+    unanswered messages describe an emergency: the safety turn needs neither the model nor a tool, so it runs
+    (and its commit resets the failure count) instead of the messages being quarantined unanswered."""
     lease = snapshot.lease if snapshot is not None else failing
     if lease is not None and lease.took_over:
         metrics.lease_takeovers.inc()
@@ -126,6 +129,12 @@ def _leased(
             "took over a conversation whose lease expired",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
         )
+    if failing is not None and snapshot is not None and _safety(container, snapshot) is not None:
+        log.warning(
+            "failing conversation has an emergency: answering it before any quarantine",
+            extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
+        )
+        return snapshot
     if failing is not None:
         with container.database.tenant_connection(clinic_id) as conn:
             count = quarantine(conn, failing)
@@ -221,8 +230,27 @@ def _trace_of(snapshot: Snapshot) -> str:
     return trace_id_var.get()
 
 
+def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
+    """The safety turn for this snapshot's messages (``domain.agent_loop.safety_turn``), or None."""
+    clinic, _ = container.clinic(snapshot.clinic_id)
+    return safety_turn(
+        [m.body for m in snapshot.pending],
+        clinic,
+        channel=snapshot.channel,
+        agent_state=snapshot.agent_state,
+        slots=snapshot.slots,
+    )
+
+
 def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
-    """Decide what this turn does.  Silent cases never reach the model."""
+    """Decide what this turn does.  Silent cases never reach the model; nothing is silent about an emergency."""
+    # The safety screen comes before every silent path and reads every message of the turn, carrier keywords
+    # included ("STOP texting me, I can't breathe"): a patient in handoff, opted out, texting at night or
+    # while the model is down still gets the safety reply and the on-call page (no model needed).
+    safety = _safety(container, snapshot)
+    if safety is not None:
+        return safety
+    clinic, _ = container.clinic(snapshot.clinic_id)
     fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     silent_reason = None
     if not fresh:
@@ -235,7 +263,6 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         return TurnOutput(
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
-    clinic, _ = container.clinic(snapshot.clinic_id)
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
@@ -290,7 +317,7 @@ def _outbox_rows(
         rows.append(
             OutboxRow(
                 channel=snapshot.channel,
-                kind="reply",
+                kind="safety" if reply.safety else "reply",
                 to_address=(snapshot.client_phone or "") if snapshot.channel == "sms" else f"chat:{conversation_id}",
                 from_address=str(routing.get("sms_number") or ""),
                 body=body,

@@ -34,6 +34,7 @@ Format (one JSON file per scenario in ``tests/scenarios/``)::
                           "status": "pending_deposit"}],        # the patient's live appointments, exactly
         "setup_status": {"mine": "cancelled"},                   # status of a setup appointment by key
         "consent": "opted_out", "state": "handoff", "handoff_urgency": "emergency",
+        "pages": 1,                                              # on-call pages sent (pipeline runs only)
         "never_tools": ["cancel_appointment"]                   # over the whole conversation
       }
     }
@@ -87,6 +88,7 @@ class ScenarioRun:
     clinic_id: int
     turns: list[TurnRecord] = field(default_factory=list)
     setup_ids: dict[str, int] = field(default_factory=dict)
+    pages: int | None = None  # on-call pages the pipeline sent for this conversation (None: direct run, no outbox)
 
 
 def load_scenarios(directory: Path = SCENARIO_DIR) -> list[dict[str, Any]]:
@@ -443,6 +445,8 @@ def check_final(run: ScenarioRun, database: Database) -> list[str]:
         trimmed = [{k: a[k] for k in e} for a, e in zip(actual, expected, strict=False)]
         if len(actual) != len(expected) or trimmed != expected:
             problems.append(f"final: live appointments {actual} != {expected}")
+    if "pages" in final and run.pages is not None and run.pages != final["pages"]:
+        problems.append(f"final: {run.pages} on-call pages sent, expected {final['pages']}")
     for key, status in final.get("setup_status", {}).items():
         if setup_status.get(key) != status:
             problems.append(f"final: setup appointment {key} is {setup_status.get(key)}, expected {status}")
@@ -523,7 +527,24 @@ def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
             )
         )
         seen_calls, seen_replies = len(calls), len(replies)
+    run.pages = _pages_sent(database, clinic_id, phone)
     return run
+
+
+def _pages_sent(database: Database, clinic_id: int, phone: str) -> int:
+    """On-call notifications sent about this patient's conversation."""
+    with database.tenant_scope(clinic_id) as session:
+        return int(
+            session.execute(
+                text(
+                    """SELECT count(*) FROM outbox o JOIN conversations c ON c.id = o.conversation_id
+                       JOIN clients cl ON cl.id = c.client_id JOIN clinics k ON k.id = o.clinic_id
+                       WHERE cl.phone_e164 = :p AND o.kind = 'notification' AND o.to_address = k.oncall_phone
+                         AND o.status IN ('sent', 'delivered')"""
+                ),
+                {"p": phone},
+            ).scalar_one()
+        )
 
 
 # ------------------------------------------------------------------------------------------------ tests
