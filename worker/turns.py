@@ -13,11 +13,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
-from domain.conversation import Handoff, Reply, TurnOutput
+from domain.audience import RecipientFacts, SendPolicy, decide, text_kind
+from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -156,7 +158,7 @@ def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox)
         _observe_inbox_lag(snapshot)
         output = _think(container, snapshot)
         clinic, routing = container.clinic(snapshot.clinic_id)
-        rows = _outbox_rows(snapshot, output, routing, clinic.name)
+        rows = _outbox_rows(snapshot, output, clinic, routing, container.clock.now())
         record = TurnRecord(
             output=output,
             started_at=started_wall,
@@ -305,19 +307,33 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         )
 
 
+def _policy(outbox_kind: str, clinic: ClinicProfile) -> SendPolicy:
+    return SendPolicy.for_kind(text_kind(outbox_kind), clinic.timezone, clinic.policies)
+
+
 def _outbox_rows(
-    snapshot: Snapshot, output: TurnOutput, routing: dict[str, object], clinic_name: str
+    snapshot: Snapshot, output: TurnOutput, clinic: ClinicProfile, routing: dict[str, object], now: datetime
 ) -> list[OutboxRow]:
     conversation_id = snapshot.lease.conversation_id
     trace = trace_id_var.get()
+    clinic_name = clinic.name
+    patient = RecipientFacts(
+        client_id=snapshot.client_id,
+        phone=snapshot.client_phone,
+        consent_state=snapshot.consent_state,
+        sms_status=snapshot.sms_status,
+    )
     rows: list[OutboxRow] = []
     for index, reply in enumerate(output.replies):
         body = shape_sms_reply(reply.text) if snapshot.channel == "sms" else reply.text
         meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
+        kind = "safety" if reply.safety else "reply"
+        # The same decision the send actor makes (chat goes to the open widget: nothing to decide).
+        send_now = snapshot.channel != "sms" or decide(patient, _policy(kind, clinic), now).send_now
         rows.append(
             OutboxRow(
                 channel=snapshot.channel,
-                kind="safety" if reply.safety else "reply",
+                kind=kind,
                 to_address=(snapshot.client_phone or "") if snapshot.channel == "sms" else f"chat:{conversation_id}",
                 from_address=str(routing.get("sms_number") or ""),
                 body=body,
@@ -327,6 +343,7 @@ def _outbox_rows(
                 meta=meta,
                 dedupe_key=f"reply:{conversation_id}:{snapshot.last_seq}:{index}",
                 trace_id=trace,
+                send_now=send_now,
             )
         )
     if output.handoff and output.handoff.urgency in ("urgent", "emergency") and routing.get("oncall_phone"):

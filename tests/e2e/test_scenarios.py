@@ -61,9 +61,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
+from db.consent import record_consent
 from db.engine import Database
 from domain.agent_loop import AgentBrain
-from domain.compliance import KeywordIntent, classify_keyword, help_reply, opt_in_confirmation, opt_out_confirmation
+from domain.compliance import (
+    KeywordIntent,
+    classify_keyword,
+    help_reply,
+    keyword_consent,
+    opt_in_confirmation,
+    opt_out_confirmation,
+)
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
 from domain.offline_policy import OfflinePolicy
 from domain.ports import Calendar, ChatMessage, Embedder, Payments
@@ -340,16 +348,8 @@ def _compliance(database: Database, clinic: ClinicProfile, client_id: int, phone
     """What the pipeline does before the brain for carrier keywords (so direct runs see the same outcome)."""
     if keyword is KeywordIntent.HELP:
         return help_reply(clinic.name, clinic.phone)
-    consent, kind = ("opted_out", "opt_out") if keyword is KeywordIntent.OPT_OUT else ("opted_in", "opt_in")
     with database.tenant_scope(clinic.id) as session:
-        session.execute(text("UPDATE clients SET consent_state = :s WHERE id = :id"), {"s": consent, "id": client_id})
-        session.execute(
-            text(
-                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-                   VALUES (:c, :client, :p, :k, 'sms_keyword', '')"""
-            ),
-            {"c": clinic.id, "client": client_id, "p": phone, "k": kind},
-        )
+        record_consent(session, clinic.id, client_id, phone, keyword_consent(keyword, ""))
     return opt_out_confirmation(clinic.name) if keyword is KeywordIntent.OPT_OUT else opt_in_confirmation(clinic.name)
 
 
