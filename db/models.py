@@ -365,7 +365,7 @@ class OutboxMessage(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     channel: Mapped[str] = mapped_column(String(8))  # sms | chat
-    kind: Mapped[str] = mapped_column(String(16))  # reply|compliance|automation|campaign|staff|notification
+    kind: Mapped[str] = mapped_column(String(16))  # reply|safety|compliance|automation|campaign|staff|notification
     priority: Mapped[int] = mapped_column(Integer, server_default="0")  # 0 = conversation reply (first)
     to_address: Mapped[str] = mapped_column(String(64))
     from_address: Mapped[str] = mapped_column(String(64), server_default="")
