@@ -103,59 +103,72 @@ JOIN services s ON s.clinic_id = current_setting('app.clinic_id')::bigint AND s.
 ON CONFLICT DO NOTHING;
 
 -- clients (never updated on re-seed: consent and tags belong to the app once loaded)
-INSERT INTO clients (clinic_id, phone_e164, name, email, timezone, consent_state, tags, notes, created_at) VALUES
-  (current_setting('app.clinic_id')::bigint, '+14155550141', 'Olivia Bennett', 'olivia.bennett@example.com', NULL, 'opted_in', ARRAY['vip']::text[], 'Prefers Dr. Chen. Likes late-morning appointments.', now() - interval '400 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550142', 'Ava Patel', 'ava.patel@example.com', NULL, 'opted_in', '{}'::text[], '', now() - interval '210 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550143', 'Mia Johnson', NULL, NULL, 'opted_in', '{}'::text[], 'Microneedling series for acne scarring.', now() - interval '120 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550144', 'Sophia Nguyen', 'sophia.nguyen@example.com', NULL, 'opted_in', ARRAY['vip']::text[], 'Glow Club member.', now() - interval '365 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550145', 'Isabella Garcia', NULL, NULL, 'opted_in', ARRAY['lapsed']::text[], '', now() - interval '300 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550146', 'Charlotte Kim', 'charlotte.kim@example.com', NULL, 'opted_in', ARRAY['new']::text[], '', now() - interval '8 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550147', 'Amelia Robinson', NULL, NULL, 'opted_in', '{}'::text[], 'Laser package, 6 sessions, legs.', now() - interval '90 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550148', 'Harper Lewis', NULL, NULL, 'opted_out', '{}'::text[], '', now() - interval '250 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550149', 'Evelyn Walker', 'evelyn.walker@example.com', NULL, 'opted_in', ARRAY['lapsed']::text[], '', now() - interval '330 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550150', 'Abigail Scott', NULL, NULL, 'opted_in', '{}'::text[], '', now() - interval '110 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550151', 'Emily Park', 'emily.park@example.com', NULL, 'opted_in', ARRAY['new']::text[], '', now() - interval '6 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550152', 'Daniel Rivera', NULL, NULL, 'opted_in', '{}'::text[], '', now() - interval '40 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550153', 'Michael Foster', 'michael.foster@example.com', 'America/New_York', 'opted_in', '{}'::text[], 'Splits time between San Francisco and New York.', now() - interval '35 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550154', 'Grace Hall', NULL, NULL, 'opted_out', '{}'::text[], '', now() - interval '90 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550155', 'Chloe Adams', NULL, NULL, 'unknown', ARRAY['new']::text[], 'Booked by phone; texting consent not yet given.', now() - interval '2 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550156', 'Lily Turner', 'lily.turner@example.com', NULL, 'opted_in', ARRAY['vip']::text[], '', now() - interval '280 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550157', 'Zoe Campbell', NULL, NULL, 'opted_in', '{}'::text[], '', now() - interval '60 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550158', 'Nora Mitchell', 'nora.mitchell@example.com', NULL, 'opted_in', ARRAY['lapsed']::text[], '', now() - interval '260 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550159', 'Hannah Wright', NULL, NULL, 'opted_in', '{}'::text[], '', now() - interval '100 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550160', 'Ethan Morales', NULL, NULL, 'opted_in', ARRAY['new']::text[], '', now() - interval '15 days')
+INSERT INTO clients (clinic_id, phone_e164, name, email, timezone, consent_state, marketing_consent, tags, notes, created_at) VALUES
+  (current_setting('app.clinic_id')::bigint, '+14155550141', 'Olivia Bennett', 'olivia.bennett@example.com', NULL, 'opted_in', 'granted', ARRAY['vip']::text[], 'Prefers Dr. Chen. Likes late-morning appointments.', now() - interval '400 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550142', 'Ava Patel', 'ava.patel@example.com', NULL, 'opted_in', 'granted', '{}'::text[], '', now() - interval '210 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550143', 'Mia Johnson', NULL, NULL, 'opted_in', 'none', '{}'::text[], 'Microneedling series for acne scarring.', now() - interval '120 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550144', 'Sophia Nguyen', 'sophia.nguyen@example.com', NULL, 'opted_in', 'granted', ARRAY['vip']::text[], 'Glow Club member.', now() - interval '365 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550145', 'Isabella Garcia', NULL, NULL, 'opted_in', 'granted', ARRAY['lapsed']::text[], '', now() - interval '300 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550146', 'Charlotte Kim', 'charlotte.kim@example.com', NULL, 'opted_in', 'granted', ARRAY['new']::text[], '', now() - interval '8 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550147', 'Amelia Robinson', NULL, NULL, 'opted_in', 'none', '{}'::text[], 'Laser package, 6 sessions, legs.', now() - interval '90 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550148', 'Harper Lewis', NULL, NULL, 'opted_out', 'granted', '{}'::text[], '', now() - interval '250 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550149', 'Evelyn Walker', 'evelyn.walker@example.com', NULL, 'opted_in', 'none', ARRAY['lapsed']::text[], '', now() - interval '330 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550150', 'Abigail Scott', NULL, NULL, 'opted_in', 'none', '{}'::text[], '', now() - interval '110 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550151', 'Emily Park', 'emily.park@example.com', NULL, 'opted_in', 'granted', ARRAY['new']::text[], '', now() - interval '6 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550152', 'Daniel Rivera', NULL, NULL, 'opted_in', 'none', '{}'::text[], '', now() - interval '40 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550153', 'Michael Foster', 'michael.foster@example.com', 'America/New_York', 'opted_in', 'granted', '{}'::text[], 'Splits time between San Francisco and New York.', now() - interval '35 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550154', 'Grace Hall', NULL, NULL, 'opted_out', 'none', '{}'::text[], '', now() - interval '90 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550155', 'Chloe Adams', NULL, NULL, 'unknown', 'none', ARRAY['new']::text[], 'Booked by phone; texting consent not yet given.', now() - interval '2 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550156', 'Lily Turner', 'lily.turner@example.com', NULL, 'opted_in', 'granted', ARRAY['vip']::text[], '', now() - interval '280 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550157', 'Zoe Campbell', NULL, NULL, 'opted_in', 'none', '{}'::text[], '', now() - interval '60 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550158', 'Nora Mitchell', 'nora.mitchell@example.com', NULL, 'opted_in', 'granted', ARRAY['lapsed']::text[], '', now() - interval '260 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550159', 'Hannah Wright', NULL, NULL, 'opted_in', 'none', '{}'::text[], '', now() - interval '100 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550160', 'Ethan Morales', NULL, NULL, 'opted_in', 'none', ARRAY['new']::text[], '', now() - interval '15 days')
 ON CONFLICT (clinic_id, phone_e164) DO NOTHING;
 
 -- consent ledger
-INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording, created_at)
-SELECT current_setting('app.clinic_id')::bigint, c.id, c.phone_e164, v.kind, 'seed', v.wording, c.created_at + v.after
+INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording, created_at)
+SELECT current_setting('app.clinic_id')::bigint, c.id, c.phone_e164, v.kind, v.scope, 'seed', v.wording, c.created_at + v.after
 FROM (VALUES
-  ('+14155550141', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550142', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550143', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550144', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550145', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550146', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550147', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550148', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550148', 'opt_out', 'Client replied STOP to a reminder text.', interval '125 days'),
-  ('+14155550149', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550150', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550151', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550152', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550153', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550154', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550154', 'opt_out', 'Client replied STOP to a reminder text.', interval '45 days'),
-  ('+14155550156', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550157', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550158', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550159', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550160', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days')
-) AS v(phone, kind, wording, after)
+  ('+14155550141', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550142', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550143', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550144', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550145', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550146', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550147', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550148', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550148', 'opt_out', 'all', 'Client replied STOP to a reminder text.', interval '125 days'),
+  ('+14155550149', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550150', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550151', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550152', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550153', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550154', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550154', 'opt_out', 'all', 'Client replied STOP to a reminder text.', interval '45 days'),
+  ('+14155550156', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550157', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550158', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550159', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550160', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550141', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550142', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550144', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550145', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550146', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550148', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550151', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550153', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550156', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days'),
+  ('+14155550158', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days')
+) AS v(phone, kind, scope, wording, after)
 JOIN clients c ON c.clinic_id = current_setting('app.clinic_id')::bigint AND c.phone_e164 = v.phone
+  -- a marketing grant only where the client row was created with it (a re-seed never widens consent)
+  AND (v.scope <> 'marketing' OR c.marketing_consent = 'granted')
 WHERE NOT EXISTS (
   SELECT 1 FROM consent_events e
-  WHERE e.clinic_id = current_setting('app.clinic_id')::bigint AND e.phone_e164 = v.phone AND e.kind = v.kind AND e.source = 'seed'
+  WHERE e.clinic_id = current_setting('app.clinic_id')::bigint AND e.phone_e164 = v.phone AND e.kind = v.kind
+    AND e.scope = v.scope AND e.source = 'seed'
 );
 
 -- appointments: past and upcoming, relative to now() in the clinic's time zone
@@ -1237,24 +1250,28 @@ JOIN services s ON s.clinic_id = current_setting('app.clinic_id')::bigint AND s.
 ON CONFLICT DO NOTHING;
 
 -- clients (never updated on re-seed: consent and tags belong to the app once loaded)
-INSERT INTO clients (clinic_id, phone_e164, name, email, timezone, consent_state, tags, notes, created_at) VALUES
-  (current_setting('app.clinic_id')::bigint, '+12125550141', 'Leah Goldberg', 'leah.goldberg@example.com', NULL, 'opted_in', '{}'::text[], '', now() - interval '120 days'),
-  (current_setting('app.clinic_id')::bigint, '+12125550142', 'Marcus Hill', NULL, NULL, 'opted_in', ARRAY['new']::text[], '', now() - interval '20 days'),
-  (current_setting('app.clinic_id')::bigint, '+14155550142', 'Ava Patel', 'ava.patel@example.com', NULL, 'opted_in', '{}'::text[], 'Visits our New York office when travelling for work.', now() - interval '30 days')
+INSERT INTO clients (clinic_id, phone_e164, name, email, timezone, consent_state, marketing_consent, tags, notes, created_at) VALUES
+  (current_setting('app.clinic_id')::bigint, '+12125550141', 'Leah Goldberg', 'leah.goldberg@example.com', NULL, 'opted_in', 'granted', '{}'::text[], '', now() - interval '120 days'),
+  (current_setting('app.clinic_id')::bigint, '+12125550142', 'Marcus Hill', NULL, NULL, 'opted_in', 'none', ARRAY['new']::text[], '', now() - interval '20 days'),
+  (current_setting('app.clinic_id')::bigint, '+14155550142', 'Ava Patel', 'ava.patel@example.com', NULL, 'opted_in', 'granted', '{}'::text[], 'Visits our New York office when travelling for work.', now() - interval '30 days')
 ON CONFLICT (clinic_id, phone_e164) DO NOTHING;
 
 -- consent ledger
-INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording, created_at)
-SELECT current_setting('app.clinic_id')::bigint, c.id, c.phone_e164, v.kind, 'seed', v.wording, c.created_at + v.after
+INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording, created_at)
+SELECT current_setting('app.clinic_id')::bigint, c.id, c.phone_e164, v.kind, v.scope, 'seed', v.wording, c.created_at + v.after
 FROM (VALUES
-  ('+12125550141', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+12125550142', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days'),
-  ('+14155550142', 'opt_in', 'Client agreed to receive texts at check-in.', interval '0 days')
-) AS v(phone, kind, wording, after)
+  ('+12125550141', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+12125550142', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+14155550142', 'opt_in', 'transactional', 'Client agreed to receive texts at check-in.', interval '0 days'),
+  ('+12125550141', 'opt_in', 'marketing', 'Client ticked "Text me offers and promotions" on the check-in form.', interval '0 days')
+) AS v(phone, kind, scope, wording, after)
 JOIN clients c ON c.clinic_id = current_setting('app.clinic_id')::bigint AND c.phone_e164 = v.phone
+  -- a marketing grant only where the client row was created with it (a re-seed never widens consent)
+  AND (v.scope <> 'marketing' OR c.marketing_consent = 'granted')
 WHERE NOT EXISTS (
   SELECT 1 FROM consent_events e
-  WHERE e.clinic_id = current_setting('app.clinic_id')::bigint AND e.phone_e164 = v.phone AND e.kind = v.kind AND e.source = 'seed'
+  WHERE e.clinic_id = current_setting('app.clinic_id')::bigint AND e.phone_e164 = v.phone AND e.kind = v.kind
+    AND e.scope = v.scope AND e.source = 'seed'
 );
 
 -- appointments: past and upcoming, relative to now() in the clinic's time zone

@@ -38,7 +38,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    engine = create_engine(_url(), poolclass=pool.NullPool, hide_parameters=True)  # no row values in error text
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, include_object=include_object)
         with context.begin_transaction():

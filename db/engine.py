@@ -30,6 +30,8 @@ def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, applicat
         # first statement, SQLAlchemy then invalidates the pool, and the idempotent actor is retried.
         pool_pre_ping=False,
         pool_recycle=1800,
+        # Errors never carry bound parameters (names, phone numbers, bodies) into exception text and so logs.
+        hide_parameters=True,
         connect_args={"application_name": application_name, "connect_timeout": 10},
     )
 

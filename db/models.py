@@ -167,7 +167,11 @@ class Client(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     timezone: Mapped[str | None] = mapped_column(String(64))
-    consent_state: Mapped[str] = mapped_column(String(16), server_default="unknown")  # unknown|opted_in|opted_out
+    # Transactional consent (conversation replies, reminders) and the STOP block: unknown|opted_in|opted_out.
+    consent_state: Mapped[str] = mapped_column(String(16), server_default="unknown")
+    # Marketing consent, a separate fact (an explicit grant in the ledger): none|granted|revoked.  While
+    # consent_state is opted_out it is suspended, not erased (START restores what STOP revoked, never more).
+    marketing_consent: Mapped[str] = mapped_column(String(16), server_default="none")
     sms_status: Mapped[str] = mapped_column(String(16), server_default="ok")  # ok|invalid|not_mobile
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     notes: Mapped[str] = mapped_column(Text, server_default="")
@@ -175,22 +179,28 @@ class Client(Base):
     __table_args__ = (
         UniqueConstraint("clinic_id", "phone_e164"),
         CheckConstraint("consent_state IN ('unknown','opted_in','opted_out')", name="consent_state_valid"),
+        CheckConstraint("marketing_consent IN ('none','granted','revoked')", name="marketing_consent_valid"),
     )
 
 
 class ConsentEvent(Base):
-    """The consent ledger: append-only record of every opt-in/opt-out/help and its wording."""
+    """The consent ledger: append-only record of every opt-in/opt-out/help/request, its scope and its wording
+    (rules: ``domain.compliance.ConsentRecord``; the one writer: ``db.consent.record_consent``)."""
 
     __tablename__ = "consent_events"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     clinic_id: Mapped[int] = _clinic_fk()
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     phone_e164: Mapped[str | None] = mapped_column(String(20))
-    kind: Mapped[str] = mapped_column(String(16))  # opt_in | opt_out | help
+    kind: Mapped[str] = mapped_column(String(16))  # opt_in | opt_out | help | request
+    scope: Mapped[str] = mapped_column(String(16), server_default="transactional")  # all | transactional | marketing
     source: Mapped[str] = mapped_column(String(32))  # sms_keyword | web_form | staff | carrier | seed
     wording: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = _created()
-    __table_args__ = (CheckConstraint("kind IN ('opt_in','opt_out','help')", name="kind_valid"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('opt_in','opt_out','help','request')", name="kind_valid"),
+        CheckConstraint("scope IN ('all','transactional','marketing')", name="scope_valid"),
+    )
 
 
 class Appointment(Base):
@@ -355,7 +365,7 @@ class OutboxMessage(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"), index=True)
     channel: Mapped[str] = mapped_column(String(8))  # sms | chat
-    kind: Mapped[str] = mapped_column(String(16))  # reply|compliance|automation|campaign|staff|notification
+    kind: Mapped[str] = mapped_column(String(16))  # reply|safety|compliance|automation|campaign|staff|notification
     priority: Mapped[int] = mapped_column(Integer, server_default="0")  # 0 = conversation reply (first)
     to_address: Mapped[str] = mapped_column(String(64))
     from_address: Mapped[str] = mapped_column(String(64), server_default="")

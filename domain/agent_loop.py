@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from domain.agent_state import TOOLS_ALLOWED, AgentEvent, AgentState, is_affirmative, is_negative, next_state
 from domain.conversation import (
+    ClinicProfile,
     Handoff,
     QuickReply,
     Reply,
@@ -111,6 +112,42 @@ def _still_ours(turn: TurnInput) -> None:
         raise TurnWithdrawn(f"conversation {turn.conversation_id}: turn withdrawn by the pipeline")
 
 
+def safety_turn(
+    messages: Sequence[str],
+    clinic: ClinicProfile,
+    *,
+    channel: str,
+    agent_state: str,
+    slots: dict[str, Any],
+    sms_limit: int = DEFAULT_SMS_LIMIT,
+) -> TurnOutput | None:
+    """The medical-safety screen over a turn's messages: the turn's whole output when any of them describes an
+    emergency or an adverse reaction, else None.
+
+    The one home of "an emergency gets the immediate safe reply and an urgent handoff": the pipeline runs it
+    before every silent path (handoff, opted out, compliance keywords; ``worker/turns.py``) and the brain runs
+    it before the model.  It needs no model and no tool, so a model outage cannot delay it.  The reply is
+    marked ``safety`` (it goes out whatever the patient's consent); the handoff's urgency makes the pipeline
+    page the on-call phone.
+    """
+    flag = detect_emergency("\n".join(m for m in messages if m))
+    if flag is None:
+        return None
+    text = emergency_reply(flag, clinic.name, clinic.phone)
+    if channel == "sms":
+        text = shape_sms_reply(text, sms_limit)
+    kept = {k: v for k, v in slots.items() if k != "pending_action"}  # nothing half-confirmed survives an emergency
+    return TurnOutput(
+        replies=[Reply(text, safety=True)],
+        transcript=[ChatMessage(role="assistant", content=text)],
+        agent_state=next_state(parse_state(agent_state), AgentEvent.HANDOFF_REQUESTED).value,
+        slots=kept,
+        model="safety-screen",
+        handoff=Handoff(f"safety: {flag.category}", str(flag.urgency.value)),
+        outcome="handoff",
+    )
+
+
 class AgentBrain:
     """``domain.conversation.Brain`` over any ``ChatModel`` (OpenAI-compatible LLM or the offline policy)."""
 
@@ -135,9 +172,16 @@ class AgentBrain:
         state = parse_state(turn.agent_state)
         slots = dict(turn.slots or {})
 
-        flag = detect_emergency(incoming)
-        if flag is not None:
-            return self._emergency(turn, state, slots, flag)
+        safety = safety_turn(
+            turn.new_messages,
+            turn.clinic,
+            channel=turn.channel,
+            agent_state=state,
+            slots=slots,
+            sms_limit=self.sms_limit,
+        )
+        if safety is not None:
+            return safety
         if detect_injection(incoming):
             log.warning("prompt injection suspected conversation_id=%s trace=%s", turn.conversation_id, turn.trace_id)
 
@@ -232,21 +276,6 @@ class AgentBrain:
         )
 
     # ------------------------------------------------------------------ pieces
-    def _emergency(self, turn: TurnInput, state: AgentState, slots: dict[str, Any], flag: Any) -> TurnOutput:
-        text = emergency_reply(flag, turn.clinic.name, turn.clinic.phone)
-        if turn.channel == "sms":
-            text = shape_sms_reply(text, self.sms_limit)
-        slots.pop("pending_action", None)
-        return TurnOutput(
-            replies=[Reply(text)],
-            transcript=[ChatMessage(role="assistant", content=text)],
-            agent_state=next_state(state, AgentEvent.HANDOFF_REQUESTED).value,
-            slots=slots,
-            model="safety-screen",
-            handoff=Handoff(f"safety: {flag.category}", str(flag.urgency.value)),
-            outcome="handoff",
-        )
-
     def _messages(self, turn: TurnInput, ts: _TurnState) -> list[ChatMessage]:
         system = build_system_prompt(
             turn.clinic, turn.patient, now=turn.now, agent_state=ts.state.value, slots=ts.slots, channel=turn.channel

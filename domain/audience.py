@@ -1,15 +1,18 @@
-"""Who a campaign goes to, and whether one message may go to one person now.
+"""Who a campaign goes to, and whether one text may go to one person now.
 
 Why here and pure: the segment filter is what staff type on the command line
 and what is stored on the campaign (JSON), so it needs one validated model;
 the per-recipient decision (consent, quiet hours, frequency cap, the opt-out
-footer) is the legal core of marketing and must be the same for preview,
-fan-out and automations.  The database turns ``SegmentFilter`` into SQL; the
-decision functions here take plain facts and return plain verdicts.
+footer) is the legal core of texting and must be the same for preview,
+fan-out, automations and every sender at the moment of sending.  ``decide`` is
+that one decision — "can this patient receive this kind of text now" — for
+every kind of text (``TextKind``); the database turns ``SegmentFilter`` into
+SQL; the decision functions here take plain facts and return plain verdicts.
 
 Rules (see ``DESIGN.md``):
-- marketing needs recorded opt-in; an opted-out or unknown-consent number gets
-  nothing; invalid or landline numbers get nothing;
+- marketing needs an explicit marketing grant (``marketing_consent`` granted,
+  separate from the transactional consent STOP/START toggle); an opted-out
+  number gets nothing; invalid or landline numbers get nothing;
 - marketing goes out only 08:00–21:00 recipient-local (the client's time zone,
   else the clinic's); outside it the send is deferred to the next 08:00,
   never dropped;
@@ -17,7 +20,13 @@ Rules (see ``DESIGN.md``):
   rolling seven days (clinic policy);
 - the clinic's opt-out wording is appended to a client's first marketing message;
 - transactional messages (reminders) skip opt-in and the cap but still honour
-  opt-out and the clinic's own quiet-hour setting.
+  opt-out and the clinic's own quiet-hour setting;
+- conversation messages (replies to the patient's texts, staff replies,
+  notices about their booking) honour opt-out and the number's status, any
+  time of day: the patient is talking to us;
+- the STOP/START/HELP confirmation and the safety reply to a patient's own
+  emergency text go out whatever the consent, the number's status or the hour
+  (see ``decide``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
+from enum import StrEnum
 from typing import Any
 
 from domain.compliance import next_allowed_send_time
@@ -161,16 +171,56 @@ def _clock(value: Any, default: time) -> time:
         return default
 
 
+class TextKind(StrEnum):
+    """What a text is, for ``decide``.  Every sender's message is one of these (``text_kind``)."""
+
+    SAFETY = "safety"  # the safety reply to the patient's own emergency text (call 911 / the clinic)
+    COMPLIANCE = "compliance"  # the STOP / START / HELP confirmation
+    CONVERSATION = "conversation"  # replies to the patient's texts, staff replies, notices about their booking
+    TRANSACTIONAL = "transactional"  # texts the clinic starts about the patient's visits (reminders, aftercare)
+    MARKETING = "marketing"  # campaigns and marketing automations
+
+
+def text_kind(outbox_kind: str, *, marketing: bool = False) -> TextKind:
+    """The kind of text an outbox row carries (``marketing``: the row's ``meta.marketing``).  An unknown row
+    kind gets the strictest rules."""
+    if outbox_kind == "automation":
+        return TextKind.MARKETING if marketing else TextKind.TRANSACTIONAL
+    return _OUTBOX_KINDS.get(outbox_kind, TextKind.MARKETING)
+
+
+_OUTBOX_KINDS = {
+    "safety": TextKind.SAFETY,
+    "compliance": TextKind.COMPLIANCE,
+    "reply": TextKind.CONVERSATION,
+    "staff": TextKind.CONVERSATION,
+    "notification": TextKind.CONVERSATION,
+    "campaign": TextKind.MARKETING,
+}
+
+
 @dataclass(frozen=True)
 class SendPolicy:
-    """A clinic's rules for one category of message."""
+    """A clinic's rules for one kind of text.  ``window_start``/``window_end`` None: any time of day."""
 
     clinic_tz: str
-    window_start: time
-    window_end: time
+    window_start: time | None
+    window_end: time | None
     cap_per_week: int | None  # None: no frequency cap (transactional)
     footer: str
-    marketing: bool
+    kind: TextKind = TextKind.MARKETING
+
+    @property
+    def marketing(self) -> bool:
+        return self.kind is TextKind.MARKETING
+
+    @classmethod
+    def for_kind(cls, kind: TextKind, clinic_tz: str, policies: Mapping[str, Any]) -> SendPolicy:
+        if kind is TextKind.MARKETING:
+            return cls.marketing_for(clinic_tz, policies)
+        if kind is TextKind.TRANSACTIONAL:
+            return cls.transactional_for(clinic_tz, policies)
+        return cls(clinic_tz=clinic_tz, window_start=None, window_end=None, cap_per_week=None, footer="", kind=kind)
 
     @classmethod
     def marketing_for(cls, clinic_tz: str, policies: Mapping[str, Any]) -> SendPolicy:
@@ -181,7 +231,7 @@ class SendPolicy:
             window_end=MARKETING_END,
             cap_per_week=int(cap) if cap is not None else None,
             footer=str(policies.get("opt_out_footer") or "Reply STOP to opt out."),
-            marketing=True,
+            kind=TextKind.MARKETING,
         )
 
     @classmethod
@@ -193,7 +243,12 @@ class SendPolicy:
         if start >= end:
             start, end = MARKETING_START, MARKETING_END
         return cls(
-            clinic_tz=clinic_tz, window_start=start, window_end=end, cap_per_week=None, footer="", marketing=False
+            clinic_tz=clinic_tz,
+            window_start=start,
+            window_end=end,
+            cap_per_week=None,
+            footer="",
+            kind=TextKind.TRANSACTIONAL,
         )
 
 
@@ -203,8 +258,9 @@ class RecipientFacts:
 
     client_id: int
     phone: str | None
-    consent_state: str  # unknown | opted_in | opted_out
+    consent_state: str  # transactional consent and the STOP block: unknown | opted_in | opted_out
     sms_status: str = "ok"  # ok | invalid | not_mobile
+    marketing_consent: str = "none"  # none | granted | revoked (an explicit grant in the ledger)
     timezone: str | None = None
     marketing_last_7d: int = 0  # marketing messages sent or queued in the rolling week
     marketing_ever: int = 0  # any earlier marketing message (decides the footer)
@@ -221,25 +277,41 @@ class Decision:
     footer: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def send_now(self) -> bool:
+        return self.send and not self.deferred
+
 
 def recipient_timezone(facts: RecipientFacts, policy: SendPolicy) -> str:
     return facts.timezone or policy.clinic_tz
 
 
 def decide(facts: RecipientFacts, policy: SendPolicy, now: datetime) -> Decision:
-    """May this message go to this person, and when?"""
+    """May this text go to this person, and when?  The one decision every sender makes — when a message is
+    planned (campaign fan-out, automation scan, preview) and again at the moment of sending (``worker/outbox.py``,
+    the campaign batch sender, the turn's inline reply claim).  Outside the window it is deferred, never
+    dropped: ``send_at`` is the next allowed instant."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if not facts.phone:
         return Decision(False, "no_phone")
+    if policy.kind in (TextKind.SAFETY, TextKind.COMPLIANCE):
+        # Why these go out whatever the consent, the number's status or the hour: each answers a text the patient
+        # has just sent from this very number.  The keyword confirmation is the one message CTIA requires after
+        # STOP / START / HELP; the safety reply tells someone describing an emergency to call 911.  Neither is
+        # marketing nor a message the clinic starts on its own, which is what an opt-out revokes — withholding
+        # "call 911" from a patient who once texted STOP protects nobody.  Neither changes the patient's consent.
+        return Decision(True, None, now)
     if facts.sms_status != "ok":
         return Decision(False, "invalid_number")
     if facts.consent_state == "opted_out":
         return Decision(False, "opted_out")
-    if policy.marketing and facts.consent_state != "opted_in":
+    if policy.marketing and facts.marketing_consent != "granted":
         return Decision(False, "no_consent")
     if policy.cap_per_week is not None and facts.marketing_last_7d >= policy.cap_per_week:
         return Decision(False, "frequency_cap")
+    if policy.window_start is None or policy.window_end is None:
+        return Decision(True, None, now)
     try:
         tz = recipient_timezone(facts, policy)
         send_at = next_allowed_send_time(now, tz, policy.window_start, policy.window_end)

@@ -17,12 +17,34 @@ Keyword policy, in short:
   "no me envíes más mensajes") are opt-outs wherever they appear.
 - Anything else that merely contains such a word ("cancel my appointment",
   "stop by tomorrow?", "can I cancel?") is not: it goes to the dialogue.
+- Only START-family keywords re-subscribe.  A bare "yes" / "yes please" is
+  ordinary dialogue (it confirms bookings), also after STOP: it counts as an
+  opt-in only as the answer to an explicit YES question the clinic sent
+  (``awaiting_opt_in``), and the pipeline sends no such question today.
+
+Consent ledger, in short (``ConsentRecord``; one row per fact, never rewritten):
+- two scopes of consent, separate facts: *transactional* (replies in a
+  conversation the patient started, reminders and notices about their visits)
+  and *marketing* (campaigns, marketing automations);
+- STOP (or the carrier's block) is an opt-out of scope ``all``: nothing but the
+  confirmation (and a safety reply to the patient's own emergency text) goes
+  out while it stands.  It does not erase an earlier marketing grant; it
+  suspends it;
+- START restores what STOP revoked, never more: the opt-out is lifted and
+  transactional texts resume; marketing resumes only if it had been granted
+  before, explicitly;
+- a marketing grant is its own explicit record with the wording the patient
+  agreed to and where (``EXPLICIT_SOURCES``); a keyword is never one;
+- a ``request`` records that someone asked for texts to a number (the web chat's
+  "continue by text" form) and grants nothing: only the number itself can
+  confirm (by texting us) — so nobody can opt an arbitrary phone in.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -195,8 +217,89 @@ def opt_out_confirmation(clinic_name: str) -> str:
     return _gsm(f"{clinic_name}: You're unsubscribed and will get no more texts. Reply START to resubscribe.")
 
 
-def opt_in_confirmation(clinic_name: str) -> str:
+def opt_in_confirmation(clinic_name: str, *, marketing: bool = False) -> str:
+    """Confirms exactly what the patient now gets: offers only if they had granted marketing before."""
+    what = "appointment texts and offers" if marketing else "appointment texts"
     return _gsm(
-        f"{clinic_name}: You're subscribed to appointment texts. Msg frequency varies. "
+        f"{clinic_name}: You're subscribed to {what}. Msg frequency varies. "
         "Msg&data rates may apply. Reply HELP for help. Reply STOP to opt out."
     )
+
+
+# ---------------------------------------------------------------- consent ledger
+class ConsentScope(StrEnum):
+    ALL = "all"  # STOP / a carrier block: every text the clinic sends
+    TRANSACTIONAL = "transactional"  # conversation replies, reminders, notices about the patient's visits
+    MARKETING = "marketing"  # campaigns and marketing automations
+
+
+class ConsentKind(StrEnum):
+    OPT_IN = "opt_in"
+    OPT_OUT = "opt_out"
+    HELP = "help"
+    REQUEST = "request"  # someone asked for texts to this number; grants nothing until the number confirms
+
+
+class ConsentSource(StrEnum):
+    SMS_KEYWORD = "sms_keyword"  # the number itself texted STOP / START / HELP
+    CARRIER = "carrier"  # the carrier reported the number unsubscribed (Twilio 21610)
+    STAFF = "staff"  # given in person, recorded by staff (``medspa clients consent``)
+    WEB_FORM = "web_form"  # a form on the clinic's site
+    SEED = "seed"  # demo data
+
+
+# Where an explicit marketing grant can come from: a record of what the patient agreed to, in their words.
+EXPLICIT_SOURCES = frozenset({ConsentSource.STAFF, ConsentSource.WEB_FORM, ConsentSource.SEED})
+# Who can speak for a phone number that is not (yet) a client's (e.g. the on-call phone): the number itself, its
+# carrier, or staff who met the person.  A web form cannot (anyone can type any number into it).
+NUMBER_SOURCES = frozenset({ConsentSource.SMS_KEYWORD, ConsentSource.CARRIER, ConsentSource.STAFF})
+
+
+class ConsentError(ValueError):
+    """A consent record that the rules do not allow (one clear sentence)."""
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """One consent-ledger row: what happened, to which scope, where, in whose words."""
+
+    kind: ConsentKind
+    scope: ConsentScope
+    source: ConsentSource
+    wording: str
+
+    def __post_init__(self) -> None:
+        if self.kind is ConsentKind.OPT_IN and self.scope is ConsentScope.ALL:
+            raise ConsentError("consent is granted per scope (transactional or marketing), never to everything")
+        if self.kind is ConsentKind.OPT_OUT and self.scope is ConsentScope.TRANSACTIONAL:
+            raise ConsentError("an opt-out of appointment texts is an opt-out of everything (scope all)")
+        if self.kind is ConsentKind.OPT_IN and self.scope is ConsentScope.MARKETING:
+            if self.source not in EXPLICIT_SOURCES:
+                raise ConsentError(f"marketing consent needs an explicit grant, not a {self.source.value} record")
+            if not self.wording.strip():
+                raise ConsentError("marketing consent needs the wording the patient agreed to")
+
+    def client_changes(self) -> dict[str, str]:
+        """The client's consent columns after this record: ``consent_state`` (transactional, and the STOP block)
+        and ``marketing_consent``.  An opt-out of ``all`` leaves ``marketing_consent`` alone on purpose: the
+        opt-out suspends it, and START (a transactional opt-in) restores exactly what STOP revoked."""
+        if self.kind is ConsentKind.OPT_OUT:
+            if self.scope is ConsentScope.MARKETING:
+                return {"marketing_consent": "revoked"}
+            return {"consent_state": "opted_out"}
+        if self.kind is ConsentKind.OPT_IN:
+            if self.scope is ConsentScope.MARKETING:
+                return {"marketing_consent": "granted"}
+            return {"consent_state": "opted_in"}
+        return {}
+
+
+def keyword_consent(intent: KeywordIntent, body: str) -> ConsentRecord:
+    """The ledger record of a carrier keyword the number texted: STOP revokes everything, START restores (a
+    transactional opt-in that lifts the opt-out, never a marketing grant), HELP changes nothing."""
+    wording = body[:500]
+    if intent is KeywordIntent.OPT_OUT:
+        return ConsentRecord(ConsentKind.OPT_OUT, ConsentScope.ALL, ConsentSource.SMS_KEYWORD, wording)
+    if intent is KeywordIntent.OPT_IN:
+        return ConsentRecord(ConsentKind.OPT_IN, ConsentScope.TRANSACTIONAL, ConsentSource.SMS_KEYWORD, wording)
+    return ConsentRecord(ConsentKind.HELP, ConsentScope.TRANSACTIONAL, ConsentSource.SMS_KEYWORD, wording)

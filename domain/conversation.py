@@ -79,6 +79,9 @@ class QuickReply:
 class Reply:
     text: str
     quick_replies: tuple[QuickReply, ...] = ()
+    # The medical-safety reply to the patient's own message (call 911 / the clinic): it goes out whatever the
+    # conversation's state or the patient's consent, see ``domain.audience.TextKind.SAFETY``.
+    safety: bool = False
 
 
 @dataclass(frozen=True)

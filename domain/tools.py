@@ -279,7 +279,7 @@ def _tool_schema(name: str) -> dict[str, Any]:
     # pydantic schema generation costs milliseconds; it ran twice per model call before this cache.
     model = TOOL_MODELS[name]
     raw = model.model_json_schema()
-    schema = _strict(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _strict(raw, raw.get("$defs", {}))
     schema.pop("description", None)  # the docstring is already the tool's description
     return schema
 

@@ -50,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from medspa.settings import ConfigurationError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
-    except CommandError as exc:
+    except (CommandError, ConfigurationError) as exc:  # e.g. ENVIRONMENT=prod: one line, not a traceback
         print(f"medspa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,22 +1,216 @@
-"""Webhook and token secrets.
+"""Webhook and token secrets, and the production start-up check.
 
-Fail closed: checks are never skipped.  In production an unset secret is a
-startup error.  In development (no accounts, no keys) a random local secret is
-generated once and kept in the git-ignored data folder, so the chat simulator
-can sign Twilio-format webhooks exactly as Twilio would.
+Fail closed: checks are never skipped.  In production every process (``medspa webhooks|worker|scheduler``,
+``uvicorn --factory webhooks.app:create_app``, ``dramatiq worker.actors``, ``python -m worker.scheduler``)
+calls ``startup_settings`` before it listens or consumes: a secret that guards a door (a webhook signature,
+a chat token) or a credential production needs (Twilio: without it replies would go to the console sender,
+which prints message bodies) must be present, non-empty, not a placeholder and strong enough; otherwise the
+process prints one line naming the variable and what is wrong (never the value) and exits non-zero.
+
+In development and test (no accounts, no keys) a random local secret is generated once and kept in the
+git-ignored data folder, so the chat simulator can sign Twilio-format webhooks exactly as Twilio would.
+Production never generates one.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
+import string
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from medspa.settings import Settings
+from medspa.settings import ConfigurationError, Settings, get_settings
+
+# uvicorn's own "failed before serving" status: with ``--workers N`` its supervisor stops instead of restarting
+# a child that exits with it (any other status is restarted in a loop).  Non-zero for every caller.
+EXIT_CONFIGURATION = 3
+
+CHAT_SECRET_MIN_BITS = 256  # 32 random bytes: HMAC-SHA256's key strength
+TWILIO_AUTH_TOKEN_MIN_LENGTH = 32  # Twilio's auth tokens are 32 hex characters
+STRIPE_WEBHOOK_SECRET_MIN_LENGTH = 32  # "whsec_" + 32 characters
+
+# Key prefixes stripped before the "one repeated character" test (``sk_test_xxxx``, ``AC0000…``).
+_KEY_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "sk-proj-", "sk-", "ac")
+# Words that only appear in a value nobody filled in (compared with separators removed, case-insensitively).
+_PLACEHOLDER_WORDS = ("changeme", "replaceme", "fillmein", "placeholder", "notset", "setme")
+_TEMPLATE = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}|\.\.\.")
+_X_RUN = re.compile(r"(?:^|[-_.:/ ])x{3,}(?:[-_.:/ ]|$)")  # "xxx", "sk_test_xxx", "your-key-xxxx"
 
 
-class MissingSecret(RuntimeError):
-    pass
+def placeholder_reason(value: str) -> str | None:
+    """Why ``value`` looks like an example value nobody replaced, or None.
+
+    Recognises what example files and tutorials ship: ``change-me…``/``CHANGE_ME``, ``your-…``, ``<…>``,
+    ``${…}``, ``xxx``, and a value made of one repeated character after its key prefix (``AC000…``).  The
+    values of deploy/compose.env.example and .env.example are all recognised (a unit test holds that)."""
+    text = value.strip()
+    lowered = text.lower()
+    squashed = re.sub(r"[^a-z0-9]", "", lowered)
+    if any(word in squashed for word in _PLACEHOLDER_WORDS):
+        return "is a placeholder (change-me…)"
+    if lowered.startswith(("your-", "your_", "your ")):
+        return "is a placeholder (your-…)"
+    if _TEMPLATE.search(text):
+        return "is a placeholder (a template such as <…> or ${…} not filled in)"
+    if _X_RUN.search(lowered):
+        return "is a placeholder (xxx)"
+    body = lowered
+    for prefix in _KEY_PREFIXES:
+        if body.startswith(prefix):
+            body = body[len(prefix) :]
+            break
+    if len(set(body)) <= 1:
+        return "is a placeholder (one repeated character)"
+    return None
+
+
+def estimated_entropy_bits(value: str) -> float:
+    """Upper bound of a random value's entropy: length x log2(the smallest usual alphabet it fits in).
+
+    A hex string gets 4 bits a character, base64/base64url 6, other printable text ~6.55.  ``openssl rand
+    -hex 32`` (64 characters) and ``secrets.token_urlsafe(32)`` (43) both reach 256 bits."""
+    if not value:
+        return 0.0
+    chars = set(value)
+    if chars <= set(string.digits):
+        alphabet = 10
+    elif chars <= set(string.hexdigits):
+        alphabet = 16
+    elif chars <= set(string.ascii_lowercase + string.digits) or chars <= set(string.ascii_uppercase + string.digits):
+        alphabet = 36
+    elif chars <= set(string.ascii_letters + string.digits + "+/=-_"):
+        alphabet = 64
+    else:
+        alphabet = 94
+    return len(value) * math.log2(alphabet)
+
+
+def weak_secret_reason(value: str, *, min_bits: int = CHAT_SECRET_MIN_BITS) -> str | None:
+    """Why ``value`` cannot hold ``min_bits`` of entropy, or None.  Length alone is not enough: a repeated
+    pattern (``abcabc…``) or a handful of distinct characters is long but guessable."""
+    bits = estimated_entropy_bits(value)
+    if bits < min_bits:
+        return (
+            f"is too short: at most {bits:.0f} bits of entropy, {min_bits} needed "
+            f"({min_bits // 8} random bytes, e.g. `openssl rand -hex {min_bits // 8}`)"
+        )
+    if len(set(value)) < 10:
+        return f"is not random enough: {len(set(value))} distinct characters (e.g. `openssl rand -hex 32`)"
+    if value in (value + value)[1:-1]:  # a whole number of repetitions of a shorter string
+        return "is not random enough: a repeated pattern (e.g. `openssl rand -hex 32`)"
+    return None
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Everything that stops ``settings`` from running production safely, one short phrase each, naming the
+    variable and never its value.  Empty variables arrive here as unset (see ``Settings``)."""
+    problems: list[str] = []
+
+    def secret(name: str, value: object, *, extra: Callable[[str], str | None] | None = None, why: str = "") -> None:
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value  # SecretStr or str
+        if raw is None:
+            problems.append(f"{name} is unset or empty{why}")
+            return
+        reason = placeholder_reason(str(raw)) or (extra(str(raw)) if extra else None)
+        if reason:
+            problems.append(f"{name} {reason}")
+
+    # Doors: each of these keys a check an attacker would otherwise pass.
+    secret(
+        "TWILIO_AUTH_TOKEN",
+        settings.twilio_auth_token,
+        why=" (it verifies every inbound SMS signature)",
+        extra=lambda v: (
+            f"is too short ({len(v)} characters; Twilio's are {TWILIO_AUTH_TOKEN_MIN_LENGTH})"
+            if len(v) < TWILIO_AUTH_TOKEN_MIN_LENGTH
+            else None
+        ),
+    )
+    secret(
+        "STRIPE_WEBHOOK_SECRET",
+        settings.stripe_webhook_secret,
+        why=" (it verifies Stripe's payment events)",
+        extra=lambda v: (
+            "is not a Stripe signing secret (whsec_…)"
+            if not v.startswith("whsec_")
+            else (
+                f"is too short ({len(v)} characters, at least {STRIPE_WEBHOOK_SECRET_MIN_LENGTH})"
+                if len(v) < STRIPE_WEBHOOK_SECRET_MIN_LENGTH
+                else None
+            )
+        ),
+    )
+    secret(
+        "CHAT_TOKEN_SECRET",
+        settings.chat_token_secret,
+        why=" (it signs web-chat session tokens; `openssl rand -hex 32`)",
+        extra=weak_secret_reason,
+    )
+    # Production sends through Twilio: without credentials the console sender would print message bodies.
+    secret(
+        "TWILIO_ACCOUNT_SID",
+        settings.twilio_account_sid,
+        why=" (production sends SMS through Twilio, never the console sender)",
+        extra=lambda v: None if re.fullmatch(r"AC[0-9a-fA-F]{32}", v) else "is not a Twilio account SID (AC + 32 hex)",
+    )
+    if settings.sms_provider in ("console", "sink"):
+        problems.append(f"SMS_PROVIDER={settings.sms_provider} is for development and benchmarks only")
+    if settings.model_provider == "bench":
+        problems.append("MODEL_PROVIDER=bench is for benchmarks only")
+    # Optional credentials: unset is fine (offline policy, local payments), an example value is not.
+    for name, value in (("OPENAI_API_KEY", settings.openai_api_key), ("STRIPE_API_KEY", settings.stripe_api_key)):
+        if value is not None and (reason := placeholder_reason(value.get_secret_value())):
+            problems.append(f"{name} {reason}")
+    if settings.google_application_credentials is not None and not settings.google_application_credentials.is_file():
+        problems.append("GOOGLE_APPLICATION_CREDENTIALS does not name a readable file")
+    # Infrastructure: no embedded servers in production, and no example password in a connection URL.
+    for name, url, required in (
+        ("DATABASE_URL", settings.database_url, True),
+        ("REDIS_URL", settings.redis_url, True),
+        ("MIGRATION_DATABASE_URL", settings.migration_database_url, False),
+    ):
+        if url is None:
+            if required:
+                problems.append(f"{name} is unset or empty (production runs no embedded server)")
+            continue
+        password = _url_password(url)
+        if password is not None and (reason := placeholder_reason(password)):
+            problems.append(f"{name}'s password {reason}")
+    return problems
+
+
+def check_startup(settings: Settings) -> None:
+    """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed."""
+    if not settings.production:
+        return
+    problems = production_problems(settings)
+    if problems:
+        raise ConfigurationError("ENVIRONMENT=production but " + "; ".join(problems))
+
+
+def startup_settings(process: str, settings: Settings | None = None) -> Settings:
+    """The settings a process starts with, checked; on any problem print one line and exit non-zero.
+
+    Every entry point calls this first, before it opens a socket, a pool or a queue consumer."""
+    try:
+        settings = settings or get_settings()
+        check_startup(settings)
+    except ConfigurationError as exc:
+        print(f"medspa {process}: refusing to start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIGURATION) from None
+    return settings
 
 
 @dataclass(frozen=True)
@@ -40,16 +234,18 @@ def _dev_secret(data_dir: Path, name: str) -> str:
 
 
 def load_webhook_secrets(settings: Settings) -> WebhookSecrets:
-    production = settings.environment == "production"
+    """The secrets the webhook doors are keyed with.  Production: the configured ones, checked (never a
+    generated one).  Development/test: the configured one, else a generated local secret."""
+    check_startup(settings)
 
-    def pick(value: object, name: str, env_name: str) -> tuple[str, bool]:
+    def pick(value: object, name: str) -> tuple[str, bool]:
         if value is not None:
             return value.get_secret_value(), False  # type: ignore[attr-defined]
-        if production:
-            raise MissingSecret(f"{env_name} must be set in production (webhooks fail closed without it)")
+        if settings.production:  # unreachable after check_startup; never generate a production secret
+            raise ConfigurationError(f"{name.upper()} is unset or empty")
         return _dev_secret(settings.data_dir, name), True
 
-    twilio, twilio_dev = pick(settings.twilio_auth_token, "twilio_auth_token", "TWILIO_AUTH_TOKEN")
-    stripe, stripe_dev = pick(settings.stripe_webhook_secret, "stripe_webhook_secret", "STRIPE_WEBHOOK_SECRET")
-    chat, _ = pick(settings.chat_token_secret, "chat_token_secret", "CHAT_TOKEN_SECRET")
+    twilio, twilio_dev = pick(settings.twilio_auth_token, "twilio_auth_token")
+    stripe, stripe_dev = pick(settings.stripe_webhook_secret, "stripe_webhook_secret")
+    chat, _ = pick(settings.chat_token_secret, "chat_token_secret")
     return WebhookSecrets(twilio, stripe, chat, twilio_dev, stripe_dev)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medspa import devstack
 from medspa.settings import REPO_ROOT, Settings, get_settings
@@ -70,27 +71,76 @@ def owner_database_url(settings: Settings | None = None) -> str:
     return resolve_infrastructure(settings).migration_database_url
 
 
-def migrate(owner_url: str, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (Alembic, run as the owner role)."""
+def _alembic_config(url: str) -> Any:
     from alembic.config import Config
-
-    from alembic import command
 
     cfg = Config(str(REPO_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(REPO_ROOT / "alembic"))
-    cfg.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(owner_url: str, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (Alembic, run as the owner role)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(owner_url), revision)
 
 
 def downgrade(owner_url: str, revision: str = "base") -> None:
-    from alembic.config import Config
-
     from alembic import command
 
-    cfg = Config(str(REPO_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(REPO_ROOT / "alembic"))
-    cfg.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
-    command.downgrade(cfg, revision)
+    command.downgrade(_alembic_config(owner_url), revision)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where the database's schema stands against this code's migrations (``medspa db check`` / ``wait``)."""
+
+    heads: tuple[str, ...]  # this code's head revision(s)
+    current: tuple[str, ...] = ()  # recorded in the database's alembic_version; empty when unread or none
+    unknown: tuple[str, ...] = ()  # recorded revisions this code does not know: a newer release migrated first
+    problem: str | None = None  # why the version could not be read
+
+    @property
+    def ready(self) -> bool:
+        """At this code's head, or past it.  Past it is fine: during any rolling update the previous release
+        already runs on the newer schema, so migrations are written to keep it working."""
+        if self.problem or not self.current:
+            return False
+        return all(rev in self.heads or rev in self.unknown for rev in self.current)
+
+    def describe(self) -> str:
+        head = ", ".join(self.heads)
+        if self.problem:
+            return f"schema not ready: {self.problem} (this code's head: {head})"
+        current = ", ".join(self.current) or "none"
+        if self.unknown:
+            return f"schema at {current}, past this code's head {head} (a newer release migrated): ready"
+        if self.ready:
+            return f"schema at head ({head})"
+        return f"schema behind: database at {current}, this code's head is {head}"
+
+
+def schema_status(url: str) -> SchemaStatus:
+    """Read the schema revision with ``url`` — the app role is enough (migration 0005 lets it read
+    ``alembic_version``), so pods that only hold the app role's credentials can wait for a migration."""
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(url))
+    heads = tuple(sorted(script.get_heads()))
+    known = {revision.revision for revision in script.walk_revisions()}
+    try:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5) as conn:
+            current = tuple(sorted(str(row[0]) for row in conn.execute("SELECT version_num FROM alembic_version")))
+    except psycopg.errors.UndefinedTable:
+        return SchemaStatus(heads, problem="no schema yet (alembic_version is missing)")
+    except psycopg.errors.InsufficientPrivilege:
+        return SchemaStatus(heads, problem="this role cannot read alembic_version (the schema predates 0005)")
+    except psycopg.Error as exc:  # unreachable, refused, authentication: the class name says which (no URL)
+        return SchemaStatus(heads, problem=f"database unavailable ({type(exc).__name__})")
+    return SchemaStatus(heads, current, tuple(rev for rev in current if rev not in known))
 
 
 def load_seed(owner_url: str, path: Path | None = None) -> None:

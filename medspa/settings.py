@@ -7,13 +7,28 @@ configuration.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    """Where a process runs.  Anything else (``prod``, ``staging``) is a start-up error: a typo must not
+    silently run production traffic with development behaviour (generated secrets, ``/demo``, ``/dev/pay``)."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """Invalid configuration; the message is one line naming the variables (never their values)."""
 
 
 class Settings(BaseSettings):
@@ -42,7 +57,7 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool = True
-    environment: str = "development"  # development | production | test
+    environment: Environment = Environment.DEVELOPMENT
 
     # ------------------------------------------------------------ web chat
     chat_token_secret: SecretStr | None = None  # required in production; dev derives one per data dir
@@ -92,6 +107,21 @@ class Settings(BaseSettings):
     outbox_sweep_after_s: int = 60
     quarantine_after_attempts: int = 5
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """``OPENAI_API_KEY=`` (a copied example file) means "not configured", not ``SecretStr('')``: an
+        empty secret would otherwise switch an integration on, or key a signature check anyone can compute.
+        Applies to every optional setting (default ``None``)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and field.default is None and isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def production(self) -> bool:
+        return self.environment == Environment.PRODUCTION
+
     @property
     def twilio_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
@@ -111,4 +141,17 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line: each invalid variable and what is wrong with it (pydantic's input values are left out, so a
+    secret never reaches a terminal or a log)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = "_".join(str(part) for part in error["loc"]).upper() or "configuration"
+        problems.append(f"{name}: {error['msg']}")
+    return "; ".join(problems)

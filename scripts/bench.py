@@ -483,7 +483,7 @@ class _RandomEmbedder:
     def __init__(self, seed: int) -> None:
         self._random = random.Random(seed)
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors = []
         for _ in texts:
             v = [self._random.gauss(0, 1) for _ in range(self.dimensions)]

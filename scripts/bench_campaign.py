@@ -78,9 +78,11 @@ def create_bench_clinic(owner_url: str, recipients: int) -> tuple[int, str]:
             )
             conn.execute(
                 text(
-                    """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, tags)
+                    # Every bench client granted marketing (a campaign needs it); every n-th has since opted out.
+                    """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, marketing_consent, tags)
                        SELECT :c, '+1777' || lpad(n::text, 7, '0'), 'Client' || n || ' Bench',
-                              CASE WHEN n % :every = 0 THEN 'opted_out' ELSE 'opted_in' END, ARRAY['bench']
+                              CASE WHEN n % :every = 0 THEN 'opted_out' ELSE 'opted_in' END, 'granted',
+                              ARRAY['bench']
                        FROM generate_series(1, :n) AS n"""
                 ),
                 {"c": clinic_id, "n": recipients, "every": OPTED_OUT_EVERY},

@@ -15,9 +15,9 @@ from sqlalchemy import text
 
 from medspa.cli import CommandError, add_clinic_argument
 
-_COLUMNS = ["id", "name", "phone", "email", "consent", "tags", "last_visit", "next_visit"]
+_COLUMNS = ["id", "name", "phone", "email", "consent", "marketing", "tags", "last_visit", "next_visit"]
 _LIST_SQL = """
-    SELECT c.id, c.name, c.phone_e164 AS phone, c.email, c.consent_state AS consent,
+    SELECT c.id, c.name, c.phone_e164 AS phone, c.email, c.consent_state AS consent, c.marketing_consent AS marketing,
            array_to_string(c.tags, ',') AS tags,
            (SELECT max(a.starts_at) FROM appointments a WHERE a.client_id = c.id AND a.status = 'completed')
                AS last_visit,
@@ -67,7 +67,8 @@ def register(subparsers: Any) -> None:
         "consent",
         help="record texting consent (or opt-out) given in person",
         description="Record consent the client gave in person (consent ledger source "
-        "'staff'), with the exact wording they agreed to.",
+        "'staff'), with the exact wording they agreed to. Appointment texts and marketing are separate: "
+        "marketing needs its own --opt-in --scope marketing; an opt-out of appointment texts stops all texts.",
     )
     consent.add_argument("client_id", metavar="ID", type=int, help="client id")
     add_clinic_argument(consent)
@@ -75,6 +76,13 @@ def register(subparsers: Any) -> None:
     choice.add_argument("--opt-in", dest="kind", action="store_const", const="opt_in", help="client agreed to texts")
     choice.add_argument(
         "--opt-out", dest="kind", action="store_const", const="opt_out", help="client asked not to be texted"
+    )
+    consent.add_argument(
+        "--scope",
+        choices=["transactional", "marketing"],
+        default="transactional",
+        help="transactional: appointment texts and replies (default; an opt-out stops all texts); "
+        "marketing: offers and campaigns",
     )
     consent.add_argument(
         "--wording", required=True, metavar="TEXT", help="what the client agreed to, as shown or read to them"
@@ -148,7 +156,8 @@ def clients_show(args: argparse.Namespace) -> int:
     with app_database().tenant_scope(clinic_id) as session:
         client = (
             session.execute(
-                text("""SELECT id, name, phone_e164 AS phone, email, timezone, consent_state AS consent, sms_status,
+                text("""SELECT id, name, phone_e164 AS phone, email, timezone, consent_state AS consent,
+                           marketing_consent AS marketing, sms_status,
                            tags, notes, created_at FROM clients WHERE id = :id"""),
                 {"id": args.client_id},
             )
@@ -191,7 +200,7 @@ def clients_show(args: argparse.Namespace) -> int:
         consent = [
             dict(r)
             for r in session.execute(
-                text("""SELECT created_at, kind, source, wording FROM consent_events
+                text("""SELECT created_at, kind, scope, source, wording FROM consent_events
                     WHERE client_id = :id OR (client_id IS NULL AND phone_e164 = :phone) ORDER BY id"""),
                 {"id": args.client_id, "phone": client["phone"]},
             ).mappings()
@@ -205,6 +214,7 @@ def clients_show(args: argparse.Namespace) -> int:
         ("phone", "phone"),
         ("email", "email"),
         ("consent", "consent"),
+        ("marketing", "marketing"),
         ("sms status", "sms_status"),
         ("time zone", "timezone"),
         ("tags", "tags"),
@@ -229,29 +239,50 @@ def clients_show(args: argparse.Namespace) -> int:
             print(f"    {local(m['created_at'])} {m['role']:>9}: {m['body']}")
     print(f"\nConsent ledger ({len(consent)}):")
     for e in consent:
-        print(f"  {local(e['created_at'])}  {e['kind']:<8} via {e['source']}: {e['wording']}")
+        print(f"  {local(e['created_at'])}  {e['kind']:<8} via {e['source']} ({e['scope']}): {e['wording']}")
     return 0
 
 
 def clients_consent(args: argparse.Namespace) -> int:
+    from db.consent import record_consent
+    from domain.compliance import ConsentError, ConsentKind, ConsentRecord, ConsentScope, ConsentSource
     from scripts.common import app_database, clinic_id_for
 
     wording = args.wording.strip()
     if not wording:
         raise CommandError("--wording must say what the client agreed to")
+    kind = ConsentKind(args.kind)
+    scope = ConsentScope(args.scope)
+    if kind is ConsentKind.OPT_OUT and scope is ConsentScope.TRANSACTIONAL:
+        scope = ConsentScope.ALL  # no appointment texts means no texts at all
+    try:
+        record = ConsentRecord(kind, scope, ConsentSource.STAFF, wording)
+    except ConsentError as exc:
+        raise CommandError(str(exc)) from None
     clinic_id = clinic_id_for(args.clinic)
-    state = "opted_in" if args.kind == "opt_in" else "opted_out"
     with app_database().tenant_scope(clinic_id) as session:
         client = session.execute(
             text("SELECT id, phone_e164 FROM clients WHERE id = :id FOR UPDATE"), {"id": args.client_id}
         ).one_or_none()
         if client is None:
             raise CommandError(f"no client {args.client_id} at clinic {args.clinic!r}")
-        session.execute(
-            text("""INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-                    VALUES (:c, :id, :phone, :kind, 'staff', :wording)"""),
-            {"c": clinic_id, "id": client.id, "phone": client.phone_e164, "kind": args.kind, "wording": wording},
-        )
-        session.execute(text("UPDATE clients SET consent_state = :s WHERE id = :id"), {"s": state, "id": client.id})
-    print(f"client {client.id}: {state.replace('_', ' ')} (recorded in the consent ledger, source staff)")
+        record_consent(session, clinic_id, int(client.id), client.phone_e164, record)
+        consent, marketing = session.execute(
+            text("SELECT consent_state, marketing_consent FROM clients WHERE id = :id"), {"id": client.id}
+        ).one()
+    what = f"{kind.value.replace('_', ' ')} ({scope.value})"
+    print(
+        f"client {client.id}: {what} recorded in the consent ledger (source staff); now {_consent_line(consent, marketing)}"
+    )
     return 0
+
+
+def _consent_line(consent: str, marketing: str) -> str:
+    """How a client's consent stands, in words (an opt-out suspends a marketing grant)."""
+    texts = {"opted_out": "opted out of all texts", "opted_in": "appointment texts: yes"}.get(
+        consent, "appointment texts: not asked"
+    )
+    offers = {"granted": "marketing: yes", "revoked": "marketing: no (revoked)"}.get(marketing, "marketing: not given")
+    if consent == "opted_out" and marketing == "granted":
+        offers = "marketing: suspended by the opt-out"
+    return f"{texts}, {offers}"

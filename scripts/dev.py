@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from medspa.cli import CommandError
+from medspa.secrets import startup_settings
 from medspa.settings import REPO_ROOT, get_settings
 
 
@@ -33,6 +34,13 @@ def register(subparsers: Any) -> None:
     db_sub.add_parser("migrate", help="upgrade the schema to head").set_defaults(handler=db_migrate)
     db_sub.add_parser("seed", help="load seed_data.sql (safe to repeat)").set_defaults(handler=db_seed)
     db_sub.add_parser("setup", help="migrate, seed and index the knowledge base").set_defaults(handler=db_setup)
+    db_sub.add_parser(
+        "check", help="exit 0 when the schema is at this code's head (or past it), 1 otherwise (app role)"
+    ).set_defaults(handler=db_check)
+    wait = db_sub.add_parser("wait", help="wait until the schema is at this code's head (Kubernetes init container)")
+    wait.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (exit 2)")
+    wait.add_argument("--interval", type=float, default=2, help="seconds between checks")
+    wait.set_defaults(handler=db_wait)
 
     chat = subparsers.add_parser("chat", help="text the clinic from your terminal (signed Twilio-format webhooks)")
     chat.add_argument("--url", default=None, help="webhook base URL (default: PUBLIC_BASE_URL)")
@@ -83,6 +91,36 @@ def db_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def db_check(_: argparse.Namespace) -> int:
+    from medspa.services import schema_status
+    from scripts.common import infrastructure
+
+    status = schema_status(infrastructure().database_url)
+    print(status.describe())
+    return 0 if status.ready else 1
+
+
+def db_wait(args: argparse.Namespace) -> int:
+    """Poll until the schema is at head: the app pods' init container, so they start only after the migration
+    Job (an older schema would fail their queries; a newer one is what a rolling update runs on anyway)."""
+    from medspa.services import schema_status
+    from scripts.common import infrastructure
+
+    url = infrastructure().database_url
+    deadline = time.monotonic() + args.timeout
+    said = ""
+    while True:
+        status = schema_status(url)
+        if status.describe() != said:  # one line per change, not per poll
+            said = status.describe()
+            print(said, flush=True)
+        if status.ready:
+            return 0
+        if time.monotonic() >= deadline:
+            raise CommandError(f"gave up after {args.timeout:.0f}s: {said}")
+        time.sleep(args.interval)
+
+
 def _index_knowledge() -> None:
     """Fill missing knowledge-base embeddings (no-op when no embedder is available)."""
     from sqlalchemy import text
@@ -118,7 +156,9 @@ def _service_env() -> dict[str, str]:
 
 
 def run_webhooks(args: argparse.Namespace) -> int:
-    settings = get_settings()
+    # Checked here, in the process compose runs, before the environment is resolved or uvicorn is exec'd (the
+    # app checks again in each uvicorn worker).
+    settings = startup_settings("webhooks")
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
@@ -168,7 +208,7 @@ def _worker_argv(processes: int, threads: int) -> list[str]:
 def run_worker(args: argparse.Namespace) -> int:
     from worker.metrics_setup import worker_metrics_env
 
-    settings = get_settings()
+    settings = startup_settings("worker")
     env = _service_env() | worker_metrics_env(settings)
     os.execvpe(
         sys.executable,
@@ -179,6 +219,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_scheduler(_: argparse.Namespace) -> int:
+    startup_settings("scheduler")
     env = _service_env()
     os.execvpe(sys.executable, [sys.executable, "-m", "worker.scheduler"], env)
     return 0  # pragma: no cover
@@ -187,7 +228,7 @@ def run_scheduler(_: argparse.Namespace) -> int:
 def dev_up(args: argparse.Namespace) -> int:
     from scripts.common import infrastructure
 
-    settings = get_settings()
+    settings = startup_settings("dev up")
     print("Starting MedSpa Agent on embedded defaults ...", flush=True)
     infra = infrastructure()
     print(

@@ -483,7 +483,8 @@ def _noon_zone() -> str:
 
 
 def _start_campaign(procs: ProcessStack, recipients: int) -> tuple[int, list[str]]:
-    """Campaign recipients (opted-in clients at local midday), the campaign sent now, its runner enqueued."""
+    """Campaign recipients (clients with a marketing grant, at local midday), the campaign sent now, its runner
+    enqueued."""
     from sqlalchemy import text
 
     from domain.audience import SegmentFilter
@@ -497,8 +498,8 @@ def _start_campaign(procs: ProcessStack, recipients: int) -> tuple[int, list[str
     with procs.stack.database.tenant_scope(1) as session:
         session.execute(
             text(
-                """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, timezone, tags)
-                   SELECT 1, phone, 'Drill Recipient', 'opted_in', :tz, ARRAY[CAST(:tag AS text)]
+                """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, marketing_consent, timezone, tags)
+                   SELECT 1, phone, 'Drill Recipient', 'opted_in', 'granted', :tz, ARRAY[CAST(:tag AS text)]
                    FROM unnest(CAST(:phones AS text[])) AS phone"""
             ),
             {"phones": phones, "tz": _noon_zone(), "tag": tag},

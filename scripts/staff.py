@@ -251,7 +251,7 @@ def staff_show(args: argparse.Namespace) -> int:
         line += f" ({conv['handoff_urgency'] or 'normal'}): {conv['handoff_reason'] or 'no reason recorded'}"
     print(line)
     if conv["consent_state"] == "opted_out":
-        print("Consent: opted out (texts to this patient are suppressed)")
+        print("Consent: opted out (only keyword confirmations and safety replies reach this patient)")
     print()
     if not messages:
         print("(no messages)")

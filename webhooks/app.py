@@ -22,8 +22,8 @@ from twilio.request_validator import RequestValidator
 
 from medspa.broker import build_broker
 from medspa.logs import configure_logging
-from medspa.secrets import load_webhook_secrets
-from medspa.settings import Settings, get_settings
+from medspa.secrets import load_webhook_secrets, startup_settings
+from medspa.settings import Settings
 from webhooks import chat, dev_payments, stripe_events, twilio
 from webhooks.chat_store import ChatStore
 from webhooks.enqueue import BackgroundEnqueuer
@@ -73,7 +73,9 @@ def _static(name: str, media_type: str) -> Route:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or get_settings()
+    # Checked before anything is opened: a production process with a missing, empty, placeholder or weak secret
+    # exits here with one line, before uvicorn binds its socket.
+    settings = startup_settings("webhooks", settings)
     configure_logging(settings.log_level, json_output=settings.log_json)
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for the webhook app (medspa dev up sets them)")
@@ -107,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             sender_limit_per_min=settings.rate_limit_per_sender_per_min,
             session_limit_per_min=settings.rate_limit_per_session_per_min,
             chat_token_ttl_s=settings.chat_token_ttl_s,
-            dev_mode=settings.environment != "production",
+            dev_mode=not settings.production,
         )
         # Start-up objects live as long as the process: keep them out of the collector's generations, so a
         # full collection under load scans only what requests allocate (shorter pauses, a shorter tail).
@@ -137,7 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         _static("widget.js", "application/javascript"),
         _static("widget.css", "text/css"),
     ]
-    if settings.environment != "production":
+    if not settings.production:  # development and test only: never a demo page or a fake checkout in production
         routes.append(Route("/", _demo_page, methods=["GET"]))
         routes.append(Route("/demo", _demo_page, methods=["GET"]))
         # Local test-mode deposits (no Stripe keys): confirms through the same payment-event path.

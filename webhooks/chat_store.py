@@ -78,11 +78,15 @@ class ChatStore:
         return items
 
     async def record_handover(self, clinic_id: int, client_id: int, e164: str, consent_text: str) -> None:
+        """The chat patient asked to continue by text at ``e164``: a ledger ``request`` with the form's wording,
+        for the web chat's client.  It grants nothing — not to that number, nor to any client who has it: anyone
+        can type any number into a form, and only the number itself can confirm (by texting the clinic).  Nor
+        does it lift an opt-out (a request is never read as consent: ``domain.compliance``, ``db.consent``)."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
             await conn.execute(
-                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-                   VALUES (%s, %s, %s, 'opt_in', 'web_form', %s)""",
+                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording)
+                   VALUES (%s, %s, %s, 'request', 'transactional', 'web_form', %s)""",
                 (clinic_id, client_id, e164, consent_text),
             )
             await conn.execute(

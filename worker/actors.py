@@ -27,6 +27,7 @@ from medspa.broker import (
     message_for,
 )
 from medspa.logs import configure_logging
+from medspa.secrets import startup_settings
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
 from worker.conversations import ClaimedSend
@@ -35,7 +36,9 @@ from worker.sms_rate import SmsRateLimiter
 
 log = logging.getLogger(__name__)
 
-_settings = get_settings()
+# A production worker with a missing, empty, placeholder or weak secret exits here (one line, non-zero), while
+# Dramatiq imports this module: before any consumer starts.
+_settings = startup_settings("worker")
 _metrics_enabled = configure_worker_metrics(_settings)  # before anything imports prometheus_client
 configure_logging(_settings.log_level, json_output=_settings.log_json)
 broker = build_broker(str(_settings.redis_url or "redis://127.0.0.1:6379/0"))

@@ -18,7 +18,11 @@ How "once, at the right moment" holds across restarts and replicas:
   opt-in, weekly cap) get a ``suppressed`` row with the reason: recorded once,
   never retried;
 - a message that falls in quiet hours is simply not created yet: the scan that
-  runs after the window opens creates it, while it is still valid.
+  runs after the window opens creates it, while it is still valid;
+- the sender decides again at the moment of sending (``worker/outbox.py``):
+  a text that waited past its window (rate limits, retries, a provider outage)
+  is deferred to the recipient's next allowed instant, and one whose recipient
+  opted out meanwhile is suppressed.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class AutomationSpec:
 # week and ever: the frequency cap and the first-message opt-out footer).  Shared by every automation query.
 _APPOINTMENT_FACTS = """
     a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, c.phone_e164, c.timezone,
-    c.consent_state, c.sms_status, s.name AS service_name, s.category AS service_category,
+    c.consent_state, c.marketing_consent, c.sms_status, s.name AS service_name, s.category AS service_category,
     p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
     FROM appointments a
     JOIN clients c ON c.id = a.client_id
@@ -120,7 +124,7 @@ _FUTURE = """EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_i
 _REBOOK = f"""
     SELECT * FROM (
         SELECT DISTINCT ON (a.client_id) a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name,
-               c.phone_e164, c.timezone, c.consent_state, c.sms_status, s.name AS service_name,
+               c.phone_e164, c.timezone, c.consent_state, c.marketing_consent, c.sms_status, s.name AS service_name,
                s.category AS service_category, p.name AS provider_name, coalesce(m.week, 0) AS week,
                coalesce(m.ever, 0) AS ever
         FROM appointments a
@@ -309,6 +313,7 @@ def _emit(
             phone=row["phone_e164"],
             consent_state=row["consent_state"],
             sms_status=row["sms_status"],
+            marketing_consent=row["marketing_consent"],
             timezone=row["timezone"],
             marketing_last_7d=int(row["week"]),
             marketing_ever=int(row["ever"]),

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from domain import availability
 from domain.audience import EXCLUSION_REASONS, Decision, RecipientFacts, SegmentFilter, SendPolicy, decide
+from domain.ports import BusyInterval
 from domain.segments import GSM7_BASIC, count_segments
 from domain.templates import (
     CAMPAIGN_PLACEHOLDERS,
@@ -239,6 +240,7 @@ def _facts(row: Any) -> RecipientFacts:
         phone=row["phone_e164"],
         consent_state=row["consent_state"],
         sms_status=row["sms_status"],
+        marketing_consent=row["marketing_consent"],
         timezone=row["timezone"],
         marketing_last_7d=int(row["week"] or 0),
         marketing_ever=int(row["ever"] or 0),
@@ -344,7 +346,7 @@ def next_open_slot_label(
         {"c": clinic_id, "start": now, "end": end},
     ):
         if row.provider_id in busy:
-            busy[row.provider_id].append(availability.BusyInterval(row.starts_at, row.blocked_until))
+            busy[row.provider_id].append(BusyInterval(row.starts_at, row.blocked_until))
     clinic_hours = parse_hours(clinic.business_hours)
     query = availability.SlotQuery(
         schedule=availability.ClinicSchedule(clinic.timezone, clinic_hours, parse_closed_dates(clinic.holidays)),
@@ -405,7 +407,7 @@ def preview(
         session.execute(
             text(
                 f"""SELECT c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state, c.sms_status,
-                       m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
+                       c.marketing_consent, m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
                 FROM clients c {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ""}
                 WHERE c.id IN ({seg_sql}) ORDER BY c.id"""
             ),
@@ -616,7 +618,7 @@ def process_batch(
                           AND (r.send_after IS NULL OR r.send_after <= :now)
                         ORDER BY r.id LIMIT :batch FOR UPDATE SKIP LOCKED)
                     SELECT p.id AS recipient_id, c.id AS client_id, c.name, c.phone_e164, c.timezone, c.consent_state,
-                           c.sms_status, m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
+                           c.sms_status, c.marketing_consent, m.week, m.ever {", ls.name AS last_service" if needs_last else ""}
                     FROM picked p JOIN clients c ON c.id = p.client_id
                     {_MARKETING_COUNTS} {_LAST_SERVICE if needs_last else ""}
                     ORDER BY p.id"""
@@ -752,16 +754,19 @@ class RunResult:
     more: bool = False  # due work remains: run again soon
 
 
-def outstanding(database: Database, clinic_id: int, campaign_id: int) -> int:
-    """Campaign messages handed to senders and not sent yet."""
+def outstanding(database: Database, clinic_id: int, campaign_id: int, now: datetime | None = None) -> int:
+    """Campaign messages handed to senders and not sent yet (due by ``now``, the caller's clock)."""
     with database.tenant_scope(clinic_id) as session:
         return int(
             session.execute(
+                # Deferred rows (not_before: the recipient's window closed at send time) wait for the morning
+                # and hold nothing back.
                 text(
                     """SELECT count(*) FROM outbox WHERE clinic_id = :c AND campaign_id = :id
-                         AND status IN ('queued', 'sending')"""
+                         AND status IN ('queued', 'sending')
+                         AND (not_before IS NULL OR not_before <= coalesce(CAST(:now AS timestamptz), now()))"""
                 ),
-                {"c": clinic_id, "id": campaign_id},
+                {"c": clinic_id, "id": campaign_id, "now": now},
             ).scalar_one()
         )
 
@@ -808,7 +813,7 @@ def run_campaign(
     result = RunResult("sending")
     while _time.monotonic() < deadline:
         # Back-pressure: decide the next batch only when the previous one is mostly sent.
-        while outstanding(database, clinic_id, campaign_id) >= in_flight and _time.monotonic() < deadline:
+        while outstanding(database, clinic_id, campaign_id, clock()) >= in_flight and _time.monotonic() < deadline:
             _time.sleep(0.05)
         if _time.monotonic() >= deadline:
             break
@@ -1033,6 +1038,7 @@ class BatchSend:
     suppressed: int = 0
     failed: int = 0
     unknown: int = 0
+    deferred: int = 0  # the recipient's window closed before the send: back to the queue with not_before
     lost: int = 0  # claimed rows not sent: the claim lapsed (swept) before their turn came; another worker has them
     retry_later: list[tuple[int, int]] = field(default_factory=list)  # (outbox id, delay ms) for the single path
     stopped: str | None = None  # 'paused' / 'cancelled' when the campaign stopped mid-batch
@@ -1049,11 +1055,15 @@ def send_batch(
     pacer: CampaignPacer | None = None,
 ) -> BatchSend:
     """Send committed campaign rows with the same guarantees as ``worker.outbox.send_outbox_message`` — a claim
-    (``queued → sending``) committed before the provider call and re-verified immediately before it, consent and
-    number checked at claim time, the shared rate limiter (bulk), ``unknown`` on an unrecorded outcome (the
-    sweeper reconciles it with the provider before any re-send) — but claiming and recording a chunk of rows per
-    transaction instead of two transactions per message.  The campaign's status is checked before every chunk:
-    a pause stops sending within a batch, and rows claimed but not yet sent go back to the pause's withdrawn set.
+    (``queued → sending``) committed before the provider call and re-verified immediately before it, the send
+    decision made again at claim time (``worker.outbox.send_decision``: consent, number, the recipient's
+    08:00–21:00) and its window once more right before each provider call, the shared rate limiter (bulk),
+    ``unknown`` on an unrecorded outcome (the sweeper reconciles it with the provider before any re-send) — but
+    claiming and recording a chunk of rows per transaction instead of two transactions per message.  The
+    campaign's status is checked before every chunk: a pause stops sending within a batch, and rows claimed but
+    not yet sent go back to the pause's withdrawn set.  A row whose recipient's window closed is deferred
+    (``not_before`` = their next 08:00; the sweeper hands it to the single-row sender then), never dropped and
+    never sent at night.
 
     A chunk takes as long as its provider calls: with a slow provider, longer than the sweeper's deadline for
     claimed rows.  So before each call the chunk's claim is checked (``worker.outbox.claim_is_fresh``); once it
@@ -1062,7 +1072,7 @@ def send_batch(
     reconciled and sent by another worker — is skipped, never sent a second time.
     """
     from domain.ports import SmsSendError
-    from worker.outbox import Claim, apply_delivery_error, claim_is_fresh, sms_message_for
+    from worker.outbox import Claim, apply_delivery_error, claim_is_fresh, send_decision, sms_message_for
 
     result = BatchSend()
     # Capped: about a tenth of a second of sends per claim, so a pause stops within that.
@@ -1091,17 +1101,22 @@ def send_batch(
                 result.retry_later += [(i, wait_ms) for i in rest + ids[start + chunk :]]
                 _record(container, clinic_id, marks, failures, apply_delivery_error, result, claim)
                 return result
+            now = container.clock.now()
+            decision = send_decision(container, clinic_id, row, row["facts"], now)
+            if not decision.send_now:  # the window closed while the chunk was sending (pacing, a slow provider)
+                _defer(container, clinic_id, outbox_id, decision.send_at or now, claim)
+                result.deferred += 1
+                continue
             if not claim_is_fresh(claim, container.settings):
                 # Immediately before this call: record what the chunk sent so far and renew the claim on the rest.
                 rest = [int(r["id"]) for r in rows[index:] if int(r["id"]) not in lost]
                 held = _record(container, clinic_id, marks, failures, apply_delivery_error, result, claim, renew=rest)
                 marks, failures = [], []
-                lost |= set(rest) - held
-                if outbox_id in lost:
-                    _count_lost(clinic_id, campaign_id, len(set(rest) - held), result)
-                    continue
                 if set(rest) - held:
+                    lost |= set(rest) - held
                     _count_lost(clinic_id, campaign_id, len(set(rest) - held), result)
+                if outbox_id in lost:
+                    continue
             try:
                 sent = container.sms.send(message)
             except SmsSendError as exc:
@@ -1130,6 +1145,11 @@ def _count_lost(clinic_id: int, campaign_id: int, lost: int, result: BatchSend) 
 def _claim_chunk(
     container: Any, clinic_id: int, campaign_id: int, ids: list[int], claim: Any, result: BatchSend
 ) -> list[dict[str, Any]]:
+    """Decide every queued row of the chunk again at send time and claim the ones that may go now (under
+    ``claim``'s token); record the suppressed ones, give the ones whose window is closed their ``not_before``.
+    Rows come back with ``facts``."""
+    from worker.outbox import recipient_facts, send_decision, suppression_text
+
     now = container.clock.now()
     with container.database.tenant_scope(clinic_id) as session:
         status = session.execute(
@@ -1138,34 +1158,74 @@ def _claim_chunk(
         if status in ("paused", "cancelled"):
             result.stopped = status
             return []
-        result.suppressed += int(
+        candidates = (
             session.execute(
                 text(
-                    """UPDATE outbox o SET status = 'suppressed',
-                          error_message = CASE WHEN c.consent_state = 'opted_out' THEN 'recipient opted out'
-                                               ELSE 'recipient number ' || c.sms_status END
-                   FROM clients c
-                   WHERE o.id = ANY(:ids) AND o.clinic_id = :clinic_id AND o.status = 'queued' AND c.id = o.client_id
-                     AND (c.consent_state = 'opted_out' OR c.sms_status IN ('invalid', 'not_mobile'))"""
+                    """SELECT o.id, o.kind, o.meta, o.to_address, o.from_address, o.body, o.client_id,
+                          c.consent_state, c.marketing_consent, c.sms_status, c.timezone
+                   FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
+                   WHERE o.id = ANY(:ids) AND o.clinic_id = :clinic_id AND o.status = 'queued'
+                     AND (o.not_before IS NULL OR o.not_before <= :now)
+                   ORDER BY o.id FOR UPDATE OF o"""
                 ),
-                {"ids": ids, "clinic_id": clinic_id},
-            ).rowcount
-        )  # type: ignore[attr-defined]
-        rows = (
-            session.execute(
-                text(
-                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
-                          claim_token = :token
-                   WHERE id = ANY(:ids) AND clinic_id = :clinic_id AND status = 'queued'
-                     AND (not_before IS NULL OR not_before <= :now)
-                   RETURNING id, to_address, from_address, body, client_id"""
-                ),
-                {"ids": ids, "clinic_id": clinic_id, "now": now, "token": claim.token},
+                {"ids": ids, "clinic_id": clinic_id, "now": now},
             )
             .mappings()
             .all()
         )
-    return sorted((dict(r) for r in rows), key=lambda r: r["id"])
+        rows: list[dict[str, Any]] = []
+        suppressed: dict[int, str] = {}
+        deferred: dict[int, datetime] = {}
+        for candidate in candidates:
+            facts = recipient_facts(candidate)
+            decision = send_decision(container, clinic_id, candidate, facts, now)
+            if not decision.send:
+                suppressed[int(candidate["id"])] = suppression_text(decision, candidate)
+            elif decision.deferred and decision.send_at is not None:
+                deferred[int(candidate["id"])] = decision.send_at
+            else:
+                rows.append({**candidate, "facts": facts})
+        if suppressed:
+            session.execute(
+                text(
+                    """UPDATE outbox o SET status = 'suppressed', error_message = u.why
+                       FROM unnest(CAST(:ids AS bigint[]), CAST(:whys AS text[])) AS u(id, why) WHERE o.id = u.id"""
+                ),
+                {"ids": list(suppressed), "whys": list(suppressed.values())},
+            )
+        if deferred:
+            session.execute(
+                text(
+                    """UPDATE outbox o SET not_before = u.at
+                       FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS u(id, at)
+                       WHERE o.id = u.id"""
+                ),
+                {"ids": list(deferred), "ats": list(deferred.values())},
+            )
+        if rows:
+            session.execute(
+                text(
+                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
+                          claim_token = :token
+                       WHERE id = ANY(:ids) AND status = 'queued'"""
+                ),
+                {"ids": [r["id"] for r in rows], "token": claim.token},
+            )
+        result.suppressed += len(suppressed)
+        result.deferred += len(deferred)
+    return rows
+
+
+def _defer(container: Any, clinic_id: int, outbox_id: int, until: datetime, claim: Any) -> None:
+    """A claimed row that must not go out now after all: back to the queue until ``until`` (attempt undone)."""
+    with container.database.tenant_scope(clinic_id) as session:
+        session.execute(
+            text(
+                """UPDATE outbox SET status = 'queued', attempts = attempts - 1, not_before = :until
+                   WHERE id = :id AND status = 'sending' AND claim_token = :token"""
+            ),
+            {"id": outbox_id, "until": until, "token": claim.token},
+        )
 
 
 def _release(container: Any, clinic_id: int, ids: list[int], claim: Any) -> None:

@@ -170,9 +170,11 @@ def build_model(settings: Settings) -> ChatModel:
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
     """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
     from domain.agent_loop import AgentBrain
+    from medspa.secrets import check_startup
     from worker.integrations import console
     from worker.integrations.embedders import build_embedder
 
+    check_startup(settings)  # production: Twilio credentials present, so the console sender is never chosen
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
     engine = make_engine(
@@ -206,8 +208,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         from worker.integrations.stripe_payments import StripePayments
 
         payments = StripePayments(
-            settings.stripe_api_key.get_secret_value(),
-            api_base=settings.stripe_api_base,  # type: ignore[union-attr]
+            settings.stripe_api_key.get_secret_value(),  # type: ignore[union-attr]
+            api_base=settings.stripe_api_base,
         )
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
@@ -255,7 +257,7 @@ def integration_modes(settings: Settings) -> dict[str, str]:
     elif settings.twilio_account_sid or settings.twilio_auth_token:
         sms = "console (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN both needed for twilio)"
     payments = "local-test (deposit links served at /dev/pay/...)"
-    if settings.environment == "production":
+    if settings.production:
         payments = "local-test (no /dev/pay page in production: deposits cannot be paid; set STRIPE_API_KEY)"
     if settings.stripe_enabled:
         payments = (

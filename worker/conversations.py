@@ -34,6 +34,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from db.consent import record_consent
 from db.engine import driver_connection
 from domain import compliance
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput, TurnOutput
@@ -45,8 +46,11 @@ log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 
-# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.
+# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.  A safety reply
+# ('safety') waits for nothing: it goes out at once, whatever is queued before it.
 ORDERED_KINDS = ("reply", "compliance", "staff")
+# Outbox kinds that carry a turn's replies (``TurnOutput.replies``, in order), written with their history message.
+REPLY_KINDS = ("reply", "safety")
 
 
 class StaleTurn(Exception):
@@ -89,6 +93,7 @@ class Snapshot:
     upcoming: list[AppointmentView]
     client_name: str | None
     client_email: str | None
+    sms_status: str = "ok"  # the client's number status, with consent_state what the inline send decision reads
     trace_id: str = ""
     # Set by the turn runner to its held lease's check (worker/leases.py); handed to the brain in TurnInput.
     may_continue: Callable[[], bool] = field(default=lambda: True, repr=False)
@@ -111,6 +116,9 @@ class OutboxRow:
     meta: dict[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
     trace_id: str = ""
+    # The send decision for a turn's reply (``domain.audience.decide`` on the snapshot's facts, made by the turn):
+    # the commit claims the reply for an immediate send only when it is True and those facts still hold.
+    send_now: bool = True
 
 
 @dataclass
@@ -221,6 +229,7 @@ class Attached:
     newly_attached: int = 0
     snapshot: Snapshot | None = None  # this worker took the lease: the turn to run
     failing: Lease | None = None  # the lease was taken, but the conversation failed too often (quarantine it)
+    # (``snapshot`` is set then too: the safety screen reads the messages before anything is quarantined)
 
 
 # The event — plus, for SMS, the sender's client — and the row lock on its conversation when that exists
@@ -229,14 +238,15 @@ class Attached:
 _EVENT_AND_LOCK = """
 WITH event AS MATERIALIZED (
     SELECT e.source, e.payload, e.status, e.conversation_id AS done_conversation, cl.id AS client_id,
-           cl.consent_state, COALESCE((e.payload->>'conversation_id')::bigint, cv.id) AS conversation_id
+           cl.consent_state, cl.marketing_consent,
+           COALESCE((e.payload->>'conversation_id')::bigint, cv.id) AS conversation_id
     FROM inbox_events e
     LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.payload->>'from'
     LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
     WHERE e.id = %s
 )
 SELECT event.source, event.payload, event.status, event.done_conversation, event.client_id, event.consent_state,
-       locked.id, locked.last_inbound_seq
+       event.marketing_consent, locked.id, locked.last_inbound_seq
 FROM event LEFT JOIN LATERAL (
     SELECT c.id, c.last_inbound_seq FROM conversations c
     WHERE c.id = event.conversation_id AND event.status = 'received'
@@ -283,7 +293,7 @@ def attach_and_lease(
     event = event_cur.fetchone()
     if event is None:
         return None
-    source, payload, status, done_conversation, client_id, consent, locked_id, locked_seq = event
+    source, payload, status, done_conversation, client_id, _consent, marketing, locked_id, locked_seq = event
     locked = (locked_id, locked_seq) if locked_id is not None else None
     events = backlog_cur.fetchall()
     if status != "received":
@@ -291,12 +301,12 @@ def attach_and_lease(
     if source == "sms":
         channel = "sms"
         if locked is None:  # first contact: create the client and conversation, then take the row lock
-            client_id, conversation_id, consent = _sms_conversation(conn, clinic_id, payload["from"])
+            client_id, conversation_id, _ = _sms_conversation(conn, clinic_id, payload["from"])
             locked = conn.execute(_LOCK_CONVERSATION, (conversation_id,)).fetchone()
             if locked is None:
                 raise LookupError(f"conversation {conversation_id} of inbox event {inbox_id} does not exist")
     else:
-        channel, consent = "chat", "unknown"
+        channel = "chat"
         client_id = int(payload["client_id"])
         if locked is None:
             raise LookupError(f"conversation {payload.get('conversation_id')} of inbox event {inbox_id} does not exist")
@@ -304,19 +314,16 @@ def attach_and_lease(
     attached = Attached(conversation_id=conversation_id, newly_attached=len(events))
     outbox_cur: list[psycopg.Cursor[Any]] = []
     if events:
-        consent_state = str(consent or "unknown") if channel == "sms" else "unknown"
         inbound_rows: list[tuple[Any, ...]] = []
         for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
             body = str(event_payload.get("body", ""))
             meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
             if channel == "sms":
-                intent = compliance.classify_keyword(body, awaiting_opt_in=consent_state == "opted_out")
+                # Only START-family keywords re-subscribe: a bare "yes" after STOP is dialogue (the clinic sends
+                # no "reply YES to resubscribe" question, so no YES can be the answer to one).
+                intent = compliance.classify_keyword(body, awaiting_opt_in=False)
                 if intent is not None:
                     meta["compliance"] = intent.value
-                    if intent is compliance.KeywordIntent.OPT_OUT:
-                        consent_state = "opted_out"
-                    elif intent is compliance.KeywordIntent.OPT_IN:
-                        consent_state = "opted_in"
                     row = _apply_keyword(
                         conn,
                         clinic_id,
@@ -329,6 +336,7 @@ def attach_and_lease(
                         clinic_phone,
                         int(event_id),
                         trace_id,
+                        marketing_granted=marketing == "granted",
                     )
                     outbox_cur.append(conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)))
             inbound_rows.append(
@@ -407,21 +415,18 @@ def _apply_keyword(
     clinic_phone: str,
     inbox_id: int,
     trace_id: str,
+    *,
+    marketing_granted: bool,
 ) -> OutboxRow:
-    """STOP / START / HELP, before any model: the consent ledger, the client's state, one confirmation."""
+    """STOP / START / HELP, before any model: the consent ledger and the client's state (``record_consent``, by
+    the rules of ``compliance.keyword_consent``), one confirmation.  ``marketing_granted``: the client had an
+    explicit marketing grant, which START restores (STOP suspended it) — and the confirmation says so."""
     phone = payload["from"]
-    kind = {"opt_out": "opt_out", "opt_in": "opt_in", "help": "help"}[intent.value]
-    conn.execute(
-        """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-           VALUES (%s, %s, %s, %s, 'sms_keyword', %s)""",
-        (clinic_id, client_id, phone, kind, body[:500]),
-    )
+    record_consent(conn, clinic_id, client_id, phone, compliance.keyword_consent(intent, body))
     if intent is compliance.KeywordIntent.OPT_OUT:
-        conn.execute("UPDATE clients SET consent_state = 'opted_out' WHERE id = %s", (client_id,))
         reply = compliance.opt_out_confirmation(clinic_name)
     elif intent is compliance.KeywordIntent.OPT_IN:
-        conn.execute("UPDATE clients SET consent_state = 'opted_in' WHERE id = %s", (client_id,))
-        reply = compliance.opt_in_confirmation(clinic_name)
+        reply = compliance.opt_in_confirmation(clinic_name, marketing=marketing_granted)
     else:
         reply = compliance.help_reply(clinic_name, clinic_phone)
     return OutboxRow(
@@ -450,7 +455,7 @@ WHERE c.id = %(id)s AND previous.id = c.id AND cl.id = c.client_id
   AND c.last_inbound_seq > c.answered_seq AND (c.lease_owner IS NULL OR c.lease_expires_at < now())
 RETURNING c.version, c.failed_turns, previous.lease_owner IS NOT NULL,
           c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
-          cl.phone_e164, cl.consent_state, cl.name, cl.email
+          cl.phone_e164, cl.consent_state, cl.name, cl.email, cl.sms_status
 """
 # Attach's version, run while this transaction holds the row lock (so ``previous`` is the row as it is now):
 # moves last_inbound_seq to the attached messages and takes the lease if it is free; returns the head only
@@ -475,13 +480,13 @@ WITH previous AS MATERIALIZED (
     RETURNING c.id, c.version, c.failed_turns, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq
 )
 SELECT u.version, u.failed_turns, previous.lease_owner IS NOT NULL, u.client_id, u.channel, u.agent_state, u.slots,
-       u.answered_seq, cl.phone_e164, cl.consent_state, cl.name, cl.email
+       u.answered_seq, cl.phone_e164, cl.consent_state, cl.name, cl.email, cl.sms_status
 FROM updated u JOIN previous ON previous.id = u.id JOIN clients cl ON cl.id = u.client_id
 WHERE previous.take
 """
 _HEAD = """
 SELECT c.version, c.failed_turns, false, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq,
-       cl.phone_e164, cl.consent_state, cl.name, cl.email
+       cl.phone_e164, cl.consent_state, cl.name, cl.email, cl.sms_status
 FROM conversations c JOIN clients cl ON cl.id = c.client_id WHERE c.id = %s
 """
 
@@ -498,10 +503,11 @@ class _Head:
     consent_state: str
     name: str | None
     email: str | None
+    sms_status: str
 
 
 def _head(conversation_id: int, owner: str, row: tuple[Any, ...], taken_at: float) -> _Head:
-    version, failed, took_over, client_id, channel, state, slots, answered, phone, consent, name, email = row
+    version, failed, took_over, client_id, channel, state, slots, answered, phone, consent, name, email, sms = row
     return _Head(
         Lease(conversation_id, owner, int(version), int(failed), took_over=bool(took_over), taken_at=taken_at),
         int(client_id),
@@ -513,6 +519,7 @@ def _head(conversation_id: int, owner: str, row: tuple[Any, ...], taken_at: floa
         str(consent),
         name,
         email,
+        str(sms),
     )
 
 
@@ -520,22 +527,24 @@ def quarantine(conn: Conn, lease: Lease) -> int:
     """Give up on messages that crashed turns repeatedly: hand the conversation to staff, stop looping.
     Returns how many messages were quarantined."""
     answered = conn.execute("SELECT answered_seq FROM conversations WHERE id = %s", (lease.conversation_id,)).fetchone()
+    # RETURNING, not rowcount: on the pipeline-mode connection rowcount is unknown until the results arrive.
     updated = conn.execute(
         """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
                   handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
                   lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
-           WHERE id = %s AND version = %s AND lease_owner = %s""",
+           WHERE id = %s AND version = %s AND lease_owner = %s RETURNING id""",
         (lease.conversation_id, lease.version, lease.owner),
-    )
-    if answered is None or updated.rowcount != 1:
+    ).fetchone()
+    if answered is None or updated is None:
         raise StaleTurn(f"lease on conversation {lease.conversation_id} was taken over")
     result = conn.execute(
         """UPDATE inbox_events SET status = 'quarantined', last_error = 'turn failed repeatedly'
            WHERE id IN (SELECT (meta->>'inbox_id')::bigint FROM messages
-                        WHERE conversation_id = %s AND inbound_seq > %s)""",
+                        WHERE conversation_id = %s AND inbound_seq > %s)
+           RETURNING id""",
         (lease.conversation_id, answered[0]),
     )
-    return int(result.rowcount)
+    return len(result.fetchall())
 
 
 # ------------------------------------------------------------------ snapshot
@@ -576,8 +585,9 @@ class _QueuedSnapshot:
     taken_at: float = 0.0  # monotonic, before the transaction that takes the lease
 
     def result(self, clinic_id: int, quarantine_after: int | None = None) -> tuple[Snapshot | None, Lease | None]:
-        """(snapshot, None) normally; (None, lease) when the lease was taken by a conversation that failed too
-        often (quarantine it); (None, None) when another worker holds the lease or nothing is unanswered."""
+        """(snapshot, None) normally; (snapshot, lease) when the lease was taken by a conversation that failed too
+        often (quarantine it — after the safety screen has read its messages); (None, None) when another worker
+        holds the lease or nothing is unanswered."""
         row = self.head.fetchone()
         pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
         if row is None:
@@ -585,8 +595,7 @@ class _QueuedSnapshot:
         head = _head(self.conversation_id, self.owner, row, self.taken_at)
         if self.lease is not None:
             head = replace(head, lease=self.lease)  # the lease stays the one this worker holds
-        if quarantine_after is not None and head.lease.failed_turns > quarantine_after:
-            return None, head.lease
+        failing = head.lease if quarantine_after is not None and head.lease.failed_turns > quarantine_after else None
         return Snapshot(
             lease=head.lease,
             clinic_id=clinic_id,
@@ -605,7 +614,8 @@ class _QueuedSnapshot:
             upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
             client_name=head.name,
             client_email=head.email,
-        ), None
+            sms_status=head.sms_status,
+        ), failing
 
 
 _Cursor = psycopg.Cursor[Any]
@@ -727,9 +737,11 @@ INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok
 VALUES (%s, currval('turns_id_seq'), %s, %s, %s::jsonb, %s::jsonb, %s, %s)
 """
 # One reply: its history message and its outbox row (carrying the message id, so a reconnecting chat widget
-# dedupes the stream against the history).  The first reply is claimed for an immediate send when nothing of
-# this conversation is still waiting to go out before it and, for SMS, the patient can receive it; anything
-# else stays queued for the send actor, which re-checks everything.
+# dedupes the stream against the history).  The first reply is claimed for an immediate send when the turn's
+# send decision said so, nothing of this conversation is still waiting to go out before it (a safety reply
+# waits for nothing) and, for SMS, the client's consent and number status are still what the decision read
+# (a STOP attached meanwhile voids the claim); anything else stays queued for the send actor, which decides
+# again.
 _INSERT_REPLY = """
 WITH message AS (
     INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, turn_id, meta)
@@ -738,18 +750,20 @@ WITH message AS (
     RETURNING id
 ), claim AS MATERIALIZED (
     SELECT %(claim)s::bool
-           AND NOT EXISTS (SELECT 1 FROM outbox o
-                           WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
-                             AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
-                             AND (o.not_before IS NULL OR o.not_before <= now()))
-           AND (%(channel)s::text <> 'sms' OR NOT EXISTS (
+           AND (NOT %(in_order)s::bool OR NOT EXISTS (
+                    SELECT 1 FROM outbox o
+                    WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
+                      AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
+                      AND (o.not_before IS NULL OR o.not_before <= now())))
+           AND (%(channel)s::text <> 'sms' OR EXISTS (
                     SELECT 1 FROM clients cl WHERE cl.id = %(client)s::bigint
-                      AND (cl.consent_state = 'opted_out' OR cl.sms_status IN ('invalid', 'not_mobile'))))
+                      AND cl.consent_state = %(consent)s::text AND cl.sms_status = %(sms_status)s::text))
            AS now
 )
 INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
                     meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at, claim_token)
-SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, 'reply', %(priority)s,
+SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, %(kind)s::text,
+       %(priority)s,
        %(to)s, %(from)s, %(body)s, %(meta)s::jsonb || jsonb_build_object('message_id', message.id), %(dedupe)s,
        %(trace)s, %(segments)s, %(encoding)s,
        CASE WHEN claim.now THEN 'sending' ELSE 'queued' END,
@@ -845,8 +859,8 @@ def _queue_commit(
                 for a in out.tool_audit
             ],
         )
-    reply_rows = [row for row in outbox_rows if row.kind == "reply"]
-    other_rows = [row for row in outbox_rows if row.kind != "reply"]
+    reply_rows = [row for row in outbox_rows if row.kind in REPLY_KINDS]
+    other_rows = [row for row in outbox_rows if row.kind not in REPLY_KINDS]
     replies: list[tuple[OutboxRow, psycopg.Cursor[Any]]] = []
     for index, reply in enumerate(out.replies):
         row = reply_rows[index] if index < len(reply_rows) else None
@@ -884,9 +898,13 @@ def _queue_commit(
                         "trace": row.trace_id,
                         "segments": segments,
                         "encoding": encoding,
-                        "claim": claim_first_reply and index == 0,
+                        "kind": row.kind,
+                        "claim": claim_first_reply and index == 0 and row.send_now,
                         "claim_token": claim_token,
+                        "in_order": row.kind in ORDERED_KINDS,
                         "ordered": list(ORDERED_KINDS),
+                        "consent": snapshot.consent_state,
+                        "sms_status": snapshot.sms_status,
                     },
                 ),
             )

@@ -5,8 +5,15 @@ callbacks).  The claim (``sending``) commits before the provider call, so a
 retried or redelivered actor never sends a claimed row again.  A send whose
 outcome was never recorded (worker killed mid-call, timeout) becomes
 ``unknown`` and is reconciled with the provider (``SmsSender.find_sent``)
-before anything is re-sent.  Consent is checked here, at send time, for every
-kind except the STOP/HELP confirmations themselves.
+before anything is re-sent.
+
+At the moment of sending, every SMS is decided again by the one rule
+(``domain.audience.decide`` for the row's kind of text, ``send_decision``):
+consent (an opt-out blocks everything but the keyword confirmations and the
+safety reply; marketing needs its own grant), the number's status, and the
+time window — a marketing or reminder text whose moment passed into quiet
+hours while it waited (deferred, retried, reconciled) is deferred to the next
+allowed instant (``not_before``), never dropped and never sent at night.
 
 Claims are fenced (see ``Claim``): every claim writes a fresh ``claim_token``,
 and a sender re-verifies its claim immediately before each provider call —
@@ -22,15 +29,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.consent import number_opted_out, record_consent
 from db.engine import driver_connection
+from domain.audience import Decision, RecipientFacts, SendPolicy, decide, text_kind
+from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
 from domain.ports import OutboundSms, SmsSendError
 from medspa import metrics
 from medspa.ids import fast_int63
@@ -166,7 +177,7 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
                     """SELECT o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
                           o.conversation_id, o.client_id, o.not_before, o.attempts, o.claimed_at, o.trace_id,
                           o.created_at, o.campaign_id,
-                          c.consent_state, c.sms_status
+                          c.consent_state, c.marketing_consent, c.sms_status, c.timezone
                    FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
                    WHERE o.id = :id FOR UPDATE OF o"""
                 ),
@@ -182,14 +193,31 @@ def _claim(container: Container, clinic_id: int, outbox_id: int) -> dict[str, An
         if row["conversation_id"] is not None and row["kind"] in ORDERED_KINDS and _earlier_unsent(session, row):
             # A patient reads replies in order: an earlier reply of this conversation goes first.
             return SendOutcome("deferred", 100)
-        suppressed = _suppression_reason(session, clinic_id, dict(row))
+        suppressed = _suppression_reason(session, dict(row))
+        decision = None if suppressed else _decision_for(session, container, clinic_id, dict(row), now)
+        if decision is not None and not decision.send:
+            suppressed = suppression_text(decision, dict(row))
         if suppressed:
             session.execute(
                 text("UPDATE outbox SET status = 'suppressed', error_message = :why WHERE id = :id"),
                 {"id": outbox_id, "why": suppressed},
             )
             log.info("send suppressed", extra={"clinic_id": clinic_id, "outbox_id": outbox_id, "reason": suppressed})
+            if row["kind"] == "notification" and row["client_id"] is None:
+                log.error(
+                    "staff notification suppressed: the on-call number opted out of this clinic's texts; "
+                    "configure another on-call phone",
+                    extra={"clinic_id": clinic_id, "outbox_id": outbox_id},
+                )
             return SendOutcome("suppressed")
+        if decision is not None and decision.deferred and decision.send_at is not None:
+            # Its moment passed into quiet hours while it waited: the next allowed instant, keeping its status
+            # (an 'unknown' row is still reconciled with the provider before any send).
+            session.execute(
+                text("UPDATE outbox SET not_before = :at WHERE id = :id"), {"id": outbox_id, "at": decision.send_at}
+            )
+            log.info("send deferred to the recipient's window", extra={"clinic_id": clinic_id, "outbox_id": outbox_id})
+            return SendOutcome("deferred", _millis_until(decision.send_at, now))
         if row["attempts"] >= MAX_SEND_ATTEMPTS:
             session.execute(
                 text("UPDATE outbox SET status = 'failed', error_message = 'gave up after retries' WHERE id = :id"),
@@ -230,7 +258,8 @@ def _earlier_unsent(session: Any, row: Any) -> bool:
     ).scalar_one()
 
 
-def _suppression_reason(session: Any, clinic_id: int, row: dict[str, Any]) -> str | None:
+def _suppression_reason(session: Any, row: dict[str, Any]) -> str | None:
+    """What the message is about no longer holds (consent and timing are ``send_decision``'s)."""
     if row["kind"] == "automation" and not appointment_still_live(session, row["meta"] or {}):
         return "appointment no longer live"
     if row["kind"] == "campaign" and row.get("campaign_id") is not None:
@@ -239,24 +268,57 @@ def _suppression_reason(session: Any, clinic_id: int, row: dict[str, Any]) -> st
         ).scalar_one_or_none()
         if status in ("paused", "cancelled"):
             return f"campaign {status}"
-    if row["channel"] != "sms" or row["kind"] == "compliance":
-        return None
-    if row["consent_state"] == "opted_out":
-        return "recipient opted out"
-    if row["sms_status"] in ("invalid", "not_mobile"):
-        return f"recipient number {row['sms_status']}"
-    if row["client_id"] is None:
-        # Staff notifications: honour an opt-out recorded against the number itself.
-        opted_out = session.execute(
-            text(
-                """SELECT kind = 'opt_out' FROM consent_events WHERE phone_e164 = :phone
-                   ORDER BY id DESC LIMIT 1"""
-            ),
-            {"phone": row["to_address"]},
-        ).scalar_one_or_none()
-        if opted_out:
-            return "recipient opted out"
     return None
+
+
+def recipient_facts(row: Mapping[str, Any]) -> RecipientFacts:
+    """The recipient's facts at send time, from an outbox row joined with its client.  The weekly marketing cap
+    is not decided again here: it was decided when the row was created, and a queued row counts itself."""
+    return RecipientFacts(
+        client_id=int(row["client_id"] or 0),
+        phone=row["to_address"],
+        consent_state=row["consent_state"] or "unknown",
+        sms_status=row["sms_status"] or "ok",
+        marketing_consent=row["marketing_consent"] or "none",
+        timezone=row["timezone"],
+    )
+
+
+def send_decision(
+    container: Container, clinic_id: int, row: Mapping[str, Any], facts: RecipientFacts, now: datetime
+) -> Decision:
+    """``domain.audience.decide`` for an outbox row at the moment of sending: its kind of text, the clinic's
+    policy, the recipient's facts as they are now."""
+    clinic, _ = container.clinic(clinic_id)
+    kind = text_kind(str(row["kind"]), marketing=bool((row.get("meta") or {}).get("marketing")))
+    return decide(facts, SendPolicy.for_kind(kind, clinic.timezone, clinic.policies), now)
+
+
+def _decision_for(
+    session: Any, container: Container, clinic_id: int, row: dict[str, Any], now: datetime
+) -> Decision | None:
+    if row["channel"] != "sms":
+        return None  # web chat: the patient's own open widget, nothing to consent to
+    facts = recipient_facts(row)
+    if row["client_id"] is None and number_opted_out(session, row["to_address"]):
+        # Staff notifications: the number has no client record; honour an opt-out the number itself made.
+        facts = RecipientFacts(0, row["to_address"], "opted_out")
+    return send_decision(container, clinic_id, row, facts, now)
+
+
+def suppression_text(decision: Decision, row: Mapping[str, Any]) -> str:
+    """The suppression reason recorded on the row (``outbox.error_message``)."""
+    return {
+        "opted_out": "recipient opted out",
+        "invalid_number": f"recipient number {row.get('sms_status') or 'invalid'}",
+        "no_consent": "no marketing consent",
+        "no_phone": "no phone number",
+        "frequency_cap": "weekly marketing cap reached",
+    }.get(decision.reason or "", decision.reason or "not allowed")
+
+
+def _millis_until(moment: datetime, now: datetime) -> int:
+    return max(1, int((moment - now).total_seconds() * 1000))
 
 
 def _publish_chat(container: Container, clinic_id: int, row: dict[str, Any]) -> SendOutcome:
@@ -371,15 +433,15 @@ def _fail_permanently(container: Container, clinic_id: int, row: dict[str, Any],
 def apply_delivery_error(session: Any, clinic_id: int, client_id: int | None, phone: str, code: str | None) -> None:
     """Carrier verdicts that change how we treat the number from now on."""
     if code == "21610":  # the recipient replied STOP at the carrier level: record it in our ledger too
-        session.execute(
-            text(
-                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-                   VALUES (:clinic_id, :client_id, :phone, 'opt_out', 'carrier', 'Twilio error 21610: unsubscribed')"""
+        record_consent(
+            session,
+            clinic_id,
+            client_id,
+            phone,
+            ConsentRecord(
+                ConsentKind.OPT_OUT, ConsentScope.ALL, ConsentSource.CARRIER, "Twilio error 21610: unsubscribed"
             ),
-            {"clinic_id": clinic_id, "client_id": client_id, "phone": phone},
         )
-        if client_id is not None:
-            session.execute(text("UPDATE clients SET consent_state = 'opted_out' WHERE id = :id"), {"id": client_id})
     elif code in ("21211", "21614") and client_id is not None:
         status = "invalid" if code == "21211" else "not_mobile"
         session.execute(text("UPDATE clients SET sms_status = :s WHERE id = :id"), {"s": status, "id": client_id})

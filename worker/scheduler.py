@@ -78,9 +78,9 @@ def main() -> None:
     from db.engine import make_engine
     from medspa.broker import build_broker
     from medspa.logs import configure_logging
-    from medspa.settings import get_settings
+    from medspa.secrets import startup_settings
 
-    settings = get_settings()
+    settings = startup_settings("scheduler")  # exits (one line, non-zero) on an unsafe production configuration
     configure_logging(settings.log_level, json_output=settings.log_json)
     if not settings.database_url or not settings.redis_url:
         raise SystemExit("DATABASE_URL and REDIS_URL must be set (medspa dev up sets them)")

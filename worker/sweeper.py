@@ -7,7 +7,8 @@ the work again from the database:
   event whose deliveries keep crashing workers, see ``worker/turns.py``);
 - conversations with unanswered messages and no live lease;
 - outbox rows still ``queued`` after a deadline, or whose send outcome was never
-  recorded (``sending``/``unknown``: reconciled with the provider before re-send).
+  recorded (``sending``/``unknown``: reconciled with the provider before re-send);
+  a row deferred to its recipient's window (``not_before``) waits until then.
 Everything it enqueues is idempotent, so racing the normal path is harmless.
 
 A claimed row (``sending``) is marked ``unknown`` only when its ``claimed_at`` is
@@ -95,7 +96,8 @@ def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> Sweep
                            SELECT id FROM outbox
                            WHERE ((status = 'queued' AND created_at < now() - make_interval(secs => :after)
                                    AND (not_before IS NULL OR not_before <= now()))
-                                  OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after)))
+                                  OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after)
+                                      AND (not_before IS NULL OR not_before <= now())))
                              AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
                            ORDER BY priority, id LIMIT :batch)
                        RETURNING id, kind"""

@@ -13,10 +13,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
-from domain.conversation import Handoff, Reply, TurnOutput, TurnWithdrawn
+from domain.audience import RecipientFacts, SendPolicy, decide, text_kind
+from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -119,7 +122,9 @@ def run_conversation(container: Container, clinic_id: int, conversation_id: int,
 def _leased(
     container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None, failing: Lease | None
 ) -> Snapshot | None:
-    """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing."""
+    """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing — unless its
+    unanswered messages describe an emergency: the safety turn needs neither the model nor a tool, so it runs
+    (and its commit resets the failure count) instead of the messages being quarantined unanswered."""
     lease = snapshot.lease if snapshot is not None else failing
     if lease is not None and lease.took_over:
         metrics.lease_takeovers.inc()
@@ -127,6 +132,12 @@ def _leased(
             "took over a conversation whose lease expired",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
         )
+    if failing is not None and snapshot is not None and _safety(container, snapshot) is not None:
+        log.warning(
+            "failing conversation has an emergency: answering it before any quarantine",
+            extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
+        )
+        return snapshot
     if failing is not None:
         with container.database.tenant_connection(clinic_id) as conn:
             count = quarantine(conn, failing)
@@ -168,7 +179,7 @@ def _run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox
             )
             return turns
         clinic, routing = container.clinic(snapshot.clinic_id)
-        rows = _outbox_rows(snapshot, output, routing, clinic.name)
+        rows = _outbox_rows(snapshot, output, clinic, routing, container.clock.now())
         record = TurnRecord(
             output=output,
             started_at=started_wall,
@@ -244,8 +255,27 @@ def _trace_of(snapshot: Snapshot) -> str:
     return trace_id_var.get()
 
 
+def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
+    """The safety turn for this snapshot's messages (``domain.agent_loop.safety_turn``), or None."""
+    clinic, _ = container.clinic(snapshot.clinic_id)
+    return safety_turn(
+        [m.body for m in snapshot.pending],
+        clinic,
+        channel=snapshot.channel,
+        agent_state=snapshot.agent_state,
+        slots=snapshot.slots,
+    )
+
+
 def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
-    """Decide what this turn does.  Silent cases never reach the model."""
+    """Decide what this turn does.  Silent cases never reach the model; nothing is silent about an emergency."""
+    # The safety screen comes before every silent path and reads every message of the turn, carrier keywords
+    # included ("STOP texting me, I can't breathe"): a patient in handoff, opted out, texting at night or
+    # while the model is down still gets the safety reply and the on-call page (no model needed).
+    safety = _safety(container, snapshot)
+    if safety is not None:
+        return safety
+    clinic, _ = container.clinic(snapshot.clinic_id)
     fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     silent_reason = None
     if not fresh:
@@ -258,7 +288,6 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         return TurnOutput(
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
-    clinic, _ = container.clinic(snapshot.clinic_id)
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
@@ -303,19 +332,33 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         )
 
 
+def _policy(outbox_kind: str, clinic: ClinicProfile) -> SendPolicy:
+    return SendPolicy.for_kind(text_kind(outbox_kind), clinic.timezone, clinic.policies)
+
+
 def _outbox_rows(
-    snapshot: Snapshot, output: TurnOutput, routing: dict[str, object], clinic_name: str
+    snapshot: Snapshot, output: TurnOutput, clinic: ClinicProfile, routing: dict[str, object], now: datetime
 ) -> list[OutboxRow]:
     conversation_id = snapshot.lease.conversation_id
     trace = trace_id_var.get()
+    clinic_name = clinic.name
+    patient = RecipientFacts(
+        client_id=snapshot.client_id,
+        phone=snapshot.client_phone,
+        consent_state=snapshot.consent_state,
+        sms_status=snapshot.sms_status,
+    )
     rows: list[OutboxRow] = []
     for index, reply in enumerate(output.replies):
         body = shape_sms_reply(reply.text) if snapshot.channel == "sms" else reply.text
         meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
+        kind = "safety" if reply.safety else "reply"
+        # The same decision the send actor makes (chat goes to the open widget: nothing to decide).
+        send_now = snapshot.channel != "sms" or decide(patient, _policy(kind, clinic), now).send_now
         rows.append(
             OutboxRow(
                 channel=snapshot.channel,
-                kind="reply",
+                kind=kind,
                 to_address=(snapshot.client_phone or "") if snapshot.channel == "sms" else f"chat:{conversation_id}",
                 from_address=str(routing.get("sms_number") or ""),
                 body=body,
@@ -325,6 +368,7 @@ def _outbox_rows(
                 meta=meta,
                 dedupe_key=f"reply:{conversation_id}:{snapshot.last_seq}:{index}",
                 trace_id=trace,
+                send_now=send_now,
             )
         )
     if output.handoff and output.handoff.urgency in ("urgent", "emergency") and routing.get("oncall_phone"):

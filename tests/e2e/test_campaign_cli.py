@@ -56,8 +56,8 @@ def test_campaign_create_preview_send_report_from_the_command_line(infra, tmp_pa
                 phone = _phone()
                 phones[name] = phone
                 conn.execute(
-                    text("""INSERT INTO clients (clinic_id, phone_e164, name, consent_state, tags)
-                            VALUES (:c, :p, :n, :s, CAST(:t AS text[]))"""),
+                    text("""INSERT INTO clients (clinic_id, phone_e164, name, consent_state, marketing_consent, tags)
+                            VALUES (:c, :p, :n, :s, 'granted', CAST(:t AS text[]))"""),
                     {"c": clinic_id, "p": phone, "n": name, "s": consent, "t": tags},
                 )
         env = os.environ.copy() | settings_env(stack.settings)

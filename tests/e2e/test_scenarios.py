@@ -34,6 +34,7 @@ Format (one JSON file per scenario in ``tests/scenarios/``)::
                           "status": "pending_deposit"}],        # the patient's live appointments, exactly
         "setup_status": {"mine": "cancelled"},                   # status of a setup appointment by key
         "consent": "opted_out", "state": "handoff", "handoff_urgency": "emergency",
+        "pages": 1,                                              # on-call pages sent (pipeline runs only)
         "never_tools": ["cancel_appointment"]                   # over the whole conversation
       }
     }
@@ -60,9 +61,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
+from db.consent import record_consent
 from db.engine import Database
 from domain.agent_loop import AgentBrain
-from domain.compliance import KeywordIntent, classify_keyword, help_reply, opt_in_confirmation, opt_out_confirmation
+from domain.compliance import (
+    KeywordIntent,
+    classify_keyword,
+    help_reply,
+    keyword_consent,
+    opt_in_confirmation,
+    opt_out_confirmation,
+)
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
 from domain.offline_policy import OfflinePolicy
 from domain.ports import Calendar, ChatMessage, Embedder, Payments
@@ -87,6 +96,7 @@ class ScenarioRun:
     clinic_id: int
     turns: list[TurnRecord] = field(default_factory=list)
     setup_ids: dict[str, int] = field(default_factory=dict)
+    pages: int | None = None  # on-call pages the pipeline sent for this conversation (None: direct run, no outbox)
 
 
 def load_scenarios(directory: Path = SCENARIO_DIR) -> list[dict[str, Any]]:
@@ -338,16 +348,8 @@ def _compliance(database: Database, clinic: ClinicProfile, client_id: int, phone
     """What the pipeline does before the brain for carrier keywords (so direct runs see the same outcome)."""
     if keyword is KeywordIntent.HELP:
         return help_reply(clinic.name, clinic.phone)
-    consent, kind = ("opted_out", "opt_out") if keyword is KeywordIntent.OPT_OUT else ("opted_in", "opt_in")
     with database.tenant_scope(clinic.id) as session:
-        session.execute(text("UPDATE clients SET consent_state = :s WHERE id = :id"), {"s": consent, "id": client_id})
-        session.execute(
-            text(
-                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, source, wording)
-                   VALUES (:c, :client, :p, :k, 'sms_keyword', '')"""
-            ),
-            {"c": clinic.id, "client": client_id, "p": phone, "k": kind},
-        )
+        record_consent(session, clinic.id, client_id, phone, keyword_consent(keyword, ""))
     return opt_out_confirmation(clinic.name) if keyword is KeywordIntent.OPT_OUT else opt_in_confirmation(clinic.name)
 
 
@@ -443,6 +445,8 @@ def check_final(run: ScenarioRun, database: Database) -> list[str]:
         trimmed = [{k: a[k] for k in e} for a, e in zip(actual, expected, strict=False)]
         if len(actual) != len(expected) or trimmed != expected:
             problems.append(f"final: live appointments {actual} != {expected}")
+    if "pages" in final and run.pages is not None and run.pages != final["pages"]:
+        problems.append(f"final: {run.pages} on-call pages sent, expected {final['pages']}")
     for key, status in final.get("setup_status", {}).items():
         if setup_status.get(key) != status:
             problems.append(f"final: setup appointment {key} is {setup_status.get(key)}, expected {status}")
@@ -523,7 +527,24 @@ def run_scenario_stack(scenario: dict[str, Any], stack: Any) -> ScenarioRun:
             )
         )
         seen_calls, seen_replies = len(calls), len(replies)
+    run.pages = _pages_sent(database, clinic_id, phone)
     return run
+
+
+def _pages_sent(database: Database, clinic_id: int, phone: str) -> int:
+    """On-call notifications sent about this patient's conversation."""
+    with database.tenant_scope(clinic_id) as session:
+        return int(
+            session.execute(
+                text(
+                    """SELECT count(*) FROM outbox o JOIN conversations c ON c.id = o.conversation_id
+                       JOIN clients cl ON cl.id = c.client_id JOIN clinics k ON k.id = o.clinic_id
+                       WHERE cl.phone_e164 = :p AND o.kind = 'notification' AND o.to_address = k.oncall_phone
+                         AND o.status IN ('sent', 'delivered')"""
+                ),
+                {"p": phone},
+            ).scalar_one()
+        )
 
 
 # ------------------------------------------------------------------------------------------------ tests

@@ -41,6 +41,14 @@ def auto_stack(infra, tmp_path_factory):
         yield stack, container
 
 
+@pytest.fixture(autouse=True)
+def _worker_clock_reset(request):
+    """Tests set the worker's clock to their scan moment (senders decide quiet hours again at send time)."""
+    yield
+    if "auto_stack" in request.fixturenames:
+        request.getfixturevalue("auto_stack")[0].clock.set(None)
+
+
 class Clinic:
     """A clinic of its own (copying the demo clinic's automations), so scans see only this test's data."""
 
@@ -96,13 +104,13 @@ class Clinic:
                 ).scalar_one()
             )
 
-    def client(self, name: str, consent: str = "opted_in") -> tuple[int, str]:
+    def client(self, name: str, consent: str = "opted_in", marketing: str = "granted") -> tuple[int, str]:
         phone = _phone()
         with self.owner.begin() as conn:
             client_id = conn.execute(
-                text("""INSERT INTO clients (clinic_id, phone_e164, name, consent_state)
-                        VALUES (:c, :p, :n, :s) RETURNING id"""),
-                {"c": self.id, "p": phone, "n": name, "s": consent},
+                text("""INSERT INTO clients (clinic_id, phone_e164, name, consent_state, marketing_consent)
+                        VALUES (:c, :p, :n, :s, :m) RETURNING id"""),
+                {"c": self.id, "p": phone, "n": name, "s": consent, "m": marketing},
             ).scalar_one()
         return int(client_id), phone
 
@@ -250,6 +258,7 @@ def test_each_automation_fires_once_at_its_moment_and_not_again_after_a_restart(
         assert must.lower() in row["body"].lower(), (key, row["body"])
         assert row["meta"]["automation"] == key.split(":")[1]
     assert rows[next(k for k in expect if ":win_back:" in k)][0]["body"].endswith("Reply STOP to opt out.")
+    stack.clock.set(moment)
     _enqueue_bulk(clinic.id, first.outbox_ids)
 
     # A restarted process (fresh engine, nothing in memory) scanning later finds nothing new.
@@ -277,6 +286,7 @@ def test_two_schedulers_at_once_send_each_reminder_once(auto_stack, owner_engine
             client_id, moment + timedelta(hours=24, minutes=40 * n), "booked", created_at=moment - timedelta(days=4)
         )
         phones.append(phone)
+    stack.clock.set(moment)
     engines = [Database(make_engine(infra.database_url, pool_size=1)) for _ in range(2)]
     barrier = threading.Barrier(2)
     found: list[list[int]] = [[], []]
@@ -363,6 +373,7 @@ def test_reply_c_to_a_reminder_confirms_the_appointment(auto_stack, database, ow
     with database.tenant_scope(clinic.id) as session:  # nothing reminded yet: "C" is ordinary dialogue
         assert automations.handle_reminder_reply(session, clinic.id, client_id, "C", now) is None
     created = automations.scan_clinic(database, clinic.id, moment)
+    stack.clock.set(moment)
     _enqueue_bulk(clinic.id, created.outbox_ids)
     stack.wait_replies(phone, 1)
     stack.wait_idle(clinic.id)

@@ -72,6 +72,7 @@ def add_client(
     name: str,
     *,
     consent: str = "opted_in",
+    marketing: str = "granted",
     tz: str | None = None,
     tags: list[str] | None = None,
 ) -> tuple[int, str]:
@@ -79,10 +80,10 @@ def add_client(
     with owner_engine.begin() as conn:
         client_id = conn.execute(
             text(
-                """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, timezone, tags)
-                   VALUES (:c, :p, :n, :s, :tz, CAST(:tags AS text[])) RETURNING id"""
+                """INSERT INTO clients (clinic_id, phone_e164, name, consent_state, marketing_consent, timezone, tags)
+                   VALUES (:c, :p, :n, :s, :m, :tz, CAST(:tags AS text[])) RETURNING id"""
             ),
-            {"c": clinic_id, "p": phone, "n": name, "s": consent, "tz": tz, "tags": tags or []},
+            {"c": clinic_id, "p": phone, "n": name, "s": consent, "m": marketing, "tz": tz, "tags": tags or []},
         ).scalar_one()
     return int(client_id), phone
 
@@ -131,8 +132,10 @@ def test_preview_counts_match_the_database(database):
                 text(
                     """SELECT count(*) AS matched,
                           count(*) FILTER (WHERE consent_state = 'opted_out') AS opted_out,
-                          count(*) FILTER (WHERE consent_state = 'unknown') AS no_consent,
-                          count(*) FILTER (WHERE consent_state = 'opted_in' AND phone_e164 IS NOT NULL
+                          count(*) FILTER (WHERE consent_state <> 'opted_out'
+                                             AND marketing_consent <> 'granted') AS no_consent,
+                          count(*) FILTER (WHERE consent_state <> 'opted_out' AND marketing_consent = 'granted'
+                                             AND phone_e164 IS NOT NULL
                                              AND sms_status = 'ok' AND (
                               SELECT count(*) FROM outbox o WHERE o.client_id = c.id
                                 AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
@@ -193,7 +196,7 @@ def test_compliance_is_decided_at_send_time_and_late_evening_waits_for_morning(d
     mia, _ = add_client(owner_engine, cid, "Mia Johnson")  # opts out between scheduling and sending
     ny, _ = add_client(owner_engine, cid, "Noah York", tz="America/New_York")
     out, _ = add_client(owner_engine, cid, "Olga Out", consent="opted_out")
-    unknown, _ = add_client(owner_engine, cid, "Una Known", consent="unknown")
+    unknown, _ = add_client(owner_engine, cid, "Una Known", consent="unknown", marketing="none")
     capped, capped_phone = add_client(owner_engine, cid, "Cap Stone")
     day = datetime.now(LA).date() + timedelta(days=1)
     sending_at = la(day, time(18, 30))  # 21:30 in New York

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -56,6 +57,13 @@ def _phone() -> str:
     return "+1628" + str(uuid.uuid4().int % 10**7).zfill(7)
 
 
+def _noon_zone() -> str:
+    """A time zone where it is about 13:00 now: a marketing text may go out whenever the test runs."""
+    offset = 13 - datetime.now(UTC).hour
+    offset = offset + 24 if offset < -12 else offset - 24 if offset > 14 else offset
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-3 is UTC+3
+
+
 def _outbox_row(
     container: Container,
     clinic: dict[str, Any],
@@ -70,8 +78,11 @@ def _outbox_row(
     phone = _phone()
     with container.database.tenant_scope(clinic["id"]) as session:
         client_id = session.execute(
-            text("INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (:c, :p, 'opted_in') RETURNING id"),
-            {"c": clinic["id"], "p": phone},
+            text(
+                """INSERT INTO clients (clinic_id, phone_e164, consent_state, marketing_consent, timezone)
+                   VALUES (:c, :p, 'opted_in', 'granted', :tz) RETURNING id"""
+            ),
+            {"c": clinic["id"], "p": phone, "tz": _noon_zone()},
         ).scalar_one()
         row = (
             session.execute(

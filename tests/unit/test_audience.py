@@ -7,7 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from domain.audience import Decision, RecipientFacts, SegmentError, SegmentFilter, SendPolicy, decide
+from domain.audience import (
+    Decision,
+    RecipientFacts,
+    SegmentError,
+    SegmentFilter,
+    SendPolicy,
+    TextKind,
+    decide,
+    text_kind,
+)
 
 LA = "America/Los_Angeles"
 NY = "America/New_York"
@@ -25,7 +34,7 @@ def local(day: date, at: time, tz: str = LA) -> datetime:
 
 
 def facts(**overrides) -> RecipientFacts:
-    values = {"client_id": 1, "phone": "+14155550100", "consent_state": "opted_in"}
+    values = {"client_id": 1, "phone": "+14155550100", "consent_state": "opted_in", "marketing_consent": "granted"}
     values.update(overrides)
     return RecipientFacts(**values)
 
@@ -88,7 +97,8 @@ def test_invalid_filters_are_rejected_with_a_reason(data, message):
         ({"sms_status": "invalid"}, "invalid_number"),
         ({"sms_status": "not_mobile"}, "invalid_number"),
         ({"consent_state": "opted_out"}, "opted_out"),
-        ({"consent_state": "unknown"}, "no_consent"),
+        ({"marketing_consent": "none"}, "no_consent"),
+        ({"marketing_consent": "revoked"}, "no_consent"),
         ({"marketing_last_7d": 2}, "frequency_cap"),
     ],
 )
@@ -155,3 +165,50 @@ def test_policy_defaults_when_the_clinic_sets_nothing():
 def test_naive_now_is_refused():
     with pytest.raises(ValueError):
         decide(facts(), MARKETING, NOON.replace(tzinfo=None) + timedelta(0))
+
+
+# ------------------------------------------------------------------ one decision for every kind of text
+def test_transactional_consent_alone_never_makes_anyone_campaign_eligible():
+    # What START after STOP leaves: appointment texts again, marketing only if it had been granted explicitly.
+    restarted = facts(consent_state="opted_in", marketing_consent="none")
+    assert decide(restarted, MARKETING, NOON) == Decision(False, "no_consent")
+    assert decide(restarted, TRANSACTIONAL, NOON).send_now
+
+
+def test_an_opt_out_suspends_a_marketing_grant():
+    assert decide(facts(consent_state="opted_out"), MARKETING, NOON).reason == "opted_out"
+
+
+def test_safety_and_keyword_confirmations_go_out_whatever_the_consent_number_or_hour():
+    night = local(date(2026, 3, 3), time(2, 30))
+    blocked = facts(consent_state="opted_out", marketing_consent="none", sms_status="invalid")
+    for kind in (TextKind.SAFETY, TextKind.COMPLIANCE):
+        decision = decide(blocked, SendPolicy.for_kind(kind, LA, POLICIES), night)
+        assert decision.send_now and decision.send_at == night, kind
+    for kind in (TextKind.CONVERSATION, TextKind.TRANSACTIONAL, TextKind.MARKETING):
+        assert not decide(blocked, SendPolicy.for_kind(kind, LA, POLICIES), night).send, kind
+
+
+def test_conversation_replies_go_any_time_but_honour_the_opt_out():
+    night = local(date(2026, 3, 3), time(2, 30))
+    conversation = SendPolicy.for_kind(TextKind.CONVERSATION, LA, POLICIES)
+    assert decide(facts(consent_state="unknown", marketing_consent="none"), conversation, night).send_now
+    assert decide(facts(consent_state="opted_out"), conversation, night).reason == "opted_out"
+
+
+@pytest.mark.parametrize(
+    ("outbox_kind", "marketing", "kind"),
+    [
+        ("safety", False, TextKind.SAFETY),
+        ("compliance", False, TextKind.COMPLIANCE),
+        ("reply", False, TextKind.CONVERSATION),
+        ("staff", False, TextKind.CONVERSATION),
+        ("notification", False, TextKind.CONVERSATION),
+        ("automation", False, TextKind.TRANSACTIONAL),
+        ("automation", True, TextKind.MARKETING),
+        ("campaign", False, TextKind.MARKETING),
+        ("something-new", False, TextKind.MARKETING),  # unknown: the strictest rules
+    ],
+)
+def test_every_outbox_kind_is_a_kind_of_text(outbox_kind, marketing, kind):
+    assert text_kind(outbox_kind, marketing=marketing) is kind

@@ -8,10 +8,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from domain.compliance import (
+    ConsentError,
+    ConsentKind,
+    ConsentRecord,
+    ConsentScope,
+    ConsentSource,
     KeywordIntent,
     classify_keyword,
     help_reply,
     is_within_window,
+    keyword_consent,
     next_allowed_send_time,
     opt_in_confirmation,
     opt_out_confirmation,
@@ -189,3 +195,42 @@ def test_opt_in_confirmation() -> None:
 
 def test_templates_make_clinic_name_gsm_friendly() -> None:
     assert is_gsm7(opt_out_confirmation("Anna’s Spa – Downtown"))
+
+
+# ---------------------------------------------------------------- consent ledger
+def test_stop_revokes_everything_and_start_restores_appointment_texts_only() -> None:
+    stop = keyword_consent(KeywordIntent.OPT_OUT, "STOP")
+    start = keyword_consent(KeywordIntent.OPT_IN, "START")
+    assert (stop.scope, start.scope) == (ConsentScope.ALL, ConsentScope.TRANSACTIONAL)
+    assert stop.client_changes() == {"consent_state": "opted_out"}  # a marketing grant is suspended, not erased
+    assert start.client_changes() == {"consent_state": "opted_in"}  # never a marketing grant
+    assert keyword_consent(KeywordIntent.HELP, "HELP").client_changes() == {}
+
+
+@pytest.mark.parametrize("source", [ConsentSource.SMS_KEYWORD, ConsentSource.CARRIER])
+def test_a_keyword_or_the_carrier_can_never_grant_marketing(source: ConsentSource) -> None:
+    with pytest.raises(ConsentError, match="explicit grant"):
+        ConsentRecord(ConsentKind.OPT_IN, ConsentScope.MARKETING, source, "START")
+
+
+def test_a_marketing_grant_needs_its_wording() -> None:
+    with pytest.raises(ConsentError, match="wording"):
+        ConsentRecord(ConsentKind.OPT_IN, ConsentScope.MARKETING, ConsentSource.STAFF, "  ")
+    grant = ConsentRecord(ConsentKind.OPT_IN, ConsentScope.MARKETING, ConsentSource.WEB_FORM, "Text me offers")
+    assert grant.client_changes() == {"marketing_consent": "granted"}
+    revoke = ConsentRecord(ConsentKind.OPT_OUT, ConsentScope.MARKETING, ConsentSource.STAFF, "No offers please")
+    assert revoke.client_changes() == {"marketing_consent": "revoked"}
+
+
+def test_nothing_grants_everything_and_a_request_grants_nothing() -> None:
+    with pytest.raises(ConsentError):
+        ConsentRecord(ConsentKind.OPT_IN, ConsentScope.ALL, ConsentSource.STAFF, "everything")
+    with pytest.raises(ConsentError):
+        ConsentRecord(ConsentKind.OPT_OUT, ConsentScope.TRANSACTIONAL, ConsentSource.STAFF, "no reminders")
+    request = ConsentRecord(ConsentKind.REQUEST, ConsentScope.TRANSACTIONAL, ConsentSource.WEB_FORM, "text me")
+    assert request.client_changes() == {}
+
+
+def test_the_start_confirmation_promises_offers_only_to_who_granted_them() -> None:
+    assert "offers" not in opt_in_confirmation("Glow")
+    assert "appointment texts and offers" in opt_in_confirmation("Glow", marketing=True)

@@ -1,7 +1,7 @@
 """outbox claim token: a sender re-verifies its claim on a row right before the provider call
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 03:00:00
 
 Why: a claimed row (``sending``) whose sender stalls past the sweeper's deadline (a slow provider, a long
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,160 @@
+"""Every emergency is answered and paged, in every state (real webhook, real worker, fakes only at Twilio/OpenAI).
+
+A patient whose conversation is with staff, who opted out, who writes at night or while the model is down still
+gets the immediate safety reply (call 911 / the ER, the clinic's number) and the on-call phone is paged — once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+
+from tests.fakes.openai_api import openai_error
+from tests.support.infra import wait_for
+from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, running_stack
+
+ONCALL = "+14155550199"
+CLINIC_PHONE_DIGITS = "5550100"
+EMERGENCY = "my lips are turning blue and I can't breathe"
+
+
+def _phone() -> str:
+    return "+1415778" + str(uuid.uuid4().int % 10_000).zfill(4)
+
+
+def _conversation(stack: Stack, phone: str) -> dict:
+    with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+        return dict(
+            session.execute(
+                text(
+                    """SELECT c.id, c.agent_state, c.handoff_urgency, cl.consent_state FROM conversations c
+                       JOIN clients cl ON cl.id = c.client_id WHERE cl.phone_e164 = :p AND c.channel = 'sms'"""
+                ),
+                {"p": phone},
+            )
+            .mappings()
+            .one()
+        )
+
+
+def _pages(stack: Stack, conversation_id: int) -> list[str]:
+    return [body for body in stack.replies_to(ONCALL) if f"conversation {conversation_id} " in body]
+
+
+def _sent_kinds(stack: Stack, conversation_id: int) -> list[tuple[str, str]]:
+    with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+        return [
+            (str(kind), str(status))
+            for kind, status in session.execute(
+                text("SELECT kind, status FROM outbox WHERE conversation_id = :c ORDER BY id"), {"c": conversation_id}
+            )
+        ]
+
+
+def _assert_safety_reply(reply: str) -> None:
+    assert "911" in reply and "emergency room" in reply.lower(), reply
+    assert CLINIC_PHONE_DIGITS in reply.replace("-", "").replace(" ", ""), reply
+
+
+def _answered_and_paged_once(stack: Stack, phone: str, replies_before: int) -> dict:
+    replies = stack.wait_replies(phone, replies_before + 1)
+    _assert_safety_reply(replies[replies_before])
+    conv = _conversation(stack, phone)
+    pages = wait_for(lambda: _pages(stack, conv["id"]), 30, what="the on-call page")
+    stack.wait_idle()
+    assert len(stack.replies_to(phone)) == replies_before + 1, "one safety reply, nothing else"
+    assert len(_pages(stack, conv["id"])) == 1 and "EMERGENCY" in pages[0], "paged exactly once"
+    assert conv["handoff_urgency"] == "emergency" and conv["agent_state"].lower() == "handoff"
+    return conv
+
+
+def test_emergency_while_staff_have_the_conversation(stack):
+    phone = _phone()
+    stack.send_sms(GLOW_NUMBER, phone, "can I talk to a real person?")
+    stack.wait_replies(phone, 1)
+    stack.wait_idle()
+    assert _conversation(stack, phone)["agent_state"].lower() == "handoff"
+
+    stack.send_sms(GLOW_NUMBER, phone, EMERGENCY)
+    conv = _answered_and_paged_once(stack, phone, 1)
+
+    # Back to ordinary text: staff still have it, the agent stays silent and nobody is paged again.
+    stack.send_sms(GLOW_NUMBER, phone, "ok, thanks")
+    stack.wait_idle()
+    assert len(stack.replies_to(phone)) == 2 and len(_pages(stack, conv["id"])) == 1
+
+
+def test_emergency_from_an_opted_out_patient_at_night(stack):
+    # 02:30 in the clinic's (and patient's) time zone: quiet hours do not hold back a safety reply.
+    stack.clock.set(datetime(2027, 3, 3, 2, 30, tzinfo=ZoneInfo("America/Los_Angeles")))
+    phone = _phone()
+    stack.send_sms(GLOW_NUMBER, phone, "STOP")
+    stack.wait_replies(phone, 1)
+    stack.send_sms(GLOW_NUMBER, phone, "what time do you open?")
+    stack.wait_idle()
+    assert len(stack.replies_to(phone)) == 1, "an opted-out patient gets nothing ordinary"
+
+    stack.send_sms(GLOW_NUMBER, phone, EMERGENCY)
+    conv = _answered_and_paged_once(stack, phone, 1)
+    assert conv["consent_state"] == "opted_out", "a safety reply does not re-subscribe anyone"
+    assert ("safety", "sent") in _sent_kinds(stack, conv["id"])
+
+    stack.send_sms(GLOW_NUMBER, phone, "ok")
+    stack.wait_idle()
+    assert len(stack.replies_to(phone)) == 2, "still opted out: nothing but the safety reply"
+
+
+def test_emergency_during_a_model_outage_needs_no_model(infra, tmp_path):
+    with running_stack(infra, tmp_path, model_provider="openai", model_deadline_s=2) as (stack, _container):
+        phone = _phone()
+        stack.openai.server_error_forever()
+        stack.send_sms(GLOW_NUMBER, phone, "do you have anything open friday afternoon?")
+        (apology,) = stack.wait_replies(phone, 1, timeout=60)
+        stack.wait_idle()
+        conv = _conversation(stack, phone)
+        assert conv["agent_state"].lower() == "handoff" and conv["handoff_urgency"] == "normal", apology
+        assert _pages(stack, conv["id"]) == [], "a model outage alone pages nobody"
+
+        # Now the model hangs instead (timeouts); the emergency must not wait for it or call it at all.
+        stack.openai.clear_script()
+        hanging = openai_error(500, "late", "server_error")
+        hanging.delay_s = 30
+        stack.openai.script(hanging, times=None)
+        model_calls = len(stack.openai.requests_to("POST", "/v1/chat/completions"))
+        stack.send_sms(GLOW_NUMBER, phone, EMERGENCY)
+        _answered_and_paged_once(stack, phone, 1)
+        assert len(stack.openai.requests_to("POST", "/v1/chat/completions")) == model_calls
+
+
+def _set_failed_turns(stack: Stack, phone: str, failed: int) -> None:
+    """As if the last turns of this conversation had crashed (a lease taken ``failed`` times without a commit)."""
+    with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+        session.execute(
+            text(
+                """UPDATE conversations SET failed_turns = :n
+                   WHERE client_id = (SELECT id FROM clients WHERE phone_e164 = :p) AND channel = 'sms'"""
+            ),
+            {"n": failed, "p": phone},
+        )
+
+
+def test_emergency_in_a_conversation_about_to_be_quarantined(stack):
+    quarantine_after = stack.settings.quarantine_after_attempts
+    ordinary, urgent = _phone(), _phone()
+    for phone in (ordinary, urgent):
+        stack.send_sms(GLOW_NUMBER, phone, "hi, what are your hours?")
+        stack.wait_replies(phone, 1)
+        stack.wait_idle()
+        _set_failed_turns(stack, phone, quarantine_after)
+
+    # An ordinary text in a conversation whose turns keep failing is quarantined for staff, unanswered ...
+    stack.send_sms(GLOW_NUMBER, ordinary, "can I book botox?")
+    wait_for(lambda: _conversation(stack, ordinary)["agent_state"].lower() == "handoff", 30, what="quarantine")
+    stack.wait_idle()
+    assert len(stack.replies_to(ordinary)) == 1
+    # ... an emergency there is still answered and paged.
+    stack.send_sms(GLOW_NUMBER, urgent, EMERGENCY)
+    _answered_and_paged_once(stack, urgent, 1)
