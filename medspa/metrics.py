@@ -32,6 +32,11 @@ send_failures = Counter("medspa_send_failures_total", "Send failures by provider
 lease_takeovers = Counter("medspa_lease_takeovers_total", "Conversations taken over from an expired lease")
 stale_turns = Counter("medspa_stale_turns_total", "Turns discarded by the fencing check")
 quarantined = Counter("medspa_quarantined_total", "Inbound events or conversations quarantined", ["what"])
+redis_fail_open = Counter(
+    "medspa_webhook_redis_fail_open_total",
+    "Webhook-side Redis calls skipped because Redis was slow or failing (the request went on without them)",
+    ["operation", "reason"],
+)
 queue_depth = Gauge("medspa_queue_depth", "Messages waiting per Dramatiq queue", ["queue"], multiprocess_mode="max")
 
 

@@ -5,6 +5,7 @@ Run with ``uvicorn --factory webhooks.app:create_app`` (``medspa dev up`` does).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -31,6 +34,7 @@ from webhooks.inbox import Inbox
 from webhooks.metrics import RequestMetrics, metrics_endpoint
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
+from webhooks.redis_guard import FailOpen
 from webhooks.state import AppState
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - readiness reports any failure
         checks["postgres"] = type(exc).__name__
     try:
-        await state.redis.ping()
+        await asyncio.wait_for(state.redis.ping(), 1.0)
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = type(exc).__name__
@@ -89,8 +93,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             kwargs={"application_name": "medspa-webhooks", "autocommit": True},
         )
         await pool.open(wait=True, timeout=30)
-        redis_client = aioredis.Redis.from_url(str(settings.redis_url))
-        broker = build_broker(str(settings.redis_url))
+        # Every Redis call this process makes is bounded: a hung Redis (no RST) must fail a call, not hold a
+        # request.  No client-side retries (their backoff would stretch the bound); callers decide what to do.
+        redis_client = aioredis.Redis.from_url(
+            str(settings.redis_url),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=AsyncRetry(NoBackoff(), 0),
+            client_name="medspa-webhooks",
+        )
+        redis_guard = FailOpen(settings.redis_fail_open_timeout_ms / 1000)
+        broker = build_broker(str(settings.redis_url), socket_timeout=2.0)
         enqueuer = BackgroundEnqueuer(broker)
         app.state.medspa = AppState(
             pool=pool,
@@ -98,7 +111,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             inbox=Inbox(pool),
             chat_store=ChatStore(pool),
             outbox_status=OutboxStatus(pool),
-            rate_limiter=RateLimiter(redis_client),
+            redis_guard=redis_guard,
+            rate_limiter=RateLimiter(redis_client, redis_guard),
             enqueuer=enqueuer,
             twilio_validator=RequestValidator(secrets.twilio_auth_token),
             stripe_webhook_secret=secrets.stripe_webhook_secret,

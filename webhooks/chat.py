@@ -169,11 +169,16 @@ async def post_message(request: Request) -> Response:
     )
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, claims.clinic_id, inbox_id))
-        await state.redis.xadd(
-            chat_stream_key(claims.conversation_id),
-            {"event": "typing", "data": json.dumps({"on": True})},
-            maxlen=500,
-            approximate=True,
+        # Best effort (the message is recorded): a slow or frozen Redis costs the indicator, not the 202.
+        await state.redis_guard.run(
+            "chat_typing",
+            lambda: state.redis.xadd(
+                chat_stream_key(claims.conversation_id),
+                {"event": "typing", "data": json.dumps({"on": True})},
+                maxlen=500,
+                approximate=True,
+            ),
+            None,
         )
     return JSONResponse({"accepted": True}, status_code=202, headers=headers)
 

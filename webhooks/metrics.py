@@ -55,10 +55,15 @@ class RequestMetrics:
 async def metrics_endpoint(request: Request) -> Response:
     state: Any = request.app.state.medspa
     queues = (INBOUND_QUEUE, TURNS_QUEUE, OUTBOX_QUEUE, BULK_QUEUE, SCHEDULED_QUEUE)
-    async with state.redis.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.llen(f"dramatiq:{queue}")
-        depths = await pipe.execute()
-    for queue, depth in zip(queues, depths, strict=True):
-        metrics.queue_depth.labels(queue).set(int(depth))
+
+    async def read_depths() -> list[object]:
+        async with state.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(f"dramatiq:{queue}")
+            return list(await pipe.execute())
+
+    # With Redis down the scrape still answers (the gauge keeps its last value; the fail-open counter shows why).
+    depths = await state.redis_guard.run("queue_depth", read_depths, None)
+    for queue, depth in zip(queues, depths or (), strict=False):
+        metrics.queue_depth.labels(queue).set(int(depth))  # type: ignore[call-overload]
     return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -13,6 +13,7 @@ from webhooks.enqueue import BackgroundEnqueuer
 from webhooks.inbox import Inbox
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
+from webhooks.redis_guard import FailOpen
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppState:
     inbox: Inbox
     chat_store: ChatStore
     outbox_status: OutboxStatus
+    redis_guard: FailOpen
     rate_limiter: RateLimiter
     enqueuer: BackgroundEnqueuer
     twilio_validator: RequestValidator
