@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     rate_limit_chat_messages_per_clinic_per_min: int = 1200
     chat_streams_per_ip: int = 4  # concurrent SSE streams per client IP, per webhook process
     chat_streams_per_process: int = 500
-    chat_stream_ticket_ttl_s: int = 60  # the short-lived ticket that opens a stream (the session token stays out of URLs)
+    chat_stream_ticket_ttl_s: int = (
+        60  # the short-lived ticket that opens a stream (the session token stays out of URLs)
+    )
 
     # ------------------------------------------------------------ webhook ingress
     # A Redis call on the request path (rate limits, typing indicator) is skipped past this (fail open).

@@ -25,7 +25,9 @@ from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.chat_tokens import ChatClaims, InvalidToken, issue_token, verify_token
 from webhooks.http import error, read_limited_body
+from webhooks.inbox import EventRejected
 from webhooks.state import AppState
+from webhooks.validation import UNSTORABLE_MESSAGE, unstorable_field
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ async def _json_body(request: Request, state: AppState) -> dict[str, Any] | Resp
         return error(400, "body must be JSON")
     if not isinstance(data, dict):
         return error(400, "body must be a JSON object")
+    bad = unstorable_field(data)
+    if bad is not None:  # before anything reaches a shared insert batch
+        return error(400, f"{bad} {UNSTORABLE_MESSAGE}")
     return data
 
 
@@ -159,14 +164,17 @@ async def post_message(request: Request) -> Response:
         "session_id": claims.session_id,
         "body": text,
     }
-    inbox_id = await state.inbox.record(
-        claims.clinic_id,
-        "chat",
-        f"{claims.session_id}:{client_message_id}",
-        f"chat:{claims.session_id}",
-        payload,
-        trace_id,
-    )
+    try:
+        inbox_id = await state.inbox.record(
+            claims.clinic_id,
+            "chat",
+            f"{claims.session_id}:{client_message_id}",
+            f"chat:{claims.session_id}",
+            payload,
+            trace_id,
+        )
+    except EventRejected:
+        return error(400, "this message cannot be stored", headers=headers)
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, claims.clinic_id, inbox_id))
         # Best effort (the message is recorded): a slow or frozen Redis costs the indicator, not the 202.

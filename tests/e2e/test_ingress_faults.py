@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from tests.fakes.twilio_api import twilio_signature
-from tests.support.infra import private_redis, wait_for
+from tests.support.infra import private_redis
 from tests.support.stack import GLOW_NUMBER, TWILIO_TOKEN, echo_responder, running_stack
 
 ACK_WITHIN_S = 1.0  # Twilio waits 15 s; a patient's text must be acknowledged long before that
@@ -39,7 +39,9 @@ def _post_signed(base_url: str, form: dict[str, str]) -> tuple[int, float]:
     url = base_url + "/webhooks/twilio/sms"
     started = time.monotonic()
     with httpx.Client(timeout=15) as client:
-        response = client.post(url, data=form, headers={"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)})
+        response = client.post(
+            url, data=form, headers={"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)}
+        )
     return response.status_code, time.monotonic() - started
 
 
@@ -75,3 +77,43 @@ def test_sms_is_acknowledged_and_recorded_while_redis_is_frozen_and_answered_onc
                 replies = stack.replies_to(phone)
                 markers = [m for reply in replies for m in reply.removeprefix("ack ").split()]
                 assert sorted(markers) == expected, (phone, replies)  # every message answered, exactly once
+
+
+def test_a_poisoned_request_gets_400_and_the_good_requests_batched_with_it_are_recorded(stack):
+    chat = stack.base_url + "/webhooks/chat"
+    origin = {"Origin": "http://127.0.0.1:8000"}
+    session = stack.http.post(chat + "/session", json={"clinic_key": "glow-medspa-public"}, headers=origin).json()
+    auth = {"Authorization": f"Bearer {session['session_token']}", "Content-Type": "application/json", **origin}
+    good_forms = [stack.sms_form(GLOW_NUMBER, _phone(), f"good {n}") for n in range(16)]
+    sms_url = stack.base_url + "/webhooks/twilio/sms"
+
+    def sms(form: dict[str, str]) -> int:
+        headers = {"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, sms_url, form)}
+        with httpx.Client(timeout=15) as client:
+            return client.post(sms_url, data=form, headers=headers).status_code
+
+    def chat_raw(body: bytes) -> int:
+        with httpx.Client(timeout=15) as client:
+            return client.post(chat + "/messages", content=body, headers=auth).status_code
+
+    poisoned = [
+        lambda: chat_raw(b'{"text": "hi \\u0000 there", "client_message_id": "poison-0001"}'),
+        lambda: chat_raw(b'{"text": "hi", "client_message_id": "poison\\u0000002"}'),
+        lambda: chat_raw(b'{"text": "lone \\ud800 surrogate", "client_message_id": "poison-0003"}'),
+        lambda: sms(stack.sms_form(GLOW_NUMBER, _phone(), "nul \x00 in an sms")),
+        lambda: sms(stack.sms_form(GLOW_NUMBER, _phone(), "a sid too long", sid="SM" + "a" * 300)),
+    ]
+    with ThreadPoolExecutor(len(good_forms) + len(poisoned)) as pool:
+        bad = [pool.submit(call) for call in poisoned]
+        good = [pool.submit(sms, form) for form in good_forms]
+        bad_statuses = [f.result() for f in bad]
+        good_statuses = [f.result() for f in good]
+    assert bad_statuses == [400] * len(poisoned)
+    assert good_statuses == [200] * len(good_forms)
+    assert _recorded(stack.database, [f["MessageSid"] for f in good_forms]) == len(good_forms)
+    with stack.database.tenant_scope(1) as session_:
+        poisoned_rows = session_.execute(
+            text("SELECT count(*) FROM inbox_events WHERE source = 'chat' AND payload->>'conversation_id' = :c"),
+            {"c": str(session["conversation_id"])},
+        ).scalar_one()
+    assert poisoned_rows == 0
