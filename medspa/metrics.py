@@ -37,6 +37,9 @@ redis_fail_open = Counter(
     "Webhook-side Redis calls skipped because Redis was slow or failing (the request went on without them)",
     ["operation", "reason"],
 )
+chat_streams_open = Gauge(
+    "medspa_chat_streams_open", "Chat SSE streams open in this webhook process", multiprocess_mode="livesum"
+)
 queue_depth = Gauge("medspa_queue_depth", "Messages waiting per Dramatiq queue", ["queue"], multiprocess_mode="max")
 
 

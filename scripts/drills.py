@@ -452,10 +452,10 @@ def _poisoned_batch(procs: ProcessStack, env: DrillEnvironment, scale: Scale, re
                 burst += 1
                 bad = [(kind, pool.submit(call)) for kind, call in poisoned(burst)]
                 good = [pool.submit(bystander) for _ in range(4)]
-                for kind, future in bad:
-                    statuses[f"{kind}: {future.result()}"] += 1
-                for future in good:
-                    sid, status = future.result()
+                for kind, rejected in bad:
+                    statuses[f"{kind}: {rejected.result()}"] += 1
+                for accepted in good:
+                    sid, status = accepted.result()
                     bystander_sids.append(sid)
                     bad_bystanders += not 200 <= status < 300
                 time.sleep(0.2)  # a burst five times a second for the fault's duration (not synchronisation)

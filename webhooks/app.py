@@ -29,9 +29,10 @@ from medspa.secrets import load_webhook_secrets
 from medspa.settings import Settings, get_settings
 from webhooks import chat, dev_payments, stripe_events, twilio
 from webhooks.chat_store import ChatStore
+from webhooks.chat_streams import StreamHub, StreamSlots
 from webhooks.enqueue import BackgroundEnqueuer
 from webhooks.inbox import Inbox
-from webhooks.metrics import RequestMetrics, metrics_endpoint
+from webhooks.metrics import RequestMetrics, serve_metrics
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
 from webhooks.redis_guard import FailOpen
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         redis_guard = FailOpen(settings.redis_fail_open_timeout_ms / 1000)
         broker = build_broker(str(settings.redis_url), socket_timeout=2.0)
         enqueuer = BackgroundEnqueuer(broker)
-        app.state.medspa = AppState(
+        stream_hub = StreamHub(str(settings.redis_url))
+        stream_hub.start()
+        app.state.medspa = state = AppState(
             pool=pool,
             redis=redis_client,
             inbox=Inbox(pool),
@@ -114,23 +117,38 @@ def create_app(settings: Settings | None = None) -> Starlette:
             redis_guard=redis_guard,
             rate_limiter=RateLimiter(redis_client, redis_guard),
             enqueuer=enqueuer,
+            stream_hub=stream_hub,
+            stream_slots=StreamSlots(
+                per_ip=settings.chat_streams_per_ip, per_process=settings.chat_streams_per_process
+            ),
             twilio_validator=RequestValidator(secrets.twilio_auth_token),
             stripe_webhook_secret=secrets.stripe_webhook_secret,
             chat_secret=secrets.chat_token_secret,
             public_base_url=settings.public_base_url,
             sender_limit_per_min=settings.rate_limit_per_sender_per_min,
             session_limit_per_min=settings.rate_limit_per_session_per_min,
+            session_ip_limit_per_min=settings.rate_limit_chat_sessions_per_ip_per_min,
+            session_clinic_limit_per_min=settings.rate_limit_chat_sessions_per_clinic_per_min,
+            message_ip_limit_per_min=settings.rate_limit_chat_messages_per_ip_per_min,
+            message_clinic_limit_per_min=settings.rate_limit_chat_messages_per_clinic_per_min,
+            stream_ticket_ttl_s=settings.chat_stream_ticket_ttl_s,
             chat_token_ttl_s=settings.chat_token_ttl_s,
             dev_mode=settings.environment != "production",
         )
         # Start-up objects live as long as the process: keep them out of the collector's generations, so a
         # full collection under load scans only what requests allocate (shorter pauses, a shorter tail).
+        metrics_server = None
+        if settings.webhook_metrics_port:
+            metrics_server = await serve_metrics(settings.webhook_metrics_host, settings.webhook_metrics_port, state)
         gc.collect()
         gc.freeze()
         log.info("webhooks ready", extra={"twilio_dev_secret": secrets.twilio_is_dev})
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
+            await stream_hub.close()
             enqueuer.close()
             broker.close()
             await redis_client.aclose()
@@ -139,13 +157,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/webhooks/twilio/sms", twilio.inbound_sms, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio.status_callback, methods=["POST"]),
         Route("/webhooks/stripe", stripe_events.stripe_webhook, methods=["POST"]),
         Route("/webhooks/chat/session", chat.create_session, methods=["POST"]),
         Route("/webhooks/chat/messages", chat.post_message, methods=["POST"]),
         Route("/webhooks/chat/handover", chat.handover_to_sms, methods=["POST"]),
+        Route("/webhooks/chat/stream-ticket", chat.stream_ticket, methods=["POST"]),
         Route("/webhooks/chat/stream", chat.stream, methods=["GET"]),
         Route("/webhooks/chat/{path:path}", chat.preflight, methods=["OPTIONS"]),
         _static("widget.js", "application/javascript"),

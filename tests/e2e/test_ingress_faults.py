@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.infra import private_redis
-from tests.support.stack import GLOW_NUMBER, TWILIO_TOKEN, echo_responder, running_stack
+from tests.support.stack import GLOW_NUMBER, TWILIO_TOKEN, echo_responder, running_process_stack
 
 ACK_WITHIN_S = 1.0  # Twilio waits 15 s; a patient's text must be acknowledged long before that
 
@@ -48,7 +48,10 @@ def _post_signed(base_url: str, form: dict[str, str]) -> tuple[int, float]:
 def test_sms_is_acknowledged_and_recorded_while_redis_is_frozen_and_answered_once_after(infra, tmp_path):
     with private_redis() as redis_server:
         own = dataclasses.replace(infra, redis_url=redis_server.url)
-        with running_stack(own, tmp_path, model_provider="openai") as (stack, _):
+        # Worker and app as processes of their own: they connect to this test's Redis, not the session's.
+        # No scheduler (no sweeper): the app's enqueue thread itself must deliver what it recorded during the freeze.
+        with running_process_stack(own, tmp_path, workers=((1, 4),), scheduler=False) as procs:
+            stack = procs.stack
             stack.openai.responder = echo_responder
             warm = _phone()  # connections to Redis are established before the freeze
             stack.send_sms(GLOW_NUMBER, warm, "hello [c0-m1]")
