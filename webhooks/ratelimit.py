@@ -57,7 +57,8 @@ class RateLimiter:
                 return list(await pipe.execute())
 
         # Bounded here too: the callers have already given up (fail open) by then, and the slot must come free.
-        replies = await asyncio.wait_for(round_trip(), self.guard.timeout_s)
+        async with asyncio.timeout(self.guard.timeout_s):
+            replies = await round_trip()
         # The n-th check of a key in this batch saw the count before the batch plus n.
         totals = {key: int(replies[2 * index]) for index, key in enumerate(counts)}  # type: ignore[call-overload]
         seen: dict[str, int] = {}
