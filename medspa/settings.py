@@ -62,7 +62,7 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------ webhook ingress
     # A Redis call on the request path (rate limits, typing indicator) is skipped past this (fail open).
-    redis_fail_open_timeout_ms: int = 75
+    redis_fail_open_timeout_ms: int = 100
     # The webhook app's /metrics is served on this separate listener only, never on the public port; 0 disables.
     webhook_metrics_host: str = "127.0.0.1"
     webhook_metrics_port: int = 9190

@@ -227,7 +227,7 @@ async def post_message(request: Request) -> Response:
                 maxlen=500,
                 approximate=True,
             ),
-            None,
+            lambda: None,
         )
     return JSONResponse({"accepted": True}, status_code=202, headers=headers)
 
@@ -353,7 +353,7 @@ async def _resume_position(state: AppState, key: str, request: Request) -> tuple
     async def last_entry() -> Any:
         return await state.redis.xrevrange(key, count=1)
 
-    entries = await state.redis_guard.run("chat_stream_start", last_entry, None)
+    entries = await state.redis_guard.run("chat_stream_start", last_entry, lambda: None)
     if not entries:
         return (0, 0)
     entry_id = entries[0][0]

@@ -74,7 +74,7 @@ async def exposition(state: Any) -> bytes:
             return list(await pipe.execute())
 
     # With Redis down the scrape still answers (the gauge keeps its last value; the fail-open counter shows why).
-    depths = await state.redis_guard.run("queue_depth", read_depths, None)
+    depths = await state.redis_guard.run("queue_depth", read_depths, lambda: None)
     for queue, depth in zip(queues, depths or (), strict=False):
         metrics.queue_depth.labels(queue).set(int(depth))  # type: ignore[call-overload]
     return metrics.exposition()

@@ -3,8 +3,9 @@
 Rate limits (before the inbox insert) and the chat typing indicator (after it) are worth a Redis round trip
 but never a lost message.  Each call here is bounded by a short deadline (``asyncio.timeout``: a frozen
 Redis keeps connections open and silent, so neither a refused connection nor the client's retries would
-bound it), and a call that times out or errors returns the caller's fallback — the request goes on without
-it (fail open) and ``medspa_webhook_redis_fail_open_total`` counts it.  After a failure the guard skips Redis
+bound it), and a call that times out or errors returns the caller's fallback instead — the request goes on
+without Redis (fail open) and ``medspa_webhook_redis_fail_open_total`` counts it.  The deadline is wall time,
+so an overloaded event loop trips it too: callers' fallbacks must be safe, not just permissive.  After a failure the guard skips Redis
 for a short cool-down, so during an outage requests do not each wait out the deadline; the first call after
 the cool-down probes again.
 """
@@ -36,11 +37,11 @@ class FailOpen:
     def skipping(self) -> bool:
         return time.monotonic() < self._skip_until
 
-    async def run(self, operation: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        """``call()``'s result, or ``fallback`` when Redis is slow, failing, or recently was."""
+    async def run(self, operation: str, call: Callable[[], Awaitable[T]], fallback: Callable[[], T]) -> T:
+        """``call()``'s result, or ``fallback()``'s when Redis is slow, failing, or recently was."""
         if self.skipping:
             metrics.redis_fail_open.labels(operation, "cooling_down").inc()
-            return fallback
+            return fallback()
         try:
             async with asyncio.timeout(self.timeout_s):  # no extra task per call (unlike wait_for on 3.11)
                 return await call()
@@ -53,4 +54,4 @@ class FailOpen:
                     extra={"operation": operation, "reason": reason, "cooldown_s": self.cooldown_s},
                 )
             self._skip_until = time.monotonic() + self.cooldown_s
-            return fallback
+            return fallback()

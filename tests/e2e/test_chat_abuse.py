@@ -64,7 +64,7 @@ def test_a_chat_session_flood_is_limited_and_sms_ingress_keeps_working(infra, tm
         "rate_limit_chat_sessions_per_clinic_per_min": 10,
         "rate_limit_chat_messages_per_ip_per_min": 5,
     }
-    with running_stack(infra, tmp_path, inprocess_worker=False, **limits) as (stack, _):
+    with running_stack(infra, tmp_path, **limits) as (stack, _):
         base = stack.base_url
         forms = [stack.sms_form(GLOW_NUMBER, _phone(), f"hello during the flood {n}") for n in range(20)]
         flooder = _ip()
@@ -90,6 +90,7 @@ def test_a_chat_session_flood_is_limited_and_sms_ingress_keeps_working(infra, tm
                 )
                 for n in range(20)
             ]
+        stack.wait_idle()  # what was accepted is answered (and nothing is left for later tests)
 
     assert sms == [200] * len(forms)  # SMS ingress never noticed the flood
     assert _recorded(stack.database, [f["MessageSid"] for f in forms]) == len(forms)
@@ -118,7 +119,7 @@ def _stream_url(base: str, ticket: str) -> str:
 
 def test_streams_are_capped_per_ip_and_per_process_and_share_one_redis_connection(infra, tmp_path):
     caps = {"chat_streams_per_ip": 3, "chat_streams_per_process": 12}
-    with running_stack(infra, tmp_path, inprocess_worker=False, **caps) as (stack, _):
+    with running_stack(infra, tmp_path, **caps) as (stack, _):
         base = stack.base_url
         monitor = redis.Redis.from_url(infra.redis_url)
         with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64)) as http, contextlib.ExitStack() as open_:
@@ -147,6 +148,7 @@ def test_streams_are_capped_per_ip_and_per_process_and_share_one_redis_connectio
             streams = [lines for response, lines in per_ip + others if response.status_code == 200]
             for lines in streams[:3]:
                 wait_for(lambda lines=lines: "m-fanout" in next(lines), 10, interval=0, what="the reply on a stream")
+            stack.wait_idle()
         monitor.close()
 
     assert [r.status_code for r, _ in per_ip] == [200, 200, 200, 429]
@@ -254,3 +256,4 @@ def test_staff_revoke_a_chat_session_and_its_token_stops_working(stack, infra):
     assert resumed["conversation_id"] != body["conversation_id"]  # the widget starts over
     again = medspa(infra, "chat-sessions", "revoke", "--clinic", "glow-medspa", "--session", session_id)
     assert again.returncode != 0 and "no open chat session" in again.stderr
+    stack.wait_idle()

@@ -120,3 +120,4 @@ def test_a_poisoned_request_gets_400_and_the_good_requests_batched_with_it_are_r
             {"c": str(session["conversation_id"])},
         ).scalar_one()
     assert poisoned_rows == 0
+    stack.wait_idle()

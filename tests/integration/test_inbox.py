@@ -45,6 +45,12 @@ async def _record_together(database_url: str, events: list[tuple]) -> list[objec
         await pool.close()
 
 
+def _forget(database, sids: list[str]) -> None:
+    for clinic_id in (1, 2):
+        with database.tenant_scope(clinic_id) as session:
+            session.execute(text("DELETE FROM inbox_events WHERE provider_event_id = ANY(:s)"), {"s": sids})
+
+
 def test_poisoned_rows_fail_alone_and_their_neighbours_are_recorded(infra, database):
     nul_sid, surrogate_sid, long_sender_sid = _sid(), _sid(), _sid()
     good = [_event(1, "can I book botox?"), _event(2, "what time do you open?"), _event(1, "parking?")]
@@ -59,7 +65,12 @@ def test_poisoned_rows_fail_alone_and_their_neighbours_are_recorded(infra, datab
     events = [good[0], poisoned[0], good[1], poisoned[1], poisoned[2], good[2], poisoned[3], replay_of_poisoned]
     events.append(replay_of_good)
 
-    results = asyncio.run(_record_together(infra.database_url, events))
+    try:
+        results = asyncio.run(_record_together(infra.database_url, events))
+        recorded_1 = _recorded(database, 1, [good[0][2], good[2][2], nul_sid, surrogate_sid])
+        recorded_2 = _recorded(database, 2, [good[1][2], long_sender_sid])
+    finally:  # no worker runs here: leave no unprocessed rows for later tests' "pipeline idle" checks
+        _forget(database, [e[2] for e in events if "\x00" not in e[2]])  # (a NUL id was never stored)
 
     for index in (0, 2, 5):
         assert isinstance(results[index], int), results
@@ -67,8 +78,8 @@ def test_poisoned_rows_fail_alone_and_their_neighbours_are_recorded(infra, datab
     rejected = [results[i] for i in (1, 3, 4, 6, 7)]
     assert all(isinstance(r, EventRejected) for r in rejected), results
     assert all("\x00" not in str(r) and "inside" not in str(r) for r in rejected)  # no values in the error
-    assert _recorded(database, 1, [good[0][2], good[2][2], nul_sid, surrogate_sid]) == {good[0][2], good[2][2]}
-    assert _recorded(database, 2, [good[1][2], long_sender_sid]) == {good[1][2]}
+    assert recorded_1 == {good[0][2], good[2][2]}
+    assert recorded_2 == {good[1][2]}
 
 
 def test_a_lone_poisoned_row_is_rejected_as_such(infra):

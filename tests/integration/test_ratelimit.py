@@ -1,4 +1,5 @@
-"""Rate limits on a real Redis: enforced while Redis answers, and failing open — fast — when it hangs."""
+"""Rate limits on a real Redis: enforced while Redis answers; when it hangs, never waited on (fail open, fast)
+and counted in-process instead, so a flood is still limited."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_limits_are_counted_per_key_across_concurrent_checks(infra):
     assert other is True and both is False
 
 
-def test_a_frozen_redis_is_skipped_within_the_deadline_and_counted():
+def test_a_frozen_redis_is_skipped_within_the_deadline_and_limits_are_counted_in_process():
     with private_redis() as server:
 
         async def main() -> tuple[list[bool], float, list[bool], float]:
@@ -60,7 +61,7 @@ def test_a_frozen_redis_is_skipped_within_the_deadline_and_counted():
                     first = await asyncio.gather(*(limiter.allow(f"k{n}", 1) for n in range(20)))
                     first_s = time.monotonic() - started
                     started = time.monotonic()
-                    cooling = [await limiter.allow("k0", 1) for _ in range(20)]  # over the limit: allowed anyway
+                    cooling = [await limiter.allow("k0", 1) for _ in range(20)]  # counted in-process meanwhile
                     cooling_s = time.monotonic() - started
                 return list(first), first_s, cooling, cooling_s
             finally:
@@ -69,5 +70,6 @@ def test_a_frozen_redis_is_skipped_within_the_deadline_and_counted():
         before = _fail_open_count()
         first, first_s, cooling, cooling_s = asyncio.run(main())
     assert all(first) and first_s < 0.5, first_s  # within the deadline, not the client's 1 s socket timeout
-    assert all(cooling) and cooling_s < 0.05, cooling_s  # during the cool-down Redis is not even tried
+    # During the cool-down Redis is not even tried, and the limit still holds (k0's one request is spent).
+    assert cooling == [False] * 20 and cooling_s < 0.05, cooling_s
     assert _fail_open_count() - before == 40
