@@ -63,7 +63,10 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = type(exc).__name__
-    ready = all(v == "ok" for v in checks.values())
+    # Ready = able to record inbound events, which needs Postgres only.  Redis being down is reported, not a
+    # reason to leave the load balancer's rotation: the app still records every text (rate limits fail open,
+    # enqueueing is retried and swept), and a webhook turned away at the proxy is a text Twilio never resends.
+    ready = checks["postgres"] == "ok"
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 

@@ -73,6 +73,9 @@ def test_sms_is_acknowledged_and_recorded_while_redis_is_frozen_and_answered_onc
                 assert max(elapsed for _, elapsed in results) < ACK_WITHIN_S, results
                 # recorded while Redis is still frozen: the 200 meant "in Postgres"
                 assert _recorded(stack.database, [f["MessageSid"] for f in forms]) == len(forms)
+                # and the app stays in the load balancer's rotation: it can still record texts
+                ready = httpx.get(stack.base_url + "/readyz", timeout=5)
+                assert ready.status_code == 200 and ready.json()["checks"]["redis"] != "ok", ready.text
 
             stack.wait_idle(timeout=90)  # every recorded message processed once Redis is back
             for index, phone in enumerate(phones):
