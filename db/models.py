@@ -449,6 +449,8 @@ class ChatSession(Base):
     origin: Mapped[str] = mapped_column(String(255), server_default="")
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]  # set by staff/ops (medspa chat-sessions revoke): the token stops working
+    revoked_reason: Mapped[str] = mapped_column(Text, server_default="")
 
 
 # ------------------------------------------------------------------ knowledge base

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from medspa.ids import fast_uuid
 
@@ -116,9 +119,21 @@ def ring_doorbells(pipe: Any, namespace: str, counts: dict[str, int]) -> None:
         pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)
 
 
-def build_broker(redis_url: str) -> RedisBroker:
+def build_broker(redis_url: str, *, socket_timeout: float | None = None) -> RedisBroker:
+    """The broker.  ``socket_timeout`` bounds every Redis call and disables the client's own retries (the
+    webhook app's enqueue thread: a hung Redis must fail its call, not hold it forever; the caller retries)."""
+    client = None
+    if socket_timeout is not None:
+        client = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            client_name="medspa-webhooks-enqueue",
+        )
     broker = LowLatencyRedisBroker(
-        url=redis_url,
+        url=None if client is not None else redis_url,
+        client=client,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,
         dead_message_ttl=7 * 24 * 3600 * 1000,

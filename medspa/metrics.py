@@ -37,6 +37,14 @@ lost_claims = Counter(
     "medspa_outbox_lost_claims_total", "Outbox rows a sender did not send: its claim lapsed before the provider call"
 )
 quarantined = Counter("medspa_quarantined_total", "Inbound events or conversations quarantined", ["what"])
+redis_fail_open = Counter(
+    "medspa_webhook_redis_fail_open_total",
+    "Webhook-side Redis calls skipped because Redis was slow or failing (the request went on without them)",
+    ["operation", "reason"],
+)
+chat_streams_open = Gauge(
+    "medspa_chat_streams_open", "Chat SSE streams open in this webhook process", multiprocess_mode="livesum"
+)
 queue_depth = Gauge("medspa_queue_depth", "Messages waiting per Dramatiq queue", ["queue"], multiprocess_mode="max")
 
 

@@ -64,6 +64,23 @@ class Settings(BaseSettings):
     chat_token_ttl_s: int = 24 * 3600
     rate_limit_per_sender_per_min: int = 20
     rate_limit_per_session_per_min: int = 30
+    # Abuse limits on the chat endpoints (429 beyond them; per client IP as uvicorn sees it, and per clinic).
+    rate_limit_chat_sessions_per_ip_per_min: int = 20
+    rate_limit_chat_sessions_per_clinic_per_min: int = 600
+    rate_limit_chat_messages_per_ip_per_min: int = 60
+    rate_limit_chat_messages_per_clinic_per_min: int = 1200
+    chat_streams_per_ip: int = 4  # concurrent SSE streams per client IP, per webhook process
+    chat_streams_per_process: int = 500
+    chat_stream_ticket_ttl_s: int = (
+        60  # the short-lived ticket that opens a stream (the session token stays out of URLs)
+    )
+
+    # ------------------------------------------------------------ webhook ingress
+    # A Redis call on the request path (rate limits, typing indicator) is skipped past this (fail open).
+    redis_fail_open_timeout_ms: int = 100
+    # The webhook app's /metrics is served on this separate listener only, never on the public port; 0 disables.
+    webhook_metrics_host: str = "127.0.0.1"
+    webhook_metrics_port: int = 9190
 
     # ------------------------------------------------------------ LLM
     openai_api_key: SecretStr | None = None

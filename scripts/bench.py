@@ -78,6 +78,7 @@ class BenchInfra:
                 "RATE_LIMIT_PER_SESSION_PER_MIN": "1000000",
                 "LOG_LEVEL": "WARNING",
                 "WORKER_METRICS_PORT": "0",
+                "WEBHOOK_METRICS_PORT": "0",
                 "SMS_RATE_PER_NUMBER_PER_S": "0",
                 "LOCAL_EMBEDDINGS": "false",
                 "SMS_PROVIDER": "sink",

@@ -20,7 +20,10 @@ texts count in every column: each recipient one text, none twice) and ``slow_mod
 takes longer than the conversation lease for some patients; one turn per conversation at a time: no model call
 of a conversation starts while another of the same conversation is in flight).
 
-Targets: 0 lost, 0 duplicates, recovery ≤ 90 s; the command exits 1 when a drill misses one.  The drills are
+Targets: 0 lost, 0 duplicates, recovery ≤ 90 s; in the drills where the fault is not the database's
+(``restart_redis``, ``freeze_redis``, ``poisoned_batch``), also every text acknowledged 2xx at its first attempt
+within 2 s (neither Redis nor another request is ever in the way of recording a message), and in
+``poisoned_batch`` every poisoned request answered 400.  The command exits 1 when a drill misses one.  The drills are
 a developer tool: they reuse the test harness (tests/support, tests/fakes) and need the repository checkout.
 """
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from tests.support.stack import ProcessStack
 
 RECOVERY_TARGET_S = 90.0
+ACK_TARGET_S = 2.0  # drills that must acknowledge every text at once (FIRST_TRY_ACK): the slowest 2xx allowed
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "drills"  # git-ignored: process logs of drills that failed
 COLUMNS = ["drill", "messages in", "turns", "replies sent", "duplicates", "lost", "recovery time (s)", "verdict"]
 
@@ -82,6 +86,7 @@ class DrillResult:
     passed: bool = False
     notes: list[str] = field(default_factory=list)
     parallel_turns: int | None = None  # slow_model_beyond_lease: model calls started while one of the same ran
+    violations: list[str] = field(default_factory=list)  # what a fault's own checks found wrong (fails the drill)
 
     @property
     def verdict(self) -> str:
@@ -157,6 +162,8 @@ class Load:
         self.phones = {f"+1415{run:03d}{i:04d}": i for i in range(scale.conversations)}
         self.acknowledged: dict[str, list[str]] = {p: [] for p in self.phones}
         self.rejected = 0
+        self.first_try_failures = 0  # webhook attempts that were not 2xx (or timed out) the first time
+        self.slowest_ack_s = 0.0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(min(32, scale.conversations), thread_name_prefix="patient")
         self._futures: list[Any] = []
@@ -202,12 +209,20 @@ class Load:
         import httpx
 
         deadline = time.monotonic() + self.ack_deadline_s
+        first = True
         while time.monotonic() < deadline:
+            started = time.monotonic()
             try:
                 if 200 <= client.post(url, data=form, headers=headers).status_code < 300:
+                    with self._lock:
+                        self.slowest_ack_s = max(self.slowest_ack_s, time.monotonic() - started)
                     return True
             except httpx.HTTPError:
                 pass
+            if first:
+                with self._lock:
+                    self.first_try_failures += 1
+                first = False
             time.sleep(0.5)  # a provider's retry backoff: the webhook is down or refusing
         return False
 
@@ -321,8 +336,17 @@ def _measure(procs: ProcessStack, load: Load, result: DrillResult) -> None:
         result.notes.append(f"{quarantined} inbound messages quarantined")
     if load.rejected:
         result.notes.append(f"{load.rejected} messages never acknowledged by the webhook")
+    if load.first_try_failures:
+        result.notes.append(f"{load.first_try_failures} webhook attempts not 2xx the first time")
+    result.notes.append(f"slowest acknowledgement {load.slowest_ack_s * 1000:.0f} ms")
+    result.notes.extend(result.violations)
+    strict = result.drill in FIRST_TRY_ACK
+    if strict and load.slowest_ack_s > ACK_TARGET_S:
+        result.notes.append(f"an acknowledgement took longer than {ACK_TARGET_S:.0f}s")
     result.passed = (
-        result.lost == 0
+        (not strict or (load.first_try_failures == 0 and load.slowest_ack_s <= ACK_TARGET_S))
+        and not result.violations
+        and result.lost == 0
         and result.duplicates == 0
         and not unsent
         and result.recovery_s is not None
@@ -367,6 +391,106 @@ def _restart_redis(procs: ProcessStack, env: DrillEnvironment, scale: Scale, res
     time.sleep(scale.storm_s)  # the outage itself (what is being drilled), not synchronisation
     devstack.start_redis(env.data_dir, port=port, appendonly=False)
     result.notes.append(f"redis down {scale.storm_s:.0f}s, restarted empty (appendonly=no)")
+    return time.monotonic()
+
+
+def _freeze_redis(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    import os
+    import signal
+
+    # SIGSTOP, not a restart: the port stays open and every connection hangs unanswered (as a stuck server or a
+    # dropped network does) — no RST for a client's retry to act on.  Webhooks must still record and answer 2xx.
+    # At least 6 s: longer than a Redis client's default 5 s socket timeout, so a request that waits on Redis
+    # fails (5xx) instead of merely being slow.
+    frozen_s = max(scale.storm_s, 6.0)
+    pid = int((env.data_dir / "redis" / "redis.pid").read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(frozen_s)  # the outage itself (what is being drilled), not synchronisation
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    result.notes.append(f"redis frozen (SIGSTOP) for {frozen_s:.0f}s")
+    return time.monotonic()
+
+
+def _poisoned_batch(procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
+    """Requests Postgres would refuse (NUL, an unpaired surrogate, an id longer than its column), fired at the
+    same moment as good texts from other patients ("bystanders"), so they share insert batches: each poisoned
+    request must get 400 and nothing else; every bystander 2xx at its first attempt, and recorded."""
+    import httpx
+    from sqlalchemy import text
+
+    from tests.fakes.twilio_api import twilio_signature
+    from tests.support.stack import GLOW_NUMBER, TWILIO_TOKEN
+
+    stack = procs.stack
+    sms_url = stack.base_url + "/webhooks/twilio/sms"
+    chat_url = stack.base_url + "/webhooks/chat"
+    origin = {"Origin": "http://127.0.0.1:8000"}  # on the demo clinic's chat allow-list
+    run = next(_LOAD_RUNS)
+    bystanders = itertools.count()
+    statuses: Counter[str] = Counter()
+    bystander_sids: list[str] = []
+    bad_bystanders = 0
+    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=32)) as client:
+        session = client.post(chat_url + "/session", json={"clinic_key": "glow-medspa-public"}, headers=origin)
+        token = session.json()["session_token"]
+        chat_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **origin}
+
+        def sms(form: dict[str, str]) -> int:
+            headers = {"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, sms_url, form)}
+            return client.post(sms_url, data=form, headers=headers).status_code
+
+        def chat(raw: bytes) -> int:
+            return client.post(chat_url + "/messages", content=raw, headers=chat_headers).status_code
+
+        def poisoned(n: int) -> list[tuple[str, Callable[[], int]]]:
+            phone = f"+1416{run:03d}{n % 10_000:04d}"
+            return [
+                ("sms body NUL", lambda: sms(stack.sms_form(GLOW_NUMBER, phone, "nul \x00 here"))),
+                ("sms sid too long", lambda: sms(stack.sms_form(GLOW_NUMBER, phone, "hi", sid="SM" + "f" * 300))),
+                ("chat text NUL", lambda: chat(b'{"text": "a \\u0000 b", "client_message_id": "poison-%d"}' % n)),
+                ("chat id NUL", lambda: chat(b'{"text": "hi", "client_message_id": "poison\\u0000%d"}' % n)),
+                ("chat surrogate", lambda: chat(b'{"text": "\\ud800", "client_message_id": "poison-s%d"}' % n)),
+            ]
+
+        def bystander() -> tuple[str, int]:
+            phone = f"+1417{run:03d}{next(bystanders) % 8:04d}"  # a few patients texting often: few extra turns
+            form = stack.sms_form(GLOW_NUMBER, phone, "bystander text")
+            return form["MessageSid"], sms(form)
+
+        until = time.monotonic() + scale.storm_s
+        with ThreadPoolExecutor(16, thread_name_prefix="poison") as pool:
+            burst = 0
+            while time.monotonic() < until:
+                burst += 1
+                bad = [(kind, pool.submit(call)) for kind, call in poisoned(burst)]
+                good = [pool.submit(bystander) for _ in range(4)]
+                for kind, rejected in bad:
+                    statuses[f"{kind}: {rejected.result()}"] += 1
+                for accepted in good:
+                    sid, status = accepted.result()
+                    bystander_sids.append(sid)
+                    bad_bystanders += not 200 <= status < 300
+                time.sleep(0.2)  # a burst five times a second for the fault's duration (not synchronisation)
+    with stack.database.tenant_scope(1) as db:
+        recorded = int(
+            db.execute(
+                text("SELECT count(*) FROM inbox_events WHERE provider_event_id = ANY(:sids)"), {"sids": bystander_sids}
+            ).scalar_one()
+        )
+    poisoned_total = sum(statuses.values())
+    not_400 = {k: n for k, n in statuses.items() if not k.endswith(": 400")}
+    result.notes.append(
+        f"{poisoned_total} poisoned requests alongside {len(bystander_sids)} bystander texts; "
+        f"bystanders recorded: {recorded}"
+    )
+    if not_400:
+        result.violations.append(f"poisoned requests not answered 400: {not_400}")
+    if bad_bystanders or recorded != len(bystander_sids):
+        result.violations.append(
+            f"{bad_bystanders} bystander texts not 2xx; {len(bystander_sids) - recorded} not recorded"
+        )
     return time.monotonic()
 
 
@@ -592,6 +716,8 @@ FAULTS: dict[str, Fault] = {
     "sigkill_worker": _sigkill_worker,
     "sigterm_worker": _sigterm_worker,
     "restart_redis": _restart_redis,
+    "freeze_redis": _freeze_redis,
+    "poisoned_batch": _poisoned_batch,
     "restart_postgres": _restart_postgres,
     "model_429_storm": _model_429_storm,
     "sms_500s": _sms_500s,
@@ -599,6 +725,9 @@ FAULTS: dict[str, Fault] = {
     "slow_model_beyond_lease": _SlowModelBeyondLease(),
 }
 DRILLS = tuple(FAULTS)
+# Drills in which no webhook may answer anything but 2xx, even once: the fault is not the database's (Redis is
+# only ever best effort on the request path), so a patient's text must be recorded at its first attempt.
+FIRST_TRY_ACK = frozenset({"restart_redis", "freeze_redis", "poisoned_batch"})
 
 
 # Per-drill settings: the model's overall deadline is shorter than the 429 storm in that drill, so both paths

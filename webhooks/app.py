@@ -5,6 +5,7 @@ Run with ``uvicorn --factory webhooks.app:create_app`` (``medspa dev up`` does).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -26,11 +29,13 @@ from medspa.secrets import load_webhook_secrets, startup_settings
 from medspa.settings import Settings
 from webhooks import chat, dev_payments, stripe_events, twilio
 from webhooks.chat_store import ChatStore
+from webhooks.chat_streams import StreamHub, StreamSlots
 from webhooks.enqueue import BackgroundEnqueuer
 from webhooks.inbox import Inbox
-from webhooks.metrics import RequestMetrics, metrics_endpoint
+from webhooks.metrics import RequestMetrics, serve_metrics
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
+from webhooks.redis_guard import FailOpen
 from webhooks.state import AppState
 
 log = logging.getLogger(__name__)
@@ -54,11 +59,14 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - readiness reports any failure
         checks["postgres"] = type(exc).__name__
     try:
-        await state.redis.ping()
+        await asyncio.wait_for(state.redis.ping(), 1.0)
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = type(exc).__name__
-    ready = all(v == "ok" for v in checks.values())
+    # Ready = able to record inbound events, which needs Postgres only.  Redis being down is reported, not a
+    # reason to leave the load balancer's rotation: the app still records every text (rate limits fail open,
+    # enqueueing is retried and swept), and a webhook turned away at the proxy is a text Twilio never resends.
+    ready = checks["postgres"] == "ok"
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
@@ -91,34 +99,61 @@ def create_app(settings: Settings | None = None) -> Starlette:
             kwargs={"application_name": "medspa-webhooks", "autocommit": True},
         )
         await pool.open(wait=True, timeout=30)
-        redis_client = aioredis.Redis.from_url(str(settings.redis_url))
-        broker = build_broker(str(settings.redis_url))
+        # Every Redis call this process makes is bounded: a hung Redis (no RST) must fail a call, not hold a
+        # request.  No client-side retries (their backoff would stretch the bound); callers decide what to do.
+        redis_client = aioredis.Redis.from_url(
+            str(settings.redis_url),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=AsyncRetry(NoBackoff(), 0),
+            client_name="medspa-webhooks",
+        )
+        redis_guard = FailOpen(settings.redis_fail_open_timeout_ms / 1000)
+        broker = build_broker(str(settings.redis_url), socket_timeout=2.0)
         enqueuer = BackgroundEnqueuer(broker)
-        app.state.medspa = AppState(
+        stream_hub = StreamHub(str(settings.redis_url))
+        stream_hub.start()
+        app.state.medspa = state = AppState(
             pool=pool,
             redis=redis_client,
             inbox=Inbox(pool),
             chat_store=ChatStore(pool),
             outbox_status=OutboxStatus(pool),
-            rate_limiter=RateLimiter(redis_client),
+            redis_guard=redis_guard,
+            rate_limiter=RateLimiter(redis_client, redis_guard),
             enqueuer=enqueuer,
+            stream_hub=stream_hub,
+            stream_slots=StreamSlots(
+                per_ip=settings.chat_streams_per_ip, per_process=settings.chat_streams_per_process
+            ),
             twilio_validator=RequestValidator(secrets.twilio_auth_token),
             stripe_webhook_secret=secrets.stripe_webhook_secret,
             chat_secret=secrets.chat_token_secret,
             public_base_url=settings.public_base_url,
             sender_limit_per_min=settings.rate_limit_per_sender_per_min,
             session_limit_per_min=settings.rate_limit_per_session_per_min,
+            session_ip_limit_per_min=settings.rate_limit_chat_sessions_per_ip_per_min,
+            session_clinic_limit_per_min=settings.rate_limit_chat_sessions_per_clinic_per_min,
+            message_ip_limit_per_min=settings.rate_limit_chat_messages_per_ip_per_min,
+            message_clinic_limit_per_min=settings.rate_limit_chat_messages_per_clinic_per_min,
+            stream_ticket_ttl_s=settings.chat_stream_ticket_ttl_s,
             chat_token_ttl_s=settings.chat_token_ttl_s,
             dev_mode=not settings.production,
         )
         # Start-up objects live as long as the process: keep them out of the collector's generations, so a
         # full collection under load scans only what requests allocate (shorter pauses, a shorter tail).
+        metrics_server = None
+        if settings.webhook_metrics_port:
+            metrics_server = await serve_metrics(settings.webhook_metrics_host, settings.webhook_metrics_port, state)
         gc.collect()
         gc.freeze()
         log.info("webhooks ready", extra={"twilio_dev_secret": secrets.twilio_is_dev})
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
+            await stream_hub.close()
             enqueuer.close()
             broker.close()
             await redis_client.aclose()
@@ -127,13 +162,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/webhooks/twilio/sms", twilio.inbound_sms, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio.status_callback, methods=["POST"]),
         Route("/webhooks/stripe", stripe_events.stripe_webhook, methods=["POST"]),
         Route("/webhooks/chat/session", chat.create_session, methods=["POST"]),
         Route("/webhooks/chat/messages", chat.post_message, methods=["POST"]),
         Route("/webhooks/chat/handover", chat.handover_to_sms, methods=["POST"]),
+        Route("/webhooks/chat/stream-ticket", chat.stream_ticket, methods=["POST"]),
         Route("/webhooks/chat/stream", chat.stream, methods=["GET"]),
         Route("/webhooks/chat/{path:path}", chat.preflight, methods=["OPTIONS"]),
         _static("widget.js", "application/javascript"),

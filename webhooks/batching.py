@@ -8,27 +8,43 @@ queues up while the previous batches are in flight — travel together: one
 round trip, one transaction.  At low load a batch is a single item and waits
 for nothing (one loop iteration).  Nothing is acknowledged before its batch
 has completed, so durability is unchanged.
+
+A flush answers per item: a result, or ``ItemFailed(error)`` for an item that
+failed on its own — so one bad item fails only its caller (``webhooks.inbox``
+retries a failed multi-row insert row by row to find it).  A flush that raises
+fails its whole batch (a lost connection: every caller answers 5xx, and
+retrying is safe).  Items whose callers have gone away (a client disconnect, a
+caller's deadline) are dropped before their batch leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+@dataclass(frozen=True)
+class ItemFailed:
+    """A flush's answer for one item that failed by itself: its caller gets ``error`` raised."""
+
+    error: Exception
+
+
 class MicroBatcher(Generic[Item, Result]):
     def __init__(
         self,
-        flush: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        flush: Callable[[Sequence[Item]], Awaitable[Sequence[Result | ItemFailed]]],
         *,
         max_batch: int = 128,
         max_in_flight: int = 2,
     ) -> None:
-        """``flush`` takes a batch and returns one result per item, in order (or raises for the whole batch).
+        """``flush`` takes a batch and returns one result (or ``ItemFailed``) per item, in order, or raises for
+        the whole batch.
         At most ``max_in_flight`` batches run at once; what arrives meanwhile waits for the next one."""
         self._flush = flush
         self._max_batch = max_batch
@@ -50,6 +66,8 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _kick(self) -> None:
         self._kick_scheduled = False
+        # Callers that stopped waiting (cancelled: a disconnect, a deadline) need no work done for them.
+        self._waiting = [entry for entry in self._waiting if not entry[1].done()]
         while self._waiting and self._in_flight < self._max_in_flight:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
@@ -71,7 +89,11 @@ class MicroBatcher(Generic[Item, Result]):
                 raise
         else:
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():  # a caller that went away (client disconnect) no longer waits
+                if future.done():  # a caller that went away (client disconnect) no longer waits
+                    continue
+                if isinstance(result, ItemFailed):
+                    future.set_exception(result.error)
+                else:
                     future.set_result(result)
         finally:
             self._in_flight -= 1

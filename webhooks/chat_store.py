@@ -1,4 +1,9 @@
-"""The webhook app's few reads and writes for web chat sessions (async psycopg, RLS-scoped)."""
+"""The webhook app's few reads and writes for web chat sessions (async psycopg, RLS-scoped).
+
+A chat session only ever touches a ``chat`` conversation: every read and write here that takes a conversation
+from a token also requires ``channel = 'chat'`` — a token minted (or forged, with a leaked secret) for an SMS
+conversation's id reads nothing and writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
+
+from webhooks.chat_tokens import ChatClaims
 
 
 @dataclass(frozen=True)
@@ -59,13 +66,30 @@ class ChatStore:
             )
         return int(client_id), int(conversation_id)
 
+    async def session_active(self, claims: ChatClaims) -> bool:
+        """The session behind a verified token is still good: its row exists and matches the token, it is not
+        revoked or expired, and its conversation is a chat conversation.  (A valid signature alone proves only
+        who issued the token.)"""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(claims.clinic_id),))
+            cur = await conn.execute(
+                """SELECT EXISTS (
+                       SELECT 1 FROM chat_sessions s JOIN conversations c ON c.id = s.conversation_id
+                       WHERE s.token_id = %s AND s.clinic_id = %s AND s.conversation_id = %s AND s.client_id = %s
+                         AND s.revoked_at IS NULL AND s.expires_at > now() AND c.channel = 'chat')""",
+                (claims.session_id, claims.clinic_id, claims.conversation_id, claims.client_id),
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def history(self, clinic_id: int, conversation_id: int, limit: int = 100) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
             cur = await conn.execute(
-                """SELECT id, role, body, created_at, meta FROM messages
-                   WHERE conversation_id = %s AND role IN ('user', 'assistant', 'staff') AND body <> ''
-                   ORDER BY id DESC LIMIT %s""",
+                """SELECT m.id, m.role, m.body, m.created_at, m.meta FROM messages m
+                   JOIN conversations c ON c.id = m.conversation_id AND c.channel = 'chat'
+                   WHERE m.conversation_id = %s AND m.role IN ('user', 'assistant', 'staff') AND m.body <> ''
+                   ORDER BY m.id DESC LIMIT %s""",
                 (conversation_id, limit),
             )
             rows = await cur.fetchall()

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.state import AppState
+from webhooks.validation import storable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,12 @@ def _money(cents: int, currency: str) -> str:
 async def _checked(request: Request) -> tuple[AppState, str, dict[str, Any]] | Response:
     state: AppState = request.app.state.medspa
     session_id = str(request.path_params.get("session_id", ""))
-    if not state.dev_mode or not session_id.startswith(LOCAL_PREFIX) or len(session_id) > 100:
+    if (
+        not state.dev_mode
+        or not session_id.startswith(LOCAL_PREFIX)
+        or len(session_id) > 100
+        or not storable(session_id)
+    ):
         return _page("Not found", "<h1>Not found</h1>", 404)
     found = await _find_session(state, session_id)
     if found is None:

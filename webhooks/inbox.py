@@ -8,19 +8,30 @@ Concurrent requests' rows are group-committed (``webhooks.batching``): one
 multi-row INSERT per clinic per batch, one round trip and one WAL flush for
 all of them.  Duplicates inside a batch are settled before the INSERT (the
 first occurrence is the new one), so exactly one request sees "new".
+
+One bad row must not fail its neighbours: when a clinic's multi-row INSERT
+fails for anything but the connection (a value Postgres refuses, however it got
+past the edge validation), its rows are retried one by one and only the rows
+that fail on their own fail — their callers get ``EventRejected`` (a 400), the
+others are recorded and acknowledged.  A lost connection or server still fails
+the whole batch (every caller answers 5xx; the provider's retry is safe).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from webhooks.batching import MicroBatcher
+from webhooks.batching import ItemFailed, MicroBatcher
+
+log = logging.getLogger(__name__)
 
 # One statement, one round trip, its own (autocommit) transaction: the CTE sets the transaction-local
 # clinic before the INSERT produces its row, so the row-level-security check sees it; the setting ends with
@@ -35,6 +46,17 @@ ORDER BY r.n
 ON CONFLICT (clinic_id, source, provider_event_id) DO NOTHING
 RETURNING id, source, provider_event_id
 """
+
+
+class EventRejected(Exception):
+    """This event's row cannot be stored (its content, not the database): the request answers 400.  The message
+    names the error class only — database errors quote the offending values, which may be PHI."""
+
+
+# Errors a row's own content causes (its values, not the connection): isolated to that row.
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError, ValueError)
+
+_Key = tuple[int, str, str]
 
 
 @dataclass(frozen=True)
@@ -72,41 +94,77 @@ class Inbox:
         payload: dict[str, Any],
         trace_id: str,
     ) -> int | None:
-        """Insert (committed when this returns); the new row id, or None when the event was already recorded."""
+        """Insert (committed when this returns); the new row id, or None when the event was already recorded.
+        Raises ``EventRejected`` when this event's row cannot be stored (other requests are unaffected)."""
         return await self._writer.submit(
             _Event(clinic_id, source, provider_event_id, sender_key, json.dumps(payload), trace_id)
         )
 
-    async def _write(self, events: Sequence[_Event]) -> list[int | None]:
+    async def _write(self, events: Sequence[_Event]) -> list[int | None | ItemFailed]:
         by_clinic: dict[int, list[_Event]] = {}
-        first: dict[tuple[int, str, str], _Event] = {}
+        first: dict[_Key, _Event] = {}
         for event in events:
-            key = (event.clinic_id, event.source, event.provider_event_id)
+            key = _key(event)
             if key not in first:  # a duplicate inside the batch is a replay of the first occurrence
                 first[key] = event
                 by_clinic.setdefault(event.clinic_id, []).append(event)
-        ids: dict[tuple[int, str, str], int] = {}
+        ids: dict[_Key, int] = {}
+        failed: dict[_Key, ItemFailed] = {}
         async with self.pool.connection() as conn:
             for clinic_id, rows in by_clinic.items():
-                cur = await conn.execute(
-                    _INSERT,
-                    (
-                        str(clinic_id),
-                        clinic_id,
-                        [r.source for r in rows],
-                        [r.provider_event_id for r in rows],
-                        [r.sender_key for r in rows],
-                        [r.payload for r in rows],
-                        [r.trace_id for r in rows],
-                    ),
-                )
-                for row_id, source, provider_event_id in await cur.fetchall():
-                    ids[(clinic_id, source, provider_event_id)] = int(row_id)
-        results: list[int | None] = []
+                try:
+                    ids |= await self._insert(conn, clinic_id, rows)
+                except _ROW_ERRORS as exc:
+                    # Autocommit: the failed statement left nothing behind and the connection is usable.
+                    if len(rows) == 1:
+                        isolated: dict[_Key, int | None | ItemFailed] = {_key(rows[0]): _rejected(exc)}
+                    else:
+                        isolated = await self._insert_one_by_one(conn, clinic_id, rows)
+                    rejected = 0
+                    for key, outcome in isolated.items():
+                        if isinstance(outcome, ItemFailed):
+                            failed[key] = outcome
+                            rejected += 1
+                        elif outcome is not None:
+                            ids[key] = outcome
+                    log.warning(
+                        "inbox rows rejected; the rest of the batch was recorded",
+                        extra={"clinic_id": clinic_id, "rows": len(rows), "rejected": rejected},
+                    )
+        results: list[int | None | ItemFailed] = []
         for event in events:
-            key = (event.clinic_id, event.source, event.provider_event_id)
-            results.append(ids.get(key) if first[key] is event else None)
+            key = _key(event)
+            if key in failed:  # a replay of a rejected event is rejected too, not "already recorded"
+                results.append(failed[key])
+            else:
+                results.append(ids.get(key) if first[key] is event else None)
         return results
+
+    async def _insert(self, conn: psycopg.AsyncConnection[Any], clinic_id: int, rows: list[_Event]) -> dict[_Key, int]:
+        cur = await conn.execute(
+            _INSERT,
+            (
+                str(clinic_id),
+                clinic_id,
+                [r.source for r in rows],
+                [r.provider_event_id for r in rows],
+                [r.sender_key for r in rows],
+                [r.payload for r in rows],
+                [r.trace_id for r in rows],
+            ),
+        )
+        return {(clinic_id, source, event_id): int(row_id) for row_id, source, event_id in await cur.fetchall()}
+
+    async def _insert_one_by_one(
+        self, conn: psycopg.AsyncConnection[Any], clinic_id: int, rows: list[_Event]
+    ) -> dict[_Key, int | None | ItemFailed]:
+        outcomes: dict[_Key, int | None | ItemFailed] = {}
+        for row in rows:
+            try:
+                outcomes[_key(row)] = (await self._insert(conn, clinic_id, [row])).get(_key(row))
+            except _ROW_ERRORS as exc:
+                outcomes[_key(row)] = _rejected(exc)
+        return outcomes
 
     async def clinic_for_number(self, e164: str) -> ClinicRoute | None:
         """The clinic that owns an SMS number (the tenant directory; cached, refreshed on a miss)."""
@@ -129,3 +187,12 @@ class Inbox:
     async def ping(self) -> None:
         async with self.pool.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+def _key(event: _Event) -> _Key:
+    return (event.clinic_id, event.source, event.provider_event_id)
+
+
+def _rejected(exc: Exception) -> ItemFailed:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return ItemFailed(EventRejected(f"{type(exc).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")))

@@ -1,5 +1,7 @@
 """Stripe webhook: verify ``Stripe-Signature`` on the raw body (300 s tolerance,
-fail closed), record the event in the inbox keyed by its event id, enqueue."""
+fail closed), validate (storable, id within its column), record the event in the
+inbox keyed by its event id, enqueue (best effort; the sweeper backs it up).
+Nothing before the insert touches Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from starlette.responses import JSONResponse, Response
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.http import error, read_limited_body
+from webhooks.inbox import EventRejected
 from webhooks.state import AppState
+from webhooks.validation import UNSTORABLE_MESSAGE, storable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,10 @@ async def stripe_webhook(request: Request) -> Response:
         obj = event["data"]["object"]
     except (ValueError, KeyError, TypeError):
         return error(400, "malformed Stripe event")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255 or not isinstance(obj, dict):
+        return error(400, "malformed Stripe event")
+    if not storable(event):
+        return error(400, f"the event {UNSTORABLE_MESSAGE}")
     if event_type not in HANDLED_TYPES:
         return JSONResponse({"received": True, "handled": False})
     metadata = obj.get("metadata") or {}
@@ -50,7 +58,10 @@ async def stripe_webhook(request: Request) -> Response:
         log.warning("stripe event without clinic metadata", extra={"event_type": event_type})
         return JSONResponse({"received": True, "handled": False})
     payload = {"type": event_type, "object": obj, "created": event.get("created")}
-    inbox_id = await state.inbox.record(clinic_id, "stripe", event_id, "stripe", payload, trace_id)
+    try:
+        inbox_id = await state.inbox.record(clinic_id, "stripe", event_id, "stripe", payload, trace_id)
+    except EventRejected:
+        return error(400, "this event cannot be stored")
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_payment_event", INBOUND_QUEUE, clinic_id, inbox_id))
     return JSONResponse({"received": True})

@@ -1,8 +1,10 @@
 """Twilio webhooks: inbound SMS and delivery status callbacks.
 
 Inbound: size check → parse form → verify ``X-Twilio-Signature`` against the
-public URL → validate fields → route to the clinic by ``To`` → rate limit →
-durable inbox row keyed by ``MessageSid`` → 200 with empty TwiML → enqueue.
+public URL → validate fields (present, storable, within their columns' lengths)
+→ route to the clinic by ``To`` → rate limit (fails open: Redis never stands
+between a text and its inbox row) → durable inbox row keyed by ``MessageSid``
+→ 200 with empty TwiML → enqueue (best effort; the sweeper backs it up).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from twilio.request_validator import RequestValidator, compare
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.http import error, public_url, read_limited_body
+from webhooks.inbox import EventRejected
 from webhooks.state import AppState
+from webhooks.validation import UNSTORABLE_MESSAGE, too_long_field, unstorable_field
 
 log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
+# Fields that land in length-limited columns (provider_event_id, sender_key); Twilio's own are far shorter.
+_SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 64, "To": 64}
 # Status order: a late "sent" callback must not overwrite "delivered".
 _STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "unknown": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 
@@ -40,6 +46,9 @@ async def _verified_form(request: Request, state: AppState) -> dict[str, str] | 
     if not signature or not _signature_valid(state.twilio_validator, url, params, signature):
         log.warning("twilio signature rejected", extra={"path": request.url.path})
         return error(403, "invalid or missing X-Twilio-Signature")
+    bad = unstorable_field(params)
+    if bad is not None:
+        return error(400, f"{bad} {UNSTORABLE_MESSAGE}")
     return params
 
 
@@ -62,6 +71,9 @@ async def inbound_sms(request: Request) -> Response:
     missing = [name for name in _REQUIRED_SMS_FIELDS if name not in form]
     if missing:
         return error(400, f"missing required field(s): {', '.join(missing)}")
+    too_long = too_long_field(form, _SMS_FIELD_LIMITS)
+    if too_long is not None:
+        return error(400, f"{too_long} is longer than {_SMS_FIELD_LIMITS[too_long]} characters")
     route = await state.inbox.clinic_for_number(form["To"])
     if route is None:
         log.warning("inbound sms for a number no clinic owns")
@@ -69,9 +81,12 @@ async def inbound_sms(request: Request) -> Response:
     if not await state.rate_limiter.allow(f"sms:{route.clinic_id}:{form['From']}", state.sender_limit_per_min):
         return error(429, "too many messages from this sender; try again shortly", headers={"Retry-After": "60"})
     payload = {"from": form["From"], "to": form["To"], "body": form["Body"], "num_media": form.get("NumMedia", "0")}
-    inbox_id = await state.inbox.record(
-        route.clinic_id, "sms", form["MessageSid"], f"sms:{form['From']}", payload, trace_id
-    )
+    try:
+        inbox_id = await state.inbox.record(
+            route.clinic_id, "sms", form["MessageSid"], f"sms:{form['From']}", payload, trace_id
+        )
+    except EventRejected:
+        return error(400, "this message cannot be stored")
     if inbox_id is not None:
         state.enqueuer.submit(message_for("handle_inbound_event", INBOUND_QUEUE, route.clinic_id, inbox_id))
         # DEBUG: a log line per request is a write syscall on the hottest path; the inbox row carries the trace id.

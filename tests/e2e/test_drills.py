@@ -1,7 +1,7 @@
 """The fault drills of `medspa drills run`, at the small scale: each breaks a running stack mid-load (worker
-killed or stopped, Redis restarted empty, Postgres restarted, model 429 storm, SMS provider 500s, a slow SMS
-provider during a campaign, a model slower than the conversation lease) and checks what patients saw — nothing
-lost, no reply twice, recovered within the target.
+killed or stopped, Redis restarted empty or frozen, requests Postgres would refuse, Postgres restarted, model 429
+storm, SMS provider 500s, a slow SMS provider during a campaign, a model slower than the conversation lease) and
+checks what patients saw — nothing lost, no reply twice, recovered within the target.
 
 The two slowest carry the ``slow`` marker (they still run in CI).  The drills restart Redis and Postgres,
 so they run on their own throwaway infrastructure (one for this module), never on the session's shared one.
@@ -45,6 +45,20 @@ def test_sigterm_of_a_worker_group(drills_env):
 @pytest.mark.slow
 def test_redis_restarted_empty(drills_env):
     _check(run_drill(drills_env, "restart_redis", "small"))
+
+
+def test_redis_frozen(drills_env):
+    result = run_drill(drills_env, "freeze_redis", "small")
+    _check(result)
+    # A hung Redis must not cost a single acknowledgement: every text was 2xx (recorded) at its first attempt.
+    assert not any("not 2xx the first time" in note for note in result.notes), result.notes
+
+
+def test_poisoned_requests_fail_alone(drills_env):
+    result = run_drill(drills_env, "poisoned_batch", "small")
+    _check(result)
+    assert not result.violations, result.violations  # every poisoned request 400, every bystander recorded
+    assert any("poisoned requests alongside" in note for note in result.notes), result.notes
 
 
 def test_postgres_restarted(drills_env):

@@ -41,10 +41,13 @@ def test_metrics_have_values_after_a_conversation_and_logs_carry_no_phi(infra, t
         stack.send_sms(GLOW_NUMBER, CANARY_PHONE, f"{CANARY_BODY} again [c1-m2]")
         stack.wait_replies(CANARY_PHONE, 2)
         stack.wait_idle()
-        webhook = _series(httpx.get(stack.base_url + "/metrics", timeout=10).text)
+        metrics_url = f"http://127.0.0.1:{stack.settings.webhook_metrics_port}/metrics"
+        webhook = _series(httpx.get(metrics_url, timeout=10).text)
+        public = httpx.get(stack.base_url + "/metrics", timeout=10)  # not on the port the internet reaches
         worker = _series(httpx.get(f"http://127.0.0.1:{procs.workers[0].metrics_port}/", timeout=10).text)
         logs = procs.logs()
 
+    assert public.status_code == 404 and "medspa_" not in public.text
     assert webhook["medspa_webhook_requests_total"] >= 2
     assert webhook["medspa_webhook_request_seconds_count"] >= 2
     assert "medspa_queue_depth" in webhook

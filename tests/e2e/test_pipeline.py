@@ -112,14 +112,16 @@ def test_bad_requests_get_the_right_status_and_enqueue_nothing(infra, tmp_path):
             == 401
         )
         assert http.post(chat + "/messages", json=body).status_code == 401
-        from webhooks.chat_tokens import ChatClaims, issue_token
+        from webhooks.chat_tokens import ChatClaims, issue_ticket, issue_token
 
         expired = issue_token("test-chat-secret", ChatClaims("s", 1, 1, 1, int(time.time()) - 5))
         assert (
             http.post(chat + "/messages", json=body, headers={"Authorization": f"Bearer {expired}"}).status_code == 401
         )
         other_secret = issue_token("not-our-secret", ChatClaims("s", 1, 1, 1, int(time.time()) + 600))
-        assert http.get(chat + f"/stream?token={other_secret}").status_code == 401
+        assert http.get(chat + "/stream", headers={"Authorization": f"Bearer {other_secret}"}).status_code == 401
+        other_ticket, _ = issue_ticket("not-our-secret", ChatClaims("s", 1, 1, 1, int(time.time()) + 600), 60)
+        assert http.get(chat + f"/stream?ticket={other_ticket}").status_code == 401
         refused = http.post(
             chat + "/session", json={"clinic_key": "glow-medspa-public"}, headers={"Origin": "https://evil.example"}
         )
@@ -154,11 +156,11 @@ def test_a_chat_session_sees_only_its_own_conversation(stack):
         json={"clinic_key": "glow-medspa-public", "session_token": b["session_token"]},
     ).json()
     assert [m["role"] for m in b_history["history"]][:2] == ["user", "assistant"]
-    with stack.http.stream("GET", chat + f"/stream?token={a['session_token']}&last_event_id=0-0") as response:
+    with stack.http.stream("GET", chat + f"/stream?ticket={resumed['stream_ticket']}&last_event_id=0-0") as response:
         assert response.status_code == 200
         first = next(response.iter_lines())
     assert first.startswith(":")  # only the connect comment: nothing of B's conversation
-    with stack.http.stream("GET", chat + f"/stream?token={b['session_token']}&last_event_id=0-0") as response:
+    with stack.http.stream("GET", chat + f"/stream?ticket={b_history['stream_ticket']}&last_event_id=0-0") as response:
         lines = []
         for line in response.iter_lines():
             lines.append(line)

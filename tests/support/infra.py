@@ -7,11 +7,13 @@ own session started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medspa import devstack
@@ -52,3 +54,46 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+class PrivateRedis:
+    """A redis-server of the test's own (not the session's shared one), so a test can freeze it: SIGSTOP
+    leaves its port open and its connections established but unanswered — a hung Redis, not a refused one."""
+
+    def __init__(self) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="medspa-redis-"))
+        self.port = devstack.start_redis(self.data_dir, appendonly=False)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return int((self.data_dir / "redis" / "redis.pid").read_text().strip())
+
+    def freeze(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
+            self.thaw()  # a stopped process does not act on SIGTERM until it runs again
+        devstack.stop_redis(self.data_dir)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -246,6 +246,11 @@ def stack_settings(
         "sms_rate_per_number_per_s": 0,
         "rate_limit_per_sender_per_min": 10_000,
         "rate_limit_per_session_per_min": 10_000,
+        "rate_limit_chat_sessions_per_ip_per_min": 10_000,
+        "rate_limit_chat_sessions_per_clinic_per_min": 10_000,
+        "rate_limit_chat_messages_per_ip_per_min": 10_000,
+        "rate_limit_chat_messages_per_clinic_per_min": 10_000,
+        "webhook_metrics_port": 0,  # stacks that read the app's metrics ask for a free port
         "local_embeddings": False,
         "worker_metrics_port": 0,
         "inbox_sweep_after_s": 20,
@@ -503,6 +508,7 @@ def running_process_stack(
     base_url = f"http://127.0.0.1:{port}"
     overrides.setdefault("model_provider", "openai")
     overrides.setdefault("worker_metrics_port", free_port())
+    overrides.setdefault("webhook_metrics_port", free_port())
     settings = stack_settings(infra, base_url=base_url, twilio=twilio, openai=openai, data_dir=tmp_dir, **overrides)
     from db.engine import make_engine
 

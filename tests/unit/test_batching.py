@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from webhooks.batching import MicroBatcher
+from webhooks.batching import ItemFailed, MicroBatcher
 
 
 def test_concurrent_submissions_share_a_batch_and_get_their_own_results() -> None:
@@ -79,3 +79,46 @@ def test_a_flush_returning_the_wrong_number_of_results_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
         asyncio.run(main())
+
+
+def test_an_item_failed_answer_fails_only_that_caller() -> None:
+    async def flush(items: Sequence[str]) -> list[str | ItemFailed]:
+        return [ItemFailed(ValueError(f"bad item {item}")) if item == "bad" else item.upper() for item in items]
+
+    async def main() -> list[object]:
+        batcher: MicroBatcher[str, str] = MicroBatcher(flush, max_batch=10, max_in_flight=1)
+        return list(
+            await asyncio.gather(
+                batcher.submit("a"), batcher.submit("bad"), batcher.submit("c"), return_exceptions=True
+            )
+        )
+
+    a, bad, c = asyncio.run(main())
+    assert (a, c) == ("A", "C")
+    assert isinstance(bad, ValueError) and "bad item bad" in str(bad)
+
+
+def test_callers_that_stopped_waiting_are_left_out_of_the_next_batch() -> None:
+    flushed: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        flushed.append(list(items))
+        await release.wait()  # the first batch hangs (a stuck server) while more callers queue up
+        return list(items)
+
+    async def main() -> int:
+        batcher: MicroBatcher[int, int] = MicroBatcher(flush, max_batch=10, max_in_flight=1)
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0)
+        impatient = [asyncio.ensure_future(asyncio.wait_for(batcher.submit(n), 0.01)) for n in range(1, 4)]
+        for waiter in impatient:
+            with pytest.raises(TimeoutError):
+                await waiter
+        patient = asyncio.ensure_future(batcher.submit(9))
+        release.set()
+        await first
+        return await patient
+
+    assert asyncio.run(main()) == 9
+    assert flushed == [[0], [9]]  # the callers that gave up cost nothing once the server answered again

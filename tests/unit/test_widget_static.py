@@ -132,9 +132,12 @@ def test_widget_parses_as_a_classic_script() -> None:
         "'/webhooks/chat/session'",
         "'/webhooks/chat/messages'",
         "'/webhooks/chat/stream'",
+        "'/webhooks/chat/stream-ticket'",
+        "'?ticket='",
+        "stream_ticket",
+        "'ended'",
         "'/webhooks/chat/handover'",
         "'/widget.css'",
-        "'?token='",
         "'&last_event_id='",
         "client_message_id",
         "session_token",
@@ -152,6 +155,12 @@ def test_widget_parses_as_a_classic_script() -> None:
 )
 def test_widget_speaks_the_server_contract(js_code: str, needle: str) -> None:
     assert needle in js_code
+
+
+def test_the_session_token_never_goes_into_a_url(js_code: str) -> None:
+    # EventSource cannot send headers; the stream is opened with a short-lived ticket instead of the token.
+    assert "token=" not in js_code
+    assert re.search(r"STREAM_URL \+ '\?ticket=' \+ encodeURIComponent\(ticket\)", js_code)
 
 
 def test_rate_limit_and_handover_texts_match_the_contract(js_code: str) -> None:

@@ -51,6 +51,7 @@
   var SESSION_URL = apiBase + '/webhooks/chat/session';
   var MESSAGES_URL = apiBase + '/webhooks/chat/messages';
   var STREAM_URL = apiBase + '/webhooks/chat/stream';
+  var STREAM_TICKET_URL = apiBase + '/webhooks/chat/stream-ticket';
   var HANDOVER_URL = apiBase + '/webhooks/chat/handover';
   var CSS_URL = apiBase + '/widget.css';
   var STORAGE_KEY = 'msa-session:' + clinicKey;
@@ -324,6 +325,11 @@
     blocked: false,
     seenIds: {},
     lastEventId: null,
+    streamTicket: null,
+    streamTicketExpiresAt: null,
+    tokenRejected: false,
+    esAttempt: 0,
+    esConnecting: false,
     es: null,
     esFailures: 0,
     esTimer: null,
@@ -802,6 +808,9 @@
     state.expiresAt = typeof data.expires_at === 'string' ? data.expires_at : null;
     state.conversationId = data.conversation_id === undefined ? null : data.conversation_id;
     state.sessionFailed = false;
+    state.tokenRejected = false;
+    state.streamTicket = typeof data.stream_ticket === 'string' ? data.stream_ticket : null;
+    state.streamTicketExpiresAt = typeof data.stream_ticket_expires_at === 'string' ? data.stream_ticket_expires_at : null;
     if (typeof data.clinic_name === 'string' && data.clinic_name) {
       state.clinicName = data.clinic_name;
     }
@@ -851,36 +860,70 @@
 
   // ---------------------------------------------------------------- stream (SSE)
 
+  /**
+   * A short-lived ticket for the stream URL. EventSource cannot send an Authorization header, and the
+   * long-lived session token must never appear in a URL (server logs, proxies, history): the token is
+   * traded for a ticket in a POST instead. Resolves to the ticket, or null.
+   */
+  function takeStreamTicket() {
+    var ticket = state.streamTicket;
+    state.streamTicket = null;  // the session's ticket is used once; reconnects ask for a fresh one
+    if (ticket && !isExpired(state.streamTicketExpiresAt, 5000)) { return Promise.resolve(ticket); }
+    return request(STREAM_TICKET_URL, 'POST', {}, state.token).then(function (res) {
+      if (res.status === 200 && res.data && typeof res.data.ticket === 'string') { return res.data.ticket; }
+      if (res.status === 401) { state.tokenRejected = true; }  // ended or revoked: renew before the next try
+      return null;
+    });
+  }
+
   function connectStream() {
     if (!state.token || typeof window.EventSource !== 'function') { return; }
     closeStream();
-    var url = STREAM_URL + '?token=' + encodeURIComponent(state.token);
-    if (state.lastEventId) { url += '&last_event_id=' + encodeURIComponent(state.lastEventId); }
-    var es = new window.EventSource(url);
-    state.es = es;
-    es.onopen = function () {
-      state.esFailures = 0;
-    };
-    es.addEventListener('message', function (ev) {
-      if (es !== state.es) { return; }
-      onStreamMessage(ev);
-    });
-    es.addEventListener('typing', function (ev) {
-      if (es !== state.es) { return; }
-      var data = parseJson(ev.data);
-      if (data && typeof data.on === 'boolean') { showTyping(data.on); }
-    });
-    es.onerror = function () {
-      if (es !== state.es) { return; }
-      // While CONNECTING the browser retries by itself (sending Last-Event-ID). CLOSED means it gave
-      // up (HTTP error such as an expired token, or a bad response): we take over with backoff.
-      if (es.readyState === 2) {
+    var attempt = state.esAttempt;
+    state.esConnecting = true;
+    takeStreamTicket().then(function (ticket) {
+      if (attempt !== state.esAttempt) { return; }  // closed or superseded meanwhile
+      state.esConnecting = false;
+      if (!ticket) {
         scheduleReconnect();
+        return;
       }
-    };
+      var url = STREAM_URL + '?ticket=' + encodeURIComponent(ticket);
+      if (state.lastEventId) { url += '&last_event_id=' + encodeURIComponent(state.lastEventId); }
+      var es = new window.EventSource(url);
+      state.es = es;
+      es.onopen = function () {
+        state.esFailures = 0;
+      };
+      es.addEventListener('message', function (ev) {
+        if (es !== state.es) { return; }
+        onStreamMessage(ev);
+      });
+      es.addEventListener('typing', function (ev) {
+        if (es !== state.es) { return; }
+        var data = parseJson(ev.data);
+        if (data && typeof data.on === 'boolean') { showTyping(data.on); }
+      });
+      es.addEventListener('ended', function () {
+        // The server ended the session (revoked or expired): start a new one before reconnecting.
+        if (es !== state.es) { return; }
+        state.tokenRejected = true;
+        scheduleReconnect();
+      });
+      es.onerror = function () {
+        if (es !== state.es) { return; }
+        // While CONNECTING the browser retries by itself (sending Last-Event-ID). CLOSED means it gave
+        // up (HTTP error such as an expired ticket or token, or a bad response): we take over with backoff.
+        if (es.readyState === 2) {
+          scheduleReconnect();
+        }
+      };
+    });
   }
 
   function closeStream() {
+    state.esAttempt += 1;  // a ticket still on its way is for a stream nobody wants any more
+    state.esConnecting = false;
     window.clearTimeout(state.esTimer);
     state.esTimer = null;
     if (state.es) {
@@ -896,9 +939,9 @@
     var delay = Math.min(STREAM_MAX_BACKOFF_MS, 1000 * Math.pow(2, state.esFailures - 1));
     state.esTimer = window.setTimeout(function () {
       state.esTimer = null;
-      // A closed stream is often an expired token: renew when the clock says so, and every third
-      // failure in case the server revoked it early.
-      var renew = isExpired(state.expiresAt, 5000) || state.esFailures % 3 === 0;
+      // A closed stream is often an expired token: renew when the clock says so, when the server said
+      // the session ended, and every third failure in case it was revoked without saying so.
+      var renew = state.tokenRejected || isExpired(state.expiresAt, 5000) || state.esFailures % 3 === 0;
       var ready = renew ? ensureSession(true) : Promise.resolve(true);
       ready.then(function (ok) {
         if (ok) {
@@ -990,7 +1033,7 @@
     while (item.attempts < SEND_MAX_ATTEMPTS) {
       var ok = await ensureSession();
       if (!ok) { return false; }
-      if (!state.es && !state.esTimer) { connectStream(); }
+      if (!state.es && !state.esTimer && !state.esConnecting) { connectStream(); }
       item.attempts += 1;
       var res = await request(MESSAGES_URL, 'POST', { text: item.text, client_message_id: item.clientId }, state.token);
       if (res.status >= 200 && res.status < 300) {
