@@ -120,16 +120,21 @@ class Inbox:
                         isolated: dict[_Key, int | None | ItemFailed] = {_key(rows[0]): _rejected(exc)}
                     else:
                         isolated = await self._insert_one_by_one(conn, clinic_id, rows)
-                    rejected = 0
+                    reasons: list[str] = []
                     for key, outcome in isolated.items():
                         if isinstance(outcome, ItemFailed):
                             failed[key] = outcome
-                            rejected += 1
+                            reasons.append(str(outcome.error))
                         elif outcome is not None:
                             ids[key] = outcome
                     log.warning(
                         "inbox rows rejected; the rest of the batch was recorded",
-                        extra={"clinic_id": clinic_id, "rows": len(rows), "rejected": rejected},
+                        extra={
+                            "clinic_id": clinic_id,
+                            "rows": len(rows),
+                            "rejected": len(reasons),
+                            "errors": sorted(set(reasons)),
+                        },
                     )
         results: list[int | None | ItemFailed] = []
         for event in events:
@@ -194,5 +199,12 @@ def _key(event: _Event) -> _Key:
 
 
 def _rejected(exc: Exception) -> ItemFailed:
+    """The error class, SQLSTATE and constraint name: schema facts that say what failed, never the values."""
     sqlstate = getattr(exc, "sqlstate", None)
-    return ItemFailed(EventRejected(f"{type(exc).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")))
+    diag = getattr(exc, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    details = ", ".join(
+        part for part in (f"SQLSTATE {sqlstate}" if sqlstate else "", f"constraint {constraint}" if constraint else "")
+        if part
+    )
+    return ItemFailed(EventRejected(type(exc).__name__ + (f" ({details})" if details else "")))
