@@ -204,7 +204,8 @@ def _rejected(exc: Exception) -> ItemFailed:
     diag = getattr(exc, "diag", None)
     constraint = getattr(diag, "constraint_name", None) if diag is not None else None
     details = ", ".join(
-        part for part in (f"SQLSTATE {sqlstate}" if sqlstate else "", f"constraint {constraint}" if constraint else "")
+        part
+        for part in (f"SQLSTATE {sqlstate}" if sqlstate else "", f"constraint {constraint}" if constraint else "")
         if part
     )
     return ItemFailed(EventRejected(type(exc).__name__ + (f" ({details})" if details else "")))
