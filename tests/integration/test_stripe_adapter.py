@@ -11,7 +11,12 @@ import stripe
 
 from domain.ports import DepositRequest, PaymentError
 from tests.fakes.stripe_api import FakeStripeApi, signed_checkout_event, stripe_signature_header
-from worker.integrations.stripe_payments import StripePayments, StripeSignatureError, verify_stripe_event
+from worker.integrations.stripe_payments import (
+    StripePayments,
+    StripeSignatureError,
+    _expiries_within_stripe_window,
+    verify_stripe_event,
+)
 
 KEY = "sk_test_fake_key_for_local_tests"
 WHSEC = "whsec_test_local_secret"
@@ -94,9 +99,39 @@ def test_expiry_is_kept_inside_stripes_window(fake: FakeStripeApi) -> None:
     soon = payments.create_deposit_checkout(_deposit("k1", expires_at=datetime.now(UTC) + timedelta(minutes=5)))
     late = payments.create_deposit_checkout(_deposit("k2", expires_at=datetime.now(UTC) + timedelta(days=3)))
     now = datetime.now(UTC)
-    assert timedelta(minutes=30) < soon.expires_at - now <= timedelta(minutes=31)
+    assert timedelta(minutes=30) < soon.expires_at - now <= timedelta(minutes=41)  # on a 10-minute grid
     assert timedelta(hours=23) < late.expires_at - now < timedelta(hours=24)
     fake.assert_clean()
+
+
+def test_a_retried_short_hold_gets_the_same_session(fake: FakeStripeApi) -> None:
+    # A hold shorter than Stripe's 30 minutes is clamped by the clock; a retry must send the same parameters.
+    # A call whose earliest allowed expiry (31 minutes ahead) falls just before a 10-minute grid line.
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    start += timedelta(seconds=(598 - int((start + timedelta(minutes=31)).timestamp())) % 600)
+    now = [start]
+    payments = _payments(fake, clock=lambda: now[0])
+    request = _deposit(expires_at=now[0] + timedelta(minutes=10))
+    first = payments.create_deposit_checkout(request)
+    now[0] += timedelta(seconds=1)  # a retry in a later second
+    assert payments.create_deposit_checkout(request) == first
+    now[0] += timedelta(seconds=5)  # and one past the grid line: its first guess differs, the fallback matches
+    assert payments.create_deposit_checkout(request) == first
+    assert len(fake.sessions) == 1
+
+
+def test_clamped_expiry_is_reproducible_across_the_grid() -> None:
+    now = datetime(2027, 3, 2, 10, 0, 1, tzinfo=UTC)
+    wanted = now + timedelta(minutes=10)
+    first = _expiries_within_stripe_window(wanted, now)
+    assert first == _expiries_within_stripe_window(wanted, now + timedelta(seconds=30))  # same cell: same values
+    later = _expiries_within_stripe_window(wanted, now + timedelta(minutes=10))  # the next cell
+    assert later[1] == first[0]  # its fallback is what the earlier attempt sent
+    assert all(value >= int((now + timedelta(minutes=31)).timestamp()) for value in first[:1])
+    inside = now + timedelta(hours=2)
+    assert _expiries_within_stripe_window(inside, now) == [int(inside.timestamp())]
+    far = _expiries_within_stripe_window(now + timedelta(days=3), now)
+    assert far[0] <= int((now + timedelta(hours=23, minutes=59)).timestamp())
 
 
 @pytest.mark.parametrize("failure", ["rate_limit", "500", "503"])

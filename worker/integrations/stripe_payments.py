@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 # Stripe accepts a Checkout Session expiry between 30 minutes and 24 hours ahead.
 _MIN_EXPIRY = timedelta(minutes=31)
 _MAX_EXPIRY = timedelta(hours=23, minutes=59)
+# An expiry clamped into that window is rounded to this grid so that a retry moments later sends the same
+# parameters (Stripe answers an idempotency key reused with different parameters with an error, not the session).
+_EXPIRY_GRID_S = 600
 
 
 class StripeSignatureError(ValueError):
@@ -31,7 +35,15 @@ class StripeSignatureError(ValueError):
 class StripePayments:
     """Checkout Sessions for deposits and refunds of their PaymentIntents."""
 
-    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 20) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 20,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._now = clock  # Stripe's expiry window is measured from the call
         addresses: dict[str, str] = {"api": api_base} if api_base else {}
         self._client = stripe.StripeClient(
             api_key,
@@ -60,18 +72,25 @@ class StripePayments:
             ],
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
-            "expires_at": _expiry_within_stripe_window(request.expires_at),
             "client_reference_id": str(request.appointment_id),
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata},
         }
-        try:
-            session = self._client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": request.idempotency_key},
-            )
-        except stripe.StripeError as exc:
-            raise _classify(exc, what="checkout", ref=request.appointment_id) from exc
+        candidates = _expiries_within_stripe_window(request.expires_at, self._now())
+        for index, expires_at in enumerate(candidates):
+            try:
+                session = self._client.v1.checkout.sessions.create(
+                    params={**params, "expires_at": expires_at},  # type: ignore[arg-type]
+                    options={"idempotency_key": request.idempotency_key},
+                )
+                break
+            except stripe.IdempotencyError as exc:
+                # The first attempt clamped its expiry in the previous grid cell: its parameters get its session.
+                if index + 1 < len(candidates):
+                    continue
+                raise _classify(exc, what="checkout", ref=request.appointment_id) from exc
+            except stripe.StripeError as exc:
+                raise _classify(exc, what="checkout", ref=request.appointment_id) from exc
         if not session.url:
             raise PaymentError("stripe returned a session without a url", retryable=False)
         return CheckoutLink(
@@ -111,11 +130,18 @@ def verify_stripe_event(payload: bytes, sig_header: str | None, secret: str, tol
     return event
 
 
-def _expiry_within_stripe_window(expires_at: datetime) -> int:
-    now = datetime.now(UTC)
-    wanted = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
-    clamped = min(max(wanted, now + _MIN_EXPIRY), now + _MAX_EXPIRY)
-    return int(clamped.timestamp())
+def _expiries_within_stripe_window(expires_at: datetime, now: datetime) -> list[int]:
+    """The ``expires_at`` to send (first) and, when it had to be clamped, the one an attempt in the previous
+    grid cell sent.  Inside Stripe's window the wanted expiry is sent as it is (it comes from the appointment's
+    hold, the same on every retry); outside it the clamp depends on the clock, so it is rounded to a 10-minute
+    grid that a retry within the same cell reproduces exactly, and the previous cell's value is the fallback."""
+    wanted = int((expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)).timestamp())
+    low, high = int((now + _MIN_EXPIRY).timestamp()), int((now + _MAX_EXPIRY).timestamp())
+    if low <= wanted <= high:
+        return [wanted]
+    # Below the window round up (still at least the minimum ahead); above it round down.
+    first = -(-low // _EXPIRY_GRID_S) * _EXPIRY_GRID_S if wanted < low else high // _EXPIRY_GRID_S * _EXPIRY_GRID_S
+    return [first, first - _EXPIRY_GRID_S]
 
 
 def _classify(exc: stripe.StripeError, *, what: str, ref: object) -> PaymentError:
