@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "scripts.kb",
     "scripts.campaigns",
     "scripts.staff",
+    "scripts.staff_users",
     "scripts.drills",
 )
 

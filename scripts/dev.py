@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
 
     for name, handler, help_text in (
         ("webhooks", run_webhooks, "run the webhook app (uvicorn)"),
+        ("console", run_console, "run the staff console: web pages and the JSON API (uvicorn)"),
         ("worker", run_worker, "run Dramatiq worker processes"),
         ("scheduler", run_scheduler, "run the scheduler (safe to run more than one)"),
     ):
@@ -59,7 +60,7 @@ def register(subparsers: Any) -> None:
         if name == "worker":
             cmd.add_argument("--processes", type=int, default=None)
             cmd.add_argument("--threads", type=int, default=None)
-        if name == "webhooks":
+        if name in ("webhooks", "console"):
             cmd.add_argument("--port", type=int, default=None)
             cmd.add_argument("--workers", type=int, default=None)
         cmd.set_defaults(handler=handler)
@@ -176,6 +177,32 @@ def run_webhooks(args: argparse.Namespace) -> int:
             str(port),
             "--workers",
             str(workers),
+            "--no-access-log",
+        ],
+        env,
+    )
+    return 0  # pragma: no cover
+
+
+def run_console(args: argparse.Namespace) -> int:
+    # The same process model as the webhook app, on its own port; checked here first (its production secrets and
+    # OIDC configuration), then again in each uvicorn worker.
+    settings = startup_settings("console")
+    env = _service_env()
+    os.execvpe(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "console.app:create_app",
+            "--host",
+            settings.console_host,
+            "--port",
+            str(args.port or settings.console_port),
+            "--workers",
+            str(args.workers or settings.console_workers),
             "--no-access-log",
         ],
         env,
