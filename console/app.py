@@ -18,8 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-# Importing the endpoint modules registers their routes with the framework.
-from console.api import admin, clients, content, conversations, framework, me, schedule  # noqa: F401
+from console.api import endpoints, framework
 from console.api.openapi import openapi_document
 from console.problems import Problem, problem_response
 from console.runtime import ConsoleRuntime, build_runtime
@@ -36,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def _api_app(runtime: ConsoleRuntime) -> Starlette:
+    endpoints()  # registered before the routes and the document are built
     document = openapi_document(runtime)
 
     async def openapi(_: Request) -> Response:

@@ -37,7 +37,8 @@ _MEMBERSHIP = text(
 _NEXT_USER_ID = text("SELECT nextval('staff_users_id_seq')")
 _INSERT_USER = text(
     """INSERT INTO staff_users (id, email, display_name, password_hash, password_changed_at)
-       VALUES (:id, :email, :display_name, :password_hash, CASE WHEN :password_hash IS NULL THEN NULL ELSE now() END)"""
+       VALUES (:id, :email, :display_name, CAST(:password_hash AS text),
+               CASE WHEN CAST(:password_hash AS text) IS NULL THEN NULL ELSE now() END)"""
 )
 _UPSERT_MEMBERSHIP = text(
     """INSERT INTO staff_memberships (clinic_id, staff_user_id, role, provider_id)
