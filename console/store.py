@@ -8,6 +8,7 @@ Row-level security decides what is visible: ``set_staff_user`` puts the signed-i
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -328,7 +329,7 @@ def lockout_for(session: Session, account_key: str, ip: str, policy: ThrottlePol
         if int(row["failures"]) >= limit and row["last_failure"] is not None:
             remaining = row["last_failure"] + policy.lockout - now
             if remaining.total_seconds() > 0:
-                return Lockout(scope, int(remaining.total_seconds()) + 1)
+                return Lockout(scope, math.ceil(remaining.total_seconds()))
     return None
 
 
