@@ -302,6 +302,23 @@ def dev_up(args: argparse.Namespace) -> int:
             env=env | worker_metrics_env(settings),
         ),
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
+        # The staff console on its own port (create the first owner with `medspa staff-users add`).
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "console.app:create_app",
+                "--host",
+                settings.console_host,
+                "--port",
+                str(settings.console_port),
+                "--no-access-log",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+        ),
     ]
     base = env["PUBLIC_BASE_URL"]
     _wait_ready(f"{base}/readyz", processes)
@@ -311,6 +328,7 @@ MedSpa Agent is running.
   Demo clinic website with chat widget:  {base}/demo
   Webhooks:  {base}/webhooks/twilio/sms   {base}/webhooks/chat/...   {base}/webhooks/stripe
   Health:    {base}/healthz   {base}/readyz
+  Staff console: {settings.console_public_url}  (first owner: .venv/bin/medspa staff-users add EMAIL --clinic glow-medspa --role owner)
 Text the clinic from another terminal:   .venv/bin/medspa chat
 Press Ctrl-C to stop.
 """,
