@@ -7,6 +7,10 @@ a chat token) or a credential production needs (Twilio: without it replies would
 which prints message bodies) must be present, non-empty, not a placeholder and strong enough; otherwise the
 process prints one line naming the variable and what is wrong (never the value) and exits non-zero.
 
+The staff console (``medspa console``) is checked for more: its own ``CONSOLE_SECRET_KEY`` and an https
+``CONSOLE_PUBLIC_URL`` in production, and — in every environment — an OpenID Connect configuration that is
+complete and valid or absent (``console_oidc_problems``).
+
 In development and test (no accounts, no keys) a random local secret is generated once and kept in the
 git-ignored data folder, so the chat simulator can sign Twilio-format webhooks exactly as Twilio would.
 Production never generates one.

@@ -308,3 +308,46 @@ def test_me_and_my_clinics(console):
     assert http.get("/api/v1/clinics").json()["items"] == me["clinics"]
     assert http.get(f"/api/v1/clinics/{HARBOR}/campaigns").status_code == 200
     assert http.get(f"/api/v1/clinics/{GLOW}/campaigns").status_code == 403
+
+
+def test_every_unsafe_route_refuses_a_post_without_the_csrf_token(console):
+    from starlette.routing import Mount, Route
+
+    from console.app import create_app
+
+    app = create_app(console.settings, database=console.database)
+    unsafe: list[str] = []
+    for route in app.routes:
+        children = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for child in children:
+            if isinstance(child, Route) and child.methods and child.methods & {"POST", "PUT", "PATCH", "DELETE"}:
+                unsafe.append(prefix + _concrete(child.path).removeprefix("/api/v1"))
+    assert {"/sign-in", "/sign-in/totp", "/sign-out", f"/api/v1/clinics/{GLOW}/tokens"} <= set(unsafe)
+    http, csrf = console.sign_in(console.add_staff(GLOW, OWNER))
+    for path in unsafe:
+        response = http.post(path, json={"scopes": ["clients:read"]}, headers={"Origin": console.base_url})
+        assert response.status_code == 403, (path, response.status_code)
+    assert http.get("/api/v1/me").status_code == 200, "still signed in: nothing was done"
+
+
+def test_pages_redirect_to_sign_in_refresh_the_inbox_in_place_and_refuse_other_clinics(console):
+    anonymous = console.client()
+    redirect = anonymous.get(f"/clinics/{GLOW}/inbox?handoffs_only=true")
+    assert redirect.status_code == 303
+    assert redirect.headers["location"] == "/sign-in?next=%2Fclinics%2F1%2Finbox%3Fhandoffs_only%3Dtrue"
+    patient = add_patient(console.database, GLOW, handoff="urgent")
+    http, _ = console.sign_in(console.add_staff(GLOW, FRONT_DESK))
+    full = http.get(f"/clinics/{GLOW}/inbox")
+    assert (
+        full.status_code == 200
+        and "<html" in full.text
+        and f'data-conversation-id="{patient.conversation_id}"' in full.text
+    )
+    assert full.headers["content-security-policy"].startswith("default-src 'self'")
+    fragment = http.get(f"/clinics/{GLOW}/inbox", headers={"HX-Request": "true"})
+    assert "<html" not in fragment.text and f'data-conversation-id="{patient.conversation_id}"' in fragment.text
+    other = http.get(f"/clinics/{HARBOR}/inbox")
+    assert other.status_code == 403 and "data-conversation-id" not in other.text
+    bearer_page = console.client().get(f"/clinics/{GLOW}/inbox", headers={"Authorization": "Bearer x"})
+    assert bearer_page.status_code == 401
