@@ -165,6 +165,8 @@ def add_patient(
     name: str | None = None,
     body: str = "Hello, is my appointment still on?",
 ) -> Patient:
+    """A client with a consent record, an SMS conversation (already answered: nothing for the workers of other tests
+    sharing this database to pick up) and optionally an appointment with ``provider_id``."""
     name = name or f"Patient {uuid.uuid4().hex[:6]}"
     phone = "+1415" + str(uuid.uuid4().int % 10**7).zfill(7)
     with database.tenant_scope(clinic_id) as session:
@@ -181,8 +183,8 @@ def add_patient(
         )
         conversation_id = session.execute(
             text("""INSERT INTO conversations (clinic_id, client_id, channel, agent_state, handoff_urgency,
-                                               handoff_reason, last_message_at, last_inbound_seq)
-                    VALUES (:c, :id, 'sms', :state, :urgency, :reason, now(), 1) RETURNING id"""),
+                                               handoff_reason, last_message_at, last_inbound_seq, answered_seq)
+                    VALUES (:c, :id, 'sms', :state, :urgency, :reason, now(), 1, 1) RETURNING id"""),
             {
                 "c": clinic_id,
                 "id": client_id,
