@@ -28,6 +28,7 @@ class SignInResult:
     session: store.NewSession | None = None
     second_factor_pending: bool = False
     status: int = 200  # for a refusal: 401 wrong credentials, 429 locked out
+    restart: bool = False  # the half-signed-in session is gone: back to the first step
 
 
 def _locked_message(lockout: store.Lockout) -> str:
@@ -88,19 +89,19 @@ def second_factor(runtime: ConsoleRuntime, session_token: str, code: str, ip: st
     with runtime.database.directory_scope() as session:
         pending = store.load_session(session, session_token, runtime.session_idle)
         if pending is None or not pending.second_factor_pending:
-            return SignInResult(False, "Your sign-in has expired; start again.", status=401)
+            return SignInResult(False, "Your sign-in has expired; start again.", status=401, restart=True)
         store.set_staff_user(session, pending.staff_user_id)
         user = store.get_user(session, pending.staff_user_id)
         row = store.find_for_sign_in(session, user.email) if user else None
         if row is None or row.disabled_at is not None or row.totp_secret is None:
             store.revoke_session(session, pending.id)
-            return SignInResult(False, WRONG_CREDENTIALS, status=401)
+            return SignInResult(False, WRONG_CREDENTIALS, status=401, restart=True)
         key = runtime.keys.account_key(row.email)
         session.execute(_ACCOUNT_LOCK, {"key": key})
         lockout = store.lockout_for(session, key, ip, runtime.throttle)
         if lockout is not None:
             store.revoke_session(session, pending.id)
-            return SignInResult(False, _locked_message(lockout), status=429)
+            return SignInResult(False, _locked_message(lockout), status=429, restart=True)
         step = totp.matching_step(
             totp.decrypt_secret(runtime.keys, row.totp_secret), code, last_step=row.totp_last_step
         )
@@ -110,7 +111,7 @@ def second_factor(runtime: ConsoleRuntime, session_token: str, code: str, ip: st
             now_locked = store.lockout_for(session, key, ip, runtime.throttle)
             if now_locked:
                 store.revoke_session(session, pending.id)
-                return SignInResult(False, _locked_message(now_locked), status=429)
+                return SignInResult(False, _locked_message(now_locked), status=429, restart=True)
             return SignInResult(
                 False, "That code is not right (or was already used). Enter the current code.", status=401
             )

@@ -11,6 +11,7 @@ import hmac
 import logging
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -127,7 +128,7 @@ class AuthPages:
         )
         if not result.ok or result.session is None:
             return self._sign_in_form(request, error=result.message, status=result.status, email=email)
-        target = f"/sign-in/totp?next={next_path}" if result.second_factor_pending else next_path
+        target = f"/sign-in/totp?next={quote(next_path, safe='')}" if result.second_factor_pending else next_path
         return self._signed_in(RedirectResponse(target, status_code=303), result.session)
 
     # ------------------------------------------------------------ TOTP
@@ -144,7 +145,7 @@ class AuthPages:
         facts = request_facts(request, self.runtime)
         result = await run_in_threadpool(signin.second_factor, self.runtime, token, form.get("code", ""), facts.ip)
         if not result.ok or result.session is None:
-            if result.status == 429 or "expired" in result.message:
+            if result.restart:
                 response = self._sign_in_form(request, error=result.message, status=result.status)
                 self._clear_cookie(response, self.runtime.cookies.session)
                 return response
@@ -181,7 +182,7 @@ class AuthPages:
         if not result.ok or result.session is None:
             response = self._sign_in_form(request, error=result.message, status=result.status)
         else:
-            target = f"/sign-in/totp?next={next_path}" if result.second_factor_pending else next_path
+            target = f"/sign-in/totp?next={quote(next_path, safe='')}" if result.second_factor_pending else next_path
             response = self._signed_in(RedirectResponse(target, status_code=303), result.session)
         self._clear_cookie(response, self.runtime.cookies.oidc)
         return response
