@@ -1,4 +1,5 @@
-"""``medspa clients …``: find a client, see their history, record consent given in person.
+"""``medspa clients …``: find a client, see their history, record consent given in person (import and export of
+a client list: ``scripts/client_import.py``).
 
 PHI (names, phone numbers, message bodies) is printed to the terminal that
 asked for it and nowhere else: these commands log nothing about clients.
@@ -30,7 +31,7 @@ _LIST_SQL = """
 def register(subparsers: Any) -> None:
     clients = subparsers.add_parser(
         "clients",
-        help="list, search and show clients; record consent given in person",
+        help="list, search and show clients; record consent given in person; import/export a client list",
         description="Client lookups for staff. Names and phone numbers are shown here only, never logged.",
     )
     sub = clients.add_subparsers(dest="clients_command", metavar="SUBCOMMAND", required=True)
@@ -88,6 +89,10 @@ def register(subparsers: Any) -> None:
         "--wording", required=True, metavar="TEXT", help="what the client agreed to, as shown or read to them"
     )
     consent.set_defaults(handler=clients_consent)
+
+    from scripts.client_import import register_import_export  # import / export: their own module
+
+    register_import_export(sub)
 
 
 def _rows(clinic_id: int, where: str = "", params: dict[str, Any] | None = None, limit: int = 200) -> list[dict]:
