@@ -154,11 +154,11 @@ def _consent_word(plan: ClientPlan) -> str:
 def _sample_line(plan: ClientPlan) -> str:
     row = plan.row
     who = " ".join(x for x in (row.name or "(no name)", row.phone or "", row.email or "") if x)
-    target = "new client" if plan.action == "new" else f"client {plan.client_id}"
-    changes = ", ".join(k for k in plan.changes if plan.action != "new") or ""
-    return f"row {row.row}: {plan.action:<9} {target}: {who}; {_consent_word(plan)}" + (
-        f" (adds {changes})" if changes else ""
-    )
+    if plan.action == "new":
+        what = "new client"
+    else:
+        what = f"client {plan.client_id}" + (f" (adds {', '.join(plan.changes)})" if plan.changes else "")
+    return f"row {row.row}: {what}: {who}; consent: {_consent_word(plan)}"
 
 
 def _tally(outcome: Outcome, plan: ClientPlan) -> None:
@@ -275,7 +275,7 @@ def _report(args: argparse.Namespace, source: Any, outcome: Outcome) -> int:
         print(f"  {label}: {counts[key]:,}")
     print(f"  duplicates in the file: {counts['duplicates']:,} (merged into their first row)")
     print_counts("rejected", outcome.rejected)
-    print_counts("consent", outcome.notes)
+    print_counts("consent", outcome.notes, total=False)
     print_counts("warnings", outcome.warnings)
     if outcome.sample:
         print("Sample:")

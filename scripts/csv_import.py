@@ -261,9 +261,9 @@ def write_rejects(path: str, csv_file: CsvFile, outcome: Outcome) -> int:
     return len(rows)
 
 
-def print_counts(title: str, counts: Counter[str], indent: str = "    ") -> None:
+def print_counts(title: str, counts: Counter[str], indent: str = "    ", *, total: bool = True) -> None:
     if counts:
-        print(f"  {title}: {sum(counts.values()):,}")
+        print(f"  {title}: {sum(counts.values()):,}" if total else f"  {title}:")
         for key, count in counts.most_common():
             print(f"{indent}{key}: {count:,}")
 
