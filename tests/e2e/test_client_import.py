@@ -314,6 +314,9 @@ def test_past_visits_seed_last_visit_and_spend_and_never_trigger_live_visit_text
     listed = {c["phone"]: c for c in run_json(infra, "clients", "list", "--clinic", clinic.slug)}  # type: ignore[attr-defined]
     assert datetime.fromisoformat(listed[phones["ava"]]["last_visit"]) == days_ago(100)
     assert listed[phones["bo"]]["tags"] == "old crm"
+    shown = medspa(infra, "clients", "show", str(listed[phones["ava"]]["id"]), "--clinic", clinic.slug)
+    assert "charged $260.00  (imported)" in shown.stdout and "Botox with Hana Okafor" in shown.stdout
+    assert "opt_in   via import (marketing)" in shown.stdout and "via Front desk tablet]" in shown.stdout
 
     # Segments: lapsed 90+ days and spent $400+.  Ava's list prices add up to $273 and Bo's to $0; what they were
     # charged ($520, $2,000) is what counts.  Bo and Cy gave no provable consent: matched, never recipients.
@@ -365,3 +368,33 @@ def test_visit_import_mistakes_are_one_line_errors(infra: Infrastructure, spa: N
     assert_one_line_error(medspa(infra, *base, "--map-service", "Botox=nope"), "no service 'nope'", "neurotoxin")
     assert_one_line_error(medspa(infra, *base, "--default-provider", "maya-chen"), "no provider 'maya-chen'")
     assert_one_line_error(medspa(infra, *base, "--map-status", "Booked=done"), "--map-status")
+
+
+def test_the_readme_example_files_read_as_documented(infra: Infrastructure) -> None:
+    """``clinics/imports/`` against the demo clinic, as the README's how-to runs them (dry runs: nothing written)."""
+    people = run_json(infra, "clients", "import", "clinics/imports/glow-clients.csv", "--clinic", "glow-medspa")
+    assert {k: people[k] for k in ("new", "updated", "duplicates", "rejected")} == {
+        "new": 5,
+        "updated": 1,
+        "duplicates": 1,
+        "rejected": 1,
+    }
+    assert people["rejected_by_reason"] == {"invalid phone": 1}
+    assert people["consent"] == {
+        "recorded: opt-in (transactional)": 1,
+        "recorded: opt-in (marketing)": 1,
+        "recorded: opt-out (all)": 1,
+        "not recorded: texts: yes without provenance": 1,
+        "not recorded: marketing: yes without provenance": 1,
+    }
+    visits = run_json(
+        infra, "appointments", "import-visits", "clinics/imports/glow-visits.csv", "--clinic", "glow-medspa"
+    )
+    assert {(s["file"], s["service"], s["how"]) for s in visits["services"]} == {
+        ("Botox - 24 units", "neurotoxin", "fuzzy"),
+        ("HydraFacial Deluxe", "hydrafacial", "fuzzy"),
+        ("Lip Filler (1 syringe)", "lip-filler", "fuzzy"),
+        ("Chemical Peel", "chemical-peel", "exact"),
+    }
+    # The clients are not imported yet (dry run above): their visits wait for them.
+    assert visits["rejected_by_reason"] == {"unknown service": 1, "status": 1, "no matching client": 4}
