@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,11 @@ from db.consent import record_consent
 from db.engine import Database
 from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
 from medspa.services import Infrastructure
+from medspa.settings import REPO_ROOT
 from tests.e2e.test_cli_clinic import EXAMPLE, assert_one_line_error, medspa, new_clinic_file
 from tests.e2e.test_cli_day_to_day import NewClinic
 from tests.support.client_csv import WORDING, build
+from tests.support.infra import wait_for
 
 TZ = ZoneInfo("America/Los_Angeles")
 
@@ -197,6 +203,46 @@ def test_messy_client_list_reports_rejects_records_consent_only_with_provenance_
     round_trip = run_json(infra, "clients", "import", str(exported), "--clinic", clinic.slug, "--apply")
     assert (round_trip["new"], round_trip["updated"], round_trip["rejected"]) == (0, 0, 0)
     assert snapshot(database, clinic.id)[:2] == after_first[:2]
+
+
+def test_an_interrupted_import_keeps_its_batches_and_the_same_command_finishes_it(
+    infra: Infrastructure, database: Database, spa: NewClinic, tmp_path: Path
+) -> None:
+    data, expected = build()
+    source = tmp_path / "clients.csv"
+    source.write_bytes(data)
+    command = ["clients", "import", str(source), "--clinic", spa.slug, "--apply", "--batch-size", "50"]
+    env = os.environ.copy() | infra.as_env() | {"LOCAL_EMBEDDINGS": "false", "OPENAI_API_KEY": ""}
+    with subprocess.Popen(
+        [sys.executable, "-m", "medspa.cli", *command], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+    ) as running:
+
+        def imported() -> int:
+            with database.tenant_scope(spa.id) as session:
+                return int(session.execute(text("SELECT count(*) FROM clients")).scalar_one())
+
+        wait_for(lambda: imported() >= 50, 60, what="the first committed batch")
+        running.send_signal(signal.SIGINT)
+        out, _ = running.communicate(timeout=60)
+    assert running.returncode == 130 and "interrupted:" in out and "run the same command again" in out
+    partial = imported()
+    assert 0 < partial < expected.new + 75  # whole batches kept, the rest not started
+
+    finished = run_json(infra, *command)
+    assert finished["new"] == expected.new + 75 - partial
+    with database.tenant_scope(spa.id) as session:
+        total = session.execute(text("SELECT count(*) FROM clients")).scalar_one()
+        ledger = session.execute(
+            text("SELECT kind, scope, count(*) FROM consent_events GROUP BY kind, scope ORDER BY kind, scope")
+        ).all()
+    assert total == expected.new + 75  # nobody twice
+    assert [tuple(r) for r in ledger] == [
+        # No existing clients here: the 10 rows for patients who opted out elsewhere are new, with provenance.
+        ("opt_in", "marketing", 600 + 10),
+        ("opt_in", "transactional", 900 + 10),
+        ("opt_out", "all", 100),
+        ("opt_out", "marketing", 100),
+    ]
 
 
 def test_import_mistakes_are_one_line_errors(infra: Infrastructure, spa: NewClinic, tmp_path: Path) -> None:
