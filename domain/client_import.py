@@ -141,7 +141,7 @@ def _claim(
                 given_at = None
     if problem := _wording_problem(wording):
         missing.append(problem)
-    return ConsentClaim(scope, agreed, source[:200], given_at, wording[:2000], tuple(missing))
+    return ConsentClaim(scope, agreed, source[:200], given_at, wording, tuple(missing))  # the wording, verbatim
 
 
 def parse_client_row(
@@ -168,7 +168,7 @@ def parse_client_row(
         email = None
         warnings.append("email is not an address (left out)")
     if phone.e164 is None and email is None:
-        return Rejected(line, "no phone or email")
+        return Rejected(line, "no phone or email", "the email is not an address" if warnings else "")
     birth: date | None = None
     if raw_birth := get("birth_date"):
         try:
@@ -177,7 +177,7 @@ def parse_client_row(
                 raise ValueError("out of range")
         except ValueError:
             birth = None
-            warnings.append("date of birth unreadable (left out)")
+            warnings.append("date of birth unreadable or impossible (left out)")
     claims = []
     general = (get("consent_source"), get("consent_date"), get("consent_wording"))
     specific = (get("marketing_consent_source"), get("marketing_consent_date"), get("marketing_consent_wording"))
@@ -315,11 +315,14 @@ def consent_records(
             notes.append(f"{label}: consent cell not understood (nothing recorded)")
             continue
         if claim.agreed is False:
+            wording = _DEFAULT_OPT_OUT_WORDING[claim.scope]
+            if claim.wording:  # what they were asked and said no to
+                wording += f"; declined: {claim.wording}"
             record = ConsentRecord(
                 ConsentKind.OPT_OUT,
                 ConsentScope.ALL if claim.scope is ConsentScope.TRANSACTIONAL else ConsentScope.MARKETING,
                 ConsentSource.IMPORT,
-                claim.wording or _DEFAULT_OPT_OUT_WORDING[claim.scope],
+                wording,
                 claim.given_at,
                 claim.given_via,
             )

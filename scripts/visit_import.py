@@ -92,17 +92,18 @@ def _catalogue(session: Session, table: str) -> list[Named]:
     return [Named(int(r["id"]), r["slug"], r["name"]) for r in rows]
 
 
-def _clients(session: Session, rows: list[VisitRow]) -> tuple[dict[str, int], dict[str, list[int]]]:
+def _clients(session: Session, rows: list[VisitRow]) -> tuple[dict[str, int], dict[str, list[tuple[int, bool]]]]:
+    """The batch's clients by number, and by email (with whether each has a number)."""
     found = session.execute(
         text("""SELECT id, phone_e164, lower(email) AS email FROM clients
                 WHERE phone_e164 = ANY(CAST(:phones AS text[])) OR lower(email) = ANY(CAST(:emails AS text[]))"""),
         {"phones": sorted({r.phone for r in rows if r.phone}), "emails": sorted({r.email for r in rows if r.email})},
     ).all()
     by_phone = {p: int(i) for i, p, _ in found if p}
-    by_email: dict[str, list[int]] = {}
-    for client_id, _, email in found:
+    by_email: dict[str, list[tuple[int, bool]]] = {}
+    for client_id, phone, email in found:
         if email:
-            by_email.setdefault(email, []).append(int(client_id))
+            by_email.setdefault(email, []).append((int(client_id), bool(phone)))
     return by_phone, by_email
 
 
@@ -188,6 +189,29 @@ def import_visits(args: argparse.Namespace) -> int:
 
     progress = Progress.for_args(len(rows), "importing visits" if args.apply else "checking visits", args)
     clients_seeded: set[int] = set()
+    try:
+        _import_batches(args, clinic, rows, outcome, progress, clients_seeded)
+    except KeyboardInterrupt:
+        progress.finish()
+        done = sum(outcome.actions[a] for a in ("new", "update", "unchanged"))
+        print(f"interrupted: {done:,} visit(s) done in committed batches; run the same command again to continue")
+        raise
+    progress.finish()
+    return _report(args, source, outcome, matched, len(clients_seeded))
+
+
+def _import_batches(
+    args: argparse.Namespace,
+    clinic: Any,
+    rows: list[tuple[VisitRow, Named | None, Named]],
+    outcome: Outcome,
+    progress: Progress,
+    clients_seeded: set[int],
+) -> None:
+    """Match each visit to its client and write it (with --apply), one transaction per batch."""
+    from scripts.common import app_database
+
+    database = app_database()
     for start in range(0, len(rows), args.batch_size):
         batch = rows[start : start + args.batch_size]
         with database.tenant_scope(clinic.id) as session:
@@ -199,7 +223,8 @@ def import_visits(args: argparse.Namespace) -> int:
             for row, service, provider in batch:
                 client_id = by_phone.get(row.phone or "")
                 if client_id is None and row.email:
-                    candidates = by_email.get(row.email, [])
+                    # The same rule as the client list: an email decides only where one side has no number.
+                    candidates = [c for c, has_phone in by_email.get(row.email, []) if not (row.phone and has_phone)]
                     if len(candidates) > 1:
                         outcome.reject(row.row, "email matches several clients", ", ".join(f"#{c}" for c in candidates))
                         continue
@@ -249,8 +274,6 @@ def import_visits(args: argparse.Namespace) -> int:
                         + (f", ${row.amount_cents / 100:,.2f}" if row.amount_cents is not None else "")
                     )
         progress.advance(len(batch))
-    progress.finish()
-    return _report(args, source, outcome, matched, len(clients_seeded))
 
 
 def _report(

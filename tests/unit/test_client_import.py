@@ -236,10 +236,13 @@ def test_a_row_becomes_a_client_with_its_facts() -> None:
 def test_rows_that_cannot_be_imported_say_why() -> None:
     bad_phone = parse(row_of(first="A", mobile="555-0142", email="a@example.com"))
     assert bad_phone == Rejected(2, "invalid phone", "no area code")  # an email does not rescue a wrong number
-    assert parse(row_of(first="B", email="not-an-email")) == Rejected(2, "no phone or email")
+    assert parse(row_of(first="B", email="not-an-email")) == Rejected(
+        2, "no phone or email", "the email is not an address"
+    )
+    assert parse(row_of(first="B")) == Rejected(2, "no phone or email")
     kept = parse(row_of(first="C", mobile="4155550143", email="nope", dob="31/31/1990"))
     assert isinstance(kept, ClientRow) and kept.email is None and kept.birth_date is None
-    assert kept.warnings == ("email is not an address (left out)", "date of birth unreadable (left out)")
+    assert kept.warnings == ("email is not an address (left out)", "date of birth unreadable or impossible (left out)")
 
 
 def test_consent_claims_carry_their_provenance_or_what_is_missing() -> None:
@@ -371,6 +374,9 @@ def test_a_no_is_honoured_without_provenance_unless_the_patient_opted_in_here_si
     records, _ = consent_records([bare_no, claim(M, True)], None)
     assert [(r.kind, r.scope) for r in records] == [(ConsentKind.OPT_OUT, ConsentScope.ALL)]  # and no marketing
     assert records[0].client_changes() == {"consent_state": "opted_out"}
+    assert records[0].wording == "Opted out of texts (from the clinic's client list)"
+    declined = consent_records([claim(M, False)], None)[0][0]
+    assert declined.wording.endswith(f"; declined: {WORDING}") and declined.given_via == "Paper intake form"
     started = ExistingClient(
         4, "+14155550145", consent_state="opted_in", last_opt_in_at=datetime(2026, 1, 1, tzinfo=UTC)
     )
