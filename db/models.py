@@ -9,7 +9,7 @@ global bookkeeping for the scheduler.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -175,6 +176,7 @@ class Client(Base):
     sms_status: Mapped[str] = mapped_column(String(16), server_default="ok")  # ok|invalid|not_mobile
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     notes: Mapped[str] = mapped_column(Text, server_default="")
+    birth_date: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
         UniqueConstraint("clinic_id", "phone_e164"),
@@ -196,6 +198,9 @@ class ConsentEvent(Base):
     scope: Mapped[str] = mapped_column(String(16), server_default="transactional")  # all | transactional | marketing
     source: Mapped[str] = mapped_column(String(32))  # sms_keyword | web_form | staff | carrier | seed
     wording: Mapped[str] = mapped_column(Text, server_default="")
+    # When and where the patient gave it, when that was before it was recorded here (an import's provenance).
+    given_at: Mapped[datetime | None]
+    given_via: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
         CheckConstraint("kind IN ('opt_in','opt_out','help','request')", name="kind_valid"),
@@ -228,11 +233,19 @@ class Appointment(Base):
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str] = mapped_column(Text, server_default="")
     notes: Mapped[str] = mapped_column(Text, server_default="")
+    # What the visit cost the patient (NULL: not recorded; spend segments then count the service's list price).
+    amount_charged_cents: Mapped[int | None] = mapped_column(Integer)
+    # Set when the visit came from an import (``medspa appointments import-visits``): history, not a live visit,
+    # so the automations that follow a visit (aftercare, review request, no-show follow-up) never fire for it.
+    imported_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     __table_args__ = (
         UniqueConstraint("clinic_id", "source_key"),
         CheckConstraint("starts_at < ends_at AND ends_at <= blocked_until", name="times_ordered"),
+        CheckConstraint(
+            "amount_charged_cents IS NULL OR amount_charged_cents >= 0", name="amount_charged_non_negative"
+        ),
         CheckConstraint(
             "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired')",
             name="status_valid",
