@@ -174,11 +174,13 @@ WHERE NOT EXISTS (
 -- appointments: past and upcoming, relative to now() in the clinic's time zone
 INSERT INTO appointments (
   clinic_id, kind, client_id, provider_id, service_id, starts_at, ends_at, blocked_until, status, source_key,
-  deposit_cents, calendar_sync, patient_confirmed_at, cancelled_at, cancel_reason, notes, created_at)
+  deposit_cents, amount_charged_cents, calendar_sync, patient_confirmed_at, cancelled_at, cancel_reason, notes, created_at)
 SELECT current_setting('app.clinic_id')::bigint, 'appointment', cl.id, p.id, s.id, t.starts_at,
   t.starts_at + make_interval(mins => s.duration_min),
   t.starts_at + make_interval(mins => s.duration_min + s.buffer_min),
   v.status, v.source_key, 0,
+  -- what a completed visit was charged (spend segments): a per-unit treatment is about 25 units
+  CASE WHEN v.status = 'completed' THEN s.price_cents * CASE WHEN s.price_note = 'per unit' THEN 25 ELSE 1 END END,
   CASE WHEN v.n > 0 THEN 'pending' ELSE 'none' END,
   CASE WHEN v.status IN ('confirmed', 'completed') THEN t.starts_at - interval '20 hours' END,
   CASE WHEN v.status = 'cancelled' THEN t.starts_at - interval '2 days' END,
@@ -1277,11 +1279,13 @@ WHERE NOT EXISTS (
 -- appointments: past and upcoming, relative to now() in the clinic's time zone
 INSERT INTO appointments (
   clinic_id, kind, client_id, provider_id, service_id, starts_at, ends_at, blocked_until, status, source_key,
-  deposit_cents, calendar_sync, patient_confirmed_at, cancelled_at, cancel_reason, notes, created_at)
+  deposit_cents, amount_charged_cents, calendar_sync, patient_confirmed_at, cancelled_at, cancel_reason, notes, created_at)
 SELECT current_setting('app.clinic_id')::bigint, 'appointment', cl.id, p.id, s.id, t.starts_at,
   t.starts_at + make_interval(mins => s.duration_min),
   t.starts_at + make_interval(mins => s.duration_min + s.buffer_min),
   v.status, v.source_key, 0,
+  -- what a completed visit was charged (spend segments): a per-unit treatment is about 25 units
+  CASE WHEN v.status = 'completed' THEN s.price_cents * CASE WHEN s.price_note = 'per unit' THEN 25 ELSE 1 END END,
   CASE WHEN v.n > 0 THEN 'pending' ELSE 'none' END,
   CASE WHEN v.status IN ('confirmed', 'completed') THEN t.starts_at - interval '20 hours' END,
   CASE WHEN v.status = 'cancelled' THEN t.starts_at - interval '2 days' END,

@@ -5,8 +5,9 @@ and the client's consent columns change together, in the caller's transaction,
 by the rules of ``domain.compliance.ConsentRecord`` (what STOP, START, a
 marketing grant... do).  Callers: the pipeline's keyword handling (psycopg, in
 pipeline mode), the carrier's unsubscribe verdict, staff recording consent
-given in person.  (The webhook app's chat handover writes its ``request`` row
-itself: it imports nothing of ours, and a request changes no state.)
+given in person, a client-list import (``scripts/client_import.py``).  (The
+webhook app's chat handover writes its ``request`` row itself: it imports
+nothing of ours, and a request changes no state.)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from db.engine import driver_connection
 from domain.compliance import NUMBER_SOURCES, ConsentKind, ConsentRecord, ConsentScope
 
 _INSERT = """
-INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording, given_at, given_via)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 # Columns ``ConsentRecord.client_changes`` may set (never interpolated from anywhere else).
 _CLIENT_COLUMNS = frozenset({"consent_state", "marketing_consent"})
@@ -41,7 +42,17 @@ def record_consent(
         conn = driver_connection(conn)
     conn.execute(
         _INSERT,
-        (clinic_id, client_id, phone, record.kind.value, record.scope.value, record.source.value, record.wording),
+        (
+            clinic_id,
+            client_id,
+            phone,
+            record.kind.value,
+            record.scope.value,
+            record.source.value,
+            record.wording,
+            record.given_at,
+            record.given_via,
+        ),
     )
     changes = record.client_changes()
     if client_id is None or not changes:

@@ -50,3 +50,8 @@ def disable_tenant_isolation(conn: Connection, tenant_tables: Iterable[str]) -> 
         conn.execute(text(f"DROP POLICY IF EXISTS {POLICY_NAME} ON {table}"))
     # The role may own nothing but grants; they go with the tables. The role itself is left for other databases.
     conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_ROLE}"))
+
+
+# The staff console also sets the signed-in staff user transaction-locally (console/store.py), so a user can see
+# their own identity and memberships before a clinic is chosen.  Unset means nobody.
+CURRENT_STAFF_USER = "NULLIF(current_setting('app.staff_user_id', true), '')::bigint"

@@ -84,7 +84,8 @@ class SegmentFilter:
     - ``services_had``: had a completed visit for any of these service slugs;
     - ``tags``: carries any of these tags;
     - ``has_future_appointment``: True / False / None (don't care);
-    - ``min_spend_cents``: list price of completed visits adds up to at least this.
+    - ``min_spend_cents``: completed visits' amounts charged (the service's list price where none was
+      recorded) add up to at least this.
     """
 
     last_visit_before: date | None = None

@@ -246,10 +246,12 @@ class ConsentSource(StrEnum):
     STAFF = "staff"  # given in person, recorded by staff (``medspa clients consent``)
     WEB_FORM = "web_form"  # a form on the clinic's site
     SEED = "seed"  # demo data
+    IMPORT = "import"  # a client-list import, carrying where, when and in what words the patient agreed
 
 
-# Where an explicit marketing grant can come from: a record of what the patient agreed to, in their words.
-EXPLICIT_SOURCES = frozenset({ConsentSource.STAFF, ConsentSource.WEB_FORM, ConsentSource.SEED})
+# Where an explicit marketing grant can come from: a record of what the patient agreed to, in their words.  An
+# import is one only with its provenance (``ConsentRecord`` refuses an imported opt-in without it).
+EXPLICIT_SOURCES = frozenset({ConsentSource.STAFF, ConsentSource.WEB_FORM, ConsentSource.SEED, ConsentSource.IMPORT})
 # Who can speak for a phone number that is not (yet) a client's (e.g. the on-call phone): the number itself, its
 # carrier, or staff who met the person.  A web form cannot (anyone can type any number into it).
 NUMBER_SOURCES = frozenset({ConsentSource.SMS_KEYWORD, ConsentSource.CARRIER, ConsentSource.STAFF})
@@ -267,8 +269,27 @@ class ConsentRecord:
     scope: ConsentScope
     source: ConsentSource
     wording: str
+    # When and where the patient gave it, when that was before it is recorded (an import's provenance: the date
+    # and the form or system the client list says it came from).  Recorded as given, never invented.
+    given_at: datetime | None = None
+    given_via: str = ""
 
     def __post_init__(self) -> None:
+        if self.given_at is not None and self.given_at.tzinfo is None:
+            raise ConsentError("when consent was given must be a timezone-aware time")
+        if self.kind is ConsentKind.OPT_IN and self.source is ConsentSource.IMPORT:
+            # An imported "yes" is only as good as its evidence: where, when and what the patient agreed to.
+            missing = [
+                what
+                for what, present in (
+                    ("source", self.given_via.strip()),
+                    ("date", self.given_at),
+                    ("wording", self.wording.strip()),
+                )
+                if not present
+            ]
+            if missing:
+                raise ConsentError(f"imported consent needs its provenance; missing: {', '.join(missing)}")
         if self.kind is ConsentKind.OPT_IN and self.scope is ConsentScope.ALL:
             raise ConsentError("consent is granted per scope (transactional or marketing), never to everything")
         if self.kind is ConsentKind.OPT_OUT and self.scope is ConsentScope.TRANSACTIONAL:

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "scripts.campaigns",
     "scripts.staff",
     "scripts.chat_sessions",
+    "scripts.staff_users",
     "scripts.drills",
 )
 

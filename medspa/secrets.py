@@ -7,6 +7,10 @@ a chat token) or a credential production needs (Twilio: without it replies would
 which prints message bodies) must be present, non-empty, not a placeholder and strong enough; otherwise the
 process prints one line naming the variable and what is wrong (never the value) and exits non-zero.
 
+The staff console (``medspa console``) is checked for more: its own ``CONSOLE_SECRET_KEY`` and an https
+``CONSOLE_PUBLIC_URL`` in production, and — in every environment — an OpenID Connect configuration that is
+complete and valid or absent (``console_oidc_problems``).
+
 In development and test (no accounts, no keys) a random local secret is generated once and kept in the
 git-ignored data folder, so the chat simulator can sign Twilio-format webhooks exactly as Twilio would.
 Production never generates one.
@@ -23,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from medspa.settings import ConfigurationError, Settings, get_settings
 
@@ -191,11 +197,80 @@ def production_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def check_startup(settings: Settings) -> None:
-    """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed."""
+def oidc_allowed_domains(settings: Settings) -> tuple[str, ...]:
+    """CONSOLE_OIDC_ALLOWED_DOMAINS as lower-cased domains (``example.com, @clinic.example`` → two domains)."""
+    raw = settings.console_oidc_allowed_domains or ""
+    return tuple(d.strip().lower().lstrip("@") for d in raw.split(",") if d.strip())
+
+
+def console_oidc_problems(settings: Settings) -> list[str]:
+    """OpenID Connect sign-in is configured completely or not at all, in every environment: half a
+    configuration would otherwise show a sign-in button that fails, or accept any email domain."""
+    parts = {
+        "CONSOLE_OIDC_ISSUER": settings.console_oidc_issuer,
+        "CONSOLE_OIDC_CLIENT_ID": settings.console_oidc_client_id,
+        "CONSOLE_OIDC_CLIENT_SECRET": settings.console_oidc_client_secret,
+        "CONSOLE_OIDC_ALLOWED_DOMAINS": settings.console_oidc_allowed_domains,
+    }
+    if all(value is None for value in parts.values()):
+        return []
+    problems = [
+        f"{name} is unset or empty (OIDC sign-in needs all of {', '.join(parts)})"
+        for name, value in parts.items()
+        if value is None
+    ]
+    issuer = settings.console_oidc_issuer
+    if issuer is not None:
+        split = urlsplit(issuer)
+        if split.scheme not in ("https", "http") or not split.netloc or split.query or split.fragment:
+            problems.append("CONSOLE_OIDC_ISSUER is not an issuer URL (https://host[/path])")
+        elif split.scheme != "https" and settings.production:
+            problems.append("CONSOLE_OIDC_ISSUER must use https in production")
+    if settings.console_oidc_allowed_domains is not None:
+        domains = oidc_allowed_domains(settings)
+        bad = [d for d in domains if "." not in d or "@" in d or " " in d or "*" in d]
+        if not domains or bad:
+            problems.append("CONSOLE_OIDC_ALLOWED_DOMAINS must list email domains (example-clinic.com,...)")
+    for name in ("CONSOLE_OIDC_CLIENT_ID", "CONSOLE_OIDC_CLIENT_SECRET"):
+        value = parts[name]
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is not None and (reason := placeholder_reason(str(raw))):
+            problems.append(f"{name} {reason}")
+    if "openid" not in settings.console_oidc_scopes.split():
+        problems.append("CONSOLE_OIDC_SCOPES must include openid")
+    return problems
+
+
+def console_production_problems(settings: Settings) -> list[str]:
+    """What the staff console needs on top of ``production_problems``: its own signing key and https."""
+    problems: list[str] = []
+    key = settings.console_secret_key
+    if key is None:
+        problems.append(
+            "CONSOLE_SECRET_KEY is unset or empty (it signs staff API tokens and sign-in state; `openssl rand -hex 32`)"
+        )
+    elif reason := (placeholder_reason(key.get_secret_value()) or weak_secret_reason(key.get_secret_value())):
+        problems.append(f"CONSOLE_SECRET_KEY {reason}")
+    elif (
+        settings.chat_token_secret is not None
+        and key.get_secret_value() == settings.chat_token_secret.get_secret_value()
+    ):
+        problems.append("CONSOLE_SECRET_KEY must differ from CHAT_TOKEN_SECRET")
+    if urlsplit(settings.console_public_url).scheme != "https":
+        problems.append("CONSOLE_PUBLIC_URL must be https in production (session cookies are Secure)")
+    return problems
+
+
+def check_startup(settings: Settings, process: str | None = None) -> None:
+    """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed, or (for the
+    staff console, in every environment) when its OIDC configuration is incomplete or invalid."""
+    if process == "console" and (problems := console_oidc_problems(settings)):
+        raise ConfigurationError("console OIDC configuration: " + "; ".join(problems))
     if not settings.production:
         return
     problems = production_problems(settings)
+    if process == "console":
+        problems += console_production_problems(settings)
     if problems:
         raise ConfigurationError("ENVIRONMENT=production but " + "; ".join(problems))
 
@@ -206,7 +281,7 @@ def startup_settings(process: str, settings: Settings | None = None) -> Settings
     Every entry point calls this first, before it opens a socket, a pool or a queue consumer."""
     try:
         settings = settings or get_settings()
-        check_startup(settings)
+        check_startup(settings, process)
     except ConfigurationError as exc:
         print(f"medspa {process}: refusing to start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIGURATION) from None
@@ -249,3 +324,20 @@ def load_webhook_secrets(settings: Settings) -> WebhookSecrets:
     stripe, stripe_dev = pick(settings.stripe_webhook_secret, "stripe_webhook_secret")
     chat, _ = pick(settings.chat_token_secret, "chat_token_secret")
     return WebhookSecrets(twilio, stripe, chat, twilio_dev, stripe_dev)
+
+
+@dataclass(frozen=True)
+class ConsoleSecrets:
+    secret_key: str  # CONSOLE_SECRET_KEY: the root of the console's derived keys (console/keys.py)
+    is_dev: bool
+
+
+def load_console_secrets(settings: Settings) -> ConsoleSecrets:
+    """The staff console's key.  Production: the configured one, checked (never generated).  Development/test:
+    the configured one, else a generated local key in DATA_DIR (so ``medspa staff-users`` and the console agree)."""
+    check_startup(settings, "console")
+    if settings.console_secret_key is not None:
+        return ConsoleSecrets(settings.console_secret_key.get_secret_value(), False)
+    if settings.production:  # unreachable after check_startup
+        raise ConfigurationError("CONSOLE_SECRET_KEY is unset or empty")
+    return ConsoleSecrets(_dev_secret(settings.data_dir, "console_secret_key"), True)

@@ -82,6 +82,29 @@ class Settings(BaseSettings):
     webhook_metrics_host: str = "127.0.0.1"
     webhook_metrics_port: int = 9190
 
+    # ------------------------------------------------------------ staff console (medspa console)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8001
+    console_workers: int = 1
+    # The URL staff open (OIDC redirect URI, cookie security): https in production (Secure, __Host- cookies).
+    console_public_url: str = "http://127.0.0.1:8001"
+    # Signs API access tokens and sign-in state, keys the TOTP secret encryption and the sign-in attempt keys.
+    console_secret_key: SecretStr | None = None  # required in production; dev derives one per data dir
+    console_session_ttl_s: int = 12 * 3600  # a browser session's absolute lifetime
+    console_session_idle_s: int = 3600  # ...and how long it survives without a request
+    console_access_token_max_ttl_s: int = 3600  # API access tokens for integrations live at most this long
+    console_login_max_failures: int = 5  # failed password sign-ins per account within the window → lockout
+    console_login_ip_max_failures: int = 20  # failed password sign-ins per IP address within the window → lockout
+    console_login_window_s: int = 900
+    console_login_lockout_s: int = 900
+    # OpenID Connect sign-in (any provider: Google Workspace, Microsoft Entra ID, Okta, Supabase Auth, ...).
+    console_oidc_issuer: str | None = None  # discovery at {issuer}/.well-known/openid-configuration
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_allowed_domains: str | None = None  # comma-separated email domains; required with OIDC
+    console_oidc_scopes: str = "openid email profile"
+    console_oidc_provider_name: str = "your identity provider"  # the sign-in button's label
+
     # ------------------------------------------------------------ LLM
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

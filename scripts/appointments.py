@@ -132,6 +132,10 @@ def register(subparsers: Any) -> None:
     export.add_argument("--csv", required=True, metavar="FILE", help="CSV file to write ('-' for standard output)")
     export.set_defaults(handler=appointments_export)
 
+    from scripts.visit_import import register_import_visits  # past visits from a booking system: their own module
+
+    register_import_visits(sub)
+
 
 # ---------------------------------------------------------------------------------------------- parsing
 def parse_day(value: str | None, tz: ZoneInfo) -> date:

@@ -61,7 +61,9 @@ def register(subparsers: Any) -> None:
     future = create.add_mutually_exclusive_group()
     future.add_argument("--has-future-appointment", dest="future", action="store_const", const=True)
     future.add_argument("--no-future-appointment", dest="future", action="store_const", const=False)
-    create.add_argument("--min-spend", type=float, help="completed visits' list price adds up to at least $N")
+    create.add_argument(
+        "--min-spend", type=float, help="completed visits' amounts charged (else list price) add up to at least $N"
+    )
     create.add_argument("--rate-cap", type=float, help="at most N messages per second for this campaign")
     create.add_argument("--created-by", default="", help="who is sending (kept on the campaign)")
 

@@ -1,4 +1,5 @@
-"""``medspa clients …``: find a client, see their history, record consent given in person.
+"""``medspa clients …``: find a client, see their history, record consent given in person (import and export of
+a client list: ``scripts/client_import.py``).
 
 PHI (names, phone numbers, message bodies) is printed to the terminal that
 asked for it and nowhere else: these commands log nothing about clients.
@@ -30,7 +31,7 @@ _LIST_SQL = """
 def register(subparsers: Any) -> None:
     clients = subparsers.add_parser(
         "clients",
-        help="list, search and show clients; record consent given in person",
+        help="list, search and show clients; record consent given in person; import/export a client list",
         description="Client lookups for staff. Names and phone numbers are shown here only, never logged.",
     )
     sub = clients.add_subparsers(dest="clients_command", metavar="SUBCOMMAND", required=True)
@@ -88,6 +89,10 @@ def register(subparsers: Any) -> None:
         "--wording", required=True, metavar="TEXT", help="what the client agreed to, as shown or read to them"
     )
     consent.set_defaults(handler=clients_consent)
+
+    from scripts.client_import import register_import_export  # import / export: their own module
+
+    register_import_export(sub)
 
 
 def _rows(clinic_id: int, where: str = "", params: dict[str, Any] | None = None, limit: int = 200) -> list[dict]:
@@ -158,7 +163,7 @@ def clients_show(args: argparse.Namespace) -> int:
             session.execute(
                 text("""SELECT id, name, phone_e164 AS phone, email, timezone, consent_state AS consent,
                            marketing_consent AS marketing, sms_status,
-                           tags, notes, created_at FROM clients WHERE id = :id"""),
+                           tags, notes, birth_date, created_at FROM clients WHERE id = :id"""),
                 {"id": args.client_id},
             )
             .mappings()
@@ -170,7 +175,7 @@ def clients_show(args: argparse.Namespace) -> int:
             dict(r)
             for r in session.execute(
                 text("""SELECT a.id, a.starts_at, a.status, s.name AS service, p.name AS provider, a.deposit_cents,
-                           a.cancel_reason, a.notes
+                           a.cancel_reason, a.notes, a.amount_charged_cents, a.imported_at IS NOT NULL AS imported
                     FROM appointments a LEFT JOIN services s ON s.id = a.service_id
                     JOIN providers p ON p.id = a.provider_id
                     WHERE a.client_id = :id ORDER BY a.starts_at DESC"""),
@@ -200,7 +205,7 @@ def clients_show(args: argparse.Namespace) -> int:
         consent = [
             dict(r)
             for r in session.execute(
-                text("""SELECT created_at, kind, scope, source, wording FROM consent_events
+                text("""SELECT created_at, kind, scope, source, wording, given_at, given_via FROM consent_events
                     WHERE client_id = :id OR (client_id IS NULL AND phone_e164 = :phone) ORDER BY id"""),
                 {"id": args.client_id, "phone": client["phone"]},
             ).mappings()
@@ -219,6 +224,7 @@ def clients_show(args: argparse.Namespace) -> int:
         ("time zone", "timezone"),
         ("tags", "tags"),
         ("notes", "notes"),
+        ("born", "birth_date"),
         ("since", "created_at"),
     ):
         value = local(details[key]) if key == "created_at" else details.get(key)
@@ -227,6 +233,10 @@ def clients_show(args: argparse.Namespace) -> int:
     print(f"\nAppointments ({len(appointments)}):")
     for a in appointments:
         extra = f"  [{a['cancel_reason']}]" if a["cancel_reason"] else ""
+        if a["amount_charged_cents"] is not None:
+            extra += f"  charged ${a['amount_charged_cents'] / 100:,.2f}"
+        if a["imported"]:
+            extra += "  (imported)"
         print(
             f"  #{a['id']}  {local(a['starts_at'])}  {a['status']:<15} {a['service'] or '-'} with "
             f"{a['provider']}{extra}"
@@ -239,7 +249,8 @@ def clients_show(args: argparse.Namespace) -> int:
             print(f"    {local(m['created_at'])} {m['role']:>9}: {m['body']}")
     print(f"\nConsent ledger ({len(consent)}):")
     for e in consent:
-        print(f"  {local(e['created_at'])}  {e['kind']:<8} via {e['source']} ({e['scope']}): {e['wording']}")
+        given = f" [given {local(e['given_at'])} via {e['given_via']}]" if e["given_at"] or e["given_via"] else ""
+        print(f"  {local(e['created_at'])}  {e['kind']:<8} via {e['source']} ({e['scope']}): {e['wording']}{given}")
     return 0
 
 

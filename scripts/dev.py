@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
 
     for name, handler, help_text in (
         ("webhooks", run_webhooks, "run the webhook app (uvicorn)"),
+        ("console", run_console, "run the staff console: web pages and the JSON API (uvicorn)"),
         ("worker", run_worker, "run Dramatiq worker processes"),
         ("scheduler", run_scheduler, "run the scheduler (safe to run more than one)"),
     ):
@@ -59,7 +60,7 @@ def register(subparsers: Any) -> None:
         if name == "worker":
             cmd.add_argument("--processes", type=int, default=None)
             cmd.add_argument("--threads", type=int, default=None)
-        if name == "webhooks":
+        if name in ("webhooks", "console"):
             cmd.add_argument("--port", type=int, default=None)
             cmd.add_argument("--workers", type=int, default=None)
         cmd.set_defaults(handler=handler)
@@ -183,6 +184,32 @@ def run_webhooks(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def run_console(args: argparse.Namespace) -> int:
+    # The same process model as the webhook app, on its own port; checked here first (its production secrets and
+    # OIDC configuration), then again in each uvicorn worker.
+    settings = startup_settings("console")
+    env = _service_env()
+    os.execvpe(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "console.app:create_app",
+            "--host",
+            settings.console_host,
+            "--port",
+            str(args.port or settings.console_port),
+            "--workers",
+            str(args.workers or settings.console_workers),
+            "--no-access-log",
+        ],
+        env,
+    )
+    return 0  # pragma: no cover
+
+
 def _worker_argv(processes: int, threads: int) -> list[str]:
     # Stop within 50 s of SIGTERM (running turns finish first): inside docker-compose's 60 s stop_grace_period.
     return [
@@ -275,6 +302,23 @@ def dev_up(args: argparse.Namespace) -> int:
             env=env | worker_metrics_env(settings),
         ),
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
+        # The staff console on its own port (create the first owner with `medspa staff-users add`).
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "console.app:create_app",
+                "--host",
+                settings.console_host,
+                "--port",
+                str(settings.console_port),
+                "--no-access-log",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+        ),
     ]
     base = env["PUBLIC_BASE_URL"]
     _wait_ready(f"{base}/readyz", processes)
@@ -284,6 +328,7 @@ MedSpa Agent is running.
   Demo clinic website with chat widget:  {base}/demo
   Webhooks:  {base}/webhooks/twilio/sms   {base}/webhooks/chat/...   {base}/webhooks/stripe
   Health:    {base}/healthz   {base}/readyz
+  Staff console: {settings.console_public_url}  (first owner: .venv/bin/medspa staff-users add EMAIL --clinic glow-medspa --role owner)
 Text the clinic from another terminal:   .venv/bin/medspa chat
 Press Ctrl-C to stop.
 """,

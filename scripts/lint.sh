@@ -9,4 +9,4 @@ echo "lint: ruff check"
 echo "lint: ruff format --check"
 "$py/ruff" format --check .
 echo "lint: mypy"
-"$py/mypy" domain db worker webhooks medspa scripts
+"$py/mypy" domain db worker webhooks medspa scripts console

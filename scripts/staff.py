@@ -29,13 +29,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain.agent_state import AgentState
+from domain.staff_access import HANDOFF_URGENCY_ORDER
 from medspa.cli import CommandError, add_clinic_argument
 
 log = logging.getLogger(__name__)
 
 HANDOFF = AgentState.HANDOFF.value
 IDLE = AgentState.IDLE.value
-URGENCY_ORDER = ("emergency", "urgent", "normal", "low")
+URGENCY_ORDER = HANDOFF_URGENCY_ORDER
 PAUSED_REASON = "paused by staff"
 STAFF_REPLY_REASON = "staff took over"
 _ATTENTION_COLUMNS = ["conversation", "why", "urgency", "waiting", "channel", "client", "phone", "reason"]

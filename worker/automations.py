@@ -96,6 +96,12 @@ _BASE = f"""
                         AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
 """
 
+# A visit that happened here, not history brought in by an import (``medspa appointments import-visits``): the
+# texts that follow a visit (aftercare, review request, no-show follow-up) are for those only, however recent the
+# imported date.  The rebook nudge and win-back read the client's last visit, imported or not (the point of
+# importing it), and are marketing: only a client with a marketing grant gets them.
+_LIVE_VISIT = "a.imported_at IS NULL"
+
 # Per kind: extra WHERE conditions on the appointment (binds :now, :start_after, :valid_for, :since).
 _APPOINTMENT_RULES: dict[str, str] = {
     # Booked by staff, phone or web chat in the last half day; an SMS booking was confirmed in its own thread.
@@ -108,12 +114,13 @@ _APPOINTMENT_RULES: dict[str, str] = {
         AND a.created_at <= a.starts_at - :offset""",
     "deposit_reminder": """a.status = 'pending_deposit' AND a.hold_expires_at > :now + interval '2 minutes'
         AND a.created_at + :offset <= :now""",
-    "aftercare": """a.status = 'completed' AND a.ends_at + :offset <= :now AND :now < a.ends_at + :offset + :valid_for""",
-    "review_request": """a.status = 'completed' AND a.ends_at + :offset <= :now
+    "aftercare": f"""a.status = 'completed' AND {_LIVE_VISIT}
+        AND a.ends_at + :offset <= :now AND :now < a.ends_at + :offset + :valid_for""",
+    "review_request": f"""a.status = 'completed' AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
         AND :now < a.ends_at + :offset + :valid_for
         AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.client_id = a.client_id
                           AND r.meta->>'automation' = 'review_request' AND r.created_at > :now - :since)""",
-    "no_show_followup": """a.status = 'no_show' AND a.ends_at + :offset <= :now
+    "no_show_followup": f"""a.status = 'no_show' AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
         AND :now < a.ends_at + :offset + :valid_for""",
 }
 

@@ -176,7 +176,8 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
 
     Binds ``:clinic_id``, ``:tz`` (clinic zone: visit dates are local dates) and
     ``:now`` (for future appointments), plus the filter's own values.  Visits
-    are completed appointments; spend is the list price of those visits.
+    are completed appointments (imported history included); spend is what those visits were charged, the
+    service's list price where no amount was recorded.
     """
     needs_visits = bool(
         segment.last_visit_before or segment.last_visit_after or segment.services_had or segment.min_spend_cents
@@ -187,7 +188,8 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
     join = ""
     if needs_visits:
         head = """WITH visits AS (
-                    SELECT a.client_id, max(a.starts_at) AS last_visit, coalesce(sum(s.price_cents), 0) AS spend,
+                    SELECT a.client_id, max(a.starts_at) AS last_visit,
+                           coalesce(sum(coalesce(a.amount_charged_cents, s.price_cents)), 0) AS spend,
                            array_agg(DISTINCT s.slug::text) FILTER (WHERE s.slug IS NOT NULL) AS slugs
                     FROM appointments a LEFT JOIN services s ON s.id = a.service_id
                     WHERE a.clinic_id = :clinic_id AND a.status = 'completed' AND a.client_id IS NOT NULL

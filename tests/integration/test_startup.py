@@ -137,8 +137,10 @@ def test_an_unfilled_copy_of_the_compose_example_is_refused_by_every_compose_com
     env = _compose_env(tmp_path)
     assert env["ENVIRONMENT"] == "production"
     runs = {
-        name: Run([str(MEDSPA), name], env | {"WEBHOOK_PORT": str(free_port())}, workdir)
-        for name in ("webhooks", "worker", "scheduler")
+        name: Run(
+            [str(MEDSPA), name], env | {"WEBHOOK_PORT": str(free_port()), "CONSOLE_PORT": str(free_port())}, workdir
+        )
+        for name in ("webhooks", "console", "worker", "scheduler")
     }
     runs["python -m worker.scheduler"] = Run([sys.executable, "-m", "worker.scheduler"], env, workdir)
     run_all(list(runs.values()))
@@ -154,6 +156,7 @@ def test_an_unfilled_copy_of_the_compose_example_is_refused_by_every_compose_com
         ):
             assert variable in line, f"{name}: {line}"
         assert "STRIPE_API_KEY" not in line and "OPENAI_API_KEY" not in line, "empty optional keys are unset"
+        assert ("CONSOLE_SECRET_KEY" in line) == (name == "console"), f"{name}: {line}"
         assert "CHANGE_ME" not in run.output, "no value is printed"
 
 

@@ -15,7 +15,7 @@ import yaml
 from medspa.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "webhooks", "worker", "scheduler")
+APP_SERVICES = ("migrate", "webhooks", "console", "worker", "scheduler")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_app_services_wait_for_a_one_shot_migration(compose):
     assert migrate["restart"] == "no"
     assert "MIGRATION_DATABASE_URL" in migrate["environment"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("webhooks", "worker", "scheduler"):
+    for name in ("webhooks", "console", "worker", "scheduler"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
@@ -76,6 +76,8 @@ def test_commands_replicas_healthchecks_and_grace_periods(compose):
     services = compose["services"]
     assert services["webhooks"]["command"] == ["medspa", "webhooks"]
     assert "/healthz" in " ".join(services["webhooks"]["healthcheck"]["test"])
+    assert services["console"]["command"] == ["medspa", "console"]
+    assert "/healthz" in " ".join(services["console"]["healthcheck"]["test"])
     assert services["worker"]["command"] == ["medspa", "worker"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["scheduler"]["command"] == ["medspa", "scheduler"]

@@ -18,6 +18,8 @@ def test_secrets_are_secret_types():
         "stripe_api_key",
         "stripe_webhook_secret",
         "chat_token_secret",
+        "console_secret_key",
+        "console_oidc_client_secret",
     }
     for name in secret_fields:
         assert "SecretStr" in str(Settings.model_fields[name].annotation), name

@@ -1,0 +1,12 @@
+"""The JSON API under /api/v1: framework (``framework.py``), the endpoints by feature, the OpenAPI document."""
+
+from __future__ import annotations
+
+from console.api.framework import ENDPOINTS, EndpointSpec
+
+
+def endpoints() -> list[EndpointSpec]:
+    """Every endpoint (importing the feature modules registers theirs)."""
+    from console.api import admin, clients, content, conversations, me, schedule  # noqa: F401
+
+    return ENDPOINTS
