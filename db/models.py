@@ -482,7 +482,8 @@ class KbChunk(Base):
             postgresql_using="hnsw",
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        Index("ix_kb_chunks_tsv", "tsv", postgresql_using="gin"),
+        # Leads with clinic_id (btree_gin, migration 0006): a clinic's matches without other clinics' rows.
+        Index("ix_kb_chunks_tsv", "clinic_id", "tsv", postgresql_using="gin"),
     )
 
 
