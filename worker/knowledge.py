@@ -226,8 +226,11 @@ def reindex_missing_embeddings(
 # ---------------------------------------------------------------------------------------------- search
 # Full-text candidates come from ``kb_text_search`` (migration 0006): under row-level security ``@@`` is not
 # leakproof, so a plain query could never use the GIN index; the function ranks with the index and returns ids.
-# It ranks at most TEXT_MAX_RANKED chunks per tier (all words, then any word), whatever the size of the base.
+# Its work is bounded whatever the size of the knowledge base: it ranks at most TEXT_MAX_RANKED chunks per tier
+# (all the words, then any of the rarer words), and leaves out of the second tier the words beyond
+# TEXT_MAX_POSTINGS chunks (rarest first) — a word in thousands of a clinic's chunks can't tell them apart.
 TEXT_MAX_RANKED = 200
+TEXT_MAX_POSTINGS = 5000
 # HNSW search breadth (pgvector's default, measured: recall@20 0.88 at 100k synthetic chunks, 0.98 at 10k).  With
 # iterative scans (pgvector >= 0.8) a scan whose nearest rows belong to other clinics keeps going instead of
 # returning too few: "relaxed_order" may return them slightly out of order, so the statement re-sorts.
@@ -236,7 +239,7 @@ _SEARCH_SETTINGS = (
     "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
 )
 _TEXT_HITS = """SELECT chunk_id AS id, row_number() OVER (ORDER BY rank DESC, chunk_id) AS text_rank
-        FROM kb_text_search(%(any_word)s, %(all_words)s, %(candidates)s, %(max_ranked)s)"""
+        FROM kb_text_search(%(any_word)s, %(all_words)s, %(candidates)s, %(max_ranked)s, %(max_postings)s)"""
 _NO_TEXT_HITS = "SELECT NULL::bigint AS id, NULL::bigint AS text_rank WHERE false"
 _VECTOR_HITS = """SELECT ch.id, ch.embedding <=> %(embedding)s::vector AS distance
         FROM kb_chunks ch
@@ -317,6 +320,7 @@ def search_knowledge(
         "all_words": " ".join(words),
         "candidates": CANDIDATES,
         "max_ranked": TEXT_MAX_RANKED,
+        "max_postings": TEXT_MAX_POSTINGS,
         "embedding": _vector_literal(vector) if vector is not None else None,
         "clinic_id": clinic_id,
         "model": embedder.name if embedder is not None else "",
