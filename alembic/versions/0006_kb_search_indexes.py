@@ -137,11 +137,13 @@ BEGIN
     SELECT d.clinic_id, d.lexeme, d.change FROM unnest(clinic_ids, lexemes, changes) d(clinic_id, lexeme, change)
     WHERE d.change > 0
     ON CONFLICT (clinic_id, lexeme) DO UPDATE SET chunks = c.chunks + excluded.chunks;
-    UPDATE kb_lexeme_counts c SET chunks = c.chunks + d.change
-    FROM unnest(clinic_ids, lexemes, changes) d(clinic_id, lexeme, change)
-    WHERE d.change < 0 AND c.clinic_id = d.clinic_id AND c.lexeme = d.lexeme AND c.chunks + d.change > 0;
+    -- Words no chunk contains any more go first; then the others are decremented (the other order would see the
+    -- decremented counts).
     DELETE FROM kb_lexeme_counts c USING unnest(clinic_ids, lexemes, changes) d(clinic_id, lexeme, change)
     WHERE d.change < 0 AND c.clinic_id = d.clinic_id AND c.lexeme = d.lexeme AND c.chunks + d.change <= 0;
+    UPDATE kb_lexeme_counts c SET chunks = c.chunks + d.change
+    FROM unnest(clinic_ids, lexemes, changes) d(clinic_id, lexeme, change)
+    WHERE d.change < 0 AND c.clinic_id = d.clinic_id AND c.lexeme = d.lexeme;
     RETURN NULL;
 END
 $body$
