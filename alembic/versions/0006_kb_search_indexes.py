@@ -60,8 +60,11 @@ FUNCTION = "kb_text_search(text, text, integer, integer, integer)"
 #    word, at least ``max_hits`` chunks' worth).  A word beyond that is in so many of this clinic's chunks that
 #    it can't tell them apart; the vector ranking carries such questions.  On a small knowledge base no word is
 #    left out.
-# Every candidate is ranked against all the words.  ROWS 20: what the search asks for (the planner's default
-# guess of 1,000 made it hash-join the whole table to fetch the candidates' text).
+# Every candidate is ranked against all the words.  The clinic and the queries are scan conditions (a stable
+# expression, sub-selects), not joins to a CTE: in the generic plan cached after a few calls, a joined clinic
+# became a filter after the index (measured: 3,862 rows of another clinic read and dropped per search).
+# ROWS 20: what the search asks for (the planner's default guess of 1,000 made it hash-join the whole table to
+# fetch the candidates' text).
 FUNCTION_SQL = f"""
 CREATE FUNCTION kb_text_search(any_word_query text, all_words_query text, max_hits integer, max_ranked integer,
                                max_postings integer)
@@ -71,27 +74,24 @@ SET search_path = pg_catalog, pg_temp
 AS $body$
     WITH query AS MATERIALIZED (
         SELECT websearch_to_tsquery('english', any_word_query) AS any_word,
-               plainto_tsquery('english', all_words_query) AS all_words,
-               {CURRENT_CLINIC} AS clinic_id
+               plainto_tsquery('english', all_words_query) AS all_words
     ), word_counts AS (
         SELECT w.lexeme, coalesce(c.chunks, 0) AS chunks,
                sum(coalesce(c.chunks, 0)) OVER (ORDER BY coalesce(c.chunks, 0), w.lexeme) AS up_to
-        FROM query q
-        CROSS JOIN unnest(tsvector_to_array(to_tsvector('english', all_words_query))) w(lexeme)
-        LEFT JOIN public.kb_lexeme_counts c ON c.clinic_id = q.clinic_id AND c.lexeme = w.lexeme
-    ), rare_words AS MATERIALIZED (
-        SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS any_rare_word
-        FROM word_counts WHERE up_to - chunks < max_hits OR up_to <= max_postings
+        FROM unnest(tsvector_to_array(to_tsvector('english', all_words_query))) w(lexeme)
+        LEFT JOIN public.kb_lexeme_counts c ON c.clinic_id = {CURRENT_CLINIC} AND c.lexeme = w.lexeme
     ), all_word_hits AS MATERIALIZED (
-        SELECT ch.id, ts_rank(ch.tsv, q.any_word) AS rank
-        FROM public.kb_chunks ch, query q
-        WHERE ch.clinic_id = q.clinic_id AND ch.tsv @@ q.all_words
+        SELECT ch.id, ts_rank(ch.tsv, (SELECT any_word FROM query)) AS rank
+        FROM public.kb_chunks ch
+        WHERE ch.clinic_id = {CURRENT_CLINIC} AND ch.tsv @@ (SELECT all_words FROM query)
         LIMIT max_ranked
     ), rare_word_hits AS (
-        SELECT ch.id, ts_rank(ch.tsv, q.any_word) AS rank
-        FROM public.kb_chunks ch, query q, rare_words r
+        SELECT ch.id, ts_rank(ch.tsv, (SELECT any_word FROM query)) AS rank
+        FROM public.kb_chunks ch
         WHERE (SELECT count(*) FROM all_word_hits) < max_hits
-          AND ch.clinic_id = q.clinic_id AND ch.tsv @@ r.any_rare_word
+          AND ch.clinic_id = {CURRENT_CLINIC}
+          AND ch.tsv @@ (SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery FROM word_counts
+                         WHERE up_to - chunks < max_hits OR up_to <= max_postings)
         LIMIT max_ranked
     )
     SELECT id, max(rank) FROM (SELECT * FROM all_word_hits UNION ALL SELECT * FROM rare_word_hits) hits
