@@ -508,8 +508,21 @@ class KbChunk(Base):
             postgresql_using="hnsw",
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        Index("ix_kb_chunks_tsv", "tsv", postgresql_using="gin"),
+        # Leads with clinic_id (btree_gin, migration 0011): a clinic's matches without other clinics' rows.
+        Index("ix_kb_chunks_tsv", "clinic_id", "tsv", postgresql_using="gin"),
     )
+
+
+class KbLexemeCount(Base):
+    """How many of a clinic's chunks contain each word (stemmed lexeme), kept by triggers on ``kb_chunks``
+    (migration 0011).  Knowledge search leaves out of its any-word ranking the words too common to tell chunks
+    apart — what inverse document frequency does in other engines — so its work stays bounded at any size."""
+
+    __tablename__ = "kb_lexeme_counts"
+    # No foreign key: rows follow the chunks' triggers, also while a clinic's deletion cascades.
+    clinic_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunks: Mapped[int] = mapped_column(Integer)
 
 
 # ------------------------------------------------------------------ automations and campaigns
