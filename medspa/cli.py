@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "scripts.campaigns",
     "scripts.staff",
     "scripts.drills",
+    "scripts.eval",
 )
 
 
