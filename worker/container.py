@@ -126,7 +126,9 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     return max(2, threads or settings.worker_threads)
 
 
-def build_model(settings: Settings) -> ChatModel:
+def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
+    """The chat model for this process; the offline policy gets its understanding (local sentence embeddings
+    over labelled examples, see ``worker/understanding.py``) from ``embedder`` when that is the local model."""
     provider = settings.model_provider
     if provider == "auto":
         provider = "openai" if settings.openai_enabled else "offline"
@@ -146,8 +148,10 @@ def build_model(settings: Settings) -> ChatModel:
 
         return BenchModel(latency_ms=settings.bench_model_latency_ms)
     from domain.offline_policy import OfflinePolicy
+    from worker.understanding import build_intent_classifier, local_nlu_embedder
 
-    return OfflinePolicy()
+    nlu_embedder = local_nlu_embedder(embedder, allow_local=settings.local_embeddings)
+    return OfflinePolicy(nlu=build_intent_classifier(nlu_embedder, warm=True))
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
@@ -202,13 +206,13 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         )
     else:
         calendar = console.DatabaseOnlyCalendar()
-    model = build_model(settings)
     embedder = build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         openai_base_url=settings.openai_base_url,
         model=settings.openai_embedding_model,
         allow_local=settings.local_embeddings,
     )
+    model = build_model(settings, embedder)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
         settings=settings,

@@ -231,6 +231,18 @@ def _or_query(query: str) -> str:
     return " or ".join(w for w in words if len(w) > 1 and w != "or")
 
 
+def _passage(best: int, details: dict[int, Any], chunk_score: dict[int, float]) -> str:
+    """The article's best matching chunk and its next best matching one (in article order): a long article's
+    answer is often in its second chunk (issue 14: quote the relevant sentences, not the wrong chunk)."""
+    doc = details[best].document_id
+    others = sorted(
+        (c for c in chunk_score if c != best and c in details and details[c].document_id == doc),
+        key=lambda c: -chunk_score[c],
+    )
+    chosen = [best, *others[:1]]
+    return "\n\n".join(details[c].content for c in sorted(chosen, key=lambda c: details[c].chunk_index))
+
+
 def search_knowledge(
     database: Database,
     clinic_id: int,
@@ -290,7 +302,7 @@ def search_knowledge(
             row.id: row
             for row in session.execute(
                 text(
-                    """SELECT ch.id, ch.document_id, ch.content, d.slug, d.title
+                    """SELECT ch.id, ch.document_id, ch.chunk_index, ch.content, d.slug, d.title
                        FROM kb_chunks ch JOIN kb_documents d ON d.id = ch.document_id
                        WHERE ch.id = ANY(:ids)"""
                 ),
@@ -316,7 +328,7 @@ def search_knowledge(
             chunk_id=cid,
             slug=details[cid].slug,
             title=details[cid].title,
-            snippet=details[cid].content,
+            snippet=_passage(cid, details, chunk_score),
             score=scores[cid],
             text_rank=text_rank.get(cid),
             vector_rank=vector_rank.get(cid),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from db.engine import Database
+from domain.offline_policy import OfflinePolicy
 from domain.ports import Embedder
 from tests.support.scenarios import (
     CATEGORIES,
@@ -25,6 +26,7 @@ from tests.support.scenarios import (
 from worker.integrations.console import DatabaseOnlyCalendar, LocalTestPayments
 from worker.integrations.embedders import LocalMiniLMEmbedder
 from worker.knowledge import reindex_missing_embeddings
+from worker.understanding import build_intent_classifier
 
 SCENARIOS = load_scenarios()
 
@@ -45,14 +47,20 @@ def test_there_are_enough_scenarios() -> None:
     assert {s.get("failure_class") for s in SCENARIOS} - {None} <= set(FAILURE_CLASSES)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
-def test_scenario_direct(scenario: dict[str, Any], database: Database, scenario_embedder: Embedder) -> None:
-    from domain.offline_policy import OfflinePolicy
+@pytest.fixture(scope="module")
+def offline_policy(scenario_embedder: Embedder) -> OfflinePolicy:
+    """The offline policy as the worker builds it: understanding by the shipped examples and the local model."""
+    return OfflinePolicy(nlu=build_intent_classifier(scenario_embedder, warm=True, announce=False))
 
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+def test_scenario_direct(
+    scenario: dict[str, Any], database: Database, scenario_embedder: Embedder, offline_policy: OfflinePolicy
+) -> None:
     run = run_scenario_direct(
         scenario,
         database,
-        model=OfflinePolicy(),
+        model=offline_policy,
         payments=LocalTestPayments("http://127.0.0.1:8000"),
         calendar=DatabaseOnlyCalendar(),
         embedder=scenario_embedder,

@@ -153,8 +153,10 @@ def validate_scenario(scenario: dict[str, Any]) -> list[str]:
     if scenario.get("failure_class") not in (None, *FAILURE_CLASSES):
         problems.append(f"failure_class must be one of {FAILURE_CLASSES}")
     for index, turn in enumerate(scenario.get("turns") or []):
-        if not (turn.get("send") or turn.get("send_all")):
-            problems.append(f"turn {index + 1} sends nothing")
+        sent = turn.get("send_all") or [turn.get("send")]
+        if not all(isinstance(m, str) and m for m in sent):
+            # YAML reads a bare yes/no/on/off as a boolean: quote messages like "yes".
+            problems.append(f"turn {index + 1} must send text (quote YAML words like yes/no): {sent!r}")
     return problems
 
 

@@ -160,10 +160,11 @@ def test_price_questions_look_up_each_service_in_parallel() -> None:
     assert "$14 per unit" in (final.content or "") and "$750 per syringe" in (final.content or "")
 
 
-def test_faq_answers_from_the_top_snippet_and_cites_it() -> None:
+def test_faq_quotes_the_relevant_sentence_of_the_top_snippet_and_cites_it() -> None:
     policy, convo = OfflinePolicy(), Conversation("does it hurt?")
     first = convo.step(policy, ctx())
-    assert calls(first) == [("search_knowledge", {"query": "does it hurt?"})]
+    # The patient's words, with the clinic's words for what is asked (articles say "numbing", not "hurt").
+    assert calls(first) == [("search_knowledge", {"query": "does it hurt? pain numbing comfort feel"})]
     convo.answer(
         first,
         {
@@ -177,6 +178,7 @@ def test_faq_answers_from_the_top_snippet_and_cites_it() -> None:
         },
     )
     final = convo.step(policy, ctx())
+    # The relevant sentences of the snippet (a short one keeps the sentence after it), with the article's title.
     assert final.content == "We apply numbing cream first. It takes 20 minutes. (From our guide: Comfort and numbing)"
 
 
