@@ -64,7 +64,8 @@ def eval_stack(model: str, *, openai_fake: bool) -> Iterator[Any]:
     if model == "offline":
         overrides |= {"model_provider": "offline", "openai_api_key": None}
     elif openai_fake:
-        overrides |= {"model_provider": "openai"}  # the stack's fake key and base URL
+        # The stack's fake key and base URL; the knowledge base keeps the local vectors the offline runs use.
+        overrides |= {"model_provider": "openai", "embeddings_provider": "local"}
     else:
         from medspa.settings import Settings
 
@@ -77,6 +78,8 @@ def eval_stack(model: str, *, openai_fake: bool) -> Iterator[Any]:
             "openai_base_url": real.openai_base_url,
             "openai_model": real.openai_model,
             "model_deadline_s": real.model_deadline_s,
+            "embeddings_provider": real.embeddings_provider,
+            "openai_embedding_model": real.openai_embedding_model,
         }
     _progress("starting embedded Postgres and Redis (migrate + seed)")
     infra, data_dir = start_test_infrastructure()

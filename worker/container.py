@@ -150,7 +150,9 @@ def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatMod
     from domain.offline_policy import OfflinePolicy
     from worker.understanding import build_intent_classifier, local_nlu_embedder
 
-    nlu_embedder = local_nlu_embedder(embedder, allow_local=settings.local_embeddings)
+    nlu_embedder = local_nlu_embedder(
+        embedder, allow_local=settings.local_embeddings and settings.embeddings_provider != "none"
+    )
     return OfflinePolicy(nlu=build_intent_classifier(nlu_embedder, warm=True))
 
 
@@ -158,7 +160,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
     from domain.agent_loop import AgentBrain
     from worker.integrations import console
-    from worker.integrations.embedders import build_embedder
+    from worker.integrations.embedders import embedder_for
 
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
@@ -206,12 +208,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         )
     else:
         calendar = console.DatabaseOnlyCalendar()
-    embedder = build_embedder(
-        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url,
-        model=settings.openai_embedding_model,
-        allow_local=settings.local_embeddings,
-    )
+    embedder = embedder_for(settings)
     model = build_model(settings, embedder)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
