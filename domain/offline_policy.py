@@ -1667,9 +1667,7 @@ class _Decider:
                 candidates.append(sentence)
                 origin.setdefault(sentence, title)
                 # The best-ranked article first; an article about the service asked about counts as naming it.
-                named_here = sentence.startswith("[") or any(
-                    re.search(rf"(?<![a-z]){re.escape(a)}(?![a-z])", sentence.lower()) for a in asked
-                )
+                named_here = any(re.search(rf"(?<![a-z]){re.escape(a)}(?![a-z])", sentence.lower()) for a in asked)
                 bonus.setdefault(sentence, (0.2, 0.08, 0.0)[rank] + (0.35 if about_service and not named_here else 0.0))
         for service in services[:1]:
             step = details.get(service)
