@@ -53,7 +53,13 @@ from domain.timeparse import DAY_END, DAY_START, Shift, WhenSpec, parse_shift, p
 
 NAME = "offline-rules"
 
+
 # --------------------------------------------------------------------------------------------- vocabulary
+def _wordset(words: str) -> frozenset[str]:
+    """A set of words written as one space-separated string (long vocabularies stay readable)."""
+    return frozenset(words.split())
+
+
 _CANCEL = re.compile(r"\b(cancel|cancell?ing|cancelar|cancela|anular|cant make it|can not make it|wont make it)\b")
 _RESCHEDULE = re.compile(
     r"\b(reschedul\w*|re schedul\w*|move (my|the|it)|change (my|the) (appointment|appt|booking|time|cita)|"
@@ -146,243 +152,25 @@ _ORDINALS = {
     "tercera": 2,
 }
 # Words after "I'm" / "it's" / "call me" that are not names (issue 14: "I'm pregnant" is not a name).
-_NOT_NAMES = frozenset(
-    [
-        "here",
-        "interested",
-        "looking",
-        "wondering",
-        "not",
-        "so",
-        "just",
-        "a",
-        "the",
-        "going",
-        "trying",
-        "free",
-        "available",
-        "new",
-        "back",
-        "running",
-        "late",
-        "sorry",
-        "good",
-        "fine",
-        "pregnant",
-        "allergic",
-        "breastfeeding",
-        "nursing",
-        "expecting",
-        "thinking",
-        "curious",
-        "planning",
-        "hoping",
-        "ready",
-        "nervous",
-        "scared",
-        "worried",
-        "excited",
-        "happy",
-        "sure",
-        "ok",
-        "okay",
-        "also",
-        "still",
-        "currently",
-        "on",
-        "off",
-        "in",
-        "at",
-        "from",
-        "with",
-        "your",
-        "my",
-        "his",
-        "her",
-        "their",
-        "calling",
-        "texting",
-        "writing",
-        "messaging",
-        "asking",
-        "due",
-        "taking",
-        "diabetic",
-        "sick",
-        "ill",
-        "booked",
-        "coming",
-        "getting",
-        "having",
-        "doing",
-        "feeling",
-        "over",
-        "under",
-        "about",
-        "around",
-        "almost",
-        "only",
-        "really",
-        "very",
-        "super",
-        "kinda",
-        "kind",
-        "sort",
-        "totally",
-        "definitely",
-        "probably",
-        "maybe",
-        "actually",
-        "literally",
-        "basically",
-        "honestly",
-        "out",
-        "home",
-        "away",
-        "busy",
-        "stuck",
-        "confused",
-        "unsure",
-        "considering",
-        "wanting",
-        "needing",
-        "hungry",
-        "tired",
-        "fine",
-        "great",
-        "well",
-        "alright",
-        "allright",
-        "cool",
-        "glad",
-        "this",
-        "that",
-        "there",
-        "what",
-        "who",
-        "when",
-        "where",
-        "how",
-        "why",
-        "able",
-        "unable",
-        "afraid",
-        "after",
-        "before",
-        "both",
-        "either",
-        "neither",
-        "if",
-        "anyway",
-        "any",
-        "some",
-        "no",
-        "yes",
-        "yeah",
-        "yep",
-        "hi",
-        "hello",
-        "hey",
-        "urgent",
-        "important",
-        "please",
-        "pls",
-        "asap",
-        "tomorrow",
-        "today",
-        "tonight",
-        "later",
-        "soon",
-        "now",
-        "then",
-        "again",
-        "too",
-        "still",
-        "interested",
-        "interested",
-        "wonder",
-        "reaching",
-        "following",
-        "regarding",
-        "re",
-        "following",
-        "in",
-        "interested",
-        "open",
-        "closed",
-        "dr",
-        "doctor",
-        "patient",
-        "client",
-        "returning",
-        "first",
-        "second",
-        "new",
-        "existing",
-        "male",
-        "female",
-        "single",
-        "married",
-        "engaged",
-        "divorced",
-        "vegan",
-        "vegetarian",
-        "pretty",
-        "gonna",
-        "going",
-        "gunna",
-        "bout",
-        "tryna",
-        "wanna",
-        "lol",
-        "btw",
-        "and",
-        "thanks",
-        "thank",
-        "thx",
-        "ty",
-        "cool",
-        "perfect",
-        "awesome",
-        "sounds",
-        "nope",
-        "nah",
-        "bye",
-        "kk",
-        "xx",
-        "xo",
-        "x",
-        "sure",
-        "good",
-        "great",
-    ]
+_NOT_NAMES = _wordset(
+    "here interested looking wondering not so just a the going trying free available new back running "
+    "late sorry good fine pregnant allergic breastfeeding nursing expecting thinking curious planning "
+    "hoping ready nervous scared worried excited happy sure ok okay also still currently on off in at "
+    "from with your my his her their calling texting writing messaging asking due taking diabetic sick "
+    "ill booked coming getting having doing feeling over under about around almost only really very super "
+    "kinda kind sort totally definitely probably maybe actually literally basically honestly out home "
+    "away busy stuck confused unsure considering wanting needing hungry tired fine great well alright "
+    "allright cool glad this that there what who when where how why able unable afraid after before both "
+    "either neither if anyway any some no yes yeah yep hi hello hey urgent important please pls asap "
+    "tomorrow today tonight later soon now then again too still interested interested wonder reaching "
+    "following regarding re following in interested open closed dr doctor patient client returning first "
+    "second new existing male female single married engaged divorced vegan vegetarian pretty gonna going "
+    "gunna bout tryna wanna lol btw and thanks thank thx ty cool perfect awesome sounds nope nah bye kk "
+    "xx xo x sure good great"
 )
-_CALL_ME_NOT = frozenset(
-    [
-        "back",
-        "asap",
-        "please",
-        "pls",
-        "now",
-        "later",
-        "when",
-        "at",
-        "tomorrow",
-        "today",
-        "tonight",
-        "on",
-        "after",
-        "before",
-        "if",
-        "about",
-        "sometime",
-        "anytime",
-        "soon",
-        "right",
-        "again",
-        "instead",
-        "first",
-    ]
+_CALL_ME_NOT = _wordset(
+    "back asap please pls now later when at tomorrow today tonight on after before if about sometime "
+    "anytime soon right again instead first"
 )
 _NAME_WORD = r"[A-Za-z][A-Za-z'\-]{0,24}"
 
@@ -1589,7 +1377,7 @@ class _Decider:
         words = [w for w in _norm(first).split() if w not in _QUESTION_WORDS and len(w) > 2]
         return " ".join(words[:4])
 
-    def compose(self, plan: list[tuple[str, str]], services: list[str]) -> str:
+    def compose(self, plan: list[tuple[str, str]], services: list[str]) -> Decision:
         view = self.view
         details = {str(s.arguments.get("service")): s for s in view.done("get_service_details")}
         results: list[tuple[str, dict[str, Any]]] = []  # (query, result)
@@ -1608,12 +1396,12 @@ class _Decider:
                 continue
             if kind in ("price", "offer", "duration", "deposit"):
                 for service in services[:3]:
-                    step = details.get(service)
-                    if step is None or (kind in ("price", "offer") and (service, "price") in priced):
+                    found = details.get(service)
+                    if found is None or (kind in ("price", "offer") and (service, "price") in priced):
                         continue
                     answers.append(
                         _service_sentence(
-                            step, kind, with_name=len(services) > 1 or not said_service, compact=len(plan) > 1
+                            found, kind, with_name=len(services) > 1 or not said_service, compact=len(plan) > 1
                         )
                     )
                     said_service = True
@@ -1733,59 +1521,12 @@ def _pending_from_step(step: _Step) -> dict[str, Any]:
     }
 
 
-_QUESTION_WORDS = frozenset(
-    [
-        "what",
-        "whats",
-        "how",
-        "hows",
-        "when",
-        "where",
-        "why",
-        "who",
-        "which",
-        "is",
-        "are",
-        "do",
-        "does",
-        "did",
-        "can",
-        "could",
-        "will",
-        "would",
-        "should",
-        "included",
-        "include",
-        "about",
-        "tell",
-        "the",
-        "your",
-        "you",
-        "for",
-        "with",
-        "and",
-        "much",
-        "many",
-    ]
+_QUESTION_WORDS = _wordset(
+    "what whats how hows when where why who which is are do does did can could will would should included "
+    "include about tell the your you for with and much many"
 )
-_POLICY_NOUNS = frozenset(
-    [
-        "deposit",
-        "deposits",
-        "fee",
-        "fees",
-        "refund",
-        "cancel",
-        "cancellation",
-        "reschedule",
-        "parking",
-        "park",
-        "hours",
-        "insurance",
-        "payment",
-        "pay",
-        "late",
-    ]
+_POLICY_NOUNS = _wordset(
+    "deposit deposits fee fees refund cancel cancellation reschedule parking park hours insurance payment pay late"
 )
 
 

@@ -288,10 +288,10 @@ def mentions_in(text: str) -> dict[str, Mention | None]:
         negated = re.search(r"\bnot (?:allergic|alergic)\b|\bno (?:known )?allerg", clause)
         if allergy and not negated and not _about_someone_else(clause, allergy.start()):
             found["allergy"] = Mention("allergy", detail=allergy.group("what").strip())
-        for pattern in _AGE:
-            m = pattern.search(clause)
-            if m and not _about_someone_else(clause, m.start()):
-                age = int(m.group(1))
+        for age_pattern in _AGE:
+            found_age = age_pattern.search(clause)
+            if found_age and not _about_someone_else(clause, found_age.start()):
+                age = int(found_age.group(1))
                 if 5 <= age <= 99:
                     found["age"] = Mention("age", detail=str(age), age=age)
                 break

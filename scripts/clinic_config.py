@@ -119,7 +119,7 @@ def parse_week(value: Any) -> dict[str, list[list[str]]]:
     unknown = [str(k) for k in value if str(k).lower()[:3] not in DAYS or len(str(k)) < 3]
     if unknown:
         raise ValueError(f"unknown day {unknown[0]!r} (use mon, tue, wed, thu, fri, sat, sun)")
-    week = {day: [] for day in DAYS}
+    week: dict[str, list[list[str]]] = {day: [] for day in DAYS}
     for key, ranges in value.items():
         week[str(key).lower()[:3]] = parse_ranges(ranges)
     return week
@@ -577,15 +577,16 @@ def read_state(session: Session, slug: str) -> ClinicState | None:
         }
     services: dict[str, dict[str, Any]] = {}
     inactive_services: set[str] = set()
-    for r in session.execute(
+    for service_row in session.execute(
         text(f"SELECT slug, active, {', '.join(SERVICE_FIELDS)} FROM services WHERE clinic_id = :c ORDER BY id"),
         {"c": clinic_id},
     ).mappings():
-        if not r["active"]:
-            inactive_services.add(r["slug"])
+        if not service_row["active"]:
+            inactive_services.add(service_row["slug"])
             continue
-        services[r["slug"]] = {
-            f: (list(r[f] or []) if f in ("synonyms", "contraindications") else r[f]) for f in SERVICE_FIELDS
+        services[service_row["slug"]] = {
+            f: (list(service_row[f] or []) if f in ("synonyms", "contraindications") else service_row[f])
+            for f in SERVICE_FIELDS
         }
     automations = {
         r.kind: {"enabled": bool(r.enabled), "template": r.template, "settings": dict(r.settings or {})}

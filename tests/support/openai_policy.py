@@ -57,7 +57,8 @@ def context_from_prompt(system: str) -> TurnContext:
     name = None
     if (found := _PATIENT.search(system)) is not None and found["name"] != "unknown":
         name = found["name"]
-    state, slots = "idle", {}
+    state: str = "idle"
+    slots: dict[str, Any] = {}
     if (found := _STATE.search(system)) is not None:
         state = found["state"]
         slots = {} if found["slots"] == "none" else json.loads(found["slots"])

@@ -347,7 +347,8 @@ def run_scenario_direct(
         )
     brain = AgentBrain(model)
     now = datetime.fromisoformat(scenario["clock"])
-    state, slots = "idle", {}
+    state: str = "idle"
+    slots: dict[str, Any] = {}
     history: list[ChatMessage] = []
     seq = 0
     for turn in scenario["turns"]:
