@@ -16,6 +16,7 @@ from domain.ports import Embedder
 from tests.support.scenarios import (
     CATEGORIES,
     FAILURE_CLASSES,
+    as_pytest_params,
     check_run,
     load_scenarios,
     reset_patient,
@@ -53,7 +54,7 @@ def offline_policy(scenario_embedder: Embedder) -> OfflinePolicy:
     return OfflinePolicy(nlu=build_intent_classifier(scenario_embedder, warm=True, announce=False))
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", as_pytest_params(SCENARIOS))
 def test_scenario_direct(
     scenario: dict[str, Any], database: Database, scenario_embedder: Embedder, offline_policy: OfflinePolicy
 ) -> None:
@@ -88,7 +89,7 @@ def scenario_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory, scenari
         yield stack
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", as_pytest_params(SCENARIOS))
 def test_scenario_through_webhook_and_worker(scenario: dict[str, Any], scenario_stack: Any) -> None:
     run = run_scenario_stack(scenario, scenario_stack)
     try:

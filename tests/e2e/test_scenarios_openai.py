@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.scenarios import check_run, load_scenarios, reset_patient, run_scenario_stack, transcript
+from tests.support.scenarios import (
+    as_pytest_params,
+    check_run,
+    load_scenarios,
+    reset_patient,
+    run_scenario_stack,
+    transcript,
+)
 
 SCENARIOS = load_scenarios()
 
@@ -42,7 +49,7 @@ def openai_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield stack
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", as_pytest_params(SCENARIOS))
 def test_scenario_through_the_openai_path(scenario: dict[str, Any], openai_stack: Any) -> None:
     run = run_scenario_stack(scenario, openai_stack)
     try:
