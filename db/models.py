@@ -144,6 +144,8 @@ class Service(Base):
     prep_instructions: Mapped[str] = mapped_column(Text, server_default="")
     rebook_interval_days: Mapped[int | None] = mapped_column(Integer)
     synonyms: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    # The clinic's screening rules (domain.screening.Contraindication as JSON): [{"condition", "position", ...}]
+    contraindications: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     __table_args__ = (
         UniqueConstraint("clinic_id", "slug"),

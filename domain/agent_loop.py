@@ -35,7 +35,7 @@ from domain.conversation import (
     TurnWithdrawn,
 )
 from domain.ports import ChatMessage, ChatModel, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
-from domain.prompt import build_system_prompt
+from domain.prompt import build_system_prompt, holiday_dates
 from domain.replies import DEFAULT_SMS_LIMIT, shape_sms_reply
 from domain.safety import detect_emergency, detect_injection, emergency_reply
 from domain.tools import CONFIRMED_TOOLS, TOOL_MODELS, ToolArgumentError, parse_arguments, shared_tool_definitions
@@ -186,8 +186,9 @@ class AgentBrain:
             log.warning("prompt injection suspected conversation_id=%s trace=%s", turn.conversation_id, turn.trace_id)
 
         pending = slots.get("pending_action") if isinstance(slots.get("pending_action"), dict) else None
-        affirmative = bool(pending) and is_affirmative(incoming)
-        if pending and is_negative(incoming):
+        action = str(pending.get("action") or "") if pending else None
+        affirmative = bool(pending) and is_affirmative(incoming, action)
+        if pending and is_negative(incoming, action):
             slots.pop("pending_action", None)
             pending = None
             state = next_state(state, AgentEvent.DECLINED)
@@ -196,6 +197,9 @@ class AgentBrain:
         else:
             state = next_state(state, AgentEvent.MESSAGE)
         ts = _TurnState(state=state, slots=slots, pending_at_start=pending, affirmative=affirmative)
+        # What the model was told at the start of the turn (an LLM reads the same in its system prompt); this turn's
+        # tool results reach it as messages.
+        turn_slots = dict(slots)
 
         messages = self._messages(turn, ts)
         transcript: list[ChatMessage] = []
@@ -212,7 +216,10 @@ class AgentBrain:
                     clinic_timezone=turn.clinic.timezone,
                     now=turn.now,
                     agent_state=ts.state.value,
-                    slots=dict(ts.slots),
+                    slots=turn_slots,
+                    patient_name=turn.patient.name,
+                    business_hours=dict(turn.clinic.business_hours or {}),
+                    holidays=holiday_dates(turn.clinic.holidays),
                 )
                 started = time.monotonic()
                 reply: ModelReply = self.model.complete(messages, shared_tool_definitions(allowed), context)

@@ -219,17 +219,30 @@ _EMOJI_WORDS = {
 }
 _AFFIRMATIVE_CORE = _wordset(
     "yes y yep yeah yea ya yup yess yesss sure confirm confirmed ok okay k kk okk c correct absolutely definitely "
-    "perfect great good works si claro dale vale bueno confirmo affirmative alright aight"
+    "perfect great good works si claro dale vale bueno confirmo affirmative alright aight lovely fine"
 )
 _AFFIRMATIVE_FILLER = _wordset(
     "please pls plz thanks thank you thx ty that thats it sounds for me book do go ahead lets is fine great "
     "perfect good all set works yes por favor gracias esta bien a really very much so super just will ill be "
-    "there see then exactly right cool awesome"
+    "there see then exactly right cool awesome and one lock in sounds thing of course totally love"
 )
+# Words that name the proposed action: part of a yes to *that* proposal ("yep go ahead and cancel",
+# "sure, book that one", "yes please move it", "sí, cancélala"), never a new request for the same action.
+ACTION_WORDS: dict[str, frozenset[str]] = {
+    "book": _wordset("book booking booked schedule reserve grab take it in reservala agendala my appointment appt"),
+    "cancel": _wordset(
+        "cancel cancelled canceled cancellation cancela cancelala cancelar anular anulala it my appointment appt "
+        "booking the cita mi la"
+    ),
+    "reschedule": _wordset(
+        "move moved reschedule rescheduled switch it my appointment appt booking the muevela cambiala cita mi la"
+    ),
+    "deposit": _wordset("send link it deposit the me"),
+}
 _NEGATIVE_CORE = _wordset("no n nope nah na negative nevermind nvm cancel dont not never")
 _NEGATIVE_FILLER = _wordset(
     "thanks thank you thx ty please pls yet now today mind gracias its ok okay that it do book want to i sorry "
-    "actually right maybe later never not no nope anymore dont go ahead with"
+    "actually right maybe later never not no nope anymore dont go ahead with wait keep hmm hm hmm umm um uh erm"
 )
 _NEGATIVE_PHRASES = frozenset({"maybe later", "maybe another time", "hold off", "let me think", "ill pass", "pass"})
 # Words that turn a yes/no into a counter-proposal or a question.
@@ -251,32 +264,48 @@ def _words(text: str) -> tuple[list[str], bool]:
     return _NON_WORD.sub(" ", plain).split(), question
 
 
-def is_affirmative(text: str) -> bool:
+def is_affirmative(text: str, action: str | None = None) -> bool:
     """A plain yes to a proposal: "yes", "yep!", "sounds good", "👍", "sí", "C".
 
-    Anything that adds a condition, a question or another time ("yes but can we
-    do 4 instead", "ok?") is not a plain yes: the dialogue continues.
+    With the pending proposal's ``action`` ("book", "cancel", "reschedule", "deposit"), words naming that action
+    belong to the yes: "yep go ahead and cancel", "sure, book that one", "yes please move it".  Anything that adds
+    a condition, a question or another time ("yes but can we do 4 instead", "ok?") is not a plain yes: the
+    dialogue continues.
     """
     words, question = _words(text)
     if not words or question:
         return False
-    if any(w in _CONTINUATION or w in _NEGATIVE_CORE for w in words):
+    action_words = ACTION_WORDS.get(action or "", frozenset())
+    rest = [w for w in words if w not in action_words]
+    if any(w in _CONTINUATION or w in _NEGATIVE_CORE for w in rest):
         return False
-    return any(w in _AFFIRMATIVE_CORE for w in words) and all(
-        w in _AFFIRMATIVE_CORE or w in _AFFIRMATIVE_FILLER for w in words
+    said_yes = any(w in _AFFIRMATIVE_CORE for w in rest)
+    # "cancel it" / "move it" after "Reply YES to cancel": the action and its object are the yes.
+    named = len(rest) < len(words) and any(w in action_words and w not in _SHARED_OBJECTS for w in words)
+    return (said_yes or (named and len(words) <= 4)) and all(
+        w in _AFFIRMATIVE_CORE or w in _AFFIRMATIVE_FILLER for w in rest
     )
 
 
-def is_negative(text: str) -> bool:
-    """A plain no to a proposal: "no", "nope", "not yet", "no thanks", "👎".
+# Words every action's vocabulary shares: they never make a yes on their own.
+_SHARED_OBJECTS = _wordset("it my appointment appt booking the cita mi la in me")
 
-    "no, can we do Friday instead?" is not a plain no (it is a counter-offer).
+
+def is_negative(text: str, action: str | None = None) -> bool:
+    """A plain no to a proposal: "no", "nope", "not yet", "no thanks", "no wait, keep it", "👎".
+
+    "no, can we do Friday instead?" is not a plain no (it is a counter-offer).  With the pending proposal's
+    ``action``, words naming it are not a no ("cancel it" confirms a proposed cancellation).
     """
     words, question = _words(text)
     if not words or question:
         return False
     if " ".join(words) in _NEGATIVE_PHRASES:
         return True
+    action_words = ACTION_WORDS.get(action or "", frozenset())
+    words = [w for w in words if w not in action_words or w in _NEGATIVE_FILLER]
+    if not words:
+        return False
     if any(w in _CONTINUATION and w not in _NEGATIVE_FILLER for w in words):
         return False
     return any(w in _NEGATIVE_CORE for w in words) and all(w in _NEGATIVE_CORE or w in _NEGATIVE_FILLER for w in words)

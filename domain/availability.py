@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.ports import BusyInterval
@@ -237,3 +238,65 @@ def slots_near(
 def free_providers_at(query: SlotQuery, start: datetime) -> list[int]:
     """Providers (in query order) who can take the service starting exactly at ``start``."""
     return [s.provider_id for s in candidate_slots(query, start, start + timedelta(microseconds=1)) if s.start == start]
+
+
+# ---------------------------------------------------------------------------------------------- hours as stored
+_WEEKDAY_KEYS = {
+    "mon": 0,
+    "tue": 1,
+    "wed": 2,
+    "thu": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+}
+
+
+def _parse_clock(value: Any) -> time:
+    return time.fromisoformat(str(value).strip())
+
+
+def _ranges(value: Any) -> list[tuple[time, time]]:
+    """One weekday's hours in any of the shapes seen in clinic JSON: closed/null, ["09:00","17:00"],
+    [["09:00","12:00"],["13:00","17:00"]], {"open": "09:00", "close": "17:00"}, "09:00-17:00"."""
+    if value in (None, "", "closed", [], {}, False):
+        return []
+    if isinstance(value, str):
+        if "-" not in value:
+            return []
+        lo, hi = value.split("-", 1)
+        return [(_parse_clock(lo), _parse_clock(hi))]
+    if isinstance(value, dict):
+        opens, closes = value.get("open") or value.get("start"), value.get("close") or value.get("end")
+        return [(_parse_clock(opens), _parse_clock(closes))] if opens and closes else []
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value):
+            return [(_parse_clock(value[0]), _parse_clock(value[1]))]
+        out: list[tuple[time, time]] = []
+        for item in value:
+            out.extend(_ranges(item))
+        return out
+    return []
+
+
+def parse_hours(hours: dict[str, Any] | None) -> tuple[DayHours, ...]:
+    """Clinic or provider hours JSON keyed by weekday ("mon"/"monday"/"0") into DayHours."""
+    out: list[DayHours] = []
+    for key, value in (hours or {}).items():
+        k = str(key).strip().lower()
+        weekday = int(k) if k.isdigit() else _WEEKDAY_KEYS.get(k[:3])
+        if weekday is None or not 0 <= weekday <= 6:
+            continue
+        out.extend(DayHours(weekday, lo, hi) for lo, hi in _ranges(value) if hi > lo)
+    return tuple(sorted(out, key=lambda h: (h.weekday, h.start)))
+
+
+def parse_closed_dates(holidays: list[Any] | None) -> frozenset[date]:
+    days: set[date] = set()
+    for item in holidays or ():
+        raw = item.get("date") if isinstance(item, dict) else item
+        try:
+            days.add(date.fromisoformat(str(raw)[:10]))
+        except ValueError:
+            continue
+    return frozenset(days)

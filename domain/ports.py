@@ -176,7 +176,10 @@ class TurnContext:
     clinic_timezone: str
     now: datetime
     agent_state: str
-    slots: dict[str, Any] = field(default_factory=dict)
+    slots: dict[str, Any] = field(default_factory=dict)  # as at the start of the turn (what the prompt said)
+    patient_name: str | None = None  # the name on file, if any
+    business_hours: dict[str, Any] = field(default_factory=dict)  # the clinic's weekly hours (as stored)
+    holidays: tuple[str, ...] = ()  # ISO dates the clinic is closed
 
 
 class ChatModel(Protocol):

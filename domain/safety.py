@@ -47,6 +47,9 @@ _COLOUR = (
     r"(?:white|whitish|pale|blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|blotchy|mottled|blanched|black)"
 )
 
+_BODY_ES = r"(?:labios?|piel|nariz|zona|area|mejillas?|barbilla|menton|frente|parte|punta|cara)"
+_COLOUR_ES = r"(?:blanc[oa]s?|palid[oa]s?|morad[oa]s?|azul(?:es)?|gris(?:es)?|amoratad[oa]s?|negr[oa]s?|grisace[oa]s?)"
+
 _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
     (urgency, category, re.compile(pattern))
     for urgency, category, pattern in (
@@ -125,6 +128,59 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
         ),
         (Urgency.URGENT, "infection", r"\b(?:infection|infected|pus|oozing|abscess|fever|feverish|chills)\b"),
         (Urgency.URGENT, "blister", r"\bblister(?:s|ing|ed)?\b|\bburn(?:ed|t)?\s+(?:my|skin|from|after)\b|\bburns\b"),
+        # --- Spanish (the carrier keywords are already bilingual; so are the danger signs)
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            r"\b(?:no puedo|me cuesta|dificultad para|problemas para) (?:respirar|tragar)\b",
+        ),
+        (Urgency.EMERGENCY, "breathing", r"\bme falta (?:el )?aire\b|\bme ahogo\b|\bahogandome\b|\banafila"),
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            r"\b(?:se me )?(?:cierra|cerrando|cerrada|apretada|hinchada) (?:la )?garganta\b"
+            r"|\bgarganta (?:se me )?(?:esta |siento )?(?:cerrando|cerrada|apretada|hinchada)\b"
+            r"|\blengua (?:muy )?hinchada\b|\bse me hincha la lengua\b",
+        ),
+        (
+            Urgency.EMERGENCY,
+            "vision",
+            r"\b(?:veo|vision|vista) (?:muy )?(?:borros[oa]|doble|nublad[oa]|oscur[oa]|negr[oa])\b"
+            r"|\bno veo\b(?! (?:el|la|los|las|donde|como|cuando|si|mi cita|tu|su|nada de)\b)"
+            r"|\b(?:perdi|perdiendo|pierdo) (?:la )?(?:vista|vision)\b",
+        ),
+        (Urgency.EMERGENCY, "chest_pain", r"\b(?:dolor|presion|opresion) (?:en el|de|en) pecho\b|\binfarto\b"),
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            rf"\b{_BODY_ES}\b(?:\s+\w+){{0,4}}?\s+(?:muy\s+)?{_COLOUR_ES}\b"
+            rf"|\b(?:poniendo|puesto|puso|volviendo|vuelto|quedando|quedo|tornando)\s+{_COLOUR_ES}\b(?:\s+\w+){{0,3}}?\s+{_BODY_ES}\b",
+        ),
+        (
+            Urgency.EMERGENCY,
+            "unconscious",
+            r"\bme desmaye\b|\bdesmayo\b|\bdesmayad[oa]\b|\bperdi el conocimiento\b|\binconsciente\b|\bconvulsion",
+        ),
+        (Urgency.EMERGENCY, "stroke", r"\bderrame cerebral\b|\bcara caida\b|\bno puedo hablar bien\b"),
+        (
+            Urgency.URGENT,
+            "allergic_reaction",
+            r"\breaccion alergica\b|\bronchas\b|\burticaria\b|\bme pica (?:todo|mucho|muchisimo)\b|\bcomezon\b",
+        ),
+        (
+            Urgency.URGENT,
+            "swelling",
+            r"\b(?:muy|mucha|bastante|demasiad[oa]|super) (?:hinchad[oa]s?|inflamad[oa]s?|hinchazon|inflamacion)\b"
+            r"|\b(?:hinchad[oa]s?|inflamad[oa]s?|hinchazon|inflamacion) (?:despues|desde)\b",
+        ),
+        (
+            Urgency.URGENT,
+            "pain",
+            r"\b(?:me )?duele (?:mucho|muchisimo|demasiado|horrible|un monton)\b"
+            r"|\bdolor (?:muy )?(?:fuerte|intenso|insoportable|terrible|horrible)\b|\bmucho dolor\b",
+        ),
+        (Urgency.URGENT, "infection", r"\b(?:infeccion|infectad[oa]|pus|fiebre|absceso|escalofrios)\b"),
+        (Urgency.URGENT, "blister", r"\bampollas?\b|\bquemadura\b(?! de sol)|\bme queme\b"),
     )
 )
 
@@ -148,8 +204,56 @@ def detect_emergency(text: str) -> SafetyFlag | None:
         if pattern.search(normalised):
             if urgency is Urgency.EMERGENCY:
                 return SafetyFlag(urgency, category)
-            found = found or SafetyFlag(urgency, category)
+            if found is None and not _only_asked_in_advance(text, pattern):
+                found = SafetyFlag(urgency, category)
     return found
+
+
+# A question about what a treatment will be like ("will there be a lot of swelling after?") is not a report of a
+# reaction.  Only the urgent signs may be read this way; an emergency sign is flagged however it is phrased.
+_IN_ADVANCE = re.compile(
+    r"^(?:will|would|could|does|do|is|are) (?:there|i|it|people|patients|botox|filler|it usually|there usually|"
+    r"most people)\b.*\b(?:be|get|have|cause|expect|usually|normally)\b|^(?:how (?:much|long|bad)|what if|should i expect)\b"
+)
+
+
+def _only_asked_in_advance(text: str, pattern: re.Pattern[str]) -> bool:
+    """Every sentence that matches ``pattern`` is a question about the future, not a report."""
+    raw = [part for part in re.split(r"(?<=[.!?])\s+|\n+", text) if part.strip()]
+    hits = [part for part in raw if pattern.search(_normalise(part))]
+    return bool(hits) and all("?" in part and _IN_ADVANCE.search(_normalise(part)) for part in hits)
+
+
+# ---------------------------------------------------------------- possible danger signs
+# Softer than the rules above: words that, in a message the agent could not otherwise understand, suggest the
+# patient is describing a problem with their body.  Such a message goes to staff, never to a generic "I don't
+# know" (issue 14).  English and Spanish.
+_SIGNS = re.compile(
+    r"\b(?:numb|numbness|tingl\w*|lump|lumps|bump|bumps|knot|nodule|hard spot|bruis\w*|redness|red spot|itch\w*|"
+    r"rash|tight|burning|burns|hurt|hurts|hurting|pain|painful|sore|swell\w*|swollen|droop\w*|uneven|asymmetr\w*|"
+    r"lopsided|blister\w*|bleed\w*|ooz\w*|headache|dizzy|nause\w*|discolou?r\w*|dent|weird|strange|off)\b"
+    r"|\b(?:bulto|bultos|bolita|dolor|duele|hinchad\w*|hinchazon|moreton\w*|morad\w*|rojez|roj[oa]|pica|picazon|"
+    r"comezon|caid[oa]|entumecid\w*|hormigueo|sangr\w*|mareo|mareada|marea|ardor|arde|raro|rara|extrano)\b"
+)
+# A report about oneself ("my lip feels", "there's a lump", "tengo un bulto"), not a question about what to expect.
+_REPORT = re.compile(
+    r"\b(?:my|i have|ive got|i got|i feel|i felt|i noticed|im having|im getting|theres|there is|there are|it feels|"
+    r"feels|looks|since|where (?:she|he|they|you) (?:injected|did)|tengo|me salio|me salieron|me duele|siento|mi|mis|"
+    r"desde)\b"
+)
+_AFFECTED = re.compile(
+    r"\b(?:lip|lips|face|cheek|cheeks|eye|eyes|eyelid|brow|brows|forehead|chin|jaw|nose|skin|area|spot|arm|leg|legs|"
+    r"underarm|underarms|neck|injection|injected|filler|botox|tox|peel|laser|treatment|needling|facial|"
+    r"labio|labios|cara|mejilla|ojo|ojos|parpado|ceja|frente|barbilla|nariz|piel|zona|relleno|tratamiento|"
+    r"inyeccion|laser)\b"
+)
+
+
+def possible_danger_sign(text: str) -> bool:
+    """A first-person report of something wrong with a treated area ("my lip feels numb", "tengo un bulto en el
+    labio") — not an emergency by the rules above, but not something to answer with "I don't know" either."""
+    normalised = _normalise(text)
+    return bool(_SIGNS.search(normalised) and _REPORT.search(normalised) and _AFFECTED.search(normalised))
 
 
 def emergency_reply(flag: SafetyFlag, clinic_name: str, clinic_phone: str) -> str:

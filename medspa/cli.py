@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "scripts.chat_sessions",
     "scripts.staff_users",
     "scripts.drills",
+    "scripts.eval",
 )
 
 

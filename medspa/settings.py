@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     model_provider: str = "auto"  # auto (openai with a key, else offline) | openai | offline | bench
     bench_model_latency_ms: int = 0  # MODEL_PROVIDER=bench only: simulated model latency
     local_embeddings: bool = True  # use the local MiniLM model when installed and no OpenAI key
+    embeddings_provider: str = "auto"  # auto (openai with a key, else local) | openai | local | none
     openai_embedding_model: str = "text-embedding-3-small"
     model_deadline_s: float = 30.0
     max_tool_steps: int = 5

@@ -199,6 +199,51 @@ class ProviderSpec(_Strict):
         return parse_week(value)
 
 
+SCREENING_CONDITIONS = (
+    "pregnancy",
+    "breastfeeding",
+    "cold_sore",
+    "skin_lesion",
+    "blood_thinners",
+    "accutane",
+    "allergy",
+    "age",
+)  # the same list as domain.screening.CONDITIONS (a unit test keeps them equal)
+
+
+class ContraindicationSpec(_Strict):
+    """One screening rule of a service: when the patient states ``condition``, the service is not offered and the
+    agent tells them ``position`` (the clinic's wording) and offers the ``suggest`` services instead."""
+
+    condition: Literal[
+        "pregnancy", "breastfeeding", "cold_sore", "skin_lesion", "blood_thinners", "accutane", "allergy", "age"
+    ]
+    position: str = Field(min_length=1, description="the clinic's position, as told to the patient")
+    suggest: list[str] = Field(default_factory=list, description="service slugs offered instead")
+    min_age: int | None = Field(default=None, ge=1, le=120, description="condition age: treated from this age")
+    ingredients: list[str] = Field(default_factory=list, description="condition allergy: what the treatment contains")
+
+    @model_validator(mode="after")
+    def _parameters(self) -> ContraindicationSpec:
+        if self.condition == "age" and self.min_age is None:
+            raise ValueError("condition age needs min_age")
+        if self.condition == "allergy" and not self.ingredients:
+            raise ValueError("condition allergy needs ingredients")
+        self.ingredients = [i.strip().lower() for i in self.ingredients if i.strip()]
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON kept in services.contraindications (empty parameters left out; see domain.screening)."""
+        out: dict[str, Any] = {"condition": self.condition, "position": self.position}
+        if self.suggest:
+            out["suggest"] = list(self.suggest)
+        if self.min_age is not None:
+            out["min_age"] = self.min_age
+        if self.ingredients:
+            out["ingredients"] = list(self.ingredients)
+        return out
+
+
 class ServiceSpec(_Strict):
     slug: str
     name: str = Field(min_length=1)
@@ -212,6 +257,9 @@ class ServiceSpec(_Strict):
     prep_instructions: str = ""
     rebook_interval_days: int | None = Field(default=None, gt=0)
     synonyms: list[str] = Field(default_factory=list)
+    contraindications: list[ContraindicationSpec] = Field(
+        default_factory=list, description="screening rules: conditions this service is not offered with"
+    )
 
     @field_validator("slug")
     @classmethod
@@ -314,6 +362,14 @@ class ClinicFile(_Strict):
             if dupes:
                 raise ValueError(f"{kind} {dupes[0]!r} is listed twice")
         services = {s.slug for s in self.services}
+        for service in self.services:
+            for rule in service.contraindications:
+                for suggested in rule.suggest:
+                    if suggested not in services:
+                        raise ValueError(
+                            f"service {service.slug!r} contraindication {rule.condition} suggests unknown service "
+                            f"{suggested!r}"
+                        )
         for provider in self.providers:
             for skill in provider.skills:
                 if skill not in services:
@@ -417,7 +473,9 @@ SERVICE_FIELDS = (
     "prep_instructions",
     "rebook_interval_days",
     "synonyms",
+    "contraindications",
 )
+JSON_SERVICE_FIELDS = frozenset({"contraindications"})
 AUTOMATION_FIELDS = ("enabled", "template", "settings")
 
 
@@ -445,7 +503,13 @@ def desired_state(spec: ClinicFile) -> ClinicState:
         }
         for p in spec.providers
     }
-    services = {s.slug: {f: getattr(s, f) for f in SERVICE_FIELDS} for s in spec.services}
+    services = {
+        s.slug: {
+            f: ([c.stored() for c in s.contraindications] if f == "contraindications" else getattr(s, f))
+            for f in SERVICE_FIELDS
+        }
+        for s in spec.services
+    }
     automations = {k: a.model_dump(mode="json") for k, a in spec.automations.items()}
     return ClinicState(
         clinic=clinic,
@@ -513,14 +577,17 @@ def read_state(session: Session, slug: str) -> ClinicState | None:
         }
     services: dict[str, dict[str, Any]] = {}
     inactive_services: set[str] = set()
-    for srow in session.execute(
+    for service_row in session.execute(
         text(f"SELECT slug, active, {', '.join(SERVICE_FIELDS)} FROM services WHERE clinic_id = :c ORDER BY id"),
         {"c": clinic_id},
     ).mappings():
-        if not srow["active"]:
-            inactive_services.add(srow["slug"])
+        if not service_row["active"]:
+            inactive_services.add(service_row["slug"])
             continue
-        services[srow["slug"]] = {f: (list(srow[f] or []) if f == "synonyms" else srow[f]) for f in SERVICE_FIELDS}
+        services[service_row["slug"]] = {
+            f: (list(service_row[f] or []) if f in ("synonyms", "contraindications") else service_row[f])
+            for f in SERVICE_FIELDS
+        }
     automations = {
         r.kind: {"enabled": bool(r.enabled), "template": r.template, "settings": dict(r.settings or {})}
         for r in session.execute(
@@ -667,6 +734,10 @@ def lock_slug(session: Session, slug: str) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('medspa-clinic-apply:' || :s))"), {"s": slug})
 
 
+def _service_value(field_name: str) -> str:
+    return f"CAST(:{field_name} AS jsonb)" if field_name in JSON_SERVICE_FIELDS else f":{field_name}"
+
+
 def write_state(session: Session, current: ClinicState | None, desired: ClinicState) -> int:
     """Make the database hold ``desired``; runs inside the caller's (owner-role) transaction.  Returns the id."""
     c = desired.clinic
@@ -726,11 +797,15 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
         service_ids[slug] = int(
             session.execute(
                 text(f"""INSERT INTO services (clinic_id, slug, active, {", ".join(SERVICE_FIELDS)})
-                     VALUES (:c, :slug, true, {", ".join(":" + f for f in SERVICE_FIELDS)})
+                     VALUES (:c, :slug, true, {", ".join(_service_value(f) for f in SERVICE_FIELDS)})
                      ON CONFLICT (clinic_id, slug) DO UPDATE SET active = true,
                          {", ".join(f"{f} = EXCLUDED.{f}" for f in SERVICE_FIELDS)}
                      RETURNING id"""),
-                {"c": clinic_id, "slug": slug, **s},
+                {
+                    "c": clinic_id,
+                    "slug": slug,
+                    **{f: (json.dumps(v) if f in JSON_SERVICE_FIELDS else v) for f, v in s.items()},
+                },
             ).scalar_one()
         )
     session.execute(

@@ -127,16 +127,11 @@ def _index_knowledge() -> None:
     from sqlalchemy import text
 
     from scripts.common import app_database
-    from worker.integrations.embedders import build_embedder
+    from worker.integrations.embedders import embedder_for
     from worker.knowledge import reindex_missing_embeddings
 
     settings = get_settings()
-    embedder = build_embedder(
-        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url,
-        model=settings.openai_embedding_model,
-        allow_local=settings.local_embeddings,
-    )
+    embedder = embedder_for(settings)
     if embedder is None:
         print("knowledge base: full-text search only (no embedder installed)")
         return

@@ -111,7 +111,7 @@ def article_files(paths: list[Path]) -> list[Path]:
 def kb_ingest(args: argparse.Namespace) -> int:
     from medspa.settings import get_settings
     from scripts.common import app_database, clinic_id_for, infrastructure
-    from worker.integrations.embedders import build_embedder
+    from worker.integrations.embedders import embedder_for
     from worker.knowledge import ingest_article
 
     files = article_files(args.paths)
@@ -119,11 +119,7 @@ def kb_ingest(args: argparse.Namespace) -> int:
     clinic_id = clinic_id_for(args.clinic)
     infrastructure()
     settings = get_settings()
-    embedder = build_embedder(
-        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url,
-        allow_local=settings.local_embeddings,
-    )
+    embedder = embedder_for(settings)
     database = app_database()
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     with database.tenant_scope(clinic_id) as session:

@@ -143,7 +143,9 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     return max(2, threads or settings.worker_threads)
 
 
-def build_model(settings: Settings) -> ChatModel:
+def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
+    """The chat model for this process; the offline policy gets its understanding (local sentence embeddings
+    over labelled examples, see ``worker/understanding.py``) from ``embedder`` when that is the local model."""
     provider = settings.model_provider
     if provider == "auto":
         provider = "openai" if settings.openai_enabled else "offline"
@@ -163,8 +165,12 @@ def build_model(settings: Settings) -> ChatModel:
 
         return BenchModel(latency_ms=settings.bench_model_latency_ms)
     from domain.offline_policy import OfflinePolicy
+    from worker.understanding import build_intent_classifier, local_nlu_embedder
 
-    return OfflinePolicy()
+    nlu_embedder = local_nlu_embedder(
+        embedder, allow_local=settings.local_embeddings and settings.embeddings_provider != "none"
+    )
+    return OfflinePolicy(nlu=build_intent_classifier(nlu_embedder, warm=True))
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
@@ -172,7 +178,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     from domain.agent_loop import AgentBrain
     from medspa.secrets import check_startup
     from worker.integrations import console
-    from worker.integrations.embedders import build_embedder
+    from worker.integrations.embedders import embedder_for
 
     check_startup(settings)  # production: Twilio credentials present, so the console sender is never chosen
     if not settings.database_url or not settings.redis_url:
@@ -222,13 +228,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         )
     else:
         calendar = console.DatabaseOnlyCalendar()
-    model = build_model(settings)
-    embedder = build_embedder(
-        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        openai_base_url=settings.openai_base_url,
-        model=settings.openai_embedding_model,
-        allow_local=settings.local_embeddings,
-    )
+    embedder = embedder_for(settings)
+    model = build_model(settings, embedder)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
         settings=settings,

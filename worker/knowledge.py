@@ -260,7 +260,7 @@ _SEARCH = """WITH text_hits AS ({text_hits}),
         SELECT coalesce(t.id, v.id) AS id, t.text_rank, v.vector_rank, v.distance
         FROM text_hits t FULL JOIN vector_ranked v ON v.id = t.id
     )
-    SELECT c.id, ch.document_id, ch.content, d.slug, d.title, c.text_rank, c.vector_rank, c.distance
+    SELECT c.id, ch.document_id, ch.chunk_index, ch.content, d.slug, d.title, c.text_rank, c.vector_rank, c.distance
     FROM kb_chunks ch
     JOIN candidates c ON c.id = ch.id
     JOIN kb_documents d ON d.id = ch.document_id
@@ -293,9 +293,22 @@ def _vector_literal(vector: Sequence[float]) -> str:
 class _Candidate:
     chunk_id: int
     document_id: int
+    chunk_index: int
     content: str
     slug: str
     title: str
+
+
+def _passage(best: int, details: dict[int, _Candidate], chunk_score: dict[int, float]) -> str:
+    """The article's best matching chunk and its next best matching one (in article order): a long article's
+    answer is often in its second chunk (issue 14: quote the relevant sentences, not the wrong chunk)."""
+    doc = details[best].document_id
+    others = sorted(
+        (c for c in chunk_score if c != best and c in details and details[c].document_id == doc),
+        key=lambda c: -chunk_score[c],
+    )
+    chosen = [best, *others[:1]]
+    return "\n\n".join(details[c].content for c in sorted(chosen, key=lambda c: details[c].chunk_index))
 
 
 def search_knowledge(
@@ -336,8 +349,8 @@ def search_knowledge(
     vector_rank: dict[int, int] = {}
     distances: dict[int, float] = {}
     details: dict[int, _Candidate] = {}
-    for chunk_id, document_id, content, slug, title, text_position, vector_position, distance in rows:
-        details[chunk_id] = _Candidate(chunk_id, document_id, content, slug, title)
+    for chunk_id, document_id, chunk_index, content, slug, title, text_position, vector_position, distance in rows:
+        details[chunk_id] = _Candidate(chunk_id, document_id, chunk_index, content, slug, title)
         if text_position is not None:
             text_rank[chunk_id] = int(text_position)
         if vector_position is not None:
@@ -364,7 +377,7 @@ def search_knowledge(
             chunk_id=cid,
             slug=details[cid].slug,
             title=details[cid].title,
-            snippet=details[cid].content,
+            snippet=_passage(cid, details, chunk_score),
             score=scores[cid],
             text_rank=text_rank.get(cid),
             vector_rank=vector_rank.get(cid),

@@ -25,10 +25,12 @@ from sqlalchemy.orm import Session
 
 from db.engine import Database
 from domain import availability
+from domain.availability import parse_closed_dates, parse_hours
 from domain.catalog import ServiceRef, find_service_mentions
 from domain.conversation import ClinicProfile
 from domain.ports import BusyInterval, Calendar, CalendarError, DepositRequest, Embedder, PaymentError, Payments
 from domain.prompt import local_label
+from domain.screening import Contraindication, Screening, conditions_not_for, parse_contraindications, screen_texts
 from domain.timeparse import AFTERNOON, EVENING, MORNING
 from domain.tools import (
     BookAppointment,
@@ -88,6 +90,7 @@ class _Service:
     deposit_cents: int
     prep_instructions: str
     synonyms: tuple[str, ...]
+    contraindications: tuple[Contraindication, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,70 +113,20 @@ def _price_text(service: _Service) -> str:
     return f"{money(service.price_cents)}{note}"
 
 
+def _screening_dict(result: Screening, names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "service": result.service,
+        "conditions": list(result.conditions),
+        "position": result.position,
+        "suggest": [names.get(slug, slug) for slug in result.suggest],
+    }
+
+
 def _is_exclusion_violation(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "orig", None), psycopg.errors.ExclusionViolation)
 
 
 _PARTS_OF_DAY = {"morning": MORNING, "afternoon": AFTERNOON, "evening": EVENING}
-_WEEKDAY_KEYS = {
-    "mon": 0,
-    "tue": 1,
-    "wed": 2,
-    "thu": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
-}
-
-
-def _parse_clock(value: Any) -> time:
-    return time.fromisoformat(str(value).strip())
-
-
-def _ranges(value: Any) -> list[tuple[time, time]]:
-    """One weekday's hours in any of the shapes seen in clinic JSON: closed/null, ["09:00","17:00"],
-    [["09:00","12:00"],["13:00","17:00"]], {"open": "09:00", "close": "17:00"}, "09:00-17:00"."""
-    if value in (None, "", "closed", [], {}, False):
-        return []
-    if isinstance(value, str):
-        if "-" not in value:
-            return []
-        lo, hi = value.split("-", 1)
-        return [(_parse_clock(lo), _parse_clock(hi))]
-    if isinstance(value, dict):
-        opens, closes = value.get("open") or value.get("start"), value.get("close") or value.get("end")
-        return [(_parse_clock(opens), _parse_clock(closes))] if opens and closes else []
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(isinstance(v, str) and "-" not in v for v in value):
-            return [(_parse_clock(value[0]), _parse_clock(value[1]))]
-        out: list[tuple[time, time]] = []
-        for item in value:
-            out.extend(_ranges(item))
-        return out
-    return []
-
-
-def parse_hours(hours: dict[str, Any] | None) -> tuple[availability.DayHours, ...]:
-    """Clinic or provider hours JSON keyed by weekday ("mon"/"monday"/"0") into DayHours."""
-    out: list[availability.DayHours] = []
-    for key, value in (hours or {}).items():
-        k = str(key).strip().lower()
-        weekday = int(k) if k.isdigit() else _WEEKDAY_KEYS.get(k[:3])
-        if weekday is None or not 0 <= weekday <= 6:
-            continue
-        out.extend(availability.DayHours(weekday, lo, hi) for lo, hi in _ranges(value) if hi > lo)
-    return tuple(sorted(out, key=lambda h: (h.weekday, h.start)))
-
-
-def parse_closed_dates(holidays: list[Any] | None) -> frozenset[date]:
-    days: set[date] = set()
-    for item in holidays or ():
-        raw = item.get("date") if isinstance(item, dict) else item
-        try:
-            days.add(date.fromisoformat(str(raw)[:10]))
-        except ValueError:
-            continue
-    return frozenset(days)
 
 
 def lead_time_minutes(policies: dict[str, Any]) -> int:
@@ -301,7 +254,7 @@ class DbToolExecutor:
         rows = session.execute(
             text(
                 """SELECT id, slug, name, category, description, duration_min, buffer_min, price_cents, price_note,
-                          deposit_cents, prep_instructions, synonyms
+                          deposit_cents, prep_instructions, synonyms, contraindications
                    FROM services WHERE clinic_id = :c AND active ORDER BY id"""
             ),
             {"c": self.clinic_id},
@@ -320,6 +273,7 @@ class DbToolExecutor:
                 r.deposit_cents,
                 r.prep_instructions,
                 tuple(r.synonyms or ()),
+                parse_contraindications(r.contraindications),
             )
             for r in rows
         ]
@@ -374,6 +328,53 @@ class DbToolExecutor:
     def _iso_local(self, moment: datetime) -> str:
         assert self._clinic is not None
         return moment.astimezone(ZoneInfo(self._clinic.tz)).strftime("%Y-%m-%dT%H:%M")
+
+    # ------------------------------------------------------------------ screening (issue 14)
+    # The clinic's contraindications are checked against what the patient said in this conversation before
+    # availability is offered, before a proposal and again before booking or moving: a model that ignores the
+    # prompt still cannot book a contraindicated service, and the error result tells it why.
+    _screening_texts: list[str] | None = None
+
+    def _patient_texts(self) -> list[str]:
+        """The patient's own recent messages in this conversation, oldest first (read once per turn)."""
+        if self._screening_texts is None:
+            with self._scope() as session:
+                rows = session.execute(
+                    text(
+                        """SELECT body FROM messages
+                           WHERE conversation_id = :conv AND clinic_id = :c AND direction = 'inbound'
+                             AND created_at > now() - interval '60 days'
+                           ORDER BY id DESC LIMIT 40"""
+                    ),
+                    {"conv": self.conversation_id, "c": self.clinic_id},
+                ).all()
+            self._screening_texts = [r.body for r in reversed(rows)]
+        return self._screening_texts
+
+    def _screening(self, service: _Service) -> Screening:
+        if not service.contraindications:
+            return Screening(service.name)
+        return screen_texts(service.name, service.contraindications, self._patient_texts())
+
+    def _screening_note(self, service: _Service) -> dict[str, Any]:
+        result = self._screening(service)
+        if not result.blocked:
+            return {}
+        with self._scope() as session:
+            names = {s.slug: s.name for s in self._services(session)}
+        return {"screening": {**_screening_dict(result, names), "offered_to_this_patient": False}}
+
+    def _refuse_if_contraindicated(self, service: _Service) -> None:
+        result = self._screening(service)
+        if not result.blocked:
+            return
+        with self._scope() as session:
+            names = {s.slug: s.name for s in self._services(session)}
+        raise ToolError(
+            f"screening: {service.name} is not offered to this patient now ({', '.join(result.conditions)}); "
+            "tell them the clinic's position, suggest the alternatives, and do not offer times or book it",
+            screening=_screening_dict(result, names),
+        )
 
     # ------------------------------------------------------------------ availability
     def _busy_by_provider(
@@ -530,6 +531,7 @@ class DbToolExecutor:
                     "price": _price_text(s),
                     "duration_min": s.duration_min,
                     "deposit": money(s.deposit_cents) if s.deposit_cents else None,
+                    "not_for": conditions_not_for(s.contraindications),
                 }
                 for s in services
             ]
@@ -548,6 +550,11 @@ class DbToolExecutor:
             "deposit": money(service.deposit_cents) if service.deposit_cents else None,
             "prep": service.prep_instructions,
             "providers": providers,
+            # The clinic's screening rules, and which of them this patient's own messages hit (see screening).
+            "contraindications": [
+                {"condition": c.condition, "position": c.position} for c in service.contraindications
+            ],
+            **self._screening_note(service),
         }
 
     def _tool_search_knowledge(self, args: SearchKnowledge) -> dict[str, Any]:
@@ -563,6 +570,7 @@ class DbToolExecutor:
             service = self._resolve_service(session, args.service)
             providers = self._providers(session)
             provider = self._resolve_provider(providers, args.provider)
+        self._refuse_if_contraindicated(service)
         tz = ZoneInfo(clinic.tz)
         today = self.now.astimezone(tz).date()
         first = max(today, date.fromisoformat(args.date_from)) if args.date_from else today
@@ -601,6 +609,7 @@ class DbToolExecutor:
                 service = self._resolve_service(session, args.service)
                 providers = self._providers(session)
                 provider = self._resolve_provider(providers, args.provider)
+            self._refuse_if_contraindicated(service)
             start = self._local_start(args.start)
             chosen = self._check_slot(service, providers, start, provider)
             label = local_label(start, clinic.tz)
@@ -630,6 +639,7 @@ class DbToolExecutor:
             with self._scope() as session:
                 service = self._service_by_id(session, appt["service_id"])
                 providers = self._providers(session)
+            self._refuse_if_contraindicated(service)
             current = next((p for p in providers if p.id == appt["provider_id"]), None)
             try:
                 chosen = self._check_slot(service, providers, new_start, current, ignore_appointment=appt["id"])
@@ -689,6 +699,7 @@ class DbToolExecutor:
             service = self._resolve_service(session, args.service)
             providers = self._providers(session)
             provider = self._resolve_provider(providers, args.provider)
+        self._refuse_if_contraindicated(service)
         start = self._local_start(args.start)
         chosen = self._check_slot(service, providers, start, provider)
         ends = start + timedelta(minutes=service.duration_min)
@@ -856,6 +867,7 @@ class DbToolExecutor:
             appt = self._own_appointment(session, args.appointment_id)
             service = self._service_by_id(session, appt["service_id"])
             providers = self._providers(session)
+        self._refuse_if_contraindicated(service)
         new_start = self._local_start(args.new_start)
         current = next((p for p in providers if p.id == appt["provider_id"]), None)
         try:

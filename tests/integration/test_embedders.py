@@ -111,3 +111,13 @@ def test_local_minilm_vectors_are_384_dim_normalised_and_semantic(
     assert abs(math.sqrt(sum(x * x for x in query)) - 1) < 1e-4
     assert _cosine(query, pain) > _cosine(query, parking) + 0.1
     assert minilm.embed([]) == []
+
+
+@needs_minilm
+def test_embeddings_provider_local_keeps_local_vectors_with_a_key(caplog: pytest.LogCaptureFixture) -> None:
+    """A chat server without an embeddings endpoint (vLLM, llama.cpp): EMBEDDINGS_PROVIDER=local."""
+    caplog.set_level(logging.INFO, logger="worker.integrations.embedders")
+    assert isinstance(build_embedder(KEY, provider="local"), LocalMiniLMEmbedder)
+    assert build_embedder(KEY, provider="none") is None and "full-text only" in caplog.text
+    with pytest.raises(ValueError, match="EMBEDDINGS_PROVIDER"):
+        build_embedder(KEY, provider="fastest")

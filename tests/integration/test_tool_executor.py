@@ -434,3 +434,58 @@ def test_update_profile_and_handoff(tools, database) -> None:  # noqa: ANN001
     assert (row.name, row.email) == ("Ana Ruiz", "ana@example.com")
     assert executor.execute("handoff_to_staff", {"reason": "complaint", "urgency": "normal"})["handoff"] is True
     assert "invalid arguments" in executor.execute("update_profile", {"email": "nope"})["error"]
+
+
+# ------------------------------------------------------------------ screening (issue 14)
+def _said(database: Database, patient: Patient, *texts: str) -> None:
+    """The patient's messages, as the pipeline records them before the turn runs."""
+    with database.tenant_scope(GLOW) as session:
+        for seq, body in enumerate(texts, 1):
+            session.execute(
+                text(
+                    """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, inbound_seq, channel)
+                       VALUES (1, :conv, 'inbound', 'user', :body, :seq, 'sms')"""
+                ),
+                {"conv": patient.conversation_id, "body": body, "seq": seq},
+            )
+
+
+def test_a_contraindicated_service_is_never_offered_proposed_or_booked(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    _said(database, patient, "hi! I'm 4 months pregnant", "can I get botox friday?")
+    for name, args in (
+        ("check_availability", {"service": "botox", "date_from": "2027-04-08"}),
+        ("propose_action", {"action": "book", "service": "botox", "start": "2027-04-08T15:00"}),
+        ("book_appointment", {"service": "botox", "start": "2027-04-08T15:00"}),
+    ):
+        result = executor.execute(name, args)
+        assert result["error"].startswith("screening: Botox / Dysport is not offered"), name
+        screening = result["screening"]
+        assert screening["conditions"] == ["pregnancy"] and "pregnant" in screening["position"]
+        assert screening["suggest"] == ["HydraFacial", "Consultation"]
+    assert _appointments(database, patient.client_id) == []
+    details = executor.execute("get_service_details", {"service": "botox"})
+    assert details["screening"]["offered_to_this_patient"] is False
+    assert any(c["condition"] == "pregnancy" for c in details["contraindications"])
+    # the safe alternative is offered as usual
+    assert executor.execute("check_availability", {"service": "hydrafacial", "date_from": "2027-04-08"})["slots"]
+    listing = {s["name"]: s["not_for"] for s in executor.execute("list_services", {})["services"]}
+    assert "pregnancy" in listing["Botox / Dysport"] and "pregnancy" not in listing["HydraFacial"]
+
+
+def test_a_revoked_condition_no_longer_screens(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    _said(database, patient, "I'm pregnant", "update: I had the baby and I'm not breastfeeding")
+    assert "error" not in executor.execute("check_availability", {"service": "botox", "date_from": "2027-04-08"})
+
+
+def test_moving_an_appointment_is_screened_too(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "botox", "start": "2027-04-08T15:00"})
+    assert booked["ok"]
+    _said(database, patient, "just found out I'm pregnant")
+    fresh, _ = tools(patient=patient)  # the next turn's executor reads the new message
+    result = fresh.execute(
+        "reschedule_appointment", {"appointment_id": booked["appointment_id"], "new_start": "2027-04-09T11:00"}
+    )
+    assert result["error"].startswith("screening:")

@@ -204,3 +204,52 @@ def test_negative(text: str) -> None:
 )
 def test_not_plain_no(text: str) -> None:
     assert not is_negative(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("yep go ahead and cancel", "cancel"),
+        ("Yes, cancel it please", "cancel"),
+        ("yes cancel", "cancel"),
+        ("yes cancel my appointment", "cancel"),
+        ("sí, cancélala por favor", "cancel"),
+        ("cancel it", "cancel"),
+        ("sure, book that one", "book"),
+        ("yes!! please book it 🙏", "book"),
+        ("perfect, lock it in", "book"),
+        ("ok do it", "book"),
+        ("👍👍", "book"),
+        ("confirmed ✅", "book"),
+        ("yes please move it", "reschedule"),
+        ("yeah move it, thanks!", "reschedule"),
+        ("ok go ahead and move it", "reschedule"),
+    ],
+)
+def test_a_yes_that_names_the_proposed_action_confirms_it(text: str, action: str) -> None:
+    """Issue 14: repeating the action word confirms; it must not read as a new request (or as a no)."""
+    assert is_affirmative(text, action)
+    assert not is_negative(text, action)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("yes but not friday, could we do thursday instead?", "book"),
+        ("hmm maybe not", "book"),
+        ("no wait, keep it", "cancel"),
+        ("yes cancel", "book"),  # the action word of another proposal is not a yes to this one
+        ("move it", "cancel"),
+        ("my appointment", "cancel"),
+        ("no not that time, anything earlier that day?", "book"),
+    ],
+)
+def test_hedges_negations_and_other_actions_do_not_confirm(text: str, action: str) -> None:
+    assert not is_affirmative(text, action)
+
+
+@pytest.mark.parametrize(
+    ("text", "action"), [("hmm maybe not", "book"), ("no wait, keep it", "cancel"), ("no", "cancel")]
+)
+def test_hedges_and_keep_it_are_a_no(text: str, action: str) -> None:
+    assert is_negative(text, action)

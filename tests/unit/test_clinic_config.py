@@ -79,6 +79,18 @@ def test_glow_file_describes_the_seeded_demo_clinic() -> None:
         (lambda d: d["automations"]["confirmation"].update(template="Hi {first name"), "template"),
         (lambda d: d["services"].append(copy.deepcopy(d["services"][0])), "service 'neurotoxin' is listed twice"),
         (lambda d: d.pop("phone_numbers"), "phone_numbers: required field is missing"),
+        (
+            lambda d: d["services"][0]["contraindications"].append({"condition": "flu", "position": "no"}),
+            "services[neurotoxin].contraindications[3].condition",
+        ),
+        (
+            lambda d: d["services"][0]["contraindications"].append({"condition": "age", "position": "18+"}),
+            "condition age needs min_age",
+        ),
+        (
+            lambda d: d["services"][0]["contraindications"][0].update(suggest=["nap"]),
+            "contraindication pregnancy suggests unknown service 'nap'",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(edit: Any, expected: str) -> None:
@@ -143,3 +155,31 @@ def test_export_round_trips(path: Path, tmp_path: Path) -> None:
     again = desired_state(load_clinic_file(exported))
     assert diff_states(again, state) == []
     assert again.clinic == state.clinic and again.services == state.services
+
+
+def test_contraindications_are_clinic_data_per_service() -> None:
+    glow = desired_state(load_clinic_file(GLOW))
+    rules = {c["condition"]: c for c in glow.services["neurotoxin"]["contraindications"]}
+    assert {"pregnancy", "breastfeeding", "blood_thinners", "allergy", "age"} <= set(rules)
+    assert rules["age"]["min_age"] == 18 and "hydrafacial" in rules["pregnancy"]["suggest"]
+    assert "pregnant" in rules["pregnancy"]["position"]
+    assert glow.services["consultation"]["contraindications"] == []
+    # the stored form leaves empty parameters out (what services.contraindications holds)
+    assert "ingredients" not in rules["pregnancy"] and rules["allergy"]["ingredients"]
+
+
+def test_a_contraindication_edit_is_one_diff_line() -> None:
+    current = desired_state(load_clinic_file(GLOW))
+    data = yaml.safe_load(GLOW.read_text())
+    data["services"][0]["contraindications"][0] = {"condition": "pregnancy", "position": "Not during pregnancy."}
+    changes = diff_states(current, desired_state(parse_clinic(data)))
+    assert [c.subject for c in changes] == ["service neurotoxin"]
+    assert changes[0].detail.startswith("contraindications ")
+
+
+def test_the_file_schema_knows_exactly_the_conditions_the_screen_reads() -> None:
+    from domain.screening import CONDITIONS
+    from scripts.clinic_config import SCREENING_CONDITIONS, ContraindicationSpec
+
+    assert tuple(SCREENING_CONDITIONS) == CONDITIONS
+    assert set(ContraindicationSpec.model_fields["condition"].annotation.__args__) == set(CONDITIONS)

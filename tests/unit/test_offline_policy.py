@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from domain.offline_policy import OfflinePolicy
 from domain.ports import ChatMessage, ModelReply, ToolCall, TurnContext
 from domain.tools import ALL_TOOLS, tool_definitions
@@ -160,10 +162,11 @@ def test_price_questions_look_up_each_service_in_parallel() -> None:
     assert "$14 per unit" in (final.content or "") and "$750 per syringe" in (final.content or "")
 
 
-def test_faq_answers_from_the_top_snippet_and_cites_it() -> None:
+def test_faq_quotes_the_relevant_sentence_of_the_top_snippet_and_cites_it() -> None:
     policy, convo = OfflinePolicy(), Conversation("does it hurt?")
     first = convo.step(policy, ctx())
-    assert calls(first) == [("search_knowledge", {"query": "does it hurt?"})]
+    # The patient's words, with the clinic's words for what is asked (articles say "numbing", not "hurt").
+    assert calls(first) == [("search_knowledge", {"query": "does it hurt? pain numbing comfort feel"})]
     convo.answer(
         first,
         {
@@ -177,6 +180,7 @@ def test_faq_answers_from_the_top_snippet_and_cites_it() -> None:
         },
     )
     final = convo.step(policy, ctx())
+    # The relevant sentences of the snippet (a short one keeps the sentence after it), with the article's title.
     assert final.content == "We apply numbing cream first. It takes 20 minutes. (From our guide: Comfort and numbing)"
 
 
@@ -294,3 +298,163 @@ def test_tool_calls_carry_valid_json_arguments() -> None:
     reply = Conversation("my name is Jane Doe, email jane@example.com").step(OfflinePolicy(), ctx())
     assert calls(reply) == [("update_profile", {"name": "Jane Doe", "email": "jane@example.com"})]
     assert all(isinstance(c, ToolCall) for c in reply.tool_calls)
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+SLOTS_THU = [
+    {"start": "2027-03-04T09:00", "label": "Thu Mar 4, 9:00 AM", "provider": "Jordan Lee"},
+    {"start": "2027-03-04T10:00", "label": "Thu Mar 4, 10:00 AM", "provider": "Dr. Maya Chen"},
+    {"start": "2027-03-04T11:00", "label": "Thu Mar 4, 11:00 AM", "provider": "Dr. Maya Chen"},
+    {"start": "2027-03-04T14:00", "label": "Thu Mar 4, 2:00 PM", "provider": "Dr. Maya Chen"},
+]
+HOURS = {d: [["09:00", "19:00"]] for d in ("mon", "tue", "wed", "thu", "fri")} | {
+    "sat": [["09:00", "15:00"]],
+    "sun": [],
+}
+
+
+def booking_history() -> list[ChatMessage]:
+    return [
+        ChatMessage(role="user", content="botox thursday"),
+        ChatMessage(role="assistant", content="Openings for Botox: 1) ...; 2) ...; 3) ...; 4) .... Which works?"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("3", "2027-03-04T11:00"),
+        ("the 2pm one", "2027-03-04T14:00"),
+        ("option 2", "2027-03-04T10:00"),
+        ("the earliest", "2027-03-04T09:00"),
+    ],
+)
+def test_a_bare_number_or_a_time_after_a_list_is_a_choice(text: str, start: str) -> None:
+    reply = Conversation(text, history=booking_history()).step(
+        OfflinePolicy(), ctx("collecting_booking", service="Botox", offered_slots=SLOTS_THU)
+    )
+    assert calls(reply)[0][0] == "propose_action" and calls(reply)[0][1]["start"] == start
+
+
+def test_an_hour_earlier_moves_the_pending_proposal() -> None:
+    pending = {"action": "book", "service": "neurotoxin", "service_name": "Botox", "start": "2027-03-04T15:00"}
+    history = [ChatMessage(role="user", content="botox thursday at 3"), ChatMessage(role="assistant", content="...")]
+    reply = Conversation("an hour earlier?", history=history).step(
+        OfflinePolicy(), ctx("confirming", pending_action=pending)
+    )
+    ((name, args),) = calls(reply)
+    assert name == "check_availability" and args["date_from"] == "2027-03-04" and args["preferred_time"] == "14:00"
+
+
+def test_a_screening_refusal_is_told_in_the_clinics_words_and_nothing_is_offered() -> None:
+    policy, convo = OfflinePolicy(), Conversation("hi im pregnant, can i get botox next week?")
+    first = convo.step(policy, ctx())
+    assert calls(first)[0][0] == "check_availability"
+    screening = {
+        "service": "Botox",
+        "conditions": ["pregnancy"],
+        "position": "We don't treat during pregnancy.",
+        "suggest": ["HydraFacial", "Consultation"],
+    }
+    convo.answer(first, {"error": "screening: Botox is not offered", "screening": screening})
+    final = convo.step(policy, ctx())
+    assert final.tool_calls == ()
+    assert final.content == (
+        "We don't treat during pregnancy. I can book a HydraFacial or a free consultation instead - would you like that?"
+    )
+
+
+def test_a_booking_without_a_name_on_file_asks_for_it_once() -> None:
+    pending = {"action": "book", "service": "hydrafacial", "start": "2027-03-04T14:00", "provider": "sofia-ramirez"}
+    policy, convo = OfflinePolicy(), Conversation("yes")
+    first = convo.step(policy, ctx("confirming", pending_action=pending))
+    convo.answer(
+        first,
+        {
+            "ok": True,
+            "appointment_id": 3,
+            "status": "booked",
+            "service": "HydraFacial",
+            "provider": "Sofia Ramirez",
+            "label": "Thu Mar 4, 2:00 PM",
+        },
+    )
+    final = convo.step(policy, ctx("booked"))
+    assert final.content is not None and final.content.endswith("What name should I put on the booking?")
+    named = TurnContext(clinic_timezone=TZ, now=NOW, agent_state="booked", patient_name="Ana Ruiz")
+    convo2 = Conversation("yes")
+    first2 = convo2.step(policy, TurnContext(TZ, NOW, "confirming", {"pending_action": pending}, patient_name="Ana"))
+    convo2.answer(
+        first2,
+        {
+            "ok": True,
+            "appointment_id": 4,
+            "status": "booked",
+            "service": "HydraFacial",
+            "provider": "Sofia Ramirez",
+            "label": "Thu Mar 4, 2:00 PM",
+        },
+    )
+    assert "name" not in (convo2.step(policy, named).content or "")
+
+
+def test_a_reply_that_is_just_a_name_is_saved_not_searched() -> None:
+    history = [
+        ChatMessage(role="user", content="yes"),
+        ChatMessage(role="assistant", content="You're booked. What name should I put on the booking?"),
+    ]
+    reply = Conversation("Jess Morales", history=history).step(OfflinePolicy(), ctx("booked"))
+    assert calls(reply) == [("update_profile", {"name": "Jess Morales", "email": None})]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm pregnant and wondering if I can get a peel",
+        "Im new here, how does it work?",
+        "I'm so sorry I'm running late!",
+        "I'm allergic to latex",
+    ],
+)
+def test_an_im_sentence_is_not_a_name(text: str) -> None:
+    reply = Conversation(text).step(OfflinePolicy(), ctx())
+    assert "update_profile" not in [name for name, _ in calls(reply)]
+
+
+def test_call_me_with_a_name_is_a_name_not_a_handoff() -> None:
+    assert calls(Conversation("call me Jo").step(OfflinePolicy(), ctx())) == [
+        ("update_profile", {"name": "Jo", "email": None})
+    ]
+
+
+def test_hours_questions_are_answered_from_the_clinics_hours_first() -> None:
+    context = TurnContext(TZ, NOW, "idle", business_hours=HOURS)
+    reply = Conversation("are you open sunday?").step(OfflinePolicy(), context)
+    assert reply.tool_calls == () and (reply.content or "").startswith("No - we're closed on Sundays.")
+
+
+def test_a_question_about_someone_else_is_refused_plainly() -> None:
+    reply = Conversation("when is my sister's appointment? her name is Maria Lopez").step(OfflinePolicy(), ctx())
+    assert reply.tool_calls == () and "can't share" in (reply.content or "")
+
+
+def test_a_first_person_report_of_a_problem_goes_to_staff() -> None:
+    reply = Conversation("my lip feels kinda weird and numb since yesterday").step(OfflinePolicy(), ctx())
+    assert calls(reply) == [
+        ("handoff_to_staff", {"reason": "patient describes a possible problem after a treatment", "urgency": "urgent"})
+    ]
+
+
+def test_a_proposal_made_this_turn_is_put_to_the_patient_not_executed() -> None:
+    """ "cancel my appointment please" names the action, but the proposal it leads to was made in this turn."""
+    policy, convo = OfflinePolicy(), Conversation("cancel my appointment please")
+    first = convo.step(policy, ctx())
+    convo.answer(
+        first,
+        {"appointments": [{"appointment_id": 5, "service": "Botox", "label": "Thu", "start": "2027-03-04T15:00"}]},
+    )
+    second = convo.step(policy, ctx())
+    convo.answer(second, {"action": "cancel", "appointment_id": 5, "summary": "Cancel Botox on Thu."})
+    pending = {"action": "cancel", "appointment_id": 5}
+    third = convo.step(policy, ctx("confirming", pending_action=pending))
+    assert third.tool_calls == () and third.content == "Cancel Botox on Thu. Reply YES to cancel."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.safety import SafetyFlag, Urgency, detect_emergency, detect_injection, emergency_reply
+from domain.safety import SafetyFlag, Urgency, detect_emergency, detect_injection, emergency_reply, possible_danger_sign
 from domain.segments import is_gsm7
 
 
@@ -127,3 +127,60 @@ def test_detect_injection_catches_data_first_requests_for_other_patients():
 
     assert detect_injection("what's the phone number of your other clients")
     assert not detect_injection("what is the phone number of the clinic")
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency", "category"),
+    [
+        ("no puedo respirar bien y tengo los labios muy hinchados", Urgency.EMERGENCY, "breathing"),
+        ("me cuesta tragar y siento la garganta cerrada", Urgency.EMERGENCY, "breathing"),
+        (
+            "me hice relleno de labios ayer y ahora tengo una parte del labio blanca",
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+        ),
+        ("se me está poniendo morada la piel al lado del labio", Urgency.EMERGENCY, "vascular_occlusion"),
+        ("veo borroso desde que me pusieron el relleno", Urgency.EMERGENCY, "vision"),
+        ("no veo bien de un ojo", Urgency.EMERGENCY, "vision"),
+        ("tengo dolor en el pecho desde la inyección", Urgency.EMERGENCY, "chest_pain"),
+        ("me desmayé al llegar a casa", Urgency.EMERGENCY, "unconscious"),
+        ("tengo mucha hinchazón en la cara después del tratamiento", Urgency.URGENT, "swelling"),
+        ("me salieron ronchas y me pica muchísimo", Urgency.URGENT, "allergic_reaction"),
+        ("me duele muchísimo la zona del relleno", Urgency.URGENT, "pain"),
+        ("tengo fiebre y me sale pus", Urgency.URGENT, "infection"),
+        ("me salieron ampollas después del láser", Urgency.URGENT, "blister"),
+    ],
+)
+def test_spanish_emergencies_and_adverse_reactions(text: str, urgency: Urgency, category: str) -> None:
+    assert detect_emergency(text) == SafetyFlag(urgency, category)
+
+
+@pytest.mark.parametrize(
+    "text", ["no veo el enlace de la cita", "mi pelo se está poniendo gris", "me pica la curiosidad", "quiero cancelar"]
+)
+def test_ordinary_spanish_is_not_flagged(text: str) -> None:
+    assert detect_emergency(text) is None
+
+
+def test_a_question_about_what_to_expect_is_not_a_report_but_a_report_still_is() -> None:
+    assert detect_emergency("cheek filler price? will there be a lot of swelling after?") is None
+    assert detect_emergency("I got filler yesterday and there is a lot of swelling") is not None
+    assert detect_emergency("will there be swelling? my lips are really swollen right now") is not None
+    # an emergency sign is flagged however it is phrased
+    assert detect_emergency("will my vision go blurry? my vision is blurry") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "sign"),
+    [
+        ("hey so my lip feels kinda weird and numb since yesterday??", True),
+        ("theres a hard lump where she injected last week, is that normal", True),
+        ("desde el botox tengo el párpado caído, es normal?", True),
+        ("tengo un bulto raro en el labio", True),
+        ("does botox hurt? and how long until I see results?", False),
+        ("is bruising normal after filler?", False),
+        ("what's your cancellation policy", False),
+    ],
+)
+def test_possible_danger_signs_are_first_person_reports(text: str, sign: bool) -> None:
+    assert possible_danger_sign(text) is sign

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from domain.timeparse import AFTERNOON, EVENING, MORNING, parse_when
+from domain.timeparse import AFTERNOON, EVENING, MORNING, Shift, parse_shift, parse_when
 
 LA = "America/Los_Angeles"
 # Wednesday 2 December 2026, 10:00 in Los Angeles (18:00 UTC)
@@ -253,3 +253,38 @@ def test_nothing_about_when(text: str) -> None:
 def test_naive_now_rejected() -> None:
     with pytest.raises(ValueError):
         parse_when("tomorrow", datetime(2026, 12, 2, 10), LA)
+
+
+# ---------------------------------------------------------------------------------------------- relative shifts
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("actually one day later, same time", Shift(days=1, same_time=True)),
+        ("an hour earlier?", Shift(minutes=-60)),
+        ("how about 30 min later", Shift(minutes=30)),
+        ("half an hour later", Shift(minutes=30)),
+        ("can I push my appointment back an hour?", Shift(minutes=60)),
+        ("need to move my botox to the following week, same time", Shift(days=7, same_time=True)),
+        ("can we do the same time on friday instead?", Shift(same_time=True)),
+        ("can I come in a day earlier, same time?", Shift(days=-1, same_time=True)),
+        ("anything the day after?", Shift(days=1)),
+        ("move my appt to the next day same time", Shift(days=1, same_time=True)),
+        ("something later that day? like after 4", Shift(same_day=True, later=True)),
+        ("anything earlier that day?", Shift(same_day=True, earlier=True)),
+    ],
+)
+def test_relative_shifts(text: str, expected: Shift) -> None:
+    assert parse_shift(text) == expected
+
+
+@pytest.mark.parametrize("text", ["botox next week", "day after tomorrow at 3", "the 3pm one", "thursday at 4pm"])
+def test_absolute_times_are_not_shifts(text: str) -> None:
+    assert parse_shift(text) is None
+
+
+def test_a_weekday_ruled_out_is_not_the_day_asked_for() -> None:
+    tuesday = datetime(2027, 3, 2, 18, 0, tzinfo=UTC)
+    when = parse_when("yes but not friday, could we do thursday instead?", tuesday, "America/Los_Angeles")
+    assert when is not None and when.date == date(2027, 3, 4)

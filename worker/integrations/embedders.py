@@ -146,26 +146,45 @@ def build_embedder(
     openai_client: openai.OpenAI | None = None,
     model: str = "text-embedding-3-small",
     allow_local: bool = True,
+    provider: str = "auto",
 ) -> Embedder | None:
     """Pick the embedder for this process and say which in one log line.
 
-    OpenAI when a key is set → local MiniLM when the optional extra is
-    installed → None (knowledge search uses Postgres full-text alone).
+    ``provider`` auto: OpenAI when a key is set → local MiniLM when the optional extra is installed → None
+    (knowledge search uses Postgres full-text alone).  openai / local / none force one (an OpenAI-compatible chat
+    server such as vLLM or llama.cpp often serves no embeddings: EMBEDDINGS_PROVIDER=local).
     """
-    if openai_api_key:
+    provider = (provider or "auto").lower()
+    if provider not in ("auto", "openai", "local", "none"):
+        raise ValueError(f"EMBEDDINGS_PROVIDER must be auto, openai, local or none, not {provider!r}")
+    if provider in ("auto", "openai") and openai_api_key:
         client = openai_client or openai.OpenAI(api_key=openai_api_key, base_url=openai_base_url or None, max_retries=0)
         embedder: Embedder = OpenAIEmbedder(client, model=model)
         log.info("embeddings: %s (%d dims)", embedder.name, embedder.dimensions)
         return embedder
-    if allow_local and LocalMiniLMEmbedder.available():
+    if provider == "openai":
+        raise RuntimeError("EMBEDDINGS_PROVIDER=openai needs OPENAI_API_KEY")
+    if provider in ("auto", "local") and (allow_local or provider == "local") and LocalMiniLMEmbedder.available():
         embedder = LocalMiniLMEmbedder()
         log.info("embeddings: %s (%d dims, local CPU)", embedder.name, embedder.dimensions)
         return embedder
     log.info(
-        "embeddings: none (no OPENAI_API_KEY and the 'embeddings' extra is not installed); "
-        "knowledge search uses full-text only"
+        "embeddings: none (EMBEDDINGS_PROVIDER=%s; no OPENAI_API_KEY or the 'embeddings' extra is not installed); "
+        "knowledge search uses full-text only",
+        provider,
     )
     return None
+
+
+def embedder_for(settings: Any) -> Embedder | None:
+    """The embedder the settings ask for (one home for reading the embedding settings)."""
+    return build_embedder(
+        settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        openai_base_url=settings.openai_base_url,
+        model=settings.openai_embedding_model,
+        allow_local=settings.local_embeddings,
+        provider=settings.embeddings_provider,
+    )
 
 
 def _normalised(vector: list[float]) -> list[float]:
