@@ -10,9 +10,9 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 medspa
 
 # Editable install: the code stays in /app, where the services find alembic.ini, alembic/, seed_data.sql and
-# the widget's static files next to the packages.
+# the widget's static files next to the packages.  Versions from requirements.lock (scripts/lock.sh).
 COPY . /app
-RUN pip install -e . && chown -R medspa:medspa /app
+RUN pip install -c requirements.lock -e . && chown -R medspa:medspa /app
 
 USER medspa
 EXPOSE 8000

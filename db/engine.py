@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 _SET_CLINIC = text("SELECT set_config('app.clinic_id', :clinic_id, true)")
 SET_CLINIC_SQL = "SELECT set_config('app.clinic_id', %s, true)"
+_CLINIC_IDS = text("SELECT id FROM clinics ORDER BY id")
 
 
 def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, application_name: str = "medspa") -> Engine:
@@ -82,6 +83,11 @@ class Database:
         """A transaction with no clinic set: only the tenant directory is visible (RLS fails closed)."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def clinic_ids(self) -> list[int]:
+        """Every clinic's id, in order (the tenant directory): what cross-clinic jobs iterate, one scope each."""
+        with self.directory_scope() as session:
+            return [int(r) for r in session.execute(_CLINIC_IDS).scalars()]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -2,7 +2,7 @@
 
 Workers run several processes, so metrics use prometheus_client's
 multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set before this
-module is imported (``worker/actors.py`` does; Dramatiq's Prometheus middleware
+module is imported (a worker process's boot does, ``worker.runtime``; Dramatiq's Prometheus middleware
 serves the directory on the worker metrics port).  The webhook app serves
 ``/metrics`` itself.  Labels carry ids of kinds (route, tool, model, error
 code) — never anything about a patient.

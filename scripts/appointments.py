@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 from worker.automations import withdraw_appointment_messages
 
 LIVE = ("pending_deposit", "booked", "confirmed")
@@ -294,30 +294,19 @@ class AfterCommit:
     appointment_id: int = 0
 
 
-def _optional_actor(name: str) -> Any:
-    """An actor another part of the system may provide (payments, calendar); None when not installed."""
-    from scripts.common import infrastructure
-
-    infrastructure()  # the broker must be built from the resolved REDIS_URL
-    import worker.actors  # noqa: F401  (registers the actor modules)
-    from worker import payment_actors
-
-    return getattr(payment_actors, name, None)
-
-
 def _enqueue(after: AfterCommit) -> list[str]:
-    notes: list[str] = []
-    try:
-        from worker.actors import send_outbox
+    """Enqueue by actor name: the texts' sends, then the refund and the calendar sync the payments worker runs."""
+    from medspa.broker import OUTBOX_QUEUE, SCHEDULED_QUEUE, message_for
+    from scripts.common import enqueue_by_name
 
-        for outbox_id in after.outbox_ids:
-            send_outbox.send(after.clinic_id, outbox_id)
-        refund = _optional_actor("refund_deposit") if after.refund else None
-        if refund is not None:
-            refund.send(after.clinic_id, after.appointment_id)
-        sync = _optional_actor("sync_calendar_event") if after.calendar else None
-        if sync is not None:
-            sync.send(after.clinic_id, after.appointment_id)
+    notes: list[str] = []
+    messages = [message_for("send_outbox", OUTBOX_QUEUE, after.clinic_id, outbox_id) for outbox_id in after.outbox_ids]
+    if after.refund:
+        messages.append(message_for("refund_deposit", SCHEDULED_QUEUE, after.clinic_id, after.appointment_id))
+    if after.calendar:
+        messages.append(message_for("sync_calendar_event", SCHEDULED_QUEUE, after.clinic_id, after.appointment_id))
+    try:
+        enqueue_by_name(messages)
     except Exception as exc:  # noqa: BLE001 - the committed rows are swept later; say so, don't fail the command
         notes.append(f"could not reach the queue ({type(exc).__name__}); the sweeper will pick the work up")
     return notes
@@ -425,20 +414,12 @@ def appointments_cancel(args: argparse.Namespace) -> int:
             int(paid.amount_cents) if paid else 0,
             refund_due=paid is not None and paid.status == "refund_due",
         )
-        # With a payments worker, it applies the same rule and moves the money (refund or mark kept).
-        refund_actor = _optional_actor("refund_deposit") if action != "none" else None
-        sync_actor = _optional_actor("sync_calendar_event") if appt["kind"] == "appointment" else None
+        # The payments worker's refund_deposit applies the same rule and moves the money (refund or mark kept).
         decision = {
             "none": "no deposit paid",
             "keep": "deposit kept (clinic policy)",
-            "refund": "deposit refund queued"
-            if refund_actor
-            else "deposit refund due: refund it in Stripe (no refund worker installed)",
+            "refund": "deposit refund queued",
         }
-        if action == "keep" and paid is not None and refund_actor is None:
-            session.execute(
-                text("UPDATE payments SET status = 'kept', updated_at = now() WHERE id = :id"), {"id": paid.id}
-            )
         fee = int(clinic.policies.get("late_cancel_fee_cents", 0) or 0)
         window_h = float(clinic.policies.get("cancellation_window_hours", 24) or 0)
         late = (appt["starts_at"] - now) < timedelta(hours=window_h)
@@ -466,7 +447,7 @@ def appointments_cancel(args: argparse.Namespace) -> int:
             line, texts = _text_patient(session, clinic, appt, body, f"staff:cancel:{appt['id']}")
             report.append(line)
     after = AfterCommit(
-        clinic.id, texts, refund=refund_actor is not None, calendar=sync_actor is not None, appointment_id=appt["id"]
+        clinic.id, texts, refund=action != "none", calendar=appt["kind"] == "appointment", appointment_id=appt["id"]
     )
     report += _enqueue(after)
     what = appt["service_name"] or "blocked time"
@@ -474,9 +455,7 @@ def appointments_cancel(args: argparse.Namespace) -> int:
     for line in report + [f"deposit: {decision[action]}"] + ([fee_note] if fee_note else []):
         print(f"  {line}")
     if appt["kind"] == "appointment":
-        print(
-            "  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker installed)"
-        )
+        print("  calendar: update queued")
     return 0
 
 
@@ -537,7 +516,6 @@ def appointments_move(args: argparse.Namespace) -> int:
                 {"s": new_start, "e": new_end, "b": new_blocked, "p": provider_id, "id": appt["id"]},
             )
             withdraw_appointment_messages(session, clinic.id, appt["id"])  # reminders for the old time
-            sync_actor = _optional_actor("sync_calendar_event") if appt["kind"] == "appointment" else None
             when = _label(new_start, clinic.tz)
             if appt["kind"] == "appointment":
                 first = (appt["client_name"] or "").split(" ")[0] or "there"
@@ -554,16 +532,15 @@ def appointments_move(args: argparse.Namespace) -> int:
             raise
         clash = _overlap_line(clinic, provider_id, new_start, new_blocked, args.appointment_id)
         raise CommandError(f"{args.to} overlaps {clash} for {provider_name}; nothing changed") from None
-    report += _enqueue(AfterCommit(clinic.id, texts, calendar=sync_actor is not None, appointment_id=appt["id"]))
+    calendar = appt["kind"] == "appointment"
+    report += _enqueue(AfterCommit(clinic.id, texts, calendar=calendar, appointment_id=appt["id"]))
     print(f"moved appointment {appt['id']}: {appt['service_name'] or 'blocked time'} now {when} with {provider_name}")
     for line in report:
         print(f"  {line}")
     if appt["deposit_cents"]:
         print("  deposit: stays with the appointment")
     if appt["kind"] == "appointment":
-        print(
-            "  calendar: update queued" if sync_actor else "  calendar: marked for sync (no calendar worker installed)"
-        )
+        print("  calendar: update queued")
     return 0
 
 

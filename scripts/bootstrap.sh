@@ -33,11 +33,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=".venv/.medspa-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
   echo "bootstrap: installing dependencies into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
+  # Every package at the version in requirements.lock (scripts/lock.sh writes it; see CONTRIBUTING.md).
   # The CPU build of torch first (local embeddings); a plain 'torch' would pull a multi-GB CUDA build.
-  .venv/bin/python -m pip install -q "torch==2.13.0" || echo "bootstrap: torch unavailable; knowledge search falls back to full-text" >&2
-  .venv/bin/python -m pip install -q -e ".[dev,embeddings]" || .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -c requirements.lock "torch==2.13.0" || echo "bootstrap: torch unavailable; knowledge search falls back to full-text" >&2
+  .venv/bin/python -m pip install -q -c requirements.lock -e ".[dev,embeddings]" || .venv/bin/python -m pip install -q -c requirements.lock -e ".[dev]"
   touch "$stamp"
 fi

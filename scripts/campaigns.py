@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from medspa.cli import CommandError
+from scripts.common import CommandError
 
 
 def register(subparsers: Any) -> None:
@@ -105,11 +105,10 @@ def _run(fn: Any) -> Any:
 
 
 def _enqueue_runner(clinic_id: int, campaign_id: int) -> None:
-    from medspa.broker import BULK_QUEUE, build_broker, message_for
-    from scripts.common import infrastructure
+    from medspa.broker import BULK_QUEUE, message_for
+    from scripts.common import enqueue_by_name
 
-    broker = build_broker(infrastructure().redis_url)
-    broker.enqueue(message_for("run_campaign_slice", BULK_QUEUE, clinic_id, campaign_id))
+    enqueue_by_name([message_for("run_campaign_slice", BULK_QUEUE, clinic_id, campaign_id)])
 
 
 def _emit(args: argparse.Namespace, value: dict[str, Any], line: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 
 _COLUMNS = ["session", "conversation", "origin", "created", "expires", "revoked"]
 

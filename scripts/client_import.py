@@ -39,7 +39,7 @@ from domain.client_import import (
     shares_email,
 )
 from domain.import_values import Rejected, map_headers, parse_overrides
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 from scripts.csv_import import (
     Outcome,
     Progress,

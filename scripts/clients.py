@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 
 _COLUMNS = ["id", "name", "phone", "email", "consent", "marketing", "tags", "last_visit", "next_visit"]
 _LIST_SQL = """

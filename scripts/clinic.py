@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medspa.cli import CommandError
+from scripts.common import CommandError
 
 EXPORT_HEADER = """\
 # Clinic configuration for `medspa clinic apply` (exported by `medspa clinic export`).

@@ -1,18 +1,32 @@
-"""Shared plumbing for the command modules: resolved infrastructure, database
-handles, output helpers.  Commands read the same settings as the services."""
+"""Shared plumbing for the command modules: the error they raise, the ``--clinic`` argument, resolved
+infrastructure, database handles, enqueueing after a commit, output helpers.  Commands read the same settings
+as the services."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from db.engine import Database, make_engine
-from medspa.cli import CommandError
 from medspa.services import Infrastructure, resolve_infrastructure
 from medspa.settings import get_settings
+
+if TYPE_CHECKING:
+    import dramatiq
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2 (``scripts.cli.main``)."""
+
+
+def add_clinic_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--clinic SLUG`` every clinic-scoped command takes (row-level security needs the clinic)."""
+    parser.add_argument("--clinic", required=True, metavar="SLUG", help="clinic slug (see: medspa clinic list)")
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +48,19 @@ def app_database() -> Database:
 def owner_database() -> Database:
     """The owner role: onboarding (creating clinics) and migrations only."""
     return Database(make_engine(infrastructure().migration_database_url, pool_size=2, application_name="medspa-admin"))
+
+
+def enqueue_by_name(messages: Sequence[dramatiq.Message]) -> None:
+    """Hand committed work to the workers: messages built by actor name (``medspa.broker.message_for``), as the
+    webhook app does; commands never import the worker's actors.  Call it after the commit only."""
+    from medspa.broker import build_broker
+
+    broker = build_broker(infrastructure().redis_url)
+    try:
+        for message in messages:
+            broker.enqueue(message)
+    finally:
+        broker.close()
 
 
 def clinic_id_for(slug: str) -> int:

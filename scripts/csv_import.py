@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import phonenumbers
 
 from domain.import_values import ColumnMapping, ImportFileError, infer_day_first
-from medspa.cli import CommandError
+from scripts.common import CommandError
 
 DEFAULT_BATCH = 500
 _DELIMITERS = (",", ";", "\t", "|")

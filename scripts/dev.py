@@ -12,9 +12,9 @@ import time
 import uuid
 from typing import Any
 
-from medspa.cli import CommandError
 from medspa.secrets import startup_settings
 from medspa.settings import REPO_ROOT, get_settings
+from scripts.common import CommandError
 
 
 def register(subparsers: Any) -> None:

@@ -46,8 +46,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medspa.cli import CommandError
 from medspa.settings import REPO_ROOT
+from scripts.common import CommandError
 
 if TYPE_CHECKING:
     from medspa.services import Infrastructure

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medspa.cli import CommandError
+from scripts.common import CommandError
 from medspa.settings import REPO_ROOT
 
 

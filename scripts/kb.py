@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from domain.agent_state import AgentState
 from domain.staff_access import HANDOFF_URGENCY_ORDER
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 
 log = logging.getLogger(__name__)
 
@@ -411,18 +411,14 @@ def staff_handback(args: argparse.Namespace) -> int:
 def _enqueue_after_commit(clinic_id: int, conversation_id: int, outbox_ids: list[int], pending: bool) -> bool:
     """Enqueue by actor name (the CLI never imports the worker's actors).  A failed enqueue loses nothing:
     the rows are committed and the sweeper re-enqueues queued outbox rows and unanswered conversations."""
-    from medspa.broker import OUTBOX_QUEUE, TURNS_QUEUE, build_broker, message_for
-    from scripts.common import infrastructure
+    from medspa.broker import OUTBOX_QUEUE, TURNS_QUEUE, message_for
+    from scripts.common import enqueue_by_name
 
+    messages = [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in outbox_ids]
+    if pending:
+        messages.append(message_for("run_conversation", TURNS_QUEUE, clinic_id, conversation_id))
     try:
-        broker = build_broker(infrastructure().redis_url)
-        try:
-            for outbox_id in outbox_ids:
-                broker.enqueue(message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id))
-            if pending:
-                broker.enqueue(message_for("run_conversation", TURNS_QUEUE, clinic_id, conversation_id))
-        finally:
-            broker.close()
+        enqueue_by_name(messages)
     except Exception as exc:  # noqa: BLE001 - any broker failure is covered by the sweeper
         log.warning(
             "enqueue after commit failed; the sweeper will pick the work up",

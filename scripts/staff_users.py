@@ -13,7 +13,7 @@ import getpass
 import sys
 from typing import Any
 
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 
 ROLES = ("owner", "manager", "front_desk", "provider")
 

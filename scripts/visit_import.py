@@ -33,7 +33,7 @@ from domain.visit_import import (
     parse_visit_row,
     visit_times,
 )
-from medspa.cli import CommandError, add_clinic_argument
+from scripts.common import CommandError, add_clinic_argument
 from scripts.csv_import import (
     Outcome,
     Progress,

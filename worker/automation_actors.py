@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import logging
 
-import dramatiq
-
 from medspa.broker import BULK_QUEUE, SCHEDULED_QUEUE
 from worker import automations, campaigns
-from worker.actors import container, limiter, send_outbox_bulk
-from worker.container import Container
+from worker.runtime import actor, container, limiter
+from worker.sending import enqueue, enqueue_bulk_sends
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +33,27 @@ UNCAPPED_LANES = 2  # runners per uncapped campaign
 UNCAPPED_CHUNK = 50  # outbox ids per send_campaign_batch message when uncapped (parallel senders)
 
 
-def _clinic_ids(c: Container) -> list[int]:
-    from sqlalchemy import text
-
-    with c.database.directory_scope() as session:
-        return [int(r) for r in session.execute(text("SELECT id FROM clinics ORDER BY id")).scalars()]
-
-
-def _enqueue_bulk(clinic_id: int, outbox_ids: list[int]) -> None:
-    for outbox_id in outbox_ids:
-        send_outbox_bulk.send(clinic_id, outbox_id)
-
-
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def run_automations() -> None:
     c = container()
     now = c.clock.now()
-    for clinic_id in _clinic_ids(c):
+    for clinic_id in c.database.clinic_ids():
         try:
             result = automations.scan_clinic(c.database, clinic_id, now)
         except Exception:
             log.exception("automation scan failed; the next slot retries", extra={"clinic_id": clinic_id})
             continue
-        _enqueue_bulk(clinic_id, result.outbox_ids)
+        enqueue_bulk_sends(clinic_id, result.outbox_ids)
 
 
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=60_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=60_000)
 def tick_campaigns() -> None:
     c = container()
-    for clinic_id in _clinic_ids(c):
+    for clinic_id in c.database.clinic_ids():
         with c.database.tenant_scope(clinic_id) as session:
             due = campaigns.start_due_campaigns(session, clinic_id, c.clock.now())
         for campaign_id in due:
-            run_campaign_slice.send(clinic_id, campaign_id)
+            enqueue("run_campaign_slice", clinic_id, campaign_id)
 
 
 def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> campaigns.Dispatch:
@@ -76,15 +62,13 @@ def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> cam
     def dispatch(outbox_ids: list[int]) -> None:
         chunk = len(outbox_ids) if cap_per_s else UNCAPPED_CHUNK
         for start in range(0, len(outbox_ids), chunk):
-            send_campaign_batch.send(clinic_id, campaign_id, outbox_ids[start : start + chunk], cap_per_s)
+            enqueue("send_campaign_batch", clinic_id, campaign_id, outbox_ids[start : start + chunk], cap_per_s)
 
     return dispatch
 
 
 # Long-running by design (a slice is ~30 s of fan-out); retried because a crash mid-slice loses nothing.
-@dramatiq.actor(
-    queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=int(SLICE_S * 1000 * 4)
-)
+@actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=int(SLICE_S * 1000 * 4))
 def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
     c = container()
     lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3), lane=lane)
@@ -96,7 +80,7 @@ def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
         if lane == 0 and not cap:
             # Uncapped: more runners decide batches in parallel (SKIP LOCKED splits the recipients).
             for extra in range(1, UNCAPPED_LANES):
-                run_campaign_slice.send(clinic_id, campaign_id, extra)
+                enqueue("run_campaign_slice", clinic_id, campaign_id, extra)
         result = campaigns.run_campaign(
             c.database,
             clinic_id,
@@ -120,17 +104,17 @@ def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
         },
     )
     if result.more and lane == 0:
-        run_campaign_slice.send(clinic_id, campaign_id)
+        enqueue("run_campaign_slice", clinic_id, campaign_id)
 
 
 # Sends: each row at most once (the claim); a retry re-walks the batch and skips what was claimed already.
-@dramatiq.actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=600_000)
+@actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=600_000)
 def send_campaign_batch(clinic_id: int, campaign_id: int, outbox_ids: list[int], cap_per_s: float | None) -> None:
     c = container()
     pacer = campaigns.CampaignPacer(c.redis) if cap_per_s else None
     result = campaigns.send_batch(c, limiter(), clinic_id, campaign_id, outbox_ids, cap_per_s=cap_per_s, pacer=pacer)
     for outbox_id, delay_ms in result.retry_later:
-        send_outbox_bulk.send_with_options(args=(clinic_id, outbox_id), delay=max(50, delay_ms))
+        enqueue("send_outbox_bulk", clinic_id, outbox_id, delay=max(50, delay_ms))
     if result.failed or result.unknown:
         log.warning(
             "campaign batch had failures",

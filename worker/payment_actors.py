@@ -1,6 +1,9 @@
-"""Actors for deposits and calendar sync: thin wrappers over ``payments_flow`` and ``calendar_sync``.
+"""Actors for payment events, deposits and calendar sync: thin wrappers over ``payments_flow`` and
+``calendar_sync``.
 
 Retries are explicit:
+- ``handle_payment_event`` (a recorded Stripe or test-mode event) is retried with backoff; applying an event
+  twice changes nothing (``processed_webhook_events``), and its texts are sent at most once (the outbox claim).
 - ``sync_calendar_event`` retries retryable calendar errors itself, with its
   own backoff (``calendar_sync.CALENDAR_BACKOFF_MS``), then records ``calendar_sync =
   'failed'`` and logs an error; the booking is never touched by a calendar
@@ -9,21 +12,21 @@ Retries are explicit:
 - ``refund_deposit`` lets Dramatiq retry a retryable Stripe error (the
   idempotency key ``refund:{appointment_id}`` makes every retry the same refund).
 - The scheduled actors are sweeps over the database; they never retry (the
-  next slot runs them again).
+  next slot runs them again).  What they send goes through the send path
+  (``worker.sending.send_committed``), whose ``send_outbox`` actor retries.
 """
 
 from __future__ import annotations
 
 import logging
 
-import dramatiq
-
 from domain.ports import Calendar, CalendarError
-from medspa.broker import SCHEDULED_QUEUE
+from medspa.broker import INBOUND_QUEUE, SCHEDULED_QUEUE
 from worker import calendar_sync, payments_flow
-from worker.actors import _send_outbox, container
 from worker.container import Container
 from worker.integrations.console import DatabaseOnlyCalendar
+from worker.runtime import actor, container
+from worker.sending import enqueue, send_committed
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,12 @@ def _sweep_mark(clinic_id: int, appointment_id: int) -> str:
     return f"calendar-sync:{clinic_id}:{appointment_id}"
 
 
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=120_000)
+@actor(queue_name=INBOUND_QUEUE, max_retries=5, min_backoff=1000, max_backoff=60_000)
+def handle_payment_event(clinic_id: int, inbox_id: int) -> None:
+    payments_flow.apply_payment_event(container(), clinic_id, inbox_id, send_committed)
+
+
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=120_000)
 def sync_calendar_event(clinic_id: int, appointment_id: int, attempt: int = 0) -> None:
     c = container()
     try:
@@ -63,49 +71,42 @@ def sync_calendar_event(clinic_id: int, appointment_id: int, attempt: int = 0) -
             "calendar sync failed; retrying",
             extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "attempt": attempt + 1, "delay_ms": delay},
         )
-        sync_calendar_event.send_with_options(args=(clinic_id, appointment_id, attempt + 1), delay=delay)
+        enqueue("sync_calendar_event", clinic_id, appointment_id, attempt + 1, delay=delay)
         return
     if outcome == "stale":  # changed while we synced: once more with the new facts
-        sync_calendar_event.send(clinic_id, appointment_id, attempt)
+        enqueue("sync_calendar_event", clinic_id, appointment_id, attempt)
         return
     c.redis.delete(_sweep_mark(clinic_id, appointment_id))  # a later change may be swept at once
 
 
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def sweep_calendar_sync() -> None:
     """Enqueue syncs for appointments whose calendar copy is due (bookings, reschedules and cancellations
     made by the tools mark rows 'pending'; this is what picks them up)."""
     c = container()
-    for clinic_id in _clinic_ids(c):
+    for clinic_id in c.database.clinic_ids():
         for appointment_id in calendar_sync.pending_appointments(c.database, clinic_id):
             if c.redis.set(_sweep_mark(clinic_id, appointment_id), 0, nx=True, px=SWEEP_MARK_TTL_MS):
-                sync_calendar_event.send(clinic_id, appointment_id)
+                enqueue("sync_calendar_event", clinic_id, appointment_id)
 
 
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def expire_deposit_holds() -> None:
-    payments_flow.expire_due_holds(container(), _send_outbox)
+    payments_flow.expire_due_holds(container(), send_committed)
 
 
 # Charges money back: retried explicitly and boundedly; the idempotency key makes retries one refund.
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=5, min_backoff=2_000, max_backoff=300_000, time_limit=60_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=5, min_backoff=2_000, max_backoff=300_000, time_limit=60_000)
 def refund_deposit(clinic_id: int, appointment_id: int) -> None:
     result = payments_flow.refund_deposit_for(container(), clinic_id, appointment_id)
     log.info("refund_deposit done", extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "result": result})
 
 
-@dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
+@actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def retry_deposit_refunds() -> None:
     """Cancelled appointments whose paid deposit was neither refunded nor kept (the cancel tool's inline
     refund failed): decide and refund per policy."""
     c = container()
-    for clinic_id in _clinic_ids(c):
+    for clinic_id in c.database.clinic_ids():
         for appointment_id in payments_flow.unrefunded_cancellations(c, clinic_id):
-            refund_deposit.send(clinic_id, appointment_id)
-
-
-def _clinic_ids(c: Container) -> list[int]:
-    from sqlalchemy import text
-
-    with c.database.directory_scope() as session:
-        return [int(r) for r in session.execute(text("SELECT id FROM clinics ORDER BY id")).scalars()]
+            enqueue("refund_deposit", clinic_id, appointment_id)

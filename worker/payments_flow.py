@@ -42,6 +42,7 @@ from domain.replies import shape_sms_reply
 from worker.automations import withdraw_appointment_messages
 from worker.container import Container
 from worker.conversations import OutboxRow, insert_outbox
+from worker.sending import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,13 @@ class PaymentOutcome:
     refund: bool = False
 
 
-def enqueue_with_actors(kind: str, clinic_id: int, appointment_id: int) -> None:
-    """The production follow-up: enqueue the payment actors (imported late: they import this module's users)."""
-    from worker import payment_actors
+# The actor each follow-up is, by name (a flow never imports an actor module).
+FOLLOW_UP_ACTORS = {"calendar": "sync_calendar_event", "refund": "refund_deposit"}
 
-    if kind == "calendar":
-        payment_actors.sync_calendar_event.send(clinic_id, appointment_id)
-    elif kind == "refund":
-        payment_actors.refund_deposit.send(clinic_id, appointment_id)
-    else:  # pragma: no cover - programming error
-        raise ValueError(kind)
+
+def enqueue_follow_up(kind: str, clinic_id: int, appointment_id: int) -> None:
+    """The production follow-up, called after the commit: the actor for ``kind``, enqueued by name."""
+    enqueue(FOLLOW_UP_ACTORS[kind], clinic_id, appointment_id)
 
 
 # ------------------------------------------------------------------ webhook events
@@ -83,7 +81,7 @@ def apply_payment_event(
     inbox_id: int,
     send_outbox_fn: SendOutbox,
     *,
-    follow_up: FollowUp = enqueue_with_actors,
+    follow_up: FollowUp = enqueue_follow_up,
 ) -> PaymentOutcome:
     """Apply the payment event recorded as inbox row ``inbox_id``.  Idempotent."""
     _, routing = container.clinic(clinic_id)

@@ -64,7 +64,7 @@ def test_campaign_create_preview_send_report_from_the_command_line(infra, tmp_pa
 
         def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
             done = subprocess.run(
-                [sys.executable, "-m", "medspa.cli", "campaign", *args],
+                [sys.executable, "-m", "scripts.cli", "campaign", *args],
                 cwd=REPO_ROOT,
                 env=env,
                 capture_output=True,

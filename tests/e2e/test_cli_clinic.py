@@ -24,7 +24,7 @@ EXAMPLE = REPO_ROOT / "clinics" / "example-new-clinic.yaml"
 def medspa(infra: Infrastructure, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = os.environ.copy() | infra.as_env() | {"LOCAL_EMBEDDINGS": "false", "OPENAI_API_KEY": ""}
     return subprocess.run(
-        [sys.executable, "-m", "medspa.cli", *args],
+        [sys.executable, "-m", "scripts.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         input=stdin,
@@ -84,7 +84,7 @@ def directory_snapshot(owner_engine: Engine) -> dict[str, Any]:
 
 
 def subcommands(group: str) -> list[tuple[list[str], argparse.ArgumentParser]]:
-    from medspa.cli import build_parser
+    from scripts.cli import build_parser
 
     def children(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
         for action in parser._actions:
@@ -100,7 +100,7 @@ def check_help(infra: Infrastructure, group: str, capsys: pytest.CaptureFixture[
     """Every subcommand's --help exits 0 and mentions each of its options and arguments.  The group's help runs
     as a real subprocess; the subcommands' through the same entry point in-process (argparse exits the same
     way, and the machine has two cores)."""
-    from medspa.cli import main
+    from scripts.cli import main
 
     top = medspa(infra, group, "--help")
     assert top.returncode == 0 and top.stdout.startswith(f"usage: medspa {group}"), top.stderr

@@ -214,7 +214,7 @@ def test_an_interrupted_import_keeps_its_batches_and_the_same_command_finishes_i
     command = ["clients", "import", str(source), "--clinic", spa.slug, "--apply", "--batch-size", "50"]
     env = os.environ.copy() | infra.as_env() | {"LOCAL_EMBEDDINGS": "false", "OPENAI_API_KEY": ""}
     with subprocess.Popen(
-        [sys.executable, "-m", "medspa.cli", *command], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "scripts.cli", *command], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
     ) as running:
 
         def imported() -> int:

@@ -27,7 +27,7 @@ def medspa(infra: Infrastructure, *args: str, stdin: str = "", data_dir: str = "
     if data_dir:
         env["DATA_DIR"] = data_dir
     return subprocess.run(
-        [sys.executable, "-m", "medspa.cli", *args],
+        [sys.executable, "-m", "scripts.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         input=stdin,
@@ -159,7 +159,7 @@ def test_bootstrap_the_first_owner_then_sign_in_disable_reset_and_mint(infra, ow
 
 
 def test_the_console_command_refuses_production_without_its_key_and_starts_with_one(tmp_path):
-    medspa_bin = [sys.executable, "-m", "medspa.cli", "console"]
+    medspa_bin = [sys.executable, "-m", "scripts.cli", "console"]
     port = free_port()
     env = production_env(tmp_path, CONSOLE_PUBLIC_URL="https://console.example.com", CONSOLE_PORT=str(port))
     refused = subprocess.run(medspa_bin, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)

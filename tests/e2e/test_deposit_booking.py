@@ -208,12 +208,12 @@ def test_patient_books_pays_and_is_confirmed_with_one_calendar_event(deposit_sta
     google.assert_clean()
 
     # The sync actor retried / redelivered (e.g. a worker died before recording "synced"): still one event.
-    from worker import payment_actors
+    from worker.sending import enqueue
 
     with stack.database.tenant_scope(1) as db:
         db.execute(text("UPDATE appointments SET calendar_sync = 'pending' WHERE id = :id"), {"id": appointment_id})
-    payment_actors.sync_calendar_event.send(1, appointment_id)
-    payment_actors.sync_calendar_event.send(1, appointment_id)
+    enqueue("sync_calendar_event", 1, appointment_id)
+    enqueue("sync_calendar_event", 1, appointment_id)
     wait_for(lambda: _appointment_of(stack, phone)["calendar_sync"] == "synced", 20, what="calendar re-sync")
     stack.wait_idle()
     assert [cid for cid, _ in _events_for(google, appointment_id)] == provider_calendar
@@ -256,10 +256,10 @@ def test_expired_checkout_and_elapsed_hold_release_the_slot(deposit_stack) -> No
     assert _appointment_of(stack, second)["provider_id"] == _appointment_of(stack, first)["provider_id"]
 
     # ... until the hold elapses (Glow's policy: 60 minutes, by the worker's clock) and the scheduled job runs.
-    from worker import payment_actors
+    from worker.sending import enqueue
 
     stack.clock.set(stack.clock.now() + timedelta(minutes=61))
-    payment_actors.expire_deposit_holds.send()
+    enqueue("expire_deposit_holds")
     replies = stack.wait_replies(second, 3)
     assert "released the hold" in replies[2], replies[2]
     assert _appointment_of(stack, second)["status"] == "expired"
@@ -355,7 +355,7 @@ _ = serve_app_in_thread  # the stack's own server helper (kept imported for read
 
 def test_a_calendar_that_refuses_never_blocks_the_booking(deposit_stack) -> None:  # type: ignore[no-untyped-def]
     """A final Google error (403 forbidden): the sync actor records calendar_sync='failed'; the booking stands."""
-    from worker import payment_actors
+    from worker.sending import enqueue
 
     stack, _stripe_api, google = deposit_stack
     start = datetime.combine(_booking_day(stack.clock.now(), weeks_ahead=5), datetime.min.time(), LA) + timedelta(
@@ -377,7 +377,7 @@ def test_a_calendar_that_refuses_never_blocks_the_booking(deposit_stack) -> None
         )
     google.script(google_error(403, "forbidden", "Forbidden"), when=lambda r: r.path.endswith("/events"))
 
-    payment_actors.sync_calendar_event.send(1, appointment_id)
+    enqueue("sync_calendar_event", 1, appointment_id)
 
     def state() -> tuple[str, str]:
         with stack.database.tenant_scope(1) as session:

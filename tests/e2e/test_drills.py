@@ -96,7 +96,7 @@ def test_slow_model_beyond_lease_runs_one_turn_per_conversation_at_a_time(drills
 
 
 def test_the_command_runs_the_named_drills_and_rejects_unknown_ones(capsys):
-    from medspa.cli import main
+    from scripts.cli import main
 
     assert main(["drills", "run", "--only", "no_such_drill"]) == 2
     assert "unknown drill(s) no_such_drill" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def test_eval_runs_scenarios_through_its_own_stack_and_writes_the_scorecard(tmp_
         [
             sys.executable,
             "-m",
-            "medspa.cli",
+            "scripts.cli",
             "eval",
             "--only",
             "greeting,emergency-cant-breathe",

@@ -236,13 +236,13 @@ def test_a_model_slower_than_the_lease_runs_one_turn_per_conversation(infra, tmp
         stack.openai.responder = slow_model
         phone = _phone()
         stack.send_sms(GLOW_NUMBER, phone, "is anyone there? [c1-m1]")
-        from worker import actors
+        from worker.sending import enqueue
 
         swept = {"at": 0.0}
 
         def replied_while_sweeping() -> list[str]:
             if time.monotonic() - swept["at"] >= 1.0:  # the scheduler's sweep, every second instead of every 10
-                actors.sweep.send()
+                enqueue("sweep")
                 swept["at"] = time.monotonic()
             return stack.replies_to(phone)
 

@@ -28,7 +28,7 @@ def _phone() -> str:
 def staff(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = os.environ.copy() | settings_env(stack.settings)
     return subprocess.run(
-        [sys.executable, "-m", "medspa.cli", "staff", *args],
+        [sys.executable, "-m", "scripts.cli", "staff", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

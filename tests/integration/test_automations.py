@@ -16,6 +16,7 @@ from db.engine import Database, make_engine
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker import automations
+from worker.sending import enqueue_bulk_sends
 
 LA = ZoneInfo("America/Los_Angeles")
 
@@ -26,13 +27,6 @@ def _phone() -> str:
 
 def la(day: date, at: time) -> datetime:
     return datetime.combine(day, at, tzinfo=LA).astimezone(UTC)
-
-
-def _enqueue_bulk(clinic_id: int, outbox_ids: list[int]) -> None:
-    # Imported late: worker.actors binds its broker to the settings of the stack that starts the worker.
-    from worker.automation_actors import _enqueue_bulk as enqueue
-
-    enqueue(clinic_id, outbox_ids)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +253,7 @@ def test_each_automation_fires_once_at_its_moment_and_not_again_after_a_restart(
         assert row["meta"]["automation"] == key.split(":")[1]
     assert rows[next(k for k in expect if ":win_back:" in k)][0]["body"].endswith("Reply STOP to opt out.")
     stack.clock.set(moment)
-    _enqueue_bulk(clinic.id, first.outbox_ids)
+    enqueue_bulk_sends(clinic.id, first.outbox_ids)
 
     # A restarted process (fresh engine, nothing in memory) scanning later finds nothing new.
     restarted = Database(make_engine(stack.infra.database_url, pool_size=1))
@@ -297,7 +291,7 @@ def test_two_schedulers_at_once_send_each_reminder_once(auto_stack, owner_engine
         for minutes in (0, 150, 300, 450):  # reminders fall due 40 minutes apart over the afternoon
             ids = automations.scan_clinic(engines[index], clinic.id, moment + timedelta(minutes=minutes)).outbox_ids
             found[index] += ids
-            _enqueue_bulk(clinic.id, ids)
+            enqueue_bulk_sends(clinic.id, ids)
 
     threads = [threading.Thread(target=scheduler, args=(i,)) for i in range(2)]
     for t in threads:
@@ -332,7 +326,7 @@ def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_en
         assert (
             automations.appointment_still_live(session, {"automation": "reminder_24h", "appointment_id": late}) is False
         )
-    _enqueue_bulk(clinic.id, created.outbox_ids)
+    enqueue_bulk_sends(clinic.id, created.outbox_ids)
     stack.wait_idle(clinic.id)
     assert [r["status"] for r in clinic.rows(database)[f"auto:reminder_24h:appt:{late}"]] == ["cancelled"]
     assert not [m for m in list(stack.twilio.messages) if m.to in (early_phone, late_phone)]
@@ -374,7 +368,7 @@ def test_reply_c_to_a_reminder_confirms_the_appointment(auto_stack, database, ow
         assert automations.handle_reminder_reply(session, clinic.id, client_id, "C", now) is None
     created = automations.scan_clinic(database, clinic.id, moment)
     stack.clock.set(moment)
-    _enqueue_bulk(clinic.id, created.outbox_ids)
+    enqueue_bulk_sends(clinic.id, created.outbox_ids)
     stack.wait_replies(phone, 1)
     stack.wait_idle(clinic.id)
     with database.tenant_scope(clinic.id) as session:

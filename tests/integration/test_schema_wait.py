@@ -47,7 +47,7 @@ def _medspa(args: list[str], scratch: ScratchDatabase, infra) -> subprocess.Pope
     env = {k: v for k, v in os.environ.items() if k not in ("MIGRATION_DATABASE_URL", "DATABASE_URL")}
     env |= {"DATABASE_URL": scratch.app_url, "REDIS_URL": infra.redis_url, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "medspa.cli", *args],
+        [sys.executable, "-m", "scripts.cli", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -46,7 +46,7 @@ def _texts_to(stack, phones) -> list:
 def test_campaign_texts_that_reach_the_sender_after_21_wait_for_8_and_consent_is_read_again(
     send_stack, database, owner_engine
 ):
-    from worker.automation_actors import send_campaign_batch, send_outbox_bulk
+    from worker.sending import enqueue, enqueue_bulk_sends
 
     stack = send_stack
     clinic = make_clinic(owner_engine)
@@ -64,7 +64,7 @@ def test_campaign_texts_that_reach_the_sender_after_21_wait_for_8_and_consent_is
 
     # The sender gets to the batch at 21:01.
     stack.clock.set(la(day, time(21, 1)))
-    send_campaign_batch.send(cid, campaign_id, ids, None)
+    enqueue("send_campaign_batch", cid, campaign_id, ids, None)
     morning = la(day + timedelta(days=1), time(8))
     wait_for(
         lambda: all(r["not_before"] == morning for r in _rows(database, cid, ids).values()), 30, what="the deferral"
@@ -83,8 +83,7 @@ def test_campaign_texts_that_reach_the_sender_after_21_wait_for_8_and_consent_is
         )
     # 08:00: the single-row sender (as the sweeper hands due rows to it) decides again and sends.
     stack.clock.set(morning)
-    for outbox_id in ids:
-        send_outbox_bulk.send(cid, outbox_id)
+    enqueue_bulk_sends(cid, ids)
     wait_for(lambda: len(_texts_to(stack, phones)) >= 2, 30, what="the morning sends")
     stack.wait_idle(cid)
     rows = _rows(database, cid, ids)
@@ -94,7 +93,7 @@ def test_campaign_texts_that_reach_the_sender_after_21_wait_for_8_and_consent_is
 
 
 def test_a_campaign_text_retried_after_a_provider_error_does_not_go_out_at_night(send_stack, database, owner_engine):
-    from worker.automation_actors import send_outbox_bulk
+    from worker.sending import enqueue
 
     stack = send_stack
     clinic = make_clinic(owner_engine)
@@ -112,7 +111,7 @@ def test_a_campaign_text_retried_after_a_provider_error_does_not_go_out_at_night
     # 20:59:30: the provider errors (the outcome is unknown); the retry comes after 21:00.
     stack.clock.set(planned)
     stack.twilio.fail_next(50, 500, code=20500, message="Internal Server Error")
-    send_outbox_bulk.send(cid, outbox_id)
+    enqueue("send_outbox_bulk", cid, outbox_id)
     wait_for(lambda: _rows(database, cid, ids)[outbox_id]["status"] == "unknown", 30, what="the failed attempt")
     stack.clock.set(la(day, time(21, 0, 30)))
     morning = la(day + timedelta(days=1), time(8))
@@ -122,7 +121,7 @@ def test_a_campaign_text_retried_after_a_provider_error_does_not_go_out_at_night
     assert _texts_to(stack, [phone]) == []
 
     stack.clock.set(morning)
-    send_outbox_bulk.send(cid, outbox_id)
+    enqueue("send_outbox_bulk", cid, outbox_id)
     wait_for(lambda: _texts_to(stack, [phone]), 30, what="the morning send")
     stack.wait_idle(cid)
     assert len(_texts_to(stack, [phone])) == 1
@@ -131,7 +130,7 @@ def test_a_campaign_text_retried_after_a_provider_error_does_not_go_out_at_night
 
 def test_automation_texts_past_their_window_wait_for_the_morning(send_stack, database, owner_engine):
     from worker import automations
-    from worker.automation_actors import _enqueue_bulk
+    from worker.sending import enqueue_bulk_sends
 
     stack = send_stack
     clinic = Clinic(owner_engine)
@@ -156,7 +155,7 @@ def test_automation_texts_past_their_window_wait_for_the_morning(send_stack, dat
     # Reached by the sender at 21:10: the reminder (the clinic's quiet hours end at 21:00) and the review
     # request (marketing, 08:00-21:00 recipient-local) both wait for 08:00.
     stack.clock.set(la(day, time(21, 10)))
-    _enqueue_bulk(clinic.id, created.outbox_ids)
+    enqueue_bulk_sends(clinic.id, created.outbox_ids)
     morning = la(day + timedelta(days=1), time(8))
     wait_for(
         lambda: all(r["not_before"] == morning for r in _rows(database, clinic.id, created.outbox_ids).values()),
@@ -166,7 +165,7 @@ def test_automation_texts_past_their_window_wait_for_the_morning(send_stack, dat
     assert _texts_to(stack, [reminded_phone, reviewer_phone]) == []
 
     stack.clock.set(morning)
-    _enqueue_bulk(clinic.id, created.outbox_ids)
+    enqueue_bulk_sends(clinic.id, created.outbox_ids)
     wait_for(lambda: len(_texts_to(stack, [reminded_phone, reviewer_phone])) >= 2, 30, what="the morning sends")
     stack.wait_idle(clinic.id)
     assert sorted(m.to for m in _texts_to(stack, [reminded_phone, reviewer_phone])) == sorted(

@@ -305,16 +305,18 @@ def start_inprocess_worker(settings: Settings, clock: FrozenClock, *, threads: i
     from medspa.settings import get_settings
 
     get_settings.cache_clear()
-    from worker import actors
+    from worker import runtime
     from worker.container import build_container
 
+    broker = runtime.start_broker(str(settings.redis_url))
     container = build_container(settings, clock=clock)
-    actors.install_container(container)
-    worker = dramatiq.Worker(actors.broker, worker_threads=threads, worker_timeout=100)
+    runtime.install_container(container)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
 
     def stop() -> None:
         worker.stop(timeout=10_000)
+        broker.close()
         container.close()
         os.environ.clear()  # later stacks must not inherit this one's settings
         os.environ.update(saved_env)

@@ -90,10 +90,10 @@ def test_commands_replicas_healthchecks_and_grace_periods(compose):
 
 def test_the_image_runs_from_the_repository_layout():
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    assert "pip install -e ." in dockerfile, "alembic.ini and seed_data.sql are found next to the packages"
+    assert "pip install -c requirements.lock -e ." in dockerfile, "locked versions; alembic.ini and seed_data.sql"
     assert "USER medspa" in dockerfile
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
-    assert ".env" in ignored and ".venv" in ignored
+    assert ".env" in ignored and ".venv" in ignored and "requirements.lock" not in ignored
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")

@@ -212,7 +212,7 @@ def test_one_image_and_the_compose_commands(renders, production):
 
 
 def test_every_app_pod_waits_for_the_migration_job(production):
-    from medspa.cli import build_parser
+    from scripts.cli import build_parser
 
     job = _one(production, "Job", "medspa-migrate")
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
