@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.common import CommandError
 from medspa.settings import REPO_ROOT
+from scripts.common import CommandError
 
 
 def _progress(message: str) -> None:
