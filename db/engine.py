@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 _SET_CLINIC = text("SELECT set_config('app.clinic_id', :clinic_id, true)")
 SET_CLINIC_SQL = "SELECT set_config('app.clinic_id', %s, true)"
+_CLINIC_IDS = text("SELECT id FROM clinics ORDER BY id")
 
 
 def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, application_name: str = "medspa") -> Engine:
@@ -83,6 +84,12 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    def clinic_ids(self) -> list[int]:
+        """Every clinic in the tenant directory, in id order: what cross-clinic jobs iterate (one tenant scope
+        each; there is no bypass role)."""
+        with self.directory_scope() as session:
+            return [int(r) for r in session.execute(_CLINIC_IDS).scalars()]
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -92,3 +99,9 @@ def driver_connection(session: Session | Connection) -> psycopg.Connection[Any]:
     hot-path helpers written for ``tenant_connection`` also serve callers holding a ``tenant_scope``)."""
     connection = session.connection() if isinstance(session, Session) else session
     return connection.connection.driver_connection  # type: ignore[return-value]
+
+
+def psycopg_connection(conn: psycopg.Connection[Any] | Session | Connection) -> psycopg.Connection[Any]:
+    """``conn`` itself when it is the hot path's psycopg connection, else the one under the session (same
+    transaction): statements written once in psycopg's dialect serve both kinds of caller."""
+    return conn if isinstance(conn, psycopg.Connection) else driver_connection(conn)

@@ -30,8 +30,8 @@ from medspa.logs import configure_logging
 from medspa.secrets import startup_settings
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
-from worker.conversations import ClaimedSend
 from worker.metrics_setup import configure_worker_metrics
+from worker.outbox.rows import ClaimedSend
 from worker.sms_rate import SmsRateLimiter
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def _send_outbox(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Claime
     costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
     produced them; the others go through the claim step.  Either way each row is sent at most once; anything
     that must wait or be retried goes to the ``send_outbox`` actor."""
-    from worker.outbox import RetryLater, send_claimed, send_outbox_message
+    from worker.outbox.ports import send_ports
+    from worker.outbox.sender import RetryLater, send_claimed, send_one
 
     later: list[dramatiq.Message] = []
     work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
@@ -129,9 +130,9 @@ def _send_outbox(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Claime
         outbox_id = item if isinstance(item, int) else item.id
         try:
             if isinstance(item, int):
-                outcome = send_outbox_message(container(), limiter(), clinic_id, item)
+                outcome = send_one(send_ports(container(), limiter()), clinic_id, item)
             else:
-                outcome = send_claimed(container(), limiter(), clinic_id, item)
+                outcome = send_claimed(send_ports(container(), limiter()), clinic_id, item)
         except RetryLater:
             later.append(message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id))
             continue
@@ -169,10 +170,11 @@ def run_conversation(clinic_id: int, conversation_id: int) -> None:
 
 
 def _send(clinic_id: int, outbox_id: int, queue: str) -> None:
-    from worker.outbox import RetryLater, send_outbox_message
+    from worker.outbox.ports import send_ports
+    from worker.outbox.sender import RetryLater, send_one
 
     try:
-        outcome = send_outbox_message(container(), limiter(), clinic_id, outbox_id)
+        outcome = send_one(send_ports(container(), limiter()), clinic_id, outbox_id)
     except RetryLater:
         raise  # Dramatiq retries with backoff; the row is 'unknown' and will be reconciled first
     if outcome.status == "deferred" and outcome.delay_ms is not None:
@@ -193,16 +195,9 @@ def send_outbox_bulk(clinic_id: int, outbox_id: int) -> None:
 
 @dramatiq.actor(queue_name=OUTBOX_QUEUE, max_retries=3)
 def handle_delivery_error(clinic_id: int, outbox_id: int, error_code: str) -> None:
-    from sqlalchemy import text
+    from worker.outbox.store import PostgresOutbox
 
-    from worker.outbox import apply_delivery_error
-
-    with container().database.tenant_scope(clinic_id) as session:
-        row = session.execute(
-            text("SELECT client_id, to_address FROM outbox WHERE id = :id"), {"id": outbox_id}
-        ).one_or_none()
-        if row is not None:
-            apply_delivery_error(session, clinic_id, row[0], row[1], error_code)
+    PostgresOutbox(container().database).apply_delivery_error(clinic_id, outbox_id, error_code)
 
 
 @dramatiq.actor(queue_name=INBOUND_QUEUE, max_retries=5, min_backoff=1000, max_backoff=60_000)
@@ -225,9 +220,10 @@ def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
 
 @dramatiq.actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def sweep() -> None:
+    from worker.sweeper import SweepDeadlines
     from worker.sweeper import sweep as run_sweep
 
-    run_sweep(container(), _sweep_enqueue)
+    run_sweep(container().database, _sweep_enqueue, SweepDeadlines.of(container().settings))
 
 
 # Actor groups kept in their own modules; imported here so `dramatiq worker.actors` registers them.
