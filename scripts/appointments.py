@@ -333,7 +333,7 @@ def _text_patient(
     from worker.outbox.writes import insert_rows
 
     decision = conversation_text_decision(
-        appt["phone_e164"], appt["consent_state"], appt["sms_status"] or "ok", datetime.now(UTC)
+        appt["phone_e164"], appt["consent_state"] or "unknown", appt["sms_status"] or "ok", datetime.now(UTC)
     )
     if not decision.send:
         return {
