@@ -9,7 +9,7 @@ next transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -105,3 +105,9 @@ def psycopg_connection(conn: psycopg.Connection[Any] | Session | Connection) -> 
     """``conn`` itself when it is the hot path's psycopg connection, else the one under the session (same
     transaction): statements written once in psycopg's dialect serve both kinds of caller."""
     return conn if isinstance(conn, psycopg.Connection) else driver_connection(conn)
+
+
+def sql_list(values: Sequence[str]) -> str:
+    """A literal SQL list of our own constants (never of input: the statuses and kinds of ``domain``), so a
+    statement names the one set and still keeps the plan a literal list gets."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"

@@ -36,8 +36,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.engine import Database
+from db.engine import Database, sql_list
 from domain.audience import RecipientFacts, SendPolicy, decide
+from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
     AUTOMATION_PLACEHOLDERS,
     Template,
@@ -47,7 +48,7 @@ from domain.templates import (
     when_label,
     with_footer,
 )
-from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts, planned_recipient
+from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, marketing_counts, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
@@ -163,12 +164,31 @@ _WIN_BACK = f"""
     ORDER BY appointment_id LIMIT :limit
 """
 
+_ENABLED = "SELECT kind, template, settings FROM automations WHERE clinic_id = :c AND enabled ORDER BY id"
+# The patient's latest reminder (or booking confirmation) that went out, or may have, in the last days.
+_LAST_REMINDED = f"""
+SELECT (o.meta->>'appointment_id')::bigint FROM outbox o
+WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
+  AND o.meta->>'automation' IN {sql_list(sorted(REMINDER_KINDS))}
+  AND o.status IN {sql_list((SENDING, SENT, DELIVERED, UNKNOWN))}
+  AND coalesce(o.sent_at, o.created_at) > :since
+ORDER BY o.id DESC LIMIT 1
+"""
+_REMINDED_APPOINTMENT = """
+SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name, k.timezone
+FROM appointments a JOIN clients c ON c.id = a.client_id
+LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
+WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+FOR UPDATE OF a
+"""
+_CONFIRM_BY_REPLY = """
+UPDATE appointments SET status = 'confirmed', patient_confirmed_at = coalesce(patient_confirmed_at, :now)
+WHERE id = :id
+"""
+
 
 def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
-    rows = session.execute(
-        text("SELECT kind, template, settings FROM automations WHERE clinic_id = :c AND enabled ORDER BY id"),
-        {"c": clinic_id},
-    ).all()
+    rows = session.execute(text(_ENABLED), {"c": clinic_id}).all()
     specs = []
     for kind, template, settings in rows:
         parsed = Template.parse(template)
@@ -248,18 +268,7 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
     """Create (once) every automation message due now for one clinic; one transaction per kind."""
     result = ScanResult([])
     with database.tenant_scope(clinic_id) as session:
-        clinic = (
-            session.execute(
-                text(
-                    """SELECT c.name, c.phone, c.timezone, c.policies,
-                          (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
-                   FROM clinics c WHERE c.id = :id"""
-                ),
-                {"id": clinic_id},
-            )
-            .mappings()
-            .one()
-        )
+        clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
         specs = load_automations(session, clinic_id)
     policies = dict(clinic["policies"] or {})
     for spec in specs:
@@ -409,43 +418,18 @@ def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body
     if reminder_reply_intent(body) != "confirm":
         return None
     reminded = session.execute(
-        text(
-            """SELECT (o.meta->>'appointment_id')::bigint FROM outbox o
-               WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
-                 AND o.meta->>'automation' IN ('confirmation', 'reminder_24h', 'reminder_2h')
-                 AND o.status IN ('sending', 'sent', 'delivered', 'unknown')
-                 AND coalesce(o.sent_at, o.created_at) > :since
-               ORDER BY o.id DESC LIMIT 1"""
-        ),
-        {"c": clinic_id, "client": client_id, "since": now - timedelta(days=3)},
+        text(_LAST_REMINDED), {"c": clinic_id, "client": client_id, "since": now - timedelta(days=3)}
     ).scalar_one_or_none()
     if reminded is None:
         return None
     appointment = (
-        session.execute(
-            text(
-                """SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name,
-                      k.timezone
-               FROM appointments a JOIN clients c ON c.id = a.client_id
-               LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
-               WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed')
-                 AND a.starts_at > :now
-               FOR UPDATE OF a"""
-            ),
-            {"id": reminded, "client": client_id, "now": now},
-        )
+        session.execute(text(_REMINDED_APPOINTMENT), {"id": reminded, "client": client_id, "now": now})
         .mappings()
         .one_or_none()
     )
     if appointment is None:
         return None
-    session.execute(
-        text(
-            """UPDATE appointments SET status = 'confirmed', patient_confirmed_at = coalesce(patient_confirmed_at, :now)
-               WHERE id = :id"""
-        ),
-        {"id": appointment["id"], "now": now},
-    )
+    session.execute(text(_CONFIRM_BY_REPLY), {"id": appointment["id"], "now": now})
     log.info("appointment confirmed by reply", extra={"clinic_id": clinic_id, "appointment_id": appointment["id"]})
     return confirmation_reply(
         first_name(appointment["client_name"]),

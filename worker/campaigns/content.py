@@ -14,12 +14,8 @@ from domain import availability
 from domain.audience import Decision, SegmentFilter, SendPolicy
 from domain.ports import BusyInterval
 from domain.templates import CAMPAIGN_PLACEHOLDERS, Template, first_name, validate_template, when_label, with_footer
+from worker.outbox.planning import SENDING_CLINIC
 
-_CLINIC = """
-SELECT c.name, c.phone, c.timezone, c.policies,
-       (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
-FROM clinics c WHERE c.id = :id
-"""
 _CLINIC_HOURS = "SELECT timezone, business_hours, holidays, policies FROM clinics WHERE id = :id"
 _SLOT_SERVICE = """
 SELECT id, duration_min, buffer_min FROM services WHERE clinic_id = :c AND active
@@ -69,7 +65,7 @@ class SendContext:
 def load_context(
     session: Session, clinic_id: int, template_source: str, segment: SegmentFilter, now: datetime
 ) -> SendContext:
-    clinic = session.execute(text(_CLINIC), {"id": clinic_id}).mappings().one()
+    clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
     policies = dict(clinic["policies"] or {})
     template = validate_template(template_source, CAMPAIGN_PLACEHOLDERS)
     context = SendContext(

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
 from domain.audience import EXCLUSION_REASONS
 from domain.outbox import CANCELLED, DELIVERED, FAILED, SENT, SUPPRESSED, UNDELIVERED, UNSENT, WENT_OUT
 from domain.templates import COST_PER_SEGMENT_USD
 from worker.campaigns.lifecycle import get_campaign
-from worker.outbox.writes import sql_list
 
 REPLY_WINDOW = timedelta(days=7)
 BOOKING_WINDOW = timedelta(days=14)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from db.consent import number_opted_out, record_consent
-from db.engine import Database, psycopg_connection
+from db.engine import Database, psycopg_connection, sql_list
 from domain.audience import RecipientFacts
 from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
 from domain.outbox import (
@@ -37,7 +37,6 @@ from domain.outbox import (
 )
 from worker.outbox.ports import ChunkClaim, Judge
 from worker.outbox.rows import Claim, Failure, SendRow, SentMark
-from worker.outbox.writes import sql_list
 
 Conn = psycopg.Connection[Any]
 

@@ -19,17 +19,12 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from db.engine import psycopg_connection
+from db.engine import psycopg_connection, sql_list
 from domain.outbox import APPOINTMENT_GONE, CANCELLED, ORDERED_KINDS, QUEUED, SENDING, SUPPRESSED, UNKNOWN, UNSENT
 from domain.segments import GSM7_BASIC, GSM7_MULTI_SEGMENT, GSM7_SINGLE_SEGMENT, count_segments
 from worker.outbox.rows import OutboxRow
 
 Conn = psycopg.Connection[Any] | Session | Connection
-
-
-def sql_list(values: Sequence[str]) -> str:
-    """A literal SQL list of known constants (never of input), so the hot statements keep their plans."""
-    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 INSERT_OUTBOX = """
