@@ -235,13 +235,15 @@ class PostgresOutbox:
     ) -> ChunkClaim:
         result = ChunkClaim()
         with self.database.tenant_connection(clinic_id) as conn:
-            status = conn.execute(_CAMPAIGN_STATUS, (campaign_id,)).fetchone()
+            # Both in one round trip (the campaign's lock first, as a pause takes them); a stopped campaign's rows
+            # are let go at once.
+            status_cursor = conn.execute(_CAMPAIGN_STATUS, (campaign_id,))
+            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now))
+            status = status_cursor.fetchone()
             if status is not None and status[0] in ("paused", "cancelled"):
                 result.stopped = str(status[0])
                 return result
-            rows = [
-                _send_row(found) for found in conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now))
-            ]
+            rows = [_send_row(found) for found in rows_cursor.fetchall()]
             verdicts = [(row, judge(row)) for row in rows]
             _apply_verdicts(conn, claim, verdicts)
         for row, verdict in verdicts:
