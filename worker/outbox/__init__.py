@@ -6,6 +6,7 @@ and decides whether a recipient may receive a text (``domain.audience.decide``, 
   statements from here), withdrawing, the sweeper's take-back;
 - ``store``: the senders' own transactions (claim, record, release, renew; the carrier's verdicts on a number);
 - ``decisions``: can this person receive this text now;
+- ``planning``: what the planners of clinic-initiated texts (campaigns, automations) read before they queue;
 - ``sender``: the state machine — one row, a row the turn's commit claimed, a campaign's rows in chunks;
 - ``ports``: what the senders are given (never the worker's whole container).
 
