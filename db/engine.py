@@ -9,7 +9,7 @@ next transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,7 +85,8 @@ class Database:
             yield session
 
     def clinic_ids(self) -> list[int]:
-        """Every clinic's id, in order (the tenant directory): what cross-clinic jobs iterate, one scope each."""
+        """Every clinic in the tenant directory, in id order: what cross-clinic jobs iterate (one tenant scope
+        each; there is no bypass role)."""
         with self.directory_scope() as session:
             return [int(r) for r in session.execute(_CLINIC_IDS).scalars()]
 
@@ -98,3 +99,15 @@ def driver_connection(session: Session | Connection) -> psycopg.Connection[Any]:
     hot-path helpers written for ``tenant_connection`` also serve callers holding a ``tenant_scope``)."""
     connection = session.connection() if isinstance(session, Session) else session
     return connection.connection.driver_connection  # type: ignore[return-value]
+
+
+def psycopg_connection(conn: psycopg.Connection[Any] | Session | Connection) -> psycopg.Connection[Any]:
+    """``conn`` itself when it is the hot path's psycopg connection, else the one under the session (same
+    transaction): statements written once in psycopg's dialect serve both kinds of caller."""
+    return conn if isinstance(conn, psycopg.Connection) else driver_connection(conn)
+
+
+def sql_list(values: Sequence[str]) -> str:
+    """A literal SQL list of our own constants (never of input: the statuses and kinds of ``domain``), so a
+    statement names the one set and still keeps the plan a literal list gets."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"

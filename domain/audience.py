@@ -289,7 +289,7 @@ def recipient_timezone(facts: RecipientFacts, policy: SendPolicy) -> str:
 
 def decide(facts: RecipientFacts, policy: SendPolicy, now: datetime) -> Decision:
     """May this text go to this person, and when?  The one decision every sender makes — when a message is
-    planned (campaign fan-out, automation scan, preview) and again at the moment of sending (``worker/outbox.py``,
+    planned (campaign fan-out, automation scan, preview) and again at the moment of sending (``worker/outbox``,
     the campaign batch sender, the turn's inline reply claim).  Outside the window it is deferred, never
     dropped: ``send_at`` is the next allowed instant."""
     if now.tzinfo is None:

@@ -324,3 +324,9 @@ def keyword_consent(intent: KeywordIntent, body: str) -> ConsentRecord:
     if intent is KeywordIntent.OPT_IN:
         return ConsentRecord(ConsentKind.OPT_IN, ConsentScope.TRANSACTIONAL, ConsentSource.SMS_KEYWORD, wording)
     return ConsentRecord(ConsentKind.HELP, ConsentScope.TRANSACTIONAL, ConsentSource.SMS_KEYWORD, wording)
+
+
+def handover_request(wording: str) -> ConsentRecord:
+    """The ledger record of a web chat patient asking to continue by text at a number: a ``request``, which grants
+    nothing — anyone can type any number into a form; only the number itself can confirm, by texting us."""
+    return ConsentRecord(ConsentKind.REQUEST, ConsentScope.TRANSACTIONAL, ConsentSource.WEB_FORM, wording)

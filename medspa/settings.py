@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     sms_rate_per_number_per_s: float = 1.0
     # One SMS provider call gives up after this long.  Must stay below OUTBOX_SWEEP_AFTER_S: a claimed row is
     # swept (and may be re-claimed by another worker) only after that deadline, so a call started on a fresh
-    # claim ends before anyone else can take the row (see worker/outbox.py, claims).
+    # claim ends before anyone else can take the row (see worker/outbox/rows.py, Claim).
     sms_send_timeout_s: float = 10.0
     sms_provider: str = "auto"  # auto (twilio with credentials, else console) | twilio | console | sink (benchmarks)
     # SMS_PROVIDER=sink only: announce each send on Redis pub/sub (the closed-loop benchmark listens).

@@ -275,7 +275,7 @@ def appointments_export(args: argparse.Namespace) -> int:
 _APPOINTMENT_SQL = """
     SELECT a.id, a.kind, a.status, a.starts_at, a.ends_at, a.blocked_until, a.deposit_cents, a.provider_id,
            a.service_id, a.client_id, p.slug AS provider_slug, p.name AS provider_name,
-           s.name AS service_name, c.name AS client_name, c.phone_e164, c.consent_state,
+           s.name AS service_name, c.name AS client_name, c.phone_e164, c.consent_state, c.sms_status,
            (SELECT id FROM conversations v WHERE v.client_id = a.client_id AND v.channel = 'sms') AS conversation_id
     FROM appointments a JOIN providers p ON p.id = a.provider_id
     LEFT JOIN services s ON s.id = a.service_id LEFT JOIN clients c ON c.id = a.client_id
@@ -317,13 +317,20 @@ def _text_patient(
 ) -> tuple[str, list[int]]:
     """Queue one SMS to the patient (once per dedupe key) and record it in their conversation.
     Returns what happened (for the staff member) and the outbox ids to enqueue after commit."""
-    from worker.conversations import OutboxRow, insert_outbox
+    from worker.outbox.decisions import conversation_text_decision
+    from worker.outbox.rows import OutboxRow
+    from worker.outbox.writes import insert_rows
 
-    if not appt["phone_e164"]:
-        return "patient not texted: no phone number on file", []
-    if appt["consent_state"] == "opted_out":
-        return "patient not texted: they opted out of texts (call them)", []
-    ids = insert_outbox(
+    decision = conversation_text_decision(
+        appt["phone_e164"], appt["consent_state"] or "unknown", appt["sms_status"] or "ok", datetime.now(UTC)
+    )
+    if not decision.send:
+        return {
+            "no_phone": "patient not texted: no phone number on file",
+            "opted_out": "patient not texted: they opted out of texts (call them)",
+            "invalid_number": "patient not texted: their number cannot receive texts (call them)",
+        }.get(decision.reason or "", f"patient not texted: {decision.reason}"), []
+    ids = insert_rows(
         session,
         clinic.id,
         [

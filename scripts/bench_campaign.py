@@ -165,7 +165,7 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
 
     from domain.audience import SegmentFilter
     from medspa.broker import BULK_QUEUE, build_broker, message_for
-    from worker.campaigns import create_campaign, schedule_campaign
+    from worker.campaigns.lifecycle import create_campaign, schedule_campaign
 
     with bench_infrastructure() as infra:
         clinic_id, _ = create_bench_clinic(infra.owner_url, recipients)

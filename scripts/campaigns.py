@@ -96,7 +96,7 @@ def _run(fn: Any) -> Any:
     """Turn the domain's user-facing errors into one-line CLI errors."""
     from domain.audience import SegmentError
     from domain.templates import TemplateError
-    from worker.campaigns import CampaignError
+    from worker.campaigns.lifecycle import CampaignError
 
     try:
         return fn()
@@ -123,7 +123,7 @@ def _emit(args: argparse.Namespace, value: dict[str, Any], line: str) -> None:
 # ------------------------------------------------------------------ commands
 def create_cmd(args: argparse.Namespace) -> int:
     from domain.audience import SegmentFilter
-    from worker.campaigns import create_campaign
+    from worker.campaigns.lifecycle import create_campaign
 
     template = args.template if args.template is not None else args.template_file.read()
     segment = _run(
@@ -161,7 +161,8 @@ def create_cmd(args: argparse.Namespace) -> int:
 
 
 def preview_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import get_campaign, preview
+    from worker.campaigns.lifecycle import get_campaign
+    from worker.campaigns.segments import preview
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
@@ -194,7 +195,7 @@ def preview_cmd(args: argparse.Namespace) -> int:
 def schedule_cmd(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    from worker.campaigns import schedule_campaign
+    from worker.campaigns.lifecycle import schedule_campaign
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
@@ -217,7 +218,8 @@ def schedule_cmd(args: argparse.Namespace) -> int:
 
 
 def send_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import report, schedule_campaign
+    from worker.campaigns.lifecycle import schedule_campaign
+    from worker.campaigns.report import report
 
     clinic_id, database = _scope(args.clinic)
     now = _now()
@@ -232,14 +234,14 @@ def send_cmd(args: argparse.Namespace) -> int:
     while True:
         with database.tenant_scope(clinic_id) as session:
             state = report(session, clinic_id, args.campaign_id, _now())
-        b = state["breakdown"]
-        handled = state["recipients"] - b["pending"] - b["queued"]
+        b = state.breakdown
+        handled = state.recipients - b["pending"] - b["queued"]
         bar.update(
             handled,
-            state["recipients"],
-            f"sent {state['sent']} failed {state['failed']} excluded {b['excluded']} deferred {b['deferred']}",
+            state.recipients,
+            f"sent {state.sent} failed {state.failed} excluded {b['excluded']} deferred {b['deferred']}",
         )
-        started = state["status"] != "sending" or state["recipients"] > 0
+        started = state.status != "sending" or state.recipients > 0
         # Done when nothing is waiting to be decided or sent (recipients deferred to their morning are the
         # scheduler's), or when staff paused/cancelled it elsewhere.
         if (started and b["pending"] == 0 and b["queued"] == 0) or time.monotonic() > deadline:
@@ -248,16 +250,16 @@ def send_cmd(args: argparse.Namespace) -> int:
     bar.close()
     _emit(
         args,
-        state,
-        f"campaign {args.campaign_id} {state['status']}: {state['recipients']} recipients, "
-        f"{state['sent']} sent, {state['failed']} failed, {b['excluded']} excluded, "
+        state.as_dict(),
+        f"campaign {args.campaign_id} {state.status}: {state.recipients} recipients, "
+        f"{state.sent} sent, {state.failed} failed, {b['excluded']} excluded, "
         f"{b['deferred']} deferred to 08:00 local",
     )
     return 0
 
 
 def pause_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import pause_campaign
+    from worker.campaigns.lifecycle import pause_campaign
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
@@ -271,7 +273,7 @@ def pause_cmd(args: argparse.Namespace) -> int:
 
 
 def resume_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import resume_campaign
+    from worker.campaigns.lifecycle import resume_campaign
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
@@ -283,7 +285,7 @@ def resume_cmd(args: argparse.Namespace) -> int:
 
 
 def cancel_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import cancel_campaign
+    from worker.campaigns.lifecycle import cancel_campaign
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
@@ -297,32 +299,33 @@ def cancel_cmd(args: argparse.Namespace) -> int:
 
 
 def report_cmd(args: argparse.Namespace) -> int:
-    from worker.campaigns import report
+    from worker.campaigns.report import report
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
-        state = _run(lambda: report(session, clinic_id, args.campaign_id, _now()))
+        result = _run(lambda: report(session, clinic_id, args.campaign_id, _now()))
+    state = result.as_dict()
     if args.json:
         _emit(args, state, "")
         return 0
-    print(f'Campaign {state["campaign_id"]} "{state["name"]}" ({state["status"]}): {state["recipients"]} recipients')
+    print(f'Campaign {result.campaign_id} "{result.name}" ({result.status}): {result.recipients} recipients')
     for key in ("sent", "delivered", "failed", "opted_out", "replied", "booked"):
         print(f"  {key + ':':<12}{state[key]}")
-    print("  breakdown:  " + ", ".join(f"{k} {v}" for k, v in state["breakdown"].items() if v))
-    excluded = {k: v for k, v in state["excluded"].items() if v}
+    print("  breakdown:  " + ", ".join(f"{k} {v}" for k, v in result.breakdown.items() if v))
+    excluded = {k: v for k, v in result.excluded.items() if v}
     if excluded:
         print("  excluded:   " + ", ".join(f"{k} {v}" for k, v in excluded.items()))
-    print(f"  segments:   {state['segments_sent']} (${state['cost_usd']:,.2f})")
+    print(f"  segments:   {result.segments_sent} (${result.cost_usd:,.2f})")
     return 0
 
 
 def list_cmd(args: argparse.Namespace) -> int:
     from scripts.common import print_json, print_table
-    from worker.campaigns import list_campaigns
+    from worker.campaigns.lifecycle import list_campaigns
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
-        rows = list_campaigns(session, clinic_id)
+        rows = [campaign.as_dict() for campaign in list_campaigns(session, clinic_id)]
     if args.json:
         print_json(rows)
     else:

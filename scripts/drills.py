@@ -583,7 +583,7 @@ class _SlowSmsProvider:
             )
 
     def settled(self, procs: ProcessStack) -> bool:
-        from worker.campaigns import campaign_status
+        from worker.campaigns.lifecycle import campaign_status
 
         return self.campaign_id is None or campaign_status(procs.stack.database, 1, self.campaign_id) == "completed"
 
@@ -613,7 +613,7 @@ def _start_campaign(procs: ProcessStack, recipients: int) -> tuple[int, list[str
 
     from domain.audience import SegmentFilter
     from medspa.broker import BULK_QUEUE, LowLatencyRedisBroker, message_for
-    from worker.campaigns import create_campaign, schedule_campaign
+    from worker.campaigns.lifecycle import create_campaign, schedule_campaign
 
     run = next(_LOAD_RUNS)
     tag = f"drill-{uuid.uuid4().hex[:8]}"

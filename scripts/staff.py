@@ -204,7 +204,7 @@ def _conversation(session: Session, conversation_id: int, *, lock: bool = False)
             text(
                 f"""SELECT c.id, c.channel, c.agent_state, c.handoff_reason, c.handoff_urgency, c.client_id,
                        c.last_inbound_seq, c.answered_seq, cl.name AS client, cl.phone_e164 AS phone,
-                       cl.consent_state
+                       cl.consent_state, cl.sms_status
                 FROM conversations c JOIN clients cl ON cl.id = c.client_id
                 WHERE c.id = :id {"FOR UPDATE OF c" if lock else ""}"""
             ),
@@ -286,7 +286,9 @@ def _take_over(session: Session, conversation_id: int, reason: str, urgency: str
 
 def staff_reply(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for
-    from worker.conversations import OutboxRow, insert_outbox
+    from worker.outbox.decisions import conversation_text_decision
+    from worker.outbox.rows import OutboxRow
+    from worker.outbox.writes import insert_rows
 
     body = args.text.strip()
     if not body:
@@ -296,10 +298,19 @@ def staff_reply(args: argparse.Namespace) -> int:
     trace_id = uuid.uuid4().hex
     with app_database().tenant_scope(clinic_id) as session:
         conv = _conversation(session, args.conversation_id, lock=True)
-        if conv["channel"] == "sms" and not conv["phone"]:
-            raise CommandError(f"conversation {conv['id']} has no phone number to text")
-        if conv["channel"] == "sms" and conv["consent_state"] == "opted_out":
-            raise CommandError(f"the patient on conversation {conv['id']} opted out of texts; nothing sent")
+        if conv["channel"] == "sms":
+            # The one decision every sender makes (the send actor makes it again at the moment of sending).
+            decision = conversation_text_decision(
+                conv["phone"], conv["consent_state"], conv["sms_status"], datetime.now(UTC)
+            )
+            refusal = {
+                "no_phone": f"conversation {conv['id']} has no phone number to text",
+                "opted_out": f"the patient on conversation {conv['id']} opted out of texts; nothing sent",
+                "invalid_number": f"the patient's number on conversation {conv['id']} cannot receive texts "
+                f"({conv['sms_status']}); nothing sent",
+            }
+            if not decision.send:
+                raise CommandError(refusal.get(decision.reason or "", f"not sent: {decision.reason}"))
         # The number the patient texted (a clinic may have several), else the clinic's first SMS number.
         clinic_number = session.execute(
             text(
@@ -326,7 +337,7 @@ def staff_reply(args: argparse.Namespace) -> int:
             },
         ).scalar_one()
         to_address = conv["phone"] if conv["channel"] == "sms" else f"chat:{conv['id']}"
-        outbox_ids = insert_outbox(
+        outbox_ids = insert_rows(
             session,
             clinic_id,
             [

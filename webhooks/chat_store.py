@@ -14,6 +14,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from db.consent import consent_statements
+from domain.compliance import handover_request
 from webhooks.chat_tokens import ChatClaims
 
 
@@ -108,11 +110,9 @@ class ChatStore:
         does it lift an opt-out (a request is never read as consent: ``domain.compliance``, ``db.consent``)."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
-            await conn.execute(
-                """INSERT INTO consent_events (clinic_id, client_id, phone_e164, kind, scope, source, wording)
-                   VALUES (%s, %s, %s, 'request', 'transactional', 'web_form', %s)""",
-                (clinic_id, client_id, e164, consent_text),
-            )
+            # The ledger's own statements (``db.consent``): a request changes no client column.
+            for sql, params in consent_statements(clinic_id, client_id, e164, handover_request(consent_text)):
+                await conn.execute(sql, params)
             await conn.execute(
                 "UPDATE clients SET notes = notes || %s WHERE id = %s",
                 (f"\nAsked to continue by text at {e164} (web chat).", client_id),

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from twilio.request_validator import RequestValidator, compare
 
+from domain.outbox import STATUS_RANK
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.http import error, public_url, read_limited_body
@@ -29,8 +30,6 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
 # Fields that land in length-limited columns (provider_event_id, sender_key); Twilio's own are far shorter.
 _SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 64, "To": 64}
-# Status order: a late "sent" callback must not overwrite "delivered".
-_STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "unknown": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 
 
 async def _verified_form(request: Request, state: AppState) -> dict[str, str] | Response:
@@ -108,12 +107,10 @@ async def status_callback(request: Request) -> Response:
     except (KeyError, ValueError):
         return error(400, "status callback URL must carry outbox_id and clinic_id")
     status = form.get("MessageStatus") or form.get("SmsStatus")
-    if status not in _STATUS_RANK:
+    if status is None or status not in STATUS_RANK:  # the statuses a callback may carry, in their order (forward only)
         return error(400, "missing or unknown MessageStatus")
     error_code = form.get("ErrorCode") or None
-    await state.outbox_status.apply(
-        clinic_id, outbox_id, status, _STATUS_RANK[status], error_code, form.get("MessageSid")
-    )
+    await state.outbox_status.apply(clinic_id, outbox_id, status, error_code, form.get("MessageSid"))
     if error_code and state.enqueuer is not None:
         state.enqueuer.submit(message_for("handle_delivery_error", "outbox", clinic_id, outbox_id, str(error_code)))
     return Response(status_code=204)

@@ -1,4 +1,4 @@
-"""Actors for automations and campaigns: thin wrappers over ``automations`` and ``campaigns``.
+"""Actors for automations and campaigns: thin wrappers over ``automations`` and the ``campaigns`` package.
 
 - ``run_automations`` (scheduled, every 60 s): every clinic's due automation
   messages, created once and handed to the bulk sender.  Never retried: the
@@ -12,9 +12,9 @@
   two), then re-enqueues itself while due work remains.  Bounded slices keep
   shutdowns and restarts cheap.
 - ``send_campaign_batch``: sends a batch of committed campaign outbox rows
-  (``campaigns.send_batch``: the outbox claim, consent re-check and shared
-  rate limiter, a chunk of rows per transaction), paced by the campaign's
-  own cap; the campaign's status is checked before every chunk.
+  (``campaigns.sending.send_batch``: the outbox's claim, consent re-check and
+  shared rate limiter, a chunk of rows per transaction), paced by the
+  campaign's own cap; the campaign's status is checked before every chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from __future__ import annotations
 import logging
 
 from medspa.broker import BULK_QUEUE, SCHEDULED_QUEUE
-from worker import automations, campaigns
+from worker import automations
+from worker.campaigns.lifecycle import get_campaign, start_due_campaigns
+from worker.campaigns.runner import CampaignPacer, Dispatch, RunnerLease, run_campaign
+from worker.campaigns.sending import send_batch
 from worker.runtime import actor, container, limiter
 from worker.sending import enqueue, enqueue_bulk_sends
 
@@ -51,12 +54,12 @@ def tick_campaigns() -> None:
     c = container()
     for clinic_id in c.database.clinic_ids():
         with c.database.tenant_scope(clinic_id) as session:
-            due = campaigns.start_due_campaigns(session, clinic_id, c.clock.now())
+            due = start_due_campaigns(session, clinic_id, c.clock.now())
         for campaign_id in due:
             enqueue("run_campaign_slice", clinic_id, campaign_id)
 
 
-def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> campaigns.Dispatch:
+def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> Dispatch:
     """How a runner hands committed outbox ids to senders: one paced batch when capped, else parallel chunks."""
 
     def dispatch(outbox_ids: list[int]) -> None:
@@ -71,17 +74,17 @@ def dispatcher(clinic_id: int, campaign_id: int, cap_per_s: float | None) -> cam
 @actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=5_000, max_backoff=60_000, time_limit=int(SLICE_S * 1000 * 4))
 def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
     c = container()
-    lease = campaigns.RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3), lane=lane)
+    lease = RunnerLease(c.redis, clinic_id, campaign_id, int(SLICE_S * 3), lane=lane)
     if not lease.acquire():
         return  # another runner is on this lane
     try:
         with c.database.tenant_scope(clinic_id) as session:
-            cap = campaigns.get_campaign(session, clinic_id, campaign_id).rate_cap_per_s
+            cap = get_campaign(session, clinic_id, campaign_id).rate_cap_per_s
         if lane == 0 and not cap:
             # Uncapped: more runners decide batches in parallel (SKIP LOCKED splits the recipients).
             for extra in range(1, UNCAPPED_LANES):
                 enqueue("run_campaign_slice", clinic_id, campaign_id, extra)
-        result = campaigns.run_campaign(
+        result = run_campaign(
             c.database,
             clinic_id,
             campaign_id,
@@ -111,8 +114,11 @@ def run_campaign_slice(clinic_id: int, campaign_id: int, lane: int = 0) -> None:
 @actor(queue_name=BULK_QUEUE, max_retries=3, min_backoff=1_000, max_backoff=30_000, time_limit=600_000)
 def send_campaign_batch(clinic_id: int, campaign_id: int, outbox_ids: list[int], cap_per_s: float | None) -> None:
     c = container()
-    pacer = campaigns.CampaignPacer(c.redis) if cap_per_s else None
-    result = campaigns.send_batch(c, limiter(), clinic_id, campaign_id, outbox_ids, cap_per_s=cap_per_s, pacer=pacer)
+    from worker.outbox.ports import send_ports
+
+    pacer = CampaignPacer(c.redis) if cap_per_s else None
+    ports = send_ports(c, limiter())
+    result = send_batch(ports, clinic_id, campaign_id, outbox_ids, cap_per_s=cap_per_s, pacer=pacer)
     for outbox_id, delay_ms in result.retry_later:
         enqueue("send_outbox_bulk", clinic_id, outbox_id, delay=max(50, delay_ms))
     if result.failed or result.unknown:

@@ -19,7 +19,7 @@ How "once, at the right moment" holds across restarts and replicas:
   never retried;
 - a message that falls in quiet hours is simply not created yet: the scan that
   runs after the window opens creates it, while it is still valid;
-- the sender decides again at the moment of sending (``worker/outbox.py``):
+- the sender decides again at the moment of sending (``worker/outbox``):
   a text that waited past its window (rate limits, retries, a provider outage)
   is deferred to the recipient's next allowed instant, and one whose recipient
   opted out meanwhile is suppressed.
@@ -27,9 +27,8 @@ How "once, at the right moment" holds across restarts and replicas:
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,9 +36,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.engine import Database
+from db.engine import Database, sql_list
 from domain.audience import RecipientFacts, SendPolicy, decide
-from domain.segments import count_segments
+from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
     AUTOMATION_PLACEHOLDERS,
     Template,
@@ -49,6 +48,9 @@ from domain.templates import (
     when_label,
     with_footer,
 )
+from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, marketing_counts, planned_recipient
+from worker.outbox.rows import OutboxRow
+from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ AUTOMATION_PRIORITY = 5  # after replies (0), before campaigns (10)
 SCAN_LIMIT = 500  # per kind per clinic per scan; the next scan continues
 MARKETING_KINDS = frozenset({"review_request", "rebook_nudge", "win_back"})
 REMINDER_KINDS = frozenset({"confirmation", "reminder_24h", "reminder_2h"})
+# Texts about a visit that happened (or was missed): a later cancellation or move does not withdraw them.
+FOLLOW_UP_KINDS = frozenset({"no_show_followup", "aftercare", "review_request"})
 
 
 @dataclass(frozen=True)
@@ -75,18 +79,15 @@ class AutomationSpec:
 
 # The appointment, its client, service and provider, and how many marketing texts the client got (this
 # week and ever: the frequency cap and the first-message opt-out footer).  Shared by every automation query.
-_APPOINTMENT_FACTS = """
-    a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, c.phone_e164, c.timezone,
-    c.consent_state, c.marketing_consent, c.sms_status, s.name AS service_name, s.category AS service_category,
-    p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
+_APPOINTMENT_FACTS = f"""
+    a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name, {RECIPIENT_COLUMNS},
+    s.name AS service_name, s.category AS service_category, p.name AS provider_name,
+    coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
     FROM appointments a
     JOIN clients c ON c.id = a.client_id
     LEFT JOIN services s ON s.id = a.service_id
     LEFT JOIN providers p ON p.id = a.provider_id
-    LEFT JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
-        FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
-          AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+    {marketing_counts("a.client_id")}
 """
 
 _BASE = f"""
@@ -131,17 +132,13 @@ _FUTURE = """EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_i
 _REBOOK = f"""
     SELECT * FROM (
         SELECT DISTINCT ON (a.client_id) a.id AS appointment_id, a.client_id, a.starts_at, a.ends_at, c.name,
-               c.phone_e164, c.timezone, c.consent_state, c.marketing_consent, c.sms_status, s.name AS service_name,
-               s.category AS service_category, p.name AS provider_name, coalesce(m.week, 0) AS week,
-               coalesce(m.ever, 0) AS ever
+               {RECIPIENT_COLUMNS}, s.name AS service_name, s.category AS service_category,
+               p.name AS provider_name, coalesce(m.week, 0) AS week, coalesce(m.ever, 0) AS ever
         FROM appointments a
         JOIN clients c ON c.id = a.client_id
         JOIN services s ON s.id = a.service_id AND s.rebook_interval_days IS NOT NULL
         LEFT JOIN providers p ON p.id = a.provider_id
-        LEFT JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
-            FROM outbox o WHERE o.client_id = a.client_id AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
-              AND o.status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')) m ON true
+        {marketing_counts("a.client_id")}
         WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
           AND a.starts_at + make_interval(days => s.rebook_interval_days) + :offset <= :now
           AND :now < a.starts_at + make_interval(days => s.rebook_interval_days) + :offset + :valid_for
@@ -167,12 +164,31 @@ _WIN_BACK = f"""
     ORDER BY appointment_id LIMIT :limit
 """
 
+_ENABLED = "SELECT kind, template, settings FROM automations WHERE clinic_id = :c AND enabled ORDER BY id"
+# The patient's latest reminder (or booking confirmation) that went out, or may have, in the last days.
+_LAST_REMINDED = f"""
+SELECT (o.meta->>'appointment_id')::bigint FROM outbox o
+WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
+  AND o.meta->>'automation' IN {sql_list(sorted(REMINDER_KINDS))}
+  AND o.status IN {sql_list((SENDING, SENT, DELIVERED, UNKNOWN))}
+  AND coalesce(o.sent_at, o.created_at) > :since
+ORDER BY o.id DESC LIMIT 1
+"""
+_REMINDED_APPOINTMENT = """
+SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name, k.timezone
+FROM appointments a JOIN clients c ON c.id = a.client_id
+LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
+WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+FOR UPDATE OF a
+"""
+_CONFIRM_BY_REPLY = """
+UPDATE appointments SET status = 'confirmed', patient_confirmed_at = coalesce(patient_confirmed_at, :now)
+WHERE id = :id
+"""
+
 
 def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
-    rows = session.execute(
-        text("SELECT kind, template, settings FROM automations WHERE clinic_id = :c AND enabled ORDER BY id"),
-        {"c": clinic_id},
-    ).all()
+    rows = session.execute(text(_ENABLED), {"c": clinic_id}).all()
     specs = []
     for kind, template, settings in rows:
         parsed = Template.parse(template)
@@ -252,18 +268,7 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
     """Create (once) every automation message due now for one clinic; one transaction per kind."""
     result = ScanResult([])
     with database.tenant_scope(clinic_id) as session:
-        clinic = (
-            session.execute(
-                text(
-                    """SELECT c.name, c.phone, c.timezone, c.policies,
-                          (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
-                   FROM clinics c WHERE c.id = :id"""
-                ),
-                {"id": clinic_id},
-            )
-            .mappings()
-            .one()
-        )
+        clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
         specs = load_automations(session, clinic_id)
     policies = dict(clinic["policies"] or {})
     for spec in specs:
@@ -292,11 +297,37 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
                 .mappings()
                 .all()
             )
-            ids, suppressed, waiting = _emit(session, clinic_id, clinic, policies, spec, rows, now)
+            due = [DueVisit.of(row) for row in rows]
+            ids, suppressed, waiting = _emit(session, clinic_id, clinic, policies, spec, due, now)
         result.outbox_ids += ids
         result.suppressed += suppressed
         result.waiting += waiting
     return result
+
+
+@dataclass(frozen=True)
+class DueVisit:
+    """One appointment an automation text is due for, with its recipient (``_APPOINTMENT_FACTS``)."""
+
+    appointment_id: int
+    recipient: RecipientFacts
+    name: str | None
+    starts_at: datetime
+    service_name: str | None
+    service_category: str | None
+    provider_name: str | None
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> DueVisit:
+        return cls(
+            appointment_id=int(row["appointment_id"]),
+            recipient=planned_recipient(row),
+            name=row["name"],
+            starts_at=row["starts_at"],
+            service_name=row["service_name"],
+            service_category=row["service_category"],
+            provider_name=row["provider_name"],
+        )
 
 
 def _emit(
@@ -305,7 +336,7 @@ def _emit(
     clinic: Any,
     policies: dict[str, Any],
     spec: AutomationSpec,
-    rows: Sequence[Any],
+    due: Sequence[DueVisit],
     now: datetime,
 ) -> tuple[list[int], int, int]:
     policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(
@@ -314,64 +345,45 @@ def _emit(
     tips = spec.settings.get("tips") or {}
     ids: list[int] = []
     suppressed = waiting = 0
-    for row in rows:
-        facts = RecipientFacts(
-            client_id=int(row["client_id"]),
-            phone=row["phone_e164"],
-            consent_state=row["consent_state"],
-            sms_status=row["sms_status"],
-            marketing_consent=row["marketing_consent"],
-            timezone=row["timezone"],
-            marketing_last_7d=int(row["week"]),
-            marketing_ever=int(row["ever"]),
-        )
+    for visit in due:
+        facts = visit.recipient
         decision = decide(facts, policy, now)
         if decision.send and decision.deferred:
             waiting += 1
             continue
         values = {
-            "first_name": first_name(row["name"]),
+            "first_name": first_name(visit.name),
             "clinic_name": clinic["name"],
             "clinic_phone": clinic["phone"],
-            "service_name": row["service_name"],
-            "last_service": row["service_name"],
-            "provider_name": row["provider_name"],
-            "when": when_label(row["starts_at"], clinic["timezone"]),
+            "service_name": visit.service_name,
+            "last_service": visit.service_name,
+            "provider_name": visit.provider_name,
+            "when": when_label(visit.starts_at, clinic["timezone"]),
             "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
-            "aftercare_tip": tips.get(row["service_category"] or "", "") if isinstance(tips, dict) else "",
+            "aftercare_tip": tips.get(visit.service_category or "", "") if isinstance(tips, dict) else "",
         }
         body = spec.template.render(values)
         if decision.footer:
             body = with_footer(body, policy.footer)
-        info = count_segments(body)
-        meta = {"automation": spec.kind, "appointment_id": int(row["appointment_id"]), "marketing": spec.marketing}
-        inserted = session.execute(
-            text(
-                """INSERT INTO outbox (clinic_id, client_id, channel, kind, priority, to_address, from_address, body,
-                                       meta, dedupe_key, segments, encoding, status, error_message)
-                   VALUES (:clinic_id, :client_id, 'sms', 'automation', :priority, :to, :from_, :body,
-                           CAST(:meta AS jsonb), :key, :segments, :encoding, :status, :why)
-                   ON CONFLICT (clinic_id, dedupe_key) DO NOTHING RETURNING id"""
-            ),
-            {
-                "clinic_id": clinic_id,
-                "client_id": facts.client_id,
-                "priority": AUTOMATION_PRIORITY,
-                "to": facts.phone or "",
-                "from_": clinic["sms"] or "",
-                "body": body,
-                "meta": json.dumps(meta),
-                "key": f"auto:{spec.kind}:appt:{int(row['appointment_id'])}",
-                "segments": info.segments,
-                "encoding": info.encoding,
-                "status": "queued" if decision.send else "suppressed",
-                "why": "" if decision.send else f"automation not sent: {decision.reason}",
-            },
-        ).scalar_one_or_none()
-        if inserted is None:
+        row = OutboxRow(
+            channel="sms",
+            kind="automation",
+            to_address=facts.phone or "",
+            from_address=clinic["sms"] or "",
+            body=body,
+            client_id=facts.client_id,
+            conversation_id=None,
+            priority=AUTOMATION_PRIORITY,
+            meta={"automation": spec.kind, "appointment_id": visit.appointment_id, "marketing": spec.marketing},
+            dedupe_key=f"auto:{spec.kind}:appt:{visit.appointment_id}",
+        )
+        # Recipients we must not text get their row recorded as suppressed, with the reason: once, never retried.
+        why = "" if decision.send else f"automation not sent: {decision.reason}"
+        inserted = insert_rows(session, clinic_id, [row], suppressed_because=why)
+        if not inserted:
             continue
         if decision.send:
-            ids.append(int(inserted))
+            ids += inserted
         else:
             suppressed += 1
     if ids or suppressed:
@@ -387,40 +399,10 @@ def withdraw_appointment_messages(session: Session, clinic_id: int, appointment_
 
     Call it in the transaction that cancels/reschedules the appointment.  A
     reminder already claimed by a sender goes out (it was due before the
-    cancellation); everything still queued does not.
+    cancellation); everything still queued does not — but the texts about a
+    visit that happened (``FOLLOW_UP_KINDS``).
     """
-    return int(
-        session.execute(
-            text(
-                """UPDATE outbox SET status = 'cancelled', error_message = 'appointment no longer live'
-                   WHERE clinic_id = :c AND kind = 'automation' AND status = 'queued'
-                     AND meta->>'appointment_id' = :appointment_id
-                     AND meta->>'automation' NOT IN ('no_show_followup', 'aftercare', 'review_request')"""
-            ),
-            {"c": clinic_id, "appointment_id": str(int(appointment_id))},
-        ).rowcount  # type: ignore[attr-defined]
-    )
-
-
-def appointment_still_live(session: Session, outbox_meta: dict[str, Any]) -> bool:
-    """Send-time check for an automation row (for ``worker/outbox.py``'s claim): is its appointment still what
-    the message is about?  Reminders need a live appointment; follow-ups need the status they followed."""
-    appointment_id = outbox_meta.get("appointment_id")
-    kind = outbox_meta.get("automation")
-    if appointment_id is None or kind is None:
-        return True
-    status = session.execute(
-        text("SELECT status FROM appointments WHERE id = :id"), {"id": int(appointment_id)}
-    ).scalar_one_or_none()
-    if status is None:
-        return False
-    if kind == "deposit_reminder":
-        return bool(status == "pending_deposit")
-    if kind in ("aftercare", "review_request", "rebook_nudge", "win_back"):
-        return bool(status == "completed")
-    if kind == "no_show_followup":
-        return bool(status == "no_show")
-    return status in ("booked", "confirmed")
+    return withdraw_automation_messages(session, clinic_id, appointment_id, keep_kinds=sorted(FOLLOW_UP_KINDS))
 
 
 # ------------------------------------------------------------------ reminder replies
@@ -436,43 +418,18 @@ def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body
     if reminder_reply_intent(body) != "confirm":
         return None
     reminded = session.execute(
-        text(
-            """SELECT (o.meta->>'appointment_id')::bigint FROM outbox o
-               WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
-                 AND o.meta->>'automation' IN ('confirmation', 'reminder_24h', 'reminder_2h')
-                 AND o.status IN ('sending', 'sent', 'delivered', 'unknown')
-                 AND coalesce(o.sent_at, o.created_at) > :since
-               ORDER BY o.id DESC LIMIT 1"""
-        ),
-        {"c": clinic_id, "client": client_id, "since": now - timedelta(days=3)},
+        text(_LAST_REMINDED), {"c": clinic_id, "client": client_id, "since": now - timedelta(days=3)}
     ).scalar_one_or_none()
     if reminded is None:
         return None
     appointment = (
-        session.execute(
-            text(
-                """SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name,
-                      k.timezone
-               FROM appointments a JOIN clients c ON c.id = a.client_id
-               LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
-               WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed')
-                 AND a.starts_at > :now
-               FOR UPDATE OF a"""
-            ),
-            {"id": reminded, "client": client_id, "now": now},
-        )
+        session.execute(text(_REMINDED_APPOINTMENT), {"id": reminded, "client": client_id, "now": now})
         .mappings()
         .one_or_none()
     )
     if appointment is None:
         return None
-    session.execute(
-        text(
-            """UPDATE appointments SET status = 'confirmed', patient_confirmed_at = coalesce(patient_confirmed_at, :now)
-               WHERE id = :id"""
-        ),
-        {"id": appointment["id"], "now": now},
-    )
+    session.execute(text(_CONFIRM_BY_REPLY), {"id": appointment["id"], "now": now})
     log.info("appointment confirmed by reply", extra={"clinic_id": clinic_id, "appointment_id": appointment["id"]})
     return confirmation_reply(
         first_name(appointment["client_name"]),

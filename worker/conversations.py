@@ -31,26 +31,19 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from db.consent import record_consent
-from db.engine import driver_connection
 from domain import compliance
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput, TurnOutput
+from domain.outbox import REPLY_KINDS
 from domain.ports import ChatMessage
-from domain.segments import count_segments
 from medspa.ids import fast_int63
+from worker.outbox.rows import ClaimedSend, OutboxRow
+from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
 
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
-
-# Reply kinds a patient must read in order: a later one waits for an earlier unsent one.  A safety reply
-# ('safety') waits for nothing: it goes out at once, whatever is queued before it.
-ORDERED_KINDS = ("reply", "compliance", "staff")
-# Outbox kinds that carry a turn's replies (``TurnOutput.replies``, in order), written with their history message.
-REPLY_KINDS = ("reply", "safety")
 
 
 class StaleTurn(Exception):
@@ -101,110 +94,6 @@ class Snapshot:
     @property
     def last_seq(self) -> int:
         return self.pending[-1].seq if self.pending else self.answered_seq
-
-
-@dataclass
-class OutboxRow:
-    channel: str
-    kind: str
-    to_address: str
-    from_address: str
-    body: str
-    client_id: int | None
-    conversation_id: int | None
-    priority: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
-    dedupe_key: str | None = None
-    trace_id: str = ""
-    # The send decision for a turn's reply (``domain.audience.decide`` on the snapshot's facts, made by the turn):
-    # the commit claims the reply for an immediate send only when it is True and those facts still hold.
-    send_now: bool = True
-
-
-@dataclass
-class ClaimedSend:
-    """An outbox row the turn's own commit claimed (``sending``) for the worker to send right away."""
-
-    id: int
-    channel: str
-    kind: str
-    to_address: str
-    from_address: str
-    body: str
-    meta: dict[str, Any]
-    conversation_id: int | None
-    client_id: int | None
-    trace_id: str
-    claim_token: int  # written by the claiming commit; re-verified before the provider call (worker/outbox.py)
-    claim_started: float  # monotonic, taken as the claiming commit began (CLAIM_MARGIN_S covers the rest)
-    committed_at: float = field(default_factory=time.monotonic)  # for the outbox-lag metric
-
-    def as_row(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "channel": self.channel,
-            "kind": self.kind,
-            "to_address": self.to_address,
-            "from_address": self.from_address,
-            "body": self.body,
-            "meta": self.meta,
-            "conversation_id": self.conversation_id,
-            "client_id": self.client_id,
-            "trace_id": self.trace_id,
-            "was_unknown": False,
-            "claimed_at": None,
-            "created_at": None,
-        }
-
-
-_INSERT_OUTBOX = """
-INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
-                    meta, dedupe_key, trace_id, segments, encoding)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)
-ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
-RETURNING id
-"""
-
-
-def _outbox_params(clinic_id: int, row: OutboxRow) -> tuple[Any, ...]:
-    segments, encoding = _segment_fields(row)
-    return (
-        clinic_id,
-        row.conversation_id,
-        row.client_id,
-        row.channel,
-        row.kind,
-        row.priority,
-        row.to_address,
-        row.from_address,
-        row.body,
-        json.dumps(row.meta),
-        row.dedupe_key,
-        row.trace_id,
-        segments,
-        encoding,
-    )
-
-
-def insert_outbox(conn: Conn | Session | Connection, clinic_id: int, rows: list[OutboxRow]) -> list[int]:
-    """Queue rows for sending (``queued``); a row whose dedupe key exists already is skipped.  Returns the new
-    ids.  Takes the hot path's psycopg connection or a ``tenant_scope`` session (same transaction either way)."""
-    if not isinstance(conn, psycopg.Connection):
-        conn = driver_connection(conn)
-    cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in rows]
-    ids: list[int] = []
-    for cursor in cursors:
-        found = cursor.fetchone()
-        if found is not None:
-            ids.append(int(found[0]))
-    return ids
-
-
-def _segment_fields(row: OutboxRow) -> tuple[int, str]:
-    if row.channel != "sms":
-        return 1, "text"
-    info = count_segments(row.body)
-    return info.segments, info.encoding
 
 
 # ------------------------------------------------------------------ attach
@@ -338,7 +227,7 @@ def attach_and_lease(
                         trace_id,
                         marketing_granted=marketing == "granted",
                     )
-                    outbox_cur.append(conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)))
+                    outbox_cur.append(conn.execute(INSERT_OUTBOX, outbox_params(clinic_id, row)))
             inbound_rows.append(
                 (
                     clinic_id,
@@ -736,44 +625,6 @@ _INSERT_TOOL_CALL = """
 INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
 VALUES (%s, currval('turns_id_seq'), %s, %s, %s::jsonb, %s::jsonb, %s, %s)
 """
-# One reply: its history message and its outbox row (carrying the message id, so a reconnecting chat widget
-# dedupes the stream against the history).  The first reply is claimed for an immediate send when the turn's
-# send decision said so, nothing of this conversation is still waiting to go out before it (a safety reply
-# waits for nothing) and, for SMS, the client's consent and number status are still what the decision read
-# (a STOP attached meanwhile voids the claim); anything else stays queued for the send actor, which decides
-# again.
-_INSERT_REPLY = """
-WITH message AS (
-    INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, turn_id, meta)
-    VALUES (%(clinic)s::bigint, %(conversation)s::bigint, 'outbound', 'assistant', %(history_body)s,
-            %(channel)s::text, currval('turns_id_seq'), %(message_meta)s::jsonb)
-    RETURNING id
-), claim AS MATERIALIZED (
-    SELECT %(claim)s::bool
-           AND (NOT %(in_order)s::bool OR NOT EXISTS (
-                    SELECT 1 FROM outbox o
-                    WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
-                      AND o.status IN ('queued', 'sending', 'unknown') AND o.kind = ANY(%(ordered)s::text[])
-                      AND (o.not_before IS NULL OR o.not_before <= now())))
-           AND (%(channel)s::text <> 'sms' OR EXISTS (
-                    SELECT 1 FROM clients cl WHERE cl.id = %(client)s::bigint
-                      AND cl.consent_state = %(consent)s::text AND cl.sms_status = %(sms_status)s::text))
-           AS now
-)
-INSERT INTO outbox (clinic_id, conversation_id, client_id, channel, kind, priority, to_address, from_address, body,
-                    meta, dedupe_key, trace_id, segments, encoding, status, attempts, claimed_at, claim_token)
-SELECT %(clinic)s::bigint, %(conversation)s::bigint, %(client)s::bigint, %(channel)s::text, %(kind)s::text,
-       %(priority)s,
-       %(to)s, %(from)s, %(body)s, %(meta)s::jsonb || jsonb_build_object('message_id', message.id), %(dedupe)s,
-       %(trace)s, %(segments)s, %(encoding)s,
-       CASE WHEN claim.now THEN 'sending' ELSE 'queued' END,
-       CASE WHEN claim.now THEN 1 ELSE 0 END,
-       CASE WHEN claim.now THEN now() END,
-       CASE WHEN claim.now THEN %(claim_token)s::bigint END
-FROM message, claim
-ON CONFLICT (clinic_id, dedupe_key) DO NOTHING
-RETURNING id, status, meta
-"""
 
 
 def _queue_commit(
@@ -876,40 +727,18 @@ def _queue_commit(
                 (clinic_id, conversation_id, reply.text, snapshot.channel, json.dumps(message_meta)),
             )
             continue
-        segments, encoding = _segment_fields(row)
-        replies.append(
-            (
-                row,
-                conn.execute(
-                    _INSERT_REPLY,
-                    {
-                        "clinic": clinic_id,
-                        "conversation": conversation_id,
-                        "client": row.client_id,
-                        "channel": row.channel,
-                        "history_body": reply.text,
-                        "message_meta": json.dumps(message_meta),
-                        "priority": row.priority,
-                        "to": row.to_address,
-                        "from": row.from_address,
-                        "body": row.body,
-                        "meta": json.dumps(row.meta),
-                        "dedupe": row.dedupe_key,
-                        "trace": row.trace_id,
-                        "segments": segments,
-                        "encoding": encoding,
-                        "kind": row.kind,
-                        "claim": claim_first_reply and index == 0 and row.send_now,
-                        "claim_token": claim_token,
-                        "in_order": row.kind in ORDERED_KINDS,
-                        "ordered": list(ORDERED_KINDS),
-                        "consent": snapshot.consent_state,
-                        "sms_status": snapshot.sms_status,
-                    },
-                ),
-            )
+        params = reply_params(
+            clinic_id,
+            row,
+            history_body=reply.text,
+            message_meta=message_meta,
+            claim=claim_first_reply and index == 0 and row.send_now,
+            claim_token=claim_token,
+            consent_state=snapshot.consent_state,
+            sms_status=snapshot.sms_status,
         )
-    other_cursors = [conn.execute(_INSERT_OUTBOX, _outbox_params(clinic_id, row)) for row in other_rows]
+        replies.append((row, conn.execute(INSERT_REPLY, params)))
+    other_cursors = [conn.execute(INSERT_OUTBOX, outbox_params(clinic_id, row)) for row in other_rows]
     return fence, replies, other_cursors
 
 

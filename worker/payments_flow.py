@@ -41,7 +41,8 @@ from domain.prompt import local_label
 from domain.replies import shape_sms_reply
 from worker.automations import withdraw_appointment_messages
 from worker.container import Container
-from worker.conversations import OutboxRow, insert_outbox
+from worker.outbox.rows import OutboxRow
+from worker.outbox.writes import insert_rows, link_history_message
 from worker.sending import enqueue
 
 log = logging.getLogger(__name__)
@@ -592,7 +593,7 @@ def _notify(
         dedupe_key=dedupe_key,
         trace_id=trace or "",
     )
-    ids = insert_outbox(session, clinic_id, [row])
+    ids = insert_rows(session, clinic_id, [row])
     if ids and row.conversation_id is not None:
         message_id = session.execute(
             text(
@@ -607,10 +608,7 @@ def _notify(
                 "meta": json.dumps({"source": "payments"}),
             },
         ).scalar_one()
-        session.execute(
-            text("UPDATE outbox SET meta = meta || CAST(:m AS jsonb) WHERE id = :id"),
-            {"m": json.dumps({"message_id": int(message_id)}), "id": ids[0]},
-        )
+        link_history_message(session, ids[0], int(message_id))
     return ids
 
 

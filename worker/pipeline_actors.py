@@ -38,10 +38,11 @@ def run_conversation(clinic_id: int, conversation_id: int) -> None:
 
 
 def _send(clinic_id: int, outbox_id: int, actor_name: str) -> None:
-    from worker.outbox import RetryLater, send_outbox_message
+    from worker.outbox.ports import send_ports
+    from worker.outbox.sender import RetryLater, send_one
 
     try:
-        outcome = send_outbox_message(container(), limiter(), clinic_id, outbox_id)
+        outcome = send_one(send_ports(container(), limiter()), clinic_id, outbox_id)
     except RetryLater:
         raise  # Dramatiq retries with backoff; the row is 'unknown' and will be reconciled first
     if outcome.status == "deferred" and outcome.delay_ms is not None:
@@ -62,16 +63,9 @@ def send_outbox_bulk(clinic_id: int, outbox_id: int) -> None:
 # The backoff Dramatiq applied by default (15 s doubling; three retries stay under two minutes), now stated.
 @actor(queue_name=OUTBOX_QUEUE, max_retries=3, min_backoff=15_000, max_backoff=120_000)
 def handle_delivery_error(clinic_id: int, outbox_id: int, error_code: str) -> None:
-    from sqlalchemy import text
+    from worker.outbox.store import PostgresOutbox
 
-    from worker.outbox import apply_delivery_error
-
-    with container().database.tenant_scope(clinic_id) as session:
-        row = session.execute(
-            text("SELECT client_id, to_address FROM outbox WHERE id = :id"), {"id": outbox_id}
-        ).one_or_none()
-        if row is not None:
-            apply_delivery_error(session, clinic_id, row[0], row[1], error_code)
+    PostgresOutbox(container().database).apply_delivery_error(clinic_id, outbox_id, error_code)
 
 
 def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
@@ -81,6 +75,7 @@ def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
 # Scheduled (every 10 s): never retried, the next slot sweeps again.
 @actor(queue_name=SCHEDULED_QUEUE, max_retries=0, time_limit=120_000)
 def sweep() -> None:
+    from worker.sweeper import SweepDeadlines
     from worker.sweeper import sweep as run_sweep
 
-    run_sweep(container(), _sweep_enqueue)
+    run_sweep(container().database, _sweep_enqueue, SweepDeadlines.of(container().settings))

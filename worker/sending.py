@@ -15,7 +15,7 @@ import dramatiq
 
 from medspa.broker import enqueue_batch, message_for
 from worker import runtime
-from worker.conversations import ClaimedSend
+from worker.outbox.rows import ClaimedSend
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,19 @@ def send_committed(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Clai
     costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
     produced them; the others go through the claim step.  Either way each row is sent at most once; anything
     that must wait or be retried goes to the ``send_outbox`` actor."""
-    from worker.outbox import RetryLater, send_claimed, send_outbox_message
+    from worker.outbox.ports import send_ports
+    from worker.outbox.sender import RetryLater, send_claimed, send_one
 
-    container, limiter = runtime.container(), runtime.limiter()
+    ports = send_ports(runtime.container(), runtime.limiter())
     later: list[dramatiq.Message] = []
     work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
     for index, item in enumerate(work):
         outbox_id = item if isinstance(item, int) else item.id
         try:
             if isinstance(item, int):
-                outcome = send_outbox_message(container, limiter, clinic_id, item)
+                outcome = send_one(ports, clinic_id, item)
             else:
-                outcome = send_claimed(container, limiter, clinic_id, item)
+                outcome = send_claimed(ports, clinic_id, item)
         except RetryLater:
             later.append(message("send_outbox", clinic_id, outbox_id))
             continue

@@ -13,9 +13,10 @@ Everything it enqueues is idempotent, so racing the normal path is harmless.
 
 A claimed row (``sending``) is marked ``unknown`` only when its ``claimed_at`` is
 ``OUTBOX_SWEEP_AFTER_S`` old.  A live sender renews that before every provider
-call its claim is no longer fresh for (``worker.outbox.Claim``), and a sender
-that stalled past the deadline finds its claim gone when it renews, so the row
-marked here is never sent by both.
+call its claim is no longer fresh for (``worker.outbox.rows.Claim``), and a
+sender that stalled past the deadline finds its claim gone when it renews, so
+the row marked here is never sent by both.  The outbox's statements are the
+outbox's own (``worker.outbox.writes``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,41 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from worker.container import Container
+from db.engine import Database
+from domain.outbox import BULK_KINDS
+from medspa.settings import Settings
+from worker.outbox.writes import mark_due_for_resend, take_back_stale_claims
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[str, int, int], None]  # (kind, clinic_id, id)
-BULK_KINDS = frozenset({"campaign", "automation"})
+
+# Re-enqueue each stale event at most once per deadline: a long backlog must not be amplified.
+_STALE_INBOX = """
+UPDATE inbox_events SET swept_at = now()
+WHERE id IN (SELECT id FROM inbox_events WHERE status = 'received'
+               AND received_at < now() - make_interval(secs => :after)
+               AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
+             ORDER BY id LIMIT :batch)
+RETURNING id, source
+"""
+_UNANSWERED_CONVERSATIONS = """
+SELECT id FROM conversations
+WHERE last_inbound_seq > answered_seq
+  AND (lease_owner IS NULL OR lease_expires_at < now())
+  AND last_message_at < now() - interval '5 seconds'
+ORDER BY last_message_at LIMIT :batch
+"""
+
+
+@dataclass(frozen=True)
+class SweepDeadlines:
+    inbox_after_s: float  # an inbox event still 'received' this long is handed to a worker again
+    outbox_after_s: float  # an outbox row waiting (or claimed) this long is handed to a sender again
+
+    @classmethod
+    def of(cls, settings: Settings) -> SweepDeadlines:
+        return cls(settings.inbox_sweep_after_s, settings.outbox_sweep_after_s)
 
 
 @dataclass
@@ -47,70 +77,21 @@ class SweepReport:
         return self.inbox + self.conversations + self.outbox + self.reconciling
 
 
-def sweep(container: Container, enqueue: Enqueue, *, batch: int = 1000) -> SweepReport:
-    settings = container.settings
+def sweep(database: Database, enqueue: Enqueue, deadlines: SweepDeadlines, *, batch: int = 1000) -> SweepReport:
     report = SweepReport()
-    with container.database.directory_scope() as session:
-        clinic_ids = [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
-    for clinic_id in clinic_ids:
-        with container.database.tenant_scope(clinic_id) as session:
-            # Re-enqueue each stale event at most once per deadline: a long backlog must not be amplified.
-            stale = session.execute(
-                text(
-                    """UPDATE inbox_events SET swept_at = now()
-                       WHERE id IN (SELECT id FROM inbox_events WHERE status = 'received'
-                                      AND received_at < now() - make_interval(secs => :after)
-                                      AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
-                                    ORDER BY id LIMIT :batch)
-                       RETURNING id, source"""
-                ),
-                {"after": settings.inbox_sweep_after_s, "batch": batch},
-            ).all()
-            conversations = (
-                session.execute(
-                    text(
-                        """SELECT id FROM conversations
-                       WHERE last_inbound_seq > answered_seq
-                         AND (lease_owner IS NULL OR lease_expires_at < now())
-                         AND last_message_at < now() - interval '5 seconds'
-                       ORDER BY last_message_at LIMIT :batch"""
-                    ),
-                    {"batch": batch},
-                )
-                .scalars()
-                .all()
-            )
-            unknown = session.execute(
-                text(
-                    """UPDATE outbox SET status = 'unknown'
-                       WHERE id IN (SELECT id FROM outbox WHERE status = 'sending'
-                                      AND claimed_at < now() - make_interval(secs => :after) LIMIT :batch)
-                       RETURNING id, kind"""
-                ),
-                {"after": settings.outbox_sweep_after_s, "batch": batch},
-            ).all()
-            queued = session.execute(
-                text(
-                    """UPDATE outbox SET swept_at = now()
-                       WHERE id IN (
-                           SELECT id FROM outbox
-                           WHERE ((status = 'queued' AND created_at < now() - make_interval(secs => :after)
-                                   AND (not_before IS NULL OR not_before <= now()))
-                                  OR (status = 'unknown' AND claimed_at < now() - make_interval(secs => :after)
-                                      AND (not_before IS NULL OR not_before <= now())))
-                             AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => :after))
-                           ORDER BY priority, id LIMIT :batch)
-                       RETURNING id, kind"""
-                ),
-                {"after": settings.outbox_sweep_after_s, "batch": batch},
-            ).all()
+    for clinic_id in database.clinic_ids():
+        with database.tenant_scope(clinic_id) as session:
+            stale = session.execute(text(_STALE_INBOX), {"after": deadlines.inbox_after_s, "batch": batch}).all()
+            conversations = session.execute(text(_UNANSWERED_CONVERSATIONS), {"batch": batch}).scalars().all()
+            unknown = take_back_stale_claims(session, deadlines.outbox_after_s, batch)
+            queued = mark_due_for_resend(session, deadlines.outbox_after_s, batch)
         for inbox_id, source in stale:
             enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))
             report.inbox += 1
         for conversation_id in conversations:
             enqueue("conversation", clinic_id, int(conversation_id))
             report.conversations += 1
-        for outbox_id, kind in {*map(tuple, unknown), *map(tuple, queued)}:
+        for outbox_id, kind in {*unknown, *queued}:
             # Campaign and automation traffic goes back on the bulk queue, behind conversation replies.
             enqueue("outbox_bulk" if kind in BULK_KINDS else "outbox", clinic_id, int(outbox_id))
             report.outbox += 1

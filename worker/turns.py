@@ -18,7 +18,7 @@ from typing import Protocol
 
 from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
-from domain.audience import RecipientFacts, SendPolicy, decide, text_kind
+from domain.audience import RecipientFacts, decide
 from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
@@ -27,9 +27,7 @@ from medspa.logs import trace_id_var
 from worker.automations import handle_reminder_reply
 from worker.container import Container
 from worker.conversations import (
-    ClaimedSend,
     Lease,
-    OutboxRow,
     Snapshot,
     StaleTurn,
     TurnRecord,
@@ -42,6 +40,8 @@ from worker.conversations import (
     turn_input,
 )
 from worker.leases import HeldLease
+from worker.outbox.decisions import send_policy
+from worker.outbox.rows import ClaimedSend, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -332,10 +332,6 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         )
 
 
-def _policy(outbox_kind: str, clinic: ClinicProfile) -> SendPolicy:
-    return SendPolicy.for_kind(text_kind(outbox_kind), clinic.timezone, clinic.policies)
-
-
 def _outbox_rows(
     snapshot: Snapshot, output: TurnOutput, clinic: ClinicProfile, routing: dict[str, object], now: datetime
 ) -> list[OutboxRow]:
@@ -354,7 +350,7 @@ def _outbox_rows(
         meta = {"quick_replies": [{"label": q.label, "value": q.value} for q in reply.quick_replies]}
         kind = "safety" if reply.safety else "reply"
         # The same decision the send actor makes (chat goes to the open widget: nothing to decide).
-        send_now = snapshot.channel != "sms" or decide(patient, _policy(kind, clinic), now).send_now
+        send_now = snapshot.channel != "sms" or decide(patient, send_policy(kind, clinic), now).send_now
         rows.append(
             OutboxRow(
                 channel=snapshot.channel,

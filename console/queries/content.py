@@ -44,16 +44,17 @@ def automations(session: Session) -> list[dict[str, Any]]:
 
 
 def campaigns(session: Session, clinic_id: int) -> list[dict[str, Any]]:
-    from worker.campaigns import list_campaigns  # the campaigns feature's own list (one home)
+    from worker.campaigns.lifecycle import list_campaigns  # the campaigns feature's own list (one home)
 
-    return list_campaigns(session, clinic_id)
+    return [campaign.as_dict() for campaign in list_campaigns(session, clinic_id)]
 
 
 def campaign_report(session: Session, clinic_id: int, campaign_id: int, now: datetime) -> dict[str, Any] | None:
-    from worker.campaigns import CampaignError, report  # the campaigns feature's own report (one home)
+    from worker.campaigns.lifecycle import CampaignError
+    from worker.campaigns.report import report  # the campaigns feature's own report (one home)
 
     try:
-        return report(session, clinic_id, campaign_id, now)
+        return report(session, clinic_id, campaign_id, now).as_dict()
     except CampaignError:
         return None
 

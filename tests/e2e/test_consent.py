@@ -17,7 +17,7 @@ from tests.e2e.test_cli_clinic import assert_one_line_error, medspa
 from tests.e2e.test_emergencies import EMERGENCY
 from tests.support.infra import wait_for
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack
-from worker.campaigns import preview
+from worker.campaigns.segments import preview
 
 TEMPLATE = "Hi {first_name}, spring offers at {clinic_name}!"
 

@@ -14,17 +14,19 @@ from sqlalchemy import text
 from domain.audience import SegmentFilter
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
-from worker import campaigns
-from worker.campaigns import (
+from worker.campaigns.lifecycle import (
+    CampaignError,
     cancel_campaign,
     create_campaign,
+    get_campaign,
     pause_campaign,
-    preview,
-    report,
     resume_campaign,
-    run_campaign,
     schedule_campaign,
+    start_due_campaigns,
 )
+from worker.campaigns.report import report
+from worker.campaigns.runner import run_campaign
+from worker.campaigns.segments import preview, segment_sql
 
 LA = ZoneInfo("America/Los_Angeles")
 GLOW = 1
@@ -167,7 +169,7 @@ def test_segment_filters_select_by_visits_services_spend_and_future_appointments
     with database.tenant_scope(GLOW) as session:
 
         def ids(**filters) -> set[int]:
-            sql, params = campaigns.segment_sql(SegmentFilter.from_dict(filters))
+            sql, params = segment_sql(SegmentFilter.from_dict(filters))
             return set(
                 session.execute(
                     text(sql), {**params, "clinic_id": GLOW, "tz": "America/Los_Angeles", "now": now}
@@ -220,11 +222,11 @@ def test_compliance_is_decided_at_send_time_and_late_evening_waits_for_morning(d
     campaign_id = _new_campaign(database, cid, SegmentFilter())
     with database.tenant_scope(cid) as session:
         assert schedule_campaign(session, cid, campaign_id, sending_at, sending_at - timedelta(hours=1)) == "scheduled"
-        assert campaigns.start_due_campaigns(session, cid, sending_at - timedelta(minutes=1)) == []
+        assert start_due_campaigns(session, cid, sending_at - timedelta(minutes=1)) == []
     with owner_engine.begin() as conn:
         conn.execute(text("UPDATE clients SET consent_state = 'opted_out' WHERE id = :id"), {"id": mia})
     with database.tenant_scope(cid) as session:
-        assert campaigns.start_due_campaigns(session, cid, sending_at) == [campaign_id]
+        assert start_due_campaigns(session, cid, sending_at) == [campaign_id]
 
     dispatched: list[int] = []
     result = run_campaign(database, cid, campaign_id, dispatched.extend, clock=lambda: sending_at, slice_s=10)
@@ -242,17 +244,17 @@ def test_compliance_is_decided_at_send_time_and_late_evening_waits_for_morning(d
     assert len(dispatched) == 1
 
     with database.tenant_scope(cid) as session:  # 07:59 New York: still waiting
-        assert campaigns.start_due_campaigns(session, cid, morning_ny - timedelta(minutes=1)) == []
-        assert campaigns.start_due_campaigns(session, cid, morning_ny) == [campaign_id]
+        assert start_due_campaigns(session, cid, morning_ny - timedelta(minutes=1)) == []
+        assert start_due_campaigns(session, cid, morning_ny) == [campaign_id]
     result = run_campaign(database, cid, campaign_id, dispatched.extend, clock=lambda: morning_ny, slice_s=10)
     assert (result.status, result.queued) == ("completed", 1)
     assert _recipients(database, cid, campaign_id)[ny]["body"].startswith("Hi Noah,")
 
     with database.tenant_scope(cid) as session:
         state = report(session, cid, campaign_id, morning_ny)
-    assert state["recipients"] == 6 == sum(state["breakdown"].values())
-    assert state["breakdown"]["queued"] == 2 and state["breakdown"]["excluded"] == 4
-    assert state["excluded"] == {
+    assert state.recipients == 6 == sum(state.breakdown.values())
+    assert state.breakdown["queued"] == 2 and state.breakdown["excluded"] == 4
+    assert state.excluded == {
         "no_phone": 0,
         "invalid_number": 0,
         "opted_out": 2,
@@ -295,7 +297,7 @@ def test_two_runners_at_once_send_each_recipient_once(database, owner_engine):
             text("SELECT count(*), count(DISTINCT client_id) FROM outbox WHERE campaign_id = :id"), {"id": campaign_id}
         ).one()
         assert tuple(per_client) == (60, 60)
-        assert campaigns.get_campaign(session, cid, campaign_id).status == "completed"
+        assert get_campaign(session, cid, campaign_id).status == "completed"
 
 
 def test_cancel_withdraws_queued_messages_and_pending_recipients(database, owner_engine):
@@ -311,7 +313,7 @@ def test_cancel_withdraws_queued_messages_and_pending_recipients(database, owner
     run_campaign(database, cid, campaign_id, lambda ids: None, clock=lambda: moment, slice_s=10)
     with database.tenant_scope(cid) as session:
         assert cancel_campaign(session, cid, campaign_id, moment) == 6
-        with pytest.raises(campaigns.CampaignError, match="already cancelled"):
+        with pytest.raises(CampaignError, match="already cancelled"):
             cancel_campaign(session, cid, campaign_id, moment)
         statuses = session.execute(
             text("SELECT status, count(*) FROM outbox WHERE campaign_id = :id GROUP BY status"), {"id": campaign_id}
@@ -319,7 +321,7 @@ def test_cancel_withdraws_queued_messages_and_pending_recipients(database, owner
         state = report(session, cid, campaign_id, moment)
     assert dict(statuses) == {"cancelled": 5}
     assert _recipients(database, cid, campaign_id)[late]["status"] == "cancelled"
-    assert state["breakdown"]["cancelled"] == 6 == state["recipients"]
+    assert state.breakdown["cancelled"] == 6 == state.recipients
 
 
 # ------------------------------------------------------------------ real sends: pause within a batch, report
@@ -395,9 +397,9 @@ def test_pause_stops_sending_within_a_batch_and_the_report_adds_up(sending_stack
             {"c": cid, "client": client_two, "provider": clinic["provider_id"], "start": noon + timedelta(days=3)},
         )
         state = report(session, cid, campaign_id, noon)
-    assert state["recipients"] == 40 == sum(state["breakdown"].values())
-    assert state["sent"] == 39 and state["breakdown"]["deferred"] == 1
-    assert state["opted_out"] == 1
-    assert state["replied"] == 2
-    assert state["booked"] == 1
-    assert state["failed"] == 0
+    assert state.recipients == 40 == sum(state.breakdown.values())
+    assert state.sent == 39 and state.breakdown["deferred"] == 1
+    assert state.opted_out == 1
+    assert state.replied == 2
+    assert state.booked == 1
+    assert state.failed == 0

@@ -15,7 +15,6 @@ from db.engine import Database
 from domain.conversation import Reply, TurnOutput
 from worker.conversations import (
     Attached,
-    OutboxRow,
     Snapshot,
     StaleTurn,
     TurnRecord,
@@ -23,6 +22,7 @@ from worker.conversations import (
     commit_turn,
     lease_and_load,
 )
+from worker.outbox.rows import OutboxRow
 
 GLOW = 1
 GLOW_NUMBER = "+14155550123"

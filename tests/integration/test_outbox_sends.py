@@ -19,12 +19,14 @@ from sqlalchemy import text
 from domain.audience import SegmentFilter
 from tests.integration.test_campaigns import make_clinic
 from tests.support.stack import Stack, running_stack
-from worker.campaigns import BatchSend, create_campaign, send_batch
+from worker.campaigns.lifecycle import create_campaign
+from worker.campaigns.sending import send_batch
 from worker.container import Container, build_container
-from worker.conversations import ClaimedSend
-from worker.outbox import RetryLater, send_claimed, send_outbox_message, sms_message_for
+from worker.outbox.ports import SendPorts, send_ports
+from worker.outbox.rows import ClaimedSend, SendRow
+from worker.outbox.sender import BatchSend, RetryLater, send_claimed, send_one, sms_message_for
 from worker.sms_rate import SmsRateLimiter
-from worker.sweeper import sweep
+from worker.sweeper import SweepDeadlines, sweep
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +128,16 @@ def _outbox(container: Container, clinic: dict[str, Any], outbox_id: int) -> dic
         )
 
 
+def _ports(container: Container) -> SendPorts:
+    return send_ports(container, SmsRateLimiter(container.redis, 0))
+
+
+def _sms(row: dict[str, Any]) -> SendRow:
+    return SendRow(
+        int(row["id"]), "sms", "reply", "unknown", row["to_address"], row["from_address"], row["body"], {}, None, None
+    )
+
+
 def _sent_to(stack: Stack, phone: str) -> list[Any]:
     return [m for m in list(stack.twilio.messages) if m.to == phone]
 
@@ -136,9 +148,10 @@ def test_a_send_still_queued_at_twilio_is_reconciled_not_sent_again(sending_stac
     stack, container = sending_stack
     stack.twilio.hold_in_queue = True
     row = _outbox_row(container, clinic, status="unknown", claimed_ago_s=120)
-    first = container.sms.send(sms_message_for(container, clinic["id"], row))  # the attempt that was never recorded
+    ports = _ports(container)
+    first = container.sms.send(sms_message_for(ports, clinic["id"], _sms(row)))  # the attempt that was never recorded
 
-    outcome = send_outbox_message(container, SmsRateLimiter(container.redis, 0), clinic["id"], int(row["id"]))
+    outcome = send_one(ports, clinic["id"], int(row["id"]))
 
     assert outcome.status == "sent"
     assert len(_sent_to(stack, row["to_address"])) == 1, "re-sent although Twilio had it queued"
@@ -168,7 +181,7 @@ def test_a_sender_whose_claim_was_taken_over_does_not_call_the_provider(sending_
         claim_started=stale,
     )
 
-    outcome = send_claimed(container, SmsRateLimiter(container.redis, 0), clinic["id"], mine)
+    outcome = send_claimed(_ports(container), clinic["id"], mine)
 
     assert outcome.status == "skipped"
     assert _sent_to(stack, row["to_address"]) == []
@@ -203,24 +216,24 @@ def test_a_campaign_chunk_slower_than_the_sweep_deadline_sends_each_text_once(se
         stack.twilio.latency_s = 0.1
         outcome: list[BatchSend] = []
         sender = threading.Thread(
-            target=lambda: outcome.append(
-                send_batch(first, SmsRateLimiter(first.redis, 0), clinic["id"], campaign_id, sorted(ids))
-            )
+            target=lambda: outcome.append(send_batch(_ports(first), clinic["id"], campaign_id, sorted(ids)))
         )
         sender.start()
-        other_limiter = SmsRateLimiter(other.redis, 0)
+        other_ports = _ports(other)
 
         def other_worker(kind: str, clinic_id: int, outbox_id: int) -> None:
             if outbox_id in ids:  # the sweeper's re-enqueue, handled by another worker right away
                 with contextlib.suppress(RetryLater):
-                    send_outbox_message(other, other_limiter, clinic_id, outbox_id)
+                    send_one(other_ports, clinic_id, outbox_id)
 
         deadline = time.monotonic() + 60
         while sender.is_alive() and time.monotonic() < deadline:
-            sweep(other, other_worker)  # the scheduler's sweep, much more often than every 10 s
+            sweep(
+                other.database, other_worker, SweepDeadlines.of(other.settings)
+            )  # the scheduler's sweep, much more often than every 10 s
             sender.join(0.2)
         assert not sender.is_alive(), "the campaign sender did not finish"
-        sweep(other, other_worker)
+        sweep(other.database, other_worker, SweepDeadlines.of(other.settings))
         texts = [m for r in rows for m in _sent_to(stack, r["to_address"])]
         per_recipient = {r["to_address"]: len(_sent_to(stack, r["to_address"])) for r in rows}
         assert per_recipient == {r["to_address"]: 1 for r in rows}, f"texts per recipient: {per_recipient}"

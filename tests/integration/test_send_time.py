@@ -20,7 +20,8 @@ from tests.integration.test_automations import Clinic
 from tests.integration.test_campaigns import LA, _new_campaign, add_client, la, make_clinic
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
-from worker.campaigns import run_campaign, schedule_campaign
+from worker.campaigns.lifecycle import schedule_campaign
+from worker.campaigns.runner import run_campaign
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,307 @@
+"""The outbox rows as the senders move them, in their own short transactions (``OutboxStore`` on Postgres).
+
+Raw psycopg in pipeline mode (``Database.tenant_connection``): independent statements travel together, so a
+claim costs two round trips (the locked read, then the verdicts with the COMMIT) and recording a chunk's
+outcomes one.  The rules these statements apply are ``domain.outbox``'s; the decisions are the sender's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from db.consent import number_opted_out, record_consent
+from db.engine import Database, psycopg_connection, sql_list
+from domain.audience import RecipientFacts
+from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
+from domain.outbox import (
+    CLAIMABLE,
+    FAILED,
+    ORDERED_KINDS,
+    QUEUED,
+    SENDING,
+    SENT,
+    SENT_OVER,
+    SUPPRESSED,
+    UNKNOWN,
+    UNSENT,
+    ClaimAction,
+    Verdict,
+)
+from worker.outbox.ports import ChunkClaim, Judge
+from worker.outbox.rows import Claim, Failure, SendRow, SentMark
+
+Conn = psycopg.Connection[Any]
+
+# What a sender reads of a row: the row, and its recipient as they are now.
+_SEND_COLUMNS = """
+o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta, o.conversation_id, o.client_id,
+o.trace_id, o.not_before, o.attempts, o.created_at, o.claimed_at, o.campaign_id,
+c.consent_state, c.marketing_consent, c.sms_status, c.timezone"""
+# One row, with what the claim rule reads: the appointment an automation text is about, the campaign of a
+# campaign text, and whether an earlier reply of the conversation still waits to go out (a patient reads replies
+# in order).
+_LOCK_ONE = f"""
+SELECT {_SEND_COLUMNS},
+       a.status, k.status,
+       CASE WHEN o.conversation_id IS NOT NULL AND o.kind IN {sql_list(ORDERED_KINDS)} THEN EXISTS (
+           SELECT 1 FROM outbox e
+           WHERE e.conversation_id = o.conversation_id AND e.id < o.id AND e.channel = o.channel
+             AND e.status IN {sql_list(UNSENT)} AND e.kind IN {sql_list(ORDERED_KINDS)}
+             AND (e.not_before IS NULL OR e.not_before <= now()))
+       ELSE false END
+FROM outbox o
+LEFT JOIN clients c ON c.id = o.client_id
+LEFT JOIN appointments a ON a.id = CASE WHEN o.kind = 'automation' THEN (o.meta->>'appointment_id')::bigint END
+LEFT JOIN campaigns k ON o.kind = 'campaign' AND k.id = o.campaign_id
+WHERE o.id = %s
+FOR UPDATE OF o
+"""
+# FOR SHARE: a pause or cancel (FOR UPDATE on the campaign) waits for this claim, and the claim sees its verdict.
+_CAMPAIGN_STATUS = "SELECT status FROM campaigns WHERE id = %s FOR SHARE"
+_LOCK_CAMPAIGN_CHUNK = f"""
+SELECT {_SEND_COLUMNS}, NULL, NULL, false
+FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
+WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_before IS NULL OR o.not_before <= %s)
+ORDER BY o.id
+FOR UPDATE OF o
+"""
+_SUPPRESS = f"""
+UPDATE outbox o SET status = '{SUPPRESSED}', error_message = u.why
+FROM unnest(%s::bigint[], %s::text[]) AS u(id, why) WHERE o.id = u.id
+"""
+_DEFER = """
+UPDATE outbox o SET not_before = u.at
+FROM unnest(%s::bigint[], %s::timestamptz[]) AS u(id, at) WHERE o.id = u.id
+"""
+_GIVE_UP = f"UPDATE outbox SET status = '{FAILED}', error_message = %s WHERE id = ANY(%s)"
+# A new claim, a new deadline (also when re-claiming an 'unknown' row: the sweeper must not take it back while
+# this sender reconciles it); reconciliation looks back from the row's creation, not from here.
+_CLAIM = f"""
+UPDATE outbox SET status = '{SENDING}', attempts = attempts + 1, claimed_at = now(), claim_token = %s
+WHERE id = ANY(%s) AND status IN {sql_list(CLAIMABLE)}
+"""
+# Not fenced on the claim: the provider has the message, whoever holds the row now (a row swept to 'unknown'
+# meanwhile is then never re-claimed, and a sender that re-claimed it finds it sent when it re-verifies).
+_MARK_SENT = f"""
+UPDATE outbox o SET status = '{SENT}', sent_at = coalesce(u.sent_at, now()),
+       provider_message_id = coalesce(u.pid, o.provider_message_id), segments = coalesce(u.segments, o.segments)
+FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[]) AS u(id, pid, segments, sent_at)
+WHERE o.id = u.id AND o.status IN {sql_list(SENT_OVER)}
+"""
+_FAIL = f"""
+UPDATE outbox o SET status = '{FAILED}', error_code = u.code, error_message = u.message
+FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, code, message)
+WHERE o.id = u.id AND o.status = '{SENDING}' AND o.claim_token = %s
+"""
+_RENEW = f"""
+UPDATE outbox SET claimed_at = now()
+WHERE id = ANY(%s) AND status = '{SENDING}' AND claim_token = %s
+RETURNING id
+"""
+_RELEASE = f"""
+UPDATE outbox SET status = '{QUEUED}', attempts = attempts - 1, not_before = coalesce(%s, not_before)
+WHERE id = ANY(%s) AND status = '{SENDING}' AND claim_token = %s
+"""
+_MARK_UNKNOWN = f"UPDATE outbox SET status = '{UNKNOWN}' WHERE id = %s AND status = '{SENDING}' AND claim_token = %s"
+_RECIPIENT_OF = "SELECT client_id, to_address FROM outbox WHERE id = %s"
+_NUMBER_STATUS = "UPDATE clients SET sms_status = %s WHERE id = %s"
+
+# Carrier verdicts (Twilio error codes) that change how we treat a number from now on.
+CARRIER_UNSUBSCRIBED = "21610"  # the recipient replied STOP at the carrier level: our ledger records it too
+_NUMBER_STATUS_AFTER = {"21211": "invalid", "21614": "not_mobile"}
+
+
+def _send_row(found: Sequence[Any]) -> SendRow:
+    (
+        id_,
+        channel,
+        kind,
+        status,
+        to_address,
+        from_address,
+        body,
+        meta,
+        conversation_id,
+        client_id,
+        trace_id,
+        not_before,
+        attempts,
+        created_at,
+        claimed_at,
+        campaign_id,
+        consent_state,
+        marketing_consent,
+        sms_status,
+        timezone,
+        appointment_status,
+        campaign_status,
+        earlier_unsent,
+    ) = found
+    return SendRow(
+        id=int(id_),
+        channel=channel,
+        kind=kind,
+        status=status,
+        to_address=to_address,
+        from_address=from_address or "",
+        body=body,
+        meta=dict(meta or {}),
+        conversation_id=conversation_id,
+        client_id=client_id,
+        trace_id=trace_id or "",
+        not_before=not_before,
+        attempts=int(attempts),
+        created_at=created_at,
+        claimed_at=claimed_at,
+        campaign_id=campaign_id,
+        # The weekly marketing cap is not decided again at send time: it was decided when the row was created,
+        # and a queued row counts itself.
+        recipient=RecipientFacts(
+            client_id=int(client_id or 0),
+            phone=to_address,
+            consent_state=consent_state or "unknown",
+            sms_status=sms_status or "ok",
+            marketing_consent=marketing_consent or "none",
+            timezone=timezone,
+        ),
+        appointment_status=appointment_status,
+        campaign_status=campaign_status,
+        earlier_unsent=bool(earlier_unsent),
+    )
+
+
+def _apply_verdicts(conn: Conn, claim: Claim, verdicts: Sequence[tuple[SendRow, Verdict]]) -> None:
+    """Write what the claim rule decided, one statement per kind of verdict (nothing to write for skip / wait)."""
+    by_action: dict[ClaimAction, list[tuple[SendRow, Verdict]]] = defaultdict(list)
+    for row, verdict in verdicts:
+        by_action[verdict.action].append((row, verdict))
+    if suppressed := by_action[ClaimAction.SUPPRESS]:
+        conn.execute(_SUPPRESS, ([r.id for r, _ in suppressed], [v.reason for _, v in suppressed]))
+    if deferred := by_action[ClaimAction.DEFER]:
+        conn.execute(_DEFER, ([r.id for r, _ in deferred], [v.until for _, v in deferred]))
+    if given_up := by_action[ClaimAction.GIVE_UP]:
+        conn.execute(_GIVE_UP, (given_up[0][1].reason, [r.id for r, _ in given_up]))
+    if claimed := by_action[ClaimAction.CLAIM]:
+        conn.execute(_CLAIM, (claim.token, [r.id for r, _ in claimed]))
+
+
+def apply_delivery_error(
+    conn: Conn | Session | Connection, clinic_id: int, client_id: int | None, phone: str, code: str | None
+) -> None:
+    """Carrier verdicts that change how we treat the number from now on (in the caller's transaction)."""
+    if code == CARRIER_UNSUBSCRIBED:
+        record_consent(
+            conn,
+            clinic_id,
+            client_id,
+            phone,
+            ConsentRecord(
+                ConsentKind.OPT_OUT, ConsentScope.ALL, ConsentSource.CARRIER, "Twilio error 21610: unsubscribed"
+            ),
+        )
+    elif code in _NUMBER_STATUS_AFTER and client_id is not None:
+        psycopg_connection(conn).execute(_NUMBER_STATUS, (_NUMBER_STATUS_AFTER[code], client_id))
+
+
+class PostgresOutbox:
+    """``OutboxStore`` on the worker's database."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def claim_one(self, clinic_id: int, outbox_id: int, claim: Claim, judge: Judge) -> tuple[SendRow | None, Verdict]:
+        with self.database.tenant_connection(clinic_id) as conn:
+            found = conn.execute(_LOCK_ONE, (outbox_id,)).fetchone()
+            if found is None:
+                return None, Verdict(ClaimAction.SKIP)
+            row = _send_row(found)
+            if row.client_id is None and row.channel == "sms" and row.status in CLAIMABLE:
+                # Staff notifications: the number has no client record; an opt-out the number itself made counts.
+                row = replace(row, number_opted_out=number_opted_out(conn, row.to_address))
+            verdict = judge(row)
+            _apply_verdicts(conn, claim, [(row, verdict)])
+        return row, verdict
+
+    def claim_campaign_chunk(
+        self, clinic_id: int, campaign_id: int, outbox_ids: Sequence[int], claim: Claim, judge: Judge, now: datetime
+    ) -> ChunkClaim:
+        result = ChunkClaim()
+        with self.database.tenant_connection(clinic_id) as conn:
+            # Both in one round trip (the campaign's lock first, as a pause takes them); a stopped campaign's rows
+            # are let go at once.
+            status_cursor = conn.execute(_CAMPAIGN_STATUS, (campaign_id,))
+            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now))
+            status = status_cursor.fetchone()
+            if status is not None and status[0] in ("paused", "cancelled"):
+                result.stopped = str(status[0])
+                return result
+            rows = [_send_row(found) for found in rows_cursor.fetchall()]
+            verdicts = [(row, judge(row)) for row in rows]
+            _apply_verdicts(conn, claim, verdicts)
+        for row, verdict in verdicts:
+            if verdict.action is ClaimAction.CLAIM:
+                result.rows.append(row)
+            elif verdict.action is ClaimAction.SUPPRESS:
+                result.suppressed += 1
+            elif verdict.action is ClaimAction.DEFER:
+                result.deferred += 1
+        return result
+
+    def record(
+        self,
+        clinic_id: int,
+        claim: Claim,
+        *,
+        sent: Sequence[SentMark] = (),
+        failed: Sequence[Failure] = (),
+        renew: Sequence[int] = (),
+    ) -> set[int]:
+        if not sent and not failed and not renew:
+            return set()
+        held: set[int] = set()
+        with self.database.tenant_connection(clinic_id) as conn:
+            if sent:
+                conn.execute(
+                    _MARK_SENT,
+                    (
+                        [m.outbox_id for m in sent],
+                        [m.provider_id for m in sent],
+                        [m.segments for m in sent],
+                        [m.at for m in sent],
+                    ),
+                )
+            if failed:
+                conn.execute(
+                    _FAIL,
+                    ([f.outbox_id for f in failed], [f.code for f in failed], [f.message for f in failed], claim.token),
+                )
+                for failure in failed:
+                    apply_delivery_error(conn, clinic_id, failure.client_id, failure.to_address, failure.code)
+            if renew:
+                held = {int(r[0]) for r in conn.execute(_RENEW, (list(renew), claim.token)).fetchall()}
+        return held
+
+    def release(
+        self, clinic_id: int, claim: Claim, outbox_ids: Sequence[int], *, not_before: datetime | None = None
+    ) -> None:
+        with self.database.tenant_connection(clinic_id) as conn:
+            conn.execute(_RELEASE, (not_before, list(outbox_ids), claim.token))
+
+    def mark_unknown(self, clinic_id: int, claim: Claim, outbox_id: int) -> None:
+        with self.database.tenant_connection(clinic_id) as conn:
+            conn.execute(_MARK_UNKNOWN, (outbox_id, claim.token))
+
+    def apply_delivery_error(self, clinic_id: int, outbox_id: int, code: str) -> None:
+        """A status callback's error code, applied to the row's recipient."""
+        with self.database.tenant_connection(clinic_id) as conn:
+            found = conn.execute(_RECIPIENT_OF, (outbox_id,)).fetchone()
+            if found is not None:
+                apply_delivery_error(conn, clinic_id, found[0], found[1], code)
