@@ -43,7 +43,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Appointment statuses that hold a slot; the exclusion constraint only covers these.
+# Appointment statuses that hold a slot and can still be changed by the patient (the visit lifecycle's statuses,
+# including checked_in which also holds the slot: ``domain.visits``).
 LIVE_APPOINTMENT_STATUSES = ("pending_deposit", "booked", "confirmed")
 
 
@@ -240,6 +241,17 @@ class Appointment(Base):
     # Set when the visit came from an import (``medspa appointments import-visits``): history, not a live visit,
     # so the automations that follow a visit (aftercare, review request, no-show follow-up) never fire for it.
     imported_at: Mapped[datetime | None]
+    # The day of the visit (domain/visits.py, migration 0013): check-in, the outcome (completed / no-show / late
+    # cancel) and who recorded it, what was done, and a fee owed under the clinic's policy with its charge.
+    checked_in_at: Mapped[datetime | None]
+    outcome_at: Mapped[datetime | None]
+    outcome_by: Mapped[str] = mapped_column(String(64), server_default="")
+    visit_summary: Mapped[str] = mapped_column(Text, server_default="")
+    fee_kind: Mapped[str | None] = mapped_column(String(16))  # no_show | late_cancel
+    fee_cents: Mapped[int | None] = mapped_column(Integer)
+    fee_status: Mapped[str | None] = mapped_column(String(16))  # due | charged | failed | requires_action
+    fee_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    fee_error: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     __table_args__ = (
@@ -249,13 +261,19 @@ class Appointment(Base):
             "amount_charged_cents IS NULL OR amount_charged_cents >= 0", name="amount_charged_non_negative"
         ),
         CheckConstraint(
-            "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired')",
+            "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired',"
+            "'checked_in','late_cancelled')",
             name="status_valid",
+        ),
+        CheckConstraint(
+            "(fee_status IS NULL AND fee_cents IS NULL AND fee_kind IS NULL) OR (fee_status IN "
+            "('due','charged','failed','requires_action') AND fee_cents > 0 AND fee_kind IN ('no_show','late_cancel'))",
+            name="fee_valid",
         ),
         ExcludeConstraint(
             ("provider_id", "="),
             ("during", "&&"),
-            where=text("status IN ('pending_deposit','booked','confirmed')"),
+            where=text("status IN ('pending_deposit','booked','confirmed','checked_in')"),
             using="gist",
             name="appointments_no_overlap",
         ),
@@ -439,6 +457,12 @@ class Payment(Base):
     expires_at: Mapped[datetime]
     refund_id: Mapped[str | None] = mapped_column(String(255))
     refunded_cents: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The card the patient saved at deposit time for the clinic's no-show / late-cancel fees (migration 0013):
+    # Stripe customer and payment method, when, and the wording they agreed to.
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    card_saved_at: Mapped[datetime | None]
+    card_terms: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
