@@ -69,6 +69,9 @@ class DepositRequest:
     success_url: str
     cancel_url: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # Non-empty: the clinic charges no-show / late-cancel fees to a saved card; the patient is shown this wording
+    # and the card is saved for off-session use (domain.visits.VisitPolicy.card_terms).
+    save_card_terms: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,27 @@ class RefundResult:
     amount_cents: int
 
 
+@dataclass(frozen=True)
+class OffSessionCharge:
+    """A fee charged to a card the patient saved at booking, without them present (domain.visits)."""
+
+    clinic_id: int
+    appointment_id: int
+    amount_cents: int
+    currency: str
+    customer_id: str
+    payment_method_id: str
+    description: str
+    idempotency_key: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    payment_intent_id: str
+    status: str  # succeeded | processing | requires_action (the bank wants the patient: staff follow up)
+
+
 class PaymentError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
@@ -95,6 +119,8 @@ class Payments(Protocol):
     def create_deposit_checkout(self, request: DepositRequest) -> CheckoutLink: ...
 
     def refund(self, payment_intent_id: str, amount_cents: int, idempotency_key: str) -> RefundResult: ...
+
+    def charge_off_session(self, charge: OffSessionCharge) -> ChargeResult: ...
 
 
 # ---------------------------------------------------------------- calendar

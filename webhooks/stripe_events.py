@@ -21,7 +21,9 @@ from webhooks.validation import UNSTORABLE_MESSAGE, storable
 
 log = logging.getLogger(__name__)
 
-HANDLED_TYPES = frozenset({"checkout.session.completed", "checkout.session.expired", "charge.refunded"})
+HANDLED_TYPES = frozenset(
+    {"checkout.session.completed", "checkout.session.expired", "charge.refunded", "payment_intent.succeeded"}
+)
 
 
 async def stripe_webhook(request: Request) -> Response:

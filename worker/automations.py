@@ -257,6 +257,14 @@ def _query_for(spec: AutomationSpec, specs: list[AutomationSpec]) -> tuple[str, 
     return None
 
 
+def follow_up_delay(spec: AutomationSpec) -> timedelta | None:
+    """How long after a visit ends its follow-up text (aftercare, review request, no-show follow-up) falls due:
+    the scan's own offset, for saying when it will go out (``worker/visits``)."""
+    found = _query_for(spec, [spec]) if spec.kind in FOLLOW_UP_KINDS else None
+    offset = found[1].get("offset") if found else None
+    return offset if isinstance(offset, timedelta) else None
+
+
 @dataclass
 class ScanResult:
     outbox_ids: list[int]  # committed rows to send now

@@ -34,12 +34,13 @@ from sqlalchemy.orm import Session
 
 from db.engine import Database
 from domain.ports import Calendar, CalendarError, CalendarEvent
+from domain.visits import CANCELLED_STATUSES
 from worker.integrations.google_calendar import event_id_for
 
 log = logging.getLogger(__name__)
 
 ON_CALENDAR = ("booked", "confirmed")  # the event should exist
-OFF_CALENDAR = ("cancelled", "expired")  # the event should not exist
+OFF_CALENDAR = CANCELLED_STATUSES  # the event should not exist (cancelled, late-cancelled, expired)
 WAITING = ("pending_deposit",)  # not on the calendar until the deposit is paid
 
 # Delay before attempt n+1 after a retryable calendar failure of attempt n; its length is the attempt budget.
@@ -111,7 +112,7 @@ def plan_sync(facts: AppointmentFacts, *, calendar_enabled: bool) -> SyncPlan:
         if not facts.calendar_event_id:
             return SyncPlan("none")  # never written anywhere
         return SyncPlan("delete", facts.calendar_id, event_id, None, elsewhere)
-    return SyncPlan("none")  # completed / no_show: leave whatever the calendar shows
+    return SyncPlan("none")  # checked_in / completed / no_show: leave whatever the calendar shows
 
 
 def load_facts(database: Database, clinic_id: int, appointment_id: int) -> AppointmentFacts | None:

@@ -44,6 +44,7 @@ from worker.container import Container
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, link_history_message
 from worker.sending import enqueue
+from worker.visits import cards
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def apply_payment_event(
             outcome = _session_expired(session, clinic_id, obj, now, routing, event["trace_id"])
         elif event_type == "charge.refunded":
             outcome = _charge_refunded(session, obj)
+        elif event_type == "payment_intent.succeeded":  # a deposit's card saved for the clinic's fees
+            outcome = PaymentOutcome("noted" if cards.record_saved_method(session, obj) else "ignored")
         else:
             outcome = PaymentOutcome("ignored")
         session.execute(
@@ -261,6 +264,7 @@ def _session_completed(
         ),
         {"pi": obj.get("payment_intent"), "id": payment["id"]},
     )
+    cards.record_checkout_agreement(session, payment["id"], obj, now)
     amount = _money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
     when = local_label(appt["starts_at"], appt["timezone"])
     what = f"{appt['service_name']} with {appt['provider_name']} on {when}"

@@ -47,6 +47,7 @@ from domain.tools import (
     UpdateProfile,
     parse_arguments,
 )
+from domain.visits import OCCUPYING, VisitPolicy
 from worker import knowledge
 from worker.automations import withdraw_appointment_messages
 
@@ -385,7 +386,7 @@ class DbToolExecutor:
                 """SELECT id, provider_id, starts_at, blocked_until FROM appointments
                    WHERE clinic_id = :c AND status = ANY(:live) AND starts_at < :end AND blocked_until > :start"""
             ),
-            {"c": self.clinic_id, "live": list(LIVE), "start": start, "end": end},
+            {"c": self.clinic_id, "live": list(OCCUPYING), "start": start, "end": end},
         ).all()
         busy: dict[int, list[BusyInterval]] = {p.id: [] for p in providers}
         for row in rows:
@@ -985,6 +986,7 @@ class DbToolExecutor:
                 success_url=f"{base}/deposit/done?appointment={appt['id']}",
                 cancel_url=f"{base}/deposit/cancelled?appointment={appt['id']}",
                 metadata={"conversation_id": str(self.conversation_id)},
+                save_card_terms=VisitPolicy.from_policies(clinic.policies).card_terms(clinic.name),
             )
         )
         provider = "local" if link.session_id.startswith("cs_local_") else "stripe"

@@ -1,4 +1,4 @@
-"""Local stand-in for Stripe's Checkout Sessions and Refunds endpoints, plus webhook signing.
+"""Local stand-in for Stripe's Checkout Sessions, Refunds and PaymentIntents endpoints, plus webhook signing.
 
 Checks what the ``stripe`` SDK sends — bearer key, form-encoded nested
 parameters (``line_items[0][price_data][unit_amount]``), Idempotency-Key —
@@ -85,6 +85,22 @@ def checkout_event(
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def payment_intent_event(intent: dict[str, Any], *, event_type: str = "payment_intent.succeeded") -> bytes:
+    """The body Stripe posts for ``payment_intent.succeeded`` (it names the payment method the card was saved as)."""
+    event = {
+        "id": "evt_" + secrets.token_hex(12),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {"object": dict(intent)},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
 def signed_checkout_event(
     event_type: str, session: dict[str, Any], secret: str, *, timestamp: int | None = None
 ) -> tuple[bytes, str]:
@@ -100,14 +116,20 @@ def _error(status: int, type_: str, message: str, code: str | None = None) -> Re
     return Reply(status, {"error": error}, headers={"Request-Id": "req_" + secrets.token_hex(7)})
 
 
+_ROUTES = {("POST", "/v1/checkout/sessions"), ("POST", "/v1/refunds"), ("POST", "/v1/payment_intents")}
+
+
 class FakeStripeApi(FakeHttpServer):
-    """POST /v1/checkout/sessions and /v1/refunds."""
+    """POST /v1/checkout/sessions, /v1/refunds and /v1/payment_intents (off-session charges on a saved card)."""
 
     def __init__(self, api_key: str) -> None:
         super().__init__()
         self.api_key = api_key
         self.sessions: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.payment_intents: dict[str, dict[str, Any]] = {}  # from completed checkouts and off-session charges
+        self.charges: dict[str, dict[str, Any]] = {}  # off-session charges that went through, by PaymentIntent id
+        self.saved_cards: dict[str, str] = {}  # payment method id -> customer id: cards saved for off-session use
         self._idempotent: dict[str, tuple[str, bytes, Reply]] = {}
         self._store_lock = threading.Lock()
 
@@ -120,6 +142,17 @@ class FakeStripeApi(FakeHttpServer):
 
     def card_declined_next(self) -> None:
         self.script(_error(402, "card_error", "Your card was declined.", "card_declined"))
+
+    def authentication_required_next(self) -> None:
+        """The bank wants the cardholder present: 402 with the PaymentIntent left in requires_action."""
+        intent = {"id": "pi_" + secrets.token_hex(12), "object": "payment_intent", "status": "requires_action"}
+        error = {
+            "type": "card_error",
+            "code": "authentication_required",
+            "message": "This payment requires authentication.",
+            "payment_intent": intent,
+        }
+        self.script(Reply(402, {"error": error}, headers={"Request-Id": "req_" + secrets.token_hex(7)}))
 
     def delay_next(self, seconds: float) -> None:
         """Hold the next response back; the client is expected to time out first."""
@@ -134,7 +167,7 @@ class FakeStripeApi(FakeHttpServer):
             return _error(401, "invalid_request_error", "Invalid API Key provided")
         require(request.header("Stripe-Version"), "Stripe-Version header missing")
         route = (request.method, request.path)
-        if route not in {("POST", "/v1/checkout/sessions"), ("POST", "/v1/refunds")}:
+        if route not in _ROUTES:
             return _error(404, "invalid_request_error", f"Unrecognized request URL ({request.method}: {request.path})")
         require(
             (request.header("Content-Type") or "").startswith("application/x-www-form-urlencoded"),
@@ -157,6 +190,8 @@ class FakeStripeApi(FakeHttpServer):
             params = parse_stripe_form(request.form_pairs())
             if request.path == "/v1/checkout/sessions":
                 reply = self._create_session(params)
+            elif request.path == "/v1/payment_intents":
+                reply = self._create_payment_intent(params)
             else:
                 reply = self._create_refund(params)
             if reply.status < 500:
@@ -188,6 +223,13 @@ class FakeStripeApi(FakeHttpServer):
         require("appointment_id" in metadata and "clinic_id" in metadata, "metadata needs appointment_id, clinic_id")
         pi_metadata = (p.get("payment_intent_data") or {}).get("metadata") or {}
         require(pi_metadata == metadata, "payment_intent_data[metadata] should carry the same metadata")
+        pi_data = p.get("payment_intent_data") or {}
+        saves_card = "setup_future_usage" in pi_data
+        if saves_card:
+            require(pi_data["setup_future_usage"] == "off_session", "setup_future_usage must be off_session")
+            require(p.get("customer_creation") == "always", "a saved card needs a Customer: customer_creation=always")
+            message = ((p.get("custom_text") or {}).get("submit") or {}).get("message", "")
+            require(0 < len(message) <= 1200, "custom_text[submit][message]: the wording the patient agrees to")
         session_id = "cs_test_" + secrets.token_hex(24)
         session = {
             "id": session_id,
@@ -207,9 +249,70 @@ class FakeStripeApi(FakeHttpServer):
             "status": "open",
             "success_url": p["success_url"],
             "url": f"https://checkout.stripe.com/c/pay/{session_id}#fid" + secrets.token_hex(8),
+            "customer": None,
+            "customer_creation": p.get("customer_creation"),
+            "custom_text": p.get("custom_text") or {},
+            "setup_future_usage": pi_data.get("setup_future_usage"),  # (the fake's note: it is the PI's in Stripe)
         }
         self.sessions[session_id] = session
         return Reply(200, session, headers={"Request-Id": "req_" + secrets.token_hex(7)})
+
+    def complete_session(self, session_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The patient paid: (the completed session, its PaymentIntent) as Stripe's two webhook events carry them —
+        a card saved for off-session use is attached to a Customer Checkout created."""
+        session = dict(self.sessions[session_id])
+        saves = session.get("setup_future_usage") == "off_session"
+        customer = "cus_" + secrets.token_hex(7) if saves else None
+        intent = {
+            "id": "pi_" + secrets.token_hex(12),
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "customer": customer,
+            "payment_method": "pm_" + secrets.token_hex(12),
+            "setup_future_usage": "off_session" if saves else None,
+            "status": "succeeded",
+            "metadata": session["metadata"],
+        }
+        session.update(status="complete", payment_status="paid", payment_intent=intent["id"], customer=customer)
+        self.sessions[session_id] = session
+        self.payment_intents[intent["id"]] = intent
+        if saves:
+            self.saved_cards[intent["payment_method"]] = str(customer)
+        return session, intent
+
+    def _create_payment_intent(self, p: dict[str, Any]) -> Reply:
+        require(p.get("confirm") == "true", "an off-session charge is confirmed at once: confirm=true")
+        require(p.get("off_session") == "true", "the patient is not present: off_session=true")
+        require(str(p.get("amount", "")).isdigit() and int(p["amount"]) > 0, "amount must be a positive integer")
+        require(re.fullmatch(r"[a-z]{3}", p.get("currency", "")), "currency must be lower-case ISO")
+        customer, method = str(p.get("customer", "")), str(p.get("payment_method", ""))
+        require(customer.startswith("cus_"), "customer must be a cus_ id")
+        require(method.startswith("pm_"), "payment_method must be a pm_ id")
+        metadata = p.get("metadata") or {}
+        require("appointment_id" in metadata and "clinic_id" in metadata, "metadata needs appointment_id, clinic_id")
+        if self.saved_cards.get(method) != customer:
+            return _error(
+                400,
+                "invalid_request_error",
+                "The provided PaymentMethod was not attached to this Customer for future use.",
+                "payment_method_not_attached",
+            )
+        intent = {
+            "id": "pi_" + secrets.token_hex(12),
+            "object": "payment_intent",
+            "amount": int(p["amount"]),
+            "currency": p["currency"],
+            "customer": customer,
+            "payment_method": method,
+            "description": p.get("description"),
+            "metadata": metadata,
+            "status": "succeeded",
+            "livemode": False,
+        }
+        self.payment_intents[intent["id"]] = intent
+        self.charges[intent["id"]] = intent
+        return Reply(200, intent, headers={"Request-Id": "req_" + secrets.token_hex(7)})
 
     def _create_refund(self, p: dict[str, Any]) -> Reply:
         require(str(p.get("payment_intent", "")).startswith("pi_"), "payment_intent must be a pi_ id")

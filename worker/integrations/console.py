@@ -23,8 +23,10 @@ from typing import TextIO
 from domain.ports import (
     BusyInterval,
     CalendarEvent,
+    ChargeResult,
     CheckoutLink,
     DepositRequest,
+    OffSessionCharge,
     OutboundSms,
     RefundResult,
     SmsSendResult,
@@ -108,6 +110,11 @@ class LocalTestPayments:
     def refund(self, payment_intent_id: str, amount_cents: int, idempotency_key: str) -> RefundResult:
         refund_id = "re_local_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         return RefundResult(refund_id=refund_id, status="succeeded", amount_cents=amount_cents)
+
+    def charge_off_session(self, charge: OffSessionCharge) -> ChargeResult:
+        """Test mode: the charge "succeeds" (one id per idempotency key, as Stripe would answer a retry)."""
+        intent = "pi_local_" + hashlib.sha256(charge.idempotency_key.encode()).hexdigest()[:24]
+        return ChargeResult(payment_intent_id=intent, status="succeeded")
 
 
 class DatabaseOnlyCalendar:

@@ -16,7 +16,7 @@ from typing import Any
 
 import stripe
 
-from domain.ports import CheckoutLink, DepositRequest, PaymentError, RefundResult
+from domain.ports import ChargeResult, CheckoutLink, DepositRequest, OffSessionCharge, PaymentError, RefundResult
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,13 @@ class StripePayments:
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata},
         }
+        if request.save_card_terms:
+            # The clinic charges no-show / late-cancel fees to a saved card: Checkout tells the patient the card is
+            # saved for later payments, shows the clinic's wording next to the pay button, and attaches the card to
+            # a Customer created for it (the webhook records both ids: worker/visits/cards.py).
+            params["payment_intent_data"]["setup_future_usage"] = "off_session"
+            params["customer_creation"] = "always"
+            params["custom_text"] = {"submit": {"message": request.save_card_terms[:1200]}}
         candidates = _expiries_within_stripe_window(request.expires_at, self._now())
         for index, expires_at in enumerate(candidates):
             try:
@@ -108,6 +115,40 @@ class StripePayments:
         except stripe.StripeError as exc:
             raise _classify(exc, what="refund", ref=payment_intent_id) from exc
         return RefundResult(refund_id=refund.id, status=str(refund.status), amount_cents=int(refund.amount))
+
+    def charge_off_session(self, charge: OffSessionCharge) -> ChargeResult:
+        """A PaymentIntent confirmed at once on the saved card, the patient not present (``off_session``).
+
+        The caller's idempotency key makes every retry the same charge.  A bank that wants the patient to
+        authenticate answers 402 ``authentication_required`` with the PaymentIntent: that is a result
+        (``requires_action``: staff follow up), not an error to retry; any other decline is final."""
+        params: dict[str, Any] = {
+            "amount": charge.amount_cents,
+            "currency": charge.currency.lower(),
+            "customer": charge.customer_id,
+            "payment_method": charge.payment_method_id,
+            "off_session": True,
+            "confirm": True,
+            "description": charge.description,
+            "metadata": {
+                **charge.metadata,
+                "appointment_id": str(charge.appointment_id),
+                "clinic_id": str(charge.clinic_id),
+            },
+        }
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": charge.idempotency_key},
+            )
+        except stripe.CardError as exc:
+            pending = (exc.error.payment_intent if exc.error else None) or None
+            if exc.code == "authentication_required" and pending is not None:
+                return ChargeResult(payment_intent_id=str(pending.id), status="requires_action")
+            raise _classify(exc, what="off-session charge", ref=charge.appointment_id) from exc
+        except stripe.StripeError as exc:
+            raise _classify(exc, what="off-session charge", ref=charge.appointment_id) from exc
+        return ChargeResult(payment_intent_id=intent.id, status=str(intent.status))
 
 
 def verify_stripe_event(payload: bytes, sig_header: str | None, secret: str, tolerance: int = 300) -> dict[str, Any]:
