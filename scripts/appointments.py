@@ -136,6 +136,10 @@ def register(subparsers: Any) -> None:
 
     register_import_visits(sub)
 
+    from scripts.visits import register_visit_commands  # the day of a visit (check-in … late-cancel): its own module
+
+    register_visit_commands(sub)
+
 
 # ---------------------------------------------------------------------------------------------- parsing
 def parse_day(value: str | None, tz: ZoneInfo) -> date:

@@ -155,12 +155,35 @@ def _conversation_arg(parser: argparse.ArgumentParser) -> None:
 def attention_rows(session: Session, now: datetime) -> list[dict[str, Any]]:
     """What needs a human, most pressing first (runs inside a clinic's tenant scope)."""
     rows = [dict(r) for r in session.execute(text(_ATTENTION_SQL)).mappings()]
+    rows += _unresolved_visit_rows(session, now)
     for row in rows:
         since = row["since"]
         row["waiting_s"] = int((now - since).total_seconds()) if since else 0
     rank = {u: i for i, u in enumerate(URGENCY_ORDER)}
     rows.sort(key=lambda r: (rank.get(str(r["urgency"]), len(rank)), r["since"] or now))
     return rows
+
+
+def _unresolved_visit_rows(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """Visits whose time is over with no outcome recorded (``worker.visits.end_of_day.unresolved_visits``)."""
+    from worker.visits.end_of_day import unresolved_visits
+
+    return [
+        {
+            "conversation_id": v["conversation_id"],
+            "inbox_id": None,
+            "appointment_id": v["appointment_id"],
+            "why": "unresolved visit",
+            "urgency": "low",
+            "since": v["ends_at"],
+            "channel": "visit",
+            "client": v["client"],
+            "phone": v["phone"],
+            "reason": f"appointment {v['appointment_id']} still {v['status'].replace('_', ' ')}: "
+            "record check-in / complete / no-show",
+        }
+        for v in unresolved_visits(session, now)
+    ]
 
 
 def staff_attention(args: argparse.Namespace) -> int:
@@ -175,7 +198,9 @@ def staff_attention(args: argparse.Namespace) -> int:
     table = [
         {
             **r,
-            "conversation": r["conversation_id"] if r["conversation_id"] is not None else f"inbox {r['inbox_id']}",
+            "conversation": r["conversation_id"]
+            if r["conversation_id"] is not None
+            else (f"appt {r['appointment_id']}" if r.get("appointment_id") else f"inbox {r['inbox_id']}"),
             "waiting": _age(int(r["waiting_s"])),
             "client": r["client"] or "",
             "phone": r["phone"] or "",

@@ -130,6 +130,7 @@ class FakeStripeApi(FakeHttpServer):
         self.payment_intents: dict[str, dict[str, Any]] = {}  # from completed checkouts and off-session charges
         self.charges: dict[str, dict[str, Any]] = {}  # off-session charges that went through, by PaymentIntent id
         self.saved_cards: dict[str, str] = {}  # payment method id -> customer id: cards saved for off-session use
+        self._lose_replies = 0
         self._idempotent: dict[str, tuple[str, bytes, Reply]] = {}
         self._store_lock = threading.Lock()
 
@@ -142,6 +143,12 @@ class FakeStripeApi(FakeHttpServer):
 
     def card_declined_next(self) -> None:
         self.script(_error(402, "card_error", "Your card was declined.", "card_declined"))
+
+    def lose_next_reply(self, count: int = 1) -> None:
+        """Process the next request for real (a charge is made, its idempotency key remembered) but answer 500, as
+        when Stripe's answer never reaches the client: only a retry with the same key learns what happened."""
+        with self._store_lock:
+            self._lose_replies += count
 
     def authentication_required_next(self) -> None:
         """The bank wants the cardholder present: 402 with the PaymentIntent left in requires_action."""
@@ -196,6 +203,9 @@ class FakeStripeApi(FakeHttpServer):
                 reply = self._create_refund(params)
             if reply.status < 500:
                 self._idempotent[key] = (request.path, request.body, reply)
+            if self._lose_replies and request.path != "/v1/checkout/sessions":
+                self._lose_replies -= 1
+                return _error(500, "api_error", "An error occurred with our connection to Stripe.")
             return reply
 
     def _create_session(self, p: dict[str, Any]) -> Reply:

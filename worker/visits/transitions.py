@@ -59,21 +59,22 @@ WHERE a.id = :id FOR UPDATE OF a
 _SERVICE = "SELECT id FROM services WHERE slug = :slug"
 _APPLY = """
 UPDATE appointments SET
-    status = :to, updated_at = now(),
-    checked_in_at = CASE WHEN :to = 'checked_in' THEN CAST(:now AS timestamptz) ELSE checked_in_at END,
-    outcome_at = CASE WHEN :to <> 'checked_in' THEN CAST(:now AS timestamptz) ELSE outcome_at END,
-    outcome_by = CASE WHEN :to <> 'checked_in' THEN :by ELSE outcome_by END,
+    status = CAST(:to AS text), updated_at = now(),
+    checked_in_at = CASE WHEN CAST(:to AS text) = 'checked_in' THEN CAST(:now AS timestamptz) ELSE checked_in_at END,
+    outcome_at = CASE WHEN CAST(:to AS text) <> 'checked_in' THEN CAST(:now AS timestamptz) ELSE outcome_at END,
+    outcome_by = CASE WHEN CAST(:to AS text) <> 'checked_in' THEN CAST(:by AS text) ELSE outcome_by END,
     amount_charged_cents = coalesce(CAST(:amount AS integer), amount_charged_cents),
-    visit_summary = CASE WHEN :summary <> '' THEN :summary ELSE visit_summary END,
+    visit_summary = CASE WHEN CAST(:summary AS text) <> '' THEN CAST(:summary AS text) ELSE visit_summary END,
     service_id = coalesce(CAST(:service_id AS bigint), service_id),
-    cancelled_at = CASE WHEN :to = 'late_cancelled' THEN CAST(:now AS timestamptz) ELSE cancelled_at END,
-    cancel_reason = CASE WHEN :to = 'late_cancelled' THEN :reason ELSE cancel_reason END,
-    calendar_sync = CASE WHEN :calendar THEN 'pending' ELSE calendar_sync END,
+    cancelled_at = CASE WHEN CAST(:to AS text) = 'late_cancelled' THEN CAST(:now AS timestamptz) ELSE cancelled_at END,
+    cancel_reason = CASE WHEN CAST(:to AS text) = 'late_cancelled' THEN CAST(:reason AS text) ELSE cancel_reason END,
+    calendar_sync = CASE WHEN CAST(:calendar AS boolean) THEN 'pending' ELSE calendar_sync END,
     fee_kind = coalesce(CAST(:fee_kind AS varchar), fee_kind),
     fee_cents = coalesce(CAST(:fee_cents AS integer), fee_cents),
     fee_status = coalesce(CAST(:fee_status AS varchar), fee_status),
-    notes = CASE WHEN :note = '' THEN notes WHEN notes = '' THEN :note ELSE notes || E'\\n' || :note END
-WHERE id = :id AND status = :from
+    notes = CASE WHEN CAST(:note AS text) = '' THEN notes WHEN notes = '' THEN CAST(:note AS text)
+                 ELSE notes || E'\\n' || CAST(:note AS text) END
+WHERE id = :id AND status = CAST(:from AS text)
 RETURNING id
 """
 _DEPOSIT = "UPDATE payments SET status = :to, updated_at = now() WHERE id = :id AND status = 'paid'"
