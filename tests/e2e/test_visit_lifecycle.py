@@ -218,3 +218,25 @@ def test_no_show_fee_is_charged_once_to_the_card_saved_at_booking_when_the_actor
     stripe_api.assert_clean()
     repeat = medspa(infra, "appointments", "no-show", str(appt), "--clinic", slug)
     assert repeat.returncode == 0 and "unchanged" in repeat.stdout
+
+
+def test_the_scheduled_end_of_day_job_texts_the_on_call_number_once(visit_stack, owner_engine) -> None:
+    stack, _, _ = visit_stack
+    clinic = Clinic(owner_engine)
+    oncall = "+1415555" + str(uuid.uuid4().int % 10_000).zfill(4)
+    with owner_engine.begin() as conn:
+        conn.execute(text("UPDATE clinics SET oncall_phone = :p WHERE id = :c"), {"p": oncall, "c": clinic.id})
+    client_id, _ = clinic.client("Una Resolved")
+    day = datetime.now(LA).date() - timedelta(days=5)
+    appt = clinic.appointment(
+        client_id, local(day, time(10)), "confirmed", created_at=local(day, time(10)) - timedelta(days=9)
+    )
+    evening = local(day, time(19, 5))  # after the default 19:00 end of day
+    stack.clock.set(evening)
+    for _ in range(2):  # two slots of the scheduled job: one text
+        runtime.broker().enqueue(message_for("close_visit_days", SCHEDULED_QUEUE))
+        runtime.broker().join(SCHEDULED_QUEUE, timeout=60_000)
+    wait_for(lambda: len(texts_to(stack, oncall)) == 1, 30, what="the end-of-day text")
+    stack.wait_idle(clinic.id)
+    (body,) = texts_to(stack, oncall)
+    assert f"appointments {appt}" in body and "Una" not in body and "medspa staff attention" in body
