@@ -193,7 +193,7 @@ def apply_transition(
         refund=refund,
         calendar=decision.has(FollowUp.CALENDAR),
     )
-    log.info("visit step recorded", extra={**extra, "status": decision.to_status, "by": by, "fee": charge})
+    log.info("visit step recorded", extra={**extra, "status": decision.to_status, "fee": charge})
     return result
 
 
