@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
 from domain.audience import RecipientFacts, decide
 from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
+from domain.media import photo_ack
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -58,8 +59,15 @@ class InboundResult:
     turns: int = 0
 
 
-def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
-    """Attach the inbound event, then run the conversation's turns if no other worker is."""
+def handle_inbound(
+    container: Container,
+    clinic_id: int,
+    inbox_id: int,
+    send: SendOutbox,
+    on_media: Callable[[int, list[int]], None] | None = None,
+) -> InboundResult:
+    """Attach the inbound event, then run the conversation's turns if no other worker is.  ``on_media``: called
+    with the photos the attach recorded (to fetch and store them, ``worker/media.py``) before any turn runs."""
     clinic, _ = container.clinic(clinic_id)
     settings = container.settings
     try:
@@ -95,6 +103,8 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
         raise
     if attached.outbox_ids:
         send(clinic_id, attached.outbox_ids)
+    if attached.media_ids and on_media is not None:
+        on_media(clinic_id, attached.media_ids)
     if snapshot is None:
         return InboundResult(attached.conversation_id)
     return InboundResult(attached.conversation_id, run_turns(container, snapshot, send))
@@ -264,6 +274,7 @@ def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
         channel=snapshot.channel,
         agent_state=snapshot.agent_state,
         slots=snapshot.slots,
+        photo=any(m.meta.get("media") for m in snapshot.pending),
     )
 
 
@@ -288,6 +299,22 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         return TurnOutput(
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
+    photos = sum(int(m.meta.get("media") or 0) for m in fresh)
+    if photos:
+        # The model reads words only (no clinic here enables a vision model): the photo is acknowledged in words,
+        # kept for staff (worker/media.py), and a photo that says nothing needs no model at all.
+        ack = Reply(photo_ack(clinic.name, photos))
+        if not any(m.body.strip() for m in fresh):
+            return TurnOutput(
+                replies=[ack], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="replied"
+            )
+        answered = _brain_turn(container, snapshot, clinic)
+        return replace(answered, replies=[ack, *answered.replies])
+    return _brain_turn(container, snapshot, clinic)
+
+
+def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile) -> TurnOutput:
+    fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
