@@ -22,10 +22,11 @@ from sqlalchemy import text
 
 from domain.staff_access import StaffRole
 from medspa.settings import REPO_ROOT
+from tests.fakes.openai_api import text_reply
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.console import HARBOR, running_console
 from tests.support.infra import wait_for
-from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, TWILIO_SID, Stack, settings_env
+from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, TWILIO_SID, Stack, running_stack, settings_env
 
 ONCALL = "+14155550199"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00a-patients-photo" * 32
@@ -188,7 +189,6 @@ def test_a_photo_is_acknowledged_stored_and_shown_to_staff(stack, infra, tmp_pat
     (media,) = wait_for(lambda: _stored_media(stack, phone), 30, what="the photo to be stored")
     stack.wait_idle()
     assert len(stack.replies_to(phone)) == 1
-    assert not any("image" in str(r.body) for r in stack.openai.requests), "no photo goes to the model"
 
     shown = staff(stack, "show", str(media["conversation_id"]), "--clinic", "glow-medspa")
     assert shown.returncode == 0, shown.stderr
@@ -237,3 +237,22 @@ def test_a_photo_with_worrying_words_escalates_like_an_adverse_reaction(stack):
         ).one()
     assert conv[0].lower() == "handoff" and conv[1] == "urgent"
     wait_for(lambda: len(_stored_media(stack, phone)) == 2, 30, what="both photos stored")
+
+
+def test_the_model_reads_the_words_of_a_photo_message_never_the_photo(infra, tmp_path):
+    with running_stack(infra, tmp_path, model_provider="openai") as (stack, _container):
+        _afternoon(stack)
+        stack.openai.responder = lambda body: text_reply("Happy to help with a touch-up!")
+        phone = _phone()
+        url = stack.twilio.add_media("image/png", PNG)
+        _mms(stack, phone, "here is my result from last month, can I book a touch up?", url)
+
+        ack, answer = stack.wait_replies(phone, 2)
+        wait_for(lambda: _stored_media(stack, phone), 30, what="the photo to be stored")
+        stack.wait_idle()
+        assert "photo" in ack.lower() and answer == "Happy to help with a touch-up!"
+        chats = [r for r in stack.openai.requests if r.path.endswith("/chat/completions")]
+        assert chats, "the words went to the model"
+        sent = b"".join(r.body for r in chats)
+        assert b"can I book a touch up" in sent
+        assert b"api.twilio.com" not in sent and b"image_url" not in sent and PNG not in sent, "the photo did not"
