@@ -226,3 +226,39 @@ def test_only_this_accounts_twilio_media_urls_are_fetched(env, twilio):
         "only the too-large photo of this account was requested (and its CDN copy)"
     )
     assert "larger" in str(_media_row(container.database, ids[2])["last_error"])
+
+
+def test_photos_can_live_in_s3_compatible_storage(env, twilio):
+    from tests.fakes.s3_api import FakeS3Api
+    from worker.integrations.s3_media import S3MediaStore
+
+    container, _ = env
+    with FakeS3Api("clinic-photos", "AKIATEST", "s3-test-secret") as s3:
+        store = S3MediaStore(
+            bucket="clinic-photos",
+            endpoint_url=s3.base_url,
+            region="us-east-1",
+            access_key_id="AKIATEST",
+            secret_access_key="s3-test-secret",
+            prefix="media/",
+        )
+        (media_id,) = _photo_message(container, [twilio.add_media("image/png", PNG)])
+        fetcher, _ = container.media()
+        outcome = fetch_and_store(container.database, fetcher, store, GLOW, media_id, max_bytes=4096)
+
+        assert outcome.status == "stored" and outcome.storage_key is not None
+        assert s3.objects[f"media/{outcome.storage_key}"] == ("image/png", PNG)
+        assert store.get(outcome.storage_key) == PNG
+        assert store.location(outcome.storage_key) == f"s3://clinic-photos/media/{outcome.storage_key}"
+        with pytest.raises(KeyError):
+            store.get("1/1/999999.png")
+        wrong = S3MediaStore(
+            bucket="clinic-photos",
+            endpoint_url=s3.base_url,
+            region="us-east-1",
+            access_key_id="AKIATEST",
+            secret_access_key="not-the-secret",
+        )
+        with pytest.raises(RuntimeError, match="403"):
+            wrong.put("1/1/1.png", PNG, "image/png")
+        s3.assert_clean()
