@@ -47,3 +47,13 @@ def test_keys_stay_inside_the_bucket_prefix():
     assert store.location("1/2/3.jpg") == "s3://b/1/2/3.jpg"
     with pytest.raises(ValueError):
         store.location("../../etc/passwd")
+
+
+def test_every_process_refuses_to_start_with_incomplete_media_storage():
+    from medspa.secrets import check_startup
+
+    with pytest.raises(ConfigurationError, match="MEDIA_S3_BUCKET"):
+        check_startup(Settings(_env_file=None, media_storage="s3"), "worker")
+    with pytest.raises(ConfigurationError, match="local or s3"):
+        check_startup(Settings(_env_file=None, media_storage="ftp"), "webhooks")
+    check_startup(Settings(_env_file=None), "worker")  # the default: a local folder

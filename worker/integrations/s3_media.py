@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from medspa.secrets import media_storage_problem
 from medspa.settings import ConfigurationError, Settings
 from worker.integrations.media_storage import check_key
 
@@ -102,19 +103,10 @@ class S3MediaStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3MediaStore:
         """Fails closed: MEDIA_STORAGE=s3 without its bucket, endpoint or keys is a start-up error."""
+        problem = media_storage_problem(settings)  # also checked at every process's start-up (medspa.secrets)
+        if problem:
+            raise ConfigurationError(problem)
         secret = settings.media_s3_secret_access_key.get_secret_value() if settings.media_s3_secret_access_key else ""
-        missing = [
-            name
-            for name, value in (
-                ("MEDIA_S3_BUCKET", settings.media_s3_bucket),
-                ("MEDIA_S3_ENDPOINT_URL", settings.media_s3_endpoint_url),
-                ("MEDIA_S3_ACCESS_KEY_ID", settings.media_s3_access_key_id),
-                ("MEDIA_S3_SECRET_ACCESS_KEY", secret),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigurationError(f"MEDIA_STORAGE=s3 needs {', '.join(missing)}")
         return cls(
             bucket=str(settings.media_s3_bucket),
             endpoint_url=str(settings.media_s3_endpoint_url),
