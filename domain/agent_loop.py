@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -293,10 +293,13 @@ class AgentBrain:
         system = build_system_prompt(
             turn.clinic, turn.patient, now=turn.now, agent_state=ts.state.value, slots=ts.slots, channel=turn.channel
         )
+        incoming = [ChatMessage(role="user", content=text) for text in turn.new_messages]
+        if turn.new_images and incoming:  # the photos ride with the turn's last message (vision models only)
+            incoming[-1] = replace(incoming[-1], images=turn.new_images)
         return [
             ChatMessage(role="system", content=system),
             *bounded_history(turn.history, self.history_window),
-            *(ChatMessage(role="user", content=text) for text in turn.new_messages),
+            *incoming,
         ]
 
     def _run_call(

@@ -4,7 +4,8 @@ Rules, pure:
 - every inbound photo is recorded and stored for staff (``worker/media.py``); only the image types a phone sends
   are kept, up to a size limit, and only from the provider's own media URLs;
 - the model never sees a photo unless the clinic turned on a vision model (``policies.vision_model``, off by
-  default) — it reads the words of the message only;
+  default) — it reads the words of the message only; with it on, the turn's photos go along as image parts
+  (``worker.media.images_for_model``) and the model answers words and photo together;
 - the agent acknowledges a photo in words (a photo with no text needs no model at all);
 - a photo with worrying words is an adverse-reaction report (``domain.safety.photo_concern``): the safety reply
   and an urgent staff handoff (``domain.agent_loop.safety_turn(photo=True)``).
@@ -47,6 +48,11 @@ def twilio_media_account(path: str) -> str | None:
     """The account SID in a Twilio media URL's path, or None when the path is not one."""
     match = _TWILIO_MEDIA_PATH.match(path)
     return match.group(1) if match else None
+
+
+# What a vision model is shown (the common web formats; HEIC is kept for staff but not sent) and how many per turn.
+VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MAX_IMAGES_PER_TURN = 3
 
 
 def vision_enabled(policies: Mapping[str, Any] | None) -> bool:

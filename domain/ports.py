@@ -148,6 +148,8 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    # (user messages) images the model may look at, as data: URLs — only when the clinic enabled a vision model
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ The model never sees a photo unless the clinic enables a vision model (``domain.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -21,7 +22,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database
-from domain.media import FAILED, MAX_MEDIA_PER_MESSAGE, PENDING, STORED, storable_type
+from domain.media import (
+    FAILED,
+    MAX_IMAGES_PER_TURN,
+    MAX_MEDIA_PER_MESSAGE,
+    PENDING,
+    STORED,
+    VISION_TYPES,
+    storable_type,
+)
 from domain.ports import MediaFetcher, MediaFetchError, MediaStore
 
 log = logging.getLogger(__name__)
@@ -156,6 +165,45 @@ def _fail(database: Database, clinic_id: int, media_id: int, error: str, *, fina
         "media fetch failed", extra={"clinic_id": clinic_id, "media_id": media_id, "error": error, "final": final}
     )
     return FetchOutcome(str(status or FAILED))
+
+
+_OF_INBOX_EVENTS = """
+SELECT id, status, storage_key, content_type FROM message_media
+WHERE inbox_id = ANY(CAST(:inbox_ids AS bigint[])) ORDER BY inbox_id, position
+"""
+
+
+def images_for_model(
+    database: Database,
+    fetcher: MediaFetcher | None,
+    store: MediaStore,
+    clinic_id: int,
+    inbox_ids: list[int],
+    *,
+    max_bytes: int,
+) -> tuple[str, ...]:
+    """The photos of a turn's messages as data: URLs, for a clinic that enabled a vision model (the caller checks
+    ``domain.media.vision_enabled``).  A photo not fetched yet is fetched now (idempotent: the actor then finds
+    it stored); one that cannot be fetched, or is not a type a model reads, is left out."""
+    with database.tenant_scope(clinic_id) as session:
+        rows = [dict(r) for r in session.execute(text(_OF_INBOX_EVENTS), {"inbox_ids": inbox_ids}).mappings()]
+    images: list[str] = []
+    for row in rows[:MAX_IMAGES_PER_TURN]:
+        key, content_type = row["storage_key"], str(row["content_type"])
+        if row["status"] == PENDING:
+            try:
+                outcome = fetch_and_store(database, fetcher, store, clinic_id, int(row["id"]), max_bytes=max_bytes)
+            except RetryFetch:
+                continue
+            key = outcome.storage_key
+        if not key or content_type.split(";")[0].strip().lower() not in VISION_TYPES:
+            continue
+        try:
+            data = store.get(str(key))
+        except KeyError:
+            continue
+        images.append(f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}")
+    return tuple(images)
 
 
 def stale_pending_media(session: Session, after_s: float, batch: int) -> list[int]:

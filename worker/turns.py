@@ -20,7 +20,7 @@ from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
 from domain.audience import RecipientFacts, decide
 from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
-from domain.media import photo_ack
+from domain.media import photo_ack, vision_enabled
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -41,6 +41,7 @@ from worker.conversations import (
     turn_input,
 )
 from worker.leases import HeldLease
+from worker.media import images_for_model
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
 
@@ -300,9 +301,10 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
     photos = sum(int(m.meta.get("media") or 0) for m in fresh)
-    if photos:
-        # The model reads words only (no clinic here enables a vision model): the photo is acknowledged in words,
-        # kept for staff (worker/media.py), and a photo that says nothing needs no model at all.
+    if photos and not vision_enabled(clinic.policies):
+        # The model reads words only (the clinic has no vision model): the photo is acknowledged in words, kept
+        # for staff (worker/media.py), and a photo that says nothing needs no model at all.  (With a vision model
+        # the photo goes to the model with the words, and the model answers both: _brain_turn.)
         ack = Reply(photo_ack(clinic.name, photos))
         if not any(m.body.strip() for m in fresh):
             return TurnOutput(
@@ -334,8 +336,22 @@ def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile)
         conversation_id=snapshot.lease.conversation_id,
         fence_version=snapshot.lease.version,
     )
+    turn = turn_input(snapshot, clinic, now, trace_id_var.get())
+    if vision_enabled(clinic.policies) and any(m.meta.get("media") for m in fresh):
+        # The one case a photo goes to the model: the clinic turned a vision model on (policies.vision_model).
+        fetcher, store = container.media()
+        inbox_ids = [int(m.meta["inbox_id"]) for m in fresh if m.meta.get("media") and m.meta.get("inbox_id")]
+        images = images_for_model(
+            container.database,
+            fetcher,
+            store,
+            snapshot.clinic_id,
+            inbox_ids,
+            max_bytes=container.settings.media_max_bytes,
+        )
+        turn = replace(turn, new_images=images)
     try:
-        return container.brain.run_turn(turn_input(snapshot, clinic, now, trace_id_var.get()), tools)
+        return container.brain.run_turn(turn, tools)
     except TurnWithdrawn:
         raise  # the lease is gone: no apology, no handoff — another worker has these messages
     except Exception:

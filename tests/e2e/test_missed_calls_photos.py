@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -256,3 +257,36 @@ def test_the_model_reads_the_words_of_a_photo_message_never_the_photo(infra, tmp
         sent = b"".join(r.body for r in chats)
         assert b"can I book a touch up" in sent
         assert b"api.twilio.com" not in sent and b"image_url" not in sent and PNG not in sent, "the photo did not"
+
+
+def test_a_clinic_with_a_vision_model_shows_it_the_photo(infra, owner_engine, tmp_path):
+    harbor_number = "+12125550123"
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text("""UPDATE clinics SET policies = policies || '{"vision_model": true}'::jsonb WHERE id = :id"""),
+            {"id": HARBOR},
+        )
+    try:
+        with running_stack(infra, tmp_path, model_provider="openai") as (stack, _container):
+            _afternoon(stack)
+            stack.openai.responder = lambda body: text_reply("That looks like a lovely result!")
+            phone = _phone()
+            form = stack.sms_form(harbor_number, phone, "how does it look?") | {
+                "NumMedia": "1",
+                "MediaUrl0": stack.twilio.add_media("image/png", PNG),
+                "MediaContentType0": "image/png",
+            }
+            assert stack.post_twilio("/webhooks/twilio/sms", form).status_code == 200
+
+            (answer,) = stack.wait_replies(phone, 1)
+            stack.wait_idle(clinic_id=HARBOR)
+            assert answer == "That looks like a lovely result!", "the model answered; no canned acknowledgement"
+            chats = [r.json() for r in stack.openai.requests if r.path.endswith("/chat/completions")]
+            last_user = [m for m in chats[0]["messages"] if m["role"] == "user"][-1]
+            parts = {p["type"]: p for p in last_user["content"]}
+            assert parts["text"]["text"] == "how does it look?"
+            expected = "data:image/png;base64," + base64.b64encode(PNG).decode()
+            assert parts["image_url"]["image_url"]["url"] == expected
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(text("UPDATE clinics SET policies = policies - 'vision_model' WHERE id = :id"), {"id": HARBOR})

@@ -131,3 +131,16 @@ def test_media_rules():
         and vision_enabled({"vision_model": True})
     )
     assert "photos" in photo_ack("Glow", 2) and "photo " in photo_ack("Glow", 1)
+
+
+def test_images_reach_the_chat_completions_message_only_as_content_parts():
+    from domain.ports import ChatMessage
+    from worker.integrations.openai_model import to_openai_message
+
+    plain = to_openai_message(ChatMessage(role="user", content="hi"))
+    assert plain["content"] == "hi"
+    shown = to_openai_message(ChatMessage(role="user", content="look", images=("data:image/png;base64,AAAA",)))
+    assert shown["content"] == [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]
