@@ -290,3 +290,37 @@ def test_a_clinic_with_a_vision_model_shows_it_the_photo(infra, owner_engine, tm
     finally:
         with owner_engine.begin() as conn:
             conn.execute(text("UPDATE clinics SET policies = policies - 'vision_model' WHERE id = :id"), {"id": HARBOR})
+
+
+def test_during_opening_hours_a_forwarding_clinic_rings_the_front_desk(stack, owner_engine):
+    always_open = json.dumps({day: [["00:00", "23:59"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    with owner_engine.begin() as conn:
+        saved = conn.execute(
+            text("SELECT business_hours, holidays, policies FROM clinics WHERE id = :id"), {"id": HARBOR}
+        ).one()
+        conn.execute(
+            text("""UPDATE clinics SET business_hours = CAST(:hours AS jsonb), holidays = '[]'::jsonb,
+                           policies = policies || '{"missed_calls": {"forward_during_hours": true, "ring_seconds": 15}}'
+                    WHERE id = :id"""),
+            {"hours": always_open, "id": HARBOR},
+        )
+    try:
+        caller = _phone()
+        form = _call_form(caller, "CA" + uuid.uuid4().hex) | {"To": "+12125550123"}
+        response = stack.post_twilio("/webhooks/twilio/voice", form)
+        assert response.status_code == 200, response.text
+        assert f'<Dial action="{stack.base_url}/webhooks/twilio/voice/dial-status"' in response.text
+        assert 'timeout="15"' in response.text and "<Number>+12125550100</Number>" in response.text
+        assert "<Say>" not in response.text
+        with stack.database.tenant_scope(HARBOR) as session:
+            recorded = session.execute(
+                text("SELECT count(*) FROM inbox_events WHERE provider_event_id = :s"), {"s": form["CallSid"]}
+            ).scalar()
+        assert recorded == 0, "a ringing call is not a missed one (the Dial action decides)"
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(
+                text("""UPDATE clinics SET business_hours = CAST(:h AS jsonb), holidays = CAST(:d AS jsonb),
+                               policies = CAST(:p AS jsonb) WHERE id = :id"""),
+                {"h": json.dumps(saved[0]), "d": json.dumps(saved[1]), "p": json.dumps(saved[2]), "id": HARBOR},
+            )

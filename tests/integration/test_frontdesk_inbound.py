@@ -262,3 +262,25 @@ def test_photos_can_live_in_s3_compatible_storage(env, twilio):
         with pytest.raises(RuntimeError, match="403"):
             wrong.put("1/1/1.png", PNG, "image/png")
         s3.assert_clean()
+
+
+def test_the_sweeper_finds_unhandled_calls_and_unfetched_photos(env, twilio):
+    from worker.sweeper import SweepDeadlines, sweep
+
+    container, _ = env
+    call_id = _missed_call(container.database, _phone())
+    (media_id,) = _photo_message(container, [twilio.add_media("image/png", PNG)])
+    with container.database.tenant_scope(GLOW) as session:  # as if recorded a minute ago and never enqueued
+        session.execute(
+            text("UPDATE inbox_events SET received_at = now() - interval '1 minute' WHERE id = :id"), {"id": call_id}
+        )
+        session.execute(
+            text("UPDATE message_media SET created_at = now() - interval '1 minute' WHERE id = :id"), {"id": media_id}
+        )
+    enqueued: list[tuple[str, int, int]] = []
+    sweep(container.database, lambda kind, clinic, item: enqueued.append((kind, clinic, item)), SweepDeadlines(30, 30))
+    assert ("missed_call", GLOW, call_id) in enqueued
+    assert ("media", GLOW, media_id) in enqueued
+    again: list[tuple[str, int, int]] = []
+    sweep(container.database, lambda kind, clinic, item: again.append((kind, clinic, item)), SweepDeadlines(30, 30))
+    assert ("missed_call", GLOW, call_id) not in again, "at most once per deadline"
