@@ -27,7 +27,15 @@ from tests.fakes.openai_api import text_reply
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.console import HARBOR, running_console
 from tests.support.infra import wait_for
-from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, TWILIO_SID, Stack, running_stack, settings_env
+from tests.support.stack import (
+    GLOW_CLINIC_ID,
+    GLOW_NUMBER,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    Stack,
+    running_stack,
+    settings_env,
+)
 
 ONCALL = "+14155550199"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00a-patients-photo" * 32
@@ -324,3 +332,36 @@ def test_during_opening_hours_a_forwarding_clinic_rings_the_front_desk(stack, ow
                                policies = CAST(:p AS jsonb) WHERE id = :id"""),
                 {"h": json.dumps(saved[0]), "d": json.dumps(saved[1]), "p": json.dumps(saved[2]), "id": HARBOR},
             )
+
+
+def test_a_call_is_answered_and_recorded_while_redis_is_frozen_and_handled_after(infra, tmp_path):
+    import dataclasses
+    import time
+
+    from tests.support.infra import private_redis
+    from tests.support.stack import running_process_stack
+
+    with private_redis() as redis_server:
+        own = dataclasses.replace(infra, redis_url=redis_server.url)
+        # No scheduler (no sweeper): the app's own enqueue must deliver what it recorded during the freeze.
+        with running_process_stack(own, tmp_path, workers=((1, 2),), scheduler=False) as procs:
+            stack = procs.stack
+            caller = _phone()
+            form = _call_form(caller, "CA" + uuid.uuid4().hex)
+            url = stack.base_url + "/webhooks/twilio/voice"
+            with redis_server.frozen():
+                started = time.monotonic()
+                response = stack.http.post(
+                    url, data=form, headers={"X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, form)}
+                )
+                elapsed = time.monotonic() - started
+                assert response.status_code == 200 and "<Say>" in response.text, response.text
+                assert elapsed < 1.0, elapsed
+                with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+                    recorded = session.execute(
+                        text("SELECT count(*) FROM inbox_events WHERE source = 'voice' AND provider_event_id = :s"),
+                        {"s": form["CallSid"]},
+                    ).scalar()
+                assert recorded == 1, "the 200 meant: in Postgres"
+            (handled,) = wait_for(lambda: _missed_calls(stack, caller), 60, what="the call handled after the thaw")
+            assert handled["status"] == "texted"  # (sent now, or deferred past quiet hours by the outbox)
