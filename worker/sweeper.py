@@ -4,7 +4,9 @@ Runs on a schedule (every few seconds).  Redis may have lost every queued
 message (restart without persistence, flush) — Postgres has not, so this finds
 the work again from the database:
 - inbox events still ``received`` after a deadline (the handler quarantines an
-  event whose deliveries keep crashing workers, see ``worker/turns.py``);
+  event whose deliveries keep crashing workers, see ``worker/turns.py``) — a
+  ``voice`` event (a missed call) goes to ``handle_missed_call``;
+- photos still ``pending`` a fetch after the inbox deadline (``worker/media.py``);
 - conversations with unanswered messages and no live lease;
 - outbox rows still ``queued`` after a deadline, or whose send outcome was never
   recorded (``sending``/``unknown``: reconciled with the provider before re-send);

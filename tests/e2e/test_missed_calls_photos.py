@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -365,3 +365,24 @@ def test_a_call_is_answered_and_recorded_while_redis_is_frozen_and_handled_after
                 assert recorded == 1, "the 200 meant: in Postgres"
             (handled,) = wait_for(lambda: _missed_calls(stack, caller), 60, what="the call handled after the thaw")
             assert handled["status"] == "texted"  # (sent now, or deferred past quiet hours by the outbox)
+
+
+def test_a_call_at_night_is_texted_back_in_the_morning_not_at_night(stack):
+    zone = ZoneInfo("America/Los_Angeles")
+    today = datetime.now(zone).date()
+    stack.clock.set(datetime(today.year, today.month, today.day, 23, 30, tzinfo=zone))
+    caller = _phone()
+    assert stack.post_twilio("/webhooks/twilio/voice", _call_form(caller, "CA" + uuid.uuid4().hex)).status_code == 200
+    wait_for(lambda: _missed_calls(stack, caller), 30, what="the missed call to be handled")
+    stack.wait_idle()
+    assert stack.replies_to(caller) == [], "nothing at 23:30"
+    with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+        status, not_before = session.execute(
+            text("SELECT status, not_before FROM outbox WHERE to_address = :p AND kind = 'missed_call'"),
+            {"p": caller},
+        ).one()
+    assert status == "queued" and not_before.astimezone(zone) == datetime(
+        today.year, today.month, today.day, 8, 0, tzinfo=zone
+    ) + timedelta(days=1)
+    listed = json.loads(staff(stack, "missed-calls", "--clinic", "glow-medspa", "--json").stdout)["missed_calls"]
+    assert any(row["from_e164"] == caller and row["status"] == "texted" for row in listed)
