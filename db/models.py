@@ -700,6 +700,60 @@ class StaffAuditEvent(Base):
     )
 
 
+class MessageMedia(Base):
+    """A photo (or other media) a patient texted: recorded when its message is attached, fetched from the provider
+    and stored by a worker (``worker/media.py``); ``storage_key`` names it in the media store."""
+
+    __tablename__ = "message_media"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_column()
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    inbox_id: Mapped[int] = mapped_column(BigInteger)
+    position: Mapped[int] = mapped_column(Integer)  # MediaUrl{position} of the inbound message
+    provider_url: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(String(100), server_default="")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")  # pending | stored | failed
+    storage_key: Mapped[str | None] = mapped_column(String(300))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _created()
+    stored_at: Mapped[datetime | None]
+    swept_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "inbox_id", "position"),
+        CheckConstraint("status IN ('pending','stored','failed')", name="status_valid"),
+        Index("ix_message_media_message", "message_id"),
+        Index("ix_message_media_conversation", "conversation_id", "id"),
+        Index("ix_message_media_pending", "clinic_id", "created_at", postgresql_where=text("status = 'pending'")),
+    )
+
+
+class MissedCall(Base):
+    """A call to the clinic's number nobody answered, and what was done about it (the text-back or why none)."""
+
+    __tablename__ = "missed_calls"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_column()
+    call_sid: Mapped[str] = mapped_column(String(64))
+    inbox_id: Mapped[int] = mapped_column(BigInteger)
+    from_e164: Mapped[str] = mapped_column(String(64))
+    to_e164: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32))  # not_forwarded | no-answer | busy | failed | canceled
+    status: Mapped[str] = mapped_column(String(16))  # texted | skipped
+    skip_reason: Mapped[str] = mapped_column(String(32), server_default="")
+    client_id: Mapped[int | None] = mapped_column(BigInteger)
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "call_sid"),
+        Index("ix_missed_calls_caller", "clinic_id", "from_e164", "created_at"),
+    )
+
+
 # Tables without clinic-scoped RLS (see module docstring).
 # staff_users, staff_sessions, staff_login_attempts: identity precedes tenancy (see StaffUser and migration 0009).
 GLOBAL_TABLES = frozenset(

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,10 +34,11 @@ from domain.conversation import (
     TurnOutput,
     TurnWithdrawn,
 )
+from domain.media import photo_safety_reply
 from domain.ports import ChatMessage, ChatModel, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
 from domain.prompt import build_system_prompt, holiday_dates
 from domain.replies import DEFAULT_SMS_LIMIT, shape_sms_reply
-from domain.safety import detect_emergency, detect_injection, emergency_reply
+from domain.safety import detect_emergency, detect_injection, emergency_reply, photo_concern
 from domain.tools import CONFIRMED_TOOLS, TOOL_MODELS, ToolArgumentError, parse_arguments, shared_tool_definitions
 
 log = logging.getLogger(__name__)
@@ -120,9 +121,11 @@ def safety_turn(
     agent_state: str,
     slots: dict[str, Any],
     sms_limit: int = DEFAULT_SMS_LIMIT,
+    photo: bool = False,
 ) -> TurnOutput | None:
     """The medical-safety screen over a turn's messages: the turn's whole output when any of them describes an
-    emergency or an adverse reaction, else None.
+    emergency or an adverse reaction, else None.  ``photo``: the messages carry a photo, which is itself the
+    patient's report (``domain.safety.photo_concern``: a worrying word is enough).
 
     The one home of "an emergency gets the immediate safe reply and an urgent handoff": the pipeline runs it
     before every silent path (handoff, opted out, compliance keywords; ``worker/turns.py``) and the brain runs
@@ -130,10 +133,13 @@ def safety_turn(
     marked ``safety`` (it goes out whatever the patient's consent); the handoff's urgency makes the pipeline
     page the on-call phone.
     """
-    flag = detect_emergency("\n".join(m for m in messages if m))
+    joined = "\n".join(m for m in messages if m)
+    flag = photo_concern(joined) if photo else detect_emergency(joined)
     if flag is None:
         return None
     text = emergency_reply(flag, clinic.name, clinic.phone)
+    if photo:
+        text = photo_safety_reply(text)
     if channel == "sms":
         text = shape_sms_reply(text, sms_limit)
     kept = {k: v for k, v in slots.items() if k != "pending_action"}  # nothing half-confirmed survives an emergency
@@ -287,10 +293,13 @@ class AgentBrain:
         system = build_system_prompt(
             turn.clinic, turn.patient, now=turn.now, agent_state=ts.state.value, slots=ts.slots, channel=turn.channel
         )
+        incoming = [ChatMessage(role="user", content=text) for text in turn.new_messages]
+        if turn.new_images and incoming:  # the photos ride with the turn's last message (vision models only)
+            incoming[-1] = replace(incoming[-1], images=turn.new_images)
         return [
             ChatMessage(role="system", content=system),
             *bounded_history(turn.history, self.history_window),
-            *(ChatMessage(role="user", content=text) for text in turn.new_messages),
+            *incoming,
         ]
 
     def _run_call(

@@ -196,6 +196,7 @@ _OUTBOX_KINDS = {
     "reply": TextKind.CONVERSATION,
     "staff": TextKind.CONVERSATION,
     "notification": TextKind.CONVERSATION,
+    "missed_call": TextKind.TRANSACTIONAL,  # the text-back after an unanswered call: quiet hours, opt-out apply
     "campaign": TextKind.MARKETING,
 }
 

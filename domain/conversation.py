@@ -59,6 +59,8 @@ class TurnInput:
     new_messages: tuple[str, ...]  # the unanswered patient texts this turn answers, in arrival order
     now: datetime  # aware UTC
     trace_id: str = ""
+    # Photos of this turn's messages as data: URLs — empty unless the clinic enabled a vision model (domain.media)
+    new_images: tuple[str, ...] = ()
     # Asked before every model call and tool call: False once the pipeline can no longer vouch for this turn
     # being the conversation's only one (its lease was lost); the brain then raises ``TurnWithdrawn``.
     may_continue: Callable[[], bool] = field(default=lambda: True, compare=False, repr=False)

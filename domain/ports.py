@@ -174,6 +174,8 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    # (user messages) images the model may look at, as data: URLs — only when the clinic enabled a vision model
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,3 +230,41 @@ class Embedder(Protocol):
     dimensions: int
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+# ---------------------------------------------------------------- media (photos patients text)
+@dataclass(frozen=True)
+class FetchedMedia:
+    data: bytes
+    content_type: str
+
+
+class MediaFetchError(Exception):
+    """Fetching a media URL from the provider failed.  ``retryable``: try again later (timeouts, 5xx, 429)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class MediaFetcher(Protocol):
+    def fetch(self, url: str, *, max_bytes: int) -> FetchedMedia:
+        """The media behind a provider URL (with the provider's credentials); ``MediaFetchError`` on failure,
+        not retryable when larger than ``max_bytes``."""
+        ...
+
+
+class MediaStore(Protocol):
+    """Object storage for media: a local folder, or an S3-compatible bucket."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` under ``key`` (overwriting the same bytes is harmless: keys are unique per media row)."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The stored bytes; ``KeyError`` when nothing is stored under ``key``."""
+        ...
+
+    def location(self, key: str) -> str:
+        """Where staff find it: a local file path, or ``s3://bucket/key``."""
+        ...

@@ -256,6 +256,23 @@ def possible_danger_sign(text: str) -> bool:
     return bool(_SIGNS.search(normalised) and _REPORT.search(normalised) and _AFFECTED.search(normalised))
 
 
+# With a photo, the photo is the report: a word about a reaction is enough (no "my ..." needed).
+_PHOTO_WORDS = re.compile(r"\b(?:reaction|reacting|reaccion|allerg\w*|alergi\w*)\b")
+
+
+def photo_concern(text: str) -> SafetyFlag | None:
+    """The safety flag for a message that carries a photo: an emergency or urgent sign by the rules above, or — the
+    photo being the patient's own report of a treated area — any danger-sign word ("swelling", "blister",
+    "bruise", "rash", "reaction"), which alone would not flag a text.  An adverse reaction (urgent), or None."""
+    found = detect_emergency(text)
+    if found is not None:
+        return found
+    normalised = _normalise(text)
+    if _SIGNS.search(normalised) or _PHOTO_WORDS.search(normalised):
+        return SafetyFlag(Urgency.URGENT, "photo_reaction")
+    return None
+
+
 def emergency_reply(flag: SafetyFlag, clinic_name: str, clinic_phone: str) -> str:
     """Immediate safe reply: where to get help now; no diagnosis, no advice beyond that."""
     if flag.urgency is Urgency.EMERGENCY:

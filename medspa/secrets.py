@@ -261,11 +261,34 @@ def console_production_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def media_storage_problem(settings: Settings) -> str | None:
+    """Photo storage fails closed in every environment: an unknown MEDIA_STORAGE, or S3 without its settings."""
+    backend = settings.media_storage.strip().lower()
+    if backend == "local":
+        return None
+    if backend != "s3":
+        return f"MEDIA_STORAGE must be local or s3, not {settings.media_storage!r}"
+    secret = settings.media_s3_secret_access_key
+    missing = [
+        name
+        for name, value in (
+            ("MEDIA_S3_BUCKET", settings.media_s3_bucket),
+            ("MEDIA_S3_ENDPOINT_URL", settings.media_s3_endpoint_url),
+            ("MEDIA_S3_ACCESS_KEY_ID", settings.media_s3_access_key_id),
+            ("MEDIA_S3_SECRET_ACCESS_KEY", secret.get_secret_value() if secret else None),
+        )
+        if not value
+    ]
+    return f"MEDIA_STORAGE=s3 needs {', '.join(missing)}" if missing else None
+
+
 def check_startup(settings: Settings, process: str | None = None) -> None:
     """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed, or (for the
     staff console, in every environment) when its OIDC configuration is incomplete or invalid."""
     if process == "console" and (problems := console_oidc_problems(settings)):
         raise ConfigurationError("console OIDC configuration: " + "; ".join(problems))
+    if media := media_storage_problem(settings):
+        raise ConfigurationError(media)
     if not settings.production:
         return
     problems = production_problems(settings)

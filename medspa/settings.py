@@ -132,6 +132,18 @@ class Settings(BaseSettings):
     # SMS_PROVIDER=sink only: announce each send on Redis pub/sub (the closed-loop benchmark listens).
     sms_sink_announce: bool = False
 
+    # ------------------------------------------------------------ photos patients text (MMS; worker/media.py)
+    media_storage: str = "local"  # local (a folder) | s3 (S3-compatible object storage)
+    media_storage_dir: Path | None = None  # MEDIA_STORAGE=local: where photos are kept; unset = DATA_DIR/media
+    media_max_bytes: int = 10 * 1024 * 1024  # a larger photo is recorded as failed, never stored
+    media_fetch_timeout_s: float = 20.0
+    media_s3_bucket: str | None = None  # MEDIA_STORAGE=s3
+    media_s3_endpoint_url: str | None = None  # e.g. https://s3.us-west-2.amazonaws.com or a MinIO URL
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str | None = None
+    media_s3_secret_access_key: SecretStr | None = None
+    media_s3_prefix: str = "media/"
+
     # ------------------------------------------------------------ Stripe
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
@@ -162,6 +174,11 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.environment == Environment.PRODUCTION
+
+    @property
+    def media_dir(self) -> Path:
+        """Where MEDIA_STORAGE=local keeps photos."""
+        return self.media_storage_dir or (self.data_dir / "media")
 
     @property
     def twilio_enabled(self) -> bool:

@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from domain import missed_calls
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -162,6 +164,24 @@ class QuietHours(_Strict):
         return _clock(value)
 
 
+class MissedCallsSpec(_Strict):
+    """Missed-call text-back (``domain.missed_calls``): how a call to the clinic's number is answered and the one
+    text an unanswered caller gets.  ``{clinic}`` in the greeting and the text is the clinic's name."""
+
+    enabled: bool = Field(default=True, description="text callers whose call nobody answered")
+    greeting: str = Field(default=missed_calls.DEFAULT_GREETING, min_length=1, max_length=400)
+    text: str = Field(default=missed_calls.DEFAULT_TEXT, min_length=1, max_length=320)
+    forward_during_hours: bool = Field(default=False, description="ring the front desk during business hours")
+    forward_to: str | None = Field(default=None, description="the number to ring (default: phone_numbers.front_desk)")
+    ring_seconds: int = Field(default=missed_calls.DEFAULT_RING_SECONDS, ge=5, le=60)
+    daily_cap: int = Field(default=missed_calls.DEFAULT_DAILY_CAP, ge=0, le=10, description="texts per caller per day")
+
+    @field_validator("forward_to")
+    @classmethod
+    def _forward_to(cls, value: str | None) -> str | None:
+        return parse_phone(value) if value else None
+
+
 class Policies(BaseModel):
     """Known policies are typed; other keys are kept as written (the agent reads them as clinic facts)."""
 
@@ -178,6 +198,11 @@ class Policies(BaseModel):
     payment_methods: str = ""
     parking: str = ""
     review_url: str = ""
+    # Set only when written in the file (the stored policies of a clinic that does not use them stay as they were).
+    missed_calls: MissedCallsSpec | None = None
+    vision_model: bool | None = Field(
+        default=None, description="send patients' photos to a vision model (default off: never)"
+    )
 
 
 class ProviderSpec(_Strict):
@@ -479,6 +504,14 @@ JSON_SERVICE_FIELDS = frozenset({"contraindications"})
 AUTOMATION_FIELDS = ("enabled", "template", "settings")
 
 
+def _policies(policies: Policies) -> dict[str, Any]:
+    stored = policies.model_dump(mode="json")
+    for optional in ("missed_calls", "vision_model"):  # left out unless the file sets them
+        if stored.get(optional) is None:
+            stored.pop(optional, None)
+    return stored
+
+
 def desired_state(spec: ClinicFile) -> ClinicState:
     clinic = {
         "slug": spec.slug,
@@ -490,7 +523,7 @@ def desired_state(spec: ClinicFile) -> ClinicState:
         "address": spec.address,
         "business_hours": spec.business_hours,
         "holidays": sorted({d.isoformat() for d in spec.holidays}),
-        "policies": spec.policies.model_dump(mode="json"),
+        "policies": _policies(spec.policies),
         "chat_origins": list(spec.chat_origins),
     }
     providers = {

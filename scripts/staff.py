@@ -135,6 +135,17 @@ def register(subparsers: Any) -> None:
     add_clinic_argument(pause)
     pause.set_defaults(handler=staff_pause)
 
+    missed = sub.add_parser(
+        "missed-calls",
+        help="recent calls nobody answered and whether the caller was texted",
+        description="The most recent missed calls (clinic time), who called, why the call was missed and "
+        "whether the caller got the text-back (or why not: opted out, the daily cap, no caller id).",
+    )
+    add_clinic_argument(missed)
+    missed.add_argument("--limit", type=int, default=20, help="the most recent N calls (default 20)")
+    missed.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    missed.set_defaults(handler=staff_missed_calls)
+
     handback = sub.add_parser(
         "handback",
         help="give the conversation back to the agent",
@@ -258,7 +269,7 @@ def staff_show(args: argparse.Namespace) -> int:
                 text(
                     """SELECT * FROM (
                            SELECT id, role, direction, body, created_at, meta FROM messages
-                           WHERE conversation_id = :id AND body <> ''
+                           WHERE conversation_id = :id AND (body <> '' OR meta ? 'media')
                              AND (role IN ('user', 'staff') OR (role = 'assistant' AND direction = 'outbound'))
                            ORDER BY id DESC LIMIT :n) recent
                        ORDER BY id"""
@@ -266,6 +277,7 @@ def staff_show(args: argparse.Namespace) -> int:
                 {"id": args.conversation_id, "n": max(1, args.limit)},
             ).mappings()
         ]
+        _attach_media(session, args.conversation_id, messages)
     if args.json:
         print_json({"conversation": conv, "messages": messages})
         return 0
@@ -286,7 +298,59 @@ def staff_show(args: argparse.Namespace) -> int:
         speaker = {"user": "patient", "assistant": "agent"}.get(message["role"], message["role"])
         if message["role"] == "staff" and (message["meta"] or {}).get("staff"):
             speaker = f"staff ({message['meta']['staff']})"
-        print(f"{when}  {speaker}: {message['body']}")
+        print(f"{when}  {speaker}: {message['body'] or '(no text)'}")
+        for index, photo in enumerate(message["media"], start=1):
+            where = photo["path"] or ("not stored: " + photo["status"])
+            print(f"    photo {index}/{len(message['media'])} ({photo['content_type'] or 'unknown type'}): {where}")
+    return 0
+
+
+def _attach_media(session: Session, conversation_id: int, messages: list[dict[str, Any]]) -> None:
+    """Each message's photos (``message_media``), with where staff find them (a local path, or s3://...)."""
+    from medspa.settings import get_settings
+    from worker.integrations.media_storage import build_media_store
+    from worker.media import conversation_media
+
+    photos = conversation_media(session, conversation_id)
+    store = build_media_store(get_settings()) if photos else None
+    by_message: dict[int, list[dict[str, Any]]] = {}
+    for photo in photos:
+        key = photo["storage_key"]
+        by_message.setdefault(int(photo["message_id"]), []).append(
+            {
+                "id": photo["id"],
+                "content_type": photo["content_type"],
+                "status": photo["status"],
+                "size_bytes": photo["size_bytes"],
+                "path": store.location(key) if store is not None and key and photo["status"] == "stored" else None,
+            }
+        )
+    for message in messages:
+        message["media"] = by_message.get(int(message["id"]), [])
+
+
+def staff_missed_calls(args: argparse.Namespace) -> int:
+    from scripts.common import app_database, clinic_id_for, print_json
+    from worker.missed_calls import RECENT
+
+    clinic_id = clinic_id_for(args.clinic)
+    with app_database().tenant_scope(clinic_id) as session:
+        tz = ZoneInfo(
+            session.execute(text("SELECT timezone FROM clinics WHERE id = :id"), {"id": clinic_id}).scalar_one()
+        )
+        rows = [dict(r) for r in session.execute(text(RECENT), {"limit": max(1, args.limit)}).mappings()]
+    if args.json:
+        print_json({"missed_calls": rows})
+        return 0
+    if not rows:
+        print("No missed calls.")
+        return 0
+    for row in rows:
+        when = row["created_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        outcome = "texted" if row["status"] == "texted" else f"not texted ({row['skip_reason']})"
+        who = " ".join(x for x in (row["client"], row["from_e164"]) if x)
+        conversation = f"  conversation {row['conversation_id']}" if row["conversation_id"] else ""
+        print(f"{when}  {who}  {row['reason']}  {outcome}{conversation}")
     return 0
 
 

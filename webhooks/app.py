@@ -27,7 +27,7 @@ from medspa.broker import build_broker
 from medspa.logs import configure_logging
 from medspa.secrets import load_webhook_secrets, startup_settings
 from medspa.settings import Settings
-from webhooks import chat, dev_payments, stripe_events, twilio
+from webhooks import chat, dev_payments, stripe_events, twilio, voice
 from webhooks.chat_store import ChatStore
 from webhooks.chat_streams import StreamHub, StreamSlots
 from webhooks.enqueue import BackgroundEnqueuer
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stream_ticket_ttl_s=settings.chat_stream_ticket_ttl_s,
             chat_token_ttl_s=settings.chat_token_ttl_s,
             dev_mode=not settings.production,
+            voice_clinics=voice.VoiceClinics(pool),
         )
         # Start-up objects live as long as the process: keep them out of the collector's generations, so a
         # full collection under load scans only what requests allocate (shorter pauses, a shorter tail).
@@ -164,6 +165,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/webhooks/twilio/sms", twilio.inbound_sms, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio.status_callback, methods=["POST"]),
+        Route("/webhooks/twilio/voice", voice.inbound_call, methods=["POST"]),
+        Route(voice.DIAL_STATUS_PATH, voice.dial_status, methods=["POST"]),
         Route("/webhooks/stripe", stripe_events.stripe_webhook, methods=["POST"]),
         Route("/webhooks/chat/session", chat.create_session, methods=["POST"]),
         Route("/webhooks/chat/messages", chat.post_message, methods=["POST"]),

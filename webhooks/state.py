@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
@@ -15,6 +16,9 @@ from webhooks.inbox import Inbox
 from webhooks.outbox_status import OutboxStatus
 from webhooks.ratelimit import RateLimiter
 from webhooks.redis_guard import FailOpen
+
+if TYPE_CHECKING:
+    from webhooks.voice import VoiceClinics
 
 
 @dataclass
@@ -43,3 +47,4 @@ class AppState:
     stream_ticket_ttl_s: int = 60
     chat_token_ttl_s: int = 24 * 3600
     dev_mode: bool = True
+    voice_clinics: VoiceClinics | None = None  # the clinic facts a call needs (webhooks/voice.py)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from twilio.request_validator import RequestValidator, compare
 
+from domain.media import MAX_MEDIA_PER_MESSAGE
 from domain.outbox import STATUS_RANK
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
@@ -32,7 +33,9 @@ _REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
 _SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 64, "To": 64}
 
 
-async def _verified_form(request: Request, state: AppState) -> dict[str, str] | Response:
+async def verified_form(request: Request, state: AppState) -> dict[str, str] | Response:
+    """The request's form once its ``X-Twilio-Signature`` checked out (every Twilio route's first step: SMS,
+    status callbacks, voice); a 413/400/403 response otherwise."""
     body = await read_limited_body(request, state.max_body_bytes)
     if isinstance(body, Response):
         return body
@@ -64,7 +67,7 @@ async def inbound_sms(request: Request) -> Response:
     state: AppState = request.app.state.medspa
     trace_id = new_trace_id()
     trace_id_var.set(trace_id)
-    form = await _verified_form(request, state)
+    form = await verified_form(request, state)
     if isinstance(form, Response):
         return form
     missing = [name for name in _REQUIRED_SMS_FIELDS if name not in form]
@@ -79,7 +82,15 @@ async def inbound_sms(request: Request) -> Response:
         return error(404, "no clinic is configured for the To number")
     if not await state.rate_limiter.allow(f"sms:{route.clinic_id}:{form['From']}", state.sender_limit_per_min):
         return error(429, "too many messages from this sender; try again shortly", headers={"Retry-After": "60"})
-    payload = {"from": form["From"], "to": form["To"], "body": form["Body"], "num_media": form.get("NumMedia", "0")}
+    payload: dict[str, object] = {
+        "from": form["From"],
+        "to": form["To"],
+        "body": form["Body"],
+        "num_media": form.get("NumMedia", "0"),
+    }
+    media = _media(form)
+    if media:  # photos: the provider's URLs only; a worker fetches them after the 2xx (worker/media.py)
+        payload["media"] = media
     try:
         inbox_id = await state.inbox.record(
             route.clinic_id, "sms", form["MessageSid"], f"sms:{form['From']}", payload, trace_id
@@ -95,10 +106,23 @@ async def inbound_sms(request: Request) -> Response:
     return PlainTextResponse(EMPTY_TWIML, media_type="text/xml")
 
 
+def _media(form: dict[str, str]) -> list[dict[str, str]]:
+    """``MediaUrl{i}`` / ``MediaContentType{i}`` for i < NumMedia (at most Twilio's ten)."""
+    try:
+        count = min(max(int(form.get("NumMedia") or 0), 0), MAX_MEDIA_PER_MESSAGE)
+    except ValueError:
+        return []
+    return [
+        {"url": form[f"MediaUrl{i}"], "content_type": form.get(f"MediaContentType{i}", "")[:100]}
+        for i in range(count)
+        if form.get(f"MediaUrl{i}")
+    ]
+
+
 async def status_callback(request: Request) -> Response:
     """Delivery status: moves an outbox row forward (never backward); idempotent, applied inline."""
     state: AppState = request.app.state.medspa
-    form = await _verified_form(request, state)
+    form = await verified_form(request, state)
     if isinstance(form, Response):
         return form
     try:

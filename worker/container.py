@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from db.engine import Database, make_engine
 from domain.conversation import Brain, ClinicProfile, ToolExecutor
-from domain.ports import Calendar, ChatModel, Clock, Embedder, Payments, SmsSender
+from domain.ports import Calendar, ChatModel, Clock, Embedder, MediaFetcher, MediaStore, Payments, SmsSender
 from medspa.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Container:
     _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
     _lease_keeper: LeaseKeeper | None = None
     _keeper_lock: threading.Lock = field(default_factory=threading.Lock)
+    _media: tuple[MediaFetcher | None, MediaStore] | None = None
 
     def lease_keeper(self) -> LeaseKeeper:
         """This process's conversation-lease heartbeat (``worker/leases.py``), started on first use."""
@@ -61,6 +62,26 @@ class Container:
 
                     self._lease_keeper = LeaseKeeper(self.database, self.settings.lease_seconds)
         return self._lease_keeper
+
+    def media(self) -> tuple[MediaFetcher | None, MediaStore]:
+        """The media fetcher (None without Twilio credentials) and the media store, built on first use."""
+        if self._media is None:
+            with self._keeper_lock:
+                if self._media is None:
+                    from worker.integrations.media_storage import build_media_store
+
+                    fetcher: MediaFetcher | None = None
+                    if self.settings.twilio_enabled:
+                        from worker.integrations.twilio_media import TwilioMediaFetcher
+
+                        fetcher = TwilioMediaFetcher(
+                            str(self.settings.twilio_account_sid),
+                            self.settings.twilio_auth_token.get_secret_value(),  # type: ignore[union-attr]
+                            base_url_override=self.settings.twilio_api_base,
+                            timeout=self.settings.media_fetch_timeout_s,
+                        )
+                    self._media = (fetcher, build_media_store(self.settings))
+        return self._media
 
     def tool_executor(
         self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int

@@ -38,6 +38,7 @@ from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, 
 from domain.outbox import REPLY_KINDS
 from domain.ports import ChatMessage
 from medspa.ids import fast_int63
+from worker.media import INSERT_MEDIA, media_params
 from worker.outbox.rows import ClaimedSend, OutboxRow
 from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
 
@@ -115,6 +116,7 @@ def record_failed_delivery(conn: Conn, inbox_id: int, error: str, max_attempts: 
 class Attached:
     conversation_id: int
     outbox_ids: list[int] = field(default_factory=list)  # compliance replies to send after commit
+    media_ids: list[int] = field(default_factory=list)  # photos recorded: to fetch and store after commit
     newly_attached: int = 0
     snapshot: Snapshot | None = None  # this worker took the lease: the turn to run
     failing: Lease | None = None  # the lease was taken, but the conversation failed too often (quarantine it)
@@ -202,11 +204,18 @@ def attach_and_lease(
     conversation_id, last_seq = int(locked[0]), int(locked[1])
     attached = Attached(conversation_id=conversation_id, newly_attached=len(events))
     outbox_cur: list[psycopg.Cursor[Any]] = []
+    media_cur: list[psycopg.Cursor[Any]] = []
+    media_rows: list[tuple[int, int, list[str], list[str]]] = []  # photos: (inbox id, seq, urls, content types)
     if events:
         inbound_rows: list[tuple[Any, ...]] = []
         for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
             body = str(event_payload.get("body", ""))
             meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
+            if channel == "sms" and event_payload.get("media"):
+                urls, types = media_params(event_payload)
+                if urls:
+                    meta["media"] = len(urls)
+                    media_rows.append((int(event_id), last_seq + index + 1, urls, types))
             if channel == "sms":
                 # Only START-family keywords re-subscribe: a bare "yes" after STOP is dialogue (the clinic sends
                 # no "reply YES to resubscribe" question, so no YES can be the answer to one).
@@ -240,6 +249,9 @@ def attach_and_lease(
                 )
             )
         conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
+        for event_id, seq, urls, types in media_rows:  # linked to the messages just inserted (worker/media.py)
+            params = {"clinic": clinic_id, "inbox": event_id, "conversation": conversation_id, "seq": seq}
+            media_cur.append(conn.execute(INSERT_MEDIA, params | {"urls": urls, "types": types}))
         conn.execute(
             """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
                WHERE id = ANY(%s)""",
@@ -264,8 +276,15 @@ def attach_and_lease(
         found = cursor.fetchone()
         if found is not None:
             attached.outbox_ids.append(int(found[0]))
+    for cursor in media_cur:
+        attached.media_ids.extend(int(r[0]) for r in cursor.fetchall())
     attached.snapshot, attached.failing = queued.result(clinic_id, quarantine_after)
     return attached
+
+
+def sms_conversation(conn: Conn, clinic_id: int, phone: str) -> tuple[int, int, str]:
+    """The client with this number and their SMS conversation, created when new: (client, conversation, consent)."""
+    return _sms_conversation(conn, clinic_id, phone)
 
 
 def _sms_conversation(conn: Conn, clinic_id: int, phone: str) -> tuple[int, int, str]:

@@ -18,6 +18,8 @@ SWEEP_ACTORS = {
     "conversation": "run_conversation",
     "outbox": "send_outbox",
     "outbox_bulk": "send_outbox_bulk",
+    "missed_call": "handle_missed_call",
+    "media": "fetch_message_media",
 }
 
 
@@ -27,7 +29,12 @@ def handle_inbound_event(clinic_id: int, inbox_id: int) -> None:
     # covers a turn); a turn cut short anyway is resumed by another worker when its lease expires.
     from worker.turns import handle_inbound
 
-    handle_inbound(container(), clinic_id, inbox_id, send_committed)
+    handle_inbound(container(), clinic_id, inbox_id, send_committed, _fetch_media)
+
+
+def _fetch_media(clinic_id: int, media_ids: list[int]) -> None:
+    for media_id in media_ids:
+        enqueue("fetch_message_media", clinic_id, media_id)
 
 
 @actor(queue_name=TURNS_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)

@@ -47,6 +47,7 @@ ACTOR_MODULES: tuple[str, ...] = (
     "worker.payment_actors",
     "worker.automation_actors",
     "worker.visit_actors",
+    "worker.frontdesk_actors",
 )
 
 _container: Container | None = None

@@ -4,7 +4,9 @@ Runs on a schedule (every few seconds).  Redis may have lost every queued
 message (restart without persistence, flush) — Postgres has not, so this finds
 the work again from the database:
 - inbox events still ``received`` after a deadline (the handler quarantines an
-  event whose deliveries keep crashing workers, see ``worker/turns.py``);
+  event whose deliveries keep crashing workers, see ``worker/turns.py``) — a
+  ``voice`` event (a missed call) goes to ``handle_missed_call``;
+- photos still ``pending`` a fetch after the inbox deadline (``worker/media.py``);
 - conversations with unanswered messages and no live lease;
 - outbox rows still ``queued`` after a deadline, or whose send outcome was never
   recorded (``sending``/``unknown``: reconciled with the provider before re-send);
@@ -30,6 +32,7 @@ from sqlalchemy import text
 from db.engine import Database
 from domain.outbox import BULK_KINDS
 from medspa.settings import Settings
+from worker.media import stale_pending_media
 from worker.outbox.writes import mark_due_for_resend, take_back_stale_claims
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ ORDER BY last_message_at LIMIT :batch
 """
 
 
+# Which work a stale inbox event is, by its source (anything else is a patient's message).
+_INBOX_KINDS = {"stripe": "payment", "voice": "missed_call"}
+
+
 @dataclass(frozen=True)
 class SweepDeadlines:
     inbox_after_s: float  # an inbox event still 'received' this long is handed to a worker again
@@ -70,11 +77,12 @@ class SweepReport:
     conversations: int = 0
     outbox: int = 0
     reconciling: int = 0
+    media: int = 0
     per_clinic: dict[int, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return self.inbox + self.conversations + self.outbox + self.reconciling
+        return self.inbox + self.conversations + self.outbox + self.reconciling + self.media
 
 
 def sweep(database: Database, enqueue: Enqueue, deadlines: SweepDeadlines, *, batch: int = 1000) -> SweepReport:
@@ -85,9 +93,13 @@ def sweep(database: Database, enqueue: Enqueue, deadlines: SweepDeadlines, *, ba
             conversations = session.execute(text(_UNANSWERED_CONVERSATIONS), {"batch": batch}).scalars().all()
             unknown = take_back_stale_claims(session, deadlines.outbox_after_s, batch)
             queued = mark_due_for_resend(session, deadlines.outbox_after_s, batch)
+            media = stale_pending_media(session, deadlines.inbox_after_s, batch)
         for inbox_id, source in stale:
-            enqueue("payment" if source == "stripe" else "inbound", clinic_id, int(inbox_id))
+            enqueue(_INBOX_KINDS.get(source, "inbound"), clinic_id, int(inbox_id))
             report.inbox += 1
+        for media_id in media:  # photos recorded but never fetched
+            enqueue("media", clinic_id, media_id)
+            report.media += 1
         for conversation_id in conversations:
             enqueue("conversation", clinic_id, int(conversation_id))
             report.conversations += 1
@@ -104,6 +116,7 @@ def sweep(database: Database, enqueue: Enqueue, deadlines: SweepDeadlines, *, ba
                 "conversations": report.conversations,
                 "outbox": report.outbox,
                 "reconciling": report.reconciling,
+                "media": report.media,
             },
         )
     return report

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
 from domain.audience import RecipientFacts, decide
 from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
+from domain.media import photo_ack, vision_enabled
 from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
@@ -40,6 +41,7 @@ from worker.conversations import (
     turn_input,
 )
 from worker.leases import HeldLease
+from worker.media import images_for_model
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
 
@@ -58,8 +60,15 @@ class InboundResult:
     turns: int = 0
 
 
-def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: SendOutbox) -> InboundResult:
-    """Attach the inbound event, then run the conversation's turns if no other worker is."""
+def handle_inbound(
+    container: Container,
+    clinic_id: int,
+    inbox_id: int,
+    send: SendOutbox,
+    on_media: Callable[[int, list[int]], None] | None = None,
+) -> InboundResult:
+    """Attach the inbound event, then run the conversation's turns if no other worker is.  ``on_media``: called
+    with the photos the attach recorded (to fetch and store them, ``worker/media.py``) before any turn runs."""
     clinic, _ = container.clinic(clinic_id)
     settings = container.settings
     try:
@@ -95,6 +104,8 @@ def handle_inbound(container: Container, clinic_id: int, inbox_id: int, send: Se
         raise
     if attached.outbox_ids:
         send(clinic_id, attached.outbox_ids)
+    if attached.media_ids and on_media is not None:
+        on_media(clinic_id, attached.media_ids)
     if snapshot is None:
         return InboundResult(attached.conversation_id)
     return InboundResult(attached.conversation_id, run_turns(container, snapshot, send))
@@ -264,6 +275,7 @@ def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
         channel=snapshot.channel,
         agent_state=snapshot.agent_state,
         slots=snapshot.slots,
+        photo=any(m.meta.get("media") for m in snapshot.pending),
     )
 
 
@@ -288,6 +300,23 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         return TurnOutput(
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
+    photos = sum(int(m.meta.get("media") or 0) for m in fresh)
+    if photos and not vision_enabled(clinic.policies):
+        # The model reads words only (the clinic has no vision model): the photo is acknowledged in words, kept
+        # for staff (worker/media.py), and a photo that says nothing needs no model at all.  (With a vision model
+        # the photo goes to the model with the words, and the model answers both: _brain_turn.)
+        ack = Reply(photo_ack(clinic.name, photos))
+        if not any(m.body.strip() for m in fresh):
+            return TurnOutput(
+                replies=[ack], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="replied"
+            )
+        answered = _brain_turn(container, snapshot, clinic)
+        return replace(answered, replies=[ack, *answered.replies])
+    return _brain_turn(container, snapshot, clinic)
+
+
+def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile) -> TurnOutput:
+    fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
@@ -307,8 +336,22 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         conversation_id=snapshot.lease.conversation_id,
         fence_version=snapshot.lease.version,
     )
+    turn = turn_input(snapshot, clinic, now, trace_id_var.get())
+    if vision_enabled(clinic.policies) and any(m.meta.get("media") for m in fresh):
+        # The one case a photo goes to the model: the clinic turned a vision model on (policies.vision_model).
+        fetcher, store = container.media()
+        inbox_ids = [int(m.meta["inbox_id"]) for m in fresh if m.meta.get("media") and m.meta.get("inbox_id")]
+        images = images_for_model(
+            container.database,
+            fetcher,
+            store,
+            snapshot.clinic_id,
+            inbox_ids,
+            max_bytes=container.settings.media_max_bytes,
+        )
+        turn = replace(turn, new_images=images)
     try:
-        return container.brain.run_turn(turn_input(snapshot, clinic, now, trace_id_var.get()), tools)
+        return container.brain.run_turn(turn, tools)
     except TurnWithdrawn:
         raise  # the lease is gone: no apology, no handoff — another worker has these messages
     except Exception:

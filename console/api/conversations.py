@@ -7,10 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from console.api.framework import ApiCall, Page, PageQuery, api, decode_cursor, encode_cursor
+from console.api.framework import ApiCall, BinaryFile, Page, PageQuery, api, decode_cursor, encode_cursor
 from console.problems import forbidden, not_found
 from console.queries import conversations as queries
 from domain.staff_access import Permission
+from worker.integrations.media_storage import build_media_store
 
 
 class InboxQuery(PageQuery):
@@ -36,6 +37,14 @@ class MessagesQuery(PageQuery):
     pass
 
 
+class MessageMedia(BaseModel):
+    id: int
+    content_type: str
+    status: str = Field(description="pending (being fetched), stored, or failed")
+    size_bytes: int | None
+    url: str | None = Field(description="the photo itself (GET, same authentication); null until stored")
+
+
 class ConversationMessage(BaseModel):
     id: int
     direction: str
@@ -44,6 +53,7 @@ class ConversationMessage(BaseModel):
     channel: str
     created_at: datetime
     staff_name: str | None
+    media: list[MessageMedia] = Field(default_factory=list, description="photos the patient sent with it")
 
 
 class ConversationDetail(BaseModel):
@@ -116,9 +126,25 @@ def load_conversation(call: ApiCall, conversation_id: int, query: MessagesQuery)
         **{k: row[k] for k in ConversationDetail.model_fields if k != "handoff"},
         handoff=str(row["agent_state"]).lower() == "handoff",
     )
+    photos = queries.media_of_messages(call.session, [int(r["id"]) for r in page])
+    clinic_id = call.clinic.clinic_id
     return ConversationMessages(
         conversation=detail,
-        items=[ConversationMessage.model_validate(r) for r in page],
+        items=[
+            ConversationMessage.model_validate(
+                r
+                | {
+                    "media": [
+                        MessageMedia(
+                            **{k: p[k] for k in ("id", "content_type", "status", "size_bytes")},
+                            url=f"/api/v1/clinics/{clinic_id}/media/{p['id']}" if p["status"] == "stored" else None,
+                        )
+                        for p in photos.get(int(r["id"]), [])
+                    ]
+                }
+            )
+            for r in page
+        ],
         next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > query.limit else None,
     )
 
@@ -134,3 +160,27 @@ def load_conversation(call: ApiCall, conversation_id: int, query: MessagesQuery)
 )
 def list_messages(call: ApiCall) -> ConversationMessages:
     return load_conversation(call, int(call.path_params["conversation_id"]), call.query)
+
+
+@api(
+    "GET",
+    "/clinics/{clinic_id:int}/media/{media_id:int}",
+    summary="A photo a patient texted (the stored image file)",
+    tag="conversations",
+    permission=Permission.CONVERSATIONS_READ,
+    response=BinaryFile,
+)
+def get_media(call: ApiCall) -> BinaryFile:
+    """The image bytes, for staff of the photo's clinic whose role reaches its patient; every view is audited."""
+    media_id = int(call.path_params["media_id"])
+    row = queries.media_item(call.session, media_id, call.clinic.own_provider_id)
+    if row is None or row["status"] != "stored" or not row["storage_key"]:
+        raise not_found("stored photo")
+    if not row["within_reach"]:
+        raise forbidden("This patient has no appointment with you.")
+    try:
+        data = build_media_store(call.runtime.settings).get(str(row["storage_key"]))
+    except (KeyError, ValueError):
+        raise not_found("stored photo") from None
+    call.audit("media.viewed", target_type="message_media", target_id=media_id, client_id=int(row["client_id"]))
+    return BinaryFile(content=data, media_type=str(row["content_type"]) or "application/octet-stream")

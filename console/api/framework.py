@@ -52,6 +52,14 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class BinaryFile(BaseModel):
+    """A handler's file response instead of JSON (a patient's photo): the bytes and their media type.  Served with
+    ``no-store``, ``nosniff`` and ``inline`` so a browser shows it and keeps no copy."""
+
+    content: bytes
+    media_type: str
+
+
 class Page(BaseModel, Generic[T]):
     """A page of results; pass ``next_cursor`` back as ``cursor`` for the next one (absent on the last page)."""
 
@@ -258,6 +266,8 @@ def _run(
                 raise validation_problem(exc, "request body") from None
         call = ApiCall(runtime, session, principal, access, path_params, query, body, facts)
         result = spec.handler(call)
+        if isinstance(result, BinaryFile):
+            return spec.status_code, result
         return spec.status_code, result.model_dump(mode="json")
 
 
@@ -286,6 +296,17 @@ def _endpoint(spec: EndpointSpec, runtime: ConsoleRuntime) -> Callable[[Request]
             )
         except Problem as problem:
             return problem_response(problem, request.url.path)
+        if isinstance(payload, BinaryFile):
+            return Response(
+                payload.content,
+                status_code=status,
+                media_type=payload.media_type,
+                headers={
+                    "Cache-Control": "no-store",
+                    "X-Content-Type-Options": "nosniff",
+                    "Content-Disposition": "inline",
+                },
+            )
         return JSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
 
     return endpoint

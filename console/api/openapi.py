@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from console.api.framework import ENDPOINTS, EndpointSpec
+from console.api.framework import ENDPOINTS, BinaryFile, EndpointSpec
 from console.runtime import ConsoleRuntime
 
 _REF = "#/components/schemas/{model}"
@@ -45,7 +45,8 @@ _ERRORS = {
 def _schemas() -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     models: list[tuple[type[BaseModel], Any]] = []
     for spec in ENDPOINTS:
-        models.append((spec.response_model, "serialization"))
+        if spec.response_model is not BinaryFile:  # a file, not a JSON document
+            models.append((spec.response_model, "serialization"))
         if spec.body_model is not None:
             models.append((spec.body_model, "validation"))
     unique = list(dict.fromkeys(models))
@@ -75,12 +76,12 @@ def _operation(spec: EndpointSpec, refs: dict[Any, dict[str, Any]]) -> dict[str,
     ]
     if spec.query_model is not None:
         parameters += _query_parameters(spec.query_model)
-    responses: dict[str, Any] = {
-        str(spec.status_code): {
-            "description": spec.summary,
-            "content": {"application/json": {"schema": refs[(spec.response_model, "serialization")]}},
-        }
-    }
+    content = (
+        {"image/*": {"schema": {"type": "string", "format": "binary"}}}
+        if spec.response_model is BinaryFile
+        else {"application/json": {"schema": refs[(spec.response_model, "serialization")]}}
+    )
+    responses: dict[str, Any] = {str(spec.status_code): {"description": spec.summary, "content": content}}
     for status, description in _ERRORS.items():
         responses[status] = {
             "description": description,

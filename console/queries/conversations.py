@@ -47,7 +47,7 @@ FROM conversations v JOIN clients cl ON cl.id = v.client_id WHERE v.id = :conver
 _MESSAGES = """
 SELECT id, direction, role, body, channel, created_at, meta->>'staff' AS staff_name
 FROM messages
-WHERE conversation_id = :conversation_id AND body <> ''
+WHERE conversation_id = :conversation_id AND (body <> '' OR jsonb_exists(meta, 'media'))
   AND (role IN ('user', 'staff') OR (role = 'assistant' AND direction = 'outbound'))
   AND (CAST(:before_id AS bigint) IS NULL OR id < CAST(:before_id AS bigint))
 ORDER BY id DESC LIMIT :limit
@@ -90,3 +90,32 @@ def conversation(session: Session, conversation_id: int, provider_id: int | None
 def messages(session: Session, conversation_id: int, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
     params = {"conversation_id": conversation_id, "before_id": before_id, "limit": limit}
     return [dict(r) for r in session.execute(text(_MESSAGES), params).mappings()]
+
+
+# The photos of a page of messages (what staff see with the transcript), and one photo for the file endpoint —
+# with whether the caller's role reaches its patient.
+_MEDIA_OF_MESSAGES = """
+SELECT id, message_id, position, content_type, status, size_bytes
+FROM message_media WHERE message_id = ANY(CAST(:message_ids AS bigint[])) ORDER BY message_id, position
+"""
+_MEDIA_ITEM = f"""
+SELECT mm.id, mm.conversation_id, mm.content_type, mm.status, mm.storage_key, v.client_id,
+       {OWN_PATIENT.format(client="v.client_id")} AS within_reach
+FROM message_media mm JOIN conversations v ON v.id = mm.conversation_id WHERE mm.id = :media_id
+"""
+
+
+def media_of_messages(session: Session, message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    by_message: dict[int, list[dict[str, Any]]] = {}
+    if not message_ids:
+        return by_message
+    for row in session.execute(text(_MEDIA_OF_MESSAGES), {"message_ids": message_ids}).mappings():
+        by_message.setdefault(int(row["message_id"]), []).append(dict(row))
+    return by_message
+
+
+def media_item(session: Session, media_id: int, provider_id: int | None) -> dict[str, Any] | None:
+    row = (
+        session.execute(text(_MEDIA_ITEM), {"media_id": media_id, "provider_id": provider_id}).mappings().one_or_none()
+    )
+    return dict(row) if row else None

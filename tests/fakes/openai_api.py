@@ -129,6 +129,18 @@ class FakeOpenAIApi(FakeHttpServer):
                         "function name/arguments",
                     )
                     open_calls.add(call["id"])
+            elif role == "user" and isinstance(m.get("content"), list):
+                # Content parts (vision models): text parts and image_url parts with an http(s) or data: URL.
+                for part in m["content"]:
+                    require(part.get("type") in ("text", "image_url"), f"messages[{i}] content part type")
+                    if part["type"] == "text":
+                        require(isinstance(part.get("text"), str), f"messages[{i}] text part needs text")
+                    else:
+                        url = (part.get("image_url") or {}).get("url")
+                        require(
+                            isinstance(url, str) and url.startswith(("https://", "http://", "data:image/")),
+                            f"messages[{i}] image_url part needs a URL",
+                        )
             else:
                 require(isinstance(m.get("content"), str), f"messages[{i}].content must be a string")
         require(not open_calls, f"tool calls {sorted(open_calls)} were not answered")

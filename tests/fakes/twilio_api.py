@@ -32,6 +32,10 @@ from twilio.request_validator import RequestValidator
 from tests.fakes.http import FakeHttpServer, RecordedRequest, Reply, require
 
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
+_MEDIA_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages/MM[0-9a-f]{32}/Media/(?P<me>ME[0-9a-f]{32})$"
+)
+_CDN_PATH = re.compile(r"^/cdn/(?P<me>ME[0-9a-f]{32})$")
 _GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
     "¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€"
@@ -88,6 +92,38 @@ class FakeTwilioApi(FakeHttpServer):
         self.hold_in_queue = False  # new messages stay queued (no date_sent) until release_queue()
         self.latency_s = 0.0  # every create answers this much later (a slow provider; the message exists already)
         self._slow_next: deque[float] = deque()
+        self.media: dict[str, tuple[str, bytes]] = {}  # ME sid -> (content type, bytes)
+
+    # ------------------------------------------------------------ inbound media (MMS)
+    def add_media(self, content_type: str, data: bytes) -> str:
+        """Store a photo as if a patient had texted it; returns its media URL as Twilio puts it in the inbound
+        webhook (``MediaUrl0``): on api.twilio.com, under this account, behind HTTP basic auth."""
+        media_sid = "ME" + secrets.token_hex(16)
+        message_sid = "MM" + secrets.token_hex(16)
+        with self._store_lock:
+            self.media[media_sid] = (content_type, data)
+        return f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Messages/{message_sid}/Media/{media_sid}"
+
+    def _media(self, request: RecordedRequest) -> Reply | None:
+        """GET a media URL: with the account's basic auth, a redirect to the (unauthenticated) CDN copy, as Twilio
+        answers; the CDN path serves the bytes."""
+        found = _MEDIA_PATH.match(request.path)
+        if found is not None:
+            require(request.method == "GET", "media is fetched with GET")
+            require(found["sid"] == self.account_sid, "media of another account")
+            if not self._authorised(request):
+                return Reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            if found["me"] not in self.media:
+                return Reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+            return Reply(302, None, headers={"Location": f"{self.base_url}/cdn/{found['me']}"})
+        cdn = _CDN_PATH.match(request.path)
+        if cdn is not None:
+            with self._store_lock:
+                item = self.media.get(cdn["me"])
+            if item is None:
+                return Reply(404, "not found")
+            return Reply(200, item[1], headers={"Content-Type": item[0]})
+        return None
 
     # ------------------------------------------------------------ the queue
     def release_queue(self) -> int:
@@ -136,6 +172,9 @@ class FakeTwilioApi(FakeHttpServer):
         return Reply(400, {"code": 21000, "message": f"fake: {message}", "status": 400})
 
     def handle(self, request: RecordedRequest) -> Reply:
+        media = self._media(request)
+        if media is not None:
+            return media
         match = _MESSAGES_PATH.match(request.path)
         if match is None:
             return Reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})

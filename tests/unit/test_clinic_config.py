@@ -183,3 +183,17 @@ def test_the_file_schema_knows_exactly_the_conditions_the_screen_reads() -> None
 
     assert tuple(SCREENING_CONDITIONS) == CONDITIONS
     assert set(ContraindicationSpec.model_fields["condition"].annotation.__args__) == set(CONDITIONS)
+
+
+def test_missed_call_and_vision_settings_are_stored_only_when_written():
+    plain = desired_state(parse_clinic(example())).clinic["policies"]
+    assert "missed_calls" not in plain and "vision_model" not in plain
+    data = example()
+    data.setdefault("policies", {})["missed_calls"] = {"forward_during_hours": True, "forward_to": "(415) 555-0111"}
+    data["policies"]["vision_model"] = False
+    policies = desired_state(parse_clinic(data)).clinic["policies"]
+    assert policies["missed_calls"]["forward_to"] == "+14155550111"
+    assert policies["missed_calls"]["daily_cap"] == 1 and policies["vision_model"] is False
+    data["policies"]["missed_calls"] = {"daily_cap": 50}
+    with pytest.raises(ClinicConfigError, match="missed_calls.daily_cap"):
+        parse_clinic(data, "x.yaml")

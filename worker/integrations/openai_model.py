@@ -160,6 +160,11 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
         out["content"] = ""
     if message.name and message.role in ("user", "system"):
         out["name"] = message.name
+    if message.role == "user" and message.images:  # a vision model: text and images as content parts
+        out["content"] = [
+            {"type": "text", "text": message.content or ""},
+            *({"type": "image_url", "image_url": {"url": url}} for url in message.images),
+        ]
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -33,6 +33,17 @@ RECONCILE_LIMIT = 200
 # A message Twilio has in any other status (queued, sending, sent, delivered, failed, ...) is ours already; a
 # canceled one (a scheduled message withdrawn before it left) never went out.
 _NOT_SENT_STATUSES = frozenset({"canceled"})
+
+
+def rewrite_twilio_url(url: str, override: SplitResult | None) -> str:
+    """A ``*.twilio.com`` URL moved to ``override``'s base (a local fake in tests), path and query kept."""
+    if override is None:
+        return url
+    parts = urlsplit(url)
+    if parts.hostname and parts.hostname.endswith("twilio.com"):
+        prefix = override.path.rstrip("/")
+        return urlunsplit((override.scheme, override.netloc, prefix + parts.path, parts.query, parts.fragment))
+    return url
 
 
 class _QuietTwilioHttpClient(TwilioHttpClient):
@@ -60,13 +71,7 @@ class _QuietTwilioHttpClient(TwilioHttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
-        if self._override is not None:
-            parts = urlsplit(url)
-            if parts.hostname and parts.hostname.endswith("twilio.com"):
-                prefix = self._override.path.rstrip("/")
-                url = urlunsplit(
-                    (self._override.scheme, self._override.netloc, prefix + parts.path, parts.query, parts.fragment)
-                )
+        url = rewrite_twilio_url(url, self._override)
         return super().request(method, url, params, data, headers, auth, timeout, allow_redirects)
 
     def log_request(self, kwargs: dict[str, Any]) -> None:
