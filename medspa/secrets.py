@@ -306,7 +306,9 @@ def startup_settings(process: str, settings: Settings | None = None) -> Settings
         settings = settings or get_settings()
         check_startup(settings, process)
     except ConfigurationError as exc:
-        print(f"medspa {process}: refusing to start: {exc}", file=sys.stderr, flush=True)
+        # The process's own stderr, not sys.stderr: a Dramatiq worker process swaps sys.stderr for a pipe to its
+        # parent's log thread, which may stop before it drains the pipe when the worker exits at once.
+        print(f"medspa {process}: refusing to start: {exc}", file=sys.__stderr__ or sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIGURATION) from None
     return settings
 

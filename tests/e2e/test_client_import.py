@@ -208,7 +208,9 @@ def test_messy_client_list_reports_rejects_records_consent_only_with_provenance_
 def test_an_interrupted_import_keeps_its_batches_and_the_same_command_finishes_it(
     infra: Infrastructure, database: Database, spa: NewClinic, tmp_path: Path
 ) -> None:
-    data, expected = build()
+    # Large enough (400 batches) that the import is still running when the signal lands, even when the
+    # poller below is slowed by a loaded machine and the importer is not.
+    data, expected = build(rows=20_000)
     source = tmp_path / "clients.csv"
     source.write_bytes(data)
     command = ["clients", "import", str(source), "--clinic", spa.slug, "--apply", "--batch-size", "50"]
