@@ -331,7 +331,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     return {
         "turns": turns,
         "turns_per_s": round(turns / elapsed, 1),
-        # Over the phase (first text to last reply): WAL from pg_current_wal_lsn, table growth from relation sizes
+        # Over the phase (first text to last reply): WAL from pg_current_wal_insert_lsn, table growth from relation sizes
         # (heap + indexes + TOAST of every table), CPU of the worker processes and of every Postgres process.
         "wal_bytes_per_turn": measure.per_turn(growth.wal_bytes, turns),
         "table_bytes_per_turn": measure.per_turn(growth.table_bytes, turns),

@@ -1,5 +1,5 @@
 """What the benchmark measures besides wall time: CPU and memory of process trees (``/proc``), WAL and table growth
-(``pg_current_wal_lsn``, relation sizes).  Linux only, as the benchmark is.
+(``pg_current_wal_insert_lsn``, relation sizes).  Linux only, as the benchmark is.
 
 CPU of a process tree = user + system time of every live process in it, plus what each has collected from its
 reaped children (``cutime``/``cstime``): a Postgres backend that exits when its connection closes still counts,
@@ -91,7 +91,7 @@ class StorageSample:
     wal_fpi: int
 
 
-_STORAGE = """SELECT pg_current_wal_lsn()::text,
+_STORAGE = """SELECT pg_current_wal_insert_lsn()::text,
                      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
                       WHERE c.relkind IN ('r', 'm') AND c.relnamespace = 'public'::regnamespace),
                      w.wal_records, w.wal_fpi
