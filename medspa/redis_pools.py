@@ -56,7 +56,7 @@ def sync_client(
     """A client on a bounded blocking pool of ``max_connections``; ``kwargs`` are connection options
     (``socket_timeout``, ``retry``, ``client_name``...)."""
     pool = GrowableBlockingPool.from_url(url, max_connections=max_connections, timeout=timeout_s, **kwargs)
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # the client owns the pool: closing it closes the connections
 
 
 def async_client(
@@ -64,7 +64,7 @@ def async_client(
 ) -> aioredis.Redis:
     """The asyncio counterpart of :func:`sync_client` (the webhook app)."""
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_s, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)
 
 
 def grow_client(client: redis.Redis, max_connections: int) -> None:

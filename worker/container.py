@@ -129,7 +129,6 @@ class Container:
             self._lease_keeper.close()
         self.database.dispose()
         self.redis.close()
-        self.redis.connection_pool.disconnect()
 
 
 # Connections per worker process at most (plus ``max_overflow``), whatever its thread count.

@@ -71,7 +71,8 @@ def test_the_default_pool_fails_where_ours_waits(infra: Infrastructure, redis_cl
     assert _run_threads(USERS, use) == []
     assert sorted(answered) == list(range(USERS))  # every user got a connection, in turn
     assert 0 < _connected(redis_client, name) <= SLOTS  # and never more than the bound were opened
-    ours.connection_pool.disconnect()
+    ours.close()  # the client owns its pool: closing it closes the connections
+    _wait_for(lambda: _connected(redis_client, name) == 0)
 
 
 def test_a_grown_pool_opens_more_connections_at_once(infra: Infrastructure, redis_client: redis.Redis) -> None:
@@ -90,7 +91,7 @@ def test_a_grown_pool_opens_more_connections_at_once(infra: Infrastructure, redi
     for thread in threads:
         thread.join(10)
     assert not any(t.is_alive() for t in threads)
-    client.connection_pool.disconnect()
+    client.close()
 
 
 def test_the_async_pool_waits_too(infra: Infrastructure, redis_client: redis.Redis) -> None:
@@ -107,7 +108,6 @@ def test_the_async_pool_waits_too(infra: Infrastructure, redis_client: redis.Red
             return len(results)
         finally:
             await client.aclose()
-            await client.connection_pool.disconnect()
 
     assert asyncio.run(run()) == USERS
 
