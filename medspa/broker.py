@@ -11,13 +11,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from medspa.ids import fast_uuid
+from medspa.redis_pools import sync_client
+
+# The broker pool of a process that does not say how many threads use it (the scheduler, commands, the webhook's
+# enqueue thread): connections open lazily, so the bound costs nothing until it is needed.
+DEFAULT_CONNECTIONS = 16
 
 # Queue names: replies jump ahead of automations and campaigns.
 INBOUND_QUEUE = "inbound"
@@ -119,20 +123,24 @@ def ring_doorbells(pipe: Any, namespace: str, counts: dict[str, int]) -> None:
         pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)
 
 
-def build_broker(redis_url: str, *, socket_timeout: float | None = None) -> RedisBroker:
-    """The broker.  ``socket_timeout`` bounds every Redis call and disables the client's own retries (the
-    webhook app's enqueue thread: a hung Redis must fail its call, not hold it forever; the caller retries)."""
-    client = None
+def build_broker(
+    redis_url: str, *, socket_timeout: float | None = None, max_connections: int | None = None
+) -> RedisBroker:
+    """The broker, on a bounded blocking connection pool (``medspa.redis_pools``): a burst of enqueues waits
+    for a connection instead of failing with ``MaxConnectionsError``.  ``max_connections``: the pool's size
+    (default ``DEFAULT_CONNECTIONS``; a worker grows it from its thread and consumer count when it boots).
+    ``socket_timeout`` bounds every Redis call and disables the client's own retries (the webhook app's
+    enqueue thread: a hung Redis must fail its call, not hold it forever; the caller retries)."""
+    options: dict[str, Any] = {}
     if socket_timeout is not None:
-        client = redis.Redis.from_url(
-            redis_url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name="medspa-webhooks-enqueue",
-        )
+        options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "medspa-webhooks-enqueue",
+        }
+    client = sync_client(redis_url, max_connections=max_connections or DEFAULT_CONNECTIONS, **options)
     broker = LowLatencyRedisBroker(
-        url=None if client is not None else redis_url,
         client=client,
         heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
         maintenance_chance=MAINTENANCE_CHANCE,

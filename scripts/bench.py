@@ -4,8 +4,8 @@ Scenarios (each reported next to a reference measured in the same run):
 - ingress:   the real Twilio webhook (signature, durable inbox, enqueue) vs a bare Starlette form endpoint;
 - pipeline:  turns/s through webhook → worker → commit → outbox with a zero-latency model, 2 worker
              processes, vs the raw single-row commit rate of the same Postgres;
-- llm_bound: 64 patients in flight against a model that takes 500 ms: turns/s vs the bound (in flight / 0.5 s)
-             and end-to-end p99 minus the model time;
+- llm_bound: 64 patients in flight (``--concurrency``) against a model that takes 500 ms (``--model-latency-ms``):
+             turns/s vs the bound (in flight / latency), end-to-end p99 minus the model time, worker memory and CPU;
 - campaign:  fan-out of 50,000 recipients to a zero-latency SMS sink, then a run capped at 30 msg/s;
 - kb_search: hybrid knowledge search p50/p99 at 10k chunks (``--kb-chunks 100000`` for 100k).
 
@@ -44,6 +44,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 
 from medspa import devstack  # noqa: E402
 from medspa.services import load_seed, migrate  # noqa: E402
+from scripts import bench_measure as measure  # noqa: E402
 from scripts.loadgen import build_post, run_load  # noqa: E402
 
 TWILIO_TOKEN = "bench-twilio-token"
@@ -175,7 +176,7 @@ def start_app(
 
 def start_workers(
     procs: Processes, infra: BenchInfra, *, processes: int, threads: int, extra_env: dict[str, str] | None = None
-) -> None:
+) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable,
         "-m",
@@ -192,7 +193,7 @@ def start_workers(
         "bulk",
         "scheduled",
     ]
-    procs.start(argv, infra.env(**(extra_env or {})), infra.data_dir / "workers.log")
+    return procs.start(argv, infra.env(**(extra_env or {})), infra.data_dir / "workers.log")
 
 
 def signed_sms_requests(port: int, count: int, *, senders: int | None = None) -> list[bytes]:
@@ -302,11 +303,14 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     try:
         port = devstack.free_port()
         start_app(procs, infra, port, workers=1)
-        start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
+        workers = start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
         count = args.pipeline_turns
         before = _count(infra, "SELECT count(*) FROM turns")
         requests = signed_sms_requests(port, count)
         say(f"pipeline: {count} patients text once each")
+        roots = {"worker": [workers.pid], "postgres": [measure.postmaster_pid(infra.data_dir)]}
+        storage = measure.sample_storage(infra.owner_url)
+        cpu_before = measure.sample_cpu(roots)
         started = time.perf_counter()
         load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
         deadline = time.monotonic() + 600
@@ -316,13 +320,27 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
                 break
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
+        cpu_after = measure.sample_cpu(roots)
         turns = _count(infra, "SELECT count(*) FROM turns") - before
+        growth = measure.storage_growth(infra.owner_url, storage)
         latencies = _e2e_latencies_ms(infra)
     finally:
         procs.stop_all()
+    worker_cpu = cpu_after.cpu_ms["worker"] - cpu_before.cpu_ms["worker"]
+    postgres_cpu = cpu_after.cpu_ms["postgres"] - cpu_before.cpu_ms["postgres"]
     return {
         "turns": turns,
         "turns_per_s": round(turns / elapsed, 1),
+        # Over the phase (first text to last reply): WAL from pg_current_wal_insert_lsn, table growth from relation sizes
+        # (heap + indexes + TOAST of every table), CPU of the worker processes and of every Postgres process.
+        "wal_bytes_per_turn": measure.per_turn(growth.wal_bytes, turns),
+        "table_bytes_per_turn": measure.per_turn(growth.table_bytes, turns),
+        "wal_records_per_turn": measure.per_turn(growth.wal_records, turns),
+        "wal_fpi_per_turn": measure.per_turn(growth.wal_fpi, turns),
+        "worker_cpu_ms_per_turn": measure.per_turn(worker_cpu, turns),
+        "postgres_cpu_ms_per_turn": measure.per_turn(postgres_cpu, turns),
+        "worker_cpu_cores": round(worker_cpu / 1000 / elapsed, 2),
+        "postgres_cpu_cores": round(postgres_cpu / 1000 / elapsed, 2),
         "raw_commit_tps": round(raw, 1),
         "p50_ms": round(_pct(latencies, 0.5), 1),
         "p99_ms": round(_pct(latencies, 0.99), 1),
@@ -340,24 +358,35 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     The patients are asyncio tasks on raw keep-alive connections (this process shares the two cores with
     the service it measures); a reply's arrival is announced by the zero-latency SMS sink over Redis pub/sub.
     """
-    latency_ms, concurrency = 500, args.concurrency
+    latency_ms, concurrency = args.model_latency_ms, args.concurrency
     procs = Processes()
     try:
         port = devstack.free_port()
         start_app(procs, infra, port, workers=1)
         threads = concurrency // 2 + 8  # turns in flight per process plus headroom for the send actors
-        start_workers(
+        workers = start_workers(
             procs,
             infra,
             processes=2,
             threads=threads,
             extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"},
         )
+        _wait_for_heartbeats(infra, 2)
+        postmaster = measure.postmaster_pid(infra.data_dir)
+        sampler = measure.WindowSampler(
+            roots=lambda: {"worker": [workers.pid], "postgres": [postmaster]},
+            start_after_s=args.warmup,
+            window_s=args.duration,
+            memory_root=lambda: [workers.pid],
+        )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
+        sampler.start()
         loop_result = _run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
+        sampler.stop()
         latencies, completed = loop_result.latencies_ms, loop_result.completed
     finally:
         procs.stop_all()
+    cpu, window = sampler.cpu_ms(), sampler.seconds()
     turns_per_s = completed / args.duration
     bound = concurrency / (latency_ms / 1000)
     latencies.sort()
@@ -378,7 +407,31 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         # closed, reopened and the text sent again) are not errors.
         "errors": loop_result.errors,
         "reconnects": loop_result.reconnects,
+        # Resident memory of the worker processes (the dramatiq parent and its 2 children) at the end of the
+        # measured window, after boot with every thread started but no load, and the difference per turn in flight.
+        "worker_rss_mb": round(sampler.rss_mb, 1),
+        "worker_rss_idle_mb": round(sampler.idle_rss_mb, 1),
+        "worker_rss_kb_per_in_flight": round((sampler.rss_mb - sampler.idle_rss_mb) * 1024 / concurrency, 1),
+        "worker_cpu_ms_per_turn": measure.per_turn(cpu.get("worker", 0.0), completed),
+        "postgres_cpu_ms_per_turn": measure.per_turn(cpu.get("postgres", 0.0), completed),
+        "worker_cpu_cores": round(cpu.get("worker", 0.0) / 1000 / window, 2) if window else None,
+        "postgres_cpu_cores": round(cpu.get("postgres", 0.0) / 1000 / window, 2) if window else None,
     }
+
+
+def _wait_for_heartbeats(infra: BenchInfra, processes: int, timeout_s: float = 120) -> None:
+    """Until every worker process has its consumers heartbeating (booted, threads started)."""
+    import redis
+
+    client = redis.Redis.from_url(infra.redis_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while client.zcard("dramatiq:__heartbeats__") < processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker processes did not start; see {infra.data_dir / 'workers.log'}")
+            time.sleep(0.2)
+    finally:
+        client.close()
 
 
 @dataclass
@@ -456,7 +509,10 @@ def _run_closed_loop(
                         result.errors += 1
                         continue
                     done = loop.time()
-                    if sent >= measure_from and done <= stop_at:
+                    # Throughput = replies that arrive inside the window.  (Counting only turns that also *start* in
+                    # it loses each patient's turn in progress at either edge: one model latency per patient, which
+                    # capped the figure at 1 - latency / duration of the bound — 0.95 at 500 ms, 0.80 at 2 s.)
+                    if measure_from <= done <= stop_at:
                         result.latencies_ms.append((done - sent) * 1000)
                         result.completed += 1
             finally:
@@ -673,7 +729,7 @@ def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 1")
     small_total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 2")
     return {
-        "chunks": total,
+        "chunks": total,  # as loaded (counted after the load), not as asked
         "queries": len(big.wall_ms),
         "p50_ms": round(_pct(big.wall_ms, 0.5), 2),
         "p99_ms": round(_pct(big.wall_ms, 0.99), 2),
@@ -723,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-workers", type=int, default=1, help="uvicorn workers for both ingress apps")
     parser.add_argument("--pipeline-turns", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
+    parser.add_argument(
+        "--model-latency-ms", type=int, default=500, help="llm_bound: the fake model's latency per call (ms)"
+    )
     parser.add_argument("--campaign-recipients", type=int, default=50_000)
     parser.add_argument("--capped-recipients", type=int, default=600)
     parser.add_argument(

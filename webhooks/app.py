@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
@@ -25,6 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from medspa.broker import build_broker
 from medspa.logs import configure_logging
+from medspa.redis_pools import async_client
 from medspa.secrets import load_webhook_secrets, startup_settings
 from medspa.settings import Settings
 from webhooks import chat, dev_payments, stripe_events, twilio, voice
@@ -40,6 +40,8 @@ from webhooks.state import AppState
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+# Redis connections per webhook process (the event loop's client; the enqueue thread and the chat streams have theirs).
+WEBHOOK_REDIS_CONNECTIONS = 64
 
 
 def _libpq_url(url: str) -> str:
@@ -101,8 +103,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await pool.open(wait=True, timeout=30)
         # Every Redis call this process makes is bounded: a hung Redis (no RST) must fail a call, not hold a
         # request.  No client-side retries (their backoff would stretch the bound); callers decide what to do.
-        redis_client = aioredis.Redis.from_url(
+        # Bounded and blocking (``medspa.redis_pools``): a burst waits for one of the connections (at most the
+        # socket timeout) rather than failing with MaxConnectionsError; rate-limit checks are batched, so few are used.
+        redis_client = async_client(
             str(settings.redis_url),
+            max_connections=WEBHOOK_REDIS_CONNECTIONS,
+            timeout_s=1.0,
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
             retry=AsyncRetry(NoBackoff(), 0),

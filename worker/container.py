@@ -21,6 +21,7 @@ from sqlalchemy import text
 from db.engine import Database, make_engine
 from domain.conversation import Brain, ClinicProfile, ToolExecutor
 from domain.ports import Calendar, ChatModel, Clock, Embedder, MediaFetcher, MediaStore, Payments, SmsSender
+from medspa.redis_pools import sync_client, worker_connections
 from medspa.settings import Settings
 
 if TYPE_CHECKING:
@@ -151,6 +152,10 @@ class Container:
         self.redis.close()
 
 
+# Connections per worker process at most (plus ``max_overflow``), whatever its thread count.
+DB_POOL_CAP = 32
+
+
 def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     """Connections kept per worker process: one per worker thread (``threads``, else ``WORKER_THREADS``).
 
@@ -158,10 +163,13 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     under load: measured at 64 turns in flight, 40 threads on a pool of 6 (+8 overflow) queued ~30 ms per
     checkout, and every overflow connection was opened and closed again (a fork and a password exchange in
     Postgres each time).  QueuePool opens connections lazily, so an idle worker holds few.
-    ``DB_POOL_SIZE`` overrides it."""
+    Capped at ``DB_POOL_CAP``: with hundreds of threads per process (a slow model, hundreds of turns in flight)
+    most of them wait on the model holding no connection, and a pool as large as the thread count would let a
+    burst open more connections than Postgres allows (``max_connections``; 2 x 264 threads at 512 in flight);
+    beyond the cap a checkout waits (``pool_timeout``).  ``DB_POOL_SIZE`` overrides it."""
     if settings.db_pool_size:
         return settings.db_pool_size
-    return max(2, threads or settings.worker_threads)
+    return max(2, min(DB_POOL_CAP, threads or settings.worker_threads))
 
 
 def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
@@ -212,7 +220,11 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         application_name="medspa-worker",
     )
     database = Database(engine)
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    # Bounded and blocking (never MaxConnectionsError): one connection per worker thread (the SMS sink, the chat
+    # publisher, the rate limiter, leases), plus the scheduler-side helpers' headroom.
+    redis_client = sync_client(
+        settings.redis_url, max_connections=worker_connections(threads or settings.worker_threads)
+    )
     sms: SmsSender
     if settings.sms_provider == "sink":
         from worker.integrations.bench_model import SinkSmsSender

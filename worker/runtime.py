@@ -31,6 +31,7 @@ from dramatiq.middleware import Middleware
 
 from medspa.broker import build_broker
 from medspa.logs import configure_logging
+from medspa.redis_pools import grow_client, worker_connections
 from medspa.secrets import startup_settings
 from medspa.settings import get_settings
 from worker.container import Container, build_container, integration_modes
@@ -123,7 +124,9 @@ class BuildContainerAtBoot(Middleware):
         self._worker_process = True  # a `dramatiq` worker process (not a Worker started inside another program)
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        container(threads=int(worker.worker_threads))
+        threads = int(worker.worker_threads)
+        grow_broker_pool(broker, threads)
+        container(threads=threads)
         if not self._worker_process:
             return
         # Everything loaded so far (modules, SDK clients, discovery documents, the engine) lives as long as the
@@ -131,6 +134,19 @@ class BuildContainerAtBoot(Middleware):
         # turns allocate.  Full collections over it stalled every thread of the process (turn-latency tail).
         gc.collect()
         gc.freeze()
+
+
+def consumer_count(broker: dramatiq.Broker) -> int:
+    """Dramatiq consumer threads a worker on ``broker`` may run: one per queue and one per delay queue."""
+    return len(broker.get_declared_queues()) + len(broker.get_declared_delay_queues())
+
+
+def grow_broker_pool(broker: dramatiq.Broker, threads: int) -> None:
+    """Size the broker's Redis pool for a worker of ``threads`` threads: every thread may enqueue or ack while
+    every consumer holds a fetch, so none waits for a connection (and none fails: the pool blocks)."""
+    client = getattr(broker, "client", None)
+    if client is not None:
+        grow_client(client, worker_connections(threads, consumer_count(broker)))
 
 
 class PrefetchNoMoreThanThreads(Middleware):

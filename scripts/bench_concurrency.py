@@ -1,0 +1,266 @@
+"""Threads or asyncio for hundreds of turns in flight: ``python scripts/bench_concurrency.py``.
+
+The same turn-shaped work — a short transaction (lock the conversation, read its recent messages), a model call
+that only waits (``--latency-ms``), a second transaction (two message rows, the conversation updated) — run by
+``--in-flight`` patients in a closed loop, once with one OS thread per turn in flight (sync psycopg, a
+``psycopg_pool.ConnectionPool``: how the worker runs turns) and once with one asyncio task per turn (async psycopg,
+an ``AsyncConnectionPool``, uvloop: what an asyncio actor path would be).  Each mode runs in a process of its own
+so its memory and CPU are its own: RSS after start-up and under load, CPU per turn (the process and Postgres),
+turns/s against the bound (in flight / latency) and p99 minus the model time.
+
+It isolates the concurrency model from the rest of the service (no Dramatiq, no webhook, no ORM): what it shows is
+what the choice between them costs or saves, not the service's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS bench_conv (id int PRIMARY KEY, seq bigint NOT NULL DEFAULT 0, state text NOT NULL
+    DEFAULT 'idle', leased_at timestamptz);
+CREATE TABLE IF NOT EXISTS bench_msg (id bigserial PRIMARY KEY, conv_id int NOT NULL, role text NOT NULL,
+    body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS bench_msg_conv ON bench_msg (conv_id, id);
+"""
+ATTACH = "UPDATE bench_conv SET leased_at = now() WHERE id = %s RETURNING seq, state"
+HISTORY = "SELECT role, body FROM bench_msg WHERE conv_id = %s ORDER BY id DESC LIMIT 12"
+MESSAGE = "INSERT INTO bench_msg (conv_id, role, body) VALUES (%s, %s, %s)"
+COMMIT = "UPDATE bench_conv SET seq = seq + 1, state = 'answered', leased_at = NULL WHERE id = %s"
+POOL_SIZE = 32  # as the worker's capped database pool
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Window:
+    """Counts the turns that end inside the measured window (after the warm-up)."""
+
+    def __init__(self, warmup_s: float, duration_s: float) -> None:
+        now = time.monotonic()
+        self.start, self.stop = now + warmup_s, now + warmup_s + duration_s
+        self.latencies_ms: list[float] = []
+        self.errors = 0
+        self.cpu_start = self.rss_loaded = 0.0
+        self.cpu_end = 0.0
+
+    def record(self, started: float, ended: float) -> None:
+        if self.start <= ended <= self.stop:  # every turn that ends inside the window (see scripts/bench.py)
+            self.latencies_ms.append((ended - started) * 1000)
+
+
+def run_threads(dsn: str, in_flight: int, latency_s: float, window: Window) -> None:
+    from psycopg_pool import ConnectionPool
+
+    pool = ConnectionPool(dsn, min_size=4, max_size=POOL_SIZE, open=True)
+
+    def patient(conv_id: int) -> None:
+        while time.monotonic() < window.stop:
+            started = time.monotonic()
+            try:
+                with pool.connection() as conn, conn.pipeline():
+                    conn.execute(ATTACH, (conv_id,))
+                    conn.execute(HISTORY, (conv_id,)).fetchall()
+                time.sleep(latency_s)
+                with pool.connection() as conn, conn.pipeline():
+                    conn.execute(MESSAGE, (conv_id, "user", "What are your hours?"))
+                    conn.execute(MESSAGE, (conv_id, "assistant", "We are open 9 to 6, Monday to Saturday."))
+                    conn.execute(COMMIT, (conv_id,))
+            except Exception:  # noqa: BLE001 - counted
+                window.errors += 1
+                continue
+            window.record(started, time.monotonic())
+
+    threads = [threading.Thread(target=patient, args=(i,), daemon=True) for i in range(in_flight)]
+    for thread in threads:
+        thread.start()
+    _sample(window)
+    for thread in threads:
+        thread.join()
+    pool.close()
+
+
+def run_asyncio(dsn: str, in_flight: int, latency_s: float, window: Window) -> None:
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+
+    async def main() -> None:
+        pool = AsyncConnectionPool(dsn, min_size=4, max_size=POOL_SIZE, open=False)
+        await pool.open()
+
+        async def patient(conv_id: int) -> None:
+            while time.monotonic() < window.stop:
+                started = time.monotonic()
+                try:
+                    async with pool.connection() as conn, conn.pipeline():
+                        await conn.execute(ATTACH, (conv_id,))
+                        await (await conn.execute(HISTORY, (conv_id,))).fetchall()
+                    await asyncio.sleep(latency_s)
+                    async with pool.connection() as conn, conn.pipeline():
+                        await conn.execute(MESSAGE, (conv_id, "user", "What are your hours?"))
+                        await conn.execute(MESSAGE, (conv_id, "assistant", "We are open 9 to 6, Monday to Saturday."))
+                        await conn.execute(COMMIT, (conv_id,))
+                except Exception:  # noqa: BLE001 - counted
+                    window.errors += 1
+                    continue
+                window.record(started, time.monotonic())
+
+        sampler = threading.Thread(target=_sample, args=(window,), daemon=True)
+        sampler.start()
+        await asyncio.gather(*(patient(i) for i in range(in_flight)))
+        sampler.join()
+        await pool.close()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def _sample(window: Window) -> None:
+    time.sleep(max(0.0, window.start - time.monotonic()))
+    window.cpu_start = time.process_time()
+    time.sleep(max(0.0, window.stop - time.monotonic()))
+    window.cpu_end = time.process_time()
+    window.rss_loaded = _rss_mb()
+
+
+def child(args: argparse.Namespace) -> None:
+    """One mode, in this process; prints one JSON line."""
+    from scripts import bench_measure as measure
+
+    rss_start = _rss_mb()
+    window = Window(args.warmup, args.duration)
+    postmaster = args.postmaster
+    pg_cpu: list[float] = []
+
+    def pg_sampler() -> None:
+        time.sleep(max(0.0, window.start - time.monotonic()))
+        pg_cpu.append(measure.tree_cpu_ms(postmaster))
+        time.sleep(max(0.0, window.stop - time.monotonic()))
+        pg_cpu.append(measure.tree_cpu_ms(postmaster))
+
+    threading.Thread(target=pg_sampler, daemon=True).start()
+    runner = run_threads if args.mode == "threads" else run_asyncio
+    runner(args.dsn, args.in_flight, args.latency_ms / 1000, window)
+    turns = len(window.latencies_ms)
+    latencies = sorted(window.latencies_ms)
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0
+    bound = args.in_flight / (args.latency_ms / 1000)
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "in_flight": args.in_flight,
+                "latency_ms": args.latency_ms,
+                "turns_per_s": round(turns / args.duration, 1),
+                "fraction_of_bound": round(turns / args.duration / bound, 3),
+                "p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else 0.0,
+                "p99_minus_model_ms": round(p99 - args.latency_ms, 1),
+                "errors": window.errors,
+                "rss_start_mb": round(rss_start, 1),
+                "rss_loaded_mb": round(window.rss_loaded, 1),
+                "rss_kb_per_in_flight": round((window.rss_loaded - rss_start) * 1024 / args.in_flight, 1),
+                "cpu_ms_per_turn": round((window.cpu_end - window.cpu_start) * 1000 / turns, 3) if turns else None,
+                "postgres_cpu_ms_per_turn": round((pg_cpu[1] - pg_cpu[0]) / turns, 3)
+                if turns and len(pg_cpu) == 2
+                else None,
+            }
+        ),
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--latency-ms", type=int, nargs="+", default=[500, 2000], help="one per --in-flight value")
+    parser.add_argument("--modes", default="threads,asyncio")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    # Internal: the child process running one mode.
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--postmaster", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.in_flight, args.latency_ms = args.in_flight[0], args.latency_ms[0]
+        child(args)
+        return 0
+    if len(args.latency_ms) != len(args.in_flight):
+        parser.error("give one --latency-ms per --in-flight value")
+
+    import psycopg
+
+    from scripts import bench_measure as measure
+    from scripts.bench import bench_infrastructure, say
+
+    results: list[dict[str, Any]] = []
+    with bench_infrastructure() as infra:
+        dsn = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(SCHEMA)
+            conn.execute(
+                "INSERT INTO bench_conv (id) SELECT g FROM generate_series(0, %s) g ON CONFLICT DO NOTHING",
+                (max(args.in_flight),),
+            )
+        postmaster = measure.postmaster_pid(infra.data_dir)
+        for in_flight, latency_ms in zip(args.in_flight, args.latency_ms, strict=True):
+            for mode in args.modes.split(","):
+                say(f"concurrency: {mode}, {in_flight} in flight, {latency_ms} ms model")
+                output = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--mode",
+                        mode,
+                        "--dsn",
+                        dsn,
+                        "--postmaster",
+                        str(postmaster),
+                        "--in-flight",
+                        str(in_flight),
+                        "--latency-ms",
+                        str(latency_ms),
+                        "--warmup",
+                        str(args.warmup),
+                        "--duration",
+                        str(args.duration),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=os.environ.copy(),
+                    cwd=REPO_ROOT,
+                ).stdout
+                results.append(json.loads(output.strip().splitlines()[-1]))
+                say(json.dumps(results[-1]))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""What the benchmark measures besides wall time: CPU and memory of process trees (``/proc``), WAL and table growth
+(``pg_current_wal_insert_lsn``, relation sizes).  Linux only, as the benchmark is.
+
+CPU of a process tree = user + system time of every live process in it, plus what each has collected from its
+reaped children (``cutime``/``cstime``): a Postgres backend that exits when its connection closes still counts,
+through the postmaster.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        # The command name (field 2) may hold spaces and parentheses: split after its closing one.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def tree_cpu_ms(root: int) -> float:
+    total = 0
+    for pid in descendants(root):
+        fields = _stat_fields(pid)
+        if fields is not None:  # utime, stime, cutime, cstime
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total * 1000 / _TICKS
+
+
+def tree_rss_mb(root: int, *, peak: bool = False) -> float:
+    """Resident memory of the tree (``peak``: each process's high-water mark, VmHWM)."""
+    key = "VmHWM:" if peak else "VmRSS:"
+    total_kb = 0
+    for pid in descendants(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(key):
+                    total_kb += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total_kb / 1024
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The embedded Postgres's postmaster (first line of ``postmaster.pid``)."""
+    return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+
+
+@dataclass
+class CpuSample:
+    at: float
+    cpu_ms: dict[str, float]
+
+
+def sample_cpu(roots: dict[str, list[int]]) -> CpuSample:
+    return CpuSample(time.monotonic(), {name: sum(tree_cpu_ms(pid) for pid in pids) for name, pids in roots.items()})
+
+
+@dataclass
+class StorageSample:
+    wal_lsn: str
+    table_bytes: int
+    wal_records: int
+    wal_fpi: int
+
+
+_STORAGE = """SELECT pg_current_wal_insert_lsn()::text,
+                     (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                      WHERE c.relkind IN ('r', 'm') AND c.relnamespace = 'public'::regnamespace),
+                     w.wal_records, w.wal_fpi
+              FROM pg_stat_wal w"""
+
+
+def sample_storage(owner_url: str) -> StorageSample:
+    """The WAL position (and pg_stat_wal's record and full-page-image counts) and the size of every table of ours
+    (heap, indexes, TOAST)."""
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        lsn, size, records, fpi = conn.execute(_STORAGE).fetchone()  # type: ignore[misc]
+    return StorageSample(str(lsn), int(size), int(records), int(fpi))
+
+
+@dataclass
+class StorageGrowth:
+    wal_bytes: int
+    table_bytes: int
+    wal_records: int
+    wal_fpi: int  # full-page images: the first change to a page after a checkpoint logs the whole 8 KB page
+
+
+def storage_growth(owner_url: str, before: StorageSample) -> StorageGrowth:
+    """WAL written and table bytes grown since ``before``."""
+    after = sample_storage(owner_url)
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        wal = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint", (after.wal_lsn, before.wal_lsn))
+        wal_bytes = int(wal.fetchone()[0])  # type: ignore[index]
+    return StorageGrowth(
+        wal_bytes,
+        after.table_bytes - before.table_bytes,
+        after.wal_records - before.wal_records,
+        after.wal_fpi - before.wal_fpi,
+    )
+
+
+@dataclass
+class WindowSampler:
+    """Samples CPU (and worker memory) at the start and the end of a measured window, on a thread of its own,
+    while the load runs elsewhere (the closed loop's event loop)."""
+
+    roots: Callable[[], dict[str, list[int]]]
+    start_after_s: float
+    window_s: float
+    memory_root: Callable[[], list[int]]
+    samples: list[CpuSample] = field(default_factory=list)
+    rss_mb: float = 0.0
+    idle_rss_mb: float = 0.0
+    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.idle_rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._stop.wait(self.start_after_s):
+            return
+        self.samples.append(sample_cpu(self.roots()))
+        if self._stop.wait(self.window_s):
+            return
+        self.samples.append(sample_cpu(self.roots()))
+        self.rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU milliseconds each tree used in the window (empty when the window did not complete)."""
+        if len(self.samples) < 2:
+            return {}
+        first, last = self.samples
+        return {name: last.cpu_ms[name] - first.cpu_ms[name] for name in first.cpu_ms}
+
+    def seconds(self) -> float:
+        return self.samples[1].at - self.samples[0].at if len(self.samples) == 2 else 0.0
+
+
+def per_turn(value: float, turns: int) -> float | Any:
+    return round(value / turns, 2) if turns else None
