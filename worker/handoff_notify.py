@@ -215,3 +215,58 @@ def clinics_waiting(database: Database, clinic_ids: Sequence[int]) -> list[int]:
             if session.execute(_CLINICS_WAITING).scalar_one():
                 waiting.append(clinic_id)
     return waiting
+
+
+# ------------------------------------------------------------------ a clinic's settings (the console edits them)
+_UPSERT_SETTINGS = text(
+    """INSERT INTO handoff_notify_settings (clinic_id, sms_numbers, emails, quiet_start, quiet_end, batch_window_s)
+       VALUES (:clinic_id, CAST(:sms_numbers AS text[]), CAST(:emails AS text[]), :quiet_start, :quiet_end,
+               :batch_window_s)
+       ON CONFLICT (clinic_id) DO UPDATE SET sms_numbers = EXCLUDED.sms_numbers, emails = EXCLUDED.emails,
+           quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end,
+           batch_window_s = EXCLUDED.batch_window_s, updated_at = now()"""
+)
+_RECENT = text(
+    """SELECT id, alerts, urgent, created_at, cardinality(outbox_ids) AS texts, email_status
+       FROM handoff_notifications ORDER BY id DESC LIMIT :limit"""
+)
+
+
+@dataclass(frozen=True)
+class StoredSettings:
+    sms_numbers: list[str]
+    emails: list[str]
+    quiet_hours: str | None  # "HH:MM-HH:MM", "" (none at this clinic), None (the default)
+    batch_window_s: int | None  # None: the default
+
+
+def read_settings(session: Session, clinic_id: int) -> StoredSettings:
+    row = session.execute(_SETTINGS, {"clinic_id": clinic_id}).mappings().one_or_none()
+    if row is None:
+        return StoredSettings([], [], None, None)
+    quiet = None
+    if row["quiet_start"] is not None and row["quiet_end"] is not None:
+        quiet = f"{row['quiet_start']}-{row['quiet_end']}" if row["quiet_start"] else ""
+    return StoredSettings(list(row["sms_numbers"]), list(row["emails"]), quiet, row["batch_window_s"])
+
+
+def save_settings(session: Session, clinic_id: int, stored: StoredSettings) -> None:
+    """``quiet_hours`` must already be valid (``parse_quiet_hours``)."""
+    start = end = None
+    if stored.quiet_hours is not None:
+        start, _, end = stored.quiet_hours.partition("-") if stored.quiet_hours else ("", "", "")
+    session.execute(
+        _UPSERT_SETTINGS,
+        {
+            "clinic_id": clinic_id,
+            "sms_numbers": stored.sms_numbers,
+            "emails": stored.emails,
+            "quiet_start": start,
+            "quiet_end": end,
+            "batch_window_s": stored.batch_window_s,
+        },
+    )
+
+
+def recent_notifications(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    return [dict(r) for r in session.execute(_RECENT, {"limit": limit}).mappings()]
