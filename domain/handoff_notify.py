@@ -3,8 +3,8 @@ one notification, nothing non-urgent reaches staff during their quiet hours (it 
 dropped), and an urgent or emergency handoff goes out at once, quiet hours or not.  Pure: plain data in and out.
 
 The immediate urgent page of the turn itself (``worker/turns.py``: an urgent or emergency handoff texts the
-clinic's ``oncall_phone`` in the turn's own commit) stays the fastest path; a batch made only of urgent alerts
-therefore skips that number (it was paged already) and reaches the rest of the on-call list.
+clinic's ``oncall_phone`` in the turn's own commit) stays the fastest path; an urgent notification therefore
+skips that number (it was paged already) and reaches the rest of the on-call list.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class Plan:
 def plan(pending: list[PendingAlert], policy: NotifyPolicy, now: datetime) -> Plan:
     """The one decision: what goes out now.
 
-    - an urgent alert pending → everything pending goes now (urgent bypasses batching and quiet hours);
+    - urgent alerts pending → they go now, on their own (urgent bypasses batching and quiet hours; the others
+      keep batching);
     - otherwise, inside quiet hours → wait for their end;
     - otherwise the batch goes when its oldest alert has waited ``batch_window`` (so every alert arriving within
       the window of the first rides along); until then, wait.
@@ -94,8 +95,9 @@ def plan(pending: list[PendingAlert], policy: NotifyPolicy, now: datetime) -> Pl
     if not pending:
         return Plan(why="nothing pending")
     ordered = tuple(sorted(pending, key=lambda a: (a.created_at, a.id)))
-    if any(a.urgent for a in ordered):
-        return Plan(send=ordered, why="urgent")
+    urgent = tuple(a for a in ordered if a.urgent)
+    if urgent:
+        return Plan(send=urgent, why="urgent")
     if policy.quiet_hours is not None and policy.quiet_hours.contains(now.astimezone(ZoneInfo(policy.timezone)).time()):
         return Plan(wait_until=policy.quiet_hours.end_after(now, policy.timezone), why="quiet hours")
     due = ordered[0].created_at + policy.batch_window

@@ -156,7 +156,6 @@ def notify(database: Database, clinic: ClinicFacts, settings: Settings, now: dat
             ).scalar_one()
         )
         session.execute(_MARK_ALERTS, {"batch": notification_id, "ids": [a.id for a in batch]})
-        conversations = {a.conversation_id for a in batch}
         rows = [
             OutboxRow(
                 channel="sms",
@@ -165,7 +164,7 @@ def notify(database: Database, clinic: ClinicFacts, settings: Settings, now: dat
                 from_address=clinic.sms_number,
                 body=body,
                 client_id=None,
-                conversation_id=next(iter(conversations)) if len(conversations) == 1 else None,
+                conversation_id=None,  # about several conversations; never ordered behind a patient's texts
                 priority=0,
                 meta={"handoff_notification": notification_id},
                 dedupe_key=f"handoff-notify:{notification_id}:{number}",
