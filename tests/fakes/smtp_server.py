@@ -74,7 +74,9 @@ class FakeSmtpServer:
                             fake.fail_next -= 1
                             self.reply("451 try again later")
                             continue
-                        fake.received.append(ReceivedMail(sender, list(recipients), message_from_bytes(b"".join(lines))))
+                        fake.received.append(
+                            ReceivedMail(sender, list(recipients), message_from_bytes(b"".join(lines)))
+                        )
                         self.reply("250 queued")
                     elif verb == "QUIT":
                         self.reply("221 bye")
