@@ -12,9 +12,10 @@ from domain.handoff_notify import NotifyPolicy, PendingAlert, QuietHours, parse_
 
 LA = "America/Los_Angeles"
 ONCALL = "+14155550199"
+NIGHT = QuietHours(time(21), time(7))
 
 
-def _policy(quiet: QuietHours | None = QuietHours(time(21), time(7)), window: int = 120) -> NotifyPolicy:
+def _policy(quiet: QuietHours | None = NIGHT, window: int = 120) -> NotifyPolicy:
     return NotifyPolicy((ONCALL, "+14155550142"), ("desk@glow.example",), quiet, timedelta(seconds=window), LA, ONCALL)
 
 
