@@ -127,9 +127,10 @@ async def _events(
     yield b"retry: 3000\n: connected\n\n"
     try:
         if last_id == "$":  # start from now: the newest entry's id (XREAD "$" would race between reads)
-            newest = await client.xrevrange(key, count=1)
+            newest: Any = await client.xrevrange(key, count=1)
             last_id = newest[0][0].decode() if newest else "0-0"
         while loop.time() < deadline and not await request.is_disconnected():
+            found: Any
             try:
                 found = await client.xread({key: last_id}, block=BLOCK_MS, count=50)
             except aioredis.RedisError as exc:
