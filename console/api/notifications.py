@@ -74,7 +74,7 @@ class NotificationSettingsOut(BaseModel):
     recent: list[RecentNotification]
 
 
-def _out(call: ApiCall) -> NotificationSettingsOut:
+def load_settings(call: ApiCall) -> NotificationSettingsOut:
     stored = handoff_notify.read_settings(call.session, call.clinic.clinic_id)
     settings = call.runtime.settings
     return NotificationSettingsOut(
@@ -97,7 +97,7 @@ def _out(call: ApiCall) -> NotificationSettingsOut:
     response=NotificationSettingsOut,
 )
 def get_notification_settings(call: ApiCall) -> NotificationSettingsOut:
-    return _out(call)
+    return load_settings(call)
 
 
 @api(
@@ -111,7 +111,10 @@ def get_notification_settings(call: ApiCall) -> NotificationSettingsOut:
 )
 def put_notification_settings(call: ApiCall) -> NotificationSettingsOut:
     """Without on-call numbers the clinic's on-call phone (clinic file: phone_numbers.on_call) is texted."""
-    body: NotificationSettingsIn = call.body
+    return save_settings(call, call.body)
+
+
+def save_settings(call: ApiCall, body: NotificationSettingsIn) -> NotificationSettingsOut:
     stored = handoff_notify.StoredSettings(body.sms_numbers, body.emails, body.quiet_hours, body.batch_window_s)
     handoff_notify.save_settings(call.session, call.clinic.clinic_id, stored)
     call.audit(
@@ -125,4 +128,4 @@ def put_notification_settings(call: ApiCall) -> NotificationSettingsOut:
             "batch_window_s": body.batch_window_s,
         },
     )
-    return _out(call)
+    return load_settings(call)

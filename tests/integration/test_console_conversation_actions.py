@@ -260,3 +260,31 @@ def test_the_live_inbox_streams_events_with_ids_for_the_clinic_and_none_for_a_pr
     assert mine[0] == {"kind": "replied", "conversation_id": patient.conversation_id, "urgency": None}
     wait_for(lambda: any(e["kind"] == "replied" for e in provider_events.events), 20, what="the provider's event")
     assert all(e["conversation_id"] is None for e in provider_events.events)
+
+
+def test_the_owners_notification_page_saves_through_the_same_validation(console):
+    owner, csrf = console.sign_in(console.add_staff(HARBOR, OWNER))
+    page = f"/clinics/{HARBOR}/notifications"
+    shown = owner.get(page)
+    assert shown.status_code == 200 and 'data-testid="notification-settings"' in shown.text
+    assert owner.post(page, data={"sms_numbers": "+14155550177"}).status_code == 403, "no CSRF token"
+    form = {
+        "csrf_token": csrf,
+        "sms_numbers": "+14155550177\n+14155550178",
+        "emails": "a@harbor.example, b@harbor.example",
+        "quiet_hours": "none",
+        "batch_window_s": "30",
+    }
+    saved = owner.post(page, data=form, headers={"Origin": console.base_url})
+    assert saved.status_code == 303 and saved.headers["location"] == f"{page}?saved=1"
+    api = owner.get(f"/api/v1/clinics/{HARBOR}/notification-settings").json()
+    assert (api["sms_numbers"], api["emails"], api["quiet_hours"], api["batch_window_s"]) == (
+        ["+14155550177", "+14155550178"],
+        ["a@harbor.example", "b@harbor.example"],
+        "",
+        30,
+    )
+    bad = owner.post(page, data={**form, "quiet_hours": "late"}, headers={"Origin": console.base_url})
+    assert bad.status_code == 400 and "quiet_hours" in bad.text
+    desk, _ = console.sign_in(console.add_staff(HARBOR, FRONT_DESK))
+    assert desk.get(page).status_code == 403 and "Notifications" not in desk.get(f"/clinics/{HARBOR}/inbox").text
