@@ -12,6 +12,7 @@ through its access checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +33,7 @@ from console.runtime import ConsoleRuntime
 from console.web.pages import error_page
 from console.web.render import SECURITY_HEADERS
 from domain.staff_access import Permission
-from worker.live_inbox import stream_key
+from worker.live_inbox import LISTENING_TTL_S, listening_key, stream_key
 
 log = logging.getLogger(__name__)
 STREAM_SECONDS = 300
@@ -124,14 +125,18 @@ async def _events(
     key = stream_key(clinic_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STREAM_SECONDS
-    yield b"retry: 3000\n: connected\n\n"
     try:
+        # Workers publish turn events only while someone watches (worker/live_inbox.py): say so before the
+        # browser sees the stream open, and again before every read.
+        await _listening(client, clinic_id)
+        yield b"retry: 3000\n: connected\n\n"
         if last_id == "$":  # start from now: the newest entry's id (XREAD "$" would race between reads)
             newest: Any = await client.xrevrange(key, count=1)
             last_id = newest[0][0].decode() if newest else "0-0"
         while loop.time() < deadline and not await request.is_disconnected():
             found: Any
             try:
+                await _listening(client, clinic_id)
                 found = await client.xread({key: last_id}, block=BLOCK_MS, count=50)
             except aioredis.RedisError as exc:
                 log.warning("live inbox read failed", extra={"clinic_id": clinic_id, "error": type(exc).__name__})
@@ -151,6 +156,11 @@ async def _events(
                 yield sse_frame(last_id, event)
     finally:
         await client.aclose()
+
+
+async def _listening(client: Any, clinic_id: int) -> None:
+    with contextlib.suppress(aioredis.RedisError):  # the read that follows fails too, and backs off
+        await client.set(listening_key(clinic_id), b"1", ex=LISTENING_TTL_S)
 
 
 def _events_endpoint(runtime: ConsoleRuntime) -> Callable[[Request], Any]:
