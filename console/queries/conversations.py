@@ -90,3 +90,15 @@ def conversation(session: Session, conversation_id: int, provider_id: int | None
 def messages(session: Session, conversation_id: int, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
     params = {"conversation_id": conversation_id, "before_id": before_id, "limit": limit}
     return [dict(r) for r in session.execute(text(_MESSAGES), params).mappings()]
+
+
+_REACHABLE = """
+SELECT v.id FROM conversations v
+WHERE EXISTS (SELECT 1 FROM appointments own WHERE own.client_id = v.client_id
+                AND own.provider_id = CAST(:provider_id AS bigint) AND own.kind = 'appointment')
+"""
+
+
+def reachable_ids(session: Session, provider_id: int) -> frozenset[int]:
+    """The conversations a provider may see (their own patients'): what the live inbox names for them."""
+    return frozenset(int(i) for i in session.execute(text(_REACHABLE), {"provider_id": provider_id}).scalars())

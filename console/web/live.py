@@ -4,9 +4,9 @@ clinic's Redis stream (``worker/live_inbox.py``).
 
 The event stream checks access when it opens (a signed-in member with ``conversations:read``) and ends after
 ``STREAM_SECONDS``; the browser's EventSource reconnects with ``Last-Event-ID`` and passes the check again, so a
-signed-out or disabled user stops receiving within that time.  Events carry ids and an urgency only; for a
-provider (who sees only their own patients) the conversation id is left out — their page re-reads the inbox
-through its access checks.
+signed-out or disabled user stops receiving within that time.  Events carry ids and an urgency only; a provider
+(who sees only their own patients) gets the ids of their own patients' conversations and none for the others
+— their page re-reads the inbox through its access checks.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from console.access import authenticate, authorize_clinic, check_csrf
 from console.api import conversations_write
 from console.api.framework import ApiCall, request_facts, request_scope, run_after_commit
 from console.problems import Problem
+from console.queries import conversations as conversation_queries
 from console.runtime import ConsoleRuntime
 from console.web.pages import error_page
 from console.web.render import SECURITY_HEADERS
@@ -106,12 +107,15 @@ def _action_endpoint(runtime: ConsoleRuntime, name: str) -> Callable[[Request], 
 
 
 # ------------------------------------------------------------------ the event stream
-def _open_stream(runtime: ConsoleRuntime, facts: Any, clinic_id: int) -> bool:
-    """Access check for the stream; returns whether conversation ids may be shown (clinic-wide reach)."""
+def _open_stream(runtime: ConsoleRuntime, facts: Any, clinic_id: int) -> frozenset[int] | None:
+    """Access check for the stream; returns the conversations whose ids the caller may see (None: all of the
+    clinic's; a provider: their own patients' as of now — the stream reopens every few minutes)."""
     with request_scope(runtime, clinic_id) as session:
         principal = authenticate(session, runtime, facts)
         access = authorize_clinic(session, principal, clinic_id, Permission.CONVERSATIONS_READ)
-        return access.own_provider_id is None
+        if access.own_provider_id is None:
+            return None
+        return conversation_queries.reachable_ids(session, access.own_provider_id)
 
 
 def sse_frame(entry_id: str, data: dict[str, Any]) -> bytes:
@@ -119,7 +123,7 @@ def sse_frame(entry_id: str, data: dict[str, Any]) -> bytes:
 
 
 async def _events(
-    redis_url: str, clinic_id: int, last_id: str, show_ids: bool, request: Request
+    redis_url: str, clinic_id: int, last_id: str, visible: frozenset[int] | None, request: Request
 ) -> AsyncIterator[bytes]:
     client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3, client_name="medspa-console-live")
     key = stream_key(clinic_id)
@@ -151,8 +155,8 @@ async def _events(
                     event = json.loads(fields.get(b"data", b"{}"))
                 except ValueError:
                     continue
-                if not show_ids:
-                    event["conversation_id"] = None
+                if visible is not None and event.get("conversation_id") not in visible:
+                    event["conversation_id"] = None  # the page re-reads its list through its access checks
                 yield sse_frame(last_id, event)
     finally:
         await client.aclose()
@@ -170,7 +174,7 @@ def _events_endpoint(runtime: ConsoleRuntime) -> Callable[[Request], Any]:
         if facts.bearer_token is not None:
             return Response(status_code=401)
         try:
-            show_ids = await run_in_threadpool(_open_stream, runtime, facts, clinic_id)
+            visible = await run_in_threadpool(_open_stream, runtime, facts, clinic_id)
         except Problem as problem:
             return Response(status_code=problem.status)  # EventSource stops on a non-200 answer
         if runtime.settings.redis_url is None:
@@ -179,7 +183,7 @@ def _events_endpoint(runtime: ConsoleRuntime) -> Callable[[Request], Any]:
         last_id = last if _is_stream_id(last) else "$"
         headers = {**SECURITY_HEADERS, "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(
-            _events(runtime.settings.redis_url, clinic_id, last_id, show_ids, request),
+            _events(runtime.settings.redis_url, clinic_id, last_id, visible, request),
             media_type="text/event-stream",
             headers=headers,
         )

@@ -238,7 +238,7 @@ class _EventReader:
             pass
 
 
-def test_the_live_inbox_streams_events_with_ids_for_the_clinic_and_none_for_a_provider(console):
+def test_the_live_inbox_streams_events_and_a_provider_learns_only_their_own_patients_ids(console):
     mine_id = provider_ids(console.database, GLOW)[0]
     patient = add_patient(console.database, GLOW, provider_id=mine_id, handoff="normal")
     desk, csrf = console.sign_in(console.add_staff(GLOW, FRONT_DESK))
@@ -258,8 +258,22 @@ def test_the_live_inbox_streams_events_with_ids_for_the_clinic_and_none_for_a_pr
     wait_for(sent, 20, what="the desk's stream to carry the reply event")
     mine = [e for e in desk_events.events if e["conversation_id"] == patient.conversation_id]
     assert mine[0] == {"kind": "replied", "conversation_id": patient.conversation_id, "urgency": None}
-    wait_for(lambda: any(e["kind"] == "replied" for e in provider_events.events), 20, what="the provider's event")
-    assert all(e["conversation_id"] is None for e in provider_events.events)
+    wait_for(
+        lambda: any(e["conversation_id"] == patient.conversation_id for e in provider_events.events),
+        20,
+        what="the provider's event about their own patient",
+    )
+    other = add_patient(console.database, GLOW, handoff="normal")
+    other_url = f"/api/v1/clinics/{GLOW}/conversations/{other.conversation_id}/replies"
+    assert desk.post(other_url, json={"text": "hi"}, headers={"X-CSRF-Token": csrf}).status_code == 202
+    wait_for(
+        lambda: any(e["conversation_id"] == other.conversation_id for e in desk_events.events),
+        20,
+        what="the event about another provider's patient",
+    )
+    wait_for(lambda: len(provider_events.events) >= len(desk_events.events), 20, what="the provider's copy")
+    assert other.conversation_id not in {e["conversation_id"] for e in provider_events.events}
+    assert None in {e["conversation_id"] for e in provider_events.events}, "told something changed, not what"
 
 
 def test_the_owners_notification_page_saves_through_the_same_validation(console):

@@ -65,7 +65,7 @@ document.addEventListener("htmx:configRequest", function (event) {
     var event;
     try { event = JSON.parse(message.data); } catch (e) { return; }
     if (conversation) {
-      if (event.conversation_id === null || String(event.conversation_id) === conversation) {
+      if (String(event.conversation_id) === conversation) {
         htmx.trigger(document.body, "conversation-changed");
       }
     } else {
