@@ -28,6 +28,14 @@ def console(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> 
         yield stack
 
 
+@pytest.fixture()
+def harbor_settings(console: ConsoleStack) -> Iterator[None]:
+    """Tests that set Harbor's notification settings leave none behind for later tests."""
+    yield
+    with console.database.tenant_scope(HARBOR) as session:
+        session.execute(text("DELETE FROM handoff_notify_settings WHERE clinic_id = :c"), {"c": HARBOR})
+
+
 def _state(console: ConsoleStack, clinic_id: int, conversation_id: int) -> dict:
     with console.database.tenant_scope(clinic_id) as session:
         return dict(
@@ -183,7 +191,7 @@ def test_cookie_posts_need_the_csrf_token_and_form_posts_too(console):
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/sign-in")
 
 
-def test_only_owners_set_who_hears_about_handoffs(console):
+def test_only_owners_set_who_hears_about_handoffs(console, harbor_settings):
     desk, desk_csrf = console.sign_in(console.add_staff(GLOW, FRONT_DESK))
     url = f"/api/v1/clinics/{HARBOR}/notification-settings"
     owner, csrf = console.sign_in(console.add_staff(HARBOR, OWNER))
@@ -276,7 +284,7 @@ def test_the_live_inbox_streams_events_and_a_provider_learns_only_their_own_pati
     assert None in {e["conversation_id"] for e in provider_events.events}, "told something changed, not what"
 
 
-def test_the_owners_notification_page_saves_through_the_same_validation(console):
+def test_the_owners_notification_page_saves_through_the_same_validation(console, harbor_settings):
     owner, csrf = console.sign_in(console.add_staff(HARBOR, OWNER))
     page = f"/clinics/{HARBOR}/notifications"
     shown = owner.get(page)
