@@ -22,7 +22,7 @@ from console.api import endpoints, framework
 from console.api.openapi import openapi_document
 from console.problems import Problem, problem_response
 from console.runtime import ConsoleRuntime, build_runtime
-from console.web import pages
+from console.web import live, notification_pages, pages
 from console.web.auth_pages import AuthPages
 from console.web.pages import error_page
 from console.web.render import STATIC
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         try:
             yield
         finally:
+            runtime.outside.close()
             if owns_database:
                 database.dispose()
 
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         Mount("/api/v1", app=_api_app(runtime)),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         *auth.routes(),
+        *live.routes(runtime),
+        *notification_pages.routes(runtime),
         *pages.routes(runtime),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from console.keys import ConsoleKeys
+from console.outside import ConsoleOutside
 from console.store import ThrottlePolicy
 from db.engine import Database
 from medspa.secrets import load_console_secrets, oidc_allowed_domains
@@ -55,6 +56,7 @@ class ConsoleRuntime:
     session_idle: timedelta
     oidc: OidcConfig | None
     public_url: str
+    outside: ConsoleOutside = field(default_factory=lambda: ConsoleOutside(None))  # broker + live events
 
     @property
     def public_origin(self) -> str:
@@ -90,4 +92,5 @@ def build_runtime(settings: Settings, database: Database) -> ConsoleRuntime:
         session_idle=timedelta(seconds=settings.console_session_idle_s),
         oidc=oidc,
         public_url=settings.console_public_url.rstrip("/"),
+        outside=ConsoleOutside(settings.redis_url),
     )

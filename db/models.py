@@ -754,6 +754,59 @@ class MissedCall(Base):
     )
 
 
+# ------------------------------------------------------------------ handoff notifications (migration 0013)
+class HandoffAlert(Base):
+    """One handoff staff must hear about, written in the commit that handed the conversation off; ``batch_id``
+    says which notification carried it (NULL: not notified yet)."""
+
+    __tablename__ = "handoff_alerts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_column()
+    conversation_id: Mapped[int] = mapped_column(BigInteger)
+    urgency: Mapped[str] = mapped_column(String(16))
+    dedupe_key: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = _created()
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    __table_args__ = (
+        UniqueConstraint("clinic_id", "dedupe_key"),
+        Index("ix_handoff_alerts_pending", "clinic_id", "id", postgresql_where=text("batch_id IS NULL")),
+    )
+
+
+class HandoffNotification(Base):
+    """One notification to the on-call staff (texts through the outbox, an email) carrying one or more alerts."""
+
+    __tablename__ = "handoff_notifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
+    alerts: Mapped[int] = mapped_column(Integer)
+    urgent: Mapped[bool] = mapped_column(Boolean)
+    body: Mapped[str] = mapped_column(Text)
+    outbox_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'::bigint[]"))
+    email_to: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    email_status: Mapped[str] = mapped_column(String(16), server_default="none")  # none | pending | sent
+    emailed_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        Index("ix_handoff_notifications_clinic", "clinic_id", "id"),
+        CheckConstraint("email_status IN ('none','pending','sent')", name="email_status_valid"),
+    )
+
+
+class HandoffNotifySettings(Base):
+    """A clinic's handoff notification settings: the on-call staff numbers and addresses, staff quiet hours
+    (HH:MM in the clinic's zone), the batching window.  No row: the defaults from the environment."""
+
+    __tablename__ = "handoff_notify_settings"
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True)
+    sms_numbers: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    emails: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    batch_window_s: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _created()
+
+
 # Tables without clinic-scoped RLS (see module docstring).
 # staff_users, staff_sessions, staff_login_attempts: identity precedes tenancy (see StaffUser and migration 0009).
 GLOBAL_TABLES = frozenset(

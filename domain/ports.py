@@ -56,6 +56,20 @@ class SmsSender(Protocol):
         ...
 
 
+# ---------------------------------------------------------------- email (staff notifications)
+@dataclass(frozen=True)
+class OutboundEmail:
+    to: tuple[str, ...]
+    subject: str
+    body: str
+
+
+class EmailSender(Protocol):
+    def send(self, email: OutboundEmail) -> None:
+        """Deliver or raise (any exception: the caller retries later)."""
+        ...
+
+
 # ---------------------------------------------------------------- payments
 @dataclass(frozen=True)
 class DepositRequest:

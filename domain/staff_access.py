@@ -5,7 +5,8 @@ The one home of these rules: the console's API and pages, its token minting and 
 - ``owner``: everything, and only owners manage staff, clinic settings and campaigns, read the audit log and
   mint API tokens;
 - ``manager``: runs the front of house and reads automations and campaign reports, but changes neither;
-- ``front_desk``: patients, conversations, the calendar, the catalogue and the knowledge base;
+- ``front_desk``: patients, conversations (reading them, taking over, replying, handing back), the calendar, the
+  catalogue and the knowledge base;
 - ``provider``: their own schedule and their own patients (those with an appointment with them), the catalogue
   and the knowledge base.
 """
@@ -28,6 +29,7 @@ class Permission(StrEnum):
 
     CLIENTS_READ = "clients:read"
     CONVERSATIONS_READ = "conversations:read"
+    CONVERSATIONS_WRITE = "conversations:write"  # take over, reply as staff, hand back
     APPOINTMENTS_READ = "appointments:read"
     CATALOG_READ = "catalog:read"
     KB_READ = "kb:read"
@@ -55,6 +57,7 @@ _FRONT_DESK = frozenset(
     {
         Permission.CLIENTS_READ,
         Permission.CONVERSATIONS_READ,
+        Permission.CONVERSATIONS_WRITE,
         Permission.APPOINTMENTS_READ,
         Permission.CATALOG_READ,
         Permission.KB_READ,

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     console_oidc_scopes: str = "openid email profile"
     console_oidc_provider_name: str = "your identity provider"  # the sign-in button's label
 
+    # ------------------------------------------------------------ handoff notifications (every handoff, batched)
+    handoff_notify_batch_s: int = 120  # handoffs within this window of the first go out as one notification
+    handoff_notify_quiet_hours: str = "21:00-07:00"  # staff quiet hours (clinic-local; "" = none); urgent bypasses
+    smtp_host: str | None = None  # unset: emails are written to the log (console adapter), ids and subject only
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    notify_email_from: str = "medspa@localhost"
+
     # ------------------------------------------------------------ LLM
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -18,7 +18,6 @@ PHI (names, phone numbers, message bodies) is printed to the terminal that asked
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -35,10 +34,7 @@ from scripts.common import CommandError, add_clinic_argument
 log = logging.getLogger(__name__)
 
 HANDOFF = AgentState.HANDOFF.value
-IDLE = AgentState.IDLE.value
 URGENCY_ORDER = HANDOFF_URGENCY_ORDER
-PAUSED_REASON = "paused by staff"
-STAFF_REPLY_REASON = "staff took over"
 _ATTENTION_COLUMNS = ["conversation", "why", "urgency", "waiting", "channel", "client", "phone", "reason"]
 
 # One row per conversation or quarantined event, most pressing first.  Handoffs order by urgency, then by how
@@ -234,32 +230,16 @@ def _age(seconds: int) -> str:
 
 
 # ------------------------------------------------------------------ show
-def _conversation(session: Session, conversation_id: int, *, lock: bool = False) -> dict[str, Any]:
-    row = (
-        session.execute(
-            text(
-                f"""SELECT c.id, c.channel, c.agent_state, c.handoff_reason, c.handoff_urgency, c.client_id,
-                       c.last_inbound_seq, c.answered_seq, cl.name AS client, cl.phone_e164 AS phone,
-                       cl.consent_state, cl.sms_status
-                FROM conversations c JOIN clients cl ON cl.id = c.client_id
-                WHERE c.id = :id {"FOR UPDATE OF c" if lock else ""}"""
-            ),
-            {"id": conversation_id},
-        )
-        .mappings()
-        .one_or_none()
-    )
-    if row is None:
-        raise CommandError(f"no conversation {conversation_id} in this clinic (see: medspa staff attention)")
-    return dict(row)
-
-
 def staff_show(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for, print_json
+    from worker import staff_takeover
 
     clinic_id = clinic_id_for(args.clinic)
     with app_database().tenant_scope(clinic_id) as session:
-        conv = _conversation(session, args.conversation_id)
+        try:
+            conv = staff_takeover.conversation(session, args.conversation_id)
+        except staff_takeover.TakeoverRefused as exc:
+            raise _refused(exc) from None
         tz = ZoneInfo(
             session.execute(text("SELECT timezone FROM clinics WHERE id = :id"), {"id": clinic_id}).scalar_one()
         )
@@ -355,174 +335,107 @@ def staff_missed_calls(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ takeover
-def _take_over(session: Session, conversation_id: int, reason: str, urgency: str) -> bool:
-    """Put the conversation with staff (keeping an existing handoff's reason); fence out running turns.
-    Returns whether unanswered patient messages are pending (they get a silent turn)."""
-    row = session.execute(
-        text(
-            """UPDATE conversations SET
-                   handoff_reason = CASE WHEN lower(agent_state) = 'handoff' AND handoff_reason <> ''
-                                         THEN handoff_reason ELSE :reason END,
-                   handoff_urgency = CASE WHEN lower(agent_state) = 'handoff'
-                                          THEN COALESCE(handoff_urgency, :urgency) ELSE :urgency END,
-                   agent_state = :handoff, version = version + 1, lease_owner = NULL, lease_expires_at = NULL
-               WHERE id = :id RETURNING last_inbound_seq > answered_seq"""
-        ),
-        {"id": conversation_id, "reason": reason, "urgency": urgency, "handoff": HANDOFF},
-    ).scalar_one()
-    return bool(row)
+# The rules live in worker/staff_takeover.py (shared with the console); these commands print and enqueue.
+def _refused(exc: Exception) -> CommandError:
+    hint = " (see: medspa staff attention)" if getattr(exc, "reason", "") == "not_found" else ""
+    return CommandError(f"{exc}{hint}")
 
 
 def staff_reply(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for
-    from worker.outbox.decisions import conversation_text_decision
-    from worker.outbox.rows import OutboxRow
-    from worker.outbox.writes import insert_rows
+    from worker import staff_takeover
 
-    body = args.text.strip()
-    if not body:
+    if not args.text.strip():
         raise CommandError("--text is empty")
     staff_name = args.as_name.strip() or "staff"
     clinic_id = clinic_id_for(args.clinic)
     trace_id = uuid.uuid4().hex
-    with app_database().tenant_scope(clinic_id) as session:
-        conv = _conversation(session, args.conversation_id, lock=True)
-        if conv["channel"] == "sms":
-            # The one decision every sender makes (the send actor makes it again at the moment of sending).
-            decision = conversation_text_decision(
-                conv["phone"], conv["consent_state"], conv["sms_status"], datetime.now(UTC)
+    try:
+        with app_database().tenant_scope(clinic_id) as session:
+            action = staff_takeover.reply(
+                session, clinic_id, args.conversation_id, args.text, staff_name, datetime.now(UTC), trace_id
             )
-            refusal = {
-                "no_phone": f"conversation {conv['id']} has no phone number to text",
-                "opted_out": f"the patient on conversation {conv['id']} opted out of texts; nothing sent",
-                "invalid_number": f"the patient's number on conversation {conv['id']} cannot receive texts "
-                f"({conv['sms_status']}); nothing sent",
-            }
-            if not decision.send:
-                raise CommandError(refusal.get(decision.reason or "", f"not sent: {decision.reason}"))
-        # The number the patient texted (a clinic may have several), else the clinic's first SMS number.
-        clinic_number = session.execute(
-            text(
-                """SELECT COALESCE(
-                       (SELECT payload->>'to' FROM inbox_events WHERE conversation_id = :id AND source = 'sms'
-                        ORDER BY id DESC LIMIT 1),
-                       (SELECT e164 FROM clinic_phone_numbers WHERE clinic_id = :clinic_id ORDER BY id LIMIT 1), '')"""
-            ),
-            {"id": conv["id"], "clinic_id": clinic_id},
-        ).scalar_one()
-        pending = _take_over(session, conv["id"], STAFF_REPLY_REASON, "normal")
-        message_id = session.execute(
-            text(
-                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-                   VALUES (:clinic_id, :conversation_id, 'outbound', 'staff', :body, :channel, CAST(:meta AS jsonb))
-                   RETURNING id"""
-            ),
-            {
-                "clinic_id": clinic_id,
-                "conversation_id": conv["id"],
-                "body": body,
-                "channel": conv["channel"],
-                "meta": json.dumps({"staff": staff_name}),
-            },
-        ).scalar_one()
-        to_address = conv["phone"] if conv["channel"] == "sms" else f"chat:{conv['id']}"
-        outbox_ids = insert_rows(
-            session,
-            clinic_id,
-            [
-                OutboxRow(
-                    channel=conv["channel"],
-                    kind="staff",
-                    to_address=to_address,
-                    from_address=str(clinic_number or "") if conv["channel"] == "sms" else "",
-                    body=body,
-                    client_id=int(conv["client_id"]),
-                    conversation_id=int(conv["id"]),
-                    priority=0,
-                    meta={"message_id": int(message_id), "staff": staff_name},
-                    dedupe_key=f"staff:{conv['id']}:{message_id}",
-                    trace_id=trace_id,
-                )
-            ],
-        )
-    queued = _enqueue_after_commit(clinic_id, conv["id"], outbox_ids, pending)
+    except staff_takeover.TakeoverRefused as exc:
+        raise _refused(exc) from None
+    queued = _enqueue_after_commit(clinic_id, action)
     log.info(
         "staff reply queued",
-        extra={"clinic_id": clinic_id, "conversation_id": conv["id"], "outbox_ids": outbox_ids, "trace_id": trace_id},
+        extra={
+            "clinic_id": clinic_id,
+            "conversation_id": action.conversation_id,
+            "outbox_ids": action.outbox_ids,
+            "trace_id": trace_id,
+        },
     )
     note = "" if queued else " (the broker is unreachable: the outbox sweeper will send it)"
     print(
-        f"Reply queued on conversation {conv['id']} ({conv['channel']}) as {staff_name}; the agent stays "
-        f"paused until `medspa staff handback {conv['id']} --clinic {args.clinic}`{note}"
+        f"Reply queued on conversation {action.conversation_id} ({action.channel}) as {staff_name}; the agent "
+        f"stays paused until `medspa staff handback {action.conversation_id} --clinic {args.clinic}`{note}"
     )
     return 0
 
 
 def staff_pause(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for
+    from worker import staff_takeover
 
     clinic_id = clinic_id_for(args.clinic)
-    with app_database().tenant_scope(clinic_id) as session:
-        conv = _conversation(session, args.conversation_id, lock=True)
-        pending = session.execute(
-            text(
-                """UPDATE conversations SET agent_state = :handoff, handoff_reason = :reason,
-                          handoff_urgency = COALESCE(handoff_urgency, 'normal'),
-                          version = version + 1, lease_owner = NULL, lease_expires_at = NULL
-                   WHERE id = :id RETURNING last_inbound_seq > answered_seq"""
-            ),
-            {"id": conv["id"], "handoff": HANDOFF, "reason": PAUSED_REASON},
-        ).scalar_one()
-    _enqueue_after_commit(clinic_id, conv["id"], [], bool(pending))
-    log.info("agent paused by staff", extra={"clinic_id": clinic_id, "conversation_id": conv["id"]})
+    try:
+        with app_database().tenant_scope(clinic_id) as session:
+            action = staff_takeover.take_over(
+                session, args.conversation_id, reason=staff_takeover.PAUSED_REASON, keep_reason=False
+            )
+    except staff_takeover.TakeoverRefused as exc:
+        raise _refused(exc) from None
+    _enqueue_after_commit(clinic_id, action)
+    log.info("agent paused by staff", extra={"clinic_id": clinic_id, "conversation_id": action.conversation_id})
     print(
-        f"Agent paused on conversation {conv['id']}; hand it back with "
-        f"`medspa staff handback {conv['id']} --clinic {args.clinic}`"
+        f"Agent paused on conversation {action.conversation_id}; hand it back with "
+        f"`medspa staff handback {action.conversation_id} --clinic {args.clinic}`"
     )
     return 0
 
 
 def staff_handback(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for
+    from worker import staff_takeover
 
     clinic_id = clinic_id_for(args.clinic)
-    with app_database().tenant_scope(clinic_id) as session:
-        conv = _conversation(session, args.conversation_id, lock=True)
-        if str(conv["agent_state"]).lower() != HANDOFF:
-            print(
-                f"Conversation {conv['id']} is not with staff (state {str(conv['agent_state']).lower()}); "
-                "nothing to hand back"
-            )
-            return 0
-        pending = session.execute(
-            text(
-                """UPDATE conversations SET agent_state = :idle, handoff_reason = '', handoff_urgency = NULL,
-                          failed_turns = 0, version = version + 1, lease_owner = NULL, lease_expires_at = NULL
-                   WHERE id = :id RETURNING last_inbound_seq > answered_seq"""
-            ),
-            {"id": conv["id"], "idle": IDLE},
-        ).scalar_one()
-    _enqueue_after_commit(clinic_id, conv["id"], [], bool(pending))
-    log.info("conversation handed back to the agent", extra={"clinic_id": clinic_id, "conversation_id": conv["id"]})
-    print(f"Conversation {conv['id']} handed back: the agent answers the patient's next message")
+    try:
+        with app_database().tenant_scope(clinic_id) as session:
+            action = staff_takeover.hand_back(session, args.conversation_id)
+    except staff_takeover.TakeoverRefused as exc:
+        raise _refused(exc) from None
+    if not action.changed:
+        print(
+            f"Conversation {action.conversation_id} is not with staff (state {action.agent_state}); "
+            "nothing to hand back"
+        )
+        return 0
+    _enqueue_after_commit(clinic_id, action)
+    log.info(
+        "conversation handed back to the agent",
+        extra={"clinic_id": clinic_id, "conversation_id": action.conversation_id},
+    )
+    print(f"Conversation {action.conversation_id} handed back: the agent answers the patient's next message")
     return 0
 
 
-def _enqueue_after_commit(clinic_id: int, conversation_id: int, outbox_ids: list[int], pending: bool) -> bool:
+def _enqueue_after_commit(clinic_id: int, action: Any) -> bool:
     """Enqueue by actor name (the CLI never imports the worker's actors).  A failed enqueue loses nothing:
     the rows are committed and the sweeper re-enqueues queued outbox rows and unanswered conversations."""
-    from medspa.broker import OUTBOX_QUEUE, TURNS_QUEUE, message_for
     from scripts.common import enqueue_by_name
+    from worker.staff_takeover import follow_ups
 
-    messages = [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in outbox_ids]
-    if pending:
-        messages.append(message_for("run_conversation", TURNS_QUEUE, clinic_id, conversation_id))
+    messages = follow_ups(clinic_id, action)
+    if not messages:
+        return True
     try:
         enqueue_by_name(messages)
     except Exception as exc:  # noqa: BLE001 - any broker failure is covered by the sweeper
         log.warning(
             "enqueue after commit failed; the sweeper will pick the work up",
-            extra={"clinic_id": clinic_id, "conversation_id": conversation_id, "error": type(exc).__name__},
+            extra={"clinic_id": clinic_id, "conversation_id": action.conversation_id, "error": type(exc).__name__},
         )
         return False
     return True

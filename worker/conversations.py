@@ -38,6 +38,7 @@ from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, 
 from domain.outbox import REPLY_KINDS
 from domain.ports import ChatMessage
 from medspa.ids import fast_int63
+from worker.handoff_notify import INSERT_ALERT, alert_params
 from worker.media import INSERT_MEDIA, media_params
 from worker.outbox.rows import ClaimedSend, OutboxRow
 from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
@@ -440,11 +441,13 @@ def quarantine(conn: Conn, lease: Lease) -> int:
         """UPDATE conversations SET answered_seq = last_inbound_seq, agent_state = 'handoff',
                   handoff_reason = 'automatic replies failed repeatedly; needs staff', handoff_urgency = 'normal',
                   lease_owner = NULL, lease_expires_at = NULL, failed_turns = 0
-           WHERE id = %s AND version = %s AND lease_owner = %s RETURNING id""",
+           WHERE id = %s AND version = %s AND lease_owner = %s RETURNING clinic_id""",
         (lease.conversation_id, lease.version, lease.owner),
     ).fetchone()
     if answered is None or updated is None:
         raise StaleTurn(f"lease on conversation {lease.conversation_id} was taken over")
+    key = f"quarantine:{lease.conversation_id}:{lease.version}"  # staff hear about it (worker/handoff_notify.py)
+    conn.execute(INSERT_ALERT, alert_params(int(updated[0]), lease.conversation_id, "normal", key))
     result = conn.execute(
         """UPDATE inbox_events SET status = 'quarantined', last_error = 'turn failed repeatedly'
            WHERE id IN (SELECT (meta->>'inbox_id')::bigint FROM messages
@@ -758,6 +761,9 @@ def _queue_commit(
         )
         replies.append((row, conn.execute(INSERT_REPLY, params)))
     other_cursors = [conn.execute(INSERT_OUTBOX, outbox_params(clinic_id, row)) for row in other_rows]
+    if out.handoff is not None:  # staff hear about every handoff (worker/handoff_notify.py): the alert commits with it
+        key = f"turn:{conversation_id}:{snapshot.last_seq}"
+        conn.execute(INSERT_ALERT, alert_params(clinic_id, conversation_id, out.handoff.urgency, key))
     return fence, replies, other_cursors
 
 

@@ -49,6 +49,7 @@ ACTOR_MODULES: tuple[str, ...] = (
     "worker.automation_actors",
     "worker.visit_actors",
     "worker.frontdesk_actors",
+    "worker.notification_actors",
 )
 
 _container: Container | None = None

@@ -22,4 +22,5 @@ SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("run_automations", "run_automations", "scheduled", 60),
     ScheduledJob("tick_campaigns", "tick_campaigns", "scheduled", 30),
     ScheduledJob("close_visit_days", "close_visit_days", "scheduled", 300),
+    ScheduledJob("sweep_handoff_notifications", "sweep_handoff_notifications", "scheduled", 30),
 )

@@ -41,6 +41,7 @@ from worker.conversations import (
     turn_input,
 )
 from worker.leases import HeldLease
+from worker.live_inbox import announce_turn
 from worker.media import images_for_model
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
@@ -152,6 +153,7 @@ def _leased(
     if failing is not None:
         with container.database.tenant_connection(clinic_id) as conn:
             count = quarantine(conn, failing)
+        announce_turn(container, clinic_id, conversation_id, Handoff("quarantined", "normal"))
         metrics.quarantined.labels("conversation").inc()
         log.error(
             "conversation quarantined after repeated turn failures; handed to staff",
@@ -233,6 +235,7 @@ def _run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox
         )
         if committed.claimed or committed.outbox_ids:
             send(snapshot.clinic_id, committed.outbox_ids, committed.claimed)
+        announce_turn(container, snapshot.clinic_id, snapshot.lease.conversation_id, output.handoff)
         snapshot = next_snapshot
     return turns
 

@@ -7,6 +7,15 @@ from console.api.framework import ENDPOINTS, EndpointSpec
 
 def endpoints() -> list[EndpointSpec]:
     """Every endpoint (importing the feature modules registers theirs)."""
-    from console.api import admin, clients, content, conversations, me, schedule  # noqa: F401
+    from console.api import (  # noqa: F401
+        admin,
+        clients,
+        content,
+        conversations,
+        conversations_write,
+        me,
+        notifications,
+        schedule,
+    )
 
     return ENDPOINTS

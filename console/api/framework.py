@@ -123,6 +123,7 @@ class ApiCall:
     body: Any
     facts: RequestFacts
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # run once the transaction committed
 
     @property
     def clinic(self) -> ClinicAccess:
@@ -266,9 +267,19 @@ def _run(
                 raise validation_problem(exc, "request body") from None
         call = ApiCall(runtime, session, principal, access, path_params, query, body, facts)
         result = spec.handler(call)
-        if isinstance(result, BinaryFile):
-            return spec.status_code, result
-        return spec.status_code, result.model_dump(mode="json")
+    run_after_commit(call)
+    if isinstance(result, BinaryFile):
+        return spec.status_code, result
+    return spec.status_code, result.model_dump(mode="json")
+
+
+def run_after_commit(call: ApiCall) -> None:
+    """Hand committed work on (enqueue by actor name, live events); a failure here never undoes the commit."""
+    for hook in call.after_commit:
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - the sweepers pick committed work up
+            log.warning("after-commit step failed", extra={"error": type(exc).__name__})
 
 
 def _endpoint(spec: EndpointSpec, runtime: ConsoleRuntime) -> Callable[[Request], Any]:

@@ -119,3 +119,15 @@ def media_item(session: Session, media_id: int, provider_id: int | None) -> dict
         session.execute(text(_MEDIA_ITEM), {"media_id": media_id, "provider_id": provider_id}).mappings().one_or_none()
     )
     return dict(row) if row else None
+
+
+_REACHABLE = """
+SELECT v.id FROM conversations v
+WHERE EXISTS (SELECT 1 FROM appointments own WHERE own.client_id = v.client_id
+                AND own.provider_id = CAST(:provider_id AS bigint) AND own.kind = 'appointment')
+"""
+
+
+def reachable_ids(session: Session, provider_id: int) -> frozenset[int]:
+    """The conversations a provider may see (their own patients'): what the live inbox names for them."""
+    return frozenset(int(i) for i in session.execute(text(_REACHABLE), {"provider_id": provider_id}).scalars())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +26,7 @@ from console.problems import Problem
 from console.runtime import ConsoleRuntime
 from console.web.render import render
 from domain.staff_access import Permission
+from worker.staff_takeover import MAX_REPLY_CHARS
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,20 @@ def inbox_page(call: ApiCall) -> PageResult:
     )
 
 
+class ConversationPageQuery(MessagesQuery):
+    done: Literal["taken-over", "replied", "handed-back"] | None = None  # the notice after a form's redirect
+
+
 @page(
     "/clinics/{clinic_id:int}/conversations/{conversation_id:int}",
     permission=Permission.CONVERSATIONS_READ,
-    query=MessagesQuery,
+    query=ConversationPageQuery,
 )
 def conversation_page(call: ApiCall) -> PageResult:
-    loaded = load_conversation(call, int(call.path_params["conversation_id"]), call.query)
+    query: ConversationPageQuery = call.query
+    loaded = load_conversation(
+        call, int(call.path_params["conversation_id"]), MessagesQuery(cursor=query.cursor, limit=query.limit)
+    )
     return PageResult(
         "conversation.html",
         {
@@ -159,6 +167,10 @@ def conversation_page(call: ApiCall) -> PageResult:
             "conversation": loaded.conversation,
             "messages": list(reversed(loaded.items)),
             "next_cursor": loaded.next_cursor,
+            "can_write": call.clinic.can(Permission.CONVERSATIONS_WRITE),
+            "done": query.done,
+            "max_reply": MAX_REPLY_CHARS,
+            "fragment": "_transcript.html",
         },
     )
 

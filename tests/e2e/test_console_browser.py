@@ -103,6 +103,7 @@ def test_password_sign_in_and_the_main_pages_are_accessible_at_desktop_and_phone
         "clients": f"/clinics/{GLOW}/clients?q=Ava",
         "calendar": f"/clinics/{GLOW}/calendar?date={day}",
         "audit": f"/clinics/{GLOW}/audit",
+        "notifications": f"/clinics/{GLOW}/notifications",
     }
     for viewport in (DESKTOP, PHONE):
         context = _context(browser, viewport, bypass_csp=True)  # bypass only so the test can inject axe-core

@@ -42,7 +42,12 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication-keda-v1alpha1.json",
 }
 SCHEMA_DIR = REPO_ROOT / "tests" / "support" / "k8s_schemas"
-SERVICES = {"webhooks": "medspa-webhooks", "worker": "medspa-worker", "scheduler": "medspa-scheduler"}
+SERVICES = {
+    "webhooks": "medspa-webhooks",
+    "console": "medspa-console",
+    "worker": "medspa-worker",
+    "scheduler": "medspa-scheduler",
+}
 # Settings that carry credentials: Secrets only, never the ConfigMap.
 CREDENTIAL_SETTINGS = {"DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL"} | {
     name.upper() for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
@@ -261,6 +266,28 @@ def test_webhook_probes_use_healthz_and_readyz_which_the_app_serves(production, 
         assert container[probe]["httpGet"]["port"] in ports
     settings = _named(production, "ConfigMap", "medspa-settings")["data"]
     assert ports["http"] == int(settings["WEBHOOK_PORT"]) and settings["WEBHOOK_HOST"] == "0.0.0.0"
+
+
+def test_console_probes_use_healthz_and_readyz_which_the_app_serves(production, tmp_path):
+    from console.app import create_app
+
+    app = create_app(
+        Settings(
+            database_url="postgresql://x@127.0.0.1:1/x",
+            redis_url="redis://127.0.0.1:1/0",
+            data_dir=tmp_path,
+            environment="development",
+        )
+    )
+    routes = {getattr(route, "path", None) for route in app.routes}
+    (container,) = _one(production, "Deployment", "medspa-console")["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in routes and container[probe]["httpGet"]["port"] in ports
+    settings = _named(production, "ConfigMap", "medspa-settings")["data"]
+    assert ports["http"] == int(settings["CONSOLE_PORT"]) and settings["CONSOLE_HOST"] == "0.0.0.0"
+    assert _one(production, "Service", "medspa-console")["spec"]["ports"][0]["targetPort"] == "http"
 
 
 def test_worker_probes_its_metrics_port_and_its_dependencies(production):

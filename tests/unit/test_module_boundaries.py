@@ -200,7 +200,11 @@ def test_every_actor_enqueued_by_name_is_declared_on_that_queue():
         for s in SOURCES
         for name, queue in _by_name(s)
     ]
-    assert len(calls) >= 20 and {m for m, _, _ in calls} >= {"webhooks.twilio", "scripts.staff", "worker.sending"}
+    assert len(calls) >= 20 and {m for m, _, _ in calls} >= {
+        "webhooks.twilio",
+        "worker.staff_takeover",
+        "worker.sending",
+    }
     wrong = sorted(
         f"{module}: {name} on {queue!r}"
         for module, name, queue in calls
