@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 def clinic_apply(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
-    from scripts.clinic_config import (
+    from worker.clinic_config import (
         ClinicConfigError,
         desired_state,
         diff_states,
@@ -134,7 +134,7 @@ def _confirm(prompt: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------- export and list
 def clinic_export(args: argparse.Namespace) -> int:
-    from scripts.clinic_config import dump_yaml, read_state, state_to_file
+    from worker.clinic_config import dump_yaml, read_state, state_to_file
     from scripts.common import owner_database
 
     with owner_database().directory_scope() as session:

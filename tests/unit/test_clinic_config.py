@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medspa.settings import REPO_ROOT
-from scripts.clinic_config import (
+from worker.clinic_config import (
     ClinicConfigError,
     desired_state,
     diff_states,
@@ -179,7 +179,7 @@ def test_a_contraindication_edit_is_one_diff_line() -> None:
 
 def test_the_file_schema_knows_exactly_the_conditions_the_screen_reads() -> None:
     from domain.screening import CONDITIONS
-    from scripts.clinic_config import SCREENING_CONDITIONS, ContraindicationSpec
+    from worker.clinic_config import SCREENING_CONDITIONS, ContraindicationSpec
 
     assert tuple(SCREENING_CONDITIONS) == CONDITIONS
     assert set(ContraindicationSpec.model_fields["condition"].annotation.__args__) == set(CONDITIONS)
