@@ -291,7 +291,21 @@ def _check_slug(value: str) -> str:
     return value
 
 
-class ClinicFile(_Strict):
+class ClinicSettings(_Strict):
+    """The part of a clinic file staff may also edit from the console: opening hours, closed dates, policies
+    (quiet hours among them).  ``ClinicFile`` is this plus the rest, so both are validated by the same rules."""
+
+    business_hours: dict[str, list[list[str]]] = Field(default_factory=lambda: parse_week({}))
+    holidays: list[date] = Field(default_factory=list)
+    policies: Policies = Field(default_factory=Policies)
+
+    @field_validator("business_hours", mode="before")
+    @classmethod
+    def _hours(cls, value: Any) -> dict[str, list[list[str]]]:
+        return parse_week(value)
+
+
+class ClinicFile(ClinicSettings):
     slug: str
     name: str = Field(min_length=1)
     timezone: str
@@ -299,9 +313,6 @@ class ClinicFile(_Strict):
     public_key: str | None = Field(default=None, description="web chat widget key (not a secret)")
     address: str = ""
     phone_numbers: PhoneNumbers
-    business_hours: dict[str, list[list[str]]] = Field(default_factory=lambda: parse_week({}))
-    holidays: list[date] = Field(default_factory=list)
-    policies: Policies = Field(default_factory=Policies)
     chat_origins: list[str] = Field(default_factory=list)
     providers: list[ProviderSpec] = Field(default_factory=list)
     services: list[ServiceSpec] = Field(default_factory=list)
@@ -316,11 +327,6 @@ class ClinicFile(_Strict):
     @classmethod
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
-
-    @field_validator("business_hours", mode="before")
-    @classmethod
-    def _hours(cls, value: Any) -> dict[str, list[list[str]]]:
-        return parse_week(value)
 
     @field_validator("chat_origins")
     @classmethod
@@ -405,6 +411,30 @@ def _first_error(exc: ValidationError, data: Any) -> str:
     return f"{where}: {message}" if where else message
 
 
+def parse_settings(data: Any) -> ClinicSettings:
+    """The console's edit of a clinic's settings, validated like the file; one clear line on the first error."""
+    if not isinstance(data, dict):
+        raise ClinicConfigError("expected a mapping of settings")
+    try:
+        return ClinicSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ClinicConfigError(_first_error(exc, data)) from None
+
+
+def settings_values(settings: ClinicSettings) -> dict[str, Any]:
+    """The stored form of the settings (what ``desired_state`` writes to the clinic row for these fields)."""
+    return {
+        "business_hours": settings.business_hours,
+        "holidays": sorted({d.isoformat() for d in settings.holidays}),
+        "policies": settings.policies.model_dump(mode="json"),
+    }
+
+
+def settings_changes(slug: str, current: dict[str, Any], desired: dict[str, Any]) -> list[Change]:
+    """What storing ``desired`` settings over ``current`` would change, one line per field (as ``apply`` shows)."""
+    return _field_changes(f"clinic {slug}", current, desired, SETTINGS_FIELDS)
+
+
 def parse_clinic(data: Any, source: str = "clinic file") -> ClinicFile:
     if not isinstance(data, dict):
         raise ClinicConfigError(f"{source}: expected a YAML mapping at the top level")
@@ -460,6 +490,7 @@ CLINIC_FIELDS = (
     "policies",
     "chat_origins",
 )
+SETTINGS_FIELDS = ("business_hours", "holidays", "policies")  # the fields of ``ClinicSettings``
 PROVIDER_FIELDS = ("name", "title", "calendar_id", "working_hours", "skills")
 SERVICE_FIELDS = (
     "name",
@@ -488,9 +519,7 @@ def desired_state(spec: ClinicFile) -> ClinicState:
         "phone": spec.phone_numbers.front_desk,
         "oncall_phone": spec.phone_numbers.on_call,
         "address": spec.address,
-        "business_hours": spec.business_hours,
-        "holidays": sorted({d.isoformat() for d in spec.holidays}),
-        "policies": spec.policies.model_dump(mode="json"),
+        **settings_values(spec),
         "chat_origins": list(spec.chat_origins),
     }
     providers = {
