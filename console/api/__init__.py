@@ -7,6 +7,17 @@ from console.api.framework import ENDPOINTS, EndpointSpec
 
 def endpoints() -> list[EndpointSpec]:
     """Every endpoint (importing the feature modules registers theirs)."""
-    from console.api import admin, clients, content, conversations, me, schedule  # noqa: F401
+    from console.api import (  # noqa: F401
+        admin,
+        campaigns,
+        clients,
+        content,
+        conversations,
+        knowledge,
+        me,
+        schedule,
+        settings,
+        staff,
+    )
 
     return ENDPOINTS

@@ -115,6 +115,7 @@ class ApiCall:
     body: Any
     facts: RequestFacts
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    after_commit: list[Callable[[], object]] = field(default_factory=list)  # e.g. enqueue a job; run once committed
 
     @property
     def clinic(self) -> ClinicAccess:
@@ -258,7 +259,18 @@ def _run(
                 raise validation_problem(exc, "request body") from None
         call = ApiCall(runtime, session, principal, access, path_params, query, body, facts)
         result = spec.handler(call)
-        return spec.status_code, result.model_dump(mode="json")
+        payload = result.model_dump(mode="json")
+    run_after_commit(call)
+    return spec.status_code, payload
+
+
+def run_after_commit(call: ApiCall) -> None:
+    """What the handler left for after its transaction committed (never before: a job must find its rows)."""
+    for hook in call.after_commit:
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - the change is committed; a lost follow-up is logged, not a failed request
+            log.exception("console follow-up failed after commit", extra={"path": call.facts.path})
 
 
 def _endpoint(spec: EndpointSpec, runtime: ConsoleRuntime) -> Callable[[Request], Any]:
