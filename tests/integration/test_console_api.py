@@ -316,18 +316,23 @@ def test_every_unsafe_route_refuses_a_post_without_the_csrf_token(console):
     from console.app import create_app
 
     app = create_app(console.settings, database=console.database)
-    unsafe: list[str] = []
+    unsafe: list[tuple[str, str]] = []
     for route in app.routes:
         children = route.routes if isinstance(route, Mount) else [route]
         prefix = route.path if isinstance(route, Mount) else ""
         for child in children:
-            if isinstance(child, Route) and child.methods and child.methods & {"POST", "PUT", "PATCH", "DELETE"}:
-                unsafe.append(prefix + _concrete(child.path).removeprefix("/api/v1"))
-    assert {"/sign-in", "/sign-in/totp", "/sign-out", f"/api/v1/clinics/{GLOW}/tokens"} <= set(unsafe)
+            if isinstance(child, Route) and child.methods:
+                path = prefix + _concrete(child.path).removeprefix("/api/v1")
+                unsafe += [(m, path) for m in sorted(child.methods & {"POST", "PUT", "PATCH", "DELETE"})]
+    paths = {path for _, path in unsafe}
+    assert {"/sign-in", "/sign-in/totp", "/sign-out", f"/api/v1/clinics/{GLOW}/tokens"} <= paths
+    assert {("PATCH", f"/api/v1/clinics/{GLOW}/settings"), ("DELETE", f"/api/v1/clinics/{GLOW}/kb/articles/1")} <= set(
+        unsafe
+    )
     http, csrf = console.sign_in(console.add_staff(GLOW, OWNER))
-    for path in unsafe:
-        response = http.post(path, json={"scopes": ["clients:read"]}, headers={"Origin": console.base_url})
-        assert response.status_code == 403, (path, response.status_code)
+    for method, path in unsafe:
+        response = http.request(method, path, json={"scopes": ["clients:read"]}, headers={"Origin": console.base_url})
+        assert response.status_code == 403, (method, path, response.status_code)
     assert http.get("/api/v1/me").status_code == 200, "still signed in: nothing was done"
 
 
