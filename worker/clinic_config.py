@@ -121,7 +121,11 @@ def parse_week(value: Any) -> dict[str, list[list[str]]]:
         raise ValueError(f"unknown day {unknown[0]!r} (use mon, tue, wed, thu, fri, sat, sun)")
     week: dict[str, list[list[str]]] = {day: [] for day in DAYS}
     for key, ranges in value.items():
-        week[str(key).lower()[:3]] = parse_ranges(ranges)
+        day = str(key).lower()[:3]
+        try:
+            week[day] = parse_ranges(ranges)
+        except ValueError as exc:
+            raise ValueError(f"{day}: {exc}") from None
     return week
 
 
