@@ -157,6 +157,8 @@ class PhoneNumbers(_Strict):
 
 
 class QuietHours(_Strict):
+    """When reminders and other automated texts may go out (recipient-local); marketing keeps 08:00-21:00."""
+
     start: str = "08:00"
     end: str = "21:00"
 
@@ -164,6 +166,12 @@ class QuietHours(_Strict):
     @classmethod
     def _time(cls, value: Any) -> str:
         return _clock(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> QuietHours:
+        if self.start >= self.end:  # HH:MM strings order like the times they name
+            raise ValueError(f"the window {self.start}-{self.end} must start before it ends (same day)")
+        return self
 
 
 class Policies(BaseModel):

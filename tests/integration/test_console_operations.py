@@ -262,6 +262,7 @@ def test_an_owner_edits_hours_closed_dates_and_policies_validated_like_the_clini
             ({"business_hours": {"mon": ["18:00-09:00"]}}, "business_hours", "mon: time range 18:00-09:00 ends before"),
             ({"business_hours": {"funday": ["09:00-10:00"]}}, "business_hours", "unknown day"),
             ({"policies": {"quiet_hours": {"start": "25:00", "end": "20:00"}}}, "policies.quiet_hours.start", "25:00"),
+            ({"policies": {"quiet_hours": {"start": "21:00", "end": "08:00"}}}, "policies.quiet_hours", "start before"),
             ({"policies": {"cancellation_window_hours": -1}}, "policies.cancellation_window_hours", "greater than"),
             ({"policies": {"phone": "+15550100"}}, "policies.phone", "unknown policy"),
             ({"holidays": ["someday"]}, "holidays.0", "date"),
