@@ -1,5 +1,5 @@
-"""Managing a clinic's staff: add (or invite an existing account), change a role, disable or enable, reset a
-password.  The one home of these rules — ``medspa staff-users`` and the console's owner pages both call it —
+"""Managing a clinic's staff: add (or invite an existing account), change a role, remove from the clinic, disable
+or enable, reset a password.  The one home of these rules — ``medspa staff-users`` and the console's owner pages both call it —
 each change written to the clinic's audit log in the caller's transaction.
 
 Rules:
@@ -9,7 +9,7 @@ Rules:
 - an account is global (one email, one password for every clinic it works at), so from the console an owner may
   disable, enable or reset the password of an account only when it works at this clinic alone — otherwise the
   change would reach into a clinic they do not run.  The operator may;
-- nobody disables their own account.
+- nobody disables their own account or removes themselves.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ _ACTIVE_OWNERS = text(
        WHERE m.clinic_id = :clinic_id AND m.role = 'owner' AND u.disabled_at IS NULL AND u.id <> :except_id"""
 )
 _OTHER_CLINICS = text("SELECT medspa_staff_other_clinics(:id)")
+_REMOVE_MEMBERSHIP = text("DELETE FROM staff_memberships WHERE staff_user_id = :id AND clinic_id = :clinic_id")
 
 
 class StaffAdminError(Exception):
@@ -210,4 +211,25 @@ def reset_password(
     store.set_password_hash(session, staff_user_id, password_hash)
     store.revoke_user_sessions(session, staff_user_id)
     audit.record(session, clinic_id, actor, "staff.password_reset", target_type="staff_user", target_id=staff_user_id)
+    return StaffChange(staff_user_id, user.email)
+
+
+def remove_member(session: Session, clinic_id: int, actor: audit.Actor, staff_user_id: int) -> StaffChange:
+    """Take someone off this clinic's staff (their account, and any other clinic's membership, stay): their next
+    request here is refused.  The way to part with someone who also works at another clinic."""
+    user, membership = _member(session, clinic_id, staff_user_id)
+    if actor.staff_user_id == staff_user_id:
+        raise StaffAdminError("you cannot remove yourself from the staff", kind="conflict")
+    if membership.role == StaffRole.OWNER and user.active:
+        _keeps_an_owner(session, clinic_id, actor, staff_user_id, "removing this owner")
+    session.execute(_REMOVE_MEMBERSHIP, {"id": staff_user_id, "clinic_id": clinic_id})
+    audit.record(
+        session,
+        clinic_id,
+        actor,
+        "staff.removed",
+        target_type="staff_user",
+        target_id=staff_user_id,
+        detail={"role": membership.role.value},
+    )
     return StaffChange(staff_user_id, user.email)

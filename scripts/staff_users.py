@@ -1,5 +1,6 @@
-"""``medspa staff-users …``: the console's staff accounts — bootstrap the first owner, list, disable, reset a
-password, enrol a TOTP second factor, mint an API access token.
+"""``medspa staff-users …``: the console's staff accounts — bootstrap the first owner, list, disable, remove from a
+clinic, reset a password, enrol a TOTP second factor, mint an API access token (the changes are
+``console.staff_admin``'s, shared with the console's owner pages).
 
 Runs as the app role inside the clinic's row-level-security scope, like every staff command; each change is
 written to the clinic's audit log (actor ``cli``).  Passwords are read from the terminal (or one line of
@@ -52,6 +53,7 @@ def register(subparsers: Any) -> None:
     for name, help_text, handler in (
         ("disable", "disable an account (signs it out everywhere; its API tokens stop working)", staff_users_disable),
         ("enable", "enable a disabled account again", staff_users_enable),
+        ("remove", "take someone off this clinic's staff (their account and other clinics stay)", staff_users_remove),
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         cmd.add_argument("email", metavar="EMAIL")
@@ -233,6 +235,18 @@ def staff_users_disable(args: argparse.Namespace) -> int:
 
 def staff_users_enable(args: argparse.Namespace) -> int:
     return _set_disabled(args, False)
+
+
+def staff_users_remove(args: argparse.Namespace) -> int:
+    from console import staff_admin
+    from scripts.common import app_database, clinic_id_for
+
+    clinic_id = clinic_id_for(args.clinic)
+    with app_database().tenant_scope(clinic_id) as session:
+        row = _admin(lambda: staff_admin.member_by_email(session, clinic_id, args.email))
+        _admin(lambda: staff_admin.remove_member(session, clinic_id, _cli_actor(), row.id))
+    print(f"{args.email} removed from {args.clinic}'s staff")
+    return 0
 
 
 def staff_users_reset_password(args: argparse.Namespace) -> int:

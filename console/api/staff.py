@@ -1,5 +1,5 @@
 """Managing the clinic's staff (owners only): add someone with a role (a new account, or an existing one joining
-this clinic), change a role, disable or enable, reset a password.  The rules are ``console.staff_admin``'s — the
+this clinic), change a role, remove from the clinic, disable or enable, reset a password.  The rules are ``console.staff_admin``'s — the
 same ``medspa staff-users`` applies; the list is ``GET /clinics/{clinic_id}/staff`` (``console/api/admin.py``)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class PasswordReset(ApiModel):
 class StaffChanged(BaseModel):
     id: int
     email: str
-    role: str
+    role: str | None  # None: no longer on this clinic's staff
     provider_id: int | None
     disabled: bool
     created: bool = False
@@ -63,14 +63,13 @@ def run_change(call: ApiCall, change: Any) -> StaffChanged:
     except staff_admin.StaffAdminError as exc:
         raise admin_problem(exc) from None
     membership = store.membership_in(call.session, result.staff_user_id, call.clinic.clinic_id)
-    user = store.get_user(call.session, result.staff_user_id)
-    assert membership is not None and user is not None
+    user = store.get_user(call.session, result.staff_user_id) if membership else None
     return StaffChanged(
-        id=user.id,
-        email=user.email,
-        role=membership.role.value,
-        provider_id=membership.provider_id,
-        disabled=not user.active,
+        id=result.staff_user_id,
+        email=result.email,
+        role=membership.role.value if membership else None,
+        provider_id=membership.provider_id if membership else None,
+        disabled=bool(user and not user.active),
         created=result.created,
     )
 
@@ -173,4 +172,19 @@ def reset_staff_password(call: ApiCall) -> StaffChanged:
         lambda actor: staff_admin.reset_password(
             call.session, call.clinic.clinic_id, actor, _target(call), body.password
         ),
+    )
+
+
+@api(
+    "DELETE",
+    "/clinics/{clinic_id:int}/staff/{staff_user_id:int}",
+    summary="Remove someone from this clinic's staff; their account and other clinics stay (owners only)",
+    tag="administration",
+    permission=Permission.STAFF_MANAGE,
+    response=StaffChanged,
+)
+def remove_staff(call: ApiCall) -> StaffChanged:
+    """Not yourself, not the last active owner.  Their next request to this clinic is refused."""
+    return run_change(
+        call, lambda actor: staff_admin.remove_member(call.session, call.clinic.clinic_id, actor, _target(call))
     )

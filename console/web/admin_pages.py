@@ -1,5 +1,5 @@
 """Owner pages: the clinic's settings (hours, closed dates, policies, quiet hours) and its staff (add, change a
-role, disable or enable, reset a password).  Reads and writes are the API's own handlers
+role, remove from the clinic, disable or enable, reset a password).  Reads and writes are the API's own handlers
 (``console/api/settings.py``, ``staff.py``, ``admin.py``)."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from console.api.staff import (
     change_role,
     disable_staff,
     enable_staff,
+    remove_staff,
     reset_staff_password,
 )
 from console.problems import Problem
@@ -184,3 +185,8 @@ def staff_enable(call: ApiCall, data: FormData) -> str | Shown:
 def staff_password(call: ApiCall, data: FormData) -> str | Shown:
     body = {"password": data.get("password")}
     return _staff_change(call, {}, lambda: reset_staff_password(validated(call, PasswordReset, body)), "password")
+
+
+@form("/clinics/{clinic_id:int}/staff/{staff_user_id:int}/remove", permission=Permission.STAFF_MANAGE)
+def staff_remove(call: ApiCall, data: FormData) -> str | Shown:
+    return _staff_change(call, {}, lambda: remove_staff(call), "removed")

@@ -43,6 +43,7 @@ NOTICES = {
     "no-change": "Nothing changed.",
     "added": "Added to the staff.",
     "role": "Role changed.",
+    "removed": "Removed from this clinic's staff.",
     "disabled": "Disabled: signed out everywhere.",
     "enabled": "Enabled.",
     "password": "Password set: their sessions were signed out.",

@@ -17,7 +17,8 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from domain.staff_access import StaffRole
+from console.api import endpoints
+from domain.staff_access import Permission, StaffRole, permissions_of
 from medspa.services import Infrastructure
 from tests.support.console import GLOW, HARBOR, PASSWORD, ConsoleStack, add_patient, provider_ids, running_console
 
@@ -61,6 +62,30 @@ def _tagged_patients(console: ConsoleStack, clinic: int, tag: str, names: list[s
                 text("UPDATE clients SET tags = ARRAY[:tag], marketing_consent = :m WHERE id = :id"),
                 {"tag": tag, "m": "granted" if marketing else "none", "id": patient.client_id},
             )
+
+
+# ------------------------------------------------------------------ every write endpoint and every role
+WRITES = [
+    s
+    for s in endpoints()
+    if s.permission
+    in (Permission.CAMPAIGNS_MANAGE, Permission.KB_MANAGE, Permission.SETTINGS_MANAGE, Permission.STAFF_MANAGE)
+]
+
+
+@pytest.mark.parametrize("role", [MANAGER, FRONT_DESK, PROVIDER])
+def test_each_write_endpoint_refuses_a_role_without_its_permission(console, role):
+    assert len(WRITES) >= 20
+    provider = provider_ids(console.database, GLOW)[0] if role == PROVIDER else None
+    http, headers = _signed_in(console, GLOW, role, provider_id=provider)
+    for spec in WRITES:
+        if spec.permission in permissions_of(role):
+            continue
+        path = "/api/v1" + re.sub(
+            r"\{(\w+)(?::\w+)?\}", lambda m: str(GLOW if m.group(1) == "clinic_id" else 1), spec.path
+        )
+        refused = _problem(http.request(spec.method, path, json={}, headers=headers), 403)
+        assert spec.permission.value in refused["detail"], (spec.method, spec.path)
 
 
 # ------------------------------------------------------------------ campaigns
@@ -367,6 +392,15 @@ def test_staff_management_is_for_owners_and_never_reaches_into_another_clinic(co
     _problem(http.post(f"{base}/{shared.id}/password", json={"password": "taking over harbor"}, headers=headers), 409)
     assert console.post_sign_in(console.client(), shared.email, PASSWORD).status_code == 303, "their password stands"
     assert http.put(f"{base}/{shared.id}/role", json={"role": "manager"}, headers=headers).json()["role"] == "manager"
+    shared_http, _ = console.sign_in(shared)
+    assert shared_http.get(f"/api/v1/clinics/{GLOW}/clients").status_code == 200
+    removed = http.delete(f"{base}/{shared.id}", headers=headers)
+    assert removed.status_code == 200 and removed.json()["role"] is None, removed.text
+    assert shared_http.get(f"/api/v1/clinics/{GLOW}/clients").status_code == 403, "off Glow's staff at once"
+    assert shared_http.get(f"/api/v1/clinics/{HARBOR}/clients").status_code == 200, "still Harbor's owner"
+    assert shared.email not in {m["email"] for m in http.get(base).json()["items"]}
+    assert "yourself" in _problem(http.delete(f"{base}/{me}", headers=headers), 409)["detail"]
+    assert _audit(console, GLOW, "staff.removed", shared.id) == 1
 
     harbor_only = console.add_staff(HARBOR, FRONT_DESK)
     _problem(http.post(f"{base}/{harbor_only.id}/disable", headers=headers), 404)
