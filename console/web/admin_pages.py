@@ -88,6 +88,11 @@ def settings_page(call: ApiCall) -> PageResult:
     return PageResult("settings.html", _settings_context(call, values, notice=notice(call.query.notice)))
 
 
+def _hours(value: str) -> str:
+    value = value.strip()
+    return "closed" if not value or value.lower() == "closed" else value
+
+
 def _number(value: str) -> Any:
     value = value.strip()
     return int(value) if value.lstrip("-").isdigit() else value  # anything else: the validator says why
@@ -97,7 +102,7 @@ def _number(value: str) -> Any:
 def save_settings(call: ApiCall, data: FormData) -> str | Shown:
     values: dict[str, Any] = {**data.as_dict(), **{name: bool(data.get(name)) for name, _ in FLAG_POLICIES}}
     edit = {
-        "business_hours": {day: data.get(f"hours_{day}").strip() or "closed" for day in DAYS},
+        "business_hours": {day: _hours(data.get(f"hours_{day}")) for day in DAYS},
         "holidays": [line.strip() for line in data.get("holidays").replace(",", "\n").splitlines() if line.strip()],
         "policies": {
             "quiet_hours": {"start": data.get("quiet_start"), "end": data.get("quiet_end")},
