@@ -22,7 +22,7 @@ from console.api import endpoints, framework
 from console.api.openapi import openapi_document
 from console.problems import Problem, problem_response
 from console.runtime import ConsoleRuntime, build_runtime
-from console.web import live, notification_pages, pages
+from console.web import forms, live, notification_pages, pages
 from console.web.auth_pages import AuthPages
 from console.web.pages import error_page
 from console.web.render import STATIC
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     runtime = build_runtime(settings, database)
     auth = AuthPages(runtime)
+    forms.feature_pages()  # registers the write features' pages before the page routes are built
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         *live.routes(runtime),
         *notification_pages.routes(runtime),
         *pages.routes(runtime),
+        *forms.routes(runtime),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
     app.state.console = runtime

@@ -4,7 +4,8 @@ The one home of these rules: the console's API and pages, its token minting and 
 
 - ``owner``: everything, and only owners manage staff, clinic settings and campaigns, read the audit log and
   mint API tokens;
-- ``manager``: runs the front of house and reads automations and campaign reports, but changes neither;
+- ``manager``: runs the front of house, keeps the knowledge base, and reads automations and campaign reports,
+  but changes neither;
 - ``front_desk``: patients, conversations (reading them, taking over, replying, handing back), the calendar, the
   catalogue and the knowledge base;
 - ``provider``: their own schedule and their own patients (those with an appointment with them), the catalogue
@@ -33,6 +34,7 @@ class Permission(StrEnum):
     APPOINTMENTS_READ = "appointments:read"
     CATALOG_READ = "catalog:read"
     KB_READ = "kb:read"
+    KB_MANAGE = "kb:manage"
     AUTOMATIONS_READ = "automations:read"
     CAMPAIGNS_READ = "campaigns:read"
     AUDIT_READ = "audit:read"
@@ -63,7 +65,7 @@ _FRONT_DESK = frozenset(
         Permission.KB_READ,
     }
 )
-_MANAGER = _FRONT_DESK | {Permission.AUTOMATIONS_READ, Permission.CAMPAIGNS_READ}
+_MANAGER = _FRONT_DESK | {Permission.AUTOMATIONS_READ, Permission.CAMPAIGNS_READ, Permission.KB_MANAGE}
 
 ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
     StaffRole.OWNER: frozenset(Permission),

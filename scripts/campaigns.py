@@ -195,17 +195,15 @@ def preview_cmd(args: argparse.Namespace) -> int:
 def schedule_cmd(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    from worker.campaigns.lifecycle import schedule_campaign
+    from worker.campaigns.lifecycle import clinic_instant, schedule_campaign
 
     clinic_id, database = _scope(args.clinic)
     with database.tenant_scope(clinic_id) as session:
         tz = session.execute(text("SELECT timezone FROM clinics WHERE id = :id"), {"id": clinic_id}).scalar_one()
         try:
-            at = datetime.fromisoformat(args.at)
+            at = clinic_instant(session, clinic_id, datetime.fromisoformat(args.at))
         except ValueError:
             raise CommandError(f"--at must be an ISO date-time like 2026-03-02T10:00, got {args.at!r}") from None
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=ZoneInfo(tz))
         status = _run(lambda: schedule_campaign(session, clinic_id, args.campaign_id, at, _now()))
     if status == "sending":
         _enqueue_runner(clinic_id, args.campaign_id)

@@ -63,7 +63,8 @@ def register(subparsers: Any) -> None:
 def clinic_apply(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import IntegrityError
 
-    from scripts.clinic_config import (
+    from scripts.common import owner_database
+    from worker.clinic_config import (
         ClinicConfigError,
         desired_state,
         diff_states,
@@ -73,7 +74,6 @@ def clinic_apply(args: argparse.Namespace) -> int:
         read_state,
         write_state,
     )
-    from scripts.common import owner_database
 
     try:
         desired = desired_state(load_clinic_file(args.file))
@@ -134,8 +134,8 @@ def _confirm(prompt: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------- export and list
 def clinic_export(args: argparse.Namespace) -> int:
-    from scripts.clinic_config import dump_yaml, read_state, state_to_file
     from scripts.common import owner_database
+    from worker.clinic_config import dump_yaml, read_state, state_to_file
 
     with owner_database().directory_scope() as session:
         state = read_state(session, args.slug)

@@ -63,10 +63,12 @@ def register(subparsers: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- files
 def slug_for(path: Path) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")
+    from worker.knowledge import article_slug
+
+    slug = article_slug(path.stem)
     if not slug:
         raise CommandError(f"{path}: cannot make an article slug from this file name")
-    return slug[:128]
+    return slug
 
 
 def read_article(path: Path) -> tuple[str, str]:
@@ -198,11 +200,10 @@ def kb_show(args: argparse.Namespace) -> int:
 
 def kb_delete(args: argparse.Namespace) -> int:
     from scripts.common import app_database, clinic_id_for
+    from worker.knowledge import delete_article
 
     with app_database().tenant_scope(clinic_id_for(args.clinic)) as session:
-        deleted = session.execute(
-            text("DELETE FROM kb_documents WHERE slug = :s RETURNING id"), {"s": args.slug}
-        ).scalar_one_or_none()
+        deleted = delete_article(session, slug=args.slug)
     if deleted is None:
         raise CommandError(f"no article {args.slug!r} at clinic {args.clinic!r} (see: medspa kb list)")
     print(f"deleted article {args.slug}")

@@ -1,5 +1,6 @@
-"""``medspa staff-users …``: the console's staff accounts — bootstrap the first owner, list, disable, reset a
-password, enrol a TOTP second factor, mint an API access token.
+"""``medspa staff-users …``: the console's staff accounts — bootstrap the first owner, list, disable, remove from a
+clinic, reset a password, enrol a TOTP second factor, mint an API access token (the changes are
+``console.staff_admin``'s, shared with the console's owner pages).
 
 Runs as the app role inside the clinic's row-level-security scope, like every staff command; each change is
 written to the clinic's audit log (actor ``cli``).  Passwords are read from the terminal (or one line of
@@ -52,6 +53,7 @@ def register(subparsers: Any) -> None:
     for name, help_text, handler in (
         ("disable", "disable an account (signs it out everywhere; its API tokens stop working)", staff_users_disable),
         ("enable", "enable a disabled account again", staff_users_enable),
+        ("remove", "take someone off this clinic's staff (their account and other clinics stay)", staff_users_remove),
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         cmd.add_argument("email", metavar="EMAIL")
@@ -137,49 +139,53 @@ def _cli_actor() -> Any:
 
 
 # ------------------------------------------------------------------ commands
-def staff_users_add(args: argparse.Namespace) -> int:
-    from sqlalchemy import text
+def _admin(fn: Any) -> Any:
+    """Run a ``console.staff_admin`` change; its refusals are one-line command errors."""
+    from console.staff_admin import StaffAdminError
 
-    from console import audit, store
-    from console.passwords import hash_password
+    try:
+        return fn()
+    except StaffAdminError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def staff_users_add(args: argparse.Namespace) -> int:
+    from console import staff_admin, store
     from domain.staff_access import StaffRole
     from scripts.common import app_database, clinic_id_for
 
     email = args.email.strip()
-    if "@" not in email or len(email) > 320:
-        raise CommandError(f"{email!r} is not an email address")
     role = StaffRole(args.role)
     if (role == StaffRole.PROVIDER) != bool(args.provider):
         raise CommandError("--provider SLUG goes with --role provider (and only with it)")
     clinic_id = clinic_id_for(args.clinic)
     with app_database().tenant_scope(clinic_id) as session:
-        provider_id = None
-        if args.provider:
-            provider_id = session.execute(
-                text("SELECT id FROM providers WHERE slug = :s"), {"s": args.provider}
-            ).scalar()
-            if provider_id is None:
-                raise CommandError(f"no provider {args.provider!r} in this clinic")
+        provider_id = _admin(lambda: staff_admin.provider_id_for(session, args.provider)) if args.provider else None
         existing = store.find_for_sign_in(session, email)
-        if existing is None:
-            password_hash = None if args.no_password else hash_password(_read_password(args.password_stdin))
-            user_id = store.create_user(session, email=email, display_name=args.name, password_hash=password_hash)
-            created = True
-        else:
+        if existing is not None and store.membership_in(session, existing.id, clinic_id) is not None:
             if args.password_stdin:
                 raise CommandError(f"{email} already has an account: use reset-password to change its password")
-            user_id, created = existing.id, False
-        store.set_membership(session, clinic_id=clinic_id, staff_user_id=user_id, role=role, provider_id=provider_id)
-        audit.record(
-            session,
-            clinic_id,
-            _cli_actor(),
-            "staff.added" if created else "staff.role_set",
-            target_type="staff_user",
-            target_id=user_id,
-            detail={"role": role.value, "provider_id": provider_id},
-        )
-    print(f"{'Added' if created else 'Updated'} {email} as {role.value} of {args.clinic} (staff user {user_id})")
+            change = _admin(
+                lambda: staff_admin.set_role(session, clinic_id, _cli_actor(), existing.id, role, provider_id)
+            )
+        else:
+            password = None if existing is not None or args.no_password else _read_password(args.password_stdin)
+            if existing is not None and args.password_stdin:
+                raise CommandError(f"{email} already has an account: use reset-password to change its password")
+            change = _admin(
+                lambda: staff_admin.add_staff(
+                    session,
+                    clinic_id,
+                    _cli_actor(),
+                    email=email,
+                    role=role,
+                    provider_id=provider_id,
+                    display_name=args.name,
+                    password=password,
+                )
+            )
+    verb = "Added" if change.created else "Updated"
+    print(f"{verb} {email} as {role.value} of {args.clinic} (staff user {change.staff_user_id})")
     return 0
 
 
@@ -212,21 +218,13 @@ def staff_users_list(args: argparse.Namespace) -> int:
 
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
-    from console import audit, store
+    from console import staff_admin
     from scripts.common import app_database, clinic_id_for
 
     clinic_id = clinic_id_for(args.clinic)
     with app_database().tenant_scope(clinic_id) as session:
-        row, _ = _member(session, clinic_id, args.email)
-        store.set_disabled(session, row.id, disabled)
-        audit.record(
-            session,
-            clinic_id,
-            _cli_actor(),
-            "staff.disabled" if disabled else "staff.enabled",
-            target_type="staff_user",
-            target_id=row.id,
-        )
+        row = _admin(lambda: staff_admin.member_by_email(session, clinic_id, args.email))
+        _admin(lambda: staff_admin.set_disabled(session, clinic_id, _cli_actor(), row.id, disabled))
     print(f"{args.email} {'disabled (signed out everywhere)' if disabled else 'enabled'}")
     return 0
 
@@ -239,20 +237,27 @@ def staff_users_enable(args: argparse.Namespace) -> int:
     return _set_disabled(args, False)
 
 
+def staff_users_remove(args: argparse.Namespace) -> int:
+    from console import staff_admin
+    from scripts.common import app_database, clinic_id_for
+
+    clinic_id = clinic_id_for(args.clinic)
+    with app_database().tenant_scope(clinic_id) as session:
+        row = _admin(lambda: staff_admin.member_by_email(session, clinic_id, args.email))
+        _admin(lambda: staff_admin.remove_member(session, clinic_id, _cli_actor(), row.id))
+    print(f"{args.email} removed from {args.clinic}'s staff")
+    return 0
+
+
 def staff_users_reset_password(args: argparse.Namespace) -> int:
-    from console import audit, store
-    from console.passwords import hash_password
+    from console import staff_admin
     from scripts.common import app_database, clinic_id_for
 
     clinic_id = clinic_id_for(args.clinic)
     password = _read_password(args.password_stdin)
     with app_database().tenant_scope(clinic_id) as session:
-        row, _ = _member(session, clinic_id, args.email)
-        store.set_password_hash(session, row.id, hash_password(password))
-        store.revoke_user_sessions(session, row.id)
-        audit.record(
-            session, clinic_id, _cli_actor(), "staff.password_reset", target_type="staff_user", target_id=row.id
-        )
+        row = _admin(lambda: staff_admin.member_by_email(session, clinic_id, args.email))
+        _admin(lambda: staff_admin.reset_password(session, clinic_id, _cli_actor(), row.id, password))
     print(f"Password of {args.email} reset; their sessions are signed out")
     return 0
 

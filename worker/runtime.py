@@ -50,6 +50,7 @@ ACTOR_MODULES: tuple[str, ...] = (
     "worker.visit_actors",
     "worker.frontdesk_actors",
     "worker.notification_actors",
+    "worker.knowledge_actors",
 )
 
 _container: Container | None = None

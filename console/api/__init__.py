@@ -9,13 +9,17 @@ def endpoints() -> list[EndpointSpec]:
     """Every endpoint (importing the feature modules registers theirs)."""
     from console.api import (  # noqa: F401
         admin,
+        campaigns,
         clients,
         content,
         conversations,
         conversations_write,
+        knowledge,
         me,
         notifications,
         schedule,
+        settings,
+        staff,
     )
 
     return ENDPOINTS

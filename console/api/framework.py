@@ -123,7 +123,7 @@ class ApiCall:
     body: Any
     facts: RequestFacts
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    after_commit: list[Callable[[], None]] = field(default_factory=list)  # run once the transaction committed
+    after_commit: list[Callable[[], object]] = field(default_factory=list)  # e.g. enqueue a job; run once committed
 
     @property
     def clinic(self) -> ClinicAccess:
@@ -267,19 +267,19 @@ def _run(
                 raise validation_problem(exc, "request body") from None
         call = ApiCall(runtime, session, principal, access, path_params, query, body, facts)
         result = spec.handler(call)
+        payload: Any = result if isinstance(result, BinaryFile) else result.model_dump(mode="json")
     run_after_commit(call)
-    if isinstance(result, BinaryFile):
-        return spec.status_code, result
-    return spec.status_code, result.model_dump(mode="json")
+    return spec.status_code, payload
 
 
 def run_after_commit(call: ApiCall) -> None:
-    """Hand committed work on (enqueue by actor name, live events); a failure here never undoes the commit."""
+    """What the handler left for after its transaction committed (never before: a job must find its rows); a failure
+    here never undoes the commit (the sweepers pick committed work up)."""
     for hook in call.after_commit:
         try:
             hook()
-        except Exception as exc:  # noqa: BLE001 - the sweepers pick committed work up
-            log.warning("after-commit step failed", extra={"error": type(exc).__name__})
+        except Exception as exc:  # noqa: BLE001 - the change is committed; a lost follow-up is logged, not a failure
+            log.warning("after-commit step failed", extra={"error": type(exc).__name__, "path": call.facts.path})
 
 
 def _endpoint(spec: EndpointSpec, runtime: ConsoleRuntime) -> Callable[[Request], Any]:

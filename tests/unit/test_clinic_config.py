@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medspa.settings import REPO_ROOT
-from scripts.clinic_config import (
+from worker.clinic_config import (
     ClinicConfigError,
     desired_state,
     diff_states,
@@ -71,7 +71,8 @@ def test_glow_file_describes_the_seeded_demo_clinic() -> None:
         (lambda d: d["providers"][0].update(skills=["lasers"]), "unknown service 'lasers'"),
         (lambda d: d["services"][0].update(price=12), "services[neurotoxin].price: unknown field"),
         (lambda d: d["services"][1].update(duration_min=0), "services[signature-facial].duration_min"),
-        (lambda d: d["business_hours"].update(tue=["18:00-10:00"]), "ends before it starts"),
+        (lambda d: d["business_hours"].update(tue=["18:00-10:00"]), "business_hours: tue: time range 18:00-10:00 ends"),
+        (lambda d: d["policies"].update(quiet_hours={"start": "21:00", "end": "08:00"}), "must start before it ends"),
         (lambda d: d["business_hours"].update(tue=["10:00-14:00", "13:00-18:00"]), "overlap"),
         (lambda d: d["business_hours"].update(funday=["10:00-14:00"]), "unknown day 'funday'"),
         (lambda d: d.update(slug="Willow Skin"), "invalid slug"),
@@ -179,7 +180,7 @@ def test_a_contraindication_edit_is_one_diff_line() -> None:
 
 def test_the_file_schema_knows_exactly_the_conditions_the_screen_reads() -> None:
     from domain.screening import CONDITIONS
-    from scripts.clinic_config import SCREENING_CONDITIONS, ContraindicationSpec
+    from worker.clinic_config import SCREENING_CONDITIONS, ContraindicationSpec
 
     assert tuple(SCREENING_CONDITIONS) == CONDITIONS
     assert set(ContraindicationSpec.model_fields["condition"].annotation.__args__) == set(CONDITIONS)
@@ -197,3 +198,20 @@ def test_missed_call_and_vision_settings_are_stored_only_when_written():
     data["policies"]["missed_calls"] = {"daily_cap": 50}
     with pytest.raises(ClinicConfigError, match="missed_calls.daily_cap"):
         parse_clinic(data, "x.yaml")
+
+
+def test_the_console_edits_the_settings_part_of_the_file_by_the_same_rules() -> None:
+    from worker.clinic_config import parse_settings, settings_changes, settings_values
+
+    settings = parse_settings({"business_hours": {"mon": "09:00-12:00, 13:00-17:00"}, "holidays": ["2031-12-25"]})
+    values = settings_values(settings)
+    assert values["business_hours"]["mon"] == [["09:00", "12:00"], ["13:00", "17:00"]]
+    assert values["business_hours"]["sun"] == [] and values["holidays"] == ["2031-12-25"]
+    assert values["policies"]["quiet_hours"] == {"start": "08:00", "end": "21:00"}, "the file's defaults"
+    with pytest.raises(ClinicConfigError, match="policies.deposit_hold_minutes"):
+        parse_settings({"policies": {"deposit_hold_minutes": 0}})
+    with pytest.raises(ClinicConfigError, match="slug: unknown field"):
+        parse_settings({"slug": "not-editable-here"})
+    edited = settings_values(parse_settings({**values, "holidays": []}))
+    lines = [c.line() for c in settings_changes("glow", values, edited)]
+    assert lines == ['~ clinic glow: holidays ["2031-12-25"] -> []']

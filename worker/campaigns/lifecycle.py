@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -165,6 +166,14 @@ def campaign_status(database: Database, clinic_id: int, campaign_id: int) -> str
 
 
 # ------------------------------------------------------------------ state changes
+def clinic_instant(session: Session, clinic_id: int, at: datetime) -> datetime:
+    """``at`` as an instant: a date-time written without an offset is the clinic's local time."""
+    if at.tzinfo is not None:
+        return at
+    zone = session.execute(text(_CLINIC_ZONE), {"id": clinic_id}).scalar_one()
+    return at.replace(tzinfo=ZoneInfo(zone))
+
+
 def schedule_campaign(session: Session, clinic_id: int, campaign_id: int, at: datetime, now: datetime) -> str:
     """Schedule for ``at`` (or send now when ``at`` is not in the future).  Returns the new status."""
     campaign = get_campaign(session, clinic_id, campaign_id, lock=True)

@@ -123,7 +123,11 @@ def parse_week(value: Any) -> dict[str, list[list[str]]]:
         raise ValueError(f"unknown day {unknown[0]!r} (use mon, tue, wed, thu, fri, sat, sun)")
     week: dict[str, list[list[str]]] = {day: [] for day in DAYS}
     for key, ranges in value.items():
-        week[str(key).lower()[:3]] = parse_ranges(ranges)
+        day = str(key).lower()[:3]
+        try:
+            week[day] = parse_ranges(ranges)
+        except ValueError as exc:
+            raise ValueError(f"{day}: {exc}") from None
     return week
 
 
@@ -155,6 +159,8 @@ class PhoneNumbers(_Strict):
 
 
 class QuietHours(_Strict):
+    """When reminders and other automated texts may go out (recipient-local); marketing keeps 08:00-21:00."""
+
     start: str = "08:00"
     end: str = "21:00"
 
@@ -162,6 +168,12 @@ class QuietHours(_Strict):
     @classmethod
     def _time(cls, value: Any) -> str:
         return _clock(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> QuietHours:
+        if self.start >= self.end:  # HH:MM strings order like the times they name
+            raise ValueError(f"the window {self.start}-{self.end} must start before it ends (same day)")
+        return self
 
 
 class MissedCallsSpec(_Strict):
@@ -316,7 +328,21 @@ def _check_slug(value: str) -> str:
     return value
 
 
-class ClinicFile(_Strict):
+class ClinicSettings(_Strict):
+    """The part of a clinic file staff may also edit from the console: opening hours, closed dates, policies
+    (quiet hours among them).  ``ClinicFile`` is this plus the rest, so both are validated by the same rules."""
+
+    business_hours: dict[str, list[list[str]]] = Field(default_factory=lambda: parse_week({}))
+    holidays: list[date] = Field(default_factory=list)
+    policies: Policies = Field(default_factory=Policies)
+
+    @field_validator("business_hours", mode="before")
+    @classmethod
+    def _hours(cls, value: Any) -> dict[str, list[list[str]]]:
+        return parse_week(value)
+
+
+class ClinicFile(ClinicSettings):
     slug: str
     name: str = Field(min_length=1)
     timezone: str
@@ -324,9 +350,6 @@ class ClinicFile(_Strict):
     public_key: str | None = Field(default=None, description="web chat widget key (not a secret)")
     address: str = ""
     phone_numbers: PhoneNumbers
-    business_hours: dict[str, list[list[str]]] = Field(default_factory=lambda: parse_week({}))
-    holidays: list[date] = Field(default_factory=list)
-    policies: Policies = Field(default_factory=Policies)
     chat_origins: list[str] = Field(default_factory=list)
     providers: list[ProviderSpec] = Field(default_factory=list)
     services: list[ServiceSpec] = Field(default_factory=list)
@@ -341,11 +364,6 @@ class ClinicFile(_Strict):
     @classmethod
     def _tz(cls, value: str) -> str:
         return check_timezone(value)
-
-    @field_validator("business_hours", mode="before")
-    @classmethod
-    def _hours(cls, value: Any) -> dict[str, list[list[str]]]:
-        return parse_week(value)
 
     @field_validator("chat_origins")
     @classmethod
@@ -430,6 +448,30 @@ def _first_error(exc: ValidationError, data: Any) -> str:
     return f"{where}: {message}" if where else message
 
 
+def parse_settings(data: Any) -> ClinicSettings:
+    """The console's edit of a clinic's settings, validated like the file; one clear line on the first error."""
+    if not isinstance(data, dict):
+        raise ClinicConfigError("expected a mapping of settings")
+    try:
+        return ClinicSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ClinicConfigError(_first_error(exc, data)) from None
+
+
+def settings_values(settings: ClinicSettings) -> dict[str, Any]:
+    """The stored form of the settings (what ``desired_state`` writes to the clinic row for these fields)."""
+    return {
+        "business_hours": settings.business_hours,
+        "holidays": sorted({d.isoformat() for d in settings.holidays}),
+        "policies": _policies(settings.policies),
+    }
+
+
+def settings_changes(slug: str, current: dict[str, Any], desired: dict[str, Any]) -> list[Change]:
+    """What storing ``desired`` settings over ``current`` would change, one line per field (as ``apply`` shows)."""
+    return _field_changes(f"clinic {slug}", current, desired, SETTINGS_FIELDS)
+
+
 def parse_clinic(data: Any, source: str = "clinic file") -> ClinicFile:
     if not isinstance(data, dict):
         raise ClinicConfigError(f"{source}: expected a YAML mapping at the top level")
@@ -485,6 +527,7 @@ CLINIC_FIELDS = (
     "policies",
     "chat_origins",
 )
+SETTINGS_FIELDS = ("business_hours", "holidays", "policies")  # the fields of ``ClinicSettings``
 PROVIDER_FIELDS = ("name", "title", "calendar_id", "working_hours", "skills")
 SERVICE_FIELDS = (
     "name",
@@ -521,9 +564,7 @@ def desired_state(spec: ClinicFile) -> ClinicState:
         "phone": spec.phone_numbers.front_desk,
         "oncall_phone": spec.phone_numbers.on_call,
         "address": spec.address,
-        "business_hours": spec.business_hours,
-        "holidays": sorted({d.isoformat() for d in spec.holidays}),
-        "policies": _policies(spec.policies),
+        **settings_values(spec),
         "chat_origins": list(spec.chat_origins),
     }
     providers = {
