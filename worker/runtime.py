@@ -42,7 +42,12 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 # The modules that define actors (imported when a broker is started, by name: they import this module).
-ACTOR_MODULES: tuple[str, ...] = ("worker.pipeline_actors", "worker.payment_actors", "worker.automation_actors")
+ACTOR_MODULES: tuple[str, ...] = (
+    "worker.pipeline_actors",
+    "worker.payment_actors",
+    "worker.automation_actors",
+    "worker.waitlist_actors",
+)
 
 _container: Container | None = None
 _limiter: SmsRateLimiter | None = None

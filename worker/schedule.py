@@ -21,4 +21,5 @@ SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("retry_deposit_refunds", "retry_deposit_refunds", "scheduled", 300),
     ScheduledJob("run_automations", "run_automations", "scheduled", 60),
     ScheduledJob("tick_campaigns", "tick_campaigns", "scheduled", 30),
+    ScheduledJob("tick_waitlist", "tick_waitlist", "scheduled", 20),  # waitlist offers and their holds
 )

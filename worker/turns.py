@@ -42,6 +42,7 @@ from worker.conversations import (
 from worker.leases import HeldLease
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
+from worker.waitlist.replies import answer_offer
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,10 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
         )
     now = container.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
+        # A YES to a waitlist offer texted since the patient last wrote books it (or hears it was taken).
+        offer_turn = answer_offer(container, snapshot, fresh[0], now)
+        if offer_turn is not None:
+            return offer_turn
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
         with container.database.tenant_scope(snapshot.clinic_id) as session:
             confirmation = handle_reminder_reply(session, snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)
