@@ -186,7 +186,9 @@ class JoinWaitlist(ToolArgs):
     them when they agree). When a matching time opens they get a text and the first to reply YES books it."""
 
     service: str = Field(description="Treatment name, e.g. 'botox'.")
-    provider: str | None = Field(default=None, description="Provider name if the patient wants only them; null = anyone.")
+    provider: str | None = Field(
+        default=None, description="Provider name if the patient wants only them; null = anyone."
+    )
     days: list[Weekday] | None = Field(default=None, description="Days of the week that suit; null = any day.")
     time_of_day: TimeOfDay | None = Field(default=None, description="Part of the day that suits; null = any.")
     earliest: str | None = Field(default=None, description="Earliest local start HH:MM; null = none.")

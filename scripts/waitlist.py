@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
     sub = waitlist.add_subparsers(dest="waitlist_command", metavar="SUBCOMMAND", required=True)
 
     listing = sub.add_parser(
-        "list", help="active entries, earliest first", description="List waitlist entries in the order they are offered."
+        "list",
+        help="active entries, earliest first",
+        description="List waitlist entries in the order they are offered.",
     )
     add_clinic_argument(listing)
     listing.add_argument("--service", metavar="SLUG", help="only this treatment")

@@ -67,7 +67,9 @@ WHERE clinic_id = :c AND provider_id = :p AND status IN ('pending_deposit', 'boo
 """
 _OFFERED = "SELECT entry_id FROM waitlist_offers WHERE opening_id = :o"
 _HOLDING = "SELECT DISTINCT client_id FROM waitlist_offers WHERE clinic_id = :c AND status = 'held'"
-_RECIPIENT = f"SELECT c.id AS client_id, c.name, {RECIPIENT_COLUMNS}, 0 AS week, 0 AS ever FROM clients c WHERE c.id = :id"
+_RECIPIENT = (
+    f"SELECT c.id AS client_id, c.name, {RECIPIENT_COLUMNS}, 0 AS week, 0 AS ever FROM clients c WHERE c.id = :id"
+)
 _INSERT_OFFER = """
 INSERT INTO waitlist_offers (clinic_id, opening_id, entry_id, client_id, service_id, provider_id, starts_at, status,
                              expires_at)

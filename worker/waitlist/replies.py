@@ -80,7 +80,9 @@ def answer_offer(container: Container, snapshot: Snapshot, message: PendingMessa
         previous = session.execute(
             text(_PREVIOUS_INBOUND), {"c": clinic_id, "client": client_id, "current": message.id}
         ).scalar_one_or_none()
-        if not answers_offer(offer["status"], offer["answered_at"], offer["created_at"], offer["starts_at"], previous, now):
+        if not answers_offer(
+            offer["status"], offer["answered_at"], offer["created_at"], offer["starts_at"], previous, now
+        ):
             return None
         offer = dict(offer)
         if offer["status"] == "taken" or offer["opening_status"] == "filled":
