@@ -1,0 +1,163 @@
+"""The waitlist end to end: a staff cancellation (the real `medspa appointments cancel`) frees a slot, the
+scheduled waitlist job texts the first waitlister with a hold, the hold lapses and the job moves on to the next,
+and two YESes arriving together through the real Twilio webhook give exactly one booking and one "sorry, it was
+taken" — the booking's exclusion constraint decides.  Real app over HTTP, real worker, real Postgres and Redis; a
+fresh clinic (applied through the CLI), so nothing another test freed is offered here."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from db.engine import Database
+from medspa.services import Infrastructure
+from tests.e2e.test_cli_clinic import medspa, new_clinic_file
+from tests.e2e.test_cli_day_to_day import TZ, NewClinic, book, next_weekday, phone
+from worker.waitlist import store
+
+
+@pytest.fixture()
+def willow(infra: Infrastructure, owner_engine: Engine, tmp_path: Path) -> NewClinic:
+    """A fresh clinic applied through the CLI: nothing another test freed is offered here."""
+    path, data = new_clinic_file(tmp_path, owner_engine)
+    result = medspa(infra, "clinic", "apply", str(path), "--yes")
+    assert result.returncode == 0, result.stderr
+    with owner_engine.connect() as conn:
+        clinic_id = conn.execute(text("SELECT id FROM clinics WHERE slug = :s"), {"s": data["slug"]}).scalar_one()
+    return NewClinic(data["slug"], int(clinic_id), data["phone_numbers"]["sms"][0])
+
+
+def _waitlister(database: Database, clinic: NewClinic, name: str, day: datetime) -> tuple[str, int]:
+    number = phone()
+    with database.tenant_scope(clinic.id) as session:
+        client_id = int(
+            session.execute(
+                text(
+                    """INSERT INTO clients (clinic_id, phone_e164, name, consent_state)
+                       VALUES (:c, :p, :n, 'opted_in') RETURNING id"""
+                ),
+                {"c": clinic.id, "p": number, "n": name},
+            ).scalar_one()
+        )
+        service_id = int(session.execute(text("SELECT id FROM services WHERE slug = 'signature-facial'")).scalar_one())
+        store.join(
+            session,
+            clinic.id,
+            client_id,
+            service_id=service_id,
+            provider_id=None,
+            windows=(),
+            date_from=day.date(),
+            date_to=day.date(),
+            conversation_id=None,
+        )
+    return number, client_id
+
+
+def _entry_status(database: Database, clinic: NewClinic, client_id: int) -> str:
+    with database.tenant_scope(clinic.id) as session:
+        return str(
+            session.execute(
+                text("SELECT status FROM waitlist_entries WHERE client_id = :c ORDER BY id DESC LIMIT 1"),
+                {"c": client_id},
+            ).scalar_one()
+        )
+
+
+def _live_at(database: Database, clinic: NewClinic, start: datetime) -> list[int]:
+    with database.tenant_scope(clinic.id) as session:
+        return [
+            int(c)
+            for c in session.execute(
+                text(
+                    """SELECT client_id FROM appointments
+                       WHERE starts_at = :s AND status IN ('pending_deposit', 'booked', 'confirmed')"""
+                ),
+                {"s": start},
+            ).scalars()
+        ]
+
+
+def test_a_cancellation_fills_from_the_waitlist_with_one_booking_under_two_concurrent_yeses(
+    infra: Infrastructure, database: Database, willow: NewClinic, tmp_path: Path
+) -> None:
+    clinic = willow
+    from tests.support.stack import running_stack
+    from worker.sending import enqueue
+
+    day = next_weekday(2)  # a Wednesday: Lena works 10:00-18:00
+    booking = book(database, clinic, day=day, at="11:00")
+    start = booking.starts_at
+    first, first_id = _waitlister(database, clinic, "Ada First", start)
+    second, second_id = _waitlister(database, clinic, "Bea Second", start)
+    third, third_id = _waitlister(database, clinic, "Cy Third", start)
+
+    with running_stack(infra, tmp_path) as (stack, _):
+        # Two days before, mid-morning at the clinic: inside the texting window.
+        stack.clock.set(datetime.combine(day - timedelta(days=2), datetime.min.time(), TZ).replace(hour=10))
+        cancelled = medspa(
+            infra, "appointments", "cancel", str(booking.appointment_id), "--clinic", clinic.slug, "--reason", "Sick"
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert _live_at(database, clinic, start) == []
+
+        # The scheduled job: the first on the list is offered the slot with a hold.
+        enqueue("tick_waitlist")
+        (offer,) = stack.wait_replies(first, 1)
+        assert "Reply YES within 15 min" in offer and "Willow signature facial" in offer, offer
+        assert stack.replies_to(second) == [] and stack.replies_to(third) == []
+
+        # The hold lapses: the job moves on to the next person.
+        stack.clock.set(stack.clock.now() + timedelta(minutes=16))
+        enqueue("tick_waitlist")
+        (offer_b,) = stack.wait_replies(second, 1)
+        assert "Reply YES within 15 min" in offer_b
+        assert len(stack.replies_to(first)) == 1 and stack.replies_to(third) == []
+
+        # Both answer at once (the first one late): exactly one booking, one "sorry, it was taken".
+        barrier = threading.Barrier(2)
+
+        def say_yes(number: str) -> None:
+            barrier.wait(timeout=10)
+            stack.send_sms(clinic.number, number, "YES")
+
+        senders = [threading.Thread(target=say_yes, args=(n,)) for n in (first, second)]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=30)
+        stack.wait_replies(first, 2)
+        stack.wait_replies(second, 2)
+        stack.wait_idle(clinic.id)
+
+        answers = {number: stack.replies_to(number)[-1] for number in (first, second)}
+        booked = [n for n, body in answers.items() if body.startswith("You're booked")]
+        sorry = [n for n, body in answers.items() if "sorry, it was taken" in body.lower()]
+        assert len(booked) == 1 and len(sorry) == 1, answers
+        winner_id, loser_id = (first_id, second_id) if booked == [first] else (second_id, first_id)
+        assert _live_at(database, clinic, start) == [winner_id]
+        assert _entry_status(database, clinic, winner_id) == "booked"
+        assert _entry_status(database, clinic, loser_id) == "active"  # still on the list
+        assert "still on the waitlist" in answers[sorry[0]]
+        # The booking went through the agent's booking tool (audited like any tool call).
+        calls = stack.tool_calls(booked[0], clinic.id)
+        assert [c["name"] for c in calls] == ["book_appointment"] and calls[0]["ok"]
+
+        # The slot is filled: the job never offers it again, so the third person is not texted about it.
+        assert _opening_statuses(database, clinic) == ["filled"]
+        assert _offered_clients(database, clinic) == [first_id, second_id]
+        assert stack.replies_to(third) == [] and third_id not in _live_at(database, clinic, start)
+
+
+def _opening_statuses(database: Database, clinic: NewClinic) -> list[str]:
+    with database.tenant_scope(clinic.id) as session:
+        return [str(s) for s in session.execute(text("SELECT status FROM waitlist_openings ORDER BY id")).scalars()]
+
+
+def _offered_clients(database: Database, clinic: NewClinic) -> list[int]:
+    with database.tenant_scope(clinic.id) as session:
+        return [int(c) for c in session.execute(text("SELECT client_id FROM waitlist_offers ORDER BY id")).scalars()]
