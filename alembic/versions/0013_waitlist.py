@@ -56,9 +56,7 @@ def upgrade() -> None:
         sa.Column("removed_reason", sa.Text(), server_default="", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "status IN ('active','booked','removed')", name=op.f("ck_waitlist_entries_status_valid")
-        ),
+        sa.CheckConstraint("status IN ('active','booked','removed')", name=op.f("ck_waitlist_entries_status_valid")),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinics.id"], name=op.f("fk_waitlist_entries_clinic_id_clinics"), ondelete="CASCADE"
         ),

@@ -70,13 +70,14 @@ def answer_offer(container: Container, snapshot: Snapshot, message: PendingMessa
     """The turn for a YES about a waitlist offer, or None when the YES is about something else."""
     clinic_id, client_id = snapshot.clinic_id, snapshot.client_id
     with container.database.tenant_scope(clinic_id) as session:
-        offer = (
+        found = (
             session.execute(text(_LATEST_OFFER), {"c": clinic_id, "client": client_id, "now": now})
             .mappings()
             .one_or_none()
         )
-        if offer is None:
+        if found is None:
             return None
+        offer: dict[str, Any] = dict(found)
         previous = session.execute(
             text(_PREVIOUS_INBOUND), {"c": clinic_id, "client": client_id, "current": message.id}
         ).scalar_one_or_none()
@@ -84,7 +85,6 @@ def answer_offer(container: Container, snapshot: Snapshot, message: PendingMessa
             offer["status"], offer["answered_at"], offer["created_at"], offer["starts_at"], previous, now
         ):
             return None
-        offer = dict(offer)
         if offer["status"] == "taken" or offer["opening_status"] == "filled":
             session.execute(text(_TAKEN), {"id": offer["id"], "now": now})
             log.info("waitlist yes after the slot was filled", extra={"clinic_id": clinic_id, "offer_id": offer["id"]})

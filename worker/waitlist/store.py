@@ -100,7 +100,7 @@ def remove(session: Session, clinic_id: int, entry_id: int, reason: str) -> bool
     return session.execute(text(_REMOVE), {"c": clinic_id, "id": entry_id, "reason": reason}).first() is not None
 
 
-def entry_of(row: Mapping[str, Any]) -> Entry:
+def entry_of(row: Mapping[Any, Any]) -> Entry:
     return Entry(
         id=int(row["id"]),
         client_id=int(row["client_id"]),
