@@ -3,8 +3,8 @@ the next fitting waitlister (``domain.waitlist.candidates``) — one text throug
 the clinic's quiet hours (``domain.audience.decide``, transactional).
 
 Safe with two scheduler replicas or an overlapping run: each opening is handled in its own transaction with its
-row locked (``FOR UPDATE SKIP LOCKED``), an offer is unique per (opening, entry), and its text's dedupe key is
-the offer's id.  Outside the recipient's window nobody is offered yet (a 15-minute hold at night helps nobody):
+row locked and a per-clinic advisory lock (one offer decision at a time, so nobody is offered two slots at
+once), an offer is unique per (opening, entry), and its text's dedupe key is the offer's id.  Outside the recipient's window nobody is offered yet (a 15-minute hold at night helps nobody):
 the opening waits for the next run inside the window.
 """
 
@@ -126,6 +126,10 @@ def _offer_opening(
     now: datetime,
     result: TickResult,
 ) -> None:
+    # One offer decision at a time per clinic (an overlapping run waits here): "holding another offer" holds.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('waitlist_offers'), CAST(:c AS integer))"), {"c": clinic_id}
+    )
     row = session.execute(text(_LOCK_OPENING), {"id": opening_id}).mappings().one_or_none()
     if row is None:
         return  # handled by a concurrent run, or no longer open
