@@ -171,7 +171,6 @@ class Policies(BaseModel):
     deposit_policy: str = ""
     deposit_refund_outside_window: bool = True
     deposit_hold_minutes: int = Field(default=60, ge=1)
-    waitlist_hold_minutes: int = Field(default=15, ge=1)  # how long a waitlist offer is held (domain/waitlist.py)
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     marketing_cap_per_week: int = Field(default=2, ge=0)
     opt_out_footer: str = "Reply STOP to opt out."

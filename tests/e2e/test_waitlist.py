@@ -161,3 +161,37 @@ def _opening_statuses(database: Database, clinic: NewClinic) -> list[str]:
 def _offered_clients(database: Database, clinic: NewClinic) -> list[int]:
     with database.tenant_scope(clinic.id) as session:
         return [int(c) for c in session.execute(text("SELECT client_id FROM waitlist_offers ORDER BY id")).scalars()]
+
+
+def test_a_yes_after_other_messages_is_not_taken_for_the_offer(
+    infra: Infrastructure, database: Database, willow: NewClinic, tmp_path: Path
+) -> None:
+    """The offer's YES must be the patient's first reply to it: a YES later in a conversation is about something
+    else (here: nothing), so it goes to the agent and books nothing."""
+    from tests.support.stack import running_stack
+    from worker.sending import enqueue
+
+    clinic = willow
+    day = next_weekday(3)  # a Thursday: Lena works 10:00-18:00
+    booking = book(database, clinic, day=day, at="14:00")
+    number, client_id = _waitlister(database, clinic, "Dee Later", booking.starts_at)
+    with running_stack(infra, tmp_path) as (stack, _):
+        stack.clock.set(datetime.combine(day - timedelta(days=1), datetime.min.time(), TZ).replace(hour=9))
+        cancelled = medspa(
+            infra, "appointments", "cancel", str(booking.appointment_id), "--clinic", clinic.slug, "--reason", "Moved"
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        enqueue("tick_waitlist")
+        (offer,) = stack.wait_replies(number, 1)
+        assert "Reply YES within 15 min" in offer
+        stack.send_sms(clinic.number, number, "are you open on saturdays?")
+        stack.wait_replies(number, 2)
+        stack.send_sms(clinic.number, number, "YES")
+        replies = stack.wait_replies(number, 3)
+        stack.wait_idle(clinic.id)
+        assert not replies[-1].startswith("You're booked") and "taken" not in replies[-1].lower(), replies
+        assert _live_at(database, clinic, booking.starts_at) == []
+        assert _entry_status(database, clinic, client_id) == "active"
+        with database.tenant_scope(clinic.id) as session:
+            status, answered = session.execute(text("SELECT status, answered_at FROM waitlist_offers")).one()
+        assert status == "held" and answered is None
