@@ -6,6 +6,7 @@ fresh clinic (applied through the CLI), so nothing another test freed is offered
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from db.engine import Database
 from medspa.services import Infrastructure
-from tests.e2e.test_cli_clinic import medspa, new_clinic_file
+from tests.e2e.test_cli_clinic import assert_one_line_error, check_help, medspa, new_clinic_file
 from tests.e2e.test_cli_day_to_day import TZ, NewClinic, book, next_weekday, phone
 from worker.waitlist import store
 
@@ -195,3 +196,30 @@ def test_a_yes_after_other_messages_is_not_taken_for_the_offer(
         with database.tenant_scope(clinic.id) as session:
             status, answered = session.execute(text("SELECT status, answered_at FROM waitlist_offers")).one()
         assert status == "held" and answered is None
+
+
+def test_staff_list_and_remove_waitlist_entries(
+    infra: Infrastructure, database: Database, willow: NewClinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    check_help(infra, "waitlist", capsys)
+    day = datetime.combine(next_weekday(4), datetime.min.time(), TZ)
+    first, first_id = _waitlister(database, willow, "Ann Early", day)
+    _waitlister(database, willow, "Ben Later", day)
+    listed = medspa(infra, "waitlist", "list", "--clinic", willow.slug)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ID", "JOINED", "CLIENT"]
+    assert "Ann Early" in lines[1] and "Ben Later" in lines[2]  # the offer order: earliest first
+    assert "Willow signature facial" in lines[1] and "any" in lines[1] and first in lines[1]
+    as_json = medspa(infra, "waitlist", "list", "--clinic", willow.slug, "--json", "--service", "signature-facial")
+    (entry_id,) = [row["id"] for row in json.loads(as_json.stdout) if row["client_name"] == "Ann Early"]
+
+    removed = medspa(infra, "waitlist", "remove", str(entry_id), "--clinic", willow.slug, "--reason", "booked by phone")
+    assert removed.returncode == 0 and f"removed waitlist entry {entry_id}" in removed.stdout, removed.stderr
+    assert _entry_status(database, willow, first_id) == "removed"
+    again = medspa(infra, "waitlist", "remove", str(entry_id), "--clinic", willow.slug)
+    assert_one_line_error(again, f"no active waitlist entry {entry_id}")
+    after = medspa(infra, "waitlist", "list", "--clinic", willow.slug)
+    assert "Ann Early" not in after.stdout and "Ben Later" in after.stdout
+    everything = medspa(infra, "waitlist", "list", "--clinic", willow.slug, "--all")
+    assert "Ann Early" in everything.stdout and "removed" in everything.stdout
