@@ -749,7 +749,7 @@ class WaitlistOffer(Base):
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
         UniqueConstraint("opening_id", "entry_id"),
-        CheckConstraint("status IN ('held','lapsed','accepted','taken','skipped')", name="status_valid"),
+        CheckConstraint("status IN ('held','lapsed','accepted','taken','declined','skipped')", name="status_valid"),
         Index("ix_waitlist_offers_client", "clinic_id", "client_id"),
     )
 

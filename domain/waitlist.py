@@ -16,7 +16,8 @@ The rules:
   entry is offered.  A lapsed offer may still be answered while the slot is free: the first YES books (the
   booking's exclusion constraint decides between concurrent YESes), later ones are told it was taken and stay
   on the list;
-- a YES answers an offer only when it is the patient's first message since the offer was texted.
+- a YES (or a NO: the next person is offered at once) answers an offer only when it is the patient's first
+  message since the offer was texted.
 """
 
 from __future__ import annotations
@@ -245,6 +246,13 @@ def offer_text(clinic_name: str, service_name: str, provider_name: str, when: st
     return (
         f"{clinic_name}: a {service_name} opening came up on {when} with {provider_name}. "
         f"Reply YES within {minutes} min to book it (first YES gets it)."
+    )
+
+
+def declined_text(service_name: str) -> str:
+    return (
+        f"No problem, we'll offer that {service_name} time to the next person. You're still on the waitlist and "
+        "we'll text you when another one opens up."
     )
 
 

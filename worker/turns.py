@@ -290,11 +290,13 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
             replies=[], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="silent"
         )
     now = container.clock.now()
-    if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
-        # A YES to a waitlist offer texted since the patient last wrote books it (or hears it was taken).
+    if snapshot.channel == "sms" and len(fresh) == 1:
+        # A YES to a waitlist offer texted since the patient last wrote books it (or hears it was taken); a NO
+        # passes it on.  Anything else, or no such offer: None, and the message goes on as before.
         offer_turn = answer_offer(container, snapshot, fresh[0], now)
         if offer_turn is not None:
             return offer_turn
+    if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
         with container.database.tenant_scope(snapshot.clinic_id) as session:
             confirmation = handle_reminder_reply(session, snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)

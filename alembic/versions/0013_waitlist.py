@@ -16,7 +16,7 @@ trigger runs as the app role inside the tenant scope of the change, so row-level
 - ``waitlist_openings``: a freed range on one provider, ``new`` → ``offering`` → ``filled`` | ``closed``.
 - ``waitlist_offers``: one text to one waitlister about one opening, with the hold's expiry; ``held`` →
   ``lapsed`` (hold over: the next person is offered) | ``accepted`` | ``taken`` (somebody else booked it) |
-  ``skipped`` (the person could not be texted).  ``answered_at`` set once their reply was handled.
+  ``declined`` (they said no: the next person is offered) | ``skipped`` (the person could not be texted).  ``answered_at`` set once their reply was handled.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def upgrade() -> None:
         sa.Column("appointment_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "status IN ('held','lapsed','accepted','taken','skipped')", name=op.f("ck_waitlist_offers_status_valid")
+            "status IN ('held','lapsed','accepted','taken','declined','skipped')", name=op.f("ck_waitlist_offers_status_valid")
         ),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinics.id"], name=op.f("fk_waitlist_offers_clinic_id_clinics"), ondelete="CASCADE"

@@ -223,3 +223,33 @@ def test_staff_list_and_remove_waitlist_entries(
     assert "Ann Early" not in after.stdout and "Ben Later" in after.stdout
     everything = medspa(infra, "waitlist", "list", "--clinic", willow.slug, "--all")
     assert "Ann Early" in everything.stdout and "removed" in everything.stdout
+
+
+def test_a_no_passes_the_offer_to_the_next_person_at_once(
+    infra: Infrastructure, database: Database, willow: NewClinic, tmp_path: Path
+) -> None:
+    from tests.support.stack import running_stack
+    from worker.sending import enqueue
+
+    clinic = willow
+    day = next_weekday(4)  # a Friday: Lena works 10:00-18:00
+    booking = book(database, clinic, day=day, at="15:00")
+    first, first_id = _waitlister(database, clinic, "Eve No", booking.starts_at)
+    second, _ = _waitlister(database, clinic, "Fay Next", booking.starts_at)
+    with running_stack(infra, tmp_path) as (stack, _):
+        stack.clock.set(datetime.combine(day - timedelta(days=3), datetime.min.time(), TZ).replace(hour=12))
+        cancelled = medspa(
+            infra, "appointments", "cancel", str(booking.appointment_id), "--clinic", clinic.slug, "--reason", "Ill"
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        enqueue("tick_waitlist")
+        stack.wait_replies(first, 1)
+        stack.send_sms(clinic.number, first, "no thanks")
+        replies = stack.wait_replies(first, 2)
+        assert "still on the waitlist" in replies[-1] and "next person" in replies[-1], replies
+        # The hold has not run out, yet the next run offers the slot to the next person.
+        enqueue("tick_waitlist")
+        (offer,) = stack.wait_replies(second, 1)
+        assert "Reply YES within 15 min" in offer
+        assert _entry_status(database, clinic, first_id) == "active"
+        assert _live_at(database, clinic, booking.starts_at) == []

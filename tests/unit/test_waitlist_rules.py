@@ -17,6 +17,7 @@ from domain.waitlist import (
     Window,
     answers_offer,
     booked_text,
+    declined_text,
     candidates,
     fits,
     hold_expiry,
@@ -148,6 +149,7 @@ def test_texts() -> None:
     offer = offer_text("Glow MedSpa", "Botox", "Dr. Lee", "Wed Mar 5 at 3:00 PM", 15)
     assert "Reply YES within 15 min" in offer and "Dr. Lee" in offer and "Wed Mar 5 at 3:00 PM" in offer
     assert "sorry, it was taken" in taken_text("Botox").lower() and "still on the waitlist" in taken_text("Botox")
+    assert "still on the waitlist" in declined_text("Botox") and "next person" in declined_text("Botox")
     booked = booked_text("Botox", "Dr. Lee", "Wed Mar 5 at 3:00 PM", "$50", "https://pay.example/x")
     assert "You're booked" in booked and "https://pay.example/x" in booked
 

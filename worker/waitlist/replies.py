@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from domain.agent_state import AgentState
+from domain.agent_state import AgentState, is_negative
 from domain.conversation import Reply, ToolAudit, TurnOutput
-from domain.templates import when_label
-from domain.waitlist import answers_offer, booked_text, taken_text
+from domain.templates import reminder_reply_intent, when_label
+from domain.waitlist import answers_offer, booked_text, declined_text, taken_text
 from worker.container import Container
 from worker.conversations import PendingMessage, Snapshot
 
@@ -50,6 +50,7 @@ SELECT max(m.created_at) FROM messages m JOIN conversations v ON v.id = m.conver
 WHERE v.clinic_id = :c AND v.client_id = :client AND m.direction = 'inbound' AND m.id < :current
 """
 _TAKEN = "UPDATE waitlist_offers SET status = 'taken', answered_at = :now WHERE id = :id"
+_DECLINED = "UPDATE waitlist_offers SET status = 'declined', answered_at = :now WHERE id = :id"
 _ACCEPTED = """
 WITH offer AS (
     UPDATE waitlist_offers SET status = 'accepted', answered_at = :now, appointment_id = :appt
@@ -66,8 +67,19 @@ WHERE opening_id = (SELECT opening_id FROM offer) AND id <> :id AND status IN ('
 """
 
 
+def reply_intent(body: str) -> str | None:
+    """'yes' / 'no' for a plain answer to an offer ("YES", "yes please", "no thanks"), else None (no query)."""
+    if reminder_reply_intent(body) == "confirm":
+        return "yes"
+    # "cancel" is a no to a proposal, but to an offer it means something else (the agent reads it).
+    return "no" if is_negative(body) and "cancel" not in body.lower() else None
+
+
 def answer_offer(container: Container, snapshot: Snapshot, message: PendingMessage, now: datetime) -> TurnOutput | None:
-    """The turn for a YES about a waitlist offer, or None when the YES is about something else."""
+    """The turn for a YES or NO about a waitlist offer, or None when the message is about something else."""
+    intent = reply_intent(message.body)
+    if intent is None:
+        return None
     clinic_id, client_id = snapshot.clinic_id, snapshot.client_id
     with container.database.tenant_scope(clinic_id) as session:
         found = (
@@ -85,6 +97,12 @@ def answer_offer(container: Container, snapshot: Snapshot, message: PendingMessa
             offer["status"], offer["answered_at"], offer["created_at"], offer["starts_at"], previous, now
         ):
             return None
+        if intent == "no":
+            if offer["status"] not in ("held", "lapsed"):
+                return None  # nothing left to decline: the agent answers
+            session.execute(text(_DECLINED), {"id": offer["id"], "now": now})
+            log.info("waitlist offer declined", extra={"clinic_id": clinic_id, "offer_id": offer["id"]})
+            return _output(snapshot, declined_text(offer["service_name"]), [])
         if offer["status"] == "taken" or offer["opening_status"] == "filled":
             session.execute(text(_TAKEN), {"id": offer["id"], "now": now})
             log.info("waitlist yes after the slot was filled", extra={"clinic_id": clinic_id, "offer_id": offer["id"]})
