@@ -128,7 +128,8 @@ def upgrade() -> None:
         sa.Column("appointment_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "status IN ('held','lapsed','accepted','taken','declined','skipped')", name=op.f("ck_waitlist_offers_status_valid")
+            "status IN ('held','lapsed','accepted','taken','declined','skipped')",
+            name=op.f("ck_waitlist_offers_status_valid"),
         ),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinics.id"], name=op.f("fk_waitlist_offers_clinic_id_clinics"), ondelete="CASCADE"
