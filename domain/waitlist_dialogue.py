@@ -14,7 +14,13 @@ from domain.timeparse import WhenSpec
 
 _WAITLIST = re.compile(r"\b(wait ?list(ed)?|waiting list|lista de espera)\b")
 _LEAVE = re.compile(r"\b(off|remove|leave|out of|no longer|dont need|quit|take me out)\b")
-_HOW = re.compile(r"^(how|what|whats|is|does|do|can|cant|when)\b.*\?|\bhow does\b|\bhow do\b")
+_HOW = re.compile(r"^(how|what|whats|is|does|do|when|am|are|im|i am)\b.*\?|\bhow does\b|\bhow do\b|\bhow long\b")
+# A request to be added ("WAITLIST" as the offer said, "put me on the wait list", "yes please, add me").
+_JOIN = re.compile(
+    r"^(yes |yeah |yep |sure |ok |okay |please )*(the )?(wait ?list|waiting list)( please| pls)?$"
+    r"|\b(put|add|get|sign|signs?) (me|us)\b|\bjoin\b|\bsign up\b|\b(i d|id|i would|i ll|ill) (like|love|take|do)\b"
+    r"|\b(yes|yeah|yep|sure|ok|okay|please)\b"
+)
 
 # Added to "nothing fits" replies: the patient can ask for the waitlist instead.
 OFFER = "Or reply WAITLIST and I'll text you if a time opens up."
@@ -26,7 +32,9 @@ EXPLAIN = (
 
 def asks_to_join(norm: str) -> bool:
     """'waitlist', 'put me on the wait list please', 'yes add me to the waitlist'."""
-    return bool(_WAITLIST.search(norm)) and not asks_to_leave(norm) and not asks_how(norm)
+    return (
+        bool(_WAITLIST.search(norm) and _JOIN.search(norm.strip())) and not asks_to_leave(norm) and not asks_how(norm)
+    )
 
 
 def asks_to_leave(norm: str) -> bool:

@@ -169,3 +169,46 @@ def test_merge_puts_the_preferred_first_and_leaves_room_for_a_choice() -> None:
     assert merged == [("09:00", 3), ("11:00", 3), ("14:00", 3), ("09:00", 1)]
     assert merge_preferred([], everyone, 2, key=lambda s: s) == everyone[:2]
     assert merge_preferred(mine, [("09:00", 3)], 4, key=lambda s: s) == mine  # nobody else: all theirs
+
+
+# ---------------------------------------------------------------- the offline policy's wording
+def test_waitlist_requests_are_told_apart_from_questions_and_leaving() -> None:
+    from domain.waitlist_dialogue import asks_how, asks_to_join, asks_to_leave
+
+    for text in (
+        "waitlist",
+        "please put me on the waitlist for that",
+        "yes add me to the wait list",
+        "join the waiting list",
+    ):
+        assert asks_to_join(text), text
+    for text in (
+        "im on the waitlist any news",
+        "how does the waitlist work",
+        "take me off the waitlist",
+        "botox please",
+    ):
+        assert not asks_to_join(text), text
+    assert asks_how("how does the waitlist work") and asks_to_leave("take me off the waitlist")
+
+
+def test_join_arguments_follow_what_the_patient_asked_for() -> None:
+    from domain.timeparse import WhenSpec
+    from domain.waitlist_dialogue import join_arguments
+
+    assert join_arguments("botox", None)["date_from"] is None
+    at_three = join_arguments("botox", WhenSpec(date=date(2031, 3, 5), time=time(15)))
+    assert (at_three["date_from"], at_three["date_to"], at_three["earliest"], at_three["latest"]) == (
+        "2031-03-05",
+        "2031-03-05",
+        "14:00",
+        "16:00",
+    )
+    afternoons = join_arguments(
+        "botox", WhenSpec(window=(time(12), time(17)), date=date(2031, 3, 5), until=date(2031, 3, 9))
+    )
+    assert (afternoons["earliest"], afternoons["latest"], afternoons["date_to"]) == ("12:00", "17:00", "2031-03-09")
+    # The arguments are valid for the tool as they are.
+    from domain.tools import parse_arguments
+
+    assert parse_arguments("join_waitlist", afternoons)
