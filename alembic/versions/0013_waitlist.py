@@ -186,7 +186,8 @@ def upgrade() -> None:
                END IF;
                INSERT INTO waitlist_openings (clinic_id, provider_id, starts_at, ends_at, source_appointment_id, cause)
                VALUES (OLD.clinic_id, OLD.provider_id, OLD.starts_at, OLD.blocked_until, OLD.id,
-                       CASE WHEN TG_OP = 'DELETE' THEN 'deleted'
+                       CASE WHEN TG_OP = 'DELETE' AND OLD.kind = 'block' THEN 'unblocked'
+                            WHEN TG_OP = 'DELETE' THEN 'deleted'
                             WHEN NEW.status IN ('pending_deposit', 'booked', 'confirmed') THEN 'moved'
                             WHEN OLD.kind = 'block' THEN 'unblocked'
                             ELSE left(NEW.status, 20) END);

@@ -253,3 +253,40 @@ def test_a_no_passes_the_offer_to_the_next_person_at_once(
         assert "Reply YES within 15 min" in offer
         assert _entry_status(database, clinic, first_id) == "active"
         assert _live_at(database, clinic, booking.starts_at) == []
+
+
+def test_staff_unblocking_time_offers_it_to_the_waitlist_at_once(
+    infra: Infrastructure, database: Database, willow: NewClinic, tmp_path: Path
+) -> None:
+    """`medspa appointments unblock` frees the time and wakes the waitlist job itself (no scheduler here)."""
+    from tests.support.stack import running_stack
+
+    clinic = willow
+    day = next_weekday(1, weeks_ahead=4)  # a Tuesday: Lena works 10:00-18:00
+    blocked = medspa(
+        infra,
+        "appointments",
+        "block",
+        "--clinic",
+        clinic.slug,
+        "--provider",
+        "lena-brandt",
+        "--from",
+        f"{day} 13:00",
+        "--to",
+        f"{day} 15:00",
+        "--reason",
+        "training",
+    )
+    assert blocked.returncode == 0, blocked.stderr
+    block_id = blocked.stdout.strip().rsplit(" ", 1)[-1]
+    number, _ = _waitlister(database, clinic, "Gil Block", datetime.combine(day, datetime.min.time(), TZ))
+    with running_stack(infra, tmp_path) as (stack, _):
+        stack.clock.set(datetime.combine(day - timedelta(days=1), datetime.min.time(), TZ).replace(hour=11))
+        freed = medspa(infra, "appointments", "unblock", block_id, "--clinic", clinic.slug)
+        assert freed.returncode == 0, freed.stderr
+        assert f"unblocked lena-brandt {day} 13:00 to {day} 15:00" in freed.stdout
+        (offer,) = stack.wait_replies(number, 1)
+        assert "Reply YES within 15 min" in offer and "1:00 PM" in offer, offer
+    again = medspa(infra, "appointments", "unblock", block_id, "--clinic", clinic.slug)
+    assert_one_line_error(again, f"no block {block_id}")

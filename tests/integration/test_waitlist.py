@@ -209,7 +209,7 @@ def test_the_trigger_records_time_freed_on_every_path(database, patients) -> Non
     assert freed.starts_at == day.replace(hour=11) and freed.ends_at == day.replace(hour=12, minute=15)
     assert [o.cause for o in _openings(database, moved)] == ["moved"]
     assert _openings(database, completed) == []  # a visit's outcome frees nothing bookable
-    assert [o.cause for o in _openings(database, block)] == ["deleted"]
+    assert [o.cause for o in _openings(database, block)] == ["unblocked"]
 
 
 # ---------------------------------------------------------------- the offer job
