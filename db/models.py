@@ -807,6 +807,84 @@ class HandoffNotifySettings(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+# ------------------------------------------------------------------ waitlist (migration 0013, worker/waitlist)
+class WaitlistEntry(Base):
+    """A patient waiting for a time: a service, a provider or anyone, day/time windows (``domain.waitlist``)."""
+
+    __tablename__ = "waitlist_entries"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id", ondelete="SET NULL"))
+    windows: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    date_from: Mapped[date | None] = mapped_column(Date)
+    date_to: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), server_default="active")  # active | booked | removed
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    appointment_id: Mapped[int | None] = mapped_column(BigInteger)
+    removed_reason: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("status IN ('active','booked','removed')", name="status_valid"),
+        Index("ix_waitlist_entries_active", "clinic_id", "service_id", "created_at"),
+        Index(
+            "uq_waitlist_entries_client_service_active",
+            "clinic_id",
+            "client_id",
+            "service_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
+class WaitlistOpening(Base):
+    """Time a live appointment or block gave up (recorded by the ``appointments_waitlist_opening`` trigger)."""
+
+    __tablename__ = "waitlist_openings"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    source_appointment_id: Mapped[int | None] = mapped_column(BigInteger)
+    cause: Mapped[str] = mapped_column(String(20), server_default="")
+    status: Mapped[str] = mapped_column(String(16), server_default="new")  # new | offering | filled | closed
+    appointment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("status IN ('new','offering','filled','closed')", name="status_valid"),
+        Index("ix_waitlist_openings_open", "clinic_id", "status"),
+    )
+
+
+class WaitlistOffer(Base):
+    """One text offering one opening to one waitlister, held until ``expires_at``."""
+
+    __tablename__ = "waitlist_offers"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clinic_id: Mapped[int] = _clinic_fk(index=False)
+    opening_id: Mapped[int] = mapped_column(ForeignKey("waitlist_openings.id", ondelete="CASCADE"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("waitlist_entries.id", ondelete="CASCADE"))
+    client_id: Mapped[int] = mapped_column(BigInteger)
+    service_id: Mapped[int] = mapped_column(BigInteger)
+    provider_id: Mapped[int] = mapped_column(BigInteger)
+    starts_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), server_default="held")
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    appointment_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created()
+    __table_args__ = (
+        UniqueConstraint("opening_id", "entry_id"),
+        CheckConstraint("status IN ('held','lapsed','accepted','taken','declined','skipped')", name="status_valid"),
+        Index("ix_waitlist_offers_client", "clinic_id", "client_id"),
+    )
+
+
 # Tables without clinic-scoped RLS (see module docstring).
 # staff_users, staff_sessions, staff_login_attempts: identity precedes tenancy (see StaffUser and migration 0009).
 GLOBAL_TABLES = frozenset(

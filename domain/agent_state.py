@@ -169,6 +169,7 @@ class Tool(StrEnum):
     UPDATE_PROFILE = "update_profile"
     HANDOFF_TO_STAFF = "handoff_to_staff"
     PROPOSE_ACTION = "propose_action"
+    JOIN_WAITLIST = "join_waitlist"
 
 
 ALL_TOOLS: frozenset[str] = frozenset(t.value for t in Tool)
@@ -185,7 +186,7 @@ _READ = frozenset(
         Tool.HANDOFF_TO_STAFF,
     }
 )
-_PLAN = _READ | {Tool.CHECK_AVAILABILITY, Tool.PROPOSE_ACTION, Tool.UPDATE_PROFILE}
+_PLAN = _READ | {Tool.CHECK_AVAILABILITY, Tool.PROPOSE_ACTION, Tool.UPDATE_PROFILE, Tool.JOIN_WAITLIST}
 
 TOOLS_ALLOWED: dict[AgentState, frozenset[str]] = {
     S.IDLE: frozenset(_PLAN),
@@ -195,7 +196,7 @@ TOOLS_ALLOWED: dict[AgentState, frozenset[str]] = {
     # The deposit link may be sent again while waiting; cancelling goes through a proposal.
     S.AWAITING_DEPOSIT: frozenset(_PLAN | {Tool.CREATE_DEPOSIT_LINK}),
     S.BOOKED: frozenset(_PLAN),
-    S.RESCHEDULING: frozenset(_READ | {Tool.CHECK_AVAILABILITY, Tool.PROPOSE_ACTION}),
+    S.RESCHEDULING: frozenset(_READ | {Tool.CHECK_AVAILABILITY, Tool.PROPOSE_ACTION, Tool.JOIN_WAITLIST}),
     S.CANCELLING: frozenset(_READ | {Tool.PROPOSE_ACTION}),
     S.HANDOFF: frozenset(),
     S.OPTED_OUT: frozenset(),

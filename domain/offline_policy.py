@@ -50,6 +50,10 @@ from domain.ports import ChatMessage, ModelReply, ToolCall, TurnContext
 from domain.safety import detect_injection, possible_danger_sign
 from domain.screening import CONDITION_LABELS, detect_conditions
 from domain.timeparse import DAY_END, DAY_START, Shift, WhenSpec, parse_shift, parse_when
+from domain.waitlist_dialogue import EXPLAIN as WAITLIST_EXPLAIN
+from domain.waitlist_dialogue import OFFER as WAITLIST_OFFER
+from domain.waitlist_dialogue import asks_how as asks_how_waitlist
+from domain.waitlist_dialogue import asks_to_join, asks_to_leave, join_arguments, joined_reply, preferred_note
 
 NAME = "offline-rules"
 
@@ -463,6 +467,10 @@ class _Decider:
         profile = self.profile_update()
         if profile is not None:
             return profile
+
+        waitlist = self.waitlist_flow()  # issue 16: "put me on the waitlist" after nothing fitted
+        if waitlist is not None:
+            return waitlist
 
         intent = self.intent()
         if intent == "handoff":
@@ -1022,7 +1030,7 @@ class _Decider:
         if not offered_slots:
             return (
                 f"Sorry, I don't see any openings for {name} in that window. "
-                "Would another day or time work, or should I ask our team to help?"
+                f"Would another day or time work, or should I ask our team to help? {WAITLIST_OFFER}"
             )
         requested = _requested_start(when)
         if requested is not None:
@@ -1037,16 +1045,46 @@ class _Decider:
                     appointment_id=None,
                 )
             return (
-                f"That time isn't available for {name}. Closest openings: {_format_slots(offered_slots)}. Which works?"
+                f"That time isn't available for {name}. Closest openings: {_format_slots(offered_slots)}. "
+                f"Which works? {WAITLIST_OFFER}"
             )
         if "widened_to" in check.result.get("searched", {}):
-            return f"Sorry, nothing is open for {name} then. The next openings: {_format_slots(offered_slots)}. Which works?"
+            return (
+                f"Sorry, nothing is open for {name} then. The next openings: {_format_slots(offered_slots)}. "
+                f"Which works? {WAITLIST_OFFER}"
+            )
         note = (
             " (that's the Friday of next week; tell me if you meant this Friday)"
             if when and when.ambiguous and "next" in (when.note or "")
             else ""
         )
-        return f"Openings for {name}{note}: {_format_slots(offered_slots)}. Which works for you?"
+        mine = preferred_note(check.result, offered_slots)  # issue 16: the provider they saw last, first
+        return f"Openings for {name}{note}{mine}: {_format_slots(offered_slots)}. Which works for you?"
+
+    def waitlist_flow(self) -> Decision | None:
+        """Join the waitlist for the treatment and time discussed; None when the message is not about it."""
+        norm = self.view.norm
+        if asks_to_leave(norm):
+            return self.call_staff_for_waitlist()
+        if asks_how_waitlist(norm):
+            return WAITLIST_EXPLAIN
+        if not asks_to_join(norm):
+            return None
+        joined = self.view.last("join_waitlist")
+        if joined is not None:
+            return joined_reply(joined.result)
+        services = self.mentions(self.view.text)
+        service = services[0] if services else self.view.ctx.slots.get("service") or self.service_from_history()
+        if not service:
+            return "Happy to add you to the waitlist! Which treatment, and which days or times suit you?"
+        when = parse_when(self.view.text, self.view.ctx.now, self.view.ctx.clinic_timezone) or self.when_from_history()
+        return self.call("join_waitlist", **join_arguments(str(service), when))
+
+    def call_staff_for_waitlist(self) -> Decision:
+        step = self.view.last("handoff_to_staff")
+        if step is None:
+            return self.call("handoff_to_staff", reason="patient asks to leave the waitlist", urgency="low")
+        return "Okay, I've asked our team to take you off the waitlist."
 
     def service_from_history(self) -> str | None:
         for earlier in self.view.earlier_user:

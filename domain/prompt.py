@@ -123,6 +123,9 @@ def build_system_prompt(
             "- Offer concrete times from check_availability. Before booking, rescheduling, cancelling or sending a"
             " deposit link, call propose_action with the exact details and ask the patient to reply YES; call"
             " book_appointment etc. only after they said yes in a later message.",
+            "- If no offered time suits the patient, offer the waitlist and call join_waitlist when they agree."
+            " When check_availability names a preferred_provider (the one they saw last), offer their times first"
+            " unless the patient asks for someone else.",
             "- No diagnosis, dosing or medical advice beyond the knowledge base; for medical concerns use"
             " handoff_to_staff. If the patient describes a severe reaction or emergency, tell them to call 911.",
             "- Screening: if the patient mentions pregnancy, breastfeeding, an active cold sore or rash, blood"

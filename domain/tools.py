@@ -45,6 +45,19 @@ def _check_date(value: str | None) -> str | None:
     return text
 
 
+def _check_hhmm(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = value.strip().split(":")
+    if (
+        len(parts) < 2
+        or not all(p.isdigit() for p in parts[:2])
+        or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
+    ):
+        raise ValueError("must be HH:MM")
+    return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+
+
 class ToolArgs(BaseModel):
     """Base: unknown keys are an error the model sees (no silent ignoring)."""
 
@@ -88,19 +101,7 @@ class CheckAvailability(ToolArgs):
 
     _dates = field_validator("date_from", "date_to")(_check_date)
 
-    @field_validator("preferred_time")
-    @classmethod
-    def _check_time(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = value.strip().split(":")
-        if (
-            len(parts) < 2
-            or not all(p.isdigit() for p in parts[:2])
-            or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60)
-        ):
-            raise ValueError("must be HH:MM")
-        return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
+    _time = field_validator("preferred_time")(_check_hhmm)
 
 
 class ProposeAction(ToolArgs):
@@ -177,6 +178,28 @@ class UpdateProfile(ToolArgs):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class JoinWaitlist(ToolArgs):
+    """Put the patient on the waitlist for a treatment when no offered time suits them (offer it first and add
+    them when they agree). When a matching time opens they get a text and the first to reply YES books it."""
+
+    service: str = Field(description="Treatment name, e.g. 'botox'.")
+    provider: str | None = Field(
+        default=None, description="Provider name if the patient wants only them; null = anyone."
+    )
+    days: list[Weekday] | None = Field(default=None, description="Days of the week that suit; null = any day.")
+    time_of_day: TimeOfDay | None = Field(default=None, description="Part of the day that suits; null = any.")
+    earliest: str | None = Field(default=None, description="Earliest local start HH:MM; null = none.")
+    latest: str | None = Field(default=None, description="Latest local start HH:MM; null = none.")
+    date_from: str | None = Field(default=None, description="First suitable day YYYY-MM-DD; null = from today.")
+    date_to: str | None = Field(default=None, description="Last suitable day YYYY-MM-DD; null = no end.")
+
+    _dates = field_validator("date_from", "date_to")(_check_date)
+    _times = field_validator("earliest", "latest")(_check_hhmm)
+
+
 class HandoffToStaff(ToolArgs):
     """Hand the conversation to clinic staff: medical questions beyond the knowledge base, complaints,
     requests for a person, or anything you cannot do."""
@@ -198,6 +221,7 @@ TOOL_MODELS: dict[str, type[ToolArgs]] = {
     "create_deposit_link": CreateDepositLink,
     "update_profile": UpdateProfile,
     "handoff_to_staff": HandoffToStaff,
+    "join_waitlist": JoinWaitlist,
 }
 
 # Tools with side effects the patient must have confirmed first, and the proposal action each needs.

@@ -135,6 +135,9 @@ def register(subparsers: Any) -> None:
     from scripts.visit_import import register_import_visits  # past visits from a booking system: their own module
 
     register_import_visits(sub)
+    from scripts.appointments_unblock import register_unblock  # gives blocked time back (issue 16: the waitlist)
+
+    register_unblock(sub)
 
     from scripts.visits import register_visit_commands  # the day of a visit (check-in … late-cancel): its own module
 

@@ -25,11 +25,25 @@ from scripts import (
     kb,
     staff,
     staff_users,
+    waitlist,
 )
 from scripts.common import CommandError
 
 # The command groups, in the order `medspa --help` lists them.
-COMMAND_MODULES = (dev, clinic, clients, appointments, kb, campaigns, staff, chat_sessions, staff_users, drills, eval)
+COMMAND_MODULES = (
+    dev,
+    clinic,
+    clients,
+    appointments,
+    waitlist,
+    kb,
+    campaigns,
+    staff,
+    chat_sessions,
+    staff_users,
+    drills,
+    eval,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,7 @@ ACTOR_MODULES: tuple[str, ...] = (
     "worker.frontdesk_actors",
     "worker.notification_actors",
     "worker.knowledge_actors",
+    "worker.waitlist_actors",
 )
 
 _container: Container | None = None

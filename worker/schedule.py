@@ -23,4 +23,5 @@ SCHEDULE: tuple[ScheduledJob, ...] = (
     ScheduledJob("tick_campaigns", "tick_campaigns", "scheduled", 30),
     ScheduledJob("close_visit_days", "close_visit_days", "scheduled", 300),
     ScheduledJob("sweep_handoff_notifications", "sweep_handoff_notifications", "scheduled", 30),
+    ScheduledJob("tick_waitlist", "tick_waitlist", "scheduled", 20),  # waitlist offers and their holds
 )

@@ -29,6 +29,7 @@ from domain.availability import parse_closed_dates, parse_hours
 from domain.catalog import ServiceRef, find_service_mentions
 from domain.conversation import ClinicProfile
 from domain.ports import BusyInterval, Calendar, CalendarError, DepositRequest, Embedder, PaymentError, Payments
+from domain.preferred_provider import merge_preferred, preferred_provider
 from domain.prompt import local_label
 from domain.screening import Contraindication, Screening, conditions_not_for, parse_contraindications, screen_texts
 from domain.timeparse import AFTERNOON, EVENING, MORNING
@@ -39,6 +40,7 @@ from domain.tools import (
     CreateDepositLink,
     GetServiceDetails,
     HandoffToStaff,
+    JoinWaitlist,
     ProposeAction,
     RescheduleAppointment,
     SearchKnowledge,
@@ -50,6 +52,8 @@ from domain.tools import (
 from domain.visits import OCCUPYING, VisitPolicy
 from worker import knowledge
 from worker.automations import withdraw_appointment_messages
+from worker.waitlist import joining as waitlist_joining
+from worker.waitlist.store import last_seen_provider
 
 log = logging.getLogger(__name__)
 
@@ -585,6 +589,12 @@ class DbToolExecutor:
         slots = self._open_slots(
             service, candidates, first, last, time_of_day=time_of_day, preferred_time=args.preferred_time
         )
+        preferred = self._preferred_provider(service, providers, provider)  # issue 16: who they saw last, first
+        if preferred is not None:
+            mine = self._open_slots(
+                service, [preferred], first, last, time_of_day=time_of_day, preferred_time=args.preferred_time
+            )
+            slots = merge_preferred(mine, slots, MAX_SLOTS, key=lambda s: (s.start, s.provider_id))
         searched = {"from": first.isoformat(), "to": last.isoformat()}
         if not slots:
             # Widen once: the next two weeks, any time of day, anyone qualified.
@@ -598,7 +608,43 @@ class DbToolExecutor:
             "deposit": money(service.deposit_cents) if service.deposit_cents else None,
             "searched": searched,
             "slots": [self._slot_dict(s, providers) for s in slots],
+            "preferred_provider": preferred.name if preferred is not None else None,
         }
+
+    def _preferred_provider(
+        self, service: _Service, providers: list[_Provider], asked: _Provider | None
+    ) -> _Provider | None:
+        """The provider of the patient's last attended visit, unless they asked for someone (domain rule)."""
+        if asked is not None:
+            return None
+        with self._scope() as session:
+            last = last_seen_provider(session, self.clinic_id, self.client_id)
+        qualified = frozenset(p.id for p in providers if service.id in p.service_ids)
+        chosen = preferred_provider(last, None, qualified)
+        return next((p for p in providers if p.id == chosen), None)
+
+    # ------------------------------------------------------------------ waitlist (issue 16; worker/waitlist)
+    def _tool_join_waitlist(self, args: JoinWaitlist) -> dict[str, Any]:
+        with self._scope() as session:
+            clinic = self._load_clinic(session)
+            service = self._resolve_service(session, args.service)
+            providers = self._providers(session)
+            provider = self._resolve_provider(providers, args.provider)
+        self._refuse_if_contraindicated(service)
+        if provider is not None and service.id not in provider.service_ids:
+            qualified = [p.name for p in providers if service.id in p.service_ids]
+            raise ToolError(f"{provider.name} does not do {service.name}", qualified_providers=qualified)
+        return waitlist_joining.join_from_tool(
+            self.database,
+            self.clinic_id,
+            self.client_id,
+            self.conversation_id,
+            args,
+            service=(service.id, service.name),
+            provider=(provider.id, provider.name) if provider else None,
+            policies=clinic.policies,
+            today=self.now.astimezone(ZoneInfo(clinic.tz)).date(),
+        )
 
     # ------------------------------------------------------------------ proposals (no side effects)
     def _tool_propose_action(self, args: ProposeAction) -> dict[str, Any]:

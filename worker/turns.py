@@ -45,6 +45,7 @@ from worker.live_inbox import announce_turn
 from worker.media import images_for_model
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
+from worker.waitlist.replies import answer_offer
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +322,12 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
 def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile) -> TurnOutput:
     fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     now = container.clock.now()
+    if snapshot.channel == "sms" and len(fresh) == 1:
+        # A YES to a waitlist offer texted since the patient last wrote books it (or hears it was taken); a NO
+        # passes it on.  Anything else, or no such offer: None, and the message goes on as before.
+        offer_turn = answer_offer(container, snapshot, fresh[0], now)
+        if offer_turn is not None:
+            return offer_turn
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
         with container.database.tenant_scope(snapshot.clinic_id) as session:

@@ -247,6 +247,13 @@ def reset_patient(database: Database, clinic_id: int, phone: str) -> None:
                 {"c": clinic_id, "p": p},
             )
             session.execute(
+                text(
+                    """DELETE FROM waitlist_entries WHERE clinic_id = :c
+                       AND client_id IN (SELECT id FROM clients WHERE phone_e164 = :p)"""
+                ),
+                {"c": clinic_id, "p": p},
+            )
+            session.execute(
                 text("UPDATE clients SET consent_state = 'opted_in' WHERE clinic_id = :c AND phone_e164 = :p"),
                 {"c": clinic_id, "p": p},
             )

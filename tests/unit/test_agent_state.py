@@ -100,7 +100,7 @@ def test_every_state_has_a_tool_set_and_only_known_tools() -> None:
     assert set(TOOLS_ALLOWED) == set(AgentState)
     for tools in TOOLS_ALLOWED.values():
         assert tools <= ALL_TOOLS
-    assert len(ALL_TOOLS) == 12
+    assert len(ALL_TOOLS) == 13  # join_waitlist (issue 16)
 
 
 @pytest.mark.parametrize("state", [S.HANDOFF, S.OPTED_OUT])
