@@ -66,7 +66,7 @@ class Container:
     def tool_executor(
         self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int
     ) -> ToolExecutor:
-        from worker.tool_executor import DbToolExecutor
+        from worker.tools import DbToolExecutor
 
         return DbToolExecutor(
             self.database,

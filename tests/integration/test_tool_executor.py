@@ -15,11 +15,12 @@ from google.auth.credentials import AnonymousCredentials
 from sqlalchemy import text
 
 from db.engine import Database
+from domain.availability import parse_hours
 from tests.fakes.google_api import FakeGoogleCalendarApi
 from tests.fakes.stripe_api import FakeStripeApi
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
 from worker.integrations.stripe_payments import StripePayments
-from worker.tool_executor import DbToolExecutor, parse_hours
+from worker.tools import DbToolExecutor
 
 GLOW = 1
 LA = ZoneInfo("America/Los_Angeles")

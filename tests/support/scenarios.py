@@ -87,7 +87,7 @@ from domain.compliance import (
 )
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
 from domain.ports import Calendar, ChatMessage, ChatModel, Embedder, Payments
-from worker.tool_executor import DbToolExecutor
+from worker.tools import DbToolExecutor
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 DEFAULT_MAX_LENGTH = 320

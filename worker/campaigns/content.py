@@ -87,7 +87,8 @@ def next_open_slot_label(
     session: Session, clinic_id: int, now: datetime, service_slugs: tuple[str, ...] = ()
 ) -> str | None:
     """The clinic's next bookable time (for the segment's service, else a consultation), as a patient reads it."""
-    from worker.tool_executor import lead_time_minutes, parse_closed_dates, parse_hours
+    from domain.availability import parse_closed_dates, parse_hours
+    from domain.clinic import lead_time_minutes
 
     clinic = session.execute(text(_CLINIC_HOURS), {"id": clinic_id}).one()
     service = session.execute(text(_SLOT_SERVICE), {"c": clinic_id, "slugs": list(service_slugs)}).one_or_none()
