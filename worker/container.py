@@ -147,6 +147,19 @@ def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatMod
     return OfflinePolicy(nlu=build_intent_classifier(nlu_embedder, warm=True))
 
 
+def build_calendar(settings: Settings) -> Calendar:
+    """The providers' calendars: Google when configured, else the database is the only calendar."""
+    if settings.google_enabled:
+        from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
+
+        return GoogleCalendar(
+            build_calendar_service(str(settings.google_application_credentials), settings.google_calendar_api_base)
+        )
+    from worker.integrations import console
+
+    return console.DatabaseOnlyCalendar()
+
+
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
     """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
     from domain.agent_loop import AgentBrain
@@ -193,15 +206,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         )
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
-    calendar: Calendar
-    if settings.google_enabled:
-        from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
-
-        calendar = GoogleCalendar(
-            build_calendar_service(str(settings.google_application_credentials), settings.google_calendar_api_base)
-        )
-    else:
-        calendar = console.DatabaseOnlyCalendar()
+    calendar = build_calendar(settings)
     embedder = embedder_for(settings)
     model = build_model(settings, embedder)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
