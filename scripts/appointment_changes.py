@@ -423,11 +423,14 @@ def appointments_book(args: argparse.Namespace) -> int:
         line, texts = _text_patient(session, clinic, Recipient.of_client(client), booking.appointment_id, body, key)
         report.append(line)
 
+    with database.tenant_scope(clinic.id) as session:
+        base = f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}"
+        source_key = store.staff_source_key(session, clinic.id, base)
     request = BookingRequest(
         client_id=client.id,
         service=treatment,
         start=start,
-        source_key=f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}",
+        source_key=source_key,
         provider=provider,
         # Texted: the booking belongs to their SMS thread (the agent sees it; no second automated confirmation).
         conversation_id=client.conversation_id if args.text else None,

@@ -213,7 +213,14 @@ class AppointmentService:
         """Screen, check the slot, then write the appointment in one transaction (idempotent per source key)."""
         service = request.service
         refuse_if_contraindicated(service, patient_texts, services)
-        chosen = self.slots.check(service, providers, request.start, request.provider)
+        try:
+            chosen = self.slots.check(service, providers, request.start, request.provider)
+        except AppointmentError:
+            # Asked again for an intent already booked (its own booking makes the time look taken): that booking.
+            earlier = self._booked_for(request.source_key, providers)
+            if earlier is None:
+                raise
+            return earlier
         timing = rules.visit_timing(request.start, service.duration_min, service.buffer_min)
         deposit = service.deposit_cents
         status = rules.booking_status(deposit)
@@ -256,6 +263,15 @@ class AppointmentService:
                 exc, chosen.id, timing, alternatives=self.slots.alternatives(service, providers, request.start)
             ) from None
         return booking
+
+    def _booked_for(self, source_key: str, providers: list[ProviderRow]) -> Booking | None:
+        with self.scope() as session:
+            row = session.execute(store.APPOINTMENT_BY_SOURCE_KEY, {"c": self.clinic.id, "k": source_key}).one_or_none()
+        provider = next((p for p in providers if row is not None and p.id == row.provider_id), None)
+        if row is None or provider is None:
+            return None
+        timing = Timing(row.starts_at, row.ends_at, row.blocked_until)
+        return Booking(int(row.id), row.status, provider, timing, int(row.deposit_cents), row.hold_expires_at, False)
 
     # ------------------------------------------------------------------ cancel
     def cancel(

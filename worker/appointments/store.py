@@ -67,7 +67,8 @@ INSERT_APPOINTMENT = text(
        ON CONFLICT (clinic_id, source_key) DO NOTHING RETURNING id"""
 )
 APPOINTMENT_BY_SOURCE_KEY = text(
-    "SELECT id, status, provider_id FROM appointments WHERE clinic_id = :c AND source_key = :k"
+    """SELECT id, status, provider_id, starts_at, ends_at, blocked_until, deposit_cents, hold_expires_at
+       FROM appointments WHERE clinic_id = :c AND source_key = :k"""
 )
 CANCEL = text(
     f"""UPDATE appointments SET status = '{CANCELLED}', cancelled_at = :now, cancel_reason = :reason,
@@ -160,6 +161,17 @@ def patient_appointment(session: Session, clinic_id: int, client_id: int, appoin
 def appointment_for_update(session: Session, clinic_id: int, appointment_id: int) -> AppointmentRow | None:
     row = session.execute(APPOINTMENT_FOR_UPDATE, {"id": appointment_id, "c": clinic_id}).mappings().one_or_none()
     return _appointment(row) if row is not None else None
+
+
+def staff_source_key(session: Session, clinic_id: int, base: str) -> str:
+    """``base``, or, when an earlier booking under it was cancelled or expired, ``base`` with that booking's id
+    (a retried command books once; booking the same again after a cancellation books anew)."""
+    key = base
+    while True:
+        row = session.execute(APPOINTMENT_BY_SOURCE_KEY, {"c": clinic_id, "k": key}).one_or_none()
+        if row is None or row.status in LIVE_STATUSES:
+            return key
+        key = f"{base}:{row.id}"
 
 
 def settleable_deposit(session: Session, appointment_id: int) -> PaidDeposit | None:
