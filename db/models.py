@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, TSVECTOR, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domain.appointments import ALL_STATUSES, LIVE_STATUSES
+
 EMBEDDING_DIMENSIONS = 384
 
 NAMING_CONVENTION = {
@@ -43,8 +45,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Appointment statuses that hold a slot; the exclusion constraint only covers these.
-LIVE_APPOINTMENT_STATUSES = ("pending_deposit", "booked", "confirmed")
+# Appointment statuses (``domain/appointments.py``): the check constraint names them all; the exclusion
+# constraint covers the ones that hold a slot.  A new status also needs an Alembic revision for the constraint.
+LIVE_APPOINTMENT_STATUSES = LIVE_STATUSES
+_STATUS_LIST = "(" + ",".join(f"'{s}'" for s in ALL_STATUSES) + ")"
+_LIVE_LIST = "(" + ",".join(f"'{s}'" for s in LIVE_STATUSES) + ")"
 
 
 class Base(DeclarativeBase):
@@ -249,13 +254,13 @@ class Appointment(Base):
             "amount_charged_cents IS NULL OR amount_charged_cents >= 0", name="amount_charged_non_negative"
         ),
         CheckConstraint(
-            "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired')",
+            f"status IN {_STATUS_LIST}",
             name="status_valid",
         ),
         ExcludeConstraint(
             ("provider_id", "="),
             ("during", "&&"),
-            where=text("status IN ('pending_deposit','booked','confirmed')"),
+            where=text(f"status IN {_LIVE_LIST}"),
             using="gist",
             name="appointments_no_overlap",
         ),

@@ -37,6 +37,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database, sql_list
+from domain.appointments import BOOKED_STATUSES, LIVE_STATUSES
 from domain.audience import RecipientFacts, SendPolicy, decide
 from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
@@ -102,15 +103,16 @@ _BASE = f"""
 # imported date.  The rebook nudge and win-back read the client's last visit, imported or not (the point of
 # importing it), and are marketing: only a client with a marketing grant gets them.
 _LIVE_VISIT = "a.imported_at IS NULL"
+_BOOKED = sql_list(BOOKED_STATUSES)
 
 # Per kind: extra WHERE conditions on the appointment (binds :now, :start_after, :valid_for, :since).
 _APPOINTMENT_RULES: dict[str, str] = {
     # Booked by staff, phone or web chat in the last half day; an SMS booking was confirmed in its own thread.
-    "confirmation": """a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+    "confirmation": f"""a.status IN {_BOOKED} AND a.starts_at > :now
         AND a.created_at > :now - :valid_for AND a.created_at <= :now
         AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.id = a.conversation_id AND v.channel = 'sms')""",
     # From `offset` before the start until the next (shorter) reminder takes over; only if booked before that.
-    "reminder": """a.status IN ('booked', 'confirmed')
+    "reminder": f"""a.status IN {_BOOKED}
         AND a.starts_at - :offset <= :now AND :now < a.starts_at - :until_before
         AND a.created_at <= a.starts_at - :offset""",
     "deposit_reminder": """a.status = 'pending_deposit' AND a.hold_expires_at > :now + interval '2 minutes'
@@ -125,8 +127,8 @@ _APPOINTMENT_RULES: dict[str, str] = {
         AND :now < a.ends_at + :offset + :valid_for""",
 }
 
-_FUTURE = """EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
-                     AND f.status IN ('pending_deposit', 'booked', 'confirmed') AND f.starts_at > :now)"""
+_FUTURE = f"""EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
+                     AND f.status IN {sql_list(LIVE_STATUSES)} AND f.starts_at > :now)"""
 
 # Client-level kinds: the client's most recent completed visit decides.
 _REBOOK = f"""
@@ -174,11 +176,11 @@ WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
   AND coalesce(o.sent_at, o.created_at) > :since
 ORDER BY o.id DESC LIMIT 1
 """
-_REMINDED_APPOINTMENT = """
+_REMINDED_APPOINTMENT = f"""
 SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name, k.timezone
 FROM appointments a JOIN clients c ON c.id = a.client_id
 LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
-WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+WHERE a.id = :id AND a.client_id = :client AND a.status IN {_BOOKED} AND a.starts_at > :now
 FOR UPDATE OF a
 """
 _CONFIRM_BY_REPLY = """

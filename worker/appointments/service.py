@@ -304,8 +304,8 @@ class AppointmentService:
             updated = session.execute(
                 store.CANCEL,
                 {"now": self.now, "reason": reason, "note": note(outcome) if note else "", "id": appt.id},
-            ).rowcount
-            if not updated:
+            ).scalar_one_or_none()
+            if updated is None:
                 raise AppointmentError(f"appointment #{appt.id} is {appt.status} and cannot be changed")
             withdraw_appointment_messages(session, self.clinic.id, appt.id)
             if within is not None:
@@ -408,7 +408,7 @@ class AppointmentService:
                 "confirmed": self.now if confirmed else None,
                 "id": appointment_id,
             },
-        ).rowcount
-        if not updated:
+        ).scalar_one_or_none()
+        if updated is None:
             raise AppointmentError("that appointment can no longer be changed")
         withdraw_appointment_messages(session, self.clinic.id, appointment_id)  # reminders for the old time

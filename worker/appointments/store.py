@@ -74,13 +74,13 @@ CANCEL = text(
     f"""UPDATE appointments SET status = '{CANCELLED}', cancelled_at = :now, cancel_reason = :reason,
                calendar_sync = 'pending', hold_expires_at = NULL, updated_at = now(),
                notes = CASE WHEN :note = '' THEN notes WHEN notes = '' THEN :note ELSE notes || E'\\n' || :note END
-        WHERE id = :id AND status IN {_LIVE}"""
+        WHERE id = :id AND status IN {_LIVE} RETURNING id"""
 )
 MOVE = text(
     f"""UPDATE appointments SET starts_at = :start, ends_at = :end, blocked_until = :blocked, provider_id = :p,
                calendar_sync = 'pending', updated_at = now(),
                patient_confirmed_at = coalesce(CAST(:confirmed AS timestamptz), patient_confirmed_at)
-        WHERE id = :id AND status IN {_LIVE}"""
+        WHERE id = :id AND status IN {_LIVE} RETURNING id"""
 )
 SETTLEABLE_DEPOSIT = text(
     """SELECT id, status, amount_cents, payment_intent_id FROM payments

@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
 from domain import availability
+from domain.appointments import LIVE_STATUSES
 from domain.audience import Decision, SegmentFilter, SendPolicy
 from domain.ports import BusyInterval
 from domain.templates import CAMPAIGN_PLACEHOLDERS, Template, first_name, validate_template, when_label, with_footer
@@ -26,9 +28,9 @@ SELECT p.id, p.name, p.working_hours FROM providers p
 JOIN provider_services ps ON ps.provider_id = p.id AND ps.service_id = :s
 WHERE p.clinic_id = :c AND p.active ORDER BY p.id
 """
-_BUSY = """
+_BUSY = f"""
 SELECT provider_id, starts_at, blocked_until FROM appointments
-WHERE clinic_id = :c AND status IN ('pending_deposit','booked','confirmed')
+WHERE clinic_id = :c AND status IN {sql_list(LIVE_STATUSES)}
   AND starts_at < :end AND blocked_until > :start
 """
 
