@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.clinics import load_clinic
 from db.engine import Database, sql_list
 from domain.appointments import BOOKED_STATUSES, LIVE_STATUSES
 from domain.audience import RecipientFacts, SendPolicy, decide
@@ -49,7 +50,7 @@ from domain.templates import (
     when_label,
     with_footer,
 )
-from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, marketing_counts, planned_recipient
+from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
@@ -270,9 +271,11 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
     """Create (once) every automation message due now for one clinic; one transaction per kind."""
     result = ScanResult([])
     with database.tenant_scope(clinic_id) as session:
-        clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
+        clinic = load_clinic(session, clinic_id)
         specs = load_automations(session, clinic_id)
-    policies = dict(clinic["policies"] or {})
+    if clinic is None:
+        return result
+    policies = dict(clinic.policies)
     for spec in specs:
         found = _query_for(spec, specs)
         if found is None:
@@ -341,9 +344,7 @@ def _emit(
     due: Sequence[DueVisit],
     now: datetime,
 ) -> tuple[list[int], int, int]:
-    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(
-        clinic["timezone"], policies
-    )
+    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic.timezone, policies)
     tips = spec.settings.get("tips") or {}
     ids: list[int] = []
     suppressed = waiting = 0
@@ -355,12 +356,12 @@ def _emit(
             continue
         values = {
             "first_name": first_name(visit.name),
-            "clinic_name": clinic["name"],
-            "clinic_phone": clinic["phone"],
+            "clinic_name": clinic.name,
+            "clinic_phone": clinic.phone,
             "service_name": visit.service_name,
             "last_service": visit.service_name,
             "provider_name": visit.provider_name,
-            "when": when_label(visit.starts_at, clinic["timezone"]),
+            "when": when_label(visit.starts_at, clinic.timezone),
             "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
             "aftercare_tip": tips.get(visit.service_category or "", "") if isinstance(tips, dict) else "",
         }
@@ -371,7 +372,7 @@ def _emit(
             channel="sms",
             kind="automation",
             to_address=facts.phone or "",
-            from_address=clinic["sms"] or "",
+            from_address=clinic.routing.sms_number,
             body=body,
             client_id=facts.client_id,
             conversation_id=None,

@@ -263,7 +263,7 @@ def _session_completed(
         ),
         {"pi": obj.get("payment_intent"), "id": payment["id"]},
     )
-    amount = _money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
+    amount = appointment_rules.money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
     when = local_label(appt["starts_at"], appt["timezone"])
     what = f"{appt['service_name']} with {appt['provider_name']} on {when}"
     pending = appt["status"] == appointment_rules.PENDING_DEPOSIT
@@ -610,7 +610,3 @@ def _notify(
         ).scalar_one()
         link_history_message(session, ids[0], int(message_id))
     return ids
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"
