@@ -19,11 +19,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db.clinics import clinic_id_for_slug, load_clinic
-from domain.appointments import BLOCK, BOOKED
+from domain.appointments import BLOCK
 from domain.clinic import Clinic
 from scripts.common import CommandError, add_clinic_argument
 
@@ -275,32 +274,17 @@ def appointments_block(args: argparse.Namespace) -> int:
         raise CommandError("--to must be after --from")
     if not reason:
         raise CommandError("--reason must say why the time is blocked")
-    provider_id = 0
-    try:
-        with app_database().tenant_scope(clinic.id) as session:
-            provider_id = provider_id_for(session, clinic, args.provider)
-            key = f"block:{args.provider}:{start.astimezone(UTC):%Y%m%dT%H%M}:{end.astimezone(UTC):%Y%m%dT%H%M}"
-            block_id = session.execute(
-                text("""INSERT INTO appointments (clinic_id, kind, provider_id, starts_at, ends_at, blocked_until,
-                                                  status, source_key, calendar_sync, notes)
-                        VALUES (:c, :kind, :p, :s, :e, :e, :status, :key, 'none', :reason)
-                        ON CONFLICT (clinic_id, source_key) DO NOTHING RETURNING id"""),
-                {
-                    "c": clinic.id,
-                    "kind": BLOCK,
-                    "status": BOOKED,
-                    "p": provider_id,
-                    "s": start,
-                    "e": end,
-                    "key": key,
-                    "reason": reason,
-                },
-            ).scalar_one_or_none()
-    except DBAPIError as exc:
-        from worker.appointments.service import is_exclusion_violation
+    from worker.appointments.service import AppointmentService, SlotTaken
 
-        if not is_exclusion_violation(exc):
-            raise
+    database = app_database()
+    with database.tenant_scope(clinic.id) as session:
+        provider_id = provider_id_for(session, clinic, args.provider)
+    key = f"block:{args.provider}:{start.astimezone(UTC):%Y%m%dT%H%M}:{end.astimezone(UTC):%Y%m%dT%H%M}"
+    try:
+        block_id = AppointmentService(database, clinic, now=datetime.now(UTC)).block(
+            provider_id, start, end, source_key=key, reason=reason
+        )
+    except SlotTaken:
         clash = overlap_line(clinic, provider_id, start, end, None)
         raise CommandError(f"{args.provider} is already busy then ({clash}); nothing was blocked") from None
     if block_id is None:

@@ -395,6 +395,21 @@ class AppointmentService:
             raise self._taken(exc, provider_id, timing) from None
         return moved
 
+    # ------------------------------------------------------------------ block
+    def block(self, provider_id: int, start: datetime, end: datetime, *, source_key: str, reason: str) -> int | None:
+        """Block a provider's time (idempotent per ``source_key``: None when that block exists already); an
+        overlap with an appointment or another block raises :class:`SlotTaken`."""
+        timing = Timing(start, end, end)
+        try:
+            with self.scope() as session:
+                block_id = session.execute(
+                    store.INSERT_BLOCK,
+                    {"c": self.clinic.id, "p": provider_id, "s": start, "e": end, "key": source_key, "reason": reason},
+                ).scalar_one_or_none()
+        except DBAPIError as exc:
+            raise self._taken(exc, provider_id, timing) from None
+        return int(block_id) if block_id is not None else None
+
     def _move(
         self, session: Session, appointment_id: int, timing: Timing, provider_id: int, *, confirmed: bool
     ) -> None:

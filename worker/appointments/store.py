@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import sql_list
-from domain.appointments import APPOINTMENT, CANCELLED, LIVE_STATUSES
+from domain.appointments import APPOINTMENT, BLOCK, BOOKED, CANCELLED, LIVE_STATUSES
 from domain.screening import parse_contraindications
 from worker.appointments.rows import AppointmentRow, ClientRow, PaidDeposit, ProviderRow, ServiceRow
 
@@ -65,6 +65,13 @@ INSERT_APPOINTMENT = text(
        VALUES (:c, :client, :p, :s, :conv, :start, :end, :blocked, :status, :key, :deposit, :hold, :confirmed,
            :notes)
        ON CONFLICT (clinic_id, source_key) DO NOTHING RETURNING id"""
+)
+# A provider's blocked time: a row of kind 'block' that holds its slot like a booking (no buffer, no calendar).
+INSERT_BLOCK = text(
+    f"""INSERT INTO appointments (clinic_id, kind, provider_id, starts_at, ends_at, blocked_until, status,
+                                  source_key, calendar_sync, notes)
+        VALUES (:c, '{BLOCK}', :p, :s, :e, :e, '{BOOKED}', :key, 'none', :reason)
+        ON CONFLICT (clinic_id, source_key) DO NOTHING RETURNING id"""
 )
 APPOINTMENT_BY_SOURCE_KEY = text(
     """SELECT id, status, provider_id, starts_at, ends_at, blocked_until, deposit_cents, hold_expires_at
