@@ -21,28 +21,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.clinics import clinic_id_for_slug, load_clinic
+from db.clinics import load_clinic
 from domain.appointments import BLOCK
 from domain.clinic import Clinic
 from scripts.common import CommandError, add_clinic_argument
 
 _COLUMNS = ["id", "date", "start", "end", "provider", "kind", "service", "client", "phone", "status"]
 
-# The clinic as the staff commands see it: the one clinic model (kept under this name for its importers).
-ClinicFacts = Clinic
-
 
 def clinic_facts(slug: str) -> Clinic:
     """The clinic called ``slug`` (``db.clinics.load_clinic``), or a one-line error."""
-    from scripts.common import app_database
+    from scripts.common import app_database, clinic_id_for
 
-    database = app_database()
-    with database.directory_scope() as session:
-        clinic_id = clinic_id_for_slug(session, slug)
-    clinic = None
-    if clinic_id is not None:
-        with database.tenant_scope(clinic_id) as session:
-            clinic = load_clinic(session, clinic_id)
+    clinic_id = clinic_id_for(slug)  # a one-line error for an unknown slug
+    with app_database().tenant_scope(clinic_id) as session:
+        clinic = load_clinic(session, clinic_id)
     if clinic is None:
         raise CommandError(f"no clinic with slug {slug!r} (see: medspa clinic list)")
     return clinic
@@ -175,7 +168,7 @@ def overlap_line(clinic: Clinic, provider_id: int, start: datetime, end: datetim
 
 
 # ---------------------------------------------------------------------------------------------- list / export
-def _day_rows(clinic: ClinicFacts, day: date, provider: str | None) -> list[dict[str, Any]]:
+def _day_rows(clinic: Clinic, day: date, provider: str | None) -> list[dict[str, Any]]:
     from scripts.common import app_database
 
     start = datetime.combine(day, datetime.min.time(), clinic.tz)
@@ -216,7 +209,7 @@ def _day_rows(clinic: ClinicFacts, day: date, provider: str | None) -> list[dict
     return out
 
 
-def provider_id_for(session: Session, clinic: ClinicFacts, slug: str) -> int:
+def provider_id_for(session: Session, clinic: Clinic, slug: str) -> int:
     row = session.execute(text("SELECT id FROM providers WHERE slug = :s AND active"), {"s": slug}).scalar_one_or_none()
     if row is None:
         known = session.execute(
