@@ -321,6 +321,9 @@ class AppointmentService:
             return payments_flow.settle_deposit(self.database, payments, self.clinic.id, outcome.appointment.id)
         except PaymentError:
             return "retry"
+        except Exception:  # noqa: BLE001 - the cancellation is committed; the sweep settles what is left
+            log.exception("deposit settlement failed", extra={"clinic_id": self.clinic.id})
+            return "retry"
 
     # ------------------------------------------------------------------ move
     def reschedule(
