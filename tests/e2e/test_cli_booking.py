@@ -8,12 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from db.engine import Database
 from medspa.services import Infrastructure
 from tests.e2e.test_cli_clinic import assert_one_line_error, medspa
 from tests.e2e.test_cli_day_to_day import TZ, NewClinic, clinic, next_weekday, outbox_to  # noqa: F401 - fixture
+from tests.e2e.test_cli_day_to_day import book as paid_booking
 
 __all__ = ["clinic"]
 
@@ -202,3 +203,25 @@ def test_an_opted_out_patient_is_booked_but_not_texted(
     assert result.returncode == 0, result.stderr
     assert "patient not texted: they opted out" in result.stdout
     assert len(appointments_of(database, clinic, client_id)) == 1 and outbox_to(database, clinic, number) == []
+
+
+def test_staff_cancel_keeps_an_early_deposit_when_the_clinic_does(
+    infra: Infrastructure, database: Database, clinic: NewClinic, owner_engine: Engine
+) -> None:
+    """The one deposit rule (domain.appointments) for staff too: a clinic that keeps early-cancel deposits."""
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text(
+                """UPDATE clinics SET policies = policies || '{"deposit_refund_outside_window": false}'::jsonb
+                   WHERE id = :id"""
+            ),
+            {"id": clinic.id},
+        )
+    booking = paid_booking(database, clinic, day=next_weekday(2), deposit_paid=5000)
+    result = medspa(
+        infra, "appointments", "cancel", str(booking.appointment_id), "--clinic", clinic.slug, "--reason", "moving away"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deposit: deposit kept (clinic policy)" in result.stdout
+    [sent] = outbox_to(database, clinic, booking.phone)
+    assert "Per the clinic's policy, the $50 deposit is kept." in sent["body"] and "refunded" not in sent["body"]
