@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, TSVECTOR, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domain.appointments import ALL_STATUSES, OCCUPYING_STATUSES
+
 EMBEDDING_DIMENSIONS = 384
 
 NAMING_CONVENTION = {
@@ -43,9 +45,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Appointment statuses that hold a slot and can still be changed by the patient (the visit lifecycle's statuses,
-# including checked_in which also holds the slot: ``domain.visits``).
-LIVE_APPOINTMENT_STATUSES = ("pending_deposit", "booked", "confirmed")
+# Appointment statuses (``domain/appointments.py``): the check constraint names them all; the exclusion
+# constraint covers the ones that occupy the provider.  A new status also needs an Alembic revision for the constraint.
+_STATUS_LIST = "(" + ",".join(f"'{s}'" for s in ALL_STATUSES) + ")"
+_OCCUPYING_LIST = "(" + ",".join(f"'{s}'" for s in OCCUPYING_STATUSES) + ")"
 
 
 class Base(DeclarativeBase):
@@ -261,8 +264,7 @@ class Appointment(Base):
             "amount_charged_cents IS NULL OR amount_charged_cents >= 0", name="amount_charged_non_negative"
         ),
         CheckConstraint(
-            "status IN ('pending_deposit','booked','confirmed','completed','cancelled','no_show','expired',"
-            "'checked_in','late_cancelled')",
+            f"status IN {_STATUS_LIST}",
             name="status_valid",
         ),
         CheckConstraint(
@@ -273,7 +275,7 @@ class Appointment(Base):
         ExcludeConstraint(
             ("provider_id", "="),
             ("during", "&&"),
-            where=text("status IN ('pending_deposit','booked','confirmed','checked_in')"),
+            where=text(f"status IN {_OCCUPYING_LIST}"),
             using="gist",
             name="appointments_no_overlap",
         ),

@@ -13,19 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from domain.clinic import Clinic
 from domain.ports import ChatMessage, ModelUsage
 
-
-@dataclass(frozen=True)
-class ClinicProfile:
-    id: int
-    name: str
-    timezone: str
-    phone: str
-    address: str
-    business_hours: dict[str, Any]
-    holidays: list[Any]
-    policies: dict[str, Any]
+# The clinic as the turn sees it: the one clinic model (``domain.clinic.Clinic``) under its historical name.
+ClinicProfile = Clinic
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from domain.appointments import BOOKED_STATUSES, COMPLETED, NO_SHOW, PENDING_DEPOSIT
 from domain.audience import Decision
 
 QUEUED = "queued"
@@ -85,14 +86,14 @@ MAX_SEND_ATTEMPTS = 8
 # ------------------------------------------------------------------ what a queued text is about
 # Automation kinds about a visit that happened (or was missed): the visit's status, not a live booking, decides.
 _AFTER_A_VISIT = {
-    "aftercare": "completed",
-    "review_request": "completed",
-    "rebook_nudge": "completed",
-    "win_back": "completed",
-    "no_show_followup": "no_show",
-    "deposit_reminder": "pending_deposit",
+    "aftercare": COMPLETED,
+    "review_request": COMPLETED,
+    "rebook_nudge": COMPLETED,
+    "win_back": COMPLETED,
+    "no_show_followup": NO_SHOW,
+    "deposit_reminder": PENDING_DEPOSIT,
 }
-_LIVE_BOOKING = ("booked", "confirmed")
+_LIVE_BOOKING = BOOKED_STATUSES
 APPOINTMENT_GONE = "appointment no longer live"  # the suppression / withdrawal reason recorded on the row
 
 

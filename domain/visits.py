@@ -23,25 +23,14 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-# ------------------------------------------------------------------ statuses
-PENDING_DEPOSIT = "pending_deposit"
-BOOKED = "booked"
-CONFIRMED = "confirmed"
-CHECKED_IN = "checked_in"
-COMPLETED = "completed"
-NO_SHOW = "no_show"
-LATE_CANCELLED = "late_cancelled"
-CANCELLED = "cancelled"
-EXPIRED = "expired"
-
-# Every status an appointment may have (the table's check constraint, migration 0013).
-ALL_STATUSES = (PENDING_DEPOSIT, BOOKED, CONFIRMED, CHECKED_IN, COMPLETED, CANCELLED, NO_SHOW, EXPIRED, LATE_CANCELLED)
-# The provider is busy: the exclusion constraint's predicate and what availability counts as taken.
-OCCUPYING = (PENDING_DEPOSIT, BOOKED, CONFIRMED, CHECKED_IN)
-# Expected today and no outcome recorded yet: what the end-of-day list shows.
-UNRESOLVED = (BOOKED, CONFIRMED, CHECKED_IN)
-# Off the calendar: the slot is free again.
-CANCELLED_STATUSES = (CANCELLED, LATE_CANCELLED, EXPIRED)
+from domain.appointments import (
+    BOOKED,
+    CHECKED_IN,
+    COMPLETED,
+    CONFIRMED,
+    LATE_CANCELLED,
+    NO_SHOW,
+)
 
 
 class Transition(StrEnum):

@@ -64,10 +64,10 @@ def enqueue_by_name(messages: Sequence[dramatiq.Message]) -> None:
 
 
 def clinic_id_for(slug: str) -> int:
-    from sqlalchemy import text
+    from db.clinics import clinic_id_for_slug
 
     with app_database().directory_scope() as session:
-        clinic_id = session.execute(text("SELECT id FROM clinics WHERE slug = :s"), {"s": slug}).scalar_one_or_none()
+        clinic_id = clinic_id_for_slug(session, slug)
     if clinic_id is None:
         raise CommandError(f"no clinic with slug {slug!r} (see: medspa clinic list)")
     return int(clinic_id)

@@ -36,7 +36,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.clinics import load_clinic
 from db.engine import Database, sql_list
+from domain.appointments import BOOKED_STATUSES, LIVE_STATUSES
 from domain.audience import RecipientFacts, SendPolicy, decide
 from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
@@ -48,7 +50,7 @@ from domain.templates import (
     when_label,
     with_footer,
 )
-from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, marketing_counts, planned_recipient
+from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
@@ -102,15 +104,16 @@ _BASE = f"""
 # imported date.  The rebook nudge and win-back read the client's last visit, imported or not (the point of
 # importing it), and are marketing: only a client with a marketing grant gets them.
 _LIVE_VISIT = "a.imported_at IS NULL"
+_BOOKED = sql_list(BOOKED_STATUSES)
 
 # Per kind: extra WHERE conditions on the appointment (binds :now, :start_after, :valid_for, :since).
 _APPOINTMENT_RULES: dict[str, str] = {
     # Booked by staff, phone or web chat in the last half day; an SMS booking was confirmed in its own thread.
-    "confirmation": """a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+    "confirmation": f"""a.status IN {_BOOKED} AND a.starts_at > :now
         AND a.created_at > :now - :valid_for AND a.created_at <= :now
         AND NOT EXISTS (SELECT 1 FROM conversations v WHERE v.id = a.conversation_id AND v.channel = 'sms')""",
     # From `offset` before the start until the next (shorter) reminder takes over; only if booked before that.
-    "reminder": """a.status IN ('booked', 'confirmed')
+    "reminder": f"""a.status IN {_BOOKED}
         AND a.starts_at - :offset <= :now AND :now < a.starts_at - :until_before
         AND a.created_at <= a.starts_at - :offset""",
     "deposit_reminder": """a.status = 'pending_deposit' AND a.hold_expires_at > :now + interval '2 minutes'
@@ -125,8 +128,8 @@ _APPOINTMENT_RULES: dict[str, str] = {
         AND :now < a.ends_at + :offset + :valid_for""",
 }
 
-_FUTURE = """EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
-                     AND f.status IN ('pending_deposit', 'booked', 'confirmed') AND f.starts_at > :now)"""
+_FUTURE = f"""EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
+                     AND f.status IN {sql_list(LIVE_STATUSES)} AND f.starts_at > :now)"""
 
 # Client-level kinds: the client's most recent completed visit decides.
 _REBOOK = f"""
@@ -174,11 +177,11 @@ WHERE o.clinic_id = :c AND o.client_id = :client AND o.kind = 'automation'
   AND coalesce(o.sent_at, o.created_at) > :since
 ORDER BY o.id DESC LIMIT 1
 """
-_REMINDED_APPOINTMENT = """
+_REMINDED_APPOINTMENT = f"""
 SELECT a.id, a.starts_at, s.name AS service_name, c.name AS client_name, k.name AS clinic_name, k.timezone
 FROM appointments a JOIN clients c ON c.id = a.client_id
 LEFT JOIN services s ON s.id = a.service_id JOIN clinics k ON k.id = a.clinic_id
-WHERE a.id = :id AND a.client_id = :client AND a.status IN ('booked', 'confirmed') AND a.starts_at > :now
+WHERE a.id = :id AND a.client_id = :client AND a.status IN {_BOOKED} AND a.starts_at > :now
 FOR UPDATE OF a
 """
 _CONFIRM_BY_REPLY = """
@@ -276,9 +279,11 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
     """Create (once) every automation message due now for one clinic; one transaction per kind."""
     result = ScanResult([])
     with database.tenant_scope(clinic_id) as session:
-        clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
+        clinic = load_clinic(session, clinic_id)
         specs = load_automations(session, clinic_id)
-    policies = dict(clinic["policies"] or {})
+    if clinic is None:
+        return result
+    policies = dict(clinic.policies)
     for spec in specs:
         found = _query_for(spec, specs)
         if found is None:
@@ -347,9 +352,7 @@ def _emit(
     due: Sequence[DueVisit],
     now: datetime,
 ) -> tuple[list[int], int, int]:
-    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(
-        clinic["timezone"], policies
-    )
+    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic.timezone, policies)
     tips = spec.settings.get("tips") or {}
     ids: list[int] = []
     suppressed = waiting = 0
@@ -361,12 +364,12 @@ def _emit(
             continue
         values = {
             "first_name": first_name(visit.name),
-            "clinic_name": clinic["name"],
-            "clinic_phone": clinic["phone"],
+            "clinic_name": clinic.name,
+            "clinic_phone": clinic.phone,
             "service_name": visit.service_name,
             "last_service": visit.service_name,
             "provider_name": visit.provider_name,
-            "when": when_label(visit.starts_at, clinic["timezone"]),
+            "when": when_label(visit.starts_at, clinic.timezone),
             "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
             "aftercare_tip": tips.get(visit.service_category or "", "") if isinstance(tips, dict) else "",
         }
@@ -377,7 +380,7 @@ def _emit(
             channel="sms",
             kind="automation",
             to_address=facts.phone or "",
-            from_address=clinic["sms"] or "",
+            from_address=clinic.routing.sms_number,
             body=body,
             client_id=facts.client_id,
             conversation_id=None,

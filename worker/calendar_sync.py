@@ -32,16 +32,16 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.engine import Database
+from db.engine import Database, sql_list
+from domain.appointments import AWAITING_DEPOSIT_STATUSES, BOOKED_STATUSES, RELEASED_STATUSES
 from domain.ports import Calendar, CalendarError, CalendarEvent
-from domain.visits import CANCELLED_STATUSES
 from worker.integrations.google_calendar import event_id_for
 
 log = logging.getLogger(__name__)
 
-ON_CALENDAR = ("booked", "confirmed")  # the event should exist
-OFF_CALENDAR = CANCELLED_STATUSES  # the event should not exist (cancelled, late-cancelled, expired)
-WAITING = ("pending_deposit",)  # not on the calendar until the deposit is paid
+ON_CALENDAR = BOOKED_STATUSES  # the event should exist
+OFF_CALENDAR = RELEASED_STATUSES  # the event should not exist
+WAITING = AWAITING_DEPOSIT_STATUSES  # not on the calendar until the deposit is paid
 
 # Delay before attempt n+1 after a retryable calendar failure of attempt n; its length is the attempt budget.
 CALENDAR_BACKOFF_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
@@ -232,8 +232,8 @@ def pending_appointments(database: Database, clinic_id: int, *, settled_s: int =
             int(r)
             for r in session.execute(
                 text(
-                    """SELECT id FROM appointments
-                       WHERE calendar_sync = 'pending' AND kind = 'appointment' AND status <> 'pending_deposit'
+                    f"""SELECT id FROM appointments
+                       WHERE calendar_sync = 'pending' AND kind = 'appointment' AND status NOT IN {sql_list(WAITING)}
                          AND updated_at < now() - make_interval(secs => :settled)
                        ORDER BY updated_at LIMIT :limit"""
                 ),

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import text
 
+from db.clinics import load_clinic
 from db.engine import Database, make_engine
-from domain.conversation import Brain, ClinicProfile, ToolExecutor
+from domain.clinic import Clinic
+from domain.conversation import Brain, ToolExecutor
 from domain.ports import Calendar, ChatModel, Clock, Embedder, MediaFetcher, MediaStore, Payments, SmsSender
 from medspa.redis_pools import sync_client, worker_connections
 from medspa.settings import Settings
@@ -48,7 +49,7 @@ class Container:
     brain: Brain
     embedder: Embedder | None
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _clinics: dict[int, tuple[float, ClinicProfile, dict[str, Any]]] = field(default_factory=dict)
+    _clinics: dict[int, tuple[float, Clinic, dict[str, Any]]] = field(default_factory=dict)
     _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
     _lease_keeper: LeaseKeeper | None = None
     _keeper_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,7 +88,7 @@ class Container:
     def tool_executor(
         self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int
     ) -> ToolExecutor:
-        from worker.tool_executor import DbToolExecutor
+        from worker.tools import DbToolExecutor
 
         return DbToolExecutor(
             self.database,
@@ -104,43 +105,16 @@ class Container:
             clinic=self.clinic(clinic_id)[0],
         )
 
-    def clinic(self, clinic_id: int) -> tuple[ClinicProfile, dict[str, Any]]:
-        """Clinic profile plus routing facts (sms number, on-call phone); cached for a minute per process."""
+    def clinic(self, clinic_id: int) -> tuple[Clinic, dict[str, Any]]:
+        """The clinic (``db.clinics.load_clinic``) plus its routing facts (sms number, on-call phone); cached for a minute per process."""
         cached = self._clinics.get(clinic_id)
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1], cached[2]
         with self.database.tenant_scope(clinic_id) as session:
-            row = (
-                session.execute(
-                    text(
-                        """SELECT c.id, c.name, c.timezone, c.phone, c.address, c.business_hours, c.holidays, c.policies,
-                              c.oncall_phone,
-                              (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1)
-                                  AS sms_number,
-                              (SELECT messaging_service_sid FROM clinic_phone_numbers n WHERE n.clinic_id = c.id
-                                  ORDER BY id LIMIT 1) AS messaging_service_sid
-                       FROM clinics c WHERE c.id = :id"""
-                    ),
-                    {"id": clinic_id},
-                )
-                .mappings()
-                .one()
-            )
-        profile = ClinicProfile(
-            id=int(row["id"]),
-            name=row["name"],
-            timezone=row["timezone"],
-            phone=row["phone"],
-            address=row["address"],
-            business_hours=row["business_hours"],
-            holidays=list(row["holidays"]),
-            policies=row["policies"],
-        )
-        routing = {
-            "sms_number": row["sms_number"] or "",
-            "oncall_phone": row["oncall_phone"],
-            "messaging_service_sid": row["messaging_service_sid"],
-        }
+            profile = load_clinic(session, clinic_id)
+        if profile is None:
+            raise LookupError(f"no clinic {clinic_id}")
+        routing = profile.routing.as_dict()
         with self._clinic_lock:
             self._clinics[clinic_id] = (time.monotonic(), profile, routing)
         return profile, routing
@@ -202,6 +176,19 @@ def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatMod
     return OfflinePolicy(nlu=build_intent_classifier(nlu_embedder, warm=True))
 
 
+def build_calendar(settings: Settings) -> Calendar:
+    """The providers' calendars: Google when configured, else the database is the only calendar."""
+    if settings.google_enabled:
+        from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
+
+        return GoogleCalendar(
+            build_calendar_service(str(settings.google_application_credentials), settings.google_calendar_api_base)
+        )
+    from worker.integrations import console
+
+    return console.DatabaseOnlyCalendar()
+
+
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
     """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
     from domain.agent_loop import AgentBrain
@@ -252,15 +239,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         )
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
-    calendar: Calendar
-    if settings.google_enabled:
-        from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
-
-        calendar = GoogleCalendar(
-            build_calendar_service(str(settings.google_application_credentials), settings.google_calendar_api_base)
-        )
-    else:
-        calendar = console.DatabaseOnlyCalendar()
+    calendar = build_calendar(settings)
     embedder = embedder_for(settings)
     model = build_model(settings, embedder)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)

@@ -33,7 +33,9 @@ from typing import Any
 import psycopg
 
 from db.consent import record_consent
+from db.engine import sql_list
 from domain import compliance
+from domain.appointments import OCCUPYING_STATUSES
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput, TurnOutput
 from domain.outbox import REPLY_KINDS
 from domain.ports import ChatMessage
@@ -472,12 +474,12 @@ WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND bo
   AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
 ORDER BY conversation_id DESC, id DESC LIMIT %(n)s
 """
-_UPCOMING = """
+_UPCOMING = f"""
 SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
 FROM appointments a LEFT JOIN services s ON s.id = a.service_id
 JOIN providers p ON p.id = a.provider_id
 WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
-  AND a.starts_at > now() - interval '1 hour' AND a.status IN ('pending_deposit', 'booked', 'confirmed')
+  AND a.starts_at > now() - interval '1 hour' AND a.status IN {sql_list(OCCUPYING_STATUSES)}
 ORDER BY a.starts_at LIMIT 5
 """
 

@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg.errors
@@ -35,8 +35,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from db.engine import Database, sql_list
+from domain import appointments as appointment_rules
 from domain.agent_state import AgentEvent, AgentState, next_state
-from domain.ports import PaymentError
+from domain.appointments import CancellationPolicy
+from domain.ports import PaymentError, Payments
 from domain.prompt import local_label
 from domain.replies import shape_sms_reply
 from worker.automations import withdraw_appointment_messages
@@ -52,7 +55,6 @@ SendOutbox = Callable[[int, list[int]], None]  # (clinic_id, outbox ids), called
 FollowUp = Callable[[str, int, int], None]  # (kind: "calendar" | "refund", clinic_id, appointment_id)
 
 WEBHOOK_PROVIDER = "stripe"  # processed_webhook_events.provider for Stripe and local test-mode events
-LIVE = ("pending_deposit", "booked", "confirmed")
 SETTLED = ("paid", "refunded", "kept", "refund_due", "refund_failed")
 
 
@@ -265,11 +267,12 @@ def _session_completed(
         {"pi": obj.get("payment_intent"), "id": payment["id"]},
     )
     cards.record_checkout_agreement(session, payment["id"], obj, now)
-    amount = _money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
+    amount = appointment_rules.money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
     when = local_label(appt["starts_at"], appt["timezone"])
     what = f"{appt['service_name']} with {appt['provider_name']} on {when}"
-    if appt["status"] == "pending_deposit" or (appt["status"] == "expired" and _retake_slot(session, appt, now)):
-        if appt["status"] == "pending_deposit":
+    pending = appt["status"] == appointment_rules.PENDING_DEPOSIT
+    if pending or (appt["status"] == appointment_rules.EXPIRED and _retake_slot(session, appt, now)):
+        if pending:
             session.execute(
                 text(
                     """UPDATE appointments SET status = 'booked', hold_expires_at = NULL, calendar_sync = 'pending',
@@ -283,7 +286,7 @@ def _session_completed(
         body = f"{appt['clinic_name']}: thank you, your {amount} deposit is received. Your {what} is confirmed."
         outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-paid:{appt['id']}", trace)
         outcome.calendar = True
-    elif appt["status"] in ("booked", "confirmed"):
+    elif appt["status"] in appointment_rules.BOOKED_STATUSES:
         body = f"{appt['clinic_name']}: thank you, your {amount} deposit is received. Your {what} is confirmed."
         outcome.outbox_ids = _notify(session, clinic_id, appt, routing, body, f"deposit-paid:{appt['id']}", trace)
         outcome.calendar = True
@@ -294,7 +297,7 @@ def _session_completed(
         session.execute(text("UPDATE payments SET status = 'refund_due' WHERE id = :id"), {"id": payment["id"]})
         reason = (
             "that appointment was cancelled"
-            if appt["status"] == "cancelled"
+            if appt["status"] == appointment_rules.CANCELLED
             else "the hold had already ended and the time is no longer available"
         )
         body = (
@@ -349,7 +352,7 @@ def _session_expired(
         ),
         {"a": appt["id"], "id": payment["id"], "now": now},
     ).first()
-    if appt["status"] == "pending_deposit" and other_open is None:
+    if appt["status"] == appointment_rules.PENDING_DEPOSIT and other_open is None:
         outcome.action = "released"
         outcome.outbox_ids = release_hold(session, clinic_id, appt, routing, trace)
     return outcome
@@ -427,7 +430,7 @@ def expire_due_holds(container: Container, send_outbox_fn: SendOutbox, *, batch:
             for appointment_id in due:
                 appt = _lock_appointment(session, clinic_id, int(appointment_id))
                 # Re-check under the lock: a payment may have landed since the first read.
-                if appt is None or appt["status"] != "pending_deposit" or appt["hold_expires_at"] > now:
+                if appt is None or appt["status"] != appointment_rules.PENDING_DEPOSIT or appt["hold_expires_at"] > now:
                     continue
                 outbox_ids += release_hold(session, clinic_id, appt, routing)
                 released += 1
@@ -440,21 +443,17 @@ def expire_due_holds(container: Container, send_outbox_fn: SendOutbox, *, batch:
 
 # ------------------------------------------------------------------ refunds
 def deposit_decision(policies: dict[str, Any], starts_at: datetime, cancelled_at: datetime | None) -> str:
-    """'refund' or 'keep' for a paid deposit of a cancelled appointment, per clinic policy.
-
-    Outside ``cancellation_window_hours`` the deposit is refunded unless
-    ``deposit_refund_outside_window`` is false; inside it is kept unless
-    ``deposit_refund_inside_window`` is true.  The window is measured from the
-    cancellation, so a retried refund decides the same way.
-    """
-    window = timedelta(hours=float(policies.get("cancellation_window_hours", 24) or 0))
-    late = cancelled_at is not None and starts_at - cancelled_at < window
-    if late:
-        return "refund" if policies.get("deposit_refund_inside_window", False) else "keep"
-    return "refund" if policies.get("deposit_refund_outside_window", True) else "keep"
+    """Refund or keep a paid deposit when the appointment is cancelled at ``cancelled_at``: the clinic's
+    ``policies`` read by ``domain.appointments.deposit_decision`` (the one rule)."""
+    return appointment_rules.deposit_decision(CancellationPolicy.from_policies(policies), starts_at, cancelled_at)
 
 
 def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int) -> str:
+    """:func:`settle_deposit` with the container's database and payments (the ``refund_deposit`` actor)."""
+    return settle_deposit(container.database, container.payments, clinic_id, appointment_id)
+
+
+def settle_deposit(database: Database, payments: Payments, clinic_id: int, appointment_id: int) -> str:
     """Refund (or keep, per policy) the deposit of a cancelled or released appointment.
 
     Returns 'refunded' | 'kept' | 'nothing' | 'live' | 'failed'.  A payment
@@ -464,7 +463,7 @@ def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int
     ``refund:{appointment_id}``, so retries are one refund.  A refusal marks
     the payment 'refund_failed' (staff refund by hand; the sweep stops).
     """
-    with container.database.tenant_scope(clinic_id) as session:
+    with database.tenant_scope(clinic_id) as session:
         row = (
             session.execute(
                 text(
@@ -484,34 +483,35 @@ def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int
     if row is None or row["payment_id"] is None:
         return "nothing"
     due = row["payment_status"] == "refund_due"
-    if row["status"] in LIVE and not due:
+    if appointment_rules.is_live(row["status"]) and not due:
         return "live"  # the appointment stands: its deposit is applied to the treatment
-    decision = (
-        "refund"
-        if due or row["status"] != "cancelled"
-        else deposit_decision(row["policies"] or {}, row["starts_at"], row["cancelled_at"])
+    decision = appointment_rules.settle_deposit(
+        CancellationPolicy.from_policies(row["policies"] or {}),
+        row["status"],
+        row["starts_at"],
+        row["cancelled_at"],
+        paid_cents=int(row["amount_cents"] or 0),
+        refund_due=due,
     )
     extra = {"clinic_id": clinic_id, "appointment_id": appointment_id}
     if decision == "keep":
-        _set_payment_status(container, clinic_id, row["payment_id"], "kept")
+        _set_payment_status(database, clinic_id, row["payment_id"], "kept")
         log.info("deposit kept per policy", extra=extra)
         return "kept"
     if not row["payment_intent_id"]:
-        _set_payment_status(container, clinic_id, row["payment_id"], "refund_failed")
+        _set_payment_status(database, clinic_id, row["payment_id"], "refund_failed")
         log.error("deposit to refund has no payment intent; refund by hand", extra=extra)
         return "failed"
     try:
-        refund = container.payments.refund(
-            str(row["payment_intent_id"]), int(row["amount_cents"]), f"refund:{appointment_id}"
-        )
+        refund = payments.refund(str(row["payment_intent_id"]), int(row["amount_cents"]), f"refund:{appointment_id}")
     except PaymentError as exc:
         if exc.retryable:
             log.warning("deposit refund failed; will retry", extra=extra)
             raise
-        _set_payment_status(container, clinic_id, row["payment_id"], "refund_failed")
+        _set_payment_status(database, clinic_id, row["payment_id"], "refund_failed")
         log.error("deposit refund refused by the provider; refund by hand", extra=extra)
         return "failed"
-    with container.database.tenant_scope(clinic_id) as session:
+    with database.tenant_scope(clinic_id) as session:
         session.execute(
             text(
                 """UPDATE payments SET status = 'refunded', refund_id = :r, refunded_cents = :amt, updated_at = now()
@@ -523,8 +523,8 @@ def refund_deposit_for(container: Container, clinic_id: int, appointment_id: int
     return "refunded"
 
 
-def _set_payment_status(container: Container, clinic_id: int, payment_id: int, status: str) -> None:
-    with container.database.tenant_scope(clinic_id) as session:
+def _set_payment_status(database: Database, clinic_id: int, payment_id: int, status: str) -> None:
+    with database.tenant_scope(clinic_id) as session:
         session.execute(
             text(
                 "UPDATE payments SET status = :s, updated_at = now() WHERE id = :id AND status IN ('paid', 'refund_due')"
@@ -544,9 +544,9 @@ def unrefunded_cancellations(
             int(r)
             for r in session.execute(
                 text(
-                    """SELECT DISTINCT a.id FROM appointments a JOIN payments p ON p.appointment_id = a.id
+                    f"""SELECT DISTINCT a.id FROM appointments a JOIN payments p ON p.appointment_id = a.id
                        WHERE (p.status = 'refund_due'
-                              OR (p.status = 'paid' AND a.status IN ('cancelled', 'expired')))
+                              OR (p.status = 'paid' AND a.status IN {sql_list(appointment_rules.RELEASED_STATUSES)}))
                          AND p.updated_at < now() - make_interval(secs => :settled)
                        LIMIT :limit"""
                 ),
@@ -614,7 +614,3 @@ def _notify(
         ).scalar_one()
         link_history_message(session, ids[0], int(message_id))
     return ids
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"

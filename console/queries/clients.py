@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.models import LIVE_APPOINTMENT_STATUSES
+from domain.appointments import LIVE_STATUSES
 
-LIVE = list(LIVE_APPOINTMENT_STATUSES)
+LIVE = list(LIVE_STATUSES)
 
 # "Theirs": a provider's patients are those with an appointment (any status) with them.
 OWN_PATIENT = """(CAST(:provider_id AS bigint) IS NULL OR EXISTS (

@@ -8,8 +8,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
+from domain.appointments import RELEASED_STATUSES
+
 # A day in the clinic's time zone: [local midnight, next local midnight) converted to instants (DST-correct).
-_DAY = """
+_DAY = f"""
 SELECT a.id, a.kind, a.starts_at, a.ends_at, a.status, a.provider_id, p.name AS provider_name, a.client_id,
        cl.name AS client_name, a.service_id, s.name AS service_name, a.deposit_cents, a.conversation_id
 FROM appointments a
@@ -19,7 +22,7 @@ LEFT JOIN services s ON s.id = a.service_id
 WHERE a.starts_at >= (CAST(:day AS date) + time '00:00') AT TIME ZONE CAST(:tz AS text)
   AND a.starts_at < (CAST(:day AS date) + 1 + time '00:00') AT TIME ZONE CAST(:tz AS text)
   AND (CAST(:provider_id AS bigint) IS NULL OR a.provider_id = CAST(:provider_id AS bigint))
-  AND (CAST(:include_cancelled AS boolean) OR a.status NOT IN ('cancelled', 'expired'))
+  AND (CAST(:include_cancelled AS boolean) OR a.status NOT IN {sql_list(RELEASED_STATUSES)})
   AND (CAST(:after_at AS timestamptz) IS NULL
        OR (a.starts_at, a.id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
 ORDER BY a.starts_at, a.id

@@ -20,7 +20,7 @@ from domain.conversation import ClinicProfile, PatientProfile, TurnInput
 from tests.fakes.openai_api import FakeOpenAIApi, text_reply, tool_calls_reply
 from worker.integrations.console import DatabaseOnlyCalendar, LocalTestPayments
 from worker.integrations.openai_model import OpenAIChatModel
-from worker.tool_executor import DbToolExecutor
+from worker.tools import DbToolExecutor
 
 KEY = "sk-test-brain"
 LA = ZoneInfo("America/Los_Angeles")

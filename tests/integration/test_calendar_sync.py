@@ -32,7 +32,7 @@ from worker.calendar_sync import (
 )
 from worker.integrations.console import LocalTestPayments
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service, event_id_for
-from worker.tool_executor import DbToolExecutor
+from worker.tools import DbToolExecutor
 
 MAYA = "maya.chen@glowmedspa.example"
 JORDAN = "jordan.lee@glowmedspa.example"

@@ -15,11 +15,12 @@ from google.auth.credentials import AnonymousCredentials
 from sqlalchemy import text
 
 from db.engine import Database
+from domain.availability import parse_hours
 from tests.fakes.google_api import FakeGoogleCalendarApi
 from tests.fakes.stripe_api import FakeStripeApi
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
 from worker.integrations.stripe_payments import StripePayments
-from worker.tool_executor import DbToolExecutor, parse_hours
+from worker.tools import DbToolExecutor
 
 GLOW = 1
 LA = ZoneInfo("America/Los_Angeles")
@@ -396,6 +397,59 @@ def test_cancel_explains_the_policy_and_refunds_or_keeps_the_deposit(tools, data
     late, _ = tools(now=late_clock, patient=other)
     result = late.execute("cancel_appointment", {"appointment_id": rebooked["appointment_id"]})
     assert result["late"] is True and result["fee"] == "$50" and "kept" in result["policy"]
+
+
+@pytest.fixture()
+def keeps_early_deposits(owner_engine):  # noqa: ANN001, ANN201
+    """Glow, for one test, keeps the deposit even when the patient cancels well ahead (issue 15's divergence)."""
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text(
+                """UPDATE clinics SET policies = policies || '{"deposit_refund_outside_window": false}'::jsonb
+                   WHERE id = 1"""
+            )
+        )
+    yield
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text(
+                """UPDATE clinics SET policies = policies || '{"deposit_refund_outside_window": true}'::jsonb
+                   WHERE id = 1"""
+            )
+        )
+
+
+def test_cancel_honours_a_clinic_that_keeps_early_deposits(  # noqa: ANN001
+    tools, database, stripe_fake, keeps_early_deposits
+) -> None:
+    """The agent's cancel follows the clinic's deposit settings, like the payments worker and the staff CLI: a
+    clinic that keeps early-cancel deposits is not refunded when the patient cancels through the agent."""
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "botox", "start": "2027-04-09T11:00"})
+    intent = "pi_test_keep_" + uuid.uuid4().hex[:8]
+    with database.tenant_scope(GLOW) as session:
+        session.execute(
+            text("""INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id, payment_intent_id,
+                        amount_cents, status, url, expires_at)
+                    VALUES (1, :a, :c, 'stripe', :sid, :pi, 5000, 'paid', 'https://pay', now())"""),
+            {"a": booked["appointment_id"], "c": patient.client_id, "sid": "cs_test_" + uuid.uuid4().hex, "pi": intent},
+        )
+    proposal = executor.execute("propose_action", {"action": "cancel", "appointment_id": booked["appointment_id"]})
+    assert proposal["late"] is False and "refunded" not in proposal["summary"] and "kept" in proposal["summary"]
+    cancelled = executor.execute("cancel_appointment", {"appointment_id": booked["appointment_id"]})
+    assert cancelled["ok"] and cancelled["late"] is False and "kept" in cancelled["policy"]
+    assert "deposit" not in cancelled or "refunded" not in cancelled["deposit"]
+    refunds = [
+        r
+        for r in stripe_fake.requests_to("POST", "/v1/refunds")
+        if r.header("Idempotency-Key") == f"refund:{booked['appointment_id']}"
+    ]
+    assert refunds == []
+    with database.tenant_scope(GLOW) as session:
+        status = session.execute(
+            text("SELECT status FROM payments WHERE appointment_id = :a"), {"a": booked["appointment_id"]}
+        ).scalar_one()
+    assert status == "kept"
 
 
 def test_deposit_link_through_stripe_is_created_once(tools, database, stripe_fake) -> None:  # noqa: ANN001

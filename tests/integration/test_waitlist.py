@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from db.engine import Database
 from worker.integrations.console import LocalTestPayments
-from worker.tool_executor import DbToolExecutor
+from worker.tools import DbToolExecutor
 from worker.waitlist import store
 from worker.waitlist.offers import tick_clinic
 

@@ -77,6 +77,7 @@ from sqlalchemy import text
 from db.consent import record_consent
 from db.engine import Database
 from domain.agent_loop import AgentBrain
+from domain.appointments import LIVE_STATUSES
 from domain.compliance import (
     KeywordIntent,
     classify_keyword,
@@ -87,11 +88,11 @@ from domain.compliance import (
 )
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
 from domain.ports import Calendar, ChatMessage, ChatModel, Embedder, Payments
-from worker.tool_executor import DbToolExecutor
+from worker.tools import DbToolExecutor
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
 DEFAULT_MAX_LENGTH = 320
-LIVE = ("pending_deposit", "booked", "confirmed")
+LIVE = LIVE_STATUSES
 
 CATEGORIES = ("booking", "reschedule_cancel", "faq", "screening", "compliance", "safety", "injection", "robustness")
 # The classes of failure issue 14 names, in its order.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from domain import visits
+from domain import appointments, visits
 from domain.visits import FollowUp, Transition, VisitFacts, VisitPolicy, can_transition, decide
 
 START = datetime(2030, 3, 5, 18, 0, tzinfo=UTC)
@@ -43,9 +43,10 @@ def test_can_transition(from_status: str, to_status: str, allowed: bool) -> None
 
 
 def test_every_status_is_known_and_checked_in_holds_the_slot() -> None:
-    assert set(visits.OCCUPYING) <= set(visits.ALL_STATUSES)
-    assert "checked_in" in visits.OCCUPYING and "late_cancelled" not in visits.OCCUPYING
-    assert set(visits.TARGET.values()) <= set(visits.ALL_STATUSES)
+    assert set(appointments.OCCUPYING_STATUSES) <= set(appointments.ALL_STATUSES)
+    assert "checked_in" in appointments.OCCUPYING_STATUSES and "late_cancelled" not in appointments.OCCUPYING_STATUSES
+    assert "late_cancelled" in appointments.RELEASED_STATUSES
+    assert set(visits.TARGET.values()) <= set(appointments.ALL_STATUSES)
 
 
 def test_check_in_is_for_the_day_of_the_visit() -> None:

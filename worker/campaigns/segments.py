@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
+from domain.appointments import LIVE_STATUSES
 from domain.audience import EXCLUSION_REASONS, SegmentFilter, decide
 from domain.templates import COST_PER_SEGMENT_USD, Template
 from worker.campaigns.content import load_context
@@ -66,7 +68,7 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
     if segment.has_future_appointment is not None:
         exists = (
             "EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = c.id AND f.kind = 'appointment' "
-            "AND f.status IN ('pending_deposit','booked','confirmed') AND f.starts_at > :now)"
+            f"AND f.status IN {sql_list(LIVE_STATUSES)} AND f.starts_at > :now)"
         )
         where.append(exists if segment.has_future_appointment else f"NOT {exists}")
     sql = f"{head}SELECT c.id FROM clients c{join} WHERE " + " AND ".join(where)

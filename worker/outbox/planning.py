@@ -15,13 +15,6 @@ from db.engine import sql_list
 from domain.audience import RecipientFacts
 from domain.outbox import NEVER_REACHED
 
-# The clinic a planner's texts come from: its name and phone (for the text), zone and policies (for the decision),
-# and its first SMS number (the sender).
-SENDING_CLINIC = """
-SELECT c.name, c.phone, c.timezone, c.policies,
-       (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
-FROM clinics c WHERE c.id = :id
-"""
 # The client's columns ``planned_recipient`` reads (``c``: the clients table).
 RECIPIENT_COLUMNS = "c.phone_e164, c.timezone, c.consent_state, c.marketing_consent, c.sms_status"
 

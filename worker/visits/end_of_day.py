@@ -24,7 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database, sql_list
-from domain.visits import UNRESOLVED, Transition, VisitPolicy, auto_no_show_due, end_of_day_due, unresolved_summary
+from domain.appointments import UNRESOLVED_STATUSES
+from domain.visits import Transition, VisitPolicy, auto_no_show_due, end_of_day_due, unresolved_summary
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows
 from worker.visits.fees import stale_due_fees
@@ -55,7 +56,7 @@ FROM appointments a
 LEFT JOIN clients cl ON cl.id = a.client_id
 LEFT JOIN services s ON s.id = a.service_id
 JOIN providers p ON p.id = a.provider_id
-WHERE a.kind = 'appointment' AND a.imported_at IS NULL AND a.status IN {sql_list(UNRESOLVED)}
+WHERE a.kind = 'appointment' AND a.imported_at IS NULL AND a.status IN {sql_list(UNRESOLVED_STATUSES)}
   AND a.ends_at <= :now AND a.starts_at >= :since AND a.starts_at < :until
 ORDER BY a.starts_at, a.id
 """

@@ -3,7 +3,7 @@ fitting slot opens; the first YES books it.
 
 - ``store``: the tables' shared reads and writes (join, list, remove, the entries an opening could go to, the
   provider a patient saw last);
-- ``joining``: the agent's ``join_waitlist`` tool, behind ``worker.tool_executor``;
+- ``joining``: the agent's ``join_waitlist`` tool, a tool in ``worker/tools/waitlist.py``;
 - ``offers``: the scheduled job — lapse holds, close openings too close to book, offer the next fitting person;
 - ``replies``: a YES to an offer, booked through the agent's own booking tool.
 

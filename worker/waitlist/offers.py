@@ -13,19 +13,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.clinics import load_clinic
 from db.engine import Database
 from domain.audience import SendPolicy, decide
+from domain.clinic import Clinic
 from domain.templates import when_label
 from domain.waitlist import Facts, Opening, candidates, hold_expiry, hold_minutes, offer_text
-from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, planned_recipient
+from worker.outbox.planning import RECIPIENT_COLUMNS, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows
-from worker.tool_executor import lead_time_minutes
 from worker.waitlist.store import entries_for
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,10 @@ def tick_clinic(database: Database, clinic_id: int, now: datetime) -> TickResult
     """One run for one clinic: lapse, close, offer.  Returns the committed offer texts to send."""
     result = TickResult()
     with database.tenant_scope(clinic_id) as session:
-        clinic = dict(session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one())
-        lead = timedelta(minutes=lead_time_minutes(dict(clinic["policies"] or {})))
+        clinic = load_clinic(session, clinic_id)
+        if clinic is None:
+            return result
+        lead = clinic.lead_time
         result.lapsed = len(session.execute(text(_LAPSE_HOLDS), {"c": clinic_id, "now": now}).all())
         session.execute(text(_CLOSE_TOO_LATE), {"c": clinic_id, "bookable_from": now + lead})
         opening_ids = [
@@ -121,7 +123,7 @@ def _offer_opening(
     session: Session,
     clinic_id: int,
     opening_id: int,
-    clinic: dict[str, Any],
+    clinic: Clinic,
     lead: timedelta,
     now: datetime,
     result: TickResult,
@@ -153,7 +155,7 @@ def _offer_opening(
         return
     usable = Opening(opening.id, opening.provider_id, opening.starts_at, free_until)
     facts = Facts(
-        tz=clinic["timezone"],
+        tz=clinic.timezone,
         now=now,
         lead=lead,
         minutes_needed={sid: int(s.needed) for sid, s in services.items()},
@@ -162,8 +164,8 @@ def _offer_opening(
         already_offered=frozenset(int(e) for e in session.execute(text(_OFFERED), {"o": opening.id}).scalars()),
     )
     entries = entries_for(session, clinic_id, opening.provider_id, sorted(provider_services))
-    policies = dict(clinic["policies"] or {})
-    policy = SendPolicy.transactional_for(clinic["timezone"], policies)
+    policies = dict(clinic.policies or {})
+    policy = SendPolicy.transactional_for(clinic.timezone, policies)
     for entry in candidates(usable, entries, facts):
         recipient_row = session.execute(text(_RECIPIENT), {"id": entry.client_id}).mappings().one()
         recipient = planned_recipient(recipient_row)
@@ -196,17 +198,17 @@ def _offer_opening(
             )
             continue
         body = offer_text(
-            clinic["name"],
+            clinic.name,
             services[entry.service_id].name,
             provider["name"],
-            when_label(opening.starts_at, clinic["timezone"]),
+            when_label(opening.starts_at, clinic.timezone),
             hold_minutes(policies),
         )
         outbox = OutboxRow(
             channel="sms",
             kind="automation",
             to_address=recipient.phone or "",
-            from_address=clinic["sms"] or "",
+            from_address=clinic.routing.sms_number,
             body=body,
             client_id=entry.client_id,
             conversation_id=None,

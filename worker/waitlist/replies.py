@@ -4,7 +4,7 @@ Routing: ``worker/turns.py`` hands a one-message SMS "YES" here before the remin
 it is about an offer only when the patient has one unanswered and this is their first message since it was
 texted (``domain.waitlist.answers_offer``) — otherwise None, and the message goes on as before.
 
-Booking: the conversation's ``book_appointment`` tool (``worker.tool_executor``) — the same availability check,
+Booking: the conversation's ``book_appointment`` tool (``worker/tools``) — the same availability check,
 screening, deposit rule and exclusion constraint as any booking, no second copy.  Two offered patients answering
 at once both reach it; the constraint lets one booking through and the other gets "sorry, it was taken" and
 stays on the list.  The booking runs outside any transaction of ours, as in a turn.

@@ -1,0 +1,248 @@
+"""Appointment rules: the statuses and their named sets, booking, cancellation terms, the deposit decision, and
+what may be moved.  The one home for these rules: the agent's tools, the staff commands, the payments flow, the
+automations and the console all read them from here (SQL statements render a set with ``db.engine.sql_list``
+or pass it as a bound array).
+
+Statuses (``db/models.py`` holds the check constraint and the exclusion constraint's predicate, which must
+name the same values; a new status is a new constant here, a member of the right sets, and an Alembic revision
+for the check constraint):
+
+- ``pending_deposit``: booked by the agent (or staff) for a service that takes a deposit; holds the slot until
+  ``hold_expires_at``, then ``expired``.
+- ``booked``: the slot is the patient's; ``confirmed``: the patient also said yes to a reminder.
+- ``checked_in``: the patient arrived (still holds the provider's time); ``completed`` / ``no_show`` /
+  ``late_cancelled``: what happened on the day (``domain/visits.py`` says which step may follow which);
+  ``cancelled`` by patient or staff.
+
+Pure: plain data in, plain data out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+# ---------------------------------------------------------------------------------------------- statuses
+PENDING_DEPOSIT: Final = "pending_deposit"
+BOOKED: Final = "booked"
+CONFIRMED: Final = "confirmed"
+CHECKED_IN: Final = "checked_in"
+COMPLETED: Final = "completed"
+CANCELLED: Final = "cancelled"
+NO_SHOW: Final = "no_show"
+EXPIRED: Final = "expired"
+LATE_CANCELLED: Final = "late_cancelled"
+
+# Every status (the table's check constraint, in the order migration 0013 wrote it).
+ALL_STATUSES: Final[tuple[str, ...]] = (
+    PENDING_DEPOSIT,
+    BOOKED,
+    CONFIRMED,
+    COMPLETED,
+    CANCELLED,
+    NO_SHOW,
+    EXPIRED,
+    CHECKED_IN,
+    LATE_CANCELLED,
+)
+# Before the day: the visit holds its slot and a patient or staff can still move or cancel it.
+LIVE_STATUSES: Final[tuple[str, ...]] = (PENDING_DEPOSIT, BOOKED, CONFIRMED)
+# The provider is busy: the exclusion constraint covers exactly these, and availability counts them as taken
+# (a checked-in patient still holds the chair).
+OCCUPYING_STATUSES: Final[tuple[str, ...]] = (*LIVE_STATUSES, CHECKED_IN)
+# A firm booking (deposit settled or none needed): on the calendar, reminded, confirmable by the patient.
+BOOKED_STATUSES: Final[tuple[str, ...]] = (BOOKED, CONFIRMED)
+# Waiting for the deposit: not on the calendar yet, the hold runs out.
+AWAITING_DEPOSIT_STATUSES: Final[tuple[str, ...]] = (PENDING_DEPOSIT,)
+# The slot was given back before the visit (off the calendar): a paid deposit is settled (refunded or kept).
+RELEASED_STATUSES: Final[tuple[str, ...]] = (CANCELLED, EXPIRED, LATE_CANCELLED)
+# Expected on the day with no outcome recorded yet: the end-of-day list.
+UNRESOLVED_STATUSES: Final[tuple[str, ...]] = (BOOKED, CONFIRMED, CHECKED_IN)
+# What the schedule shows unless asked for everything (the visit happened, will happen, or was missed).
+SCHEDULED_STATUSES: Final[tuple[str, ...]] = tuple(s for s in ALL_STATUSES if s not in RELEASED_STATUSES)
+# The visit took place: aftercare, review requests, last-visit and spend segments count these.
+VISITED_STATUSES: Final[tuple[str, ...]] = (COMPLETED,)
+
+# Kinds of rows in the appointments table: a patient's visit, or a provider's blocked time.
+APPOINTMENT: Final = "appointment"
+BLOCK: Final = "block"
+
+DEFAULT_CANCELLATION_WINDOW_HOURS: Final = 24.0
+DEFAULT_HOLD_MINUTES: Final = 30
+
+DepositAction = Literal["none", "keep", "refund"]
+
+
+def is_live(status: str) -> bool:
+    return status in LIVE_STATUSES
+
+
+# ---------------------------------------------------------------------------------------------- booking
+def booking_status(deposit_cents: int) -> str:
+    """A service that takes a deposit is booked as ``pending_deposit`` (the slot is held until it is paid)."""
+    return PENDING_DEPOSIT if deposit_cents > 0 else BOOKED
+
+
+def hold_expiry(now: datetime, deposit_cents: int, hold_minutes: int) -> datetime | None:
+    """Until when an unpaid deposit holds the slot (None when no deposit is needed)."""
+    return now + timedelta(minutes=hold_minutes) if deposit_cents > 0 else None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a visit starts, ends, and until when the provider is busy (the end plus the clean-up buffer)."""
+
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime
+
+
+def visit_timing(start: datetime, duration_min: int, buffer_min: int) -> Timing:
+    ends = start + timedelta(minutes=duration_min)
+    return Timing(start, ends, ends + timedelta(minutes=buffer_min))
+
+
+def moved_timing(starts_at: datetime, ends_at: datetime, blocked_until: datetime, new_start: datetime) -> Timing:
+    """The same visit (same length, same buffer) at ``new_start``: how staff move an appointment or a block."""
+    return Timing(new_start, new_start + (ends_at - starts_at), new_start + (blocked_until - starts_at))
+
+
+# ---------------------------------------------------------------------------------------------- changes
+def patient_may_change(status: str, starts_at: datetime, now: datetime) -> bool:
+    """A patient may cancel, move or pay for a visit that still holds its slot and has not started."""
+    return is_live(status) and starts_at > now
+
+
+def staff_may_change(status: str) -> bool:
+    """Staff may cancel or move anything that still holds its slot (even one that has started)."""
+    return is_live(status)
+
+
+# ---------------------------------------------------------------------------------------------- cancellation
+@dataclass(frozen=True)
+class CancellationPolicy:
+    """The clinic's cancellation terms (``clinics.policies``; see ``domain.clinic.Clinic.cancellation``).
+
+    Outside the window the deposit is refunded unless ``refund_outside_window`` is false; inside it, it is
+    kept unless ``refund_inside_window`` is true; a late cancellation may carry a fee (not charged
+    automatically)."""
+
+    window_hours: float = DEFAULT_CANCELLATION_WINDOW_HOURS
+    late_fee_cents: int = 0
+    refund_outside_window: bool = True
+    refund_inside_window: bool = False
+
+    @classmethod
+    def from_policies(cls, policies: dict[str, Any]) -> CancellationPolicy:
+        window = policies.get("cancellation_window_hours", DEFAULT_CANCELLATION_WINDOW_HOURS)
+        fee = policies.get("late_cancel_fee_cents", policies.get("late_fee_cents", 0))
+        return cls(
+            window_hours=float(window or 0),
+            late_fee_cents=int(fee or 0),
+            refund_outside_window=bool(policies.get("deposit_refund_outside_window", True)),
+            refund_inside_window=bool(policies.get("deposit_refund_inside_window", False)),
+        )
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(hours=self.window_hours)
+
+
+def is_late(policy: CancellationPolicy, starts_at: datetime, cancelled_at: datetime) -> bool:
+    """Inside the cancellation window, measured from the moment of cancelling (so a retry decides the same)."""
+    return starts_at - cancelled_at < policy.window
+
+
+def deposit_decision(policy: CancellationPolicy, starts_at: datetime, cancelled_at: datetime | None) -> DepositAction:
+    """Refund or keep a paid deposit when the appointment is cancelled at ``cancelled_at``.
+
+    ``cancelled_at`` None (a hold released, never cancelled) counts as early."""
+    late = cancelled_at is not None and is_late(policy, starts_at, cancelled_at)
+    if late:
+        return "refund" if policy.refund_inside_window else "keep"
+    return "refund" if policy.refund_outside_window else "keep"
+
+
+def settle_deposit(
+    policy: CancellationPolicy,
+    status: str,
+    starts_at: datetime,
+    cancelled_at: datetime | None,
+    *,
+    paid_cents: int,
+    refund_due: bool,
+) -> DepositAction:
+    """What happens to a paid deposit once the slot is given back: nothing paid -> 'none'; a payment that
+    arrived for a slot we no longer held (``refund_due``), or a hold we released (not a cancellation), is
+    refunded whatever the policy; a cancellation follows :func:`deposit_decision`."""
+    if paid_cents <= 0:
+        return "none"
+    if refund_due or status != CANCELLED:
+        return "refund"
+    return deposit_decision(policy, starts_at, cancelled_at)
+
+
+def money(cents: int) -> str:
+    """$50, $12.50: how amounts read in texts and tool results."""
+    return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"
+
+
+@dataclass(frozen=True)
+class CancellationTerms:
+    """What cancelling now means, for the patient's proposal and the cancel result."""
+
+    late: bool
+    fee_cents: int  # the late fee that applies (0 when early or none set)
+    deposit_cents: int  # the appointment's deposit (paid or not)
+    deposit_action: DepositAction  # what happens to a paid deposit of that amount
+    window_hours: float
+
+    @property
+    def fee(self) -> str | None:
+        return money(self.fee_cents) if self.fee_cents else None
+
+    def policy_text(self) -> str:
+        """The sentence the agent reads the patient (before and after cancelling)."""
+        parts: list[str] = []
+        if self.late:
+            parts.append(
+                f"This is within {self.window_hours:g} hours of the appointment, so it counts as a late cancellation."
+            )
+            if self.fee_cents:
+                parts.append(f"A late-cancellation fee of {money(self.fee_cents)} applies.")
+        else:
+            parts.append(f"More than {self.window_hours:g} hours ahead, so there is no fee.")
+        if self.deposit_cents:
+            if self.deposit_action == "keep":
+                parts.append(f"The {money(self.deposit_cents)} deposit is kept.")
+            else:
+                parts.append(f"Any {money(self.deposit_cents)} deposit paid is refunded.")
+        return " ".join(parts)
+
+
+def cancellation_terms(
+    policy: CancellationPolicy, starts_at: datetime, now: datetime, deposit_cents: int
+) -> CancellationTerms:
+    late = is_late(policy, starts_at, now)
+    return CancellationTerms(
+        late=late,
+        fee_cents=policy.late_fee_cents if late else 0,
+        deposit_cents=deposit_cents,
+        deposit_action=deposit_decision(policy, starts_at, now) if deposit_cents else "none",
+        window_hours=policy.window_hours,
+    )
+
+
+def deposit_sentence(policy: CancellationPolicy, action: DepositAction, paid_cents: int, *, late: bool) -> str:
+    """The line of a staff cancellation text about a paid deposit."""
+    if action == "keep":
+        if late:
+            return (
+                f"As this is within {policy.window_hours:g} hours of the visit, "
+                f"the {money(paid_cents)} deposit is kept."
+            )
+        return f"Per the clinic's policy, the {money(paid_cents)} deposit is kept."
+    if action == "refund":
+        return f"Your {money(paid_cents)} deposit will be refunded."
+    return ""

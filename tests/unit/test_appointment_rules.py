@@ -1,0 +1,125 @@
+"""domain/appointments.py and domain/clinic.py: statuses, cancellation terms, the deposit decision, timing, and
+the clinic model's typed policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from domain import appointments as rules
+from domain.appointments import CancellationPolicy
+from domain.clinic import Clinic, ClinicRouting, lead_time_minutes
+from domain.conversation import ClinicProfile
+
+START = datetime(2027, 4, 9, 17, 0, tzinfo=UTC)
+
+
+def test_status_sets_partition_the_statuses() -> None:
+    assert set(rules.LIVE_STATUSES) | set(rules.RELEASED_STATUSES) | {rules.COMPLETED, rules.NO_SHOW} == set(
+        rules.ALL_STATUSES
+    )
+    assert not set(rules.LIVE_STATUSES) & set(rules.RELEASED_STATUSES)
+    assert set(rules.BOOKED_STATUSES) | set(rules.AWAITING_DEPOSIT_STATUSES) == set(rules.LIVE_STATUSES)
+    assert rules.booking_status(5000) == rules.PENDING_DEPOSIT and rules.booking_status(0) == rules.BOOKED
+
+
+def test_the_schema_names_the_same_statuses() -> None:
+    from db.models import Appointment
+
+    checks = {c.name: str(c.sqltext) for c in Appointment.__table__.constraints if hasattr(c, "sqltext")}
+    status_check = next(text for name, text in checks.items() if name and name.endswith("status_valid"))
+    assert all(f"'{status}'" in status_check for status in rules.ALL_STATUSES)
+
+
+@pytest.mark.parametrize(
+    ("hours_before", "policies", "expected"),
+    [
+        (48, {}, "refund"),
+        (2, {}, "keep"),
+        (48, {"deposit_refund_outside_window": False}, "keep"),
+        (2, {"deposit_refund_inside_window": True}, "refund"),
+        (30, {"cancellation_window_hours": 48}, "keep"),
+        (30, {"cancellation_window_hours": 0}, "refund"),
+    ],
+)
+def test_deposit_decision_follows_the_clinic(hours_before: int, policies: dict, expected: str) -> None:
+    policy = CancellationPolicy.from_policies(policies)
+    assert rules.deposit_decision(policy, START, START - timedelta(hours=hours_before)) == expected
+
+
+def test_settling_a_deposit() -> None:
+    keeps = CancellationPolicy(refund_outside_window=False)
+    early = START - timedelta(days=3)
+    assert rules.settle_deposit(keeps, rules.CANCELLED, START, early, paid_cents=0, refund_due=False) == "none"
+    assert rules.settle_deposit(keeps, rules.CANCELLED, START, early, paid_cents=5000, refund_due=False) == "keep"
+    # Money that arrived for a slot we no longer held, or a hold we released, is always given back.
+    assert rules.settle_deposit(keeps, rules.CANCELLED, START, early, paid_cents=5000, refund_due=True) == "refund"
+    assert rules.settle_deposit(keeps, rules.EXPIRED, START, None, paid_cents=5000, refund_due=False) == "refund"
+
+
+def test_cancellation_terms_and_their_sentence() -> None:
+    policy = CancellationPolicy.from_policies({"cancellation_window_hours": 24, "late_cancel_fee_cents": 5000})
+    late = rules.cancellation_terms(policy, START, START - timedelta(hours=3), 5000)
+    assert late.late and late.fee == "$50" and late.deposit_action == "keep"
+    assert late.policy_text() == (
+        "This is within 24 hours of the appointment, so it counts as a late cancellation. "
+        "A late-cancellation fee of $50 applies. The $50 deposit is kept."
+    )
+    early = rules.cancellation_terms(policy, START, START - timedelta(days=2), 5000)
+    assert not early.late and early.fee is None
+    assert early.policy_text() == "More than 24 hours ahead, so there is no fee. Any $50 deposit paid is refunded."
+    keeps = CancellationPolicy(refund_outside_window=False)
+    kept_early = rules.cancellation_terms(keeps, START, START - timedelta(days=2), 5000)
+    assert kept_early.policy_text().endswith("The $50 deposit is kept.")
+    assert rules.cancellation_terms(policy, START, START - timedelta(days=2), 0).deposit_action == "none"
+    # The older policy key for the fee still counts.
+    assert CancellationPolicy.from_policies({"late_fee_cents": 2500}).late_fee_cents == 2500
+
+
+def test_staff_deposit_sentence() -> None:
+    policy = CancellationPolicy()
+    assert "within 24 hours" in rules.deposit_sentence(policy, "keep", 5000, late=True)
+    assert (
+        rules.deposit_sentence(policy, "keep", 5000, late=False) == "Per the clinic's policy, the $50 deposit is kept."
+    )
+    assert rules.deposit_sentence(policy, "refund", 1250, late=False) == "Your $12.50 deposit will be refunded."
+    assert rules.deposit_sentence(policy, "none", 0, late=False) == ""
+
+
+def test_timing_and_who_may_change() -> None:
+    timing = rules.visit_timing(START, 30, 10)
+    assert (timing.ends_at - START, timing.blocked_until - START) == (timedelta(minutes=30), timedelta(minutes=40))
+    moved = rules.moved_timing(timing.starts_at, timing.ends_at, timing.blocked_until, START + timedelta(days=1))
+    assert moved.blocked_until - moved.starts_at == timedelta(minutes=40)
+    assert rules.patient_may_change(rules.BOOKED, START, START - timedelta(minutes=1))
+    assert not rules.patient_may_change(rules.BOOKED, START, START)
+    assert not rules.patient_may_change(rules.CANCELLED, START, START - timedelta(days=1))
+    assert rules.staff_may_change(rules.PENDING_DEPOSIT) and not rules.staff_may_change(rules.COMPLETED)
+    assert rules.hold_expiry(START, 5000, 60) == START + timedelta(hours=1) and rules.hold_expiry(START, 0, 60) is None
+
+
+def test_the_clinic_model() -> None:
+    clinic = Clinic(
+        1,
+        "Glow",
+        "America/Los_Angeles",
+        "+14155550100",
+        "",
+        {"mon": [["09:00", "17:00"]]},
+        ["2026-12-25", {"date": "2027-01-01"}],
+        {"min_notice_hours": 3, "deposit_hold_minutes": 45, "currency": "cad", "deposit_refund_outside_window": False},
+        slug="glow",
+        routing=ClinicRouting(sms_number="+14155550123"),
+    )
+    assert ClinicProfile is Clinic  # the turn's clinic is the same model
+    assert clinic.tz.key == "America/Los_Angeles" and [h.weekday for h in clinic.hours] == [0]
+    assert clinic.closed_dates == {date(2026, 12, 25), date(2027, 1, 1)}
+    assert clinic.schedule.tz == "America/Los_Angeles" and clinic.lead_time == timedelta(hours=3)
+    assert clinic.hold_minutes(30) == 45 and clinic.currency == "cad"
+    assert clinic.cancellation.refund_outside_window is False
+    assert clinic.routing.as_dict()["sms_number"] == "+14155550123"
+    bare = Clinic(2, "Bare", "UTC", "", "", {}, [], {})
+    assert bare.hold_minutes(None) == rules.DEFAULT_HOLD_MINUTES and bare.hold_minutes(60) == 60
+    assert bare.lead_time == timedelta(minutes=120) and bare.currency == "usd"
+    assert lead_time_minutes({"min_lead_minutes": 0}) == 0

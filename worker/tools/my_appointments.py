@@ -1,0 +1,116 @@
+"""The patient's own appointments: ``get_my_appointments`` and the deposit link (``create_deposit_link``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+from sqlalchemy import text
+
+from domain.appointments import APPOINTMENT, LIVE_STATUSES, PENDING_DEPOSIT, money
+from domain.ports import DepositRequest
+from domain.prompt import local_label
+from domain.tools import CreateDepositLink, ToolArgs
+from domain.visits import VisitPolicy
+from worker.tools.context import ToolContext, ToolError
+
+# The hot path's raw connection (psycopg ``%(name)s`` parameters): BEGIN, the clinic, this query and COMMIT in
+# one round trip.
+UPCOMING = f"""SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
+                      p.name AS provider
+               FROM appointments a JOIN providers p ON p.id = a.provider_id
+               LEFT JOIN services s ON s.id = a.service_id
+               WHERE a.clinic_id = %(c)s AND a.client_id = %(client)s AND a.kind = '{APPOINTMENT}'
+                 AND a.status = ANY(%(live)s) AND a.starts_at > %(now)s
+               ORDER BY a.starts_at LIMIT 10"""
+OPEN_LINK = text(
+    """SELECT url, expires_at FROM payments
+       WHERE appointment_id = :id AND status = 'pending' AND expires_at > :now ORDER BY id DESC LIMIT 1"""
+)
+INSERT_PAYMENT = text(
+    """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
+           amount_cents, currency, status, url, expires_at)
+       VALUES (:c, :a, :client, :prov, :sid, :amt, :cur, 'pending', :url, :exp)
+       ON CONFLICT (checkout_session_id) DO NOTHING"""
+)
+
+
+def get_my_appointments(ctx: ToolContext, args: ToolArgs) -> dict[str, Any]:
+    # The most frequent read: one statement on the hot path's raw connection, not an ORM session.
+    clinic = ctx.clinic
+    with ctx.database.tenant_connection(ctx.clinic_id) as conn:
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                UPCOMING,
+                {"c": ctx.clinic_id, "client": ctx.client_id, "live": list(LIVE_STATUSES), "now": ctx.now},
+            )
+            .fetchall()
+        )
+    return {
+        "appointments": [
+            {
+                "appointment_id": r["id"],
+                "service": r["service"],
+                "provider": r["provider"],
+                "start": ctx.iso_local(r["starts_at"]),
+                "label": local_label(r["starts_at"], clinic.timezone),
+                "status": r["status"],
+                "deposit_due": money(r["deposit_cents"])
+                if r["status"] == PENDING_DEPOSIT and r["deposit_cents"]
+                else None,
+            }
+            for r in rows
+        ]
+    }
+
+
+def create_deposit_link(ctx: ToolContext, args: CreateDepositLink) -> dict[str, Any]:
+    clinic = ctx.clinic
+    with ctx.scope() as session:
+        appt = ctx.own_appointment(session, args.appointment_id)
+        if appt.status != PENDING_DEPOSIT or not appt.deposit_cents:
+            raise ToolError("that appointment does not need a deposit")
+        existing = session.execute(OPEN_LINK, {"id": appt.id, "now": ctx.now}).one_or_none()
+    if existing is not None:
+        return {"ok": True, "url": existing.url, "amount": money(appt.deposit_cents), "reused": True}
+    expires = appt.hold_expires_at or ctx.now + timedelta(minutes=ctx.hold_minutes)
+    base = ctx.public_base_url.rstrip("/")
+    link = ctx.payments.create_deposit_checkout(
+        DepositRequest(
+            clinic_id=ctx.clinic_id,
+            appointment_id=appt.id,
+            amount_cents=int(appt.deposit_cents),
+            currency=clinic.currency,
+            description=f"Deposit: {appt.what} at {clinic.name}",
+            expires_at=expires,
+            idempotency_key=f"deposit:{appt.id}",
+            success_url=f"{base}/deposit/done?appointment={appt.id}",
+            cancel_url=f"{base}/deposit/cancelled?appointment={appt.id}",
+            metadata={"conversation_id": str(ctx.conversation_id)},
+            save_card_terms=VisitPolicy.from_policies(clinic.policies).card_terms(clinic.name),
+        )
+    )
+    provider = "local" if link.session_id.startswith("cs_local_") else "stripe"
+    with ctx.scope() as session:
+        session.execute(
+            INSERT_PAYMENT,
+            {
+                "c": ctx.clinic_id,
+                "a": appt.id,
+                "client": ctx.client_id,
+                "prov": provider,
+                "sid": link.session_id,
+                "amt": int(appt.deposit_cents),
+                "cur": clinic.currency,
+                "url": link.url,
+                "exp": link.expires_at,
+            },
+        )
+    return {
+        "ok": True,
+        "url": link.url,
+        "amount": money(int(appt.deposit_cents)),
+        "pay_by": local_label(expires, clinic.timezone),
+    }
