@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -298,6 +299,17 @@ def check_startup(settings: Settings, process: str | None = None) -> None:
         raise ConfigurationError("ENVIRONMENT=production but " + "; ".join(problems))
 
 
+def _refusal_stream() -> TextIO:
+    """Where the one refusal line goes: stderr — the process's own in a Dramatiq worker process, which swaps
+    ``sys.stderr`` for a pipe to its parent's log thread, and that thread may stop before draining the pipe when the
+    worker exits at once (the line would be lost under load)."""
+    from dramatiq.compat import StreamablePipe  # late: keeps this module import-light for the web app
+
+    if isinstance(sys.stderr, StreamablePipe) and sys.__stderr__ is not None:
+        return sys.__stderr__
+    return sys.stderr
+
+
 def startup_settings(process: str, settings: Settings | None = None) -> Settings:
     """The settings a process starts with, checked; on any problem print one line and exit non-zero.
 
@@ -306,9 +318,7 @@ def startup_settings(process: str, settings: Settings | None = None) -> Settings
         settings = settings or get_settings()
         check_startup(settings, process)
     except ConfigurationError as exc:
-        # The process's own stderr, not sys.stderr: a Dramatiq worker process swaps sys.stderr for a pipe to its
-        # parent's log thread, which may stop before it drains the pipe when the worker exits at once.
-        print(f"medspa {process}: refusing to start: {exc}", file=sys.__stderr__ or sys.stderr, flush=True)
+        print(f"medspa {process}: refusing to start: {exc}", file=_refusal_stream(), flush=True)
         raise SystemExit(EXIT_CONFIGURATION) from None
     return settings
 

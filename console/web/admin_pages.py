@@ -46,8 +46,13 @@ TEXT_POLICIES = (
     ("review_url", "Review link"),
     ("opt_out_footer", "Opt-out line on marketing texts"),
 )
-FLAG_POLICIES = (("deposit_refund_outside_window", "Refund the deposit when cancelled in time"),)
-assert {n for n, _ in NUMBER_POLICIES + TEXT_POLICIES + FLAG_POLICIES} | {"quiet_hours"} == set(EDITABLE_POLICIES)
+FLAG_POLICIES = (
+    ("deposit_refund_outside_window", "Refund the deposit when cancelled in time"),
+    ("vision_model", "Let a vision-capable model see patients' photos"),
+)
+# Edited elsewhere on the page (quiet hours) or only in the clinic file and the API (the nested missed-call block).
+NOT_FORM_FIELDS = {"quiet_hours", "missed_calls"}
+assert {n for n, _ in NUMBER_POLICIES + TEXT_POLICIES + FLAG_POLICIES} | NOT_FORM_FIELDS == set(EDITABLE_POLICIES)
 
 
 class NoticeQuery(ApiModel):

@@ -16,9 +16,11 @@ START = datetime(2027, 4, 9, 17, 0, tzinfo=UTC)
 
 
 def test_status_sets_partition_the_statuses() -> None:
-    assert set(rules.LIVE_STATUSES) | set(rules.RELEASED_STATUSES) | {rules.COMPLETED, rules.NO_SHOW} == set(
+    assert set(rules.OCCUPYING_STATUSES) | set(rules.RELEASED_STATUSES) | {rules.COMPLETED, rules.NO_SHOW} == set(
         rules.ALL_STATUSES
     )
+    assert set(rules.OCCUPYING_STATUSES) == set(rules.LIVE_STATUSES) | {rules.CHECKED_IN}
+    assert not set(rules.OCCUPYING_STATUSES) & set(rules.RELEASED_STATUSES)
     assert not set(rules.LIVE_STATUSES) & set(rules.RELEASED_STATUSES)
     assert set(rules.BOOKED_STATUSES) | set(rules.AWAITING_DEPOSIT_STATUSES) == set(rules.LIVE_STATUSES)
     assert rules.booking_status(5000) == rules.PENDING_DEPOSIT and rules.booking_status(0) == rules.BOOKED
