@@ -1,42 +1,22 @@
-"""The clinic knowledge base: chunking, idempotent ingest and hybrid search.
-
-Why hybrid: patients ask in their own words ("does it hurt?") that an article
-may never use ("numbing cream", "discomfort"), so pgvector similarity finds the
-meaning; full-text finds exact terms (product names, "deposit") that small
-embedding models blur.  The two rankings are fused with reciprocal rank
-fusion, which needs no score calibration between them.  Without an embedder
-the search is full-text alone (said once in the log by the composition root).
-
-Ingest is idempotent: a document whose title+body hash did not change is left
-alone (only missing embeddings are filled in), so re-running the staff script
-costs nothing and never duplicates chunks.
+"""Hybrid search (psycopg's ``%(name)s`` dialect: the tool's hot path): full-text and vector candidates in one
+statement, fused by reciprocal rank.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgvector.sqlalchemy import Vector
-from sqlalchemy import bindparam, text
-
 from db.engine import Database
-from db.models import EMBEDDING_DIMENSIONS
 from domain.ports import Embedder
 
-log = logging.getLogger(__name__)
-
-CHUNK_CHARS = 800
 RRF_K = 60  # the usual constant from Cormack et al.; damps the weight of top ranks
 CANDIDATES = 20  # per ranking, before fusion
 # Cosine distance beyond which a vector hit is noise rather than an answer (MiniLM: unrelated text sits ~0.85-1.0).
 MAX_VECTOR_DISTANCE = 0.8
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -54,173 +34,6 @@ class KnowledgeHit:
 
     def as_dict(self) -> dict[str, object]:
         return {"title": self.title, "slug": self.slug, "snippet": self.snippet, "score": round(self.score, 5)}
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    document_id: int
-    chunks: int
-    changed: bool  # the text changed (or the article is new)
-    embedded: int  # chunks embedded during this call
-
-
-# ---------------------------------------------------------------------------------------------- chunking
-def _split_long(paragraph: str, limit: int) -> list[str]:
-    """Split one over-long paragraph at sentence ends (words if a sentence alone is too long)."""
-    pieces: list[str] = []
-    current = ""
-    for sentence in _SENTENCE.split(paragraph):
-        while len(sentence) > limit:
-            cut = sentence.rfind(" ", 0, limit)
-            cut = cut if cut > 0 else limit
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        if current and len(current) + 1 + len(sentence) > limit:
-            pieces.append(current)
-            current = sentence
-        else:
-            current = f"{current} {sentence}".strip()
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def chunk_text(body: str, limit: int = CHUNK_CHARS) -> list[str]:
-    """Paragraph-based chunks of at most ``limit`` characters; paragraphs are kept whole when they fit."""
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", body.strip())]
-    chunks: list[str] = []
-    current = ""
-    for paragraph in filter(None, paragraphs):
-        for piece in _split_long(paragraph, limit) if len(paragraph) > limit else [paragraph]:
-            if current and len(current) + 2 + len(piece) > limit:
-                chunks.append(current)
-                current = piece
-            else:
-                current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def content_hash(title: str, body: str) -> str:
-    return hashlib.sha256(f"{title}\n\x00{body}".encode()).hexdigest()
-
-
-def _embed_input(title: str, chunk: str) -> str:
-    # The title carries the topic ("Pain & numbing") that a chunk's body may not repeat.
-    return f"{title}\n{chunk}"
-
-
-_VECTOR_PARAM = bindparam("embedding", type_=Vector(EMBEDDING_DIMENSIONS))
-
-
-# ---------------------------------------------------------------------------------------------- ingest
-def ingest_article(
-    database: Database,
-    clinic_id: int,
-    slug: str,
-    title: str,
-    body: str,
-    embedder: Embedder | None,
-    *,
-    source: str = "",
-) -> IngestResult:
-    """Insert or update one article and its chunks.  Unchanged text: no rewrite, only missing embeddings filled."""
-    digest = content_hash(title, body)
-    with database.tenant_scope(clinic_id) as session:
-        row = session.execute(
-            text("SELECT id, content_hash FROM kb_documents WHERE clinic_id = :c AND slug = :s"),
-            {"c": clinic_id, "s": slug},
-        ).first()
-    if row is not None and row.content_hash == digest:
-        embedded = reindex_missing_embeddings(database, clinic_id, embedder, document_id=row.id) if embedder else 0
-        count = _chunk_count(database, clinic_id, row.id)
-        return IngestResult(document_id=row.id, chunks=count, changed=False, embedded=embedded)
-
-    chunks = chunk_text(body)
-    # Embed before opening the write transaction: no transaction is held across a (possibly remote) model call.
-    vectors = embedder.embed([_embed_input(title, c) for c in chunks]) if embedder and chunks else None
-    with database.tenant_scope(clinic_id) as session:
-        document_id = session.execute(
-            text(
-                """INSERT INTO kb_documents (clinic_id, slug, title, body, source, content_hash)
-                   VALUES (:c, :s, :t, :b, :src, :h)
-                   ON CONFLICT (clinic_id, slug) DO UPDATE
-                   SET title = EXCLUDED.title, body = EXCLUDED.body, source = EXCLUDED.source,
-                       content_hash = EXCLUDED.content_hash, updated_at = now()
-                   RETURNING id"""
-            ),
-            {"c": clinic_id, "s": slug, "t": title, "b": body, "src": source, "h": digest},
-        ).scalar_one()
-        session.execute(text("DELETE FROM kb_chunks WHERE document_id = :d"), {"d": document_id})
-        insert = text(
-            """INSERT INTO kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding, embedding_model)
-               VALUES (:c, :d, :i, :t, :content, :embedding, :model)"""
-        ).bindparams(_VECTOR_PARAM)
-        for index, chunk in enumerate(chunks):
-            session.execute(
-                insert,
-                {
-                    "c": clinic_id,
-                    "d": document_id,
-                    "i": index,
-                    "t": title,
-                    "content": chunk,
-                    "embedding": vectors[index] if vectors else None,
-                    "model": embedder.name if vectors and embedder else None,
-                },
-            )
-    log.info("kb article ingested", extra={"clinic_id": clinic_id, "document_id": document_id, "chunks": len(chunks)})
-    return IngestResult(document_id=document_id, chunks=len(chunks), changed=True, embedded=len(vectors or []))
-
-
-def _chunk_count(database: Database, clinic_id: int, document_id: int) -> int:
-    with database.tenant_scope(clinic_id) as session:
-        return int(
-            session.execute(
-                text("SELECT count(*) FROM kb_chunks WHERE document_id = :d"), {"d": document_id}
-            ).scalar_one()
-        )
-
-
-def reindex_missing_embeddings(
-    database: Database,
-    clinic_id: int,
-    embedder: Embedder | None,
-    *,
-    document_id: int | None = None,
-    batch_size: int = 64,
-) -> int:
-    """Embed every chunk of the clinic (or one document) that has no embedding from this embedder yet
-    (none at all, or another model's); returns how many."""
-    if embedder is None:
-        return 0
-    total = 0
-    while True:
-        with database.tenant_scope(clinic_id) as session:
-            rows = session.execute(
-                text(
-                    """SELECT id, title, content FROM kb_chunks
-                       WHERE clinic_id = :c AND (embedding IS NULL OR embedding_model IS DISTINCT FROM :model)
-                         AND (CAST(:d AS bigint) IS NULL OR document_id = CAST(:d AS bigint))
-                       ORDER BY id LIMIT :n"""
-                ),
-                {"c": clinic_id, "d": document_id, "n": batch_size, "model": embedder.name},
-            ).all()
-        if not rows:
-            return total
-        vectors = embedder.embed([_embed_input(r.title, r.content) for r in rows])
-        with database.tenant_scope(clinic_id) as session:
-            update = text(
-                """UPDATE kb_chunks SET embedding = :embedding, embedding_model = :model
-                   WHERE id = :id AND (embedding IS NULL OR embedding_model IS DISTINCT FROM :model)"""
-            ).bindparams(_VECTOR_PARAM)
-            for row, vector in zip(rows, vectors, strict=True):
-                session.execute(update, {"id": row.id, "embedding": vector, "model": embedder.name})
-        total += len(rows)
 
 
 # ---------------------------------------------------------------------------------------------- search
