@@ -124,7 +124,6 @@ def db_wait(args: argparse.Namespace) -> int:
 
 def _index_knowledge() -> None:
     """Fill missing knowledge-base embeddings (no-op when no embedder is available)."""
-    from sqlalchemy import text
 
     from scripts.common import app_database
     from worker.integrations.embedders import embedder_for
@@ -136,10 +135,8 @@ def _index_knowledge() -> None:
         print("knowledge base: full-text search only (no embedder installed)")
         return
     database = app_database()
-    with database.directory_scope() as session:
-        clinic_ids = [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
     total = 0
-    for clinic_id in clinic_ids:
+    for clinic_id in database.clinic_ids():
         total += int(reindex_missing_embeddings(database, clinic_id, embedder) or 0)
     print(f"knowledge base: {total} chunk embeddings computed with {embedder.name}")
 

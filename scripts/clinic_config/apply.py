@@ -9,7 +9,8 @@ import json
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from scripts.clinic_config.state import JSON_SERVICE_FIELDS, SERVICE_FIELDS, ClinicState, _set_clinic
+from db.engine import set_clinic
+from scripts.clinic_config.state import JSON_SERVICE_FIELDS, SERVICE_FIELDS, ClinicState
 
 
 # ---------------------------------------------------------------------------------------------- apply
@@ -60,7 +61,7 @@ def write_state(session: Session, current: ClinicState | None, desired: ClinicSt
                     WHERE id = :id"""),
             {**values, "id": clinic_id},
         )
-    _set_clinic(session, clinic_id)
+    set_clinic(session, clinic_id)  # owner connections are subject to the FORCEd RLS too
 
     # SMS numbers (tenant directory)
     session.execute(

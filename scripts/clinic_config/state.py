@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import set_clinic
 from scripts.clinic_config.spec import ClinicFile
 from scripts.clinic_config.values import parse_week
 
@@ -103,11 +104,6 @@ def desired_state(spec: ClinicFile) -> ClinicState:
     )
 
 
-def _set_clinic(session: Session, clinic_id: int) -> None:
-    # Owner connections are subject to FORCEd row-level security too (unless superuser): scope the transaction.
-    session.execute(text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(int(clinic_id))})
-
-
 def _hours_from_db(value: Any) -> dict[str, list[list[str]]]:
     try:
         return parse_week(value or {})
@@ -121,7 +117,7 @@ def read_state(session: Session, slug: str) -> ClinicState | None:
     if row is None:
         return None
     clinic_id = int(row["id"])
-    _set_clinic(session, clinic_id)
+    set_clinic(session, clinic_id)  # owner connections are subject to the FORCEd RLS too
     clinic = {"slug": row["slug"], **{f: row[f] for f in CLINIC_FIELDS}}
     clinic["business_hours"] = _hours_from_db(row["business_hours"])
     clinic["holidays"] = [str(d) for d in (row["holidays"] or [])]
