@@ -17,8 +17,8 @@ from domain.timeparse.words import (
     _WEAK_WEEKDAYS,
     _WEEKDAY_ALIASES,
     _WEEKDAY_RE,
-    _WORD_NUMBERS,
     WEEKDAYS,
+    WORD_NUMBERS,
     _normalise,
 )
 
@@ -154,7 +154,7 @@ class _Parser:
         )
         if m:
             raw = m.group(1).replace(" of", "").replace("a ", "").strip()
-            count = int(raw) if raw.isdigit() else _WORD_NUMBERS.get(raw, 1)
+            count = int(raw) if raw.isdigit() else WORD_NUMBERS.get(raw, 1)
             unit = m.group(2)
             if unit.startswith("day"):
                 self._set_date(self.today + timedelta(days=count))
@@ -283,7 +283,7 @@ class _Parser:
                 self._set_window(window, hint)
 
     def _hour(self, raw: str) -> int | None:
-        return int(raw) if raw.isdigit() else _WORD_NUMBERS.get(raw)
+        return int(raw) if raw.isdigit() else WORD_NUMBERS.get(raw)
 
     def _to_time(self, hour: int, minute: int, suffix: str | None, explicit: bool = True) -> time | None:
         """Apply am/pm and the bare-hour heuristic.  ``explicit``: '15:00'-like."""

@@ -56,7 +56,7 @@ for _i, _name in enumerate(calendar.month_name):
         _MONTHS[_name.lower()] = _i
         _MONTHS[_name.lower()[:3]] = _i
 _MONTHS.update({"sept": 9})
-_WORD_NUMBERS = {
+WORD_NUMBERS = {
     "one": 1,
     "two": 2,
     "three": 3,
@@ -111,7 +111,7 @@ _FUZZY_STOPLIST = frozenset({"someday", "somedays", "weekday", "weekdays", "toni
 
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _WEEKDAY_RE = "|".join(sorted(_WEEKDAY_ALIASES, key=len, reverse=True))
-_NUM_WORD_RE = "|".join(k for k in _WORD_NUMBERS if k not in ("a", "an", "couple", "few"))
+_NUM_WORD_RE = "|".join(k for k in WORD_NUMBERS if k not in ("a", "an", "couple", "few"))
 
 
 def _fuzzy_word(word: str) -> str:

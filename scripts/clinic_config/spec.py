@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.screening import CONDITIONS, Contraindication
 from scripts.clinic_config.values import (
     _KIND,
     _SLUG,
@@ -93,16 +94,7 @@ class ProviderSpec(_Strict):
         return parse_week(value)
 
 
-SCREENING_CONDITIONS = (
-    "pregnancy",
-    "breastfeeding",
-    "cold_sore",
-    "skin_lesion",
-    "blood_thinners",
-    "accutane",
-    "allergy",
-    "age",
-)  # the same list as domain.screening.CONDITIONS (a unit test keeps them equal)
+SCREENING_CONDITIONS = CONDITIONS  # the condition Literal below must list the same (a unit test checks)
 
 
 class ContraindicationSpec(_Strict):
@@ -127,15 +119,10 @@ class ContraindicationSpec(_Strict):
         return self
 
     def stored(self) -> dict[str, Any]:
-        """The JSON kept in services.contraindications (empty parameters left out; see domain.screening)."""
-        out: dict[str, Any] = {"condition": self.condition, "position": self.position}
-        if self.suggest:
-            out["suggest"] = list(self.suggest)
-        if self.min_age is not None:
-            out["min_age"] = self.min_age
-        if self.ingredients:
-            out["ingredients"] = list(self.ingredients)
-        return out
+        """The JSON kept in services.contraindications (``domain.screening.Contraindication.as_dict``)."""
+        return Contraindication(
+            self.condition, self.position, tuple(self.suggest), self.min_age, tuple(self.ingredients)
+        ).as_dict()
 
 
 class ServiceSpec(_Strict):
