@@ -148,6 +148,14 @@ def _service_env() -> dict[str, str]:
     return os.environ.copy() | infrastructure().as_env()
 
 
+def _uvicorn_argv(module: str, host: str, port: int, workers: int | None = None) -> list[str]:
+    """An ASGI app of ours (``module:create_app``) under uvicorn; ``workers``: its worker processes (else one)."""
+    argv = [sys.executable, "-m", "uvicorn", "--factory", f"{module}:create_app", "--host", host, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    return [*argv, "--no-access-log"]
+
+
 def run_webhooks(args: argparse.Namespace) -> int:
     # Checked here, in the process compose runs, before the environment is resolved or uvicorn is exec'd (the
     # app checks again in each uvicorn worker).
@@ -155,24 +163,7 @@ def run_webhooks(args: argparse.Namespace) -> int:
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
-    os.execvpe(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "webhooks.app:create_app",
-            "--host",
-            settings.webhook_host,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-        ],
-        env,
-    )
+    os.execvpe(sys.executable, _uvicorn_argv("webhooks.app", settings.webhook_host, port, workers), env)
     return 0  # pragma: no cover
 
 
@@ -183,20 +174,12 @@ def run_console(args: argparse.Namespace) -> int:
     env = _service_env()
     os.execvpe(
         sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "console.app:create_app",
-            "--host",
+        _uvicorn_argv(
+            "console.app",
             settings.console_host,
-            "--port",
-            str(args.port or settings.console_port),
-            "--workers",
-            str(args.workers or settings.console_workers),
-            "--no-access-log",
-        ],
+            args.port or settings.console_port,
+            args.workers or settings.console_workers,
+        ),
         env,
     )
     return 0  # pragma: no cover
@@ -272,22 +255,7 @@ def dev_up(args: argparse.Namespace) -> int:
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     processes: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "webhooks.app:create_app",
-                "--host",
-                settings.webhook_host,
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-        ),
+        subprocess.Popen(_uvicorn_argv("webhooks.app", settings.webhook_host, port), cwd=REPO_ROOT, env=env),
         subprocess.Popen(
             _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
             cwd=REPO_ROOT,
@@ -296,20 +264,7 @@ def dev_up(args: argparse.Namespace) -> int:
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
         # The staff console on its own port (create the first owner with `medspa staff-users add`).
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "console.app:create_app",
-                "--host",
-                settings.console_host,
-                "--port",
-                str(settings.console_port),
-                "--no-access-log",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
+            _uvicorn_argv("console.app", settings.console_host, settings.console_port), cwd=REPO_ROOT, env=env
         ),
     ]
     base = env["PUBLIC_BASE_URL"]
