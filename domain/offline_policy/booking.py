@@ -8,7 +8,7 @@ from typing import Any
 from domain.offline_policy.dialogue_state import _DialogueState
 from domain.offline_policy.replies import _failed_action, _format_slots, _screening_reply
 from domain.offline_policy.slots import _requested_start, _when_args, _within
-from domain.offline_policy.view import Decision
+from domain.offline_policy.view import Decision, _Step
 from domain.screening import CONDITION_LABELS, detect_conditions
 from domain.timeparse import WhenSpec
 
@@ -169,65 +169,54 @@ class _Booking(_DialogueState):
         view = self.view
         action = pending.get("action")
         if action == "book":
-            booked = view.last("book_appointment")
-            if booked is None:
-                return self.call(
-                    "book_appointment",
-                    service=pending.get("service"),
-                    start=pending.get("start"),
-                    provider=pending.get("provider"),
-                )
-            if not booked.ok:
-                return _failed_action(booked)
+            booked = self.done_or_call(
+                "book_appointment",
+                service=pending.get("service"),
+                start=pending.get("start"),
+                provider=pending.get("provider"),
+            )
+            if not isinstance(booked, _Step):
+                return booked
             result = booked.result
             ask = self.name_question()
-            if result.get("status") == "pending_deposit":
-                link = view.last("create_deposit_link")
-                if link is None:
-                    return self.call("create_deposit_link", appointment_id=result["appointment_id"])
-                if link.ok:
-                    return (
-                        f"You're booked: {result.get('service')} with {result.get('provider')} on {result.get('label')}. "
-                        f"Please pay the {link.result.get('amount')} deposit to hold it: {link.result.get('url')}{ask}"
-                    )
-                return (
-                    f"You're booked: {result.get('service')} with {result.get('provider')} on {result.get('label')}. "
-                    f"A deposit is needed to hold it; our team will send you the payment link.{ask}"
-                )
-            return (
-                f"You're booked: {result.get('service')} with {result.get('provider')} on {result.get('label')}. "
-                f"See you then!{ask}"
-            )
+            head = f"You're booked: {result.get('service')} with {result.get('provider')} on {result.get('label')}."
+            if result.get("status") != "pending_deposit":
+                return f"{head} See you then!{ask}"
+            link = view.last("create_deposit_link")
+            if link is None:
+                return self.call("create_deposit_link", appointment_id=result["appointment_id"])
+            if link.ok:
+                return f"{head} Please pay the {link.result.get('amount')} deposit to hold it: {link.result.get('url')}{ask}"
+            return f"{head} A deposit is needed to hold it; our team will send you the payment link.{ask}"
         if action == "cancel":
-            done = view.last("cancel_appointment")
-            if done is None:
-                return self.call("cancel_appointment", appointment_id=pending.get("appointment_id"), reason=None)
-            if not done.ok:
-                return _failed_action(done)
+            done = self.done_or_call("cancel_appointment", appointment_id=pending.get("appointment_id"), reason=None)
+            if not isinstance(done, _Step):
+                return done
             extra = f" {done.result.get('deposit')}." if done.result.get("deposit") else ""
             return f"Done, your {done.result.get('cancelled')} is cancelled. {done.result.get('policy', '')}{extra}".strip()
         if action == "reschedule":
-            done = view.last("reschedule_appointment")
-            if done is None:
-                return self.call(
-                    "reschedule_appointment",
-                    appointment_id=pending.get("appointment_id"),
-                    new_start=pending.get("start"),
-                )
-            if not done.ok:
-                return _failed_action(done)
+            done = self.done_or_call(
+                "reschedule_appointment", appointment_id=pending.get("appointment_id"), new_start=pending.get("start")
+            )
+            if not isinstance(done, _Step):
+                return done
             return (
                 f"Done! Your {done.result.get('service')} is moved to {done.result.get('label')} with "
                 f"{done.result.get('provider')}."
             )
         if action == "deposit":
-            link = view.last("create_deposit_link")
-            if link is None:
-                return self.call("create_deposit_link", appointment_id=pending.get("appointment_id"))
-            if not link.ok:
-                return _failed_action(link)
-            return f"Here's your {link.result.get('amount')} deposit link: {link.result.get('url')}"
+            made = self.done_or_call("create_deposit_link", appointment_id=pending.get("appointment_id"))
+            if not isinstance(made, _Step):
+                return made
+            return f"Here's your {made.result.get('amount')} deposit link: {made.result.get('url')}"
         return "Sorry, I lost track of what we were confirming. What would you like to do?"
+
+    def done_or_call(self, tool: str, /, **arguments: Any) -> _Step | Decision:
+        """This turn's successful ``tool`` step; else the call that makes it (not made yet) or the failure's reply."""
+        step = self.view.last(tool)
+        if step is None:
+            return self.call(tool, **arguments)
+        return step if step.ok else _failed_action(step)
 
     def name_question(self) -> str:
         """Asked once, when a booking is made and no name is on file (issue 14)."""

@@ -9,7 +9,7 @@ from domain.agent_state import is_affirmative
 from domain.answering import hours_answer
 from domain.catalog import ServiceRef, find_service_mentions
 from domain.nlu import Understanding
-from domain.offline_policy.replies import _format_slots, _screening_reply
+from domain.offline_policy.replies import _failure_reply
 from domain.offline_policy.slots import _provider_named, _slot_hour, _slot_matches
 from domain.offline_policy.view import Decision, _cannot, _catalogue_from_steps, _Step, _View
 from domain.offline_policy.vocabulary import _ORDINALS, _VOCABULARY
@@ -102,12 +102,11 @@ class _DeciderBase:
                 str(action), "go ahead"
             )
             return f"{summary} Reply YES to {verb}."
-        if proposal.result.get("screening"):
-            return _screening_reply(proposal.result["screening"])
-        alternatives = proposal.result.get("alternatives") or []
-        if alternatives:
-            return f"Sorry, that time is no longer available. Closest openings: {_format_slots(alternatives)}. Which works?"
-        return f"Sorry, I couldn't set that up: {proposal.result.get('error')}. Want to try another time?"
+        return _failure_reply(
+            proposal.result,
+            "that time is no longer available",
+            f"Sorry, I couldn't set that up: {proposal.result.get('error')}. Want to try another time?",
+        )
 
     def pick_offered(self, when: WhenSpec | None) -> dict[str, Any] | None:
         """A slot of the list offered that the message chooses ("the second one", "3", "the 2pm one", ...)."""

@@ -167,12 +167,22 @@ def _direct(question: str, answer: str) -> str:
 
 
 def _failed_action(step: _Step) -> str:
-    if step.result.get("screening"):
-        return _screening_reply(step.result["screening"])
-    alternatives = step.result.get("alternatives") or []
+    return _failure_reply(
+        step.result,
+        "that slot was just taken",
+        f"Sorry, that didn't go through ({step.result.get('error')}). Want me to ask our team to help?",
+    )
+
+
+def _failure_reply(result: dict[str, Any], taken: str, otherwise: str) -> str:
+    """A failed booking step's reply: the screening's answer, else the closest openings when the time was
+    ``taken``, else ``otherwise``."""
+    if result.get("screening"):
+        return _screening_reply(result["screening"])
+    alternatives = result.get("alternatives") or []
     if alternatives:
-        return f"Sorry, that slot was just taken. Closest openings: {_format_slots(alternatives)}. Which works?"
-    return f"Sorry, that didn't go through ({step.result.get('error')}). Want me to ask our team to help?"
+        return f"Sorry, {taken}. Closest openings: {_format_slots(alternatives)}. Which works?"
+    return otherwise
 
 
 def _list_appointments(appointments: list[dict[str, Any]]) -> str:
