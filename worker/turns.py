@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
 from domain.audience import RecipientFacts, decide
@@ -175,10 +177,10 @@ def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, he
             if not held.live():
                 raise TurnWithdrawn("lease lost before the commit")
         except TurnWithdrawn:
-            metrics.turns_withdrawn.inc()
-            log.warning(
+            _discarded(
+                metrics.turns_withdrawn,
                 "turn withdrawn: its lease was lost while it ran (nothing committed, nothing sent)",
-                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
+                snapshot,
             )
             return turns
         clinic, routing = ports.clinics(snapshot.clinic_id)
@@ -202,11 +204,7 @@ def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, he
                         conn, snapshot.clinic_id, snapshot.lease, ports.settings.history_window
                     )
         except StaleTurn:
-            metrics.stale_turns.inc()
-            log.warning(
-                "stale turn discarded: another worker took the conversation over",
-                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
-            )
+            _discarded(metrics.stale_turns, "stale turn discarded: another worker took the conversation over", snapshot)
             return turns
         turns += 1
         _observe_turn(output, time.perf_counter() - started)
@@ -227,6 +225,12 @@ def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, he
             send(snapshot.clinic_id, committed.outbox_ids, committed.claimed)
         snapshot = next_snapshot
     return turns
+
+
+def _discarded(counter: Counter, message: str, snapshot: Snapshot) -> None:
+    """A turn that commits nothing (its lease is gone): counted and logged, with ids only."""
+    counter.inc()
+    log.warning(message, extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id})
 
 
 def _observe_inbox_lag(snapshot: Snapshot) -> None:
