@@ -148,9 +148,10 @@ def _service_env() -> dict[str, str]:
     return os.environ.copy() | infrastructure().as_env()
 
 
-def _uvicorn_argv(module: str, host: str, port: int, workers: int | None = None) -> list[str]:
-    """An ASGI app of ours (``module:create_app``) under uvicorn; ``workers``: its worker processes (else one)."""
-    argv = [sys.executable, "-m", "uvicorn", "--factory", f"{module}:create_app", "--host", host, "--port", str(port)]
+def _uvicorn_argv(factory: str, host: str, port: int, workers: int | None = None) -> list[str]:
+    """An ASGI app of ours (``factory``: ``module:create_app``) under uvicorn; ``workers``: its worker processes
+    (else one)."""
+    argv = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port)]
     if workers is not None:
         argv += ["--workers", str(workers)]
     return [*argv, "--no-access-log"]
@@ -163,7 +164,7 @@ def run_webhooks(args: argparse.Namespace) -> int:
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
-    os.execvpe(sys.executable, _uvicorn_argv("webhooks.app", settings.webhook_host, port, workers), env)
+    os.execvpe(sys.executable, _uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port, workers), env)
     return 0  # pragma: no cover
 
 
@@ -175,7 +176,7 @@ def run_console(args: argparse.Namespace) -> int:
     os.execvpe(
         sys.executable,
         _uvicorn_argv(
-            "console.app",
+            "console.app:create_app",
             settings.console_host,
             args.port or settings.console_port,
             args.workers or settings.console_workers,
@@ -255,7 +256,7 @@ def dev_up(args: argparse.Namespace) -> int:
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     processes: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(_uvicorn_argv("webhooks.app", settings.webhook_host, port), cwd=REPO_ROOT, env=env),
+        subprocess.Popen(_uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port), cwd=REPO_ROOT, env=env),
         subprocess.Popen(
             _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
             cwd=REPO_ROOT,
@@ -264,7 +265,9 @@ def dev_up(args: argparse.Namespace) -> int:
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
         # The staff console on its own port (create the first owner with `medspa staff-users add`).
         subprocess.Popen(
-            _uvicorn_argv("console.app", settings.console_host, settings.console_port), cwd=REPO_ROOT, env=env
+            _uvicorn_argv("console.app:create_app", settings.console_host, settings.console_port),
+            cwd=REPO_ROOT,
+            env=env,
         ),
     ]
     base = env["PUBLIC_BASE_URL"]
