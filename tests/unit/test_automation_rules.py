@@ -16,11 +16,11 @@ from worker.automations.rules import (
     AutomationSpec,
     Created,
     DueVisit,
+    SendingClinic,
     plan_texts,
     reminder_until,
     scan,
 )
-from worker.outbox.planning import SendingClinic
 from worker.outbox.rows import OutboxRow
 
 LA = "America/Los_Angeles"

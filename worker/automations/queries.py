@@ -32,10 +32,11 @@ from worker.automations.rules import (
     Created,
     DueVisit,
     ScanResult,
+    SendingClinic,
     reminder_until,
     scan,
 )
-from worker.outbox.planning import RECIPIENT_COLUMNS, SendingClinic, marketing_counts, sending_clinic
+from worker.outbox.planning import RECIPIENT_COLUMNS, SENDING_CLINIC, marketing_counts
 from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,12 @@ class PostgresAutomations:
 
     def sending_clinic(self, clinic_id: int) -> tuple[SendingClinic, list[AutomationSpec]]:
         with self.database.tenant_scope(clinic_id) as session:
-            return sending_clinic(session, clinic_id), load_automations(session, clinic_id)
+            row = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
+            specs = load_automations(session, clinic_id)
+        clinic = SendingClinic(
+            row["name"], row["phone"], row["timezone"], dict(row["policies"] or {}), row["sms"] or ""
+        )
+        return clinic, specs
 
     def create_due(
         self,

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from domain.audience import RecipientFacts, SendPolicy, decide
 from domain.templates import Template, first_name, when_label, with_footer
-from worker.outbox.planning import SendingClinic, planned_recipient
+from worker.outbox.planning import planned_recipient
 from worker.outbox.rows import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,18 @@ MARKETING_KINDS = frozenset({"review_request", "rebook_nudge", "win_back"})
 REMINDER_KINDS = frozenset({"confirmation", "reminder_24h", "reminder_2h"})
 # Texts about a visit that happened (or was missed): a later cancellation or move does not withdraw them.
 FOLLOW_UP_KINDS = frozenset({"no_show_followup", "aftercare", "review_request"})
+
+
+@dataclass(frozen=True)
+class SendingClinic:
+    """The clinic the texts come from: name and phone (for the text), zone and policies (for the decision), and
+    its first SMS number (the sender)."""
+
+    name: str
+    phone: str
+    timezone: str
+    policies: dict[str, Any]
+    sms: str  # "" when it has none
 
 
 @dataclass(frozen=True)

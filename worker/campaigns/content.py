@@ -14,7 +14,7 @@ from domain import availability
 from domain.audience import Decision, SegmentFilter, SendPolicy
 from domain.ports import BusyInterval
 from domain.templates import CAMPAIGN_PLACEHOLDERS, Template, first_name, validate_template, when_label, with_footer
-from worker.outbox.planning import sending_clinic
+from worker.outbox.planning import SENDING_CLINIC
 
 _CLINIC_HOURS = "SELECT timezone, business_hours, holidays, policies FROM clinics WHERE id = :id"
 _SLOT_SERVICE = """
@@ -65,16 +65,16 @@ class SendContext:
 def load_context(
     session: Session, clinic_id: int, template_source: str, segment: SegmentFilter, now: datetime
 ) -> SendContext:
-    clinic = sending_clinic(session, clinic_id)
-    policies = clinic.policies
+    clinic = session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one()
+    policies = dict(clinic["policies"] or {})
     template = validate_template(template_source, CAMPAIGN_PLACEHOLDERS)
     context = SendContext(
         clinic_id=clinic_id,
-        clinic_name=clinic.name,
-        clinic_phone=clinic.phone,
-        clinic_tz=clinic.timezone,
-        sms_number=clinic.sms,
-        policy=SendPolicy.marketing_for(clinic.timezone, policies),
+        clinic_name=clinic["name"],
+        clinic_phone=clinic["phone"],
+        clinic_tz=clinic["timezone"],
+        sms_number=clinic["sms"] or "",
+        policy=SendPolicy.marketing_for(clinic["timezone"], policies),
         template=template,
         review_url=str(policies.get("review_url") or ""),
     )

@@ -9,11 +9,7 @@ SQLAlchemy's ``:name`` dialect: these fragments go into the planners' queries (b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from db.engine import sql_list
 from domain.audience import RecipientFacts
@@ -26,33 +22,6 @@ SELECT c.name, c.phone, c.timezone, c.policies,
        (SELECT e164 FROM clinic_phone_numbers n WHERE n.clinic_id = c.id ORDER BY id LIMIT 1) AS sms
 FROM clinics c WHERE c.id = :id
 """
-
-
-@dataclass(frozen=True)
-class SendingClinic:
-    """The clinic a planner's texts come from (``SENDING_CLINIC``)."""
-
-    name: str
-    phone: str  # the front desk's
-    timezone: str
-    policies: dict[str, Any]
-    sms: str  # its first SMS number, "" when it has none
-
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> SendingClinic:
-        return cls(
-            name=row["name"],
-            phone=row["phone"],
-            timezone=row["timezone"],
-            policies=dict(row["policies"] or {}),
-            sms=row["sms"] or "",
-        )
-
-
-def sending_clinic(session: Session, clinic_id: int) -> SendingClinic:
-    return SendingClinic.of(session.execute(text(SENDING_CLINIC), {"id": clinic_id}).mappings().one())
-
-
 # The client's columns ``planned_recipient`` reads (``c``: the clients table).
 RECIPIENT_COLUMNS = "c.phone_e164, c.timezone, c.consent_state, c.marketing_consent, c.sms_status"
 
