@@ -17,9 +17,10 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.directory import CLINIC_IDS_SQL, SET_CLINIC_SQL
+
 _SET_CLINIC = text("SELECT set_config('app.clinic_id', :clinic_id, true)")
-SET_CLINIC_SQL = "SELECT set_config('app.clinic_id', %s, true)"
-_CLINIC_IDS = text("SELECT id FROM clinics ORDER BY id")
+_CLINIC_IDS = text(CLINIC_IDS_SQL)
 
 
 def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, application_name: str = "medspa") -> Engine:
@@ -37,6 +38,12 @@ def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 4, applicat
     )
 
 
+def set_clinic(session: Session, clinic_id: int) -> None:
+    """Scope the session's transaction to one clinic (row-level security reads ``app.clinic_id``; owner
+    connections are subject to it too, the policies being FORCEd)."""
+    session.execute(_SET_CLINIC, {"clinic_id": str(int(clinic_id))})
+
+
 class Database:
     """The process's engine plus session factories."""
 
@@ -48,7 +55,7 @@ class Database:
     def tenant_scope(self, clinic_id: int) -> Iterator[Session]:
         """One transaction scoped to one clinic: commits on success, rolls back on error."""
         with self._sessions() as session, session.begin():
-            session.execute(_SET_CLINIC, {"clinic_id": str(int(clinic_id))})
+            set_clinic(session, clinic_id)
             yield session
 
     @contextmanager

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Protocol
 
 from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
 from domain.import_values import (
@@ -278,10 +279,24 @@ class ClientPlan:
     warnings: tuple[str, ...] = ()
 
 
+class RowKeys(Protocol):
+    """What matching reads of an imported row (a client row, a visit row)."""
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def phone(self) -> str | None: ...
+
+    @property
+    def email(self) -> str | None: ...
+
+
 def match_existing(
-    row: ClientRow, by_phone: Mapping[str, ExistingClient], by_email: Mapping[str, Sequence[ExistingClient]]
+    row: RowKeys, by_phone: Mapping[str, ExistingClient], by_email: Mapping[str, Sequence[ExistingClient]]
 ) -> ExistingClient | Rejected | None:
-    """The existing client a row is: same number; else same email where the row or that client has no number."""
+    """The existing client a row is: same number; else same email where the row or that client has no number.
+    The one matching rule of every import (the client list, visit history)."""
     if row.phone and row.phone in by_phone:
         return by_phone[row.phone]
     candidates = [c for c in by_email.get(row.email or "", ()) if not row.phone or not c.phone]

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.timeparse.words import WORD_NUMBERS
+
 CONDITIONS: tuple[str, ...] = (
     "pregnancy",
     "breastfeeding",
@@ -221,25 +223,7 @@ _ACCUTANE_STOPPED = re.compile(
     r"(?: \w+){0,4}? (?:(\d+|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|several|few|couple)"
     r"(?: of)? (years?|yrs?|months?|mos?))\b"
 )
-_WORD_NUMBERS = {
-    "a": 1,
-    "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "several": 3,
-    "few": 3,
-    "couple": 2,
-}
+_WORD_NUMBERS = {**WORD_NUMBERS, "several": 3}  # "stopped accutane several months ago"
 _ALLERGY = re.compile(
     r"\b(?:allergic|alergic|allergy|allergies|alergica|alergico|alergia)\b(?: (?:to|a|al|de))? (?P<what>[a-z ]{2,40})"
 )

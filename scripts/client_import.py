@@ -32,24 +32,25 @@ from domain.client_import import (
     ClientPlan,
     ClientRow,
     ExistingClient,
+    RowKeys,
     dedupe,
     match_existing,
     parse_client_row,
     plan_client,
     shares_email,
 )
-from domain.import_values import Rejected, map_headers, parse_overrides
+from domain.import_values import Rejected
 from scripts.common import CommandError, add_clinic_argument
 from scripts.csv_import import (
     Outcome,
     Progress,
     add_reading_options,
-    clinic_region,
-    date_order,
-    mapping_or_error,
+    committed_batches,
+    describe_file,
+    open_import,
     print_counts,
-    print_mapping,
-    read_csv,
+    print_rejected_rows,
+    report_counts,
     safe_cell,
     write_rejects,
 )
@@ -93,7 +94,21 @@ def register_import_export(sub: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- import
-def _existing(session: Session, rows: Sequence[ClientRow], lock: bool) -> list[ExistingClient]:
+def existing_clients(
+    session: Session, rows: Sequence[RowKeys], *, lock: bool = False
+) -> tuple[dict[str, ExistingClient], dict[str, list[ExistingClient]]]:
+    """The clients the rows' numbers and emails find, by number and by (lower-case) email — what
+    ``domain.client_import.match_existing`` matches a row against.  ``lock``: FOR UPDATE (the import writes them)."""
+    existing = _existing(session, rows, lock)
+    by_phone = {c.phone: c for c in existing if c.phone}
+    by_email: dict[str, list[ExistingClient]] = {}
+    for client in existing:
+        if client.email:
+            by_email.setdefault(client.email, []).append(client)
+    return by_phone, by_email
+
+
+def _existing(session: Session, rows: Sequence[RowKeys], lock: bool) -> list[ExistingClient]:
     phones = sorted({r.phone for r in rows if r.phone})
     emails = sorted({r.email for r in rows if r.email})
     found = session.execute(
@@ -176,27 +191,16 @@ def _tally(outcome: Outcome, plan: ClientPlan) -> None:
 
 
 def clients_import(args: argparse.Namespace) -> int:
-    from scripts.appointments import clinic_facts
     from scripts.common import app_database
 
-    if args.batch_size < 1:
-        raise CommandError("--batch-size must be at least 1")
-    clinic = clinic_facts(args.clinic)
-    region = clinic_region(clinic.phone, args.default_region)
-    source = read_csv(args.file, args.encoding)
-    mapping = mapping_or_error(
-        lambda: map_headers(source.headers, CLIENT_FIELDS, parse_overrides(args.map, CLIENT_FIELDS))
+    opened = open_import(args, CLIENT_FIELDS)
+    clinic, region, source, mapping = opened.clinic, opened.region, opened.source, opened.mapping
+    day_first = describe_file(
+        args,
+        opened,
+        DATE_FIELDS,
+        [({"phone", "email"}, "no phone or email column found; name one with --map 'COLUMN=phone'")],
     )
-    out = sys.stderr if args.json else sys.stdout
-    stdout, sys.stdout = sys.stdout, out  # with --json, the human-readable lines go to stderr
-    try:
-        print(source.summary())
-        print_mapping(mapping)
-        if not mapping.mapped() & {"phone", "email"}:
-            raise CommandError("no phone or email column found; name one with --map 'COLUMN=phone'")
-        day_first = date_order(args, source, mapping, DATE_FIELDS)
-    finally:
-        sys.stdout = stdout
     now = datetime.now(clinic.tz)
     outcome = Outcome()
     parsed: list[ClientRow] = []
@@ -215,16 +219,11 @@ def clients_import(args: argparse.Namespace) -> int:
     progress = Progress.for_args(len(unique), "importing" if args.apply else "checking", args)
     touched: dict[int, int] = {}  # client id -> the row that matched it (two rows, one client)
     database = app_database()
-    try:
+    with committed_batches(progress, outcome, "client"):
         for start in range(0, len(unique), args.batch_size):
             batch = unique[start : start + args.batch_size]
             with database.tenant_scope(clinic.id) as session:
-                existing = _existing(session, batch, lock=args.apply)
-                by_phone = {c.phone: c for c in existing if c.phone}
-                by_email: dict[str, list[ExistingClient]] = {}
-                for client in existing:
-                    if client.email:
-                        by_email.setdefault(client.email, []).append(client)
+                by_phone, by_email = existing_clients(session, batch, lock=args.apply)
                 for row in batch:
                     match = match_existing(row, by_phone, by_email)
                     if isinstance(match, Rejected):
@@ -244,29 +243,12 @@ def clients_import(args: argparse.Namespace) -> int:
                         touched[match.id] = row.row
                     _tally(outcome, plan)
             progress.advance(len(batch))
-    except KeyboardInterrupt:
-        progress.finish()
-        done = sum(outcome.actions[a] for a in ("new", "update", "unchanged"))
-        print(f"interrupted: {done:,} client(s) done in committed batches; run the same command again to continue")
-        raise
-    progress.finish()
     return _report(args, source, outcome)
 
 
 def _report(args: argparse.Namespace, source: Any, outcome: Outcome) -> int:
     rejects = write_rejects(args.rejects, source, outcome) if args.rejects else 0
-    counts = {
-        "rows": len(source.rows),
-        "new": outcome.actions["new"],
-        "updated": outcome.actions["update"],
-        "unchanged": outcome.actions["unchanged"],
-        "duplicates": outcome.actions["duplicate"],
-        "rejected": sum(outcome.rejected.values()),
-        "rejected_by_reason": dict(outcome.rejected),
-        "consent": dict(outcome.notes),
-        "warnings": dict(outcome.warnings),
-        "applied": bool(args.apply),
-    }
+    counts = {**report_counts(source, outcome, args), "consent": dict(outcome.notes)}
     if args.json:
         print(json.dumps(counts, indent=2, sort_keys=True))
         return 0
@@ -281,13 +263,7 @@ def _report(args: argparse.Namespace, source: Any, outcome: Outcome) -> int:
         print("Sample:")
         for sample in outcome.sample:
             print(f"  {sample}")
-    shown = [r for r in sorted(outcome.not_imported) if r[1] == "rejected"][:10]
-    if shown:
-        print("Rejected rows" + (" (the first 10)" if len(shown) < sum(outcome.rejected.values()) else "") + ":")
-        for line, _, reason in shown:
-            print(f"  row {line}: {reason}")
-    if args.rejects:
-        print(f"wrote {rejects:,} row(s) not imported to {args.rejects}")
+    print_rejected_rows(outcome, args.rejects, rejects)
     return 0
 
 

@@ -20,14 +20,15 @@ import io
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import phonenumbers
 
-from domain.import_values import ColumnMapping, ImportFileError, infer_day_first
+from domain.import_values import ColumnMapping, ImportFileError, infer_day_first, map_headers, parse_overrides
 from scripts.common import CommandError
 
 DEFAULT_BATCH = 500
@@ -275,3 +276,84 @@ def safe_cell(value: Any) -> str:
     if text.startswith(_FORMULA_START) and not (text.startswith("+") and text[1:].isdigit()):
         return "'" + text
     return text
+
+
+# ---------------------------------------------------------------------------------------------- one import's steps
+@dataclass
+class ImportFile:
+    """The clinic an import is for, its phone region, the file and how its columns map."""
+
+    clinic: Any  # ``scripts.appointments.clinic_facts``
+    region: str
+    source: CsvFile
+    mapping: ColumnMapping
+
+
+def open_import(args: argparse.Namespace, fields: Mapping[str, Sequence[str]]) -> ImportFile:
+    """Check the options, find the clinic and read the file (the reading options of ``add_reading_options``)."""
+    from scripts.appointments import clinic_facts
+
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1")
+    clinic = clinic_facts(args.clinic)
+    region = clinic_region(clinic.phone, args.default_region)
+    source = read_csv(args.file, args.encoding)
+    mapping = mapping_or_error(lambda: map_headers(source.headers, fields, parse_overrides(args.map, fields)))
+    return ImportFile(clinic, region, source, mapping)
+
+
+def describe_file(
+    args: argparse.Namespace, opened: ImportFile, date_fields: Sequence[str], required: Sequence[tuple[set[str], str]]
+) -> bool:
+    """Print the file's summary and column mapping (to stderr with --json, where stdout is the report), fail on a
+    missing column (``required``: one of these fields, else this error), and return the file's date order."""
+    stdout, sys.stdout = sys.stdout, (sys.stderr if args.json else sys.stdout)
+    try:
+        print(opened.source.summary())
+        print_mapping(opened.mapping)
+        for fields, error in required:
+            if not opened.mapping.mapped() & fields:
+                raise CommandError(error)
+        return date_order(args, opened.source, opened.mapping, date_fields)
+    finally:
+        sys.stdout = stdout
+
+
+@contextmanager
+def committed_batches(progress: Progress, outcome: Outcome, noun: str) -> Iterator[None]:
+    """Around an import's batches (one transaction each): on Ctrl-C, say how far the committed ones got."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        progress.finish()
+        done = sum(outcome.actions[a] for a in ("new", "update", "unchanged"))
+        print(f"interrupted: {done:,} {noun}(s) done in committed batches; run the same command again to continue")
+        raise
+    progress.finish()
+
+
+def report_counts(source: CsvFile, outcome: Outcome, args: argparse.Namespace) -> dict[str, Any]:
+    """The counts every import reports (``--json`` prints them, with the import's own)."""
+    return {
+        "rows": len(source.rows),
+        "new": outcome.actions["new"],
+        "updated": outcome.actions["update"],
+        "unchanged": outcome.actions["unchanged"],
+        "duplicates": outcome.actions["duplicate"],
+        "rejected": sum(outcome.rejected.values()),
+        "rejected_by_reason": dict(outcome.rejected),
+        "warnings": dict(outcome.warnings),
+        "applied": bool(args.apply),
+    }
+
+
+def print_rejected_rows(outcome: Outcome, rejects_path: str | None, rejects_written: int, limit: int = 10) -> None:
+    """The first rejected rows and their reasons, and where the rows not imported were written."""
+    shown = [r for r in sorted(outcome.not_imported) if r[1] == "rejected"][:limit]
+    if shown:
+        first = f" (the first {limit})" if len(shown) < sum(outcome.rejected.values()) else ""
+        print(f"Rejected rows{first}:")
+        for line, _, reason in shown:
+            print(f"  row {line}: {reason}")
+    if rejects_path:
+        print(f"wrote {rejects_written:,} row(s) not imported to {rejects_path}")

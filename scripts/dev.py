@@ -124,7 +124,6 @@ def db_wait(args: argparse.Namespace) -> int:
 
 def _index_knowledge() -> None:
     """Fill missing knowledge-base embeddings (no-op when no embedder is available)."""
-    from sqlalchemy import text
 
     from scripts.common import app_database
     from worker.integrations.embedders import embedder_for
@@ -136,10 +135,8 @@ def _index_knowledge() -> None:
         print("knowledge base: full-text search only (no embedder installed)")
         return
     database = app_database()
-    with database.directory_scope() as session:
-        clinic_ids = [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
     total = 0
-    for clinic_id in clinic_ids:
+    for clinic_id in database.clinic_ids():
         total += int(reindex_missing_embeddings(database, clinic_id, embedder) or 0)
     print(f"knowledge base: {total} chunk embeddings computed with {embedder.name}")
 
@@ -151,6 +148,15 @@ def _service_env() -> dict[str, str]:
     return os.environ.copy() | infrastructure().as_env()
 
 
+def _uvicorn_argv(factory: str, host: str, port: int, workers: int | None = None) -> list[str]:
+    """An ASGI app of ours (``factory``: ``module:create_app``) under uvicorn; ``workers``: its worker processes
+    (else one)."""
+    argv = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    return [*argv, "--no-access-log"]
+
+
 def run_webhooks(args: argparse.Namespace) -> int:
     # Checked here, in the process compose runs, before the environment is resolved or uvicorn is exec'd (the
     # app checks again in each uvicorn worker).
@@ -158,24 +164,7 @@ def run_webhooks(args: argparse.Namespace) -> int:
     env = _service_env()
     port = args.port or settings.webhook_port
     workers = args.workers or settings.webhook_workers
-    os.execvpe(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "webhooks.app:create_app",
-            "--host",
-            settings.webhook_host,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-        ],
-        env,
-    )
+    os.execvpe(sys.executable, _uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port, workers), env)
     return 0  # pragma: no cover
 
 
@@ -186,20 +175,12 @@ def run_console(args: argparse.Namespace) -> int:
     env = _service_env()
     os.execvpe(
         sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
+        _uvicorn_argv(
             "console.app:create_app",
-            "--host",
             settings.console_host,
-            "--port",
-            str(args.port or settings.console_port),
-            "--workers",
-            str(args.workers or settings.console_workers),
-            "--no-access-log",
-        ],
+            args.port or settings.console_port,
+            args.workers or settings.console_workers,
+        ),
         env,
     )
     return 0  # pragma: no cover
@@ -275,22 +256,7 @@ def dev_up(args: argparse.Namespace) -> int:
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     processes: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "webhooks.app:create_app",
-                "--host",
-                settings.webhook_host,
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-        ),
+        subprocess.Popen(_uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port), cwd=REPO_ROOT, env=env),
         subprocess.Popen(
             _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
             cwd=REPO_ROOT,
@@ -299,18 +265,7 @@ def dev_up(args: argparse.Namespace) -> int:
         subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
         # The staff console on its own port (create the first owner with `medspa staff-users add`).
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "console.app:create_app",
-                "--host",
-                settings.console_host,
-                "--port",
-                str(settings.console_port),
-                "--no-access-log",
-            ],
+            _uvicorn_argv("console.app:create_app", settings.console_host, settings.console_port),
             cwd=REPO_ROOT,
             env=env,
         ),

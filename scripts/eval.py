@@ -90,19 +90,12 @@ def eval_stack(model: str, *, openai_fake: bool) -> Iterator[Any]:
                 from tests.support.openai_policy import install_policy_model
 
                 install_policy_model(stack.openai, inject_errors=True)
-            for clinic_id in _clinic_ids(stack.database):
+            for clinic_id in stack.database.clinic_ids():
                 reindex_missing_embeddings(stack.database, clinic_id, container.embedder)
             yield stack
     finally:
         stop_test_infrastructure(data_dir)
         shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def _clinic_ids(database: Any) -> list[int]:
-    from sqlalchemy import text
-
-    with database.directory_scope() as session:
-        return [int(r[0]) for r in session.execute(text("SELECT id FROM clinics ORDER BY id"))]
 
 
 def run_eval(

@@ -14,9 +14,8 @@ import getpass
 import sys
 from typing import Any
 
+from db.models.staff import STAFF_ROLES
 from scripts.common import CommandError, add_clinic_argument
-
-ROLES = ("owner", "manager", "front_desk", "provider")
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +34,7 @@ def register(subparsers: Any) -> None:
     )
     add.add_argument("email", metavar="EMAIL")
     add_clinic_argument(add)
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=STAFF_ROLES)
     add.add_argument(
         "--provider", metavar="SLUG", help="the providers row a provider is (required for --role provider)"
     )

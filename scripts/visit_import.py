@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain.import_values import ImportFileError, Rejected, map_headers, parse_overrides
+from domain.client_import import match_existing
+from domain.import_values import ImportFileError, Rejected
 from domain.visit_import import (
     DATE_FIELDS,
     VISIT_FIELDS,
@@ -33,17 +33,18 @@ from domain.visit_import import (
     parse_visit_row,
     visit_times,
 )
+from scripts.client_import import existing_clients
 from scripts.common import CommandError, add_clinic_argument
 from scripts.csv_import import (
     Outcome,
     Progress,
     add_reading_options,
-    clinic_region,
-    date_order,
-    mapping_or_error,
+    committed_batches,
+    describe_file,
+    open_import,
     print_counts,
-    print_mapping,
-    read_csv,
+    print_rejected_rows,
+    report_counts,
     write_rejects,
 )
 
@@ -92,21 +93,6 @@ def _catalogue(session: Session, table: str) -> list[Named]:
     return [Named(int(r["id"]), r["slug"], r["name"]) for r in rows]
 
 
-def _clients(session: Session, rows: list[VisitRow]) -> tuple[dict[str, int], dict[str, list[tuple[int, bool]]]]:
-    """The batch's clients by number, and by email (with whether each has a number)."""
-    found = session.execute(
-        text("""SELECT id, phone_e164, lower(email) AS email FROM clients
-                WHERE phone_e164 = ANY(CAST(:phones AS text[])) OR lower(email) = ANY(CAST(:emails AS text[]))"""),
-        {"phones": sorted({r.phone for r in rows if r.phone}), "emails": sorted({r.email for r in rows if r.email})},
-    ).all()
-    by_phone = {p: int(i) for i, p, _ in found if p}
-    by_email: dict[str, list[tuple[int, bool]]] = {}
-    for client_id, phone, email in found:
-        if email:
-            by_email.setdefault(email, []).append((int(client_id), bool(phone)))
-    return by_phone, by_email
-
-
 _EXISTING = """SELECT source_key, id, client_id, provider_id, service_id, starts_at, ends_at, status, amount_charged_cents
                FROM appointments WHERE source_key = ANY(CAST(:keys AS text[])) AND imported_at IS NOT NULL"""
 _INSERT = """
@@ -123,17 +109,10 @@ _UPDATE = """
 
 
 def import_visits(args: argparse.Namespace) -> int:
-    from scripts.appointments import clinic_facts
     from scripts.common import app_database
 
-    if args.batch_size < 1:
-        raise CommandError("--batch-size must be at least 1")
-    clinic = clinic_facts(args.clinic)
-    region = clinic_region(clinic.phone, args.default_region)
-    source = read_csv(args.file, args.encoding)
-    mapping = mapping_or_error(
-        lambda: map_headers(source.headers, VISIT_FIELDS, parse_overrides(args.map, VISIT_FIELDS))
-    )
+    opened = open_import(args, VISIT_FIELDS)
+    clinic, region, source = opened.clinic, opened.region, opened.source
     database = app_database()
     with database.tenant_scope(clinic.id) as session:
         services_list, providers_list = _catalogue(session, "services"), _catalogue(session, "providers")
@@ -147,17 +126,16 @@ def import_visits(args: argparse.Namespace) -> int:
         providers = Resolver(providers_list, provider_overrides, fuzzy=False, kind="provider")
     except ImportFileError as exc:
         raise CommandError(str(exc)) from None
-    stdout, sys.stdout = sys.stdout, (sys.stderr if args.json else sys.stdout)
-    try:
-        print(source.summary())
-        print_mapping(mapping)
-        if not mapping.mapped() & {"phone", "email"}:
-            raise CommandError("no phone or email column to find clients by; name one with --map 'COLUMN=phone'")
-        if not mapping.mapped() & {"start", "date"}:
-            raise CommandError("no date column; name one with --map 'COLUMN=date'")
-        day_first = date_order(args, source, mapping, DATE_FIELDS)
-    finally:
-        sys.stdout = stdout
+    day_first = describe_file(
+        args,
+        opened,
+        DATE_FIELDS,
+        [
+            ({"phone", "email"}, "no phone or email column to find clients by; name one with --map 'COLUMN=phone'"),
+            ({"start", "date"}, "no date column; name one with --map 'COLUMN=date'"),
+        ],
+    )
+    mapping = opened.mapping
     now = datetime.now(clinic.tz)
     outcome = Outcome()
     rows: list[tuple[VisitRow, Named | None, Named]] = []
@@ -189,14 +167,8 @@ def import_visits(args: argparse.Namespace) -> int:
 
     progress = Progress.for_args(len(rows), "importing visits" if args.apply else "checking visits", args)
     clients_seeded: set[int] = set()
-    try:
+    with committed_batches(progress, outcome, "visit"):
         _import_batches(args, clinic, rows, outcome, progress, clients_seeded)
-    except KeyboardInterrupt:
-        progress.finish()
-        done = sum(outcome.actions[a] for a in ("new", "update", "unchanged"))
-        print(f"interrupted: {done:,} visit(s) done in committed batches; run the same command again to continue")
-        raise
-    progress.finish()
     return _report(args, source, outcome, matched, len(clients_seeded))
 
 
@@ -215,25 +187,23 @@ def _import_batches(
     for start in range(0, len(rows), args.batch_size):
         batch = rows[start : start + args.batch_size]
         with database.tenant_scope(clinic.id) as session:
-            by_phone, by_email = _clients(session, [r for r, _, _ in batch])
+            by_phone, by_email = existing_clients(session, [r for r, _, _ in batch])
             existing = {
                 r["source_key"]: r
                 for r in session.execute(text(_EXISTING), {"keys": [r.key for r, _, _ in batch]}).mappings()
             }
             for row, service, provider in batch:
-                client_id = by_phone.get(row.phone or "")
-                if client_id is None and row.email:
-                    # The same rule as the client list: an email decides only where one side has no number.
-                    candidates = [c for c, has_phone in by_email.get(row.email, []) if not (row.phone and has_phone)]
-                    if len(candidates) > 1:
-                        outcome.reject(row.row, "email matches several clients", ", ".join(f"#{c}" for c in candidates))
-                        continue
-                    client_id = candidates[0] if candidates else None
-                if client_id is None:
+                # The same rule as the client list: an email decides only where one side has no number.
+                match = match_existing(row, by_phone, by_email)
+                if isinstance(match, Rejected):
+                    outcome.reject(row.row, match.reason, match.text)
+                    continue
+                if match is None:
                     outcome.reject(
                         row.row, "no matching client", "import the client list first (medspa clients import)"
                     )
                     continue
+                client_id = match.id
                 ends_at, _ = visit_times(row, service)
                 values = {
                     "client_id": client_id,
@@ -281,17 +251,9 @@ def _report(
 ) -> int:
     rejects = write_rejects(args.rejects, source, outcome) if args.rejects else 0
     counts = {
-        "rows": len(source.rows),
-        "new": outcome.actions["new"],
-        "updated": outcome.actions["update"],
-        "unchanged": outcome.actions["unchanged"],
-        "duplicates": outcome.actions["duplicate"],
-        "rejected": sum(outcome.rejected.values()),
-        "rejected_by_reason": dict(outcome.rejected),
-        "warnings": dict(outcome.warnings),
+        **report_counts(source, outcome, args),
         "clients_with_completed_visits": clients,
         "services": [{"file": f, "service": s, "how": h, "rows": n} for (f, s, h), n in sorted(matched.items())],
-        "applied": bool(args.apply),
     }
     if args.json:
         print(json.dumps(counts, indent=2, sort_keys=True))
@@ -308,11 +270,5 @@ def _report(
     print_counts("warnings", outcome.warnings)
     for sample in outcome.sample:
         print(f"  {sample}")
-    shown = [r for r in sorted(outcome.not_imported) if r[1] == "rejected"][:10]
-    if shown:
-        print("Rejected rows:")
-        for line, _, reason in shown:
-            print(f"  row {line}: {reason}")
-    if args.rejects:
-        print(f"wrote {rejects:,} row(s) not imported to {args.rejects}")
+    print_rejected_rows(outcome, args.rejects, rejects)
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from db.consent import consent_statements
+from db.directory import SET_CLINIC_SQL
 from domain.compliance import handover_request
 from webhooks.chat_tokens import ChatClaims
 
@@ -51,7 +52,7 @@ class ChatStore:
 
     async def create_session(self, clinic_id: int, session_id: str, origin: str, expires_at: int) -> tuple[int, int]:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(clinic_id),))
             cur = await conn.execute(
                 "INSERT INTO clients (clinic_id, tags) VALUES (%s, ARRAY['web-chat']) RETURNING id", (clinic_id,)
             )
@@ -73,7 +74,7 @@ class ChatStore:
         revoked or expired, and its conversation is a chat conversation.  (A valid signature alone proves only
         who issued the token.)"""
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(claims.clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(claims.clinic_id),))
             cur = await conn.execute(
                 """SELECT EXISTS (
                        SELECT 1 FROM chat_sessions s JOIN conversations c ON c.id = s.conversation_id
@@ -86,7 +87,7 @@ class ChatStore:
 
     async def history(self, clinic_id: int, conversation_id: int, limit: int = 100) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(clinic_id),))
             cur = await conn.execute(
                 """SELECT m.id, m.role, m.body, m.created_at, m.meta FROM messages m
                    JOIN conversations c ON c.id = m.conversation_id AND c.channel = 'chat'
@@ -109,7 +110,7 @@ class ChatStore:
         can type any number into a form, and only the number itself can confirm (by texting the clinic).  Nor
         does it lift an opt-out (a request is never read as consent: ``domain.compliance``, ``db.consent``)."""
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(clinic_id),))
             # The ledger's own statements (``db.consent``): a request changes no client column.
             for sql, params in consent_statements(clinic_id, client_id, e164, handover_request(consent_text)):
                 await conn.execute(sql, params)

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from db.directory import CLINIC_IDS_SQL, SET_CLINIC_SQL
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.state import AppState
@@ -49,10 +50,10 @@ async def _find_session(state: AppState, session_id: str) -> dict[str, Any] | No
     """The payment behind a local session.  Payments are tenant rows (RLS) and the URL names no clinic,
     so look in each clinic in turn — a development convenience over a handful of clinics."""
     async with state.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT id FROM clinics ORDER BY id")
+        cur = await conn.execute(CLINIC_IDS_SQL)
         clinic_ids = [int(r[0]) for r in await cur.fetchall()]
         for clinic_id in clinic_ids:
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(clinic_id),))
             cur = await conn.execute(_FIND, (session_id,))
             row = await cur.fetchone()
             if row is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from db.directory import SET_CLINIC_SQL
 from db.outbox_status import APPLY_DELIVERY_STATUS, delivery_status_params
 
 
@@ -16,7 +17,7 @@ class OutboxStatus:
         self, clinic_id: int, outbox_id: int, status: str, error_code: str | None, provider_id: str | None
     ) -> None:
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic_id),))
+            await conn.execute(SET_CLINIC_SQL, (str(clinic_id),))
             await conn.execute(
                 APPLY_DELIVERY_STATUS, delivery_status_params(outbox_id, status, error_code, provider_id)
             )

@@ -27,9 +27,10 @@ SWEEP_ACTORS = {
 def handle_inbound_event(clinic_id: int, inbox_id: int) -> None:
     # On SIGTERM Dramatiq stops fetching and lets running turns finish (docker-compose's stop_grace_period
     # covers a turn); a turn cut short anyway is resumed by another worker when its lease expires.
+    from worker.turn_ports import turn_ports
     from worker.turns import handle_inbound
 
-    handle_inbound(container(), clinic_id, inbox_id, send_committed, _fetch_media)
+    handle_inbound(turn_ports(container()), clinic_id, inbox_id, send_committed, _fetch_media)
 
 
 def _fetch_media(clinic_id: int, media_ids: list[int]) -> None:
@@ -39,9 +40,10 @@ def _fetch_media(clinic_id: int, media_ids: list[int]) -> None:
 
 @actor(queue_name=TURNS_QUEUE, max_retries=3, min_backoff=1000, max_backoff=30_000, time_limit=300_000)
 def run_conversation(clinic_id: int, conversation_id: int) -> None:
+    from worker.turn_ports import turn_ports
     from worker.turns import run_conversation as run
 
-    run(container(), clinic_id, conversation_id, send_committed)
+    run(turn_ports(container()), clinic_id, conversation_id, send_committed)
 
 
 def _send(clinic_id: int, outbox_id: int, actor_name: str) -> None:

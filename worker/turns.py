@@ -5,16 +5,22 @@ the brain (model + tools, no transaction held open), one fenced transaction to
 commit everything (messages, state, audit, outbox) and release or keep the
 lease; replies are sent from the outbox after the commit — the first one
 claimed by the commit itself, so sending it costs no extra transaction.
+
+Every function takes the ``TurnPorts`` (``worker/turn_ports.py``), never the whole container: ``think`` (what a
+turn does: the safety screen, the silent cases, the reminder-reply shortcut, the brain) and ``outbox_rows`` (what
+it queues, decided as the sender will) run on fakes in ``tests/unit/test_turn_rules.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
+
+from prometheus_client import Counter
 
 from domain.agent_loop import safety_turn
 from domain.agent_state import AgentState
@@ -25,8 +31,6 @@ from domain.replies import shape_sms_reply
 from domain.templates import reminder_reply_intent
 from medspa import metrics
 from medspa.logs import trace_id_var
-from worker.automations import handle_reminder_reply
-from worker.container import Container
 from worker.conversations import (
     Lease,
     Snapshot,
@@ -41,11 +45,9 @@ from worker.conversations import (
     turn_input,
 )
 from worker.leases import HeldLease
-from worker.live_inbox import announce_turn
-from worker.media import images_for_model
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import ClaimedSend, OutboxRow
-from worker.waitlist.replies import answer_offer
+from worker.turn_ports import TurnPorts
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class InboundResult:
 
 
 def handle_inbound(
-    container: Container,
+    ports: TurnPorts,
     clinic_id: int,
     inbox_id: int,
     send: SendOutbox,
@@ -71,31 +73,28 @@ def handle_inbound(
 ) -> InboundResult:
     """Attach the inbound event, then run the conversation's turns if no other worker is.  ``on_media``: called
     with the photos the attach recorded (to fetch and store them, ``worker/media.py``) before any turn runs."""
-    clinic, _ = container.clinic(clinic_id)
-    settings = container.settings
+    clinic, _ = ports.clinics(clinic_id)
     try:
-        with container.database.tenant_connection(clinic_id) as conn:
+        with ports.database.tenant_connection(clinic_id) as conn:
             attached = attach_and_lease(
                 conn,
                 clinic_id,
                 inbox_id,
                 clinic_name=clinic.name,
                 clinic_phone=clinic.phone,
-                owner=container.worker_name,
-                lease_seconds=settings.lease_seconds,
-                history_window=settings.history_window,
-                quarantine_after=settings.quarantine_after_attempts,
+                owner=ports.worker_name,
+                lease_seconds=ports.settings.lease_seconds,
+                history_window=ports.settings.history_window,
+                quarantine_after=ports.settings.quarantine_after,
             )
         if attached is None:
             log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
             return InboundResult(None)
-        snapshot = _leased(container, clinic_id, attached.conversation_id, attached.snapshot, attached.failing)
+        snapshot = _leased(ports, clinic_id, attached.conversation_id, attached.snapshot, attached.failing)
     except Exception as exc:
         # Count the failed delivery in its own transaction; a poison event is quarantined instead of looping.
-        with container.database.tenant_connection(clinic_id) as conn:
-            outcome = record_failed_delivery(
-                conn, inbox_id, type(exc).__name__, container.settings.quarantine_after_attempts
-            )
+        with ports.database.tenant_connection(clinic_id) as conn:
+            outcome = record_failed_delivery(conn, inbox_id, type(exc).__name__, ports.settings.quarantine_after)
         if outcome == "quarantined":
             metrics.quarantined.labels("inbound_event").inc()
             log.error(
@@ -110,30 +109,29 @@ def handle_inbound(
         on_media(clinic_id, attached.media_ids)
     if snapshot is None:
         return InboundResult(attached.conversation_id)
-    return InboundResult(attached.conversation_id, run_turns(container, snapshot, send))
+    return InboundResult(attached.conversation_id, run_turns(ports, snapshot, send))
 
 
-def run_conversation(container: Container, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:
+def run_conversation(ports: TurnPorts, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:
     """Take the lease (if free or expired) and run turns until nothing is pending.  Returns turns run."""
-    settings = container.settings
-    with container.database.tenant_connection(clinic_id) as conn:
+    with ports.database.tenant_connection(clinic_id) as conn:
         snapshot, failing = lease_and_load(
             conn,
             clinic_id,
             conversation_id,
-            container.worker_name,
-            settings.lease_seconds,
-            settings.history_window,
-            settings.quarantine_after_attempts,
+            ports.worker_name,
+            ports.settings.lease_seconds,
+            ports.settings.history_window,
+            ports.settings.quarantine_after,
         )
-    snapshot = _leased(container, clinic_id, conversation_id, snapshot, failing)
+    snapshot = _leased(ports, clinic_id, conversation_id, snapshot, failing)
     if snapshot is None:
         return 0
-    return run_turns(container, snapshot, send)
+    return run_turns(ports, snapshot, send)
 
 
 def _leased(
-    container: Container, clinic_id: int, conversation_id: int, snapshot: Snapshot | None, failing: Lease | None
+    ports: TurnPorts, clinic_id: int, conversation_id: int, snapshot: Snapshot | None, failing: Lease | None
 ) -> Snapshot | None:
     """After taking a lease: count a takeover; quarantine a conversation whose turns keep failing — unless its
     unanswered messages describe an emergency: the safety turn needs neither the model nor a tool, so it runs
@@ -145,16 +143,20 @@ def _leased(
             "took over a conversation whose lease expired",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
         )
-    if failing is not None and snapshot is not None and _safety(container, snapshot) is not None:
+    if (
+        failing is not None
+        and snapshot is not None
+        and safety_screen(ports.clinics(clinic_id)[0], snapshot) is not None
+    ):
         log.warning(
             "failing conversation has an emergency: answering it before any quarantine",
             extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
         )
         return snapshot
     if failing is not None:
-        with container.database.tenant_connection(clinic_id) as conn:
+        with ports.database.tenant_connection(clinic_id) as conn:
             count = quarantine(conn, failing)
-        announce_turn(container, clinic_id, conversation_id, Handoff("quarantined", "normal"))
+        ports.announce(clinic_id, conversation_id, Handoff("quarantined", "normal"))
         metrics.quarantined.labels("conversation").inc()
         log.error(
             "conversation quarantined after repeated turn failures; handed to staff",
@@ -164,60 +166,56 @@ def _leased(
     return snapshot
 
 
-def run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox) -> int:
+def run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox) -> int:
     """Run turns while this worker holds the conversation's lease.  The lease is renewed while they run (a
     heartbeat, ``worker/leases.py``); a turn whose lease is lost stops early: no commit, no sends."""
     if snapshot is None:
         return 0
-    with container.lease_keeper().holding(snapshot.clinic_id, snapshot.lease) as held:
-        return _run_turns(container, snapshot, send, held)
+    with ports.leases().holding(snapshot.clinic_id, snapshot.lease) as held:
+        return _run_turns(ports, snapshot, send, held)
 
 
-def _run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox, held: HeldLease) -> int:
+def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, held: HeldLease) -> int:
     turns = 0
     while snapshot is not None:
         trace_id_var.set(_trace_of(snapshot))
-        started_wall = container.clock.now()
+        started_wall = ports.clock.now()
         started = time.perf_counter()
         _observe_inbox_lag(snapshot)
         snapshot.may_continue = held.live  # asked by the brain before every model and tool call
         try:
-            output = _think(container, snapshot)
+            output = think(ports, snapshot)
             if not held.live():
                 raise TurnWithdrawn("lease lost before the commit")
         except TurnWithdrawn:
-            metrics.turns_withdrawn.inc()
-            log.warning(
+            _discarded(
+                metrics.turns_withdrawn,
                 "turn withdrawn: its lease was lost while it ran (nothing committed, nothing sent)",
-                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
+                snapshot,
             )
             return turns
-        clinic, routing = container.clinic(snapshot.clinic_id)
-        rows = _outbox_rows(snapshot, output, clinic, routing, container.clock.now())
+        clinic, routing = ports.clinics(snapshot.clinic_id)
+        rows = outbox_rows(snapshot, output, clinic, routing, ports.clock.now())
         record = TurnRecord(
             output=output,
             started_at=started_wall,
             latency_ms=int((time.perf_counter() - started) * 1000),
-            worker=container.worker_name,
+            worker=ports.worker_name,
             trace_id=trace_id_var.get(),
         )
         try:
-            with container.database.tenant_connection(snapshot.clinic_id) as conn:
-                committed = commit_turn(conn, snapshot, record, rows, container.settings.lease_seconds)
+            with ports.database.tenant_connection(snapshot.clinic_id) as conn:
+                committed = commit_turn(conn, snapshot, record, rows, ports.settings.lease_seconds)
             if not committed.more_pending:
                 held.release()  # the commit let the lease go
             next_snapshot = None
             if committed.more_pending:  # newer messages arrived during the turn: the lease was kept for them
-                with container.database.tenant_connection(snapshot.clinic_id) as conn:
+                with ports.database.tenant_connection(snapshot.clinic_id) as conn:
                     next_snapshot = load_snapshot(
-                        conn, snapshot.clinic_id, snapshot.lease, container.settings.history_window
+                        conn, snapshot.clinic_id, snapshot.lease, ports.settings.history_window
                     )
         except StaleTurn:
-            metrics.stale_turns.inc()
-            log.warning(
-                "stale turn discarded: another worker took the conversation over",
-                extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id},
-            )
+            _discarded(metrics.stale_turns, "stale turn discarded: another worker took the conversation over", snapshot)
             return turns
         turns += 1
         _observe_turn(output, time.perf_counter() - started)
@@ -236,9 +234,15 @@ def _run_turns(container: Container, snapshot: Snapshot | None, send: SendOutbox
         )
         if committed.claimed or committed.outbox_ids:
             send(snapshot.clinic_id, committed.outbox_ids, committed.claimed)
-        announce_turn(container, snapshot.clinic_id, snapshot.lease.conversation_id, output.handoff)
+        ports.announce(snapshot.clinic_id, snapshot.lease.conversation_id, output.handoff)
         snapshot = next_snapshot
     return turns
+
+
+def _discarded(counter: Counter, message: str, snapshot: Snapshot) -> None:
+    """A turn that commits nothing (its lease is gone): counted and logged, with ids only."""
+    counter.inc()
+    log.warning(message, extra={"clinic_id": snapshot.clinic_id, "conversation_id": snapshot.lease.conversation_id})
 
 
 def _observe_inbox_lag(snapshot: Snapshot) -> None:
@@ -270,9 +274,8 @@ def _trace_of(snapshot: Snapshot) -> str:
     return trace_id_var.get()
 
 
-def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
+def safety_screen(clinic: ClinicProfile, snapshot: Snapshot) -> TurnOutput | None:
     """The safety turn for this snapshot's messages (``domain.agent_loop.safety_turn``), or None."""
-    clinic, _ = container.clinic(snapshot.clinic_id)
     return safety_turn(
         [m.body for m in snapshot.pending],
         clinic,
@@ -283,15 +286,15 @@ def _safety(container: Container, snapshot: Snapshot) -> TurnOutput | None:
     )
 
 
-def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
+def think(ports: TurnPorts, snapshot: Snapshot) -> TurnOutput:
     """Decide what this turn does.  Silent cases never reach the model; nothing is silent about an emergency."""
     # The safety screen comes before every silent path and reads every message of the turn, carrier keywords
     # included ("STOP texting me, I can't breathe"): a patient in handoff, opted out, texting at night or
     # while the model is down still gets the safety reply and the on-call page (no model needed).
-    safety = _safety(container, snapshot)
+    clinic, _ = ports.clinics(snapshot.clinic_id)
+    safety = safety_screen(clinic, snapshot)
     if safety is not None:
         return safety
-    clinic, _ = container.clinic(snapshot.clinic_id)
     fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
     silent_reason = None
     if not fresh:
@@ -314,24 +317,23 @@ def _think(container: Container, snapshot: Snapshot) -> TurnOutput:
             return TurnOutput(
                 replies=[ack], transcript=[], agent_state=snapshot.agent_state, slots=snapshot.slots, outcome="replied"
             )
-        answered = _brain_turn(container, snapshot, clinic)
+        answered = _brain_turn(ports, snapshot, clinic)
         return replace(answered, replies=[ack, *answered.replies])
-    return _brain_turn(container, snapshot, clinic)
+    return _brain_turn(ports, snapshot, clinic)
 
 
-def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile) -> TurnOutput:
+def _brain_turn(ports: TurnPorts, snapshot: Snapshot, clinic: ClinicProfile) -> TurnOutput:
     fresh = [m for m in snapshot.pending if "compliance" not in m.meta]
-    now = container.clock.now()
+    now = ports.clock.now()
     if snapshot.channel == "sms" and len(fresh) == 1:
         # A YES to a waitlist offer texted since the patient last wrote books it (or hears it was taken); a NO
         # passes it on.  Anything else, or no such offer: None, and the message goes on as before.
-        offer_turn = answer_offer(container, snapshot, fresh[0], now)
+        offer_turn = ports.waitlist_answer(snapshot, fresh[0], now)
         if offer_turn is not None:
             return offer_turn
     if snapshot.channel == "sms" and len(fresh) == 1 and reminder_reply_intent(fresh[0].body) == "confirm":
         # "C" / "YES" to a reminder confirms that appointment without a model call; "R" goes to the agent.
-        with container.database.tenant_scope(snapshot.clinic_id) as session:
-            confirmation = handle_reminder_reply(session, snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)
+        confirmation = ports.reminder_reply(snapshot.clinic_id, snapshot.client_id, fresh[0].body, now)
         if confirmation is not None:
             return TurnOutput(
                 replies=[Reply(confirmation)],
@@ -340,7 +342,7 @@ def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile)
                 slots=snapshot.slots,
                 outcome="replied",
             )
-    tools = container.tool_executor(
+    tools = ports.tools(
         clinic_id=snapshot.clinic_id,
         client_id=snapshot.client_id,
         conversation_id=snapshot.lease.conversation_id,
@@ -349,19 +351,11 @@ def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile)
     turn = turn_input(snapshot, clinic, now, trace_id_var.get())
     if vision_enabled(clinic.policies) and any(m.meta.get("media") for m in fresh):
         # The one case a photo goes to the model: the clinic turned a vision model on (policies.vision_model).
-        fetcher, store = container.media()
         inbox_ids = [int(m.meta["inbox_id"]) for m in fresh if m.meta.get("media") and m.meta.get("inbox_id")]
-        images = images_for_model(
-            container.database,
-            fetcher,
-            store,
-            snapshot.clinic_id,
-            inbox_ids,
-            max_bytes=container.settings.media_max_bytes,
-        )
+        images = ports.images(snapshot.clinic_id, inbox_ids)
         turn = replace(turn, new_images=images)
     try:
-        return container.brain.run_turn(turn, tools)
+        return ports.brain.run_turn(turn, tools)
     except TurnWithdrawn:
         raise  # the lease is gone: no apology, no handoff — another worker has these messages
     except Exception:
@@ -385,8 +379,8 @@ def _brain_turn(container: Container, snapshot: Snapshot, clinic: ClinicProfile)
         )
 
 
-def _outbox_rows(
-    snapshot: Snapshot, output: TurnOutput, clinic: ClinicProfile, routing: dict[str, object], now: datetime
+def outbox_rows(
+    snapshot: Snapshot, output: TurnOutput, clinic: ClinicProfile, routing: Mapping[str, object], now: datetime
 ) -> list[OutboxRow]:
     conversation_id = snapshot.lease.conversation_id
     trace = trace_id_var.get()

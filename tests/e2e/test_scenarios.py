@@ -1,5 +1,5 @@
 """Conversation scenarios (``tests/scenarios/``) through both runners of the one harness
-(``tests/support/scenarios.py``, also behind ``medspa eval``): the offline policy with its NLU on real Postgres
+(``tests/support/scenarios/``, also behind ``medspa eval``): the offline policy with its NLU on real Postgres
 (direct), and the real webhook and worker (stack).  Offline-only expectations apply: this is the offline policy.
 """
 

@@ -27,7 +27,7 @@ def test_status_sets_partition_the_statuses() -> None:
 
 
 def test_the_schema_names_the_same_statuses() -> None:
-    from db.models import Appointment
+    from db.models.patients import Appointment
 
     checks = {c.name: str(c.sqltext) for c in Appointment.__table__.constraints if hasattr(c, "sqltext")}
     status_check = next(text for name, text in checks.items() if name and name.endswith("status_valid"))

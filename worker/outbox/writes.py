@@ -4,7 +4,7 @@ take-back of stale claims.
 
 One dialect (psycopg's ``%s`` / ``%(name)s``): the hot path passes its pipeline-mode connection, everyone else a
 ``tenant_scope`` session (the same transaction underneath, ``db.engine.psycopg_connection``).  The turn's commit
-(``worker/conversations.py``) queues its statements without waiting: it imports ``INSERT_OUTBOX`` /
+(``worker/conversations/commit.py``) queues its statements without waiting: it imports ``INSERT_OUTBOX`` /
 ``INSERT_REPLY`` and their parameter builders from here, so the claim rule it applies inline stays the outbox's.
 """
 

@@ -1,35 +1,12 @@
-"""Automations: the texts a clinic sends on its own — booking confirmation,
-reminders 24 h and 2 h ahead, deposit reminder, aftercare, review request,
-rebooking nudge, no-show follow-up, win-back.
-
-How "once, at the right moment" holds across restarts and replicas:
-- nothing is remembered in Redis or in delayed messages; every scan reads from
-  Postgres what is due *now* (``now`` from the container's clock), within a
-  validity window per kind, so a scan missed while nothing ran is covered by
-  the next one and stale messages are never sent late;
-- every message has a deterministic dedupe key (``auto:reminder_24h:appt:42``)
-  and the outbox's unique ``(clinic_id, dedupe_key)`` turns a racing second
-  scanner's insert into a no-op; only the scanner that inserted enqueues it;
-- the appointment's status is read in the same transaction that inserts the
-  outbox row, with the row locked, so a cancelled appointment gets no
-  reminder; ``withdraw_appointment_messages`` withdraws queued ones when an
-  appointment is cancelled afterwards;
-- recipients we must not text (opted out, invalid number, marketing without
-  opt-in, weekly cap) get a ``suppressed`` row with the reason: recorded once,
-  never retried;
-- a message that falls in quiet hours is simply not created yet: the scan that
-  runs after the window opens creates it, while it is still valid;
-- the sender decides again at the moment of sending (``worker/outbox``):
-  a text that waited past its window (rate limits, retries, a provider outage)
-  is deferred to the recipient's next allowed instant, and one whose recipient
-  opted out meanwhile is suppressed.
+"""The automations' queries (SQLAlchemy's ``:name`` dialect): which visits each kind is due for, the clinic's
+enabled automations, the insert of the planned texts, withdrawing texts about a cancelled or moved appointment,
+and confirming an appointment by a reply to its reminder.  The rules they apply are ``worker.automations.rules``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,7 +16,6 @@ from sqlalchemy.orm import Session
 from db.clinics import load_clinic
 from db.engine import Database, sql_list
 from domain.appointments import BOOKED_STATUSES, LIVE_STATUSES
-from domain.audience import RecipientFacts, SendPolicy, decide
 from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
     AUTOMATION_PLACEHOLDERS,
@@ -48,35 +24,24 @@ from domain.templates import (
     first_name,
     reminder_reply_intent,
     when_label,
-    with_footer,
 )
-from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts, planned_recipient
-from worker.outbox.rows import OutboxRow
+from worker.automations.rules import (
+    FOLLOW_UP_KINDS,
+    REMINDER_KINDS,
+    SCAN_LIMIT,
+    AutomationPlan,
+    AutomationSpec,
+    Created,
+    DueVisit,
+    ScanResult,
+    SendingClinic,
+    reminder_until,
+    scan,
+)
+from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts
 from worker.outbox.writes import insert_rows, withdraw_automation_messages
 
 log = logging.getLogger(__name__)
-
-AUTOMATION_PRIORITY = 5  # after replies (0), before campaigns (10)
-SCAN_LIMIT = 500  # per kind per clinic per scan; the next scan continues
-MARKETING_KINDS = frozenset({"review_request", "rebook_nudge", "win_back"})
-REMINDER_KINDS = frozenset({"confirmation", "reminder_24h", "reminder_2h"})
-# Texts about a visit that happened (or was missed): a later cancellation or move does not withdraw them.
-FOLLOW_UP_KINDS = frozenset({"no_show_followup", "aftercare", "review_request"})
-
-
-@dataclass(frozen=True)
-class AutomationSpec:
-    kind: str
-    template: Template
-    settings: dict[str, Any]
-
-    @property
-    def marketing(self) -> bool:
-        category = self.settings.get("category")
-        return category == "marketing" if category else self.kind in MARKETING_KINDS
-
-    def hours(self, key: str, default: float) -> timedelta:
-        return timedelta(hours=float(self.settings.get(key, default)))
 
 
 # The appointment, its client, service and provider, and how many marketing texts the client got (this
@@ -206,20 +171,12 @@ def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
     return specs
 
 
-def _reminder_until(spec: AutomationSpec, specs: list[AutomationSpec]) -> timedelta:
-    """A reminder stays valid until the next shorter reminder is due (or 30 minutes before the start)."""
-    mine = spec.hours("offset_hours", 24)
-    shorter = [s.hours("offset_hours", 2) for s in specs if s.kind.startswith("reminder_") and s.kind != spec.kind]
-    shorter = [h for h in shorter if h < mine]
-    return max(shorter) if shorter else timedelta(minutes=30)
-
-
-def _query_for(spec: AutomationSpec, specs: list[AutomationSpec]) -> tuple[str, dict[str, Any]] | None:
+def _query_for(spec: AutomationSpec, specs: Sequence[AutomationSpec]) -> tuple[str, dict[str, Any]] | None:
     kind = spec.kind
     if kind.startswith("reminder_"):
         return (
             _BASE + " AND " + _APPOINTMENT_RULES["reminder"],
-            {"offset": spec.hours("offset_hours", 24), "until_before": _reminder_until(spec, specs)},
+            {"offset": spec.hours("offset_hours", 24), "until_before": reminder_until(spec, specs)},
         )
     if kind == "confirmation":
         return _BASE + " AND " + _APPOINTMENT_RULES[kind], {"valid_for": timedelta(hours=12)}
@@ -268,33 +225,39 @@ def follow_up_delay(spec: AutomationSpec) -> timedelta | None:
     return offset if isinstance(offset, timedelta) else None
 
 
-@dataclass
-class ScanResult:
-    outbox_ids: list[int]  # committed rows to send now
-    suppressed: int = 0
-    waiting: int = 0  # due but in quiet hours: created by a later scan
+class PostgresAutomations:
+    """``AutomationStore`` over the clinic's tenant-scoped transactions."""
 
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult:
-    """Create (once) every automation message due now for one clinic; one transaction per kind."""
-    result = ScanResult([])
-    with database.tenant_scope(clinic_id) as session:
-        clinic = load_clinic(session, clinic_id)
-        specs = load_automations(session, clinic_id)
-    if clinic is None:
-        return result
-    policies = dict(clinic.policies)
-    for spec in specs:
+    def sending_clinic(self, clinic_id: int) -> tuple[SendingClinic, list[AutomationSpec]] | None:
+        with self.database.tenant_scope(clinic_id) as session:
+            found = load_clinic(session, clinic_id)
+            specs = load_automations(session, clinic_id)
+        if found is None:
+            return None
+        clinic = SendingClinic(found.name, found.phone, found.timezone, dict(found.policies), found.routing.sms_number)
+        return clinic, specs
+
+    def create_due(
+        self,
+        clinic_id: int,
+        spec: AutomationSpec,
+        specs: Sequence[AutomationSpec],
+        now: datetime,
+        plan: Callable[[Sequence[DueVisit]], AutomationPlan],
+    ) -> tuple[Created, int] | None:
         found = _query_for(spec, specs)
         if found is None:
-            continue
+            return None
         sql, params = found
-        with database.tenant_scope(clinic_id) as session:
-            lock = (
-                ""
-                if spec.kind in ("rebook_nudge", "win_back")
-                else " ORDER BY a.id LIMIT :limit FOR UPDATE OF a SKIP LOCKED"
-            )
+        lock = (
+            ""
+            if spec.kind in ("rebook_nudge", "win_back")
+            else " ORDER BY a.id LIMIT :limit FOR UPDATE OF a SKIP LOCKED"
+        )
+        with self.database.tenant_scope(clinic_id) as session:
             rows = (
                 session.execute(
                     text(sql + lock),
@@ -310,99 +273,24 @@ def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult
                 .mappings()
                 .all()
             )
-            due = [DueVisit.of(row) for row in rows]
-            ids, suppressed, waiting = _emit(session, clinic_id, clinic, policies, spec, due, now)
-        result.outbox_ids += ids
-        result.suppressed += suppressed
-        result.waiting += waiting
-    return result
+            planned = plan([DueVisit.of(row) for row in rows])
+            created = Created()
+            for text_ in planned.texts:
+                # Recipients we must not text get their row recorded as suppressed, with the reason: once, never
+                # retried.  A row whose dedupe key exists already is not inserted (a racing scanner's).
+                inserted = insert_rows(session, clinic_id, [text_.row], suppressed_because=text_.suppressed_because)
+                if not inserted:
+                    continue
+                if text_.suppressed_because:
+                    created.suppressed += 1
+                else:
+                    created.outbox_ids += inserted
+        return created, planned.waiting
 
 
-@dataclass(frozen=True)
-class DueVisit:
-    """One appointment an automation text is due for, with its recipient (``_APPOINTMENT_FACTS``)."""
-
-    appointment_id: int
-    recipient: RecipientFacts
-    name: str | None
-    starts_at: datetime
-    service_name: str | None
-    service_category: str | None
-    provider_name: str | None
-
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> DueVisit:
-        return cls(
-            appointment_id=int(row["appointment_id"]),
-            recipient=planned_recipient(row),
-            name=row["name"],
-            starts_at=row["starts_at"],
-            service_name=row["service_name"],
-            service_category=row["service_category"],
-            provider_name=row["provider_name"],
-        )
-
-
-def _emit(
-    session: Session,
-    clinic_id: int,
-    clinic: Any,
-    policies: dict[str, Any],
-    spec: AutomationSpec,
-    due: Sequence[DueVisit],
-    now: datetime,
-) -> tuple[list[int], int, int]:
-    policy = (SendPolicy.marketing_for if spec.marketing else SendPolicy.transactional_for)(clinic.timezone, policies)
-    tips = spec.settings.get("tips") or {}
-    ids: list[int] = []
-    suppressed = waiting = 0
-    for visit in due:
-        facts = visit.recipient
-        decision = decide(facts, policy, now)
-        if decision.send and decision.deferred:
-            waiting += 1
-            continue
-        values = {
-            "first_name": first_name(visit.name),
-            "clinic_name": clinic.name,
-            "clinic_phone": clinic.phone,
-            "service_name": visit.service_name,
-            "last_service": visit.service_name,
-            "provider_name": visit.provider_name,
-            "when": when_label(visit.starts_at, clinic.timezone),
-            "review_url": str(spec.settings.get("review_url") or policies.get("review_url") or ""),
-            "aftercare_tip": tips.get(visit.service_category or "", "") if isinstance(tips, dict) else "",
-        }
-        body = spec.template.render(values)
-        if decision.footer:
-            body = with_footer(body, policy.footer)
-        row = OutboxRow(
-            channel="sms",
-            kind="automation",
-            to_address=facts.phone or "",
-            from_address=clinic.routing.sms_number,
-            body=body,
-            client_id=facts.client_id,
-            conversation_id=None,
-            priority=AUTOMATION_PRIORITY,
-            meta={"automation": spec.kind, "appointment_id": visit.appointment_id, "marketing": spec.marketing},
-            dedupe_key=f"auto:{spec.kind}:appt:{visit.appointment_id}",
-        )
-        # Recipients we must not text get their row recorded as suppressed, with the reason: once, never retried.
-        why = "" if decision.send else f"automation not sent: {decision.reason}"
-        inserted = insert_rows(session, clinic_id, [row], suppressed_because=why)
-        if not inserted:
-            continue
-        if decision.send:
-            ids += inserted
-        else:
-            suppressed += 1
-    if ids or suppressed:
-        log.info(
-            "automation messages created",
-            extra={"clinic_id": clinic_id, "automation": spec.kind, "queued": len(ids), "suppressed": suppressed},
-        )
-    return ids, suppressed, waiting
+def scan_clinic(database: Database, clinic_id: int, now: datetime) -> ScanResult:
+    """Create (once) every automation message due now for one clinic (``rules.scan`` over Postgres)."""
+    return scan(PostgresAutomations(database), clinic_id, now)
 
 
 def withdraw_appointment_messages(session: Session, clinic_id: int, appointment_id: int) -> int:
@@ -448,3 +336,9 @@ def handle_reminder_reply(session: Session, clinic_id: int, client_id: int, body
         appointment["service_name"],
         when_label(appointment["starts_at"], appointment["timezone"]),
     )
+
+
+def confirm_by_reply(database: Database, clinic_id: int, client_id: int, body: str, now: datetime) -> str | None:
+    """``handle_reminder_reply`` in a transaction of its own (the turn's ``ReminderReply`` port)."""
+    with database.tenant_scope(clinic_id) as session:
+        return handle_reminder_reply(session, clinic_id, client_id, body, now)

@@ -1,37 +1,26 @@
-"""Natural date/time understanding for patient messages, in the clinic's timezone.
-
-Why: the offline (rule-based) dialogue policy must understand "tmrw at 3",
-"next fri morning" or "Dec 3 3:30pm" without a model, and the LLM path uses the
-same parser to double-check what a model proposes.  Pure and deterministic:
-``now`` is an argument, never read from a clock.
-
-Choices (documented because patients are vague):
-- A bare hour without am/pm: 1-7 -> pm, 8 -> am (flagged ambiguous), 9-11 -> am,
-  12 -> noon.  With "morning" it is am, with "afternoon"/"evening" pm.
-- "friday" on a Friday means today (ambiguous: could mean a week later).
-- "this friday": the coming Friday, today included.
-- "next friday": the Friday of next calendar week (weeks start Monday).  When
-  the coming Friday is still in this week (today is Mon-Thu), "next friday"
-  could mean either, so the result is flagged ambiguous and the note names the
-  other date.  From Friday to Sunday there is only one reading.
-- "the 14th": the next 14th, today included, rolling into the next month that
-  has one.  "Dec 3" / "12/3" (US month/day) in the past roll to next year; an
-  explicit year in the past is kept and flagged ambiguous.
-- "next week" / "this week" / "(next) weekend" / "next month": ``date`` is the
-  first day and ``until`` the last day of that range.
-- "after 3" / "before noon" / "between 2 and 4" / "2-4pm": a ``window``.
+"""``parse_when``: what a message says about when, relative to ``now`` in the clinic's timezone (the choices are
+in the package docstring).
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from rapidfuzz.distance import OSA
+from domain.timeparse.words import (
+    _MONTH_RE,
+    _MONTHS,
+    _NUM_WORD_RE,
+    _WEAK_WEEKDAYS,
+    _WEEKDAY_ALIASES,
+    _WEEKDAY_RE,
+    WEEKDAYS,
+    WORD_NUMBERS,
+    _normalise,
+)
 
 MORNING = (time(9), time(12))
 AFTERNOON = (time(12), time(17))
@@ -60,135 +49,6 @@ class WhenSpec:
     ambiguous: bool = False
     note: str = ""
     until: _Date | None = None
-
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_WEEKDAY_ALIASES: dict[str, int] = {
-    **{name: i for i, name in enumerate(WEEKDAYS)},
-    "mon": 0,
-    "tue": 1,
-    "tues": 1,
-    "tu": 1,
-    "wed": 2,
-    "weds": 2,
-    "thu": 3,
-    "thur": 3,
-    "thurs": 3,
-    "thr": 3,
-    "fri": 4,
-    "sat": 5,
-    "sun": 6,
-    # frequent misspellings that fuzzy matching would miss or that are cheap to list
-    "wendsday": 2,
-    "wensday": 2,
-    "wednsday": 2,
-    "wedsday": 2,
-    "thrusday": 3,
-    "thursdsy": 3,
-    "teusday": 1,
-    "tuseday": 1,
-    "satuday": 5,
-    "saterday": 5,
-    "frday": 4,
-    "fryday": 4,
-    # Spanish
-    "lunes": 0,
-    "martes": 1,
-    "miercoles": 2,
-    "jueves": 3,
-    "viernes": 4,
-    "sabado": 5,
-    "domingo": 6,
-}
-# Abbreviations that are also ordinary words: only a weekday with context.
-_WEAK_WEEKDAYS = frozenset({"sun", "sat", "wed", "tu", "thr", "mon"})
-_MONTHS: dict[str, int] = {}
-for _i, _name in enumerate(calendar.month_name):
-    if _i:
-        _MONTHS[_name.lower()] = _i
-        _MONTHS[_name.lower()[:3]] = _i
-_MONTHS.update({"sept": 9})
-_WORD_NUMBERS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "a": 1,
-    "an": 1,
-    "couple": 2,
-    "few": 3,
-}
-_SPELLING: dict[str, str] = {
-    "tmrw": "tomorrow",
-    "tmr": "tomorrow",
-    "tmw": "tomorrow",
-    "tmrow": "tomorrow",
-    "tomoz": "tomorrow",
-    "2morrow": "tomorrow",
-    "2moro": "tomorrow",
-    "2mrw": "tomorrow",
-    "2morow": "tomorrow",
-    "tomm": "tomorrow",
-    "tommorow": "tomorrow",
-    "tomorow": "tomorrow",
-    "tommorrow": "tomorrow",
-    "tomorro": "tomorrow",
-    "2day": "today",
-    "tdy": "today",
-    "2nite": "tonight",
-    "tonite": "tonight",
-    "mornin": "morning",
-    "morn": "morning",
-    "arvo": "afternoon",
-    "aft": "afternoon",
-    "eve": "evening",
-    "nxt": "next",
-    "wk": "week",
-    "wks": "weeks",
-    "wkend": "weekend",
-    "hrs": "hours",
-}
-# Words corrected by edit distance (OSA) when not found above.
-_FUZZY_TARGETS = (*WEEKDAYS, "tomorrow", "morning", "afternoon", "evening", "tonight", "weekend")
-# Real words within the edit distance of a target.
-_FUZZY_STOPLIST = frozenset({"someday", "somedays", "weekday", "weekdays", "tonights"})
-
-_MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_WEEKDAY_RE = "|".join(sorted(_WEEKDAY_ALIASES, key=len, reverse=True))
-_NUM_WORD_RE = "|".join(k for k in _WORD_NUMBERS if k not in ("a", "an", "couple", "few"))
-
-
-def _fuzzy_word(word: str) -> str:
-    if len(word) < 5 or word in _FUZZY_STOPLIST or not word.isalpha():
-        return word
-    best, best_dist = word, 99
-    for target in _FUZZY_TARGETS:
-        allowed = 1 if len(target) <= 6 or len(word) <= 6 else 2
-        dist = OSA.distance(word, target, score_cutoff=allowed)
-        if dist <= allowed and dist < best_dist and word[0] == target[0]:
-            best, best_dist = target, dist
-    return best
-
-
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("\u2019", "'").replace("'", "").replace("@", " at ")
-    text = re.sub(r"\b([ap])\.\s?m\.?", r"\1m", text)
-    text = re.sub(r"\b(\d{1,2}(?:[:.]\d{2})?)\s*([ap])\b", r"\1\2m", text)  # "3p" -> "3pm"
-    text = re.sub(r"(\d(?:am|pm)?)\s*(?:-|\u2013|\u2014)\s*(\d)", r"\1 to \2", text)  # "2-4pm" -> "2 to 4pm"
-    text = re.sub(r"[^\w:/.]+", " ", text)
-    text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
-    words = [_fuzzy_word(_SPELLING.get(w, w)) for w in text.split()]
-    return " " + " ".join(words) + " "
 
 
 class _Parser:
@@ -294,7 +154,7 @@ class _Parser:
         )
         if m:
             raw = m.group(1).replace(" of", "").replace("a ", "").strip()
-            count = int(raw) if raw.isdigit() else _WORD_NUMBERS.get(raw, 1)
+            count = int(raw) if raw.isdigit() else WORD_NUMBERS.get(raw, 1)
             unit = m.group(2)
             if unit.startswith("day"):
                 self._set_date(self.today + timedelta(days=count))
@@ -423,7 +283,7 @@ class _Parser:
                 self._set_window(window, hint)
 
     def _hour(self, raw: str) -> int | None:
-        return int(raw) if raw.isdigit() else _WORD_NUMBERS.get(raw)
+        return int(raw) if raw.isdigit() else WORD_NUMBERS.get(raw)
 
     def _to_time(self, hour: int, minute: int, suffix: str | None, explicit: bool = True) -> time | None:
         """Apply am/pm and the bare-hour heuristic.  ``explicit``: '15:00'-like."""
@@ -556,94 +416,3 @@ def parse_when(text: str, now: datetime, tz: str) -> WhenSpec | None:
 def combine_local(day: date, at: time, tz: str) -> datetime:
     """An aware datetime for a local wall-clock time (first occurrence on DST fall-back)."""
     return datetime.combine(day, at, tzinfo=ZoneInfo(tz))
-
-
-# ---------------------------------------------------------------------------------------------- relative shifts
-@dataclass(frozen=True)
-class Shift:
-    """A time said relative to one already in the conversation (a proposal, an appointment being moved, the day
-    being discussed): "one day later", "an hour earlier", "the following week", "same time", "later that day".
-
-    ``days``/``minutes``: the offset; ``same_time``: keep the anchor's time; ``same_day``: keep the anchor's
-    day; ``later``/``earlier``: after / before the anchor's time, no amount given.
-    """
-
-    days: int = 0
-    minutes: int = 0
-    same_time: bool = False
-    same_day: bool = False
-    later: bool = False
-    earlier: bool = False
-
-    @property
-    def exact(self) -> bool:
-        """The shift names an exact time (an amount of minutes, or the same time on another day)."""
-        return bool(self.minutes) or self.same_time
-
-
-_AMOUNT = r"(\d+|a|an|one|two|three|four|five|six|half an?|a half|couple of|a couple of|few|a few)"
-_UNIT = r"(day|days|week|weeks|wk|wks|hour|hours|hr|hrs|min|mins|minute|minutes)"
-
-
-def _amount(raw: str | None) -> float:
-    if not raw:
-        return 1
-    raw = raw.strip()
-    if raw.startswith("half") or raw == "a half":
-        return 0.5
-    if raw.isdigit():
-        return int(raw)
-    return {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}.get(
-        raw.replace("a couple of", "couple of"), 2 if "couple" in raw else 3
-    )
-
-
-def _offset(amount: float, unit: str) -> tuple[int, int]:
-    if unit.startswith("d"):
-        return int(amount), 0
-    if unit.startswith("w"):
-        return int(amount * 7), 0
-    if unit.startswith("h"):
-        return 0, int(amount * 60)
-    return 0, int(amount)
-
-
-def parse_shift(text: str) -> Shift | None:
-    """A relative time in ``text`` (see ``Shift``), or None."""
-    t = _normalise(text)
-    days = minutes = 0
-    found = False
-    m = re.search(rf"\b(?:{_AMOUNT}\s+)?{_UNIT}\s+(later|earlier|after|before|sooner|back|forward)\b", t)
-    if m and not re.search(r"\bday after tomorrow\b|\bbefore (?:it|my|the)\b", t):
-        sign = 1 if m.group(3) in ("later", "after", "back") else -1
-        d, mins = _offset(_amount(m.group(1)), m.group(2))
-        days, minutes, found = sign * d, sign * mins, True
-    m = re.search(rf"\bpush(?:ed)? (?:it |my \w+ |that |the \w+ )?back (?:by )?{_AMOUNT}?\s*{_UNIT}\b", t)
-    if m:
-        d, mins = _offset(_amount(m.group(1)), m.group(2))
-        days, minutes, found = d, mins, True
-    m = re.search(
-        rf"\b(?:bring|move|pull)(?: it| my \w+| that| the \w+)? (?:forward|up|earlier) (?:by )?{_AMOUNT}?\s*{_UNIT}\b",
-        t,
-    )
-    if m:
-        d, mins = _offset(_amount(m.group(1)), m.group(2))
-        days, minutes, found = -d, -mins, True
-    if not found:
-        if re.search(r"\b(?:the )?(?:next|following) day\b|\b(?:the )?day after\b(?! tomorrow)", t):
-            days, found = 1, True
-        elif re.search(r"\b(?:the )?(?:day before|previous day)\b", t):
-            days, found = -1, True
-        elif re.search(
-            r"\b(?:the )?(?:following|next) week\b(?=.*\bsame\b)|\bthe following week\b|\bthe week after\b"
-            r"|\ba week later\b|\bsame time next week\b",
-            t,
-        ):
-            days, found = 7, True
-    same_time = bool(re.search(r"\bsame (?:time|hour)\b|\bmisma hora\b", t))
-    same_day = bool(re.search(r"\b(?:that|the same|same) day\b|\bmismo dia\b", t))
-    later = bool(same_day and re.search(r"\blater\b|\bafter\b", t))
-    earlier = bool(same_day and re.search(r"\bearlier\b|\bbefore\b", t))
-    if not (found or same_time or same_day):
-        return None
-    return Shift(days=days, minutes=minutes, same_time=same_time, same_day=same_day, later=later, earlier=earlier)

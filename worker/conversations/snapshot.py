@@ -1,0 +1,156 @@
+"""The snapshot a turn works from: pending messages, history and upcoming appointments, read in the round trip
+that takes the lease.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from db.engine import sql_list
+from domain.appointments import OCCUPYING_STATUSES
+from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
+from domain.ports import ChatMessage
+from worker.conversations.lease import _HEAD, _TAKE_LEASE, _head
+from worker.conversations.rows import Conn, Cursor, Lease, PendingMessage, Snapshot, StaleTurn
+
+# ------------------------------------------------------------------ snapshot
+# The snapshot reads take the answered mark from the row itself, so they can travel in the same round trip as
+# the statement that takes the lease (which reads the same row under the same lock).
+_ANSWERED = "(SELECT answered_seq FROM conversations WHERE id = %(id)s)"
+_PENDING = f"""
+SELECT id, inbound_seq, body, meta FROM messages
+WHERE conversation_id = %(id)s AND inbound_seq > {_ANSWERED} ORDER BY conversation_id, inbound_seq
+"""
+_HISTORY = f"""
+SELECT role, body FROM messages
+WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND body <> ''
+  AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
+ORDER BY conversation_id DESC, id DESC LIMIT %(n)s
+"""
+_UPCOMING = f"""
+SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
+FROM appointments a LEFT JOIN services s ON s.id = a.service_id
+JOIN providers p ON p.id = a.provider_id
+WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
+  AND a.starts_at > now() - interval '1 hour' AND a.status IN {sql_list(OCCUPYING_STATUSES)}
+ORDER BY a.starts_at LIMIT 5
+"""
+
+
+@dataclass
+class _QueuedSnapshot:
+    """Statements sent but not yet waited for: the head (with or without taking the lease) and the reads."""
+
+    conversation_id: int
+    owner: str
+    head: psycopg.Cursor[Any]
+    pending: psycopg.Cursor[Any]
+    history: psycopg.Cursor[Any]
+    upcoming: psycopg.Cursor[Any]
+    lease: Lease | None = None  # set when the caller already holds the lease (``load_snapshot``)
+    taken_at: float = 0.0  # monotonic, before the transaction that takes the lease
+
+    def result(self, clinic_id: int, quarantine_after: int | None = None) -> tuple[Snapshot | None, Lease | None]:
+        """(snapshot, None) normally; (snapshot, lease) when the lease was taken by a conversation that failed too
+        often (quarantine it — after the safety screen has read its messages); (None, None) when another worker
+        holds the lease or nothing is unanswered."""
+        row = self.head.fetchone()
+        pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
+        if row is None:
+            return None, None
+        head = _head(self.conversation_id, self.owner, row, self.taken_at)
+        if self.lease is not None:
+            head = replace(head, lease=self.lease)  # the lease stays the one this worker holds
+        failing = head.lease if quarantine_after is not None and head.lease.failed_turns > quarantine_after else None
+        return Snapshot(
+            lease=head.lease,
+            clinic_id=clinic_id,
+            client_id=head.client_id,
+            channel=head.channel,
+            client_phone=head.phone,
+            consent_state=head.consent_state,
+            agent_state=head.agent_state,
+            slots=head.slots,
+            answered_seq=head.answered_seq,
+            pending=[PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending],
+            history=[
+                ChatMessage(role="assistant" if role == "staff" else role, content=body)
+                for role, body in reversed(history)
+            ],
+            upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
+            client_name=head.name,
+            client_email=head.email,
+            sms_status=head.sms_status,
+        ), failing
+
+
+def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int) -> tuple[Cursor, Cursor, Cursor]:
+    params = {"id": conversation_id, "n": history_window}
+    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), conn.execute(_UPCOMING, params)
+
+
+def _queue_lease_and_snapshot(
+    conn: Conn, conversation_id: int, owner: str, lease_seconds: int, history_window: int
+) -> _QueuedSnapshot:
+    taken_at = time.monotonic()
+    head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
+    return _QueuedSnapshot(
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
+    )
+
+
+def lease_and_load(
+    conn: Conn,
+    clinic_id: int,
+    conversation_id: int,
+    owner: str,
+    lease_seconds: int,
+    history_window: int,
+    quarantine_after: int,
+) -> tuple[Snapshot | None, Lease | None]:
+    """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``."""
+    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
+    conn.commit()
+    return queued.result(clinic_id, quarantine_after)
+
+
+def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
+    """The snapshot for the next turn of a lease this worker still holds (newer messages arrived)."""
+    queued = _QueuedSnapshot(
+        lease.conversation_id,
+        lease.owner,
+        conn.execute(_HEAD, (lease.conversation_id,)),
+        *_queue_snapshot_reads(conn, lease.conversation_id, history_window),
+        lease=lease,
+    )
+    snapshot, _ = queued.result(clinic_id)
+    if snapshot is None:
+        raise StaleTurn(f"conversation {lease.conversation_id} is gone")
+    return snapshot
+
+
+def turn_input(snapshot: Snapshot, clinic: ClinicProfile, now: datetime, trace_id: str) -> TurnInput:
+    return TurnInput(
+        clinic=clinic,
+        patient=PatientProfile(
+            client_id=snapshot.client_id,
+            name=snapshot.client_name,
+            email=snapshot.client_email,
+            consent_state=snapshot.consent_state,
+            upcoming=tuple(snapshot.upcoming),
+        ),
+        conversation_id=snapshot.lease.conversation_id,
+        channel=snapshot.channel,
+        agent_state=snapshot.agent_state,
+        slots=snapshot.slots,
+        history=tuple(snapshot.history),
+        new_messages=tuple(m.body for m in snapshot.pending if "compliance" not in m.meta),
+        now=now,
+        trace_id=trace_id,
+        may_continue=snapshot.may_continue,
+    )
