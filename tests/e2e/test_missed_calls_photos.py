@@ -271,7 +271,9 @@ def test_a_clinic_with_a_vision_model_shows_it_the_photo(infra, owner_engine, tm
     harbor_number = "+12125550123"
     with owner_engine.begin() as conn:
         conn.execute(
-            text("""UPDATE clinics SET policies = policies || '{"vision_model": true}'::jsonb WHERE id = :id"""),
+            text(
+                """UPDATE clinics SET policies = coalesce(policies, '{}'::jsonb) || '{"vision_model": true}'::jsonb WHERE id = :id"""
+            ),
             {"id": HARBOR},
         )
     try:
@@ -290,7 +292,10 @@ def test_a_clinic_with_a_vision_model_shows_it_the_photo(infra, owner_engine, tm
             stack.wait_idle(clinic_id=HARBOR)
             assert answer == "That looks like a lovely result!", "the model answered; no canned acknowledgement"
             chats = [r.json() for r in stack.openai.requests if r.path.endswith("/chat/completions")]
-            last_user = [m for m in chats[0]["messages"] if m["role"] == "user"][-1]
+            # This patient's turn (the shared Redis may hand the worker a leftover turn of an earlier test first).
+            last_users = [[m for m in chat["messages"] if m["role"] == "user"][-1] for chat in chats]
+            (last_user,) = [m for m in last_users if "how does it look?" in json.dumps(m["content"])][:1]
+            assert isinstance(last_user["content"], list), "the photo went to the model as an image part"
             parts = {p["type"]: p for p in last_user["content"]}
             assert parts["text"]["text"] == "how does it look?"
             expected = "data:image/png;base64," + base64.b64encode(PNG).decode()
