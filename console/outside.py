@@ -45,10 +45,14 @@ class ConsoleOutside:
             return self._redis
 
     def enqueue(self, messages: Sequence[dramatiq.Message]) -> None:
+        """Enqueue after a commit; raises when Redis is unreachable (the caller's after-commit hook logs it and the
+        backstops pick the committed work up)."""
         broker = self._the_broker()
-        if broker is None or not messages:
+        if broker is None:
+            log.warning("console follow-up not enqueued: no REDIS_URL", extra={"messages": len(messages)})
             return
-        enqueue_batch(broker, messages)
+        if messages:
+            enqueue_batch(broker, messages)
 
     def publish(self, clinic_id: int, event: dict[str, Any]) -> None:
         client = self.redis()

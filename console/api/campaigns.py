@@ -256,9 +256,7 @@ def schedule_campaign(call: ApiCall) -> CampaignAction:
     )
     campaign_id = int(call.path_params["campaign_id"])
     if status == "sending":
-        call.after_commit.append(
-            lambda: jobs.start_campaign_runner(call.runtime.settings.redis_url, clinic_id, campaign_id)
-        )
+        call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
     return CampaignAction(id=campaign_id, status=status, scheduled_at=at)
 
 
@@ -276,9 +274,7 @@ def send_campaign(call: ApiCall) -> CampaignAction:
         call, "sent", lambda c: lifecycle.schedule_campaign(call.session, clinic_id, c.id, call.now, call.now)
     )
     campaign_id = int(call.path_params["campaign_id"])
-    call.after_commit.append(
-        lambda: jobs.start_campaign_runner(call.runtime.settings.redis_url, clinic_id, campaign_id)
-    )
+    call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
     return CampaignAction(id=campaign_id, status=status, scheduled_at=call.now)
 
 
@@ -311,9 +307,7 @@ def resume_campaign(call: ApiCall) -> CampaignAction:
     )
     campaign_id = int(call.path_params["campaign_id"])
     if status == "sending":
-        call.after_commit.append(
-            lambda: jobs.start_campaign_runner(call.runtime.settings.redis_url, clinic_id, campaign_id)
-        )
+        call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
     return CampaignAction(id=campaign_id, status=status)
 
 

@@ -61,9 +61,9 @@ class ArticleDeleted(BaseModel):
 
 
 def _saved(call: ApiCall, saved: SavedArticle, slug: str) -> ArticleSaved:
-    clinic_id, redis_url = call.clinic.clinic_id, call.runtime.settings.redis_url
+    clinic_id = call.clinic.clinic_id
     if saved.unembedded:
-        call.after_commit.append(lambda: jobs.embed_article(redis_url, clinic_id, saved.document_id))
+        call.after_commit.append(lambda: jobs.embed_article(call.runtime.outside, clinic_id, saved.document_id))
     row = queries.article(call.session, saved.document_id)
     assert row is not None
     return ArticleSaved(

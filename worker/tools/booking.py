@@ -18,21 +18,30 @@ from worker.waitlist.store import last_seen_provider
 DEFAULT_SEARCH_DAYS = 7
 
 
-def check_availability(ctx: ToolContext, args: CheckAvailability) -> dict[str, Any]:
-    clinic = ctx.clinic
+def screened_choice(
+    ctx: ToolContext, wanted_service: str, wanted_provider: str | None
+) -> tuple[ServiceRow, ProviderRow | None, list[ProviderRow]]:
+    """The service and (optional) provider a patient asked about, screened for contraindications, the provider
+    qualified for it; with the clinic's providers.  Raises ``ToolError`` the model can read."""
     with ctx.scope() as session:
         services, providers = ctx.service.catalogue(session)
-    service = resolve_service(services, args.service)
-    provider = resolve_provider(providers, args.provider)
+    service = resolve_service(services, wanted_service)
+    provider = resolve_provider(providers, wanted_provider)
     refuse_if_contraindicated(service, ctx.patient_texts, services)
+    if provider is not None and service.id not in provider.service_ids:
+        qualified = [p.name for p in providers if service.id in p.service_ids]
+        raise ToolError(f"{provider.name} does not do {service.name}", qualified_providers=qualified)
+    return service, provider, providers
+
+
+def check_availability(ctx: ToolContext, args: CheckAvailability) -> dict[str, Any]:
+    clinic = ctx.clinic
+    service, provider, providers = screened_choice(ctx, args.service, args.provider)
     today = ctx.now.astimezone(clinic.tz).date()
     first = max(today, date.fromisoformat(args.date_from)) if args.date_from else today
     last = date.fromisoformat(args.date_to) if args.date_to else first + timedelta(days=DEFAULT_SEARCH_DAYS - 1)
     last = max(first, min(last, first + timedelta(days=31)))
     candidates = [provider] if provider else providers
-    if provider is not None and service.id not in provider.service_ids:
-        qualified = [p.name for p in providers if service.id in p.service_ids]
-        raise ToolError(f"{provider.name} does not do {service.name}", qualified_providers=qualified)
     time_of_day = None if args.time_of_day in (None, "any") else args.time_of_day
     slots = ctx.service.slots.open_slots(
         service, candidates, first, last, time_of_day=time_of_day, preferred_time=args.preferred_time
