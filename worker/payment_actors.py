@@ -22,7 +22,7 @@ import logging
 
 from domain.ports import Calendar, CalendarError
 from medspa.broker import INBOUND_QUEUE, SCHEDULED_QUEUE
-from worker import calendar_sync, payments_flow
+from worker import calendar_sync, deposit_refunds, payments_flow
 from worker.container import Container
 from worker.integrations.console import DatabaseOnlyCalendar
 from worker.runtime import actor, container
@@ -98,7 +98,7 @@ def expire_deposit_holds() -> None:
 # Charges money back: retried explicitly and boundedly; the idempotency key makes retries one refund.
 @actor(queue_name=SCHEDULED_QUEUE, max_retries=5, min_backoff=2_000, max_backoff=300_000, time_limit=60_000)
 def refund_deposit(clinic_id: int, appointment_id: int) -> None:
-    result = payments_flow.refund_deposit_for(container(), clinic_id, appointment_id)
+    result = deposit_refunds.refund_deposit_for(container(), clinic_id, appointment_id)
     log.info("refund_deposit done", extra={"clinic_id": clinic_id, "appointment_id": appointment_id, "result": result})
 
 
@@ -108,5 +108,5 @@ def retry_deposit_refunds() -> None:
     refund failed): decide and refund per policy."""
     c = container()
     for clinic_id in c.database.clinic_ids():
-        for appointment_id in payments_flow.unrefunded_cancellations(c, clinic_id):
+        for appointment_id in deposit_refunds.unrefunded_cancellations(c, clinic_id):
             enqueue("refund_deposit", clinic_id, appointment_id)

@@ -23,13 +23,8 @@ from medspa.settings import Settings
 from tests.fakes.stripe_api import FakeStripeApi
 from tests.support.stack import FrozenClock
 from worker.container import Container, build_container
-from worker.payments_flow import (
-    apply_payment_event,
-    deposit_decision,
-    expire_due_holds,
-    refund_deposit_for,
-    unrefunded_cancellations,
-)
+from worker.deposit_refunds import deposit_decision, refund_deposit_for, unrefunded_cancellations
+from worker.payments_flow import apply_payment_event, expire_due_holds
 
 KEY = "sk_test_payments_flow"
 CLINIC = 1

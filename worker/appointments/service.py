@@ -8,7 +8,7 @@ Why it is shaped this way:
   the agent and for staff alike.
 - Deposits follow ``domain.appointments``: a service with a deposit is booked ``pending_deposit`` with a hold;
   a cancellation decides refund or keep by the clinic's policy, records it, and the money moves through
-  ``worker.payments_flow.settle_deposit`` (inline for the agent, the ``refund_deposit`` actor for staff).
+  ``worker.deposit_refunds.settle_deposit`` (inline for the agent, the ``refund_deposit`` actor for staff).
 - Callers add their own work to the same transaction (``guard``: the agent's fencing check; ``within``: a
   staff text to the patient through the outbox) and enqueue follow-ups after the commit.
 """
@@ -32,7 +32,7 @@ from domain.catalog import ServiceRef, find_service_mentions
 from domain.clinic import Clinic
 from domain.ports import Calendar, PaymentError, Payments
 from domain.screening import Screening, screen_texts
-from worker import payments_flow
+from worker import deposit_refunds
 from worker.appointments import store
 from worker.appointments.rows import AppointmentError, AppointmentRow, PaidDeposit, ProviderRow, ServiceRow
 from worker.appointments.slots import Availability
@@ -318,7 +318,7 @@ class AppointmentService:
         if outcome.deposit is None:
             return "nothing"
         try:
-            return payments_flow.settle_deposit(self.database, payments, self.clinic.id, outcome.appointment.id)
+            return deposit_refunds.settle_deposit(self.database, payments, self.clinic.id, outcome.appointment.id)
         except PaymentError:
             return "retry"
         except Exception:  # noqa: BLE001 - the cancellation is committed; the sweep settles what is left
