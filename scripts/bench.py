@@ -19,9 +19,7 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,15 +43,12 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 from medspa import devstack  # noqa: E402
 from medspa.services import load_seed, migrate  # noqa: E402
 from scripts import bench_measure as measure  # noqa: E402
+from scripts.bench_closed_loop import CLINIC_NUMBER, TWILIO_TOKEN, run_closed_loop, wait_for_heartbeats  # noqa: E402
+from scripts.bench_kb import bench_kb_search  # noqa: E402
+from scripts.bench_measure import count_rows, pct, say  # noqa: E402
 from scripts.loadgen import build_post, run_load  # noqa: E402
 
-TWILIO_TOKEN = "bench-twilio-token"
-CLINIC_NUMBER = "+14155550123"
 SCENARIOS = ("ingress", "pipeline", "llm_bound", "campaign", "kb_search")
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -219,11 +214,6 @@ def signed_sms_requests(port: int, count: int, *, senders: int | None = None) ->
     return requests
 
 
-def _count(infra: BenchInfra, sql: str) -> int:
-    with psycopg.connect(infra.owner_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
-
-
 # ------------------------------------------------------------------ ingress
 def bench_ingress(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     procs = Processes()
@@ -239,7 +229,7 @@ def bench_ingress(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]
         bare = run_load("127.0.0.1", bare_port, bare_requests, connections=64, duration_s=args.duration)
         say("ingress: real webhook under 64 connections")
         real = run_load("127.0.0.1", real_port, real_requests, connections=64, duration_s=args.duration)
-        recorded = _count(infra, "SELECT count(*) FROM inbox_events WHERE source = 'sms'")
+        recorded = count_rows(infra.owner_url, "SELECT count(*) FROM inbox_events WHERE source = 'sms'")
     finally:
         procs.stop_all()
     return {
@@ -291,10 +281,6 @@ def _e2e_latencies_ms(infra: BenchInfra) -> list[float]:
     return sorted(float(r[0]) for r in rows)
 
 
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
-
-
 # ------------------------------------------------------------------ pipeline
 def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     raw = raw_commit_tps(infra)
@@ -305,7 +291,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         start_app(procs, infra, port, workers=1)
         workers = start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
         count = args.pipeline_turns
-        before = _count(infra, "SELECT count(*) FROM turns")
+        before = count_rows(infra.owner_url, "SELECT count(*) FROM turns")
         requests = signed_sms_requests(port, count)
         say(f"pipeline: {count} patients text once each")
         roots = {"worker": [workers.pid], "postgres": [measure.postmaster_pid(infra.data_dir)]}
@@ -315,13 +301,13 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            done = _count(infra, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'")
+            done = count_rows(infra.owner_url, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'")
             if done >= count:
                 break
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         cpu_after = measure.sample_cpu(roots)
-        turns = _count(infra, "SELECT count(*) FROM turns") - before
+        turns = count_rows(infra.owner_url, "SELECT count(*) FROM turns") - before
         growth = measure.storage_growth(infra.owner_url, storage)
         latencies = _e2e_latencies_ms(infra)
     finally:
@@ -342,8 +328,8 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         "worker_cpu_cores": round(worker_cpu / 1000 / elapsed, 2),
         "postgres_cpu_cores": round(postgres_cpu / 1000 / elapsed, 2),
         "raw_commit_tps": round(raw, 1),
-        "p50_ms": round(_pct(latencies, 0.5), 1),
-        "p99_ms": round(_pct(latencies, 0.99), 1),
+        "p50_ms": round(pct(latencies, 0.5), 1),
+        "p99_ms": round(pct(latencies, 0.99), 1),
         "webhook_errors": load.errors,
         "webhook_reconnects": load.reconnects,
         "worker_processes": 2,
@@ -371,7 +357,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
             threads=threads,
             extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"},
         )
-        _wait_for_heartbeats(infra, 2)
+        wait_for_heartbeats(infra, 2)
         postmaster = measure.postmaster_pid(infra.data_dir)
         sampler = measure.WindowSampler(
             roots=lambda: {"worker": [workers.pid], "postgres": [postmaster]},
@@ -381,7 +367,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
         sampler.start()
-        loop_result = _run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
+        loop_result = run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
         sampler.stop()
         latencies, completed = loop_result.latencies_ms, loop_result.completed
     finally:
@@ -396,9 +382,9 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "turns_per_s": round(turns_per_s, 1),
         "bound_turns_per_s": round(bound, 1),
         "fraction_of_bound": round(turns_per_s / bound, 3),
-        "e2e_p50_ms": round(_pct(latencies, 0.5), 1),
-        "e2e_p99_ms": round(_pct(latencies, 0.99), 1),
-        "e2e_p99_minus_model_ms": round(_pct(latencies, 0.99) - latency_ms, 1),
+        "e2e_p50_ms": round(pct(latencies, 0.5), 1),
+        "e2e_p99_ms": round(pct(latencies, 0.99), 1),
+        "e2e_p99_minus_model_ms": round(pct(latencies, 0.99) - latency_ms, 1),
         "worker_processes": 2,
         "threads_per_process": threads,
         "turns_measured": completed,
@@ -419,121 +405,6 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     }
 
 
-def _wait_for_heartbeats(infra: BenchInfra, processes: int, timeout_s: float = 120) -> None:
-    """Until every worker process has its consumers heartbeating (booted, threads started)."""
-    import redis
-
-    client = redis.Redis.from_url(infra.redis_url)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while client.zcard("dramatiq:__heartbeats__") < processes:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker processes did not start; see {infra.data_dir / 'workers.log'}")
-            time.sleep(0.2)
-    finally:
-        client.close()
-
-
-@dataclass
-class ClosedLoopResult:
-    latencies_ms: list[float]
-    completed: int
-    errors: int
-    reconnects: int
-
-
-def _run_closed_loop(
-    infra: BenchInfra, port: int, concurrency: int, warmup_s: float, duration_s: float
-) -> ClosedLoopResult:
-    import asyncio
-
-    import redis.asyncio as aioredis
-
-    from scripts.loadgen import HttpConnection, TransportError
-    from worker.integrations.bench_model import SINK_CHANNEL
-
-    validator = RequestValidator(TWILIO_TOKEN)
-    url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
-
-    async def run() -> ClosedLoopResult:
-        replied: dict[str, asyncio.Event] = {f"+1629{i:07d}": asyncio.Event() for i in range(concurrency)}
-        client = aioredis.Redis.from_url(infra.redis_url)
-        pubsub = client.pubsub()
-        await pubsub.subscribe(SINK_CHANNEL)
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    event = replied.get(message["data"].decode())
-                    if event is not None:
-                        event.set()
-
-        listener = asyncio.ensure_future(listen())
-        loop = asyncio.get_running_loop()
-        measure_from = loop.time() + warmup_s
-        stop_at = measure_from + duration_s
-        result = ClosedLoopResult(latencies_ms=[], completed=0, errors=0, reconnects=0)
-
-        async def patient(phone: str) -> None:
-            connection = HttpConnection("127.0.0.1", port)
-            try:
-                while loop.time() < stop_at:
-                    event = replied[phone]
-                    event.clear()
-                    form = {
-                        "MessageSid": "SM" + uuid.uuid4().hex,
-                        "From": phone,
-                        "To": CLINIC_NUMBER,
-                        "Body": "What are your hours?",
-                        "NumMedia": "0",
-                    }
-                    request = build_post(
-                        "127.0.0.1",
-                        port,
-                        "/webhooks/twilio/sms",
-                        urlencode(form).encode(),
-                        {"X-Twilio-Signature": validator.compute_signature(url, form)},
-                    )
-                    sent = loop.time()
-                    try:
-                        status = await connection.request(request)
-                    except TransportError:
-                        status = 0
-                    if status != 200:
-                        result.errors += 1
-                        await asyncio.sleep(0.1)
-                        continue
-                    try:
-                        await asyncio.wait_for(event.wait(), 60)
-                    except TimeoutError:
-                        result.errors += 1
-                        continue
-                    done = loop.time()
-                    # Throughput = replies that arrive inside the window.  (Counting only turns that also *start* in
-                    # it loses each patient's turn in progress at either edge: one model latency per patient, which
-                    # capped the figure at 1 - latency / duration of the bound — 0.95 at 500 ms, 0.80 at 2 s.)
-                    if measure_from <= done <= stop_at:
-                        result.latencies_ms.append((done - sent) * 1000)
-                        result.completed += 1
-            finally:
-                result.reconnects += connection.reconnects
-                connection.close()
-
-        await asyncio.gather(*(patient(phone) for phone in replied))
-        listener.cancel()
-        await pubsub.aclose()
-        await client.aclose()
-        return result
-
-    try:
-        import uvloop
-
-        return uvloop.run(run())
-    except ImportError:
-        return asyncio.run(run())
-
-
-# ------------------------------------------------------------------ campaign
 def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     from scripts.bench_campaign import run_campaign_bench
 
@@ -549,200 +420,6 @@ def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
         "capped_recipients": capped["recipients"],
         "uncapped_detail": fast,
         "capped_detail": capped,
-    }
-
-
-# ------------------------------------------------------------------ kb_search
-KB_DIMENSIONS = 384  # db.models.EMBEDDING_DIMENSIONS
-KB_SMALL_CLINIC_SHARE = 0.01  # the second clinic gets 1 % as many chunks: the clinic-filter case
-
-
-class _SyntheticVectors:
-    """Embeddings for the benchmark without a model.
-
-    ``lowdim`` (the default): vectors that vary along a few dozen directions around a shared mean, plus noise —
-    the structure of real sentence embeddings (related texts close, unrelated ones at cosine distance 0.6-1.0),
-    so a question has true near neighbours within the search's distance cut-off, and HNSW meets the recall it
-    meets on real data (measured: recall@20 0.88 at 100k chunks, ef_search 40).  ``random``: isotropic noise,
-    where every vector sits at distance ~1.0 from every other, no vector hit passes the cut-off and HNSW recall
-    collapses (~0.3) — the worst case, kept to compare with the figures measured before 2026-12-02.
-    """
-
-    def __init__(self, kind: str, seed: int) -> None:
-        import numpy as np
-
-        self.kind = kind
-        self._np = np
-        self._rng = np.random.default_rng(seed)
-        shape = np.random.default_rng(5)  # the same "model" for chunks and questions
-        self._directions = shape.standard_normal((24, KB_DIMENSIONS)).astype(np.float32)
-        self._mean = 2.0 * shape.standard_normal(KB_DIMENSIONS).astype(np.float32)
-
-    def matrix(self, count: int) -> Any:
-        np, rng = self._np, self._rng
-        if self.kind == "random":
-            vectors = rng.standard_normal((count, KB_DIMENSIONS), dtype=np.float32)
-        else:
-            vectors = rng.standard_normal((count, 24), dtype=np.float32) @ self._directions + self._mean
-            vectors += 0.3 * rng.standard_normal((count, KB_DIMENSIONS), dtype=np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-class _BenchEmbedder:
-    name = "bench-synthetic"
-    dimensions = KB_DIMENSIONS
-
-    def __init__(self, vectors: _SyntheticVectors) -> None:
-        self._vectors = vectors
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self._vectors.matrix(len(texts))]
-
-
-def _copy_chunks_binary(
-    conn: psycopg.Connection[Any], clinic_id: int, document_id: int, texts: list[str], vectors: Any, model: str
-) -> None:
-    """COPY in binary: ~40x faster than formatting 384 floats per row as text."""
-    import struct
-
-    big_endian = vectors.astype(">f4")
-    vector_header = struct.pack(">HH", KB_DIMENSIONS, 0)
-    clinic = struct.pack(">iq", 8, clinic_id)
-    document = struct.pack(">iq", 8, document_id)
-    model_field = struct.pack(">i", len(model)) + model.encode()
-    encoded = [t.encode() for t in texts]
-    with conn.cursor().copy(
-        "COPY kb_chunks (clinic_id, document_id, chunk_index, title, content, embedding, embedding_model) "
-        "FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
-        copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
-        buffer = bytearray()
-        for i in range(len(big_endian)):
-            title = f"Bench article {i}".encode()
-            content = encoded[i]
-            embedding = vector_header + big_endian[i].tobytes()
-            buffer += struct.pack(">h", 7) + clinic + document + struct.pack(">ii", 4, i)
-            buffer += struct.pack(">i", len(title)) + title + struct.pack(">i", len(content)) + content
-            buffer += struct.pack(">i", len(embedding)) + embedding + model_field
-            if len(buffer) > 1 << 20:
-                copy.write(bytes(buffer))
-                buffer.clear()
-        copy.write(bytes(buffer) + struct.pack(">h", -1))
-
-
-def _load_kb_chunks(infra: BenchInfra, counts: dict[int, int], vectors: _SyntheticVectors) -> dict[str, float]:
-    """Bulk-load synthetic chunks (the clinic's seeded texts, repeated) per clinic: COPY with the HNSW and GIN
-    indexes dropped, then rebuilt from their own definitions (the migration's) — a bulk build is ~10x faster than
-    growing them row by row.  Returns the seconds each phase took."""
-    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
-    timings: dict[str, float] = {}
-    with psycopg.connect(url) as conn:
-        rebuilt = conn.execute(
-            """SELECT indexname, indexdef FROM pg_indexes
-               WHERE tablename = 'kb_chunks' AND indexname IN ('ix_kb_chunks_embedding_hnsw', 'ix_kb_chunks_tsv')"""
-        ).fetchall()
-        texts = [r[0] for r in conn.execute("SELECT content FROM kb_chunks WHERE clinic_id = 1 ORDER BY id")]
-        started = time.perf_counter()
-        for name, _ in rebuilt:
-            conn.execute(f"DROP INDEX {name}")
-        picker = random.Random(7)
-        for clinic_id, count in counts.items():
-            document_id = conn.execute(
-                """INSERT INTO kb_documents (clinic_id, slug, title, body, content_hash)
-                   VALUES (%s, 'bench-bulk', 'Bench bulk', '', 'x') RETURNING id""",
-                (clinic_id,),
-            ).fetchone()[0]  # type: ignore[index]
-            chosen = [picker.choice(texts) for _ in range(count)]
-            _copy_chunks_binary(conn, clinic_id, document_id, chosen, vectors.matrix(count), _BenchEmbedder.name)
-        timings["copy_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        for _, definition in rebuilt:
-            conn.execute(definition)
-        conn.commit()
-        conn.execute("ANALYZE kb_chunks")
-        conn.commit()
-        timings["index_s"] = time.perf_counter() - started
-    return timings
-
-
-KB_QUERIES = (
-    "does it hurt",
-    "how much is botox",
-    "parking near the clinic",
-    "can I work out after filler",
-    "do you take HSA cards",
-    "what about pregnancy",
-    "how long does hydrafacial take",
-)
-
-
-def _process_cpu_ms(pid: int) -> float:
-    """User + system CPU of a process on this machine (the embedded Postgres backend serving the searches)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class _SearchTimings:
-    wall_ms: list[float]  # sorted
-    postgres_cpu_ms: float  # per search: what the machine's other load can't inflate much, unlike wall time
-    client_cpu_ms: float
-
-
-def _time_searches(database: Any, clinic_id: int, embedder: _BenchEmbedder, count: int) -> _SearchTimings:
-    from worker.knowledge import search_knowledge
-
-    with database.engine.connect() as conn:  # the pool's only connection: the backend every search runs on
-        backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-    timings = []
-    for i in range(count + 20):
-        if i == 20:  # the first ones load the vector extension and warm the caches
-            backend_cpu, client_cpu = _process_cpu_ms(backend), time.process_time()
-        started = time.perf_counter()
-        search_knowledge(database, clinic_id, KB_QUERIES[i % len(KB_QUERIES)], embedder, k=3)
-        if i >= 20:
-            timings.append((time.perf_counter() - started) * 1000)
-    return _SearchTimings(
-        wall_ms=sorted(timings),
-        postgres_cpu_ms=(_process_cpu_ms(backend) - backend_cpu) / count,
-        client_cpu_ms=(time.process_time() - client_cpu) * 1000 / count,
-    )
-
-
-def bench_kb_search(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
-    from db.engine import Database, make_engine
-
-    chunks = args.kb_chunks
-    small = max(1, int(chunks * KB_SMALL_CLINIC_SHARE))
-    vectors = _SyntheticVectors(args.kb_vectors, seed=7)
-    say(f"kb_search: loading {chunks} chunks into clinic 1 and {small} into clinic 2 ({args.kb_vectors} vectors)")
-    load = _load_kb_chunks(infra, {1: chunks, 2: small}, vectors)
-    say(f"kb_search: COPY {load['copy_s']:.1f} s, index build + analyze {load['index_s']:.1f} s")
-    database = Database(make_engine(infra.app_url, pool_size=1, max_overflow=0))
-    embedder = _BenchEmbedder(_SyntheticVectors(args.kb_vectors, seed=11))
-    try:
-        big = _time_searches(database, 1, embedder, args.kb_queries)
-        small_clinic = _time_searches(database, 2, embedder, max(100, args.kb_queries // 3))
-    finally:
-        database.dispose()
-    total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 1")
-    small_total = _count(infra, "SELECT count(*) FROM kb_chunks WHERE clinic_id = 2")
-    return {
-        "chunks": total,  # as loaded (counted after the load), not as asked
-        "queries": len(big.wall_ms),
-        "p50_ms": round(_pct(big.wall_ms, 0.5), 2),
-        "p99_ms": round(_pct(big.wall_ms, 0.99), 2),
-        "mean_ms": round(statistics.fmean(big.wall_ms), 2),
-        "postgres_cpu_ms_per_query": round(big.postgres_cpu_ms, 2),
-        "client_cpu_ms_per_query": round(big.client_cpu_ms, 2),
-        "vectors": args.kb_vectors,
-        "load_copy_s": round(load["copy_s"], 1),
-        "load_index_s": round(load["index_s"], 1),
-        "small_clinic_chunks": small_total,
-        "small_clinic_p50_ms": round(_pct(small_clinic.wall_ms, 0.5), 2),
-        "small_clinic_p99_ms": round(_pct(small_clinic.wall_ms, 0.99), 2),
-        "small_clinic_postgres_cpu_ms_per_query": round(small_clinic.postgres_cpu_ms, 2),
     }
 
 

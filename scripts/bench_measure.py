@@ -9,6 +9,7 @@ through the postmaster.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -175,3 +176,18 @@ class WindowSampler:
 
 def per_turn(value: float, turns: int) -> float | Any:
     return round(value / turns, 2) if turns else None
+
+
+def say(message: str) -> None:
+    """Progress on stderr (the results go to stdout and ``--json``)."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (0.0 when empty)."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def count_rows(owner_url: str, sql: str) -> int:
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
