@@ -441,3 +441,67 @@ def test_invalid_input_is_a_problem_naming_the_field(console):
         "starts_at"
     }
     assert _row(console, GLOW, aid)["status"] == rules.BOOKED, "nothing changed"
+
+
+# ------------------------------------------------------------------ the calendar page's forms
+def test_the_calendar_page_books_checks_in_and_completes_through_its_forms(console):
+    clinic = _clinic(console, GLOW)
+    http, csrf = console.sign_in(console.add_staff(GLOW, FRONT_DESK))
+    origin = {"Origin": console.base_url}
+    patient = add_patient(console.database, GLOW)
+    start, provider_id, service_id = _open_slot(console, "consultation")
+    local = start.astimezone(clinic.tz)
+    form = {
+        "csrf_token": csrf,
+        "date": local.date().isoformat(),
+        "client_id": str(patient.client_id),
+        "service_id": str(service_id),
+        "provider_id": str(provider_id),
+        "starts_at": local.strftime("%Y-%m-%dT%H:%M"),
+        "notes": "",
+    }
+    refused = http.post(f"/clinics/{GLOW}/calendar/book", data={**form, "csrf_token": "wrong"}, headers=origin)
+    assert refused.status_code == 403
+    booked = http.post(f"/clinics/{GLOW}/calendar/book", data=form, headers=origin)
+    assert booked.status_code == 303, booked.text
+    assert booked.headers["location"] == f"/clinics/{GLOW}/calendar?date={local.date().isoformat()}&notice=booked"
+    aid = _appointment_of(console, GLOW, patient.client_id)
+    assert _row(console, GLOW, aid)["starts_at"] == start and len(_audit(console, GLOW, "appointment.booked", aid)) == 1
+    day_page = http.get(booked.headers["location"])
+    assert (
+        day_page.status_code == 200
+        and "Booked." in day_page.text
+        and f'action="/clinics/{GLOW}/calendar/{aid}/check-in"' in day_page.text
+    )
+
+    clash = http.post(
+        f"/clinics/{GLOW}/calendar/book",
+        data={**form, "client_id": str(add_patient(console.database, GLOW).client_id)},
+        headers=origin,
+    )
+    assert clash.status_code == 409 and "not available" in clash.text and 'data-testid="form-errors"' in clash.text
+
+    soon = _free_soon(console, provider_id, 60)
+    moved = http.post(
+        f"/clinics/{GLOW}/calendar/{aid}/move",
+        data={"csrf_token": csrf, "starts_at": soon.astimezone(clinic.tz).strftime("%Y-%m-%dT%H:%M")},
+        headers=origin,
+    )
+    assert moved.status_code == 303, moved.text
+    assert _row(console, GLOW, aid)["starts_at"] == soon
+    assert (
+        http.post(f"/clinics/{GLOW}/calendar/{aid}/check-in", data={"csrf_token": csrf}, headers=origin).status_code
+        == 303
+    )
+    bad = http.post(
+        f"/clinics/{GLOW}/calendar/{aid}/complete", data={"csrf_token": csrf, "amount": "-3"}, headers=origin
+    )
+    assert bad.status_code == 400 and "amount_charged_cents" in bad.text
+    done = http.post(
+        f"/clinics/{GLOW}/calendar/{aid}/complete",
+        data={"csrf_token": csrf, "amount": "$450", "summary": "consultation"},
+        headers=origin,
+    )
+    assert done.status_code == 303, done.text
+    row = _row(console, GLOW, aid)
+    assert row["status"] == rules.COMPLETED and row["amount_charged_cents"] == 45000
