@@ -333,6 +333,39 @@ def test_cancel_refunds_or_keeps_a_paid_deposit_by_the_clinics_policy(console, i
     assert outcomes == {"early": "refund", "late": "keep"}, "Glow refunds outside its window and keeps inside it"
 
 
+def test_a_late_cancellation_keeps_the_deposit_and_a_no_show_is_marked_after_the_start(console, infra):
+    provider = provider_ids(console.database, GLOW)[2]
+    http, headers = _signed_in(console, GLOW, FRONT_DESK)
+    base = f"/api/v1/clinics/{GLOW}/appointments"
+    late = add_patient(console.database, GLOW, provider_id=provider, starts_at=_free_soon(console, provider, 30))
+    late_id = _appointment_of(console, GLOW, late.client_id)
+    _paid_deposit(console, GLOW, late_id)
+    answered = http.post(f"{base}/{late_id}/late-cancel", json={"reason": "running late"}, headers=headers)
+    assert answered.status_code == 200, answered.text
+    body = answered.json()
+    assert body["status"] == "late_cancelled" and body["follow_ups"] == ["sync_calendar_event"]
+    assert any("kept" in note for note in body["notes"]), body["notes"]
+    with console.database.tenant_scope(GLOW) as session:
+        paid = session.execute(text("SELECT status FROM payments WHERE appointment_id = :a"), {"a": late_id}).scalar()
+    assert paid == "kept", "Glow keeps the deposit inside its window"
+    assert len(_audit(console, GLOW, "appointment.late_cancelled", late_id)) == 1
+
+    upcoming = add_patient(console.database, GLOW, provider_id=provider, starts_at=_free_soon(console, provider, 30))
+    upcoming_id = _appointment_of(console, GLOW, upcoming.client_id)
+    early = _problem(http.post(f"{base}/{upcoming_id}/no-show", headers=headers), 409)
+    assert "not started" in early["detail"] and _row(console, GLOW, upcoming_id)["status"] == rules.BOOKED
+    with console.database.tenant_scope(GLOW) as session:  # the visit's time came (moved into the past for the test)
+        started = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        session.execute(
+            text("""UPDATE appointments SET starts_at = :s, ends_at = :s + interval '1 minute',
+                           blocked_until = :s + interval '1 minute' WHERE id = :id"""),
+            {"s": started, "id": upcoming_id},
+        )
+    marked = http.post(f"{base}/{upcoming_id}/no-show", headers=headers)
+    assert marked.status_code == 200 and marked.json()["status"] == rules.NO_SHOW, marked.text
+    assert len(_audit(console, GLOW, "appointment.no_show", upcoming_id)) == 1
+
+
 # ------------------------------------------------------------------ tenancy and a provider's reach
 def test_another_clinics_appointment_is_not_found_and_untouched(console):
     harbor_provider = provider_ids(console.database, HARBOR)[0]
