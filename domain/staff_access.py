@@ -6,10 +6,11 @@ The one home of these rules: the console's API and pages, its token minting and 
   mint API tokens;
 - ``manager``: runs the front of house, keeps the knowledge base, and reads automations and campaign reports,
   but changes neither;
-- ``front_desk``: patients, conversations (reading them, taking over, replying, handing back), the calendar, the
-  catalogue and the knowledge base;
-- ``provider``: their own schedule and their own patients (those with an appointment with them), the catalogue
-  and the knowledge base.
+- ``front_desk``: patients, conversations (reading them, taking over, replying, handing back), the calendar
+  (reading and changing it: book, move, cancel, block time, check in, complete, no-show), the catalogue and the
+  knowledge base;
+- ``provider``: their own schedule and their own patients (those with an appointment with them) — changing only
+  their own appointments and time — the catalogue and the knowledge base.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Permission(StrEnum):
     CONVERSATIONS_READ = "conversations:read"
     CONVERSATIONS_WRITE = "conversations:write"  # take over, reply as staff, hand back
     APPOINTMENTS_READ = "appointments:read"
+    SCHEDULE_WRITE = "schedule:write"  # book, move, cancel, block time, check in, complete, no-show
     CATALOG_READ = "catalog:read"
     KB_READ = "kb:read"
     KB_MANAGE = "kb:manage"
@@ -61,6 +63,7 @@ _FRONT_DESK = frozenset(
         Permission.CONVERSATIONS_READ,
         Permission.CONVERSATIONS_WRITE,
         Permission.APPOINTMENTS_READ,
+        Permission.SCHEDULE_WRITE,
         Permission.CATALOG_READ,
         Permission.KB_READ,
     }

@@ -9,6 +9,7 @@ def endpoints() -> list[EndpointSpec]:
     """Every endpoint (importing the feature modules registers theirs)."""
     from console.api import (  # noqa: F401
         admin,
+        calendar_write,
         campaigns,
         clients,
         content,
@@ -20,6 +21,7 @@ def endpoints() -> list[EndpointSpec]:
         schedule,
         settings,
         staff,
+        visits,
     )
 
     return ENDPOINTS

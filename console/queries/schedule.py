@@ -77,3 +77,16 @@ def providers(session: Session) -> list[dict[str, Any]]:
 
 def provider_exists(session: Session, provider_id: int) -> bool:
     return bool(session.execute(text(_PROVIDER_EXISTS), {"id": provider_id}).scalar())
+
+
+# One appointment or block as the calendar's writes answer it (row-level security: only the clinic's).
+_APPOINTMENT = """
+SELECT id, kind, status, provider_id, client_id, service_id, starts_at, ends_at, deposit_cents, hold_expires_at,
+       amount_charged_cents
+FROM appointments WHERE id = :id
+"""
+
+
+def appointment(session: Session, appointment_id: int) -> dict[str, Any] | None:
+    row = session.execute(text(_APPOINTMENT), {"id": appointment_id}).mappings().one_or_none()
+    return dict(row) if row is not None else None

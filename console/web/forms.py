@@ -4,7 +4,7 @@ handler — which calls the very function the API endpoint calls — and what it
 
 A handler returns a local path to redirect to (post/redirect/get: 303) or a page to show (its own status: a form
 that did not validate comes back with the values typed and the errors, 400 or 409).  Pages for the features
-with forms live in ``campaign_pages``, ``kb_pages`` and ``admin_pages``; ``feature_pages()`` imports them.
+with forms live in ``calendar_pages``, ``campaign_pages``, ``kb_pages`` and ``admin_pages``; ``feature_pages()`` imports them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ NOTICES = {
     "disabled": "Disabled: signed out everywhere.",
     "enabled": "Enabled.",
     "password": "Password set: their sessions were signed out.",
+    "booked": "Booked.",
+    "moved": "Moved.",
+    "appointment-cancelled": "Cancelled: the slot is free again.",
+    "checked-in": "Checked in.",
+    "completed": "Completed.",
+    "no-show": "Marked a no-show.",
+    "blocked": "Time blocked.",
 }
 
 
@@ -181,7 +188,7 @@ def _endpoint(spec: FormSpec, runtime: ConsoleRuntime) -> Callable[[Request], An
 
 def feature_pages() -> None:
     """Import the page modules of the console's features with forms (registers their pages and forms)."""
-    from console.web import admin_pages, campaign_pages, kb_pages  # noqa: F401
+    from console.web import admin_pages, calendar_pages, campaign_pages, kb_pages  # noqa: F401
 
 
 def routes(runtime: ConsoleRuntime) -> list[Route]:

@@ -21,7 +21,6 @@ from console.api.admin import AuditQuery, list_audit
 from console.api.clients import ClientSearchQuery, load_profile, search_clients
 from console.api.conversations import InboxQuery, MessagesQuery, load_conversation, load_inbox
 from console.api.framework import ApiCall, request_facts, request_scope, validation_problem
-from console.api.schedule import DayQuery, list_providers, load_day
 from console.problems import Problem
 from console.runtime import ConsoleRuntime
 from console.web.render import render
@@ -184,32 +183,6 @@ def clients_page(call: ApiCall) -> PageResult:
 def client_page(call: ApiCall) -> PageResult:
     profile = load_profile(call, int(call.path_params["client_id"]))
     return PageResult("client.html", {"title": profile.name or f"Client {profile.id}", "client": profile})
-
-
-@page("/clinics/{clinic_id:int}/calendar", permission=Permission.APPOINTMENTS_READ, query=DayQuery)
-def calendar_page(call: ApiCall) -> PageResult:
-    from datetime import timedelta
-
-    day, provider_id, entries = load_day(call, call.query)
-    providers = [p for p in list_providers(call).items if p.active]
-    if call.clinic.own_provider_id is not None:
-        providers = [p for p in providers if p.id == call.clinic.own_provider_id]
-    elif provider_id is not None:
-        providers = [p for p in providers if p.id == provider_id]
-    columns = [(p, [e for e in entries.items if e.provider_id == p.id]) for p in providers]
-    return PageResult(
-        "calendar.html",
-        {
-            "title": "Calendar",
-            "day": day,
-            "previous_day": day - timedelta(days=1),
-            "next_day": day + timedelta(days=1),
-            "provider_id": provider_id,
-            "all_providers": list_providers(call).items if call.clinic.own_provider_id is None else [],
-            "columns": columns,
-            "truncated": entries.next_cursor is not None,
-        },
-    )
 
 
 @page("/clinics/{clinic_id:int}/audit", permission=Permission.AUDIT_READ, query=AuditQuery)

@@ -399,9 +399,19 @@ class AppointmentService:
         return moved
 
     # ------------------------------------------------------------------ block
-    def block(self, provider_id: int, start: datetime, end: datetime, *, source_key: str, reason: str) -> int | None:
+    def block(
+        self,
+        provider_id: int,
+        start: datetime,
+        end: datetime,
+        *,
+        source_key: str,
+        reason: str,
+        within: Callable[[Session, int], None] | None = None,
+    ) -> int | None:
         """Block a provider's time (idempotent per ``source_key``: None when that block exists already); an
-        overlap with an appointment or another block raises :class:`SlotTaken`."""
+        overlap with an appointment or another block raises :class:`SlotTaken`.  ``within`` runs in the same
+        transaction with the new block's id (not for a repeat)."""
         timing = Timing(start, end, end)
         try:
             with self.scope() as session:
@@ -409,6 +419,8 @@ class AppointmentService:
                     store.INSERT_BLOCK,
                     {"c": self.clinic.id, "p": provider_id, "s": start, "e": end, "key": source_key, "reason": reason},
                 ).scalar_one_or_none()
+                if within is not None and block_id is not None:
+                    within(session, int(block_id))
         except DBAPIError as exc:
             raise self._taken(exc, provider_id, timing) from None
         return int(block_id) if block_id is not None else None
