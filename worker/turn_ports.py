@@ -74,10 +74,10 @@ class TurnPorts:
     worker_name: str
     settings: TurnSettings
     # After a turn's commit: tell open consoles, start the handoff notification (``worker.live_inbox``).
-    announce: Callable[[int, int, Handoff | None], None] = lambda clinic_id, conversation_id, handoff: None
-    waitlist_answer: WaitlistAnswer = lambda snapshot, message, now: None
+    announce: Callable[[int, int, Handoff | None], None]
+    waitlist_answer: WaitlistAnswer
     # The photos of these inbound events, for a clinic that turned a vision model on (``worker.media``).
-    images: Callable[[int, list[int]], tuple[str, ...]] = lambda clinic_id, inbox_ids: ()
+    images: Callable[[int, list[int]], tuple[str, ...]]
 
 
 def turn_ports(container: Container) -> TurnPorts:

@@ -74,6 +74,7 @@ class Unreachable:
 class Fakes:
     brain: FakeBrain = field(default_factory=FakeBrain)
     reminders: FakeReminders = field(default_factory=FakeReminders)
+    announced: list[tuple[int, Any]] = field(default_factory=list)
     clock: FakeClock = field(default_factory=FakeClock)
 
     @property
@@ -94,6 +95,9 @@ class Fakes:
             leases=no_leases,
             worker_name="test",
             settings=TurnSettings(lease_seconds=30, history_window=20, quarantine_after=3),
+            announce=lambda clinic_id, conversation_id, handoff: self.announced.append((conversation_id, handoff)),
+            waitlist_answer=lambda snapshot, message, now: None,  # no waitlist offer held
+            images=lambda clinic_id, inbox_ids: (),
         )
 
 
