@@ -219,6 +219,9 @@ def test_a_photo_is_acknowledged_stored_and_shown_to_staff(stack, infra, tmp_pat
         photo = http.get(photo_url)
         assert photo.status_code == 200 and photo.content == PNG
         assert photo.headers["content-type"] == "image/png" and photo.headers["cache-control"] == "no-store"
+        # The conversation page shows it with the transcript (the same authenticated URL).
+        page = http.get(f"/clinics/1/conversations/{media['conversation_id']}")
+        assert page.status_code == 200 and f'<img src="{photo_url}"' in page.text
 
         # Staff of another clinic: not theirs (its membership cannot name clinic 1; clinic 2 has no such photo).
         other, _ = console.sign_in(console.add_staff(HARBOR, StaffRole.OWNER))
