@@ -5,7 +5,6 @@ Each test works in its own freshly onboarded clinic (the example clinic file, ap
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
@@ -15,6 +14,7 @@ from medspa.services import Infrastructure
 from tests.e2e.test_cli_clinic import assert_one_line_error, medspa
 from tests.e2e.test_cli_day_to_day import TZ, NewClinic, clinic, next_weekday, outbox_to  # noqa: F401 - fixture
 from tests.e2e.test_cli_day_to_day import book as paid_booking
+from tests.support.phones import random_phone
 
 __all__ = ["clinic"]
 
@@ -23,7 +23,7 @@ def new_client(
     database: Database, clinic: NewClinic, *, name: str = "Robin Vale", consent: str = "opted_in", said: str = ""
 ) -> tuple[int, str, int]:
     """A client with an SMS conversation (and, when ``said``, one message of theirs in it)."""
-    number = "+1415888" + str(uuid.uuid4().int % 10_000).zfill(4)
+    number = random_phone()
     with database.tenant_scope(clinic.id) as session:
         client_id = session.execute(
             text(

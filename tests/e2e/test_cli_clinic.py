@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from medspa.services import Infrastructure
 from medspa.settings import REPO_ROOT
+from tests.support.phones import random_phone
 
 EXAMPLE = REPO_ROOT / "clinics" / "example-new-clinic.yaml"
 
@@ -236,7 +237,7 @@ def test_new_clinic_number_is_answered_with_its_own_menu(
     path, data = new_clinic_file(tmp_path, owner_engine)
     assert medspa(infra, "clinic", "apply", str(path), "--yes").returncode == 0
     number = data["phone_numbers"]["sms"][0]
-    phone = "+1415777" + str(uuid.uuid4().int % 10_000).zfill(4)
+    phone = random_phone()
     with running_stack(infra, tmp_path) as (stack, _):
         stack.send_sms(number, phone, "what services do you offer?")
         reply = stack.wait_replies(phone, 1)[0]

@@ -21,6 +21,7 @@ from db.engine import Database
 from medspa.services import Infrastructure
 from tests.e2e.test_cli_clinic import assert_one_line_error, check_help, medspa, new_clinic_file
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 
 TZ = ZoneInfo("America/Los_Angeles")
 
@@ -52,7 +53,7 @@ def clinic(infra: Infrastructure, owner_engine: Engine, tmp_path: Path) -> NewCl
 
 
 def phone() -> str:
-    return "+1415777" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def next_weekday(weekday: int, weeks_ahead: int = 3) -> date:

@@ -19,6 +19,7 @@ from domain.staff_access import StaffRole
 from medspa.services import Infrastructure
 from tests.e2e.test_console_browser import _axe_serious, _context, _sign_in, browser  # noqa: F401 - the fixture
 from tests.support.console import GLOW, ConsoleStack, add_patient, running_console
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_NUMBER, Stack, running_stack
 
 pytestmark = pytest.mark.browser
@@ -34,7 +35,7 @@ def service(infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _phone() -> str:
-    return "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def _state(stack: Stack, conversation_id: int) -> str:

@@ -34,6 +34,7 @@ from medspa.devstack import free_port
 from tests.fakes.google_api import FakeGoogleCalendarApi, google_error
 from tests.fakes.stripe_api import FakeStripeApi, checkout_event
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_NUMBER, STRIPE_WEBHOOK_SECRET, Stack, running_stack, serve_app_in_thread
 from worker.integrations.google_calendar import event_id_for
 
@@ -49,7 +50,7 @@ HOLIDAYS = {date(2026, 11, 26), date(2026, 12, 25), date(2027, 1, 1)}
 
 
 def _phone() -> str:
-    return "+1415778" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def _booking_day(now: datetime, weeks_ahead: int) -> date:

@@ -6,7 +6,6 @@ gets the immediate safety reply (call 911 / the ER, the clinic's number) and the
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ from sqlalchemy import text
 
 from tests.fakes.openai_api import openai_error
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, running_stack
 
 ONCALL = "+14155550199"
@@ -22,7 +22,7 @@ EMERGENCY = "my lips are turning blue and I can't breathe"
 
 
 def _phone() -> str:
-    return "+1415778" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def _conversation(stack: Stack, phone: str) -> dict:

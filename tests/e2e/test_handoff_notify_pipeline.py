@@ -4,17 +4,16 @@ fake Twilio (real webhook app, real Dramatiq worker, real Postgres and Redis).""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, running_stack
 from worker.handoff_notify import StoredSettings, save_settings
 
 
 def _phone() -> str:
-    return "+1415555" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def test_asking_for_a_person_texts_the_on_call_staff_once(infra, tmp_path):

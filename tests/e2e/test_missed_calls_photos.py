@@ -27,6 +27,7 @@ from tests.fakes.openai_api import text_reply
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.console import HARBOR, running_console
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import (
     GLOW_CLINIC_ID,
     GLOW_NUMBER,
@@ -42,7 +43,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00a-patients-photo" * 32
 
 
 def _phone() -> str:
-    return "+1415776" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def _afternoon(stack: Stack) -> None:

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_NUMBER, echo_responder, running_stack
 
 
 def _phone() -> str:
-    return "+1415777" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def test_sms_gets_one_reply_through_the_whole_pipeline(infra, tmp_path):

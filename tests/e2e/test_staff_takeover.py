@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 from sqlalchemy import text
 
 from medspa.settings import REPO_ROOT
 from tests.e2e.test_cli_clinic import assert_one_line_error, check_help
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, settings_env
 
 ONCALL = "+14155550199"
@@ -22,7 +22,7 @@ CLINIC = "glow-medspa"
 
 
 def _phone() -> str:
-    return "+1415777" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 def staff(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ from tests.e2e.test_cli_clinic import medspa
 from tests.fakes.stripe_api import FakeStripeApi, checkout_event, payment_intent_event, stripe_signature_header
 from tests.integration.test_automations import Clinic
 from tests.support.infra import wait_for
+from tests.support.phones import random_phone
 from tests.support.stack import STRIPE_WEBHOOK_SECRET, Stack, running_stack
 from worker import automations, runtime
 from worker.sending import enqueue_bulk_sends
@@ -223,7 +224,7 @@ def test_no_show_fee_is_charged_once_to_the_card_saved_at_booking_when_the_actor
 def test_the_scheduled_end_of_day_job_texts_the_on_call_number_once(visit_stack, owner_engine) -> None:
     stack, _, _ = visit_stack
     clinic = Clinic(owner_engine)
-    oncall = "+1415555" + str(uuid.uuid4().int % 10_000).zfill(4)
+    oncall = random_phone()
     with owner_engine.begin() as conn:
         conn.execute(text("UPDATE clinics SET oncall_phone = :p WHERE id = :c"), {"p": oncall, "c": clinic.id})
     client_id, _ = clinic.client("Una Resolved")

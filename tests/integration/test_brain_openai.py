@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from db.engine import Database
 from domain.agent_loop import NOT_CONFIRMED, AgentBrain
 from domain.conversation import ClinicProfile, PatientProfile, TurnInput
 from tests.fakes.openai_api import FakeOpenAIApi, text_reply, tool_calls_reply
+from tests.support.phones import random_phone
 from worker.integrations.console import DatabaseOnlyCalendar, LocalTestPayments
 from worker.integrations.openai_model import OpenAIChatModel
 from worker.tools import DbToolExecutor
@@ -49,7 +49,7 @@ class Session:
                 text(
                     "INSERT INTO clients (clinic_id, phone_e164, consent_state) VALUES (1, :p, 'opted_in') RETURNING id"
                 ),
-                {"p": "+1415444" + str(uuid.uuid4().int % 10_000).zfill(4)},
+                {"p": random_phone()},
             ).scalar_one()
             self.conversation_id = s.execute(
                 text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (1, :c, 'sms') RETURNING id"),

@@ -22,6 +22,7 @@ from db.engine import Database
 from medspa.services import Infrastructure
 from medspa.settings import Settings
 from tests.fakes.twilio_api import FakeTwilioApi
+from tests.support.phones import random_phone
 from tests.support.stack import TWILIO_SID, TWILIO_TOKEN, FrozenClock
 from worker.container import Container, build_container
 from worker.conversations import attach_and_lease
@@ -36,7 +37,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00fake-image-bytes" * 64
 
 
 def _phone() -> str:
-    return "+1415779" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 @pytest.fixture(scope="module")

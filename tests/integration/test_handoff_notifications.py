@@ -17,6 +17,7 @@ from sqlalchemy import text
 from db.engine import Database
 from medspa.settings import Settings
 from tests.fakes.smtp_server import FakeSmtpServer
+from tests.support.phones import random_phone
 from worker.handoff_notify import (
     INSERT_ALERT,
     ClinicFacts,
@@ -33,7 +34,7 @@ DESK_PHONE = "+14155550142"
 
 
 def _phone() -> str:
-    return "+1415888" + str(uuid.uuid4().int % 10_000).zfill(4)
+    return random_phone()
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from medspa.services import Infrastructure
 from medspa.settings import Settings
 from tests.fakes.stripe_api import FakeStripeApi
+from tests.support.phones import random_phone
 from tests.support.stack import FrozenClock
 from worker.container import Container, build_container
 from worker.deposit_refunds import deposit_decision, refund_deposit_for, unrefunded_cancellations
@@ -97,7 +98,7 @@ def _book(
     payment_status: str = "pending",
     payment_intent: str | None = None,
 ) -> Booking:
-    phone = "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
+    phone = random_phone()
     start = start or _next_start()
     session_id = "cs_test_" + uuid.uuid4().hex
     with container.database.tenant_scope(CLINIC) as session:

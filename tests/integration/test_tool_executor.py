@@ -18,6 +18,7 @@ from db.engine import Database
 from domain.availability import parse_hours
 from tests.fakes.google_api import FakeGoogleCalendarApi
 from tests.fakes.stripe_api import FakeStripeApi
+from tests.support.phones import random_phone
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
 from worker.integrations.stripe_payments import StripePayments
 from worker.tools import DbToolExecutor
@@ -49,7 +50,7 @@ def google_fake() -> Iterator[FakeGoogleCalendarApi]:
 
 class Patient:
     def __init__(self, database: Database, *, name: str = "Test Patient") -> None:
-        self.phone = "+1415666" + str(uuid.uuid4().int % 10_000).zfill(4)
+        self.phone = random_phone()
         with database.tenant_scope(GLOW) as session:
             self.client_id = session.execute(
                 text(

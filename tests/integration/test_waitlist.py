@@ -5,7 +5,6 @@ the availability tool's result."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import Database
+from tests.support.phones import random_phone
 from worker.integrations.console import LocalTestPayments
 from worker.tools import DbToolExecutor
 from worker.waitlist import store
@@ -32,7 +32,7 @@ def _day() -> datetime:
 
 class Patient:
     def __init__(self, database: Database, consent: str = "opted_in") -> None:
-        self.phone = "+1415777" + str(uuid.uuid4().int % 10_000).zfill(4)
+        self.phone = random_phone()
         with database.tenant_scope(GLOW) as session:
             self.client_id = int(
                 session.execute(
