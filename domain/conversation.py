@@ -97,7 +97,7 @@ class Handoff:
 @dataclass
 class TurnOutput:
     replies: list[Reply]
-    transcript: list[ChatMessage]  # assistant/tool messages produced this turn, in order (for history)
+    transcript: list[ChatMessage]  # assistant/tool messages produced this turn, in order (eval and tests; not stored)
     agent_state: str
     slots: dict[str, Any]
     tool_audit: list[ToolAudit] = field(default_factory=list)

@@ -296,6 +296,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         say(f"pipeline: {count} patients text once each")
         roots = {"worker": [workers.pid], "postgres": [measure.postmaster_pid(infra.data_dir)]}
         storage = measure.sample_storage(infra.owner_url)
+        profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         cpu_before = measure.sample_cpu(roots)
         started = time.perf_counter()
         load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
@@ -309,6 +310,11 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         cpu_after = measure.sample_cpu(roots)
         turns = count_rows(infra.owner_url, "SELECT count(*) FROM turns") - before
         growth = measure.storage_growth(infra.owner_url, storage)
+        if profiling:
+            measure.write_statements(infra.owner_url, turns, args.statements)
+            say(f"pipeline: statement profile per turn in {args.statements}")
+        elif args.statements is not None:
+            say("pipeline: no statement profile (add --pg-option shared_preload_libraries=pg_stat_statements)")
         latencies = _e2e_latencies_ms(infra)
     finally:
         procs.stop_all()
@@ -479,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="extra Postgres server setting for profiling, e.g. "
         "shared_preload_libraries=pg_stat_statements (repeatable)",
+    )
+    parser.add_argument(
+        "--statements",
+        type=Path,
+        help="pipeline: write every statement's calls, time, rows and WAL per turn to this file "
+        "(needs --pg-option shared_preload_libraries=pg_stat_statements)",
     )
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]

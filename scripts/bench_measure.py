@@ -191,3 +191,40 @@ def pct(values: list[float], q: float) -> float:
 def count_rows(owner_url: str, sql: str) -> int:
     with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
+
+
+_STATEMENTS = """
+SELECT calls, total_exec_time, rows, wal_bytes, wal_records, shared_blks_hit + shared_blks_read,
+       regexp_replace(query, '\\s+', ' ', 'g')
+  FROM pg_stat_statements
+ WHERE query !~* 'pg_stat_statements|pg_current_wal|pg_total_relation_size|pg_stat_wal'
+ ORDER BY total_exec_time DESC
+"""
+
+
+def reset_statements(owner_url: str) -> bool:
+    """Start a statement profile (pg_stat_statements, when the server preloads it); False when it doesn't."""
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        loaded = conn.execute(
+            "SELECT 'pg_stat_statements' = ANY(string_to_array(current_setting('shared_preload_libraries'), ','))"
+        ).fetchone()
+        if not loaded or not loaded[0]:
+            return False
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    return True
+
+
+def write_statements(owner_url: str, turns: int, path: Path) -> None:
+    """Every statement since ``reset_statements``, per turn: calls, execution ms, rows, WAL bytes and records,
+    buffers touched; sorted by execution time (a tab-separated file to read with ``column -t``)."""
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        rows = conn.execute(_STATEMENTS).fetchall()
+    lines = ["calls/turn\tms/turn\trows/turn\twal_B/turn\twal_rec/turn\tbufs/turn\tquery"]
+    totals = [0.0] * 6
+    for calls, ms, nrows, wal, records, bufs, query in rows:
+        values = [calls, ms, nrows, float(wal), records, bufs]
+        totals = [t + float(v) for t, v in zip(totals, values, strict=True)]
+        lines.append("\t".join(f"{float(v) / turns:.3f}" for v in values) + "\t" + str(query)[:300])
+    lines.insert(1, "\t".join(f"{t / turns:.3f}" for t in totals) + "\t(all statements)")
+    path.write_text("\n".join(lines) + "\n")

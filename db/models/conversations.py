@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, _clinic_column, _clinic_fk, _created
@@ -56,20 +55,32 @@ class Message(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     clinic_id: Mapped[int] = _clinic_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound | internal
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound (internal: before migration 0018)
     role: Mapped[str] = mapped_column(String(16))  # user | assistant | tool | staff | system
     body: Mapped[str] = mapped_column(Text, server_default="")
     inbound_seq: Mapped[int | None] = mapped_column(BigInteger)
-    tool_calls: Mapped[list[Any] | None] = mapped_column(JSONB)
-    tool_call_id: Mapped[str | None] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(8))
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     turn_id: Mapped[int | None] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
-        UniqueConstraint("clinic_id", "channel", "provider_message_id"),
-        UniqueConstraint("conversation_id", "inbound_seq"),
+        # Partial: only inbound rows have these (migration 0018); NULLs never conflicted, so no uniqueness is lost.
+        Index(
+            "uq_messages_provider_message_id",
+            "clinic_id",
+            "channel",
+            "provider_message_id",
+            unique=True,
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_messages_inbound_seq",
+            "conversation_id",
+            "inbound_seq",
+            unique=True,
+            postgresql_where=text("inbound_seq IS NOT NULL"),
+        ),
         Index("ix_messages_conversation_id", "conversation_id", "id"),
     )
 

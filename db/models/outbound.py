@@ -61,7 +61,11 @@ class OutboxMessage(Base):
         Index(
             "ix_outbox_pending", "clinic_id", "priority", "id", postgresql_where=text("status IN ('queued','sending')")
         ),
-        Index("ix_outbox_provider_message_id", "provider_message_id"),
+        Index(
+            "ix_outbox_provider_message_id",
+            "provider_message_id",
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+        ),
         Index(
             "ix_outbox_conversation_unsent",
             "conversation_id",

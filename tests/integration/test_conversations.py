@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import Database
-from domain.conversation import Reply, TurnOutput
+from domain.conversation import Reply, ToolAudit, TurnOutput
+from domain.ports import ChatMessage, ToolCall
 from worker.conversations import (
     Attached,
     Snapshot,
@@ -209,3 +210,54 @@ def test_no_claim_for_an_opted_out_patient(database: Database) -> None:
         )
     committed = _commit(database, attached.snapshot, "should wait for the send-time consent check")
     assert committed.claimed == [] and len(committed.outbox_ids) == 1
+
+
+def test_a_tool_turn_stores_its_tool_calls_once_and_the_next_history_reads_its_reply_once(database: Database) -> None:
+    phone = _phone()
+    attached = _attach(database, _record(database, phone, "any botox openings friday?"))
+    snapshot = attached.snapshot
+    assert snapshot is not None
+    conversation_id = snapshot.lease.conversation_id
+    call = ToolCall(id="call_1", name="search_availability", arguments='{"service": "botox"}')
+    reply = "Friday 10:00 or 11:30 with Dana."
+    output = TurnOutput(
+        replies=[Reply(reply)],
+        # What the brain hands back: its tool step and its final answer, both already in the rows below.
+        transcript=[
+            ChatMessage(role="assistant", content=None, tool_calls=(call,)),
+            ChatMessage(role="tool", tool_call_id="call_1", name="search_availability", content='{"slots": 2}'),
+            ChatMessage(role="assistant", content=reply),
+        ],
+        agent_state="proposing",
+        slots={},
+        outcome="replied",
+        tool_audit=[ToolAudit("call_1", "search_availability", {"service": "botox"}, {"slots": 2}, True, 3)],
+    )
+    record = TurnRecord(output=output, started_at=datetime.now(UTC), latency_ms=5, worker="worker-a", trace_id="t")
+    with database.tenant_connection(GLOW) as conn:
+        commit_turn(conn, snapshot, record, [_reply_row(snapshot, reply)], 45)
+
+    with database.tenant_scope(GLOW) as session:
+        messages = session.execute(
+            text("SELECT direction, role, body FROM messages WHERE conversation_id = :id ORDER BY id"),
+            {"id": conversation_id},
+        ).all()
+        calls = session.execute(
+            text(
+                "SELECT t.call_id, t.name, t.result FROM tool_calls t JOIN turns u ON u.id = t.turn_id "
+                "WHERE u.conversation_id = :id"
+            ),
+            {"id": conversation_id},
+        ).all()
+    assert [tuple(m) for m in messages] == [
+        ("inbound", "user", "any botox openings friday?"),
+        ("outbound", "assistant", reply),
+    ]
+    assert [tuple(c) for c in calls] == [("call_1", "search_availability", {"slots": 2})]
+
+    follow_up = _attach(database, _record(database, phone, "10 please"), owner="worker-b")
+    assert follow_up.snapshot is not None
+    assert [(m.role, m.content) for m in follow_up.snapshot.history] == [
+        ("user", "any botox openings friday?"),
+        ("assistant", reply),
+    ]

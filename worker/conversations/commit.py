@@ -1,4 +1,4 @@
-"""The fenced commit of a turn: nothing of a stale turn commits; the reply, transcript and tool calls are
+"""The fenced commit of a turn: nothing of a stale turn commits; the replies, the turn and its tool calls are
 queued in one round trip behind the fence.
 """
 
@@ -36,10 +36,9 @@ INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 # Rows of this turn refer to it by the sequence's current value in this session (no round trip for the id).
-_INSERT_TRANSCRIPT = """
-INSERT INTO messages (clinic_id, conversation_id, direction, role, body, tool_calls, tool_call_id, channel, turn_id)
-VALUES (%s, %s, 'internal', %s, %s, %s::jsonb, %s, %s, currval('turns_id_seq'))
-"""
+# The model's tool steps are kept once, as ``tool_calls`` rows (call id, name, arguments, result); the replies once,
+# as the outbound messages.  The brain's transcript (``TurnOutput.transcript``) repeats both, so it is not stored:
+# as message rows it doubled every reply in the history the next turn reads and cost three inserts per turn.
 _INSERT_TOOL_CALL = """
 INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
 VALUES (%s, currval('turns_id_seq'), %s, %s, %s::jsonb, %s::jsonb, %s, %s)
@@ -95,24 +94,6 @@ def _queue_commit(
         ),
     )
     cursor = conn.cursor()
-    if out.transcript:
-        cursor.executemany(
-            _INSERT_TRANSCRIPT,
-            [
-                (
-                    clinic_id,
-                    conversation_id,
-                    msg.role,
-                    msg.content or "",
-                    json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in msg.tool_calls])
-                    if msg.tool_calls
-                    else None,
-                    msg.tool_call_id,
-                    snapshot.channel,
-                )
-                for msg in out.transcript
-            ],
-        )
     if out.tool_audit:
         cursor.executemany(
             _INSERT_TOOL_CALL,
