@@ -39,15 +39,21 @@ def record_failed_delivery(conn: Conn, inbox_id: int, error: str, max_attempts: 
 # The event — plus, for SMS, the sender's client — and the row lock on its conversation when that exists
 # already (the lock serialises attaching with other attaches and with turn commits); no lock for an event that
 # is no longer waiting.  ``last_inbound_seq`` is NULL when nothing was locked.
+# The sender's number is read out of the payload in a CTE of its own: under row-level security the planner may
+# only push *leakproof* join conditions into an index scan of ``clients``, and one containing ``payload->>'from'``
+# is not (``->>`` isn't leakproof), so joining on it directly hash-joined a sequential scan of every client of the
+# clinic (measured: 2.7 ms per text at 12,000 clients, growing with the list; 0.2 ms through the index).
 _EVENT_AND_LOCK = """
-WITH event AS MATERIALIZED (
+WITH e AS MATERIALIZED (
+    SELECT id, clinic_id, source, payload, status, conversation_id, payload->>'from' AS sender
+    FROM inbox_events WHERE id = %s
+), event AS MATERIALIZED (
     SELECT e.source, e.payload, e.status, e.conversation_id AS done_conversation, cl.id AS client_id,
            cl.consent_state, cl.marketing_consent,
            COALESCE((e.payload->>'conversation_id')::bigint, cv.id) AS conversation_id
-    FROM inbox_events e
-    LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.payload->>'from'
+    FROM e
+    LEFT JOIN clients cl ON e.source = 'sms' AND cl.clinic_id = e.clinic_id AND cl.phone_e164 = e.sender
     LEFT JOIN conversations cv ON cv.clinic_id = e.clinic_id AND cv.client_id = cl.id AND cv.channel = 'sms'
-    WHERE e.id = %s
 )
 SELECT event.source, event.payload, event.status, event.done_conversation, event.client_id, event.consent_state,
        event.marketing_consent, locked.id, locked.last_inbound_seq

@@ -47,8 +47,15 @@ o.trace_id, o.not_before, o.attempts, o.created_at, o.claimed_at, o.campaign_id,
 c.consent_state, c.marketing_consent, c.sms_status, c.timezone"""
 # One row, with what the claim rule reads: the appointment an automation text is about, the campaign of a
 # campaign text, and whether an earlier reply of the conversation still waits to go out (a patient reads replies
-# in order).
+# in order).  The appointment id is read out of ``meta`` in the CTE: under row-level security a join condition
+# holding ``meta->>…`` is not leakproof, so the planner may not use it in an index scan of ``appointments`` and
+# scans every appointment of the clinic instead (``tests/integration/test_hot_path_plans.py``).
 _LOCK_ONE = f"""
+WITH o AS MATERIALIZED (
+    SELECT *, CASE WHEN kind = 'automation' THEN (meta->>'appointment_id')::bigint END AS appointment_id
+    FROM outbox WHERE id = %s
+    FOR UPDATE
+)
 SELECT {_SEND_COLUMNS},
        a.status, k.status,
        CASE WHEN o.conversation_id IS NOT NULL AND o.kind IN {sql_list(ORDERED_KINDS)} THEN EXISTS (
@@ -57,12 +64,10 @@ SELECT {_SEND_COLUMNS},
              AND e.status IN {sql_list(UNSENT)} AND e.kind IN {sql_list(ORDERED_KINDS)}
              AND (e.not_before IS NULL OR e.not_before <= now()))
        ELSE false END
-FROM outbox o
+FROM o
 LEFT JOIN clients c ON c.id = o.client_id
-LEFT JOIN appointments a ON a.id = CASE WHEN o.kind = 'automation' THEN (o.meta->>'appointment_id')::bigint END
+LEFT JOIN appointments a ON a.id = o.appointment_id
 LEFT JOIN campaigns k ON o.kind = 'campaign' AND k.id = o.campaign_id
-WHERE o.id = %s
-FOR UPDATE OF o
 """
 # FOR SHARE: a pause or cancel (FOR UPDATE on the campaign) waits for this claim, and the claim sees its verdict.
 _CAMPAIGN_STATUS = "SELECT status FROM campaigns WHERE id = %s FOR SHARE"
