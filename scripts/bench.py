@@ -311,7 +311,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         turns = count_rows(infra.owner_url, "SELECT count(*) FROM turns") - before
         growth = measure.storage_growth(infra.owner_url, storage)
         if profiling:
-            measure.write_statements(infra.owner_url, turns, args.statements)
+            measure.write_statements(measure.read_statements(infra.owner_url), turns, args.statements)
             say(f"pipeline: statement profile per turn in {args.statements}")
         elif args.statements is not None:
             say("pipeline: no statement profile (add --pg-option shared_preload_libraries=pg_stat_statements)")
@@ -365,11 +365,15 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         )
         wait_for_heartbeats(infra, 2)
         postmaster = measure.postmaster_pid(infra.data_dir)
+        statements: list[tuple[Any, ...]] = []
+        profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         sampler = measure.WindowSampler(
             roots=lambda: {"worker": [workers.pid], "postgres": [postmaster]},
             start_after_s=args.warmup,
             window_s=args.duration,
             memory_root=lambda: [workers.pid],
+            at_start=(lambda: measure.start_statements(infra.owner_url)) if profiling else None,
+            at_end=(lambda: statements.extend(measure.read_statements(infra.owner_url))) if profiling else None,
         )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
         sampler.start()
@@ -379,6 +383,9 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     finally:
         procs.stop_all()
     cpu, window = sampler.cpu_ms(), sampler.seconds()
+    if statements:
+        measure.write_statements(statements, completed, args.statements)
+        say(f"llm_bound: statement profile of the measured window, per turn, in {args.statements}")
     turns_per_s = completed / args.duration
     bound = concurrency / (latency_ms / 1000)
     latencies.sort()
@@ -489,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--statements",
         type=Path,
-        help="pipeline: write every statement's calls, time, rows and WAL per turn to this file "
+        help="pipeline, llm_bound: write every statement's calls, time, rows and WAL per turn to this file "
         "(needs --pg-option shared_preload_libraries=pg_stat_statements)",
     )
     args = parser.parse_args(argv)

@@ -138,6 +138,8 @@ class WindowSampler:
     start_after_s: float
     window_s: float
     memory_root: Callable[[], list[int]]
+    at_start: Callable[[], None] | None = None  # run when the window opens (e.g. a statement profile's reset)
+    at_end: Callable[[], None] | None = None  # and when it closes
     samples: list[CpuSample] = field(default_factory=list)
     rss_mb: float = 0.0
     idle_rss_mb: float = 0.0
@@ -152,10 +154,14 @@ class WindowSampler:
     def _run(self) -> None:
         if self._stop.wait(self.start_after_s):
             return
+        if self.at_start is not None:
+            self.at_start()
         self.samples.append(sample_cpu(self.roots()))
         if self._stop.wait(self.window_s):
             return
         self.samples.append(sample_cpu(self.roots()))
+        if self.at_end is not None:
+            self.at_end()
         self.rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
 
     def stop(self) -> None:
@@ -215,11 +221,19 @@ def reset_statements(owner_url: str) -> bool:
     return True
 
 
-def write_statements(owner_url: str, turns: int, path: Path) -> None:
-    """Every statement since ``reset_statements``, per turn: calls, execution ms, rows, WAL bytes and records,
-    buffers touched; sorted by execution time (a tab-separated file to read with ``column -t``)."""
+def start_statements(owner_url: str) -> None:
+    reset_statements(owner_url)
+
+
+def read_statements(owner_url: str) -> list[tuple[Any, ...]]:
+    """Every statement's totals since ``reset_statements``, by execution time."""
     with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        rows = conn.execute(_STATEMENTS).fetchall()
+        return conn.execute(_STATEMENTS).fetchall()
+
+
+def write_statements(rows: list[tuple[Any, ...]], turns: int, path: Path) -> None:
+    """``read_statements``' rows per turn: calls, execution ms, rows, WAL bytes and records, buffers touched;
+    sorted by execution time (a tab-separated file to read with ``column -t``)."""
     lines = ["calls/turn\tms/turn\trows/turn\twal_B/turn\twal_rec/turn\tbufs/turn\tquery"]
     totals = [0.0] * 6
     for calls, ms, nrows, wal, records, bufs, query in rows:
