@@ -4,13 +4,16 @@ webhook app and the commands do — the console never imports an actor.
 
 Best effort by design, each with a backstop: a campaign set sending is started by the scheduler's campaign tick
 within 30 s anyway (this only saves the wait); an article's missing embeddings are filled by the next
-``embed_kb_document`` of it, ``medspa kb ingest`` or ``medspa dev`` (until then it is found by full text).
+``embed_kb_document`` of it, ``medspa kb ingest`` or ``medspa dev`` (until then it is found by full text); a
+patient's text left queued is handed to a sender by the outbox sweeper.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from console.outside import ConsoleOutside
-from medspa.broker import BULK_QUEUE, message_for
+from medspa.broker import BULK_QUEUE, OUTBOX_QUEUE, message_for
 
 
 def start_campaign_runner(outside: ConsoleOutside, clinic_id: int, campaign_id: int) -> None:
@@ -19,3 +22,8 @@ def start_campaign_runner(outside: ConsoleOutside, clinic_id: int, campaign_id: 
 
 def embed_article(outside: ConsoleOutside, clinic_id: int, document_id: int) -> None:
     outside.enqueue([message_for("embed_kb_document", BULK_QUEUE, clinic_id, document_id)])
+
+
+def send_texts(outside: ConsoleOutside, clinic_id: int, outbox_ids: Sequence[int]) -> None:
+    """Texts committed to the outbox (a patient told about a change staff made): one ``send_outbox`` each."""
+    outside.enqueue([message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in outbox_ids])

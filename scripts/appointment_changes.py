@@ -2,9 +2,9 @@
 service (``worker/appointments``) the agent's tools use.
 
 Why these rules:
-- A change made for a patient texts them at most once: the outbox row carries a dedupe key per intent, and the
-  send is enqueued only after the transaction committed (the outbox sweeper covers a lost enqueue).  The text
-  goes through the outbox package (``worker/outbox``): consent and a textable number decide, as everywhere.
+- A change made for a patient texts them at most once (``worker/appointments/patient_texts.py``, shared with the
+  console): the outbox row carries a dedupe key per intent, and the send is enqueued only after the transaction
+  committed (the outbox sweeper covers a lost enqueue).  Consent and a textable number decide, as everywhere.
 - Booking checks what the agent checks: the clinic's and provider's hours, closed dates, lead time, the
   providers' calendars, screening against what the patient told us, and the deposit rule (a service that
   takes a deposit is held ``pending_deposit`` until it is paid).  Moving is staff's call on hours; the
@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 
 from domain import appointments as rules
 from domain.clinic import Clinic
-from scripts.appointments import clinic_facts, label, national, overlap_line, parse_day, parse_local, provider_id_for
+from scripts.appointments import clinic_facts, label, overlap_line, parse_day, parse_local, provider_id_for
 from scripts.common import CommandError, add_clinic_argument
 from worker.appointments import store
+from worker.appointments.patient_texts import text_booked, text_cancelled, text_moved
 from worker.appointments.rows import AppointmentError, AppointmentRow, ClientRow, ProviderRow, ServiceRow
 from worker.appointments.service import (
     AppointmentService,
@@ -40,6 +41,7 @@ from worker.appointments.service import (
 )
 
 FIRST_AVAILABLE_DAYS = 31
+BY = "staff-cli"  # kept on the patient's text: where the change was made
 
 
 def register_book(sub: Any) -> None:
@@ -63,7 +65,7 @@ def register_book(sub: Any) -> None:
     book.set_defaults(handler=appointments_book)
 
 
-# ---------------------------------------------------------------------------------------------- texts and queue
+# ---------------------------------------------------------------------------------------------- queue
 @dataclass
 class AfterCommit:
     """Work to enqueue once the transaction committed (never before: a worker must see committed rows)."""
@@ -93,71 +95,6 @@ def _enqueue(after: AfterCommit) -> list[str]:
     return notes
 
 
-@dataclass(frozen=True)
-class Recipient:
-    client_id: int | None
-    phone: str | None
-    consent_state: str | None
-    sms_status: str | None
-    conversation_id: int | None
-
-    @classmethod
-    def of_appointment(cls, appt: AppointmentRow) -> Recipient:
-        return cls(appt.client_id, appt.phone_e164, appt.consent_state, appt.sms_status, appt.conversation_id)
-
-    @classmethod
-    def of_client(cls, client: ClientRow) -> Recipient:
-        return cls(client.id, client.phone_e164, client.consent_state, client.sms_status, client.conversation_id)
-
-
-def _text_patient(
-    session: Session, clinic: Clinic, to: Recipient, appointment_id: int, body: str, dedupe_key: str
-) -> tuple[str, list[int]]:
-    """Queue one SMS to the patient (once per dedupe key) and record it in their conversation.
-    Returns what happened (for the staff member) and the outbox ids to enqueue after commit."""
-    from worker.outbox.decisions import conversation_text_decision
-    from worker.outbox.rows import OutboxRow
-    from worker.outbox.writes import insert_rows
-
-    decision = conversation_text_decision(
-        to.phone, to.consent_state or "unknown", to.sms_status or "ok", datetime.now(UTC)
-    )
-    if not decision.send or not to.phone:
-        return {
-            "no_phone": "patient not texted: no phone number on file",
-            "opted_out": "patient not texted: they opted out of texts (call them)",
-            "invalid_number": "patient not texted: their number cannot receive texts (call them)",
-        }.get(decision.reason or "no_phone", f"patient not texted: {decision.reason}"), []
-    ids = insert_rows(
-        session,
-        clinic.id,
-        [
-            OutboxRow(
-                channel="sms",
-                kind="staff",
-                to_address=to.phone,
-                from_address="",
-                body=body,
-                client_id=to.client_id,
-                conversation_id=to.conversation_id,
-                priority=0,
-                dedupe_key=dedupe_key,
-                meta={"appointment_id": appointment_id, "by": "staff-cli"},
-            )
-        ],
-    )
-    if not ids:
-        return "patient already texted about this change", []
-    if to.conversation_id:
-        # The agent sees what staff told the patient if they reply.
-        session.execute(
-            text("""INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-                    VALUES (:c, :conv, 'outbound', 'staff', :body, 'sms', CAST(:meta AS jsonb))"""),
-            {"c": clinic.id, "conv": to.conversation_id, "body": body, "meta": f'{{"outbox_id": {ids[0]}}}'},
-        )
-    return "patient texted (queued)", ids
-
-
 def _staff_lookup(clinic: Clinic, appointment_id: int, refusal: str) -> Any:
     """The appointment (locked), or a one-line error; ``refusal`` names what a non-live one cannot do."""
 
@@ -170,10 +107,6 @@ def _staff_lookup(clinic: Clinic, appointment_id: int, refusal: str) -> Any:
         return appt
 
     return lookup
-
-
-def _first_name(name: str | None) -> str:
-    return (name or "").split(" ")[0] or "there"
 
 
 # ---------------------------------------------------------------------------------------------- cancel
@@ -204,20 +137,10 @@ def appointments_cancel(args: argparse.Namespace) -> int:
 
     def text_them(session: Session, outcome: Cancellation) -> None:
         nonlocal texts
-        appt = outcome.appointment
-        if appt.kind != rules.APPOINTMENT:
-            return
-        paid = outcome.deposit.amount_cents if outcome.deposit else 0
-        sentence = rules.deposit_sentence(clinic.cancellation, outcome.deposit_action, paid, late=outcome.terms.late)
-        body = (
-            f"Hi {_first_name(appt.client_name)}, as requested your {appt.service_name or 'appointment'} at "
-            f"{clinic.name} on {label(appt.starts_at, clinic.tz)} is cancelled. {sentence + ' ' if sentence else ''}"
-            f"Reply here or call {national(clinic.phone)} to rebook."
-        )
-        line, texts = _text_patient(
-            session, clinic, Recipient.of_appointment(appt), appt.id, body, f"staff:cancel:{appt.id}"
-        )
-        report.append(line)
+        sent = text_cancelled(session, clinic, outcome, by=BY)
+        if sent is not None:
+            texts = list(sent.outbox_ids)
+            report.append(sent.summary)
 
     try:
         outcome = service.cancel(
@@ -275,17 +198,10 @@ def appointments_move(args: argparse.Namespace) -> int:
 
     def text_them(session: Session, moved: Move) -> None:
         nonlocal texts
-        appt = moved.appointment
-        if appt.kind != rules.APPOINTMENT:
-            return
-        body = (
-            f"Hi {_first_name(appt.client_name)}, as requested your {appt.service_name or 'appointment'} at "
-            f"{clinic.name} has moved to {label(new_start, clinic.tz)} with {moved.provider_name}. Reply here or "
-            f"call {national(clinic.phone)} with any questions."
-        )
-        key = f"staff:move:{appt.id}:{new_start.astimezone(UTC):%Y%m%dT%H%M}:{moved.provider_id}"
-        line, texts = _text_patient(session, clinic, Recipient.of_appointment(appt), appt.id, body, key)
-        report.append(line)
+        sent = text_moved(session, clinic, moved, by=BY)
+        if sent is not None:
+            texts = list(sent.outbox_ids)
+            report.append(sent.summary)
 
     try:
         moved = service.move(
@@ -407,21 +323,9 @@ def appointments_book(args: argparse.Namespace) -> int:
         nonlocal texts
         if not args.text:
             return
-        hold = booking.hold_expires_at
-        deposit = (
-            f" A {rules.money(booking.deposit_cents)} deposit holds this time until {label(hold, clinic.tz)}; "
-            "reply here and we'll send you the payment link."
-            if booking.deposit_cents and hold
-            else ""
-        )
-        body = (
-            f"Hi {_first_name(client.name)}, you're booked: {treatment.name} with {booking.provider.name} at "
-            f"{clinic.name} on {label(start, clinic.tz)}.{deposit} Reply here or call {national(clinic.phone)} "
-            "with any questions."
-        )
-        key = f"staff:book:{booking.appointment_id}"
-        line, texts = _text_patient(session, clinic, Recipient.of_client(client), booking.appointment_id, body, key)
-        report.append(line)
+        sent = text_booked(session, clinic, client, treatment.name, booking, by=BY)
+        texts = list(sent.outbox_ids)
+        report.append(sent.summary)
 
     with database.tenant_scope(clinic.id) as session:
         base = f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}"

@@ -150,15 +150,6 @@ def label(moment: datetime, tz: ZoneInfo) -> str:
     return local_label(moment, str(tz))
 
 
-def national(phone: str) -> str:
-    import phonenumbers
-
-    try:
-        return phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
-    except phonenumbers.NumberParseException:
-        return phone
-
-
 def overlap_line(clinic: Clinic, provider_id: int, start: datetime, end: datetime, ignore: int | None) -> str:
     """What a refused time overlaps, for the one-line error ("appointment 12 on 2027-04-07 14:00-15:15")."""
     from scripts.common import app_database

@@ -8,6 +8,10 @@
   are the service's; an overlap is refused by the exclusion constraint (409, naming what it overlaps).
 - Every change writes its audit row in the same transaction as the change (ids and choices, never PHI); the
   follow-up actors (calendar sync, deposit refund or keep, a fee's charge) are enqueued by name after the commit.
+- ``text_patient``: the patient is told about a booking, move or cancellation as ``medspa appointments …`` tells
+  them (``worker/appointments/patient_texts.py``: once per change, in the change's transaction, consent decides;
+  the same defaults — a booking only when asked, a move or cancellation unless asked not to); its send is
+  handed to the workers after the commit (``console/jobs.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from console import audit
+from console import audit, jobs
 from console.api.framework import ApiCall, ApiModel, api
 from console.problems import Problem, forbidden, not_found
 from console.queries import schedule as queries
@@ -28,7 +32,8 @@ from domain import appointments as rules
 from domain.clinic import Clinic
 from domain.staff_access import PatientReach, Permission
 from medspa.broker import message_for
-from worker.appointments import store
+from worker.appointments import patient_texts, store
+from worker.appointments.patient_texts import PatientText
 from worker.appointments.rows import AppointmentError, AppointmentRow, ProviderRow
 from worker.appointments.service import (
     AppointmentService,
@@ -42,6 +47,7 @@ from worker.visits.transitions import FOLLOW_UP_ACTORS
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 MAX_BLOCK = timedelta(days=31)
+BY = "staff-console"  # kept on a patient's text: where the change was made
 
 
 class BookIn(ApiModel):
@@ -52,15 +58,26 @@ class BookIn(ApiModel):
         default=None, ge=1, description="default: the first qualified provider free then (a provider: themself)"
     )
     notes: str = Field(default="", max_length=2000, description="a note for staff, kept on the appointment")
+    text_patient: bool = Field(
+        default=False, description="text the patient a confirmation, once (as `medspa appointments book --text`)"
+    )
 
 
 class MoveIn(ApiModel):
     starts_at: AwareDatetime = Field(description="the new start (same length and buffer), ISO 8601 with its offset")
     provider_id: int | None = Field(default=None, ge=1, description="another provider (default: the same one)")
+    text_patient: bool = Field(
+        default=True, description="text the patient the new time, once (as `medspa appointments move` does)"
+    )
 
 
 class CancelIn(ApiModel):
     reason: Reason = Field(description="why (kept on the appointment)")
+    text_patient: bool = Field(
+        default=True,
+        description="text the patient the cancellation and what happens to a paid deposit, once (as `medspa "
+        "appointments cancel` does)",
+    )
 
 
 class BlockIn(ApiModel):
@@ -85,6 +102,7 @@ class AppointmentOut(BaseModel):
     changed: bool = Field(description="false when this repeated an earlier request and nothing changed")
     follow_ups: list[str] = Field(default_factory=list, description="work handed to the workers after the commit")
     notes: list[str] = Field(default_factory=list)
+    outbox_ids: list[int] = Field(default_factory=list, description="the patient's text, queued (sent by the workers)")
 
 
 class CancellationOut(AppointmentOut):
@@ -130,6 +148,22 @@ def enqueue_follow_ups(call: ApiCall, appointment_id: int, kinds: Iterable[str])
         outside = call.runtime.outside
         call.after_commit.append(lambda: outside.enqueue(messages))
     return [name for name, _ in names]
+
+
+def send_patient_text(call: ApiCall, sent: PatientText | None) -> list[str]:
+    """Hand a text the change queued to the workers once the request committed; the actor's name (or nothing)."""
+    if sent is None or not sent.outbox_ids:
+        return []
+    clinic_id, outbox_ids, outside = call.clinic.clinic_id, sent.outbox_ids, call.runtime.outside
+    call.after_commit.append(lambda: jobs.send_texts(outside, clinic_id, outbox_ids))
+    return ["send_outbox"]
+
+
+def texted(sent: PatientText | None) -> dict[str, Any]:
+    """The answer's fields about the patient's text: what became of it (a note) and its outbox ids."""
+    if sent is None:
+        return {"notes": [], "outbox_ids": []}
+    return {"notes": [sent.summary], "outbox_ids": list(sent.outbox_ids)}
 
 
 def invalid(field: str, message: str) -> Problem:
@@ -266,9 +300,12 @@ def book_appointment(call: ApiCall) -> AppointmentOut:
         start=start,
         source_key=store.staff_source_key(call.session, clinic.id, base),
         provider=provider,
+        # Texted: the booking belongs to their SMS thread (the agent sees it; no second automated confirmation).
+        conversation_id=client.conversation_id if body.text_patient else None,
         patient_confirmed=False,
         notes=body.notes.strip(),
     )
+    sent: list[PatientText] = []
 
     def record(session: Session, booking: Booking) -> None:
         audit.record(
@@ -286,6 +323,8 @@ def book_appointment(call: ApiCall) -> AppointmentOut:
                 "status": booking.status,
             },
         )
+        if body.text_patient:
+            sent.append(patient_texts.text_booked(session, clinic, client, treatment.name, booking, by=BY))
 
     try:
         booking = service.book(
@@ -300,9 +339,10 @@ def book_appointment(call: ApiCall) -> AppointmentOut:
     except AppointmentError as exc:
         raise refused(exc) from None
     kinds = ["calendar"] if booking.created and booking.status != rules.PENDING_DEPOSIT else []
-    follow_ups = enqueue_follow_ups(call, booking.appointment_id, kinds)
+    text = sent[0] if sent else None
+    follow_ups = enqueue_follow_ups(call, booking.appointment_id, kinds) + send_patient_text(call, text)
     return AppointmentOut.model_validate(
-        answer(call, booking.appointment_id, changed=booking.created, follow_ups=follow_ups)
+        answer(call, booking.appointment_id, changed=booking.created, follow_ups=follow_ups, **texted(text))
     )
 
 
@@ -336,6 +376,8 @@ def move_appointment(call: ApiCall) -> AppointmentOut:
             raise invalid("provider_id", f"{chosen.name} does not offer {appt.service_name}")
         return chosen.id, chosen.name
 
+    sent: list[PatientText | None] = []
+
     def record(session: Session, moved: Move) -> None:
         appt = moved.appointment
         audit.record(
@@ -353,6 +395,8 @@ def move_appointment(call: ApiCall) -> AppointmentOut:
                 "provider_id": moved.provider_id,
             },
         )
+        if body.text_patient:
+            sent.append(patient_texts.text_moved(session, clinic, moved, by=BY))
 
     service = appointment_service(call, clinic)
     try:
@@ -362,8 +406,11 @@ def move_appointment(call: ApiCall) -> AppointmentOut:
     except AppointmentError as exc:
         raise refused(exc) from None
     kinds = ["calendar"] if moved.appointment.kind == rules.APPOINTMENT else []
-    follow_ups = enqueue_follow_ups(call, appointment_id, kinds)
-    return AppointmentOut.model_validate(answer(call, appointment_id, changed=True, follow_ups=follow_ups))
+    text = sent[0] if sent else None
+    follow_ups = enqueue_follow_ups(call, appointment_id, kinds) + send_patient_text(call, text)
+    return AppointmentOut.model_validate(
+        answer(call, appointment_id, changed=True, follow_ups=follow_ups, **texted(text))
+    )
 
 
 # ---------------------------------------------------------------------------------------------- cancel
@@ -392,6 +439,8 @@ def cancel_appointment(call: ApiCall) -> CancellationOut:
     def note(outcome: Cancellation) -> str:
         return f"cancelled by staff ({actor.label}) in the console; {_DEPOSIT_NOTE[outcome.deposit_action]}"
 
+    sent: list[PatientText | None] = []
+
     def record(session: Session, outcome: Cancellation) -> None:
         appt = outcome.appointment
         audit.record(
@@ -404,6 +453,8 @@ def cancel_appointment(call: ApiCall) -> CancellationOut:
             client_id=appt.client_id,
             detail={"deposit_action": outcome.deposit_action, "late": outcome.terms.late},
         )
+        if body.text_patient:
+            sent.append(patient_texts.text_cancelled(session, clinic, outcome, by=BY))
 
     service = appointment_service(call, clinic)
     try:
@@ -413,18 +464,21 @@ def cancel_appointment(call: ApiCall) -> CancellationOut:
     kinds = (["refund"] if outcome.deposit_action != "none" else []) + (
         ["calendar"] if outcome.appointment.kind == rules.APPOINTMENT else []
     )
-    follow_ups = enqueue_follow_ups(call, appointment_id, kinds)
+    text = sent[0] if sent else None
+    follow_ups = enqueue_follow_ups(call, appointment_id, kinds) + send_patient_text(call, text)
     terms = outcome.terms
     notes = [_DEPOSIT_NOTE[outcome.deposit_action]]
     if terms.fee_cents and outcome.appointment.kind == rules.APPOINTMENT:
         notes.append(f"late cancellation: the {rules.money(terms.fee_cents)} fee applies per policy (not charged)")
+    about_text = texted(text)
     return CancellationOut.model_validate(
         answer(
             call,
             appointment_id,
             changed=True,
             follow_ups=follow_ups,
-            notes=notes,
+            notes=notes + about_text["notes"],
+            outbox_ids=about_text["outbox_ids"],
             late=terms.late,
             fee_cents=terms.fee_cents,
             deposit_action=outcome.deposit_action,

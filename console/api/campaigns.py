@@ -5,6 +5,7 @@ segments.preview, report), the same the ``medspa campaign`` command runs; sendin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -122,16 +123,21 @@ def _campaign(call: ApiCall, *, lock: bool = False) -> lifecycle.Campaign:
         raise not_found("campaign") from None
 
 
-def _state_change(call: ApiCall, action: str, change: Any) -> Any:
-    """A lifecycle step on the campaign in the URL: unknown → 404, not allowed in its state → 409 (the lifecycle's
-    own sentence); audited."""
-    campaign = _campaign(call, lock=True)
+def _step(call: ApiCall, action: str, change: Callable[[int, int], CampaignAction]) -> CampaignAction:
+    """A lifecycle step on the campaign in the URL — ``change(clinic_id, campaign_id)`` runs it and answers — with
+    what every step shares: unknown → 404, not allowed in its state → 409 (the lifecycle's own sentence), the audit
+    row ``campaign.{action}``, and a campaign now sending handed to the runner after the commit."""
+    clinic_id = call.clinic.clinic_id
+    campaign_id = _campaign(call, lock=True).id
     try:
-        result = change(campaign)
+        answer = change(clinic_id, campaign_id)
     except lifecycle.CampaignError as exc:
         raise Problem(409, "Conflict", str(exc), kind="conflict") from None
-    call.audit(f"campaign.{action}", target_type="campaign", target_id=campaign.id)
-    return result
+    call.audit(f"campaign.{action}", target_type="campaign", target_id=campaign_id)
+    if answer.status == "sending":
+        outside = call.runtime.outside
+        call.after_commit.append(lambda: jobs.start_campaign_runner(outside, clinic_id, campaign_id))
+    return answer
 
 
 def campaign_out(campaign: lifecycle.Campaign) -> CampaignOut:
@@ -249,15 +255,13 @@ def preview_campaign(call: ApiCall) -> PreviewOut:
 )
 def schedule_campaign(call: ApiCall) -> CampaignAction:
     body: ScheduleRequest = call.body
-    clinic_id = call.clinic.clinic_id
-    at = lifecycle.clinic_instant(call.session, clinic_id, body.at)
-    status = _state_change(
-        call, "scheduled", lambda c: lifecycle.schedule_campaign(call.session, clinic_id, c.id, at, call.now)
-    )
-    campaign_id = int(call.path_params["campaign_id"])
-    if status == "sending":
-        call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
-    return CampaignAction(id=campaign_id, status=status, scheduled_at=at)
+    at = lifecycle.clinic_instant(call.session, call.clinic.clinic_id, body.at)
+
+    def schedule(clinic_id: int, campaign_id: int) -> CampaignAction:
+        status = lifecycle.schedule_campaign(call.session, clinic_id, campaign_id, at, call.now)
+        return CampaignAction(id=campaign_id, status=status, scheduled_at=at)
+
+    return _step(call, "scheduled", schedule)
 
 
 @api(
@@ -269,13 +273,11 @@ def schedule_campaign(call: ApiCall) -> CampaignAction:
     response=CampaignAction,
 )
 def send_campaign(call: ApiCall) -> CampaignAction:
-    clinic_id = call.clinic.clinic_id
-    status = _state_change(
-        call, "sent", lambda c: lifecycle.schedule_campaign(call.session, clinic_id, c.id, call.now, call.now)
-    )
-    campaign_id = int(call.path_params["campaign_id"])
-    call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
-    return CampaignAction(id=campaign_id, status=status, scheduled_at=call.now)
+    def send_now(clinic_id: int, campaign_id: int) -> CampaignAction:
+        status = lifecycle.schedule_campaign(call.session, clinic_id, campaign_id, call.now, call.now)
+        return CampaignAction(id=campaign_id, status=status, scheduled_at=call.now)
+
+    return _step(call, "sent", send_now)
 
 
 @api(
@@ -287,9 +289,11 @@ def send_campaign(call: ApiCall) -> CampaignAction:
     response=CampaignAction,
 )
 def pause_campaign(call: ApiCall) -> CampaignAction:
-    clinic_id = call.clinic.clinic_id
-    withdrawn = _state_change(call, "paused", lambda c: lifecycle.pause_campaign(call.session, clinic_id, c.id))
-    return CampaignAction(id=int(call.path_params["campaign_id"]), status="paused", withdrawn=withdrawn)
+    def pause(clinic_id: int, campaign_id: int) -> CampaignAction:
+        withdrawn = lifecycle.pause_campaign(call.session, clinic_id, campaign_id)
+        return CampaignAction(id=campaign_id, status="paused", withdrawn=withdrawn)
+
+    return _step(call, "paused", pause)
 
 
 @api(
@@ -301,14 +305,12 @@ def pause_campaign(call: ApiCall) -> CampaignAction:
     response=CampaignAction,
 )
 def resume_campaign(call: ApiCall) -> CampaignAction:
-    clinic_id = call.clinic.clinic_id
-    status = _state_change(
-        call, "resumed", lambda c: lifecycle.resume_campaign(call.session, clinic_id, c.id, call.now)
-    )
-    campaign_id = int(call.path_params["campaign_id"])
-    if status == "sending":
-        call.after_commit.append(lambda: jobs.start_campaign_runner(call.runtime.outside, clinic_id, campaign_id))
-    return CampaignAction(id=campaign_id, status=status)
+    def resume(clinic_id: int, campaign_id: int) -> CampaignAction:
+        return CampaignAction(
+            id=campaign_id, status=lifecycle.resume_campaign(call.session, clinic_id, campaign_id, call.now)
+        )
+
+    return _step(call, "resumed", resume)
 
 
 @api(
@@ -320,8 +322,8 @@ def resume_campaign(call: ApiCall) -> CampaignAction:
     response=CampaignAction,
 )
 def cancel_campaign(call: ApiCall) -> CampaignAction:
-    clinic_id = call.clinic.clinic_id
-    dropped = _state_change(
-        call, "cancelled", lambda c: lifecycle.cancel_campaign(call.session, clinic_id, c.id, call.now)
-    )
-    return CampaignAction(id=int(call.path_params["campaign_id"]), status="cancelled", not_sent=dropped)
+    def cancel(clinic_id: int, campaign_id: int) -> CampaignAction:
+        not_sent = lifecycle.cancel_campaign(call.session, clinic_id, campaign_id, call.now)
+        return CampaignAction(id=campaign_id, status="cancelled", not_sent=not_sent)
+
+    return _step(call, "cancelled", cancel)

@@ -6,6 +6,7 @@ patient messages and the live inbox event are handed on after the commit."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -63,7 +64,28 @@ def _problem(exc: staff_takeover.TakeoverRefused) -> Problem:
     )
 
 
-def _after(call: ApiCall, action: staff_takeover.StaffAction, kind: str) -> StaffActionOut:
+def _act(
+    call: ApiCall,
+    conversation_id: int,
+    kind: str,
+    change: Callable[[], staff_takeover.StaffAction],
+    detail: Callable[[staff_takeover.StaffAction], dict[str, Any]],
+) -> StaffActionOut:
+    """The shape of every staff action: the access check, ``change`` (a ``worker/staff_takeover`` function in the
+    request's transaction; a refusal becomes its problem), the audit row ``conversation.{kind}`` (ids, never the
+    message), then — after the commit — its follow-ups enqueued and the live inbox's ``kind`` event."""
+    row = reachable(call, conversation_id)
+    try:
+        action = change()
+    except staff_takeover.TakeoverRefused as exc:
+        raise _problem(exc) from None
+    call.audit(
+        f"conversation.{kind}",
+        target_type="conversation",
+        target_id=conversation_id,
+        client_id=int(row["client_id"]),
+        detail=detail(action),
+    )
     clinic_id = call.clinic.clinic_id
     messages = staff_takeover.follow_ups(clinic_id, action)
     outside = call.runtime.outside
@@ -79,27 +101,23 @@ def _after(call: ApiCall, action: staff_takeover.StaffAction, kind: str) -> Staf
     )
 
 
+def _changed(action: staff_takeover.StaffAction) -> dict[str, Any]:
+    return {"changed": action.changed}
+
+
 def take_over(call: ApiCall, conversation_id: int) -> StaffActionOut:
-    row = reachable(call, conversation_id)
-    try:
-        action = staff_takeover.take_over(call.session, conversation_id)
-    except staff_takeover.TakeoverRefused as exc:
-        raise _problem(exc) from None
-    call.audit(
-        "conversation.taken_over",
-        target_type="conversation",
-        target_id=conversation_id,
-        client_id=int(row["client_id"]),
-        detail={"changed": action.changed},
+    return _act(
+        call, conversation_id, "taken_over", lambda: staff_takeover.take_over(call.session, conversation_id), _changed
     )
-    return _after(call, action, "taken_over")
 
 
 def reply(call: ApiCall, conversation_id: int, body: str) -> StaffActionOut:
-    row = reachable(call, conversation_id)
     user = call.principal.user
-    try:
-        action = staff_takeover.reply(
+    return _act(
+        call,
+        conversation_id,
+        "replied",
+        lambda: staff_takeover.reply(
             call.session,
             call.clinic.clinic_id,
             conversation_id,
@@ -107,33 +125,15 @@ def reply(call: ApiCall, conversation_id: int, body: str) -> StaffActionOut:
             user.display_name or user.email,
             call.now,
             uuid.uuid4().hex,
-        )
-    except staff_takeover.TakeoverRefused as exc:
-        raise _problem(exc) from None
-    call.audit(
-        "conversation.replied",
-        target_type="conversation",
-        target_id=conversation_id,
-        client_id=int(row["client_id"]),
-        detail={"message_id": action.message_id, "outbox_ids": action.outbox_ids},
+        ),
+        lambda action: {"message_id": action.message_id, "outbox_ids": action.outbox_ids},
     )
-    return _after(call, action, "replied")
 
 
 def hand_back(call: ApiCall, conversation_id: int) -> StaffActionOut:
-    row = reachable(call, conversation_id)
-    try:
-        action = staff_takeover.hand_back(call.session, conversation_id)
-    except staff_takeover.TakeoverRefused as exc:
-        raise _problem(exc) from None
-    call.audit(
-        "conversation.handed_back",
-        target_type="conversation",
-        target_id=conversation_id,
-        client_id=int(row["client_id"]),
-        detail={"changed": action.changed},
+    return _act(
+        call, conversation_id, "handed_back", lambda: staff_takeover.hand_back(call.session, conversation_id), _changed
     )
-    return _after(call, action, "handed_back")
 
 
 @api(

@@ -112,6 +112,12 @@ def _submit(
     return _back(call, data, key)
 
 
+def _ticked(data: FormData, name: str) -> bool:
+    """A checkbox: posted only when ticked (the page ticks "Text the patient" for a move or cancel, as the API's
+    default is; an unticked box is a deliberate no)."""
+    return bool(data.get(name))
+
+
 def _amount(value: str) -> int | None:
     try:
         return parse_amount(value)
@@ -133,6 +139,7 @@ def calendar_book(call: ApiCall, data: FormData) -> str | Shown:
         "provider_id": data.optional("provider_id"),
         "starts_at": _local(call, data.get("starts_at")),
         "notes": data.get("notes"),
+        "text_patient": _ticked(data, "text_patient"),
     }
     return _submit(call, data, BookIn, values, book_appointment, "booked")
 
@@ -170,10 +177,15 @@ def calendar_complete(call: ApiCall, data: FormData) -> str | Shown:
 
 @form("/clinics/{clinic_id:int}/calendar/{appointment_id:int}/move", permission=Permission.SCHEDULE_WRITE)
 def calendar_move(call: ApiCall, data: FormData) -> str | Shown:
-    values = {"starts_at": _local(call, data.get("starts_at")), "provider_id": data.optional("provider_id")}
+    values = {
+        "starts_at": _local(call, data.get("starts_at")),
+        "provider_id": data.optional("provider_id"),
+        "text_patient": _ticked(data, "text_patient"),
+    }
     return _submit(call, data, MoveIn, values, move_appointment, "moved")
 
 
 @form("/clinics/{clinic_id:int}/calendar/{appointment_id:int}/cancel", permission=Permission.SCHEDULE_WRITE)
 def calendar_cancel(call: ApiCall, data: FormData) -> str | Shown:
-    return _submit(call, data, CancelIn, {"reason": data.get("reason")}, cancel_appointment, "appointment-cancelled")
+    values = {"reason": data.get("reason"), "text_patient": _ticked(data, "text_patient")}
+    return _submit(call, data, CancelIn, values, cancel_appointment, "appointment-cancelled")

@@ -64,6 +64,20 @@ def appointments_of(database: Database, clinic: NewClinic, client_id: int) -> li
         ]
 
 
+def history_of_texts(database: Database, clinic: NewClinic, number: str) -> list[tuple[str, str, str | None]]:
+    """(where the text came from, its body, the conversation message it was written to) per text to ``number``."""
+    with database.tenant_scope(clinic.id) as session:
+        rows = session.execute(
+            text(
+                """SELECT o.meta->>'by', o.body, m.body FROM outbox o
+                   LEFT JOIN messages m ON m.id = (o.meta->>'message_id')::bigint AND m.role = 'staff'
+                   WHERE o.to_address = :p ORDER BY o.id"""
+            ),
+            {"p": number},
+        ).all()
+    return [(str(by), str(body), history) for by, body, history in rows]
+
+
 def book(infra: Infrastructure, clinic: NewClinic, *args: str):  # noqa: ANN201
     return medspa(infra, "appointments", "book", "--clinic", clinic.slug, *args)
 
@@ -84,7 +98,9 @@ def test_book_at_a_time_texts_once_and_is_idempotent(
     assert row["conversation_id"] == conversation_id and row["notes"] == "walk-in, prefers unscented"
     [sent] = outbox_to(database, clinic, number)
     assert sent["dedupe_key"] == f"staff:book:{row['id']}" and "you're booked" in sent["body"]
-    assert "Willow signature facial with Lena Brandt" in sent["body"]
+    assert "Willow signature facial with Lena Brandt" in sent["body"] and sent["body"].startswith("Hi Robin,")
+    # The text is in the patient's conversation, linked to its outbox row (the agent sees what staff said).
+    assert history_of_texts(database, clinic, number) == [("staff-cli", sent["body"], sent["body"])]
 
     again = book(infra, clinic, *args, "--text")
     assert again.returncode == 0, again.stderr
@@ -98,6 +114,7 @@ def test_book_at_a_time_texts_once_and_is_idempotent(
     assert anew.returncode == 0 and "booked appointment" in anew.stdout and "already" not in anew.stdout
     assert [r["status"] for r in appointments_of(database, clinic, client_id)] == ["cancelled", "booked"]
     assert [o["dedupe_key"].split(":")[1] for o in outbox_to(database, clinic, number)] == ["book", "cancel", "book"]
+    assert all(body == history for _, body, history in history_of_texts(database, clinic, number))
 
 
 def test_a_taken_or_closed_time_is_refused_with_alternatives(

@@ -22,11 +22,13 @@ from console.api import endpoints
 from db.clinics import load_clinic
 from domain import appointments as rules
 from domain.clinic import Clinic
+from domain.prompt import local_label
 from domain.staff_access import Permission, StaffRole
 from medspa.services import Infrastructure
 from tests.support.console import GLOW, HARBOR, ConsoleStack, add_patient, future_slot, provider_ids, running_console
 from tests.support.infra import wait_for
 from worker.appointments import store
+from worker.appointments.patient_texts import national
 from worker.appointments.service import AppointmentService
 
 OWNER, MANAGER, FRONT_DESK, PROVIDER = StaffRole.OWNER, StaffRole.MANAGER, StaffRole.FRONT_DESK, StaffRole.PROVIDER
@@ -92,14 +94,29 @@ def _audit(console: ConsoleStack, clinic: int, action: str, target_id: int) -> l
         ]
 
 
-def _queued(infra: Infrastructure, actor: str, clinic_id: int, appointment_id: int) -> bool:
-    """A message for ``actor`` about the appointment waiting on the scheduled queue."""
+def _queued(infra: Infrastructure, actor: str, clinic_id: int, appointment_id: int, queue: str = "scheduled") -> bool:
+    """A message for ``actor`` about the appointment (or outbox row) waiting on ``queue``."""
     client = redis.Redis.from_url(infra.redis_url)
     try:
-        messages = [json.loads(raw) for raw in client.hvals("dramatiq:scheduled.msgs")]
+        messages = [json.loads(raw) for raw in client.hvals(f"dramatiq:{queue}.msgs")]
     finally:
         client.close()
     return any(m.get("actor_name") == actor and m.get("args") == [clinic_id, appointment_id] for m in messages)
+
+
+def _texts_to(console: ConsoleStack, clinic_id: int, phone: str) -> list[dict[str, Any]]:
+    """The outbox rows to ``phone``, oldest first, with the conversation message each was written to."""
+    with console.database.tenant_scope(clinic_id) as session:
+        return [
+            dict(r)
+            for r in session.execute(
+                text("""SELECT o.id, o.kind, o.status, o.dedupe_key, o.body, o.meta->>'by' AS by,
+                               m.body AS history, m.role AS history_role
+                        FROM outbox o LEFT JOIN messages m ON m.id = (o.meta->>'message_id')::bigint
+                        WHERE o.to_address = :p ORDER BY o.id"""),
+                {"p": phone},
+            ).mappings()
+        ]
 
 
 def _open_slot(console: ConsoleStack, slug: str) -> tuple[datetime, int, int]:
@@ -320,7 +337,9 @@ def test_cancel_refunds_or_keeps_a_paid_deposit_by_the_clinics_policy(console, i
         body = cancelled.json()
         assert body["status"] == rules.CANCELLED and body["deposit_action"] == expected
         assert body["late"] is (label == "late")
-        assert body["follow_ups"] == ["refund_deposit", "sync_calendar_event"], "the worker settles: refund or keep"
+        assert body["follow_ups"] == ["refund_deposit", "sync_calendar_event", "send_outbox"], "the worker settles"
+        [told] = _texts_to(console, GLOW, patient.phone)
+        assert ("refunded" in told["body"]) is (expected == "refund"), told["body"]
         wait_for(lambda aid=aid: _queued(infra, "refund_deposit", GLOW, aid), 10, what="the settlement queued")
         assert _row(console, GLOW, aid)["cancel_reason"] == "patient asked"
         audit = _audit(console, GLOW, "appointment.cancelled", aid)
@@ -364,6 +383,82 @@ def test_a_late_cancellation_keeps_the_deposit_and_a_no_show_is_marked_after_the
     marked = http.post(f"{base}/{upcoming_id}/no-show", headers=headers)
     assert marked.status_code == 200 and marked.json()["status"] == rules.NO_SHOW, marked.text
     assert len(_audit(console, GLOW, "appointment.no_show", upcoming_id)) == 1
+
+
+# ------------------------------------------------------------------ texting the patient (as the CLI does)
+def test_book_move_and_cancel_text_the_patient_once_and_not_when_asked_not_to(console, infra):
+    """``text_patient``: the CLI's texts (worker/appointments/patient_texts.py) and defaults — a booking texts
+    only when asked (``book --text``), a move or cancellation unless asked not to; once per change; the send is
+    handed to the workers after the commit; the text is in the patient's conversation."""
+    clinic = _clinic(console, GLOW)
+    patient = add_patient(console.database, GLOW, name="Robin Vale")
+    start, provider_id, service_id = _open_slot(console, "consultation")
+    with console.database.tenant_scope(GLOW) as session:
+        provider = next(p for p in store.providers(session, GLOW) if p.id == provider_id)
+        service = next(s for s in store.services(session, GLOW) if s.id == service_id)
+    http, headers = _signed_in(console, GLOW, FRONT_DESK)
+    base = f"/api/v1/clinics/{GLOW}/appointments"
+    request = {
+        "client_id": patient.client_id,
+        "service_id": service_id,
+        "provider_id": provider_id,
+        "starts_at": start.isoformat(),
+    }
+
+    untold = http.post(base, json=request, headers=headers)  # the default, as the CLI's: no text
+    assert untold.status_code == 201, untold.text
+    assert untold.json()["outbox_ids"] == [] and "send_outbox" not in untold.json()["follow_ups"]
+    assert _texts_to(console, GLOW, patient.phone) == []
+    cancelled_quietly = http.post(
+        f"{base}/{untold.json()['id']}/cancel", json={"reason": "wrong day", "text_patient": False}, headers=headers
+    )
+    assert cancelled_quietly.status_code == 200 and cancelled_quietly.json()["outbox_ids"] == []
+    assert _texts_to(console, GLOW, patient.phone) == [], "asked not to: no text"
+
+    booked = http.post(base, json={**request, "text_patient": True}, headers=headers)
+    assert booked.status_code == 201, booked.text
+    aid = booked.json()["id"]
+    assert booked.json()["follow_ups"] == ["sync_calendar_event", "send_outbox"]
+    assert "patient texted (queued)" in booked.json()["notes"]
+    [confirmation] = _texts_to(console, GLOW, patient.phone)
+    assert booked.json()["outbox_ids"] == [confirmation["id"]]
+    assert (confirmation["kind"], confirmation["dedupe_key"], confirmation["by"]) == (
+        "staff",
+        f"staff:book:{aid}",
+        "staff-console",
+    )
+    assert confirmation["body"] == (
+        f"Hi Robin, you're booked: {service.name} with {provider.name} at {clinic.name} on "
+        f"{local_label(start, str(clinic.tz))}. Reply here or call {national(clinic.phone)} with any questions."
+    )
+    assert (confirmation["history"], confirmation["history_role"]) == (confirmation["body"], "staff")
+    wait_for(
+        lambda: _queued(infra, "send_outbox", GLOW, confirmation["id"], queue="outbox"), 10, what="the send queued"
+    )
+    again = http.post(base, json={**request, "text_patient": True}, headers=headers)
+    assert again.json()["changed"] is False and again.json()["outbox_ids"] == []
+    assert len(_texts_to(console, GLOW, patient.phone)) == 1, "the same booking again texts nobody"
+
+    later = start + timedelta(days=1)
+    moved = http.post(f"{base}/{aid}/move", json={"starts_at": later.isoformat()}, headers=headers)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["follow_ups"] == ["sync_calendar_event", "send_outbox"]
+    quiet = http.post(
+        f"{base}/{aid}/move", json={"starts_at": (later + timedelta(hours=1)).isoformat(), "text_patient": False},
+        headers=headers,
+    )  # fmt: skip
+    assert quiet.status_code == 200 and quiet.json()["outbox_ids"] == []
+    cancelled = http.post(f"{base}/{aid}/cancel", json={"reason": "patient asked"}, headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    texts = _texts_to(console, GLOW, patient.phone)
+    assert [t["dedupe_key"].split(":")[1] for t in texts] == ["book", "move", "cancel"], "each change once"
+    assert moved.json()["outbox_ids"] == [texts[1]["id"]] and cancelled.json()["outbox_ids"] == [texts[2]["id"]]
+    assert f"has moved to {local_label(later, str(clinic.tz))} with {provider.name}" in texts[1]["body"]
+    assert texts[2]["body"].startswith(
+        f"Hi Robin, as requested your {service.name} at {clinic.name} on "
+        f"{local_label(later + timedelta(hours=1), str(clinic.tz))} is cancelled."
+    )
+    assert all(t["history"] == t["body"] for t in texts)
 
 
 # ------------------------------------------------------------------ tenancy and a provider's reach

@@ -9,4 +9,5 @@ and provider hours, closed dates, lead time, busy calendars), the exclusion cons
 - ``store.py``: the named queries on appointments, services, providers and deposits.
 - ``slots.py``: availability over the database and the providers' calendars.
 - ``service.py``: book, cancel, reschedule (patient) and move (staff).
+- ``patient_texts.py``: the text telling a patient about a change staff made (the commands and the console).
 """
