@@ -70,10 +70,19 @@ FROM inbox_events
 WHERE clinic_id = %s AND sender_key = (SELECT sender_key FROM inbox_events WHERE id = %s) AND status = 'received'
 ORDER BY id FOR UPDATE
 """
-_INSERT_INBOUND = """
-INSERT INTO messages (clinic_id, conversation_id, direction, role, body, inbound_seq, channel, provider_message_id,
-                      meta)
-VALUES (%s, %s, 'inbound', 'user', %s, %s, %s, %s, %s::jsonb)
+# The events' messages, in arrival order with their sequence numbers, and the events marked processed: one
+# statement (a data-modifying CTE always runs to completion, read or not).
+_ATTACH_INBOUND = """
+WITH inbound AS (
+    INSERT INTO messages (clinic_id, conversation_id, direction, role, body, inbound_seq, channel,
+                          provider_message_id, meta)
+    SELECT %(clinic)s, %(conversation)s, 'inbound', 'user', u.body, u.seq, %(channel)s, u.provider_id, u.meta
+    FROM unnest(%(bodies)s::text[], %(seqs)s::bigint[], %(provider_ids)s::text[], %(metas)s::jsonb[])
+         AS u(body, seq, provider_id, meta)
+    ORDER BY u.seq
+)
+UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %(conversation)s
+WHERE id = ANY(%(events)s)
 """
 
 
@@ -126,7 +135,9 @@ def attach_and_lease(
     media_cur: list[psycopg.Cursor[Any]] = []
     media_rows: list[tuple[int, int, list[str], list[str]]] = []  # photos: (inbox id, seq, urls, content types)
     if events:
-        inbound_rows: list[tuple[Any, ...]] = []
+        bodies: list[str] = []
+        provider_ids: list[str] = []
+        metas: list[str] = []
         for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
             body = str(event_payload.get("body", ""))
             meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
@@ -156,26 +167,25 @@ def attach_and_lease(
                         marketing_granted=marketing == "granted",
                     )
                     outbox_cur.append(conn.execute(INSERT_OUTBOX, outbox_params(clinic_id, row)))
-            inbound_rows.append(
-                (
-                    clinic_id,
-                    conversation_id,
-                    body,
-                    last_seq + index + 1,
-                    channel,
-                    str(provider_event_id),
-                    json.dumps(meta),
-                )
-            )
-        conn.cursor().executemany(_INSERT_INBOUND, inbound_rows)
+            bodies.append(body)
+            provider_ids.append(str(provider_event_id))
+            metas.append(json.dumps(meta))
+        conn.execute(
+            _ATTACH_INBOUND,
+            {
+                "clinic": clinic_id,
+                "conversation": conversation_id,
+                "channel": channel,
+                "bodies": bodies,
+                "seqs": [last_seq + index + 1 for index in range(len(events))],
+                "provider_ids": provider_ids,
+                "metas": metas,
+                "events": [int(e[0]) for e in events],
+            },
+        )
         for event_id, seq, urls, types in media_rows:  # linked to the messages just inserted (worker/media.py)
             params = {"clinic": clinic_id, "inbox": event_id, "conversation": conversation_id, "seq": seq}
             media_cur.append(conn.execute(INSERT_MEDIA, params | {"urls": urls, "types": types}))
-        conn.execute(
-            """UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = %s
-               WHERE id = ANY(%s)""",
-            (conversation_id, [int(e[0]) for e in events]),
-        )
     # The new last_inbound_seq and the lease in one UPDATE: a second update of the row in this transaction would
     # make Postgres re-run the row's foreign-key checks (it skips them only for a row another transaction wrote).
     head = conn.execute(

@@ -17,6 +17,9 @@ from worker.handoff_notify import INSERT_ALERT, alert_params
 from worker.outbox.rows import ClaimedSend, OutboxRow
 from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
 
+# The fence and the turn's row in one statement: the conversation is updated only by the lease holder of this
+# version, and the turn inserted only from that update's row — a stale turn writes neither, and
+# ``medspa_stale_turn`` aborts the transaction (nothing queued after it runs).
 _FENCED_UPDATE = """
 WITH fenced AS (
 UPDATE conversations SET
@@ -27,13 +30,15 @@ UPDATE conversations SET
     lease_expires_at = CASE WHEN last_inbound_seq > %(last_seq)s THEN now() + make_interval(secs => %(secs)s) END
 WHERE id = %(id)s AND version = %(version)s AND lease_owner = %(owner)s
 RETURNING last_inbound_seq
-)
-SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s))
-"""
-_INSERT_TURN = """
+), turn AS (
 INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, model, prompt_tokens,
                    completion_tokens, steps, outcome, model_latency_ms, latency_ms, trace_id, worker, started_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT %(clinic)s, %(id)s, %(first_seq)s, %(last_seq)s, %(state_before)s, %(state)s, %(model)s, %(prompt_tokens)s,
+       %(completion_tokens)s, %(steps)s, %(outcome)s, %(model_latency_ms)s, %(latency_ms)s, %(trace)s, %(worker)s,
+       %(started_at)s
+FROM fenced
+)
+SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s))
 """
 # Rows of this turn refer to it by the sequence's current value in this session (no round trip for the id).
 # The model's tool steps are kept once, as ``tool_calls`` rows (call id, name, arguments, result); the replies once,
@@ -70,28 +75,20 @@ def _queue_commit(
             "handoff_reason": out.handoff.reason if out.handoff else None,
             "handoff_urgency": out.handoff.urgency if out.handoff else None,
             "secs": lease_seconds,
+            "clinic": clinic_id,
+            "first_seq": snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
+            "state_before": snapshot.agent_state,
+            "model": out.model,
+            "prompt_tokens": out.usage.prompt_tokens,
+            "completion_tokens": out.usage.completion_tokens,
+            "steps": out.steps,
+            "outcome": out.outcome,
+            "model_latency_ms": out.model_latency_ms,
+            "latency_ms": record.latency_ms,
+            "trace": record.trace_id,
+            "worker": record.worker,
+            "started_at": record.started_at,
         },
-    )
-    conn.execute(
-        _INSERT_TURN,
-        (
-            clinic_id,
-            conversation_id,
-            snapshot.pending[0].seq if snapshot.pending else snapshot.answered_seq,
-            snapshot.last_seq,
-            snapshot.agent_state,
-            out.agent_state,
-            out.model,
-            out.usage.prompt_tokens,
-            out.usage.completion_tokens,
-            out.steps,
-            out.outcome,
-            out.model_latency_ms,
-            record.latency_ms,
-            record.trace_id,
-            record.worker,
-            record.started_at,
-        ),
     )
     cursor = conn.cursor()
     if out.tool_audit:
