@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from console.api.calendar_write import AppointmentOut, answer, enqueue_follow_ups, invalid, reachable
+from console.api.calendar_models import AppointmentOut
+from console.api.calendar_write import answer, enqueue_follow_ups, invalid, reachable
 from console.api.framework import ApiCall, ApiModel, api
 from console.problems import Problem
 from domain.staff_access import Permission

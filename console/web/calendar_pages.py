@@ -12,11 +12,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from console.api.calendar_models import BlockIn, BookIn, CancelIn, MoveIn
 from console.api.calendar_write import (
-    BlockIn,
-    BookIn,
-    CancelIn,
-    MoveIn,
     block_time,
     book_appointment,
     cancel_appointment,
