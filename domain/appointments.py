@@ -19,6 +19,7 @@ Pure: plain data in, plain data out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -122,11 +123,14 @@ def staff_may_change(status: str) -> bool:
 # ---------------------------------------------------------------------------------------------- cancellation
 @dataclass(frozen=True)
 class CancellationPolicy:
-    """The clinic's cancellation terms (``clinics.policies``; see ``domain.clinic.Clinic.cancellation``).
+    """The clinic's cancellation terms: the one reader of its cancellation settings (``clinics.policies``).
 
-    Outside the window the deposit is refunded unless ``refund_outside_window`` is false; inside it, it is
-    kept unless ``refund_inside_window`` is true; a late cancellation may carry a fee (not charged
-    automatically)."""
+    Everything that decides or words a cancellation takes it from here: the cancel terms the patient reads
+    (:func:`cancellation_terms`, via ``domain.clinic.Clinic.cancellation``), the deposit decision, and the
+    late-cancel step of the visit lifecycle (``domain.visits.VisitPolicy.cancellation``), which charges the fee
+    quoted here.  Outside the window the deposit is refunded unless ``refund_outside_window`` is false; inside it,
+    it is kept unless ``refund_inside_window`` is true; a late cancellation may carry a fee (charged only by the
+    explicit late-cancel step, to a card saved at booking, less a kept deposit; an ordinary cancel never charges)."""
 
     window_hours: float = DEFAULT_CANCELLATION_WINDOW_HOURS
     late_fee_cents: int = 0
@@ -134,14 +138,21 @@ class CancellationPolicy:
     refund_inside_window: bool = False
 
     @classmethod
-    def from_policies(cls, policies: dict[str, Any]) -> CancellationPolicy:
-        window = policies.get("cancellation_window_hours", DEFAULT_CANCELLATION_WINDOW_HOURS)
-        fee = policies.get("late_cancel_fee_cents", policies.get("late_fee_cents", 0))
+    def from_policies(cls, policies: Mapping[str, Any] | None) -> CancellationPolicy:
+        """Keys: ``cancellation_window_hours`` (default 24), ``late_cancel_fee_cents`` (the fee: the key the clinic
+        file, the console and the README name; it wins whenever it is set, 0 included, so a fee cleared in the
+        console stays cleared) else the older ``late_fee_cents``, ``deposit_refund_outside_window`` (default true),
+        ``deposit_refund_inside_window`` (default false).  A null counts as unset; a negative fee as none."""
+        p = policies or {}
+        window = p.get("cancellation_window_hours", DEFAULT_CANCELLATION_WINDOW_HOURS)
+        fee = p.get("late_cancel_fee_cents")
+        if fee is None:
+            fee = p.get("late_fee_cents")
         return cls(
             window_hours=float(window or 0),
-            late_fee_cents=int(fee or 0),
-            refund_outside_window=bool(policies.get("deposit_refund_outside_window", True)),
-            refund_inside_window=bool(policies.get("deposit_refund_inside_window", False)),
+            late_fee_cents=max(0, int(fee or 0)),
+            refund_outside_window=bool(p.get("deposit_refund_outside_window", True)),
+            refund_inside_window=bool(p.get("deposit_refund_inside_window", False)),
         )
 
     @property

@@ -18,7 +18,7 @@ A repeat of a step already taken is not an error: it changes nothing and sets no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,10 @@ from domain.appointments import (
     CONFIRMED,
     LATE_CANCELLED,
     NO_SHOW,
+    CancellationPolicy,
+    deposit_decision,
+    is_late,
+    money,
 )
 
 
@@ -84,13 +88,15 @@ AUTOMATIONS: Mapping[FollowUp, str] = {
 # ------------------------------------------------------------------ the clinic's policy
 @dataclass(frozen=True)
 class VisitPolicy:
-    """The clinic's rules for the day of a visit (``clinics.policies``; unknown keys ignored)."""
+    """The clinic's rules for the day of a visit (``clinics.policies``; unknown keys ignored).
 
-    cancellation_window_hours: float = 24
-    deposit_refund_inside_window: bool = False
+    The cancellation settings (window, late fee, deposit kept or refunded) are not read here: ``cancellation`` is
+    the one reader's (``domain.appointments.CancellationPolicy``), the same terms the patient is quoted when
+    cancelling, so the late-cancel step charges the fee they were told."""
+
+    cancellation: CancellationPolicy = field(default_factory=CancellationPolicy)
     no_show_deposit: str = "keep"  # keep | refund
     no_show_fee_cents: int = 0  # charged (minus a kept deposit) to a card saved at booking
-    late_cancel_fee_cents: int = 0
     fees_on_saved_card: bool = False  # ask at deposit time to save the card for these fees
     auto_no_show_after_minutes: int = 0  # 0: off (staff mark no-shows); else after this grace past the start
     end_of_day_at: time = time(19, 0)  # clinic-local: the day's unresolved visits are listed for staff
@@ -107,11 +113,9 @@ class VisitPolicy:
             end_at = time(19, 0)
         keep = str(p.get("no_show_deposit") or "keep").lower()
         return cls(
-            cancellation_window_hours=float(p.get("cancellation_window_hours", 24) or 0),
-            deposit_refund_inside_window=bool(p.get("deposit_refund_inside_window", False)),
+            cancellation=CancellationPolicy.from_policies(p),
             no_show_deposit="refund" if keep == "refund" else "keep",
             no_show_fee_cents=max(0, int(p.get("no_show_fee_cents", 0) or 0)),
-            late_cancel_fee_cents=max(0, int(p.get("late_cancel_fee_cents", 0) or 0)),
             fees_on_saved_card=bool(p.get("fees_on_saved_card", False)),
             auto_no_show_after_minutes=max(0, int(p.get("auto_no_show_after_minutes", 0) or 0)),
             end_of_day_at=end_at,
@@ -121,7 +125,7 @@ class VisitPolicy:
     @property
     def asks_for_card(self) -> bool:
         """Does a deposit checkout ask to save the card for off-session fees?"""
-        return self.fees_on_saved_card and (self.no_show_fee_cents > 0 or self.late_cancel_fee_cents > 0)
+        return self.fees_on_saved_card and (self.no_show_fee_cents > 0 or self.cancellation.late_fee_cents > 0)
 
     def card_terms(self, clinic_name: str) -> str:
         """The wording the patient agrees to when the card is saved (shown at checkout, kept with the payment)."""
@@ -130,19 +134,15 @@ class VisitPolicy:
         parts = []
         if self.no_show_fee_cents:
             parts.append(f"{money(self.no_show_fee_cents)} if you miss the appointment")
-        if self.late_cancel_fee_cents:
+        if self.cancellation.late_fee_cents:
             parts.append(
-                f"{money(self.late_cancel_fee_cents)} if you cancel within "
-                f"{self.cancellation_window_hours:g} hours of it"
+                f"{money(self.cancellation.late_fee_cents)} if you cancel within "
+                f"{self.cancellation.window_hours:g} hours of it"
             )
         return (
             f"{clinic_name} will save this card and may charge it {' or '.join(parts)} "
             "(less any deposit kept), per the clinic's policy."
         )
-
-
-def money(cents: int) -> str:
-    return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"
 
 
 # ------------------------------------------------------------------ a decision
@@ -214,12 +214,13 @@ def decide(transition: Transition, facts: VisitFacts, policy: VisitPolicy, now: 
             fee_cents=policy.no_show_fee_cents,
             fee_kind="no_show",
         )
-    keep = not policy.deposit_refund_inside_window  # a late cancellation is inside the window by definition
+    # Inside the window (``_timing`` refused otherwise): the deposit and the fee are the cancel terms' own.
+    keep = deposit_decision(policy.cancellation, facts.starts_at, now) == "keep"
     return _with_money(
         Decision(True, to_status=target, follow_ups=(FollowUp.WITHDRAW_REMINDERS, FollowUp.CALENDAR)),
         facts,
         keep_deposit=keep,
-        fee_cents=policy.late_cancel_fee_cents,
+        fee_cents=policy.cancellation.late_fee_cents,
         fee_kind="late_cancel",
     )
 
@@ -237,12 +238,11 @@ def _timing(transition: Transition, facts: VisitFacts, policy: VisitPolicy, now:
         if now < facts.starts_at:
             return "the visit has not started yet: a no-show is marked after the start time"
         return ""
-    window = timedelta(hours=policy.cancellation_window_hours)
     if now >= facts.ends_at:
         return "the visit time is over: mark it a no-show instead"
-    if facts.starts_at - now >= window:
+    if not is_late(policy.cancellation, facts.starts_at, now):
         return (
-            f"outside the {policy.cancellation_window_hours:g}-hour cancellation window: "
+            f"outside the {policy.cancellation.window_hours:g}-hour cancellation window: "
             "a normal cancellation (medspa appointments cancel)"
         )
     return ""

@@ -16,7 +16,6 @@ recorded, retried or swept twice is texted once.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from worker.container import Container
 from worker.conversations import sms_conversation
 from worker.outbox.decisions import send_policy
 from worker.outbox.rows import OutboxRow
-from worker.outbox.writes import insert_rows, link_history_message
+from worker.outbox.writes import insert_rows, write_history_message
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +53,6 @@ INSERT INTO missed_calls (clinic_id, call_sid, inbox_id, from_e164, to_e164, rea
                           conversation_id, outbox_id, created_at)
 VALUES (:clinic, :sid, :inbox, :caller, :to, :reason, :status, :skip, :client, :conversation, :outbox, :now)
 ON CONFLICT (clinic_id, call_sid) DO NOTHING
-"""
-_HISTORY = """
-INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-VALUES (:clinic, :conversation, 'outbound', 'assistant', :body, 'sms', CAST(:meta AS jsonb)) RETURNING id
 """
 _PROCESSED = """
 UPDATE inbox_events SET status = 'processed', processed_at = now(), conversation_id = :conversation WHERE id = :id
@@ -134,16 +129,16 @@ def text_back(container: Container, clinic_id: int, inbox_id: int) -> TextBack:
             ids = insert_rows(session, clinic_id, [row])
             if ids:
                 outbox_id = ids[0]
-                message_id = session.execute(
-                    text(_HISTORY),
-                    {
-                        "clinic": clinic_id,
-                        "conversation": conversation_id,
-                        "body": body,
-                        "meta": json.dumps({"source": "missed_call"}),
-                    },
-                ).scalar_one()
-                link_history_message(session, outbox_id, int(message_id))
+                write_history_message(
+                    session,
+                    clinic_id,
+                    conversation_id,
+                    body,
+                    role="assistant",
+                    channel="sms",
+                    meta={"source": "missed_call"},
+                    outbox_id=outbox_id,
+                )
         session.execute(
             text(_RECORD),
             {

@@ -23,7 +23,6 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from domain.replies import shape_sms_reply
 from worker.automations import withdraw_appointment_messages
 from worker.container import Container
 from worker.outbox.rows import OutboxRow
-from worker.outbox.writes import insert_rows, link_history_message
+from worker.outbox.writes import insert_rows, write_history_message
 from worker.sending import enqueue
 from worker.visits import cards
 
@@ -482,18 +481,14 @@ def _notify(
     )
     ids = insert_rows(session, clinic_id, [row])
     if ids and row.conversation_id is not None:
-        message_id = session.execute(
-            text(
-                """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-                   VALUES (:c, :conv, 'outbound', 'assistant', :body, :channel, CAST(:meta AS jsonb)) RETURNING id"""
-            ),
-            {
-                "c": clinic_id,
-                "conv": row.conversation_id,
-                "body": text_body,
-                "channel": channel,
-                "meta": json.dumps({"source": "payments"}),
-            },
-        ).scalar_one()
-        link_history_message(session, ids[0], int(message_id))
+        write_history_message(
+            session,
+            clinic_id,
+            row.conversation_id,
+            text_body,
+            role="assistant",
+            channel=channel,
+            meta={"source": "payments"},
+            outbox_id=ids[0],
+        )
     return ids

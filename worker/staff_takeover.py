@@ -14,7 +14,6 @@ the new state (silent while staff handle the conversation).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +26,7 @@ from domain.agent_state import AgentState
 from medspa.broker import OUTBOX_QUEUE, TURNS_QUEUE, message_for
 from worker.outbox.decisions import conversation_text_decision
 from worker.outbox.rows import OutboxRow
-from worker.outbox.writes import insert_rows
+from worker.outbox.writes import insert_rows, write_history_message
 
 HANDOFF = AgentState.HANDOFF.value
 IDLE = AgentState.IDLE.value
@@ -62,11 +61,6 @@ _CLINIC_NUMBER = text(
            (SELECT payload->>'to' FROM inbox_events WHERE conversation_id = :id AND source = 'sms'
             ORDER BY id DESC LIMIT 1),
            (SELECT e164 FROM clinic_phone_numbers WHERE clinic_id = :clinic_id ORDER BY id LIMIT 1), '')"""
-)
-_INSERT_STAFF_MESSAGE = text(
-    """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-       VALUES (:clinic_id, :conversation_id, 'outbound', 'staff', :body, :channel, CAST(:meta AS jsonb))
-       RETURNING id"""
 )
 
 
@@ -149,17 +143,15 @@ def reply(
             raise TakeoverRefused(reason, refusals.get(reason, f"not sent: {reason}"))
     clinic_number = session.execute(_CLINIC_NUMBER, {"id": conversation_id, "clinic_id": clinic_id}).scalar_one()
     taken = take_over(session, conversation_id)
-    message_id = int(
-        session.execute(
-            _INSERT_STAFF_MESSAGE,
-            {
-                "clinic_id": clinic_id,
-                "conversation_id": conversation_id,
-                "body": body,
-                "channel": conv["channel"],
-                "meta": json.dumps({"staff": staff_name}),
-            },
-        ).scalar_one()
+    # Written first: the outbox row carries the message's id (and is deduped by it).
+    message_id = write_history_message(
+        session,
+        clinic_id,
+        conversation_id,
+        body,
+        role="staff",
+        channel=str(conv["channel"]),
+        meta={"staff": staff_name},
     )
     session.execute(
         text("UPDATE conversations SET last_message_at = :now WHERE id = :id"), {"now": now, "id": conversation_id}

@@ -68,7 +68,14 @@ def _call_form(caller: str, sid: str, **extra: str) -> dict[str, str]:
 def _missed_calls(stack: Stack, caller: str) -> list[dict]:
     with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
         rows = session.execute(
-            text("SELECT status, skip_reason, reason, conversation_id FROM missed_calls WHERE from_e164 = :p"),
+            text(
+                """SELECT mc.status, mc.skip_reason, mc.reason, mc.conversation_id,
+                          m.conversation_id AS history_conversation, m.role AS history_role,
+                          m.meta->>'source' AS history_source, m.body AS history_body
+                   FROM missed_calls mc LEFT JOIN outbox o ON o.id = mc.outbox_id
+                   LEFT JOIN messages m ON m.id = (o.meta->>'message_id')::bigint
+                   WHERE mc.from_e164 = :p"""
+            ),
             {"p": caller},
         ).mappings()
         return [dict(r) for r in rows]
@@ -104,6 +111,13 @@ def test_a_missed_call_yields_exactly_one_text_and_the_reply_continues_it(stack)
     assert "Sorry we missed your call" in texted
     (record,) = _missed_calls(stack, caller)
     assert record["status"] == "texted" and record["reason"] == "not_forwarded"
+    # The text is in the conversation's history, linked to its outbox row (what the agent reads on the reply).
+    assert (record["history_role"], record["history_source"], record["history_body"]) == (
+        "assistant",
+        "missed_call",
+        texted,
+    )
+    assert record["history_conversation"] == record["conversation_id"]
 
     stack.send_sms(GLOW_NUMBER, caller, "hi! can I book a hydrafacial?")
     replies = stack.wait_replies(caller, 2)

@@ -205,7 +205,12 @@ def _state(container: Container, booking: Booking) -> dict[str, Any]:
         )
         outbox = (
             session.execute(
-                text("SELECT id, dedupe_key, body, to_address FROM outbox WHERE client_id = :c ORDER BY id"),
+                text(
+                    """SELECT o.id, o.dedupe_key, o.body, o.to_address, m.role AS history_role,
+                              m.meta->>'source' AS history_source, m.body AS history_body
+                       FROM outbox o LEFT JOIN messages m ON m.id = (o.meta->>'message_id')::bigint
+                       WHERE o.client_id = :c ORDER BY o.id"""
+                ),
                 {"c": booking.client_id},
             )
             .mappings()
@@ -237,6 +242,12 @@ def test_completed_checkout_confirms_the_booking_once(env: tuple[Container, Froz
     assert message["dedupe_key"] == f"deposit-paid:{booking.appointment_id}"
     assert message["to_address"] == booking.phone
     assert "$50 deposit is received" in message["body"] and "confirmed" in message["body"]
+    # Written to the conversation's history too (linked to its outbox row), so the agent knows.
+    assert (message["history_role"], message["history_source"], message["history_body"]) == (
+        "assistant",
+        "payments",
+        message["body"],
+    )
     assert rec.sent == [(CLINIC, [message["id"]])]
     assert rec.follow_ups == [("calendar", CLINIC, booking.appointment_id)]
     assert _inbox_status(container, inbox_id) == "processed"

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from domain import appointments, visits
+from domain.appointments import CancellationPolicy
+from domain.clinic import Clinic
 from domain.visits import FollowUp, Transition, VisitFacts, VisitPolicy, can_transition, decide
 
 START = datetime(2030, 3, 5, 18, 0, tzinfo=UTC)
@@ -116,6 +118,45 @@ def test_late_cancel_only_inside_the_window_and_before_the_visit_ends() -> None:
     generous = VisitPolicy.from_policies({"deposit_refund_inside_window": True})
     out = decide(Transition.LATE_CANCEL, facts(deposit_paid_cents=5000), generous, START - timedelta(hours=3))
     assert out.has(FollowUp.REFUND_DEPOSIT)
+
+
+@pytest.mark.parametrize("fee_key", ["late_cancel_fee_cents", "late_fee_cents"])
+def test_the_late_fee_the_patient_is_quoted_is_the_fee_the_late_cancel_charges(fee_key: str) -> None:
+    # One clinic, either spelling of the fee: the cancel terms (agent, CLI, console cancel) and the late-cancel
+    # step (CLI, console late-cancel) read the same settings, so the quote and the charge are one number.
+    policies = {fee_key: 2500, "fees_on_saved_card": True, "cancellation_window_hours": 24}
+    clinic = Clinic(1, "Glow", "UTC", "", "", {}, [], policies)
+    now = START - timedelta(hours=3)
+    terms = appointments.cancellation_terms(clinic.cancellation, START, now, 0)
+    policy = VisitPolicy.from_policies(clinic.policies)
+    charged = decide(Transition.LATE_CANCEL, facts(card_saved=True), policy, now)
+    assert terms.late and charged.allowed
+    assert terms.fee_cents == charged.fee_cents == 2500
+    assert "$25" in terms.policy_text() and "$25 if you cancel within 24 hours" in policy.card_terms("Glow")
+
+
+def test_one_reader_of_the_cancellation_settings() -> None:
+    # Both spellings set: the documented key wins (late_cancel_fee_cents), for the quote and the charge alike.
+    both = {
+        "late_cancel_fee_cents": 4000,
+        "late_fee_cents": 9900,
+        "cancellation_window_hours": 48,
+        "deposit_refund_inside_window": True,
+        "deposit_refund_outside_window": False,
+    }
+    cancellation = CancellationPolicy.from_policies(both)
+    assert cancellation.late_fee_cents == 4000
+    assert (
+        VisitPolicy.from_policies(both).cancellation
+        == cancellation
+        == Clinic(1, "G", "UTC", "", "", {}, [], both).cancellation
+    )
+    # Set to nothing (null) counts as unset: the older spelling is read.
+    assert (
+        CancellationPolicy.from_policies({"late_cancel_fee_cents": None, "late_fee_cents": 1500}).late_fee_cents == 1500
+    )
+    # A negative fee is no fee.
+    assert CancellationPolicy.from_policies({"late_cancel_fee_cents": -5}).late_fee_cents == 0
 
 
 def test_auto_no_show_is_off_by_default_and_waits_for_the_grace_period() -> None:

@@ -15,12 +15,10 @@ Why these rules:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import phonenumbers
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain import appointments as rules
@@ -31,7 +29,7 @@ from worker.appointments.rows import AppointmentRow, ClientRow
 from worker.appointments.service import Booking, Cancellation, Move
 from worker.outbox.decisions import conversation_text_decision
 from worker.outbox.rows import OutboxRow
-from worker.outbox.writes import insert_rows, link_history_message
+from worker.outbox.writes import insert_rows, write_history_message
 
 QUEUED = "queued"
 ALREADY_TEXTED = "already_texted"
@@ -42,10 +40,6 @@ _SUMMARY = {
     "opted_out": "patient not texted: they opted out of texts (call them)",
     "invalid_number": "patient not texted: their number cannot receive texts (call them)",
 }
-_HISTORY_MESSAGE = text(
-    """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
-       VALUES (:clinic, :conversation, 'outbound', 'staff', :body, 'sms', CAST(:meta AS jsonb)) RETURNING id"""
-)
 
 
 @dataclass(frozen=True)
@@ -107,16 +101,16 @@ def text_patient(
     if not ids:
         return PatientText(ALREADY_TEXTED)
     if to.conversation_id:
-        message_id = session.execute(
-            _HISTORY_MESSAGE,
-            {
-                "clinic": clinic.id,
-                "conversation": to.conversation_id,
-                "body": body,
-                "meta": json.dumps({"outbox_id": ids[0]}),
-            },
-        ).scalar_one()
-        link_history_message(session, ids[0], int(message_id))
+        write_history_message(
+            session,
+            clinic.id,
+            to.conversation_id,
+            body,
+            role="staff",
+            channel="sms",
+            meta={"outbox_id": ids[0]},
+            outbox_id=ids[0],
+        )
     return PatientText(QUEUED, tuple(ids))
 
 

@@ -1,6 +1,7 @@
 """Outbox writes that run in the caller's transaction: queueing rows (the turn's fenced commit, keyword
-confirmations, notices, staff texts, automations, campaign batches), withdrawing queued ones, and the sweeper's
-take-back of stale claims.
+confirmations, notices, staff texts, automations, campaign batches), the history message of a text queued
+outside a turn (``write_history_message``: staff replies and changes, missed-call text-backs, payment notices),
+withdrawing queued ones, and the sweeper's take-back of stale claims.
 
 One dialect (psycopg's ``%s`` / ``%(name)s``): the hot path passes its pipeline-mode connection, everyone else a
 ``tenant_scope`` session (the same transaction underneath, ``db.engine.psycopg_connection``).  The turn's commit
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from sqlalchemy import Connection
@@ -25,6 +26,8 @@ from domain.segments import GSM7_BASIC, GSM7_MULTI_SEGMENT, GSM7_SINGLE_SEGMENT,
 from worker.outbox.rows import OutboxRow
 
 Conn = psycopg.Connection[Any] | Session | Connection
+# Who a history message is from: the clinic's automatic texts speak as the assistant, a person as staff.
+HistoryRole = Literal["assistant", "staff"]
 
 
 INSERT_OUTBOX = """
@@ -101,6 +104,13 @@ WHERE clinic_id = %s AND kind = 'automation' AND status = '{QUEUED}'
 RETURNING id
 """
 _LINK_HISTORY_MESSAGE = "UPDATE outbox SET meta = meta || jsonb_build_object('message_id', %s::bigint) WHERE id = %s"
+# A text queued outside a turn (a staff reply or change, a missed-call text-back, a payment notice) as the
+# conversation history records it (the turn's own replies are ``INSERT_REPLY``'s).
+_INSERT_HISTORY_MESSAGE = """
+INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel, meta)
+VALUES (%s, %s, 'outbound', %s, %s, %s, %s::jsonb)
+RETURNING id
+"""
 # The sweeper: a claim older than the deadline is taken back ('unknown': reconciled before any re-send) ...
 _TAKE_BACK_STALE_CLAIMS = f"""
 UPDATE outbox SET status = '{UNKNOWN}'
@@ -284,6 +294,31 @@ def withdraw_automation_messages(
 def link_history_message(conn: Conn, outbox_id: int, message_id: int) -> None:
     """The conversation-history message a queued text was written with (a chat widget dedupes by it)."""
     psycopg_connection(conn).execute(_LINK_HISTORY_MESSAGE, (message_id, outbox_id))
+
+
+def write_history_message(
+    conn: Conn,
+    clinic_id: int,
+    conversation_id: int,
+    body: str,
+    *,
+    role: HistoryRole,
+    channel: str,
+    meta: dict[str, Any],
+    outbox_id: int | None = None,
+) -> int:
+    """Write a text queued outside a turn into the patient's conversation (so the agent sees what they were told
+    when they reply); returns the message id.  With ``outbox_id`` the queued row is linked to it
+    (:func:`link_history_message`); a caller that writes the message first passes its id on the row instead."""
+    driver = psycopg_connection(conn)
+    found = driver.execute(
+        _INSERT_HISTORY_MESSAGE, (clinic_id, conversation_id, role, body, channel, json.dumps(meta))
+    ).fetchone()
+    assert found is not None  # INSERT … RETURNING always returns the row
+    message_id = int(found[0])
+    if outbox_id is not None:
+        link_history_message(driver, outbox_id, message_id)
+    return message_id
 
 
 def take_back_stale_claims(conn: Conn, after_s: float, batch: int) -> list[tuple[int, str]]:
