@@ -137,7 +137,7 @@ def start_app(
     workers: int,
     bare: bool = False,
     extra_env: dict[str, str] | None = None,
-) -> None:
+) -> subprocess.Popen[bytes]:
     target = ["scripts.bench_bare_app:app"] if bare else ["--factory", "webhooks.app:create_app"]
     argv = [
         sys.executable,
@@ -155,7 +155,7 @@ def start_app(
         "warning",
     ]
     env = infra.env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **(extra_env or {}))
-    procs.start(argv, env, infra.data_dir / f"app-{port}.log")
+    app = procs.start(argv, env, infra.data_dir / f"app-{port}.log")
     path = "/webhooks/twilio/sms" if bare else "/readyz"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -164,7 +164,7 @@ def start_app(
                 httpx.request("GET" if not bare else "POST", f"http://127.0.0.1:{port}{path}", timeout=1).status_code
                 < 500
             ):
-                return
+                return app
         time.sleep(0.2)
     raise RuntimeError(f"app on port {port} did not start; see {infra.data_dir}")
 
@@ -288,16 +288,21 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     procs = Processes()
     try:
         port = devstack.free_port()
-        start_app(procs, infra, port, workers=1)
+        app = start_app(procs, infra, port, workers=1)
         workers = start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
         count = args.pipeline_turns
         before = count_rows(infra.owner_url, "SELECT count(*) FROM turns")
         requests = signed_sms_requests(port, count)
         say(f"pipeline: {count} patients text once each")
-        roots = {"worker": [workers.pid], "postgres": [measure.postmaster_pid(infra.data_dir)]}
+        roots = {
+            "worker": [workers.pid],
+            "postgres": [measure.postmaster_pid(infra.data_dir)],
+            "webhook": [app.pid],
+        }
         storage = measure.sample_storage(infra.owner_url)
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         cpu_before = measure.sample_cpu(roots)
+        bench_cpu_before = time.process_time()  # the load generator and this script's polling
         started = time.perf_counter()
         load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
         deadline = time.monotonic() + 600
@@ -308,6 +313,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         cpu_after = measure.sample_cpu(roots)
+        bench_cpu = (time.process_time() - bench_cpu_before) * 1000
         turns = count_rows(infra.owner_url, "SELECT count(*) FROM turns") - before
         growth = measure.storage_growth(infra.owner_url, storage)
         if profiling:
@@ -320,6 +326,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         procs.stop_all()
     worker_cpu = cpu_after.cpu_ms["worker"] - cpu_before.cpu_ms["worker"]
     postgres_cpu = cpu_after.cpu_ms["postgres"] - cpu_before.cpu_ms["postgres"]
+    webhook_cpu = cpu_after.cpu_ms["webhook"] - cpu_before.cpu_ms["webhook"]
     return {
         "turns": turns,
         "turns_per_s": round(turns / elapsed, 1),
@@ -333,6 +340,10 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         "postgres_cpu_ms_per_turn": measure.per_turn(postgres_cpu, turns),
         "worker_cpu_cores": round(worker_cpu / 1000 / elapsed, 2),
         "postgres_cpu_cores": round(postgres_cpu / 1000 / elapsed, 2),
+        # The rest of the machine's CPU per turn: the webhook app (signature, inbox insert, enqueue) and the
+        # benchmark itself (load generator, polling) — with the two above, what two cores must hold per turn.
+        "webhook_cpu_ms_per_turn": measure.per_turn(webhook_cpu, turns),
+        "bench_cpu_ms_per_turn": measure.per_turn(bench_cpu, turns),
         "raw_commit_tps": round(raw, 1),
         "p50_ms": round(pct(latencies, 0.5), 1),
         "p99_ms": round(pct(latencies, 0.99), 1),
