@@ -215,3 +215,14 @@ def test_the_console_edits_the_settings_part_of_the_file_by_the_same_rules() -> 
     edited = settings_values(parse_settings({**values, "holidays": []}))
     lines = [c.line() for c in settings_changes("glow", values, edited)]
     assert lines == ['~ clinic glow: holidays ["2031-12-25"] -> []']
+
+
+def test_the_older_late_fee_name_is_read_as_the_fee_and_never_kept_beside_it() -> None:
+    data = example()
+    data["policies"].pop("late_cancel_fee_cents", None)
+    data["policies"]["late_fee_cents"] = 2500
+    policies = desired_state(parse_clinic(data, "x.yaml")).clinic["policies"]
+    assert policies["late_cancel_fee_cents"] == 2500 and "late_fee_cents" not in policies
+
+    data["policies"]["late_cancel_fee_cents"] = 1000
+    assert "write only late_cancel_fee_cents" in error_for(data)

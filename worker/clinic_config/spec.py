@@ -106,6 +106,21 @@ class Policies(BaseModel):
         default=None, description="send patients' photos to a vision model (default off: never)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_fee_name(cls, data: Any) -> Any:
+        """``late_fee_cents`` is the older name of ``late_cancel_fee_cents``: read as it, never kept beside it (the
+        default fee of 0 would otherwise be saved next to it and win, ``domain.appointments.CancellationPolicy``)."""
+        if isinstance(data, dict) and "late_fee_cents" in data:
+            data = dict(data)
+            older = data.pop("late_fee_cents")
+            if "late_cancel_fee_cents" in data and data["late_cancel_fee_cents"] != older:
+                raise ValueError(
+                    "late_fee_cents is the older name of late_cancel_fee_cents: write only late_cancel_fee_cents"
+                )
+            data["late_cancel_fee_cents"] = older
+        return data
+
 
 class ProviderSpec(_Strict):
     slug: str
