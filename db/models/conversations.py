@@ -106,7 +106,7 @@ class InboxEvent(Base):
     processed_at: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("clinic_id", "source", "provider_event_id"),
-        Index("ix_inbox_events_unprocessed", "clinic_id", "received_at", postgresql_where=text("status = 'received'")),
+        # The backlog (events still 'received'): the attach reads a sender's, the sweeper all of a clinic's (0018).
         Index("ix_inbox_events_sender", "clinic_id", "sender_key", "id", postgresql_where=text("status = 'received'")),
     )
 
