@@ -46,4 +46,3 @@ def test_hot_statement_finds_its_rows_by_index_under_row_level_security(
     assert any(looked_up_by in condition for condition in _index_conditions(plan)), (
         f"{name}: no index condition on {looked_up_by} (a scan of the clinic's rows instead)\n{plan}"
     )
-
