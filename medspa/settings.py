@@ -168,6 +168,7 @@ class Settings(BaseSettings):
     lease_seconds: int = 45
     inbox_sweep_after_s: int = 60
     outbox_sweep_after_s: int = 60
+    sweep_every_s: int = Field(default=10, ge=1)  # the scheduler enqueues the recovery sweep this often
     quarantine_after_attempts: int = 5
 
     @field_validator("*", mode="before")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -217,6 +218,19 @@ class Stack:
         self.http.close()
 
 
+# Recovery timings for tests that crash a worker or lose Redis and wait for the sweeper to recover: a dead
+# worker's conversations are free again after 5 s, unfinished work is swept after 5-6 s, and the sweep runs every
+# 2 s — instead of the harness's 15-20 s and the scheduler's 10 s (stack_settings) — so recovery takes seconds,
+# checked the same way.  (The drills' small scale, scripts/drills/environment.py, uses the same.)
+FAST_RECOVERY: dict[str, Any] = {
+    "lease_seconds": 5,
+    "inbox_sweep_after_s": 5,
+    "outbox_sweep_after_s": 6,
+    "sms_send_timeout_s": 4.0,  # below outbox_sweep_after_s: a send's claim outlives its provider call
+    "sweep_every_s": 2,
+}
+
+
 def stack_settings(
     infra: Infrastructure,
     *,
@@ -346,9 +360,28 @@ class WorkerProcess:
             self.kill()
             return self.process.wait(5)
 
+    def request_stop(self) -> None:
+        """SIGTERM to the main process, without waiting (``terminate`` waits)."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+
     def pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-g", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
+
+
+def stop_processes(processes: list[WorkerProcess], *, timeout: float) -> None:
+    """Stop them all gracefully, at once: each takes a second or two to finish what it runs, so one after
+    another would add those up.  Whatever has not exited by ``timeout`` is killed."""
+    for process in processes:
+        process.request_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def start_worker_process(
@@ -538,13 +571,7 @@ def running_process_stack(
         yield procs
     finally:
         running = [p for p in ([procs.app, *procs.workers, procs.scheduler] if procs else []) if p is not None]
-        for process in reversed(running):
-            with contextlib.suppress(Exception):
-                if process.process.poll() is None:
-                    process.terminate(timeout=20)
-        for process in running:
-            if process.process.poll() is None:
-                process.kill()
+        stop_processes(running, timeout=20)
         stack.close()
         twilio.stop()
         openai.stop()
