@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     embeddings_provider: str = "auto"  # auto (openai with a key, else local) | openai | local | none
     openai_embedding_model: str = "text-embedding-3-small"
     model_deadline_s: float = 30.0
+    model_retry_backoff_s: float = Field(default=0.5, gt=0)  # the first retry's backoff ceiling (then doubling)
     max_tool_steps: int = 5
     history_window: int = 20
 
