@@ -153,7 +153,14 @@ class Stack:
         return [m.body for m in list(self.twilio.messages) if m.to == phone]
 
     def wait_replies(self, to_phone: str, count: int, timeout: float = 30) -> list[str]:
-        wait_for(lambda: len(self.replies_to(to_phone)) >= count, timeout, what=f"{count} replies to a test phone")
+        # Every scenario turn waits here: polled every 10 ms at first (an in-memory check), slowing to 100 ms.
+        wait_for(
+            lambda: len(self.replies_to(to_phone)) >= count,
+            timeout,
+            interval=0.01,
+            max_interval=0.1,
+            what=f"{count} replies to a test phone",
+        )
         return self.replies_to(to_phone)
 
     def tool_calls(self, phone: str, clinic_id: int = GLOW_CLINIC_ID) -> list[dict[str, Any]]:
@@ -190,7 +197,9 @@ class Stack:
                 )
 
         try:
-            wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
+            # Every scenario turn waits here, usually for milliseconds (its reply reaches the fake Twilio just
+            # before its outbox row is marked sent): polled every 10 ms at first, slowing to 100 ms.
+            wait_for(idle, timeout, interval=0.01, max_interval=0.1, what="the pipeline to go idle")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; state: {self.pipeline_state(clinic_id)}") from None
 
