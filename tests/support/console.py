@@ -249,6 +249,8 @@ def running_console(
         log_level="warning",
         lifespan="on",
         access_log=False,
+        # A live-inbox stream a test left open would hold the shutdown for its whole heartbeat period: cut it.
+        timeout_graceful_shutdown=1,
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, name="console", daemon=True)
