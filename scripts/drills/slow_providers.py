@@ -134,9 +134,10 @@ SLOW_MODEL_CALLS_PER_LEASE = 2  # per model call, this many of the drill's lease
 
 class _SlowModelBeyondLease:
     """Every 8th patient's model takes twice the conversation lease per call (a turn makes two calls: 4 leases
-    long; the lease is the scale's short ``slow_model_lease_s``).  Without a heartbeat the lease expired mid-turn and the patient's next text — or the
-    sweeper — handed the conversation to another worker, which ran a second turn in parallel.  Counted in the
-    fake model: a model call that starts while another call of the same conversation is in flight."""
+    long; the lease is the scale's short ``slow_model_lease_s``).  Without a heartbeat the lease expired mid-turn
+    and the patient's next text — or the sweeper — handed the conversation to another worker, which ran a second
+    turn in parallel.  Counted in the fake model: a model call that starts while another call of the same
+    conversation is in flight."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
