@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     embeddings_provider: str = "auto"  # auto (openai with a key, else local) | openai | local | none
     openai_embedding_model: str = "text-embedding-3-small"
     model_deadline_s: float = 30.0
+    model_retry_backoff_s: float = Field(default=0.5, gt=0)  # the first retry's backoff ceiling (then doubling)
     max_tool_steps: int = 5
     history_window: int = 20
 
@@ -168,6 +169,7 @@ class Settings(BaseSettings):
     lease_seconds: int = 45
     inbox_sweep_after_s: int = 60
     outbox_sweep_after_s: int = 60
+    sweep_every_s: int = Field(default=10, ge=1)  # the scheduler enqueues the recovery sweep this often
     quarantine_after_attempts: int = 5
 
     @field_validator("*", mode="before")

@@ -162,6 +162,7 @@ def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatMod
             settings.openai_base_url,
             settings.openai_model,
             deadline_s=settings.model_deadline_s,
+            backoff_initial_s=settings.model_retry_backoff_s,
         )
     if provider == "bench":
         from worker.integrations.bench_model import BenchModel

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from db.engine import Database
 from medspa.broker import message_for
-from worker.schedule import SCHEDULE, ScheduledJob
+from worker.schedule import SCHEDULE, ScheduledJob, schedule
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def main() -> None:
     def enqueue(job: ScheduledJob) -> None:
         broker.enqueue(message_for(job.actor_name, job.queue_name))
 
-    run_scheduler(database, enqueue, stop=stop)
+    run_scheduler(database, enqueue, stop=stop, jobs=schedule(settings.sweep_every_s))
 
 
 if __name__ == "__main__":

@@ -29,11 +29,56 @@ class Scale:
     load_s: float  # each conversation's messages are spread over this long, so the fault lands mid-load
     storm_s: float  # how long a provider storm (429s, 500s) or an outage lasts
     model_ms: int  # the scripted model's think time per call: keeps turns in flight when the fault lands
+    # The stack's recovery timings (its settings): how long a dead worker's conversations stay leased, when the
+    # sweeper takes back unfinished inbound events and outbox rows, and how often it runs.  They bound every
+    # drill's recovery time; the checks are the same at any value.
+    lease_s: int
+    inbox_sweep_after_s: int
+    outbox_sweep_after_s: int
+    sms_send_timeout_s: float  # below outbox_sweep_after_s (a send's claim must outlive its provider call)
+    sweep_every_s: int
+    slow_model_lease_s: int  # slow_model_beyond_lease: the lease its slow model outlives (each call takes twice)
+
+    def stack_settings(self) -> dict[str, Any]:
+        return {
+            "lease_seconds": self.lease_s,
+            "inbox_sweep_after_s": self.inbox_sweep_after_s,
+            "outbox_sweep_after_s": self.outbox_sweep_after_s,
+            "sms_send_timeout_s": self.sms_send_timeout_s,
+            "sweep_every_s": self.sweep_every_s,
+        }
 
 
 SCALES = {
-    "small": Scale(conversations=8, per_conversation=3, load_s=4.0, storm_s=4.0, model_ms=250),
-    "full": Scale(conversations=40, per_conversation=5, load_s=10.0, storm_s=10.0, model_ms=200),
+    # The test suite's (tests/e2e/test_drills.py): few patients and short recovery timings, so all ten drills
+    # take a few minutes; the same faults and the same checks as at full scale.
+    "small": Scale(
+        conversations=8,
+        per_conversation=3,
+        load_s=4.0,
+        storm_s=4.0,
+        model_ms=250,
+        lease_s=5,
+        inbox_sweep_after_s=5,
+        outbox_sweep_after_s=6,
+        sms_send_timeout_s=4.0,
+        sweep_every_s=2,
+        slow_model_lease_s=3,
+    ),
+    # `medspa drills run`: the test harness's timings (tests/support/stack.py), the scheduler's 10 s sweep.
+    "full": Scale(
+        conversations=40,
+        per_conversation=5,
+        load_s=10.0,
+        storm_s=10.0,
+        model_ms=200,
+        lease_s=15,
+        inbox_sweep_after_s=20,
+        outbox_sweep_after_s=15,
+        sms_send_timeout_s=10.0,
+        sweep_every_s=10,
+        slow_model_lease_s=5,
+    ),
 }
 
 

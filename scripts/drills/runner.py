@@ -34,7 +34,7 @@ from scripts.drills.faults import (
     _sms_500s,
 )
 from scripts.drills.measure import Load, _measure, _wait_recovered
-from scripts.drills.slow_providers import SLOW_MODEL_LEASE_S, _conversation_of, _SlowModelBeyondLease, _SlowSmsProvider
+from scripts.drills.slow_providers import _conversation_of, _SlowModelBeyondLease, _SlowSmsProvider
 
 if TYPE_CHECKING:
     from tests.support.stack import ProcessStack
@@ -55,14 +55,16 @@ FAULTS: dict[str, Fault] = {
 DRILLS = tuple(FAULTS)
 
 
-# Per-drill settings: the model's overall deadline is shorter than the 429 storm in that drill, so both paths
-# run — turns that outlast the storm within the deadline, and turns that apologise and hand off.
+# The stack's settings: the scale's recovery timings, and per drill: the model's overall deadline is shorter than
+# the 429 storm in that drill, so both paths run — turns that outlast the storm within the deadline, and turns
+# that apologise and hand off; the slow model's drill has the short lease its model outlives.
 def _overrides(name: str, scale: Scale) -> dict[str, Any]:
+    overrides = scale.stack_settings()
     if name == "model_429_storm":
-        return {"model_deadline_s": round(scale.storm_s * 0.6, 1)}
+        overrides["model_deadline_s"] = round(scale.storm_s * 0.6, 1)
     if name == "slow_model_beyond_lease":
-        return {"lease_seconds": SLOW_MODEL_LEASE_S}
-    return {}
+        overrides["lease_seconds"] = scale.slow_model_lease_s
+    return overrides
 
 
 # Drills whose fault lives longer than one call (a campaign to follow, a model to watch): a fresh one per run.
@@ -93,7 +95,7 @@ def run_drill(env: DrillEnvironment, name: str, scale: Scale | str = "small") ->
             return echo_responder(body)
         conversation = _conversation_of(body)
         with model.call(conversation):
-            time.sleep(model.think_s(conversation, think_s))  # the scripted model's think time
+            time.sleep(model.think_s(conversation, think_s, scale))  # the scripted model's think time
             return echo_responder(body)
 
     _progress(f"{name}: starting a stack (app, 2 worker groups, scheduler)")

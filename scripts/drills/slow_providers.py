@@ -36,7 +36,6 @@ class _SlowSmsProvider:
 
     def __call__(self, procs: ProcessStack, env: DrillEnvironment, scale: Scale, result: DrillResult) -> float:
         from tests.support.infra import wait_for
-        from worker.schedule import SCHEDULE
 
         twilio = procs.stack.twilio
         twilio.latency_s = SLOW_SMS_CALL_S
@@ -44,9 +43,9 @@ class _SlowSmsProvider:
         self.campaign_id, self.phones = _start_campaign(procs, scale.conversations * CAMPAIGN_PER_CONVERSATION)
         wait_for(lambda: self._claimed(procs), 60, interval=0.1, what="the campaign's first claimed rows")
         # The brown-out lasts until the sweeper has surely seen the first claimed chunk past its deadline (it
-        # sweeps every 10 s) and other workers have had time to pick swept rows up.
-        sweep_every = next(job.every_s for job in SCHEDULE if job.name == "sweep")
-        slow_for = procs.stack.settings.outbox_sweep_after_s + sweep_every + 3 * SLOW_SMS_CALL_S
+        # sweeps every SWEEP_EVERY_S) and other workers have had time to pick swept rows up.
+        settings = procs.stack.settings
+        slow_for = settings.outbox_sweep_after_s + settings.sweep_every_s + 3 * SLOW_SMS_CALL_S
         time.sleep(slow_for)  # the brown-out's duration (what is being drilled), not synchronisation
         twilio.latency_s = 0.0
         result.notes.append(
@@ -130,15 +129,15 @@ def _start_campaign(procs: ProcessStack, recipients: int) -> tuple[int, list[str
 
 
 SLOW_MODEL_EVERY = 8  # every 8th conversation's model is slower than the lease
-SLOW_MODEL_LEASE_S = 5  # this drill's LEASE_SECONDS: short, so a turn outlives it by far
-SLOW_MODEL_CALL_S = SLOW_MODEL_LEASE_S + 5.0  # per model call; a turn makes two
+SLOW_MODEL_CALLS_PER_LEASE = 2  # per model call, this many of the drill's leases (Scale.slow_model_lease_s)
 
 
 class _SlowModelBeyondLease:
-    """Every 8th patient's model takes longer per call than the conversation lease (a turn makes two calls:
-    4 leases long).  Without a heartbeat the lease expired mid-turn and the patient's next text — or the
-    sweeper — handed the conversation to another worker, which ran a second turn in parallel.  Counted in the
-    fake model: a model call that starts while another call of the same conversation is in flight."""
+    """Every 8th patient's model takes twice the conversation lease per call (a turn makes two calls: 4 leases
+    long; the lease is the scale's short ``slow_model_lease_s``).  Without a heartbeat the lease expired mid-turn
+    and the patient's next text — or the sweeper — handed the conversation to another worker, which ran a second
+    turn in parallel.  Counted in the fake model: a model call that starts while another call of the same
+    conversation is in flight."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -147,9 +146,9 @@ class _SlowModelBeyondLease:
         self.parallel = 0
         self.load: Load | None = None  # set by run_drill
 
-    def think_s(self, conversation: str | None, default_s: float) -> float:
+    def think_s(self, conversation: str | None, default_s: float, scale: Scale) -> float:
         if conversation is not None and int(conversation[1:]) % SLOW_MODEL_EVERY == 0:
-            return SLOW_MODEL_CALL_S
+            return SLOW_MODEL_CALLS_PER_LEASE * scale.slow_model_lease_s
         return default_s
 
     @contextlib.contextmanager
@@ -170,8 +169,8 @@ class _SlowModelBeyondLease:
         if self.load is not None:
             self.load.join()  # the slow model runs from the start; the fault "clears" when the patients stop
         result.notes.append(
-            f"model took {SLOW_MODEL_CALL_S:.0f}s per call for every {SLOW_MODEL_EVERY}th conversation "
-            f"(lease {SLOW_MODEL_LEASE_S}s)"
+            f"model took {SLOW_MODEL_CALLS_PER_LEASE * scale.slow_model_lease_s}s per call for every "
+            f"{SLOW_MODEL_EVERY}th conversation (lease {scale.slow_model_lease_s}s)"
         )
         return time.monotonic()
 

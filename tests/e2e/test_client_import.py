@@ -215,9 +215,16 @@ def test_an_interrupted_import_keeps_its_batches_and_the_same_command_finishes_i
     source.write_bytes(data)
     command = ["clients", "import", str(source), "--clinic", spa.slug, "--apply", "--batch-size", "50"]
     env = os.environ.copy() | infra.as_env() | {"LOCAL_EMBEDDINGS": "false", "OPENAI_API_KEY": ""}
-    with subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", *command], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
-    ) as running:
+    # A shell that starts the suite in the background without job control has it ignore SIGINT, and a child
+    # inherits an ignored signal: the importer would never see the Ctrl-C.  Handled here, it starts as default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        running = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", *command], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with running:
 
         def imported() -> int:
             with database.tenant_scope(spa.id) as session:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.infra import wait_for
 from tests.support.stack import (
+    FAST_RECOVERY,
     GLOW_NUMBER,
     TWILIO_TOKEN,
     echo_responder,
@@ -402,7 +403,7 @@ def test_200_conversations_of_10_messages_exactly_once_in_order_and_coalesced(in
 @pytest.mark.slow
 def test_sigkill_of_a_worker_mid_load_loses_nothing_and_sends_nothing_twice(infra, tmp_path):
     conversations, per_conversation = 60, 5
-    with running_process_stack(infra, tmp_path, workers=((1, 4), (1, 4))) as procs:
+    with running_process_stack(infra, tmp_path, workers=((1, 4), (1, 4)), **FAST_RECOVERY) as procs:
         stack = procs.stack
 
         def slow_echo(body):  # a model that takes 50 ms keeps turns in flight when the kill lands
@@ -429,7 +430,7 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_sends_nothing_twice(infr
 
 @pytest.mark.slow
 def test_redis_flushed_after_acknowledgement_the_sweeper_recovers_every_event(infra, tmp_path):
-    with running_process_stack(infra, tmp_path, workers=(), scheduler=False) as procs:
+    with running_process_stack(infra, tmp_path, workers=(), scheduler=False, **FAST_RECOVERY) as procs:
         stack = procs.stack
         phones = {f"+1415{5000000 + i:07d}": i for i in range(20)}
         with httpx.Client(timeout=30) as client:

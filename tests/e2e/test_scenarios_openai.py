@@ -40,6 +40,9 @@ def openai_stack(infra: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         model_provider="openai",
         embeddings_provider="local",  # the knowledge base keeps the local vectors the other runs use
         local_embeddings=True,
+        # The injected 500s are retried after a random backoff: up to 0.5 s by default, ~80 times in this run.
+        # Retried the same way, sooner.
+        model_retry_backoff_s=0.02,
     ) as (stack, container):
         assert isinstance(container.embedder, LocalMiniLMEmbedder)
         for clinic_id in (1, 2):

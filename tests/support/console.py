@@ -4,6 +4,7 @@ and patient data made through the same code the CLI uses, and a signed-in HTTP c
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import threading
@@ -57,6 +58,13 @@ class _Server(uvicorn.Server):
         pass
 
 
+@functools.lru_cache(maxsize=16)
+def _password_hash(password: str) -> str:
+    """One argon2id hash per test password, shared by the accounts added with it: hashing costs ~0.1 s of CPU by
+    design (more on a loaded machine) and the tests add dozens of accounts.  Signing in still verifies it."""
+    return hash_password(password)
+
+
 @dataclass
 class StaffAccount:
     id: int
@@ -95,7 +103,7 @@ class ConsoleStack:
                     session,
                     email=email,
                     display_name=role.value.title(),
-                    password_hash=hash_password(password) if password else None,
+                    password_hash=_password_hash(password) if password else None,
                 )
             )
             store.set_membership(
@@ -241,6 +249,8 @@ def running_console(
         log_level="warning",
         lifespan="on",
         access_log=False,
+        # A live-inbox stream a test left open would hold the shutdown for its whole heartbeat period: cut it.
+        timeout_graceful_shutdown=1,
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run, name="console", daemon=True)

@@ -44,8 +44,17 @@ def stop_test_infrastructure(data_dir: Path) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)  # ~60 MB of throwaway database per run
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value or the deadline passes (no blind sleeps)."""
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "condition",
+    *,
+    max_interval: float | None = None,
+):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes (no blind sleeps).  With
+    ``max_interval`` the polls start every ``interval`` and slow down (x1.5 each) to that: a short wait ends
+    within milliseconds of its condition, a long one does not poll at the fast rate throughout."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -53,6 +62,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
         if last:
             return last
         time.sleep(interval)
+        if max_interval is not None:
+            interval = min(max_interval, interval * 1.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 

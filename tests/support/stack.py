@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,7 +153,14 @@ class Stack:
         return [m.body for m in list(self.twilio.messages) if m.to == phone]
 
     def wait_replies(self, to_phone: str, count: int, timeout: float = 30) -> list[str]:
-        wait_for(lambda: len(self.replies_to(to_phone)) >= count, timeout, what=f"{count} replies to a test phone")
+        # Every scenario turn waits here: polled every 10 ms at first (an in-memory check), slowing to 100 ms.
+        wait_for(
+            lambda: len(self.replies_to(to_phone)) >= count,
+            timeout,
+            interval=0.01,
+            max_interval=0.1,
+            what=f"{count} replies to a test phone",
+        )
         return self.replies_to(to_phone)
 
     def tool_calls(self, phone: str, clinic_id: int = GLOW_CLINIC_ID) -> list[dict[str, Any]]:
@@ -189,7 +197,9 @@ class Stack:
                 )
 
         try:
-            wait_for(idle, timeout, interval=0.1, what="the pipeline to go idle")
+            # Every scenario turn waits here, usually for milliseconds (its reply reaches the fake Twilio just
+            # before its outbox row is marked sent): polled every 10 ms at first, slowing to 100 ms.
+            wait_for(idle, timeout, interval=0.01, max_interval=0.1, what="the pipeline to go idle")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; state: {self.pipeline_state(clinic_id)}") from None
 
@@ -215,6 +225,19 @@ class Stack:
             with contextlib.suppress(Exception):
                 stop()
         self.http.close()
+
+
+# Recovery timings for tests that crash a worker or lose Redis and wait for the sweeper to recover: a dead
+# worker's conversations are free again after 5 s, unfinished work is swept after 5-6 s, and the sweep runs every
+# 2 s — instead of the harness's 15-20 s and the scheduler's 10 s (stack_settings) — so recovery takes seconds,
+# checked the same way.  (The drills' small scale, scripts/drills/environment.py, uses the same.)
+FAST_RECOVERY: dict[str, Any] = {
+    "lease_seconds": 5,
+    "inbox_sweep_after_s": 5,
+    "outbox_sweep_after_s": 6,
+    "sms_send_timeout_s": 4.0,  # below outbox_sweep_after_s: a send's claim outlives its provider call
+    "sweep_every_s": 2,
+}
 
 
 def stack_settings(
@@ -346,9 +369,28 @@ class WorkerProcess:
             self.kill()
             return self.process.wait(5)
 
+    def request_stop(self) -> None:
+        """SIGTERM to the main process, without waiting (``terminate`` waits)."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+
     def pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-g", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
+
+
+def stop_processes(processes: list[WorkerProcess], *, timeout: float) -> None:
+    """Stop them all gracefully, at once: each takes a second or two to finish what it runs, so one after
+    another would add those up.  Whatever has not exited by ``timeout`` is killed."""
+    for process in processes:
+        process.request_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def start_worker_process(
@@ -538,13 +580,7 @@ def running_process_stack(
         yield procs
     finally:
         running = [p for p in ([procs.app, *procs.workers, procs.scheduler] if procs else []) if p is not None]
-        for process in reversed(running):
-            with contextlib.suppress(Exception):
-                if process.process.poll() is None:
-                    process.terminate(timeout=20)
-        for process in running:
-            if process.process.poll() is None:
-                process.kill()
+        stop_processes(running, timeout=20)
         stack.close()
         twilio.stop()
         openai.stop()
