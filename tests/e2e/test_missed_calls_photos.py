@@ -294,8 +294,11 @@ def test_a_clinic_with_a_vision_model_shows_it_the_photo(infra, owner_engine, tm
             ),
             {"id": HARBOR},
         )
+    # A Redis database of its own: a worker of another stack still running in this session caches clinics for a
+    # minute and would read Harbor without the vision switch just set, so only this stack's worker may take the turn.
+    own_redis = infra.redis_url.rsplit("/", 1)[0] + "/9"
     try:
-        with running_stack(infra, tmp_path, model_provider="openai") as (stack, _container):
+        with running_stack(infra, tmp_path, model_provider="openai", redis_url=own_redis) as (stack, _container):
             _afternoon(stack)
             stack.openai.responder = lambda body: text_reply("That looks like a lovely result!")
             phone = _phone()
