@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from console.outside import ConsoleOutside
-from medspa.broker import BULK_QUEUE, OUTBOX_QUEUE, message_for
+from medspa.broker import BULK_QUEUE, message_for, outbox_sends
 
 
 def start_campaign_runner(outside: ConsoleOutside, clinic_id: int, campaign_id: int) -> None:
@@ -26,4 +26,4 @@ def embed_article(outside: ConsoleOutside, clinic_id: int, document_id: int) -> 
 
 def send_texts(outside: ConsoleOutside, clinic_id: int, outbox_ids: Sequence[int]) -> None:
     """Texts committed to the outbox (a patient told about a change staff made): one ``send_outbox`` each."""
-    outside.enqueue([message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in outbox_ids])
+    outside.enqueue(outbox_sends(clinic_id, outbox_ids))

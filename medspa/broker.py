@@ -7,7 +7,7 @@ worker's code, the LLM client or the integrations.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dramatiq
@@ -154,6 +154,12 @@ def message_for(actor_name: str, queue_name: str, *args: object) -> dramatiq.Mes
     return dramatiq.Message(
         queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}, message_id=fast_uuid()
     )
+
+
+def outbox_sends(clinic_id: int, outbox_ids: Iterable[int]) -> list[dramatiq.Message]:
+    """One ``send_outbox`` per committed outbox row: what a process without the actors (the console, the
+    commands, staff actions) enqueues after its commit."""
+    return [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in outbox_ids]
 
 
 def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message]) -> None:

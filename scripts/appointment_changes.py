@@ -79,11 +79,11 @@ class AfterCommit:
 
 def _enqueue(after: AfterCommit) -> list[str]:
     """Enqueue by actor name: the texts' sends, then the refund and the calendar sync the payments worker runs."""
-    from medspa.broker import OUTBOX_QUEUE, SCHEDULED_QUEUE, message_for
+    from medspa.broker import SCHEDULED_QUEUE, message_for, outbox_sends
     from scripts.common import enqueue_by_name
 
     notes: list[str] = []
-    messages = [message_for("send_outbox", OUTBOX_QUEUE, after.clinic_id, outbox_id) for outbox_id in after.outbox_ids]
+    messages = outbox_sends(after.clinic_id, after.outbox_ids)
     if after.refund:
         messages.append(message_for("refund_deposit", SCHEDULED_QUEUE, after.clinic_id, after.appointment_id))
     if after.calendar:

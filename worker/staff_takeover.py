@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain.agent_state import AgentState
-from medspa.broker import OUTBOX_QUEUE, TURNS_QUEUE, message_for
+from medspa.broker import TURNS_QUEUE, message_for, outbox_sends
 from worker.outbox.decisions import conversation_text_decision
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, write_history_message
@@ -209,7 +209,7 @@ def follow_ups(clinic_id: int, action: StaffAction) -> list[dramatiq.Message]:
     """What to enqueue (by actor name) once the action's transaction committed: its texts, and a turn for
     unanswered patient messages.  A failed enqueue loses nothing: the rows are committed and the sweeper
     re-enqueues queued outbox rows and unanswered conversations."""
-    messages = [message_for("send_outbox", OUTBOX_QUEUE, clinic_id, outbox_id) for outbox_id in action.outbox_ids]
+    messages = outbox_sends(clinic_id, action.outbox_ids)
     if action.pending:
         messages.append(message_for("run_conversation", TURNS_QUEUE, clinic_id, action.conversation_id))
     return messages
