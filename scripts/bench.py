@@ -383,7 +383,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
             start_after_s=args.warmup,
             window_s=args.duration,
             memory_root=lambda: [workers.pid],
-            at_start=(lambda: measure.start_statements(infra.owner_url)) if profiling else None,
+            at_start=(lambda: measure.reset_statements(infra.owner_url)) if profiling else None,
             at_end=(lambda: statements.extend(measure.read_statements(infra.owner_url))) if profiling else None,
         )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")

@@ -138,8 +138,8 @@ class WindowSampler:
     start_after_s: float
     window_s: float
     memory_root: Callable[[], list[int]]
-    at_start: Callable[[], None] | None = None  # run when the window opens (e.g. a statement profile's reset)
-    at_end: Callable[[], None] | None = None  # and when it closes
+    at_start: Callable[[], object] | None = None  # run when the window opens (e.g. a statement profile's reset)
+    at_end: Callable[[], object] | None = None  # and when it closes
     samples: list[CpuSample] = field(default_factory=list)
     rss_mb: float = 0.0
     idle_rss_mb: float = 0.0
@@ -219,10 +219,6 @@ def reset_statements(owner_url: str) -> bool:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute("SELECT pg_stat_statements_reset()")
     return True
-
-
-def start_statements(owner_url: str) -> None:
-    reset_statements(owner_url)
 
 
 def read_statements(owner_url: str) -> list[tuple[Any, ...]]:
