@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -159,16 +160,27 @@ def max_rate_per_s(times: list[float]) -> int:
     return best
 
 
-def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, object]:
-    """One campaign to ``recipients`` synthetic clients, optionally capped at ``cap_per_s`` messages/s."""
+def run_campaign_bench(
+    recipients: int,
+    cap_per_s: float | None,
+    *,
+    pg_options: Sequence[str] = (),
+    statements: Path | None = None,
+    keep: bool = False,
+) -> dict[str, object]:
+    """One campaign to ``recipients`` synthetic clients, optionally capped at ``cap_per_s`` messages/s.
+    ``statements``: write the statement profile of the fan-out and sends, per recipient, to this file (needs
+    ``pg_options`` to preload pg_stat_statements)."""
     import redis
 
     from domain.audience import SegmentFilter
     from medspa.broker import BULK_QUEUE, build_broker, message_for
+    from scripts import bench_measure as measure
     from worker.campaigns.lifecycle import create_campaign, schedule_campaign
 
-    with bench_infrastructure() as infra:
+    with bench_infrastructure(pg_options=pg_options, keep=keep) as infra:
         clinic_id, _ = create_bench_clinic(infra.owner_url, recipients)
+        profiling = statements is not None and measure.reset_statements(infra.owner_url)
         workers = start_workers(
             infra, cap_per_s or 0, Path(os.environ.get("BENCH_WORKER_LOG", infra.data_dir / "workers.log"))
         )
@@ -263,6 +275,8 @@ def run_campaign_bench(recipients: int, cap_per_s: float | None) -> dict[str, ob
                         {"id": campaign_id},
                     ).all()
                 )
+            if profiling and statements is not None:
+                measure.write_statements(measure.read_statements(infra.owner_url), recipients, statements)
         except Exception:
             log = infra.data_dir / "workers.log"
             if log.exists():
@@ -299,8 +313,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipients", type=int, default=50_000)
     parser.add_argument("--cap", type=float, default=None, help="messages per second cap (default: none)")
+    parser.add_argument(
+        "--pg-option",
+        action="append",
+        default=[],
+        help="a Postgres setting, e.g. shared_preload_libraries=pg_stat_statements (repeatable)",
+    )
+    parser.add_argument("--statements", type=Path, help="write every statement's cost per recipient to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
     args = parser.parse_args()
-    print(json.dumps(run_campaign_bench(args.recipients, args.cap), indent=2))
+    result = run_campaign_bench(
+        args.recipients, args.cap, pg_options=args.pg_option, statements=args.statements, keep=args.keep
+    )
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -26,7 +26,8 @@ RETURNING c.version, c.failed_turns, previous.lease_owner IS NOT NULL,
 """
 # Attach's version, run while this transaction holds the row lock (so ``previous`` is the row as it is now):
 # moves last_inbound_seq to the attached messages and takes the lease if it is free; returns the head only
-# when the lease was taken.
+# when the lease was taken.  ``c.id = %(id)s`` as well as the join: with only the join, statistics gathered
+# before the clinic had many conversations let the planner walk all of them (measured: 317 rows, 25 ms).
 _ATTACH_AND_TAKE_LEASE = """
 WITH previous AS MATERIALIZED (
     SELECT id, lease_owner,
@@ -43,7 +44,7 @@ WITH previous AS MATERIALIZED (
         version = c.version + CASE WHEN previous.take THEN 1 ELSE 0 END,
         failed_turns = c.failed_turns + CASE WHEN previous.take THEN 1 ELSE 0 END
     FROM previous
-    WHERE c.id = previous.id AND (previous.take OR %(seq)s::bigint IS NOT NULL)
+    WHERE c.id = %(id)s AND c.id = previous.id AND (previous.take OR %(seq)s::bigint IS NOT NULL)
     RETURNING c.id, c.version, c.failed_turns, c.client_id, c.channel, c.agent_state, c.slots, c.answered_seq
 )
 SELECT u.version, u.failed_turns, previous.lease_owner IS NOT NULL, u.client_id, u.channel, u.agent_state, u.slots,
