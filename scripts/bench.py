@@ -289,7 +289,9 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     try:
         port = devstack.free_port()
         app = start_app(procs, infra, port, workers=1)
-        workers = start_workers(procs, infra, processes=2, threads=8, extra_env={"BENCH_MODEL_LATENCY_MS": "0"})
+        workers = start_workers(
+            procs, infra, processes=2, threads=args.pipeline_threads, extra_env={"BENCH_MODEL_LATENCY_MS": "0"}
+        )
         count = args.pipeline_turns
         before = count_rows(infra.owner_url, "SELECT count(*) FROM turns")
         requests = signed_sms_requests(port, count)
@@ -350,7 +352,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         "webhook_errors": load.errors,
         "webhook_reconnects": load.reconnects,
         "worker_processes": 2,
-        "threads_per_process": 8,
+        "threads_per_process": args.pipeline_threads,
     }
 
 
@@ -366,15 +368,16 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     try:
         port = devstack.free_port()
         start_app(procs, infra, port, workers=1)
-        threads = concurrency // 2 + 8  # turns in flight per process plus headroom for the send actors
+        processes = args.worker_processes
+        threads = concurrency // processes + 8  # turns in flight per process plus headroom for the send actors
         workers = start_workers(
             procs,
             infra,
-            processes=2,
+            processes=processes,
             threads=threads,
             extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"},
         )
-        wait_for_heartbeats(infra, 2)
+        wait_for_heartbeats(infra, processes)
         postmaster = measure.postmaster_pid(infra.data_dir)
         statements: list[tuple[Any, ...]] = []
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
@@ -409,7 +412,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "e2e_p50_ms": round(pct(latencies, 0.5), 1),
         "e2e_p99_ms": round(pct(latencies, 0.99), 1),
         "e2e_p99_minus_model_ms": round(pct(latencies, 0.99) - latency_ms, 1),
-        "worker_processes": 2,
+        "worker_processes": processes,
         "threads_per_process": threads,
         "turns_measured": completed,
         # Over the whole run, warm-up included: errors are webhook error statuses, requests that could not be
@@ -417,7 +420,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         # closed, reopened and the text sent again) are not errors.
         "errors": loop_result.errors,
         "reconnects": loop_result.reconnects,
-        # Resident memory of the worker processes (the dramatiq parent and its 2 children) at the end of the
+        # Resident memory of the worker processes (the dramatiq parent and its children) at the end of the
         # measured window, after boot with every thread started but no load, and the difference per turn in flight.
         "worker_rss_mb": round(sampler.rss_mb, 1),
         "worker_rss_idle_mb": round(sampler.idle_rss_mb, 1),
@@ -479,7 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--webhook-workers", type=int, default=1, help="uvicorn workers for both ingress apps")
     parser.add_argument("--pipeline-turns", type=int, default=3000)
+    parser.add_argument("--pipeline-threads", type=int, default=8, help="pipeline: threads per worker process")
     parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=2,
+        help="llm_bound: worker processes (threads: in flight / processes + 8)",
+    )
     parser.add_argument(
         "--model-latency-ms", type=int, default=500, help="llm_bound: the fake model's latency per call (ms)"
     )
