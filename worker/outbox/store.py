@@ -78,14 +78,10 @@ WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_b
 ORDER BY o.id
 FOR UPDATE OF o
 """
-_SUPPRESS = f"""
-UPDATE outbox o SET status = '{SUPPRESSED}', error_message = u.why
-FROM unnest(%s::bigint[], %s::text[]) AS u(id, why) WHERE o.id = u.id
-"""
-_DEFER = """
-UPDATE outbox o SET not_before = u.at
-FROM unnest(%s::bigint[], %s::timestamptz[]) AS u(id, at) WHERE o.id = u.id
-"""
+# Row by row by primary key, like ``_MARK_SENT`` (see there): a window that closes during a campaign defers every
+# row of a chunk, and the batch join would hash every row in flight to find them.
+_SUPPRESS = f"UPDATE outbox SET status = '{SUPPRESSED}', error_message = %s::text WHERE id = %s"
+_DEFER = "UPDATE outbox SET not_before = %s::timestamptz WHERE id = %s"
 _GIVE_UP = f"UPDATE outbox SET status = '{FAILED}', error_message = %s WHERE id = ANY(%s)"
 # A new claim, a new deadline (also when re-claiming an 'unknown' row: the sweeper must not take it back while
 # this sender reconciles it); reconciliation looks back from the row's creation, not from here.
@@ -192,9 +188,9 @@ def _apply_verdicts(conn: Conn, claim: Claim, verdicts: Sequence[tuple[SendRow, 
     for row, verdict in verdicts:
         by_action[verdict.action].append((row, verdict))
     if suppressed := by_action[ClaimAction.SUPPRESS]:
-        conn.execute(_SUPPRESS, ([r.id for r, _ in suppressed], [v.reason for _, v in suppressed]))
+        conn.cursor().executemany(_SUPPRESS, [(v.reason, r.id) for r, v in suppressed])
     if deferred := by_action[ClaimAction.DEFER]:
-        conn.execute(_DEFER, ([r.id for r, _ in deferred], [v.until for _, v in deferred]))
+        conn.cursor().executemany(_DEFER, [(v.until, r.id) for r, v in deferred])
     if given_up := by_action[ClaimAction.GIVE_UP]:
         conn.execute(_GIVE_UP, (given_up[0][1].reason, [r.id for r, _ in given_up]))
     if claimed := by_action[ClaimAction.CLAIM]:
