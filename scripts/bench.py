@@ -436,9 +436,14 @@ def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     from scripts.bench_campaign import run_campaign_bench
 
     say(f"campaign: {args.campaign_recipients} recipients, uncapped")
-    fast = run_campaign_bench(args.campaign_recipients, None)
+    # Its own servers per run; the settings and the statement profile (of the uncapped run, per recipient) pass on.
+    fast = run_campaign_bench(
+        args.campaign_recipients, None, pg_options=args.pg_option, statements=args.statements, keep=args.keep
+    )
+    if args.statements is not None:
+        say(f"campaign: statement profile per recipient in {args.statements}")
     say("campaign: 30 msg/s cap")
-    capped = run_campaign_bench(args.capped_recipients, 30.0)
+    capped = run_campaign_bench(args.capped_recipients, 30.0, pg_options=args.pg_option, keep=args.keep)
     return {
         "recipients": fast["recipients"],
         "recipients_per_s": fast["recipients_per_s"],
@@ -517,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--statements",
         type=Path,
-        help="pipeline, llm_bound: write every statement's calls, time, rows and WAL per turn to this file "
-        "(needs --pg-option shared_preload_libraries=pg_stat_statements)",
+        help="pipeline, llm_bound (per turn), campaign (per recipient): write every statement's calls, time, rows "
+        "and WAL to this file (needs --pg-option shared_preload_libraries=pg_stat_statements)",
     )
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
