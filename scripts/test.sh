@@ -8,10 +8,11 @@ bash scripts/bootstrap.sh browser
 bash scripts/lint.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Two processes (pytest-xdist), each with its own Postgres and Redis: the suite is one busy core on its own
-# (measured: 50 % of two cores). Whole files go to a process, in collection order (e2e first, as in one process);
-# TEST_WORKERS=0 runs it in this process, and a later -n in the arguments wins.
+# (measured: 50 % of two cores). Whole files go to a process (xdist's order: files with the most tests first;
+# the suite does not depend on file order); TEST_WORKERS=0 runs it in this process, and a later -n in the
+# arguments wins.
 workers="${TEST_WORKERS:-2}"
 if [ "$workers" = "0" ]; then
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"

@@ -93,6 +93,49 @@ def echo_responder(body: dict[str, Any]) -> dict[str, Any]:
     return {"role": "assistant", "content": "ack " + " ".join(seen) if seen else "ack"}
 
 
+@dataclass(frozen=True)
+class WorkMarks:
+    """The last inbox event, message and outbox row ids when a stack started.  Its idle wait is about the work
+    recorded after that: rows an earlier test wrote without ever running a worker for them (an unsent campaign
+    row, a conversation left leased by a simulated crash) must not hold up a later test's wait — whatever
+    order the test files run in."""
+
+    inbox_event: int
+    message: int
+    outbox: int
+
+    @classmethod
+    def now(cls, infra: Infrastructure) -> WorkMarks:
+        # Sequences are not row-level-secured, so one read of each gives the mark across every clinic; the owner
+        # role owns them (the app role may only use them).
+        from db.engine import make_engine
+
+        engine = make_engine(infra.migration_database_url, pool_size=1, max_overflow=0)
+        marks: list[int] = []
+        try:
+            with engine.connect() as conn:
+                for table in ("inbox_events", "messages", "outbox"):
+                    sequence = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar()
+                    last = conn.execute(
+                        text(f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {sequence}")
+                    ).scalar_one()
+                    marks.append(int(last))
+        finally:
+            engine.dispose()
+        return cls(*marks)
+
+
+# Work recorded after the marks and not finished: an event not attached, a conversation with a message of the
+# stack's time unanswered, a due reply or text not yet sent (the sweeper's rules, scoped to the stack's time).
+_UNFINISHED = """
+    (SELECT count(*) FROM inbox_events WHERE status = 'received' AND id > :inbox_mark) AS inbox_received,
+    (SELECT count(*) FROM conversations c WHERE c.last_inbound_seq > c.answered_seq
+       AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.inbound_seq > c.answered_seq
+                   AND m.id > :message_mark)) AS pending_convs,
+    (SELECT count(*) FROM outbox WHERE status IN ('queued', 'sending', 'unknown') AND id > :outbox_mark
+       AND (not_before IS NULL OR not_before <= now())) AS outbox_unsent"""
+
+
 @dataclass
 class Stack:
     infra: Infrastructure
@@ -104,6 +147,7 @@ class Stack:
     clock: FrozenClock
     http: httpx.Client
     _stoppers: list[Any] = field(default_factory=list)
+    marks: WorkMarks | None = None  # set when the stack starts (None: every unfinished row counts)
 
     # ------------------------------------------------------------ driving it like Twilio would
     def sms_form(self, to: str, from_: str, body: str, sid: str | None = None) -> dict[str, str]:
@@ -181,27 +225,26 @@ class Stack:
         return [dict(r) for r in rows]
 
     def wait_idle(self, clinic_id: int = GLOW_CLINIC_ID, timeout: float = 60) -> None:
-        """Every recorded inbound event processed, every conversation answered, every reply sent."""
+        """Every inbound event recorded since the stack started processed, every conversation answered, every
+        due reply sent (``WorkMarks``: an earlier test's unfinished rows are not this stack's work)."""
+        marks = self.marks or WorkMarks(0, 0, 0)
+        params = {"inbox_mark": marks.inbox_event, "message_mark": marks.message, "outbox_mark": marks.outbox}
 
         def idle() -> bool:
             with self.database.tenant_scope(clinic_id) as session:
-                return bool(
-                    session.execute(
-                        text(
-                            """SELECT NOT EXISTS (SELECT 1 FROM inbox_events WHERE status = 'received')
-                          AND NOT EXISTS (SELECT 1 FROM conversations WHERE last_inbound_seq > answered_seq)
-                          AND NOT EXISTS (SELECT 1 FROM outbox WHERE status IN ('queued', 'sending', 'unknown')
-                                          AND (not_before IS NULL OR not_before <= now()))"""
-                        )
-                    ).scalar()
-                )
+                counts = session.execute(text(f"SELECT {_UNFINISHED}"), params).one()
+            return not any(counts)
 
         try:
             # Every scenario turn waits here, usually for milliseconds (its reply reaches the fake Twilio just
             # before its outbox row is marked sent): polled every 10 ms at first, slowing to 100 ms.
             wait_for(idle, timeout, interval=0.01, max_interval=0.1, what="the pipeline to go idle")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; state: {self.pipeline_state(clinic_id)}") from None
+            with self.database.tenant_scope(clinic_id) as session:
+                unfinished = dict(session.execute(text(f"SELECT {_UNFINISHED}"), params).mappings().one())
+            raise AssertionError(
+                f"{exc}; this stack's unfinished work: {unfinished}; the whole clinic: {self.pipeline_state(clinic_id)}"
+            ) from None
 
     def pipeline_state(self, clinic_id: int = GLOW_CLINIC_ID) -> dict[str, Any]:
         with self.database.tenant_scope(clinic_id) as session:
@@ -482,6 +525,7 @@ def running_stack(
 
     database = Database(make_engine(infra.database_url, pool_size=4))
     stack = Stack(infra, settings, database, twilio, openai, base_url, clock, httpx.Client(timeout=10))
+    stack.marks = WorkMarks.now(infra)
     stack._stoppers += [twilio.stop, openai.stop, database.dispose]
     container = None
     try:
@@ -567,6 +611,7 @@ def running_process_stack(
         FrozenClock(),
         httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64)),
     )
+    stack.marks = WorkMarks.now(infra)
     log_dir = tmp_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     procs: ProcessStack | None = None
