@@ -24,6 +24,7 @@ from medspa.services import Infrastructure
 from medspa.settings import Settings
 from tests.fakes.stripe_api import FakeStripeApi
 from tests.integration.test_automations import Clinic
+from tests.support.infra import wait_for
 from tests.support.stack import FrozenClock
 from worker.campaigns.segments import segment_sql
 from worker.container import Container, build_container
@@ -371,6 +372,141 @@ def test_deposit_checkout_saves_the_card_and_the_webhooks_record_it(container, s
     assert saved.status == "paid" and saved.customer_id == session["customer"]
     assert saved.payment_method_id == intent["payment_method"] and saved.card_saved_at == NOW
     assert saved.card_terms == terms
+
+
+def test_the_card_is_saved_when_both_webhooks_are_applied_at_the_same_moment(
+    container, stripe_fake, owner_engine
+) -> None:
+    """Stripe does not order its events: the two that save the card may reach two workers at once.  Before, the
+    PaymentIntent's handler read the payment twice (by intent, then the appointment's checkout without an intent);
+    a checkout completion committing between the two reads made both miss, and the card was never saved (seen in
+    the e2e no-show test under load).  Each pair here starts together; every card must be saved."""
+    clinic = Clinic(owner_engine)
+    pairs: list[tuple[str, int, dict[str, Any], dict[str, Any]]] = []
+    for hour in range(30):
+        appt, _ = visit(clinic, NOW + timedelta(days=2, hours=hour), "pending_deposit")
+        link = container.payments.create_deposit_checkout(
+            DepositRequest(
+                clinic_id=clinic.id,
+                appointment_id=appt,
+                amount_cents=5000,
+                currency="usd",
+                description="Deposit",
+                expires_at=NOW + timedelta(hours=1),
+                idempotency_key=f"deposit:{uuid.uuid4().hex}",
+                success_url="https://x/ok",
+                cancel_url="https://x/no",
+                save_card_terms="Test Spa will save this card for its no-show fee.",
+            )
+        )
+        with owner_engine.begin() as conn:
+            conn.execute(
+                text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
+                                              status, url, expires_at)
+                        VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
+                {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
+            )
+        session, intent = stripe_fake.complete_session(link.session_id)
+        pairs.append((link.session_id, appt, session, intent))
+
+    for session_id, _appt, session, intent in pairs:
+        inboxes = [
+            record_event(container, clinic.id, "checkout.session.completed", session),
+            record_event(container, clinic.id, "payment_intent.succeeded", intent),
+        ]
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def apply(inbox: int, start: threading.Barrier = start, errors: list[BaseException] = errors) -> None:
+            try:
+                start.wait(timeout=10)
+                apply_payment_event(container, clinic.id, inbox, lambda *_: None, follow_up=lambda *_: None)
+            except BaseException as exc:  # surfaced below, with the pair it belongs to
+                errors.append(exc)
+
+        threads = [threading.Thread(target=apply, args=(inbox,)) for inbox in inboxes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not errors, errors
+        with container.database.tenant_scope(clinic.id) as s:
+            saved = s.execute(
+                text(
+                    "SELECT status, payment_method_id, payment_intent_id, card_saved_at FROM payments "
+                    "WHERE checkout_session_id = :sid"
+                ),
+                {"sid": session_id},
+            ).one()
+        assert saved.status == "paid" and saved.card_saved_at is not None
+        assert saved.payment_method_id == intent["payment_method"], f"card lost for checkout {session_id}"
+        assert saved.payment_intent_id == intent["id"]
+
+
+def test_the_payment_intent_waits_for_a_checkout_completion_in_flight(container, stripe_fake, owner_engine) -> None:
+    """The same race, made deterministic: while a checkout completion holds the appointment (it has not yet
+    recorded the intent), the PaymentIntent's handler waits; once the completion commits, it finds the payment by
+    its intent and saves the card."""
+    clinic = Clinic(owner_engine)
+    appt, _ = visit(clinic, NOW + timedelta(days=3), "pending_deposit")
+    link = container.payments.create_deposit_checkout(
+        DepositRequest(
+            clinic_id=clinic.id,
+            appointment_id=appt,
+            amount_cents=5000,
+            currency="usd",
+            description="Deposit",
+            expires_at=NOW + timedelta(hours=1),
+            idempotency_key=f"deposit:{uuid.uuid4().hex}",
+            success_url="https://x/ok",
+            cancel_url="https://x/no",
+            save_card_terms="Test Spa will save this card for its no-show fee.",
+        )
+    )
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
+                                          status, url, expires_at)
+                    VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
+            {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
+        )
+    _session, intent = stripe_fake.complete_session(link.session_id)
+    inbox = record_event(container, clinic.id, "payment_intent.succeeded", intent)
+    outcome: list[str] = []
+
+    def apply_intent() -> None:
+        applied = apply_payment_event(container, clinic.id, inbox, lambda *_: None, follow_up=lambda *_: None)
+        outcome.append(applied.action)
+
+    with container.database.tenant_scope(clinic.id) as completion:
+        # What checkout.session.completed does, in its order: lock the appointment, then record the intent.
+        completion.execute(text("SELECT id FROM appointments WHERE id = :id FOR UPDATE"), {"id": appt})
+        applying = threading.Thread(target=apply_intent)
+        applying.start()
+
+        def waiting_on_the_appointment() -> bool:
+            with owner_engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text("""SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                                AND query LIKE 'SELECT id FROM appointments WHERE id = % FOR UPDATE'""")
+                    ).scalar()
+                )
+
+        wait_for(waiting_on_the_appointment, 10, what="the PaymentIntent's handler waiting on the appointment")
+        assert not outcome
+        completion.execute(
+            text("UPDATE payments SET status = 'paid', payment_intent_id = :pi WHERE checkout_session_id = :sid"),
+            {"pi": intent["id"], "sid": link.session_id},
+        )
+    applying.join(timeout=30)
+    assert outcome == ["noted"]
+    with container.database.tenant_scope(clinic.id) as s:
+        saved = s.execute(
+            text("SELECT payment_method_id, payment_intent_id FROM payments WHERE checkout_session_id = :sid"),
+            {"sid": link.session_id},
+        ).one()
+    assert saved.payment_method_id == intent["payment_method"] and saved.payment_intent_id == intent["id"]
 
 
 def record_event(container: Container, clinic_id: int, event_type: str, obj: dict[str, Any]) -> int:

@@ -7,7 +7,11 @@ what was saved, in either order:
   the payment, with the moment (``card_saved_at``);
 - ``payment_intent.succeeded`` (of a PaymentIntent set up for future use): the payment method.
 A fee is charged only when both are recorded (:data:`SAVED_CARD`).  Both run inside the payment event's
-transaction (``worker.payments_flow.apply_payment_event``).
+transaction (``worker.payments_flow.apply_payment_event``), one after the other for the same appointment: Stripe
+does not order its events, two workers may apply the pair at the same moment, and the PaymentIntent's handler reads
+the payment twice (by intent, then by appointment) — a checkout completion committing between those reads made both
+miss and the card was never saved.  So the PaymentIntent's handler first takes the appointment's row lock, which
+the checkout's handler holds while it records the intent.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ _RECORD_METHOD_BY_INTENT = """
     UPDATE payments SET payment_method_id = :method, customer_id = coalesce(customer_id, :customer), updated_at = now()
     WHERE payment_intent_id = :intent RETURNING id
 """
+# Taken first by ``payment_intent.succeeded``: the lock ``checkout.session.completed`` holds on the appointment
+# (``worker.payments_flow._lock_appointment``) from before it records the intent on the payment until it commits.
+_LOCK_APPOINTMENT = "SELECT id FROM appointments WHERE id = :id FOR UPDATE"
 # The event came before checkout.session.completed: the appointment's newest checkout without an intent yet.
 _RECORD_METHOD_BY_APPOINTMENT = """
     UPDATE payments SET payment_method_id = :method, customer_id = coalesce(customer_id, :customer),
@@ -72,11 +79,16 @@ def record_saved_method(session: Session, obj: dict[str, Any]) -> bool:
         "customer": str(obj["customer"])[:255] if obj.get("customer") else None,
         "intent": str(obj.get("id") or "")[:255],
     }
+    try:
+        appointment_id: int | None = int((obj.get("metadata") or {})["appointment_id"])
+    except (KeyError, TypeError, ValueError):
+        appointment_id = None  # not a deposit of ours: only a payment already holding this intent can match
+    if appointment_id is not None:
+        # Waits for a checkout completion of this appointment in flight; the reads below then see what it committed.
+        session.execute(text(_LOCK_APPOINTMENT), {"id": appointment_id})
     if session.execute(text(_RECORD_METHOD_BY_INTENT), params).first() is not None:
         return True
-    try:
-        appointment_id = int((obj.get("metadata") or {})["appointment_id"])
-    except (KeyError, TypeError, ValueError):
+    if appointment_id is None:
         return False
     found = session.execute(text(_RECORD_METHOD_BY_APPOINTMENT), {**params, "appointment_id": appointment_id})
     return found.first() is not None
