@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from domain.audience import SegmentFilter
-from domain.ports import DepositRequest, PaymentError
+from domain.ports import CheckoutLink, DepositRequest, PaymentError
 from domain.visits import Transition
 from medspa.services import Infrastructure
 from medspa.settings import Settings
@@ -332,30 +332,10 @@ def test_deposit_checkout_saves_the_card_and_the_webhooks_record_it(container, s
     clinic = Clinic(owner_engine)
     appt, _ = visit(clinic, NOW + timedelta(days=2), "pending_deposit")
     terms = "Test Spa will save this card and may charge it $75 if you miss the appointment."
-    link = container.payments.create_deposit_checkout(
-        DepositRequest(
-            clinic_id=clinic.id,
-            appointment_id=appt,
-            amount_cents=5000,
-            currency="usd",
-            description="Deposit",
-            expires_at=NOW + timedelta(hours=1),
-            idempotency_key=f"deposit:{uuid.uuid4().hex}",
-            success_url="https://x/ok",
-            cancel_url="https://x/no",
-            save_card_terms=terms,
-        )
-    )
+    link = deposit_checkout(container, owner_engine, clinic, appt, terms)
     stripe_fake.assert_clean()
     sent = stripe_fake.sessions[link.session_id]
     assert sent["setup_future_usage"] == "off_session" and sent["customer_creation"] == "always"
-    with owner_engine.begin() as conn:
-        conn.execute(
-            text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
-                                          status, url, expires_at)
-                    VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
-            {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
-        )
     session, intent = stripe_fake.complete_session(link.session_id)
     # The PaymentIntent's event may come first: the method waits on the checkout's row.
     for event_type, obj in (("payment_intent.succeeded", intent), ("checkout.session.completed", session)):
@@ -385,27 +365,9 @@ def test_the_card_is_saved_when_both_webhooks_are_applied_at_the_same_moment(
     pairs: list[tuple[str, int, dict[str, Any], dict[str, Any]]] = []
     for hour in range(30):
         appt, _ = visit(clinic, NOW + timedelta(days=2, hours=hour), "pending_deposit")
-        link = container.payments.create_deposit_checkout(
-            DepositRequest(
-                clinic_id=clinic.id,
-                appointment_id=appt,
-                amount_cents=5000,
-                currency="usd",
-                description="Deposit",
-                expires_at=NOW + timedelta(hours=1),
-                idempotency_key=f"deposit:{uuid.uuid4().hex}",
-                success_url="https://x/ok",
-                cancel_url="https://x/no",
-                save_card_terms="Test Spa will save this card for its no-show fee.",
-            )
+        link = deposit_checkout(
+            container, owner_engine, clinic, appt, "Test Spa will save this card for its no-show fee."
         )
-        with owner_engine.begin() as conn:
-            conn.execute(
-                text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
-                                              status, url, expires_at)
-                        VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
-                {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
-            )
         session, intent = stripe_fake.complete_session(link.session_id)
         pairs.append((link.session_id, appt, session, intent))
 
@@ -449,27 +411,7 @@ def test_the_payment_intent_waits_for_a_checkout_completion_in_flight(container,
     its intent and saves the card."""
     clinic = Clinic(owner_engine)
     appt, _ = visit(clinic, NOW + timedelta(days=3), "pending_deposit")
-    link = container.payments.create_deposit_checkout(
-        DepositRequest(
-            clinic_id=clinic.id,
-            appointment_id=appt,
-            amount_cents=5000,
-            currency="usd",
-            description="Deposit",
-            expires_at=NOW + timedelta(hours=1),
-            idempotency_key=f"deposit:{uuid.uuid4().hex}",
-            success_url="https://x/ok",
-            cancel_url="https://x/no",
-            save_card_terms="Test Spa will save this card for its no-show fee.",
-        )
-    )
-    with owner_engine.begin() as conn:
-        conn.execute(
-            text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
-                                          status, url, expires_at)
-                    VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
-            {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
-        )
+    link = deposit_checkout(container, owner_engine, clinic, appt, "Test Spa will save this card for its no-show fee.")
     _session, intent = stripe_fake.complete_session(link.session_id)
     inbox = record_event(container, clinic.id, "payment_intent.succeeded", intent)
     outcome: list[str] = []
@@ -507,6 +449,32 @@ def test_the_payment_intent_waits_for_a_checkout_completion_in_flight(container,
             {"sid": link.session_id},
         ).one()
     assert saved.payment_method_id == intent["payment_method"] and saved.payment_intent_id == intent["id"]
+
+
+def deposit_checkout(container: Container, owner_engine, clinic: Clinic, appt: int, terms: str) -> CheckoutLink:  # type: ignore[no-untyped-def]
+    """A $50 deposit's Checkout Session that saves the card with ``terms``, recorded as the deposit tool records it."""
+    link = container.payments.create_deposit_checkout(
+        DepositRequest(
+            clinic_id=clinic.id,
+            appointment_id=appt,
+            amount_cents=5000,
+            currency="usd",
+            description="Deposit",
+            expires_at=NOW + timedelta(hours=1),
+            idempotency_key=f"deposit:{uuid.uuid4().hex}",
+            success_url="https://x/ok",
+            cancel_url="https://x/no",
+            save_card_terms=terms,
+        )
+    )
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text("""INSERT INTO payments (clinic_id, appointment_id, provider, checkout_session_id, amount_cents,
+                                          status, url, expires_at)
+                    VALUES (:c, :a, 'stripe', :sid, 5000, 'pending', :url, :exp)"""),
+            {"c": clinic.id, "a": appt, "sid": link.session_id, "url": link.url, "exp": link.expires_at},
+        )
+    return link
 
 
 def record_event(container: Container, clinic_id: int, event_type: str, obj: dict[str, Any]) -> int:
