@@ -323,6 +323,9 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
             say(f"pipeline: statement profile per turn in {args.statements}")
         elif args.statements is not None:
             say("pipeline: no statement profile (add --pg-option shared_preload_libraries=pg_stat_statements)")
+        if args.wal_profile is not None:
+            measure.write_wal_profile(measure.wal_profile(infra.owner_url, growth), turns, args.wal_profile)
+            say(f"pipeline: WAL records per turn, by record type and relation, in {args.wal_profile}")
         latencies = _e2e_latencies_ms(infra)
     finally:
         procs.stop_all()
@@ -525,7 +528,15 @@ def main(argv: list[str] | None = None) -> int:
         help="pipeline, llm_bound (per turn), campaign (per recipient): write every statement's calls, time, rows "
         "and WAL to this file (needs --pg-option shared_preload_libraries=pg_stat_statements)",
     )
+    parser.add_argument(
+        "--wal-profile",
+        type=Path,
+        help="pipeline: write the WAL it wrote per turn, by record type and by table or index, to this file "
+        "(pg_walinspect; keeps the phase's WAL with wal_keep_size)",
+    )
     args = parser.parse_args(argv)
+    if args.wal_profile is not None:
+        measure.keep_wal_for_profile(args.pg_option)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in selected if s not in RUNNERS]
     if unknown:

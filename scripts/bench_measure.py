@@ -113,6 +113,8 @@ class StorageGrowth:
     table_bytes: int
     wal_records: int
     wal_fpi: int  # full-page images: the first change to a page after a checkpoint logs the whole 8 KB page
+    start_lsn: str = ""  # the WAL range the growth covers (``wal_profile`` reads it)
+    end_lsn: str = ""
 
 
 def storage_growth(owner_url: str, before: StorageSample) -> StorageGrowth:
@@ -126,7 +128,89 @@ def storage_growth(owner_url: str, before: StorageSample) -> StorageGrowth:
         after.table_bytes - before.table_bytes,
         after.wal_records - before.wal_records,
         after.wal_fpi - before.wal_fpi,
+        before.wal_lsn,
+        after.wal_lsn,
     )
+
+
+# Which relation each WAL record changed, from pg_walinspect (contrib): a record is counted once, under the relation
+# of its first block reference (an index insert under its index, a heap update under its table; a B-tree split under
+# the index, though it touches three pages); records with no block (commit, multixact) under '-'.
+_WAL_RECORDS = """
+WITH records AS (
+    SELECT start_lsn, resource_manager || '/' || record_type AS kind, record_length
+      FROM pg_get_wal_records_info(%(start)s::pg_lsn, %(end)s::pg_lsn)
+), first_block AS (
+    SELECT DISTINCT ON (start_lsn) start_lsn, reltablespace, reldatabase, relfilenode
+      FROM pg_get_wal_block_info(%(start)s::pg_lsn, %(end)s::pg_lsn, false)
+     ORDER BY start_lsn, block_id
+), here AS (
+    SELECT oid, dattablespace FROM pg_database WHERE datname = current_database()
+)
+SELECT r.kind,
+       CASE WHEN b.relfilenode IS NULL THEN '-'
+            WHEN b.reldatabase NOT IN (0, here.oid) THEN '(another database)'
+            ELSE coalesce(pg_filenode_relation(CASE WHEN b.reltablespace = here.dattablespace THEN 0
+                                                    ELSE b.reltablespace END, b.relfilenode)::text,
+                          '(dropped relation)')
+       END AS relation,
+       count(*), sum(r.record_length)
+  FROM records r LEFT JOIN first_block b USING (start_lsn) CROSS JOIN here
+ GROUP BY 1, 2
+ ORDER BY 4 DESC
+"""
+
+
+@dataclass(frozen=True)
+class WalRecords:
+    kind: str  # resource manager / record type, e.g. 'Btree/INSERT_LEAF'
+    relation: str  # the relation it changed, '-' for none
+    records: int
+    bytes: int  # whole records, full-page images included
+
+
+def keep_wal_for_profile(pg_options: list[str]) -> None:
+    """A WAL profile reads the WAL back after the phase, so no checkpoint during the phase may recycle it."""
+    if not any(option.startswith("wal_keep_size=") for option in pg_options):
+        pg_options.append("wal_keep_size=4GB")
+
+
+def wal_profile(owner_url: str, growth: StorageGrowth, *, timeout_s: float = 10.0) -> list[WalRecords]:
+    """The WAL records written over ``growth``'s range, by record type and relation (superuser: pg_walinspect).
+    The range must still be on disk: start the server with ``keep_wal_for_profile``'s setting."""
+    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        deadline = time.monotonic() + timeout_s
+        # pg_walinspect reads only flushed WAL; the range's tail may still be in the WAL writer's buffers.
+        while not conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (growth.end_lsn,)).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"WAL up to {growth.end_lsn} was not flushed within {timeout_s:.0f} s")
+            time.sleep(0.05)
+        rows = conn.execute(_WAL_RECORDS, {"start": growth.start_lsn, "end": growth.end_lsn}).fetchall()
+    return [WalRecords(str(kind), str(relation), int(count), int(size)) for kind, relation, count, size in rows]
+
+
+def write_wal_profile(profile: list[WalRecords], turns: int, path: Path) -> None:
+    """``wal_profile`` per turn as a tab-separated file: every record type and relation by bytes, then each
+    relation's total (its table's or index's share of the WAL)."""
+    total_bytes = sum(r.bytes for r in profile)
+    total_records = sum(r.records for r in profile)
+    lines = [
+        "bytes/turn\trecords/turn\trecord\trelation",
+        f"{total_bytes / turns:.1f}\t{total_records / turns:.2f}\t(all)\t",
+    ]
+    lines += [f"{r.bytes / turns:.1f}\t{r.records / turns:.2f}\t{r.kind}\t{r.relation}" for r in profile]
+    by_relation: dict[str, list[int]] = {}
+    for r in profile:
+        sums = by_relation.setdefault(r.relation, [0, 0])
+        sums[0] += r.bytes
+        sums[1] += r.records
+    lines += ["", "bytes/turn\trecords/turn\trelation"]
+    lines += [
+        f"{size / turns:.1f}\t{count / turns:.2f}\t{relation}"
+        for relation, (size, count) in sorted(by_relation.items(), key=lambda item: -item[1][0])
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -61,3 +62,53 @@ def test_storage_growth_sees_wal_and_table_bytes(infra: Infrastructure) -> None:
 def test_per_turn_is_none_without_turns() -> None:
     assert measure.per_turn(100.0, 0) is None
     assert measure.per_turn(100.0, 8) == 12.5
+
+
+def test_the_wal_profile_names_the_table_and_index_each_record_changed(infra: Infrastructure, tmp_path: Path) -> None:
+    url = infra.migration_database_url
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_wal_probe (id bigserial PRIMARY KEY, payload text)")
+        # What the benchmark's --wal-profile sets at start-up: no checkpoint may recycle the range before it is read.
+        conn.execute("ALTER SYSTEM SET wal_keep_size = '256MB'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        before = measure.sample_storage(url)
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute("INSERT INTO bench_wal_probe (payload) SELECT repeat('y', 100) FROM generate_series(1, 500)")
+            conn.execute("UPDATE bench_wal_probe SET payload = 'z' WHERE id IN (SELECT min(id) FROM bench_wal_probe)")
+        growth = measure.storage_growth(url, before)
+        profile = {(r.kind, r.relation): r for r in measure.wal_profile(url, growth)}
+
+        heap = profile[("Heap/INSERT", "bench_wal_probe")]
+        index = profile[("Btree/INSERT_LEAF", "bench_wal_probe_pkey")]
+        first_on_page = profile.get(("Heap/INSERT+INIT", "bench_wal_probe"))  # a row that starts a new page
+        assert heap.records + (first_on_page.records if first_on_page else 0) == 500
+        assert heap.bytes >= heap.records * 100  # every row's payload, whole records counted
+        assert index.records >= 490  # one leaf insert per row (a few land in page splits instead)
+        assert profile[("Transaction/COMMIT", "-")].records >= 2  # records without a block: under '-'
+        # The range's records add up to the WAL the range spans (alignment and page headers aside).
+        assert 0.9 * growth.wal_bytes <= sum(r.bytes for r in profile.values()) <= growth.wal_bytes
+
+        out = tmp_path / "wal.tsv"
+        measure.write_wal_profile(list(profile.values()), 500, out)
+        lines = out.read_text().splitlines()
+        assert lines[0] == "bytes/turn\trecords/turn\trecord\trelation"
+        assert lines[1].endswith("\t(all)\t")
+        relations = lines[lines.index("bytes/turn\trecords/turn\trelation") + 1 :]
+        per_relation = {line.split("\t")[2]: float(line.split("\t")[0]) for line in relations}
+        assert per_relation["bench_wal_probe"] > per_relation["bench_wal_probe_pkey"] > 0
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute("DROP TABLE bench_wal_probe")
+            conn.execute("ALTER SYSTEM RESET wal_keep_size")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def test_a_wal_profile_keeps_the_wal_it_reads() -> None:
+    options = ["shared_preload_libraries=pg_stat_statements"]
+    measure.keep_wal_for_profile(options)
+    assert options == ["shared_preload_libraries=pg_stat_statements", "wal_keep_size=4GB"]
+    mine = ["wal_keep_size=1GB"]
+    measure.keep_wal_for_profile(mine)
+    assert mine == ["wal_keep_size=1GB"]  # one given on the command line wins
