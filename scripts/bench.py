@@ -300,6 +300,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
             "worker": [workers.pid],
             "postgres": [measure.postmaster_pid(infra.data_dir)],
             "webhook": [app.pid],
+            "redis": [measure.redis_pid(infra.data_dir)],
         }
         storage = measure.sample_storage(infra.owner_url)
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
@@ -332,6 +333,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     worker_cpu = cpu_after.cpu_ms["worker"] - cpu_before.cpu_ms["worker"]
     postgres_cpu = cpu_after.cpu_ms["postgres"] - cpu_before.cpu_ms["postgres"]
     webhook_cpu = cpu_after.cpu_ms["webhook"] - cpu_before.cpu_ms["webhook"]
+    redis_cpu = cpu_after.cpu_ms["redis"] - cpu_before.cpu_ms["redis"]
     return {
         "turns": turns,
         "turns_per_s": round(turns / elapsed, 1),
@@ -345,9 +347,11 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         "postgres_cpu_ms_per_turn": measure.per_turn(postgres_cpu, turns),
         "worker_cpu_cores": round(worker_cpu / 1000 / elapsed, 2),
         "postgres_cpu_cores": round(postgres_cpu / 1000 / elapsed, 2),
-        # The rest of the machine's CPU per turn: the webhook app (signature, inbox insert, enqueue) and the
-        # benchmark itself (load generator, polling) — with the two above, what two cores must hold per turn.
+        # The rest of the machine's CPU per turn: the webhook app (signature, inbox insert, enqueue), Redis (the
+        # queues' scripts) and the benchmark itself (load generator, polling) — with the two above, what two
+        # cores must hold per turn.
         "webhook_cpu_ms_per_turn": measure.per_turn(webhook_cpu, turns),
+        "redis_cpu_ms_per_turn": measure.per_turn(redis_cpu, turns),
         "bench_cpu_ms_per_turn": measure.per_turn(bench_cpu, turns),
         "raw_commit_tps": round(raw, 1),
         "p50_ms": round(pct(latencies, 0.5), 1),

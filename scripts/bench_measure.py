@@ -74,6 +74,18 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
 
 
+def redis_pid(data_dir: Path, *, timeout_s: float = 5.0) -> int:
+    """The embedded Redis server (its ``--pidfile``, ``medspa/devstack.py``; a daemonized server writes it just
+    after it starts answering, so wait for it)."""
+    pid_file = data_dir / "redis" / "redis.pid"
+    deadline = time.monotonic() + timeout_s
+    while not (text := pid_file.read_text().strip() if pid_file.exists() else ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pid_file} was not written within {timeout_s:.0f} s")
+        time.sleep(0.02)
+    return int(text)
+
+
 @dataclass
 class CpuSample:
     at: float

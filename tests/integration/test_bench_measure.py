@@ -14,6 +14,7 @@ import pytest
 
 from medspa.services import Infrastructure
 from scripts import bench_measure as measure
+from tests.support.infra import private_redis
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -112,3 +113,10 @@ def test_a_wal_profile_keeps_the_wal_it_reads() -> None:
     mine = ["wal_keep_size=1GB"]
     measure.keep_wal_for_profile(mine)
     assert mine == ["wal_keep_size=1GB"]  # one given on the command line wins
+
+
+def test_the_redis_server_is_found_by_its_pidfile() -> None:
+    with private_redis() as redis_server:
+        pid = measure.redis_pid(redis_server.data_dir)
+        assert Path(f"/proc/{pid}/comm").read_text().strip().startswith("redis-server")
+        assert pid == redis_server.pid
