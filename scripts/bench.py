@@ -374,7 +374,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     procs = Processes()
     try:
         port = devstack.free_port()
-        start_app(procs, infra, port, workers=1)
+        app = start_app(procs, infra, port, workers=1)
         processes = args.worker_processes
         threads = concurrency // processes + 8  # turns in flight per process plus headroom for the send actors
         workers = start_workers(
@@ -386,10 +386,16 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         )
         wait_for_heartbeats(infra, processes)
         postmaster = measure.postmaster_pid(infra.data_dir)
+        redis_server = measure.redis_pid(infra.data_dir)
         statements: list[tuple[Any, ...]] = []
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         sampler = measure.WindowSampler(
-            roots=lambda: {"worker": [workers.pid], "postgres": [postmaster]},
+            roots=lambda: {
+                "worker": [workers.pid],
+                "postgres": [postmaster],
+                "webhook": [app.pid],
+                "redis": [redis_server],
+            },
             start_after_s=args.warmup,
             window_s=args.duration,
             memory_root=lambda: [workers.pid],
@@ -434,6 +440,8 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "worker_rss_kb_per_in_flight": round((sampler.rss_mb - sampler.idle_rss_mb) * 1024 / concurrency, 1),
         "worker_cpu_ms_per_turn": measure.per_turn(cpu.get("worker", 0.0), completed),
         "postgres_cpu_ms_per_turn": measure.per_turn(cpu.get("postgres", 0.0), completed),
+        "webhook_cpu_ms_per_turn": measure.per_turn(cpu.get("webhook", 0.0), completed),
+        "redis_cpu_ms_per_turn": measure.per_turn(cpu.get("redis", 0.0), completed),
         "worker_cpu_cores": round(cpu.get("worker", 0.0) / 1000 / window, 2) if window else None,
         "postgres_cpu_cores": round(cpu.get("postgres", 0.0) / 1000 / window, 2) if window else None,
     }
