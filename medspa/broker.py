@@ -38,11 +38,17 @@ HEARTBEAT_TIMEOUT_MS = 20_000
 MAINTENANCE_CHANCE = 20_000
 
 
-# An idle consumer polls Redis with a backoff that grows to the worker timeout (1 s by default): a new
-# message then waits up to a second per hop (webhook → turn → send).  Capping it keeps a reply's queueing
-# latency under ~100 ms per hop for ~10 cheap polls per second per idle queue — and the doorbell below
-# wakes an idle consumer as soon as something is enqueued, so the cap is only the fallback.
+# Dramatiq's idle consumer polls Redis with a backoff that grows to the worker timeout (1 s by default): a new
+# message then waits up to a second per hop (webhook → turn → send).  A delay queue keeps that poll, capped at
+# 100 ms: the worker moves a delayed message that fell due (a paced send, 50–100 ms) only when that consumer
+# loops, so the cap is the pacing's precision.
 IDLE_POLL_MS = 100
+# Every other queue waits on its doorbell (below): each of our enqueues rings it, so an idle consumer wakes at
+# once and the wait's timeout only catches messages no one rang for (Dramatiq's maintenance returning a dead
+# worker's messages to the queue; it runs seconds after the heartbeat deadline anyway).  At 100 ms that
+# fallback was most of an idle worker's cost: measured, 2 idle processes (8 threads each) made 224 fetch scripts
+# and 91 BLPOPs a second and burned ~10 % of a core, Redis 2.5 %.
+DOORBELL_FALLBACK_MS = 1000
 # How many wake-ups may wait in a queue's doorbell (one per enqueued message, trimmed).
 DOORBELL_DEPTH = 8
 
@@ -92,8 +98,9 @@ class _DoorbellConsumer(_RedisConsumer):
                 self._slot_freed.wait(self._idle_ms / 1000)
             return None
         # The queue was empty: wait for the bell (a message enqueued since the fetch left one there, so no
-        # wake-up is lost); the timeout is the fallback for producers that do not ring (delayed messages falling
-        # due, other tools).  No growing backoff: the bell covers it.
+        # wake-up is lost); the timeout is the fallback for producers that do not ring (Dramatiq's maintenance
+        # requeue, tools writing to Redis themselves; a delayed message that falls due is enqueued through this
+        # broker and rings).  No growing backoff: the bell covers it.
         self.broker.client.blpop([self._bell], timeout=self._idle_ms / 1000)
         return None
 
@@ -102,7 +109,7 @@ class LowLatencyRedisBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):  # type: ignore[no-untyped-def]
         if queue_name.endswith(".DQ"):  # delay queues: their messages become due on a clock, not on a bell
             return super().consume(queue_name, prefetch, min(timeout, IDLE_POLL_MS))
-        return _DoorbellConsumer(self, queue_name, prefetch, min(timeout, IDLE_POLL_MS))
+        return _DoorbellConsumer(self, queue_name, prefetch, min(timeout, DOORBELL_FALLBACK_MS))
 
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
         enqueued = super().enqueue(message, delay=delay)

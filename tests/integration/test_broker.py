@@ -3,6 +3,7 @@ consumer is woken by it, and a consumer whose process has no free thread leaves 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +12,8 @@ import redis
 
 from medspa.broker import (
     DOORBELL_DEPTH,
+    DOORBELL_FALLBACK_MS,
+    IDLE_POLL_MS,
     LowLatencyRedisBroker,
     doorbell_key,
     enqueue_batch,
@@ -86,3 +89,21 @@ def test_a_consumer_without_a_free_thread_leaves_the_bells(
     assert second is not None and second.args == (2,)
     consumer.ack(second)
     consumer.close()
+
+
+def test_an_idle_consumer_waits_on_its_bell_for_up_to_a_second_instead_of_polling(
+    broker: LowLatencyRedisBroker, queue: str
+) -> None:
+    # What the worker asks for (its timeout, 1 s by default, or more) is capped at the fallback: the bell wakes it
+    # at once for every message we enqueue, so the fallback only needs to catch what no one rang for.
+    consumer = broker.consume(queue, prefetch=2, timeout=30_000)
+    started = time.monotonic()
+    assert next(consumer) is None  # nothing queued and no bell: one wait, not ten polls a second
+    waited = time.monotonic() - started
+    assert DOORBELL_FALLBACK_MS / 1000 - 0.05 <= waited < DOORBELL_FALLBACK_MS / 1000 + 5
+    delayed = broker.consume(queue + ".DQ", prefetch=2, timeout=30_000)
+    started = time.monotonic()
+    assert next(delayed) is None  # a delay queue still polls at its cap: paced sends fall due on time
+    assert time.monotonic() - started < IDLE_POLL_MS / 1000 + 5
+    consumer.close()
+    delayed.close()
