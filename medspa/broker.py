@@ -6,6 +6,7 @@ worker's code, the LLM client or the integrations.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -39,15 +40,13 @@ MAINTENANCE_CHANCE = 20_000
 
 
 # Dramatiq's idle consumer polls Redis with a backoff that grows to the worker timeout (1 s by default): a new
-# message then waits up to a second per hop (webhook → turn → send).  A delay queue keeps that poll, capped at
-# 100 ms: the worker moves a delayed message that fell due (a paced send, 50–100 ms) only when that consumer
-# loops, so the cap is the pacing's precision.
-IDLE_POLL_MS = 100
-# Every other queue waits on its doorbell (below): each of our enqueues rings it, so an idle consumer wakes at
-# once and the wait's timeout only catches messages no one rang for (Dramatiq's maintenance returning a dead
-# worker's messages to the queue; it runs seconds after the heartbeat deadline anyway).  At 100 ms that
-# fallback was most of an idle worker's cost: measured, 2 idle processes (8 threads each) made 224 fetch scripts
-# and 91 BLPOPs a second and burned ~10 % of a core, Redis 2.5 %.
+# message then waits up to a second per hop (webhook → turn → send), and a delayed one (a paced send, 50–100 ms)
+# falls due only at the next poll.  Ours wait on doorbells instead (below): every enqueue of ours rings the
+# queue's bell — a delayed one its delay queue's — so an idle consumer wakes at once, a delay queue's consumer
+# also when a message it holds falls due, and the wait's timeout only catches messages no one rang for
+# (Dramatiq's maintenance returning a dead worker's messages to the queue, seconds after the heartbeat deadline
+# anyway).  Polling at 100 ms instead was most of an idle worker's cost: 2 idle processes (8 threads each) made
+# 224 fetch scripts and 91 BLPOPs a second, ~10 % of a core, Redis 2.5 %.
 DOORBELL_FALLBACK_MS = 1000
 # How many wake-ups may wait in a queue's doorbell (one per enqueued message, trimmed).
 DOORBELL_DEPTH = 8
@@ -89,42 +88,73 @@ class _DoorbellConsumer(_RedisConsumer):
         message = super().__next__()  # fetches unless full; never sleeps
         if message is not None:
             return message
+        wait_s = self._wait_s()
+        if wait_s <= 0:
+            return None
         if full:
             # Every thread of this process is busy: leave new work to other replicas until one of ours is free
             # (ack/nack set the event), then fetch at once — not Dramatiq's growing sleep (up to the idle cap),
             # which left freed threads idle while a backlog waited.
             self._slot_freed.clear()
             if self.outstanding_message_count >= self.prefetch:
-                self._slot_freed.wait(self._idle_ms / 1000)
+                self._slot_freed.wait(wait_s)
             return None
         # The queue was empty: wait for the bell (a message enqueued since the fetch left one there, so no
         # wake-up is lost); the timeout is the fallback for producers that do not ring (Dramatiq's maintenance
         # requeue, tools writing to Redis themselves; a delayed message that falls due is enqueued through this
         # broker and rings).  No growing backoff: the bell covers it.
-        self.broker.client.blpop([self._bell], timeout=self._idle_ms / 1000)
+        self.broker.client.blpop([self._bell], timeout=wait_s)
         return None
+
+    def _wait_s(self) -> float:
+        """How long an idle call may wait before it returns to the worker's loop."""
+        return self._idle_ms / 1000
+
+
+class _DelayQueueConsumer(_DoorbellConsumer):
+    """A delay queue's consumer: waits on its bell like the others (a delayed enqueue of ours rings it), but never
+    past the earliest due time among the delayed messages it handed to the worker.  The worker keeps those in
+    memory and moves one to its queue only when this consumer's loop comes round, so the loop must come round
+    when one falls due: a paced send (50–100 ms) is then moved on time instead of at the next poll."""
+
+    def __init__(self, broker: LowLatencyRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self._due: list[int] = []  # due times (epoch ms) of the messages handed out, a heap
+
+    def __next__(self) -> Any:
+        message = super().__next__()
+        if message is not None:
+            heapq.heappush(self._due, int(message.options.get("eta") or current_millis()))
+        return message
+
+    def _wait_s(self) -> float:
+        now = current_millis()
+        if self._due and self._due[0] <= now:
+            while self._due and self._due[0] <= now:  # the loop this call returns to moves them
+                heapq.heappop(self._due)
+            return 0.0
+        if not self._due:
+            return self._idle_ms / 1000
+        return min(self._idle_ms, self._due[0] - now + 1) / 1000
 
 
 class LowLatencyRedisBroker(RedisBroker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):  # type: ignore[no-untyped-def]
-        if queue_name.endswith(".DQ"):  # delay queues: their messages become due on a clock, not on a bell
-            return super().consume(queue_name, prefetch, min(timeout, IDLE_POLL_MS))
+        if queue_name.endswith(".DQ"):  # delay queues: rung by delayed enqueues, woken again when one falls due
+            return _DelayQueueConsumer(self, queue_name, prefetch, min(timeout, DOORBELL_FALLBACK_MS))
         return _DoorbellConsumer(self, queue_name, prefetch, min(timeout, DOORBELL_FALLBACK_MS))
 
     def enqueue(self, message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
         enqueued = super().enqueue(message, delay=delay)
-        if delay is None:
-            pipe = self.client.pipeline(transaction=False)
-            ring_doorbells(pipe, self.namespace, {message.queue_name: 1})
-            pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        ring_doorbells(pipe, self.namespace, {enqueued.queue_name: 1})  # the delay queue's when delayed
+        pipe.execute()
         return enqueued
 
 
 def ring_doorbells(pipe: Any, namespace: str, counts: dict[str, int]) -> None:
     """Queue on ``pipe`` (a Redis pipeline) the wake-ups for idle consumers: one per enqueued message."""
     for queue_name, count in counts.items():
-        if queue_name.endswith(".DQ"):
-            continue
         key = doorbell_key(namespace, queue_name)
         pipe.lpush(key, *([1] * min(count, DOORBELL_DEPTH)))
         pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)

@@ -1,5 +1,6 @@
-"""The broker's doorbell on real Redis: every immediate enqueue rings the queue's bell (delayed ones do not), an idle
-consumer is woken by it, and a consumer whose process has no free thread leaves the bells to other replicas."""
+"""The broker's doorbell on real Redis: every immediate enqueue rings the queue's bell (a delayed one its delay queue's),
+an idle consumer is woken by it, a delay queue's consumer comes back when a message it handed out falls due, and a
+consumer whose process has no free thread leaves the bells to other replicas."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from dramatiq.common import current_millis
 
 from medspa.broker import (
     DOORBELL_DEPTH,
     DOORBELL_FALLBACK_MS,
-    IDLE_POLL_MS,
     LowLatencyRedisBroker,
     doorbell_key,
     enqueue_batch,
@@ -50,6 +51,7 @@ def test_an_immediate_enqueue_rings_and_a_delayed_one_does_not(
     assert _bells(redis_client, broker, queue) == 1
     broker.enqueue(message_for("some_actor", queue, 2), delay=60_000)
     assert _bells(redis_client, broker, queue) == 1
+    assert _bells(redis_client, broker, queue + ".DQ") == 1  # the delay queue's consumer fetches it at once
 
 
 def test_a_batch_rings_once_per_message_up_to_the_depth(
@@ -101,9 +103,26 @@ def test_an_idle_consumer_waits_on_its_bell_for_up_to_a_second_instead_of_pollin
     assert next(consumer) is None  # nothing queued and no bell: one wait, not ten polls a second
     waited = time.monotonic() - started
     assert DOORBELL_FALLBACK_MS / 1000 - 0.05 <= waited < DOORBELL_FALLBACK_MS / 1000 + 5
-    delayed = broker.consume(queue + ".DQ", prefetch=2, timeout=30_000)
-    started = time.monotonic()
-    assert next(delayed) is None  # a delay queue still polls at its cap: paced sends fall due on time
-    assert time.monotonic() - started < IDLE_POLL_MS / 1000 + 5
     consumer.close()
+
+
+def test_a_delay_queue_consumer_comes_back_when_its_message_falls_due(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    # The worker holds a delayed message in memory and moves it to its queue only when this consumer's loop
+    # comes round: the consumer must return when the message falls due, not at its 1 s fallback.
+    delayed = broker.consume(queue + ".DQ", prefetch=2, timeout=30_000)
+    enqueued = broker.enqueue(message_for("some_actor", queue, "later"), delay=300)
+    due_ms = int(enqueued.options["eta"])
+    message = next(delayed) or next(delayed)  # rung: fetched at once, long before it is due
+    assert message is not None and message.args == ("later",)
+    assert current_millis() < due_ms
+    for _ in range(DOORBELL_DEPTH + 2):  # a ring left over from the fetch may wake it early: harmless, it waits again
+        assert next(delayed) is None
+        if current_millis() >= due_ms:
+            break
+    returned_ms = current_millis()
+    assert due_ms <= returned_ms < due_ms + DOORBELL_FALLBACK_MS - 100  # at its due time, not the fallback's
+    delayed.ack(message)
     delayed.close()
+    redis_client.delete(doorbell_key(broker.namespace, queue + ".DQ"))
