@@ -7,7 +7,8 @@ Scenarios (each reported next to a reference measured in the same run):
 - llm_bound: 64 patients in flight (``--concurrency``) against a model that takes 500 ms (``--model-latency-ms``):
              turns/s vs the bound (in flight / latency), end-to-end p99 minus the model time, worker memory and CPU;
 - campaign:  fan-out of 50,000 recipients to a zero-latency SMS sink, then a run capped at 30 msg/s;
-- kb_search: hybrid knowledge search p50/p99 at 10k chunks (``--kb-chunks 100000`` for 100k).
+- kb_search: hybrid knowledge search p50/p99 at 10k chunks (``--kb-chunks 100000`` for 100k);
+- idle:      what 2 worker processes cost with nothing to do (CPU of the workers and of Redis, Redis commands/s).
 
 It starts everything it needs (embedded Postgres with fsync on, Redis, its own app and worker processes) in a
 temporary folder and removes it afterwards.
@@ -48,7 +49,7 @@ from scripts.bench_kb import bench_kb_search  # noqa: E402
 from scripts.bench_measure import count_rows, pct, say  # noqa: E402
 from scripts.loadgen import build_post, run_load  # noqa: E402
 
-SCENARIOS = ("ingress", "pipeline", "llm_bound", "campaign", "kb_search")
+SCENARIOS = ("ingress", "pipeline", "llm_bound", "campaign", "kb_search", "idle")
 
 
 @dataclass
@@ -447,6 +448,47 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     }
 
 
+# ------------------------------------------------------------------ idle
+def bench_idle(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
+    """Two worker processes (the pipeline's shape) with nothing to do: what an idle replica costs the machine
+    and Redis — its consumers waiting on doorbells, its heartbeats and lease checks."""
+    import redis
+
+    procs = Processes()
+    client = redis.Redis.from_url(infra.redis_url)
+    try:
+        workers = start_workers(
+            procs, infra, processes=2, threads=args.pipeline_threads, extra_env={"BENCH_MODEL_LATENCY_MS": "0"}
+        )
+        wait_for_heartbeats(infra, 2)
+        time.sleep(5)  # past boot: every consumer thread in its idle wait
+        roots = {"worker": [workers.pid], "redis": [measure.redis_pid(infra.data_dir)]}
+        client.config_resetstat()
+        before, started = measure.sample_cpu(roots), time.monotonic()
+        say(f"idle: measuring {args.idle_seconds:.0f} s with nothing to do")
+        time.sleep(args.idle_seconds)
+        after, elapsed = measure.sample_cpu(roots), time.monotonic() - started
+        stats: dict[str, Any] = client.info("commandstats")
+    finally:
+        client.close()
+        procs.stop_all()
+    calls = {
+        name.removeprefix("cmdstat_"): int(value["calls"])
+        for name, value in stats.items()
+        if isinstance(value, dict) and "calls" in value and "resetstat" not in name and name != "cmdstat_info"
+    }
+    return {
+        "seconds": round(elapsed, 1),
+        "worker_processes": 2,
+        "threads_per_process": args.pipeline_threads,
+        "worker_cpu_ms_per_s": round((after.cpu_ms["worker"] - before.cpu_ms["worker"]) / elapsed, 1),
+        "redis_cpu_ms_per_s": round((after.cpu_ms["redis"] - before.cpu_ms["redis"]) / elapsed, 1),
+        "redis_commands_per_s": round(sum(calls.values()) / elapsed, 1),
+        # Dramatiq's fetch (and ack) script: one per consumer wake-up that found nothing.
+        "redis_scripts_per_s": round(calls.get("evalsha", 0) / elapsed, 1),
+    }
+
+
 def bench_campaign(_: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
     from scripts.bench_campaign import run_campaign_bench
 
@@ -476,6 +518,7 @@ RUNNERS = {
     "llm_bound": bench_llm_bound,
     "campaign": bench_campaign,
     "kb_search": bench_kb_search,
+    "idle": bench_idle,
 }
 
 
@@ -539,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="pipeline, llm_bound (per turn), campaign (per recipient): write every statement's calls, time, rows "
         "and WAL to this file (needs --pg-option shared_preload_libraries=pg_stat_statements)",
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=20.0, help="idle: how long to measure the idle workers (seconds)"
     )
     parser.add_argument(
         "--wal-profile",
