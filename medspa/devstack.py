@@ -214,6 +214,12 @@ def redis_server_binary() -> str:
     )
 
 
+def redis_pid_file(data_dir: Path) -> Path:
+    """Where the redis-server started by ``start_redis`` writes its pid (the benchmark, the drills and the tests'
+    private servers read it to measure, freeze or stop that process)."""
+    return data_dir / "redis" / "redis.pid"
+
+
 def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = True) -> int:
     """Start (or find running) a redis-server with files under ``data_dir/redis``; returns its port."""
     rdir = data_dir / "redis"
@@ -237,7 +243,7 @@ def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = T
             "--dir",
             str(rdir),
             "--pidfile",
-            str(rdir / "redis.pid"),
+            str(redis_pid_file(data_dir)),
             "--logfile",
             str(rdir / "redis.log"),
             "--appendonly",
@@ -255,7 +261,7 @@ def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = T
 
 
 def stop_redis(data_dir: Path) -> None:
-    pid_file = data_dir / "redis" / "redis.pid"
+    pid_file = redis_pid_file(data_dir)
     if pid_file.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text().strip()), 15)

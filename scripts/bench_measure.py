@@ -19,6 +19,8 @@ from typing import Any
 
 import psycopg
 
+from medspa import devstack
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -75,9 +77,9 @@ def postmaster_pid(data_dir: Path) -> int:
 
 
 def redis_pid(data_dir: Path, *, timeout_s: float = 5.0) -> int:
-    """The embedded Redis server (its ``--pidfile``, ``medspa/devstack.py``; a daemonized server writes it just
-    after it starts answering, so wait for it)."""
-    pid_file = data_dir / "redis" / "redis.pid"
+    """The embedded Redis server (its pidfile; a daemonized server writes it just after it starts answering, so
+    wait for it)."""
+    pid_file = devstack.redis_pid_file(data_dir)
     deadline = time.monotonic() + timeout_s
     while not (text := pid_file.read_text().strip() if pid_file.exists() else ""):
         if time.monotonic() > deadline:

@@ -61,12 +61,14 @@ def _freeze_redis(procs: ProcessStack, env: DrillEnvironment, scale: Scale, resu
     import os
     import signal
 
+    from medspa import devstack
+
     # SIGSTOP, not a restart: the port stays open and every connection hangs unanswered (as a stuck server or a
     # dropped network does) — no RST for a client's retry to act on.  Webhooks must still record and answer 2xx.
     # At least 6 s: longer than a Redis client's default 5 s socket timeout, so a request that waits on Redis
     # fails (5xx) instead of merely being slow.
     frozen_s = max(scale.storm_s, 6.0)
-    pid = int((env.data_dir / "redis" / "redis.pid").read_text().strip())
+    pid = int(devstack.redis_pid_file(env.data_dir).read_text().strip())
     os.kill(pid, signal.SIGSTOP)
     try:
         time.sleep(frozen_s)  # the outage itself (what is being drilled), not synchronisation

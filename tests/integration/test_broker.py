@@ -44,7 +44,7 @@ def _bells(client: redis.Redis, broker: LowLatencyRedisBroker, queue: str) -> in
     return int(client.llen(doorbell_key(broker.namespace, queue)))
 
 
-def test_an_immediate_enqueue_rings_and_a_delayed_one_does_not(
+def test_an_immediate_enqueue_rings_its_queue_and_a_delayed_one_its_delay_queue(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
     broker.enqueue(message_for("some_actor", queue, 1))

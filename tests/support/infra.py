@@ -78,7 +78,7 @@ class PrivateRedis:
 
     @property
     def pid(self) -> int:
-        return int((self.data_dir / "redis" / "redis.pid").read_text().strip())
+        return int(devstack.redis_pid_file(self.data_dir).read_text().strip())
 
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
