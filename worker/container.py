@@ -146,9 +146,10 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     return max(2, min(DB_POOL_CAP, threads or settings.worker_threads))
 
 
-def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatModel:
+def build_model(settings: Settings, embedder: Embedder | None = None, *, connections: int | None = None) -> ChatModel:
     """The chat model for this process; the offline policy gets its understanding (local sentence embeddings
-    over labelled examples, see ``worker/understanding.py``) from ``embedder`` when that is the local model."""
+    over labelled examples, see ``worker/understanding.py``) from ``embedder`` when that is the local model.
+    ``connections``: the OpenAI client's keep-alive pool (``worker/integrations/http_pools.py``)."""
     provider = settings.model_provider
     if provider == "auto":
         provider = "openai" if settings.openai_enabled else "offline"
@@ -163,6 +164,7 @@ def build_model(settings: Settings, embedder: Embedder | None = None) -> ChatMod
             settings.openai_model,
             deadline_s=settings.model_deadline_s,
             backoff_initial_s=settings.model_retry_backoff_s,
+            connections=connections,
         )
     if provider == "bench":
         from worker.integrations.bench_model import BenchModel
@@ -191,11 +193,13 @@ def build_calendar(settings: Settings) -> Calendar:
 
 
 def build_container(settings: Settings, *, clock: Clock | None = None, threads: int | None = None) -> Container:
-    """``threads``: the worker threads of this process (sizes the database pool; default ``WORKER_THREADS``)."""
+    """``threads``: the worker threads of this process (default ``WORKER_THREADS``): sizes the database pool, the
+    Redis pool and the providers' keep-alive pools (model, embeddings, SMS)."""
     from domain.agent_loop import AgentBrain
     from medspa.secrets import check_startup
     from worker.integrations import console
     from worker.integrations.embedders import embedder_for
+    from worker.integrations.http_pools import keepalive_connections
 
     check_startup(settings)  # production: Twilio credentials present, so the console sender is never chosen
     if not settings.database_url or not settings.redis_url:
@@ -213,6 +217,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     redis_client = sync_client(
         settings.redis_url, max_connections=worker_connections(threads or settings.worker_threads)
     )
+    # Each thread calls the model and sends its reply through one client per provider: keep a connection each.
+    provider_connections = keepalive_connections(threads or settings.worker_threads)
     sms: SmsSender
     if settings.sms_provider == "sink":
         from worker.integrations.bench_model import SinkSmsSender
@@ -227,6 +233,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
             base_url_override=settings.twilio_api_base,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             timeout=settings.sms_send_timeout_s,
+            connections=provider_connections,
         )
     else:
         sms = console.ConsoleSmsSender()
@@ -241,8 +248,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
     calendar = build_calendar(settings)
-    embedder = embedder_for(settings)
-    model = build_model(settings, embedder)
+    embedder = embedder_for(settings, connections=provider_connections)
+    model = build_model(settings, embedder, connections=provider_connections)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
         settings=settings,

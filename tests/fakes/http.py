@@ -99,6 +99,9 @@ class FakeHttpServer:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections = 0  # TCP connections accepted (keep-alive reuse shows as fewer than requests)
+        self._hold_until: int | None = None
+        self._hold_timeout_s = 0.0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Self:
@@ -109,6 +112,11 @@ class FakeHttpServer:
             disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
             timeout = 10  # idle keep-alive connections end on their own
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+
             def _serve(self) -> None:
                 fake._dispatch(self)
 
@@ -117,7 +125,12 @@ class FakeHttpServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 return  # keep test output quiet
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # socketserver's listen backlog is 5: a burst of concurrent connects (a test putting dozens of calls
+            # in flight at once) overflowed it, and the dropped handshakes stalled for seconds.
+            request_queue_size = 256
+
+        server = Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -157,6 +170,14 @@ class FakeHttpServer:
         """Answer the next ``times`` matching requests with ``reply`` (``times=None``: forever)."""
         with self._lock:
             self._scripted.append(_Scripted(reply, times, when))
+
+    def hold_replies_until(self, requests: int | None, *, timeout: float = 10.0) -> None:
+        """Answer nothing until ``requests`` requests in all have arrived (None: stop holding), so that many
+        calls are in flight at once — how a test makes N threads hold N connections.  A hold that times out
+        is a violation."""
+        with self._changed:
+            self._hold_until, self._hold_timeout_s = requests, timeout
+            self._changed.notify_all()
 
     def clear_script(self) -> None:
         with self._lock:
@@ -237,6 +258,7 @@ class FakeHttpServer:
 
         with self._lock:
             self.exchanges.append((request, reply.status))
+        self._wait_for_hold()
         if reply.delay_s and self._stopping.wait(reply.delay_s):
             return
         payload, headers = reply.encoded()
@@ -250,6 +272,16 @@ class FakeHttpServer:
                 handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout tests)
+
+    def _wait_for_hold(self) -> None:
+        with self._changed:
+            deadline = time.monotonic() + self._hold_timeout_s
+            while self._hold_until is not None and len(self.requests) < self._hold_until:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping.is_set():
+                    self.violations.append(f"held replies: {len(self.requests)} of {self._hold_until} requests came")
+                    return
+                self._changed.wait(min(remaining, 0.1))
 
 
 def require(condition: object, message: str) -> None:

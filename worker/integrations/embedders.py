@@ -19,6 +19,7 @@ import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from domain.ports import Embedder
+from worker.integrations.http_pools import openai_http_client
 from worker.integrations.openai_model import is_retryable_openai_error
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def build_embedder(
     model: str = "text-embedding-3-small",
     allow_local: bool = True,
     provider: str = "auto",
+    connections: int | None = None,
 ) -> Embedder | None:
     """Pick the embedder for this process and say which in one log line.
 
@@ -158,7 +160,12 @@ def build_embedder(
     if provider not in ("auto", "openai", "local", "none"):
         raise ValueError(f"EMBEDDINGS_PROVIDER must be auto, openai, local or none, not {provider!r}")
     if provider in ("auto", "openai") and openai_api_key:
-        client = openai_client or openai.OpenAI(api_key=openai_api_key, base_url=openai_base_url or None, max_retries=0)
+        client = openai_client or openai.OpenAI(
+            api_key=openai_api_key,
+            base_url=openai_base_url or None,
+            max_retries=0,
+            http_client=openai_http_client(connections) if connections else None,
+        )
         embedder: Embedder = OpenAIEmbedder(client, model=model)
         log.info("embeddings: %s (%d dims)", embedder.name, embedder.dimensions)
         return embedder
@@ -176,14 +183,16 @@ def build_embedder(
     return None
 
 
-def embedder_for(settings: Any) -> Embedder | None:
-    """The embedder the settings ask for (one home for reading the embedding settings)."""
+def embedder_for(settings: Any, *, connections: int | None = None) -> Embedder | None:
+    """The embedder the settings ask for (one home for reading the embedding settings).  ``connections``: the
+    OpenAI client's keep-alive pool (one per thread that searches, ``worker/integrations/http_pools.py``)."""
     return build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         openai_base_url=settings.openai_base_url,
         model=settings.openai_embedding_model,
         allow_local=settings.local_embeddings,
         provider=settings.embeddings_provider,
+        connections=connections,
     )
 
 

@@ -20,6 +20,7 @@ import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from domain.ports import ChatMessage, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
+from worker.integrations.http_pools import openai_http_client
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,10 @@ class OpenAIChatModel:
         max_attempts: int = 5,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 8.0,
+        connections: int | None = None,
     ) -> None:
+        """``connections``: idle connections to keep (one per thread that calls the model, see
+        ``worker/integrations/http_pools.py``); None keeps the SDK's default pool."""
         self.name = f"openai:{model}"
         self.model = model
         self._timeout = timeout
@@ -48,7 +52,13 @@ class OpenAIChatModel:
         self._max_attempts = max_attempts
         self._backoff = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._backoff_max_s = backoff_max_s
-        self._client = openai.OpenAI(api_key=api_key, base_url=base_url or None, max_retries=0, timeout=timeout)
+        self._client = openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url or None,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai_http_client(connections) if connections else None,
+        )
 
     @property
     def client(self) -> openai.OpenAI:

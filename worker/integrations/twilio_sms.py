@@ -19,6 +19,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from domain.ports import OutboundSms, SmsSendError, SmsSendResult
+from worker.integrations.http_pools import size_session
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,15 @@ class _QuietTwilioHttpClient(TwilioHttpClient):
       the request — form fields, basic auth — so the wire format is real.
     - Its request logging is replaced: the stock client logs query params at
       INFO, and for a message list those are phone numbers (PHI).
+    - Its session keeps one connection per sending thread
+      (``worker/integrations/http_pools.py``), not the SDK's ``cores + 4``.
     """
 
-    def __init__(self, *, timeout: float, base_url_override: str | None) -> None:
+    def __init__(self, *, timeout: float, base_url_override: str | None, connections: int | None) -> None:
         super().__init__(timeout=timeout, logger=log)
         self._override = urlsplit(base_url_override) if base_url_override else None
+        if connections and self.session is not None:
+            size_session(self.session, connections)
 
     def request(
         self,
@@ -92,12 +97,16 @@ class TwilioSmsSender:
         base_url_override: str | None = None,
         messaging_service_sid: str | None = None,
         timeout: float = 10,
+        connections: int | None = None,
     ) -> None:
+        """``connections``: idle connections to keep (one per thread that sends); None keeps the SDK's pool."""
         self._messaging_service_sid = messaging_service_sid
         self._client = Client(
             account_sid,
             auth_token,
-            http_client=_QuietTwilioHttpClient(timeout=timeout, base_url_override=base_url_override),
+            http_client=_QuietTwilioHttpClient(
+                timeout=timeout, base_url_override=base_url_override, connections=connections
+            ),
         )
 
     def send(self, message: OutboundSms) -> SmsSendResult:
