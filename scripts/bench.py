@@ -130,6 +130,24 @@ class Processes:
         self.running.clear()
 
 
+def start_fake_model(procs: Processes, infra: BenchInfra, latency_ms: int) -> tuple[str, subprocess.Popen[bytes]]:
+    """``scripts/bench_fake_model.py`` under uvicorn on a free port, answering after ``latency_ms``: its base URL
+    once it answers, and its process."""
+    port = devstack.free_port()
+    argv = [sys.executable, "-m", "uvicorn", "scripts.bench_fake_model:app", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--no-access-log", "--log-level", "warning", "--backlog", "2048"]
+    env = os.environ.copy() | {"BENCH_FAKE_MODEL_LATENCY_MS": str(latency_ms)}
+    server = procs.start(argv, env, infra.data_dir / "fake-model.log")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.post(url + "/v1/chat/completions", json={}, timeout=1)  # 400: up
+            return url, server
+        time.sleep(0.1)
+    raise RuntimeError(f"the fake model did not start; see {infra.data_dir / 'fake-model.log'}")
+
+
 def start_app(
     procs: Processes,
     infra: BenchInfra,
@@ -378,12 +396,20 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         app = start_app(procs, infra, port, workers=1)
         processes = args.worker_processes
         threads = concurrency // processes + 8  # turns in flight per process plus headroom for the send actors
+        model_env: dict[str, str] = {"BENCH_MODEL_LATENCY_MS": str(latency_ms)}
+        model_server: subprocess.Popen[bytes] | None = None
+        if args.model_client == "openai":
+            # The worker's real OpenAI adapter (the SDK, its HTTP client, the agent's full request) against a fake
+            # model endpoint that answers after the latency; its CPU is reported apart (it shares the cores).
+            model_url, model_server = start_fake_model(procs, infra, latency_ms)
+            model_env = {
+                "MODEL_PROVIDER": "openai",
+                "OPENAI_API_KEY": "sk-bench-not-a-secret",
+                "OPENAI_BASE_URL": model_url + "/v1",
+                "EMBEDDINGS_PROVIDER": "none",
+            }
         workers = start_workers(
-            procs,
-            infra,
-            processes=processes,
-            threads=threads,
-            extra_env={"BENCH_MODEL_LATENCY_MS": str(latency_ms), "SMS_SINK_ANNOUNCE": "true"},
+            procs, infra, processes=processes, threads=threads, extra_env=model_env | {"SMS_SINK_ANNOUNCE": "true"}
         )
         wait_for_heartbeats(infra, processes)
         postmaster = measure.postmaster_pid(infra.data_dir)
@@ -391,12 +417,15 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         statements: list[tuple[Any, ...]] = []
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         sampler = measure.WindowSampler(
-            roots=lambda: {
-                "worker": [workers.pid],
-                "postgres": [postmaster],
-                "webhook": [app.pid],
-                "redis": [redis_server],
-            },
+            roots=lambda: (
+                {
+                    "worker": [workers.pid],
+                    "postgres": [postmaster],
+                    "webhook": [app.pid],
+                    "redis": [redis_server],
+                }
+                | ({"model_server": [model_server.pid]} if model_server is not None else {})
+            ),
             start_after_s=args.warmup,
             window_s=args.duration,
             memory_root=lambda: [workers.pid],
@@ -419,6 +448,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
     latencies.sort()
     return {
         "model_latency_ms": latency_ms,
+        "model_client": args.model_client,
         "concurrency": concurrency,
         "turns_per_s": round(turns_per_s, 1),
         "bound_turns_per_s": round(bound, 1),
@@ -443,6 +473,11 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "postgres_cpu_ms_per_turn": measure.per_turn(cpu.get("postgres", 0.0), completed),
         "webhook_cpu_ms_per_turn": measure.per_turn(cpu.get("webhook", 0.0), completed),
         "redis_cpu_ms_per_turn": measure.per_turn(cpu.get("redis", 0.0), completed),
+        **(
+            {"model_server_cpu_ms_per_turn": measure.per_turn(cpu.get("model_server", 0.0), completed)}
+            if args.model_client == "openai"
+            else {}
+        ),
         "worker_cpu_cores": round(cpu.get("worker", 0.0) / 1000 / window, 2) if window else None,
         "postgres_cpu_cores": round(cpu.get("postgres", 0.0) / 1000 / window, 2) if window else None,
     }
@@ -554,7 +589,17 @@ def main(argv: list[str] | None = None) -> int:
         help="llm_bound: worker processes (threads: in flight / processes + 8)",
     )
     parser.add_argument(
-        "--model-latency-ms", type=int, default=500, help="llm_bound: the fake model's latency per call (ms)"
+        "--model-latency-ms",
+        type=int,
+        default=500,
+        help="llm_bound: the fake model's latency per call (ms)",
+    )
+    parser.add_argument(
+        "--model-client",
+        choices=("bench", "openai"),
+        default="bench",
+        help="llm_bound: the worker's model adapter — the in-process bench model (sleeps), or the real OpenAI adapter "
+        "through the SDK against scripts/bench_fake_model.py (what a real model's calls cost the worker)",
     )
     parser.add_argument("--campaign-recipients", type=int, default=50_000)
     parser.add_argument("--capped-recipients", type=int, default=600)

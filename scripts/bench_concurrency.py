@@ -8,6 +8,11 @@ an ``AsyncConnectionPool``, uvloop: what an asyncio actor path would be).  Each 
 so its memory and CPU are its own: RSS after start-up and under load, CPU per turn (the process and Postgres),
 turns/s against the bound (in flight / latency) and p99 minus the model time.
 
+``--model openai`` makes the model call a real one through the OpenAI SDK — the sync ``OpenAI`` client shared by
+the threads, the ``AsyncOpenAI`` client by the tasks, each with a keep-alive pool of one connection per turn in
+flight (``worker/integrations/http_pools.py``) — against ``scripts/bench_fake_model.py`` (uvicorn, in a process
+of its own), which answers after the latency; ``--model sleep`` (the default) only waits.
+
 It isolates the concurrency model from the rest of the service (no Dramatiq, no webhook, no ORM): what it shows is
 what the choice between them costs or saves, not the service's throughput.
 """
@@ -15,6 +20,7 @@ what the choice between them costs or saves, not the service's throughput.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +33,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from worker.integrations.http_pools import THREADS_PER_CLIENT  # noqa: E402
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bench_conv (id int PRIMARY KEY, seq bigint NOT NULL DEFAULT 0, state text NOT NULL
@@ -65,10 +73,22 @@ class Window:
             self.latencies_ms.append((ended - started) * 1000)
 
 
-def run_threads(dsn: str, in_flight: int, latency_s: float, window: Window) -> None:
+MODEL_KEY = "bench-not-a-secret"
+QUESTION = [{"role": "user", "content": "What are your hours?"}]
+
+
+def run_threads(
+    dsn: str,
+    in_flight: int,
+    latency_s: float,
+    window: Window,
+    model_url: str | None = None,
+    threads_per_client: int = 32,
+) -> None:
     from psycopg_pool import ConnectionPool
 
     pool = ConnectionPool(dsn, min_size=4, max_size=POOL_SIZE, open=True)
+    wait_for_model = _sync_model(model_url, in_flight, latency_s, threads_per_client)
 
     def patient(conv_id: int) -> None:
         while time.monotonic() < window.stop:
@@ -77,7 +97,7 @@ def run_threads(dsn: str, in_flight: int, latency_s: float, window: Window) -> N
                 with pool.connection() as conn, conn.pipeline():
                     conn.execute(ATTACH, (conv_id,))
                     conn.execute(HISTORY, (conv_id,)).fetchall()
-                time.sleep(latency_s)
+                wait_for_model()
                 with pool.connection() as conn, conn.pipeline():
                     conn.execute(MESSAGE, (conv_id, "user", "What are your hours?"))
                     conn.execute(MESSAGE, (conv_id, "assistant", "We are open 9 to 6, Monday to Saturday."))
@@ -96,7 +116,66 @@ def run_threads(dsn: str, in_flight: int, latency_s: float, window: Window) -> N
     pool.close()
 
 
-def run_asyncio(dsn: str, in_flight: int, latency_s: float, window: Window) -> None:
+def _sync_model(model_url: str | None, in_flight: int, latency_s: float, threads_per_client: int) -> Any:
+    """The model call of a thread: a sleep, or a chat completion through the sync OpenAI client."""
+    if model_url is None:
+        return lambda: time.sleep(latency_s)
+    import openai
+
+    from worker.integrations.http_pools import OpenAIClients
+
+    # As the worker's model adapter holds them: one client per group of threads (``--threads-per-client``; as many
+    # as there are threads in flight: one client for all, to compare).
+    clients = OpenAIClients(
+        lambda http_client: openai.OpenAI(
+            api_key=MODEL_KEY,
+            base_url=model_url,
+            max_retries=0,
+            timeout=latency_s + 30,
+            http_client=http_client,
+            default_headers={"x-bench-latency-ms": str(round(latency_s * 1000))},
+        ),
+        in_flight,
+        threads_per_client=threads_per_client,
+    )
+    return lambda: clients.for_this_thread().chat.completions.create(model="bench", messages=QUESTION)  # type: ignore[arg-type]
+
+
+def _async_model(model_url: str | None, in_flight: int, latency_s: float) -> Any:
+    """The model call of a task: ``asyncio.sleep``, or a chat completion through the AsyncOpenAI client."""
+    import asyncio
+
+    if model_url is None:
+        return lambda: asyncio.sleep(latency_s)
+    import httpx2
+    import openai
+
+    from worker.integrations.http_pools import OPENAI_MAX_CONNECTIONS, keepalive_connections
+
+    connections = keepalive_connections(in_flight)
+    client = openai.AsyncOpenAI(
+        api_key=MODEL_KEY,
+        base_url=model_url,
+        max_retries=0,
+        timeout=latency_s + 30,
+        http_client=openai.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(
+                max_connections=max(OPENAI_MAX_CONNECTIONS, connections), max_keepalive_connections=connections
+            )
+        ),
+        default_headers={"x-bench-latency-ms": str(round(latency_s * 1000))},
+    )
+    return lambda: client.chat.completions.create(model="bench", messages=QUESTION)  # type: ignore[arg-type]
+
+
+def run_asyncio(
+    dsn: str,
+    in_flight: int,
+    latency_s: float,
+    window: Window,
+    model_url: str | None = None,
+    threads_per_client: int = 0,
+) -> None:
     import asyncio
 
     from psycopg_pool import AsyncConnectionPool
@@ -104,6 +183,7 @@ def run_asyncio(dsn: str, in_flight: int, latency_s: float, window: Window) -> N
     async def main() -> None:
         pool = AsyncConnectionPool(dsn, min_size=4, max_size=POOL_SIZE, open=False)
         await pool.open()
+        wait_for_model = _async_model(model_url, in_flight, latency_s)  # inside the loop: the client binds to it
 
         async def patient(conv_id: int) -> None:
             while time.monotonic() < window.stop:
@@ -112,7 +192,7 @@ def run_asyncio(dsn: str, in_flight: int, latency_s: float, window: Window) -> N
                     async with pool.connection() as conn, conn.pipeline():
                         await conn.execute(ATTACH, (conv_id,))
                         await (await conn.execute(HISTORY, (conv_id,))).fetchall()
-                    await asyncio.sleep(latency_s)
+                    await wait_for_model()
                     async with pool.connection() as conn, conn.pipeline():
                         await conn.execute(MESSAGE, (conv_id, "user", "What are your hours?"))
                         await conn.execute(MESSAGE, (conv_id, "assistant", "We are open 9 to 6, Monday to Saturday."))
@@ -148,20 +228,28 @@ def child(args: argparse.Namespace) -> None:
     """One mode, in this process; prints one JSON line."""
     from scripts import bench_measure as measure
 
+    if args.model_url:
+        import openai  # noqa: F401 - loaded before the baseline: the SDK's size is not memory per turn in flight
+
     rss_start = _rss_mb()
     window = Window(args.warmup, args.duration)
     postmaster = args.postmaster
     pg_cpu: list[float] = []
+    model_cpu: list[float] = []  # the fake model server's (--model openai): it shares the machine's cores
 
     def pg_sampler() -> None:
         time.sleep(max(0.0, window.start - time.monotonic()))
         pg_cpu.append(measure.tree_cpu_ms(postmaster))
+        if args.model_pid:
+            model_cpu.append(measure.tree_cpu_ms(args.model_pid))
         time.sleep(max(0.0, window.stop - time.monotonic()))
         pg_cpu.append(measure.tree_cpu_ms(postmaster))
+        if args.model_pid:
+            model_cpu.append(measure.tree_cpu_ms(args.model_pid))
 
     threading.Thread(target=pg_sampler, daemon=True).start()
     runner = run_threads if args.mode == "threads" else run_asyncio
-    runner(args.dsn, args.in_flight, args.latency_ms / 1000, window)
+    runner(args.dsn, args.in_flight, args.latency_ms / 1000, window, args.model_url, args.threads_per_client)
     turns = len(window.latencies_ms)
     latencies = sorted(window.latencies_ms)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0
@@ -170,6 +258,8 @@ def child(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "mode": args.mode,
+                "model": "openai" if args.model_url else "sleep",
+                "threads_per_client": args.threads_per_client if args.model_url and args.mode == "threads" else None,
                 "in_flight": args.in_flight,
                 "latency_ms": args.latency_ms,
                 "turns_per_s": round(turns / args.duration, 1),
@@ -184,6 +274,9 @@ def child(args: argparse.Namespace) -> None:
                 "postgres_cpu_ms_per_turn": round((pg_cpu[1] - pg_cpu[0]) / turns, 3)
                 if turns and len(pg_cpu) == 2
                 else None,
+                "model_server_cpu_ms_per_turn": round((model_cpu[1] - model_cpu[0]) / turns, 3)
+                if turns and len(model_cpu) == 2
+                else None,
             }
         ),
         flush=True,
@@ -197,12 +290,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="threads,asyncio")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument(
+        "--model",
+        choices=("sleep", "openai"),
+        default="sleep",
+        help="the model call: a sleep, or a chat completion through the OpenAI SDK against a local fake model",
+    )
+    parser.add_argument(
+        "--threads-per-client",
+        type=int,
+        default=THREADS_PER_CLIENT,
+        help="threads mode with --model openai: threads sharing one OpenAI client (the worker's default; a number as "
+        "large as --in-flight gives all threads one client)",
+    )
     parser.add_argument("--json", type=Path)
     # Internal: the child process running one mode.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--postmaster", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-url", help=argparse.SUPPRESS)
+    parser.add_argument("--model-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         args.in_flight, args.latency_ms = args.in_flight[0], args.latency_ms[0]
@@ -214,10 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from scripts import bench_measure as measure
-    from scripts.bench import bench_infrastructure, say
+    from scripts.bench import Processes, bench_infrastructure, say, start_fake_model
 
     results: list[dict[str, Any]] = []
-    with bench_infrastructure() as infra:
+    procs = Processes()
+    with bench_infrastructure() as infra, contextlib.ExitStack() as cleanup:
+        cleanup.callback(procs.stop_all)
+        model_argv = []
+        if args.model == "openai":
+            url, server = start_fake_model(procs, infra, latency_ms=0)  # each call asks for its latency (a header)
+            model_argv = ["--model-url", url + "/v1", "--model-pid", str(server.pid)]
         dsn = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)
@@ -248,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                         str(args.warmup),
                         "--duration",
                         str(args.duration),
+                        *model_argv,
+                        "--threads-per-client",
+                        str(args.threads_per_client),
                     ],
                     check=True,
                     capture_output=True,

@@ -146,10 +146,10 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     return max(2, min(DB_POOL_CAP, threads or settings.worker_threads))
 
 
-def build_model(settings: Settings, embedder: Embedder | None = None, *, connections: int | None = None) -> ChatModel:
+def build_model(settings: Settings, embedder: Embedder | None = None, *, threads: int | None = None) -> ChatModel:
     """The chat model for this process; the offline policy gets its understanding (local sentence embeddings
     over labelled examples, see ``worker/understanding.py``) from ``embedder`` when that is the local model.
-    ``connections``: the OpenAI client's keep-alive pool (``worker/integrations/http_pools.py``)."""
+    ``threads``: the threads calling it (sizes the OpenAI clients, ``worker/integrations/http_pools.py``)."""
     provider = settings.model_provider
     if provider == "auto":
         provider = "openai" if settings.openai_enabled else "offline"
@@ -164,7 +164,7 @@ def build_model(settings: Settings, embedder: Embedder | None = None, *, connect
             settings.openai_model,
             deadline_s=settings.model_deadline_s,
             backoff_initial_s=settings.model_retry_backoff_s,
-            connections=connections,
+            threads=threads,
         )
     if provider == "bench":
         from worker.integrations.bench_model import BenchModel
@@ -249,7 +249,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
         payments = console.LocalTestPayments(settings.public_base_url)
     calendar = build_calendar(settings)
     embedder = embedder_for(settings, connections=provider_connections)
-    model = build_model(settings, embedder, connections=provider_connections)
+    model = build_model(settings, embedder, threads=threads or settings.worker_threads)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
         settings=settings,

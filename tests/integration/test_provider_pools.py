@@ -10,11 +10,14 @@ round, which is what a worker with hundreds of threads paid on every model call 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import openai
 import pytest
 
 from domain.ports import ChatMessage, OutboundSms, TurnContext
@@ -22,7 +25,7 @@ from tests.fakes.http import FakeHttpServer
 from tests.fakes.openai_api import FakeOpenAIApi
 from tests.fakes.twilio_api import FakeTwilioApi
 from worker.integrations.embedders import build_embedder
-from worker.integrations.http_pools import keepalive_connections
+from worker.integrations.http_pools import THREADS_PER_CLIENT, OpenAIClients, keepalive_connections
 from worker.integrations.openai_model import OpenAIChatModel
 from worker.integrations.twilio_sms import TwilioSmsSender
 
@@ -48,12 +51,7 @@ def test_model_calls_keep_one_connection_per_thread(sized: bool) -> None:
     threads = 120  # more than the SDK's default keep-alive pool (100)
     with FakeOpenAIApi(OPENAI_KEY) as fake:
         fake.responder = lambda _body: {"role": "assistant", "content": "We open at 9."}
-        model = OpenAIChatModel(
-            OPENAI_KEY,
-            fake.base_url + "/v1",
-            "gpt-4o-mini",
-            connections=keepalive_connections(threads) if sized else None,
-        )
+        model = OpenAIChatModel(OPENAI_KEY, fake.base_url + "/v1", "gpt-4o-mini", threads=threads if sized else None)
         context = TurnContext(
             clinic_timezone="America/New_York", now=datetime(2031, 1, 1, tzinfo=UTC), agent_state="idle"
         )
@@ -62,7 +60,7 @@ def test_model_calls_keep_one_connection_per_thread(sized: bool) -> None:
             return model.complete([ChatMessage(role="user", content=f"hours? {i}")], [], context).content or ""
 
         first, second = _two_rounds(fake, threads, call)
-        model.client.close()
+        model.close()
     assert first == threads
     if sized:
         assert second == threads  # every call of the second round found a kept connection
@@ -106,3 +104,27 @@ def test_sms_sends_keep_one_connection_per_thread(sized: bool, caplog: pytest.Lo
     else:
         assert second > threads
         assert pool_full  # urllib3 warned for every connection it had no room to keep
+
+
+def test_each_group_of_threads_gets_a_client_of_its_own_and_keeps_it() -> None:
+    threads = 3 * THREADS_PER_CLIENT + 5
+    built: list[openai.OpenAI] = []
+
+    def build(http_client: Any) -> openai.OpenAI:
+        built.append(openai.OpenAI(api_key=OPENAI_KEY, base_url="http://127.0.0.1:9/v1", http_client=http_client))
+        return built[-1]
+
+    clients = OpenAIClients(build, threads)
+    assert len(clients) == 4 == len(built)
+
+    def first_and_again(_: int) -> tuple[int, int]:
+        return id(clients.for_this_thread()), id(clients.for_this_thread())
+
+    with ThreadPoolExecutor(threads) as pool:
+        # Every task waits for all the others, so each runs on a thread of its own.
+        barrier = threading.Barrier(threads, timeout=10)
+        pairs = list(pool.map(lambda i: (barrier.wait(), first_and_again(i))[1], range(threads)))
+    clients.close()
+    assert all(first == again for first, again in pairs)  # a thread keeps its client
+    per_client = Counter(first for first, _ in pairs)
+    assert sorted(per_client.values()) == [25, 25, 25, 26]  # round robin: no client serves more than its pool keeps

@@ -10,9 +10,21 @@ urllib3 warned "Connection pool is full, discarding connection" each time.  Size
 thread's call finds or returns a kept connection.  Neither pool limits how many connections may be open at once
 (httpx2: ``max_connections``; requests never blocks), so sizing never makes a caller wait; idle connections
 expire on their own (httpx2 after 5 s, the provider closes requests' ones).
+
+One OpenAI client does not serve hundreds of threads well, whatever its pool: httpcore's connection pool does every
+request's bookkeeping under one lock, walking all its connections, so threads queue on that lock
+(``ThreadLock.__enter__`` was a fifth of a 256-thread process's samples). ``OpenAIClients`` gives each group of
+up to ``THREADS_PER_CLIENT`` threads a client of its own: at 256 threads against a 500 ms fake model, 8 clients
+did 462–469 calls/s at 2.0–2.1 ms of CPU per call, one client 379–380 at 2.6 (``scripts/bench_concurrency.py
+--model openai``; README, *Threads vs asyncio*).
 """
 
 from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Callable
 
 import httpx2  # the openai SDK's HTTP library (its clients take its Limits)
 import openai
@@ -21,6 +33,8 @@ from requests.adapters import HTTPAdapter
 
 # Connections on top of one per worker thread: the Dramatiq-side helpers (the sweeper, reconciliations).
 HEADROOM = 4
+# Threads that share one OpenAI client (see the module docstring).
+THREADS_PER_CLIENT = 32
 # httpx2's bound on open connections (the SDK's default); never below the keep-alive pool.
 OPENAI_MAX_CONNECTIONS = 1000
 
@@ -45,3 +59,39 @@ def size_session(session: requests.Session, connections: int) -> None:
     adapter = HTTPAdapter(pool_maxsize=connections)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+
+
+class OpenAIClients:
+    """The OpenAI clients of a process of ``threads`` threads: one per ``threads_per_client`` threads, each keeping
+    a connection per thread it serves; a thread keeps the client it was first given (round robin).  ``threads``
+    None: one client with the SDK's default pool (scripts and tests)."""
+
+    def __init__(
+        self,
+        build: Callable[[httpx2.Client | None], openai.OpenAI],
+        threads: int | None,
+        *,
+        threads_per_client: int = THREADS_PER_CLIENT,
+    ) -> None:
+        if threads is None:
+            self._clients = [build(None)]
+        else:
+            count = math.ceil(max(1, threads) / max(1, threads_per_client))
+            per_client = keepalive_connections(math.ceil(max(1, threads) / count))
+            self._clients = [build(openai_http_client(per_client)) for _ in range(count)]
+        self._local = threading.local()
+        self._turns = itertools.count()  # next() on a count is atomic under the GIL
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def for_this_thread(self) -> openai.OpenAI:
+        client: openai.OpenAI | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._clients[next(self._turns) % len(self._clients)]
+            self._local.client = client
+        return client
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from domain.ports import ChatMessage, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
-from worker.integrations.http_pools import openai_http_client
+from worker.integrations.http_pools import OpenAIClients
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,10 @@ class OpenAIChatModel:
         max_attempts: int = 5,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 8.0,
-        connections: int | None = None,
+        threads: int | None = None,
     ) -> None:
-        """``connections``: idle connections to keep (one per thread that calls the model, see
-        ``worker/integrations/http_pools.py``); None keeps the SDK's default pool."""
+        """``threads``: the threads that call the model — one client per group of them, keeping a connection per
+        thread (``worker/integrations/http_pools.py``); None: one client with the SDK's default pool."""
         self.name = f"openai:{model}"
         self.model = model
         self._timeout = timeout
@@ -52,18 +53,20 @@ class OpenAIChatModel:
         self._max_attempts = max_attempts
         self._backoff = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._backoff_max_s = backoff_max_s
-        self._client = openai.OpenAI(
-            api_key=api_key,
-            base_url=base_url or None,
-            max_retries=0,
-            timeout=timeout,
-            http_client=openai_http_client(connections) if connections else None,
+        self._clients = OpenAIClients(
+            lambda http_client: openai.OpenAI(
+                api_key=api_key, base_url=base_url or None, max_retries=0, timeout=timeout, http_client=http_client
+            ),
+            threads,
         )
 
     @property
     def client(self) -> openai.OpenAI:
-        """The underlying SDK client (shared with :class:`OpenAIEmbedder`)."""
-        return self._client
+        """The SDK client this thread calls the model with."""
+        return self._clients.for_this_thread()
+
+    def close(self) -> None:
+        self._clients.close()
 
     def complete(
         self,
@@ -80,7 +83,19 @@ class OpenAIChatModel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ModelUnavailable("model deadline passed")
-            response = self._client.chat.completions.create(**request, timeout=min(self._timeout, remaining))
+            # Posted as is, not through ``chat.completions.create``: the typed method runs every message and tool
+            # schema through the SDK's TypedDict transform (``openai/_utils/_transform.py``), which for the agent's
+            # request (every tool's JSON schema, the history) was half the worker's CPU with a real model — 12.5 ms
+            # of worker CPU per turn against 4.4 with the bench model (``scripts/bench.py --only llm_bound
+            # --model-client openai``).  The request is already in wire form (``to_openai_message``, the tools'
+            # JSON schemas; chat parameters have no aliases to rename), and the SDK still does the rest: base URL,
+            # auth, the timeout, errors as ``openai`` exceptions, the response as a ``ChatCompletion``.
+            response = self.client.post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                body=request,
+                options={"timeout": min(self._timeout, remaining)},
+            )
             return _to_reply(response)
 
         retrying = Retrying(
