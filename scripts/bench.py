@@ -6,6 +6,7 @@ Scenarios (each reported next to a reference measured in the same run):
              processes, vs the raw single-row commit rate of the same Postgres;
 - llm_bound: 64 patients in flight (``--concurrency``) against a model that takes 500 ms (``--model-latency-ms``):
              turns/s vs the bound (in flight / latency), end-to-end p99 minus the model time, worker memory and CPU;
+             ``--model-client openai`` runs the worker's real OpenAI adapter against scripts/bench_fake_model.py;
 - campaign:  fan-out of 50,000 recipients to a zero-latency SMS sink, then a run capped at 30 msg/s;
 - kb_search: hybrid knowledge search p50/p99 at 10k chunks (``--kb-chunks 100000`` for 100k);
 - idle:      what 2 worker processes cost with nothing to do (CPU of the workers and of Redis, Redis commands/s).
