@@ -44,13 +44,17 @@ def keepalive_connections(threads: int) -> int:
     return max(1, threads) + HEADROOM
 
 
+def openai_limits(connections: int) -> httpx2.Limits:
+    """An OpenAI client's pool: ``connections`` kept alive, the SDK's bound on open ones."""
+    return httpx2.Limits(
+        max_connections=max(OPENAI_MAX_CONNECTIONS, connections), max_keepalive_connections=connections
+    )
+
+
 def openai_http_client(connections: int) -> httpx2.Client:
     """The OpenAI SDK's own HTTP client (its default timeouts and redirect policy; the SDK client's ``timeout``
     still applies per request) with a keep-alive pool of ``connections``."""
-    limits = httpx2.Limits(
-        max_connections=max(OPENAI_MAX_CONNECTIONS, connections), max_keepalive_connections=connections
-    )
-    return openai.DefaultHttpxClient(limits=limits)
+    return openai.DefaultHttpxClient(limits=openai_limits(connections))
 
 
 def size_session(session: requests.Session, connections: int) -> None:
