@@ -214,11 +214,8 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     database = Database(engine)
     # Bounded and blocking (never MaxConnectionsError): one connection per worker thread (the SMS sink, the chat
     # publisher, the rate limiter, leases), plus the scheduler-side helpers' headroom.
-    redis_client = sync_client(
-        settings.redis_url, max_connections=worker_connections(threads or settings.worker_threads)
-    )
-    # Each thread calls the model and sends its reply through one client per provider: keep a connection each.
-    provider_connections = keepalive_connections(threads or settings.worker_threads)
+    process_threads = threads or settings.worker_threads
+    redis_client = sync_client(settings.redis_url, max_connections=worker_connections(process_threads))
     sms: SmsSender
     if settings.sms_provider == "sink":
         from worker.integrations.bench_model import SinkSmsSender
@@ -233,7 +230,7 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
             base_url_override=settings.twilio_api_base,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             timeout=settings.sms_send_timeout_s,
-            connections=provider_connections,
+            connections=keepalive_connections(process_threads),  # each thread sends its replies: a connection each
         )
     else:
         sms = console.ConsoleSmsSender()
@@ -248,8 +245,9 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     else:
         payments = console.LocalTestPayments(settings.public_base_url)
     calendar = build_calendar(settings)
-    embedder = embedder_for(settings, connections=provider_connections)
-    model = build_model(settings, embedder, threads=threads or settings.worker_threads)
+    # Each thread calls the model (and may search): OpenAI clients sized for them (worker/integrations/http_pools.py).
+    embedder = embedder_for(settings, threads=process_threads)
+    model = build_model(settings, embedder, threads=process_threads)
     brain = AgentBrain(model, max_steps=settings.max_tool_steps, history_window=settings.history_window)
     return Container(
         settings=settings,

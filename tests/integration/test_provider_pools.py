@@ -71,9 +71,7 @@ def test_model_calls_keep_one_connection_per_thread(sized: bool) -> None:
 def test_embedding_calls_keep_one_connection_per_thread() -> None:
     threads = 110
     with FakeOpenAIApi(OPENAI_KEY) as fake:
-        embedder = build_embedder(
-            OPENAI_KEY, openai_base_url=fake.base_url + "/v1", connections=keepalive_connections(threads)
-        )
+        embedder = build_embedder(OPENAI_KEY, openai_base_url=fake.base_url + "/v1", threads=threads)
         assert embedder is not None
         first, second = _two_rounds(fake, threads, lambda i: embedder.embed([f"botox price {i}"]))
     assert (first, second) == (threads, threads)

@@ -19,7 +19,7 @@ import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from domain.ports import Embedder
-from worker.integrations.http_pools import openai_http_client
+from worker.integrations.http_pools import OpenAIClients
 from worker.integrations.openai_model import is_retryable_openai_error
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class OpenAIEmbedder:
 
     def __init__(
         self,
-        client: openai.OpenAI,
+        client: openai.OpenAI | OpenAIClients,
         model: str = "text-embedding-3-small",
         dimensions: int = DIMENSIONS,
         *,
@@ -46,7 +46,9 @@ class OpenAIEmbedder:
     ) -> None:
         self.name = f"openai:{model}:{dimensions}"
         self.dimensions = dimensions
-        self._client = client
+        # A process's clients (one per group of threads, ``worker/integrations/http_pools.py``) or one client.
+        self._clients = client if isinstance(client, OpenAIClients) else None
+        self._client = client if isinstance(client, openai.OpenAI) else None
         self._model = model
         self._timeout = timeout
         self._max_attempts = max_attempts
@@ -67,8 +69,10 @@ class OpenAIEmbedder:
             reraise=True,
         )
         try:
+            client = self._clients.for_this_thread() if self._clients is not None else self._client
+            assert client is not None
             response = retrying(
-                self._client.embeddings.create,
+                client.embeddings.create,
                 model=self._model,
                 input=cleaned,
                 dimensions=self.dimensions,
@@ -148,7 +152,7 @@ def build_embedder(
     model: str = "text-embedding-3-small",
     allow_local: bool = True,
     provider: str = "auto",
-    connections: int | None = None,
+    threads: int | None = None,
 ) -> Embedder | None:
     """Pick the embedder for this process and say which in one log line.
 
@@ -160,13 +164,14 @@ def build_embedder(
     if provider not in ("auto", "openai", "local", "none"):
         raise ValueError(f"EMBEDDINGS_PROVIDER must be auto, openai, local or none, not {provider!r}")
     if provider in ("auto", "openai") and openai_api_key:
-        client = openai_client or openai.OpenAI(
-            api_key=openai_api_key,
-            base_url=openai_base_url or None,
-            max_retries=0,
-            http_client=openai_http_client(connections) if connections else None,
+        # ``threads``: the threads that search — one client per group of them, a connection kept per thread.
+        clients = openai_client or OpenAIClients(
+            lambda http_client: openai.OpenAI(
+                api_key=openai_api_key, base_url=openai_base_url or None, max_retries=0, http_client=http_client
+            ),
+            threads,
         )
-        embedder: Embedder = OpenAIEmbedder(client, model=model)
+        embedder: Embedder = OpenAIEmbedder(clients, model=model)
         log.info("embeddings: %s (%d dims)", embedder.name, embedder.dimensions)
         return embedder
     if provider == "openai":
@@ -183,16 +188,16 @@ def build_embedder(
     return None
 
 
-def embedder_for(settings: Any, *, connections: int | None = None) -> Embedder | None:
-    """The embedder the settings ask for (one home for reading the embedding settings).  ``connections``: the
-    OpenAI client's keep-alive pool (one per thread that searches, ``worker/integrations/http_pools.py``)."""
+def embedder_for(settings: Any, *, threads: int | None = None) -> Embedder | None:
+    """The embedder the settings ask for (one home for reading the embedding settings).  ``threads``: the threads
+    that may search (sizes the OpenAI clients, ``worker/integrations/http_pools.py``)."""
     return build_embedder(
         settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         openai_base_url=settings.openai_base_url,
         model=settings.openai_embedding_model,
         allow_local=settings.local_embeddings,
         provider=settings.embeddings_provider,
-        connections=connections,
+        threads=threads,
     )
 
 
