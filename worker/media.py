@@ -47,7 +47,7 @@ WHERE m.conversation_id = %(conversation)s AND m.inbound_seq = %(seq)s
 ON CONFLICT (clinic_id, inbox_id, position) DO NOTHING
 RETURNING id
 """
-_ROW = "SELECT conversation_id, provider_url, content_type, status, attempts FROM message_media WHERE id = :id"
+_ROW = "SELECT conversation_id, provider_url, content_type, status, attempts, storage_key FROM message_media WHERE id = :id"
 _STORED = """
 UPDATE message_media SET status = :stored, storage_key = :key, size_bytes = :size, sha256 = :sha,
        content_type = :type, stored_at = now(), attempts = attempts + 1, last_error = ''
@@ -115,7 +115,9 @@ def fetch_and_store(
     if row is None:
         return FetchOutcome("missing")
     if row["status"] != PENDING:
-        return FetchOutcome(str(row["status"]))
+        # Handled elsewhere — e.g. the media actor stored it while a turn of a vision clinic was about to fetch it:
+        # the key goes back with the status, or that turn would leave the photo out.
+        return FetchOutcome(str(row["status"]), row["storage_key"])
     if fetcher is None:
         return _fail(database, clinic_id, media_id, "twilio is not configured (no account credentials)", final=True)
     try:

@@ -200,6 +200,8 @@ def test_a_photo_is_fetched_with_the_account_credentials_and_stored_once(env, tw
     again = fetch_and_store(container.database, fetcher, store, GLOW, media_id, max_bytes=4096)
 
     assert outcome.status == "stored" and again.status == "stored"
+    # Stored before (by another worker, say): the second caller still learns where (a vision turn reads it from there).
+    assert again.storage_key == outcome.storage_key and outcome.storage_key
     assert len(twilio.requests_to("GET", f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/")) == fetched == 1
     row = _media_row(container.database, media_id)
     assert row["status"] == "stored" and row["size_bytes"] == len(PNG) and row["position"] == 0
