@@ -7,16 +7,16 @@ concurrent callers: the OpenAI client keeps at most 100 idle connections (httpx2
 all in use opens a new one, and when it ends the pool has no room to keep it, so it is closed — past the pool's
 size, each model call or SMS send paid a fresh TCP + TLS handshake to the provider (CPU and a round trip), and
 urllib3 warned "Connection pool is full, discarding connection" each time.  Sized from the thread count, every
-thread's call finds or returns a kept connection.  Neither pool limits how many connections may be open at once
-(httpx2: ``max_connections``; requests never blocks), so sizing never makes a caller wait; idle connections
-expire on their own (httpx2 after 5 s, the provider closes requests' ones).
+thread's call finds or returns a kept connection.  Sizing what is kept never makes a caller wait (httpx2 opens up
+to ``OPENAI_MAX_CONNECTIONS`` at once, requests' pool never blocks); idle connections expire on their own (httpx2's
+after 5 s; the provider closes requests' ones).
 
 One OpenAI client does not serve hundreds of threads well, whatever its pool: httpcore's connection pool does every
 request's bookkeeping under one lock, walking all its connections, so threads queue on that lock
 (``ThreadLock.__enter__`` was a fifth of a 256-thread process's samples). ``OpenAIClients`` gives each group of
 up to ``THREADS_PER_CLIENT`` threads a client of its own: at 256 threads against a 500 ms fake model, 8 clients
 did 462–469 calls/s at 2.0–2.1 ms of CPU per call, one client 379–380 at 2.6 (``scripts/bench_concurrency.py
---model openai``; README, *Threads vs asyncio*).
+--model openai``; README, *A real model's client*).
 """
 
 from __future__ import annotations
