@@ -220,6 +220,18 @@ def redis_pid_file(data_dir: Path) -> Path:
     return data_dir / "redis" / "redis.pid"
 
 
+def redis_pid(data_dir: Path, *, timeout_s: float = 5.0) -> int:
+    """The pid of the redis-server ``start_redis`` started (a daemonized server writes its pidfile just after it
+    starts answering, so wait for it)."""
+    pid_file = redis_pid_file(data_dir)
+    deadline = time.monotonic() + timeout_s
+    while not (text := pid_file.read_text().strip() if pid_file.exists() else ""):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{pid_file} was not written within {timeout_s:.0f} s")
+        time.sleep(0.02)  # a file another process writes: nothing to wait on but the file itself
+    return int(text)
+
+
 def start_redis(data_dir: Path, *, port: int | None = None, appendonly: bool = True) -> int:
     """Start (or find running) a redis-server with files under ``data_dir/redis``; returns its port."""
     rdir = data_dir / "redis"

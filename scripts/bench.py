@@ -320,7 +320,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
             "worker": [workers.pid],
             "postgres": [measure.postmaster_pid(infra.data_dir)],
             "webhook": [app.pid],
-            "redis": [measure.redis_pid(infra.data_dir)],
+            "redis": [devstack.redis_pid(infra.data_dir)],
         }
         storage = measure.sample_storage(infra.owner_url)
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
@@ -414,7 +414,7 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         )
         wait_for_heartbeats(infra, processes)
         postmaster = measure.postmaster_pid(infra.data_dir)
-        redis_server = measure.redis_pid(infra.data_dir)
+        redis_server = devstack.redis_pid(infra.data_dir)
         statements: list[tuple[Any, ...]] = []
         profiling = args.statements is not None and measure.reset_statements(infra.owner_url)
         sampler = measure.WindowSampler(
@@ -498,7 +498,7 @@ def bench_idle(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]:
         )
         wait_for_heartbeats(infra, 2)
         time.sleep(5)  # past boot: every consumer thread in its idle wait
-        roots = {"worker": [workers.pid], "redis": [measure.redis_pid(infra.data_dir)]}
+        roots = {"worker": [workers.pid], "redis": [devstack.redis_pid(infra.data_dir)]}
         client.config_resetstat()
         before, started = measure.sample_cpu(roots), time.monotonic()
         say(f"idle: measuring {args.idle_seconds:.0f} s with nothing to do")

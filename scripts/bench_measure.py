@@ -19,8 +19,6 @@ from typing import Any
 
 import psycopg
 
-from medspa import devstack
-
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,18 +72,6 @@ def tree_rss_mb(root: int, *, peak: bool = False) -> float:
 def postmaster_pid(data_dir: Path) -> int:
     """The embedded Postgres's postmaster (first line of ``postmaster.pid``)."""
     return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
-
-
-def redis_pid(data_dir: Path, *, timeout_s: float = 5.0) -> int:
-    """The embedded Redis server (its pidfile; a daemonized server writes it just after it starts answering, so
-    wait for it)."""
-    pid_file = devstack.redis_pid_file(data_dir)
-    deadline = time.monotonic() + timeout_s
-    while not (text := pid_file.read_text().strip() if pid_file.exists() else ""):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{pid_file} was not written within {timeout_s:.0f} s")
-        time.sleep(0.02)
-    return int(text)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _freeze_redis(procs: ProcessStack, env: DrillEnvironment, scale: Scale, resu
     # At least 6 s: longer than a Redis client's default 5 s socket timeout, so a request that waits on Redis
     # fails (5xx) instead of merely being slow.
     frozen_s = max(scale.storm_s, 6.0)
-    pid = int(devstack.redis_pid_file(env.data_dir).read_text().strip())
+    pid = devstack.redis_pid(env.data_dir)
     os.kill(pid, signal.SIGSTOP)
     try:
         time.sleep(frozen_s)  # the outage itself (what is being drilled), not synchronisation

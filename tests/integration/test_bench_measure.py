@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from medspa import devstack
 from medspa.services import Infrastructure
 from scripts import bench_measure as measure
 from tests.support.infra import private_redis
@@ -117,6 +118,6 @@ def test_a_wal_profile_keeps_the_wal_it_reads() -> None:
 
 def test_the_redis_server_is_found_by_its_pidfile() -> None:
     with private_redis() as redis_server:
-        pid = measure.redis_pid(redis_server.data_dir)
+        pid = devstack.redis_pid(redis_server.data_dir)
         assert Path(f"/proc/{pid}/comm").read_text().strip().startswith("redis-server")
         assert pid == redis_server.pid

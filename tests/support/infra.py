@@ -78,7 +78,7 @@ class PrivateRedis:
 
     @property
     def pid(self) -> int:
-        return int(devstack.redis_pid_file(self.data_dir).read_text().strip())
+        return devstack.redis_pid(self.data_dir)
 
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)

@@ -46,9 +46,8 @@ class OpenAIEmbedder:
     ) -> None:
         self.name = f"openai:{model}:{dimensions}"
         self.dimensions = dimensions
-        # A process's clients (one per group of threads, ``worker/integrations/http_pools.py``) or one client.
-        self._clients = client if isinstance(client, OpenAIClients) else None
-        self._client = client if isinstance(client, openai.OpenAI) else None
+        # A process's clients (one per group of threads, ``worker/integrations/http_pools.py``), or one client.
+        self._clients = client if isinstance(client, OpenAIClients) else OpenAIClients(lambda _: client, None)
         self._model = model
         self._timeout = timeout
         self._max_attempts = max_attempts
@@ -69,10 +68,8 @@ class OpenAIEmbedder:
             reraise=True,
         )
         try:
-            client = self._clients.for_this_thread() if self._clients is not None else self._client
-            assert client is not None
             response = retrying(
-                client.embeddings.create,
+                self._clients.for_this_thread().embeddings.create,
                 model=self._model,
                 input=cleaned,
                 dimensions=self.dimensions,
