@@ -140,13 +140,20 @@ def start_fake_model(procs: Processes, infra: BenchInfra, latency_ms: int) -> tu
     env = os.environ.copy() | {"BENCH_FAKE_MODEL_LATENCY_MS": str(latency_ms)}
     server = procs.start(argv, env, infra.data_dir / "fake-model.log")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    wait_until_answering("POST", url + "/v1/chat/completions", infra.data_dir / "fake-model.log")  # a 400: up
+    return url, server
+
+
+def wait_until_answering(method: str, url: str, log: Path, *, timeout_s: float = 60) -> None:
+    """Until a server just started answers ``url`` with anything below 500 (a process of ours, started moments
+    ago: nothing to wait on but its port)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            httpx.post(url + "/v1/chat/completions", json={}, timeout=1)  # 400: up
-            return url, server
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.request(method, url, timeout=1).status_code < 500:
+                return
         time.sleep(0.1)
-    raise RuntimeError(f"the fake model did not start; see {infra.data_dir / 'fake-model.log'}")
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s; see {log}")
 
 
 def start_app(
@@ -177,16 +184,10 @@ def start_app(
     env = infra.env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", **(extra_env or {}))
     app = procs.start(argv, env, infra.data_dir / f"app-{port}.log")
     path = "/webhooks/twilio/sms" if bare else "/readyz"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if (
-                httpx.request("GET" if not bare else "POST", f"http://127.0.0.1:{port}{path}", timeout=1).status_code
-                < 500
-            ):
-                return app
-        time.sleep(0.2)
-    raise RuntimeError(f"app on port {port} did not start; see {infra.data_dir}")
+    wait_until_answering(
+        "POST" if bare else "GET", f"http://127.0.0.1:{port}{path}", infra.data_dir / f"app-{port}.log"
+    )
+    return app
 
 
 def start_workers(
