@@ -86,6 +86,29 @@ class Database:
             fairy.close()
 
     @contextmanager
+    def autocommit_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled psycopg connection in autocommit: each statement is its own transaction, with no clinic set
+        (row-level security fails closed).  For a statement that scopes itself — a function that sets
+        ``app.clinic_id`` for its own transaction, like ``medspa_mark_sent`` — where BEGIN, ``set_config`` and
+        COMMIT would be three more statements.  The connection goes back to the pool out of autocommit."""
+        fairy = self.engine.raw_connection()
+        conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
+        try:
+            conn.autocommit = True
+            yield conn
+        except BaseException:
+            if conn.closed:
+                fairy.invalidate()
+            raise
+        finally:
+            try:
+                if not conn.closed:
+                    conn.autocommit = False
+            except Exception:  # still busy (interrupted mid-statement): never hand it to the next caller
+                fairy.invalidate()
+            fairy.close()
+
+    @contextmanager
     def directory_scope(self) -> Iterator[Session]:
         """A transaction with no clinic set: only the tenant directory is visible (RLS fails closed)."""
         with self._sessions() as session, session.begin():

@@ -27,8 +27,6 @@ from domain.outbox import (
     ORDERED_KINDS,
     QUEUED,
     SENDING,
-    SENT,
-    SENT_OVER,
     SUPPRESSED,
     UNKNOWN,
     UNSENT,
@@ -91,16 +89,12 @@ WHERE id = ANY(%s) AND status IN {sql_list(CLAIMABLE)}
 """
 # Not fenced on the claim: the provider has the message, whoever holds the row now (a row swept to 'unknown'
 # meanwhile is then never re-claimed, and a sender that re-claimed it finds it sent when it re-verifies).
-# One statement per row (sent together, one round trip), each by primary key: with the batch form (``FROM
+# ``medspa_mark_sent`` (migration 0019) is the UPDATE: row by row by primary key — with the batch form (``FROM
 # unnest(ids)``) and statistics from before a campaign, the planner reached the rows through the clinic and status
-# indexes instead — every row of the clinic still queued or sending, hashed on every call: 16–25 ms per 50-row
-# chunk, 0.8 of the 1.1 ms of statement time per recipient in the campaign benchmark (its statement profile,
-# ``scripts/bench_campaign.py --statements``).
-_MARK_SENT = f"""
-UPDATE outbox SET status = '{SENT}', sent_at = coalesce(%s::timestamptz, now()),
-       provider_message_id = coalesce(%s::text, provider_message_id), segments = coalesce(%s::int, segments)
-WHERE id = %s AND status IN {sql_list(SENT_OVER)}
-"""
+# indexes instead, every row of the clinic still queued or sending hashed on every call (16–25 ms per 50-row chunk
+# in the campaign benchmark's statement profile) — all of a chunk's rows in one call, and, alone, in autocommit:
+# the function scopes its own transaction to the clinic, so a reply's record is one statement, not four.
+_MARK_SENT = "SELECT medspa_mark_sent(%s, %s::bigint[], %s::timestamptz[], %s::text[], %s::int[])"
 _FAIL = f"""
 UPDATE outbox SET status = '{FAILED}', error_code = %s::text, error_message = %s::text
 WHERE id = %s AND status = '{SENDING}' AND claim_token = %s
@@ -121,6 +115,16 @@ _NUMBER_STATUS = "UPDATE clients SET sms_status = %s WHERE id = %s"
 # Carrier verdicts (Twilio error codes) that change how we treat a number from now on.
 CARRIER_UNSUBSCRIBED = "21610"  # the recipient replied STOP at the carrier level: our ledger records it too
 _NUMBER_STATUS_AFTER = {"21211": "invalid", "21614": "not_mobile"}
+
+
+def _mark_sent_params(clinic_id: int, sent: Sequence[SentMark]) -> tuple[Any, ...]:
+    return (
+        clinic_id,
+        [m.outbox_id for m in sent],
+        [m.at for m in sent],
+        [m.provider_id for m in sent],
+        [m.segments for m in sent],
+    )
 
 
 def _send_row(found: Sequence[Any]) -> SendRow:
@@ -270,10 +274,14 @@ class PostgresOutbox:
     ) -> set[int]:
         if not sent and not failed and not renew:
             return set()
+        if not failed and not renew:  # the usual record: one statement, its own transaction
+            with self.database.autocommit_connection() as conn:
+                conn.execute(_MARK_SENT, _mark_sent_params(clinic_id, sent))
+            return set()
         held: set[int] = set()
         with self.database.tenant_connection(clinic_id) as conn:
             if sent:
-                conn.cursor().executemany(_MARK_SENT, [(m.at, m.provider_id, m.segments, m.outbox_id) for m in sent])
+                conn.execute(_MARK_SENT, _mark_sent_params(clinic_id, sent))
             if failed:
                 conn.cursor().executemany(_FAIL, [(f.code, f.message, f.outbox_id, claim.token) for f in failed])
                 for failure in failed:

@@ -1,0 +1,138 @@
+"""Recording sends as one statement (``medspa_mark_sent``, migration 0019) on the real database: the sender's record
+marks exactly the rows still out with a sender, in its own autocommit transaction scoped to the clinic, never
+another clinic's, and hands its connection back to the pool as it found it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from db.engine import Database, make_engine, sql_list
+from domain.outbox import SENT, SENT_OVER
+from tests.integration.test_campaigns import add_client, make_clinic
+from worker.outbox.rows import Claim, Failure, SentMark
+from worker.outbox.store import PostgresOutbox
+
+_MARK = "SELECT medspa_mark_sent(%s, %s::bigint[], %s::timestamptz[], %s::text[], %s::int[])"
+
+
+@pytest.fixture()
+def one_connection(infra) -> Iterator[Database]:
+    """A pool of one connection: what the record hands back is what the next caller gets."""
+    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
+    yield Database(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def clinics(owner_engine) -> tuple[dict[str, Any], dict[str, Any]]:
+    return make_clinic(owner_engine), make_clinic(owner_engine)
+
+
+def _row(owner_engine, clinic: dict[str, Any], status: str) -> int:
+    client_id, phone = add_client(owner_engine, clinic["id"], "Mark Sent")
+    with owner_engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(
+                    """INSERT INTO outbox (clinic_id, client_id, channel, kind, to_address, body, status, segments)
+                       VALUES (:c, :client, 'sms', 'reply', :to, 'hello', :status, 1) RETURNING id"""
+                ),
+                {"c": clinic["id"], "client": client_id, "to": phone, "status": status},
+            ).scalar_one()
+        )
+
+
+def _state(owner_engine, outbox_id: int) -> dict[str, Any]:
+    with owner_engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT status, provider_message_id, segments, sent_at FROM outbox WHERE id = :id"), {"id": outbox_id}
+        ).one()
+    return dict(row._mapping)
+
+
+def _clinic_setting(database: Database) -> str | None:
+    with database.autocommit_connection() as conn:
+        found = conn.execute("SELECT current_setting('app.clinic_id', true)").fetchone()
+    assert found is not None
+    return found[0] or None
+
+
+def test_the_installed_function_marks_from_the_domain_statuses(owner_engine):
+    with owner_engine.connect() as conn:
+        definition = conn.execute(
+            text(
+                "SELECT pg_get_functiondef('medspa_mark_sent(bigint, bigint[], timestamptz[], text[], integer[])'"
+                "::regprocedure)"
+            )
+        ).scalar_one()
+    assert f"status = '{SENT}'" in definition
+    assert f"status IN {sql_list(SENT_OVER)}" in definition, "migration 0019's statuses drifted from domain.outbox"
+
+
+def test_a_record_of_sends_alone_is_one_autocommit_statement(one_connection, owner_engine, clinics):
+    database = one_connection
+    clinic, _ = clinics
+    sending, unknown, failed = (_row(owner_engine, clinic, s) for s in ("sending", "unknown", "failed"))
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    held = PostgresOutbox(database).record(
+        clinic["id"],
+        Claim.start(),
+        sent=[SentMark(sending, "SM-one", 2, at), SentMark(unknown, None, None), SentMark(failed, "SM-late", 1)],
+    )
+    assert held == set()
+    first, second, third = (_state(owner_engine, i) for i in (sending, unknown, failed))
+    assert (first["status"], first["provider_message_id"], first["segments"], first["sent_at"]) == (
+        "sent",
+        "SM-one",
+        2,
+        at,
+    )
+    # No provider id or segments given: the row keeps its own; no time given: the transaction's.
+    assert (second["status"], second["provider_message_id"], second["segments"]) == ("sent", None, 1)
+    assert datetime.now(UTC) - second["sent_at"] < timedelta(minutes=5)
+    # A row no longer out with a sender is not marked.
+    assert (third["status"], third["provider_message_id"]) == ("failed", None)
+    # The connection went back to the pool out of autocommit, with no clinic left set on it.
+    assert _clinic_setting(database) is None
+    with database.tenant_connection(clinic["id"]) as conn:
+        assert not conn.autocommit
+        assert conn.execute("SELECT count(*) FROM outbox WHERE id = %s", (sending,)).fetchone() == (1,)
+
+
+def test_with_failures_the_record_stays_one_transaction(database, owner_engine, clinics):
+    clinic, _ = clinics
+    claim = Claim.start()
+    sent, failing = _row(owner_engine, clinic, "sending"), _row(owner_engine, clinic, "sending")
+    with owner_engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET claim_token = :t WHERE id = :id"), {"t": claim.token, "id": failing})
+    PostgresOutbox(database).record(
+        clinic["id"],
+        claim,
+        sent=[SentMark(sent, "SM-ok", 1)],
+        failed=[Failure(failing, None, "", "30007", "filtered")],
+    )
+    assert _state(owner_engine, sent)["status"] == "sent"
+    assert _state(owner_engine, failing)["status"] == "failed"
+
+
+def test_it_never_marks_another_clinics_rows(database, owner_engine, clinics):
+    clinic, other = clinics
+    theirs = _row(owner_engine, other, "sending")
+    # Named with the wrong clinic: row-level security hides the row, nothing is marked.
+    with database.autocommit_connection() as conn:
+        assert conn.execute(_MARK, (clinic["id"], [theirs], [None], ["SM-x"], [None])).fetchone() == (0,)
+    assert _state(owner_engine, theirs)["status"] == "sending"
+    # Inside another clinic's transaction it refuses outright instead of switching the transaction's clinic.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), database.tenant_connection(clinic["id"]) as conn:
+        conn.execute(_MARK, (other["id"], [theirs], [None], ["SM-x"], [None])).fetchone()
+    assert _state(owner_engine, theirs)["status"] == "sending"
+    # Its own clinic, its own row: marked.
+    with database.autocommit_connection() as conn:
+        assert conn.execute(_MARK, (other["id"], [theirs], [None], ["SM-y"], [None])).fetchone() == (1,)
+    assert _state(owner_engine, theirs)["provider_message_id"] == "SM-y"
