@@ -205,7 +205,7 @@ def attach_and_lease(
         },
     )
     queued = _QueuedSnapshot(
-        conversation_id, owner, head, _queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
     )
     conn.commit()  # everything above travels with the COMMIT
     for cursor in outbox_cur:

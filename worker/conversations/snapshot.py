@@ -20,32 +20,25 @@ from worker.conversations.rows import Conn, Cursor, Lease, PendingMessage, Snaps
 
 # ------------------------------------------------------------------ snapshot
 # The snapshot reads take the answered mark from the row itself, so they can travel in the same round trip as
-# the statement that takes the lease (which reads the same row under the same lock).  One statement for all three
-# (pending messages, the history window, upcoming appointments), each part with its own plan, told apart by
-# ``part`` and put in order in Python: on a busy worker every statement costs several GIL hand-offs inside psycopg
-# (README, "Hundreds of threads").
+# the statement that takes the lease (which reads the same row under the same lock).
 _ANSWERED = "(SELECT answered_seq FROM conversations WHERE id = %(id)s)"
-_PENDING_PART, _HISTORY_PART, _UPCOMING_PART = 1, 2, 3
-_SNAPSHOT_READS = f"""
-(SELECT {_PENDING_PART} AS part, m.id, m.inbound_seq, NULL::text AS role, m.body, m.meta,
-        NULL::text AS service, NULL::text AS provider, NULL::timestamptz AS starts_at,
-        NULL::timestamptz AS ends_at, NULL::text AS status
- FROM messages m
- WHERE m.conversation_id = %(id)s AND m.inbound_seq > {_ANSWERED}
- ORDER BY m.conversation_id, m.inbound_seq)
-UNION ALL
-(SELECT {_HISTORY_PART}, m.id, NULL, m.role, m.body, NULL, NULL, NULL, NULL, NULL, NULL
- FROM messages m
- WHERE m.conversation_id = %(id)s AND m.role IN ('user', 'assistant', 'staff') AND m.body <> ''
-   AND (m.inbound_seq IS NULL OR m.inbound_seq <= {_ANSWERED})
- ORDER BY m.conversation_id DESC, m.id DESC LIMIT %(n)s)
-UNION ALL
-(SELECT {_UPCOMING_PART}, a.id, NULL, NULL, NULL, NULL, s.name, p.name, a.starts_at, a.ends_at, a.status
- FROM appointments a LEFT JOIN services s ON s.id = a.service_id
- JOIN providers p ON p.id = a.provider_id
- WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
-   AND a.starts_at > now() - interval '1 hour' AND a.status IN {sql_list(OCCUPYING_STATUSES)}
- ORDER BY a.starts_at LIMIT 5)
+_PENDING = f"""
+SELECT id, inbound_seq, body, meta FROM messages
+WHERE conversation_id = %(id)s AND inbound_seq > {_ANSWERED} ORDER BY conversation_id, inbound_seq
+"""
+_HISTORY = f"""
+SELECT role, body FROM messages
+WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND body <> ''
+  AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
+ORDER BY conversation_id DESC, id DESC LIMIT %(n)s
+"""
+_UPCOMING = f"""
+SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
+FROM appointments a LEFT JOIN services s ON s.id = a.service_id
+JOIN providers p ON p.id = a.provider_id
+WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
+  AND a.starts_at > now() - interval '1 hour' AND a.status IN {sql_list(OCCUPYING_STATUSES)}
+ORDER BY a.starts_at LIMIT 5
 """
 
 
@@ -56,7 +49,9 @@ class _QueuedSnapshot:
     conversation_id: int
     owner: str
     head: psycopg.Cursor[Any]
-    reads: psycopg.Cursor[Any]  # ``_SNAPSHOT_READS``
+    pending: psycopg.Cursor[Any]
+    history: psycopg.Cursor[Any]
+    upcoming: psycopg.Cursor[Any]
     lease: Lease | None = None  # set when the caller already holds the lease (``load_snapshot``)
     taken_at: float = 0.0  # monotonic, before the transaction that takes the lease
 
@@ -65,7 +60,7 @@ class _QueuedSnapshot:
         often (quarantine it — after the safety screen has read its messages); (None, None) when another worker
         holds the lease or nothing is unanswered."""
         row = self.head.fetchone()
-        reads = self.reads.fetchall()
+        pending, history, upcoming = self.pending.fetchall(), self.history.fetchall(), self.upcoming.fetchall()
         if row is None:
             return None, None
         head = _head(self.conversation_id, self.owner, row, self.taken_at)
@@ -82,26 +77,21 @@ class _QueuedSnapshot:
             agent_state=head.agent_state,
             slots=head.slots,
             answered_seq=head.answered_seq,
-            pending=[
-                PendingMessage(int(r[1]), int(r[2]), r[4], r[5] or {})
-                for r in sorted((r for r in reads if r[0] == _PENDING_PART), key=lambda r: r[2])
+            pending=[PendingMessage(int(r[0]), int(r[1]), r[2], r[3] or {}) for r in pending],
+            history=[
+                ChatMessage(role="assistant" if role == "staff" else role, content=body)
+                for role, body in reversed(history)
             ],
-            history=[  # oldest first
-                ChatMessage(role="assistant" if r[3] == "staff" else r[3], content=r[4])
-                for r in sorted((r for r in reads if r[0] == _HISTORY_PART), key=lambda r: r[1])
-            ],
-            upcoming=[
-                AppointmentView(int(r[1]), r[6] or "", r[7] or "", r[8], r[9], r[10])
-                for r in sorted((r for r in reads if r[0] == _UPCOMING_PART), key=lambda r: r[8])
-            ],
+            upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
             client_name=head.name,
             client_email=head.email,
             sms_status=head.sms_status,
         ), failing
 
 
-def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int) -> Cursor:
-    return conn.execute(_SNAPSHOT_READS, {"id": conversation_id, "n": history_window})
+def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int) -> tuple[Cursor, Cursor, Cursor]:
+    params = {"id": conversation_id, "n": history_window}
+    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), conn.execute(_UPCOMING, params)
 
 
 def _queue_lease_and_snapshot(
@@ -110,7 +100,7 @@ def _queue_lease_and_snapshot(
     taken_at = time.monotonic()
     head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
     return _QueuedSnapshot(
-        conversation_id, owner, head, _queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
+        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
     )
 
 
@@ -135,7 +125,7 @@ def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int)
         lease.conversation_id,
         lease.owner,
         conn.execute(_HEAD, (lease.conversation_id,)),
-        _queue_snapshot_reads(conn, lease.conversation_id, history_window),
+        *_queue_snapshot_reads(conn, lease.conversation_id, history_window),
         lease=lease,
     )
     snapshot, _ = queued.result(clinic_id)
