@@ -231,7 +231,10 @@ def test_a_tool_turn_stores_its_tool_calls_once_and_the_next_history_reads_its_r
         agent_state="proposing",
         slots={},
         outcome="replied",
-        tool_audit=[ToolAudit("call_1", "search_availability", {"service": "botox"}, {"slots": 2}, True, 3)],
+        tool_audit=[
+            ToolAudit("call_1", "search_availability", {"service": "botox"}, {"slots": 2}, True, 3),
+            ToolAudit("call_2", "book_appointment", {"slot": "10:00"}, {"error": "taken"}, False, 7),
+        ],
     )
     record = TurnRecord(output=output, started_at=datetime.now(UTC), latency_ms=5, worker="worker-a", trace_id="t")
     with database.tenant_connection(GLOW) as conn:
@@ -244,8 +247,8 @@ def test_a_tool_turn_stores_its_tool_calls_once_and_the_next_history_reads_its_r
         ).all()
         calls = session.execute(
             text(
-                "SELECT t.call_id, t.name, t.result FROM tool_calls t JOIN turns u ON u.id = t.turn_id "
-                "WHERE u.conversation_id = :id"
+                "SELECT t.call_id, t.name, t.arguments, t.result, t.ok, t.latency_ms, t.clinic_id "
+                "FROM tool_calls t JOIN turns u ON u.id = t.turn_id WHERE u.conversation_id = :id ORDER BY t.id"
             ),
             {"id": conversation_id},
         ).all()
@@ -253,7 +256,11 @@ def test_a_tool_turn_stores_its_tool_calls_once_and_the_next_history_reads_its_r
         ("inbound", "user", "any botox openings friday?"),
         ("outbound", "assistant", reply),
     ]
-    assert [tuple(c) for c in calls] == [("call_1", "search_availability", {"slots": 2})]
+    # In the order they ran, each once.
+    assert [tuple(c) for c in calls] == [
+        ("call_1", "search_availability", {"service": "botox"}, {"slots": 2}, True, 3, GLOW),
+        ("call_2", "book_appointment", {"slot": "10:00"}, {"error": "taken"}, False, 7, GLOW),
+    ]
 
     follow_up = _attach(database, _record(database, phone, "10 please"), owner="worker-b")
     assert follow_up.snapshot is not None
