@@ -19,6 +19,7 @@ import httpx
 import redis
 from sqlalchemy import text
 
+from medspa.devstack import free_port
 from tests.e2e.test_cli_clinic import medspa
 from tests.fakes.twilio_api import twilio_signature
 from tests.support.infra import wait_for
@@ -34,6 +35,16 @@ def _ip() -> str:
 
 def _phone() -> str:
     return "+1415888" + str(random.randint(0, 9999)).zfill(4)
+
+
+def _rate_limits_fell_back(metrics_port: int) -> bool:
+    """Whether a rate-limit check went to the webhook's in-process counters because Redis answered too slowly
+    (``webhooks/ratelimit.py``: failing open, counted by ``medspa_webhook_redis_fail_open_total``)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return any(
+        line.startswith('medspa_webhook_redis_fail_open_total{operation="rate_limit"') and float(line.split()[-1]) > 0
+        for line in text.splitlines()
+    )
 
 
 def _new_session(http: httpx.Client, base: str, ip: str | None = None) -> httpx.Response:
@@ -64,7 +75,8 @@ def test_a_chat_session_flood_is_limited_and_sms_ingress_keeps_working(infra, tm
         "rate_limit_chat_sessions_per_clinic_per_min": 10,
         "rate_limit_chat_messages_per_ip_per_min": 5,
     }
-    with running_stack(infra, tmp_path, **limits) as (stack, _):
+    # The app's metrics listener, to tell whether a check fell back to the in-process counters.
+    with running_stack(infra, tmp_path, webhook_metrics_port=free_port(), **limits) as (stack, _):
         base = stack.base_url
         forms = [stack.sms_form(GLOW_NUMBER, _phone(), f"hello during the flood {n}") for n in range(20)]
         flooder = _ip()
@@ -91,15 +103,18 @@ def test_a_chat_session_flood_is_limited_and_sms_ingress_keeps_working(infra, tm
                 for n in range(20)
             ]
         stack.wait_idle()  # what was accepted is answered (and nothing is left for later tests)
+        fell_back = _rate_limits_fell_back(stack.settings.webhook_metrics_port)
 
     assert sms == [200] * len(forms)  # SMS ingress never noticed the flood
     assert _recorded(stack.database, [f["MessageSid"] for f in forms]) == len(forms)
-    # Fixed one-minute windows: a burst straddling a boundary may get two windows' worth, never more.
-    assert one_ip.count(200) <= 2 * 5 and one_ip.count(429) >= 50, one_ip
+    # Fixed one-minute windows: a burst straddling a boundary may get two windows' worth, never more — and when
+    # Redis answered a check too slowly (a loaded machine), the in-process fallback counts up to as many again.
+    windows = 4 if fell_back else 2
+    assert one_ip.count(200) <= windows * 5 and one_ip.count(429) >= 60 - windows * 5, one_ip
     assert set(one_ip) <= {200, 429}
-    assert many_ips.count(200) <= 2 * 10 and many_ips.count(429) >= 40, many_ips
+    assert many_ips.count(200) <= windows * 10 and many_ips.count(429) >= 60 - windows * 10, many_ips
     statuses = [r.status_code for r in sent]
-    assert statuses.count(202) <= 2 * 5 and statuses.count(429) >= 10, statuses
+    assert statuses.count(202) <= windows * 5 and statuses.count(429) >= 20 - windows * 5, statuses
     assert sent[-1].headers.get("retry-after")
 
 
