@@ -96,16 +96,11 @@ class Database:
         try:
             conn.autocommit = True
             yield conn
-        except BaseException:
-            if conn.closed:
-                fairy.invalidate()
-            raise
         finally:
             try:
-                if not conn.closed:
-                    conn.autocommit = False
-            except Exception:  # still busy (interrupted mid-statement): never hand it to the next caller
-                fairy.invalidate()
+                conn.autocommit = False  # refused on a closed or busy connection (interrupted mid-statement)
+            except psycopg.Error:
+                fairy.invalidate()  # never hand it to the next caller
             fairy.close()
 
     @contextmanager

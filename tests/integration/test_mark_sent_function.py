@@ -16,9 +16,7 @@ from db.engine import Database, make_engine, sql_list
 from domain.outbox import SENT, SENT_OVER
 from tests.integration.test_campaigns import add_client, make_clinic
 from worker.outbox.rows import Claim, Failure, SentMark
-from worker.outbox.store import PostgresOutbox
-
-_MARK = "SELECT medspa_mark_sent(%s, %s::bigint[], %s::timestamptz[], %s::text[], %s::int[])"
+from worker.outbox.store import _MARK_SENT, PostgresOutbox
 
 
 @pytest.fixture()
@@ -65,12 +63,7 @@ def _clinic_setting(database: Database) -> str | None:
 
 def test_the_installed_function_marks_from_the_domain_statuses(owner_engine):
     with owner_engine.connect() as conn:
-        definition = conn.execute(
-            text(
-                "SELECT pg_get_functiondef('medspa_mark_sent(bigint, bigint[], timestamptz[], text[], integer[])'"
-                "::regprocedure)"
-            )
-        ).scalar_one()
+        definition = conn.execute(text("SELECT pg_get_functiondef('medspa_mark_sent'::regproc)")).scalar_one()
     assert f"status = '{SENT}'" in definition
     assert f"status IN {sql_list(SENT_OVER)}" in definition, "migration 0019's statuses drifted from domain.outbox"
 
@@ -126,13 +119,13 @@ def test_it_never_marks_another_clinics_rows(database, owner_engine, clinics):
     theirs = _row(owner_engine, other, "sending")
     # Named with the wrong clinic: row-level security hides the row, nothing is marked.
     with database.autocommit_connection() as conn:
-        assert conn.execute(_MARK, (clinic["id"], [theirs], [None], ["SM-x"], [None])).fetchone() == (0,)
+        assert conn.execute(_MARK_SENT, (clinic["id"], [theirs], [None], ["SM-x"], [None])).fetchone() == (0,)
     assert _state(owner_engine, theirs)["status"] == "sending"
     # Inside another clinic's transaction it refuses outright instead of switching the transaction's clinic.
     with pytest.raises(psycopg.errors.InsufficientPrivilege), database.tenant_connection(clinic["id"]) as conn:
-        conn.execute(_MARK, (other["id"], [theirs], [None], ["SM-x"], [None])).fetchone()
+        conn.execute(_MARK_SENT, (other["id"], [theirs], [None], ["SM-x"], [None])).fetchone()
     assert _state(owner_engine, theirs)["status"] == "sending"
     # Its own clinic, its own row: marked.
     with database.autocommit_connection() as conn:
-        assert conn.execute(_MARK, (other["id"], [theirs], [None], ["SM-y"], [None])).fetchone() == (1,)
+        assert conn.execute(_MARK_SENT, (other["id"], [theirs], [None], ["SM-y"], [None])).fetchone() == (1,)
     assert _state(owner_engine, theirs)["provider_message_id"] == "SM-y"
