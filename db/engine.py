@@ -10,10 +10,11 @@ next transaction.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,18 +68,32 @@ class Database:
         and ~0.1 ms per statement of Python on top of psycopg.  In pipeline mode statements are sent without
         waiting; a ``fetch*`` waits for everything queued before it (one round trip), so ``set_config`` and
         independent writes travel together.  Same pool, same RLS rule as ``tenant_scope``.
+
+        The transaction is the protocol's *implicit* one: in autocommit, everything sent up to a Sync message
+        runs as one transaction, which the Sync commits (or rolls back, after an error) — so no BEGIN (which
+        psycopg would also wait for before sending anything else) and no COMMIT statement, two statements and a
+        round trip fewer per transaction.  ``set_config(..., true)`` lasts until that Sync.  Because a Sync
+        commits whatever ran without error, an exception in Python first queues a ROLLBACK (``_abort``); and a
+        caller that wants the transaction committed before it reads its results calls ``commit_pipeline``.
         """
         fairy = self.engine.raw_connection()
         conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
         try:
+            conn.autocommit = True
             with conn.pipeline():
                 conn.execute(SET_CLINIC_SQL, (str(int(clinic_id)),))
-                yield conn
-                conn.commit()
+                try:
+                    yield conn
+                except BaseException:
+                    _abort(conn)
+                    raise
+                # leaving the pipeline sends the Sync that commits
+            conn.autocommit = False
         except BaseException:
             try:
                 if not conn.closed:
-                    conn.rollback()
+                    conn.rollback()  # nothing to roll back by now; leaves no transaction open either way
+                    conn.autocommit = False
             except Exception:  # a broken connection (database restarted): drop it, keep the original error
                 fairy.invalidate()
             raise
@@ -117,6 +132,32 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_ROLLBACK = "ROLLBACK"
+
+
+def _abort(conn: psycopg.Connection[Any]) -> None:
+    """Make the Sync that ends ``tenant_connection``'s pipeline roll back instead of commit.  After a server
+    error the pipeline is aborted already (the server skips everything up to the Sync and rolls back); else a
+    ROLLBACK inside the implicit transaction discards it (the server warns "there is no transaction in
+    progress" and rolls back all the same — PostgreSQL's ``UserAbortTransactionBlock``)."""
+    if conn.closed or conn.pgconn.pipeline_status == pq.PipelineStatus.ABORTED:
+        return
+    # A broken connection raises here: nothing it sent can commit without a Sync the server receives.
+    with suppress(psycopg.Error):
+        conn.execute(_ROLLBACK, prepare=False)
+
+
+def commit_pipeline(conn: psycopg.Connection[Any]) -> None:
+    """Commit now, with everything queued before (one round trip), so the caller reads its results
+    committed.  On ``tenant_connection``'s connection that is a Sync, which ends its implicit transaction;
+    on any other connection, COMMIT.  Statements after it would run without the clinic set (RLS refuses)."""
+    pipeline = conn._pipeline
+    if conn.autocommit and pipeline is not None:
+        pipeline.sync()
+    else:
+        conn.commit()
 
 
 def driver_connection(session: Session | Connection) -> psycopg.Connection[Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from db.consent import record_consent
+from db.engine import commit_pipeline
 from domain import compliance
 from worker.conversations.lease import _ATTACH_AND_TAKE_LEASE
 from worker.conversations.rows import Attached, Conn
@@ -207,7 +208,7 @@ def attach_and_lease(
     queued = _QueuedSnapshot(
         conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
     )
-    conn.commit()  # everything above travels with the COMMIT
+    commit_pipeline(conn)  # everything above travels with the commit (db/engine.py)
     for cursor in outbox_cur:
         found = cursor.fetchone()
         if found is not None:

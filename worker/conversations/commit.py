@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from db.engine import commit_pipeline
 from domain.outbox import REPLY_KINDS
 from medspa.ids import fast_int63
 from worker.conversations.rows import STALE_TURN_SQLSTATE, Committed, Conn, Cursor, Snapshot, StaleTurn, TurnRecord
@@ -161,7 +162,7 @@ def commit_turn(
         fence, replies, other_cursors = _queue_commit(
             conn, snapshot, record, outbox_rows, lease_seconds, claim_first_reply, claim_token
         )
-        conn.commit()  # everything travels with the COMMIT
+        commit_pipeline(conn)  # everything travels with the commit (db/engine.py)
     except psycopg.Error as exc:
         if exc.sqlstate == STALE_TURN_SQLSTATE:
             raise StaleTurn(f"conversation {conversation_id} moved on (version {lease.version})") from None

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from db.engine import sql_list
+from db.engine import commit_pipeline, sql_list
 from domain.appointments import OCCUPYING_STATUSES
 from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
 from domain.ports import ChatMessage
@@ -115,7 +115,7 @@ def lease_and_load(
 ) -> tuple[Snapshot | None, Lease | None]:
     """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``."""
     queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
-    conn.commit()
+    commit_pipeline(conn)
     return queued.result(clinic_id, quarantine_after)
 
 

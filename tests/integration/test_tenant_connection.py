@@ -1,0 +1,121 @@
+"""The hot path's transaction (``Database.tenant_connection``) on the real database: the protocol's implicit
+transaction — no BEGIN, no COMMIT statement — is still one transaction with the clinic set, committed only when
+the block ends without error; a Python exception or a server error leaves nothing behind, even for statements
+that had already run; and the pooled connection goes back as it was found (out of autocommit, no clinic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from db.engine import Database, commit_pipeline, make_engine
+from tests.integration.test_campaigns import add_client, make_clinic
+
+
+@pytest.fixture()
+def one_connection(infra) -> Iterator[Database]:
+    """A pool of one connection: what a scope hands back is what the next caller gets."""
+    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
+    yield Database(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def clinic(owner_engine) -> dict[str, Any]:
+    return make_clinic(owner_engine)
+
+
+def _client(owner_engine, clinic: dict[str, Any]) -> int:
+    client_id, _ = add_client(owner_engine, clinic["id"], "Tenant Scope")
+    return int(client_id)
+
+
+def _notes(owner_engine, client_id: int) -> str:
+    with owner_engine.connect() as conn:
+        return conn.execute(text("SELECT notes FROM clients WHERE id = :id"), {"id": client_id}).scalar_one()
+
+
+_WRITE = "UPDATE clients SET notes = %s WHERE id = %s RETURNING id"
+
+
+def _handed_back_clean(database: Database) -> None:
+    fairy = database.engine.raw_connection()
+    try:
+        conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
+        assert not conn.autocommit
+        assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        row = conn.execute("SELECT current_setting('app.clinic_id', true)").fetchone()
+        conn.rollback()
+        assert row is not None and not row[0], "a clinic was left set on a pooled connection"
+    finally:
+        fairy.close()
+
+
+def test_one_transaction_with_the_clinic_set_committed_at_the_end(one_connection, owner_engine, clinic):
+    client_id = _client(owner_engine, clinic)
+    with one_connection.tenant_connection(clinic["id"]) as conn:
+        first = conn.execute("SELECT pg_current_xact_id()::text, current_setting('app.clinic_id')").fetchone()
+        assert conn.execute(_WRITE, ("written", client_id)).fetchone() == (client_id,)  # RLS let it through
+        second = conn.execute("SELECT pg_current_xact_id()::text").fetchone()
+        assert first is not None and second is not None
+        assert first == (second[0], str(clinic["id"])), "the statements ran in more than one transaction"
+        assert _notes(owner_engine, client_id) == "", "visible to others before the block ended"
+    assert _notes(owner_engine, client_id) == "written"
+    _handed_back_clean(one_connection)
+
+
+def test_a_python_exception_leaves_nothing_even_after_results_were_read(one_connection, owner_engine, clinic):
+    client_id = _client(owner_engine, clinic)
+    with pytest.raises(LookupError), one_connection.tenant_connection(clinic["id"]) as conn:
+        assert conn.execute(_WRITE, ("half done", client_id)).fetchone() == (client_id,)
+        conn.execute(_WRITE, ("queued, never read", client_id))
+        raise LookupError("the caller gave up")
+    assert _notes(owner_engine, client_id) == ""
+    _handed_back_clean(one_connection)
+
+
+def test_a_server_error_rolls_back_what_ran_before_it(one_connection, owner_engine, clinic):
+    client_id = _client(owner_engine, clinic)
+    with pytest.raises(psycopg.errors.DivisionByZero), one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.execute(_WRITE, ("before the error", client_id))
+        conn.execute("SELECT 1 / 0").fetchone()
+    assert _notes(owner_engine, client_id) == ""
+    _handed_back_clean(one_connection)
+    # The connection is fine for the next caller.
+    with one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.execute(_WRITE, ("next caller", client_id))
+    assert _notes(owner_engine, client_id) == "next caller"
+
+
+def test_commit_pipeline_commits_mid_block_and_ends_the_clinic_scope(one_connection, owner_engine, clinic):
+    client_id = _client(owner_engine, clinic)
+    with one_connection.tenant_connection(clinic["id"]) as conn:
+        cursor = conn.execute(_WRITE, ("committed early", client_id))
+        commit_pipeline(conn)
+        assert _notes(owner_engine, client_id) == "committed early"
+        assert cursor.fetchone() == (client_id,)  # its result came back with the commit
+        # After the commit the clinic is no longer set: row-level security refuses the clinic's rows.
+        assert conn.execute("SELECT count(*) FROM clients WHERE id = %s", (client_id,)).fetchone() == (0,)
+    _handed_back_clean(one_connection)
+
+
+def test_the_wire_carries_no_begin_or_commit_and_one_sync(one_connection, owner_engine, clinic, tmp_path):
+    """The point of the implicit transaction, read off libpq's protocol trace: the server gets the statements and
+    a single Sync — no BEGIN, no COMMIT."""
+    client_id = _client(owner_engine, clinic)
+    trace = tmp_path / "wire.trace"
+    with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        assert conn.execute(_WRITE, ("traced", client_id)).fetchone() == (client_id,)
+        conn.execute("SELECT 1")
+    conn.pgconn.untrace()
+    sent = [line for line in trace.read_text().splitlines() if line.startswith("F")]
+    assert any("UPDATE clients" in line for line in sent), sent
+    assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
+    assert sum(1 for line in sent if "\tSync" in line or " Sync" in line) == 1, sent
+    assert _notes(owner_engine, client_id) == "traced"
