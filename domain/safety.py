@@ -186,9 +186,19 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
 
 
 def _normalise(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", to_gsm_friendly(text))
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower().replace("'", "")
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
+    friendly = to_gsm_friendly(text)
+    if friendly.isascii():  # nothing to decompose: no ASCII character has a decomposition or is combining
+        plain = friendly.lower().replace("'", "")
+    else:
+        decomposed = unicodedata.normalize("NFKD", friendly)
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower().replace("'", "")
+    return " ".join(_NOT_WORD.sub(" ", plain).split())
+
+
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+# Every rule in one pattern: most messages match none, and one search says so (the rules are then read one by one
+# only for a message that matches some rule, to rank them as below).
+_ANY_RULE = re.compile("|".join(f"(?:{pattern.pattern})" for _, _, pattern in _RULES))
 
 
 def detect_emergency(text: str) -> SafetyFlag | None:
@@ -199,6 +209,8 @@ def detect_emergency(text: str) -> SafetyFlag | None:
     infection, allergic reaction, blisters).
     """
     normalised = _normalise(text)
+    if not _ANY_RULE.search(normalised):
+        return None
     found: SafetyFlag | None = None
     for urgency, category, pattern in _RULES:
         if pattern.search(normalised):
@@ -310,7 +322,9 @@ _INJECTION = tuple(
 )
 
 
+_ANY_INJECTION = re.compile("|".join(f"(?:{pattern.pattern})" for pattern in _INJECTION))
+
+
 def detect_injection(text: str) -> bool:
     """True for obvious prompt-injection or data-exfiltration attempts (audit signal only)."""
-    normalised = _normalise(text)
-    return any(p.search(normalised) for p in _INJECTION)
+    return _ANY_INJECTION.search(_normalise(text)) is not None

@@ -119,6 +119,7 @@ _GSM_FRIENDLY = {
     "\u00b7": "-",
 }
 _GSM_FRIENDLY_TABLE = str.maketrans(_GSM_FRIENDLY)
+_ASCII_REPLACEMENTS = tuple((char, plain) for char, plain in _GSM_FRIENDLY.items() if char.isascii())
 
 
 def to_gsm_friendly(text: str) -> str:
@@ -127,4 +128,8 @@ def to_gsm_friendly(text: str) -> str:
     Characters with no GSM-7 equivalent (emoji, most accented letters) are left
     alone: dropping them would change meaning; the message just goes as UCS-2.
     """
+    if text.isascii():  # the usual text: only these few ASCII characters change, and translate() is per character
+        for typographic, plain in _ASCII_REPLACEMENTS:
+            text = text.replace(typographic, plain)
+        return text
     return text.translate(_GSM_FRIENDLY_TABLE)
