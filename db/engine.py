@@ -9,12 +9,14 @@ next transaction.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
 from psycopg import pq
+from psycopg.abc import PQGen
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,6 +82,7 @@ class Database:
         conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
         try:
             conn.autocommit = True
+            conn._pipeline = _TenantPipeline(conn)  # what conn.pipeline() enters (it makes a plain one when None)
             with conn.pipeline():
                 conn.execute(SET_CLINIC_SQL, (str(int(clinic_id)),))
                 try:
@@ -90,6 +93,8 @@ class Database:
                 # leaving the pipeline sends the Sync that commits
             conn.autocommit = False
         except BaseException:
+            if conn._pipeline is not None and conn._pipeline.level == 0:
+                conn._pipeline = None  # never entered (a broken connection): not left for the next caller
             try:
                 if not conn.closed:
                     conn.rollback()  # nothing to roll back by now; leaves no transaction open either way
@@ -135,6 +140,40 @@ class Database:
 
 
 _ROLLBACK = "ROLLBACK"
+
+
+class _CountingQueue(deque[Any]):
+    """psycopg's queue of commands to send, counting every command ever queued on it."""
+
+    queued = 0
+
+    def append(self, item: Any) -> None:
+        self.queued += 1
+        super().append(item)
+
+
+class _TenantPipeline(psycopg.Pipeline):
+    """psycopg's pipeline, except that leaving it sends no Sync when ``commit_pipeline`` synced and nothing was
+    queued since: that Sync would commit an empty transaction and cost a round trip (two a turn on the hot path).
+    Anything queued after the commit — even if its results were read — is counted, and then the Sync is sent."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn)
+        self.command_queue = _CountingQueue()
+        self._synced_at = -1
+
+    def sync(self) -> None:
+        super().sync()
+        self._synced_at = self._queued()
+
+    def _queued(self) -> int:
+        queue = self.command_queue
+        return queue.queued if isinstance(queue, _CountingQueue) else -2
+
+    def _exit_gen(self) -> PQGen[None]:
+        if self._synced_at == self._queued() and not self.result_queue:
+            return
+        yield from super()._exit_gen()
 
 
 def _abort(conn: psycopg.Connection[Any]) -> None:

@@ -114,8 +114,52 @@ def test_the_wire_carries_no_begin_or_commit_and_one_sync(one_connection, owner_
         assert conn.execute(_WRITE, ("traced", client_id)).fetchone() == (client_id,)
         conn.execute("SELECT 1")
     conn.pgconn.untrace()
-    sent = [line for line in trace.read_text().splitlines() if line.startswith("F")]
+    sent = _sent(trace)
     assert any("UPDATE clients" in line for line in sent), sent
     assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
-    assert sum(1 for line in sent if "\tSync" in line or " Sync" in line) == 1, sent
+    assert _syncs(sent) == 1, sent
     assert _notes(owner_engine, client_id) == "traced"
+
+
+def _sent(trace_path) -> list[str]:
+    return [line for line in trace_path.read_text().splitlines() if line.startswith("F")]
+
+
+def _syncs(sent: list[str]) -> int:
+    return sum(1 for line in sent if "\tSync" in line or " Sync" in line)
+
+
+def test_a_commit_mid_block_is_the_blocks_only_sync(one_connection, owner_engine, clinic, tmp_path):
+    """``commit_pipeline`` syncs; leaving the block then sends nothing (another Sync would be a round trip for an
+    empty transaction)."""
+    client_id = _client(owner_engine, clinic)
+    trace = tmp_path / "wire.trace"
+    with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        cursor = conn.execute(_WRITE, ("one sync", client_id))
+        commit_pipeline(conn)
+        assert cursor.fetchone() == (client_id,)
+    conn.pgconn.untrace()
+    assert _syncs(_sent(trace)) == 1, _sent(trace)
+    assert _notes(owner_engine, client_id) == "one sync"
+    _handed_back_clean(one_connection)
+
+
+def test_a_statement_after_the_commit_is_committed_by_a_sync_of_its_own(one_connection, owner_engine, clinic, tmp_path):
+    """Whatever is sent after ``commit_pipeline`` — even with its result read — opens a transaction that leaving
+    the block must still commit: it is counted, and the Sync is sent."""
+    client_id = _client(owner_engine, clinic)
+    trace = tmp_path / "wire.trace"
+    with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        conn.execute(_WRITE, ("first", client_id))
+        commit_pipeline(conn)
+        conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic["id"]),))
+        assert conn.execute(_WRITE, ("after the commit", client_id)).fetchone() == (client_id,)
+        assert _notes(owner_engine, client_id) == "first"  # the second write is not committed yet
+    conn.pgconn.untrace()
+    assert _syncs(_sent(trace)) == 2, _sent(trace)
+    assert _notes(owner_engine, client_id) == "after the commit"
+    _handed_back_clean(one_connection)

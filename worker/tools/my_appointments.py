@@ -8,6 +8,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from sqlalchemy import text
 
+from db.engine import commit_pipeline
 from domain.appointments import APPOINTMENT, LIVE_STATUSES, PENDING_DEPOSIT, money
 from domain.ports import DepositRequest
 from domain.prompt import local_label
@@ -15,8 +16,8 @@ from domain.tools import CreateDepositLink, ToolArgs
 from domain.visits import VisitPolicy
 from worker.tools.context import ToolContext, ToolError
 
-# The hot path's raw connection (psycopg ``%(name)s`` parameters): BEGIN, the clinic, this query and COMMIT in
-# one round trip.
+# The hot path's raw connection (psycopg ``%(name)s`` parameters): the clinic, this query and the commit in one
+# round trip.
 UPCOMING = f"""SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
                       p.name AS provider
                FROM appointments a JOIN providers p ON p.id = a.provider_id
@@ -40,14 +41,11 @@ def get_my_appointments(ctx: ToolContext, args: ToolArgs) -> dict[str, Any]:
     # The most frequent read: one statement on the hot path's raw connection, not an ORM session.
     clinic = ctx.clinic
     with ctx.database.tenant_connection(ctx.clinic_id) as conn:
-        rows = (
-            conn.cursor(row_factory=dict_row)
-            .execute(
-                UPCOMING,
-                {"c": ctx.clinic_id, "client": ctx.client_id, "live": list(LIVE_STATUSES), "now": ctx.now},
-            )
-            .fetchall()
+        cursor = conn.cursor(row_factory=dict_row).execute(
+            UPCOMING, {"c": ctx.clinic_id, "client": ctx.client_id, "live": list(LIVE_STATUSES), "now": ctx.now}
         )
+        commit_pipeline(conn)  # the rows come back with the commit: one round trip
+        rows = cursor.fetchall()
     return {
         "appointments": [
             {
