@@ -44,6 +44,14 @@ def database(app_engine: Engine) -> Database:
 
 
 @pytest.fixture()
+def one_connection(infra: Infrastructure) -> Iterator[Database]:
+    """A pool of one connection: what a scope hands back is what the next caller gets."""
+    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
+    yield Database(engine)
+    engine.dispose()
+
+
+@pytest.fixture()
 def redis_client(infra: Infrastructure) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(infra.redis_url)
     yield client

@@ -4,7 +4,6 @@ another clinic's, and hands its connection back to the pool as it found it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,19 +11,11 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from db.engine import Database, make_engine, sql_list
+from db.engine import Database, sql_list
 from domain.outbox import SENT, SENT_OVER
 from tests.integration.test_campaigns import add_client, make_clinic
 from worker.outbox.rows import Claim, Failure, SentMark
 from worker.outbox.store import _MARK_SENT, PostgresOutbox
-
-
-@pytest.fixture()
-def one_connection(infra) -> Iterator[Database]:
-    """A pool of one connection: what the record hands back is what the next caller gets."""
-    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
-    yield Database(engine)
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -5,23 +5,14 @@ that had already run; and the pooled connection goes back as it was found (out o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
-from db.engine import Database, commit_pipeline, make_engine
+from db.engine import Database, commit_pipeline
 from tests.integration.test_campaigns import add_client, make_clinic
-
-
-@pytest.fixture()
-def one_connection(infra) -> Iterator[Database]:
-    """A pool of one connection: what a scope hands back is what the next caller gets."""
-    engine = make_engine(infra.database_url, pool_size=1, max_overflow=0)
-    yield Database(engine)
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")
