@@ -160,11 +160,22 @@ class _TenantPipeline(psycopg.Pipeline):
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         super().__init__(conn)
         self.command_queue = _CountingQueue()
-        self._synced_at = -1
+        self._synced_at = -1  # the count of commands queued when a Sync last committed
+        self._ended_at = -1  # ... when a Sync last ended the transaction, committed or not
 
     def sync(self) -> None:
-        super().sync()
-        self._synced_at = self._queued()
+        try:
+            super().sync()
+        except psycopg.Error:
+            # The server rolled the transaction back at this Sync (after the error it reports), or the connection
+            # broke, and then nothing commits without a Sync the server receives: nothing is left to roll back.
+            self._ended_at = self._queued()
+            raise
+        self._synced_at = self._ended_at = self._queued()
+
+    def ended(self) -> bool:
+        """No transaction is open: a Sync ended it and nothing was queued since."""
+        return self._ended_at == self._queued()
 
     def _queued(self) -> int:
         queue = self.command_queue
@@ -183,6 +194,8 @@ def _abort(conn: psycopg.Connection[Any]) -> None:
     progress" and rolls back all the same — PostgreSQL's ``UserAbortTransactionBlock``)."""
     if conn.closed or conn.pgconn.pipeline_status == pq.PipelineStatus.ABORTED:
         return
+    if isinstance(conn._pipeline, _TenantPipeline) and conn._pipeline.ended():
+        return  # the error came from commit_pipeline's Sync, which ended the transaction (a stale turn's fence)
     # A broken connection raises here: nothing it sent can commit without a Sync the server receives.
     with suppress(psycopg.Error):
         conn.execute(_ROLLBACK, prepare=False)

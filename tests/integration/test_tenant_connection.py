@@ -154,3 +154,25 @@ def test_a_statement_after_the_commit_is_committed_by_a_sync_of_its_own(one_conn
     assert _syncs(_sent(trace)) == 2, _sent(trace)
     assert _notes(owner_engine, client_id) == "after the commit"
     _handed_back_clean(one_connection)
+
+
+def test_an_error_at_the_commit_needs_no_rollback(one_connection, owner_engine, clinic, tmp_path):
+    """A server error raised by ``commit_pipeline`` (a stale turn's fence is one) ended the transaction at that
+    Sync: nothing was written, and no ROLLBACK follows it on the wire."""
+    client_id = _client(owner_engine, clinic)
+    trace = tmp_path / "wire.trace"
+    with (
+        pytest.raises(psycopg.errors.DivisionByZero),
+        trace.open("w") as sink,
+        one_connection.tenant_connection(clinic["id"]) as conn,
+    ):
+        conn.pgconn.trace(sink.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        conn.execute(_WRITE, ("before the fence", client_id))
+        conn.execute("SELECT 1 / 0")
+        commit_pipeline(conn)
+    conn.pgconn.untrace()
+    sent = _sent(trace)
+    assert not [line for line in sent if "ROLLBACK" in line], sent
+    assert _notes(owner_engine, client_id) == ""
+    _handed_back_clean(one_connection)
