@@ -4,8 +4,10 @@ commit, the claim of the first reply, and what a stale worker is (not) allowed t
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -113,6 +115,31 @@ def test_first_contact_attaches_takes_the_lease_and_loads_the_snapshot(database:
     assert snapshot is not None and snapshot.client_phone == phone
     assert [m.body for m in snapshot.pending] == ["hello there"] and snapshot.history == []
     assert snapshot.lease.owner == "worker-a" and not snapshot.lease.took_over
+
+
+def test_two_first_texts_racing_make_one_patient_one_conversation_and_no_error(database: Database) -> None:
+    """Two deliveries from a new number attached at once by two workers (the sender's backlog lock serialises them):
+    one client, one conversation, each text attached once, in order, and neither worker fails."""
+    phone = _phone()
+    events = [_record(database, phone, f"first text {n}") for n in (1, 2)]
+    barrier = threading.Barrier(2)
+
+    def attach(inbox_id: int, owner: str) -> Attached:
+        barrier.wait(timeout=10)
+        return _attach(database, inbox_id, owner=owner)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(attach, events, ["worker-a", "worker-b"]))
+    assert sum(r.newly_attached for r in results) == 2
+    assert {r.conversation_id for r in results} == {results[0].conversation_id}
+    with database.tenant_scope(GLOW) as session:
+        clients = session.execute(text("SELECT count(*) FROM clients WHERE phone_e164 = :p"), {"p": phone}).scalar()
+        rows = session.execute(
+            text("SELECT body, inbound_seq FROM messages WHERE conversation_id = :c ORDER BY inbound_seq"),
+            {"c": results[0].conversation_id},
+        ).all()
+    assert clients == 1
+    assert [(r[0], r[1]) for r in rows] == [("first text 1", 1), ("first text 2", 2)]
 
 
 def test_a_backlog_of_one_sender_attaches_in_arrival_order_to_one_turn(database: Database) -> None:

@@ -64,7 +64,6 @@ FROM event LEFT JOIN LATERAL (
     FOR UPDATE
 ) locked ON true
 """
-_LOCK_CONVERSATION = "SELECT id, last_inbound_seq FROM conversations WHERE id = %s FOR UPDATE"
 _SENDER_BACKLOG = """
 SELECT id, payload, trace_id, provider_event_id, extract(epoch FROM received_at)::float8
 FROM inbox_events
@@ -125,11 +124,8 @@ def attach_and_lease(
         return Attached(conversation_id=int(done_conversation or 0))
     if source == "sms":
         channel = "sms"
-        if locked is None:  # first contact: create the client and conversation, then take the row lock
-            client_id, conversation_id, _ = _sms_conversation(conn, clinic_id, payload["from"])
-            locked = conn.execute(_LOCK_CONVERSATION, (conversation_id,)).fetchone()
-            if locked is None:
-                raise LookupError(f"conversation {conversation_id} of inbox event {inbox_id} does not exist")
+        if locked is None:  # first contact: create the client and conversation and take the row lock, together
+            client_id, _, locked = _sms_conversation(conn, clinic_id, payload["from"], lock=True)
     else:
         channel = "chat"
         client_id = int(payload["client_id"])
@@ -221,31 +217,40 @@ def attach_and_lease(
 
 def sms_conversation(conn: Conn, clinic_id: int, phone: str) -> tuple[int, int, str]:
     """The client with this number and their SMS conversation, created when new: (client, conversation, consent)."""
-    return _sms_conversation(conn, clinic_id, phone)
+    client_id, consent, (conversation_id, _) = _sms_conversation(conn, clinic_id, phone, lock=False)
+    return client_id, conversation_id, consent
 
 
-def _sms_conversation(conn: Conn, clinic_id: int, phone: str) -> tuple[int, int, str]:
-    """First contact: create (or find, when another worker just did) the client and their SMS conversation."""
-    client = conn.execute(
-        """WITH ins AS (
-               INSERT INTO clients (clinic_id, phone_e164) VALUES (%(clinic)s, %(phone)s)
-               ON CONFLICT (clinic_id, phone_e164) DO NOTHING RETURNING id, consent_state)
-           SELECT id, consent_state FROM ins UNION ALL
-           SELECT id, consent_state FROM clients WHERE clinic_id = %(clinic)s AND phone_e164 = %(phone)s LIMIT 1""",
-        {"clinic": clinic_id, "phone": phone},
-    ).fetchone()
-    assert client is not None
-    conversation = conn.execute(
-        """WITH ins AS (
-               INSERT INTO conversations (clinic_id, client_id, channel) VALUES (%(clinic)s, %(client)s, 'sms')
-               ON CONFLICT (clinic_id, client_id, channel) DO NOTHING RETURNING id)
-           SELECT id FROM ins UNION ALL
-           SELECT id FROM conversations WHERE clinic_id = %(clinic)s AND client_id = %(client)s AND channel = 'sms'
-           LIMIT 1""",
-        {"clinic": clinic_id, "client": client[0]},
-    ).fetchone()
-    assert conversation is not None
-    return int(client[0]), int(conversation[0]), str(client[1])
+# First contact, as three statements that travel together (one round trip in pipeline mode): each finds the client
+# by its number, and each sees what the ones before it wrote in this transaction — or, after waiting on another
+# worker's insert of the same number, what that worker committed (the last one runs with a snapshot taken after the
+# wait, so a race with another first contact of the number — a missed call's — costs a wait, never an error).
+_ADD_CLIENT = """
+INSERT INTO clients (clinic_id, phone_e164) VALUES (%(clinic)s, %(phone)s) ON CONFLICT (clinic_id, phone_e164) DO NOTHING
+"""
+_ADD_SMS_CONVERSATION = """
+INSERT INTO conversations (clinic_id, client_id, channel)
+SELECT %(clinic)s, id, 'sms' FROM clients WHERE clinic_id = %(clinic)s AND phone_e164 = %(phone)s
+ON CONFLICT (clinic_id, client_id, channel) DO NOTHING
+"""
+_SMS_CONVERSATION_OF_PHONE = """
+SELECT cl.id, cl.consent_state, c.id, c.last_inbound_seq
+FROM clients cl JOIN conversations c ON c.client_id = cl.id AND c.clinic_id = cl.clinic_id AND c.channel = 'sms'
+WHERE cl.clinic_id = %(clinic)s AND cl.phone_e164 = %(phone)s
+"""
+_LOCK_SMS_CONVERSATION_OF_PHONE = _SMS_CONVERSATION_OF_PHONE + "FOR UPDATE OF c"
+
+
+def _sms_conversation(conn: Conn, clinic_id: int, phone: str, *, lock: bool) -> tuple[int, str, tuple[int, int]]:
+    """First contact: create (or find, when another worker just did) the client and their SMS conversation, and
+    with ``lock`` take the conversation's row lock.  Returns (client, consent, (conversation, last inbound seq))."""
+    params = {"clinic": clinic_id, "phone": phone}
+    conn.execute(_ADD_CLIENT, params)
+    conn.execute(_ADD_SMS_CONVERSATION, params)
+    found = conn.execute(_LOCK_SMS_CONVERSATION_OF_PHONE if lock else _SMS_CONVERSATION_OF_PHONE, params).fetchone()
+    if found is None:
+        raise LookupError(f"the SMS conversation of a new number could not be created in clinic {clinic_id}")
+    return int(found[0]), str(found[1]), (int(found[2]), int(found[3]))
 
 
 def _apply_keyword(
