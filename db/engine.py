@@ -78,32 +78,20 @@ class Database:
         commits whatever ran without error, an exception in Python first queues a ROLLBACK (``_abort``); and a
         caller that wants the transaction committed before it reads its results calls ``commit_pipeline``.
         """
-        fairy = self.engine.raw_connection()
-        conn: psycopg.Connection[Any] = fairy.driver_connection  # type: ignore[assignment]
-        try:
-            conn.autocommit = True
+        with self.autocommit_connection() as conn:
             conn._pipeline = _TenantPipeline(conn)  # what conn.pipeline() enters (it makes a plain one when None)
-            with conn.pipeline():
-                conn.execute(SET_CLINIC_SQL, (str(int(clinic_id)),))
-                try:
-                    yield conn
-                except BaseException:
-                    _abort(conn)
-                    raise
-                # leaving the pipeline sends the Sync that commits
-            conn.autocommit = False
-        except BaseException:
-            if conn._pipeline is not None and conn._pipeline.level == 0:
-                conn._pipeline = None  # never entered (a broken connection): not left for the next caller
             try:
-                if not conn.closed:
-                    conn.rollback()  # nothing to roll back by now; leaves no transaction open either way
-                    conn.autocommit = False
-            except Exception:  # a broken connection (database restarted): drop it, keep the original error
-                fairy.invalidate()
-            raise
-        finally:
-            fairy.close()
+                with conn.pipeline():
+                    conn.execute(SET_CLINIC_SQL, (str(int(clinic_id)),))
+                    try:
+                        yield conn
+                    except BaseException:
+                        _abort(conn)
+                        raise
+                    # leaving the pipeline sends the Sync that commits
+            finally:
+                if conn._pipeline is not None and conn._pipeline.level == 0:
+                    conn._pipeline = None  # never entered (a broken connection): not left for the next caller
 
     @contextmanager
     def autocommit_connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -159,9 +147,8 @@ class _TenantPipeline(psycopg.Pipeline):
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         super().__init__(conn)
-        self.command_queue = _CountingQueue()
-        self._synced_at = -1  # the count of commands queued when a Sync last committed
-        self._ended_at = -1  # ... when a Sync last ended the transaction, committed or not
+        self.command_queue: _CountingQueue = _CountingQueue()
+        self._ended_at = -1  # the count of commands queued when a Sync last ended the transaction
 
     def sync(self) -> None:
         try:
@@ -169,20 +156,16 @@ class _TenantPipeline(psycopg.Pipeline):
         except psycopg.Error:
             # The server rolled the transaction back at this Sync (after the error it reports), or the connection
             # broke, and then nothing commits without a Sync the server receives: nothing is left to roll back.
-            self._ended_at = self._queued()
+            self._ended_at = self.command_queue.queued
             raise
-        self._synced_at = self._ended_at = self._queued()
+        self._ended_at = self.command_queue.queued  # committed
 
     def ended(self) -> bool:
         """No transaction is open: a Sync ended it and nothing was queued since."""
-        return self._ended_at == self._queued()
-
-    def _queued(self) -> int:
-        queue = self.command_queue
-        return queue.queued if isinstance(queue, _CountingQueue) else -2
+        return self._ended_at == self.command_queue.queued
 
     def _exit_gen(self) -> PQGen[None]:
-        if self._synced_at == self._queued() and not self.result_queue:
+        if self.ended() and not self.result_queue:
             return
         yield from super()._exit_gen()
 

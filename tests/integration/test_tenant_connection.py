@@ -5,7 +5,7 @@ that had already run; and the pooled connection goes back as it was found (out o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 import pytest
@@ -94,22 +94,10 @@ def test_commit_pipeline_commits_mid_block_and_ends_the_clinic_scope(one_connect
     _handed_back_clean(one_connection)
 
 
-def test_the_wire_carries_no_begin_or_commit_and_one_sync(one_connection, owner_engine, clinic, tmp_path):
-    """The point of the implicit transaction, read off libpq's protocol trace: the server gets the statements and
-    a single Sync — no BEGIN, no COMMIT."""
-    client_id = _client(owner_engine, clinic)
-    trace = tmp_path / "wire.trace"
-    with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
-        conn.pgconn.trace(sink.fileno())
-        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-        assert conn.execute(_WRITE, ("traced", client_id)).fetchone() == (client_id,)
-        conn.execute("SELECT 1")
-    conn.pgconn.untrace()
-    sent = _sent(trace)
-    assert any("UPDATE clients" in line for line in sent), sent
-    assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
-    assert _syncs(sent) == 1, sent
-    assert _notes(owner_engine, client_id) == "traced"
+def _trace(conn: psycopg.Connection[Any], sink: TextIO) -> None:
+    """libpq's protocol trace of everything ``conn`` sends and receives from here on, into ``sink``."""
+    conn.pgconn.trace(sink.fileno())
+    conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
 
 
 def _sent(trace_path) -> list[str]:
@@ -120,14 +108,30 @@ def _syncs(sent: list[str]) -> int:
     return sum(1 for line in sent if "\tSync" in line or " Sync" in line)
 
 
+def test_the_wire_carries_no_begin_or_commit_and_one_sync(one_connection, owner_engine, clinic, tmp_path):
+    """The point of the implicit transaction, read off libpq's protocol trace: the server gets the statements and
+    a single Sync — no BEGIN, no COMMIT."""
+    client_id = _client(owner_engine, clinic)
+    trace = tmp_path / "wire.trace"
+    with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
+        _trace(conn, sink)
+        assert conn.execute(_WRITE, ("traced", client_id)).fetchone() == (client_id,)
+        conn.execute("SELECT 1")
+    conn.pgconn.untrace()
+    sent = _sent(trace)
+    assert any("UPDATE clients" in line for line in sent), sent
+    assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
+    assert _syncs(sent) == 1, sent
+    assert _notes(owner_engine, client_id) == "traced"
+
+
 def test_a_commit_mid_block_is_the_blocks_only_sync(one_connection, owner_engine, clinic, tmp_path):
     """``commit_pipeline`` syncs; leaving the block then sends nothing (another Sync would be a round trip for an
     empty transaction)."""
     client_id = _client(owner_engine, clinic)
     trace = tmp_path / "wire.trace"
     with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
-        conn.pgconn.trace(sink.fileno())
-        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        _trace(conn, sink)
         cursor = conn.execute(_WRITE, ("one sync", client_id))
         commit_pipeline(conn)
         assert cursor.fetchone() == (client_id,)
@@ -143,8 +147,7 @@ def test_a_statement_after_the_commit_is_committed_by_a_sync_of_its_own(one_conn
     client_id = _client(owner_engine, clinic)
     trace = tmp_path / "wire.trace"
     with trace.open("w") as sink, one_connection.tenant_connection(clinic["id"]) as conn:
-        conn.pgconn.trace(sink.fileno())
-        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        _trace(conn, sink)
         conn.execute(_WRITE, ("first", client_id))
         commit_pipeline(conn)
         conn.execute("SELECT set_config('app.clinic_id', %s, true)", (str(clinic["id"]),))
@@ -166,8 +169,7 @@ def test_an_error_at_the_commit_needs_no_rollback(one_connection, owner_engine, 
         trace.open("w") as sink,
         one_connection.tenant_connection(clinic["id"]) as conn,
     ):
-        conn.pgconn.trace(sink.fileno())
-        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        _trace(conn, sink)
         conn.execute(_WRITE, ("before the fence", client_id))
         conn.execute("SELECT 1 / 0")
         commit_pipeline(conn)
