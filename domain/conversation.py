@@ -28,6 +28,7 @@ class AppointmentView:
     starts_at: datetime
     ends_at: datetime
     status: str
+    deposit_cents: int = 0
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,20 @@ TOOL_MODELS: dict[str, type[ToolArgs]] = {
     "join_waitlist": JoinWaitlist,
 }
 
+# Tools that change nothing stored: after them, what the turn read before the model's first call (the patient's
+# upcoming appointments) is still what the database says.  Any other tool may have changed it (worker/tools).
+READ_ONLY_TOOLS: frozenset[str] = frozenset(
+    {
+        "list_services",
+        "get_service_details",
+        "search_knowledge",
+        "check_availability",
+        "get_my_appointments",
+        "propose_action",
+        "handoff_to_staff",  # applied by the turn's commit, after every tool
+    }
+)
+
 # Tools with side effects the patient must have confirmed first, and the proposal action each needs.
 CONFIRMED_TOOLS: dict[str, str] = {
     "book_appointment": "book",

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import redis
 from db.clinics import load_clinic
 from db.engine import Database, make_engine
 from domain.clinic import Clinic
-from domain.conversation import Brain, ToolExecutor
+from domain.conversation import AppointmentView, Brain, ToolExecutor
 from domain.ports import Calendar, ChatModel, Clock, Embedder, MediaFetcher, MediaStore, Payments, SmsSender
 from medspa.redis_pools import sync_client, worker_connections
 from medspa.settings import Settings
@@ -86,7 +87,13 @@ class Container:
         return self._media
 
     def tool_executor(
-        self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int
+        self,
+        *,
+        clinic_id: int,
+        client_id: int,
+        conversation_id: int,
+        fence_version: int,
+        upcoming: Sequence[AppointmentView] | None = None,
     ) -> ToolExecutor:
         from worker.tools import DbToolExecutor
 
@@ -103,6 +110,7 @@ class Container:
             public_base_url=self.settings.public_base_url,
             hold_minutes=self.settings.deposit_hold_minutes,
             clinic=self.clinic(clinic_id)[0],
+            upcoming=upcoming,
         )
 
     def clinic(self, clinic_id: int) -> tuple[Clinic, dict[str, Any]]:

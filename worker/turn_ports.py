@@ -5,7 +5,7 @@ never the worker's whole ``Container`` (``turn_ports`` composes them from it), s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
-from domain.conversation import Brain, Handoff, ToolExecutor, TurnOutput
+from domain.conversation import AppointmentView, Brain, Handoff, ToolExecutor, TurnOutput
 from domain.ports import Clock
 from worker.outbox.ports import ClinicLookup
 
@@ -32,7 +32,15 @@ class TenantConnections(Protocol):
 class ToolsFor(Protocol):
     """The tools of one turn, bound to its clinic, patient, conversation and lease version."""
 
-    def __call__(self, *, clinic_id: int, client_id: int, conversation_id: int, fence_version: int) -> ToolExecutor: ...
+    def __call__(
+        self,
+        *,
+        clinic_id: int,
+        client_id: int,
+        conversation_id: int,
+        fence_version: int,
+        upcoming: Sequence[AppointmentView] | None = None,
+    ) -> ToolExecutor: ...
 
 
 class ReminderReply(Protocol):

@@ -86,6 +86,7 @@ def handle_inbound(
                 lease_seconds=ports.settings.lease_seconds,
                 history_window=ports.settings.history_window,
                 quarantine_after=ports.settings.quarantine_after,
+                now=ports.clock.now(),
             )
         if attached is None:
             log.warning("inbox event not found", extra={"clinic_id": clinic_id, "inbox_id": inbox_id})
@@ -123,6 +124,7 @@ def run_conversation(ports: TurnPorts, clinic_id: int, conversation_id: int, sen
             ports.settings.lease_seconds,
             ports.settings.history_window,
             ports.settings.quarantine_after,
+            now=ports.clock.now(),
         )
     snapshot = _leased(ports, clinic_id, conversation_id, snapshot, failing)
     if snapshot is None:
@@ -212,7 +214,7 @@ def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, he
             if committed.more_pending:  # newer messages arrived during the turn: the lease was kept for them
                 with ports.database.tenant_connection(snapshot.clinic_id) as conn:
                     next_snapshot = load_snapshot(
-                        conn, snapshot.clinic_id, snapshot.lease, ports.settings.history_window
+                        conn, snapshot.clinic_id, snapshot.lease, ports.settings.history_window, now=ports.clock.now()
                     )
         except StaleTurn:
             _discarded(metrics.stale_turns, "stale turn discarded: another worker took the conversation over", snapshot)
@@ -347,6 +349,7 @@ def _brain_turn(ports: TurnPorts, snapshot: Snapshot, clinic: ClinicProfile) -> 
         client_id=snapshot.client_id,
         conversation_id=snapshot.lease.conversation_id,
         fence_version=snapshot.lease.version,
+        upcoming=snapshot.upcoming,  # read with the snapshot: get_my_appointments answers from it
     )
     turn = turn_input(snapshot, clinic, now, trace_id_var.get())
     if vision_enabled(clinic.policies) and any(m.meta.get("media") for m in fresh):

@@ -16,9 +16,11 @@ from sqlalchemy import text
 
 from db.engine import Database
 from domain.availability import parse_hours
+from domain.conversation import AppointmentView
 from tests.fakes.google_api import FakeGoogleCalendarApi
 from tests.fakes.stripe_api import FakeStripeApi
 from tests.support.phones import random_phone
+from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
 from worker.integrations.google_calendar import GoogleCalendar, build_calendar_service
 from worker.integrations.stripe_payments import StripePayments
 from worker.tools import DbToolExecutor
@@ -82,6 +84,7 @@ def make(
     now: datetime = NOW,
     fence: int = 0,
     patient: Patient | None = None,
+    upcoming: list[AppointmentView] | None = None,
 ) -> tuple[DbToolExecutor, Patient]:
     patient = patient or Patient(database)
     cleanup.append(patient)
@@ -97,6 +100,7 @@ def make(
         calendar=calendar,
         embedder=None,
         public_base_url="https://medspa.example",
+        upcoming=upcoming,
     )
     return executor, patient
 
@@ -358,6 +362,53 @@ def test_patients_only_see_and_touch_their_own_appointments(tools, database) -> 
     listed = theirs.execute("get_my_appointments", {})["appointments"]
     assert [a["appointment_id"] for a in listed] == [booked["appointment_id"]]
     assert listed[0]["label"] == "Thu Apr 8, 11:00 AM" and listed[0]["status"] == "booked"
+
+
+def test_my_appointments_answer_from_the_turns_snapshot_until_a_tool_may_have_changed_them(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-08T11:00"})
+    assert booked["ok"]
+    # What the pipeline passes: the list its snapshot read.  It differs from the database here, so the answer
+    # shows which one answered; started and checked-in visits are in the list (the prompt shows them) but
+    # cannot be moved or cancelled any more, so the tool leaves them out.
+    start = NOW + timedelta(days=3)
+    read = [
+        AppointmentView(
+            990_001, "Botox", "Maya Chen", NOW - timedelta(minutes=20), NOW + timedelta(minutes=10), "booked"
+        ),
+        AppointmentView(
+            990_002, "Botox", "Maya Chen", NOW + timedelta(hours=1), NOW + timedelta(hours=2), "checked_in"
+        ),
+        AppointmentView(990_003, "Botox", "Maya Chen", start, start + timedelta(minutes=30), "pending_deposit", 5000),
+    ]
+    turn, _ = tools(patient=patient, upcoming=read)
+    listed = turn.execute("get_my_appointments", {})["appointments"]
+    assert [(a["appointment_id"], a["deposit_due"]) for a in listed] == [(990_003, "$50")]
+    turn.execute("list_services", {})  # reads only: the snapshot still stands
+    assert [a["appointment_id"] for a in turn.execute("get_my_appointments", {})["appointments"]] == [990_003]
+    assert turn.execute("update_profile", {"name": "Test Patient"})["ok"]  # may change what the list shows
+    listed = turn.execute("get_my_appointments", {})["appointments"]
+    assert [a["appointment_id"] for a in listed] == [booked["appointment_id"]]  # the database's, read again
+
+
+def test_the_upcoming_list_keeps_a_visit_for_an_hour_after_its_start_by_the_turns_clock(tools, database) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    booked = executor.execute("book_appointment", {"service": "hydrafacial", "start": "2027-04-08T11:00"})
+    starts = datetime(2027, 4, 8, 11, 0, tzinfo=LA)
+
+    def upcoming_at(now: datetime | None) -> list[int]:
+        with database.tenant_connection(GLOW) as conn:
+            rows = conn.execute(UPCOMING_OF_CONVERSATION, {"id": patient.conversation_id, "now": now}).fetchall()
+        return [view.id for view in upcoming_views(rows)]
+
+    assert upcoming_at(starts + timedelta(minutes=59)) == [booked["appointment_id"]]
+    assert upcoming_at(starts + timedelta(minutes=61)) == []
+    assert upcoming_at(None) == [booked["appointment_id"]]  # the server's clock (today, before 2027)
+    with database.tenant_scope(GLOW) as session:
+        session.execute(
+            text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": booked["appointment_id"]}
+        )
+    assert upcoming_at(starts) == []
 
 
 def test_reschedule_moves_the_appointment(tools, database) -> None:  # noqa: ANN001

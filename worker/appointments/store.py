@@ -1,5 +1,6 @@
-"""Named queries of the appointment service (``:name`` parameters throughout; every statement runs in the
-caller's tenant scope, row-level security keeps it inside the clinic)."""
+"""Named queries of the appointment service (``:name`` parameters throughout, but for the hot path's raw psycopg
+reads marked below; every statement runs in the caller's tenant scope, row-level security keeps it inside the
+clinic)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,34 @@ from sqlalchemy.orm import Session
 
 from db.engine import sql_list
 from domain.appointments import APPOINTMENT, BLOCK, BOOKED, CANCELLED, LIVE_STATUSES, OCCUPYING_STATUSES
+from domain.conversation import AppointmentView
 from domain.screening import parse_contraindications
 from worker.appointments.rows import AppointmentRow, ClientRow, PaidDeposit, ProviderRow, ServiceRow
 
 _LIVE = sql_list(LIVE_STATUSES)
 _OCCUPYING = sql_list(OCCUPYING_STATUSES)  # the provider is busy (what the exclusion constraint covers)
+
+# The patient's upcoming appointments, the one list of them a turn works from: the prompt shows it and
+# ``get_my_appointments`` answers from it (worker/tools/my_appointments.py keeps the ones still changeable).
+# Read with the turn's snapshot, in the round trip that takes the lease (worker/conversations/snapshot.py), and
+# again by the tool only after another tool may have changed it.  Keyed by the conversation (its patient): the
+# snapshot knows no client id before this round trip.  A visit still holds its place for an hour after its start
+# (a late patient, one checked in).  ``%(now)s``: the turn's clock (NULL: the server's).  Raw psycopg
+# parameters, for the hot path's connection.
+UPCOMING_OF_CONVERSATION = f"""
+SELECT a.id, coalesce(s.name, 'Appointment'), p.name, a.starts_at, a.ends_at, a.status, a.deposit_cents
+FROM appointments a LEFT JOIN services s ON s.id = a.service_id
+JOIN providers p ON p.id = a.provider_id
+WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s) AND a.kind = '{APPOINTMENT}'
+  AND a.starts_at > coalesce(%(now)s::timestamptz, now()) - interval '1 hour' AND a.status IN {_OCCUPYING}
+ORDER BY a.starts_at LIMIT 10
+"""
+
+
+def upcoming_views(rows: list[Any]) -> list[AppointmentView]:
+    """``UPCOMING_OF_CONVERSATION``'s rows as the domain's view."""
+    return [AppointmentView(int(r[0]), r[1], r[2] or "", r[3], r[4], r[5], int(r[6] or 0)) for r in rows]
+
 
 SERVICES = text(
     """SELECT id, slug, name, category, description, duration_min, buffer_min, price_cents, price_note,

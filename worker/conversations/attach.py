@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -102,6 +103,7 @@ def attach_and_lease(
     lease_seconds: int,
     history_window: int,
     quarantine_after: int,
+    now: datetime | None = None,
 ) -> Attached | None:
     """Attach inbox event ``inbox_id`` — and every other recorded, unattached event of the same sender, in
     inbox id (= arrival) order — to the sender's conversation, so a backlog of one patient's texts becomes
@@ -109,7 +111,8 @@ def attach_and_lease(
     Commits.  Returns None when the event does not exist.  Idempotent.
 
     Two round trips for a returning patient: (event + conversation lock, backlog), then (writes, lease,
-    snapshot reads, COMMIT).  The snapshot reads are wasted when another worker holds the lease (a burst);
+    snapshot reads, COMMIT).  ``now``: the turn's clock, for which appointments are upcoming (None: the
+    database's).  The snapshot reads are wasted when another worker holds the lease (a burst);
     they are cheap, and the common case saves a round trip."""
     taken_at = time.monotonic()  # the transaction starts about now (the lease's validity counts from here)
     event_cur = conn.execute(_EVENT_AND_LOCK, (inbox_id,))
@@ -201,9 +204,8 @@ def attach_and_lease(
             "seq": last_seq + len(events) if events else None,
         },
     )
-    queued = _QueuedSnapshot(
-        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
-    )
+    reads = _queue_snapshot_reads(conn, conversation_id, history_window, now)
+    queued = _QueuedSnapshot(conversation_id, owner, head, *reads, taken_at=taken_at)
     commit_pipeline(conn)  # everything above travels with the commit (db/engine.py)
     for cursor in outbox_cur:
         found = cursor.fetchone()

@@ -11,10 +11,10 @@ from typing import Any
 
 import psycopg
 
-from db.engine import commit_pipeline, sql_list
-from domain.appointments import OCCUPYING_STATUSES
-from domain.conversation import AppointmentView, ClinicProfile, PatientProfile, TurnInput
+from db.engine import commit_pipeline
+from domain.conversation import ClinicProfile, PatientProfile, TurnInput
 from domain.ports import ChatMessage
+from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
 from worker.conversations.lease import _HEAD, _TAKE_LEASE, _head
 from worker.conversations.rows import Conn, Cursor, Lease, PendingMessage, Snapshot, StaleTurn
 
@@ -31,14 +31,6 @@ SELECT role, body FROM messages
 WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND body <> ''
   AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
 ORDER BY conversation_id DESC, id DESC LIMIT %(n)s
-"""
-_UPCOMING = f"""
-SELECT a.id, s.name, p.name, a.starts_at, a.ends_at, a.status
-FROM appointments a LEFT JOIN services s ON s.id = a.service_id
-JOIN providers p ON p.id = a.provider_id
-WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
-  AND a.starts_at > now() - interval '1 hour' AND a.status IN {sql_list(OCCUPYING_STATUSES)}
-ORDER BY a.starts_at LIMIT 5
 """
 
 
@@ -82,26 +74,28 @@ class _QueuedSnapshot:
                 ChatMessage(role="assistant" if role == "staff" else role, content=body)
                 for role, body in reversed(history)
             ],
-            upcoming=[AppointmentView(int(r[0]), r[1] or "", r[2] or "", r[3], r[4], r[5]) for r in upcoming],
+            upcoming=upcoming_views(upcoming),
             client_name=head.name,
             client_email=head.email,
             sms_status=head.sms_status,
         ), failing
 
 
-def _queue_snapshot_reads(conn: Conn, conversation_id: int, history_window: int) -> tuple[Cursor, Cursor, Cursor]:
+def _queue_snapshot_reads(
+    conn: Conn, conversation_id: int, history_window: int, now: datetime | None
+) -> tuple[Cursor, Cursor, Cursor]:
     params = {"id": conversation_id, "n": history_window}
-    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), conn.execute(_UPCOMING, params)
+    upcoming = conn.execute(UPCOMING_OF_CONVERSATION, {"id": conversation_id, "now": now})
+    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), upcoming
 
 
 def _queue_lease_and_snapshot(
-    conn: Conn, conversation_id: int, owner: str, lease_seconds: int, history_window: int
+    conn: Conn, conversation_id: int, owner: str, lease_seconds: int, history_window: int, now: datetime | None
 ) -> _QueuedSnapshot:
     taken_at = time.monotonic()
     head = conn.execute(_TAKE_LEASE, {"id": conversation_id, "owner": owner, "secs": lease_seconds})
-    return _QueuedSnapshot(
-        conversation_id, owner, head, *_queue_snapshot_reads(conn, conversation_id, history_window), taken_at=taken_at
-    )
+    reads = _queue_snapshot_reads(conn, conversation_id, history_window, now)
+    return _QueuedSnapshot(conversation_id, owner, head, *reads, taken_at=taken_at)
 
 
 def lease_and_load(
@@ -112,20 +106,25 @@ def lease_and_load(
     lease_seconds: int,
     history_window: int,
     quarantine_after: int,
+    *,
+    now: datetime | None = None,
 ) -> tuple[Snapshot | None, Lease | None]:
-    """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``."""
-    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window)
+    """Take the lease and load the snapshot, in one round trip with the COMMIT.  See ``_QueuedSnapshot``.
+    ``now``: the turn's clock, for which appointments are upcoming (None: the database's)."""
+    queued = _queue_lease_and_snapshot(conn, conversation_id, owner, lease_seconds, history_window, now)
     commit_pipeline(conn)
     return queued.result(clinic_id, quarantine_after)
 
 
-def load_snapshot(conn: Conn, clinic_id: int, lease: Lease, history_window: int) -> Snapshot:
+def load_snapshot(
+    conn: Conn, clinic_id: int, lease: Lease, history_window: int, *, now: datetime | None = None
+) -> Snapshot:
     """The snapshot for the next turn of a lease this worker still holds (newer messages arrived)."""
     queued = _QueuedSnapshot(
         lease.conversation_id,
         lease.owner,
         conn.execute(_HEAD, (lease.conversation_id,)),
-        *_queue_snapshot_reads(conn, lease.conversation_id, history_window),
+        *_queue_snapshot_reads(conn, lease.conversation_id, history_window, now),
         lease=lease,
     )
     snapshot, _ = queued.result(clinic_id)

@@ -20,6 +20,7 @@ from db.clinics import load_clinic
 from db.engine import Database
 from domain import appointments as rules
 from domain.clinic import Clinic
+from domain.conversation import AppointmentView
 from domain.ports import Calendar, Embedder, Payments
 from domain.screening import Screening
 from worker.appointments import store
@@ -46,6 +47,9 @@ class ToolContext:
     public_base_url: str
     hold_fallback: int | None = None
     clinic_model: Clinic | None = None
+    # The patient's upcoming appointments as the turn's snapshot read them (``store.UPCOMING_OF_CONVERSATION``),
+    # while still true: ``DbToolExecutor`` drops them after any tool that may have changed them (None: read again).
+    known_upcoming: list[AppointmentView] | None = None
     _service: AppointmentService | None = None
     _patient_texts: list[str] | None = field(default=None)
 

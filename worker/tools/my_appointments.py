@@ -5,26 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from psycopg.rows import dict_row
 from sqlalchemy import text
 
 from db.engine import commit_pipeline
-from domain.appointments import APPOINTMENT, LIVE_STATUSES, PENDING_DEPOSIT, money
+from domain.appointments import PENDING_DEPOSIT, is_live, money
 from domain.ports import DepositRequest
 from domain.prompt import local_label
 from domain.tools import CreateDepositLink, ToolArgs
 from domain.visits import VisitPolicy
+from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
 from worker.tools.context import ToolContext, ToolError
 
-# The hot path's raw connection (psycopg ``%(name)s`` parameters): the clinic, this query and the commit in one
-# round trip.
-UPCOMING = f"""SELECT a.id, a.status, a.starts_at, a.deposit_cents, coalesce(s.name, 'Appointment') AS service,
-                      p.name AS provider
-               FROM appointments a JOIN providers p ON p.id = a.provider_id
-               LEFT JOIN services s ON s.id = a.service_id
-               WHERE a.clinic_id = %(c)s AND a.client_id = %(client)s AND a.kind = '{APPOINTMENT}'
-                 AND a.status = ANY(%(live)s) AND a.starts_at > %(now)s
-               ORDER BY a.starts_at LIMIT 10"""
 OPEN_LINK = text(
     """SELECT url, expires_at FROM payments
        WHERE appointment_id = :id AND status = 'pending' AND expires_at > :now ORDER BY id DESC LIMIT 1"""
@@ -38,28 +29,30 @@ INSERT_PAYMENT = text(
 
 
 def get_my_appointments(ctx: ToolContext, args: ToolArgs) -> dict[str, Any]:
-    # The most frequent read: one statement on the hot path's raw connection, not an ORM session.
+    # The turn read the patient's upcoming appointments with its snapshot (the prompt shows them); that list
+    # stands until a tool that may change it runs (``ToolContext.known_upcoming``).  The ones shown here are
+    # those the patient can still move or cancel: live, not yet started.
+    upcoming = ctx.known_upcoming
+    if upcoming is None:
+        with ctx.database.tenant_connection(ctx.clinic_id) as conn:
+            cursor = conn.execute(UPCOMING_OF_CONVERSATION, {"id": ctx.conversation_id, "now": ctx.now})
+            commit_pipeline(conn)  # the rows come back with the commit: one round trip
+            upcoming = upcoming_views(cursor.fetchall())
+        ctx.known_upcoming = upcoming
     clinic = ctx.clinic
-    with ctx.database.tenant_connection(ctx.clinic_id) as conn:
-        cursor = conn.cursor(row_factory=dict_row).execute(
-            UPCOMING, {"c": ctx.clinic_id, "client": ctx.client_id, "live": list(LIVE_STATUSES), "now": ctx.now}
-        )
-        commit_pipeline(conn)  # the rows come back with the commit: one round trip
-        rows = cursor.fetchall()
     return {
         "appointments": [
             {
-                "appointment_id": r["id"],
-                "service": r["service"],
-                "provider": r["provider"],
-                "start": ctx.iso_local(r["starts_at"]),
-                "label": local_label(r["starts_at"], clinic.timezone),
-                "status": r["status"],
-                "deposit_due": money(r["deposit_cents"])
-                if r["status"] == PENDING_DEPOSIT and r["deposit_cents"]
-                else None,
+                "appointment_id": a.id,
+                "service": a.service_name,
+                "provider": a.provider_name,
+                "start": ctx.iso_local(a.starts_at),
+                "label": local_label(a.starts_at, clinic.timezone),
+                "status": a.status,
+                "deposit_due": money(a.deposit_cents) if a.status == PENDING_DEPOSIT and a.deposit_cents else None,
             }
-            for r in rows
+            for a in upcoming
+            if is_live(a.status) and a.starts_at > ctx.now
         ]
     }
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from db.engine import Database
 from domain.clinic import Clinic
+from domain.conversation import AppointmentView
 from domain.ports import Calendar, Embedder, Payments
-from domain.tools import ToolArgumentError, parse_arguments
+from domain.tools import READ_ONLY_TOOLS, ToolArgumentError, parse_arguments
 from worker.tools import booking, catalogue, changes, handoff, my_appointments, proposals, waitlist
 from worker.tools.context import ToolContext, ToolError
 
@@ -60,6 +61,7 @@ class DbToolExecutor:
         public_base_url: str,
         hold_minutes: int | None = None,
         clinic: Clinic | None = None,
+        upcoming: Sequence[AppointmentView] | None = None,
     ) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
@@ -77,6 +79,8 @@ class DbToolExecutor:
             hold_fallback=hold_minutes,
             # The pipeline passes the clinic it already holds (cached per process): no query per tool call.
             clinic_model=clinic if clinic is not None and clinic.id == clinic_id else None,
+            # The turn's snapshot of the patient's appointments: get_my_appointments answers from it (no query).
+            known_upcoming=list(upcoming) if upcoming is not None else None,
         )
 
     @property
@@ -98,6 +102,8 @@ class DbToolExecutor:
                 "tool failed tool=%s clinic_id=%s conversation_id=%s", name, ctx.clinic_id, ctx.conversation_id
             )
             result = {"error": f"internal error in {name} ({type(exc).__name__}); try again or hand off to staff"}
+        if name not in READ_ONLY_TOOLS:
+            ctx.known_upcoming = None  # it may have booked, moved or cancelled: the next read asks the database
         log.info(
             "tool done tool=%s ok=%s ms=%d conversation_id=%s",
             name,
