@@ -18,9 +18,13 @@ from worker.handoff_notify import INSERT_ALERT, alert_params
 from worker.outbox.rows import ClaimedSend, OutboxRow
 from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
 
-# The fence and the turn's row in one statement: the conversation is updated only by the lease holder of this
-# version, and the turn inserted only from that update's row — a stale turn writes neither, and
-# ``medspa_stale_turn`` aborts the transaction (nothing queued after it runs).
+# The fence, the turn's row and its tool calls in one statement: the conversation is updated only by the lease
+# holder of this version, and the turn inserted only from that update's row, its tool calls only from the
+# turn's — a stale turn writes none of them, and ``medspa_stale_turn`` aborts the transaction (nothing queued
+# after it runs).  The model's tool steps are kept once, as ``tool_calls`` rows (call id, name, arguments,
+# result; arrays in call order, empty for a turn without tools); the replies once, as the outbound messages.
+# The brain's transcript (``TurnOutput.transcript``) repeats both, so it is not stored: as message rows it
+# doubled every reply in the history the next turn reads and cost three inserts per turn.
 _FENCED_UPDATE = """
 WITH fenced AS (
 UPDATE conversations SET
@@ -38,17 +42,19 @@ SELECT %(clinic)s, %(id)s, %(first_seq)s, %(last_seq)s, %(state_before)s, %(stat
        %(completion_tokens)s, %(steps)s, %(outcome)s, %(model_latency_ms)s, %(latency_ms)s, %(trace)s, %(worker)s,
        %(started_at)s
 FROM fenced
+RETURNING id
+), tool_call AS (
+INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
+SELECT %(clinic)s, turn.id, u.call_id, u.name, u.arguments, u.result, u.ok, u.latency_ms
+FROM turn, unnest(%(call_ids)s::text[], %(tool_names)s::text[], %(arguments)s::jsonb[], %(results)s::jsonb[],
+                  %(oks)s::boolean[], %(latencies)s::int[]) WITH ORDINALITY
+     AS u(call_id, name, arguments, result, ok, latency_ms, n)
+ORDER BY u.n
 )
 SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s))
 """
-# Rows of this turn refer to it by the sequence's current value in this session (no round trip for the id).
-# The model's tool steps are kept once, as ``tool_calls`` rows (call id, name, arguments, result); the replies once,
-# as the outbound messages.  The brain's transcript (``TurnOutput.transcript``) repeats both, so it is not stored:
-# as message rows it doubled every reply in the history the next turn reads and cost three inserts per turn.
-_INSERT_TOOL_CALL = """
-INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
-VALUES (%s, currval('turns_id_seq'), %s, %s, %s::jsonb, %s::jsonb, %s, %s)
-"""
+# Later rows of this turn (its replies) refer to it by the sequence's current value in this session (no round
+# trip for the id).
 
 
 def _queue_commit(
@@ -89,25 +95,14 @@ def _queue_commit(
             "trace": record.trace_id,
             "worker": record.worker,
             "started_at": record.started_at,
+            "call_ids": [a.call_id for a in out.tool_audit],
+            "tool_names": [a.name for a in out.tool_audit],
+            "arguments": [json.dumps(a.arguments, default=str) for a in out.tool_audit],
+            "results": [json.dumps(a.result, default=str) for a in out.tool_audit],
+            "oks": [a.ok for a in out.tool_audit],
+            "latencies": [a.latency_ms for a in out.tool_audit],
         },
     )
-    cursor = conn.cursor()
-    if out.tool_audit:
-        cursor.executemany(
-            _INSERT_TOOL_CALL,
-            [
-                (
-                    clinic_id,
-                    a.call_id,
-                    a.name,
-                    json.dumps(a.arguments, default=str),
-                    json.dumps(a.result, default=str),
-                    a.ok,
-                    a.latency_ms,
-                )
-                for a in out.tool_audit
-            ],
-        )
     reply_rows = [row for row in outbox_rows if row.kind in REPLY_KINDS]
     other_rows = [row for row in outbox_rows if row.kind not in REPLY_KINDS]
     replies: list[tuple[OutboxRow, psycopg.Cursor[Any]]] = []
