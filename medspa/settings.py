@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="Unset: a local redis-server is started.")
     data_dir: Path = Field(default=REPO_ROOT / ".data", description="Where embedded Postgres/Redis keep their files.")
-    db_pool_size: int = Field(default=0, description="Connections per process; 0 = from worker threads, at most 32.")
+    db_pool_size: int = Field(
+        default=0, description="Connections per worker process; 0 = one per worker thread (at most 32) plus 4."
+    )
 
     # ------------------------------------------------------------ service
     public_base_url: str = "http://127.0.0.1:8000"

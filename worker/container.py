@@ -134,8 +134,10 @@ class Container:
         self.redis.close()
 
 
-# Connections per worker process at most (plus ``max_overflow``), whatever its thread count.
+# Connections per worker process at most for its threads, whatever their count (plus ``DB_POOL_HEADROOM``).
 DB_POOL_CAP = 32
+# For the Dramatiq-side threads (consumers, the sweeper's helpers) on top of one per worker thread.
+DB_POOL_HEADROOM = 4
 
 
 def pool_size_for(settings: Settings, threads: int | None = None) -> int:
@@ -148,10 +150,11 @@ def pool_size_for(settings: Settings, threads: int | None = None) -> int:
     Capped at ``DB_POOL_CAP``: with hundreds of threads per process (a slow model, hundreds of turns in flight)
     most of them wait on the model holding no connection, and a pool as large as the thread count would let a
     burst open more connections than Postgres allows (``max_connections``; 2 x 264 threads at 512 in flight);
-    beyond the cap a checkout waits (``pool_timeout``).  ``DB_POOL_SIZE`` overrides it."""
+    beyond the cap a checkout waits (``pool_timeout``).  Plus ``DB_POOL_HEADROOM``.  ``DB_POOL_SIZE`` overrides
+    it (the whole pool)."""
     if settings.db_pool_size:
         return settings.db_pool_size
-    return max(2, min(DB_POOL_CAP, threads or settings.worker_threads))
+    return max(2, min(DB_POOL_CAP, threads or settings.worker_threads)) + DB_POOL_HEADROOM
 
 
 def build_model(settings: Settings, embedder: Embedder | None = None, *, threads: int | None = None) -> ChatModel:
@@ -213,10 +216,13 @@ def build_container(settings: Settings, *, clock: Clock | None = None, threads: 
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set for workers (medspa dev up sets them)")
     engine = make_engine(
-        # A little overflow for the Dramatiq-side threads (consumers, the sweeper's helpers) on top of one per thread.
         settings.database_url,
         pool_size=pool_size_for(settings, threads),
-        max_overflow=4,
+        # No overflow: QueuePool closes an overflow connection as soon as it comes back, so under load every
+        # checkout past the pool forked a Postgres backend that then warmed its caches and parsed its statements
+        # afresh (measured at 256 turns in flight: ~19 new sessions a second).  The headroom is pool slots,
+        # opened lazily and kept.
+        max_overflow=0,
         application_name="medspa-worker",
     )
     database = Database(engine)
