@@ -141,9 +141,17 @@ class _CountingQueue(deque[Any]):
 
 
 class _TenantPipeline(psycopg.Pipeline):
-    """psycopg's pipeline, except that leaving it sends no Sync when ``commit_pipeline`` synced and nothing was
-    queued since: that Sync would commit an empty transaction and cost a round trip (two a turn on the hot path).
-    Anything queued after the commit — even if its results were read — is counted, and then the Sync is sent."""
+    """psycopg's pipeline, with two differences that save the hot path system calls and GIL hand-offs.
+
+    - A statement is not sent when it is executed: it waits in the command queue until something needs an
+      answer — a fetch, a Sync (``commit_pipeline``, leaving the block) — and then everything queued goes out in
+      one write.  psycopg sends and flushes each statement as it is executed, and polls the socket for results
+      besides, releasing and re-taking the GIL around each of those libpq calls (psycopg issue 448): with many
+      threads each hand-off is a wait.  Nothing is lost by waiting: a statement's results could only be read
+      with a fetch or after a Sync anyway, and those send first.
+    - Leaving it sends no Sync when ``commit_pipeline`` synced and nothing was queued since: that Sync would
+      commit an empty transaction and cost a round trip (two a turn).  Anything queued after the commit — even
+      if its results were read — is counted, and then the Sync is sent."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         super().__init__(conn)
@@ -164,10 +172,42 @@ class _TenantPipeline(psycopg.Pipeline):
         """No transaction is open: a Sync ended it and nothing was queued since."""
         return self._ended_at == self.command_queue.queued
 
+    def _communicate_gen(self) -> PQGen[None]:
+        # What psycopg runs after queueing each statement: here the statement stays queued (see the class).
+        return
+        yield
+
+    def _send_gen(self, *, flush_request: bool = False) -> PQGen[None]:
+        """Send everything queued in one write (and process whatever results have arrived).  psycopg's loop
+        would hand libpq one command per socket-writable wait, flushing after each; libpq buffers them (the
+        connection is non-blocking), so they are all handed over first and flushed once.  ``flush_request``:
+        with a Flush message after them, which makes the server send the results it has (for a fetch)."""
+        commands = self.command_queue
+        while commands:
+            commands.popleft()()
+        if flush_request:
+            self.pgconn.send_flush_request()
+        yield from super()._communicate_gen()
+
+    def _fetch_gen(self, *, flush: bool) -> PQGen[None]:
+        if not self.result_queue and not self.command_queue:
+            return
+        yield from self._send_gen(flush_request=flush)
+        yield from super()._fetch_gen(flush=False)
+
+    def _sync_gen(self) -> PQGen[None]:
+        self._enqueue_sync()
+        yield from self._send_gen()
+        yield from super()._fetch_gen(flush=False)
+
     def _exit_gen(self) -> PQGen[None]:
         if self.ended() and not self.result_queue:
             return
-        yield from super()._exit_gen()
+        try:
+            self._enqueue_sync()
+            yield from self._send_gen()
+        finally:
+            yield from super()._fetch_gen(flush=True)
 
 
 def _abort(conn: psycopg.Connection[Any]) -> None:

@@ -59,6 +59,35 @@ def test_one_transaction_with_the_clinic_set_committed_at_the_end(one_connection
     _handed_back_clean(one_connection)
 
 
+def _advisory_lock_held(owner_engine, key: int) -> bool:
+    with owner_engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = :key"),
+                {"key": key},
+            ).scalar_one()
+        )
+
+
+def test_statements_wait_unsent_until_a_fetch_or_the_sync_needs_them(one_connection, owner_engine, clinic):
+    # The hot path's saving: psycopg would send (and poll for) each statement as it is executed; queued, they go
+    # out together when something needs an answer.
+    key = 718_281_828
+    with one_connection.tenant_connection(clinic["id"]) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        assert not _advisory_lock_held(owner_engine, key), "sent before anything needed it"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert _advisory_lock_held(owner_engine, key), "a fetch sends what was queued before it"
+        commit_pipeline(conn)
+        assert not _advisory_lock_held(owner_engine, key)  # the Sync ended the transaction
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))  # a session lock: outlives the transaction
+        commit_pipeline(conn)
+        assert _advisory_lock_held(owner_engine, key), "a Sync sends what was queued before it"
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    assert not _advisory_lock_held(owner_engine, key), "leaving the block sends what was queued"
+    _handed_back_clean(one_connection)
+
+
 def test_a_python_exception_leaves_nothing_even_after_results_were_read(one_connection, owner_engine, clinic):
     client_id = _client(owner_engine, clinic)
     with pytest.raises(LookupError), one_connection.tenant_connection(clinic["id"]) as conn:
