@@ -324,12 +324,30 @@ def committed_batches(progress: Progress, outcome: Outcome, noun: str) -> Iterat
     """Around an import's batches (one transaction each): on Ctrl-C, say how far the committed ones got."""
     try:
         yield
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         progress.finish()
         done = sum(outcome.actions[a] for a in ("new", "update", "unchanged"))
         print(f"interrupted: {done:,} {noun}(s) done in committed batches; run the same command again to continue")
-        raise
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        # Ctrl-C landed while a statement ran: the driver's connection still waits for that statement, so rolling
+        # the batch back failed on it and that error replaced the interrupt.  The server rolls the batch back
+        # when the connection closes; what the user did was interrupt.
+        raise KeyboardInterrupt from exc
     progress.finish()
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    """``exc`` is Ctrl-C, or an error raised while handling one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 def report_counts(source: CsvFile, outcome: Outcome, args: argparse.Namespace) -> dict[str, Any]:
