@@ -212,7 +212,9 @@ def start_workers(
     return procs.start(argv, infra.env(**(extra_env or {})), infra.data_dir / "workers.log")
 
 
-def signed_sms_requests(port: int, count: int, *, senders: int | None = None) -> list[bytes]:
+def signed_sms_requests(port: int, count: int, *, senders: int | None = None, first_sender: int = 0) -> list[bytes]:
+    """``count`` signed inbound texts from ``senders`` numbers (default: each from its own), the numbers counted
+    from ``first_sender`` (so two batches can be different patients)."""
     validator = RequestValidator(TWILIO_TOKEN)
     url = f"http://127.0.0.1:{port}/webhooks/twilio/sms"
     senders = senders or count
@@ -221,7 +223,7 @@ def signed_sms_requests(port: int, count: int, *, senders: int | None = None) ->
         form = {
             "MessageSid": "SM" + uuid.uuid4().hex,
             "AccountSid": "AC" + "0" * 32,
-            "From": f"+1628{i % senders:07d}",
+            "From": f"+1628{first_sender + i % senders:07d}",
             "To": CLINIC_NUMBER,
             "Body": "Hi! What are your hours?",
             "NumMedia": "0",
@@ -291,15 +293,26 @@ def raw_commit_tps(infra: BenchInfra, *, threads: int = 8, seconds: float = 5.0)
     return sum(counts) / seconds
 
 
-def _e2e_latencies_ms(infra: BenchInfra) -> list[float]:
+def _e2e_latencies_ms(infra: BenchInfra, *, after_inbox_id: int = 0) -> list[float]:
+    """Inbound text to sent reply, for the texts recorded after ``after_inbox_id`` (the measured ones)."""
     url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             """SELECT extract(epoch FROM o.sent_at - i.received_at) * 1000
                FROM outbox o JOIN inbox_events i ON i.conversation_id = o.conversation_id
-               WHERE o.kind = 'reply' AND o.sent_at IS NOT NULL AND i.source = 'sms'"""
+               WHERE o.kind = 'reply' AND o.sent_at IS NOT NULL AND i.source = 'sms' AND i.id > %s""",
+            (after_inbox_id,),
         ).fetchall()
     return sorted(float(r[0]) for r in rows)
+
+
+def _wait_for_replies(infra: BenchInfra, sent: int, timeout_s: float = 600) -> None:
+    """Until ``sent`` replies have been sent in all (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if count_rows(infra.owner_url, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'") >= sent:
+            return
+        time.sleep(0.25)
 
 
 # ------------------------------------------------------------------ pipeline
@@ -313,8 +326,27 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         workers = start_workers(
             procs, infra, processes=2, threads=args.pipeline_threads, extra_env={"BENCH_MODEL_LATENCY_MS": "0"}
         )
+        if args.pipeline_warmup:
+            # Not measured: the workers open their connections, prepare their statements and warm their caches on
+            # the first few hundred turns, which in a run of a few seconds weigh as much as the rest (measured:
+            # 3,000 turns from cold ran at 358-409 turns/s where 8,000 ran at 478-514, the same hour).
+            warmup = args.pipeline_warmup
+            say(f"pipeline: warming up: {warmup} other patients text once each (not measured)")
+            run_load(
+                "127.0.0.1",
+                port,
+                signed_sms_requests(port, warmup, first_sender=5_000_000),
+                connections=32,
+                duration_s=600,
+                warmup_s=0,
+            )
+            _wait_for_replies(infra, warmup)
         count = args.pipeline_turns
         before = count_rows(infra.owner_url, "SELECT count(*) FROM turns")
+        sent_before = count_rows(
+            infra.owner_url, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'"
+        )
+        first_inbox = count_rows(infra.owner_url, "SELECT coalesce(max(id), 0) FROM inbox_events")
         requests = signed_sms_requests(port, count)
         say(f"pipeline: {count} patients text once each")
         roots = {
@@ -329,12 +361,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         bench_cpu_before = time.process_time()  # the load generator and this script's polling
         started = time.perf_counter()
         load = run_load("127.0.0.1", port, requests, connections=32, duration_s=600, warmup_s=0)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            done = count_rows(infra.owner_url, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'")
-            if done >= count:
-                break
-            time.sleep(0.25)
+        _wait_for_replies(infra, sent_before + count)
         elapsed = time.perf_counter() - started
         cpu_after = measure.sample_cpu(roots)
         bench_cpu = (time.process_time() - bench_cpu_before) * 1000
@@ -348,7 +375,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         if args.wal_profile is not None:
             measure.write_wal_profile(measure.wal_profile(infra.owner_url, growth), turns, args.wal_profile)
             say(f"pipeline: WAL records per turn, by record type and relation, in {args.wal_profile}")
-        latencies = _e2e_latencies_ms(infra)
+        latencies = _e2e_latencies_ms(infra, after_inbox_id=first_inbox)
     finally:
         procs.stop_all()
     worker_cpu = cpu_after.cpu_ms["worker"] - cpu_before.cpu_ms["worker"]
@@ -357,6 +384,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     redis_cpu = cpu_after.cpu_ms["redis"] - cpu_before.cpu_ms["redis"]
     return {
         "turns": turns,
+        "warmup_turns": args.pipeline_warmup,
         "turns_per_s": round(turns / elapsed, 1),
         # Over the phase (first text to last reply): WAL from pg_current_wal_insert_lsn, table growth from relation sizes
         # (heap + indexes + TOAST of every table), CPU of the worker processes and of every Postgres process.
@@ -582,6 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--webhook-workers", type=int, default=1, help="uvicorn workers for both ingress apps")
     parser.add_argument("--pipeline-turns", type=int, default=3000)
+    parser.add_argument(
+        "--pipeline-warmup",
+        type=int,
+        default=1000,
+        help="pipeline: turns of other new patients first, not measured (0: measure from a cold start)",
+    )
     parser.add_argument("--pipeline-threads", type=int, default=8, help="pipeline: threads per worker process")
     parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
     parser.add_argument(
