@@ -115,7 +115,11 @@ def test_a_chat_session_flood_is_limited_and_sms_ingress_keeps_working(infra, tm
     assert many_ips.count(200) <= windows * 10 and many_ips.count(429) >= 60 - windows * 10, many_ips
     statuses = [r.status_code for r in sent]
     assert statuses.count(202) <= windows * 5 and statuses.count(429) >= 20 - windows * 5, statuses
-    assert sent[-1].headers.get("retry-after")
+    # Every refusal says when to come back.  (Not "the last message was refused": a check that fell back to the
+    # in-process counter — Redis slow on a loaded machine — starts that process's count afresh, so a late message
+    # may be let through, within the fallback's allowance counted above.)
+    refused = [r for r in sent if r.status_code == 429]
+    assert refused and all(r.headers.get("retry-after") for r in refused), [dict(r.headers) for r in refused]
 
 
 def _open_stream(
