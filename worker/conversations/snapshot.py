@@ -84,9 +84,12 @@ class _QueuedSnapshot:
 def _queue_snapshot_reads(
     conn: Conn, conversation_id: int, history_window: int, now: datetime | None
 ) -> tuple[Cursor, Cursor, Cursor]:
-    params = {"id": conversation_id, "n": history_window}
-    upcoming = conn.execute(UPCOMING_OF_CONVERSATION, {"id": conversation_id, "now": now})
-    return conn.execute(_PENDING, params), conn.execute(_HISTORY, params), upcoming
+    params = {"id": conversation_id, "n": history_window, "now": now}
+    return (
+        conn.execute(_PENDING, params),
+        conn.execute(_HISTORY, params),
+        conn.execute(UPCOMING_OF_CONVERSATION, params),
+    )
 
 
 def _queue_lease_and_snapshot(
