@@ -456,16 +456,15 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
                 }
                 | ({"model_server": [model_server.pid]} if model_server is not None else {})
             ),
-            start_after_s=args.warmup,
-            window_s=args.duration,
             memory_root=lambda: [workers.pid],
             at_start=(lambda: measure.reset_statements(infra.owner_url)) if profiling else None,
             at_end=(lambda: statements.extend(measure.read_statements(infra.owner_url))) if profiling else None,
         )
         say(f"llm_bound: {concurrency} patients in a closed loop against a {latency_ms} ms model")
-        sampler.start()
-        loop_result = run_closed_loop(infra, port, concurrency, args.warmup, args.duration)
-        sampler.stop()
+        sampler.begin()
+        loop_result = run_closed_loop(
+            infra, port, concurrency, args.warmup, args.duration, on_open=sampler.open, on_close=sampler.close
+        )
         latencies, completed = loop_result.latencies_ms, loop_result.completed
     finally:
         procs.stop_all()
@@ -496,20 +495,24 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         "reconnects": loop_result.reconnects,
         # Resident memory of the worker processes (the dramatiq parent and its children) at the end of the
         # measured window, after boot with every thread started but no load, and the difference per turn in flight.
-        "worker_rss_mb": round(sampler.rss_mb, 1),
+        "worker_rss_mb": round(sampler.rss_mb, 1) if sampler.rss_mb is not None else None,
         "worker_rss_idle_mb": round(sampler.idle_rss_mb, 1),
-        "worker_rss_kb_per_in_flight": round((sampler.rss_mb - sampler.idle_rss_mb) * 1024 / concurrency, 1),
-        "worker_cpu_ms_per_turn": measure.per_turn(cpu.get("worker", 0.0), completed),
-        "postgres_cpu_ms_per_turn": measure.per_turn(cpu.get("postgres", 0.0), completed),
-        "webhook_cpu_ms_per_turn": measure.per_turn(cpu.get("webhook", 0.0), completed),
-        "redis_cpu_ms_per_turn": measure.per_turn(cpu.get("redis", 0.0), completed),
+        "worker_rss_kb_per_in_flight": (
+            round((sampler.rss_mb - sampler.idle_rss_mb) * 1024 / concurrency, 1)
+            if sampler.rss_mb is not None
+            else None
+        ),
+        "worker_cpu_ms_per_turn": measure.per_turn(cpu.get("worker"), completed),
+        "postgres_cpu_ms_per_turn": measure.per_turn(cpu.get("postgres"), completed),
+        "webhook_cpu_ms_per_turn": measure.per_turn(cpu.get("webhook"), completed),
+        "redis_cpu_ms_per_turn": measure.per_turn(cpu.get("redis"), completed),
         **(
-            {"model_server_cpu_ms_per_turn": measure.per_turn(cpu.get("model_server", 0.0), completed)}
+            {"model_server_cpu_ms_per_turn": measure.per_turn(cpu.get("model_server"), completed)}
             if args.model_client == "openai"
             else {}
         ),
-        "worker_cpu_cores": round(cpu.get("worker", 0.0) / 1000 / window, 2) if window else None,
-        "postgres_cpu_cores": round(cpu.get("postgres", 0.0) / 1000 / window, 2) if window else None,
+        "worker_cpu_cores": round(cpu["worker"] / 1000 / window, 2) if window else None,
+        "postgres_cpu_cores": round(cpu["postgres"] / 1000 / window, 2) if window else None,
     }
 
 

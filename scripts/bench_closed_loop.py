@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -44,8 +45,18 @@ class ClosedLoopResult:
 
 
 def run_closed_loop(
-    infra: BenchInfra, port: int, concurrency: int, warmup_s: float, duration_s: float
+    infra: BenchInfra,
+    port: int,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    *,
+    on_open: Callable[[], object] | None = None,
+    on_close: Callable[[], object] | None = None,
 ) -> ClosedLoopResult:
+    """Run the patients for ``warmup_s`` + ``duration_s`` and count the replies of the second part.  ``on_open`` and
+    ``on_close`` run (on a thread, the load going on meanwhile) when the counted window opens and closes: the
+    CPU sampler's edges are the window's own."""
     import asyncio
 
     import redis.asyncio as aioredis
@@ -120,7 +131,15 @@ def run_closed_loop(
                 result.reconnects += connection.reconnects
                 connection.close()
 
-        await asyncio.gather(*(patient(phone) for phone in replied))
+        async def mark_window() -> None:
+            await asyncio.sleep(max(0.0, measure_from - loop.time()))
+            if on_open is not None:
+                await asyncio.to_thread(on_open)
+            await asyncio.sleep(max(0.0, stop_at - loop.time()))
+            if on_close is not None:
+                await asyncio.to_thread(on_close)
+
+        await asyncio.gather(mark_window(), *(patient(phone) for phone in replied))
         listener.cancel()
         await pubsub.aclose()
         await client.aclose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,43 +214,37 @@ def write_wal_profile(profile: list[WalRecords], turns: int, path: Path) -> None
 
 @dataclass
 class WindowSampler:
-    """Samples CPU (and worker memory) at the start and the end of a measured window, on a thread of its own,
-    while the load runs elsewhere (the closed loop's event loop)."""
+    """CPU (and worker memory) over a measured window whose edges the load itself marks: ``open`` and ``close``
+    are called by the load generator at the moments it starts and stops counting (``bench_closed_loop``), so the
+    CPU is divided by the turns of the same window.  (A timer of its own drifted from the load's: on a slow
+    machine its closing sample could miss the end, and every CPU figure came out as 0.0.)"""
 
     roots: Callable[[], dict[str, list[int]]]
-    start_after_s: float
-    window_s: float
     memory_root: Callable[[], list[int]]
     at_start: Callable[[], object] | None = None  # run when the window opens (e.g. a statement profile's reset)
     at_end: Callable[[], object] | None = None  # and when it closes
     samples: list[CpuSample] = field(default_factory=list)
-    rss_mb: float = 0.0
+    rss_mb: float | None = None
     idle_rss_mb: float = 0.0
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> None:
+    def begin(self) -> None:
+        """Before any load: the workers' resident memory at rest."""
         self.idle_rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        if self._stop.wait(self.start_after_s):
-            return
+    def open(self) -> None:
+        if self.samples:
+            raise RuntimeError("the measured window was opened twice")
         if self.at_start is not None:
             self.at_start()
         self.samples.append(sample_cpu(self.roots()))
-        if self._stop.wait(self.window_s):
-            return
+
+    def close(self) -> None:
+        if len(self.samples) != 1:
+            raise RuntimeError("the measured window was closed without being opened, or twice")
         self.samples.append(sample_cpu(self.roots()))
         if self.at_end is not None:
             self.at_end()
         self.rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
 
     def cpu_ms(self) -> dict[str, float]:
         """CPU milliseconds each tree used in the window (empty when the window did not complete)."""
@@ -264,8 +257,9 @@ class WindowSampler:
         return self.samples[1].at - self.samples[0].at if len(self.samples) == 2 else 0.0
 
 
-def per_turn(value: float, turns: int) -> float | Any:
-    return round(value / turns, 2) if turns else None
+def per_turn(value: float | None, turns: int) -> float | Any:
+    """``value`` per turn, rounded; None when there is no figure (no turns, or no measured window)."""
+    return round(value / turns, 2) if turns and value is not None else None
 
 
 def say(message: str) -> None:

@@ -63,7 +63,45 @@ def test_storage_growth_sees_wal_and_table_bytes(infra: Infrastructure) -> None:
 
 def test_per_turn_is_none_without_turns() -> None:
     assert measure.per_turn(100.0, 0) is None
+    assert measure.per_turn(None, 8) is None  # no measured window: no figure, not 0.0
     assert measure.per_turn(100.0, 8) == 12.5
+
+
+def test_the_window_sampler_measures_between_the_edges_the_load_marks() -> None:
+    # Burns its CPU only once told to (a line on stdin), so all of it falls inside the window.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nsys.stdin.readline()\n" + BUSY_CHILD], stdin=subprocess.PIPE
+    )
+    events: list[str] = []
+    sampler = measure.WindowSampler(
+        roots=lambda: {"child": [child.pid]},
+        memory_root=lambda: [child.pid],
+        at_start=lambda: events.append("start"),
+        at_end=lambda: events.append("end"),
+    )
+    try:
+        sampler.begin()
+        assert sampler.cpu_ms() == {} and sampler.rss_mb is None  # nothing until the window closes
+        with pytest.raises(RuntimeError):
+            sampler.close()  # a window never opened has no figures to give
+        sampler.open()
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        deadline = time.monotonic() + 20
+        while measure.tree_cpu_ms(child.pid) < 250:  # the child burns its CPU inside the window
+            assert time.monotonic() < deadline, "the child never burned its 300 ms of CPU"
+            time.sleep(0.05)
+        sampler.close()
+        assert events == ["start", "end"]
+        assert sampler.cpu_ms()["child"] >= 250
+        assert sampler.seconds() > 0
+        assert sampler.rss_mb is not None and sampler.rss_mb > 1
+        with pytest.raises(RuntimeError):
+            sampler.open()  # one window per sampler
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_the_wal_profile_names_the_table_and_index_each_record_changed(infra: Infrastructure, tmp_path: Path) -> None:
