@@ -20,6 +20,7 @@ from psycopg.abc import PQGen
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import arrays as _arrays  # noqa: F401  (registers the typed array dumpers before any connection exists)
 from db.directory import CLINIC_IDS_SQL, SET_CLINIC_SQL
 
 _SET_CLINIC = text("SELECT set_config('app.clinic_id', :clinic_id, true)")

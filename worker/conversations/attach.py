@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from db.arrays import BigintArray, JsonbArray, TextArray
 from db.consent import record_consent
 from db.engine import commit_pipeline
 from domain import compliance
@@ -140,9 +141,9 @@ def attach_and_lease(
     media_cur: list[psycopg.Cursor[Any]] = []
     media_rows: list[tuple[int, int, list[str], list[str]]] = []  # photos: (inbox id, seq, urls, content types)
     if events:
-        bodies: list[str] = []
-        provider_ids: list[str] = []
-        metas: list[str] = []
+        bodies = TextArray()
+        provider_ids = TextArray()
+        metas = JsonbArray()
         for index, (event_id, event_payload, trace_id, provider_event_id, received_epoch) in enumerate(events):
             body = str(event_payload.get("body", ""))
             meta: dict[str, Any] = {"inbox_id": int(event_id), "trace_id": trace_id, "received_at": received_epoch}
@@ -183,11 +184,11 @@ def attach_and_lease(
                 "conversation": conversation_id,
                 "channel": channel,
                 "bodies": bodies,
-                "seqs": [last_seq + index + 1 for index in range(len(events))],
+                "seqs": BigintArray(last_seq + index + 1 for index in range(len(events))),
                 "provider_ids": provider_ids,
                 "metas": metas,
                 "event": event_ids[0],
-                "events": event_ids,
+                "events": BigintArray(event_ids),
             },
         )
         for event_id, seq, urls, types in media_rows:  # linked to the messages just inserted (worker/media.py)

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from db.arrays import BoolArray, IntArray, JsonbArray, TextArray
 from db.engine import commit_pipeline
 from domain.outbox import REPLY_KINDS
 from medspa.ids import fast_int63
@@ -95,12 +96,12 @@ def _queue_commit(
             "trace": record.trace_id,
             "worker": record.worker,
             "started_at": record.started_at,
-            "call_ids": [a.call_id for a in out.tool_audit],
-            "tool_names": [a.name for a in out.tool_audit],
-            "arguments": [json.dumps(a.arguments, default=str) for a in out.tool_audit],
-            "results": [json.dumps(a.result, default=str) for a in out.tool_audit],
-            "oks": [a.ok for a in out.tool_audit],
-            "latencies": [a.latency_ms for a in out.tool_audit],
+            "call_ids": TextArray(a.call_id for a in out.tool_audit),
+            "tool_names": TextArray(a.name for a in out.tool_audit),
+            "arguments": JsonbArray(json.dumps(a.arguments, default=str) for a in out.tool_audit),
+            "results": JsonbArray(json.dumps(a.result, default=str) for a in out.tool_audit),
+            "oks": BoolArray(a.ok for a in out.tool_audit),
+            "latencies": IntArray(a.latency_ms for a in out.tool_audit),
         },
     )
     reply_rows = [row for row in outbox_rows if row.kind in REPLY_KINDS]

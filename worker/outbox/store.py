@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from db.arrays import BigintArray, IntArray, TextArray, TimestamptzArray
 from db.consent import number_opted_out, record_consent
 from db.engine import Database, psycopg_connection, sql_list
 from domain.audience import RecipientFacts
@@ -120,10 +121,10 @@ _NUMBER_STATUS_AFTER = {"21211": "invalid", "21614": "not_mobile"}
 def _mark_sent_params(clinic_id: int, sent: Sequence[SentMark]) -> tuple[Any, ...]:
     return (
         clinic_id,
-        [m.outbox_id for m in sent],
-        [m.at for m in sent],
-        [m.provider_id for m in sent],
-        [m.segments for m in sent],
+        BigintArray(m.outbox_id for m in sent),
+        TimestamptzArray(m.at for m in sent),
+        TextArray(m.provider_id for m in sent),
+        IntArray(m.segments for m in sent),
     )
 
 
