@@ -107,7 +107,10 @@ def _dumper_for(cls: type[_TypedArray[Any]]) -> type[Dumper]:
             self._encoding = conn_encoding(self.connection)
 
         def dump(self, obj: Any) -> bytes:
-            return _literal(obj, element).encode(self._encoding)
+            literal = _literal(obj, element)
+            if "\x00" in literal:  # the server would cut the literal there: refuse it as psycopg's text dumper does
+                raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+            return literal.encode(self._encoding)
 
     _ArrayLiteralDumper.__name__ = _ArrayLiteralDumper.__qualname__ = f"{cls.__name__}Dumper"
     return _ArrayLiteralDumper

@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from db.arrays import JsonbArray, TextArray
 from webhooks.batching import ItemFailed, MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,11 @@ class Inbox:
             (
                 str(clinic_id),
                 clinic_id,
-                [r.source for r in rows],
-                [r.provider_event_id for r in rows],
-                [r.sender_key for r in rows],
-                [r.payload for r in rows],
-                [r.trace_id for r in rows],
+                TextArray(r.source for r in rows),
+                TextArray(r.provider_event_id for r in rows),
+                TextArray(r.sender_key for r in rows),
+                JsonbArray(r.payload for r in rows),
+                TextArray(r.trace_id for r in rows),
             ),
         )
         return {(clinic_id, source, event_id): int(row_id) for row_id, source, event_id in await cur.fetchall()}

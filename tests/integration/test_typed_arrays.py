@@ -74,6 +74,14 @@ def test_a_typed_array_is_still_a_list(conn: psycopg.Connection[tuple[object, ..
         conn.execute("SELECT %s::bigint[]", (TextArray(["not a number"]),))  # still typed by Postgres
 
 
+def test_a_nul_is_refused_before_it_reaches_the_server(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    # Postgres text cannot hold NUL; the server would cut the literal at it.  Refused client-side, a DataError
+    # like psycopg's own (the webhook isolates such a row and answers 400).
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        conn.execute("SELECT %s::text[]", (TextArray(["a\x00b"]),))
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is fine
+
+
 def test_through_the_hot_path_pipeline(database: Database) -> None:
     with database.tenant_connection(1) as pipeline_conn:
         cursor = pipeline_conn.execute(

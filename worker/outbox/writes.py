@@ -53,7 +53,7 @@ WITH message AS (
            AND (NOT %(in_order)s::bool OR NOT EXISTS (
                     SELECT 1 FROM outbox o
                     WHERE o.conversation_id = %(conversation)s::bigint AND o.channel = %(channel)s::text
-                      AND o.status IN {sql_list(UNSENT)} AND o.kind = ANY(%(ordered)s::text[])
+                      AND o.status IN {sql_list(UNSENT)} AND o.kind IN {sql_list(ORDERED_KINDS)}
                       AND (o.not_before IS NULL OR o.not_before <= now())))
            AND (%(channel)s::text <> 'sms' OR EXISTS (
                     SELECT 1 FROM clients cl WHERE cl.id = %(client)s::bigint
@@ -201,7 +201,6 @@ def reply_params(
         "claim": claim,
         "claim_token": claim_token,
         "in_order": row.kind in ORDERED_KINDS,
-        "ordered": list(ORDERED_KINDS),
         "consent": consent_state,
         "sms_status": sms_status,
     }
