@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from db.arrays import BigintArray
 from db.engine import Database
 from medspa import metrics
 from worker.conversations import Lease
@@ -102,8 +103,8 @@ class LeaseKeeper:
                             _RENEW,
                             {
                                 "secs": self.lease_seconds,
-                                "ids": [h.lease.conversation_id for h in leases],
-                                "versions": [h.lease.version for h in leases],
+                                "ids": BigintArray(h.lease.conversation_id for h in leases),
+                                "versions": BigintArray(h.lease.version for h in leases),
                                 "owner": owner,
                             },
                         ).fetchall()

@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from db.arrays import BigintArray, BoolArray, IntArray, TextArray
 from db.engine import psycopg_connection, sql_list
 from domain.outbox import APPOINTMENT_GONE, CANCELLED, ORDERED_KINDS, QUEUED, SENDING, SUPPRESSED, UNKNOWN, UNSENT
 from domain.segments import GSM7_BASIC, GSM7_MULTI_SEGMENT, GSM7_SINGLE_SEGMENT, count_segments
@@ -255,11 +256,11 @@ def queue_campaign_messages(
             "priority": priority,
             "from_address": from_address,
             "campaign_id": campaign_id,
-            "clients": [m.client_id for m in messages],
-            "bodies": [m.body for m in messages],
-            "footers": [m.footer for m in messages],
-            "segs": [m.segments for m in messages],
-            "encs": [m.encoding for m in messages],
+            "clients": BigintArray(m.client_id for m in messages),
+            "bodies": TextArray(m.body for m in messages),
+            "footers": BoolArray(m.footer for m in messages),
+            "segs": IntArray(m.segments for m in messages),
+            "encs": TextArray(m.encoding for m in messages),
             "requeue_mark": requeue_mark,
         },
     ).fetchall()
