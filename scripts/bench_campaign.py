@@ -45,6 +45,7 @@ WORKER_THREADS = 8
 
 
 # The same throwaway infrastructure as the other benchmarks (Postgres with fsync on).
+from scripts import bench_measure as measure  # noqa: E402
 from scripts.bench import BenchInfra, bench_infrastructure  # noqa: E402
 
 
@@ -322,6 +323,11 @@ def main() -> int:
     parser.add_argument("--statements", type=Path, help="write every statement's cost per recipient to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
     args = parser.parse_args()
+    if args.statements is not None:
+        try:
+            measure.prepare_output(args.statements)
+        except OSError as exc:
+            parser.error(f"cannot write the report to {args.statements}: {exc.strerror or exc}")
     result = run_campaign_bench(
         args.recipients, args.cap, pg_options=args.pg_option, statements=args.statements, keep=args.keep
     )

@@ -21,6 +21,15 @@ import psycopg
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def prepare_output(path: Path) -> None:
+    """Make sure a report can be written to ``path`` before minutes of load are spent on it: its folder is created
+    (``bench-results/`` is git-ignored, so a fresh clone has none) and the file opened for writing once.  Raises
+    ``OSError`` naming the path when it cannot be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a"):
+        pass
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         # The command name (field 2) may hold spaces and parentheses: split after its closing one.

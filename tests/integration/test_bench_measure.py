@@ -162,3 +162,20 @@ def test_the_redis_server_is_found_by_its_pidfile() -> None:
         pid = devstack.redis_pid(redis_server.data_dir)
         assert Path(f"/proc/{pid}/comm").read_text().strip().startswith("redis-server")
         assert pid == redis_server.pid
+
+
+def test_a_report_path_gets_its_folder_and_an_unwritable_one_fails_before_any_load(tmp_path: Path) -> None:
+    # bench-results/ is git-ignored: a fresh clone has no such folder, and the report must not be lost for it.
+    report = tmp_path / "bench-results" / "run.json"
+    measure.prepare_output(report)
+    assert report.parent.is_dir() and report.exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OSError):
+        measure.prepare_output(blocker / "run.json")  # a folder cannot be made under a file
+    # The benchmark refuses such a path at start-up (argparse's exit 2), before it starts a server or runs a scenario.
+    from scripts import bench
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--only", "pipeline", "--json", str(blocker / "run.json")])
+    assert exit_info.value.code == 2
