@@ -63,6 +63,39 @@ def test_a_batch_rings_once_per_message_up_to_the_depth(
     assert _bells(redis_client, broker, queue) == DOORBELL_DEPTH
 
 
+def _script_checks(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+
+def test_a_batch_of_one_is_one_round_trip_without_asking_whether_the_script_is_loaded(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    enqueue_batch(broker, [message_for("some_actor", queue, 0)])  # the script is loaded from here on
+    checks = _script_checks(redis_client)
+    enqueue_batch(broker, [message_for("some_actor", queue, 1)])
+    enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(2, 5)])
+    # redis-py's Script on a pipeline sends SCRIPT EXISTS before every pipeline: a second round trip per batch.
+    assert _script_checks(redis_client) == checks
+    assert redis_client.llen(f"{broker.namespace}:{queue}") == 5
+    assert _bells(redis_client, broker, queue) == 5
+
+
+def test_a_batch_after_redis_lost_its_scripts_loads_the_script_and_enqueues_every_message(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    redis_client.script_flush()  # what a Redis restart without persistence does to the script cache
+    enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(3)])
+    assert redis_client.llen(f"{broker.namespace}:{queue}") == 3
+    assert _bells(redis_client, broker, queue) >= 3  # rung again after the retry: no wake-up lost
+    consumer = broker.consume(queue, prefetch=8, timeout=100)
+    received = [next(consumer) for _ in range(3)]
+    assert sorted(m.args[0] for m in received if m is not None) == [0, 1, 2]
+    for message in received:
+        consumer.ack(message)
+    consumer.close()
+
+
 def test_an_idle_consumer_takes_a_message_after_the_bell(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
