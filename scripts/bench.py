@@ -677,12 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         "(pg_walinspect; keeps the phase's WAL with wal_keep_size)",
     )
     args = parser.parse_args(argv)
-    for output in (args.json, args.statements, args.wal_profile):
-        if output is not None:
-            try:
-                measure.prepare_output(output)
-            except OSError as exc:
-                parser.error(f"cannot write the report to {output}: {exc.strerror or exc}")
+    measure.prepare_outputs(parser, args.json, args.statements, args.wal_profile)
     if args.wal_profile is not None:
         measure.keep_wal_for_profile(args.pg_option)
     selected = [s.strip() for s in args.only.split(",") if s.strip()]

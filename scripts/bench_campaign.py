@@ -323,11 +323,7 @@ def main() -> int:
     parser.add_argument("--statements", type=Path, help="write every statement's cost per recipient to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (process logs) afterwards")
     args = parser.parse_args()
-    if args.statements is not None:
-        try:
-            measure.prepare_output(args.statements)
-        except OSError as exc:
-            parser.error(f"cannot write the report to {args.statements}: {exc.strerror or exc}")
+    measure.prepare_outputs(parser, args.statements)
     result = run_campaign_bench(
         args.recipients, args.cap, pg_options=args.pg_option, statements=args.statements, keep=args.keep
     )

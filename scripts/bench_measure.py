@@ -8,6 +8,7 @@ through the postmaster.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -28,6 +29,17 @@ def prepare_output(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a"):
         pass
+
+
+def prepare_outputs(parser: argparse.ArgumentParser, *paths: Path | None) -> None:
+    """``prepare_output`` for each report path a benchmark was given; a path that cannot be written is a usage error
+    (the parser exits with 2) before any server starts."""
+    for path in paths:
+        if path is not None:
+            try:
+                prepare_output(path)
+            except OSError as exc:
+                parser.error(f"cannot write the report to {path}: {exc.strerror or exc}")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
