@@ -293,15 +293,16 @@ def raw_commit_tps(infra: BenchInfra, *, threads: int = 8, seconds: float = 5.0)
     return sum(counts) / seconds
 
 
-def _e2e_latencies_ms(infra: BenchInfra, *, after_inbox_id: int = 0) -> list[float]:
-    """Inbound text to sent reply, for the texts recorded after ``after_inbox_id`` (the measured ones)."""
+def _e2e_latencies_ms(infra: BenchInfra, *, after_inbox_id: int = 0, after_outbox_id: int = 0) -> list[float]:
+    """Inbound text to sent reply, for the texts recorded after ``after_inbox_id`` and the replies queued after
+    ``after_outbox_id`` (the measured ones: a returning patient's conversation holds an earlier text and reply)."""
     url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             """SELECT extract(epoch FROM o.sent_at - i.received_at) * 1000
                FROM outbox o JOIN inbox_events i ON i.conversation_id = o.conversation_id
-               WHERE o.kind = 'reply' AND o.sent_at IS NOT NULL AND i.source = 'sms' AND i.id > %s""",
-            (after_inbox_id,),
+               WHERE o.kind = 'reply' AND o.sent_at IS NOT NULL AND i.source = 'sms' AND i.id > %s AND o.id > %s""",
+            (after_inbox_id, after_outbox_id),
         ).fetchall()
     return sorted(float(r[0]) for r in rows)
 
@@ -347,8 +348,14 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
             infra.owner_url, "SELECT count(*) FROM outbox WHERE kind = 'reply' AND status = 'sent'"
         )
         first_inbox = count_rows(infra.owner_url, "SELECT coalesce(max(id), 0) FROM inbox_events")
-        requests = signed_sms_requests(port, count)
-        say(f"pipeline: {count} patients text once each")
+        first_outbox = count_rows(infra.owner_url, "SELECT coalesce(max(id), 0) FROM outbox")
+        if args.pipeline_patients == "returning":
+            # The warm-up's patients text again: no client or conversation to create, a history to read.
+            requests = signed_sms_requests(port, count, first_sender=5_000_000)
+            say(f"pipeline: {count} of the warm-up's patients text a second time")
+        else:
+            requests = signed_sms_requests(port, count)
+            say(f"pipeline: {count} new patients text once each")
         roots = {
             "worker": [workers.pid],
             "postgres": [measure.postmaster_pid(infra.data_dir)],
@@ -375,7 +382,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
         if args.wal_profile is not None:
             measure.write_wal_profile(measure.wal_profile(infra.owner_url, growth), turns, args.wal_profile)
             say(f"pipeline: WAL records per turn, by record type and relation, in {args.wal_profile}")
-        latencies = _e2e_latencies_ms(infra, after_inbox_id=first_inbox)
+        latencies = _e2e_latencies_ms(infra, after_inbox_id=first_inbox, after_outbox_id=first_outbox)
     finally:
         procs.stop_all()
     worker_cpu = cpu_after.cpu_ms["worker"] - cpu_before.cpu_ms["worker"]
@@ -385,6 +392,7 @@ def bench_pipeline(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any
     return {
         "turns": turns,
         "warmup_turns": args.pipeline_warmup,
+        "patients": args.pipeline_patients,
         "turns_per_s": round(turns / elapsed, 1),
         # Over the phase (first text to last reply): WAL from pg_current_wal_insert_lsn, table growth from relation sizes
         # (heap + indexes + TOAST of every table), CPU of the worker processes and of every Postgres process.
@@ -619,6 +627,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="pipeline: turns of other new patients first, not measured (0: measure from a cold start)",
     )
+    parser.add_argument(
+        "--pipeline-patients",
+        choices=("new", "returning"),
+        default="new",
+        help="pipeline: whose texts are measured — new patients (each turn creates a client and a conversation) or "
+        "the warm-up's patients texting again (needs --pipeline-warmup >= --pipeline-turns)",
+    )
     parser.add_argument("--pipeline-threads", type=int, default=8, help="pipeline: threads per worker process")
     parser.add_argument("--concurrency", type=int, default=64, help="llm_bound: turns in flight")
     parser.add_argument(
@@ -677,6 +692,11 @@ def main(argv: list[str] | None = None) -> int:
         "(pg_walinspect; keeps the phase's WAL with wal_keep_size)",
     )
     args = parser.parse_args(argv)
+    if args.pipeline_patients == "returning" and args.pipeline_warmup < args.pipeline_turns:
+        parser.error(
+            f"--pipeline-patients returning needs a warm-up of at least --pipeline-turns patients "
+            f"(--pipeline-warmup {args.pipeline_warmup} < --pipeline-turns {args.pipeline_turns})"
+        )
     measure.prepare_outputs(parser, args.json, args.statements, args.wal_profile)
     if args.wal_profile is not None:
         measure.keep_wal_for_profile(args.pg_option)
