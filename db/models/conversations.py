@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -65,15 +64,10 @@ class Message(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
     __table_args__ = (
-        # Partial: only inbound rows have these (migration 0018); NULLs never conflicted, so no uniqueness is lost.
-        Index(
-            "uq_messages_provider_message_id",
-            "clinic_id",
-            "channel",
-            "provider_message_id",
-            unique=True,
-            postgresql_where=text("provider_message_id IS NOT NULL"),
-        ),
+        # Partial: only inbound rows have a sequence (migration 0018); NULLs never conflicted, so no uniqueness is
+        # lost.  The provider's message id is not unique here: the inbox records each provider event once
+        # (``uq_inbox_events_clinic_id_source_provider_event_id``) and an event is attached once, under its row
+        # lock (migration 0021).
         Index(
             "uq_messages_inbound_seq",
             "conversation_id",
@@ -131,20 +125,9 @@ class Turn(Base):
     worker: Mapped[str] = mapped_column(String(100), server_default="")
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class ToolCallRecord(Base):
-    __tablename__ = "tool_calls"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    clinic_id: Mapped[int] = _clinic_column()
-    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), index=True)
-    call_id: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str] = mapped_column(String(64))
-    arguments: Mapped[dict[str, Any]]
-    result: Mapped[dict[str, Any]]
-    ok: Mapped[bool] = mapped_column(Boolean)
-    latency_ms: Mapped[int] = mapped_column(Integer, server_default="0")
-    created_at: Mapped[datetime] = _created()
+    # The model's tool steps in call order: {call_id, name, arguments, result, ok, latency_ms} each (migration 0020:
+    # a row of their own cost a turn a heap insert, two index entries and a foreign-key lock on the turn's row).
+    tool_calls: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
 
 
 class ProcessedWebhookEvent(Base):

@@ -274,8 +274,10 @@ def test_a_tool_turn_stores_its_tool_calls_once_and_the_next_history_reads_its_r
         ).all()
         calls = session.execute(
             text(
-                "SELECT t.call_id, t.name, t.arguments, t.result, t.ok, t.latency_ms, t.clinic_id "
-                "FROM tool_calls t JOIN turns u ON u.id = t.turn_id WHERE u.conversation_id = :id ORDER BY t.id"
+                "SELECT e.c->>'call_id', e.c->>'name', e.c->'arguments', e.c->'result', (e.c->>'ok')::boolean, "
+                "(e.c->>'latency_ms')::int, u.clinic_id "
+                "FROM turns u, jsonb_array_elements(u.tool_calls) WITH ORDINALITY AS e(c, n) "
+                "WHERE u.conversation_id = :id ORDER BY u.id, e.n"
             ),
             {"id": conversation_id},
         ).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -55,6 +56,79 @@ def test_migrations_round_trip_and_agree_with_the_models(scratch_database):
     assert {"vector", "btree_gist", "pg_trgm"} <= extensions
     assert "USING hnsw" in indexes["ix_kb_chunks_embedding_hnsw"]
     assert "USING gin" in indexes["ix_kb_chunks_tsv"]
+
+
+_TOOL_CALLS = [
+    ("call_1", "search_availability", {"service": "botox"}, {"slots": 2}, True, 3),
+    ("call_2", "book_appointment", {"slot": "10:00"}, {"error": "taken"}, False, 7),
+]
+
+
+def test_migration_0020_moves_each_turns_tool_calls_onto_it_in_order_and_back(scratch_database):
+    migrate(scratch_database, "0019")
+    load_seed(scratch_database)
+    engine = create_engine(scratch_database)
+    scope = "SELECT set_config('app.clinic_id', :c, true)"
+    with engine.begin() as conn:
+        clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
+        conn.execute(text(scope), {"c": str(clinic)})
+        client = conn.execute(
+            text("INSERT INTO clients (clinic_id, phone_e164) VALUES (:c, '+16285550100') RETURNING id"), {"c": clinic}
+        ).scalar()
+        conversation = conn.execute(
+            text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :cl, 'sms') RETURNING id"),
+            {"c": clinic, "cl": client},
+        ).scalar()
+        turns = [
+            conn.execute(
+                text(
+                    """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after,
+                                          outcome, started_at)
+                       VALUES (:c, :v, :n, :n, 'idle', 'idle', 'replied', now()) RETURNING id"""
+                ),
+                {"c": clinic, "v": conversation, "n": n},
+            ).scalar()
+            for n in (1, 2)
+        ]
+        for call_id, name, arguments, result, ok, latency in _TOOL_CALLS:
+            conn.execute(
+                text(
+                    """INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
+                       VALUES (:c, :t, :id, :name, CAST(:a AS jsonb), CAST(:r AS jsonb), :ok, :ms)"""
+                ),
+                {
+                    "c": clinic,
+                    "t": turns[0],
+                    "id": call_id,
+                    "name": name,
+                    "a": json.dumps(arguments),
+                    "r": json.dumps(result),
+                    "ok": ok,
+                    "ms": latency,
+                },
+            )
+
+    migrate(scratch_database)
+    with engine.begin() as conn:
+        conn.execute(text(scope), {"c": str(clinic)})
+        on_turns = dict(conn.execute(text("SELECT id, tool_calls FROM turns ORDER BY id")).all())
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+    assert "tool_calls" not in tables
+    keys = ("call_id", "name", "arguments", "result", "ok", "latency_ms")
+    assert on_turns == {turns[0]: [dict(zip(keys, call, strict=True)) for call in _TOOL_CALLS], turns[1]: []}
+
+    downgrade(scratch_database, "0019")
+    with engine.begin() as conn:
+        conn.execute(text(scope), {"c": str(clinic)})
+        rows = conn.execute(
+            text(
+                "SELECT call_id, name, arguments, result, ok, latency_ms, turn_id, clinic_id FROM tool_calls ORDER BY id"
+            )
+        ).all()
+        forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'tool_calls'")).scalar()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(*call, turns[0], clinic) for call in _TOOL_CALLS]
+    assert forced is True
 
 
 # ------------------------------------------------------------------ exclusion constraint

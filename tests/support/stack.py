@@ -212,10 +212,11 @@ class Stack:
             rows = (
                 session.execute(
                     text(
-                        """SELECT t.name, t.arguments, t.ok, t.result FROM tool_calls t
-                       JOIN turns u ON u.id = t.turn_id JOIN conversations c ON c.id = u.conversation_id
-                       JOIN clients cl ON cl.id = c.client_id
-                       WHERE cl.phone_e164 = :phone ORDER BY t.id"""
+                        """SELECT e.t->>'name' AS name, e.t->'arguments' AS arguments, (e.t->>'ok')::boolean AS ok,
+                              e.t->'result' AS result
+                       FROM turns u CROSS JOIN LATERAL jsonb_array_elements(u.tool_calls) WITH ORDINALITY AS e(t, n)
+                       JOIN conversations c ON c.id = u.conversation_id JOIN clients cl ON cl.id = c.client_id
+                       WHERE cl.phone_e164 = :phone ORDER BY u.id, e.n"""
                     ),
                     {"phone": phone},
                 )

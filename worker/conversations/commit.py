@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from db.arrays import BoolArray, IntArray, JsonbArray, TextArray
 from db.engine import commit_pipeline
+from domain.conversation import ToolAudit
 from domain.outbox import REPLY_KINDS
 from medspa.ids import fast_int63
 from worker.conversations.rows import STALE_TURN_SQLSTATE, Committed, Conn, Cursor, Snapshot, StaleTurn, TurnRecord
@@ -19,11 +20,11 @@ from worker.handoff_notify import INSERT_ALERT, alert_params
 from worker.outbox.rows import ClaimedSend, OutboxRow
 from worker.outbox.writes import INSERT_OUTBOX, INSERT_REPLY, outbox_params, reply_params
 
-# The fence, the turn's row and its tool calls in one statement: the conversation is updated only by the lease
-# holder of this version, and the turn inserted only from that update's row, its tool calls only from the
-# turn's — a stale turn writes none of them, and ``medspa_stale_turn`` aborts the transaction (nothing queued
-# after it runs).  The model's tool steps are kept once, as ``tool_calls`` rows (call id, name, arguments,
-# result; arrays in call order, empty for a turn without tools); the replies once, as the outbound messages.
+# The fence and the turn's row in one statement: the conversation is updated only by the lease holder of this
+# version, and the turn inserted only from that update's row — a stale turn writes neither, and
+# ``medspa_stale_turn`` aborts the transaction (nothing queued after it runs).  The model's tool steps are kept
+# once, on the turn (``turns.tool_calls``: call id, name, arguments, result, ok, latency, in call order; empty for
+# a turn without tools; migration 0020 says why not rows of their own); the replies once, as the outbound messages.
 # The brain's transcript (``TurnOutput.transcript``) repeats both, so it is not stored: as message rows it
 # doubled every reply in the history the next turn reads and cost three inserts per turn.
 _FENCED_UPDATE = """
@@ -38,24 +39,35 @@ WHERE id = %(id)s AND version = %(version)s AND lease_owner = %(owner)s
 RETURNING last_inbound_seq
 ), turn AS (
 INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, model, prompt_tokens,
-                   completion_tokens, steps, outcome, model_latency_ms, latency_ms, trace_id, worker, started_at)
+                   completion_tokens, steps, outcome, model_latency_ms, latency_ms, trace_id, worker, started_at,
+                   tool_calls)
 SELECT %(clinic)s, %(id)s, %(first_seq)s, %(last_seq)s, %(state_before)s, %(state)s, %(model)s, %(prompt_tokens)s,
        %(completion_tokens)s, %(steps)s, %(outcome)s, %(model_latency_ms)s, %(latency_ms)s, %(trace)s, %(worker)s,
-       %(started_at)s
+       %(started_at)s, %(tool_calls)s::jsonb
 FROM fenced
-RETURNING id
-), tool_call AS (
-INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
-SELECT %(clinic)s, turn.id, u.call_id, u.name, u.arguments, u.result, u.ok, u.latency_ms
-FROM turn, unnest(%(call_ids)s::text[], %(tool_names)s::text[], %(arguments)s::jsonb[], %(results)s::jsonb[],
-                  %(oks)s::boolean[], %(latencies)s::int[]) WITH ORDINALITY
-     AS u(call_id, name, arguments, result, ok, latency_ms, n)
-ORDER BY u.n
 )
 SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s))
 """
 # Later rows of this turn (its replies) refer to it by the sequence's current value in this session (no round
 # trip for the id).
+
+
+def _tool_calls_json(audit: Sequence[ToolAudit]) -> str:
+    """The turn's ``tool_calls`` column: its tool steps in call order."""
+    return json.dumps(
+        [
+            {
+                "call_id": a.call_id,
+                "name": a.name,
+                "arguments": a.arguments,
+                "result": a.result,
+                "ok": a.ok,
+                "latency_ms": a.latency_ms,
+            }
+            for a in audit
+        ],
+        default=str,
+    )
 
 
 def _queue_commit(
@@ -96,12 +108,7 @@ def _queue_commit(
             "trace": record.trace_id,
             "worker": record.worker,
             "started_at": record.started_at,
-            "call_ids": TextArray(a.call_id for a in out.tool_audit),
-            "tool_names": TextArray(a.name for a in out.tool_audit),
-            "arguments": JsonbArray(json.dumps(a.arguments, default=str) for a in out.tool_audit),
-            "results": JsonbArray(json.dumps(a.result, default=str) for a in out.tool_audit),
-            "oks": BoolArray(a.ok for a in out.tool_audit),
-            "latencies": IntArray(a.latency_ms for a in out.tool_audit),
+            "tool_calls": _tool_calls_json(out.tool_audit),
         },
     )
     reply_rows = [row for row in outbox_rows if row.kind in REPLY_KINDS]
