@@ -3,7 +3,8 @@
 Scenarios (each reported next to a reference measured in the same run):
 - ingress:   the real Twilio webhook (signature, durable inbox, enqueue) vs a bare Starlette form endpoint;
 - pipeline:  turns/s through webhook → worker → commit → outbox with a zero-latency model, 2 worker
-             processes, vs the raw single-row commit rate of the same Postgres;
+             processes, vs the raw single-row commit rate of the same Postgres; new patients' first texts, or
+             (``--pipeline-patients returning``) the warm-up's patients texting again;
 - llm_bound: 64 patients in flight (``--concurrency``) against a model that takes 500 ms (``--model-latency-ms``):
              turns/s vs the bound (in flight / latency), end-to-end p99 minus the model time, worker memory and CPU;
              ``--model-client openai`` runs the worker's real OpenAI adapter against scripts/bench_fake_model.py;
