@@ -210,14 +210,36 @@ def wal_profile(owner_url: str, growth: StorageGrowth, *, timeout_s: float = 10.
     return [WalRecords(str(kind), str(relation), int(count), int(size)) for kind, relation, count, size in rows]
 
 
-def write_wal_profile(profile: list[WalRecords], turns: int, path: Path) -> None:
-    """``wal_profile`` per turn as a tab-separated file: every record type and relation by bytes, then each
-    relation's total (its table's or index's share of the WAL)."""
+# Postgres's own objects have OIDs below this (``FirstNormalObjectId``): a TOAST table named after one is a catalog's.
+_FIRST_NORMAL_OID = 16384
+
+
+def is_workload_relation(relation: str, others: frozenset[str] = frozenset()) -> bool:
+    """Whether a profile's relation is the measured workload's: not a system catalog (autovacuum's statistics,
+    ``pg_class`` updates) or a catalog's TOAST, not another database's or a dropped relation, not one of ``others``
+    (e.g. a reference's table).  Records without a relation (``-``: commits) are the workload's."""
+    if relation in others or relation in ("(another database)", "(dropped relation)"):
+        return False
+    if relation.startswith("pg_toast.pg_toast_"):
+        owner = relation.removeprefix("pg_toast.pg_toast_")
+        return not (owner.isdigit() and int(owner) < _FIRST_NORMAL_OID)
+    return not relation.startswith("pg_")
+
+
+def write_wal_profile(
+    profile: list[WalRecords], turns: int, path: Path, *, others: frozenset[str] = frozenset()
+) -> None:
+    """``wal_profile`` per turn as a tab-separated file: the total, the workload's part (``is_workload_relation``:
+    without what catalogs, other databases and ``others`` wrote meanwhile — the figure to compare changes by, as
+    those vary by run), every record type and relation by bytes, then each relation's total (its table's or
+    index's share of the WAL)."""
     total_bytes = sum(r.bytes for r in profile)
     total_records = sum(r.records for r in profile)
+    workload = [r for r in profile if is_workload_relation(r.relation, others)]
     lines = [
         "bytes/turn\trecords/turn\trecord\trelation",
         f"{total_bytes / turns:.1f}\t{total_records / turns:.2f}\t(all)\t",
+        f"{sum(r.bytes for r in workload) / turns:.1f}\t{sum(r.records for r in workload) / turns:.2f}\t(workload)\t",
     ]
     lines += [f"{r.bytes / turns:.1f}\t{r.records / turns:.2f}\t{r.kind}\t{r.relation}" for r in profile]
     by_relation: dict[str, list[int]] = {}

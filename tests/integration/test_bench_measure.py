@@ -138,6 +138,8 @@ def test_the_wal_profile_names_the_table_and_index_each_record_changed(infra: In
         lines = out.read_text().splitlines()
         assert lines[0] == "bytes/turn\trecords/turn\trecord\trelation"
         assert lines[1].endswith("\t(all)\t")
+        assert lines[2].endswith("\t(workload)\t")
+        assert 0 < float(lines[2].split("\t")[0]) <= float(lines[1].split("\t")[0])
         relations = lines[lines.index("bytes/turn\trecords/turn\trelation") + 1 :]
         per_relation = {line.split("\t")[2]: float(line.split("\t")[0]) for line in relations}
         assert per_relation["bench_wal_probe"] > per_relation["bench_wal_probe_pkey"] > 0
@@ -146,6 +148,20 @@ def test_the_wal_profile_names_the_table_and_index_each_record_changed(infra: In
             conn.execute("DROP TABLE bench_wal_probe")
             conn.execute("ALTER SYSTEM RESET wal_keep_size")
             conn.execute("SELECT pg_reload_conf()")
+
+
+def test_a_wal_profiles_workload_leaves_out_catalogs_other_databases_and_named_references() -> None:
+    profile = [
+        measure.WalRecords("Heap/INSERT", "messages", 2, 400),
+        measure.WalRecords("Heap/INSERT", "pg_toast.pg_toast_40123", 1, 2000),  # a table of ours, TOASTed
+        measure.WalRecords("Transaction/COMMIT", "-", 1, 34),
+        measure.WalRecords("Heap/INSERT", "pg_statistic", 1, 300),  # autovacuum's ANALYZE
+        measure.WalRecords("Heap/INSERT", "pg_toast.pg_toast_2619", 1, 500),  # pg_statistic's TOAST
+        measure.WalRecords("Heap/LOCK", "(another database)", 1, 54),
+        measure.WalRecords("Heap2/VISIBLE", "bench_commit", 1, 60),
+    ]
+    kept = [r.relation for r in profile if measure.is_workload_relation(r.relation, frozenset({"bench_commit"}))]
+    assert kept == ["messages", "pg_toast.pg_toast_40123", "-"]
 
 
 def test_a_wal_profile_keeps_the_wal_it_reads() -> None:
