@@ -64,6 +64,36 @@ _TOOL_CALLS = [
 ]
 
 
+def _add_turn_with_tool_calls(conn, clinic: int) -> int:
+    """At revision 0019: a client, their conversation and one turn with ``_TOOL_CALLS``; returns the turn's id."""
+    conn.execute(text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(clinic)})
+    client = conn.execute(
+        text("INSERT INTO clients (clinic_id, phone_e164) VALUES (:c, '+16285550101') RETURNING id"), {"c": clinic}
+    ).scalar()
+    conversation = conn.execute(
+        text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :cl, 'sms') RETURNING id"),
+        {"c": clinic, "cl": client},
+    ).scalar()
+    turn = conn.execute(
+        text(
+            """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, outcome,
+                                  started_at)
+               VALUES (:c, :v, 1, 1, 'idle', 'idle', 'replied', now()) RETURNING id"""
+        ),
+        {"c": clinic, "v": conversation},
+    ).scalar()
+    for call_id, name, arguments, result, ok, latency in _TOOL_CALLS:
+        conn.execute(
+            text(
+                """INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
+                   VALUES (:c, :t, :id, :name, CAST(:a AS jsonb), CAST(:r AS jsonb), :ok, :ms)"""
+            ),
+            {"c": clinic, "t": turn, "id": call_id, "name": name, "a": json.dumps(arguments)}
+            | {"r": json.dumps(result), "ok": ok, "ms": latency},
+        )
+    return int(turn)
+
+
 def test_migration_0020_moves_each_turns_tool_calls_onto_it_in_order_and_back(scratch_database):
     migrate(scratch_database, "0019")
     load_seed(scratch_database)
@@ -71,42 +101,17 @@ def test_migration_0020_moves_each_turns_tool_calls_onto_it_in_order_and_back(sc
     scope = "SELECT set_config('app.clinic_id', :c, true)"
     with engine.begin() as conn:
         clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
-        conn.execute(text(scope), {"c": str(clinic)})
-        client = conn.execute(
-            text("INSERT INTO clients (clinic_id, phone_e164) VALUES (:c, '+16285550100') RETURNING id"), {"c": clinic}
+        with_calls = _add_turn_with_tool_calls(conn, clinic)
+        without = conn.execute(
+            text(
+                """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after,
+                                      outcome, started_at)
+                   SELECT clinic_id, conversation_id, 2, 2, 'idle', 'idle', 'replied', now() FROM turns WHERE id = :t
+                   RETURNING id"""
+            ),
+            {"t": with_calls},
         ).scalar()
-        conversation = conn.execute(
-            text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :cl, 'sms') RETURNING id"),
-            {"c": clinic, "cl": client},
-        ).scalar()
-        turns = [
-            conn.execute(
-                text(
-                    """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after,
-                                          outcome, started_at)
-                       VALUES (:c, :v, :n, :n, 'idle', 'idle', 'replied', now()) RETURNING id"""
-                ),
-                {"c": clinic, "v": conversation, "n": n},
-            ).scalar()
-            for n in (1, 2)
-        ]
-        for call_id, name, arguments, result, ok, latency in _TOOL_CALLS:
-            conn.execute(
-                text(
-                    """INSERT INTO tool_calls (clinic_id, turn_id, call_id, name, arguments, result, ok, latency_ms)
-                       VALUES (:c, :t, :id, :name, CAST(:a AS jsonb), CAST(:r AS jsonb), :ok, :ms)"""
-                ),
-                {
-                    "c": clinic,
-                    "t": turns[0],
-                    "id": call_id,
-                    "name": name,
-                    "a": json.dumps(arguments),
-                    "r": json.dumps(result),
-                    "ok": ok,
-                    "ms": latency,
-                },
-            )
+        turns = [with_calls, without]
 
     migrate(scratch_database)
     with engine.begin() as conn:
@@ -129,6 +134,37 @@ def test_migration_0020_moves_each_turns_tool_calls_onto_it_in_order_and_back(sc
     engine.dispose()
     assert [tuple(r) for r in rows] == [(*call, turns[0], clinic) for call in _TOOL_CALLS]
     assert forced is True
+
+
+def test_migration_0020_copies_the_calls_when_the_owner_is_not_a_superuser(scratch_database):
+    # FORCE ROW LEVEL SECURITY binds a table's owner too, unless it is a superuser (as this suite's owner is):
+    # run as a plain owner, a copy that did not lift it would see no rows and move nothing.
+    migrate(scratch_database, "0019")
+    load_seed(scratch_database)
+    role = "owner_" + uuid.uuid4().hex[:8]
+    engine = create_engine(scratch_database)
+    try:
+        with engine.begin() as conn:
+            clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
+            turn = _add_turn_with_tool_calls(conn, clinic)
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+            conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
+            for table in ("turns", "tool_calls", "alembic_version"):
+                conn.execute(text(f'ALTER TABLE {table} OWNER TO "{role}"'))
+        user = scratch_database.split("://", 1)[1].split("@", 1)[0]
+        migrate(scratch_database.replace(f"://{user}@", f"://{role}@", 1), "0020")
+        with engine.begin() as conn:
+            calls = conn.execute(text("SELECT tool_calls FROM turns WHERE id = :t"), {"t": turn}).scalar()
+            forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'turns'")).scalar()
+        assert [c["call_id"] for c in calls] == ["call_1", "call_2"]
+        assert forced is True  # lifted for the copy only
+    finally:
+        with engine.begin() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar():
+                conn.execute(text(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER'))
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+        engine.dispose()
 
 
 # ------------------------------------------------------------------ exclusion constraint
