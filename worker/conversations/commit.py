@@ -53,21 +53,8 @@ SELECT COALESCE((SELECT last_inbound_seq FROM fenced), medspa_stale_turn(%(id)s)
 
 
 def _tool_calls_json(audit: Sequence[ToolAudit]) -> str:
-    """The turn's ``tool_calls`` column: its tool steps in call order."""
-    return json.dumps(
-        [
-            {
-                "call_id": a.call_id,
-                "name": a.name,
-                "arguments": a.arguments,
-                "result": a.result,
-                "ok": a.ok,
-                "latency_ms": a.latency_ms,
-            }
-            for a in audit
-        ],
-        default=str,
-    )
+    """The turn's ``tool_calls`` column: its tool steps in call order, each with ``ToolAudit``'s fields."""
+    return json.dumps([vars(a) for a in audit], default=str)
 
 
 def _queue_commit(
