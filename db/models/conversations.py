@@ -54,7 +54,7 @@ class Message(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     clinic_id: Mapped[int] = _clinic_column()
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound (internal: before migration 0018)
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound (checked since migration 0022)
     role: Mapped[str] = mapped_column(String(16))  # user | assistant | tool | staff | system
     body: Mapped[str] = mapped_column(Text, server_default="")
     inbound_seq: Mapped[int | None] = mapped_column(BigInteger)
@@ -76,6 +76,7 @@ class Message(Base):
             postgresql_where=text("inbound_seq IS NOT NULL"),
         ),
         Index("ix_messages_conversation_id", "conversation_id", "id"),
+        CheckConstraint("direction IN ('inbound', 'outbound')", name="direction_valid"),
     )
 
 

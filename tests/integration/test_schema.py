@@ -64,16 +64,23 @@ _TOOL_CALLS = [
 ]
 
 
-def _add_turn_with_tool_calls(conn, clinic: int) -> int:
-    """At revision 0019: a client, their conversation and one turn with ``_TOOL_CALLS``; returns the turn's id."""
+def _add_conversation(conn, clinic: int) -> int:
+    """A client and their SMS conversation, in this transaction's clinic scope; returns the conversation's id."""
     conn.execute(text("SELECT set_config('app.clinic_id', :c, true)"), {"c": str(clinic)})
     client = conn.execute(
         text("INSERT INTO clients (clinic_id, phone_e164) VALUES (:c, '+16285550101') RETURNING id"), {"c": clinic}
     ).scalar()
-    conversation = conn.execute(
-        text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :cl, 'sms') RETURNING id"),
-        {"c": clinic, "cl": client},
-    ).scalar()
+    return int(
+        conn.execute(
+            text("INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :cl, 'sms') RETURNING id"),
+            {"c": clinic, "cl": client},
+        ).scalar()
+    )
+
+
+def _add_turn_with_tool_calls(conn, clinic: int) -> int:
+    """At revision 0019: a client, their conversation and one turn with ``_TOOL_CALLS``; returns the turn's id."""
+    conversation = _add_conversation(conn, clinic)
     turn = conn.execute(
         text(
             """INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, outcome,
@@ -158,6 +165,49 @@ def test_migration_0020_copies_the_calls_when_the_owner_is_not_a_superuser(scrat
             forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'turns'")).scalar()
         assert [c["call_id"] for c in calls] == ["call_1", "call_2"]
         assert forced is True  # lifted for the copy only
+    finally:
+        with engine.begin() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar():
+                conn.execute(text(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER'))
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+        engine.dispose()
+
+
+def test_migration_0022_deletes_the_transcript_copies_a_plain_owner_could_not_see_and_checks_direction(
+    scratch_database,
+):
+    # 0018's plain DELETE ran under FORCE ROW LEVEL SECURITY with no clinic in scope: for an owner that is not a
+    # superuser it removed nothing, and the copies stayed in the history a turn reads.  0022 runs as such an owner.
+    migrate(scratch_database, "0021")
+    load_seed(scratch_database)
+    role = "owner_" + uuid.uuid4().hex[:8]
+    engine = create_engine(scratch_database)
+    insert = """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel)
+                VALUES (:c, :v, :d, :r, :b, 'sms') RETURNING id"""
+    try:
+        with engine.begin() as conn:
+            clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
+            conversation = _add_conversation(conn, clinic)
+            kept = [
+                conn.execute(text(insert), {"c": clinic, "v": conversation, "d": d, "r": r, "b": b}).scalar()
+                for d, r, b in (("inbound", "user", "is botox ok?"), ("outbound", "assistant", "It is."))
+            ]
+            for r, b in (("assistant", ""), ("tool", '{"ok": true}'), ("assistant", "It is.")):
+                conn.execute(text(insert), {"c": clinic, "v": conversation, "d": "internal", "r": r, "b": b})
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
+            conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
+            for table in ("messages", "alembic_version"):
+                conn.execute(text(f'ALTER TABLE {table} OWNER TO "{role}"'))
+        user = scratch_database.split("://", 1)[1].split("@", 1)[0]
+        migrate(scratch_database.replace(f"://{user}@", f"://{role}@", 1), "0022")
+        with engine.begin() as conn:
+            left = conn.execute(text("SELECT id FROM messages ORDER BY id")).scalars().all()
+            forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'messages'")).scalar()
+            with pytest.raises(IntegrityError, match="ck_messages_direction_valid"), conn.begin_nested():
+                conn.execute(text(insert), {"c": clinic, "v": conversation, "d": "internal", "r": "tool", "b": "x"})
+        assert left == kept
+        assert forced is True  # lifted for the delete only
     finally:
         with engine.begin() as conn:
             if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar():
