@@ -41,6 +41,7 @@ class OutboxMessage(Base):
     claimed_at: Mapped[datetime | None]  # the current claim's start or last renewal (the sweeper's deadline)
     claim_token: Mapped[int | None] = mapped_column(BigInteger)  # who holds the claim (fresh per claim)
     swept_at: Mapped[datetime | None]  # last re-enqueue by the sweeper
+    # Not indexed (migration 0023): status callbacks name their row by id, reconciling asks the provider.
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str] = mapped_column(Text, server_default="")
@@ -60,11 +61,6 @@ class OutboxMessage(Base):
         ),
         Index(
             "ix_outbox_pending", "clinic_id", "priority", "id", postgresql_where=text("status IN ('queued','sending')")
-        ),
-        Index(
-            "ix_outbox_provider_message_id",
-            "provider_message_id",
-            postgresql_where=text("provider_message_id IS NOT NULL"),
         ),
         Index(
             "ix_outbox_conversation_unsent",
