@@ -36,6 +36,10 @@ turns_withdrawn = Counter("medspa_turns_withdrawn_total", "Turns stopped early b
 lost_claims = Counter(
     "medspa_outbox_lost_claims_total", "Outbox rows a sender did not send: its claim lapsed before the provider call"
 )
+sent_marks_unrecorded = Counter(
+    "medspa_sent_marks_unrecorded_total",
+    "Sent outbox rows whose 'sent' could not be written (the sweeper reconciles them with the provider)",
+)
 quarantined = Counter("medspa_quarantined_total", "Inbound events or conversations quarantined", ["what"])
 redis_fail_open = Counter(
     "medspa_webhook_redis_fail_open_total",

@@ -28,6 +28,7 @@ from medspa.settings import Settings
 
 if TYPE_CHECKING:
     from worker.leases import LeaseKeeper
+    from worker.outbox.sent_marks import SentMarkRecorder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Container:
     _clinics: dict[int, tuple[float, Clinic, dict[str, Any]]] = field(default_factory=dict)
     _clinic_lock: threading.Lock = field(default_factory=threading.Lock)
     _lease_keeper: LeaseKeeper | None = None
+    _sent_marks: SentMarkRecorder | None = None
     _keeper_lock: threading.Lock = field(default_factory=threading.Lock)
     _media: tuple[MediaFetcher | None, MediaStore] | None = None
 
@@ -65,6 +67,21 @@ class Container:
 
                     self._lease_keeper = LeaseKeeper(self.database, self.settings.lease_seconds)
         return self._lease_keeper
+
+    def sent_marks(self) -> SentMarkRecorder:
+        """This process's recorder of "sent" marks written in batches (``worker/outbox/sent_marks.py``)."""
+        if self._sent_marks is None:
+            with self._keeper_lock:
+                if self._sent_marks is None:
+                    from worker.outbox.sent_marks import SentMarkRecorder
+
+                    self._sent_marks = SentMarkRecorder(self.database)
+        return self._sent_marks
+
+    def flush_sent_marks(self) -> None:
+        """Write the "sent" marks still waiting for their batch (the worker's shutdown, before the pool closes)."""
+        if self._sent_marks is not None:
+            self._sent_marks.close()
 
     def media(self) -> tuple[MediaFetcher | None, MediaStore]:
         """The media fetcher (None without Twilio credentials) and the media store, built on first use."""
@@ -128,6 +145,7 @@ class Container:
         return profile, routing
 
     def close(self) -> None:
+        self.flush_sent_marks()
         if self._lease_keeper is not None:
             self._lease_keeper.close()
         self.database.dispose()

@@ -138,6 +138,12 @@ class BuildContainerAtBoot(Middleware):
         gc.collect()
         gc.freeze()
 
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # Every worker thread has stopped: nothing adds a mark any more.  The marks still waiting for their batch
+        # are written now (a mark lost with the process costs the sweeper a provider lookup, not a second text).
+        if _container is not None:
+            _container.flush_sent_marks()
+
 
 def consumer_count(broker: dramatiq.Broker) -> int:
     """Dramatiq consumer threads a worker on ``broker`` may run: one per queue and one per delay queue."""

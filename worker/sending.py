@@ -40,7 +40,9 @@ def send_committed(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Clai
     """Send just-committed conversation replies right here, in order, instead of another queue hop (a hop
     costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
     produced them; the others go through the claim step.  Either way each row is sent at most once; anything
-    that must wait or be retried goes to the ``send_outbox`` actor."""
+    that must wait or be retried goes to the ``send_outbox`` actor.  The last row's "sent" is written by the
+    process's batched recorder (``worker.outbox.sent_marks``): no row of this work follows it, and the earlier
+    ones are marked before the next is claimed (a conversation's rows go out in order)."""
     from worker.outbox.ports import send_ports
     from worker.outbox.sender import RetryLater, send_claimed, send_one
 
@@ -49,11 +51,12 @@ def send_committed(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Clai
     work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
     for index, item in enumerate(work):
         outbox_id = item if isinstance(item, int) else item.id
+        last = index == len(work) - 1
         try:
             if isinstance(item, int):
-                outcome = send_one(ports, clinic_id, item)
+                outcome = send_one(ports, clinic_id, item, record_later=last)
             else:
-                outcome = send_claimed(ports, clinic_id, item)
+                outcome = send_claimed(ports, clinic_id, item, record_later=last)
         except RetryLater:
             later.append(message("send_outbox", clinic_id, outbox_id))
             continue

@@ -57,6 +57,7 @@ class FakeOutbox:
     campaign_status: dict[int, str] = field(default_factory=dict)
     appointment_status: dict[int, str] = field(default_factory=dict)
     records: int = 0  # ``record`` calls: one round trip each in Postgres
+    deferred_records: int = 0  # of them, those the caller let wait for the batched recorder (``later``)
     claims: int = 0  # claiming transactions
     failures: list[Failure] = field(default_factory=list)
     lose_claims_on_renew: set[int] = field(default_factory=set)  # rows the sweeper took back meanwhile
@@ -144,8 +145,11 @@ class FakeOutbox:
         sent: Sequence[SentMark] = (),
         failed: Sequence[Failure] = (),
         renew: Sequence[int] = (),
+        later: bool = False,
     ) -> set[int]:
         self.records += 1
+        if later and not failed and not renew:  # as ``PostgresOutbox``: only sends alone may wait
+            self.deferred_records += 1
         for mark in sent:
             stored = self.rows[mark.outbox_id]
             if stored.status in SENT_OVER:

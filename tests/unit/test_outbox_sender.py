@@ -145,6 +145,20 @@ def test_a_turn_claimed_reply_goes_out_without_another_claim():
 
     assert send_claimed(f.ports, 1, _claimed(row, 99, time.monotonic())).status == "sent"
     assert f.outbox.claims == 0 and f.outbox.records == 1 and f.outbox.status(1) == "sent"
+    assert f.outbox.deferred_records == 0  # written at once unless the caller says nothing of its own follows
+
+
+def test_a_send_nothing_follows_lets_its_mark_wait_for_the_batch_and_a_failure_never_waits():
+    f = fakes(DAY)
+    row = f.outbox.add(sms_row(1), status="sending", attempts=1)
+    f.outbox.rows[1].claim_token = 99
+    f.outbox.add(sms_row(2))
+
+    assert send_claimed(f.ports, 1, _claimed(row, 99, time.monotonic()), record_later=True).status == "sent"
+    assert f.outbox.deferred_records == 1
+    f.sms.errors.append(SmsSendError("unreachable", code="30003", retryable=False))
+    assert send_one(f.ports, 1, 2, record_later=True).status == "failed"
+    assert f.outbox.records == 2 and f.outbox.deferred_records == 1
 
 
 def test_a_sender_whose_claim_lapsed_does_not_call_the_provider():

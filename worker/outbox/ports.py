@@ -60,9 +60,12 @@ class OutboxStore(Protocol):
         sent: Sequence[SentMark] = (),
         failed: Sequence[Failure] = (),
         renew: Sequence[int] = (),
+        later: bool = False,
     ) -> set[int]:
         """Record outcomes (one round trip) and, with ``renew``, re-verify and extend the claim on those rows:
-        returns the ``renew`` rows still held.  The caller then sets ``claim.renewed_at``."""
+        returns the ``renew`` rows still held.  The caller then sets ``claim.renewed_at``.  ``later``: marks that are
+        all there is (nothing failed, nothing to renew) may be written a few milliseconds later, batched with other
+        sends' (``worker.outbox.sent_marks``) — only for rows no send of this caller follows."""
         ...
 
     def release(
@@ -136,7 +139,7 @@ def send_ports(container: Container, limiter: SmsRateLimiter) -> SendPorts:
 
     settings = container.settings
     return SendPorts(
-        store=PostgresOutbox(container.database),
+        store=PostgresOutbox(container.database, container.sent_marks()),
         sms=container.sms,
         clock=container.clock,
         limiter=limiter,

@@ -77,15 +77,17 @@ def sms_message_for(ports: SendPorts, clinic_id: int, row: SendRow) -> OutboundS
 
 
 # ------------------------------------------------------------------ one row
-def send_one(ports: SendPorts, clinic_id: int, outbox_id: int) -> SendOutcome:
-    """Claim one row (deciding it again) and send it.  Raises ``RetryLater`` when the outcome is unknown."""
+def send_one(ports: SendPorts, clinic_id: int, outbox_id: int, *, record_later: bool = False) -> SendOutcome:
+    """Claim one row (deciding it again) and send it.  Raises ``RetryLater`` when the outcome is unknown.
+    ``record_later``: see ``send_rows``."""
     now = ports.clock.now()
     clinic, _ = ports.clinics(clinic_id)
     claim = Claim.start()
     row, verdict = ports.store.claim_one(clinic_id, outbox_id, claim, claim_judge(clinic, now))
     if row is None or verdict.action is not ClaimAction.CLAIM:
         return _unclaimed(clinic_id, outbox_id, row, verdict)
-    outcome = _one(send_rows(ports, clinic_id, [row], claim, bulk=row.kind in BULK_KINDS), row)
+    report = send_rows(ports, clinic_id, [row], claim, bulk=row.kind in BULK_KINDS, record_later=record_later)
+    outcome = _one(report, row)
     metrics.sends.labels(row.channel, row.kind, outcome.status).inc()
     if outcome.status == "sent" and row.created_at is not None:
         lag = (ports.clock.now() - row.created_at).total_seconds()
@@ -93,12 +95,13 @@ def send_one(ports: SendPorts, clinic_id: int, outbox_id: int) -> SendOutcome:
     return outcome
 
 
-def send_claimed(ports: SendPorts, clinic_id: int, claimed: ClaimedSend) -> SendOutcome:
+def send_claimed(ports: SendPorts, clinic_id: int, claimed: ClaimedSend, *, record_later: bool = False) -> SendOutcome:
     """Send a row the turn's own commit claimed (``sending``, consent and order checked in that transaction): the
-    same path as ``send_one`` after its claim step."""
+    same path as ``send_one`` after its claim step.  ``record_later``: see ``send_rows``."""
     row = SendRow.from_claimed(claimed)
     claim = Claim(claimed.claim_token, claimed.claim_started)
-    outcome = _one(send_rows(ports, clinic_id, [row], claim, bulk=row.kind in BULK_KINDS), row)
+    report = send_rows(ports, clinic_id, [row], claim, bulk=row.kind in BULK_KINDS, record_later=record_later)
+    outcome = _one(report, row)
     metrics.sends.labels(claimed.channel, claimed.kind, outcome.status).inc()
     if outcome.status == "sent":
         metrics.outbox_lag.labels(claimed.channel).observe(max(0.0, time.monotonic() - claimed.committed_at))
@@ -209,18 +212,21 @@ def send_rows(
     pace: Pace | None = None,
     recheck_window: bool = False,
     stamp_each: bool = False,
+    record_later: bool = False,
 ) -> SendReport:
     """Send rows this sender claimed under ``claim``, in order; record what was sent and what failed in one round
-    trip at the end (or when the claim needs renewing).  ``recheck_window``: decide the recipient's window again
+    trip at the end (or when the claim needs renewing).  ``record_later``: nothing of this caller's follows these
+    rows, so when all of them went out their marks may be written with other sends' a few milliseconds later
+    (``worker.outbox.sent_marks``).  ``recheck_window``: decide the recipient's window again
     right before each call; ``stamp_each``: record each row's own sent time (else the recording transaction's)."""
     report = SendReport()
     marks: list[SentMark] = []
     failures: list[Failure] = []
     lost: set[int] = set()
 
-    def flush(renew: Sequence[int] = ()) -> set[int]:
+    def flush(renew: Sequence[int] = (), *, later: bool = False) -> set[int]:
         started = time.monotonic()
-        held = ports.store.record(clinic_id, claim, sent=marks, failed=failures, renew=renew)
+        held = ports.store.record(clinic_id, claim, sent=marks, failed=failures, renew=renew, later=later)
         report.sent += len(marks)
         report.failed += len(failures)
         marks.clear()
@@ -286,7 +292,7 @@ def send_rows(
             continue
         at = datetime.now(tz=UTC) if stamp_each else None
         marks.append(SentMark(row.id, result.provider_message_id, result.segments, at))
-    flush()
+    flush(later=record_later)
     return report
 
 

@@ -17,7 +17,6 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from db.arrays import BigintArray, IntArray, TextArray, TimestamptzArray
 from db.consent import number_opted_out, record_consent
 from db.engine import Database, psycopg_connection, sql_list
 from domain.audience import RecipientFacts
@@ -36,6 +35,7 @@ from domain.outbox import (
 )
 from worker.outbox.ports import ChunkClaim, Judge
 from worker.outbox.rows import Claim, Failure, SendRow, SentMark
+from worker.outbox.sent_marks import MARK_SENT, SentMarkRecorder, mark_sent_params
 
 Conn = psycopg.Connection[Any]
 
@@ -77,7 +77,7 @@ WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_b
 ORDER BY o.id
 FOR UPDATE OF o
 """
-# Row by row by primary key, like ``_MARK_SENT`` (see there): a window that closes during a campaign defers every
+# Row by row by primary key, like ``MARK_SENT`` (``worker.outbox.sent_marks``): a window that closes during a campaign defers every
 # row of a chunk, and the batch join would hash every row in flight to find them.
 _SUPPRESS = f"UPDATE outbox SET status = '{SUPPRESSED}', error_message = %s::text WHERE id = %s"
 _DEFER = "UPDATE outbox SET not_before = %s::timestamptz WHERE id = %s"
@@ -88,14 +88,7 @@ _CLAIM = f"""
 UPDATE outbox SET status = '{SENDING}', attempts = attempts + 1, claimed_at = now(), claim_token = %s
 WHERE id = ANY(%s) AND status IN {sql_list(CLAIMABLE)}
 """
-# Not fenced on the claim: the provider has the message, whoever holds the row now (a row swept to 'unknown'
-# meanwhile is then never re-claimed, and a sender that re-claimed it finds it sent when it re-verifies).
-# ``medspa_mark_sent`` (migration 0019) is the UPDATE: row by row by primary key — with the batch form (``FROM
-# unnest(ids)``) and statistics from before a campaign, the planner reached the rows through the clinic and status
-# indexes instead, every row of the clinic still queued or sending hashed on every call (16–25 ms per 50-row chunk
-# in the campaign benchmark's statement profile) — all of a chunk's rows in one call, and, alone, in autocommit:
-# the function scopes its own transaction to the clinic, so a reply's record is one statement, not four.
-_MARK_SENT = "SELECT medspa_mark_sent(%s, %s::bigint[], %s::timestamptz[], %s::text[], %s::int[])"
+# The mark's statement (and the recorder of deferred marks): ``worker.outbox.sent_marks``.
 _FAIL = f"""
 UPDATE outbox SET status = '{FAILED}', error_code = %s::text, error_message = %s::text
 WHERE id = %s AND status = '{SENDING}' AND claim_token = %s
@@ -116,16 +109,6 @@ _NUMBER_STATUS = "UPDATE clients SET sms_status = %s WHERE id = %s"
 # Carrier verdicts (Twilio error codes) that change how we treat a number from now on.
 CARRIER_UNSUBSCRIBED = "21610"  # the recipient replied STOP at the carrier level: our ledger records it too
 _NUMBER_STATUS_AFTER = {"21211": "invalid", "21614": "not_mobile"}
-
-
-def _mark_sent_params(clinic_id: int, sent: Sequence[SentMark]) -> tuple[Any, ...]:
-    return (
-        clinic_id,
-        BigintArray(m.outbox_id for m in sent),
-        TimestamptzArray(m.at for m in sent),
-        TextArray(m.provider_id for m in sent),
-        IntArray(m.segments for m in sent),
-    )
 
 
 def _send_row(found: Sequence[Any]) -> SendRow:
@@ -221,10 +204,12 @@ def apply_delivery_error(
 
 
 class PostgresOutbox:
-    """``OutboxStore`` on the worker's database."""
+    """``OutboxStore`` on the worker's database; ``marks``: the process's recorder of deferred "sent" marks (none:
+    every mark is written at once)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, marks: SentMarkRecorder | None = None) -> None:
         self.database = database
+        self.marks = marks
 
     def claim_one(self, clinic_id: int, outbox_id: int, claim: Claim, judge: Judge) -> tuple[SendRow | None, Verdict]:
         with self.database.tenant_connection(clinic_id) as conn:
@@ -272,17 +257,21 @@ class PostgresOutbox:
         sent: Sequence[SentMark] = (),
         failed: Sequence[Failure] = (),
         renew: Sequence[int] = (),
+        later: bool = False,
     ) -> set[int]:
         if not sent and not failed and not renew:
             return set()
+        if later and not failed and not renew and self.marks is not None:
+            self.marks.add(clinic_id, sent)  # written with others within a few ms (``worker.outbox.sent_marks``)
+            return set()
         if not failed and not renew:  # the usual record: one statement, its own transaction
             with self.database.autocommit_connection() as conn:
-                conn.execute(_MARK_SENT, _mark_sent_params(clinic_id, sent))
+                conn.execute(MARK_SENT, mark_sent_params(clinic_id, sent))
             return set()
         held: set[int] = set()
         with self.database.tenant_connection(clinic_id) as conn:
             if sent:
-                conn.execute(_MARK_SENT, _mark_sent_params(clinic_id, sent))
+                conn.execute(MARK_SENT, mark_sent_params(clinic_id, sent))
             if failed:
                 conn.cursor().executemany(_FAIL, [(f.code, f.message, f.outbox_id, claim.token) for f in failed])
                 for failure in failed:
