@@ -36,13 +36,16 @@ def enqueue_bulk_sends(clinic_id: int, outbox_ids: Iterable[int]) -> None:
         enqueue("send_outbox_bulk", clinic_id, outbox_id)
 
 
-def send_committed(clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = (), /) -> None:
+def send_committed(
+    clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = (), more_follow: bool = False, /
+) -> None:
     """Send just-committed conversation replies right here, in order, instead of another queue hop (a hop
     costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
     produced them; the others go through the claim step.  Either way each row is sent at most once; anything
     that must wait or be retried goes to the ``send_outbox`` actor.  The last row's "sent" is written by the
-    process's batched recorder (``worker.outbox.sent_marks``): no row of this work follows it, and the earlier
-    ones are marked before the next is claimed (a conversation's rows go out in order)."""
+    process's batched recorder (``worker.outbox.sent_marks``) unless ``more_follow`` (the conversation's next turn
+    runs right after, and its reply is claimed only when nothing earlier is unsent); the earlier rows are marked
+    before the next is claimed."""
     from worker.outbox.ports import send_ports
     from worker.outbox.sender import RetryLater, send_claimed, send_one
 
@@ -51,7 +54,7 @@ def send_committed(clinic_id: int, outbox_ids: list[int], claimed: Sequence[Clai
     work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
     for index, item in enumerate(work):
         outbox_id = item if isinstance(item, int) else item.id
-        last = index == len(work) - 1
+        last = index == len(work) - 1 and not more_follow
         try:
             if isinstance(item, int):
                 outcome = send_one(ports, clinic_id, item, record_later=last)

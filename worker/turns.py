@@ -53,9 +53,13 @@ log = logging.getLogger(__name__)
 
 
 class SendOutbox(Protocol):
-    """Sends committed outbox rows: ``claimed`` first (already ``sending``, in order), then ``outbox_ids``."""
+    """Sends committed outbox rows: ``claimed`` first (already ``sending``, in order), then ``outbox_ids``.
+    ``more_follow``: another turn of the conversation runs right after (its reply is claimed only when these are
+    marked sent, so their marks are written at once)."""
 
-    def __call__(self, clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = ..., /) -> None: ...
+    def __call__(
+        self, clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = ..., more_follow: bool = ..., /
+    ) -> None: ...
 
 
 @dataclass
@@ -235,7 +239,7 @@ def _run_turns(ports: TurnPorts, snapshot: Snapshot | None, send: SendOutbox, he
             },
         )
         if committed.claimed or committed.outbox_ids:
-            send(snapshot.clinic_id, committed.outbox_ids, committed.claimed)
+            send(snapshot.clinic_id, committed.outbox_ids, committed.claimed, committed.more_pending)
         ports.announce(snapshot.clinic_id, snapshot.lease.conversation_id, output.handoff)
         snapshot = next_snapshot
     return turns

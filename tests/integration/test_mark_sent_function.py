@@ -164,8 +164,11 @@ def test_the_recorder_writes_on_its_own_within_its_window_and_on_close(database,
     slow = SentMarkRecorder(database, window_s=600)
     PostgresOutbox(database, slow).record(clinic["id"], Claim.start(), sent=[SentMark(at_close, "SM-c", 1)], later=True)
     slow.close()  # the worker's shutdown: what waits is written before the process goes
-    recorder.close()
     assert _state(owner_engine, at_close)["status"] == "sent"
+    after_close = _row(owner_engine, clinic, "sending")
+    slow.add(clinic["id"], [SentMark(after_close, "SM-after", 1)])  # a send that outlived the shutdown
+    assert _state(owner_engine, after_close)["status"] == "sent"
+    recorder.close()
 
 
 def test_only_a_record_of_sends_alone_waits(database, owner_engine, clinics):

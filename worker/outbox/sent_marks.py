@@ -19,8 +19,9 @@ records it.  A mark carries the moment of its send (``SentMark.at``, stamped in 
 
 Why only the last send of a batch waits.  A conversation's next row is claimed only when no earlier row of it is
 unsent (``ORDERED_KINDS``); a mark still waiting in front of it would push that row to the send actor.  So the
-sender defers only a mark nothing of its own follows (``send_rows(record_later=True)``), and the worker writes
-what is still waiting when it shuts down (``worker.runtime.BuildContainerAtBoot``).
+sender defers only a mark nothing of its own follows (``send_rows(record_later=True)``) — not when the
+conversation's next turn runs right after (``worker.sending.send_committed``'s ``more_follow``) — and the worker
+writes what is still waiting when it shuts down (``worker.runtime.BuildContainerAtBoot``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class SentMarkRecorder:
         """Queue ``sent`` (rows of ``clinic_id`` the provider accepted) to be marked within ``window_s``."""
         now = datetime.now(UTC)
         stamped = [(clinic_id, m if m.at is not None else replace(m, at=now)) for m in sent]
+        if self._stop.is_set():  # closed (a send that outlived the worker's shutdown): no batch is coming
+            self._write(stamped)
+            return
         with self._ready:
             self._waiting.extend(stamped)
             self._start()
