@@ -732,4 +732,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    measure.stop_cleanly_on_sigterm()
     sys.exit(main())

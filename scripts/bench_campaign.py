@@ -332,4 +332,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    measure.stop_cleanly_on_sigterm()
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -359,3 +360,15 @@ def write_statements(rows: list[tuple[Any, ...]], turns: int, path: Path) -> Non
         lines.append("\t".join(f"{float(v) / turns:.3f}" for v in values) + "\t" + str(query)[:300])
     lines.insert(1, "\t".join(f"{t / turns:.3f}" for t in totals) + "\t(all statements)")
     path.write_text("\n".join(lines) + "\n")
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """A benchmark stopped with SIGTERM (a CI job's time limit, ``kill``) unwinds as Ctrl-C does: every ``finally``
+    runs, so the servers and processes it started are stopped and its folder removed.  Python's default for
+    SIGTERM ends the process at once, and what it started (embedded Postgres, Redis, the app, the workers — each in
+    a session of its own) kept running and kept its ports."""
+    signal.signal(signal.SIGTERM, _exit_for_signal)
+
+
+def _exit_for_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

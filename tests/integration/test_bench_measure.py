@@ -3,7 +3,10 @@ WAL and table growth from a real Postgres."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +18,7 @@ import pytest
 from medspa import devstack
 from medspa.services import Infrastructure
 from scripts import bench_measure as measure
-from tests.support.infra import private_redis
+from tests.support.infra import private_redis, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -195,3 +198,78 @@ def test_a_report_path_gets_its_folder_and_an_unwritable_one_fails_before_any_lo
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--only", "pipeline", "--json", str(blocker / "run.json")])
     assert exit_info.value.code == 2
+
+
+def _bench_processes(bench_pid: int) -> tuple[dict[int, str], Path]:
+    """The processes a running benchmark started — its descendants (the app, the workers) and the two servers
+    that daemonised out of its tree (found by their pidfiles in its data folder) — and that folder."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {bench_pid}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    # Its processes write their logs into the data folder (``medspa-bench-*``).
+    opened: set[Path] = set()
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            opened |= {Path(os.readlink(fd)) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    data_dir = next(p for f in opened for p in f.parents if p.name.startswith("medspa-bench-"))
+    servers = {measure.postmaster_pid(data_dir), devstack.redis_pid(data_dir)}
+    return {pid: commands.get(pid, "") for pid in (tree | servers) - {bench_pid}}, data_dir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+def test_a_benchmark_stopped_by_sigterm_stops_everything_it_started(tmp_path: Path) -> None:
+    # A CI job's time limit or `kill` sends SIGTERM: the benchmark must not leave Postgres, Redis, the app or its
+    # workers running (they sit in sessions of their own, out of reach of a signal to its process group).
+    log = tmp_path / "bench.log"
+    with log.open("wb") as out:
+        bench = subprocess.Popen(
+            [sys.executable, "scripts/bench.py", "--only", "idle", "--idle-seconds", "600"],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    started: dict[int, str] = {}
+    data_dir: Path | None = None
+    try:
+        wait_for(lambda: b"measuring" in log.read_bytes(), timeout=180, what="the idle scenario to start measuring")
+        started, data_dir = _bench_processes(bench.pid)
+        assert any("dramatiq" in c for c in started.values()), started  # its workers,
+        assert any("postgres" in c for c in started.values()), started  # its own Postgres
+        assert any("redis-server" in c for c in started.values()), started  # and Redis
+        bench.terminate()
+        assert bench.wait(120) == 128 + 15
+        wait_for(
+            lambda: not [pid for pid in started if _alive(pid)],
+            timeout=60,
+            what="every process the benchmark started to exit",
+        )
+        assert not data_dir.exists()
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(30)
+        for pid in started:  # a failed run must not leave its servers behind either
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
