@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
 from db.engine import Database, make_engine
@@ -143,34 +145,45 @@ def test_migration_0020_moves_each_turns_tool_calls_onto_it_in_order_and_back(sc
     assert forced is True
 
 
-def test_migration_0020_copies_the_calls_when_the_owner_is_not_a_superuser(scratch_database):
-    # FORCE ROW LEVEL SECURITY binds a table's owner too, unless it is a superuser (as this suite's owner is):
-    # run as a plain owner, a copy that did not lift it would see no rows and move nothing.
-    migrate(scratch_database, "0019")
-    load_seed(scratch_database)
+@contextlib.contextmanager
+def _as_plain_owner(scratch_database: str, engine: Engine, tables: Sequence[str]) -> Iterator[str]:
+    """A login role that is neither a superuser nor BYPASSRLS, made the owner of ``tables`` (and the migration
+    table): yields the URL to migrate as it, and drops it afterwards.  FORCE ROW LEVEL SECURITY binds such an
+    owner — this suite's own owner is a superuser, whom it does not."""
     role = "owner_" + uuid.uuid4().hex[:8]
-    engine = create_engine(scratch_database)
     try:
         with engine.begin() as conn:
-            clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
-            turn = _add_turn_with_tool_calls(conn, clinic)
             conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
             conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
-            for table in ("turns", "tool_calls", "alembic_version"):
+            for table in (*tables, "alembic_version"):
                 conn.execute(text(f'ALTER TABLE {table} OWNER TO "{role}"'))
         user = scratch_database.split("://", 1)[1].split("@", 1)[0]
-        migrate(scratch_database.replace(f"://{user}@", f"://{role}@", 1), "0020")
-        with engine.begin() as conn:
-            calls = conn.execute(text("SELECT tool_calls FROM turns WHERE id = :t"), {"t": turn}).scalar()
-            forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'turns'")).scalar()
-        assert [c["call_id"] for c in calls] == ["call_1", "call_2"]
-        assert forced is True  # lifted for the copy only
+        yield scratch_database.replace(f"://{user}@", f"://{role}@", 1)
     finally:
         with engine.begin() as conn:
             if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar():
                 conn.execute(text(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER'))
                 conn.execute(text(f'DROP OWNED BY "{role}"'))
                 conn.execute(text(f'DROP ROLE "{role}"'))
+
+
+def test_migration_0020_copies_the_calls_when_the_owner_is_not_a_superuser(scratch_database):
+    # Run as a plain owner, a copy that did not lift FORCE ROW LEVEL SECURITY would see no rows and move nothing.
+    migrate(scratch_database, "0019")
+    load_seed(scratch_database)
+    engine = create_engine(scratch_database)
+    try:
+        with engine.begin() as conn:
+            clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
+            turn = _add_turn_with_tool_calls(conn, clinic)
+        with _as_plain_owner(scratch_database, engine, ("turns", "tool_calls")) as owner_url:
+            migrate(owner_url, "0020")
+        with engine.begin() as conn:
+            calls = conn.execute(text("SELECT tool_calls FROM turns WHERE id = :t"), {"t": turn}).scalar()
+            forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'turns'")).scalar()
+        assert [c["call_id"] for c in calls] == ["call_1", "call_2"]
+        assert forced is True  # lifted for the copy only
+    finally:
         engine.dispose()
 
 
@@ -181,7 +194,6 @@ def test_migration_0022_deletes_the_transcript_copies_a_plain_owner_could_not_se
     # superuser it removed nothing, and the copies stayed in the history a turn reads.  0022 runs as such an owner.
     migrate(scratch_database, "0021")
     load_seed(scratch_database)
-    role = "owner_" + uuid.uuid4().hex[:8]
     engine = create_engine(scratch_database)
     insert = """INSERT INTO messages (clinic_id, conversation_id, direction, role, body, channel)
                 VALUES (:c, :v, :d, :r, :b, 'sms') RETURNING id"""
@@ -195,12 +207,8 @@ def test_migration_0022_deletes_the_transcript_copies_a_plain_owner_could_not_se
             ]
             for r, b in (("assistant", ""), ("tool", '{"ok": true}'), ("assistant", "It is.")):
                 conn.execute(text(insert), {"c": clinic, "v": conversation, "d": "internal", "r": r, "b": b})
-            conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
-            conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"'))
-            for table in ("messages", "alembic_version"):
-                conn.execute(text(f'ALTER TABLE {table} OWNER TO "{role}"'))
-        user = scratch_database.split("://", 1)[1].split("@", 1)[0]
-        migrate(scratch_database.replace(f"://{user}@", f"://{role}@", 1), "0022")
+        with _as_plain_owner(scratch_database, engine, ("messages",)) as owner_url:
+            migrate(owner_url, "0022")
         with engine.begin() as conn:
             left = conn.execute(text("SELECT id FROM messages ORDER BY id")).scalars().all()
             forced = conn.execute(text("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'messages'")).scalar()
@@ -209,11 +217,6 @@ def test_migration_0022_deletes_the_transcript_copies_a_plain_owner_could_not_se
         assert left == kept
         assert forced is True  # lifted for the delete only
     finally:
-        with engine.begin() as conn:
-            if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar():
-                conn.execute(text(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER'))
-                conn.execute(text(f'DROP OWNED BY "{role}"'))
-                conn.execute(text(f'DROP ROLE "{role}"'))
         engine.dispose()
 
 
