@@ -83,13 +83,14 @@ class SentMarkRecorder:
         """Queue ``sent`` (rows of ``clinic_id`` the provider accepted) to be marked within ``window_s``."""
         now = datetime.now(UTC)
         stamped = [(clinic_id, m if m.at is not None else replace(m, at=now)) for m in sent]
-        if self._stop.is_set():  # closed (a send that outlived the worker's shutdown): no batch is coming
-            self._write(stamped)
-            return
         with self._ready:
             self._waiting.extend(stamped)
-            self._start()
-            self._ready.notify()
+            closed = self._stop.is_set()
+            if not closed:
+                self._start()
+                self._ready.notify()
+        if closed:  # a send that outlived the worker's shutdown: no batch is coming, write it now
+            self.flush()
 
     def flush(self) -> int:
         """Write every mark waiting now (in this thread); returns how many rows were marked."""
@@ -99,9 +100,10 @@ class SentMarkRecorder:
         return marked
 
     def close(self) -> None:
-        """Stop the thread and write what is still waiting (the worker's shutdown)."""
-        self._stop.set()
+        """Stop the thread and write what is still waiting (the worker's shutdown).  Under the lock ``add`` queues
+        under: a mark queued before it is written by the flush below, one queued after by ``add`` itself."""
         with self._ready:
+            self._stop.set()
             self._ready.notify()
         if self._thread is not None:
             self._thread.join(5)
