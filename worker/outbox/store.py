@@ -77,8 +77,8 @@ WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_b
 ORDER BY o.id
 FOR UPDATE OF o
 """
-# Row by row by primary key, like ``MARK_SENT`` (``worker.outbox.sent_marks``): a window that closes during a campaign defers every
-# row of a chunk, and the batch join would hash every row in flight to find them.
+# Row by row by primary key, like ``MARK_SENT`` (``worker.outbox.sent_marks``): a window that closes during a
+# campaign defers every row of a chunk, and the batch join would hash every row in flight to find them.
 _SUPPRESS = f"UPDATE outbox SET status = '{SUPPRESSED}', error_message = %s::text WHERE id = %s"
 _DEFER = "UPDATE outbox SET not_before = %s::timestamptz WHERE id = %s"
 _GIVE_UP = f"UPDATE outbox SET status = '{FAILED}', error_message = %s WHERE id = ANY(%s)"
