@@ -7,7 +7,6 @@ queue comes from the actor's own declaration (``worker.runtime.actor``), never f
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,8 +15,6 @@ import dramatiq
 from medspa.broker import enqueue_batch, message_for
 from worker import runtime
 from worker.outbox.rows import ClaimedSend
-
-log = logging.getLogger(__name__)
 
 
 def message(actor_name: str, *args: Any) -> dramatiq.Message:
@@ -40,38 +37,15 @@ def send_committed(
     clinic_id: int, outbox_ids: list[int], claimed: Sequence[ClaimedSend] = (), more_follow: bool = False, /
 ) -> None:
     """Send just-committed conversation replies right here, in order, instead of another queue hop (a hop
-    costs a poll interval of latency and an actor dispatch).  ``claimed`` rows were claimed by the commit that
-    produced them; the others go through the claim step.  Either way each row is sent at most once; anything
-    that must wait or be retried goes to the ``send_outbox`` actor.  The last row's "sent" is written by the
-    process's batched recorder (``worker.outbox.sent_marks``) unless ``more_follow`` (the conversation's next turn
-    runs right after, and its reply is claimed only when nothing earlier is unsent); the earlier rows are marked
-    before the next is claimed."""
+    costs a poll interval of latency and an actor dispatch): ``worker.outbox.sender.send_in_order``, then what
+    must wait or be retried goes to the ``send_outbox`` actor.  ``more_follow``: the conversation's next turn runs
+    right after (see ``send_in_order``)."""
     from worker.outbox.ports import send_ports
-    from worker.outbox.sender import RetryLater, send_claimed, send_one
+    from worker.outbox.sender import send_in_order
 
     ports = send_ports(runtime.container(), runtime.limiter())
-    later: list[dramatiq.Message] = []
-    work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
-    for index, item in enumerate(work):
-        outbox_id = item if isinstance(item, int) else item.id
-        last = index == len(work) - 1 and not more_follow
-        try:
-            if isinstance(item, int):
-                outcome = send_one(ports, clinic_id, item, record_later=last)
-            else:
-                outcome = send_claimed(ports, clinic_id, item, record_later=last)
-        except RetryLater:
-            later.append(message("send_outbox", clinic_id, outbox_id))
-            continue
-        except Exception:
-            # A claimed row left in 'sending' is reconciled by the sweeper (never blindly re-sent).
-            log.exception(
-                "inline send failed; handing the rest to the send actor",
-                extra={"clinic_id": clinic_id, "outbox_id": outbox_id},
-            )
-            later += [message("send_outbox", clinic_id, w if isinstance(w, int) else w.id) for w in work[index:]]
-            break
-        if outcome.status == "deferred":
-            enqueue("send_outbox", clinic_id, outbox_id, delay=max(50, outcome.delay_ms or 100))
-    if later:
-        enqueue_batch(runtime.broker(), later)
+    sends = send_in_order(ports, clinic_id, claimed, outbox_ids, more_follow=more_follow)
+    for outbox_id, delay_ms in sends.deferred:
+        enqueue("send_outbox", clinic_id, outbox_id, delay=delay_ms)
+    if sends.retry:
+        enqueue_batch(runtime.broker(), [message("send_outbox", clinic_id, outbox_id) for outbox_id in sends.retry])

@@ -12,7 +12,7 @@ import pytest
 from domain.ports import SmsSendError
 from tests.support.outbox_fakes import fakes, sms_row
 from worker.outbox.rows import ClaimedSend, SendRow
-from worker.outbox.sender import RetryLater, send_campaign_rows, send_claimed, send_one
+from worker.outbox.sender import InlineSends, RetryLater, send_campaign_rows, send_claimed, send_in_order, send_one
 
 DAY = datetime(2026, 3, 2, 18, tzinfo=UTC)  # 10:00 in the clinic's Los Angeles
 NIGHT = datetime(2026, 3, 3, 6, tzinfo=UTC)  # 22:00 there
@@ -159,6 +159,33 @@ def test_a_send_nothing_follows_lets_its_mark_wait_for_the_batch_and_a_failure_n
     f.sms.errors.append(SmsSendError("unreachable", code="30003", retryable=False))
     assert send_one(f.ports, 1, 2, record_later=True).status == "failed"
     assert f.outbox.records == 2 and f.outbox.deferred_records == 1
+
+
+def test_a_commits_rows_go_out_in_order_with_only_the_last_mark_waiting_unless_the_next_turn_follows():
+    f = fakes(DAY)
+    for first, second in ((1, 2), (3, 4)):
+        row = f.outbox.add(sms_row(first), status="sending", attempts=1)
+        f.outbox.rows[first].claim_token = 99
+        f.outbox.add(sms_row(second))
+        more_follow = first == 3  # the conversation's next turn runs right after the second commit
+        sends = send_in_order(f.ports, 1, [_claimed(row, 99, time.monotonic())], [second], more_follow=more_follow)
+        assert sends == InlineSends()
+    assert [m.outbox_id for m in f.sms.sent] == [1, 2, 3, 4]
+    # Rows 1 and 3 were marked at once (the next row is claimed only when they are sent), row 2's mark waited for
+    # the batch, row 4's did not: the next turn's reply is claimed at its commit only if nothing earlier is unsent.
+    assert f.outbox.records == 4 and f.outbox.deferred_records == 1
+
+
+def test_an_inline_send_that_breaks_hands_the_rest_to_the_send_actor():
+    f = fakes(DAY)
+    f.outbox.add(sms_row(1))
+    f.outbox.add(sms_row(2))
+    f.sms.errors.append(SmsSendError("timeout", retryable=True))
+
+    sends = send_in_order(f.ports, 1, [], [1, 2])
+
+    assert sends.retry == [1] and f.outbox.status(1) == "unknown"  # reconciled by the actor before any re-send
+    assert f.outbox.status(2) == "sent"
 
 
 def test_a_sender_whose_claim_lapsed_does_not_call_the_provider():

@@ -108,6 +108,53 @@ def send_claimed(ports: SendPorts, clinic_id: int, claimed: ClaimedSend, *, reco
     return outcome
 
 
+@dataclass
+class InlineSends:
+    """What sending a commit's rows inline left for the send actor."""
+
+    retry: list[int] = field(default_factory=list)  # outcome unknown, or the inline path broke: the actor's now
+    deferred: list[tuple[int, int]] = field(default_factory=list)  # (outbox id, ms): the actor's after that delay
+
+
+def send_in_order(
+    ports: SendPorts,
+    clinic_id: int,
+    claimed: Sequence[ClaimedSend],
+    outbox_ids: Sequence[int],
+    *,
+    more_follow: bool = False,
+) -> InlineSends:
+    """Send a commit's rows in order: ``claimed`` (claimed by the commit itself) first, then ``outbox_ids`` through
+    the claim step.  Each earlier row is marked sent before the next is claimed (a conversation's rows go out in
+    order); the last row's mark may wait for the process's batched recorder (``worker.outbox.sent_marks``) unless
+    ``more_follow`` — the conversation's next turn runs right after, and its reply is claimed only when nothing
+    earlier is unsent."""
+    result = InlineSends()
+    work: list[ClaimedSend | int] = [*claimed, *outbox_ids]
+    for index, item in enumerate(work):
+        outbox_id = item if isinstance(item, int) else item.id
+        last = index == len(work) - 1 and not more_follow
+        try:
+            if isinstance(item, int):
+                outcome = send_one(ports, clinic_id, item, record_later=last)
+            else:
+                outcome = send_claimed(ports, clinic_id, item, record_later=last)
+        except RetryLater:
+            result.retry.append(outbox_id)
+            continue
+        except Exception:
+            # A claimed row left in 'sending' is reconciled by the sweeper (never blindly re-sent).
+            log.exception(
+                "inline send failed; handing the rest to the send actor",
+                extra={"clinic_id": clinic_id, "outbox_id": outbox_id},
+            )
+            result.retry += [w if isinstance(w, int) else w.id for w in work[index:]]
+            break
+        if outcome.status == "deferred":
+            result.deferred.append((outbox_id, max(50, outcome.delay_ms or 100)))
+    return result
+
+
 def _unclaimed(clinic_id: int, outbox_id: int, row: SendRow | None, verdict: Verdict) -> SendOutcome:
     ids = {"clinic_id": clinic_id, "outbox_id": outbox_id}
     if verdict.action is ClaimAction.SUPPRESS:

@@ -20,7 +20,7 @@ records it.  A mark carries the moment of its send (``SentMark.at``, stamped in 
 Why only the last send of a batch waits.  A conversation's next row is claimed only when no earlier row of it is
 unsent (``ORDERED_KINDS``); a mark still waiting in front of it would push that row to the send actor.  So the
 sender defers only a mark nothing of its own follows (``send_rows(record_later=True)``) — not when the
-conversation's next turn runs right after (``worker.sending.send_committed``'s ``more_follow``) — and the worker
+conversation's next turn runs right after (``worker.outbox.sender.send_in_order``'s ``more_follow``) — and the worker
 writes what is still waiting when it shuts down (``worker.runtime.BuildContainerAtBoot``).
 """
 
