@@ -4,6 +4,7 @@ consumer whose process has no free thread leaves the bells to other replicas."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
 
 from medspa.broker import (
     DOORBELL_DEPTH,
@@ -160,3 +162,78 @@ def test_a_delay_queue_consumer_comes_back_when_its_message_falls_due(
     delayed.ack(message)
     delayed.close()
     redis_client.delete(doorbell_key(broker.namespace, queue + ".DQ"))
+
+
+# ------------------------------------------------------------------ acks in batches
+def _unacked(client: redis.Redis, broker: LowLatencyRedisBroker, queue: str) -> set[str]:
+    """The ids Redis still counts as taken by this broker's worker on ``queue`` (Dramatiq's ack set)."""
+    return {m.decode() for m in client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue}")}
+
+
+def test_finished_messages_free_their_slots_at_once_and_are_acked_together_on_the_next_loop(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    consumer = broker.consume(queue, prefetch=3, timeout=100)
+    enqueue_batch(broker, [message_for("some_actor", queue, n) for n in range(3)])
+    taken = [m for m in (next(consumer) for _ in range(6)) if m is not None][:3]
+    assert len(taken) == 3
+    ids = {m.options["redis_message_id"] for m in taken}
+    for message in taken:
+        consumer.ack(message)
+    assert consumer.outstanding_message_count == 0  # the prefetch slots are free at once
+    assert _unacked(redis_client, broker, queue) == ids  # Redis hears of the acks with the consumer's next loop
+    assert next(consumer) is None
+    assert _unacked(redis_client, broker, queue) == set()
+    assert redis_client.hlen(f"{broker.namespace}:{queue}.msgs") == 0  # the payloads are gone too
+    consumer.close()
+
+
+def test_a_closing_consumer_acks_what_its_threads_finished(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    broker.enqueue(message_for("some_actor", queue, "last"))
+    message = next(consumer) or next(consumer)
+    assert message is not None
+    consumer.ack(message)
+    consumer.close()  # the worker's shutdown: its threads stopped first, then the consumers close
+    assert _unacked(redis_client, broker, queue) == set()
+
+
+def test_acks_that_could_not_reach_redis_are_kept_for_the_next_flush(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    broker.enqueue(message_for("some_actor", queue, "x"))
+    message = next(consumer) or next(consumer)
+    assert message is not None
+    consumer.ack(message)
+    reachable = broker.client
+    with socket.socket() as probe:  # a port nothing listens on: Redis unreachable for the flush
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broker.client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    try:
+        with pytest.raises(ConnectionClosed):  # as a failed fetch: Dramatiq restarts the consumer
+            broker.flush_acks(queue)
+    finally:
+        broker.client.close()
+        broker.client = reachable
+    assert _unacked(redis_client, broker, queue) == {message.options["redis_message_id"]}
+    broker.flush_acks(queue)  # Redis back: the kept ack goes with the next flush (a new consumer's, too)
+    assert _unacked(redis_client, broker, queue) == set()
+    consumer.close()
+
+
+def test_acks_after_redis_lost_its_scripts_load_the_script_and_ack(
+    broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
+) -> None:
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    broker.enqueue(message_for("some_actor", queue, "y"))
+    message = next(consumer) or next(consumer)
+    assert message is not None
+    consumer.ack(message)
+    redis_client.script_flush()
+    broker.flush_acks(queue)
+    assert _unacked(redis_client, broker, queue) == set()
+    consumer.close()
