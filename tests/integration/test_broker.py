@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -170,6 +171,16 @@ def _unacked(client: redis.Redis, broker: LowLatencyRedisBroker, queue: str) -> 
     return {m.decode() for m in client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue}")}
 
 
+def _one_finished(broker: LowLatencyRedisBroker, queue: str, payload: str) -> tuple[Any, Any]:
+    """A consumer that took one message and whose thread finished it (acked, the ack still waiting)."""
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    broker.enqueue(message_for("some_actor", queue, payload))
+    message = next(consumer) or next(consumer)
+    assert message is not None
+    consumer.ack(message)
+    return consumer, message
+
+
 def test_finished_messages_free_their_slots_at_once_and_are_acked_together_on_the_next_loop(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -191,11 +202,7 @@ def test_finished_messages_free_their_slots_at_once_and_are_acked_together_on_th
 def test_a_closing_consumer_acks_what_its_threads_finished(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
-    consumer = broker.consume(queue, prefetch=1, timeout=100)
-    broker.enqueue(message_for("some_actor", queue, "last"))
-    message = next(consumer) or next(consumer)
-    assert message is not None
-    consumer.ack(message)
+    consumer, _ = _one_finished(broker, queue, "last")
     consumer.close()  # the worker's shutdown: its threads stopped first, then the consumers close
     assert _unacked(redis_client, broker, queue) == set()
 
@@ -203,11 +210,7 @@ def test_a_closing_consumer_acks_what_its_threads_finished(
 def test_acks_that_could_not_reach_redis_are_kept_for_the_next_flush(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
-    consumer = broker.consume(queue, prefetch=1, timeout=100)
-    broker.enqueue(message_for("some_actor", queue, "x"))
-    message = next(consumer) or next(consumer)
-    assert message is not None
-    consumer.ack(message)
+    consumer, message = _one_finished(broker, queue, "x")
     reachable = broker.client
     with socket.socket() as probe:  # a port nothing listens on: Redis unreachable for the flush
         probe.bind(("127.0.0.1", 0))
@@ -228,11 +231,7 @@ def test_acks_that_could_not_reach_redis_are_kept_for_the_next_flush(
 def test_acks_after_redis_lost_its_scripts_load_the_script_and_ack(
     broker: LowLatencyRedisBroker, queue: str, redis_client: redis.Redis
 ) -> None:
-    consumer = broker.consume(queue, prefetch=1, timeout=100)
-    broker.enqueue(message_for("some_actor", queue, "y"))
-    message = next(consumer) or next(consumer)
-    assert message is not None
-    consumer.ack(message)
+    consumer, _ = _one_finished(broker, queue, "y")
     redis_client.script_flush()
     broker.flush_acks(queue)
     assert _unacked(redis_client, broker, queue) == set()
