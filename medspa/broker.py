@@ -184,7 +184,7 @@ class LowLatencyRedisBroker(RedisBroker):
             if self._ack_by_hash(dispatch.sha, queue_name, ids):  # Redis lost its scripts: load, then ack again
                 self.client.script_load(dispatch.script)
                 if self._ack_by_hash(dispatch.sha, queue_name, ids):
-                    raise redis.exceptions.NoScriptError("Redis refused Dramatiq's dispatch script after loading it")
+                    raise NoScriptError("Redis refused Dramatiq's dispatch script after loading it")
         except redis.RedisError as exc:
             with self._finished_lock:  # acking twice is harmless: the script removes an id only once
                 self._finished[queue_name] = ids + self._finished.get(queue_name, [])
@@ -208,9 +208,9 @@ class LowLatencyRedisBroker(RedisBroker):
             pipe.evalsha(sha, 1, self.namespace, *args)
         results = pipe.execute(raise_on_error=False)
         for result in results:
-            if isinstance(result, Exception) and not isinstance(result, redis.exceptions.NoScriptError):
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 raise result
-        return any(isinstance(result, redis.exceptions.NoScriptError) for result in results)
+        return any(isinstance(result, NoScriptError) for result in results)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):  # type: ignore[no-untyped-def]
         if queue_name.endswith(".DQ"):  # delay queues: rung by delayed enqueues, woken again when one falls due
