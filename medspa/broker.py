@@ -180,37 +180,11 @@ class LowLatencyRedisBroker(RedisBroker):
         if not ids:
             return
         try:
-            dispatch = self.scripts["dispatch"]
-            if self._ack_by_hash(dispatch.sha, queue_name, ids):  # Redis lost its scripts: load, then ack again
-                self.client.script_load(dispatch.script)
-                if self._ack_by_hash(dispatch.sha, queue_name, ids):
-                    raise NoScriptError("Redis refused Dramatiq's dispatch script after loading it")
+            dispatch_by_hash(self, [(queue_name, dispatch_args(self, "ack", queue_name, i)) for i in ids], ring=False)
         except redis.RedisError as exc:
             with self._finished_lock:  # acking twice is harmless: the script removes an id only once
                 self._finished[queue_name] = ids + self._finished.get(queue_name, [])
             raise ConnectionClosed(exc) from None
-
-    def _ack_by_hash(self, sha: str, queue_name: str, ids: list[str]) -> bool:
-        """True when Redis refused for want of the script; raises any other error."""
-        pipe = self.client.pipeline(transaction=False)
-        for redis_message_id in ids:
-            args = [
-                "ack",
-                current_millis(),
-                queue_name,
-                self.broker_id,
-                self.heartbeat_timeout,
-                self.dead_message_ttl,
-                0,  # no maintenance here: the fetches run it
-                self._max_unpack_size(),
-                redis_message_id,
-            ]
-            pipe.evalsha(sha, 1, self.namespace, *args)
-        results = pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
-                raise result
-        return any(isinstance(result, NoScriptError) for result in results)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):  # type: ignore[no-untyped-def]
         if queue_name.endswith(".DQ"):  # delay queues: rung by delayed enqueues, woken again when one falls due
@@ -276,15 +250,11 @@ def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message])
     """Enqueue several messages — or one — in one Redis round trip, their queues' doorbells rung in it.
 
     Runs Dramatiq's own dispatch script once per message, exactly as
-    ``RedisBroker.enqueue`` does, but pipelined: under load the webhook app
-    spent a quarter of its CPU on one-at-a-time round trips.  By its hash
-    (``EVALSHA``) rather than through redis-py's ``Script`` on a pipeline, which
-    asks Redis first whether the script is loaded (``SCRIPT EXISTS``): a second
-    round trip per batch (8.5 % of the webhook's profile samples at 256 turns in
-    flight; its CPU a turn measured level after the change — README).
-    When Redis has lost its scripts (a restart, ``SCRIPT FLUSH``) the messages it
-    refused are sent again after loading it.  Any other broker (or a Dramatiq
-    whose internals changed) falls back to ``enqueue``.
+    ``RedisBroker.enqueue`` does, but pipelined (``dispatch_by_hash``): under load
+    the webhook app spent a quarter of its CPU on one-at-a-time round trips, and
+    asking ``SCRIPT EXISTS`` first was 8.5 % of its profile samples at 256 turns
+    in flight (README).  Any other broker (or a Dramatiq whose internals changed)
+    falls back to ``enqueue``.
     """
     scripts = getattr(broker, "scripts", None)
     if not isinstance(broker, RedisBroker) or not scripts or "dispatch" not in scripts:
@@ -293,47 +263,63 @@ def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message])
         return
     if not messages:
         return
-    dispatch = scripts["dispatch"]
     calls: list[tuple[str, list[Any]]] = []  # (queue, the dispatch script's arguments)
     enqueued: list[dramatiq.Message] = []
     for message in messages:
         message = message.copy(options={"redis_message_id": fast_uuid()})
         broker.emit_before("enqueue", message, None)
-        args = [
-            "enqueue",
-            current_millis(),
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,
-            broker._max_unpack_size(),  # no maintenance from the web process
-            message.options["redis_message_id"],
-            message.encode(),
-        ]
+        args = dispatch_args(
+            broker, "enqueue", message.queue_name, message.options["redis_message_id"], message.encode()
+        )
         calls.append((message.queue_name, args))
         enqueued.append(message)
-    refused = _dispatch_and_ring(broker, dispatch.sha, calls)
-    if refused:
-        broker.client.script_load(dispatch.script)
-        if _dispatch_and_ring(broker, dispatch.sha, refused):
-            raise NoScriptError("Redis refused Dramatiq's dispatch script right after loading it")
+    dispatch_by_hash(broker, calls, ring=True)
     for message in enqueued:
         broker.emit_after("enqueue", message, None)
 
 
-def _dispatch_and_ring(
-    broker: RedisBroker, sha: str, calls: list[tuple[str, list[Any]]]
+def dispatch_args(broker: RedisBroker, command: str, queue_name: str, *args: Any) -> list[Any]:
+    """The arguments of Dramatiq's dispatch script for ``command`` on ``queue_name``, as ``RedisBroker`` passes
+    them — without its chance of queue maintenance (the consumers' fetches run it)."""
+    return [
+        command,
+        current_millis(),
+        queue_name,
+        broker.broker_id,
+        broker.heartbeat_timeout,
+        broker.dead_message_ttl,
+        0,
+        broker._max_unpack_size(),
+        *args,
+    ]
+
+
+def dispatch_by_hash(broker: RedisBroker, calls: list[tuple[str, list[Any]]], *, ring: bool) -> None:
+    """Run Dramatiq's dispatch script once per call (its queue, ``dispatch_args``) in one round trip, by the
+    script's hash (``EVALSHA``; redis-py's ``Script`` on a pipeline would first ask ``SCRIPT EXISTS``, a second
+    round trip); with ``ring`` the calls' queues' doorbells are rung in the same round trip.  When Redis has lost
+    its scripts (a restart, ``SCRIPT FLUSH``) the calls it refused are sent again after loading it."""
+    dispatch = broker.scripts["dispatch"]
+    refused = _pipelined(broker, dispatch.sha, calls, ring)
+    if refused:
+        broker.client.script_load(dispatch.script)
+        if _pipelined(broker, dispatch.sha, refused, ring):
+            raise NoScriptError("Redis refused Dramatiq's dispatch script right after loading it")
+
+
+def _pipelined(
+    broker: RedisBroker, sha: str, calls: list[tuple[str, list[Any]]], ring: bool
 ) -> list[tuple[str, list[Any]]]:
-    """One pipeline: every call of the dispatch script, then the doorbells of their queues.  Returns the calls Redis
-    refused for want of the script (nothing else was skipped: the pipeline is not a transaction); raises the first
-    other error."""
+    """One pipeline: every call of the dispatch script, then (``ring``) the doorbells of their queues.  Returns the
+    calls Redis refused for want of the script (nothing else was skipped: the pipeline is not a transaction);
+    raises the first other error."""
     pipe = broker.client.pipeline(transaction=False)
     counts: dict[str, int] = {}
     for queue_name, args in calls:
         pipe.evalsha(sha, 1, broker.namespace, *args)
         counts[queue_name] = counts.get(queue_name, 0) + 1
-    ring_doorbells(pipe, broker.namespace, counts)  # same round trip
+    if ring:
+        ring_doorbells(pipe, broker.namespace, counts)  # same round trip
     results = pipe.execute(raise_on_error=False)
     dispatched = results[: len(calls)]  # the doorbells' results follow
     refused = [call for call, result in zip(calls, dispatched, strict=True) if isinstance(result, NoScriptError)]
