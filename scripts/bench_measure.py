@@ -101,8 +101,15 @@ class CpuSample:
     cpu_ms: dict[str, float]
 
 
+LOAD_GENERATOR = "bench"  # this process: the load generator and the script's polling (its children not included)
+
+
 def sample_cpu(roots: dict[str, list[int]]) -> CpuSample:
-    return CpuSample(time.monotonic(), {name: sum(tree_cpu_ms(pid) for pid in pids) for name, pids in roots.items()})
+    """CPU each process tree of ``roots`` used so far, and this process's own (``LOAD_GENERATOR``): it shares the
+    cores with what it measures, so a report names its share too."""
+    cpu = {name: sum(tree_cpu_ms(pid) for pid in pids) for name, pids in roots.items()}
+    cpu[LOAD_GENERATOR] = time.process_time() * 1000
+    return CpuSample(time.monotonic(), cpu)
 
 
 @dataclass

@@ -105,9 +105,13 @@ def test_the_window_sampler_measures_between_the_edges_the_load_marks() -> None:
         while measure.tree_cpu_ms(child.pid) - at_open < 250:  # the child burns its CPU inside the window
             assert time.monotonic() < deadline, "the child never burned its 300 ms of CPU"
             time.sleep(0.05)
+        burn_until = time.process_time() + 0.1  # and this process (the load generator's share) 100 ms of its own
+        while time.process_time() < burn_until:
+            pass
         sampler.close()
         assert events == ["start", "end"]
         assert sampler.cpu_ms()["child"] >= 250
+        assert 100 <= sampler.cpu_ms()[measure.LOAD_GENERATOR] < sampler.cpu_ms()["child"]  # its own, not the child's
         assert sampler.seconds() > 0
         assert sampler.rss_mb is not None and sampler.rss_mb > 1
         with pytest.raises(RuntimeError):
