@@ -480,6 +480,10 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
             infra, port, concurrency, args.warmup, args.duration, on_open=sampler.open, on_close=sampler.close
         )
         latencies, completed = loop_result.latencies_ms, loop_result.completed
+        stages: dict[str, Any] = {}
+        if len(sampler.wall_edges) == 2:  # the window completed: its turns' stages, read before anything stops
+            with measure.connect(infra.owner_url) as conn:
+                stages = measure.turn_stages(conn, *sampler.wall_edges)
     finally:
         procs.stop_all()
     cpu, window = sampler.cpu_ms(), sampler.seconds()
@@ -529,6 +533,8 @@ def bench_llm_bound(infra: BenchInfra, args: argparse.Namespace) -> dict[str, An
         ),
         "worker_cpu_cores": round(cpu["worker"] / 1000 / window, 2) if window else None,
         "postgres_cpu_cores": round(cpu["postgres"] / 1000 / window, 2) if window else None,
+        # Where the time beyond the model goes, stage by stage (scripts/bench_measure.py, turn_stages).
+        "stages": stages,
     }
 
 

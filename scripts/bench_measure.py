@@ -263,6 +263,45 @@ def write_wal_profile(
     path.write_text("\n".join(lines) + "\n")
 
 
+# Where a turn's time beyond the model goes, from the rows it left (joined by the trace id the webhook gave the text,
+# which the turn and its reply carry).  queue: the text recorded (the inbox insert's transaction) to the turn started
+# (the enqueue, Redis, a worker thread free, the attach and the lease); commit: the turn's work done to its commit
+# transaction begun (the outbox rows, a pool connection, the statements queued); send: that commit to the reply
+# handed to the SMS provider (the commit's round trip, the inline send); beyond_model: recorded to sent, less the
+# model's time.  started_at and sent_at are the worker's clock, the rest the database's (one machine here).
+_TURN_STAGES_SQL = """
+WITH turn AS (
+  SELECT extract(epoch FROM t.started_at - ie.received_at) * 1000 AS queue_ms,
+         extract(epoch FROM t.finished_at - t.started_at) * 1000 - t.latency_ms AS commit_ms,
+         extract(epoch FROM o.sent_at - t.finished_at) * 1000 AS send_ms,
+         extract(epoch FROM o.sent_at - ie.received_at) * 1000 - t.model_latency_ms AS beyond_model_ms
+    FROM turns t
+    JOIN inbox_events ie ON ie.clinic_id = t.clinic_id AND ie.trace_id = t.trace_id
+    JOIN outbox o ON o.clinic_id = t.clinic_id AND o.trace_id = t.trace_id AND o.sent_at IS NOT NULL
+   WHERE t.trace_id <> '' AND t.finished_at BETWEEN to_timestamp(%(start)s) AND to_timestamp(%(end)s)
+)
+SELECT count(*),
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY queue_ms),
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY commit_ms),
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY send_ms),
+       percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY beyond_model_ms)
+  FROM turn
+"""
+TURN_STAGES = ("queue", "commit", "send", "beyond_model")
+
+
+def turn_stages(conn: psycopg.Connection[Any], start: float, end: float) -> dict[str, Any]:
+    """p50 / p90 / p99 (ms) of each stage of the turns committed between ``start`` and ``end`` (Unix seconds), and
+    how many turns they cover; every clinic's (run it as the database owner, which row-level security lets read
+    them all when it is a superuser, as the benchmark's is)."""
+    row = conn.execute(_TURN_STAGES_SQL, {"start": start, "end": end}).fetchone()
+    assert row is not None
+    stages: dict[str, Any] = {"turns": int(row[0])}
+    for name, values in zip(TURN_STAGES, row[1:], strict=True):
+        stages[f"{name}_ms_p50_p90_p99"] = [round(v, 1) for v in values] if values else None
+    return stages
+
+
 @dataclass
 class WindowSampler:
     """CPU (and worker memory) over a measured window whose edges the load itself marks: ``open`` and ``close``
@@ -275,6 +314,7 @@ class WindowSampler:
     at_start: Callable[[], object] | None = None  # run when the window opens (e.g. a statement profile's reset)
     at_end: Callable[[], object] | None = None  # and when it closes
     samples: list[CpuSample] = field(default_factory=list)
+    wall_edges: list[float] = field(default_factory=list)  # Unix time of the edges: rows written in the window
     rss_mb: float | None = None
     idle_rss_mb: float = 0.0
 
@@ -288,11 +328,13 @@ class WindowSampler:
         if self.at_start is not None:
             self.at_start()
         self.samples.append(sample_cpu(self.roots()))
+        self.wall_edges.append(time.time())
 
     def close(self) -> None:
         if len(self.samples) != 1:
             raise RuntimeError("the measured window was closed without being opened, or twice")
         self.samples.append(sample_cpu(self.roots()))
+        self.wall_edges.append(time.time())
         if self.at_end is not None:
             self.at_end()
         self.rss_mb = sum(tree_rss_mb(pid) for pid in self.memory_root())
@@ -323,8 +365,12 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
+def connect(owner_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"))
+
+
 def count_rows(owner_url: str, sql: str) -> int:
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with connect(owner_url) as conn:
         return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
 
 

@@ -71,6 +71,58 @@ def test_storage_growth_sees_wal_and_table_bytes(infra: Infrastructure) -> None:
             conn.execute("DROP TABLE bench_measure_probe")
 
 
+def _turn_with_reply(conn: psycopg.Connection, trace: str, at: float, *, sent: bool = True) -> None:
+    """A text recorded at ``at`` (Unix s), its turn started 80 ms later with a 2,000 ms model inside 2,100 ms of
+    work, committed 5 ms after that, and its reply sent 20 ms after the commit (unless ``sent`` is False)."""
+    params = {"trace": trace, "at": at, "phone": "+1415999" + trace[-4:]}
+    conn.execute(
+        """INSERT INTO inbox_events (clinic_id, source, provider_event_id, payload, sender_key, trace_id, status,
+                                     received_at)
+           VALUES (1, 'sms', %(trace)s, '{}', 'sms:' || %(phone)s, %(trace)s, 'processed', to_timestamp(%(at)s))""",
+        params,
+    )
+    conn.execute(
+        """WITH client AS (INSERT INTO clients (clinic_id, phone_e164) VALUES (1, %(phone)s) RETURNING id),
+                conversation AS (INSERT INTO conversations (clinic_id, client_id, channel)
+                                 SELECT 1, id, 'sms' FROM client RETURNING id)
+           INSERT INTO turns (clinic_id, conversation_id, first_seq, last_seq, state_before, state_after, outcome,
+                              model_latency_ms, latency_ms, trace_id, started_at, finished_at)
+           SELECT 1, id, 1, 1, 'idle', 'idle', 'replied', 2000, 2100, %(trace)s,
+                  to_timestamp(%(at)s + 0.080), to_timestamp(%(at)s + 0.080 + 2.100 + 0.005)
+             FROM conversation""",
+        params,
+    )
+    conn.execute(
+        """INSERT INTO outbox (clinic_id, channel, kind, to_address, body, status, trace_id, sent_at)
+           VALUES (1, 'sms', 'reply', %(phone)s, 'hi', %(status)s, %(trace)s,
+                   CASE WHEN %(sent)s THEN to_timestamp(%(at)s + 0.080 + 2.100 + 0.005 + 0.020) END)""",
+        params | {"sent": sent, "status": "sent" if sent else "queued"},
+    )
+
+
+def test_turn_stages_split_the_time_beyond_the_model_and_keep_to_the_window(infra: Infrastructure) -> None:
+    base = time.time() + 3600  # an hour ahead: no other test's turns fall in the window
+    with measure.connect(infra.migration_database_url) as conn:
+        try:
+            _turn_with_reply(conn, "stage-test-0001", base)
+            _turn_with_reply(conn, "stage-test-0002", base + 1)
+            _turn_with_reply(conn, "stage-test-0003", base + 2, sent=False)  # no reply sent yet: not counted
+            _turn_with_reply(conn, "stage-test-0004", base + 60)  # committed after the window
+            stages = measure.turn_stages(conn, base, base + 30)
+        finally:
+            conn.rollback()  # nothing stays behind
+    assert stages["turns"] == 2
+    assert stages["queue_ms_p50_p90_p99"] == [80.0, 80.0, 80.0]
+    assert stages["commit_ms_p50_p90_p99"] == [5.0, 5.0, 5.0]
+    assert stages["send_ms_p50_p90_p99"] == [20.0, 20.0, 20.0]
+    assert stages["beyond_model_ms_p50_p90_p99"] == [205.0, 205.0, 205.0]  # 80 + 100 of work + 5 + 20
+    with measure.connect(infra.migration_database_url) as conn:
+        assert measure.turn_stages(conn, base, base + 30) == {
+            "turns": 0,
+            **{f"{name}_ms_p50_p90_p99": None for name in measure.TURN_STAGES},
+        }
+
+
 def test_per_turn_is_none_without_turns() -> None:
     assert measure.per_turn(100.0, 0) is None
     assert measure.per_turn(None, 8) is None  # no measured window: no figure, not 0.0
