@@ -4,9 +4,9 @@ often it runs.
 A turn's (or a request's) garbage is freed by reference counting the moment it is dropped; the cyclic collector
 only exists for reference cycles.  CPython runs its youngest collection every 700 net allocations of tracked
 objects, and every tenth of those also scans the middle generation — at 256 turns in flight each worker
-process ran ~20 of them a second, over the live objects of every turn in flight, and a full collection a few
-times a minute (a pause of every thread of the process): ~0.13 ms of CPU a turn, ~4 % of the worker's, measured
-with ``gc.callbacks`` (README, *Garbage collection*).  At 50,000 it runs about once a minute under that load.
+process ran ~30 of them a second, over the live objects of every turn in flight, and a full collection a few
+times a minute (a pause of every thread of the process): ~0.15 ms of CPU a turn, ~4 % of the worker's, measured
+with ``gc.callbacks`` (README, *Garbage collection*).  At 50,000 it ran once or not at all in such a run.
 
 Nothing piles up for it: cyclic garbage is never freed by reference counting, so it keeps the net count
 rising until a collection runs — at most ~50,000 objects wait (a few MB), however long the process lives.
