@@ -176,7 +176,7 @@ def test_a_commits_rows_go_out_in_order_with_only_the_last_mark_waiting_unless_t
     assert f.outbox.records == 4 and f.outbox.deferred_records == 1
 
 
-def test_an_inline_send_that_breaks_hands_the_rest_to_the_send_actor():
+def test_an_inline_send_the_provider_may_have_taken_goes_to_the_send_actor_and_the_next_still_goes_out():
     f = fakes(DAY)
     f.outbox.add(sms_row(1))
     f.outbox.add(sms_row(2))
