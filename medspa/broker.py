@@ -157,7 +157,7 @@ class LowLatencyRedisBroker(RedisBroker):
     Dramatiq acks each message from the worker thread that ran it: a run of its dispatch script, a round trip of
     that thread's own.  Here a finished message's id waits in this process until its queue's consumer thread
     comes round (before every fetch or wait, and when it closes), which acks everything finished meanwhile in one
-    pipelined round trip — measured at 256 turns in flight, −14 % worker CPU a turn (README *Acks in batches*).
+    pipelined round trip — measured at 256 turns in flight, −14 % worker CPU a turn (docs/performance.md, *Acks in batches*).
     An ack still waiting when the process dies is a message Redis still counts as this worker's: Dramatiq's
     maintenance hands it to another worker once this one's heartbeat is stale, as it does a message that was
     running — so it runs again, and every actor is idempotent (``worker/runtime.py``).  A flush that fails keeps
@@ -253,7 +253,7 @@ def enqueue_batch(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message])
     ``RedisBroker.enqueue`` does, but pipelined (``dispatch_by_hash``): under load
     the webhook app spent a quarter of its CPU on one-at-a-time round trips, and
     asking ``SCRIPT EXISTS`` first was 8.5 % of its profile samples at 256 turns
-    in flight (README).  Any other broker (or a Dramatiq whose internals changed)
+    in flight (docs/performance.md).  Any other broker (or a Dramatiq whose internals changed)
     falls back to ``enqueue``.
     """
     scripts = getattr(broker, "scripts", None)

@@ -6,7 +6,7 @@ only exists for reference cycles.  CPython runs its youngest collection every 70
 objects, and every tenth of those also scans the middle generation — at 256 turns in flight each worker
 process ran ~30 of them a second, over the live objects of every turn in flight, and a full collection a few
 times a minute (a pause of every thread of the process): ~0.15 ms of CPU a turn, ~4 % of the worker's, measured
-with ``gc.callbacks`` (README, *Garbage collection*).  At 50,000 it ran once or not at all in such a run.
+with ``gc.callbacks`` (docs/performance.md, *Garbage collection*).  At 50,000 it ran once or not at all in such a run.
 
 Nothing piles up for it: cyclic garbage is never freed by reference counting, so it keeps the net count
 rising until a collection runs — at most ~50,000 objects wait (a few MB), however long the process lives.

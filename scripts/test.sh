@@ -9,7 +9,7 @@ bash scripts/lint.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Three processes (pytest-xdist), each with its own Postgres and Redis: the suite is one busy core on its own
 # (measured: 50 % of two cores) and mostly waits on its servers, so three keep two cores busier than two do
-# (README, Tests: 6 min 49 s against 8 min 22 s). Whole files go to a process (xdist's order: files with the most
+# (docs/performance.md, Test suite timings: 6 min 49 s against 8 min 22 s). Whole files go to a process (xdist's order: files with the most
 # tests first; the suite does not depend on file order); TEST_WORKERS=0 runs it in this process, TEST_WORKERS=2
 # in two, and a later -n in the arguments wins.
 workers="${TEST_WORKERS:-3}"

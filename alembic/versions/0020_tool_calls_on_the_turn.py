@@ -4,7 +4,7 @@ Revision ID: 0020
 Revises: 0019
 Create Date: 2026-12-05 22:20:00
 
-Why (measured: ``scripts/bench.py --only pipeline --wal-profile``, README *Where a turn's WAL goes*): each tool call
+Why (measured: ``scripts/bench.py --only pipeline --wal-profile``, docs/performance.md *Where a turn's WAL goes*): each tool call
 was a row of its own — a heap insert, entries in ``pk_tool_calls`` and ``ix_tool_calls_turn_id``, and the
 foreign-key check's key-share lock on the turn's row, ~360 B of WAL for a turn with one tool call, all written in
 the same statement as the turn itself.  Nothing reads a tool call without its turn (the audit is per turn), so

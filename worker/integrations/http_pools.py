@@ -16,7 +16,7 @@ request's bookkeeping under one lock, walking all its connections, so threads qu
 (``ThreadLock.__enter__`` was a fifth of a 256-thread process's samples). ``OpenAIClients`` gives each group of
 up to ``THREADS_PER_CLIENT`` threads a client of its own: at 256 threads against a 500 ms fake model, 8 clients
 did 462–469 calls/s at 2.0–2.1 ms of CPU per call, one client 379–380 at 2.6 (``scripts/bench_concurrency.py
---model openai``; README, *A real model's client*).
+--model openai``; docs/performance.md, *A real model's client*).
 """
 
 from __future__ import annotations

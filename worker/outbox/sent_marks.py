@@ -6,7 +6,7 @@ patient already has the text.  The last send of that inline work now hands its m
 ``SentMarkRecorder``, whose thread writes every mark that arrived within ``window_s`` of the first, one
 ``medspa_mark_sent`` call per clinic (each its own transaction: the function scopes itself to its clinic) in one
 round trip.  Measured (``scripts/bench.py --only pipeline``, eight alternating pairs): +8 % turns/s, −8 % worker
-and −9 % Postgres CPU per turn; README *Sent marks in batches*.
+and −9 % Postgres CPU per turn; docs/performance.md, *Sent marks in batches*.
 
 Why a late mark is safe.  The provider already has the message; until the mark lands the row stays ``sending``
 under its claim.  If the process dies first, the sweeper takes the claim back as ``unknown`` once its
