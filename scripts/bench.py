@@ -274,7 +274,7 @@ def bench_ingress(infra: BenchInfra, args: argparse.Namespace) -> dict[str, Any]
 
 # ------------------------------------------------------------------ raw commit reference
 def raw_commit_tps(infra: BenchInfra, *, threads: int = 8, seconds: float = 5.0) -> float:
-    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    url = measure.libpq_url(infra.owner_url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, payload text)")
     counts = [0] * threads
@@ -297,7 +297,7 @@ def raw_commit_tps(infra: BenchInfra, *, threads: int = 8, seconds: float = 5.0)
 def _e2e_latencies_ms(infra: BenchInfra, *, after_inbox_id: int = 0, after_outbox_id: int = 0) -> list[float]:
     """Inbound text to sent reply, for the texts recorded after ``after_inbox_id`` and the replies queued after
     ``after_outbox_id`` (the measured ones: a returning patient's conversation holds an earlier text and reply)."""
-    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    url = measure.libpq_url(infra.owner_url)
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             """SELECT extract(epoch FROM o.sent_at - i.received_at) * 1000

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "openai":
             url, server = start_fake_model(procs, infra, latency_ms=0)  # each call asks for its latency (a header)
             model_argv = ["--model-url", url + "/v1", "--model-pid", str(server.pid)]
-        dsn = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+        dsn = measure.libpq_url(infra.owner_url)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)
             conn.execute(

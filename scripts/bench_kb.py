@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from scripts.bench_measure import count_rows, pct, say
+from scripts.bench_measure import count_rows, libpq_url, pct, say
 
 if TYPE_CHECKING:
     from scripts.bench import BenchInfra
@@ -103,7 +103,7 @@ def _load_kb_chunks(infra: BenchInfra, counts: dict[int, int], vectors: _Synthet
     """Bulk-load synthetic chunks (the clinic's seeded texts, repeated) per clinic: COPY with the HNSW and GIN
     indexes dropped, then rebuilt from their own definitions (the migration's) — a bulk build is ~10x faster than
     growing them row by row.  Returns the seconds each phase took."""
-    url = infra.owner_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(infra.owner_url)
     timings: dict[str, float] = {}
     with psycopg.connect(url) as conn:
         rebuilt = conn.execute(

@@ -130,7 +130,7 @@ _STORAGE = """SELECT pg_current_wal_insert_lsn()::text,
 def sample_storage(owner_url: str) -> StorageSample:
     """The WAL position (and pg_stat_wal's record and full-page-image counts) and the size of every table of ours
     (heap, indexes, TOAST)."""
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with connect(owner_url, autocommit=True) as conn:
         lsn, size, records, fpi = conn.execute(_STORAGE).fetchone()  # type: ignore[misc]
     return StorageSample(str(lsn), int(size), int(records), int(fpi))
 
@@ -148,7 +148,7 @@ class StorageGrowth:
 def storage_growth(owner_url: str, before: StorageSample) -> StorageGrowth:
     """WAL written and table bytes grown since ``before``."""
     after = sample_storage(owner_url)
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with connect(owner_url, autocommit=True) as conn:
         wal = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint", (after.wal_lsn, before.wal_lsn))
         wal_bytes = int(wal.fetchone()[0])  # type: ignore[index]
     return StorageGrowth(
@@ -206,7 +206,7 @@ def keep_wal_for_profile(pg_options: list[str]) -> None:
 def wal_profile(owner_url: str, growth: StorageGrowth, *, timeout_s: float = 10.0) -> list[WalRecords]:
     """The WAL records written over ``growth``'s range, by record type and relation (superuser: pg_walinspect).
     The range must still be on disk: start the server with ``keep_wal_for_profile``'s setting."""
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with connect(owner_url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         deadline = time.monotonic() + timeout_s
         # pg_walinspect reads only flushed WAL; the range's tail may still be in the WAL writer's buffers.
@@ -365,8 +365,13 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
-def connect(owner_url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"))
+def libpq_url(owner_url: str) -> str:
+    """The SQLAlchemy URL of the benchmark's database as libpq (psycopg) reads it."""
+    return owner_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def connect(owner_url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    return psycopg.connect(libpq_url(owner_url), autocommit=autocommit)
 
 
 def count_rows(owner_url: str, sql: str) -> int:
@@ -385,7 +390,7 @@ SELECT calls, total_exec_time, rows, wal_bytes, wal_records, shared_blks_hit + s
 
 def reset_statements(owner_url: str) -> bool:
     """Start a statement profile (pg_stat_statements, when the server preloads it); False when it doesn't."""
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with connect(owner_url, autocommit=True) as conn:
         loaded = conn.execute(
             "SELECT 'pg_stat_statements' = ANY(string_to_array(current_setting('shared_preload_libraries'), ','))"
         ).fetchone()
@@ -398,7 +403,7 @@ def reset_statements(owner_url: str) -> bool:
 
 def read_statements(owner_url: str) -> list[tuple[Any, ...]]:
     """Every statement's totals since ``reset_statements``, by execution time."""
-    with psycopg.connect(owner_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with connect(owner_url, autocommit=True) as conn:
         return conn.execute(_STATEMENTS).fetchall()
 
 
