@@ -306,13 +306,15 @@ class AgentBrain:
         self, call: ToolCall, turn: TurnInput, tools: ToolExecutor, ts: _TurnState, allowed: Sequence[str]
     ) -> dict[str, Any]:
         started = time.monotonic()
-        arguments: dict[str, Any] = {}
-        result = self._guarded(call, turn, tools, ts, allowed, arguments)
+        parsed: list[dict[str, Any]] = []  # the arguments' JSON object, once they parsed into one (even ``{}``)
+        result = self._guarded(call, turn, tools, ts, allowed, parsed)
         ts.audit.append(
             ToolAudit(
                 call_id=call.id,
                 name=call.name[:64],
-                arguments=arguments or ({"_raw": call.arguments[:500]} if call.arguments else {}),
+                # Arguments that never became a JSON object (an unknown tool's, broken JSON, an array) are kept as
+                # the model sent them, cut short.
+                arguments=parsed[0] if parsed else ({"_raw": call.arguments[:500]} if call.arguments else {}),
                 result=result,
                 ok="error" not in result,
                 latency_ms=int((time.monotonic() - started) * 1000),
@@ -327,7 +329,7 @@ class AgentBrain:
         tools: ToolExecutor,
         ts: _TurnState,
         allowed: Sequence[str],
-        arguments_out: dict[str, Any],
+        parsed_out: list[dict[str, Any]],
     ) -> dict[str, Any]:
         name = call.name
         if name not in TOOL_MODELS:
@@ -340,7 +342,7 @@ class AgentBrain:
             }
         if not isinstance(raw, dict):
             return {"error": "arguments must be a JSON object"}
-        arguments_out.update(raw)
+        parsed_out.append(dict(raw))
         if name not in allowed:
             return {
                 "error": f"{name} is not available in state {ts.state.value}; available now: {', '.join(allowed)}"

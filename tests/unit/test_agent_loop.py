@@ -217,6 +217,25 @@ def test_bad_calls_become_recoverable_tool_errors(bad_call: ToolCall, fragment: 
     assert out.replies[0].text == "Sorry, let me try that again."
 
 
+@pytest.mark.parametrize(
+    ("sent", "audited"),
+    [
+        (call("list_services", {}), {}),
+        (call("list_services", ""), {}),
+        (call("get_service_details", {"service": "botox"}), {"service": "botox"}),
+        (call("check_availability", '{"service": "botox"'), {"_raw": '{"service": "botox"'}),
+        (call("check_availability", "[1, 2]"), {"_raw": "[1, 2]"}),
+        (call("send_bitcoin", {"to": "x"}), {"_raw": '{"to": "x"}'}),
+    ],
+)
+def test_the_audit_keeps_parsed_arguments_and_only_unparsed_ones_raw(sent: ToolCall, audited: dict[str, Any]) -> None:
+    # An empty object is a well-formed call (list_services takes nothing), not arguments that failed to parse.
+    model = ScriptedModel(tools_reply(sent), text("Here you go."))
+    tools = RecordingTools({"list_services": {"services": []}, "get_service_details": {"name": "Botox"}})
+    out = AgentBrain(model).run_turn(turn("menu"), tools)
+    assert [a.arguments for a in out.tool_audit] == [audited]
+
+
 def test_executor_exceptions_do_not_escape() -> None:
     model = ScriptedModel(tools_reply(call("list_services", {})), text("Sorry."))
     out = AgentBrain(model).run_turn(turn("menu"), RecordingTools({"list_services": RuntimeError("boom")}))
