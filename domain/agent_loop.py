@@ -154,6 +154,19 @@ def safety_turn(
     )
 
 
+def _arguments_object(call: ToolCall, allowed: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
+    """A known tool's arguments as the JSON object they must be, or None and what to tell the model instead."""
+    if call.name not in TOOL_MODELS:
+        return None, f"unknown tool {call.name!r}; use one of: {', '.join(allowed)}"
+    try:
+        raw = json.loads(call.arguments) if call.arguments.strip() else {}
+    except (json.JSONDecodeError, AttributeError) as exc:
+        return None, f"arguments were not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); send one JSON object"
+    if not isinstance(raw, dict):
+        return None, "arguments must be a JSON object"
+    return raw, ""
+
+
 class AgentBrain:
     """``domain.conversation.Brain`` over any ``ChatModel`` (OpenAI-compatible LLM or the offline policy)."""
 
@@ -306,15 +319,20 @@ class AgentBrain:
         self, call: ToolCall, turn: TurnInput, tools: ToolExecutor, ts: _TurnState, allowed: Sequence[str]
     ) -> dict[str, Any]:
         started = time.monotonic()
-        parsed: list[dict[str, Any]] = []  # the arguments' JSON object, once they parsed into one (even ``{}``)
-        result = self._guarded(call, turn, tools, ts, allowed, parsed)
+        arguments, refusal = _arguments_object(call, allowed)
+        # Arguments that never became a JSON object (an unknown tool's, broken JSON, an array) are audited as the
+        # model sent them, cut short; an empty object is a well-formed call and is audited as ``{}``.
+        if arguments is None:
+            audited = {"_raw": call.arguments[:500]} if call.arguments else {}
+            result = {"error": refusal}
+        else:
+            audited = dict(arguments)
+            result = self._guarded(call, turn, tools, ts, allowed, arguments)
         ts.audit.append(
             ToolAudit(
                 call_id=call.id,
                 name=call.name[:64],
-                # Arguments that never became a JSON object (an unknown tool's, broken JSON, an array) are kept as
-                # the model sent them, cut short.
-                arguments=parsed[0] if parsed else ({"_raw": call.arguments[:500]} if call.arguments else {}),
+                arguments=audited,
                 result=result,
                 ok="error" not in result,
                 latency_ms=int((time.monotonic() - started) * 1000),
@@ -329,20 +347,9 @@ class AgentBrain:
         tools: ToolExecutor,
         ts: _TurnState,
         allowed: Sequence[str],
-        parsed_out: list[dict[str, Any]],
+        raw: dict[str, Any],
     ) -> dict[str, Any]:
         name = call.name
-        if name not in TOOL_MODELS:
-            return {"error": f"unknown tool {name!r}; use one of: {', '.join(allowed)}"}
-        try:
-            raw = json.loads(call.arguments) if call.arguments.strip() else {}
-        except (json.JSONDecodeError, AttributeError) as exc:
-            return {
-                "error": f"arguments were not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); send one JSON object"
-            }
-        if not isinstance(raw, dict):
-            return {"error": "arguments must be a JSON object"}
-        parsed_out.append(dict(raw))
         if name not in allowed:
             return {
                 "error": f"{name} is not available in state {ts.state.value}; available now: {', '.join(allowed)}"
