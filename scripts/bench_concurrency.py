@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.bench_closed_loop import cycle_throughput  # noqa: E402
 from worker.integrations.http_pools import THREADS_PER_CLIENT  # noqa: E402
 
 SCHEMA = """
@@ -64,13 +65,21 @@ class Window:
         now = time.monotonic()
         self.start, self.stop = now + warmup_s, now + warmup_s + duration_s
         self.latencies_ms: list[float] = []
+        self.ends: dict[int, list[float]] = {}  # each patient's turn ends in the window, for ``cycle_throughput``
         self.errors = 0
         self.cpu_start = self.rss_loaded = 0.0
         self.cpu_end = 0.0
 
-    def record(self, started: float, ended: float) -> None:
+    def record(self, patient: int, started: float, ended: float) -> None:
         if self.start <= ended <= self.stop:  # every turn that ends inside the window (see scripts/bench.py)
             self.latencies_ms.append((ended - started) * 1000)
+            self.ends.setdefault(patient, []).append(ended)
+
+    def turns_per_s(self, patients: int) -> float:
+        """By the patients' cycles (``scripts/bench_closed_loop.cycle_throughput``); the count when some patient had
+        less than a whole cycle in the window."""
+        by_cycles = cycle_throughput([self.ends.get(patient, []) for patient in range(patients)])
+        return by_cycles if by_cycles is not None else len(self.latencies_ms) / (self.stop - self.start)
 
 
 MODEL_KEY = "bench-not-a-secret"
@@ -107,7 +116,7 @@ def run_threads(
             except Exception:  # noqa: BLE001 - counted
                 window.errors += 1
                 continue
-            window.record(started, time.monotonic())
+            window.record(conv_id, started, time.monotonic())
 
     threads = [threading.Thread(target=patient, args=(i,), daemon=True) for i in range(in_flight)]
     for thread in threads:
@@ -196,7 +205,7 @@ def run_asyncio(
                 except Exception:  # noqa: BLE001 - counted
                     window.errors += 1
                     continue
-                window.record(started, time.monotonic())
+                window.record(conv_id, started, time.monotonic())
 
         sampler = threading.Thread(target=_sample, args=(window,), daemon=True)
         sampler.start()
@@ -258,8 +267,8 @@ def child(args: argparse.Namespace) -> None:
                 "threads_per_client": args.threads_per_client if args.model_url and args.mode == "threads" else None,
                 "in_flight": args.in_flight,
                 "latency_ms": args.latency_ms,
-                "turns_per_s": round(turns / args.duration, 1),
-                "fraction_of_bound": round(turns / args.duration / bound, 3),
+                "turns_per_s": round(window.turns_per_s(args.in_flight), 1),
+                "fraction_of_bound": round(window.turns_per_s(args.in_flight) / bound, 3),
                 "p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else 0.0,
                 "p99_minus_model_ms": round(p99 - args.latency_ms, 1),
                 "errors": window.errors,
