@@ -49,3 +49,20 @@ def test_no_figure_unless_every_patient_has_a_whole_cycle_in_the_window() -> Non
     assert cycle_throughput([]) is None
     assert cycle_throughput([[15.5, 17.5], [16.0]]) is None
     assert cycle_throughput([[15.5, 17.5], [16.0, 18.0]]) == pytest.approx(1.0)
+
+
+def test_the_concurrency_benchmark_reads_its_window_by_the_same_rule() -> None:
+    from scripts.bench_concurrency import Window
+
+    window = Window(warmup_s=0.0, duration_s=0.0)
+    window.start, window.stop = WINDOW
+    for patient in range(256):
+        start = 0.3 * patient / 256  # in step, as in the benchmark: the count is off, the cycles are not
+        for end in replies_in_window(start, 0.52):
+            window.record(patient, end - 0.5, end)
+        window.record(patient, 25.1, 25.6)  # ends after the window: not counted
+    assert window.turns_per_s(256) == pytest.approx(256 / 0.52)
+    assert len(window.latencies_ms) == sum(len(replies_in_window(0.3 * p / 256, 0.52)) for p in range(256))
+    # A patient without a whole cycle in the window: the count.
+    window.ends[0] = window.ends[0][:1]
+    assert window.turns_per_s(256) == pytest.approx(len(window.latencies_ms) / 10.0)
