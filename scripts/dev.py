@@ -255,23 +255,33 @@ def dev_up(args: argparse.Namespace) -> int:
     env = _service_env()
     port = args.port or settings.webhook_port
     env["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
-    processes: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(_uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port), cwd=REPO_ROOT, env=env),
-        subprocess.Popen(
-            _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
-            cwd=REPO_ROOT,
-            env=env | worker_metrics_env(settings),
-        ),
-        subprocess.Popen([sys.executable, "-m", "worker.scheduler"], cwd=REPO_ROOT, env=env),
+
+    # Each service in a session of its own, so a Ctrl-C (SIGINT to the terminal's foreground group) reaches only
+    # this process, which then stops each service with one SIGTERM (``_stop_services``).  Had the services shared
+    # the group, Dramatiq's parent would forward the SIGINT to its workers as a SIGTERM and our SIGTERM after it
+    # would be their second signal, on which they exit at once: running turns cut off, exit status 1.
+    def start(argv: list[str], service_env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, cwd=REPO_ROOT, env=service_env, start_new_session=True)
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(start(_uvicorn_argv("webhooks.app:create_app", settings.webhook_host, port), env))
+        processes.append(
+            start(
+                _worker_argv(args.processes or settings.worker_processes, args.threads or settings.worker_threads),
+                env | worker_metrics_env(settings),
+            )
+        )
+        processes.append(start([sys.executable, "-m", "worker.scheduler"], env))
         # The staff console on its own port (create the first owner with `medspa staff-users add`).
-        subprocess.Popen(
-            _uvicorn_argv("console.app:create_app", settings.console_host, settings.console_port),
-            cwd=REPO_ROOT,
-            env=env,
-        ),
-    ]
+        processes.append(
+            start(_uvicorn_argv("console.app:create_app", settings.console_host, settings.console_port), env)
+        )
+        _wait_ready(f"{env['PUBLIC_BASE_URL']}/readyz", processes)
+    except BaseException:  # a start-up failure or a Ctrl-C while starting: leave nothing running behind us
+        _stop_services(processes)
+        raise
     base = env["PUBLIC_BASE_URL"]
-    _wait_ready(f"{base}/readyz", processes)
     print(
         f"""
 MedSpa Agent is running.
@@ -291,17 +301,16 @@ Press Ctrl-C to stop.
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
+    # A closed terminal: the services, in sessions of their own, would not hear of it.
+    signal.signal(signal.SIGHUP, _stop)
     try:
         while not stop and all(p.poll() is None for p in processes):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(30)
+    with contextlib.suppress(OSError):  # a closed terminal cannot be written to; the services stop all the same
+        print("stopping (running turns finish first; Ctrl-C again to kill) ...", flush=True)
+    _stop_services(processes)
     failed = [
         p.args[2] if isinstance(p.args, list) else p.args for p in processes if p.returncode not in (0, -15, None)
     ]
@@ -310,6 +319,31 @@ Press Ctrl-C to stop.
         return 1
     print("stopped.")
     return 0
+
+
+# Past the worker's own shutdown timeout (50 s, ``_worker_argv``), then whatever still runs is killed.
+STOP_GRACE_S = 55.0
+
+
+def _stop_services(processes: list[subprocess.Popen[bytes]], grace_s: float = STOP_GRACE_S) -> None:
+    """One SIGTERM to each service still running, then wait for all of them; kill what is left after
+    ``grace_s``, or at once on a second Ctrl-C."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    try:
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        print("killing the services ...", file=sys.stderr, flush=True)
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
 
 
 def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:

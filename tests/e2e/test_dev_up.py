@@ -1,0 +1,120 @@
+"""The README's run command, `medspa dev up` (what `scripts/run.sh` execs), started as a newcomer starts it and
+stopped as they stop it: Ctrl-C in its terminal, which is SIGINT to the whole foreground process group.
+
+It brings up its own embedded Postgres and Redis in a throwaway data directory (as on a fresh machine), answers a
+text, and on Ctrl-C stops every service with one SIGTERM each: the workers finish and exit 0, nothing is killed,
+nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medspa.devstack import free_port
+from medspa.settings import REPO_ROOT
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout} s; dev up said:\n{log.read_text()[-4000:]}")
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _services_of(data_dir: Path) -> list[str]:
+    """Processes still running that belong to this dev up: their command line or environment names its data dir
+    (the services inherit DATA_DIR)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(data_dir).encode() in cmdline or f"DATA_DIR={data_dir}".encode() in environ:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace")[:120])
+    return found
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    data_dir = tmp_path / "data"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL"}
+    }
+    env |= {
+        "DATA_DIR": str(data_dir),
+        "WEBHOOK_PORT": str(free_port()),
+        "CONSOLE_PORT": str(free_port()),
+        "WORKER_PROCESSES": "1",
+        "WORKER_THREADS": "2",
+        "EMBEDDINGS_PROVIDER": "none",  # full-text search: no model to load for this check
+    }
+    yield env, data_dir
+    # The embedded Postgres and Redis outlive dev up by design (`medspa dev down` stops them).
+    subprocess.run([sys.executable, "-m", "scripts.cli", "dev", "down"], cwd=REPO_ROOT, env=env, timeout=60)
+
+
+def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, data_dir = dev_env
+    log = tmp_path / "dev-up.log"
+    with log.open("wb") as out:
+        # A session of its own: its process group stands for the terminal's foreground job.
+        dev_up = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "dev", "up"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for(lambda: b"Press Ctrl-C to stop." in log.read_bytes(), 240, "dev up running", log)
+        base = f"http://127.0.0.1:{env['WEBHOOK_PORT']}"
+        assert _ready(f"{base}/readyz")
+        chat = subprocess.run(
+            [sys.executable, "-m", "scripts.cli", "chat", "-m", "what are your hours?"],
+            cwd=REPO_ROOT,
+            env=env | {"PUBLIC_BASE_URL": base},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert chat.returncode == 0, chat.stdout + chat.stderr
+        assert "Glow MedSpa:" in chat.stdout, chat.stdout  # the clinic answered
+
+        os.killpg(dev_up.pid, signal.SIGINT)  # Ctrl-C
+        assert dev_up.wait(90) == 0, log.read_text()[-4000:]
+    finally:
+        if dev_up.poll() is None:
+            os.killpg(dev_up.pid, signal.SIGKILL)
+    said = log.read_text()
+    assert said.rstrip().endswith("stopped."), said[-2000:]
+    assert "Killing worker process" not in said, said[-4000:]  # the workers had one SIGTERM, not two
+    assert "exited with an error" not in said
+    # Nothing of this dev up runs on but the embedded Postgres and Redis (left for `medspa dev down`).
+    left = [cmd for cmd in _services_of(data_dir) if "postgres" not in cmd and "redis-server" not in cmd]
+    assert left == [], left
+    assert not _ready(f"http://127.0.0.1:{env['WEBHOOK_PORT']}/readyz")
