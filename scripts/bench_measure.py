@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from medspa import devstack
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,7 +94,10 @@ def tree_rss_mb(root: int, *, peak: bool = False) -> float:
 
 def postmaster_pid(data_dir: Path) -> int:
     """The embedded Postgres's postmaster (first line of ``postmaster.pid``)."""
-    return int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    pid = devstack.postmaster_pid(data_dir)
+    if pid is None:
+        raise RuntimeError(f"no embedded Postgres runs in {data_dir / 'pg'}")
+    return pid
 
 
 @dataclass

@@ -365,7 +365,10 @@ def dev_down(_: argparse.Namespace) -> int:
 
     data_dir = get_settings().data_dir
     devstack.stop_redis(data_dir)
-    devstack.stop_postgres(data_dir)
+    try:
+        devstack.stop_postgres(data_dir)
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from exc
     print("embedded Postgres and Redis stopped")
     return 0
 

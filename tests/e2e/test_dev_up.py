@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,8 +74,20 @@ def dev_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         "EMBEDDINGS_PROVIDER": "none",  # full-text search: no model to load for this check
     }
     yield env, data_dir
-    # The embedded Postgres and Redis outlive dev up by design (`medspa dev down` stops them).
-    subprocess.run([sys.executable, "-m", "scripts.cli", "dev", "down"], cwd=REPO_ROOT, env=env, timeout=60)
+    # The embedded Postgres and Redis outlive dev up by design: `medspa dev down` stops them.
+    down = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "dev", "down"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 30
+    while _services_of(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _services_of(data_dir) == []
 
 
 def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
@@ -118,3 +131,30 @@ def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Pa
     left = [cmd for cmd in _services_of(data_dir) if "postgres" not in cmd and "redis-server" not in cmd]
     assert left == [], left
     assert not _ready(f"http://127.0.0.1:{env['WEBHOOK_PORT']}/readyz")
+
+
+def test_a_service_that_cannot_start_stops_the_others(dev_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, data_dir = dev_env
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", int(env["WEBHOOK_PORT"])))  # something else holds the webhook app's port
+    taken.listen()
+    log = tmp_path / "dev-up.log"
+    try:
+        with log.open("wb") as out:
+            dev_up = subprocess.Popen(
+                [sys.executable, "-m", "scripts.cli", "dev", "up"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        returncode = dev_up.wait(240)
+    finally:
+        taken.close()
+    said = log.read_text()
+    assert returncode == 2, said[-4000:]
+    assert "medspa: error: a service exited during start-up" in said
+    # The worker, scheduler and console it had started are stopped, not left holding their ports.
+    left = [cmd for cmd in _services_of(data_dir) if "postgres" not in cmd and "redis-server" not in cmd]
+    assert left == [], left
