@@ -57,6 +57,20 @@ def _services_of(data_dir: Path) -> list[str]:
     return found
 
 
+def _start_dev_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`medspa dev up`, its output in ``log``; in a session of its own, so its process group stands for the
+    terminal's foreground job."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "dev", "up"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @pytest.fixture
 def dev_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     data_dir = tmp_path / "data"
@@ -93,16 +107,7 @@ def dev_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
 def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
     env, data_dir = dev_env
     log = tmp_path / "dev-up.log"
-    with log.open("wb") as out:
-        # A session of its own: its process group stands for the terminal's foreground job.
-        dev_up = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", "dev", "up"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    dev_up = _start_dev_up(env, log)
     try:
         _wait_for(lambda: b"Press Ctrl-C to stop." in log.read_bytes(), 240, "dev up running", log)
         base = f"http://127.0.0.1:{env['WEBHOOK_PORT']}"
@@ -140,16 +145,7 @@ def test_a_service_that_cannot_start_stops_the_others(dev_env: tuple[dict[str, s
     taken.listen()
     log = tmp_path / "dev-up.log"
     try:
-        with log.open("wb") as out:
-            dev_up = subprocess.Popen(
-                [sys.executable, "-m", "scripts.cli", "dev", "up"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        returncode = dev_up.wait(240)
+        returncode = _start_dev_up(env, log).wait(240)
     finally:
         taken.close()
     said = log.read_text()
