@@ -53,7 +53,7 @@ def cycle_throughput(replies_in_window: list[list[float]]) -> float | None:
 
     Counting the replies inside the window says the same only when the patients' phases are spread evenly over a
     cycle.  They are not: all start together, and at a 2 s model a 10 s window holds under five cycles each, so
-    where its edges fall against the clumps moved the count by ±2-3 % at the same code (0.934-0.994 of the
+    where its edges fall against the clumps moved the count by ±2-3 % at the same code (0.937-0.994 of the
     bound).  None unless every patient has two replies in the window (a whole cycle each): a patient with fewer
     would otherwise weigh in at the others' pace.
     """
