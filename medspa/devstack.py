@@ -196,7 +196,7 @@ def stop_postgres(data_dir: Path) -> None:
         text=True,
         **_as_pg_user(),
     )
-    if stopped.returncode != 0 and _alive(postmaster_pid(data_dir)):  # not a stale pid file left by a crash
+    if stopped.returncode != 0 and process_alive(postmaster_pid(data_dir)):  # not a stale pid file left by a crash
         raise RuntimeError(f"embedded Postgres in {pgdata} did not stop: {stopped.stderr.strip() or stopped.stdout}")
 
 
@@ -207,19 +207,16 @@ def postmaster_pid(data_dir: Path) -> int | None:
     return None
 
 
-def _alive(pid: int | None) -> bool:
-    """Whether ``pid`` runs: exists and is not a zombie (a daemon's exit waits for whoever adopted it to reap it)."""
+def process_alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie (an exited process whose parent has not reaped it yet,
+    as a daemonised server is until whoever adopted it does)."""
     if pid is None:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    return state != "Z"
 
 
 def bootstrap_database(port: int) -> PostgresUrls:

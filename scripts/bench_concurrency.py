@@ -259,6 +259,7 @@ def child(args: argparse.Namespace) -> None:
     latencies = sorted(window.latencies_ms)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0
     bound = args.in_flight / (args.latency_ms / 1000)
+    turns_per_s = window.turns_per_s(args.in_flight)
     print(
         json.dumps(
             {
@@ -267,8 +268,8 @@ def child(args: argparse.Namespace) -> None:
                 "threads_per_client": args.threads_per_client if args.model_url and args.mode == "threads" else None,
                 "in_flight": args.in_flight,
                 "latency_ms": args.latency_ms,
-                "turns_per_s": round(window.turns_per_s(args.in_flight), 1),
-                "fraction_of_bound": round(window.turns_per_s(args.in_flight) / bound, 3),
+                "turns_per_s": round(turns_per_s, 1),
+                "fraction_of_bound": round(turns_per_s / bound, 3),
                 "p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else 0.0,
                 "p99_minus_model_ms": round(p99 - args.latency_ms, 1),
                 "errors": window.errors,

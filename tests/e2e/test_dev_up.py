@@ -13,8 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,15 +21,7 @@ import pytest
 
 from medspa.devstack import free_port
 from medspa.settings import REPO_ROOT
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s; dev up said:\n{log.read_text()[-4000:]}")
+from tests.support.infra import wait_for
 
 
 def _ready(url: str) -> bool:
@@ -98,10 +89,7 @@ def dev_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
         timeout=120,
     )
     assert down.returncode == 0, down.stderr
-    deadline = time.monotonic() + 30
-    while _services_of(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _services_of(data_dir) == []
+    wait_for(lambda: not _services_of(data_dir), 30, interval=0.2, what="the embedded servers to exit")
 
 
 def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
@@ -109,7 +97,10 @@ def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Pa
     log = tmp_path / "dev-up.log"
     dev_up = _start_dev_up(env, log)
     try:
-        _wait_for(lambda: b"Press Ctrl-C to stop." in log.read_bytes(), 240, "dev up running", log)
+        try:
+            wait_for(lambda: b"Press Ctrl-C to stop." in log.read_bytes(), 240, interval=0.2, what="dev up running")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; dev up said:\n{log.read_text()[-4000:]}") from None
         base = f"http://127.0.0.1:{env['WEBHOOK_PORT']}"
         assert _ready(f"{base}/readyz")
         chat = subprocess.run(

@@ -292,14 +292,6 @@ def _bench_processes(bench_pid: int) -> tuple[dict[int, str], Path]:
     return {pid: commands.get(pid, "") for pid in (tree | servers) - {bench_pid}}, data_dir
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's wait is missing
-
-
 def test_a_benchmark_stopped_by_sigterm_stops_everything_it_started(tmp_path: Path) -> None:
     # A CI job's time limit or `kill` sends SIGTERM: the benchmark must not leave Postgres, Redis, the app or its
     # workers running (they sit in sessions of their own, out of reach of a signal to its process group).
@@ -322,7 +314,7 @@ def test_a_benchmark_stopped_by_sigterm_stops_everything_it_started(tmp_path: Pa
         bench.terminate()
         assert bench.wait(120) == 128 + 15
         wait_for(
-            lambda: not [pid for pid in started if _alive(pid)],
+            lambda: not [pid for pid in started if devstack.process_alive(pid)],
             timeout=60,
             what="every process the benchmark started to exit",
         )
