@@ -16,11 +16,13 @@ _CURRENT_RANK = (
     + " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANK.items())
     + f" ELSE {max(STATUS_RANK.values()) + 1} END"
 )
+# ``%(status)s`` is one server parameter used twice, so it is cast: untyped, Postgres would deduce varchar from the
+# assignment and text from the comparison, and refuse every callback ("inconsistent types deduced for parameter").
 APPLY_DELIVERY_STATUS = f"""
-UPDATE outbox SET status = %(status)s,
+UPDATE outbox SET status = %(status)s::text,
        error_code = COALESCE(%(error_code)s, error_code),
        provider_message_id = COALESCE(provider_message_id, %(provider_id)s),
-       delivered_at = CASE WHEN %(status)s = '{DELIVERED}' THEN now() ELSE delivered_at END
+       delivered_at = CASE WHEN %(status)s::text = '{DELIVERED}' THEN now() ELSE delivered_at END
 WHERE id = %(id)s AND {_CURRENT_RANK} <= %(rank)s AND status <> ALL(%(not_the_providers)s)
 """
 
