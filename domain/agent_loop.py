@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,7 @@ from domain.media import photo_safety_reply
 from domain.ports import ChatMessage, ChatModel, ModelReply, ModelUnavailable, ModelUsage, ToolCall, TurnContext
 from domain.prompt import build_system_prompt, holiday_dates
 from domain.replies import DEFAULT_SMS_LIMIT, shape_sms_reply
-from domain.safety import detect_emergency, detect_injection, emergency_reply, photo_concern
+from domain.safety import SafetyFlag, Urgency, detect_emergency, detect_injection, emergency_reply, photo_concern
 from domain.tools import CONFIRMED_TOOLS, TOOL_MODELS, ToolArgumentError, parse_arguments, shared_tool_definitions
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ APOLOGY = (
 STEP_CAP_REPLY = "Sorry, I couldn't finish that just now. I've asked our team to follow up with you shortly."
 EMPTY_REPLY = "Sorry, I didn't quite get that. Could you say it another way, or reply HELP to reach our team?"
 MAX_QUICK_REPLIES = 4
+# A patient may tell one emergency over several texts ("I got lip filler yesterday" ... "they're turning white
+# now"), and a turn may answer the first before the next arrives: the safety screen then reads the new texts with
+# the patient's last few texts of the last minutes.  A bound on both, so a months-old text is never read as part
+# of today's.
+EARLIER_TEXTS_SCREENED = 3
+EARLIER_TEXTS_WITHIN = timedelta(minutes=30)
 
 
 def parse_state(value: str | None) -> AgentState:
@@ -122,10 +128,13 @@ def safety_turn(
     slots: dict[str, Any],
     sms_limit: int = DEFAULT_SMS_LIMIT,
     photo: bool = False,
+    earlier: Sequence[str] = (),
 ) -> TurnOutput | None:
     """The medical-safety screen over a turn's messages: the turn's whole output when any of them describes an
     emergency or an adverse reaction, else None.  ``photo``: the messages carry a photo, which is itself the
-    patient's report (``domain.safety.photo_concern``: a worrying word is enough).
+    patient's report (``domain.safety.photo_concern``: a worrying word is enough).  ``earlier``: the patient's
+    texts answered in the last minutes (``EARLIER_TEXTS_WITHIN``), read with these when these alone flag nothing:
+    a sign the new words complete, or make graver, flags; one the earlier texts showed already had its turn.
 
     The one home of "an emergency gets the immediate safe reply and an urgent handoff": the pipeline runs it
     before every silent path (handoff, opted out, compliance keywords; ``worker/turns.py``) and the brain runs
@@ -134,7 +143,13 @@ def safety_turn(
     page the on-call phone.
     """
     joined = "\n".join(m for m in messages if m)
-    flag = photo_concern(joined) if photo else detect_emergency(joined)
+    screen = photo_concern if photo else detect_emergency
+    flag = screen(joined)
+    if flag is None and earlier:
+        before = "\n".join(m for m in earlier if m)
+        together, already = screen(f"{before}\n{joined}"), detect_emergency(before)
+        if together is not None and (already is None or _graver(together, already)):
+            flag = together
     if flag is None:
         return None
     text = emergency_reply(flag, clinic.name, clinic.phone)
@@ -152,6 +167,10 @@ def safety_turn(
         handoff=Handoff(f"safety: {flag.category}", str(flag.urgency.value)),
         outcome="handoff",
     )
+
+
+def _graver(flag: SafetyFlag, than: SafetyFlag) -> bool:
+    return flag.urgency is Urgency.EMERGENCY and than.urgency is not Urgency.EMERGENCY
 
 
 def _arguments_object(call: ToolCall, allowed: Sequence[str]) -> tuple[dict[str, Any] | None, str]:

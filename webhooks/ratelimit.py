@@ -21,8 +21,19 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from domain.safety import detect_emergency, possible_danger_sign
 from webhooks.batching import MicroBatcher
 from webhooks.redis_guard import FailOpen
+
+
+def passes_every_limit(text: str) -> bool:
+    """A patient's message that describes an emergency, an adverse reaction or a possible danger sign
+    (``domain.safety``) is recorded even over a message limit: a limit guards against abuse, and a 429 loses an
+    inbound SMS for good (Twilio does not retry a refused message webhook), so a patient texting fast because
+    something is wrong would get neither the safety reply nor the on-call page.  Read only for a message a limit
+    already refused, so the usual request pays nothing for it.  A flood of such texts still costs no model call
+    (the safety screen answers them before any model) and is counted against the limit all the same."""
+    return detect_emergency(text) is not None or possible_danger_sign(text)
 
 
 class RateLimiter:

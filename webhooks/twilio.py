@@ -3,7 +3,7 @@
 Inbound: size check → parse form → verify ``X-Twilio-Signature`` against the
 public URL → validate fields (present, storable, within their columns' lengths)
 → route to the clinic by ``To`` → rate limit (fails open: Redis never stands
-between a text and its inbox row) → durable inbox row keyed by ``MessageSid``
+between a text and its inbox row; a danger sign passes it, ``passes_every_limit``) → durable inbox row keyed by ``MessageSid``
 → 200 with empty TwiML → enqueue (best effort; the sweeper backs it up).
 """
 
@@ -22,6 +22,7 @@ from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.http import error, public_url, read_limited_body
 from webhooks.inbox import EventRejected
+from webhooks.ratelimit import passes_every_limit
 from webhooks.state import AppState
 from webhooks.validation import UNSTORABLE_MESSAGE, too_long_field, unstorable_field
 
@@ -80,7 +81,9 @@ async def inbound_sms(request: Request) -> Response:
     if route is None:
         log.warning("inbound sms for a number no clinic owns")
         return error(404, "no clinic is configured for the To number")
-    if not await state.rate_limiter.allow(f"sms:{route.clinic_id}:{form['From']}", state.sender_limit_per_min):
+    if not await state.rate_limiter.allow(
+        f"sms:{route.clinic_id}:{form['From']}", state.sender_limit_per_min
+    ) and not passes_every_limit(form["Body"]):
         return error(429, "too many messages from this sender; try again shortly", headers={"Retry-After": "60"})
     payload: dict[str, object] = {
         "from": form["From"],

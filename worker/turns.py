@@ -289,6 +289,7 @@ def safety_screen(clinic: ClinicProfile, snapshot: Snapshot) -> TurnOutput | Non
         agent_state=snapshot.agent_state,
         slots=snapshot.slots,
         photo=any(m.meta.get("media") for m in snapshot.pending),
+        earlier=snapshot.recent_inbound,
     )
 
 

@@ -276,3 +276,27 @@ def test_staff_revoke_a_chat_session_and_its_token_stops_working(stack, infra):
     again = medspa(infra, "chat-sessions", "revoke", "--clinic", "glow-medspa", "--session", session_id)
     assert again.returncode != 0 and "no open chat session" in again.stderr
     stack.wait_idle()
+
+
+def test_a_chat_emergency_over_the_message_limit_is_still_accepted(infra, tmp_path):
+    with running_stack(infra, tmp_path, rate_limit_per_session_per_min=2) as (stack, _container):
+        chat = stack.base_url + "/webhooks/chat"
+        session = _new_session(stack.http, stack.base_url, _ip()).json()
+        auth = {"Authorization": f"Bearer {session['session_token']}", "Origin": ORIGIN}
+
+        def post(body: str) -> int:
+            payload = {"text": body, "client_message_id": uuid.uuid4().hex}
+            return stack.http.post(chat + "/messages", json=payload, headers=auth).status_code
+
+        assert [post("hi"), post("what time do you open?")] == [202, 202]
+        assert post("and on sunday?") == 429, "an ordinary message over the limit is refused"
+        assert post("my lips are turning blue and I can't breathe") == 202
+        with stack.database.tenant_scope(1) as db:
+            bodies = db.execute(
+                text(
+                    """SELECT payload->>'body' FROM inbox_events
+                       WHERE source = 'chat' AND payload->>'conversation_id' = :c"""
+                ),
+                {"c": str(session["conversation_id"])},
+            ).scalars()
+            assert "my lips are turning blue and I can't breathe" in list(bodies)

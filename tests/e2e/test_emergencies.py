@@ -158,3 +158,38 @@ def test_emergency_in_a_conversation_about_to_be_quarantined(stack):
     # ... an emergency there is still answered and paged.
     stack.send_sms(GLOW_NUMBER, urgent, EMERGENCY)
     _answered_and_paged_once(stack, urgent, 1)
+
+
+def test_emergency_from_a_sender_over_the_message_limit_is_recorded_and_answered(infra, tmp_path):
+    # A 429 loses an inbound SMS for good (Twilio does not retry it); a patient texting fast because something is
+    # wrong is exactly who must not lose one.
+    with running_stack(infra, tmp_path, rate_limit_per_sender_per_min=3) as (stack, _container):
+        phone = _phone()
+        for body in ("hi", "what time do you open?", "and on saturday?"):
+            stack.send_sms(GLOW_NUMBER, phone, body)
+        stack.wait_idle()
+        over = stack.post_twilio("/webhooks/twilio/sms", stack.sms_form(GLOW_NUMBER, phone, "and sunday?"))
+        assert over.status_code == 429, "an ordinary text over the limit is refused"
+        replies_before = len(stack.replies_to(phone))
+
+        assert (
+            stack.post_twilio("/webhooks/twilio/sms", stack.sms_form(GLOW_NUMBER, phone, EMERGENCY)).status_code == 200
+        )
+        _answered_and_paged_once(stack, phone, replies_before)
+
+
+def test_an_emergency_told_over_two_texts_is_answered_and_paged(stack):
+    # The lip in one text, its colour in the next: neither flags alone, together they are a blocked vessel.
+    # Answered apart (a turn between them), the second must still be read with the first.
+    phone = _phone()
+    stack.send_sms(GLOW_NUMBER, phone, "the lip filler I got yesterday")
+    stack.wait_replies(phone, 1)
+    stack.wait_idle()
+
+    stack.send_sms(GLOW_NUMBER, phone, "looks kind of pale now")
+    conv = _answered_and_paged_once(stack, phone, 1)
+
+    # Already handed off: the next ordinary text does not page again.
+    stack.send_sms(GLOW_NUMBER, phone, "ok I'm calling")
+    stack.wait_idle()
+    assert len(_pages(stack, conv["id"])) == 1

@@ -60,6 +60,9 @@ class Snapshot:
     upcoming: list[AppointmentView]
     client_name: str | None
     client_email: str | None
+    # The patient's answered texts of the last minutes, oldest first (``domain.agent_loop.EARLIER_TEXTS_WITHIN``,
+    # at most ``EARLIER_TEXTS_SCREENED``): the safety screen reads them with the pending ones.
+    recent_inbound: list[str] = field(default_factory=list)
     sms_status: str = "ok"  # the client's number status, with consent_state what the inline send decision reads
     trace_id: str = ""
     # Set by the turn runner to its held lease's check (worker/leases.py); handed to the brain in TurnInput.

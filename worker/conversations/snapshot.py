@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from db.engine import commit_pipeline
+from domain.agent_loop import EARLIER_TEXTS_SCREENED, EARLIER_TEXTS_WITHIN
 from domain.conversation import ClinicProfile, PatientProfile, TurnInput
 from domain.ports import ChatMessage
 from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
@@ -24,11 +25,14 @@ from worker.conversations.rows import Conn, Cursor, Lease, PendingMessage, Snaps
 # The pending messages (after the answered mark, by sequence) and the history window (up to it, newest first) in
 # one statement: two index scans, each branch planned as before, one statement fewer a turn.
 _ANSWERED = "(SELECT answered_seq FROM conversations WHERE id = %(id)s)"
+# ``recent``: a history message young enough for the safety screen to read with the pending ones
+# (``domain.agent_loop.EARLIER_TEXTS_WITHIN``), by the database's clock, which stamped ``created_at``.
 _MESSAGES = f"""
-(SELECT true AS pending, id, inbound_seq, role, body, meta FROM messages
+(SELECT true AS pending, id, inbound_seq, role, body, meta, true AS recent FROM messages
  WHERE conversation_id = %(id)s AND inbound_seq > {_ANSWERED} ORDER BY conversation_id, inbound_seq)
 UNION ALL
-(SELECT false, id, inbound_seq, role, body, NULL FROM messages
+(SELECT false, id, inbound_seq, role, body, NULL, created_at > now() - make_interval(secs => %(recent_s)s)
+ FROM messages
  WHERE conversation_id = %(id)s AND role IN ('user', 'assistant', 'staff') AND body <> ''
    AND (inbound_seq IS NULL OR inbound_seq <= {_ANSWERED})
  ORDER BY conversation_id DESC, id DESC LIMIT %(n)s)
@@ -73,14 +77,19 @@ class _QueuedSnapshot:
             # oldest first (read newest first, up to the window).
             pending=[
                 PendingMessage(int(id_), int(seq), body, meta or {})
-                for is_pending, id_, seq, _role, body, meta in sorted(messages, key=lambda r: r[2] or 0)
+                for is_pending, id_, seq, _role, body, meta, _recent in sorted(messages, key=lambda r: r[2] or 0)
                 if is_pending
             ],
             history=[
                 ChatMessage(role="assistant" if role == "staff" else role, content=body)
-                for is_pending, _id, _seq, role, body, _meta in sorted(messages, key=lambda r: r[1])
+                for is_pending, _id, _seq, role, body, _meta, _recent in sorted(messages, key=lambda r: r[1])
                 if not is_pending
             ],
+            recent_inbound=[
+                body
+                for is_pending, _id, _seq, role, body, _meta, recent in sorted(messages, key=lambda r: r[1])
+                if not is_pending and recent and role == "user"
+            ][-EARLIER_TEXTS_SCREENED:],
             upcoming=upcoming_views(upcoming),
             client_name=head.name,
             client_email=head.email,
@@ -91,7 +100,12 @@ class _QueuedSnapshot:
 def _queue_snapshot_reads(
     conn: Conn, conversation_id: int, history_window: int, now: datetime | None
 ) -> tuple[Cursor, Cursor]:
-    params = {"id": conversation_id, "n": history_window, "now": now}
+    params = {
+        "id": conversation_id,
+        "n": history_window,
+        "now": now,
+        "recent_s": EARLIER_TEXTS_WITHIN.total_seconds(),
+    }
     return conn.execute(_MESSAGES, params), conn.execute(UPCOMING_OF_CONVERSATION, params)
 
 
