@@ -13,8 +13,13 @@ One bad row must not fail its neighbours: when a clinic's multi-row INSERT
 fails for anything but the connection (a value Postgres refuses, however it got
 past the edge validation), its rows are retried one by one and only the rows
 that fail on their own fail — their callers get ``EventRejected`` (a 400), the
-others are recorded and acknowledged.  A lost connection or server still fails
-the whole batch (every caller answers 5xx; the provider's retry is safe).
+others are recorded and acknowledged.  Nor may another batch fail it: two batches
+(two replicas, or one process's two in flight) that carry some of the same
+provider ids in opposite orders deadlock on each other's keys, and the one
+Postgres aborts is retried row by row (a single row waits for at most one key,
+so it cannot deadlock), keeping the arrival order.  A lost connection or server
+still fails the whole batch (every caller answers 5xx; the provider's retry is
+safe).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class EventRejected(Exception):
 
 # Errors a row's own content causes (its values, not the connection): isolated to that row.
 _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, UnicodeError, ValueError)
+# Errors another transaction causes, not the rows: the statement is rolled back whole and its rows are recorded
+# one by one instead (a deadlock with a concurrent batch over the same keys; a serialization failure likewise).
+_CONTENTION = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 _Key = tuple[int, str, str]
 
@@ -115,6 +123,17 @@ class Inbox:
             for clinic_id, rows in by_clinic.items():
                 try:
                     ids |= await self._insert(conn, clinic_id, rows)
+                except _CONTENTION:
+                    # Autocommit: the aborted statement left nothing behind.  Its keys' other writer has committed
+                    # or will; row by row, each waits for it (a duplicate is then "already recorded").
+                    log.info(
+                        "inbox batch met a concurrent batch's keys; recorded row by row", extra={"rows": len(rows)}
+                    )
+                    for key, outcome in (await self._insert_one_by_one(conn, clinic_id, rows)).items():
+                        if isinstance(outcome, ItemFailed):
+                            failed[key] = outcome
+                        elif outcome is not None:
+                            ids[key] = outcome
                 except _ROW_ERRORS as exc:
                     # Autocommit: the failed statement left nothing behind and the connection is usable.
                     if len(rows) == 1:

@@ -85,3 +85,49 @@ def test_poisoned_rows_fail_alone_and_their_neighbours_are_recorded(infra, datab
 def test_a_lone_poisoned_row_is_rejected_as_such(infra):
     (result,) = asyncio.run(_record_together(infra.database_url, [_event(1, "x\x00y")]))
     assert isinstance(result, EventRejected)
+
+
+async def _two_replicas_record(database_url: str, batches: list[list[tuple]]) -> list[list[object]]:
+    """Each batch through its own Inbox and pool (two webhook replicas), all submitted in one loop iteration."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    pools = [AsyncConnectionPool(url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}) for _ in batches]
+    for pool in pools:
+        await pool.open(wait=True)
+    try:
+        inboxes = [Inbox(pool, max_in_flight=1) for pool in pools]
+        gathered = [
+            asyncio.gather(*(inbox.record(*e) for e in batch), return_exceptions=True)
+            for inbox, batch in zip(inboxes, batches, strict=True)
+        ]
+        return [list(results) for results in await asyncio.gather(*gathered)]
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+def test_two_batches_with_the_same_provider_ids_in_opposite_orders_fail_nobody(infra, database):
+    # A provider's (or the widget's) retry can reach two replicas at once, each batching it with other patients'
+    # texts.  Inserted in arrival order, the two batches take the shared keys in opposite orders and deadlock:
+    # Postgres aborts one, which used to fail every request of that batch (and its neighbours' texts with it).
+    for _attempt in range(5):
+        shared = [_sid(), _sid()]
+        first = [_event(1, "retry one", sid=shared[0]), *(_event(1, f"a{i}") for i in range(125))]
+        first.append(_event(1, "retry two", sid=shared[1]))
+        second = [_event(1, "retry two", sid=shared[1]), *(_event(1, f"b{i}") for i in range(125))]
+        second.append(_event(1, "retry one", sid=shared[0]))
+        try:
+            results = asyncio.run(_two_replicas_record(infra.database_url, [first, second]))
+            recorded = _recorded(database, 1, [e[2] for e in first + second])
+        finally:
+            _forget(database, [e[2] for e in first + second])
+        flat = results[0] + results[1]
+        assert not [r for r in flat if isinstance(r, BaseException)], [r for r in flat if isinstance(r, BaseException)]
+        assert len(recorded) == 252  # every neighbour and each shared id once
+        for sid in shared:  # exactly one of the two requests for a shared id was the new one, the other a duplicate
+            outcomes = [
+                result
+                for batch, batch_results in zip((first, second), results, strict=True)
+                for event, result in zip(batch, batch_results, strict=True)
+                if event[2] == sid
+            ]
+            assert len(outcomes) == 2 and outcomes.count(None) == 1, outcomes
