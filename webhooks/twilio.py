@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
-# Fields that land in length-limited columns (provider_event_id, sender_key); Twilio's own are far shorter.
-_SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 64, "To": 64}
+# Fields that land in length-limited columns (provider_event_id, sender_key; the sender's number in
+# ``clients.phone_e164``, 20 characters: an E.164 number is at most 16).  Refused here, a longer ``From`` (a
+# ``whatsapp:`` sender) is a 400 the provider shows; accepted, it was a 200 for a text no worker could attach.
+_SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 20, "To": 64}
 
 
 async def verified_form(request: Request, state: AppState) -> dict[str, str] | Response:

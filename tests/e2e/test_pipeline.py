@@ -94,6 +94,10 @@ def test_bad_requests_get_the_right_status_and_enqueue_nothing(infra, tmp_path):
         missing = {k: v for k, v in form.items() if k != "From"}
         response = stack.post_twilio("/webhooks/twilio/sms", missing)
         assert response.status_code == 400 and "From" in response.json()["error"]
+        # Longer than any phone number (the column holding the sender's is 20 characters): refused, not a 200 for
+        # a text no worker could ever attach.
+        response = stack.post_twilio("/webhooks/twilio/sms", dict(form, From="whatsapp:+14155550" + "1" * 6))
+        assert response.status_code == 400 and "From" in response.json()["error"]
         big = dict(form, Body="x" * (70 * 1024))
         assert stack.post_twilio("/webhooks/twilio/sms", big).status_code == 413
         unknown = dict(form, To="+15005550000")
