@@ -13,7 +13,9 @@ complete and valid or absent (``console_oidc_problems``).
 
 In development and test (no accounts, no keys) a random local secret is generated once and kept in the
 git-ignored data folder, so the chat simulator can sign Twilio-format webhooks exactly as Twilio would.
-Production never generates one.
+Production never generates one.  A webhook secret that is set is used as is, so in every environment one that
+is an example value (``changeme``, ``your-…``, ``xxx``) is refused at start-up rather than keying a door
+(``door_placeholder_problems``).
 """
 
 from __future__ import annotations
@@ -38,15 +40,38 @@ from medspa.settings import ConfigurationError, Settings, get_settings
 EXIT_CONFIGURATION = 3
 
 CHAT_SECRET_MIN_BITS = 256  # 32 random bytes: HMAC-SHA256's key strength
-TWILIO_AUTH_TOKEN_MIN_LENGTH = 32  # Twilio's auth tokens are 32 hex characters
-STRIPE_WEBHOOK_SECRET_MIN_LENGTH = 32  # "whsec_" + 32 characters
+# Stripe's signing secrets hold at least 128 random bits after whsec_ (32 letters and digits, or 64 hex from the
+# Stripe CLI): fewer means a value someone typed, not one Stripe issued.
+STRIPE_SECRET_MIN_BITS = 128
+TWILIO_AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # exactly: Twilio issues no other shape (128 bits)
+STRIPE_WEBHOOK_SECRET_PREFIX = "whsec_"
+STRIPE_WEBHOOK_SECRET_MIN_LENGTH = 32  # "whsec_" + at least 26 characters
+_GENERATE = "e.g. `openssl rand -hex 32`"  # what to do about a weak secret we let operators choose
 
-# Key prefixes stripped before the "one repeated character" test (``sk_test_xxxx``, ``AC0000…``).
+# Key prefixes stripped before the "your-…" and "one repeated character" tests (``whsec_your-…``, ``AC0000…``).
 _KEY_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "sk-proj-", "sk-", "ac")
 # Words that only appear in a value nobody filled in (compared with separators removed, case-insensitively).
 _PLACEHOLDER_WORDS = ("changeme", "replaceme", "fillmein", "placeholder", "notset", "setme")
 _TEMPLATE = re.compile(r"<[^>]*>|\$\{[^}]*\}|\{\{.*\}\}|\.\.\.")
 _X_RUN = re.compile(r"(?:^|[-_.:/ ])x{3,}(?:[-_.:/ ]|$)")  # "xxx", "sk_test_xxx", "your-key-xxxx"
+
+# Words a person types where a vendor's random characters belong (``whsec_example_…``, ``whsec_TODO_…``).  Where
+# a word may count decides how often a real secret is refused, so: a word of six letters or more counts anywhere
+# (each turns up in 32 random letters and digits, case-insensitively, with probability about 27 x 31^-6, 3e-8);
+# a shorter one only beside a character that is not a letter or digit (``test_``, ``-todo``), which Stripe's
+# random part never has.  Anywhere, "test" alone would refuse about one real secret in 30,000 (29 x 31^-4).
+# ``changeme`` and friends are placeholder_reason's, checked on the whole value first.
+_LONG_TYPED_WORDS = ("example", "sample", "replace", "placeholder", "secret", "signing", "webhook", "stripe", "insert")
+_SHORT_TYPED_WORDS = ("test", "todo", "tbd", "your", "fake", "demo", "dummy", "mock", "key", "here")
+_TYPED_WORD = re.compile(
+    "|".join(_LONG_TYPED_WORDS)
+    + "|[^a-z0-9](?:{words})|(?:{words})[^a-z0-9]".format(words="|".join(_SHORT_TYPED_WORDS))
+)
+# A run of this many characters, equal or each one step up or down 0-9a-z (``aaaaaaaa``, ``6789abcd``,
+# ``76543210``), is typed, not drawn: 32 random hex characters hold one with probability about 25 x 3 x 16^-7,
+# 3e-7; a shorter run would start refusing real Twilio tokens.
+_RUN_ALPHABET = string.digits + string.ascii_lowercase
+_RUN_LENGTH = 8
 
 
 def placeholder_reason(value: str) -> str | None:
@@ -57,20 +82,20 @@ def placeholder_reason(value: str) -> str | None:
     values of deploy/compose.env.example and .env.example are all recognised (a unit test holds that)."""
     text = value.strip()
     lowered = text.lower()
-    squashed = re.sub(r"[^a-z0-9]", "", lowered)
-    if any(word in squashed for word in _PLACEHOLDER_WORDS):
-        return "is a placeholder (change-me…)"
-    if lowered.startswith(("your-", "your_", "your ")):
-        return "is a placeholder (your-…)"
-    if _TEMPLATE.search(text):
-        return "is a placeholder (a template such as <…> or ${…} not filled in)"
-    if _X_RUN.search(lowered):
-        return "is a placeholder (xxx)"
     body = lowered
     for prefix in _KEY_PREFIXES:
         if body.startswith(prefix):
             body = body[len(prefix) :]
             break
+    squashed = re.sub(r"[^a-z0-9]", "", lowered)
+    if any(word in squashed for word in _PLACEHOLDER_WORDS):
+        return "is a placeholder (change-me…)"
+    if lowered.startswith(("your-", "your_", "your ")) or body.startswith(("your-", "your_", "your ")):
+        return "is a placeholder (your-…)"  # also after a key prefix: whsec_your-key-here
+    if _TEMPLATE.search(text):
+        return "is a placeholder (a template such as <…> or ${…} not filled in)"
+    if _X_RUN.search(lowered):
+        return "is a placeholder (xxx)"
     if len(set(body)) <= 1:
         return "is a placeholder (one repeated character)"
     return None
@@ -97,20 +122,68 @@ def estimated_entropy_bits(value: str) -> float:
     return len(value) * math.log2(alphabet)
 
 
-def weak_secret_reason(value: str, *, min_bits: int = CHAT_SECRET_MIN_BITS) -> str | None:
+def _longest_run(value: str) -> int:
+    """The most characters in a row of ``value`` that are equal, or each one step up (or each one step down)
+    0-9a-z, case-insensitively; any other character ends a run."""
+    positions = [_RUN_ALPHABET.find(c) for c in value.lower()]
+    longest = run = min(len(value), 1)
+    step: int | None = None
+    for before, after in zip(positions, positions[1:], strict=False):
+        delta = after - before if before >= 0 and after >= 0 else None
+        run = (run + 1 if delta == step else 2) if delta in (-1, 0, 1) else 1
+        step = delta
+        longest = max(longest, run)
+    return longest
+
+
+def weak_secret_reason(value: str, *, min_bits: int = CHAT_SECRET_MIN_BITS, remedy: str | None = None) -> str | None:
     """Why ``value`` cannot hold ``min_bits`` of entropy, or None.  Length alone is not enough: a repeated
-    pattern (``abcabc…``) or a handful of distinct characters is long but guessable."""
+    pattern (``abcabc…``), a run (``01234567``) or a handful of distinct characters is long but guessable.
+    ``remedy`` says where a good value comes from (default: generate one)."""
+    # Ten distinct characters, or a quarter of the length when shorter: 32 random hex characters (a Twilio
+    # token) have fewer than 8 with probability 4e-8, but fewer than 10 with probability 1e-4.
+    distinct = len(set(value))
+    if distinct < min(10, len(value) // 4):
+        return f"is not random enough: {distinct} distinct characters ({remedy or _GENERATE})"
+    if value in (value + value)[1:-1]:  # a whole number of repetitions of a shorter string
+        return f"is not random enough: a repeated pattern ({remedy or _GENERATE})"
+    if _longest_run(value) >= _RUN_LENGTH:
+        return (
+            f"is not random enough: {_RUN_LENGTH} or more characters in a row that repeat or count up or down "
+            f"({remedy or _GENERATE})"
+        )
+    # Last: a pattern (above) is the better reason, whatever the length.
     bits = estimated_entropy_bits(value)
     if bits < min_bits:
         return (
             f"is too short: at most {bits:.0f} bits of entropy, {min_bits} needed "
-            f"({min_bits // 8} random bytes, e.g. `openssl rand -hex {min_bits // 8}`)"
+            f"({remedy or f'{min_bits // 8} random bytes, e.g. `openssl rand -hex {min_bits // 8}`'})"
         )
-    if len(set(value)) < 10:
-        return f"is not random enough: {len(set(value))} distinct characters (e.g. `openssl rand -hex 32`)"
-    if value in (value + value)[1:-1]:  # a whole number of repetitions of a shorter string
-        return "is not random enough: a repeated pattern (e.g. `openssl rand -hex 32`)"
     return None
+
+
+def twilio_auth_token_reason(value: str) -> str | None:
+    """Why ``value`` is not an auth token Twilio issued, or None (placeholder_reason is checked before)."""
+    remedy = "copy the auth token from the Twilio Console"
+    if not TWILIO_AUTH_TOKEN.fullmatch(value):
+        return f"is not a Twilio auth token (exactly 32 hexadecimal characters; {remedy})"
+    # The shape fixes the strength: an estimate from the characters seen would take the rare all-digit token
+    # (one in three million) for 106 bits and refuse it.
+    return weak_secret_reason(value, min_bits=0, remedy=remedy)
+
+
+def stripe_webhook_secret_reason(value: str) -> str | None:
+    """Why ``value`` is not a signing secret Stripe issued, or None (placeholder_reason is checked before):
+    ``whsec_`` and then random characters, with no typed word, pattern or run among them."""
+    remedy = "after whsec_; copy the endpoint's signing secret from the Stripe Dashboard"
+    if not value.startswith(STRIPE_WEBHOOK_SECRET_PREFIX):
+        return "is not a Stripe signing secret (whsec_…)"
+    if len(value) < STRIPE_WEBHOOK_SECRET_MIN_LENGTH:
+        return f"is too short ({len(value)} characters, at least {STRIPE_WEBHOOK_SECRET_MIN_LENGTH})"
+    random_part = value[len(STRIPE_WEBHOOK_SECRET_PREFIX) :]
+    if _TYPED_WORD.search(random_part.lower()):
+        return f"is a placeholder (a word such as example, test or secret {remedy})"
+    return weak_secret_reason(random_part, min_bits=STRIPE_SECRET_MIN_BITS, remedy=remedy)
 
 
 def _url_password(url: str) -> str | None:
@@ -139,25 +212,13 @@ def production_problems(settings: Settings) -> list[str]:
         "TWILIO_AUTH_TOKEN",
         settings.twilio_auth_token,
         why=" (it verifies every inbound SMS signature)",
-        extra=lambda v: (
-            f"is too short ({len(v)} characters; Twilio's are {TWILIO_AUTH_TOKEN_MIN_LENGTH})"
-            if len(v) < TWILIO_AUTH_TOKEN_MIN_LENGTH
-            else None
-        ),
+        extra=twilio_auth_token_reason,
     )
     secret(
         "STRIPE_WEBHOOK_SECRET",
         settings.stripe_webhook_secret,
         why=" (it verifies Stripe's payment events)",
-        extra=lambda v: (
-            "is not a Stripe signing secret (whsec_…)"
-            if not v.startswith("whsec_")
-            else (
-                f"is too short ({len(v)} characters, at least {STRIPE_WEBHOOK_SECRET_MIN_LENGTH})"
-                if len(v) < STRIPE_WEBHOOK_SECRET_MIN_LENGTH
-                else None
-            )
-        ),
+        extra=stripe_webhook_secret_reason,
     )
     secret(
         "CHAT_TOKEN_SECRET",
@@ -283,14 +344,38 @@ def media_storage_problem(settings: Settings) -> str | None:
     return f"MEDIA_STORAGE=s3 needs {', '.join(missing)}" if missing else None
 
 
+def door_placeholder_problems(settings: Settings) -> list[str]:
+    """The webhook secrets set to an example value, one short phrase each, naming the variable and never its
+    value.  Outside production an unset one is generated (``load_webhook_secrets``) but a set one keys its door
+    as is, so ``TWILIO_AUTH_TOKEN=changeme`` copied into .env would let anyone who read it sign webhooks."""
+    doors = (
+        ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+        ("STRIPE_WEBHOOK_SECRET", settings.stripe_webhook_secret),
+        ("CHAT_TOKEN_SECRET", settings.chat_token_secret),
+    )
+    return [
+        f"{name} {reason}"
+        for name, value in doors
+        if value is not None and (reason := placeholder_reason(value.get_secret_value()))
+    ]
+
+
 def check_startup(settings: Settings, process: str | None = None) -> None:
-    """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed, or (for the
-    staff console, in every environment) when its OIDC configuration is incomplete or invalid."""
+    """Raise ``ConfigurationError`` (one line) when production is not configured to fail closed, when a
+    webhook secret is set to an example value (every environment), or (for the staff console, in every
+    environment) when its OIDC configuration is incomplete or invalid."""
     if process == "console" and (problems := console_oidc_problems(settings)):
         raise ConfigurationError("console OIDC configuration: " + "; ".join(problems))
     if media := media_storage_problem(settings):
         raise ConfigurationError(media)
     if not settings.production:
+        # Production reports these among production_problems, with everything else it needs.
+        if problems := door_placeholder_problems(settings):
+            raise ConfigurationError(
+                f"ENVIRONMENT={settings.environment.value} but "
+                + "; ".join(problems)
+                + " (set the real value, or leave it unset for a generated local secret)"
+            )
         return
     problems = production_problems(settings)
     if process == "console":
@@ -345,7 +430,8 @@ def _dev_secret(data_dir: Path, name: str) -> str:
 
 def load_webhook_secrets(settings: Settings) -> WebhookSecrets:
     """The secrets the webhook doors are keyed with.  Production: the configured ones, checked (never a
-    generated one).  Development/test: the configured one, else a generated local secret."""
+    generated one).  Development/test: the configured one (refused by ``check_startup`` when an example
+    value), else a generated local secret."""
     check_startup(settings)
 
     def pick(value: object, name: str) -> tuple[str, bool]:
