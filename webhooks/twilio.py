@@ -125,7 +125,8 @@ def _media(form: dict[str, str]) -> list[dict[str, str]]:
 
 
 async def status_callback(request: Request) -> Response:
-    """Delivery status: moves an outbox row forward (never backward); idempotent, applied inline."""
+    """Delivery status: moves an outbox row forward (never backward) and applies a carrier's verdict in its error
+    code (an opt-out, an invalid number) in the same transaction; idempotent, applied inline."""
     state: AppState = request.app.state.medspa
     form = await verified_form(request, state)
     if isinstance(form, Response):
@@ -140,6 +141,4 @@ async def status_callback(request: Request) -> Response:
         return error(400, "missing or unknown MessageStatus")
     error_code = form.get("ErrorCode") or None
     await state.outbox_status.apply(clinic_id, outbox_id, status, error_code, form.get("MessageSid"))
-    if error_code and state.enqueuer is not None:
-        state.enqueuer.submit(message_for("handle_delivery_error", "outbox", clinic_id, outbox_id, str(error_code)))
     return Response(status_code=204)

@@ -69,14 +69,6 @@ def send_outbox_bulk(clinic_id: int, outbox_id: int) -> None:
     _send(clinic_id, outbox_id, "send_outbox_bulk")
 
 
-# The backoff Dramatiq applied by default (15 s doubling; three retries stay under two minutes), now stated.
-@actor(queue_name=OUTBOX_QUEUE, max_retries=3, min_backoff=15_000, max_backoff=120_000)
-def handle_delivery_error(clinic_id: int, outbox_id: int, error_code: str) -> None:
-    from worker.outbox.store import PostgresOutbox
-
-    PostgresOutbox(container().database).apply_delivery_error(clinic_id, outbox_id, error_code)
-
-
 def _sweep_enqueue(kind: str, clinic_id: int, item_id: int) -> None:
     enqueue(SWEEP_ACTORS[kind], clinic_id, item_id)
 

@@ -1,8 +1,9 @@
 """Twilio's delivery status callbacks, as Twilio sends them, to the real webhook app and worker.
 
 A reply carries the ``StatusCallback`` URL the sender gave Twilio; Twilio posts each status to it, signed.  The
-row moves forward only, ``delivered`` stamps ``delivered_at``, and a carrier error code reaches the worker (21610:
-the recipient unsubscribed at the carrier, so the consent ledger records the opt-out).
+row moves forward only, ``delivered`` stamps ``delivered_at``, and a carrier error code is applied to the
+recipient in the same transaction (21610: the recipient unsubscribed at the carrier, so the consent ledger records
+the opt-out; 21211: the number is invalid).
 """
 
 from __future__ import annotations
@@ -55,20 +56,39 @@ def test_status_callbacks_move_the_reply_forward_only_and_stamp_delivery(stack: 
     assert _row(stack, phone) == ("delivered", None, True)
 
 
-def test_a_carrier_opt_out_in_a_status_callback_reaches_the_consent_ledger(stack: Stack) -> None:
+def test_a_carrier_opt_out_in_a_status_callback_is_recorded_before_the_204(stack: Stack) -> None:
+    # In the callback's own transaction, not left to a queue: Redis losing a message must not lose an opt-out.
     phone = _phone()
     path, sid = _replied(stack, phone)
 
+    def consent() -> tuple[str, int]:
+        with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+            state, carrier_events = session.execute(
+                text(
+                    """SELECT cl.consent_state, (SELECT count(*) FROM consent_events e
+                                                 WHERE e.client_id = cl.id AND e.source = 'carrier')
+                       FROM clients cl WHERE cl.phone_e164 = :p"""
+                ),
+                {"p": phone},
+            ).one()
+        return str(state), int(carrier_events)
+
     assert _callback(stack, path, sid, "undelivered", "21610") == 204
     assert _row(stack, phone)[:2] == ("undelivered", "21610")
+    assert consent() == ("opted_out", 1)
+    # Twilio may post the same status again (and "failed" after "undelivered"): the verdict is recorded once.
+    assert _callback(stack, path, sid, "undelivered", "21610") == 204
+    assert _callback(stack, path, sid, "failed", "21610") == 204
+    assert consent() == ("opted_out", 1)
 
-    def consent() -> str:
-        with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
-            return str(
-                session.execute(text("SELECT consent_state FROM clients WHERE phone_e164 = :p"), {"p": phone}).one()[0]
-            )
 
-    wait_for(lambda: consent() == "opted_out", 20, what="the carrier's opt-out in the consent ledger")
+def test_an_invalid_number_in_a_status_callback_marks_the_clients_number(stack: Stack) -> None:
+    phone = _phone()
+    path, sid = _replied(stack, phone)
+    assert _callback(stack, path, sid, "failed", "21211") == 204
+    with stack.database.tenant_scope(GLOW_CLINIC_ID) as session:
+        number = session.execute(text("SELECT sms_status FROM clients WHERE phone_e164 = :p"), {"p": phone}).one()[0]
+    assert number == "invalid"
 
 
 def test_an_unsigned_status_callback_changes_nothing(stack: Stack) -> None:

@@ -17,10 +17,10 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from db.consent import number_opted_out, record_consent
+from db.consent import number_opted_out
 from db.engine import Database, psycopg_connection, sql_list
+from db.outbox_status import delivery_error_statements
 from domain.audience import RecipientFacts
-from domain.compliance import ConsentKind, ConsentRecord, ConsentScope, ConsentSource
 from domain.outbox import (
     CLAIMABLE,
     FAILED,
@@ -103,12 +103,6 @@ UPDATE outbox SET status = '{QUEUED}', attempts = attempts - 1, not_before = coa
 WHERE id = ANY(%s) AND status = '{SENDING}' AND claim_token = %s
 """
 _MARK_UNKNOWN = f"UPDATE outbox SET status = '{UNKNOWN}' WHERE id = %s AND status = '{SENDING}' AND claim_token = %s"
-_RECIPIENT_OF = "SELECT client_id, to_address FROM outbox WHERE id = %s"
-_NUMBER_STATUS = "UPDATE clients SET sms_status = %s WHERE id = %s"
-
-# Carrier verdicts (Twilio error codes) that change how we treat a number from now on.
-CARRIER_UNSUBSCRIBED = "21610"  # the recipient replied STOP at the carrier level: our ledger records it too
-_NUMBER_STATUS_AFTER = {"21211": "invalid", "21614": "not_mobile"}
 
 
 def _send_row(found: Sequence[Any]) -> SendRow:
@@ -188,19 +182,11 @@ def _apply_verdicts(conn: Conn, claim: Claim, verdicts: Sequence[tuple[SendRow, 
 def apply_delivery_error(
     conn: Conn | Session | Connection, clinic_id: int, client_id: int | None, phone: str, code: str | None
 ) -> None:
-    """Carrier verdicts that change how we treat the number from now on (in the caller's transaction)."""
-    if code == CARRIER_UNSUBSCRIBED:
-        record_consent(
-            conn,
-            clinic_id,
-            client_id,
-            phone,
-            ConsentRecord(
-                ConsentKind.OPT_OUT, ConsentScope.ALL, ConsentSource.CARRIER, "Twilio error 21610: unsubscribed"
-            ),
-        )
-    elif code in _NUMBER_STATUS_AFTER and client_id is not None:
-        psycopg_connection(conn).execute(_NUMBER_STATUS, (_NUMBER_STATUS_AFTER[code], client_id))
+    """Carrier verdicts that change how we treat the number from now on (in the caller's transaction): the
+    statements the status callback runs too (``db.outbox_status.delivery_error_statements``)."""
+    driver = psycopg_connection(conn)
+    for sql, params in delivery_error_statements(clinic_id, client_id, phone, code):
+        driver.execute(sql, params)
 
 
 class PostgresOutbox:
@@ -289,10 +275,3 @@ class PostgresOutbox:
     def mark_unknown(self, clinic_id: int, claim: Claim, outbox_id: int) -> None:
         with self.database.tenant_connection(clinic_id) as conn:
             conn.execute(_MARK_UNKNOWN, (outbox_id, claim.token))
-
-    def apply_delivery_error(self, clinic_id: int, outbox_id: int, code: str) -> None:
-        """A status callback's error code, applied to the row's recipient."""
-        with self.database.tenant_connection(clinic_id) as conn:
-            found = conn.execute(_RECIPIENT_OF, (outbox_id,)).fetchone()
-            if found is not None:
-                apply_delivery_error(conn, clinic_id, found[0], found[1], code)
