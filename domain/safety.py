@@ -47,6 +47,25 @@ _COLOUR = (
     r"(?:white|whitish|pale|blue|bluish|grey|gray|greyish|grayish|purple|purplish|dusky|blotchy|mottled|blanched|black)"
 )
 
+# Words that may sit between the verb and the colour ("went completely white", "is still kind of blue").
+_DEGREE = (
+    r"(?:really|very|kind of|kinda|a bit|a little|all|so|super|slightly|sort of|pretty|quite|completely|totally|"
+    r"almost|still)"
+)
+# Body words for "<body> is/are white|pale".  Not "skin" or "face": "my skin is pale" / "my face is white" is how
+# people describe their complexion ("my skin is pale, can I do laser?"), so those two count only with a place
+# ("the skin is white where she injected").  Not "it": a pronoun counts only with a change verb (rule below).
+_BODY_PALE = r"(?:lip|lips|nose|area|spot|spots|patch|patches|cheek|cheeks|chin|forehead|site|tissue|tip)"
+_PALE = r"(?:white|whitish|pale)"
+# A prediction about how a treatment will leave the skin ("is it going to look white after the peel?") is a
+# question in advance, not a report.  Narrow on purpose: only "going to|gonna|will|would" + look/be/turn/go/get/
+# become + colour + "after|afterwards|later|post"; without the "after" ("how long is it going to look white?") it
+# presumes the colour is already there, so it still flags.
+_PREDICTED = (
+    rf"(?:going to|gonna|will|would)\s+(?:look|be|turn|go|get|become)\s+(?:{_DEGREE}\s+){{0,2}}{_COLOUR}"
+    r"\s+(?:after|afterwards?|later|post)\b"
+)
+
 _BODY_ES = r"(?:labios?|piel|nariz|zona|area|mejillas?|barbilla|menton|frente|parte|punta|cara)"
 _COLOUR_ES = r"(?:blanc[oa]s?|palid[oa]s?|morad[oa]s?|azul(?:es)?|gris(?:es)?|amoratad[oa]s?|negr[oa]s?|grisace[oa]s?)"
 
@@ -54,14 +73,25 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
     (urgency, category, re.compile(pattern))
     for urgency, category, pattern in (
         # --- emergencies: call 911
-        (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+(?:breathe|breath|breathing|breathin)\b"),
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            rf"\b{_CANT}\s+(?:really\s+|quite\s+|even\s+|properly\s+|fully\s+)?(?:breathe|breath|breathing|breathin)\b",
+        ),
+        # "I can barely breathe", "hardly able to breathe", "barely breathing": barely/hardly is a report of
+        # breathing trouble, however the rest of the sentence goes.
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            r"\b(?:barely|hardly|scarcely)\s+(?:able to\s+)?(?:breathe|breath|breathing|breathin|swallow)\b",
+        ),
         (
             Urgency.EMERGENCY,
             "breathing",
             r"\b(?:short(?:ness)? of breath|out of breath|wheezing|gasping|suffocating)\b",
         ),
         (Urgency.EMERGENCY, "breathing", r"\bthroat\s+(?:is\s+|feels\s+)?(?:closing|swelling|swollen|tight)"),
-        (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+swallow"),
+        (Urgency.EMERGENCY, "breathing", rf"\b{_CANT}\s+(?:really\s+|even\s+|properly\s+)?swallow"),
         (Urgency.EMERGENCY, "breathing", r"\b(?:tongue|throat)\s+(?:is\s+)?swell"),
         (Urgency.EMERGENCY, "breathing", r"\banaphyla"),
         (
@@ -76,6 +106,18 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
             rf"\b(?:cant|can not|cannot|couldnt|could not)\s+see\b(?!\s+{_CANT_SEE_OBJECT}\b)",
         ),
         (Urgency.EMERGENCY, "vision", r"\b(?:go|going|gone|went)\s+blind\b|\bblind\s+(?:in|spot)"),
+        # "everything is blurry", "my eyes are blurry", "my eye went fuzzy".  The subject is what keeps this
+        # precise ("the photos are blurry" has none); "everything is blurry in the photo" is still excluded.
+        (
+            Urgency.EMERGENCY,
+            "vision",
+            rf"\b(?:everything|everythings|things|eye|eyes|vision|eyesight|sight)\s+"
+            rf"(?:is|are|s|went|gone|has gone|have gone|going|getting|got|looks?|looking|seems?|feels?)\s+"
+            rf"(?:{_DEGREE}\s+){{0,2}}(?:blurr?y|blurred|fuzzy)\b"
+            r"(?!\s+(?:in|on)\s+(?:the|this|that|your|my|these|those)\s+"
+            r"(?:photos?|pics?|pictures?|images?|videos?|screenshots?|screen|camera)\b)"
+            r"|\bblurr?y\s+eyes?\b|\bseeing\s+(?:double|blurry|everything double)\b",
+        ),
         (
             Urgency.EMERGENCY,
             "chest_pain",
@@ -84,12 +126,35 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
         (
             Urgency.EMERGENCY,
             "vascular_occlusion",
-            rf"\b{_BODY}\b(?:\s+\w+){{0,4}}?\s+(?:turning|turned|going|gone|getting|got|became|becoming|looks|look|looking)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_COLOUR}\b",
+            rf"\b{_BODY}\b(?:\s+(?!{_PREDICTED})\w+){{0,4}}?\s+"
+            r"(?:turning|turned|going|gone|went|getting|got|became|becoming|looks|look|looking|stay|staying|stayed|"
+            r"(?:start|starts|started|starting|began|begun|beginning)\s+to\s+(?:turn|go|get|look|become))\s+"
+            rf"(?:{_DEGREE}\s+){{0,2}}{_COLOUR}\b",
         ),
         (
             Urgency.EMERGENCY,
             "vascular_occlusion",
-            rf"\b{_BODY}\s+(?:is|are)\s+(?:really\s+|very\s+|kind of\s+|kinda\s+|a bit\s+|all\s+)?{_DUSKY}\b",
+            rf"\b{_BODY}\s+(?:is|are)\s+(?:{_DEGREE}\s+){{0,2}}{_DUSKY}\b",
+        ),
+        # "my lip is white", "my lips are pale".  Flags a lip that is simply pale by nature too ("my lips are pale,
+        # would filler help?") — a staff call, where missing a blanched lip costs tissue; "naturally pale" is not
+        # a degree word, so that phrasing passes.
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            rf"\b{_BODY_PALE}\s+(?:is|are)\s+(?:{_DEGREE}\s+){{0,2}}{_PALE}\b"
+            rf"|\b(?:skin|face)\s+(?:is|are)\s+(?:{_DEGREE}\s+){{0,2}}{_PALE}\s+"
+            r"(?:where|around|near|next to|above|below|under|by)\b",
+        ),
+        # "its turning white", "theyre going blue", "they look pale".  A pronoun can mean anything, so only with a
+        # change verb directly after it and a dusky/white/pale colour ("they look great", "its going well" pass).
+        # Not grey: "theyre going grey" is as often brows or hair as skin; with a body word it still flags.
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            r"\b(?:its|it|theyre|theyve|they|them)\s+(?:is\s+|are\s+|has\s+|have\s+|been\s+|all\s+|still\s+|now\s+){0,2}"
+            r"(?:turning|turned|going|gone|went|getting|got|look|looks|looking)\s+"
+            rf"(?:{_DEGREE}\s+){{0,2}}(?:blue|bluish|purple|purplish|dusky|mottled|blanched|{_PALE})\b",
         ),
         (Urgency.EMERGENCY, "vascular_occlusion", rf"\b(?:{_DUSKY}|white)\s+(?:patch|patches|blotch|blotches)\b"),
         (Urgency.EMERGENCY, "vascular_occlusion", r"\bblanch(?:ing|ed)?\b|\bmottl(?:ed|ing)\b|\blivedo\b"),
@@ -97,6 +162,17 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
             Urgency.EMERGENCY,
             "unconscious",
             r"\b(?:fainted|passed out|unconscious|unresponsive|collapsed|blacked out|seizure)\b",
+        ),
+        # About to faint: "I feel faint", "I think Im going to pass out", "about to pass out".  "faint" alone is not
+        # enough ("a faint bruise"), and "going to" needs "im" before it so that a question about needles ("am I
+        # going to pass out?") is not read as a report.
+        (
+            Urgency.EMERGENCY,
+            "unconscious",
+            rf"\b(?:feel|feels|feeling|felt)\s+(?:{_DEGREE}\s+){{0,2}}(?:faint|like fainting|like passing out)\b"
+            r"|\b(?:im|i am)\s+(?:\w+\s+)?(?:going to|gonna|about to)\s+(?:faint|pass out|black out|collapse)\b"
+            r"|\babout to (?:faint|pass out|black out|collapse)\b"
+            r"|\b(?:im|keep|keeps|kept)\s+(?:fainting|passing out|blacking out)\b",
         ),
         (Urgency.EMERGENCY, "stroke", r"\b(?:face\s+(?:is\s+)?drooping|slurred speech|stroke)\b"),
         # --- urgent: call the clinic now
@@ -134,6 +210,13 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
             "breathing",
             r"\b(?:no puedo|me cuesta|dificultad para|problemas para) (?:respirar|tragar)\b",
         ),
+        # "apenas puedo respirar", "me cuesta mucho respirar", "no puedo ni respirar", "casi no respiro"
+        (
+            Urgency.EMERGENCY,
+            "breathing",
+            r"\bapenas (?:puedo )?(?:respirar|respiro|tragar)\b|\bno puedo ni (?:respirar|tragar)\b"
+            r"|\bme cuesta (?:mucho |trabajo |bastante |un poco )(?:respirar|tragar)\b|\b(?:casi|ya) no respiro\b",
+        ),
         (Urgency.EMERGENCY, "breathing", r"\bme falta (?:el )?aire\b|\bme ahogo\b|\bahogandome\b|\banafila"),
         (
             Urgency.EMERGENCY,
@@ -145,7 +228,9 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
         (
             Urgency.EMERGENCY,
             "vision",
-            r"\b(?:veo|vision|vista) (?:muy )?(?:borros[oa]|doble|nublad[oa]|oscur[oa]|negr[oa])\b"
+            r"\b(?:veo|vision|vista) (?:todo |muy |un poco |algo ){0,2}(?:borros[oa]|doble|nublad[oa]|oscur[oa]|negr[oa])\b"
+            r"|\btodo (?:se ve|se me ve|lo veo|esta) (?:muy |un poco |algo )?(?:borroso|doble|nublado)\b"
+            r"|\bojos? (?:esta |estan )?(?:muy |un poco |algo )?borros[oa]s?\b|\bse me (?:nubla|nublo) la vista\b"
             r"|\bno veo\b(?! (?:el|la|los|las|donde|como|cuando|si|mi cita|tu|su|nada de)\b)"
             r"|\b(?:perdi|perdiendo|pierdo) (?:la )?(?:vista|vision)\b",
         ),
@@ -156,10 +241,28 @@ _RULES: tuple[tuple[Urgency, str, re.Pattern[str]], ...] = tuple(
             rf"\b{_BODY_ES}\b(?:\s+\w+){{0,4}}?\s+(?:muy\s+)?{_COLOUR_ES}\b"
             rf"|\b(?:poniendo|puesto|puso|volviendo|vuelto|quedando|quedo|tornando)\s+{_COLOUR_ES}\b(?:\s+\w+){{0,3}}?\s+{_BODY_ES}\b",
         ),
+        # The counterpart of the English pronoun rule: Spanish drops the subject ("se esta poniendo blanco").
+        # Only with a change verb, and without grey: "se esta poniendo gris" is as often hair as skin.
+        (
+            Urgency.EMERGENCY,
+            "vascular_occlusion",
+            r"\bse (?:me |le |te )?(?:esta |estan |ha |han )?(?:poniendo|puesto|puso|pusieron|volviendo|vuelto|volvio|"
+            r"quedando|quedo|tornando)\s+(?:muy\s+|todo\s+|toda\s+)?"
+            r"(?:blanc[oa]s?|palid[oa]s?|morad[oa]s?|azul(?:es)?|amoratad[oa]s?)\b",
+        ),
         (
             Urgency.EMERGENCY,
             "unconscious",
             r"\bme desmaye\b|\bdesmayo\b|\bdesmayad[oa]\b|\bperdi el conocimiento\b|\binconsciente\b|\bconvulsion",
+        ),
+        # About to faint: "me voy a desmayar", "siento que me voy a desmayar", "me siento desmayar", "me estoy
+        # desmayando".  Spanish cannot tell "¿me voy a desmayar?" (a question about needles) from the report, so it
+        # flags both: a staff call, not a miss.
+        (
+            Urgency.EMERGENCY,
+            "unconscious",
+            r"\b(?:me voy a|a punto de)\s+(?:desmayar|desmayarme|perder el conocimiento)\b"
+            r"|\bme siento (?:como |muy |medio |un poco )?(?:desmayar|desvanecer|desfallecer)\b|\bdesmayando\b",
         ),
         (Urgency.EMERGENCY, "stroke", r"\bderrame cerebral\b|\bcara caida\b|\bno puedo hablar bien\b"),
         (

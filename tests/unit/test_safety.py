@@ -222,3 +222,106 @@ def test_ascii_shortcuts_normalise_as_the_unicode_path_does() -> None:
         decomposed = unicodedata.normalize("NFKD", text.translate(_GSM_FRIENDLY_TABLE))
         full = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower().replace("'", "")
         assert safety._normalise(text) == " ".join(safety._NOT_WORD.sub(" ", full).split())
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        # breathing: a softener between "can" and "breathe"
+        ("I can barely breathe", "breathing"),
+        ("I can hardly breathe", "breathing"),
+        ("cant really breathe", "breathing"),
+        ("I can not really breathe", "breathing"),
+        ("I'm barely breathing", "breathing"),
+        ("I can hardly swallow", "breathing"),
+        # vascular occlusion: "is/are" with white/pale, "went", a degree word, starting to change, staying
+        ("my lip is white", "vascular_occlusion"),
+        ("my lip went white", "vascular_occlusion"),
+        ("my lips are pale", "vascular_occlusion"),
+        ("my lip went completely white", "vascular_occlusion"),
+        ("the skin is white where she injected", "vascular_occlusion"),
+        ("my lip started to turn blue", "vascular_occlusion"),
+        ("how long will it stay white", "vascular_occlusion"),
+        # vascular occlusion: a pronoun subject with a change verb
+        ("its turning white", "vascular_occlusion"),
+        ("it’s turning white", "vascular_occlusion"),
+        ("theyre turning white now", "vascular_occlusion"),
+        ("they look blue", "vascular_occlusion"),
+        # the prediction carve-out needs "after": without it the colour is presumed to be there already
+        ("how long is it going to look white?", "vascular_occlusion"),
+        ("is it going to look white? it looks white now", "vascular_occlusion"),
+        # vision
+        ("everything is blurry", "vision"),
+        ("my eye is blurry", "vision"),
+        ("my eyes are blurry", "vision"),
+        ("my vision went blurry", "vision"),
+        ("seeing double since the botox", "vision"),
+        # about to faint
+        ("I feel faint", "unconscious"),
+        ("feeling faint", "unconscious"),
+        ("about to pass out", "unconscious"),
+        ("I think Im going to faint", "unconscious"),
+        ("I feel like Im going to pass out", "unconscious"),
+        # Spanish counterparts
+        ("casi no puedo respirar", "breathing"),
+        ("apenas puedo respirar", "breathing"),
+        ("me cuesta mucho respirar", "breathing"),
+        ("no puedo ni respirar", "breathing"),
+        ("veo borroso", "vision"),
+        ("veo todo borroso", "vision"),
+        ("todo se ve borroso", "vision"),
+        ("me siento desmayar", "unconscious"),
+        ("me voy a desmayar", "unconscious"),
+        ("siento que me voy a desmayar", "unconscious"),
+        ("me estoy desmayando", "unconscious"),
+        ("el labio esta blanco", "vascular_occlusion"),
+        ("se está poniendo blanco", "vascular_occlusion"),
+        ("se me puso morado", "vascular_occlusion"),
+    ],
+)
+def test_softened_and_pronoun_phrasings_of_emergencies_flag(text: str, category: str) -> None:
+    assert detect_emergency(text) == SafetyFlag(Urgency.EMERGENCY, category)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "do you do teeth whitening?",
+        "teeth whitening and lip filler same day?",
+        "is it going to look white after the peel?",
+        "is my skin gonna look pale after?",
+        "I want my skin to look less pale",
+        "my skin is pale, can I do laser?",
+        "my face is white, which foundation shade?",
+        "my lips are naturally pale, would filler help?",
+        "can I book for them too",
+        "its going well",
+        "it's going great, love my lips",
+        "they look great",
+        "they are going to look amazing",
+        "they turned out great",
+        "can I get my brows tinted? they're going grey",
+        "the photos are blurry",
+        "the pics are blurry sorry",
+        "everything is blurry in the photo you sent",
+        "my eyesight is fine",
+        "my vision is fine now, thanks for checking",
+        "my eyes are blue, what brow color?",
+        "everything went smoothly",
+        "I have a faint scar from last time",
+        "the bruise is very faint now",
+        "am I going to pass out from the needles?",
+        "will I faint? I hate needles",
+        "I'm going to pass on the facial this time",
+        "about to pass the 101 exit, 5 min away",
+        "I can hardly wait for my appointment!",
+        "can't really make it friday",
+        "can I breathe normally during the facial?",
+        "la foto esta borrosa",
+        "todo se ve muy bien",
+        "me voy a desmaquillar antes",
+        "mi pelo se está poniendo gris",
+    ],
+)
+def test_ordinary_messages_near_the_new_phrasings_are_not_flagged(text: str) -> None:
+    assert detect_emergency(text) is None
