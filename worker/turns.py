@@ -22,7 +22,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from domain.agent_loop import safety_turn
+from domain.agent_loop import EARLIER_TEXTS_SCREENED, safety_turn
 from domain.agent_state import AgentState
 from domain.audience import RecipientFacts, decide
 from domain.conversation import ClinicProfile, Handoff, Reply, TurnOutput, TurnWithdrawn
@@ -43,6 +43,7 @@ from worker.conversations import (
     quarantine,
     record_failed_delivery,
     turn_input,
+    write_safety_now,
 )
 from worker.leases import HeldLease
 from worker.outbox.decisions import send_policy
@@ -113,8 +114,56 @@ def handle_inbound(
     if attached.media_ids and on_media is not None:
         on_media(clinic_id, attached.media_ids)
     if snapshot is None:
+        if attached.newly_attached:
+            _safety_while_another_turn_runs(ports, clinic_id, attached.conversation_id, attached.newly_attached, send)
         return InboundResult(attached.conversation_id)
     return InboundResult(attached.conversation_id, run_turns(ports, snapshot, send))
+
+
+def _safety_while_another_turn_runs(
+    ports: TurnPorts, clinic_id: int, conversation_id: int, newly_attached: int, send: SendOutbox
+) -> None:
+    """Screen texts that arrived while another worker holds the conversation's lease, and answer an emergency now.
+
+    Their turn comes only after the running one commits — a model call or several, up to its deadlines — and a
+    patient who just wrote "I can't breathe" cannot wait for a booking question to be answered first.  So the
+    safety reply and the on-call page are written here at once, beside the running turn (the conversation's row
+    is the lease holder's: its state moves to the handoff when the turn that reads these texts commits).  They
+    carry the dedupe keys that turn gives them (``outbox_rows``: by the newest unanswered sequence), so when it
+    screens the same texts its reply and page are these, not second ones; should more texts arrive first, a
+    second safety reply is the price, never a missing one.  The screen reads only the texts just attached, with
+    the older unanswered ones as their context (the running turn answers those)."""
+    clinic, routing = ports.clinics(clinic_id)
+    placeholder = Lease(conversation_id, owner="", version=-1, failed_turns=0)  # reading only: no lease is taken
+    try:
+        with ports.database.tenant_connection(clinic_id) as conn:
+            snapshot = load_snapshot(conn, clinic_id, placeholder, ports.settings.history_window)
+    except StaleTurn:
+        return  # the conversation is gone
+    arrived = snapshot.pending[-newly_attached:]
+    if not arrived:
+        return  # already answered by the running turn
+    older = [m.body for m in snapshot.pending[: len(snapshot.pending) - len(arrived)]]
+    output = safety_turn(
+        [m.body for m in arrived],
+        clinic,
+        channel=snapshot.channel,
+        agent_state=snapshot.agent_state,
+        slots=snapshot.slots,
+        photo=any(m.meta.get("media") for m in arrived),
+        earlier=[*snapshot.recent_inbound, *older][-EARLIER_TEXTS_SCREENED:],
+    )
+    if output is None:
+        return
+    log.warning(
+        "emergency while another turn runs: answered and paged at once",
+        extra={"clinic_id": clinic_id, "conversation_id": conversation_id},
+    )
+    rows = outbox_rows(snapshot, output, clinic, routing, ports.clock.now())
+    with ports.database.tenant_connection(clinic_id) as conn:
+        outbox_ids = write_safety_now(conn, clinic_id, conversation_id, snapshot.last_seq, rows, output.handoff)
+    if outbox_ids:
+        send(clinic_id, outbox_ids)
 
 
 def run_conversation(ports: TurnPorts, clinic_id: int, conversation_id: int, send: SendOutbox) -> int:

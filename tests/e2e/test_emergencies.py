@@ -6,12 +6,13 @@ gets the immediate safety reply (call 911 / the ER, the clinic's number) and the
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from tests.fakes.openai_api import openai_error
+from tests.fakes.openai_api import openai_error, text_reply
 from tests.support.infra import wait_for
 from tests.support.phones import random_phone
 from tests.support.stack import GLOW_CLINIC_ID, GLOW_NUMBER, Stack, running_stack
@@ -193,3 +194,39 @@ def test_an_emergency_told_over_two_texts_is_answered_and_paged(stack):
     stack.send_sms(GLOW_NUMBER, phone, "ok I'm calling")
     stack.wait_idle()
     assert len(_pages(stack, conv["id"])) == 1
+
+
+def test_an_emergency_while_another_turn_waits_on_the_model_is_answered_at_once(infra, tmp_path):
+    # The patient's first text is with a slow model; their next says they can't breathe.  Its turn would come only
+    # after the running one commits: the safety reply and the page go out at once instead, and the turn that later
+    # reads the text finds them written (one reply, one page).
+    release = threading.Event()
+    called = threading.Event()
+
+    def slow_first_call(body: dict) -> dict:
+        if not called.is_set():
+            called.set()
+            release.wait(60)
+        return text_reply("Sure - we have Friday at 3pm open. Shall I book it?")
+
+    with running_stack(infra, tmp_path, model_provider="openai", model_deadline_s=90) as (stack, _container):
+        stack.openai.responder = slow_first_call
+        phone = _phone()
+        stack.send_sms(GLOW_NUMBER, phone, "do you have anything open friday afternoon?")
+        assert called.wait(30), "the first turn reached the model"
+        try:
+            stack.send_sms(GLOW_NUMBER, phone, EMERGENCY)
+            (safety,) = stack.wait_replies(phone, 1, timeout=20)
+            _assert_safety_reply(safety)
+            conv = _conversation(stack, phone)
+            wait_for(lambda: _pages(stack, conv["id"]), 20, what="the on-call page while the model still runs")
+            assert not release.is_set()
+        finally:
+            release.set()
+        stack.wait_replies(phone, 2, timeout=60)
+        stack.wait_idle()
+        replies = stack.replies_to(phone)
+        assert len(replies) == 2 and sum("911" in r for r in replies) == 1, replies
+        assert len(_pages(stack, conv["id"])) == 1, "paged exactly once"
+        conv = _conversation(stack, phone)
+        assert conv["handoff_urgency"] == "emergency" and conv["agent_state"].lower() == "handoff"

@@ -26,7 +26,7 @@ Each has its named statements at the top.
 from __future__ import annotations
 
 from worker.conversations.attach import attach_and_lease, record_failed_delivery, sms_conversation
-from worker.conversations.commit import commit_turn
+from worker.conversations.commit import commit_turn, write_safety_now
 from worker.conversations.lease import quarantine
 from worker.conversations.rows import Attached, Committed, Lease, PendingMessage, Snapshot, StaleTurn, TurnRecord
 from worker.conversations.snapshot import lease_and_load, load_snapshot, turn_input
@@ -47,4 +47,5 @@ __all__ = [
     "record_failed_delivery",
     "sms_conversation",
     "turn_input",
+    "write_safety_now",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from db.engine import commit_pipeline
-from domain.conversation import ToolAudit
+from domain.conversation import Handoff, ToolAudit
 from domain.outbox import REPLY_KINDS
 from medspa.ids import fast_int63
 from worker.conversations.rows import STALE_TURN_SQLSTATE, Committed, Conn, Cursor, Snapshot, StaleTurn, TurnRecord
@@ -131,6 +131,22 @@ def _queue_commit(
         key = f"turn:{conversation_id}:{snapshot.last_seq}"
         conn.execute(INSERT_ALERT, alert_params(clinic_id, conversation_id, out.handoff.urgency, key))
     return fence, replies, other_cursors
+
+
+def write_safety_now(
+    conn: Conn, clinic_id: int, conversation_id: int, last_seq: int, rows: Sequence[OutboxRow], handoff: Handoff | None
+) -> list[int]:
+    """A safety turn's outbox rows and its staff alert, written beside a turn another worker is running
+    (``worker.turns._safety_while_another_turn_runs``): no fence and no conversation update — the row is the
+    lease holder's — and the same dedupe keys the turn that reads these texts will give them, so its commit
+    finds them written.  The reply goes out without a history message: that turn's commit records it.  Returns
+    the ids of the rows inserted (queued, for the send actor)."""
+    cursors = [conn.execute(INSERT_OUTBOX, outbox_params(clinic_id, row)) for row in rows]
+    if handoff is not None:
+        key = f"turn:{conversation_id}:{last_seq}"
+        conn.execute(INSERT_ALERT, alert_params(clinic_id, conversation_id, handoff.urgency, key))
+    commit_pipeline(conn)
+    return [int(found[0]) for cursor in cursors if (found := cursor.fetchone()) is not None]
 
 
 def commit_turn(
