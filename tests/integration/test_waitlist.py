@@ -319,3 +319,32 @@ def test_availability_offers_the_provider_seen_last_first_unless_another_is_aske
         "check_availability", {"service": "botox", "date_from": local, "date_to": local}
     )
     assert fresh["preferred_provider"] is None
+
+
+def test_a_checked_in_visit_in_the_freed_time_is_not_offered(database, patients) -> None:
+    # A patient checked in early takes the provider's time as surely as a booking (the one query of what occupies a
+    # provider counts it): the opening closes instead of texting a waitlister a slot their YES would be refused.
+    providers, services = _ids(database)
+    sofia, hydra = providers["sofia-ramirez"], services["hydrafacial"]
+    day = _day()
+    morning = (day - timedelta(days=1)).replace(hour=10)
+    freed, early, waiting = Patient(database), Patient(database), Patient(database)
+    patients.extend([freed, early, waiting])
+    assert _join(database, waiting, morning, day)["ok"]
+    appointment = _book(database, freed, sofia, hydra, day.replace(hour=14))
+    with database.tenant_scope(GLOW) as session:
+        session.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": appointment})
+    (opening,) = _openings(database, appointment)
+    _only_open(database, [opening.id])
+    arrived = _book(database, early, sofia, hydra, day.replace(hour=14))
+    with database.tenant_scope(GLOW) as session:
+        session.execute(
+            text("UPDATE appointments SET status = 'checked_in', checked_in_at = now() WHERE id = :id"), {"id": arrived}
+        )
+    assert tick_clinic(database, GLOW, morning).offered == 0
+    assert _offers(database, opening.id) == []
+    with database.tenant_scope(GLOW) as session:
+        assert (
+            session.execute(text("SELECT status FROM waitlist_openings WHERE id = :o"), {"o": opening.id}).scalar()
+            == "closed"
+        )

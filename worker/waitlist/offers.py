@@ -23,6 +23,7 @@ from domain.audience import SendPolicy, decide
 from domain.clinic import Clinic
 from domain.templates import when_label
 from domain.waitlist import Facts, Opening, candidates, hold_expiry, hold_minutes, offer_text
+from worker.appointments.store import busy_rows
 from worker.outbox.planning import RECIPIENT_COLUMNS, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows
@@ -59,12 +60,6 @@ FROM providers p LEFT JOIN provider_services ps ON ps.provider_id = p.id
 WHERE p.id = :p AND p.active GROUP BY p.id
 """
 _SERVICES = "SELECT id, name, duration_min + buffer_min AS needed FROM services WHERE clinic_id = :c AND active"
-# Live bookings and blocks on the provider inside the opening: the freed time may have been taken meanwhile.
-_BUSY = """
-SELECT starts_at, blocked_until FROM appointments
-WHERE clinic_id = :c AND provider_id = :p AND status IN ('pending_deposit', 'booked', 'confirmed')
-  AND starts_at < :end AND blocked_until > :start
-"""
 _OFFERED = "SELECT entry_id FROM waitlist_offers WHERE opening_id = :o"
 _HOLDING = "SELECT DISTINCT client_id FROM waitlist_offers WHERE clinic_id = :c AND status = 'held'"
 _RECIPIENT = (
@@ -142,11 +137,12 @@ def _offer_opening(
         return
     services = {int(r.id): r for r in session.execute(text(_SERVICES), {"c": clinic_id}).all()}
     provider_services = frozenset(int(s) for s in provider["services"] or () if int(s) in services)
+    # The provider's time inside the opening that is taken again (the freed time may have been booked meanwhile):
+    # the one query of what occupies a provider (``worker.appointments.store.BUSY``, checked-in visits included).
     busy = [
         (b.starts_at, b.blocked_until)
-        for b in session.execute(
-            text(_BUSY), {"c": clinic_id, "p": opening.provider_id, "start": opening.starts_at, "end": opening.ends_at}
-        ).all()
+        for b in busy_rows(session, clinic_id, opening.starts_at, opening.ends_at)
+        if b.provider_id == opening.provider_id
     ]
     # The freed time still free from its start: up to the first live booking inside it.
     free_until = min([opening.ends_at, *(start for start, _ in busy if start >= opening.starts_at)])
