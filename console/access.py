@@ -1,7 +1,9 @@
 """Who is calling and what they may do: the one check every API endpoint and console page goes through.
 
 1. **Authenticate**: an ``Authorization: Bearer`` access token (integrations), else the session cookie (a
-   browser).  A bad bearer token is a 401 — never a fall-back to the cookie.  The user must still be active.
+   browser).  A bad bearer token is a 401 — never a fall-back to the cookie.  The user must still be active,
+   and a token's credentials version still the account's: a new password (reset by an owner or the operator)
+   ends every token minted before it, as it ends every session (``console.tokens``).
 2. **CSRF**: an unsafe method (POST, PUT, PATCH, DELETE) authenticated by the cookie must carry the session's
    synchronizer token (``X-CSRF-Token`` header or ``csrf_token`` form field) and, when the browser says where
    it comes from, come from the console's own origin.  Bearer requests carry no ambient credential.
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session
 from console import store
 from console.problems import Problem, forbidden, unauthenticated
 from console.runtime import ConsoleRuntime
-from console.tokens import InvalidAccessToken, verify_access_token
+from console.tokens import InvalidAccessToken, credentials_version, verify_access_token
 from domain.staff_access import PatientReach, Permission, effective_permissions, patient_reach
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -89,6 +91,8 @@ def authenticate(session: Session, runtime: ConsoleRuntime, facts: RequestFacts)
         user = store.get_user(session, claims.staff_user_id)
         if user is None or not user.active:
             raise unauthenticated("The access token's user is disabled.")
+        if claims.credentials_version != credentials_version(user.password_changed_at):
+            raise unauthenticated("The access token was minted before its user's password changed.")
         return Principal(user, "token", token_clinic_id=claims.clinic_id, token_scopes=claims.scopes)
     if not facts.session_token:
         raise unauthenticated()

@@ -60,7 +60,7 @@ def password_sign_in(runtime: ConsoleRuntime, email: str, password: str, ip: str
             return SignInResult(False, _locked_message(now_locked) if now_locked else WRONG_CREDENTIALS, status=401)
         store.set_staff_user(session, row.id)
         if row.password_hash and passwords.needs_rehash(row.password_hash):
-            store.set_password_hash(session, row.id, passwords.hash_password(password))
+            store.rehash_password(session, row.id, row.password_hash, passwords.hash_password(password))
         return _open_session(runtime, session, row, "password", ip, user_agent)
 
 

@@ -1,6 +1,6 @@
-"""Managing a clinic's staff: add (or invite an existing account), change a role, remove from the clinic, disable
-or enable, reset a password.  The one home of these rules — ``medspa staff-users`` and the console's owner pages both call it —
-each change written to the clinic's audit log in the caller's transaction.
+"""Managing a clinic's staff: add (a new account, or an existing one joining), change a role, remove from the
+clinic, disable or enable, reset a password.  The one home of these rules — ``medspa staff-users`` and the
+console's owner pages both call it — each change written to the clinic's audit log in the caller's transaction.
 
 Rules:
 - a provider is linked to a providers row of the clinic (and only a provider is);
@@ -9,6 +9,12 @@ Rules:
 - an account is global (one email, one password for every clinic it works at), so from the console an owner may
   disable, enable or reset the password of an account only when it works at this clinic alone — otherwise the
   change would reach into a clinic they do not run.  The operator may;
+- from the console, an existing account joins the clinic only when it has no password (sign-in through OpenID
+  Connect only: the identity provider proves the email at every sign-in).  Any owner may create an account for
+  any email with a password of their choosing, and reset the password of one that works at their clinic alone,
+  so a password may be known to another clinic's owner: an account with one joining here would let them in.
+  The operator on the server adds it (it joins with its own password, unchanged).  Together with the rule above,
+  no owner can set a password on an account that works at another clinic too;
 - nobody disables their own account or removes themselves.
 """
 
@@ -123,7 +129,8 @@ def add_staff(
 ) -> StaffChange:
     """Create the account when the email is new (with ``password``, or none: sign-in through OpenID Connect
     only) and make it a member of the clinic with ``role``.  An account that exists elsewhere joins the clinic
-    as it is (its password is its own); one that is already a member here is a conflict (change the role)."""
+    as it is (no ``password`` may be given: its own stays) — from the console only when it has no password;
+    one that is already a member here is a conflict (change the role)."""
     email = email.strip()
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise StaffAdminError(f"{email!r} is not an email address", field="email")
@@ -132,6 +139,15 @@ def add_staff(
     if existing is not None:
         if store.membership_in(session, existing.id, clinic_id) is not None:
             raise StaffAdminError(f"{email} is already on this clinic's staff: change their role", kind="conflict")
+        if actor.staff_user_id is not None and existing.password_hash is not None:
+            # Whoever set that password (possibly another clinic's owner) would sign in here: only the operator,
+            # who can tell whose account it is, lets it join.
+            raise StaffAdminError(
+                f"{email} already has an account with a password (one another clinic's owner may have set), so it "
+                "cannot join from the console: ask the operator to add them (medspa staff-users add on the server), "
+                "or have them use single sign-on",
+                kind="conflict",
+            )
         if password is not None:
             raise StaffAdminError(
                 f"{email} already has an account (with its own password): add them without one", field="password"
@@ -204,7 +220,8 @@ def set_disabled(
 def reset_password(
     session: Session, clinic_id: int, actor: audit.Actor, staff_user_id: int, password: str
 ) -> StaffChange:
-    """A new password; the account's sessions end (it signs in again with the new one)."""
+    """A new password; the account's sessions and API tokens end (it signs in again with the new one, and its
+    integrations need new tokens: ``store.set_password_hash`` moves the version tokens carry)."""
     user, _ = _member(session, clinic_id, staff_user_id)
     password_hash = _check_password(password)
     _account_wide(session, actor, staff_user_id, "resetting the password")

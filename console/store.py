@@ -22,7 +22,7 @@ _SET_STAFF = text("SELECT set_config('app.staff_user_id', :id, true)")
 _SIGN_IN = text("SELECT * FROM medspa_staff_sign_in(:email)")
 _USER = text(
     """SELECT id, email, display_name, disabled_at, totp_secret IS NOT NULL AS has_totp, password_hash IS NOT NULL
-              AS has_password
+              AS has_password, password_changed_at
        FROM staff_users WHERE id = :id"""
 )
 _MEMBERSHIPS = text(
@@ -54,6 +54,11 @@ _CLINIC_STAFF = text(
 )
 _SET_PASSWORD = text(
     "UPDATE staff_users SET password_hash = :hash, password_changed_at = now() WHERE id = :id RETURNING id"
+)
+# The same password under today's hashing parameters: password_changed_at (the credentials version access tokens
+# carry) stays.  Only while the stored hash is the one verified, so a reset committed meanwhile is never undone.
+_REHASH_PASSWORD = text(
+    "UPDATE staff_users SET password_hash = :hash WHERE id = :id AND password_hash = :verified RETURNING id"
 )
 _SET_DISABLED = text(
     """UPDATE staff_users SET disabled_at = CASE WHEN :disabled THEN coalesce(disabled_at, now()) END
@@ -133,6 +138,7 @@ class StaffUser:
     disabled_at: datetime | None
     has_totp: bool
     has_password: bool
+    password_changed_at: datetime | None  # the credentials version (console.tokens.credentials_version)
 
     @property
     def active(self) -> bool:
@@ -202,7 +208,15 @@ def clinic_staff(session: Session, clinic_id: int) -> list[dict[str, object]]:
 
 
 def set_password_hash(session: Session, staff_user_id: int, password_hash: str) -> bool:
+    """A new password: the account's credentials version moves on, so every access token minted before it is
+    refused (``console.access.authenticate``).  Browser sessions are the caller's to revoke."""
     return session.execute(_SET_PASSWORD, {"id": staff_user_id, "hash": password_hash}).first() is not None
+
+
+def rehash_password(session: Session, staff_user_id: int, verified_hash: str, password_hash: str) -> bool:
+    """Store the password just verified against ``verified_hash`` under today's parameters (not a new password)."""
+    params = {"id": staff_user_id, "hash": password_hash, "verified": verified_hash}
+    return session.execute(_REHASH_PASSWORD, params).first() is not None
 
 
 def set_disabled(session: Session, staff_user_id: int, disabled: bool) -> bool:

@@ -61,8 +61,8 @@ def register(subparsers: Any) -> None:
 
     reset = sub.add_parser(
         "reset-password",
-        help="set a new password (signs the account out everywhere)",
-        description="Set a new password for a staff member of the clinic and end their sessions.",
+        help="set a new password (signs the account out everywhere and ends its API tokens)",
+        description="Set a new password for a staff member of the clinic and end their sessions and API tokens.",
     )
     reset.add_argument("email", metavar="EMAIL")
     add_clinic_argument(reset)
@@ -161,16 +161,18 @@ def staff_users_add(args: argparse.Namespace) -> int:
     with app_database().tenant_scope(clinic_id) as session:
         provider_id = _admin(lambda: staff_admin.provider_id_for(session, args.provider)) if args.provider else None
         existing = store.find_for_sign_in(session, email)
-        if existing is not None and store.membership_in(session, existing.id, clinic_id) is not None:
+        membership = store.membership_in(session, existing.id, clinic_id) if existing is not None else None
+        joined = existing is not None and membership is None
+        if existing is not None and membership is not None:
             if args.password_stdin:
                 raise CommandError(f"{email} already has an account: use reset-password to change its password")
             change = _admin(
                 lambda: staff_admin.set_role(session, clinic_id, _cli_actor(), existing.id, role, provider_id)
             )
         else:
-            password = None if existing is not None or args.no_password else _read_password(args.password_stdin)
-            if existing is not None and args.password_stdin:
-                raise CommandError(f"{email} already has an account: use reset-password to change its password")
+            if joined and args.password_stdin:
+                raise CommandError(f"{email} already has an account (it keeps its password): add it without one")
+            password = None if joined or args.no_password else _read_password(args.password_stdin)
             change = _admin(
                 lambda: staff_admin.add_staff(
                     session,
@@ -183,8 +185,22 @@ def staff_users_add(args: argparse.Namespace) -> int:
                     password=password,
                 )
             )
-    verb = "Added" if change.created else "Updated"
-    print(f"{verb} {email} as {role.value} of {args.clinic} (staff user {change.staff_user_id})")
+    if change.created:
+        print(f"Added {email} as {role.value} of {args.clinic} (staff user {change.staff_user_id})")
+    elif joined:
+        # The account's password is whatever was set before (possibly by another clinic's owner): say so, so the
+        # operator can reset it when they did not choose it.
+        how = (
+            "it signs in with its own password, unchanged (reset-password if you are unsure who knows it)"
+            if existing is not None and existing.password_hash is not None
+            else "it has no password (single sign-on only)"
+        )
+        print(
+            f"Added the existing account {email} to {args.clinic} as {role.value} "
+            f"(staff user {change.staff_user_id}): {how}"
+        )
+    else:
+        print(f"Updated {email} as {role.value} of {args.clinic} (staff user {change.staff_user_id})")
     return 0
 
 
@@ -257,7 +273,7 @@ def staff_users_reset_password(args: argparse.Namespace) -> int:
     with app_database().tenant_scope(clinic_id) as session:
         row = _admin(lambda: staff_admin.member_by_email(session, clinic_id, args.email))
         _admin(lambda: staff_admin.reset_password(session, clinic_id, _cli_actor(), row.id, password))
-    print(f"Password of {args.email} reset; their sessions are signed out")
+    print(f"Password of {args.email} reset; their sessions are signed out and their API tokens no longer work")
     return 0
 
 
@@ -292,7 +308,7 @@ def staff_users_totp(args: argparse.Namespace) -> int:
 
 
 def staff_users_token(args: argparse.Namespace) -> int:
-    from console import audit
+    from console import audit, store
     from console.tokens import MIN_TTL_S, mint_access_token
     from domain.staff_access import parse_scopes
     from medspa.settings import get_settings
@@ -310,8 +326,16 @@ def staff_users_token(args: argparse.Namespace) -> int:
         scopes, refused = parse_scopes(args.scope, membership.role)
         if refused:
             raise CommandError(f"scopes not allowed for a {membership.role.value}: {', '.join(refused)}")
+        user = store.get_user(session, row.id)  # its password_changed_at: the token's credentials version
+        if user is None:
+            raise CommandError(f"no staff user {args.email!r} in this clinic")
         token, claims = mint_access_token(
-            keys, staff_user_id=row.id, clinic_id=clinic_id, scopes=frozenset(s.value for s in scopes), ttl_s=args.ttl
+            keys,
+            staff_user_id=row.id,
+            clinic_id=clinic_id,
+            scopes=frozenset(s.value for s in scopes),
+            ttl_s=args.ttl,
+            password_changed_at=user.password_changed_at,
         )
         audit.record(
             session,

@@ -117,7 +117,8 @@ def list_staff(call: ApiCall) -> StaffList:
 )
 def create_token(call: ApiCall) -> TokenOut:
     """The token acts for a staff member of this clinic (default: the caller) with at most that member's role;
-    it is valid in this clinic only, for ``ttl_s`` seconds (capped by CONSOLE_ACCESS_TOKEN_MAX_TTL_S)."""
+    it is valid in this clinic only, for ``ttl_s`` seconds (capped by CONSOLE_ACCESS_TOKEN_MAX_TTL_S), and
+    until the member is disabled, leaves the clinic or gets a new password."""
     if call.principal.via != "session":
         raise forbidden("An access token cannot mint another; sign in to the console.")
     body: TokenRequest = call.body
@@ -150,6 +151,7 @@ def create_token(call: ApiCall) -> TokenOut:
         clinic_id=call.clinic.clinic_id,
         scopes=frozenset(s.value for s in scopes),
         ttl_s=body.ttl_s,
+        password_changed_at=subject.password_changed_at,
         now=call.now,
     )
     call.audit(

@@ -1,6 +1,7 @@
-"""Managing the clinic's staff (owners only): add someone with a role (a new account, or an existing one joining
-this clinic), change a role, remove from the clinic, disable or enable, reset a password.  The rules are ``console.staff_admin``'s — the
-same ``medspa staff-users`` applies; the list is ``GET /clinics/{clinic_id}/staff`` (``console/api/admin.py``)."""
+"""Managing the clinic's staff (owners only): add someone with a role (a new account, or an existing one without
+a password joining this clinic), change a role, remove from the clinic, disable or enable, reset a password.
+The rules are ``console.staff_admin``'s — the same ``medspa staff-users`` applies; the list is
+``GET /clinics/{clinic_id}/staff`` (``console/api/admin.py``)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def _target(call: ApiCall) -> int:
 @api(
     "POST",
     "/clinics/{clinic_id:int}/staff",
-    summary="Add a staff member with a role: a new account, or an existing one joining this clinic (owners only)",
+    summary="Add a staff member with a role: a new account, or an existing single sign-on one joining (owners only)",
     tag="administration",
     permission=Permission.STAFF_MANAGE,
     body=StaffAdd,
@@ -89,8 +90,10 @@ def _target(call: ApiCall) -> int:
     status_code=201,
 )
 def add_staff(call: ApiCall) -> StaffChanged:
-    """An email that already has an account (at another clinic) joins as it is — with its own password, so none
-    may be given; one already on this clinic's staff is a 409 (change the role instead)."""
+    """An email that already has an account (at another clinic) joins as it is, and only when it has no password
+    (single sign-on only) — one with a password is a 409: the operator adds it (``medspa staff-users add``), as
+    its password may be one another clinic's owner set.  One already on this clinic's staff is a 409 too (change
+    the role instead)."""
     body: StaffAdd = call.body
     return run_change(
         call,
@@ -158,7 +161,7 @@ def enable_staff(call: ApiCall) -> StaffChanged:
 @api(
     "POST",
     "/clinics/{clinic_id:int}/staff/{staff_user_id:int}/password",
-    summary="Set a new password for a staff member; their sessions end (owners only)",
+    summary="Set a new password for a staff member; their sessions and API tokens end (owners only)",
     tag="administration",
     permission=Permission.STAFF_MANAGE,
     body=PasswordReset,

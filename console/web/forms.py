@@ -46,7 +46,7 @@ NOTICES = {
     "removed": "Removed from this clinic's staff.",
     "disabled": "Disabled: signed out everywhere.",
     "enabled": "Enabled.",
-    "password": "Password set: their sessions were signed out.",
+    "password": "Password set: their sessions were signed out and their API tokens no longer work.",
     "booked": "Booked.",
     "moved": "Moved.",
     "appointment-cancelled": "Cancelled: the slot is free again.",

@@ -16,7 +16,7 @@ from medspa.services import Infrastructure
 from medspa.settings import REPO_ROOT
 from tests.e2e.test_cli_clinic import assert_one_line_error
 from tests.integration.test_startup import production_env
-from tests.support.console import CONSOLE_SECRET, GLOW, running_console
+from tests.support.console import CONSOLE_SECRET, GLOW, HARBOR, running_console
 from tests.support.infra import wait_for
 
 
@@ -114,6 +114,7 @@ def test_bootstrap_the_first_owner_then_sign_in_disable_reset_and_mint(infra, ow
         assert http.get("/api/v1/me").status_code == 401, "disabling signs the account out everywhere"
         assert console.client().get(f"/api/v1/clinics/{GLOW}/clients", headers=bearer).status_code == 401
         assert medspa(infra, "staff-users", "enable", email, "--clinic", "glow-medspa").returncode == 0
+        assert console.client().get(f"/api/v1/clinics/{GLOW}/clients", headers=bearer).status_code == 200
 
         reset = medspa(
             infra,
@@ -126,6 +127,9 @@ def test_bootstrap_the_first_owner_then_sign_in_disable_reset_and_mint(infra, ow
             stdin="the second password\n",
         )
         assert reset.returncode == 0, reset.stderr
+        refused = console.client().get(f"/api/v1/clinics/{GLOW}/clients", headers=bearer)
+        assert refused.status_code == 401 and "password" in refused.json()["detail"], "a reset ends the tokens too"
+        assert "API tokens" in reset.stdout
         assert console.post_sign_in(console.client(), email, password).status_code == 401
         assert console.post_sign_in(console.client(), email, "the second password").status_code == 303
 
@@ -192,3 +196,44 @@ def test_the_console_command_refuses_production_without_its_key_and_starts_with_
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_the_operator_adds_an_existing_account_to_another_clinic_and_says_its_password_stands(infra, tmp_path):
+    email = f"both-{uuid.uuid4().hex[:6]}@glow.example"
+    password = "the one password they have"
+    first = medspa(
+        infra,
+        "staff-users",
+        "add",
+        email,
+        "--clinic",
+        "glow-medspa",
+        "--role",
+        "front_desk",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+    assert first.returncode == 0, first.stderr
+    assert_one_line_error(
+        medspa(
+            infra,
+            "staff-users",
+            "add",
+            email,
+            "--clinic",
+            "harbor-aesthetics",
+            "--role",
+            "manager",
+            "--password-stdin",
+            stdin="another password for harbor\n",
+        ),
+        "already has an account",
+    )
+    joined = medspa(infra, "staff-users", "add", email, "--clinic", "harbor-aesthetics", "--role", "manager")
+    assert joined.returncode == 0, joined.stderr
+    assert "existing account" in joined.stdout and "own password, unchanged" in joined.stdout, joined.stdout
+
+    with running_console(infra, tmp_path, with_oidc=False) as console:
+        http = console.client()
+        assert console.post_sign_in(http, email, password).status_code == 303, "the same password at both"
+        assert http.get(f"/api/v1/clinics/{HARBOR}/clients").status_code == 200

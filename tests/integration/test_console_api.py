@@ -12,8 +12,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 from openapi_spec_validator import validate
+from sqlalchemy import text
 
+from console import store
 from console.api import endpoints
 from console.keys import ConsoleKeys
 from console.tokens import mint_access_token
@@ -268,6 +271,7 @@ def test_access_tokens_carry_scopes_for_one_clinic_and_die_with_their_user(conso
         clinic_id=GLOW,
         scopes=frozenset({"clients:read"}),
         ttl_s=60,
+        password_changed_at=None,
         now=datetime.now(UTC) - timedelta(hours=2),
     )
     forged = jwt.encode({"sub": str(desk.id), "clinic": GLOW, "scope": "clients:read"}, "guess", algorithm="HS256")
@@ -277,10 +281,69 @@ def test_access_tokens_carry_scopes_for_one_clinic_and_die_with_their_user(conso
         _is_problem(api.get(f"/api/v1/clinics/{GLOW}/clients", headers={"Authorization": f"Bearer {token}"}), 401)
     # disabling the user stops their tokens at once
     with console.database.tenant_scope(GLOW) as session:
-        from console import store
-
         store.set_disabled(session, desk.id, True)
     _is_problem(api.get(f"/api/v1/clinics/{GLOW}/clients", headers=bearer), 401)
+
+
+def test_a_new_password_ends_the_accounts_access_tokens_and_later_ones_work(console):
+    owner = console.add_staff(GLOW, OWNER)
+    http, csrf = console.sign_in(owner)
+    headers = {"X-CSRF-Token": csrf, "Origin": console.base_url}
+    desk = console.add_staff(GLOW, FRONT_DESK)
+    sso_only = console.add_staff(GLOW, FRONT_DESK, password=None)
+
+    def bearer(staff_user_id: int) -> dict[str, str]:
+        minted = http.post(
+            f"/api/v1/clinics/{GLOW}/tokens",
+            json={"scopes": ["clients:read"], "staff_user_id": staff_user_id},
+            headers=headers,
+        )
+        assert minted.status_code == 201, minted.text
+        return {"Authorization": f"Bearer {minted.json()['access_token']}"}
+
+    api, clients = console.client(), f"/api/v1/clinics/{GLOW}/clients"
+    before, never_had_one = bearer(desk.id), bearer(sso_only.id)
+    assert api.get(clients, headers=before).status_code == 200
+    assert api.get(clients, headers=never_had_one).status_code == 200, "an account without a password: null version"
+
+    reset = http.post(
+        f"/api/v1/clinics/{GLOW}/staff/{desk.id}/password", json={"password": "a fresh passphrase"}, headers=headers
+    )
+    assert reset.status_code == 200, reset.text
+    refused = _is_problem(api.get(clients, headers=before), 401)
+    assert "password" in refused["detail"] and "access token" in refused["detail"]
+    assert api.get("/api/v1/me", headers=before).status_code == 401
+    assert api.get(clients, headers=bearer(desk.id)).status_code == 200, "minted after the reset"
+    assert api.get(clients, headers=never_had_one).status_code == 200, "another account's tokens are untouched"
+
+    # an owner setting a password on an account that had none ends its tokens too
+    given = http.post(
+        f"/api/v1/clinics/{GLOW}/staff/{sso_only.id}/password", json={"password": "a first passphrase"}, headers=headers
+    )
+    assert given.status_code == 200, given.text
+    _is_problem(api.get(clients, headers=never_had_one), 401)
+
+
+def test_a_rehash_at_sign_in_is_no_password_change_and_keeps_the_tokens(console):
+    """Signing in re-hashes a password stored with weaker parameters; the password is the same, so its tokens
+    stay: the credentials version moves with a new password, not with a new hash of the same one."""
+    owner = console.add_staff(GLOW, OWNER)
+    http, csrf = console.sign_in(owner)
+    desk = console.add_staff(GLOW, FRONT_DESK)
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(desk.password or "")
+    with console.database.tenant_scope(GLOW) as session:
+        store.set_password_hash(session, desk.id, weak)
+    minted = http.post(
+        f"/api/v1/clinics/{GLOW}/tokens",
+        json={"scopes": ["clients:read"], "staff_user_id": desk.id},
+        headers={"X-CSRF-Token": csrf, "Origin": console.base_url},
+    )
+    bearer = {"Authorization": f"Bearer {minted.json()['access_token']}"}
+    assert console.post_sign_in(console.client(), desk.email, desk.password or "").status_code == 303
+    with console.database.tenant_scope(GLOW) as session:
+        stored = session.execute(text("SELECT password_hash FROM staff_users WHERE id = :i"), {"i": desk.id}).scalar()
+    assert stored != weak, "re-hashed with today's parameters"
+    assert console.client().get(f"/api/v1/clinics/{GLOW}/clients", headers=bearer).status_code == 200
 
 
 # ------------------------------------------------------------------ audit

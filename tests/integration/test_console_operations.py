@@ -17,12 +17,15 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from console import staff_admin
 from console.api import endpoints
+from console.audit import Actor
 from domain.staff_access import Permission, StaffRole, permissions_of
 from medspa.services import Infrastructure
 from tests.support.console import GLOW, HARBOR, PASSWORD, ConsoleStack, add_patient, provider_ids, running_console
 
 OWNER, MANAGER, FRONT_DESK, PROVIDER = StaffRole.OWNER, StaffRole.MANAGER, StaffRole.FRONT_DESK, StaffRole.PROVIDER
+OPERATOR = Actor(None, "cli")  # `medspa staff-users` on the server
 
 
 @pytest.fixture(scope="module")
@@ -379,10 +382,13 @@ def test_staff_management_is_for_owners_and_never_reaches_into_another_clinic(co
     base = f"/api/v1/clinics/{GLOW}/staff"
     assert "own account" in _problem(http.post(f"{base}/{me}/disable", headers=headers), 409)["detail"]
 
-    # someone who also works at Harbor: Glow's owner may change their role here, not their account
+    # someone who also works at Harbor: their account has a password, so only the operator brings it to Glow;
+    # then Glow's owner may change their role here, not their account
     shared = console.add_staff(HARBOR, OWNER)
-    joined = http.post(base, json={"email": shared.email, "role": "front_desk"}, headers=headers)
-    assert joined.status_code == 201 and not joined.json()["created"], joined.text
+    _problem(http.post(base, json={"email": shared.email, "role": "front_desk"}, headers=headers), 409)
+    with console.database.tenant_scope(GLOW) as session:
+        joined = staff_admin.add_staff(session, GLOW, OPERATOR, email=shared.email, role=FRONT_DESK)
+    assert joined.staff_user_id == shared.id and not joined.created
     with_password = http.post(
         base, json={"email": f"x{shared.email}", "role": "manager", "password": "short"}, headers=headers
     )
@@ -413,6 +419,80 @@ def test_staff_management_is_for_owners_and_never_reaches_into_another_clinic(co
                 other.post(base, json={"email": "x@glow.example", "role": "owner"}, headers=other_headers), 403
             )["detail"]
         )
+
+
+@pytest.mark.parametrize("glow_keeps_it", [False, True])
+def test_an_owner_cannot_plant_a_password_on_an_account_another_clinic_then_adds(console, glow_keeps_it):
+    """The cross-clinic takeover: Glow's owner creates an account for Harbor's new hire with a password of their
+    choosing (and takes it off Glow's staff, or not); Harbor's owner later adds that email.  The add is refused —
+    from the API and the page's form — so the password Glow knows never opens Harbor's patients."""
+    glow, glow_headers = _signed_in(console, GLOW, OWNER)
+    harbor, harbor_headers = _signed_in(console, HARBOR, OWNER)
+    harbor_patient = add_patient(console.database, HARBOR)
+    email, planted = f"new-hire-{uuid.uuid4().hex[:8]}@harbor.example", "glow chose this passphrase"
+    made = glow.post(
+        f"/api/v1/clinics/{GLOW}/staff",
+        json={"email": email, "role": "front_desk", "password": planted},
+        headers=glow_headers,
+    )
+    assert made.status_code == 201 and made.json()["created"], made.text
+    if not glow_keeps_it:
+        assert glow.delete(f"/api/v1/clinics/{GLOW}/staff/{made.json()['id']}", headers=glow_headers).status_code == 200
+
+    refused = _problem(
+        harbor.post(
+            f"/api/v1/clinics/{HARBOR}/staff", json={"email": email, "role": "front_desk"}, headers=harbor_headers
+        ),
+        409,
+    )
+    assert refused["type"].endswith("conflict") and refused["title"] == "Conflict"
+    assert "medspa staff-users add" in refused["detail"] and "single sign-on" in refused["detail"]
+    assert "\n" not in refused["detail"], "one line"
+    form = harbor.post(
+        f"/clinics/{HARBOR}/staff",
+        data={"csrf_token": harbor_headers["X-CSRF-Token"], "email": email, "role": "front_desk"},
+        headers={"Origin": console.base_url},
+    )
+    assert form.status_code == 409 and "medspa staff-users add" in form.text, form.text[:500]
+    harbor_staff = harbor.get(f"/api/v1/clinics/{HARBOR}/staff").json()["items"]
+    assert email not in {m["email"] for m in harbor_staff}
+
+    attacker = console.client()
+    assert console.post_sign_in(attacker, email, planted).status_code == 303, "the account itself still signs in"
+    assert attacker.get(f"/api/v1/clinics/{HARBOR}/clients").status_code == 403
+    patient = attacker.get(f"/api/v1/clinics/{HARBOR}/clients/{harbor_patient.client_id}")
+    assert patient.status_code == 403 and harbor_patient.name not in patient.text
+    assert _audit(console, HARBOR, "staff.added", made.json()["id"]) == 0
+
+
+def test_an_account_without_a_password_joins_and_then_no_owner_can_give_it_one(console):
+    """Single sign-on only: the identity provider proves the email at every sign-in, so such an account may join
+    another clinic from the console.  Once it works at two, neither owner can set a password on it (which would
+    turn it into the account the other owner's clinic cannot vouch for)."""
+    glow, glow_headers = _signed_in(console, GLOW, OWNER)
+    harbor, harbor_headers = _signed_in(console, HARBOR, OWNER)
+    email = f"sso-{uuid.uuid4().hex[:8]}@harbor.example"
+    made = glow.post(f"/api/v1/clinics/{GLOW}/staff", json={"email": email, "role": "front_desk"}, headers=glow_headers)
+    assert made.status_code == 201 and made.json()["created"], made.text
+    account = made.json()["id"]
+    with_password = harbor.post(
+        f"/api/v1/clinics/{HARBOR}/staff",
+        json={"email": email, "role": "manager", "password": "harbor picks one too"},
+        headers=harbor_headers,
+    )
+    assert _problem(with_password, 400)["errors"][0]["field"] == "password"
+    joined = harbor.post(
+        f"/api/v1/clinics/{HARBOR}/staff", json={"email": email, "role": "manager"}, headers=harbor_headers
+    )
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["id"] == account and joined.json()["role"] == "manager" and not joined.json()["created"]
+
+    for http, headers, clinic in ((glow, glow_headers, GLOW), (harbor, harbor_headers, HARBOR)):
+        reset = http.post(
+            f"/api/v1/clinics/{clinic}/staff/{account}/password", json={"password": "now I know it"}, headers=headers
+        )
+        assert "another clinic" in _problem(reset, 409)["detail"], clinic
+    assert console.post_sign_in(console.client(), email, "now I know it").status_code == 401, "still no password"
 
 
 def test_the_last_active_owner_stays(console, owner_engine):

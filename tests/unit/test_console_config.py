@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pyotp
@@ -15,7 +15,14 @@ import pytest
 from console.keys import ConsoleKeys
 from console.passwords import hash_password, password_problem, verify_password
 from console.runtime import cookie_names
-from console.tokens import InvalidAccessToken, mint_access_token, verify_access_token
+from console.tokens import (
+    AUDIENCE,
+    ISSUER,
+    InvalidAccessToken,
+    credentials_version,
+    mint_access_token,
+    verify_access_token,
+)
 from console.totp import decrypt_secret, encrypt_secret, matching_step
 from console.web.auth_pages import safe_next
 from domain.staff_access import Permission, StaffRole, effective_permissions, parse_scopes, permissions_of
@@ -130,13 +137,23 @@ def test_token_scopes_never_exceed_the_role_now_or_later():
 # ------------------------------------------------------------------ tokens, TOTP, passwords
 def test_access_tokens_verify_and_refuse_other_keys_algorithms_and_expiry():
     keys = ConsoleKeys(secrets.token_hex(32))
-    token, claims = mint_access_token(keys, staff_user_id=7, clinic_id=1, scopes=frozenset({"clients:read"}), ttl_s=300)
+    changed = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    token, claims = mint_access_token(
+        keys, staff_user_id=7, clinic_id=1, scopes=frozenset({"clients:read"}), ttl_s=300, password_changed_at=changed
+    )
     verified = verify_access_token(keys, token)
     assert (verified.staff_user_id, verified.clinic_id, verified.scopes) == (7, 1, frozenset({"clients:read"}))
+    assert verified.credentials_version == claims.credentials_version == credentials_version(changed)
     with pytest.raises(InvalidAccessToken):
         verify_access_token(ConsoleKeys(secrets.token_hex(32)), token)
     old, _ = mint_access_token(
-        keys, staff_user_id=7, clinic_id=1, scopes=frozenset(), ttl_s=60, now=datetime.now(UTC) - timedelta(minutes=5)
+        keys,
+        staff_user_id=7,
+        clinic_id=1,
+        scopes=frozenset(),
+        ttl_s=60,
+        password_changed_at=None,
+        now=datetime.now(UTC) - timedelta(minutes=5),
     )
     with pytest.raises(InvalidAccessToken):
         verify_access_token(keys, old)
@@ -146,6 +163,27 @@ def test_access_tokens_verify_and_refuse_other_keys_algorithms_and_expiry():
     with pytest.raises(InvalidAccessToken):
         verify_access_token(keys, unsigned)
     assert keys.access_token != keys.oidc_state, "one key per purpose"
+
+
+def test_an_access_token_carries_its_credentials_version_to_the_microsecond():
+    import jwt
+
+    keys = ConsoleKeys(secrets.token_hex(32))
+    changed = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    assert credentials_version(changed) != credentials_version(changed + timedelta(microseconds=1))
+    assert credentials_version(changed) == credentials_version(changed.astimezone(timezone(timedelta(hours=-8))))
+    assert credentials_version(None) is None
+    sso, _ = mint_access_token(
+        keys, staff_user_id=7, clinic_id=1, scopes=frozenset(), ttl_s=300, password_changed_at=None
+    )
+    assert verify_access_token(keys, sso).credentials_version is None
+    now = datetime.now(UTC)
+    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "7", "clinic": 1, "iat": now, "exp": now + timedelta(minutes=5)}
+    for claims in ({"jti": "x"}, {"jti": "x", "pwv": "1772357415123456"}, {"jti": "x", "pwv": 1.5}):
+        # a token without the claim (minted before it existed) or with another type is refused, not read as None
+        signed = jwt.encode(base | claims, keys.access_token, algorithm="HS256")
+        with pytest.raises(InvalidAccessToken):
+            verify_access_token(keys, signed)
 
 
 def test_totp_codes_are_accepted_once_within_a_step_of_drift():
