@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
+from domain.appointments import VISITED_STATUSES
 from domain.client_import import (
     CLIENT_FIELDS,
     DATE_FIELDS,
@@ -274,7 +276,7 @@ EXPORT_COLUMNS = [
     "Marketing Consent", "Marketing Consent Source", "Marketing Consent Date", "Marketing Consent Wording",
     "SMS Status", "Last Visit", "Visits", "Spend",
 ]  # fmt: skip
-_EXPORT_SQL = """
+_EXPORT_SQL = f"""
     SELECT c.id, c.name, c.phone_e164, c.email, c.birth_date, array_to_string(c.tags, ', ') AS tags, c.notes,
            c.consent_state, c.marketing_consent, c.sms_status,
            t.via AS t_via, t.at AS t_at, t.wording AS t_wording, m.via AS m_via, m.at AS m_at, m.wording AS m_wording,
@@ -291,7 +293,7 @@ _EXPORT_SQL = """
     LEFT JOIN LATERAL (SELECT max(a.starts_at) AS last_visit, count(*) AS visits,
                               sum(coalesce(a.amount_charged_cents, s.price_cents, 0)) AS spend
                        FROM appointments a LEFT JOIN services s ON s.id = a.service_id
-                       WHERE a.client_id = c.id AND a.status = 'completed') v ON true
+                       WHERE a.client_id = c.id AND a.status IN {sql_list(VISITED_STATUSES)}) v ON true
     ORDER BY c.id
 """
 

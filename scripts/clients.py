@@ -15,17 +15,18 @@ from typing import Any
 from sqlalchemy import text
 
 from db.engine import sql_list
-from domain.appointments import LIVE_STATUSES
+from domain.appointments import VISITED_STATUSES
 from scripts.common import CommandError, add_clinic_argument
+from worker.appointments.store import upcoming_visit
 
 _COLUMNS = ["id", "name", "phone", "email", "consent", "marketing", "tags", "last_visit", "next_visit"]
 _LIST_SQL = f"""
     SELECT c.id, c.name, c.phone_e164 AS phone, c.email, c.consent_state AS consent, c.marketing_consent AS marketing,
            array_to_string(c.tags, ',') AS tags,
-           (SELECT max(a.starts_at) FROM appointments a WHERE a.client_id = c.id AND a.status = 'completed')
-               AS last_visit,
+           (SELECT max(a.starts_at) FROM appointments a WHERE a.client_id = c.id
+               AND a.status IN {sql_list(VISITED_STATUSES)}) AS last_visit,
            (SELECT min(a.starts_at) FROM appointments a WHERE a.client_id = c.id
-               AND a.status IN {sql_list(LIVE_STATUSES)} AND a.starts_at > now()) AS next_visit
+               AND {upcoming_visit("a", "now()")}) AS next_visit
     FROM clients c
 """
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain.appointments import LIVE_STATUSES
-
-LIVE = list(LIVE_STATUSES)
+from db.engine import sql_list
+from domain.appointments import VISITED_STATUSES
+from worker.appointments.store import upcoming_visit
 
 # "Theirs": a provider's patients are those with an appointment (any status) with them.
 OWN_PATIENT = """(CAST(:provider_id AS bigint) IS NULL OR EXISTS (
@@ -22,9 +22,10 @@ OWN_PATIENT = """(CAST(:provider_id AS bigint) IS NULL OR EXISTS (
 _SEARCH = f"""
 SELECT c.id, c.name, c.phone_e164 AS phone, c.email, c.consent_state, c.tags,
        coalesce(lower(c.name), '') AS sort_name,
-       (SELECT max(a.starts_at) FROM appointments a WHERE a.client_id = c.id AND a.status = 'completed') AS last_visit,
-       (SELECT min(a.starts_at) FROM appointments a WHERE a.client_id = c.id AND a.status = ANY(:live)
-          AND a.starts_at > now()) AS next_visit
+       (SELECT max(a.starts_at) FROM appointments a WHERE a.client_id = c.id
+          AND a.status IN {sql_list(VISITED_STATUSES)}) AS last_visit,
+       (SELECT min(a.starts_at) FROM appointments a WHERE a.client_id = c.id
+          AND {upcoming_visit("a", "now()")}) AS next_visit
 FROM clients c
 WHERE {OWN_PATIENT.format(client="c.id")}
   AND (CAST(:q AS text) IS NULL OR c.name ILIKE :pattern OR c.email ILIKE :pattern
@@ -69,7 +70,6 @@ def search(
             "digits": digits if len(digits) >= 3 else "",
             "digit_pattern": f"%{digits}%",
             "provider_id": provider_id,
-            "live": LIVE,
             "after_name": after[0] if after else None,
             "after_id": after[1] if after else None,
             "limit": limit,
@@ -102,10 +102,15 @@ def consent_ledger(session: Session, client_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in session.execute(text(_CONSENT), {"client_id": client_id}).mappings()]
 
 
+# Upcoming is the one definition the agent and the automations use (a visit in progress, checked in or not, is
+# still upcoming); the recent list is what has started and is not upcoming, so no visit shows in both.
+_UPCOMING = upcoming_visit("a", ":now")
+_RECENT = f"a.starts_at < :now AND NOT ({_UPCOMING})"
+
+
 def visits(session: Session, client_id: int, *, upcoming: bool, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
-    when = "a.starts_at >= :now AND a.status = ANY(:live)" if upcoming else "a.starts_at < :now"
-    sql = _VISITS.format(when=when, order="ASC" if upcoming else "DESC")
-    params = {"client_id": client_id, "now": now, "limit": limit, "live": LIVE}
+    sql = _VISITS.format(when=_UPCOMING if upcoming else _RECENT, order="ASC" if upcoming else "DESC")
+    params = {"client_id": client_id, "now": now, "limit": limit}
     return [dict(r) for r in session.execute(text(sql), params).mappings()]
 
 

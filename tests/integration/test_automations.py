@@ -12,11 +12,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
+from console.queries import clients as client_queries
 from db.engine import Database, make_engine
+from domain.audience import SegmentFilter
 from domain.outbox import automation_still_relevant
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker import automations
+from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
+from worker.campaigns.segments import segment_sql
 from worker.sending import enqueue_bulk_sends
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -118,6 +122,8 @@ class Clinic:
         created_at: datetime,
         service: str = "tox",
         hold_expires_at: datetime | None = None,
+        minutes: int = 30,
+        provider: int | None = None,
     ) -> int:
         service_id = self.tox if service == "tox" else self.facial
         with self.owner.begin() as conn:
@@ -126,19 +132,41 @@ class Clinic:
                     text(
                         """INSERT INTO appointments (clinic_id, client_id, provider_id, service_id, starts_at, ends_at,
                                                  blocked_until, status, created_at, hold_expires_at)
-                       VALUES (:c, :client, :p, :s, :start, :start + interval '30 minutes',
-                               :start + interval '30 minutes', :status, :created, :hold) RETURNING id"""
+                       VALUES (:c, :client, :p, :s, :start, :start + make_interval(mins => :minutes),
+                               :start + make_interval(mins => :minutes), :status, :created, :hold) RETURNING id"""
                     ),
                     {
                         "c": self.id,
                         "client": client_id,
-                        "p": self.provider,
+                        "p": provider or self.provider,
+                        "minutes": minutes,
                         "s": service_id,
                         "start": starts_at,
                         "status": status,
                         "created": created_at,
                         "hold": hold_expires_at,
                     },
+                ).scalar_one()
+            )
+
+    def other_provider(self, slug: str) -> int:
+        """Another provider: visits under way at the same moment cannot share one (the exclusion constraint)."""
+        with self.owner.begin() as conn:
+            return int(
+                conn.execute(
+                    text("INSERT INTO providers (clinic_id, slug, name) VALUES (:c, :s, :s) RETURNING id"),
+                    {"c": self.id, "s": slug},
+                ).scalar_one()
+            )
+
+    def conversation(self, client_id: int) -> int:
+        with self.owner.begin() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "INSERT INTO conversations (clinic_id, client_id, channel) VALUES (:c, :client, 'sms') RETURNING id"
+                    ),
+                    {"c": self.id, "client": client_id},
                 ).scalar_one()
             )
 
@@ -331,6 +359,81 @@ def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_en
     assert [r["status"] for r in clinic.rows(database)[f"auto:reminder_24h:appt:{late}"]] == ["cancelled"]
     assert not [m for m in list(stack.twilio.messages) if m.to in (early_phone, late_phone)]
     assert automations.scan_clinic(database, clinic.id, moment + timedelta(hours=2)).outbox_ids == []
+
+
+def test_a_visit_under_way_is_upcoming_everywhere_so_no_rebook_nudge_or_win_back(database, owner_engine):
+    """One definition of "has an upcoming visit": a patient whose next visit has started (checked in, or booked
+    and ten minutes in) is upcoming for the agent, the console and the campaign segment, and the marketing
+    automations that would ask them to come back leave them alone.  Clients with nothing booked are the
+    control: the same scan nudges them."""
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    long_ago = moment - timedelta(days=400)
+
+    def client_with_last_visit(name: str, service: str, days_ago: int) -> tuple[int, int]:
+        client_id, _ = clinic.client(name)
+        visit = clinic.appointment(
+            client_id, moment - timedelta(days=days_ago), "completed", created_at=long_ago, service=service
+        )
+        return client_id, visit
+
+    # Rebook nudge due now (Botox every 90 days) for three of them, win-back (180 days) for two.
+    checked_in, _ = client_with_last_visit("Chad Checkin", "tox", 90)
+    started, _ = client_with_last_visit("Stella Started", "tox", 90)
+    long_visit, _ = client_with_last_visit("Lena Long", "tox", 90)
+    nudged, nudged_visit = client_with_last_visit("Nell Nudge", "tox", 90)
+    back_in, _ = client_with_last_visit("Bea Back", "facial", 180)
+    missed, missed_visit = client_with_last_visit("Miss Dee", "facial", 180)
+    under_way = {
+        checked_in: clinic.appointment(checked_in, moment - timedelta(minutes=10), "checked_in", created_at=long_ago),
+        started: clinic.appointment(
+            started, moment - timedelta(minutes=10), "booked", created_at=long_ago, provider=clinic.other_provider("b")
+        ),
+        # In the chair 70 minutes into a 90-minute visit: past the hour of grace, not over.
+        long_visit: clinic.appointment(
+            long_visit,
+            moment - timedelta(minutes=70),
+            "checked_in",
+            created_at=long_ago,
+            minutes=90,
+            provider=clinic.other_provider("c"),
+        ),
+        back_in: clinic.appointment(
+            back_in,
+            moment - timedelta(minutes=10),
+            "checked_in",
+            created_at=long_ago,
+            service="facial",
+            provider=clinic.other_provider("d"),
+        ),
+    }
+
+    automations.scan_clinic(database, clinic.id, moment)
+    assert set(clinic.rows(database)) == {
+        f"auto:rebook_nudge:appt:{nudged_visit}",
+        f"auto:win_back:appt:{missed_visit}",
+    }
+
+    # The agent's list (the prompt and get_my_appointments) shows each visit under way, by the same clock.
+    for client_id, appointment_id in under_way.items():
+        conversation_id = clinic.conversation(client_id)
+        with database.tenant_connection(clinic.id) as conn:
+            rows = conn.execute(UPCOMING_OF_CONVERSATION, {"id": conversation_id, "now": moment}).fetchall()
+        assert [view.id for view in upcoming_views(rows)] == [appointment_id]
+
+    with database.tenant_scope(clinic.id) as session:
+        # The campaign segment "has a future appointment" agrees.
+        for wanted, expected in ((True, set(under_way)), (False, {nudged, missed})):
+            sql, params = segment_sql(SegmentFilter.from_dict({"has_future_appointment": wanted}))
+            found = session.execute(
+                text(sql), {**params, "clinic_id": clinic.id, "tz": "America/Los_Angeles", "now": moment}
+            ).scalars()
+            assert set(found) == expected
+        # The console's profile lists it as upcoming, and not among the recent visits as well.
+        upcoming = client_queries.visits(session, long_visit, upcoming=True, now=moment)
+        recent = client_queries.visits(session, long_visit, upcoming=False, now=moment)
+    assert [v["id"] for v in upcoming] == [under_way[long_visit]]
+    assert [v["status"] for v in recent] == ["completed"]
 
 
 def test_quiet_hours_and_consent_apply_to_automations(database, owner_engine):

@@ -324,6 +324,49 @@ def test_cancel_withdraws_queued_messages_and_pending_recipients(database, owner
     assert state.breakdown["cancelled"] == 6 == state.recipients
 
 
+def test_the_report_counts_a_booking_given_back_as_not_booked(database, owner_engine):
+    """``booked``: recipients who booked after the text and still hold the slot.  A booking cancelled, late-cancelled
+    or left to expire unpaid is a slot given back (``RELEASED_STATUSES``), not a booking the campaign brought."""
+    clinic = make_clinic(owner_engine)
+    cid = clinic["id"]
+    kept, late, cancelled, expired = (add_client(owner_engine, cid, name)[0] for name in ("Kay", "Lou", "Cal", "Ed"))
+    campaign_id = _new_campaign(database, cid, SegmentFilter())
+    noon = la(datetime.now(LA).date(), time(12))
+    with database.tenant_scope(cid) as session:
+        schedule_campaign(session, cid, campaign_id, noon, noon)
+    run_campaign(database, cid, campaign_id, lambda ids: None, clock=lambda: noon, slice_s=10)
+    with owner_engine.begin() as conn:  # what the sender records once the texts went out
+        sent = conn.execute(
+            text("UPDATE outbox SET status = 'sent', sent_at = :noon WHERE campaign_id = :id"),
+            {"noon": noon, "id": campaign_id},
+        )
+        assert sent.rowcount == 4
+        for n, (client_id, status) in enumerate(
+            ((kept, "booked"), (late, "late_cancelled"), (cancelled, "cancelled"), (expired, "expired"))
+        ):
+            start = noon + timedelta(days=3, hours=n)
+            conn.execute(
+                text(
+                    """INSERT INTO appointments (clinic_id, client_id, provider_id, starts_at, ends_at, blocked_until,
+                                                 status, created_at)
+                       VALUES (:c, :client, :p, :start, :start + interval '1 hour', :start + interval '1 hour',
+                               :status, :booked_at)"""
+                ),
+                {
+                    "c": cid,
+                    "client": client_id,
+                    "p": clinic["provider_id"],
+                    "start": start,
+                    "status": status,
+                    "booked_at": noon + timedelta(hours=1),
+                },
+            )
+    with database.tenant_scope(cid) as session:
+        state = report(session, cid, campaign_id, noon + timedelta(hours=2))
+    assert state.sent == 4
+    assert state.booked == 1  # Kay; Lou's late cancellation gave the slot back like Cal's and Ed's
+
+
 # ------------------------------------------------------------------ real sends: pause within a batch, report
 @pytest.fixture(scope="module")
 def sending_stack(infra, tmp_path_factory):

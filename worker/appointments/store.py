@@ -19,19 +19,46 @@ from worker.appointments.rows import AppointmentRow, ClientRow, PaidDeposit, Pro
 _LIVE = sql_list(LIVE_STATUSES)
 _OCCUPYING = sql_list(OCCUPYING_STATUSES)  # the provider is busy (what the exclusion constraint covers)
 
+# "The patient has an upcoming visit", the one definition: the agent's list below, the console's and the CLI's next
+# visit and upcoming list, the automations that must not ask a patient who has booked to rebook (rebook nudge,
+# win-back) and the campaign segment "has a future appointment" all render it.  A visit is upcoming while it holds
+# the provider's time (``OCCUPYING_STATUSES``: a checked-in patient too) and is not over: until its end, and for
+# at least an hour after its start (a late patient is still expected).  With a copy per reader, a visit that had
+# started ten minutes earlier was upcoming for the agent and "no future appointment" for the rebook nudge.
+UPCOMING_GRACE = "interval '1 hour'"
+
+
+def upcoming_visit(appointment: str, now: str) -> str:
+    """SQL condition: the ``appointments`` row aliased ``appointment`` is an upcoming visit at ``now`` (an SQL
+    expression in the caller's own dialect: ``:now``, ``now()``, ``%(now)s``...)."""
+    a = appointment
+    return (
+        f"{a}.kind = '{APPOINTMENT}' AND {a}.status IN {_OCCUPYING}"
+        f" AND greatest({a}.ends_at, {a}.starts_at + {UPCOMING_GRACE}) > {now}"
+    )
+
+
+def has_upcoming_visit(client: str, now: str) -> str:
+    """SQL condition: the client whose id is the SQL expression ``client`` (``c.id``, ``a.client_id``) has an
+    upcoming visit at ``now`` (see :func:`upcoming_visit`)."""
+    return (
+        f"EXISTS (SELECT 1 FROM appointments upcoming WHERE upcoming.client_id = {client}"
+        f" AND {upcoming_visit('upcoming', now)})"
+    )
+
+
 # The patient's upcoming appointments, the one list of them a turn works from: the prompt shows it and
 # ``get_my_appointments`` answers from it (worker/tools/my_appointments.py keeps the ones still changeable).
 # Read with the turn's snapshot, in the round trip that takes the lease (worker/conversations/snapshot.py), and
 # again by the tool only after another tool may have changed it.  Keyed by the conversation (its patient): the
-# snapshot knows no client id before this round trip.  A visit still holds its place for an hour after its start
-# (a late patient, one checked in).  ``%(now)s``: the turn's clock (NULL: the server's).  Raw psycopg
-# parameters, for the hot path's connection.
+# snapshot knows no client id before this round trip.  Upcoming as :func:`upcoming_visit` says.  ``%(now)s``: the
+# turn's clock (NULL: the server's).  Raw psycopg parameters, for the hot path's connection.
 UPCOMING_OF_CONVERSATION = f"""
 SELECT a.id, coalesce(s.name, 'Appointment'), p.name, a.starts_at, a.ends_at, a.status, a.deposit_cents
 FROM appointments a LEFT JOIN services s ON s.id = a.service_id
 JOIN providers p ON p.id = a.provider_id
-WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s) AND a.kind = '{APPOINTMENT}'
-  AND a.starts_at > coalesce(%(now)s::timestamptz, now()) - interval '1 hour' AND a.status IN {_OCCUPYING}
+WHERE a.client_id = (SELECT client_id FROM conversations WHERE id = %(id)s)
+  AND {upcoming_visit("a", "coalesce(%(now)s::timestamptz, now())")}
 ORDER BY a.starts_at LIMIT 10
 """
 

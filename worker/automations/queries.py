@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.clinics import load_clinic
 from db.engine import Database, sql_list
-from domain.appointments import BOOKED_STATUSES, LIVE_STATUSES
+from domain.appointments import AWAITING_DEPOSIT_STATUSES, BOOKED_STATUSES, NO_SHOW, VISITED_STATUSES
 from domain.outbox import DELIVERED, SENDING, SENT, UNKNOWN
 from domain.templates import (
     AUTOMATION_PLACEHOLDERS,
@@ -25,6 +25,7 @@ from domain.templates import (
     reminder_reply_intent,
     when_label,
 )
+from worker.appointments.store import has_upcoming_visit
 from worker.automations.rules import (
     FOLLOW_UP_KINDS,
     REMINDER_KINDS,
@@ -70,6 +71,7 @@ _BASE = f"""
 # importing it), and are marketing: only a client with a marketing grant gets them.
 _LIVE_VISIT = "a.imported_at IS NULL"
 _BOOKED = sql_list(BOOKED_STATUSES)
+_VISITED = sql_list(VISITED_STATUSES)
 
 # Per kind: extra WHERE conditions on the appointment (binds :now, :start_after, :valid_for, :since).
 _APPOINTMENT_RULES: dict[str, str] = {
@@ -81,20 +83,21 @@ _APPOINTMENT_RULES: dict[str, str] = {
     "reminder": f"""a.status IN {_BOOKED}
         AND a.starts_at - :offset <= :now AND :now < a.starts_at - :until_before
         AND a.created_at <= a.starts_at - :offset""",
-    "deposit_reminder": """a.status = 'pending_deposit' AND a.hold_expires_at > :now + interval '2 minutes'
-        AND a.created_at + :offset <= :now""",
-    "aftercare": f"""a.status = 'completed' AND {_LIVE_VISIT}
+    "deposit_reminder": f"""a.status IN {sql_list(AWAITING_DEPOSIT_STATUSES)}
+        AND a.hold_expires_at > :now + interval '2 minutes' AND a.created_at + :offset <= :now""",
+    "aftercare": f"""a.status IN {_VISITED} AND {_LIVE_VISIT}
         AND a.ends_at + :offset <= :now AND :now < a.ends_at + :offset + :valid_for""",
-    "review_request": f"""a.status = 'completed' AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
+    "review_request": f"""a.status IN {_VISITED} AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
         AND :now < a.ends_at + :offset + :valid_for
         AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.client_id = a.client_id
                           AND r.meta->>'automation' = 'review_request' AND r.created_at > :now - :since)""",
-    "no_show_followup": f"""a.status = 'no_show' AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
+    "no_show_followup": f"""a.status = '{NO_SHOW}' AND {_LIVE_VISIT} AND a.ends_at + :offset <= :now
         AND :now < a.ends_at + :offset + :valid_for""",
 }
 
-_FUTURE = f"""EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = a.client_id AND f.kind = 'appointment'
-                     AND f.status IN {sql_list(LIVE_STATUSES)} AND f.starts_at > :now)"""
+# The client has a visit ahead of them or under way (the agent's definition of upcoming): a patient who already
+# booked, or is in the chair right now, is not asked to rebook or told we miss them.
+_UPCOMING = has_upcoming_visit("a.client_id", ":now")
 
 # Client-level kinds: the client's most recent completed visit decides.
 _REBOOK = f"""
@@ -107,12 +110,12 @@ _REBOOK = f"""
         JOIN services s ON s.id = a.service_id AND s.rebook_interval_days IS NOT NULL
         LEFT JOIN providers p ON p.id = a.provider_id
         {marketing_counts("a.client_id")}
-        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
+        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status IN {_VISITED}
           AND a.starts_at + make_interval(days => s.rebook_interval_days) + :offset <= :now
           AND :now < a.starts_at + make_interval(days => s.rebook_interval_days) + :offset + :valid_for
-          AND NOT {_FUTURE}
+          AND NOT {_UPCOMING}
           AND NOT EXISTS (SELECT 1 FROM appointments later WHERE later.client_id = a.client_id
-                            AND later.service_id = a.service_id AND later.status = 'completed'
+                            AND later.service_id = a.service_id AND later.status IN {_VISITED}
                             AND later.starts_at > a.starts_at)
           AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
                             AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
@@ -123,8 +126,8 @@ _REBOOK = f"""
 _WIN_BACK = f"""
     SELECT * FROM (
         SELECT DISTINCT ON (a.client_id) {_APPOINTMENT_FACTS}
-        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status = 'completed'
-          AND NOT {_FUTURE}
+        WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.status IN {_VISITED}
+          AND NOT {_UPCOMING}
         ORDER BY a.client_id, a.starts_at DESC) last_visit
     WHERE starts_at + :offset <= :now AND :now < starts_at + :offset + :valid_for
       AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import sql_list
+from domain.appointments import APPOINTMENT, RELEASED_STATUSES
 from domain.audience import EXCLUSION_REASONS
 from domain.outbox import CANCELLED, DELIVERED, FAILED, SENT, SUPPRESSED, UNDELIVERED, UNSENT, WENT_OUT
 from domain.templates import COST_PER_SEGMENT_USD
@@ -49,8 +50,8 @@ SELECT
       WHERE v.client_id = s.client_id AND m.direction = 'inbound'
         AND m.created_at >= s.sent_at AND m.created_at < s.sent_at + :reply_window)) AS replied,
   count(*) FILTER (WHERE EXISTS (
-      SELECT 1 FROM appointments a WHERE a.client_id = s.client_id AND a.kind = 'appointment'
-        AND a.status NOT IN ('cancelled', 'expired')
+      SELECT 1 FROM appointments a WHERE a.client_id = s.client_id AND a.kind = '{APPOINTMENT}'
+        AND a.status NOT IN {sql_list(RELEASED_STATUSES)}
         AND a.created_at >= s.sent_at AND a.created_at < s.sent_at + :booking_window)) AS booked
 FROM sent s
 """
@@ -82,7 +83,7 @@ def recipient_state(status: str, later: bool | None, outbox_status: str | None) 
 class CampaignReport:
     """``breakdown`` partitions ``recipients`` exactly.  Engagement counts are among recipients a message was
     sent to: ``opted_out`` (opted out after it), ``replied`` (texted back within 7 days), ``booked`` (booked a
-    visit within 14 days, not since cancelled)."""
+    visit within 14 days and has not given the slot back since: cancelled, late-cancelled or expired unpaid)."""
 
     campaign_id: int
     name: str

@@ -11,18 +11,20 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import sql_list
-from domain.appointments import LIVE_STATUSES
+from domain.appointments import VISITED_STATUSES
 from domain.audience import EXCLUSION_REASONS, SegmentFilter, decide
 from domain.templates import COST_PER_SEGMENT_USD, Template
+from worker.appointments.store import has_upcoming_visit
 from worker.campaigns.content import load_context
 from worker.outbox.planning import RECIPIENT_COLUMNS, marketing_counts, planned_recipient
 from worker.outbox.writes import segment_fields
 
+_VISITED = sql_list(VISITED_STATUSES)
 # The service of the client's most recent completed visit (the ``{last_service}`` placeholder).
-_LAST_SERVICE = """
+_LAST_SERVICE = f"""
     LEFT JOIN LATERAL (
         SELECT s.name FROM appointments a JOIN services s ON s.id = a.service_id
-        WHERE a.client_id = c.id AND a.status = 'completed' ORDER BY a.starts_at DESC LIMIT 1
+        WHERE a.client_id = c.id AND a.status IN {_VISITED} ORDER BY a.starts_at DESC LIMIT 1
     ) ls ON true"""
 
 
@@ -30,7 +32,7 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
     """``SELECT c.id`` of the clinic's clients matching ``segment``.
 
     Binds ``:clinic_id``, ``:tz`` (clinic zone: visit dates are local dates) and
-    ``:now`` (for future appointments), plus the filter's own values.  Visits
+    ``:now`` (for upcoming appointments), plus the filter's own values.  Visits
     are completed appointments (imported history included); spend is what those visits were charged, the
     service's list price where no amount was recorded.
     """
@@ -42,12 +44,12 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
     head = ""
     join = ""
     if needs_visits:
-        head = """WITH visits AS (
+        head = f"""WITH visits AS (
                     SELECT a.client_id, max(a.starts_at) AS last_visit,
                            coalesce(sum(coalesce(a.amount_charged_cents, s.price_cents)), 0) AS spend,
                            array_agg(DISTINCT s.slug::text) FILTER (WHERE s.slug IS NOT NULL) AS slugs
                     FROM appointments a LEFT JOIN services s ON s.id = a.service_id
-                    WHERE a.clinic_id = :clinic_id AND a.status = 'completed' AND a.client_id IS NOT NULL
+                    WHERE a.clinic_id = :clinic_id AND a.status IN {_VISITED} AND a.client_id IS NOT NULL
                     GROUP BY a.client_id) """
         join = " JOIN visits v ON v.client_id = c.id"
     if segment.last_visit_before:
@@ -66,10 +68,8 @@ def segment_sql(segment: SegmentFilter) -> tuple[str, dict[str, Any]]:
         where.append("c.tags && CAST(:tags AS text[])")
         params["tags"] = list(segment.tags)
     if segment.has_future_appointment is not None:
-        exists = (
-            "EXISTS (SELECT 1 FROM appointments f WHERE f.client_id = c.id AND f.kind = 'appointment' "
-            f"AND f.status IN {sql_list(LIVE_STATUSES)} AND f.starts_at > :now)"
-        )
+        # Upcoming as the agent and the automations mean it (a visit under way counts).
+        exists = has_upcoming_visit("c.id", ":now")
         where.append(exists if segment.has_future_appointment else f"NOT {exists}")
     sql = f"{head}SELECT c.id FROM clients c{join} WHERE " + " AND ".join(where)
     return sql, params

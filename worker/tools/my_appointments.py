@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 
 from db.engine import commit_pipeline
-from domain.appointments import PENDING_DEPOSIT, is_live, money
+from domain.appointments import PENDING_DEPOSIT, money, patient_may_change
 from domain.ports import DepositRequest
 from domain.prompt import local_label
 from domain.tools import CreateDepositLink, ToolArgs
@@ -31,7 +31,7 @@ INSERT_PAYMENT = text(
 def get_my_appointments(ctx: ToolContext, args: ToolArgs) -> dict[str, Any]:
     # The turn read the patient's upcoming appointments with its snapshot (the prompt shows them); that list
     # stands until a tool that may change it runs (``ToolContext.known_upcoming``).  The ones shown here are
-    # those the patient can still move or cancel: live, not yet started.
+    # those the patient can still move or cancel (the domain's rule, the one the cancel and move tools apply).
     upcoming = ctx.known_upcoming
     if upcoming is None:
         with ctx.database.tenant_connection(ctx.clinic_id) as conn:
@@ -52,7 +52,7 @@ def get_my_appointments(ctx: ToolContext, args: ToolArgs) -> dict[str, Any]:
                 "deposit_due": money(a.deposit_cents) if a.status == PENDING_DEPOSIT and a.deposit_cents else None,
             }
             for a in upcoming
-            if is_live(a.status) and a.starts_at > ctx.now
+            if patient_may_change(a.status, a.starts_at, ctx.now)
         ]
     }
 

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
+from domain.appointments import APPOINTMENT, VISITED_STATUSES
 from domain.waitlist import Entry, Window, windows_from_json, windows_to_json
 
 # One active entry per patient and service: joining again updates what they wait for.
@@ -48,9 +50,10 @@ WHERE e.clinic_id = :c AND e.status = 'active' AND e.service_id = ANY(:services)
   AND (e.provider_id IS NULL OR e.provider_id = :provider)
 ORDER BY e.created_at, e.id
 """
-_LAST_SEEN_PROVIDER = """
+_LAST_SEEN_PROVIDER = f"""
 SELECT a.provider_id FROM appointments a JOIN providers p ON p.id = a.provider_id AND p.active
-WHERE a.clinic_id = :c AND a.client_id = :client AND a.kind = 'appointment' AND a.status = 'completed'
+WHERE a.clinic_id = :c AND a.client_id = :client AND a.kind = '{APPOINTMENT}'
+  AND a.status IN {sql_list(VISITED_STATUSES)}
 ORDER BY a.starts_at DESC LIMIT 1
 """
 
