@@ -58,6 +58,9 @@ BOOKED_STATUSES: Final[tuple[str, ...]] = (BOOKED, CONFIRMED)
 AWAITING_DEPOSIT_STATUSES: Final[tuple[str, ...]] = (PENDING_DEPOSIT,)
 # The slot was given back before the visit (off the calendar): a paid deposit is settled (refunded or kept).
 RELEASED_STATUSES: Final[tuple[str, ...]] = (CANCELLED, EXPIRED, LATE_CANCELLED)
+# Given back by a cancellation (the patient's, staff's, or the late-cancel step's), not a hold that ran out: a paid
+# deposit follows the clinic's cancellation policy.
+CANCELLATION_STATUSES: Final[tuple[str, ...]] = (CANCELLED, LATE_CANCELLED)
 # Expected on the day with no outcome recorded yet: the end-of-day list.
 UNRESOLVED_STATUSES: Final[tuple[str, ...]] = (BOOKED, CONFIRMED, CHECKED_IN)
 # What the schedule shows unless asked for everything (the visit happened, will happen, or was missed).
@@ -125,10 +128,10 @@ def staff_may_change(status: str) -> bool:
 class CancellationPolicy:
     """The clinic's cancellation terms: the one reader of its cancellation settings (``clinics.policies``).
 
-    Everything that decides or words a cancellation takes it from here: the cancel terms the patient reads
-    (:func:`cancellation_terms`, via ``domain.clinic.Clinic.cancellation``), the deposit decision, and the
-    late-cancel step of the visit lifecycle (``domain.visits.VisitPolicy.cancellation``), which charges the fee
-    quoted here.  Outside the window the deposit is refunded unless ``refund_outside_window`` is false; inside it,
+    Everything that decides or words a cancellation takes it from here, through :func:`late_cancel_money` (the
+    fee and the deposit of one cancellation): the terms the patient reads (via ``domain.clinic.Clinic.cancellation``),
+    the staff cancel notes, the deposit decision, and the late-cancel step of the visit lifecycle
+    (``domain.visits.VisitPolicy.cancellation``), which charges the fee quoted there.  Outside the window the deposit is refunded unless ``refund_outside_window`` is false; inside it,
     it is kept unless ``refund_inside_window`` is true; a late cancellation may carry a fee (charged only by the
     explicit late-cancel step, to a card saved at booking, less a kept deposit; an ordinary cancel never charges)."""
 
@@ -186,12 +189,15 @@ def settle_deposit(
 ) -> DepositAction:
     """What happens to a paid deposit once the slot is given back: nothing paid -> 'none'; a payment that
     arrived for a slot we no longer held (``refund_due``), or a hold we released (not a cancellation), is
-    refunded whatever the policy; a cancellation follows :func:`deposit_decision`."""
+    refunded whatever the policy; a cancellation — the patient's or staff's, or the late-cancel step's
+    ``late_cancelled`` — is decided as :func:`late_cancel_money` decided it when it was quoted and charged."""
     if paid_cents <= 0:
         return "none"
-    if refund_due or status != CANCELLED:
+    if refund_due or status not in CANCELLATION_STATUSES:
         return "refund"
-    return deposit_decision(policy, starts_at, cancelled_at)
+    if cancelled_at is None:  # no moment recorded: counts as early, as deposit_decision reads it
+        return deposit_decision(policy, starts_at, None)
+    return late_cancel_money(policy, starts_at, cancelled_at, paid_cents).deposit_action
 
 
 def money(cents: int) -> str:
@@ -199,49 +205,113 @@ def money(cents: int) -> str:
     return f"${cents // 100}" if cents % 100 == 0 else f"${cents / 100:.2f}"
 
 
-@dataclass(frozen=True)
-class CancellationTerms:
-    """What cancelling now means, for the patient's proposal and the cancel result."""
+def fee_after_deposit(fee_cents: int, kept_cents: int) -> int:
+    """A kept deposit counts toward a fee: what is still due on top of it (never negative).  The late-cancel
+    terms and the no-show step both net a fee this way, so what is charged is what the patient was told."""
+    return max(0, fee_cents - kept_cents)
 
-    late: bool
-    fee_cents: int  # the late fee that applies (0 when early or none set)
-    deposit_cents: int  # the appointment's deposit (paid or not)
-    deposit_action: DepositAction  # what happens to a paid deposit of that amount
+
+@dataclass(frozen=True)
+class LateCancelMoney:
+    """What cancelling at a given moment costs: the one statement of the fee and the deposit that the agent's
+    proposal and cancel result, the staff cancel notes (console and ``medspa appointments cancel``) and the
+    late-cancel step of the visit lifecycle (``domain.visits``) all read, so the fee stated is the fee charged."""
+
+    late: bool  # inside the clinic's cancellation window
     window_hours: float
+    fee_cents: int  # the late fee the policy names for this cancellation (0 when early or none set)
+    deposit_paid_cents: int  # a deposit paid and not settled (0: none)
+    deposit_action: DepositAction  # what happens to it: none (nothing paid) | keep | refund
+    fee_due_cents: int  # the fee less a kept deposit, never negative: what is owed on top of the deposit
+
+    @property
+    def kept_cents(self) -> int:
+        return self.deposit_paid_cents if self.deposit_action == "keep" else 0
 
     @property
     def fee(self) -> str | None:
-        return money(self.fee_cents) if self.fee_cents else None
+        """The fee still due, as the patient reads it (None: nothing more is owed)."""
+        return money(self.fee_due_cents) if self.fee_due_cents else None
+
+    def fee_sentence(self) -> str:
+        """The fee and what a kept deposit does to it, in one sentence ('' when no fee applies)."""
+        if not self.fee_cents:
+            return ""
+        fee = f"A late-cancellation fee of {money(self.fee_cents)} applies"
+        if not self.kept_cents:
+            return f"{fee}."
+        if self.fee_due_cents:
+            return (
+                f"{fee}; the {money(self.kept_cents)} deposit is kept toward it, "
+                f"so {money(self.fee_due_cents)} more is due."
+            )
+        return f"{fee}; the {money(self.kept_cents)} deposit is kept and covers it, so nothing more is due."
+
+    def deposit_sentence(self) -> str:
+        """The deposit's outcome when :meth:`fee_sentence` has not already said it ('' when nothing was paid)."""
+        if self.deposit_action == "keep" and not self.fee_cents:
+            return f"The {money(self.deposit_paid_cents)} deposit is kept."
+        if self.deposit_action == "refund":
+            return f"The {money(self.deposit_paid_cents)} deposit paid will be refunded."
+        return ""
 
     def policy_text(self) -> str:
         """The sentence the agent reads the patient (before and after cancelling)."""
-        parts: list[str] = []
         if self.late:
-            parts.append(
+            head = (
                 f"This is within {self.window_hours:g} hours of the appointment, so it counts as a late cancellation."
             )
-            if self.fee_cents:
-                parts.append(f"A late-cancellation fee of {money(self.fee_cents)} applies.")
         else:
-            parts.append(f"More than {self.window_hours:g} hours ahead, so there is no fee.")
-        if self.deposit_cents:
-            if self.deposit_action == "keep":
-                parts.append(f"The {money(self.deposit_cents)} deposit is kept.")
-            else:
-                parts.append(f"Any {money(self.deposit_cents)} deposit paid is refunded.")
-        return " ".join(parts)
+            head = f"More than {self.window_hours:g} hours ahead, so there is no fee."
+        return " ".join(part for part in (head, self.fee_sentence(), self.deposit_sentence()) if part)
+
+    def staff_note(self) -> str:
+        """The fee line of a staff cancellation's note and report ('' when no fee applies).  An ordinary cancel
+        charges nothing, so the note says what is owed and that nobody charged it."""
+        if not self.fee_cents:
+            return ""
+        if not self.fee_due_cents:
+            return (
+                f"late cancellation: the {money(self.fee_cents)} fee is covered by the "
+                f"{money(self.kept_cents)} deposit kept (nothing more due)"
+            )
+        less = (
+            f", the {money(self.fee_cents)} fee less the {money(self.kept_cents)} deposit kept"
+            if self.kept_cents
+            else ""
+        )
+        return f"late cancellation: {money(self.fee_due_cents)} fee due per policy{less} (not charged automatically)"
 
 
-def cancellation_terms(
-    policy: CancellationPolicy, starts_at: datetime, now: datetime, deposit_cents: int
-) -> CancellationTerms:
-    late = is_late(policy, starts_at, now)
-    return CancellationTerms(
+def late_cancel_money(
+    policy: CancellationPolicy,
+    starts_at: datetime,
+    cancelled_at: datetime,
+    deposit_paid_cents: int,
+    *,
+    refund_due: bool = False,
+) -> LateCancelMoney:
+    """The fee and the deposit of cancelling at ``cancelled_at``: the deposit by :func:`deposit_decision` (a
+    ``refund_due`` payment — money for a slot we no longer held — is always refunded); the late fee inside the
+    window, and a kept deposit counts toward it (:func:`fee_after_deposit`), which is what the late-cancel step
+    charges."""
+    late = is_late(policy, starts_at, cancelled_at)
+    paid = max(0, deposit_paid_cents)
+    action: DepositAction
+    if not paid:
+        action = "none"
+    elif refund_due:
+        action = "refund"
+    else:
+        action = deposit_decision(policy, starts_at, cancelled_at)
+    fee = policy.late_fee_cents if late else 0
+    return LateCancelMoney(
         late=late,
-        fee_cents=policy.late_fee_cents if late else 0,
-        deposit_cents=deposit_cents,
-        deposit_action=deposit_decision(policy, starts_at, now) if deposit_cents else "none",
         window_hours=policy.window_hours,
+        fee_cents=fee,
+        deposit_paid_cents=paid,
+        deposit_action=action,
+        fee_due_cents=fee_after_deposit(fee, paid if action == "keep" else 0),
     )
 
 

@@ -31,8 +31,10 @@ from domain.appointments import (
     LATE_CANCELLED,
     NO_SHOW,
     CancellationPolicy,
-    deposit_decision,
+    DepositAction,
+    fee_after_deposit,
     is_late,
+    late_cancel_money,
     money,
 )
 
@@ -206,21 +208,27 @@ def decide(transition: Transition, facts: VisitFacts, policy: VisitPolicy, now: 
             follow_ups=(FollowUp.WITHDRAW_REMINDERS, FollowUp.AFTERCARE, FollowUp.REVIEW_REQUEST),
         )
     if transition is Transition.NO_SHOW:
-        keep = policy.no_show_deposit == "keep"
+        deposit: DepositAction = "none"
+        if facts.deposit_paid_cents:
+            deposit = "keep" if policy.no_show_deposit == "keep" else "refund"
+        kept = facts.deposit_paid_cents if deposit == "keep" else 0
         return _with_money(
             Decision(True, to_status=target, follow_ups=(FollowUp.WITHDRAW_REMINDERS, FollowUp.NO_SHOW_FOLLOWUP)),
             facts,
-            keep_deposit=keep,
+            deposit=deposit,
             fee_cents=policy.no_show_fee_cents,
+            fee_due_cents=fee_after_deposit(policy.no_show_fee_cents, kept),
             fee_kind="no_show",
         )
-    # Inside the window (``_timing`` refused otherwise): the deposit and the fee are the cancel terms' own.
-    keep = deposit_decision(policy.cancellation, facts.starts_at, now) == "keep"
+    # Inside the window (``_timing`` refused otherwise): the deposit and the fee are the cancel terms' own, read
+    # from the one statement of them, so the step charges exactly what the patient and staff were told.
+    terms = late_cancel_money(policy.cancellation, facts.starts_at, now, facts.deposit_paid_cents)
     return _with_money(
         Decision(True, to_status=target, follow_ups=(FollowUp.WITHDRAW_REMINDERS, FollowUp.CALENDAR)),
         facts,
-        keep_deposit=keep,
-        fee_cents=policy.cancellation.late_fee_cents,
+        deposit=terms.deposit_action,
+        fee_cents=terms.fee_cents,
+        fee_due_cents=terms.fee_due_cents,
         fee_kind="late_cancel",
     )
 
@@ -249,30 +257,36 @@ def _timing(transition: Transition, facts: VisitFacts, policy: VisitPolicy, now:
 
 
 def _with_money(
-    decision: Decision, facts: VisitFacts, *, keep_deposit: bool, fee_cents: int, fee_kind: str
+    decision: Decision,
+    facts: VisitFacts,
+    *,
+    deposit: DepositAction,
+    fee_cents: int,
+    fee_due_cents: int,
+    fee_kind: str,
 ) -> Decision:
+    """Add a decided deposit and fee to ``decision``: ``fee_due_cents`` is already net of a kept deposit (the
+    caller's rule), so this only turns it into follow-ups and staff's notes, never recomputes it."""
     follow_ups = list(decision.follow_ups)
     notes: list[str] = []
-    kept = 0
-    if facts.deposit_paid_cents:
-        if keep_deposit:
-            follow_ups.append(FollowUp.KEEP_DEPOSIT)
-            kept = facts.deposit_paid_cents
-            notes.append(f"deposit of {money(kept)} kept (clinic policy)")
-        else:
-            follow_ups.append(FollowUp.REFUND_DEPOSIT)
-            notes.append(f"deposit of {money(facts.deposit_paid_cents)} refunded (clinic policy)")
-    due = max(0, fee_cents - kept)
+    kind = fee_kind.replace("_", " ")
+    if deposit == "keep":
+        follow_ups.append(FollowUp.KEEP_DEPOSIT)
+        notes.append(f"deposit of {money(facts.deposit_paid_cents)} kept (clinic policy)")
+    elif deposit == "refund":
+        follow_ups.append(FollowUp.REFUND_DEPOSIT)
+        notes.append(f"deposit of {money(facts.deposit_paid_cents)} refunded (clinic policy)")
     charge = 0
-    if due and facts.card_saved:
+    if fee_due_cents and facts.card_saved:
         follow_ups.append(FollowUp.CHARGE_FEE)
-        charge = due
-        notes.append(f"{money(due)} {fee_kind.replace('_', ' ')} fee charged to the card saved at booking")
-    elif due:
+        charge = fee_due_cents
+        notes.append(f"{money(fee_due_cents)} {kind} fee charged to the card saved at booking")
+    elif fee_due_cents:
         notes.append(
-            f"{money(due)} {fee_kind.replace('_', ' ')} fee per policy not charged: "
-            "the patient saved no card for it at booking"
+            f"{money(fee_due_cents)} {kind} fee per policy not charged: the patient saved no card for it at booking"
         )
+    elif fee_cents:
+        notes.append(f"the {money(fee_cents)} {kind} fee is covered by the deposit kept (nothing more due)")
     return Decision(
         True,
         to_status=decision.to_status,

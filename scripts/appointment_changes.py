@@ -113,6 +113,13 @@ def _staff_lookup(clinic: Clinic, appointment_id: int, refusal: str) -> Any:
 _DECISION = {"none": "no deposit paid", "keep": "deposit kept (clinic policy)", "refund": "deposit refund queued"}
 
 
+def cancel_note(outcome: Cancellation, now: datetime) -> str:
+    """The note written on a staff-cancelled appointment: when, the deposit's outcome, and the fee line the
+    agent's terms, the console and the late-cancel step also read (``Cancellation.fee_note``)."""
+    parts = (f"cancelled by staff {now:%Y-%m-%d %H:%M} UTC", _DECISION[outcome.deposit_action], outcome.fee_note())
+    return "; ".join(p for p in parts if p)
+
+
 def appointments_cancel(args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if not reason:
@@ -125,15 +132,8 @@ def appointments_cancel(args: argparse.Namespace) -> int:
     report: list[str] = []
     texts: list[int] = []
 
-    def fee_note(outcome: Cancellation) -> str:
-        fee = outcome.terms.fee_cents
-        if fee and outcome.appointment.kind == rules.APPOINTMENT and outcome.deposit_action == "none":
-            return f"late cancellation: the {rules.money(fee)} fee applies per policy (not charged automatically)"
-        return ""
-
     def note(outcome: Cancellation) -> str:
-        parts = (f"cancelled by staff {now:%Y-%m-%d %H:%M} UTC", _DECISION[outcome.deposit_action], fee_note(outcome))
-        return "; ".join(p for p in parts if p)
+        return cancel_note(outcome, now)
 
     def text_them(session: Session, outcome: Cancellation) -> None:
         nonlocal texts
@@ -160,7 +160,7 @@ def appointments_cancel(args: argparse.Namespace) -> int:
         f"cancelled appointment {appt.id}: {appt.service_name or 'blocked time'} with {appt.provider_name}, "
         f"{label(appt.starts_at, clinic.tz)} (slot freed)"
     )
-    extra = fee_note(outcome)
+    extra = outcome.fee_note()
     for line in report + [f"deposit: {_DECISION[action]}"] + ([extra] if extra else []):
         print(f"  {line}")
     if is_visit:

@@ -73,5 +73,7 @@ class AppointmentOut(BaseModel):
 
 class CancellationOut(AppointmentOut):
     late: bool = Field(description="inside the clinic's cancellation window")
-    fee_cents: int = Field(description="the late fee the policy names (not charged by a cancellation)")
+    fee_cents: int = Field(
+        description="the late fee due per policy, less a kept deposit (not charged by a cancellation)"
+    )
     deposit_action: str = Field(description="none (no deposit paid) | keep | refund, by the clinic's policy")

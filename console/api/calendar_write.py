@@ -361,6 +361,13 @@ def move_appointment(call: ApiCall) -> AppointmentOut:
 _DEPOSIT_NOTE = {"none": "no deposit paid", "keep": "deposit kept (clinic policy)", "refund": "deposit refunded"}
 
 
+def cancel_notes(outcome: Cancellation) -> list[str]:
+    """What a staff cancel's answer tells staff about the money: the deposit's outcome and the fee line the
+    agent's terms and the late-cancel step also read (``Cancellation.fee_note``)."""
+    fee = outcome.fee_note()
+    return [_DEPOSIT_NOTE[outcome.deposit_action], *([fee] if fee else [])]
+
+
 @api(
     "POST",
     "/clinics/{clinic_id:int}/appointments/{appointment_id:int}/cancel",
@@ -373,7 +380,8 @@ _DEPOSIT_NOTE = {"none": "no deposit paid", "keep": "deposit kept (clinic policy
 def cancel_appointment(call: ApiCall) -> CancellationOut:
     """The slot is freed and queued reminders withdrawn.  The clinic's cancellation policy decides a paid
     deposit (``deposit_action``); the ``refund_deposit`` worker moves the money after the commit.  A late fee
-    the policy names is reported, not charged (``late-cancel`` records a late cancellation with its fee)."""
+    the policy names is reported net of a kept deposit, not charged (``late-cancel`` records a late cancellation
+    with its fee)."""
     body: CancelIn = call.body
     appointment_id = int(call.path_params["appointment_id"])
     reachable(call, appointment_id)
@@ -411,9 +419,7 @@ def cancel_appointment(call: ApiCall) -> CancellationOut:
     text = sent[0] if sent else None
     follow_ups = enqueue_follow_ups(call, appointment_id, kinds) + send_patient_text(call, text)
     terms = outcome.terms
-    notes = [_DEPOSIT_NOTE[outcome.deposit_action]]
-    if terms.fee_cents and outcome.appointment.kind == rules.APPOINTMENT:
-        notes.append(f"late cancellation: the {rules.money(terms.fee_cents)} fee applies per policy (not charged)")
+    notes = cancel_notes(outcome)
     about_text = texted(text)
     return CancellationOut.model_validate(
         answer(
@@ -424,7 +430,7 @@ def cancel_appointment(call: ApiCall) -> CancellationOut:
             notes=notes + about_text["notes"],
             outbox_ids=about_text["outbox_ids"],
             late=terms.late,
-            fee_cents=terms.fee_cents,
+            fee_cents=outcome.fee_due_cents,
             deposit_action=outcome.deposit_action,
         )
     )

@@ -442,13 +442,35 @@ def test_cancel_explains_the_policy_and_refunds_or_keeps_the_deposit(tools, data
     assert refund_requests and refund_requests[-1].header("Idempotency-Key") == f"refund:{booked['appointment_id']}"
     assert [r.status for r in _appointments(database, patient.client_id)] == ["cancelled"]
 
-    # Inside the window: late fee and deposit kept.
+    # Inside the window with no deposit paid: the whole late fee, and no word about a deposit nobody paid.
     late_clock = datetime(2027, 4, 9, 8, 0, tzinfo=LA).astimezone(UTC)
     booker, other = tools()
     rebooked = booker.execute("book_appointment", {"service": "botox", "start": "2027-04-09T17:00"})
     late, _ = tools(now=late_clock, patient=other)
     result = late.execute("cancel_appointment", {"appointment_id": rebooked["appointment_id"]})
-    assert result["late"] is True and result["fee"] == "$50" and "kept" in result["policy"]
+    assert result["late"] is True and result["fee"] == "$50" and "deposit" not in result["policy"]
+
+    # Inside the window with the $50 deposit paid: kept, and it counts toward the $50 fee (the late-cancel step
+    # charges nothing more), so the patient is told nothing more is due, before and after, not $50 on top.
+    payer, third = tools()
+    paid = payer.execute("book_appointment", {"service": "botox", "start": "2027-04-09T18:00"})
+    with database.tenant_scope(GLOW) as session:
+        session.execute(
+            text("""INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id, payment_intent_id,
+                        amount_cents, status, url, expires_at)
+                    VALUES (1, :a, :c, 'stripe', :sid, 'pi_test_late', 5000, 'paid', 'https://pay', now())"""),
+            {"a": paid["appointment_id"], "c": third.client_id, "sid": "cs_test_" + uuid.uuid4().hex},
+        )
+    covered, _ = tools(now=late_clock, patient=third)
+    quoted = covered.execute("propose_action", {"action": "cancel", "appointment_id": paid["appointment_id"]})
+    assert "the $50 deposit is kept and covers it, so nothing more is due" in quoted["summary"]
+    done = covered.execute("cancel_appointment", {"appointment_id": paid["appointment_id"]})
+    assert done["late"] is True and done["fee"] is None and "nothing more is due" in done["policy"]
+    with database.tenant_scope(GLOW) as session:
+        kept = session.execute(
+            text("SELECT status FROM payments WHERE appointment_id = :a"), {"a": paid["appointment_id"]}
+        ).scalar_one()
+    assert kept == "kept"
 
 
 @pytest.fixture()

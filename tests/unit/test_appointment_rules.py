@@ -60,21 +60,55 @@ def test_settling_a_deposit() -> None:
     assert rules.settle_deposit(keeps, rules.EXPIRED, START, None, paid_cents=5000, refund_due=False) == "refund"
 
 
+@pytest.mark.parametrize(
+    ("policies", "expected"),
+    [
+        ({}, "keep"),  # the default: kept inside the window
+        ({"deposit_refund_inside_window": True}, "refund"),
+    ],
+)
+def test_a_late_cancelled_visit_settles_its_deposit_by_the_policy(policies: dict, expected: str) -> None:
+    # The late-cancel step kept (or refunded) the deposit by the clinic's policy; settling the same visit later
+    # (the sweep, the refund_deposit actor) must decide the same, not refund a deposit the policy keeps.
+    policy = CancellationPolicy.from_policies({"cancellation_window_hours": 24, **policies})
+    inside = START - timedelta(hours=10)
+    decided = rules.settle_deposit(policy, rules.LATE_CANCELLED, START, inside, paid_cents=5000, refund_due=False)
+    assert decided == expected == rules.late_cancel_money(policy, START, inside, 5000).deposit_action
+    # A payment for a slot we no longer held is still refunded, late-cancelled or not.
+    assert rules.settle_deposit(policy, rules.LATE_CANCELLED, START, inside, paid_cents=5000, refund_due=True) == (
+        "refund"
+    )
+
+
 def test_cancellation_terms_and_their_sentence() -> None:
     policy = CancellationPolicy.from_policies({"cancellation_window_hours": 24, "late_cancel_fee_cents": 5000})
-    late = rules.cancellation_terms(policy, START, START - timedelta(hours=3), 5000)
-    assert late.late and late.fee == "$50" and late.deposit_action == "keep"
+    # Nothing paid: the whole fee, and no word about a deposit nobody paid.
+    late = rules.late_cancel_money(policy, START, START - timedelta(hours=3), 0)
+    assert late.late and late.fee == "$50" and late.deposit_action == "none"
     assert late.policy_text() == (
         "This is within 24 hours of the appointment, so it counts as a late cancellation. "
-        "A late-cancellation fee of $50 applies. The $50 deposit is kept."
+        "A late-cancellation fee of $50 applies."
     )
-    early = rules.cancellation_terms(policy, START, START - timedelta(days=2), 5000)
-    assert not early.late and early.fee is None
-    assert early.policy_text() == "More than 24 hours ahead, so there is no fee. Any $50 deposit paid is refunded."
+    # A $30 deposit kept inside the window counts toward the $50 fee.
+    part = rules.late_cancel_money(policy, START, START - timedelta(hours=3), 3000)
+    assert (part.deposit_action, part.fee_due_cents, part.fee) == ("keep", 2000, "$20")
+    assert part.policy_text().endswith(
+        "A late-cancellation fee of $50 applies; the $30 deposit is kept toward it, so $20 more is due."
+    )
+    # A $50 deposit kept covers it: nothing more is due, and the patient is not told $50 + $50.
+    covered = rules.late_cancel_money(policy, START, START - timedelta(hours=3), 5000)
+    assert (covered.fee_due_cents, covered.fee) == (0, None)
+    assert covered.policy_text().endswith("the $50 deposit is kept and covers it, so nothing more is due.")
+    early = rules.late_cancel_money(policy, START, START - timedelta(days=2), 5000)
+    assert not early.late and early.fee is None and early.fee_cents == 0
+    assert early.policy_text() == "More than 24 hours ahead, so there is no fee. The $50 deposit paid will be refunded."
     keeps = CancellationPolicy(refund_outside_window=False)
-    kept_early = rules.cancellation_terms(keeps, START, START - timedelta(days=2), 5000)
+    kept_early = rules.late_cancel_money(keeps, START, START - timedelta(days=2), 5000)
     assert kept_early.policy_text().endswith("The $50 deposit is kept.")
-    assert rules.cancellation_terms(policy, START, START - timedelta(days=2), 0).deposit_action == "none"
+    assert rules.late_cancel_money(policy, START, START - timedelta(days=2), 0).deposit_action == "none"
+    # Money for a slot we no longer held is refunded whatever the policy, so it does not count toward the fee.
+    owed = rules.late_cancel_money(policy, START, START - timedelta(hours=3), 5000, refund_due=True)
+    assert (owed.deposit_action, owed.fee_due_cents) == ("refund", 5000)
     # The older policy key for the fee still counts.
     assert CancellationPolicy.from_policies({"late_fee_cents": 2500}).late_fee_cents == 2500
 

@@ -127,7 +127,7 @@ def test_the_late_fee_the_patient_is_quoted_is_the_fee_the_late_cancel_charges(f
     policies = {fee_key: 2500, "fees_on_saved_card": True, "cancellation_window_hours": 24}
     clinic = Clinic(1, "Glow", "UTC", "", "", {}, [], policies)
     now = START - timedelta(hours=3)
-    terms = appointments.cancellation_terms(clinic.cancellation, START, now, 0)
+    terms = appointments.late_cancel_money(clinic.cancellation, START, now, 0)
     policy = VisitPolicy.from_policies(clinic.policies)
     charged = decide(Transition.LATE_CANCEL, facts(card_saved=True), policy, now)
     assert terms.late and charged.allowed

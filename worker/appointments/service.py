@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import Database
 from domain import appointments as rules
-from domain.appointments import CancellationTerms, DepositAction, Timing
+from domain.appointments import DepositAction, LateCancelMoney, Timing
 from domain.catalog import ServiceRef, find_service_mentions
 from domain.clinic import Clinic
 from domain.ports import Calendar, PaymentError, Payments
@@ -148,10 +148,28 @@ class Booking:
 @dataclass
 class Cancellation:
     appointment: AppointmentRow
-    terms: CancellationTerms
+    terms: LateCancelMoney
     deposit: PaidDeposit | None
-    deposit_action: DepositAction
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deposit_action(self) -> DepositAction:
+        """The deposit's outcome is the terms' own: read from them so the quote and the settlement cannot differ."""
+        return self.terms.deposit_action
+
+    @property
+    def is_visit(self) -> bool:
+        """A patient's visit: blocked time given back carries no fee, whatever the window says."""
+        return self.appointment.kind == rules.APPOINTMENT
+
+    @property
+    def fee_due_cents(self) -> int:
+        """The late fee still due after a kept deposit (what the late-cancel step would charge; 0 for a block)."""
+        return self.terms.fee_due_cents if self.is_visit else 0
+
+    def fee_note(self) -> str:
+        """The fee line staff read about this cancellation (console and ``medspa appointments cancel`` alike)."""
+        return self.terms.staff_note() if self.is_visit else ""
 
 
 @dataclass(frozen=True)
@@ -289,18 +307,8 @@ class AppointmentService:
             if guard is not None:
                 guard(session)
             appt = lookup(session)
-            policy = self.clinic.cancellation
-            terms = rules.cancellation_terms(policy, appt.starts_at, self.now, appt.deposit_cents)
-            paid = store.settleable_deposit(session, appt.id)
-            action = rules.settle_deposit(
-                policy,
-                rules.CANCELLED,
-                appt.starts_at,
-                self.now,
-                paid_cents=paid.amount_cents if paid else 0,
-                refund_due=paid is not None and paid.status == "refund_due",
-            )
-            outcome = Cancellation(appt, terms, paid, action)
+            terms, paid = self.cancellation_terms(session, appt)
+            outcome = Cancellation(appt, terms, paid)
             updated = session.execute(
                 store.CANCEL,
                 {"now": self.now, "reason": reason, "note": note(outcome) if note else "", "id": appt.id},
@@ -311,6 +319,19 @@ class AppointmentService:
             if within is not None:
                 within(session, outcome)
         return outcome
+
+    def cancellation_terms(self, session: Session, appt: AppointmentRow) -> tuple[LateCancelMoney, PaidDeposit | None]:
+        """What cancelling ``appt`` now costs, from the deposit actually paid (not the one the service asks for):
+        the agent's proposal quotes it and :meth:`cancel` records it, so the two say the same."""
+        paid = store.settleable_deposit(session, appt.id)
+        terms = rules.late_cancel_money(
+            self.clinic.cancellation,
+            appt.starts_at,
+            self.now,
+            paid.amount_cents if paid else 0,
+            refund_due=paid is not None and paid.status == "refund_due",
+        )
+        return terms, paid
 
     def settle_deposit(self, outcome: Cancellation, payments: Payments) -> str:
         """Refund or keep the cancelled appointment's paid deposit now: 'refunded' | 'kept' | 'failed' | 'retry'

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.appointments import PENDING_DEPOSIT, cancellation_terms, money
+from domain.appointments import PENDING_DEPOSIT, money
 from domain.prompt import local_label
 from domain.tools import ProposeAction
 from worker.appointments.service import (
@@ -25,6 +25,9 @@ def propose_action(ctx: ToolContext, args: ProposeAction) -> dict[str, Any]:
     clinic = ctx.clinic
     with ctx.scope() as session:
         appt = ctx.own_appointment(session, args.appointment_id)
+        # A cancel is quoted from the deposit actually paid, read as the cancel will read it (same transaction as
+        # the appointment): the quote is what the cancel then does.
+        terms = ctx.service.cancellation_terms(session, appt)[0] if args.action == "cancel" else None
     when = local_label(appt.starts_at, clinic.timezone)
     what = f"{appt.what} with {appt.provider_name} on {when}"
     if args.action == "reschedule":
@@ -47,8 +50,7 @@ def propose_action(ctx: ToolContext, args: ProposeAction) -> dict[str, Any]:
             "appointment_id": appt.id,
             "summary": f"Move {what} to {local_label(new_start, clinic.timezone)} with {chosen.name}.",
         }
-    if args.action == "cancel":
-        terms = cancellation_terms(clinic.cancellation, appt.starts_at, ctx.now, appt.deposit_cents)
+    if terms is not None:
         return {
             "action": "cancel",
             "service": None,
