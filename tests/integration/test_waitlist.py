@@ -128,6 +128,13 @@ def _only_open(database: Database, opening_ids: list[int]) -> None:
         )
 
 
+def _opening_status(database: Database, opening_id: int) -> str:
+    with database.tenant_scope(GLOW) as session:
+        return str(
+            session.execute(text("SELECT status FROM waitlist_openings WHERE id = :o"), {"o": opening_id}).scalar()
+        )
+
+
 def _offers(database: Database, opening_id: int) -> list[Any]:
     with database.tenant_scope(GLOW) as session:
         return session.execute(
@@ -254,11 +261,7 @@ def test_offers_go_one_at_a_time_in_list_order_and_move_on_when_a_hold_lapses(da
     assert tick_clinic(database, GLOW, now + timedelta(minutes=31)).offered == 0
     # Too close to book (Glow: 2 hours' lead): the opening closes.
     tick_clinic(database, GLOW, day.replace(hour=13))
-    with database.tenant_scope(GLOW) as session:
-        assert (
-            session.execute(text("SELECT status FROM waitlist_openings WHERE id = :o"), {"o": opening.id}).scalar()
-            == "closed"
-        )
+    assert _opening_status(database, opening.id) == "closed"
 
 
 def test_nobody_is_offered_in_quiet_hours_or_a_slot_booked_meanwhile(database, patients) -> None:
@@ -280,11 +283,7 @@ def test_nobody_is_offered_in_quiet_hours_or_a_slot_booked_meanwhile(database, p
     _book(database, other, sofia, hydra, day.replace(hour=14))
     morning = night + timedelta(hours=10)
     assert tick_clinic(database, GLOW, morning).offered == 0
-    with database.tenant_scope(GLOW) as session:
-        assert (
-            session.execute(text("SELECT status FROM waitlist_openings WHERE id = :o"), {"o": opening.id}).scalar()
-            == "closed"
-        )
+    assert _opening_status(database, opening.id) == "closed"
 
 
 # ---------------------------------------------------------------- preferred provider
@@ -343,8 +342,4 @@ def test_a_checked_in_visit_in_the_freed_time_is_not_offered(database, patients)
         )
     assert tick_clinic(database, GLOW, morning).offered == 0
     assert _offers(database, opening.id) == []
-    with database.tenant_scope(GLOW) as session:
-        assert (
-            session.execute(text("SELECT status FROM waitlist_openings WHERE id = :o"), {"o": opening.id}).scalar()
-            == "closed"
-        )
+    assert _opening_status(database, opening.id) == "closed"
