@@ -83,11 +83,13 @@ async def _json_body(
         return body
     try:
         data = json.loads(body or b"{}")
+        if not isinstance(data, dict):
+            return error(400, "body must be a JSON object", headers=headers)
+        bad = unstorable_field(data)
     except ValueError:
         return error(400, "body must be JSON", headers=headers)
-    if not isinstance(data, dict):
-        return error(400, "body must be a JSON object", headers=headers)
-    bad = unstorable_field(data)
+    except RecursionError:  # arrays nested thousands deep: parsing (or walking) them exhausts the stack
+        return error(400, "body is nested too deeply", headers=headers)
     if bad is not None:  # before anything reaches a shared insert batch
         return error(400, f"{bad} {UNSTORABLE_MESSAGE}", headers=headers)
     return data

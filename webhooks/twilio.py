@@ -34,6 +34,8 @@ _REQUIRED_SMS_FIELDS = ("MessageSid", "From", "To", "Body")
 # ``clients.phone_e164``, 20 characters: an E.164 number is at most 16).  Refused here, a longer ``From`` (a
 # ``whatsapp:`` sender) is a 400 the provider shows; accepted, it was a 200 for a text no worker could attach.
 _SMS_FIELD_LIMITS = {"MessageSid": 64, "From": 20, "To": 64}
+# A status callback's values that land in the outbox row's columns (``error_code``, ``provider_message_id``).
+_STATUS_FIELD_LIMITS = {"ErrorCode": 32, "MessageSid": 100}
 
 
 async def verified_form(request: Request, state: AppState) -> dict[str, str] | Response:
@@ -139,6 +141,9 @@ async def status_callback(request: Request) -> Response:
     status = form.get("MessageStatus") or form.get("SmsStatus")
     if status is None or status not in STATUS_RANK:  # the statuses a callback may carry, in their order (forward only)
         return error(400, "missing or unknown MessageStatus")
+    too_long = too_long_field(form, _STATUS_FIELD_LIMITS)
+    if too_long is not None:
+        return error(400, f"{too_long} is longer than {_STATUS_FIELD_LIMITS[too_long]} characters")
     error_code = form.get("ErrorCode") or None
     await state.outbox_status.apply(clinic_id, outbox_id, status, error_code, form.get("MessageSid"))
     return Response(status_code=204)

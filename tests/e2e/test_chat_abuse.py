@@ -300,3 +300,12 @@ def test_a_chat_emergency_over_the_message_limit_is_still_accepted(infra, tmp_pa
                 {"c": str(session["conversation_id"])},
             ).scalars()
             assert "my lips are turning blue and I can't breathe" in list(bodies)
+
+
+def test_a_chat_message_nested_thousands_deep_is_a_400(stack):
+    session = _new_session(stack.http, stack.base_url, _ip()).json()
+    auth = {"Authorization": f"Bearer {session['session_token']}", "Origin": ORIGIN, "Content-Type": "application/json"}
+    # 20,000 levels in 40 KB: under the body limit, far past what the JSON parser's recursion allows.
+    deep = b'{"text": "hi", "client_message_id": "abcdefgh1234", "x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    response = stack.http.post(stack.base_url + "/webhooks/chat/messages", content=deep, headers=auth)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"], response.text

@@ -98,3 +98,12 @@ def test_an_unsigned_status_callback_changes_nothing(stack: Stack) -> None:
     form = {"MessageSid": sid, "MessageStatus": "delivered"}
     assert stack.post_twilio(path, form, signature="not-a-signature").status_code == 403
     assert _row(stack, phone) == ("sent", None, False)
+
+
+def test_a_status_callback_with_an_error_code_longer_than_its_column_is_a_400(stack: Stack) -> None:
+    phone = _phone()
+    path, sid = _replied(stack, phone)
+    wait_for(lambda: _row(stack, phone)[0] == "sent", 10, what="the reply marked sent")
+    response = stack.post_twilio(path, {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "3" * 33})
+    assert response.status_code == 400 and "ErrorCode" in response.json()["error"]
+    assert _row(stack, phone) == ("sent", None, False)
