@@ -201,6 +201,12 @@ class AuthPages:
             from console.api.framework import request_scope
 
             with request_scope(self.runtime, None) as session:
+                half = store.load_session(session, token, self.runtime.session_idle) if token else None
+                if half is not None and half.second_factor_pending:
+                    # Half signed in (a TOTP code still owed): authenticate refuses it, so it would outlive the
+                    # cookie.  Ended without a CSRF check — a forged sign-out can only end a sign-in nobody finished.
+                    store.revoke_session(session, half.id)
+                    return
                 principal = authenticate(session, self.runtime, facts)
                 check_csrf(principal, facts, self.runtime)
                 if principal.session is not None:

@@ -164,6 +164,32 @@ def test_an_owner_with_totp_needs_the_current_code_once(console):
     assert replay.status_code == 401, "a code is accepted once"
 
 
+def test_signing_out_half_signed_in_ends_the_pending_session_on_the_server(console):
+    owner = console.add_staff(GLOW, StaffRole.OWNER)
+    secret = _enrol_totp(console, owner)
+    http = console.client()
+    console.post_sign_in(http, owner.email, PASSWORD)
+    half_token = http.cookies["medspa_console"]
+    out = http.post("/sign-out", data={}, headers={"Origin": console.base_url})
+    assert out.status_code == 303 and out.headers["location"] == "/sign-in"
+    with console.database.directory_scope() as session:
+        revoked = session.execute(
+            text("SELECT revoked_at IS NOT NULL FROM staff_sessions WHERE token_hash = :h"),
+            {"h": store.token_hash(half_token)},
+        ).scalar()
+    assert revoked, "the half-signed-in session is revoked, not only its cookie cleared"
+    # Whoever kept the cookie cannot finish the sign-in with a good code.
+    replay = console.client()
+    replay.cookies.set("medspa_console", half_token)
+    finish = replay.post(
+        "/sign-in/totp",
+        data={"csrf_token": console.signin_token(replay), "code": pyotp.TOTP(secret).now(), "next": "/api/v1/me"},
+        headers={"Origin": console.base_url},
+    )
+    assert not (finish.status_code == 303 and finish.headers.get("location") == "/api/v1/me")
+    assert replay.get("/api/v1/me").status_code == 401
+
+
 # ------------------------------------------------------------------ OpenID Connect
 def _oidc_round_trip(console: ConsoleStack, http: httpx.Client, next_path: str = "/") -> httpx.Response:
     """Browser hops: console start → provider authorize → console callback."""
