@@ -13,44 +13,20 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from domain.availability import parse_hours
 from domain.conversation import ClinicProfile, PatientProfile
 
-_DAY_NAMES = {
-    "mon": "Mon",
-    "monday": "Mon",
-    "tue": "Tue",
-    "tuesday": "Tue",
-    "wed": "Wed",
-    "wednesday": "Wed",
-    "thu": "Thu",
-    "thursday": "Thu",
-    "fri": "Fri",
-    "friday": "Fri",
-    "sat": "Sat",
-    "saturday": "Sat",
-    "sun": "Sun",
-    "sunday": "Sun",
-}
 _DAY_ORDER = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _hours_value(value: Any) -> str:
-    if value in (None, [], {}, "", "closed"):
-        return "closed"
-    if isinstance(value, dict):
-        opens, closes = value.get("open"), value.get("close")
-        return f"{opens}-{closes}" if opens and closes else "closed"
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(isinstance(v, str) for v in value):
-            return f"{value[0]}-{value[1]}"
-        return ", ".join(_hours_value(v) for v in value)
-    return str(value)
-
-
 def describe_hours(business_hours: dict[str, Any]) -> str:
-    """'Mon 09:00-18:00; ...; Sun closed' from the clinic's business_hours JSON (several shapes accepted)."""
-    by_day = {_DAY_NAMES.get(str(k).lower()[:3], str(k)): v for k, v in business_hours.items()}
-    return "; ".join(f"{day} {_hours_value(by_day.get(day))}" for day in _DAY_ORDER)
+    """'Mon 09:00-18:00; ...; Sat 10:00-13:00, 14:00-16:00; Sun closed' from the clinic's business_hours JSON, as
+    ``domain.availability.parse_hours`` reads it — the one reader of that JSON, the one slots are offered from, so
+    the hours the model quotes are the hours it can book."""
+    by_day: dict[int, list[str]] = {weekday: [] for weekday in range(7)}
+    for hours in parse_hours(business_hours):
+        by_day[hours.weekday].append(f"{hours.start:%H:%M}-{hours.end:%H:%M}")
+    return "; ".join(f"{day} {', '.join(by_day[weekday]) or 'closed'}" for weekday, day in enumerate(_DAY_ORDER))
 
 
 def describe_policies(policies: dict[str, Any]) -> str:

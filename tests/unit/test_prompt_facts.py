@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from domain.availability import parse_hours
 from domain.conversation import ClinicProfile, PatientProfile
-from domain.prompt import build_system_prompt
+from domain.prompt import build_system_prompt, describe_hours
 from tests.support.openai_policy import context_from_prompt
 
 CLINIC = ClinicProfile(
@@ -53,3 +54,13 @@ def test_an_unknown_patient_and_no_details_read_back_as_none() -> None:
     )
     context = context_from_prompt(prompt)
     assert context.patient_name is None and context.slots == {} and context.agent_state == "idle"
+
+
+def test_the_hours_the_prompt_states_are_the_hours_availability_books():
+    # Shapes the clinic's hours JSON may take: the prompt reads them as slot-finding does (domain.availability),
+    # so the model never quotes a day closed that offers slots, or a split day as one range.
+    hours = {"sat": {"start": "10:00", "end": "14:00"}, "mon": ["09:00-12:00", "13:00-17:00"], "2": ["09:00", "18:00"]}
+    assert describe_hours(hours) == (
+        "Mon 09:00-12:00, 13:00-17:00; Tue closed; Wed 09:00-18:00; Thu closed; Fri closed; Sat 10:00-14:00; Sun closed"
+    )
+    assert {h.weekday for h in parse_hours(hours)} == {0, 2, 5}
