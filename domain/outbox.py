@@ -95,6 +95,12 @@ _AFTER_A_VISIT = {
 }
 _LIVE_BOOKING = BOOKED_STATUSES
 APPOINTMENT_GONE = "appointment no longer live"  # the suppression / withdrawal reason recorded on the row
+# Automation kinds that ask a client to come back.  They are planned only for a client with no upcoming visit
+# (``worker.automations.queries``), but a planned text may wait hours (deferred to the morning) and the client may
+# book meanwhile: "time to rebook" must not reach someone who just booked.  The claim reads the client's upcoming
+# visit for these kinds only (``worker.outbox.store``), so no other send pays for it.
+STOP_ONCE_BOOKED = frozenset({"rebook_nudge", "win_back"})
+BOOKED_SINCE = "client booked a visit since"  # the suppression reason recorded on the row
 
 
 def automation_still_relevant(meta: Mapping[str, Any], appointment_status: str | None) -> bool:
@@ -110,13 +116,27 @@ def automation_still_relevant(meta: Mapping[str, Any], appointment_status: str |
     return appointment_status == wanted if wanted else appointment_status in _LIVE_BOOKING
 
 
+def booked_since(meta: Mapping[str, Any], client_has_upcoming_visit: bool) -> bool:
+    """Has the client of an automation text that asks them to come back (``STOP_ONCE_BOOKED``) booked an upcoming
+    visit since it was planned?  ``client_has_upcoming_visit``: as ``worker.appointments.store.has_upcoming_visit``
+    says at claim time."""
+    return client_has_upcoming_visit and meta.get("automation") in STOP_ONCE_BOOKED
+
+
 def subject_gone(
-    kind: str, meta: Mapping[str, Any], appointment_status: str | None, campaign_status: str | None
+    kind: str,
+    meta: Mapping[str, Any],
+    appointment_status: str | None,
+    campaign_status: str | None,
+    client_has_upcoming_visit: bool = False,
 ) -> str | None:
     """Why a queued text must not go out because what it is about no longer holds (consent and timing are the
-    send decision's), or None."""
+    send decision's), or None.  ``client_has_upcoming_visit`` is read for ``STOP_ONCE_BOOKED`` automations only
+    (False for every other row)."""
     if kind == "automation" and not automation_still_relevant(meta, appointment_status):
         return APPOINTMENT_GONE
+    if kind == "automation" and booked_since(meta, client_has_upcoming_visit):
+        return BOOKED_SINCE
     if kind == "campaign" and campaign_status in ("paused", "cancelled"):
         return f"campaign {campaign_status}"
     return None

@@ -15,13 +15,16 @@ from sqlalchemy import text
 from console.queries import clients as client_queries
 from db.engine import Database, make_engine
 from domain.audience import SegmentFilter
-from domain.outbox import automation_still_relevant
+from domain.outbox import BOOKED_SINCE, automation_still_relevant
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker import automations
 from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
 from worker.campaigns.segments import segment_sql
+from worker.outbox.ports import send_ports
+from worker.outbox.sender import send_one
 from worker.sending import enqueue_bulk_sends
+from worker.sms_rate import SmsRateLimiter
 
 LA = ZoneInfo("America/Los_Angeles")
 
@@ -434,6 +437,54 @@ def test_a_visit_under_way_is_upcoming_everywhere_so_no_rebook_nudge_or_win_back
         recent = client_queries.visits(session, long_visit, upcoming=False, now=moment)
     assert [v["id"] for v in upcoming] == [under_way[long_visit]]
     assert [v["status"] for v in recent] == ["completed"]
+
+
+def test_a_rebook_nudge_waiting_for_the_morning_is_not_sent_to_a_client_who_booked_overnight(
+    auto_stack, database, owner_engine
+):
+    """A rebook nudge planned in the evening reaches its sender after the marketing window closed and waits for
+    the morning.  One client books their next visit overnight: in the morning the send path suppresses their
+    nudge, with the reason, and texts them nothing.  The other client booked nothing: their nudge goes out."""
+    stack, container = auto_stack
+    clinic = Clinic(owner_engine)
+    day = datetime.now(LA).date() + timedelta(days=2)
+    evening, night, morning = la(day, time(20, 30)), la(day, time(22)), la(day + timedelta(days=1), time(8, 5))
+    long_ago = evening - timedelta(days=400)
+    booker, booker_phone = clinic.client("Bo Booker")
+    booker_visit = clinic.appointment(booker, evening - timedelta(days=90), "completed", created_at=long_ago)
+    idle, idle_phone = clinic.client("Ida Idle")
+    idle_visit = clinic.appointment(idle, evening - timedelta(days=90), "completed", created_at=long_ago)
+
+    planned = automations.scan_clinic(database, clinic.id, evening)
+    assert set(clinic.rows(database)) == {
+        f"auto:rebook_nudge:appt:{booker_visit}",
+        f"auto:rebook_nudge:appt:{idle_visit}",
+    }
+
+    def outbox() -> dict[str, tuple[int, str, str, datetime | None]]:
+        with database.tenant_scope(clinic.id) as session:
+            found = session.execute(
+                text("SELECT to_address, id, status, error_message, not_before FROM outbox WHERE id = ANY(:ids)"),
+                {"ids": planned.outbox_ids},
+            ).all()
+        return {phone: (int(id_), status, error, not_before) for phone, id_, status, error, not_before in found}
+
+    ids = {phone: row[0] for phone, row in outbox().items()}
+    ports = send_ports(container, SmsRateLimiter(container.redis, 0))
+
+    stack.clock.set(night)  # the bulk sender gets to them after 21:00: both wait for 08:00
+    assert [send_one(ports, clinic.id, ids[p]).status for p in (booker_phone, idle_phone)] == ["deferred"] * 2
+
+    clinic.appointment(booker, la(day + timedelta(days=7), time(10)), "booked", created_at=night)
+
+    stack.clock.set(morning)
+    assert send_one(ports, clinic.id, ids[booker_phone]).status == "suppressed"
+    assert send_one(ports, clinic.id, ids[idle_phone]).status == "sent"
+    recorded = outbox()
+    eight = la(day + timedelta(days=1), time(8))  # where the night's claim deferred both
+    assert recorded[booker_phone][1:] == ("suppressed", BOOKED_SINCE, eight)
+    assert recorded[idle_phone][1] == "sent" and recorded[idle_phone][3] == eight
+    assert [m.to for m in list(stack.twilio.messages) if m.to in (booker_phone, idle_phone)] == [idle_phone]
 
 
 def test_quiet_hours_and_consent_apply_to_automations(database, owner_engine):

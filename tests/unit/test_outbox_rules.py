@@ -12,6 +12,8 @@ import pytest
 from db.outbox_status import APPLY_DELIVERY_STATUS, delivery_status_params
 from domain.audience import Decision
 from domain.outbox import (
+    APPOINTMENT_GONE,
+    BOOKED_SINCE,
     MAX_SEND_ATTEMPTS,
     STATUS_RANK,
     ClaimAction,
@@ -104,6 +106,34 @@ def test_an_automation_text_needs_its_appointment_as_it_was(
     meta = {"automation": automation, "appointment_id": 42}
     assert automation_still_relevant(meta, status) is relevant
     assert (subject_gone("automation", meta, status, None) is None) is relevant
+
+
+@pytest.mark.parametrize(
+    ("automation", "status", "upcoming", "gone"),
+    [
+        # Asking a client back: a visit they booked since the text was planned makes it moot.
+        ("rebook_nudge", "completed", True, BOOKED_SINCE),
+        ("win_back", "completed", True, BOOKED_SINCE),
+        ("rebook_nudge", "completed", False, None),  # nothing booked: it goes out
+        ("win_back", "completed", False, None),
+        ("rebook_nudge", None, True, APPOINTMENT_GONE),  # the visit it is about is gone: that reason first
+        # Texts about a visit itself, or after it, are not stopped by another booking.
+        ("reminder_24h", "booked", True, None),
+        ("aftercare", "completed", True, None),
+        ("review_request", "completed", True, None),
+        ("no_show_followup", "no_show", True, None),
+    ],
+)
+def test_a_come_back_text_stops_once_the_client_has_booked_an_upcoming_visit(
+    automation: str, status: str | None, upcoming: bool, gone: str | None
+) -> None:
+    meta = {"automation": automation, "appointment_id": 42}
+    assert subject_gone("automation", meta, status, None, upcoming) == gone
+
+
+def test_only_automations_read_the_clients_upcoming_visit() -> None:
+    assert subject_gone("campaign", {"automation": "rebook_nudge"}, None, "sending", True) is None
+    assert subject_gone("reply", {}, None, None, True) is None
 
 
 def test_a_paused_or_cancelled_campaigns_texts_stop() -> None:

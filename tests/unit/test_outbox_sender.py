@@ -5,6 +5,7 @@ in chunks through the same steps, one claim and one record per chunk."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,6 +120,19 @@ def test_an_automation_about_a_cancelled_appointment_is_suppressed():
 
     assert send_one(f.ports, 1, 1).status == "suppressed"
     assert f.outbox.rows[1].error == "appointment no longer live" and f.sms.sent == []
+
+
+def test_a_rebook_nudge_to_a_client_who_booked_since_is_suppressed_and_one_to_a_client_who_did_not_goes_out():
+    f = fakes(DAY)
+    nudge = {"automation": "rebook_nudge", "appointment_id": 42, "marketing": True}
+    f.outbox.add(replace(sms_row(1, kind="automation", meta=nudge), client_has_upcoming_visit=True))
+    f.outbox.add(sms_row(2, kind="automation", meta={**nudge, "appointment_id": 43}))
+    f.outbox.appointment_status.update({42: "completed", 43: "completed"})
+
+    assert send_one(f.ports, 1, 1).status == "suppressed"
+    assert send_one(f.ports, 1, 2).status == "sent"
+    assert f.outbox.rows[1].error == "client booked a visit since"
+    assert [m.outbox_id for m in f.sms.sent] == [2]
 
 
 def test_out_of_rate_the_claim_is_given_back_with_the_attempt_undone():

@@ -96,7 +96,8 @@ _APPOINTMENT_RULES: dict[str, str] = {
 }
 
 # The client has a visit ahead of them or under way (the agent's definition of upcoming): a patient who already
-# booked, or is in the chair right now, is not asked to rebook or told we miss them.
+# booked, or is in the chair right now, is not asked to rebook or told we miss them.  A text planned here may wait
+# for the morning; the sender's claim asks again (``domain.outbox.STOP_ONCE_BOOKED``).
 _UPCOMING = has_upcoming_visit("a.client_id", ":now")
 
 # Client-level kinds: the client's most recent completed visit decides.

@@ -99,6 +99,8 @@ class SendRow:
     appointment_status: str | None = None  # (automation texts) the appointment it is about, as it is now
     campaign_status: str | None = None  # (campaign texts)
     earlier_unsent: bool = False  # (ordered reply kinds) an earlier reply of the conversation waits to go out
+    # (``domain.outbox.STOP_ONCE_BOOKED`` automations) the client has an upcoming visit now; False for other rows
+    client_has_upcoming_visit: bool = False
 
     @property
     def was_unknown(self) -> bool:
@@ -111,7 +113,9 @@ class SendRow:
             not_before=self.not_before,
             attempts=self.attempts,
             earlier_unsent=self.earlier_unsent,
-            subject_gone=subject_gone(self.kind, self.meta, self.appointment_status, self.campaign_status),
+            subject_gone=subject_gone(
+                self.kind, self.meta, self.appointment_status, self.campaign_status, self.client_has_upcoming_visit
+            ),
         )
 
     @classmethod

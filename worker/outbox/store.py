@@ -27,12 +27,14 @@ from domain.outbox import (
     ORDERED_KINDS,
     QUEUED,
     SENDING,
+    STOP_ONCE_BOOKED,
     SUPPRESSED,
     UNKNOWN,
     UNSENT,
     ClaimAction,
     Verdict,
 )
+from worker.appointments.store import has_upcoming_visit
 from worker.outbox.ports import ChunkClaim, Judge
 from worker.outbox.rows import Claim, Failure, SendRow, SentMark
 from worker.outbox.sent_marks import MARK_SENT, SentMarkRecorder, mark_sent_params
@@ -45,10 +47,13 @@ o.id, o.channel, o.kind, o.status, o.to_address, o.from_address, o.body, o.meta,
 o.trace_id, o.not_before, o.attempts, o.created_at, o.claimed_at, o.campaign_id,
 c.consent_state, c.marketing_consent, c.sms_status, c.timezone"""
 # One row, with what the claim rule reads: the appointment an automation text is about, the campaign of a
-# campaign text, and whether an earlier reply of the conversation still waits to go out (a patient reads replies
-# in order).  The appointment id is read out of ``meta`` in the CTE: under row-level security a join condition
-# holding ``meta->>…`` is not leakproof, so the planner may not use it in an index scan of ``appointments`` and
-# scans every appointment of the clinic instead (``tests/integration/test_hot_path_plans.py``).
+# campaign text, whether an earlier reply of the conversation still waits to go out (a patient reads replies
+# in order), and — for the automations a booking makes moot (``STOP_ONCE_BOOKED``), and only for them: this runs
+# for every send — whether the client has an upcoming visit now (the one definition, ``has_upcoming_visit``, by the
+# transaction's clock like the order check).  The appointment id is read out of ``meta`` in the CTE: under
+# row-level security a join condition holding ``meta->>…`` is not leakproof, so the planner may not use it in an
+# index scan of ``appointments`` and scans every appointment of the clinic instead
+# (``tests/integration/test_hot_path_plans.py``); the upcoming visit is looked up by ``client_id``, a column.
 _LOCK_ONE = f"""
 WITH o AS MATERIALIZED (
     SELECT *, CASE WHEN kind = 'automation' THEN (meta->>'appointment_id')::bigint END AS appointment_id
@@ -62,6 +67,9 @@ SELECT {_SEND_COLUMNS},
            WHERE e.conversation_id = o.conversation_id AND e.id < o.id AND e.channel = o.channel
              AND e.status IN {sql_list(UNSENT)} AND e.kind IN {sql_list(ORDERED_KINDS)}
              AND (e.not_before IS NULL OR e.not_before <= now()))
+       ELSE false END,
+       CASE WHEN o.kind = 'automation' AND o.meta->>'automation' IN {sql_list(sorted(STOP_ONCE_BOOKED))}
+            THEN {has_upcoming_visit("o.client_id", "now()")}
        ELSE false END
 FROM o
 LEFT JOIN clients c ON c.id = o.client_id
@@ -70,8 +78,11 @@ LEFT JOIN campaigns k ON o.kind = 'campaign' AND k.id = o.campaign_id
 """
 # FOR SHARE: a pause or cancel (FOR UPDATE on the campaign) waits for this claim, and the claim sees its verdict.
 _CAMPAIGN_STATUS = "SELECT status FROM campaigns WHERE id = %s FOR SHARE"
+# A chunk carries a campaign's rows (``worker.campaigns.runner``): no appointment, no reply order, no booking to
+# read.  Automation texts go through ``_LOCK_ONE`` (``send_outbox_bulk``); one handed here by mistake reads no
+# appointment and is suppressed (``APPOINTMENT_GONE``), never sent without its checks.
 _LOCK_CAMPAIGN_CHUNK = f"""
-SELECT {_SEND_COLUMNS}, NULL, NULL, false
+SELECT {_SEND_COLUMNS}, NULL, NULL, false, false
 FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
 WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_before IS NULL OR o.not_before <= %s)
 ORDER BY o.id
@@ -130,6 +141,7 @@ def _send_row(found: Sequence[Any]) -> SendRow:
         appointment_status,
         campaign_status,
         earlier_unsent,
+        client_has_upcoming_visit,
     ) = found
     return SendRow(
         id=int(id_),
@@ -161,6 +173,7 @@ def _send_row(found: Sequence[Any]) -> SendRow:
         appointment_status=appointment_status,
         campaign_status=campaign_status,
         earlier_unsent=bool(earlier_unsent),
+        client_has_upcoming_visit=bool(client_has_upcoming_visit),
     )
 
 
