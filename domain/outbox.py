@@ -101,6 +101,8 @@ APPOINTMENT_GONE = "appointment no longer live"  # the suppression / withdrawal 
 # visit for these kinds only (``worker.outbox.store``), so no other send pays for it.
 STOP_ONCE_BOOKED = frozenset({"rebook_nudge", "win_back"})
 BOOKED_SINCE = "client booked a visit since"  # the suppression reason recorded on the row
+# A campaign in one of these no longer sends: its queued texts wait (paused) or are withdrawn (cancelled).
+STOPPED_CAMPAIGN_STATUSES = ("paused", "cancelled")
 
 
 def automation_still_relevant(meta: Mapping[str, Any], appointment_status: str | None) -> bool:
@@ -137,7 +139,7 @@ def subject_gone(
         return APPOINTMENT_GONE
     if kind == "automation" and booked_since(meta, client_has_upcoming_visit):
         return BOOKED_SINCE
-    if kind == "campaign" and campaign_status in ("paused", "cancelled"):
+    if kind == "campaign" and campaign_status in STOPPED_CAMPAIGN_STATUSES:
         return f"campaign {campaign_status}"
     return None
 

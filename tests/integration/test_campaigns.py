@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from domain.audience import SegmentFilter
+from domain.outbox import ClaimAction, Verdict
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker.campaigns.lifecycle import (
@@ -27,6 +28,8 @@ from worker.campaigns.lifecycle import (
 from worker.campaigns.report import report
 from worker.campaigns.runner import run_campaign
 from worker.campaigns.segments import preview, segment_sql
+from worker.outbox.rows import Claim
+from worker.outbox.store import PostgresOutbox
 
 LA = ZoneInfo("America/Los_Angeles")
 GLOW = 1
@@ -446,3 +449,37 @@ def test_pause_stops_sending_within_a_batch_and_the_report_adds_up(sending_stack
     assert state.replied == 2
     assert state.booked == 1
     assert state.failed == 0
+
+
+def test_a_chunk_claims_only_its_own_campaigns_rows(database, owner_engine):
+    # The chunk reads its campaign's status beside the rows it locks, so a row of another campaign (or any other
+    # kind) among its ids must not be claimed under that status: it would go out though its own campaign is paused.
+    clinic = make_clinic(owner_engine)
+    cid = clinic["id"]
+    client, phone = add_client(owner_engine, cid, "Ava Patel")
+    ours, theirs = _new_campaign(database, cid, SegmentFilter()), _new_campaign(database, cid, SegmentFilter())
+    ids: dict[int, int] = {}
+    with owner_engine.begin() as conn:
+        for campaign_id in (ours, theirs):
+            ids[campaign_id] = conn.execute(
+                text(
+                    """INSERT INTO outbox (clinic_id, client_id, campaign_id, channel, kind, to_address, body, status,
+                                           dedupe_key)
+                       VALUES (:c, :client, :k, 'sms', 'campaign', :to, 'offer', 'queued', :key) RETURNING id"""
+                ),
+                {"c": cid, "client": client, "k": campaign_id, "to": phone, "key": f"chunk:{campaign_id}"},
+            ).scalar_one()
+        conn.execute(text("UPDATE campaigns SET status = 'sending' WHERE id = :k"), {"k": ours})
+        conn.execute(text("UPDATE campaigns SET status = 'paused' WHERE id = :k"), {"k": theirs})
+
+    claimed = PostgresOutbox(database).claim_campaign_chunk(
+        cid, ours, [ids[ours], ids[theirs]], Claim.start(), lambda row: Verdict(ClaimAction.CLAIM), datetime.now(UTC)
+    )
+    assert [row.id for row in claimed.rows] == [ids[ours]]
+    with database.tenant_scope(cid) as session:
+        statuses = dict(
+            session.execute(
+                text("SELECT campaign_id, status FROM outbox WHERE id = ANY(:i)"), {"i": list(ids.values())}
+            ).all()
+        )
+    assert statuses == {ours: "sending", theirs: "queued"}

@@ -28,6 +28,7 @@ from domain.outbox import (
     QUEUED,
     SENDING,
     STOP_ONCE_BOOKED,
+    STOPPED_CAMPAIGN_STATUSES,
     SUPPRESSED,
     UNKNOWN,
     UNSENT,
@@ -78,13 +79,14 @@ LEFT JOIN campaigns k ON o.kind = 'campaign' AND k.id = o.campaign_id
 """
 # FOR SHARE: a pause or cancel (FOR UPDATE on the campaign) waits for this claim, and the claim sees its verdict.
 _CAMPAIGN_STATUS = "SELECT status FROM campaigns WHERE id = %s FOR SHARE"
-# A chunk carries a campaign's rows (``worker.campaigns.runner``): no appointment, no reply order, no booking to
-# read.  Automation texts go through ``_LOCK_ONE`` (``send_outbox_bulk``); one handed here by mistake reads no
-# appointment and is suppressed (``APPOINTMENT_GONE``), never sent without its checks.
+# A chunk carries one campaign's rows (``worker.campaigns.runner``): no appointment, no reply order, no booking to
+# read.  Only that campaign's rows are claimed — the status read beside it is that campaign's — so a row of
+# another campaign (or an automation, which goes through ``_LOCK_ONE``) handed here by mistake is left alone.
 _LOCK_CAMPAIGN_CHUNK = f"""
 SELECT {_SEND_COLUMNS}, NULL, NULL, false, false
 FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
 WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_before IS NULL OR o.not_before <= %s)
+  AND o.kind = 'campaign' AND o.campaign_id = %s
 ORDER BY o.id
 FOR UPDATE OF o
 """
@@ -231,9 +233,9 @@ class PostgresOutbox:
             # Both in one round trip (the campaign's lock first, as a pause takes them); a stopped campaign's rows
             # are let go at once.
             status_cursor = conn.execute(_CAMPAIGN_STATUS, (campaign_id,))
-            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now))
+            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now, campaign_id))
             status = status_cursor.fetchone()
-            if status is not None and status[0] in ("paused", "cancelled"):
+            if status is not None and status[0] in STOPPED_CAMPAIGN_STATUSES:
                 result.stopped = str(status[0])
                 return result
             rows = [_send_row(found) for found in rows_cursor.fetchall()]
