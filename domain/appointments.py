@@ -73,7 +73,9 @@ APPOINTMENT: Final = "appointment"
 BLOCK: Final = "block"
 
 DEFAULT_CANCELLATION_WINDOW_HOURS: Final = 24.0
-DEFAULT_HOLD_MINUTES: Final = 30
+# How long an unpaid deposit holds its slot when the clinic names no ``deposit_hold_minutes``: the one default the
+# settings (``DEPOSIT_HOLD_MINUTES``) and the clinic file's validator also start from.
+DEFAULT_HOLD_MINUTES: Final = 60
 
 DepositAction = Literal["none", "keep", "refund"]
 

@@ -157,29 +157,14 @@ def classify_keyword(body: str, awaiting_opt_in: bool = False) -> KeywordIntent 
 
 
 # ---------------------------------------------------------------- quiet hours
-QUIET_START_DEFAULT = time(8)
-QUIET_END_DEFAULT = time(21)
-
-
+# The window itself is the send decision's (``domain.audience``: the marketing window, a clinic's quiet hours);
+# this is only the calendar arithmetic, so it names no default hours of its own.
 def _check_window(start: time, end: time) -> None:
     if start >= end:
         raise ValueError("send window start must be before its end")
 
 
-def is_within_window(
-    now_utc: datetime, tz: str, start: time = QUIET_START_DEFAULT, end: time = QUIET_END_DEFAULT
-) -> bool:
-    """True if ``now_utc`` is within [start, end) in the recipient's local time."""
-    _check_window(start, end)
-    if now_utc.tzinfo is None:
-        raise ValueError("now_utc must be timezone-aware")
-    local = now_utc.astimezone(ZoneInfo(tz)).time().replace(tzinfo=None)
-    return start <= local < end
-
-
-def next_allowed_send_time(
-    now_utc: datetime, tz: str, start: time = QUIET_START_DEFAULT, end: time = QUIET_END_DEFAULT
-) -> datetime:
+def next_allowed_send_time(now_utc: datetime, tz: str, start: time, end: time) -> datetime:
     """``now_utc`` if sending is allowed now, else the next local ``start``, in UTC.
 
     Marketing is deferred, never dropped: the caller schedules the send for the

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.appointments import DEFAULT_HOLD_MINUTES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -161,7 +163,7 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_base: str | None = None  # tests/fakes only
-    deposit_hold_minutes: int = 60
+    deposit_hold_minutes: int = DEFAULT_HOLD_MINUTES
 
     # ------------------------------------------------------------ Google Calendar
     google_application_credentials: Path | None = None

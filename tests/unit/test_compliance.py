@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from domain.audience import MARKETING_END, MARKETING_START
 from domain.compliance import (
     ConsentError,
     ConsentKind,
@@ -16,7 +17,6 @@ from domain.compliance import (
     KeywordIntent,
     classify_keyword,
     help_reply,
-    is_within_window,
     keyword_consent,
     next_allowed_send_time,
     opt_in_confirmation,
@@ -25,6 +25,7 @@ from domain.compliance import (
 from domain.segments import is_gsm7
 
 LA = "America/Los_Angeles"
+WINDOW = (MARKETING_START, MARKETING_END)  # the marketing window, the send decision's (domain.audience)
 
 
 @pytest.mark.parametrize(
@@ -139,38 +140,37 @@ def _la(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
     ],
 )
 def test_next_allowed_send_time(local_now: datetime, expected_local: datetime) -> None:
-    result = next_allowed_send_time(local_now.astimezone(UTC), LA)
+    result = next_allowed_send_time(local_now.astimezone(UTC), LA, *WINDOW)
     assert result == expected_local
     assert result.utcoffset() == UTC.utcoffset(None)  # returned in UTC
 
 
 def test_next_allowed_across_dst_has_correct_utc_hour() -> None:
-    fall = next_allowed_send_time(datetime(2026, 11, 1, 6, 0, tzinfo=UTC), LA)  # 23:00 PDT Oct 31
-    spring = next_allowed_send_time(datetime(2026, 3, 8, 6, 0, tzinfo=UTC), LA)  # 22:00 PST Mar 7
+    fall = next_allowed_send_time(datetime(2026, 11, 1, 6, 0, tzinfo=UTC), LA, *WINDOW)  # 23:00 PDT Oct 31
+    spring = next_allowed_send_time(datetime(2026, 3, 8, 6, 0, tzinfo=UTC), LA, *WINDOW)  # 22:00 PST Mar 7
     assert fall == datetime(2026, 11, 1, 16, 0, tzinfo=UTC)  # 08:00 PST
     assert spring == datetime(2026, 3, 8, 15, 0, tzinfo=UTC)  # 08:00 PDT
 
 
 def test_recipient_timezone_decides() -> None:
     now = datetime(2026, 6, 10, 13, 30, tzinfo=UTC)  # 09:30 New York, 06:30 Los Angeles
-    assert is_within_window(now, "America/New_York")
-    assert not is_within_window(now, LA)
+    assert next_allowed_send_time(now, "America/New_York", *WINDOW) == now
+    assert next_allowed_send_time(now, LA, *WINDOW) == _la(2026, 6, 10, 8)
 
 
 def test_custom_window() -> None:
     now = _la(2026, 6, 10, 19).astimezone(UTC)
-    assert not is_within_window(now, LA, start=time(9), end=time(18))
     assert next_allowed_send_time(now, LA, start=time(9), end=time(18)) == _la(2026, 6, 11, 9)
 
 
 def test_naive_now_is_rejected() -> None:
     with pytest.raises(ValueError):
-        next_allowed_send_time(datetime(2026, 6, 10, 12), LA)
+        next_allowed_send_time(datetime(2026, 6, 10, 12), LA, *WINDOW)
 
 
 def test_inverted_window_is_rejected() -> None:
     with pytest.raises(ValueError):
-        is_within_window(datetime(2026, 6, 10, 12, tzinfo=UTC), LA, start=time(21), end=time(8))
+        next_allowed_send_time(datetime(2026, 6, 10, 12, tzinfo=UTC), LA, start=time(21), end=time(8))
 
 
 # ---------------------------------------------------------------- templates

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain import missed_calls
+from domain.appointments import DEFAULT_HOLD_MINUTES
 from domain.screening import CONDITIONS, Contraindication
 from worker.clinic_config.values import (
     _KIND,
@@ -92,7 +93,7 @@ class Policies(BaseModel):
     late_cancel_fee_cents: int = Field(default=0, ge=0)
     deposit_policy: str = ""
     deposit_refund_outside_window: bool = True
-    deposit_hold_minutes: int = Field(default=60, ge=1)
+    deposit_hold_minutes: int = Field(default=DEFAULT_HOLD_MINUTES, ge=1)
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
     marketing_cap_per_week: int = Field(default=2, ge=0)
     opt_out_footer: str = "Reply STOP to opt out."
