@@ -425,7 +425,8 @@ def chat_simulator(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline:
             rows = _replies_since(database, clinic_id, args.from_, last_seen)
             for outbox_id, reply in rows:
-                print(f"{clinic_name}: {reply}")
+                # System texts (STOP/HELP replies, the safety reply) already open with the clinic's name.
+                print(reply if reply.startswith(f"{clinic_name}:") else f"{clinic_name}: {reply}")
                 last_seen = max(last_seen, outbox_id)
                 got_any = True
             if got_any and not rows:

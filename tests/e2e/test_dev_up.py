@@ -104,7 +104,7 @@ def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Pa
         base = f"http://127.0.0.1:{env['WEBHOOK_PORT']}"
         assert _ready(f"{base}/readyz")
         chat = subprocess.run(
-            [sys.executable, "-m", "scripts.cli", "chat", "-m", "what are your hours?"],
+            [sys.executable, "-m", "scripts.cli", "chat", "-m", "what are your hours?", "-m", "HELP"],
             cwd=REPO_ROOT,
             env=env | {"PUBLIC_BASE_URL": base},
             capture_output=True,
@@ -113,6 +113,7 @@ def test_ctrl_c_stops_every_service_gracefully(dev_env: tuple[dict[str, str], Pa
         )
         assert chat.returncode == 0, chat.stdout + chat.stderr
         assert "Glow MedSpa:" in chat.stdout, chat.stdout  # the clinic answered
+        assert "appointment texts" in chat.stdout and "Glow MedSpa: Glow MedSpa:" not in chat.stdout, chat.stdout
 
         os.killpg(dev_up.pid, signal.SIGINT)  # Ctrl-C
         assert dev_up.wait(90) == 0, log.read_text()[-4000:]
