@@ -483,3 +483,30 @@ def test_a_chunk_claims_only_its_own_campaigns_rows(database, owner_engine):
             ).all()
         )
     assert statuses == {ours: "sending", theirs: "queued"}
+
+
+def test_the_first_marketing_text_that_goes_out_carries_the_opt_out_footer(database, owner_engine):
+    # Campaign A queues Ava's first marketing text (with the footer); campaign B is planned while A's still waits.
+    # A queued text is not one she got: A may yet be withdrawn (paused, cancelled) and B's text be the first she
+    # reads, so B's carries the footer too.  Once a text has gone out, later ones go without it.
+    clinic = make_clinic(owner_engine, cap=5)
+    cid = clinic["id"]
+    ava, _ = add_client(owner_engine, cid, "Ava Patel")
+    moment = la(datetime.now(LA).date() + timedelta(days=1), time(12))
+    bodies: dict[int, str] = {}
+    for name in ("A", "B"):
+        campaign_id = _new_campaign(database, cid, SegmentFilter(), template=f"Offer {name} at {{clinic_name}}")
+        with database.tenant_scope(cid) as session:
+            schedule_campaign(session, cid, campaign_id, moment, moment)
+        run_campaign(database, cid, campaign_id, lambda ids: None, clock=lambda: moment, slice_s=10)
+        bodies[campaign_id] = _recipients(database, cid, campaign_id)[ava]["body"]
+    first, second = bodies  # A's row still queued when B was planned: either may be the one that goes out
+    assert bodies[first].endswith("Reply STOP to opt out.") and bodies[second].endswith("Reply STOP to opt out.")
+
+    with owner_engine.begin() as conn:  # B's text goes out; a third campaign's text needs no footer
+        conn.execute(text("UPDATE outbox SET status = 'sent', sent_at = now() WHERE campaign_id = :k"), {"k": second})
+    third = _new_campaign(database, cid, SegmentFilter(), template="Offer C at {clinic_name}")
+    with database.tenant_scope(cid) as session:
+        schedule_campaign(session, cid, third, moment, moment)
+    run_campaign(database, cid, third, lambda ids: None, clock=lambda: moment, slice_s=10)
+    assert _recipients(database, cid, third)[ava]["body"] == "Offer C at Test Spa"

@@ -13,20 +13,24 @@ from typing import Any
 
 from db.engine import sql_list
 from domain.audience import RecipientFacts
-from domain.outbox import NEVER_REACHED
+from domain.outbox import NEVER_REACHED, SENT_OVER, WENT_OUT
 
 # The client's columns ``planned_recipient`` reads (``c``: the clients table).
 RECIPIENT_COLUMNS = "c.phone_e164, c.timezone, c.consent_state, c.marketing_consent, c.sms_status"
 
 
 def marketing_counts(client_id_column: str, *, except_campaign: bool = False) -> str:
-    """``LEFT JOIN LATERAL … m``: ``m.week`` (marketing texts sent or queued in the rolling week) and ``m.ever``
-    for the client in ``client_id_column``.  ``except_campaign``: not counting ``:campaign_id``'s own rows (a
-    campaign's preview and batches decide its recipients before or while its rows exist)."""
+    """``LEFT JOIN LATERAL … m``: ``m.week`` (marketing texts sent or queued in the rolling week: the cap counts
+    what will go out) and ``m.ever`` (marketing texts that went out, or are going: the first-message footer is for
+    the first text the client reads, and a queued text may yet be withdrawn — a cancelled or paused campaign —,
+    leaving a later one, rendered without the footer, to go out first) for the client in ``client_id_column``.
+    ``except_campaign``: not counting ``:campaign_id``'s own rows (a campaign's preview and batches decide its
+    recipients before or while its rows exist)."""
     own = " AND o.campaign_id IS DISTINCT FROM :campaign_id" if except_campaign else ""
     return f"""
     LEFT JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week, count(*) AS ever
+        SELECT count(*) FILTER (WHERE coalesce(o.sent_at, o.created_at) > :week_ago) AS week,
+               count(*) FILTER (WHERE o.status IN {sql_list((*SENT_OVER, *WENT_OUT))}) AS ever
         FROM outbox o
         WHERE o.client_id = {client_id_column} AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
           AND o.status NOT IN {sql_list(NEVER_REACHED)}{own}
