@@ -510,3 +510,86 @@ def test_the_first_marketing_text_that_goes_out_carries_the_opt_out_footer(datab
         schedule_campaign(session, cid, third, moment, moment)
     run_campaign(database, cid, third, lambda ids: None, clock=lambda: moment, slice_s=10)
     assert _recipients(database, cid, third)[ava]["body"] == "Offer C at Test Spa"
+
+
+def test_two_campaigns_planning_one_client_at_once_keep_the_weekly_cap(database, owner_engine):
+    # Cap 2, one marketing text this week already.  Campaign A has read the counts and is inserting Ava's text
+    # (held at that insert by an uncommitted row with the same key, as a slow commit would); campaign B plans
+    # meanwhile.  Without a turn each, B read the same count under the cap and queued too: three texts in a week.
+    clinic = make_clinic(owner_engine, cap=2)
+    cid = clinic["id"]
+    ava, phone = add_client(owner_engine, cid, "Ava Patel")
+    moment = la(datetime.now(LA).date() + timedelta(days=1), time(12))
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text(
+                """INSERT INTO outbox (clinic_id, client_id, channel, kind, to_address, body, status, dedupe_key, sent_at,
+                                       meta)
+                   VALUES (:c, :client, 'sms', 'campaign', :to, 'earlier offer', 'sent', :key, :sent,
+                           '{"marketing": true}'::jsonb)"""
+            ),
+            {"c": cid, "client": ava, "to": phone, "key": f"earlier:{ava}", "sent": moment - timedelta(days=1)},
+        )
+    first, second = (_new_campaign(database, cid, SegmentFilter(), template=f"Offer {n}") for n in "AB")
+    with database.tenant_scope(cid) as session:
+        for campaign_id in (first, second):
+            schedule_campaign(session, cid, campaign_id, moment, moment)
+
+    def waiting(statement: str) -> bool:
+        with owner_engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        """SELECT count(*) FROM pg_stat_activity
+                           WHERE wait_event_type = 'Lock' AND position(:q in query) > 0"""
+                    ),
+                    {"q": statement},
+                ).scalar()
+            )
+
+    def run(campaign_id: int) -> threading.Thread:
+        thread = threading.Thread(
+            target=run_campaign,
+            args=(database, cid, campaign_id, lambda ids: None),
+            kwargs={"clock": lambda: moment, "slice_s": 10},
+        )
+        thread.start()
+        return thread
+
+    blocker = owner_engine.connect()
+    hold = blocker.begin()
+    try:
+        blocker.execute(
+            text(
+                """INSERT INTO outbox (clinic_id, client_id, channel, kind, to_address, body, status, dedupe_key)
+                   VALUES (:c, :client, 'sms', 'campaign', :to, 'held', 'cancelled', :key)"""
+            ),
+            {"c": cid, "client": ava, "to": phone, "key": f"campaign:{first}:client:{ava}"},
+        )
+        a = run(first)
+        wait_for(
+            lambda: waiting("INSERT INTO outbox (clinic_id, client_id, channel, kind, priority"),
+            20,
+            what="campaign A held at its insert, after reading the counts",
+        )
+        b = run(second)
+        # B either plans at once (no turn-taking) or waits for A's turn.
+        wait_for(
+            lambda: not b.is_alive() or waiting("pg_advisory_xact_lock(hashtext('marketing_planning')"),
+            20,
+            what="campaign B planned or waiting",
+        )
+    finally:
+        hold.rollback()
+        blocker.close()
+    a.join(30)
+    b.join(30)
+    with database.tenant_scope(cid) as session:
+        week = session.execute(
+            text(
+                """SELECT count(*) FROM outbox WHERE client_id = :client AND kind = 'campaign'
+                   AND status NOT IN ('cancelled', 'suppressed', 'failed', 'undelivered')"""
+            ),
+            {"client": ava},
+        ).scalar_one()
+    assert week == 2, "one text this week before, and exactly one of the two campaigns'"
