@@ -9,7 +9,11 @@ The rules:
   and an optional date range;
 - a freed slot (an *opening*: one provider, a start, the time freed) fits an entry when the provider does the
   service (and is the one asked for, if any), the service with its buffer fits in the freed time, the start is
-  inside one of the entry's windows and date range, and far enough ahead for the clinic's booking lead time;
+  inside one of the entry's windows and date range, and slot-finding would offer the service at that start with
+  that provider (``domain.availability``: not on a closed date, inside the clinic's and the provider's hours, on
+  the slot grid, far enough ahead for the clinic's booking lead time) — the YES books through that same check;
+- an opening no service of its provider could be booked at by those rules (a holiday, outside hours) is never
+  offered: it closes;
 - fitting entries are offered one at a time, earliest on the list first; a patient holding another offer is
   passed over until it is answered or lapses (a YES must mean one offer);
 - an offer is held for the clinic's ``waitlist_hold_minutes`` (default 15); when it lapses the next fitting
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from domain.availability import ClinicSchedule, DayHours, Provider, ServiceSpec, SlotQuery, free_providers_at
 
 DEFAULT_HOLD_MINUTES = 15
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -158,21 +164,45 @@ class Opening:
 
 @dataclass(frozen=True)
 class Facts:
-    """What the matching reads besides the entries: the clinic's zone and lead time, each service's minutes
-    (duration + buffer), the services the opening's provider does, and who holds another offer now."""
+    """What the matching reads besides the entries: the clinic's schedule (zone, hours, closed dates) and lead
+    time, each service's length (duration, buffer), the services the opening's provider does and their working
+    hours, and who holds another offer now."""
 
-    tz: str
+    schedule: ClinicSchedule
     now: datetime
     lead: timedelta
-    minutes_needed: Mapping[int, int]
+    services: Mapping[int, ServiceSpec]
     provider_services: frozenset[int]
+    provider_hours: tuple[DayHours, ...]
     holding_clients: frozenset[int] = frozenset()
     already_offered: frozenset[int] = field(default_factory=frozenset)  # entry ids offered this opening before
 
 
-def still_offerable(opening: Opening, now: datetime, lead: timedelta) -> bool:
-    """Far enough ahead to be booked under the clinic's lead time."""
-    return opening.starts_at >= now + lead
+def schedule_allows(opening: Opening, service: ServiceSpec, facts: Facts) -> bool:
+    """Would slot-finding offer ``service`` at the opening's start with its provider?  Its own rules, not a copy:
+    the clinic open that day (not a closed date), the visit inside the clinic's and the provider's hours, the slot
+    grid, the lead time.  A YES books through the same check, so a start it refuses is one the patient would be
+    told was taken."""
+    query = SlotQuery(
+        schedule=facts.schedule,
+        service=service,
+        providers=(Provider(opening.provider_id, "", frozenset({service.id}), facts.provider_hours),),
+        # Busy time is the opening's own business: the caller trims the freed time to what is still free, and
+        # ``fits`` checks that the visit with its buffer fits in it.
+        busy={},
+        now=facts.now,
+        lead_time=facts.lead,
+    )
+    return opening.provider_id in free_providers_at(query, opening.starts_at)
+
+
+def never_bookable(opening: Opening, facts: Facts) -> bool:
+    """No service the provider does could be booked at the opening's start (a closed date, outside the clinic's
+    or the provider's hours, too late in their day, too soon): no waitlister can be offered it, so it closes rather
+    than wait for one."""
+    return not any(
+        schedule_allows(opening, facts.services[sid], facts) for sid in facts.provider_services if sid in facts.services
+    )
 
 
 def fits(entry: Entry, opening: Opening, facts: Facts) -> bool:
@@ -181,12 +211,14 @@ def fits(entry: Entry, opening: Opening, facts: Facts) -> bool:
         return False
     if entry.service_id not in facts.provider_services:
         return False
-    needed = facts.minutes_needed.get(entry.service_id)
-    if needed is None or opening.starts_at + timedelta(minutes=needed) > opening.ends_at:
+    service = facts.services.get(entry.service_id)
+    if service is None:
         return False
-    if not still_offerable(opening, facts.now, facts.lead):
+    if opening.starts_at + timedelta(minutes=service.duration_min + service.buffer_min) > opening.ends_at:
         return False
-    local = opening.starts_at.astimezone(ZoneInfo(facts.tz))
+    if not schedule_allows(opening, service, facts):
+        return False
+    local = opening.starts_at.astimezone(ZoneInfo(facts.schedule.tz))
     if entry.date_from is not None and local.date() < entry.date_from:
         return False
     if entry.date_to is not None and local.date() > entry.date_to:

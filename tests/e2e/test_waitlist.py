@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
+from db.clinics import load_clinic
 from db.engine import Database
 from medspa.services import Infrastructure
 from tests.e2e.test_cli_clinic import assert_one_line_error, check_help, medspa, new_clinic_file
@@ -30,6 +31,18 @@ def willow(infra: Infrastructure, owner_engine: Engine, tmp_path: Path) -> NewCl
     with owner_engine.connect() as conn:
         clinic_id = conn.execute(text("SELECT id FROM clinics WHERE slug = :s"), {"s": data["slug"]}).scalar_one()
     return NewClinic(data["slug"], int(clinic_id), data["phone_numbers"]["sms"][0])
+
+
+def _open_weekday(database: Database, clinic: NewClinic, weekday: int, weeks_ahead: int = 3) -> date:
+    """``next_weekday``, a week later while that is one of the clinic's closed dates: the waitlist offers no time
+    on a closed date (a YES could not book it), and the example clinic closes on some Thursdays and Fridays."""
+    with database.tenant_scope(clinic.id) as session:
+        loaded = load_clinic(session, clinic.id)
+    assert loaded is not None
+    day = next_weekday(weekday, weeks_ahead)
+    while day in loaded.closed_dates:
+        day += timedelta(weeks=1)
+    return day
 
 
 def _waitlister(database: Database, clinic: NewClinic, name: str, day: datetime) -> tuple[str, int]:
@@ -90,7 +103,7 @@ def test_a_cancellation_fills_from_the_waitlist_with_one_booking_under_two_concu
     from tests.support.stack import running_stack
     from worker.sending import enqueue
 
-    day = next_weekday(2)  # a Wednesday: Lena works 10:00-18:00
+    day = _open_weekday(database, clinic, 2)  # a Wednesday: Lena works 10:00-18:00
     booking = book(database, clinic, day=day, at="11:00")
     start = booking.starts_at
     first, first_id = _waitlister(database, clinic, "Ada First", start)
@@ -173,8 +186,8 @@ def test_a_yes_after_other_messages_is_not_taken_for_the_offer(
     from worker.sending import enqueue
 
     clinic = willow
-    day = next_weekday(3)  # a Thursday: Lena works 10:00-18:00
-    booking = book(database, clinic, day=day, at="14:00")
+    day = _open_weekday(database, clinic, 3)  # a Thursday: Lena works 10:00-14:00 and 15:00-20:00
+    booking = book(database, clinic, day=day, at="15:00")
     number, client_id = _waitlister(database, clinic, "Dee Later", booking.starts_at)
     with running_stack(infra, tmp_path) as (stack, _):
         stack.clock.set(datetime.combine(day - timedelta(days=1), datetime.min.time(), TZ).replace(hour=9))
@@ -232,7 +245,7 @@ def test_a_no_passes_the_offer_to_the_next_person_at_once(
     from worker.sending import enqueue
 
     clinic = willow
-    day = next_weekday(4)  # a Friday: Lena works 10:00-18:00
+    day = _open_weekday(database, clinic, 4)  # a Friday: Lena works 10:00-18:00
     booking = book(database, clinic, day=day, at="15:00")
     first, first_id = _waitlister(database, clinic, "Eve No", booking.starts_at)
     second, _ = _waitlister(database, clinic, "Fay Next", booking.starts_at)
@@ -262,7 +275,7 @@ def test_staff_unblocking_time_offers_it_to_the_waitlist_at_once(
     from tests.support.stack import running_stack
 
     clinic = willow
-    day = next_weekday(1, weeks_ahead=4)  # a Tuesday: Lena works 10:00-18:00
+    day = _open_weekday(database, clinic, 2, weeks_ahead=4)  # a Wednesday: Lena works 10:00-18:00
     blocked = medspa(
         infra,
         "appointments",

@@ -3,8 +3,9 @@
 Covers: deterministic event ids (a retried sync never duplicates), reschedule
 (patch; moving to another provider moves the event), cancel (delete), errors
 (retryable ones leave the row pending, then succeed; a final one is recorded as
-'failed' and the booking stands), database-only mode, and that availability
-subtracts the provider's Google free/busy.
+'failed' and the booking stands), database-only mode, that availability
+subtracts the provider's Google free/busy, and that a move is not blocked by the
+moved appointment's own synced event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -21,6 +23,7 @@ from sqlalchemy import text
 from db.engine import Database
 from domain.ports import CalendarError
 from tests.fakes.google_api import FakeGoogleCalendarApi
+from tests.support.phones import random_phone
 from worker.calendar_sync import (
     CALENDAR_BACKOFF_MS,
     AppointmentFacts,
@@ -36,7 +39,8 @@ from worker.tools import DbToolExecutor
 
 MAYA = "maya.chen@glowmedspa.example"
 JORDAN = "jordan.lee@glowmedspa.example"
-CALENDARS = [MAYA, JORDAN, "sofia.ramirez@glowmedspa.example", "priya.nair@glowmedspa.example"]
+SOFIA = "sofia.ramirez@glowmedspa.example"
+CALENDARS = [MAYA, JORDAN, SOFIA, "priya.nair@glowmedspa.example"]
 CLINIC = 1
 _BASE = datetime(2036, 3, 4, 18, 0, tzinfo=UTC) + timedelta(days=7 * (uuid.uuid4().int % 40))  # Tuesdays
 _counter = iter(range(10_000))
@@ -290,3 +294,150 @@ def _la():  # type: ignore[no-untyped-def]
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("America/Los_Angeles")
+
+
+# ---------------------------------------------------------------- a move and the appointment's own event
+class _Patient:
+    """A patient of Glow with an SMS conversation, using the agent's tools with Google Calendar behind the fake."""
+
+    def __init__(self, database: Database, fake: FakeGoogleCalendarApi, day: date) -> None:
+        self.database = database
+        with database.tenant_scope(CLINIC) as session:
+            self.client_id = int(
+                session.execute(
+                    text(
+                        "INSERT INTO clients (clinic_id, phone_e164, name, consent_state) "
+                        "VALUES (1, :p, 'Moe Ving', 'opted_in') RETURNING id"
+                    ),
+                    {"p": random_phone()},
+                ).scalar_one()
+            )
+            conversation_id = int(
+                session.execute(
+                    text(
+                        "INSERT INTO conversations (clinic_id, client_id, channel) VALUES (1, :c, 'sms') RETURNING id"
+                    ),
+                    {"c": self.client_id},
+                ).scalar_one()
+            )
+        self.tools = DbToolExecutor(
+            database,
+            clinic_id=CLINIC,
+            client_id=self.client_id,
+            conversation_id=conversation_id,
+            fence_version=0,
+            now=datetime.combine(day - timedelta(days=2), time(10), tzinfo=_la()),
+            payments=LocalTestPayments("http://127.0.0.1:9"),
+            calendar=_calendar(fake),
+            embedder=None,
+            public_base_url="http://127.0.0.1:9",
+        )
+
+    def row(self, appointment_id: int) -> Any:
+        with self.database.tenant_scope(CLINIC) as session:
+            return session.execute(
+                text(
+                    """SELECT a.starts_at, a.calendar_sync, p.slug AS provider FROM appointments a
+                       JOIN providers p ON p.id = a.provider_id WHERE a.id = :id"""
+                ),
+                {"id": appointment_id},
+            ).one()
+
+    def forget(self) -> None:
+        with self.database.tenant_scope(CLINIC) as session:
+            session.execute(text("DELETE FROM appointments WHERE client_id = :c"), {"c": self.client_id})
+
+
+def _thursday(weeks: int) -> date:
+    return (_BASE + timedelta(days=7 * weeks + 2)).astimezone(_la()).date()  # a Thursday no other test books
+
+
+def test_a_small_move_is_not_blocked_by_the_appointments_own_synced_event(
+    database: Database, fake: FakeGoogleCalendarApi
+) -> None:
+    """HydraFacial with Sofia (the only one who does it), its event synced: free/busy reports that event as busy,
+    yet moving the visit by half an hour is no clash with anything but itself.  Her other plans still block."""
+    day = _thursday(31)
+    patient = _Patient(database, fake, day)
+    try:
+        booked = patient.tools.execute("book_appointment", {"service": "hydrafacial", "start": f"{day}T13:00"})
+        assert booked["ok"] and booked["provider"] == "Sofia Ramirez", booked
+        appointment_id = booked["appointment_id"]
+        assert sync_appointment(database, _calendar(fake), CLINIC, appointment_id) == "synced"
+        assert list(fake.calendars[SOFIA].events) == [event_id_for(appointment_id, CLINIC)]
+        fake.add_busy(SOFIA, _at(day, 14, 45), _at(day, 15, 45))  # her own plans, in Google only
+
+        # 14:00 runs (with the clean-up) to 15:15: into her 14:45 plans, refused as before.
+        refused = patient.tools.execute(
+            "reschedule_appointment", {"appointment_id": appointment_id, "new_start": f"{day}T14:00"}
+        )
+        assert refused["error"] == "that time is not available", refused
+        assert patient.row(appointment_id).starts_at == _at(day, 13)
+
+        moved = patient.tools.execute(
+            "reschedule_appointment", {"appointment_id": appointment_id, "new_start": f"{day}T13:30"}
+        )
+        assert moved.get("ok") and moved["provider"] == "Sofia Ramirez", moved
+        row = patient.row(appointment_id)
+        assert row.starts_at == _at(day, 13, 30) and row.provider == "sofia-ramirez"
+        fake.assert_clean()
+    finally:
+        patient.forget()
+
+
+def test_a_move_stays_with_the_provider_and_only_the_appointments_own_time_is_forgiven(
+    database: Database, fake: FakeGoogleCalendarApi
+) -> None:
+    """A consultation with Dr. Chen (everyone does them), its event synced.  Moving it a little keeps her rather
+    than handing the visit to the next free provider; Google time of hers overlapping the visit is forgiven only
+    where it lies inside the visit's own time, the rest still blocks."""
+    day = _thursday(32)
+    patient = _Patient(database, fake, day)
+    try:
+        booked = patient.tools.execute(
+            "book_appointment", {"service": "consultation", "start": f"{day}T13:00", "provider": "Maya Chen"}
+        )
+        assert booked["ok"] and booked["provider"] == "Dr. Maya Chen", booked
+        appointment_id = booked["appointment_id"]  # holds 13:00-13:40 (30 minutes and 10 of clean-up)
+        assert sync_appointment(database, _calendar(fake), CLINIC, appointment_id) == "synced"
+        fake.add_busy(MAYA, _at(day, 13, 30), _at(day, 14, 30))  # in Google only, overlapping the visit's end
+
+        def proposed(start: str) -> str:
+            result = patient.tools.execute(
+                "propose_action", {"action": "reschedule", "appointment_id": appointment_id, "start": f"{day}T{start}"}
+            )
+            assert "error" not in result, result
+            return str(result["provider_name"])
+
+        assert proposed("12:45") == "Dr. Maya Chen"  # 12:45-13:25: only her own event was in the way
+        assert proposed("13:15") == "Jordan Lee"  # 13:15-13:55 reaches her 13:40-14:30, still busy
+        moved = patient.tools.execute(
+            "reschedule_appointment", {"appointment_id": appointment_id, "new_start": f"{day}T12:45"}
+        )
+        assert moved.get("ok") and moved["provider"] == "Dr. Maya Chen", moved
+        row = patient.row(appointment_id)
+        assert row.starts_at == _at(day, 12, 45) and row.provider == "maya-chen"
+        fake.assert_clean()
+    finally:
+        patient.forget()
+
+
+def _at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=_la())
+
+
+def test_booking_a_long_visit_sees_calendar_plans_past_its_first_hour(
+    database: Database, fake: FakeGoogleCalendarApi
+) -> None:
+    """A HydraFacial at 13:00 runs, with its clean-up, to 14:15: Sofia's Google-only plans at 14:05 clash with it.
+    The booking's busy read used to end an hour after the start and missed them."""
+    day = _thursday(33)
+    patient = _Patient(database, fake, day)
+    try:
+        fake.add_busy(SOFIA, _at(day, 14, 5), _at(day, 14, 30))
+        refused = patient.tools.execute("book_appointment", {"service": "hydrafacial", "start": f"{day}T13:00"})
+        assert refused.get("error") == "that time is not available", refused
+        booked = patient.tools.execute("book_appointment", {"service": "hydrafacial", "start": f"{day}T14:30"})
+        assert booked.get("ok") and booked["provider"] == "Sofia Ramirez", booked
+    finally:
+        patient.forget()

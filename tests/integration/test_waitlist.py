@@ -1,12 +1,14 @@
 """The waitlist on real Postgres: joining through the agent's tool, openings recorded by the trigger on every
-path that frees time, the offer job (order, holds, lapses, consent, quiet hours), and the preferred provider in
-the availability tool's result."""
+path that frees time, the offer job (order, holds, lapses, consent, quiet hours, the clinic's closed dates and
+the provider's hours), and the preferred provider in the availability tool's result."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +17,7 @@ from sqlalchemy import text
 
 from db.engine import Database
 from tests.support.phones import random_phone
+from worker.clinic_settings import update_settings
 from worker.integrations.console import LocalTestPayments
 from worker.tools import DbToolExecutor
 from worker.waitlist import store
@@ -343,3 +346,74 @@ def test_a_checked_in_visit_in_the_freed_time_is_not_offered(database, patients)
     assert tick_clinic(database, GLOW, morning).offered == 0
     assert _offers(database, opening.id) == []
     assert _opening_status(database, opening.id) == "closed"
+
+
+@contextmanager
+def _closed_on(database: Database, day: date) -> Iterator[None]:
+    """The clinic adds a holiday the way staff do (the console's settings update); the clinic row is put back as it
+    was afterwards, so no other test sees the change."""
+    with database.tenant_scope(GLOW) as session:
+        saved = session.execute(text("SELECT business_hours, holidays, policies FROM clinics WHERE id = 1")).one()
+        update_settings(session, GLOW, {"holidays": [*(saved.holidays or []), day.isoformat()]})
+    try:
+        yield
+    finally:
+        with database.tenant_scope(GLOW) as session:
+            session.execute(
+                text("SELECT medspa_set_clinic_settings(CAST(:h AS jsonb), CAST(:d AS jsonb), CAST(:p AS jsonb))"),
+                {
+                    "h": json.dumps(saved.business_hours),
+                    "d": json.dumps(saved.holidays),
+                    "p": json.dumps(saved.policies),
+                },
+            )
+
+
+def _cancelled_opening(database: Database, patient: Patient, provider: int, service: int, start: datetime) -> int:
+    """Staff cancel a booked visit: the trigger records the freed time, the only opening the job then looks at."""
+    appointment = _book(database, patient, provider, service, start)
+    with database.tenant_scope(GLOW) as session:
+        session.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": appointment})
+    (opening,) = _openings(database, appointment)
+    _only_open(database, [opening.id])
+    return int(opening.id)
+
+
+def test_an_opening_on_a_closed_date_is_not_offered(database, patients) -> None:
+    # The clinic adds a holiday on a Wednesday and staff cancel that day's 14:00 HydraFacial: slot-finding offers
+    # nothing that day, so the YES would be refused ("sorry, it was taken") — nobody is texted, the opening closes.
+    providers, services = _ids(database)
+    sofia, hydra = providers["sofia-ramirez"], services["hydrafacial"]
+    day = _day()
+    now = day.replace(hour=9) - timedelta(days=2)  # Monday 09:00: inside the texting window
+    freed, waiting = Patient(database), Patient(database)
+    patients.extend([freed, waiting])
+    assert _join(database, waiting, now, day)["ok"]
+    with _closed_on(database, day.date()):
+        opening = _cancelled_opening(database, freed, sofia, hydra, day.replace(hour=14))
+        result = tick_clinic(database, GLOW, now)
+        assert result.offered == 0 and result.waiting == 0 and _offers(database, opening) == []
+        assert _opening_status(database, opening) == "closed"
+    # The control: the holiday gone, the same time freed again that day is offered to the same waitlister.
+    opening = _cancelled_opening(database, freed, sofia, hydra, day.replace(hour=14))
+    assert tick_clinic(database, GLOW, now).offered == 1
+    [offer] = _offers(database, opening)
+    assert offer.client_id == waiting.client_id and offer.status == "held"
+    assert _opening_status(database, opening) == "offering"
+
+
+def test_an_opening_outside_the_providers_hours_is_not_offered(database, patients) -> None:
+    # Sofia works Wednesdays 11:00-19:00 inside the clinic's 09:00-19:00.  Time freed at 09:30 (a visit staff had put
+    # in by hand) is outside her hours for anything: not offered, closed.  At 18:30 a 60-minute HydraFacial would
+    # run past her day: not offered, but the opening stays open for something shorter (a 30-minute consultation).
+    providers, services = _ids(database)
+    sofia, hydra = providers["sofia-ramirez"], services["hydrafacial"]
+    day = _day()
+    now = day.replace(hour=9) - timedelta(days=2)
+    freed, waiting = Patient(database), Patient(database)
+    patients.extend([freed, waiting])
+    assert _join(database, waiting, now, day)["ok"]
+    for start, status in ((day.replace(hour=9, minute=30), "closed"), (day.replace(hour=18, minute=30), "new")):
+        opening = _cancelled_opening(database, freed, sofia, hydra, start)
+        assert tick_clinic(database, GLOW, now).offered == 0, start
+        assert _offers(database, opening) == [] and _opening_status(database, opening) == status, start

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from domain.availability import ClinicSchedule, ServiceSpec, parse_hours
 from domain.preferred_provider import merge_preferred, preferred_provider
 from domain.waitlist import (
     DAY_END,
@@ -22,6 +23,7 @@ from domain.waitlist import (
     fits,
     hold_expiry,
     hold_minutes,
+    never_bookable,
     offer_text,
     taken_text,
     windows_from_json,
@@ -36,15 +38,24 @@ OPENING = Opening(
     7, provider_id=1, starts_at=datetime(2031, 3, 5, 23, 0, tzinfo=UTC), ends_at=datetime(2031, 3, 6, 0, 30, tzinfo=UTC)
 )
 BOTOX, FILLER, LASER = 10, 11, 12
+# The clinic opens 09:00-19:00 on weekdays; the provider works Wednesdays 11:00-19:00 (Glow's Sofia).
+CLINIC_HOURS = parse_hours({day: "09:00-19:00" for day in ("mon", "tue", "wed", "thu", "fri")})
+SCHEDULE = ClinicSchedule(TZ, CLINIC_HOURS)
+PROVIDER_HOURS = parse_hours({"mon": "09:00-17:00", "wed": "11:00-19:00"})
 
 
 def facts(**changes: object) -> Facts:
     base = dict(
-        tz=TZ,
+        schedule=SCHEDULE,
         now=NOW,
         lead=timedelta(hours=2),
-        minutes_needed={BOTOX: 30, FILLER: 60, LASER: 120},
+        services={
+            BOTOX: ServiceSpec(BOTOX, 20, 10),
+            FILLER: ServiceSpec(FILLER, 45, 15),
+            LASER: ServiceSpec(LASER, 120),
+        },
         provider_services=frozenset({BOTOX, FILLER, LASER}),
+        provider_hours=PROVIDER_HOURS,
     )
     base.update(changes)
     return Facts(**base)  # type: ignore[arg-type]
@@ -107,6 +118,31 @@ def test_an_opening_fits_an_entry_only_when_everything_agrees() -> None:
     assert not fits(entry(1, 100, windows=mornings), OPENING, facts())
     wednesdays = windows_from_request(["wed"])
     assert fits(entry(1, 100, windows=mornings + wednesdays), OPENING, facts())  # any window will do
+
+
+def _at(hour: int, minute: int = 0, minutes: int = 90) -> Opening:
+    """An opening on Wednesday March 5 2031 (Los Angeles) at ``hour``:``minute``, ``minutes`` long."""
+    start = datetime(2031, 3, 5, hour, minute, tzinfo=ZoneInfo(TZ)).astimezone(UTC)
+    return Opening(8, provider_id=1, starts_at=start, ends_at=start + timedelta(minutes=minutes))
+
+
+def test_an_opening_is_offered_only_where_slot_finding_would_offer_it() -> None:
+    # The same rules as slot-finding (domain.availability), not a copy: closed dates, the clinic's and the
+    # provider's hours (the visit inside both; the clean-up may run past closing), the slot grid.
+    holiday = facts(schedule=ClinicSchedule(TZ, CLINIC_HOURS, frozenset({date(2031, 3, 5)})))
+    assert not fits(entry(1, 100), OPENING, holiday) and never_bookable(OPENING, holiday)
+    assert fits(entry(1, 100), _at(11), facts()) and not never_bookable(_at(11), facts())
+    before_her_day = _at(10, 30)  # the clinic is open, the provider starts at 11:00
+    assert not fits(entry(1, 100), before_her_day, facts()) and never_bookable(before_her_day, facts())
+    clinic_closed = facts(schedule=ClinicSchedule(TZ, parse_hours({"wed": "09:00-14:00"})))  # she works, it doesn't
+    assert not fits(entry(1, 100), OPENING, clinic_closed) and never_bookable(OPENING, clinic_closed)
+    # 18:30: a 20-minute Botox ends by 19:00 (its clean-up after closing is fine), a 45-minute filler does not.
+    late = _at(18, 30)
+    assert fits(entry(1, 100), late, facts()) and not fits(entry(2, 200, service_id=FILLER), late, facts())
+    assert not never_bookable(late, facts())
+    assert never_bookable(late, facts(provider_services=frozenset({FILLER, LASER})))  # nothing of hers fits
+    off_grid = _at(15, 5)  # slot-finding starts on the quarter hour; so does a booking
+    assert not fits(entry(1, 100), off_grid, facts()) and never_bookable(off_grid, facts())
 
 
 def test_candidates_earliest_first_once_per_opening_and_person() -> None:

@@ -7,6 +7,7 @@ events (our own bookings still count)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -40,6 +41,33 @@ def one_per_start(
     return chosen
 
 
+def provider_hours(provider: ProviderRow, clinic: Clinic) -> tuple[availability.DayHours, ...]:
+    """A provider's working hours as slot-finding reads them: their own, or the clinic's when they have none."""
+    return parse_hours(provider.working_hours) or clinic.hours
+
+
+@dataclass(frozen=True)
+class _Own:
+    """The appointment a query ignores (a move): its provider and the time it holds now."""
+
+    provider_id: int
+    interval: BusyInterval
+
+
+def _without(intervals: list[BusyInterval], cut: BusyInterval) -> list[BusyInterval]:
+    """``intervals`` less the time in ``cut``: what lies before or after it stays."""
+    out: list[BusyInterval] = []
+    for b in intervals:
+        if b.end <= cut.start or cut.end <= b.start:
+            out.append(b)
+            continue
+        if b.start < cut.start:
+            out.append(BusyInterval(b.start, cut.start))
+        if cut.end < b.end:
+            out.append(BusyInterval(cut.end, b.end))
+    return out
+
+
 class Availability:
     """Slots of one clinic as of ``now``."""
 
@@ -52,17 +80,22 @@ class Availability:
     # ------------------------------------------------------------------ busy
     def _busy(
         self, providers: list[ProviderRow], start: datetime, end: datetime, ignore_id: int | None
-    ) -> dict[int, list[BusyInterval]]:
+    ) -> tuple[dict[int, list[BusyInterval]], _Own | None]:
+        """Each provider's booked time from the database, without the appointment ``ignore_id`` (a move), and
+        that appointment's own provider and time when it is in the window."""
         with self.database.tenant_scope(self.clinic.id) as session:
             rows = store.busy_rows(session, self.clinic.id, start, end)
         busy: dict[int, list[BusyInterval]] = {p.id: [] for p in providers}
+        own: _Own | None = None
         for row in rows:
-            if row.id != ignore_id and row.provider_id in busy:
+            if row.id == ignore_id:
+                own = _Own(row.provider_id, BusyInterval(row.starts_at, row.blocked_until))
+            elif row.provider_id in busy:
                 busy[row.provider_id].append(BusyInterval(row.starts_at, row.blocked_until))
-        return busy
+        return busy, own
 
     def _calendar_busy(
-        self, providers: list[ProviderRow], start: datetime, end: datetime
+        self, providers: list[ProviderRow], start: datetime, end: datetime, own: _Own | None
     ) -> dict[int, list[BusyInterval]]:
         with_calendar = {p.calendar_id: p.id for p in providers if p.calendar_id}
         if not with_calendar or self.calendar is None:
@@ -77,6 +110,14 @@ class Availability:
             provider_id = with_calendar.get(calendar_id)
             if provider_id is not None:
                 out.setdefault(provider_id, []).extend(intervals)
+        if own is not None and own.provider_id in out:
+            # Free/busy includes the event we wrote for the appointment being moved and answers with intervals, not
+            # event ids: counted, the move clashes with itself ("not available", or handed to another provider).
+            # So its provider's busy time loses the time the appointment holds now (its row's [starts_at,
+            # blocked_until), which covers its event) and only that: busy time before or after it (another event,
+            # or one Google merged with ours) still blocks.  Another event inside that time cannot be told from
+            # ours; it already overlapped this visit.
+            out[own.provider_id] = _without(out[own.provider_id], own.interval)
         return out
 
     def query(
@@ -84,15 +125,14 @@ class Availability:
     ) -> availability.SlotQuery:
         clinic = self.clinic
         qualified = [p for p in providers if service.id in p.service_ids]
-        busy = self._busy(qualified, start, end, ignore)
-        for provider_id, intervals in self._calendar_busy(qualified, start, end).items():
+        busy, own = self._busy(qualified, start, end, ignore)
+        for provider_id, intervals in self._calendar_busy(qualified, start, end, own).items():
             busy.setdefault(provider_id, []).extend(intervals)
         return availability.SlotQuery(
             schedule=clinic.schedule,
             service=availability.ServiceSpec(service.id, service.duration_min, service.buffer_min),
             providers=[
-                availability.Provider(p.id, p.name, p.service_ids, parse_hours(p.working_hours) or clinic.hours)
-                for p in qualified
+                availability.Provider(p.id, p.name, p.service_ids, provider_hours(p, clinic)) for p in qualified
             ],
             busy=busy,
             now=self.now,
@@ -171,9 +211,10 @@ class Availability:
         if provider is not None and service.id not in provider.service_ids:
             qualified = [p.name for p in providers if service.id in p.service_ids]
             raise AppointmentError(f"{provider.name} does not do {service.name}", qualified_providers=qualified)
-        query = self.query(
-            service, providers, start - timedelta(hours=1), start + timedelta(hours=1), ignore=ignore_appointment
-        )
+        # The busy time read must cover the whole visit with its clean-up: a window of an hour after ``start``
+        # missed a calendar event starting later inside a longer visit (a 75- or 90-minute treatment).
+        reach = max(timedelta(hours=1), timedelta(minutes=service.duration_min + service.buffer_min))
+        query = self.query(service, providers, start - timedelta(hours=1), start + reach, ignore=ignore_appointment)
         free = availability.free_providers_at(query, start)
         if provider is not None:
             free = [pid for pid in free if pid == provider.id]

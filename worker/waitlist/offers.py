@@ -1,6 +1,7 @@
-"""The waitlist job: lapse holds that ran out, close openings too close to book, and offer each open opening to
-the next fitting waitlister (``domain.waitlist.candidates``) — one text through the outbox, with consent and
-the clinic's quiet hours (``domain.audience.decide``, transactional).
+"""The waitlist job: lapse holds that ran out, close openings too close to book — or that nobody can book at all
+(a closed date, outside the clinic's or the provider's hours: ``domain.waitlist.never_bookable``) — and offer each
+open opening to the next fitting waitlister (``domain.waitlist.candidates``) — one text through the outbox, with
+consent and the clinic's quiet hours (``domain.audience.decide``, transactional).
 
 Safe with two scheduler replicas or an overlapping run: each opening is handled in its own transaction with its
 row locked and a per-clinic advisory lock (one offer decision at a time, so nobody is offered two slots at
@@ -20,10 +21,12 @@ from sqlalchemy.orm import Session
 from db.clinics import load_clinic
 from db.engine import Database
 from domain.audience import SendPolicy, decide
+from domain.availability import ServiceSpec
 from domain.clinic import Clinic
 from domain.templates import when_label
-from domain.waitlist import Facts, Opening, candidates, hold_expiry, hold_minutes, offer_text
-from worker.appointments.store import busy_rows
+from domain.waitlist import Facts, Opening, candidates, hold_expiry, hold_minutes, never_bookable, offer_text
+from worker.appointments import store
+from worker.appointments.slots import provider_hours
 from worker.outbox.planning import RECIPIENT_COLUMNS, planned_recipient
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows
@@ -54,12 +57,6 @@ _LOCK_OPENING = """
 SELECT id, provider_id, starts_at, ends_at, status FROM waitlist_openings
 WHERE id = :id AND status IN ('new', 'offering') FOR UPDATE SKIP LOCKED
 """
-_PROVIDER = """
-SELECT p.name, coalesce(array_agg(ps.service_id) FILTER (WHERE ps.service_id IS NOT NULL), '{}') AS services
-FROM providers p LEFT JOIN provider_services ps ON ps.provider_id = p.id
-WHERE p.id = :p AND p.active GROUP BY p.id
-"""
-_SERVICES = "SELECT id, name, duration_min + buffer_min AS needed FROM services WHERE clinic_id = :c AND active"
 _OFFERED = "SELECT entry_id FROM waitlist_offers WHERE opening_id = :o"
 _HOLDING = "SELECT DISTINCT client_id FROM waitlist_offers WHERE clinic_id = :c AND status = 'held'"
 _RECIPIENT = (
@@ -131,17 +128,18 @@ def _offer_opening(
     if row is None:
         return  # handled by a concurrent run, or no longer open
     opening = Opening(int(row["id"]), int(row["provider_id"]), row["starts_at"], row["ends_at"])
-    provider = session.execute(text(_PROVIDER), {"p": opening.provider_id}).mappings().one_or_none()
+    # The providers and services as slot-finding reads them (active ones; hours, lengths).
+    provider = next((p for p in store.providers(session, clinic_id) if p.id == opening.provider_id), None)
     if provider is None:
         session.execute(text("UPDATE waitlist_openings SET status = 'closed' WHERE id = :id"), {"id": opening.id})
         return
-    services = {int(r.id): r for r in session.execute(text(_SERVICES), {"c": clinic_id}).all()}
-    provider_services = frozenset(int(s) for s in provider["services"] or () if int(s) in services)
+    services = {s.id: s for s in store.services(session, clinic_id)}
+    provider_services = frozenset(s for s in provider.service_ids if s in services)
     # The provider's time inside the opening that is taken again (the freed time may have been booked meanwhile):
     # the one query of what occupies a provider (``worker.appointments.store.BUSY``, checked-in visits included).
     busy = [
         (b.starts_at, b.blocked_until)
-        for b in busy_rows(session, clinic_id, opening.starts_at, opening.ends_at)
+        for b in store.busy_rows(session, clinic_id, opening.starts_at, opening.ends_at)
         if b.provider_id == opening.provider_id
     ]
     # The freed time still free from its start: up to the first live booking inside it.
@@ -151,14 +149,20 @@ def _offer_opening(
         return
     usable = Opening(opening.id, opening.provider_id, opening.starts_at, free_until)
     facts = Facts(
-        tz=clinic.timezone,
+        schedule=clinic.schedule,
         now=now,
         lead=lead,
-        minutes_needed={sid: int(s.needed) for sid, s in services.items()},
+        services={sid: ServiceSpec(sid, s.duration_min, s.buffer_min) for sid, s in services.items()},
         provider_services=provider_services,
+        provider_hours=provider_hours(provider, clinic),
         holding_clients=frozenset(int(c) for c in session.execute(text(_HOLDING), {"c": clinic_id}).scalars()),
         already_offered=frozenset(int(e) for e in session.execute(text(_OFFERED), {"o": opening.id}).scalars()),
     )
+    if never_bookable(usable, facts):
+        # A closed date, or outside the clinic's or the provider's hours: slot-finding would never offer this start,
+        # so a waitlister's YES could only be told it was taken.  Nobody is texted; the opening closes.
+        session.execute(text("UPDATE waitlist_openings SET status = 'closed' WHERE id = :id"), {"id": opening.id})
+        return
     entries = entries_for(session, clinic_id, opening.provider_id, sorted(provider_services))
     policies = dict(clinic.policies or {})
     policy = SendPolicy.transactional_for(clinic.timezone, policies)
@@ -196,7 +200,7 @@ def _offer_opening(
         body = offer_text(
             clinic.name,
             services[entry.service_id].name,
-            provider["name"],
+            provider.name,
             when_label(opening.starts_at, clinic.timezone),
             hold_minutes(policies),
         )
