@@ -95,6 +95,16 @@ def hold_expiry(now: datetime, deposit_cents: int, hold_minutes: int) -> datetim
     return now + timedelta(minutes=hold_minutes) if deposit_cents > 0 else None
 
 
+def is_same_booking(status: str, starts_at: datetime, start: datetime) -> bool:
+    """Whether the appointment a booking's idempotency key already names is the booking asked for at ``start``
+    (a retried tool call, a redelivered message, a repeated command), so answering with it books nothing twice.
+
+    Only while it still holds that very time: one cancelled or expired since, or moved to another time, is an
+    earlier booking — answering with it would tell the patient they are booked for a time nobody holds for them,
+    so the request books anew."""
+    return is_live(status) and starts_at == start
+
+
 @dataclass(frozen=True)
 class Timing:
     """When a visit starts, ends, and until when the provider is busy (the end plus the clean-up buffer)."""

@@ -327,14 +327,11 @@ def appointments_book(args: argparse.Namespace) -> int:
         texts = list(sent.outbox_ids)
         report.append(sent.summary)
 
-    with database.tenant_scope(clinic.id) as session:
-        base = f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}"
-        source_key = store.staff_source_key(session, clinic.id, base)
     request = BookingRequest(
         client_id=client.id,
         service=treatment,
         start=start,
-        source_key=source_key,
+        source_key=f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}",
         provider=provider,
         # Texted: the booking belongs to their SMS thread (the agent sees it; no second automated confirmation).
         conversation_id=client.conversation_id if args.text else None,

@@ -1,7 +1,8 @@
 """``medspa staff …``: the front desk steps in when the agent hands a conversation off.
 
 - ``attention``: what needs a human now — handoffs by urgency, conversations whose last turn failed,
-  quarantined inbound messages;
+  quarantined inbound messages, visits with no outcome, and money the workers cannot move alone (a deposit refund
+  Stripe refused, a payment that is not the deposit asked, a visit fee that failed or needs the patient);
 - ``show``: a conversation's transcript;
 - ``reply``: a staff message sent through the same transactional outbox as the agent's replies (so consent,
   rate limits, retries and exactly-once sending apply unchanged);
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
 from domain.agent_state import AgentState
 from domain.staff_access import HANDOFF_URGENCY_ORDER
 from scripts.common import CommandError, add_clinic_argument
@@ -84,7 +86,8 @@ def register(subparsers: Any) -> None:
         "attention",
         help="conversations needing a human, most urgent first",
         description="Handoffs (emergency, urgent, normal, low; oldest first within each), conversations whose "
-        "last turn failed, and quarantined inbound messages.",
+        "last turn failed, quarantined inbound messages, visits with no outcome, and money to handle by hand: "
+        "deposit refunds Stripe refused, payments held for review, visit fees that failed or need the patient.",
     )
     add_clinic_argument(attention)
     attention.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -163,11 +166,68 @@ def attention_rows(session: Session, now: datetime) -> list[dict[str, Any]]:
     """What needs a human, most pressing first (runs inside a clinic's tenant scope)."""
     rows = [dict(r) for r in session.execute(text(_ATTENTION_SQL)).mappings()]
     rows += _unresolved_visit_rows(session, now)
+    rows += _money_rows(session)
     for row in rows:
         since = row["since"]
         row["waiting_s"] = int((now - since).total_seconds()) if since else 0
     rank = {u: i for i, u in enumerate(URGENCY_ORDER)}
     rows.sort(key=lambda r: (rank.get(str(r["urgency"]), len(rank)), r["since"] or now))
+    return rows
+
+
+# Money nothing retries: a refused deposit refund, a payment held for review (``domain.deposits``), a visit fee
+# that failed or waits for the patient's bank (``worker.visits.fees``).  One row per appointment and problem.
+def _money_sql() -> str:
+    from domain import deposits
+    from worker.visits.fees import FEE_NEEDS_STAFF
+
+    return f"""
+SELECT a.id AS appointment_id, a.conversation_id, p.status AS problem, 'deposit' AS what, p.amount_cents,
+       p.refunded_cents, '' AS detail, p.updated_at AS since, cl.name AS client, cl.phone_e164 AS phone
+FROM payments p JOIN appointments a ON a.id = p.appointment_id LEFT JOIN clients cl ON cl.id = a.client_id
+WHERE p.status IN {sql_list(deposits.NEEDS_STAFF_STATUSES)}
+UNION ALL
+SELECT a.id, a.conversation_id, a.fee_status, a.fee_kind, a.fee_cents, 0, coalesce(a.fee_error, ''), a.updated_at,
+       cl.name, cl.phone_e164
+FROM appointments a LEFT JOIN clients cl ON cl.id = a.client_id
+WHERE a.fee_status IN {sql_list(FEE_NEEDS_STAFF)}
+"""
+
+
+def _money_rows(session: Session) -> list[dict[str, Any]]:
+    """What staff must do about money the workers gave up on, in words (the table shows the start of it)."""
+    from domain.appointments import money
+    from domain.deposits import REFUND_FAILED, held_cents
+    from worker.visits.fees import FEE_REQUIRES_ACTION
+
+    rows = []
+    for m in session.execute(text(_money_sql())).mappings():
+        if m["what"] == "deposit":
+            held = money(held_cents(int(m["amount_cents"]), int(m["refunded_cents"] or 0)))
+            if m["problem"] == REFUND_FAILED:
+                why, todo = "refund failed", f"refund {held} by hand in Stripe: the refund was refused"
+            else:
+                why, todo = "payment review", f"check the payment in Stripe: not the {held} deposit asked"
+        else:
+            fee = f"{money(int(m['amount_cents']))} {str(m['what']).replace('_', ' ')} fee"
+            if m["problem"] == FEE_REQUIRES_ACTION:
+                why, todo = "fee needs patient", f"collect the {fee}: the bank wants the patient"
+            else:
+                why, todo = "fee failed", f"collect the {fee}: the card charge failed ({m['detail']})"
+        rows.append(
+            {
+                "conversation_id": m["conversation_id"],
+                "inbox_id": None,
+                "appointment_id": m["appointment_id"],
+                "why": why,
+                "urgency": "normal",
+                "since": m["since"],
+                "channel": "payment",
+                "client": m["client"],
+                "phone": m["phone"],
+                "reason": todo,
+            }
+        )
     return rows
 
 

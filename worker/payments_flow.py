@@ -34,12 +34,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from db.engine import sql_list
 from domain import appointments as appointment_rules
+from domain import deposits
 from domain.agent_state import AgentEvent, AgentState, next_state
 from domain.prompt import local_label
 from domain.replies import shape_sms_reply
+from worker import staff_takeover
 from worker.automations import withdraw_appointment_messages
 from worker.container import Container
+from worker.handoff_notify import INSERT_ALERT, alert_params
 from worker.outbox.rows import OutboxRow
 from worker.outbox.writes import insert_rows, write_history_message
 from worker.sending import enqueue
@@ -51,14 +55,16 @@ SendOutbox = Callable[[int, list[int]], None]  # (clinic_id, outbox ids), called
 FollowUp = Callable[[str, int, int], None]  # (kind: "calendar" | "refund", clinic_id, appointment_id)
 
 WEBHOOK_PROVIDER = "stripe"  # processed_webhook_events.provider for Stripe and local test-mode events
-SETTLED = ("paid", "refunded", "kept", "refund_due", "refund_failed")
+# Said to staff (the conversation's handoff reason) when a checkout paid something other than the deposit asked.
+REVIEW_REASON = "deposit paid does not match the amount asked; check the payment before confirming"
 
 
 @dataclass
 class PaymentOutcome:
     """What one event did (tests and logs read it; nothing depends on it for correctness)."""
 
-    action: str  # confirmed | rebooked | refund_late | released | noted | refunded | duplicate | ignored | missing
+    # confirmed | rebooked | refund_late | review | released | noted | refunded | duplicate | ignored | missing
+    action: str
     appointment_id: int | None = None
     outbox_ids: list[int] = field(default_factory=list)
     calendar: bool = False
@@ -199,8 +205,8 @@ def _lock_payment(
     row = (
         session.execute(
             text(
-                "SELECT id, status, amount_cents, payment_intent_id FROM payments WHERE checkout_session_id = :sid "
-                "FOR UPDATE"
+                "SELECT id, status, amount_cents, currency, payment_intent_id FROM payments "
+                "WHERE checkout_session_id = :sid FOR UPDATE"
             ),
             {"sid": session_id},
         )
@@ -216,7 +222,7 @@ def _lock_payment(
                 """INSERT INTO payments (clinic_id, appointment_id, client_id, provider, checkout_session_id,
                    amount_cents, currency, status, url, expires_at)
                VALUES (:c, :a, :client, :prov, :sid, :amt, :cur, 'pending', :url, :exp)
-               RETURNING id, status, amount_cents, payment_intent_id"""
+               RETURNING id, status, amount_cents, currency, payment_intent_id"""
             ),
             {
                 "c": clinic_id,
@@ -252,9 +258,17 @@ def _session_completed(
         return PaymentOutcome("ignored")
     payment = _lock_payment(session, clinic_id, appt, obj, now)
     outcome = PaymentOutcome("confirmed", appointment_id=appt["id"])
-    if payment["status"] in SETTLED:
+    if payment["status"] in deposits.RECEIVED_STATUSES:
         outcome.action = "duplicate"
         return outcome
+    paid_cents, paid_currency = obj.get("amount_total"), obj.get("currency")
+    if not deposits.checkout_matches(
+        int(payment["amount_cents"]),
+        str(payment["currency"]),
+        int(paid_cents) if paid_cents is not None else None,
+        str(paid_currency) if paid_currency else None,
+    ):
+        return _hold_for_review(session, clinic_id, appt, payment, obj, outcome)
     session.execute(
         text(
             """UPDATE payments SET status = 'paid', payment_intent_id = coalesce(:pi, payment_intent_id),
@@ -263,7 +277,7 @@ def _session_completed(
         {"pi": obj.get("payment_intent"), "id": payment["id"]},
     )
     cards.record_checkout_agreement(session, payment["id"], obj, now)
-    amount = appointment_rules.money(int(obj.get("amount_total") or payment["amount_cents"] or 0))
+    amount = appointment_rules.money(int(payment["amount_cents"] or 0))  # the amount checked just above
     when = local_label(appt["starts_at"], appt["timezone"])
     what = f"{appt['service_name']} with {appt['provider_name']} on {when}"
     pending = appt["status"] == appointment_rules.PENDING_DEPOSIT
@@ -348,26 +362,99 @@ def _session_expired(
         ),
         {"a": appt["id"], "id": payment["id"], "now": now},
     ).first()
-    if appt["status"] == appointment_rules.PENDING_DEPOSIT and other_open is None:
+    # A clinic's hold may outlast Stripe's longest session (24 h): the session's end is not the hold's, and
+    # expire_due_holds releases the slot when hold_expires_at passes (the patient may ask for a new link meanwhile).
+    hold_running = appt["hold_expires_at"] is not None and appt["hold_expires_at"] > now
+    if appt["status"] == appointment_rules.PENDING_DEPOSIT and other_open is None and not hold_running:
         outcome.action = "released"
         outcome.outbox_ids = release_hold(session, clinic_id, appt, routing, trace)
     return outcome
 
 
 def _charge_refunded(session: Session, obj: dict[str, Any]) -> PaymentOutcome:
-    """A refund made outside the agent (e.g. in the Stripe dashboard): keep our record true."""
+    """A refund made outside the agent (e.g. in the Stripe dashboard): keep our record true.
+
+    ``amount_refunded`` is the charge's running total, so the largest one seen wins (events arrive in any order).
+    Only a charge refunded in full makes the payment ``refunded``; after a partial refund it keeps its status and
+    the settlement refunds or keeps what is still held (``domain.deposits.held_cents``)."""
     payment_intent = obj.get("payment_intent")
     if not payment_intent:
         return PaymentOutcome("ignored")
-    row = session.execute(
+    refunded = int(obj.get("amount_refunded") or 0)
+    charged = obj.get("amount")
+    whole = bool(obj.get("refunded")) or (charged is not None and refunded >= int(charged))
+    row = (
+        session.execute(
+            text(
+                f"""SELECT id, appointment_id, amount_cents, refunded_cents FROM payments
+                   WHERE payment_intent_id = :pi AND status IN {sql_list(deposits.REFUNDABLE_STATUSES)}
+                   ORDER BY id LIMIT 1 FOR UPDATE"""
+            ),
+            {"pi": str(payment_intent)},
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if row is None:
+        return PaymentOutcome("ignored")
+    total = max(int(row["refunded_cents"] or 0), refunded)
+    full = whole or deposits.fully_refunded(int(row["amount_cents"]), total)
+    session.execute(
         text(
-            """UPDATE payments SET status = 'refunded', refunded_cents = :amt, updated_at = now()
-               WHERE payment_intent_id = :pi AND status IN ('paid', 'kept', 'refunded', 'refund_due', 'refund_failed')
-               RETURNING appointment_id"""
+            """UPDATE payments SET refunded_cents = :total, updated_at = now(),
+                      status = CASE WHEN CAST(:full AS boolean) THEN :refunded ELSE status END
+               WHERE id = :id"""
         ),
-        {"amt": int(obj.get("amount_refunded") or 0), "pi": str(payment_intent)},
-    ).scalar_one_or_none()
-    return PaymentOutcome("refunded" if row is not None else "ignored", appointment_id=row)
+        {"total": total, "full": full, "refunded": deposits.REFUNDED, "id": row["id"]},
+    )
+    return PaymentOutcome("refunded" if full else "noted", appointment_id=int(row["appointment_id"]))
+
+
+def _hold_for_review(
+    session: Session,
+    clinic_id: int,
+    appt: dict[str, Any],
+    payment: dict[str, Any],
+    obj: dict[str, Any],
+    outcome: PaymentOutcome,
+) -> PaymentOutcome:
+    """A checkout paid another amount or currency than the deposit we recorded (a session made by hand in the
+    dashboard, a changed price): confirming would book the visit and text the patient a wrong amount.  The
+    payment waits for staff (``review``: on their attention list), the conversation is handed to them, and the
+    slot stays held without an end, so the hold expiry does not tell a patient who paid that nothing arrived."""
+    session.execute(
+        text(
+            """UPDATE payments SET status = :review, payment_intent_id = coalesce(:pi, payment_intent_id),
+                      updated_at = now() WHERE id = :id"""
+        ),
+        {"review": deposits.REVIEW, "pi": obj.get("payment_intent"), "id": payment["id"]},
+    )
+    session.execute(
+        text("UPDATE appointments SET hold_expires_at = NULL, updated_at = now() WHERE id = :id AND status = :pending"),
+        {"id": appt["id"], "pending": appointment_rules.PENDING_DEPOSIT},
+    )
+    if appt.get("conversation_id"):
+        conversation_id = int(appt["conversation_id"])
+        staff_takeover.take_over(session, conversation_id, reason=REVIEW_REASON)
+        # Staff are told as for any handoff (once per payment, however often the event is redelivered).
+        session.connection().exec_driver_sql(
+            INSERT_ALERT, alert_params(clinic_id, conversation_id, "normal", f"deposit-review:{payment['id']}")
+        )
+    # Ids, amounts and currencies only: enough for staff to find it, nothing about the patient.
+    log.error(
+        "checkout paid an amount or currency other than the deposit recorded; held for staff review",
+        extra={
+            "clinic_id": clinic_id,
+            "appointment_id": appt["id"],
+            "payment_id": payment["id"],
+            "expected_cents": int(payment["amount_cents"]),
+            "expected_currency": str(payment["currency"]),
+            "paid_cents": obj.get("amount_total"),
+            "paid_currency": obj.get("currency"),
+        },
+    )
+    outcome.action = "review"
+    return outcome
 
 
 # ------------------------------------------------------------------ holds

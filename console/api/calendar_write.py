@@ -2,7 +2,8 @@
 (``worker/appointments``), and the day of a visit — check in, complete, no-show, late cancel — through
 ``worker/visits/transitions``: the same code, rules and refusals as ``medspa appointments …``.
 
-- Who: ``schedule:write`` (front desk, managers, owners); a provider changes only their own appointments and time.
+- Who: ``schedule:write`` (front desk, managers, owners); a provider changes only their own appointments and time,
+  and books only their own patients (a booking is what makes a patient theirs: ``console.queries.clients``).
   Another clinic's appointment is invisible (row-level security): 404, nothing changed.
 - Screening, availability, the deposit hold and the clinic's cancellation policy (refund or keep a paid deposit)
   are the service's; an overlap is refused by the exclusion constraint (409, naming what it overlaps).
@@ -35,6 +36,7 @@ from console.api.calendar_models import (
 )
 from console.api.framework import ApiCall, api
 from console.problems import Problem, forbidden, not_found
+from console.queries import clients as client_queries
 from console.queries import schedule as queries
 from db.clinics import load_clinic
 from domain import appointments as rules
@@ -173,7 +175,8 @@ def refused(exc: AppointmentError) -> Problem:
             kind="screening",
         )
     if "qualified_providers" in exc.extra:
-        return invalid("provider_id", f"{exc} (qualified: {', '.join(exc.extra['qualified_providers']) or 'none'})")
+        qualified = ", ".join(exc.extra["qualified_providers"]) or "none you can book"  # a provider books only self
+        return invalid("provider_id", f"{exc} (qualified: {qualified})")
     alternatives = exc.extra.get("alternatives")
     if alternatives is not None:
         options = "; ".join(f"{a['start'].replace('T', ' ')} with {a['provider']}" for a in alternatives)
@@ -217,14 +220,18 @@ def locked(call: ApiCall, clinic: Clinic, appointment_id: int) -> Any:
     status_code=201,
 )
 def book_appointment(call: ApiCall) -> AppointmentOut:
-    """A service that takes a deposit is booked ``pending_deposit`` with a hold.  Booking the same patient, service
-    and time again answers the first booking (``changed: false``).  409 when the time is taken (with open times
-    nearby) or screening refuses the service for this patient."""
+    """A service that takes a deposit is booked ``pending_deposit`` with a hold.  The same patient, service, time and
+    provider again answers that booking (``changed: false``).  409 when the time is taken (open times nearby: a
+    provider's own) or screening refuses the service; 403 when a provider books someone not their patient."""
     body: BookIn = call.body
-    clinic = the_clinic(call)
     own = own_provider(call)
     if own is not None and body.provider_id not in (None, own):
         raise forbidden("You can book only your own schedule.")
+    # Before screening or availability: their refusals name the patient's stated condition and open times, not a
+    # provider's to learn of another's patient (booking them would make the patient theirs).  Exists or not: 403.
+    if own is not None and not client_queries.lookup(call.session, body.client_id, own).within_reach:
+        raise forbidden("You can book only patients who have an appointment with you.")
+    clinic = the_clinic(call)
     provider_id = own if own is not None else body.provider_id
     client = store.client(call.session, clinic.id, client_id=body.client_id, phone=None)
     if client is None:
@@ -237,12 +244,12 @@ def book_appointment(call: ApiCall) -> AppointmentOut:
     provider = active_provider(call.session, clinic.id, provider_id) if provider_id is not None else None
     start = body.starts_at
     future(call, start)
-    base = f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}"
+    for_whom = f"p{provider.id}" if provider is not None else "any"  # keyed: another provider is another booking
     request = BookingRequest(
         client_id=client.id,
         service=treatment,
         start=start,
-        source_key=store.staff_source_key(call.session, clinic.id, base),
+        source_key=f"staff:{client.id}:{treatment.slug}:{service.slots.iso_local(start)}:{for_whom}",
         provider=provider,
         # Texted: the booking belongs to their SMS thread (the agent sees it; no second automated confirmation).
         conversation_id=client.conversation_id if body.text_patient else None,
@@ -270,10 +277,12 @@ def book_appointment(call: ApiCall) -> AppointmentOut:
         if body.text_patient:
             sent.append(patient_texts.text_booked(session, clinic, client, treatment.name, booking, by=BY))
 
+    # A provider's booking looks at their schedule alone, so a refusal suggests only their own open times.
+    candidates = [provider] if own is not None and provider is not None else providers
     try:
         booking = service.book(
             request,
-            providers,
+            candidates,
             patient_texts=lambda: store.client_texts(call.session, clinic.id, client.id),
             services=services,
             within=record,

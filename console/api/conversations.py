@@ -77,11 +77,13 @@ class ConversationMessages(BaseModel):
 
 
 def _inbox_item(row: dict[str, Any]) -> InboxItem:
-    return InboxItem(**{k: row[k] for k in InboxItem.model_fields if k != "handoff"}, handoff=row["rank"] < 9)
+    return InboxItem(
+        **{k: row[k] for k in InboxItem.model_fields if k != "handoff"}, handoff=row["rank"] < queries.WITH_THE_AGENT
+    )
 
 
 def load_inbox(call: ApiCall, query: InboxQuery) -> Page[InboxItem]:
-    after = decode_cursor(query.cursor, (int, datetime, int)) if query.cursor else None
+    after = decode_cursor(query.cursor, (queries.INBOX_RANKS, datetime, int)) if query.cursor else None
     rows = queries.inbox(
         call.session,
         provider_id=call.clinic.own_provider_id,

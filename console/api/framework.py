@@ -77,29 +77,25 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple[Any, ...]:
-    """The key values a cursor carries, typed; a cursor that is not one of ours is a clear 400."""
+# A cursor's int is a row id unless its decoder names another range (``decode_cursor``): the key columns are
+# bigint, and a value Postgres cannot hold fails the statement ("integer out of range": a 500, not a 400).
+ROW_ID = range(1, 2**63)
+CursorKind = type | range
+
+
+def decode_cursor(cursor: str, kinds: tuple[CursorKind, ...]) -> tuple[Any, ...]:
+    """The key values a cursor carries, typed; a cursor that is not one of ours is a clear 400.
+
+    ``kinds``: ``int`` (a row id, ``ROW_ID``), a ``range`` (an int within it, e.g. the inbox's ranks), ``str``
+    or ``datetime`` (with its offset).  A cursor comes back from the client, so each value is checked to be one
+    we could have issued — in type *and* range — before it reaches a statement."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(values, list) or len(values) != len(kinds):
             raise ValueError("shape")
-        typed: list[Any] = []
-        for value, kind in zip(values, kinds, strict=True):
-            if value is None:
-                typed.append(None)
-            elif kind is datetime:
-                typed.append(datetime.fromisoformat(value))
-            elif (
-                kind is int
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-                or kind is str
-                and isinstance(value, str)
-            ):
-                typed.append(value)
-            else:
-                raise ValueError("type")
-        return tuple(typed)
+        return tuple(
+            None if value is None else _cursor_value(value, kind) for value, kind in zip(values, kinds, strict=True)
+        )
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise Problem(
             400,
@@ -108,6 +104,28 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> tuple[Any, ...]:
             kind="validation",
             errors=[{"field": "cursor", "message": "not a cursor this API issued"}],
         ) from None
+
+
+def _cursor_value(value: Any, kind: CursorKind) -> Any:
+    """One value of a cursor as ``kind``, or ValueError/TypeError."""
+    if kind is datetime:
+        if not isinstance(value, str):
+            raise TypeError("datetime")
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:  # ours are instants; a naive one would be read in the session's time zone
+            raise ValueError("naive datetime")
+        return moment
+    if kind is int or isinstance(kind, range):
+        bounds = kind if isinstance(kind, range) else ROW_ID
+        if not isinstance(value, int) or isinstance(value, bool) or value not in bounds:
+            raise ValueError("int")
+        return value
+    if kind is str:
+        if not isinstance(value, str) or "\x00" in value:  # Postgres text holds no NUL
+            raise ValueError("str")
+        value.encode()  # a lone surrogate (valid JSON) is no UTF-8: UnicodeEncodeError, a ValueError
+        return value
+    raise AssertionError(f"no cursor kind {kind!r}")  # a handler's mistake, not the client's: a 500
 
 
 @dataclass

@@ -14,13 +14,15 @@ from domain.staff_access import HANDOFF_URGENCY_ORDER
 
 # rank: 1..4 = a handoff by urgency (HANDOFF_URGENCY_ORDER), 9 = with the agent.  Keyset pagination on
 # (rank ASC, last activity DESC, id DESC), the order the front desk reads the inbox in.
+WITH_THE_AGENT = 9
+INBOX_RANKS = range(1, WITH_THE_AGENT + 1)  # what a cursor's rank may be (any other is not one we issued)
 _INBOX = f"""
 SELECT * FROM (
     SELECT v.id, v.channel, v.client_id, cl.name AS client_name, cl.phone_e164 AS client_phone, v.agent_state,
            v.handoff_reason, v.handoff_urgency, v.last_message_at, v.last_inbound_seq > v.answered_seq AS unanswered,
            CASE WHEN lower(v.agent_state) = :handoff
                 THEN coalesce(array_position(CAST(:urgencies AS text[]), coalesce(v.handoff_urgency, 'normal')), 3)
-                ELSE 9 END AS rank,
+                ELSE {WITH_THE_AGENT} END AS rank,
            coalesce(v.last_message_at, v.created_at) AS activity_at,
            (SELECT left(m.body, 160) FROM messages m WHERE m.conversation_id = v.id AND m.body <> ''
               AND (m.role IN ('user', 'staff') OR (m.role = 'assistant' AND m.direction = 'outbound'))
@@ -28,7 +30,7 @@ SELECT * FROM (
     FROM conversations v JOIN clients cl ON cl.id = v.client_id
     WHERE {OWN_PATIENT.format(client="v.client_id")}
 ) inbox
-WHERE (CAST(:handoffs_only AS boolean) IS NOT TRUE OR rank < 9)
+WHERE (CAST(:handoffs_only AS boolean) IS NOT TRUE OR rank < {WITH_THE_AGENT})
   AND (CAST(:after_rank AS int) IS NULL
        OR rank > CAST(:after_rank AS int)
        OR (rank = CAST(:after_rank AS int) AND (activity_at < CAST(:after_at AS timestamptz)
@@ -121,11 +123,7 @@ def media_item(session: Session, media_id: int, provider_id: int | None) -> dict
     return dict(row) if row else None
 
 
-_REACHABLE = """
-SELECT v.id FROM conversations v
-WHERE EXISTS (SELECT 1 FROM appointments own WHERE own.client_id = v.client_id
-                AND own.provider_id = CAST(:provider_id AS bigint) AND own.kind = 'appointment')
-"""
+_REACHABLE = f"SELECT v.id FROM conversations v WHERE {OWN_PATIENT.format(client='v.client_id')}"
 
 
 def reachable_ids(session: Session, provider_id: int) -> frozenset[int]:

@@ -244,6 +244,8 @@ def test_expired_checkout_and_elapsed_hold_release_the_slot(deposit_stack) -> No
     day = _booking_day(stack.clock.now(), weeks_ahead=3)
     appointment_id, _ = _book_with_deposit(stack, first, day, 16)
 
+    # The checkout ends with the hold (its expiry is the hold's): Stripe says so once that time has come.
+    stack.clock.set(stack.clock.now() + timedelta(minutes=61))
     session = _session_for(stripe_api, appointment_id)
     body = checkout_event("checkout.session.expired", session)
     assert _post_stripe(stack, body, _signed(body)).status_code == 200

@@ -4,7 +4,9 @@ Checks what the ``stripe`` SDK sends — bearer key, form-encoded nested
 parameters (``line_items[0][price_data][unit_amount]``), Idempotency-Key —
 and honours idempotency the way Stripe does: the same key with the same
 parameters replays the first response; with different parameters it is a 400
-``idempotency_error``.
+``idempotency_error``; while a request with the key is still being processed,
+another one with it is a 409 ``idempotency_error`` (``pause_next_create``
+keeps one in flight).
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ class FakeStripeApi(FakeHttpServer):
         self._lose_replies = 0
         self._idempotent: dict[str, tuple[str, bytes, Reply]] = {}
         self._store_lock = threading.Lock()
+        self._in_flight: set[str] = set()  # idempotency keys of requests being processed
+        self._pause: threading.Event | None = None
+        self.paused = threading.Event()  # set when the request ``pause_next_create`` holds has arrived
 
     # ------------------------------------------------------------ scripted failures
     def rate_limit_next(self, count: int = 1) -> None:
@@ -165,6 +170,16 @@ class FakeStripeApi(FakeHttpServer):
         """Hold the next response back; the client is expected to time out first."""
         self.script(Reply(500, {"error": {"type": "api_error", "message": "late"}}, delay_s=seconds))
 
+    def pause_next_create(self) -> threading.Event:
+        """Keep the next create request in flight (its key marked as being processed, nothing created yet) until
+        the returned event is set: a second request with the same key meanwhile gets Stripe's 409.  ``paused`` is
+        set once that request has arrived."""
+        release = threading.Event()
+        with self._store_lock:
+            self._pause = release
+            self.paused.clear()
+        return release
+
     # ------------------------------------------------------------ behaviour
     def violation_reply(self, message: str) -> Reply:
         return _error(400, "invalid_request_error", f"fake: {message}", "parameter_invalid")
@@ -183,6 +198,28 @@ class FakeStripeApi(FakeHttpServer):
         key = request.header("Idempotency-Key")
         require(key, "Idempotency-Key header missing (every create must be idempotent)")
         assert key is not None
+        with self._store_lock:
+            if key in self._in_flight:
+                return _error(
+                    409,
+                    "idempotency_error",
+                    "There is currently another in-progress request using this Idempotent Key (that probably means "
+                    "you submitted twice, and the other request is still going through).",
+                )
+            pause, self._pause = self._pause, None
+            if pause is not None:
+                self._in_flight.add(key)
+                self.paused.set()
+        if pause is not None:
+            try:
+                require(pause.wait(timeout=10), "a paused request was never released")
+                return self._create(key, request)
+            finally:
+                with self._store_lock:
+                    self._in_flight.discard(key)
+        return self._create(key, request)
+
+    def _create(self, key: str, request: RecordedRequest) -> Reply:
         with self._store_lock:
             previous = self._idempotent.get(key)
             if previous is not None:

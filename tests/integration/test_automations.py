@@ -13,13 +13,18 @@ import pytest
 from sqlalchemy import text
 
 from console.queries import clients as client_queries
+from db.clinics import load_clinic
 from db.engine import Database, make_engine
 from domain.audience import SegmentFilter
 from domain.outbox import BOOKED_SINCE, automation_still_relevant
+from domain.templates import when_label
 from tests.support.infra import wait_for
 from tests.support.stack import running_stack
 from worker import automations
+from worker.appointments import store
+from worker.appointments.service import AppointmentService
 from worker.appointments.store import UPCOMING_OF_CONVERSATION, upcoming_views
+from worker.automations.rules import dedupe_key
 from worker.campaigns.segments import segment_sql
 from worker.outbox.ports import send_ports
 from worker.outbox.sender import send_one
@@ -200,7 +205,7 @@ def test_each_automation_fires_once_at_its_moment_and_not_again_after_a_restart(
     def case(kind: str, name: str, starts_at: datetime, status: str, created_at: datetime, must: str, **kw) -> int:
         client_id, phone = clinic.client(name)
         appt = clinic.appointment(client_id, starts_at, status, created_at=created_at, **kw)
-        expect[f"auto:{kind}:appt:{appt}"] = (phone, must)
+        expect[dedupe_key(kind, appt, starts_at)] = (phone, must)
         return appt
 
     case("confirmation", "Cora Firm", moment + timedelta(days=5), "booked", moment, "you're booked")
@@ -350,7 +355,8 @@ def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_en
     with owner_engine.begin() as conn:
         conn.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": early})
     created = automations.scan_clinic(database, clinic.id, moment + timedelta(hours=1))
-    assert list(clinic.rows(database)) == [f"auto:reminder_24h:appt:{late}"]
+    late_key = dedupe_key("reminder_24h", late, moment + timedelta(hours=25))
+    assert list(clinic.rows(database)) == [late_key]
     # Cancelled after its reminder was created but before it was sent: the cancel path withdraws it.
     with database.tenant_scope(clinic.id) as session:
         session.execute(text("UPDATE appointments SET status = 'cancelled' WHERE id = :id"), {"id": late})
@@ -359,9 +365,95 @@ def test_a_cancelled_appointment_gets_no_reminder(auto_stack, database, owner_en
         assert automation_still_relevant({"automation": "reminder_24h", "appointment_id": late}, status) is False
     enqueue_bulk_sends(clinic.id, created.outbox_ids)
     stack.wait_idle(clinic.id)
-    assert [r["status"] for r in clinic.rows(database)[f"auto:reminder_24h:appt:{late}"]] == ["cancelled"]
+    assert [r["status"] for r in clinic.rows(database)[late_key]] == ["cancelled"]
     assert not [m for m in list(stack.twilio.messages) if m.to in (early_phone, late_phone)]
     assert automations.scan_clinic(database, clinic.id, moment + timedelta(hours=2)).outbox_ids == []
+
+
+def _move(database, clinic: Clinic, appointment_id: int, new_start: datetime, now: datetime) -> None:
+    """Staff move the visit (``AppointmentService.move``: the move path that withdraws its queued texts)."""
+    with database.tenant_scope(clinic.id) as session:
+        found = load_clinic(session, clinic.id)
+    assert found is not None
+    service = AppointmentService(database, found, now=now)
+    service.move(lambda session: store.appointment_for_update(session, clinic.id, appointment_id), new_start)
+
+
+def test_a_visit_moved_after_its_reminder_went_out_is_reminded_for_its_new_time(auto_stack, database, owner_engine):
+    stack, _ = auto_stack
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    first_start, new_start = moment + timedelta(hours=24), moment + timedelta(hours=48)
+    client_id, phone = clinic.client("Mo Ved")
+    appt = clinic.appointment(client_id, first_start, "booked", created_at=moment - timedelta(days=5))
+    kept_id, kept_phone = clinic.client("Stay Put")  # the control: same window, never moved
+    kept_start = first_start - timedelta(hours=1)
+    kept = clinic.appointment(kept_id, kept_start, "booked", created_at=moment - timedelta(days=5))
+
+    first = automations.scan_clinic(database, clinic.id, moment + timedelta(hours=1))
+    assert len(first.outbox_ids) == 2
+    stack.clock.set(moment + timedelta(hours=1))
+    enqueue_bulk_sends(clinic.id, first.outbox_ids)
+    wait_for(lambda: {m.to for m in list(stack.twilio.messages)} >= {phone, kept_phone}, 30, what="both reminders")
+    stack.wait_idle(clinic.id)
+
+    _move(database, clinic, appt, new_start, moment + timedelta(hours=2))
+    # An unchanged visit scanned again while its reminder is due gets nothing more.
+    assert automations.scan_clinic(database, clinic.id, moment + timedelta(hours=3)).outbox_ids == []
+
+    # A day before the new time: the reminder for that time, with that time in it — once.
+    at_new = automations.scan_clinic(database, clinic.id, new_start - timedelta(hours=24))
+    assert automations.scan_clinic(database, clinic.id, new_start - timedelta(hours=23)).outbox_ids == []
+    rows = clinic.rows(database)
+    assert [r["status"] for r in rows[dedupe_key("reminder_24h", appt, first_start)]] == ["sent"]
+    [reminder] = rows[dedupe_key("reminder_24h", appt, new_start)]
+    assert len(at_new.outbox_ids) == 1 and reminder["to_address"] == phone
+    assert when_label(new_start, "America/Los_Angeles") in reminder["body"]
+    assert [r["status"] for r in rows[dedupe_key("reminder_24h", kept, kept_start)]] == ["sent"]
+    assert len(rows) == 3
+    stack.clock.set(new_start - timedelta(hours=24))
+    enqueue_bulk_sends(clinic.id, at_new.outbox_ids)
+    wait_for(lambda: [m.to for m in list(stack.twilio.messages)].count(phone) == 2, 30, what="the new reminder")
+    stack.wait_idle(clinic.id)
+    assert [m.to for m in list(stack.twilio.messages)].count(kept_phone) == 1
+
+
+def test_a_visit_moved_while_its_reminders_were_queued_is_reminded_for_its_new_time(database, owner_engine):
+    """The move withdraws the queued reminder and deposit reminder (they name the old time); the next scan creates
+    them for the new time, and a scan after that creates nothing more."""
+    clinic = Clinic(owner_engine)
+    moment = la(datetime.now(LA).date() + timedelta(days=2), time(12))
+    booked_id, _ = clinic.client("Quinn Queued")
+    booked_start, booked_moved = moment + timedelta(hours=24, minutes=30), moment + timedelta(hours=26)
+    booked = clinic.appointment(booked_id, booked_start, "booked", created_at=moment - timedelta(days=5))
+    held_id, _ = clinic.client("Dee Held")
+    held_start, held_moved = moment + timedelta(days=3), moment + timedelta(days=4)
+    held = clinic.appointment(
+        held_id,
+        held_start,
+        "pending_deposit",
+        created_at=moment - timedelta(minutes=30),
+        hold_expires_at=moment + timedelta(hours=3),
+    )
+
+    queued = automations.scan_clinic(database, clinic.id, moment + timedelta(minutes=30))
+    assert len(queued.outbox_ids) == 2
+    _move(database, clinic, booked, booked_moved, moment + timedelta(hours=1))
+    _move(database, clinic, held, held_moved, moment + timedelta(hours=1))
+
+    again = automations.scan_clinic(database, clinic.id, moment + timedelta(hours=2))
+    assert len(again.outbox_ids) == 2
+    assert automations.scan_clinic(database, clinic.id, moment + timedelta(hours=2, minutes=5)).outbox_ids == []
+    rows = clinic.rows(database)
+    withdrawn = (dedupe_key("reminder_24h", booked, booked_start), dedupe_key("deposit_reminder", held, held_start))
+    assert [rows[key][0]["status"] for key in withdrawn] == ["cancelled", "cancelled"]
+    for key, start in (
+        (dedupe_key("reminder_24h", booked, booked_moved), booked_moved),
+        (dedupe_key("deposit_reminder", held, held_moved), held_moved),
+    ):
+        [row] = rows[key]
+        assert row["status"] == "queued" and when_label(start, "America/Los_Angeles") in row["body"]
+    assert len(rows) == 4
 
 
 def test_a_visit_under_way_is_upcoming_everywhere_so_no_rebook_nudge_or_win_back(database, owner_engine):
@@ -496,10 +588,11 @@ def test_quiet_hours_and_consent_apply_to_automations(database, owner_engine):
     clinic.appointment(out_id, la(day, time(13)), "completed", created_at=la(day, time(0)) - timedelta(days=9))
     # 07:00 local: the 2 h reminder is due but the clinic's quiet hours run until 08:00 — nothing yet.
     assert automations.scan_clinic(database, clinic.id, la(day, time(7))).outbox_ids == []
-    assert f"auto:reminder_2h:appt:{appt}" not in clinic.rows(database)
+    key = dedupe_key("reminder_2h", appt, la(day, time(9)))
+    assert key not in clinic.rows(database)
     at_eight = automations.scan_clinic(database, clinic.id, la(day, time(8)))
     assert len(at_eight.outbox_ids) == 1
-    assert clinic.rows(database)[f"auto:reminder_2h:appt:{appt}"][0]["status"] == "queued"
+    assert clinic.rows(database)[key][0]["status"] == "queued"
     # An opted-out client's aftercare is recorded as suppressed once and never retried.
     next_day = la(day + timedelta(days=1), time(14))
     first = automations.scan_clinic(database, clinic.id, next_day)

@@ -4,6 +4,8 @@ OpenAPI document."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -202,6 +204,40 @@ def test_cursor_pagination_walks_every_client_once(console):
             break
         params["cursor"] = page["next_cursor"]
     assert sorted(seen) == sorted(created) and len(seen) == len(set(seen))
+
+
+def _cursor(*values: object) -> str:
+    """A cursor as a client could forge one: the same encoding as ours, values of the client's choosing."""
+    raw = json.dumps(values, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def test_a_tampered_cursor_with_values_the_database_cannot_hold_is_a_400(console):
+    """Well-formed JSON of the right shape and types, but values no cursor of ours carries and Postgres refuses
+    ("integer out of range", a NUL in text, a lone surrogate): a 400 naming the cursor, never a 500."""
+    patient = add_patient(console.database, GLOW)
+    http, _ = console.sign_in(console.add_staff(GLOW, OWNER))
+    base = f"/api/v1/clinics/{GLOW}"
+    when = datetime.now(UTC).isoformat()
+    tampered = {
+        "conversations": [
+            _cursor(2**40, when, 1),  # the inbox's rank (1-4 a handoff, 9 with the agent) is an int
+            _cursor(10, when, 1),
+            _cursor(1, when, 2**63),  # past bigint
+            _cursor(1, when, -(2**70)),
+            _cursor(1, "2031-01-01T10:00:00", 1),  # no offset: not an instant
+        ],
+        f"conversations/{patient.conversation_id}/messages": [_cursor(2**63), _cursor(0)],
+        "clients": [_cursor("a\u0000b", 1), _cursor("\ud800", 1), _cursor("a", 2**64)],
+        "appointments": [_cursor(when, 2**63)],
+        "audit": [_cursor(2**80)],
+    }
+    for path, cursors in tampered.items():
+        for cursor in cursors:
+            body = _is_problem(http.get(f"{base}/{path}", params={"cursor": cursor}), 400)
+            assert body["errors"] == [{"field": "cursor", "message": "not a cursor this API issued"}], (path, cursor)
+    first = http.get(f"{base}/conversations", params={"limit": 1}).json()
+    assert http.get(f"{base}/conversations", params={"cursor": first["next_cursor"]}).status_code == 200
 
 
 def test_the_inbox_puts_handoffs_first_most_urgent_on_top(console):

@@ -29,6 +29,7 @@ from tests.support.console import GLOW, HARBOR, ConsoleStack, add_patient, futur
 from tests.support.infra import wait_for
 from worker.appointments import store
 from worker.appointments.patient_texts import national
+from worker.appointments.rows import AppointmentError
 from worker.appointments.service import AppointmentService
 
 OWNER, MANAGER, FRONT_DESK, PROVIDER = StaffRole.OWNER, StaffRole.MANAGER, StaffRole.FRONT_DESK, StaffRole.PROVIDER
@@ -528,6 +529,148 @@ def test_a_provider_changes_only_their_own_schedule(console):
     cancelled = http.post(f"{base}/appointments/{own_id}/cancel", json={"reason": "sick"}, headers=headers)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == rules.CANCELLED
     assert _audit(console, GLOW, "appointment.cancelled", own_id)[0]["actor"].startswith("provider-")
+
+
+def _free_for_both(console: ConsoleStack, slug: str, first: int, second: int) -> tuple[datetime, int]:
+    """A start, far out, when both providers are free for ``slug`` (and its service id): the availability check a
+    booking itself passes."""
+    clinic = _clinic(console, GLOW)
+    service = AppointmentService(console.database, clinic, now=datetime.now(UTC))
+    with console.database.tenant_scope(GLOW) as session:
+        services, providers = service.catalogue(session)
+    treatment = next(s for s in services if s.slug == slug)
+    one, other = (next(p for p in providers if p.id == pid) for pid in (first, second))
+    day = datetime.now(UTC).date() + timedelta(days=120 + uuid.uuid4().int % 900)
+    for slot in service.slots.open_slots(treatment, [one], day, day + timedelta(days=14), limit=50):
+        try:
+            service.slots.check(treatment, providers, slot.start, other)
+        except AppointmentError:
+            continue
+        return slot.start, treatment.id
+    raise AssertionError("no time both providers are free in two weeks")
+
+
+def _booked_rows(console: ConsoleStack, client_id: int) -> int:
+    with console.database.tenant_scope(GLOW) as session:
+        return int(
+            session.execute(
+                text("SELECT count(*) FROM appointments WHERE client_id = :c AND kind = 'appointment'"),
+                {"c": client_id},
+            ).scalar_one()
+        )
+
+
+def test_a_provider_books_only_patients_already_theirs_and_learns_nothing_of_the_others(console):
+    """Booking is what makes a patient a provider's (console.queries.clients): a provider booking someone else's
+    patient — or a patient of nobody's yet — would then read their profile, messages and photos for good, even
+    after cancelling.  Refused first, with nothing about the patient in the answer; nothing written."""
+    start, mine, service_id = _open_slot(console, "consultation")
+    theirs = next(p for p in provider_ids(console.database, GLOW) if p != mine)
+    own = add_patient(console.database, GLOW, provider_id=mine, name="Own Patient")
+    colleagues = add_patient(console.database, GLOW, provider_id=theirs, name="Colleagues Patient")
+    nobodys = add_patient(console.database, GLOW, name="Nobodys Patient")
+    http, headers = _signed_in(console, GLOW, PROVIDER, provider_id=mine)
+    clinic = _clinic(console, GLOW)
+    base = f"/api/v1/clinics/{GLOW}"
+    before = {p.client_id: _booked_rows(console, p.client_id) for p in (colleagues, nobodys)}
+    for patient in (colleagues, nobodys):
+        request = {"client_id": patient.client_id, "service_id": service_id, "starts_at": start.isoformat()}
+        for body in (request, {**request, "provider_id": mine}):
+            refused = _problem(http.post(f"{base}/appointments", json=body, headers=headers), 403)
+            assert patient.name not in json.dumps(refused) and patient.phone not in json.dumps(refused)
+        page_form = {
+            "csrf_token": headers["X-CSRF-Token"],
+            "date": start.astimezone(clinic.tz).date().isoformat(),
+            "client_id": str(patient.client_id),
+            "service_id": str(service_id),
+            "starts_at": start.astimezone(clinic.tz).strftime("%Y-%m-%dT%H:%M"),
+        }
+        from_the_page = http.post(
+            f"/clinics/{GLOW}/calendar/book", data=page_form, headers={"Origin": console.base_url}
+        )
+        assert from_the_page.status_code == 403 and patient.name not in from_the_page.text
+        assert _booked_rows(console, patient.client_id) == before[patient.client_id], "nothing booked"
+        _problem(http.get(f"{base}/clients/{patient.client_id}"), 403)  # and so still not theirs
+    missing = {"client_id": 10**9, "service_id": service_id, "starts_at": start.isoformat()}
+    _problem(http.post(f"{base}/appointments", json=missing, headers=headers), 403)  # existing or not: the same
+
+    booked = http.post(
+        f"{base}/appointments",
+        json={"client_id": own.client_id, "service_id": service_id, "starts_at": start.isoformat()},
+        headers=headers,
+    )
+    assert booked.status_code == 201 and booked.json()["provider_id"] == mine, booked.text
+
+
+def test_a_provider_probing_another_patient_never_meets_the_screening_that_names_their_condition(console):
+    """Screening refuses a booking naming the patient's stated condition — for staff who may see that patient.  A
+    provider probing a client id that is not theirs gets the 403 before screening runs."""
+    start, mine, service_id = _open_slot(console, "neurotoxin")
+    stranger = add_patient(console.database, GLOW, body="I'm pregnant, can I still get Botox next month?")
+    request = {"client_id": stranger.client_id, "service_id": service_id, "starts_at": start.isoformat()}
+    front_desk, desk_headers = _signed_in(console, GLOW, FRONT_DESK)
+    screened = _problem(
+        front_desk.post(
+            f"/api/v1/clinics/{GLOW}/appointments", json={**request, "provider_id": mine}, headers=desk_headers
+        ),
+        409,
+    )
+    assert "pregnancy" in screened["detail"], "the front desk, who may book this patient, is told why not"
+
+    http, headers = _signed_in(console, GLOW, PROVIDER, provider_id=mine)
+    probe = http.post(f"/api/v1/clinics/{GLOW}/appointments", json=request, headers=headers)
+    refused = _problem(probe, 403)
+    assert "pregnan" not in probe.text.lower() and "screening" not in probe.text.lower()
+    assert refused["detail"] == "You can book only patients who have an appointment with you."
+    assert _booked_rows(console, stranger.client_id) == 0
+
+
+def test_a_repeat_booking_is_the_same_booking_only_with_the_same_provider(console):
+    """A booking request again is answered with the first booking — when it is that booking: the same patient,
+    service and time with another provider is not, and a provider is never handed a colleague's appointment."""
+    mine, theirs = provider_ids(console.database, GLOW)[:2]
+    start, service_id = _free_for_both(console, "consultation", mine, theirs)
+    patient = add_patient(console.database, GLOW, provider_id=mine)  # theirs too: an appointment with each
+    base = f"/api/v1/clinics/{GLOW}/appointments"
+    request = {"client_id": patient.client_id, "service_id": service_id, "starts_at": start.isoformat()}
+    front_desk, desk_headers = _signed_in(console, GLOW, FRONT_DESK)
+    with_colleague = front_desk.post(base, json={**request, "provider_id": theirs}, headers=desk_headers)
+    assert with_colleague.status_code == 201 and with_colleague.json()["provider_id"] == theirs, with_colleague.text
+    colleagues_id = with_colleague.json()["id"]
+    again = front_desk.post(base, json={**request, "provider_id": theirs}, headers=desk_headers)
+    assert (again.json()["id"], again.json()["changed"]) == (colleagues_id, False), "a retry books once"
+
+    http, headers = _signed_in(console, GLOW, PROVIDER, provider_id=mine)
+    own = http.post(base, json=request, headers=headers)
+    assert own.status_code == 201, own.text
+    assert own.json()["id"] != colleagues_id and own.json()["provider_id"] == mine and own.json()["changed"] is True
+    assert _row(console, GLOW, colleagues_id)["provider_id"] == theirs
+
+    named = front_desk.post(base, json={**request, "provider_id": mine}, headers=desk_headers)
+    assert (named.json()["id"], named.json()["changed"]) == (own.json()["id"], False), "that booking, not the other"
+
+
+def test_a_providers_refused_booking_suggests_only_their_own_open_times(console):
+    """The time is taken: the 409 offers open times nearby — for a provider only their own (they book no one
+    else's schedule, and a colleague's free time is not theirs to see)."""
+    mine, theirs = provider_ids(console.database, GLOW)[:2]
+    start, service_id = _free_for_both(console, "consultation", mine, theirs)
+    patient = add_patient(console.database, GLOW, provider_id=mine, starts_at=start)  # mine is busy then
+    with console.database.tenant_scope(GLOW) as session:
+        names = {p.id: p.name for p in store.providers(session, GLOW)}
+    http, headers = _signed_in(console, GLOW, PROVIDER, provider_id=mine)
+    taken = _problem(
+        http.post(
+            f"/api/v1/clinics/{GLOW}/appointments",
+            json={"client_id": patient.client_id, "service_id": service_id, "starts_at": start.isoformat()},
+            headers=headers,
+        ),
+        409,
+    )
+    assert "Open nearby: " in taken["detail"], taken["detail"]
+    options = taken["detail"].split("Open nearby: ", 1)[1].removesuffix(".").split("; ")
+    assert {option.rsplit(" with ", 1)[1] for option in options} == {names[mine]}, options
+    assert all(names[other] not in taken["detail"] for other in names if other != mine)
 
 
 # ------------------------------------------------------------------ validation

@@ -9,6 +9,7 @@ local Stripe fake.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,16 +17,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from medspa.services import Infrastructure
 from medspa.settings import Settings
 from tests.fakes.stripe_api import FakeStripeApi
+from tests.support.infra import wait_for
 from tests.support.phones import random_phone
 from tests.support.stack import FrozenClock
 from worker.container import Container, build_container
 from worker.deposit_refunds import deposit_decision, refund_deposit_for, unrefunded_cancellations
-from worker.payments_flow import apply_payment_event, expire_due_holds
+from worker.payments_flow import REVIEW_REASON, apply_payment_event, expire_due_holds
 
 KEY = "sk_test_payments_flow"
 CLINIC = 1
@@ -163,19 +166,39 @@ def _event(
     event_id: str | None = None,
     session_id: str | None = None,
     clinic_id: int = CLINIC,
+    amount_total: int = 5000,
+    currency: str = "usd",
 ) -> int:
     obj: dict[str, Any] = {
         "id": session_id or booking.session_id,
         "object": "checkout.session",
-        "amount_total": 5000,
-        "currency": "usd",
+        "amount_total": amount_total,
+        "currency": currency,
         "metadata": {"clinic_id": str(CLINIC), "appointment_id": str(booking.appointment_id)},
     }
     if event_type == "checkout.session.completed":
         obj.update(status="complete", payment_status="paid", payment_intent="pi_" + uuid.uuid4().hex[:24])
     else:
         obj.update(status="expired", payment_status="unpaid")
-    payload = {"type": event_type, "object": obj, "created": int(NOW.timestamp())}
+    return _record(container, {"type": event_type, "object": obj, "created": int(NOW.timestamp())}, event_id, clinic_id)
+
+
+def _charge_refunded(container: Container, payment_intent: str, amount_refunded: int) -> int:
+    """Stripe's ``charge.refunded`` for a $50 deposit charge: ``amount_refunded`` is the charge's running total
+    (sent for a partial refund too; ``refunded`` only once the whole charge is)."""
+    charge = {
+        "id": "ch_" + uuid.uuid4().hex[:24],
+        "object": "charge",
+        "payment_intent": payment_intent,
+        "amount": 5000,
+        "amount_refunded": amount_refunded,
+        "refunded": amount_refunded >= 5000,
+        "currency": "usd",
+    }
+    return _record(container, {"type": "charge.refunded", "object": charge, "created": int(NOW.timestamp())})
+
+
+def _record(container: Container, payload: dict[str, Any], event_id: str | None = None, clinic_id: int = CLINIC) -> int:
     with container.database.tenant_scope(clinic_id) as session:
         return int(
             session.execute(
@@ -194,7 +217,7 @@ def _state(container: Container, booking: Booking) -> dict[str, Any]:
             session.execute(
                 text(
                     """SELECT a.status, a.hold_expires_at, a.calendar_sync, p.status AS payment, p.payment_intent_id,
-                      cv.agent_state
+                      p.refunded_cents, cv.agent_state, cv.handoff_reason
                FROM appointments a JOIN payments p ON p.appointment_id = a.id
                JOIN conversations cv ON cv.id = a.conversation_id WHERE a.id = :id ORDER BY p.id LIMIT 1"""
                 ),
@@ -266,7 +289,7 @@ def test_same_event_id_recorded_twice_is_applied_once(env: tuple[Container, Froz
     """processed_webhook_events (provider, event_id) is the last line: even if an event id got into the inbox
     twice (e.g. under another clinic's metadata), only the first application does anything."""
     container, _ = env
-    booking = _book(container)
+    booking = _book(container, hold=timedelta(0))  # the session ends with the hold (its expiry is the hold's)
     event_id = "evt_twice_" + uuid.uuid4().hex
     first = _event(container, booking, "checkout.session.expired", event_id=event_id)
     other_clinic_copy = _event(container, booking, "checkout.session.expired", event_id=event_id, clinic_id=2)
@@ -278,7 +301,7 @@ def test_same_event_id_recorded_twice_is_applied_once(env: tuple[Container, Froz
 
 def test_expired_checkout_releases_the_hold_and_frees_the_slot(env: tuple[Container, FrozenClock]) -> None:
     container, _ = env
-    booking = _book(container)
+    booking = _book(container, hold=timedelta(0))  # the session ends with the hold (its expiry is the hold's)
     rec = Recorder()
 
     outcome = apply_payment_event(
@@ -452,3 +475,337 @@ def test_refund_errors_retry_or_stop(env: tuple[Container, FrozenClock], stripe_
     assert refund_deposit_for(container, CLINIC, booking.appointment_id) == "failed"
     assert _state(container, booking)["payment"] == "refund_failed"
     assert booking.appointment_id not in unrefunded_cancellations(container, CLINIC, settled_s=0)
+
+
+def _paid_booking(container: Container) -> tuple[Booking, str]:
+    payment_intent = "pi_" + uuid.uuid4().hex[:24]
+    return _book(container, status="booked", payment_status="paid", payment_intent=payment_intent), payment_intent
+
+
+def test_a_partial_dashboard_refund_leaves_the_rest_to_settle(
+    env: tuple[Container, FrozenClock], stripe_fake: FakeStripeApi
+) -> None:
+    """$20 of a $50 deposit refunded in the Stripe dashboard: the deposit is not 'refunded' (the clinic still holds
+    $30), and an early cancel refunds those $30 — once, under the appointment's key."""
+    container, _ = env
+    booking, payment_intent = _paid_booking(container)
+    rec = Recorder()
+
+    apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 2000), rec.send)
+
+    state = _state(container, booking)
+    assert (state["payment"], state["refunded_cents"]) == ("paid", 2000)
+    _cancel(container, booking, booking.starts_at - timedelta(days=3))
+    assert refund_deposit_for(container, CLINIC, booking.appointment_id) == "refunded"
+    refund_call = stripe_fake.requests_to("POST", "/v1/refunds")[-1]
+    assert refund_call.header("Idempotency-Key") == f"refund:{booking.appointment_id}"
+    assert dict(refund_call.form_pairs()) == {"payment_intent": payment_intent, "amount": "3000"}
+    assert (_state(container, booking)["payment"], _state(container, booking)["refunded_cents"]) == ("refunded", 5000)
+
+    # Stripe's event for our refund (the running total is now the whole charge), and the earlier partial one
+    # redelivered late, leave the record as it is.
+    apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 5000), rec.send)
+    apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 2000), rec.send)
+    assert (_state(container, booking)["payment"], _state(container, booking)["refunded_cents"]) == ("refunded", 5000)
+    keys = [r.header("Idempotency-Key") for r in stripe_fake.requests_to("POST", "/v1/refunds")]
+    assert keys.count(f"refund:{booking.appointment_id}") == 1
+    stripe_fake.assert_clean()
+
+
+def test_a_dashboard_refund_made_in_two_steps_settles_the_deposit(
+    env: tuple[Container, FrozenClock], stripe_fake: FakeStripeApi
+) -> None:
+    """$20, then the remaining $30, refunded in the dashboard: the deposit is refunded only once the whole charge
+    is, and a cancel afterwards has nothing left to refund."""
+    container, _ = env
+    booking, payment_intent = _paid_booking(container)
+    partial = apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 2000), Recorder().send)
+    assert (partial.action, _state(container, booking)["payment"]) == ("noted", "paid")
+
+    whole = apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 5000), Recorder().send)
+
+    assert whole.action == "refunded"
+    assert (_state(container, booking)["payment"], _state(container, booking)["refunded_cents"]) == ("refunded", 5000)
+    before = len(stripe_fake.requests_to("POST", "/v1/refunds"))
+    _cancel(container, booking, booking.starts_at - timedelta(days=3))
+    assert refund_deposit_for(container, CLINIC, booking.appointment_id) == "nothing"
+    assert len(stripe_fake.requests_to("POST", "/v1/refunds")) == before
+
+
+def test_what_a_partial_refund_left_nets_the_late_cancel_fee(env: tuple[Container, FrozenClock]) -> None:
+    """The clinic keeps the deposit inside its window and charges a $50 late fee: after a $20 dashboard refund the
+    deposit kept is $30 and $20 of the fee is still due (not $50 kept, nor nothing)."""
+    from domain.visits import Transition
+    from worker.visits.transitions import record_visit
+
+    container, _ = env
+    booking, payment_intent = _paid_booking(container)
+    apply_payment_event(container, CLINIC, _charge_refunded(container, payment_intent, 2000), Recorder().send)
+    rec = Recorder()
+
+    result = record_visit(
+        container.database,
+        CLINIC,
+        booking.appointment_id,
+        Transition.LATE_CANCEL,
+        booking.starts_at - timedelta(hours=3),
+        rec.follow_up,
+        by="test",
+    )
+
+    assert "deposit of $30 kept (clinic policy)" in result.notes
+    assert any(note.startswith("$20 late cancel fee") for note in result.notes), result.notes
+    assert _state(container, booking)["payment"] == "kept"
+
+
+def test_a_settlement_racing_another_records_the_refund(
+    env: tuple[Container, FrozenClock], stripe_fake: FakeStripeApi
+) -> None:
+    """Two settlements of one deposit at once (the cancel's inline one and the actor, say): Stripe answers the
+    second with 409 while the first, same key, is in flight.  That is not a refusal: the second is retried and the
+    first's refund is what the record says."""
+    from domain.ports import PaymentError
+
+    container, _ = env
+    booking, _pi = _paid_booking(container)
+    _cancel(container, booking, booking.starts_at - timedelta(days=3))
+    release = stripe_fake.pause_next_create()
+    first: list[str] = []
+    winner = threading.Thread(
+        target=lambda: first.append(refund_deposit_for(container, CLINIC, booking.appointment_id))
+    )
+    winner.start()
+    try:
+        assert stripe_fake.paused.wait(10), "the first refund request never reached Stripe"
+        with pytest.raises(PaymentError) as caught:
+            refund_deposit_for(container, CLINIC, booking.appointment_id)
+        assert caught.value.retryable
+        assert _state(container, booking)["payment"] == "paid"
+    finally:
+        release.set()
+        winner.join(timeout=30)
+    assert first == ["refunded"]
+    assert _state(container, booking)["payment"] == "refunded"
+    # The retry finds it settled.
+    assert refund_deposit_for(container, CLINIC, booking.appointment_id) == "nothing"
+    stripe_fake.assert_clean()
+
+
+def test_a_refund_that_went_through_is_recorded_over_a_concurrent_failure(
+    env: tuple[Container, FrozenClock], stripe_fake: FakeStripeApi
+) -> None:
+    """A concurrent settlement refused outright marked the payment 'refund_failed' while the first one's refund
+    was in flight; the first one's success is still recorded (the money is back with the patient)."""
+    container, _ = env
+    booking, _pi = _paid_booking(container)
+    _cancel(container, booking, booking.starts_at - timedelta(days=3))
+    release = stripe_fake.pause_next_create()
+    first: list[str] = []
+    winner = threading.Thread(
+        target=lambda: first.append(refund_deposit_for(container, CLINIC, booking.appointment_id))
+    )
+    winner.start()
+    try:
+        assert stripe_fake.paused.wait(10), "the first refund request never reached Stripe"
+        stripe_fake.card_declined_next()
+        assert refund_deposit_for(container, CLINIC, booking.appointment_id) == "failed"
+        assert _state(container, booking)["payment"] == "refund_failed"
+    finally:
+        release.set()
+        winner.join(timeout=30)
+    assert first == ["refunded"]
+    assert _state(container, booking)["payment"] == "refunded"
+
+
+def test_a_patients_cancel_waits_for_a_deposit_landing_meanwhile(
+    env: tuple[Container, FrozenClock], stripe_fake: FakeStripeApi, owner_engine: Engine
+) -> None:
+    """The deposit's checkout completes while the patient's cancel is between reading the appointment and changing
+    it: the payment waits for the cancel, then finds the appointment cancelled and refunds in full — the patient is
+    never told "no deposit" while the deposit is silently kept."""
+    from domain.ports import Payments
+    from worker.tools.context import ToolContext
+
+    container, _ = env
+    booking = _book(container, hold=timedelta(hours=2))
+    with container.database.tenant_scope(CLINIC) as session:
+        version = session.execute(
+            text("SELECT version FROM conversations WHERE id = :id"), {"id": booking.conversation_id}
+        ).scalar_one()
+    payments: Payments = container.payments
+    ctx = ToolContext(
+        container.database,
+        CLINIC,
+        booking.client_id,
+        booking.conversation_id,
+        int(version),
+        NOW,
+        payments,
+        calendar=None,
+        embedder=None,
+        public_base_url="http://127.0.0.1:9",
+    )
+    paid = _event(container, booking, "checkout.session.completed")
+    rec = Recorder()
+    applied: list[str] = []
+    applying = threading.Thread(
+        target=lambda: applied.append(
+            apply_payment_event(container, CLINIC, paid, rec.send, follow_up=rec.follow_up).action
+        )
+    )
+
+    cancel_backend: list[int] = []
+
+    def fenced(session: Session) -> None:
+        cancel_backend.append(int(session.execute(text("SELECT pg_backend_pid()")).scalar_one()))
+        ctx.verify_fence(session)
+
+    def the_payment_lands(_outcome: object) -> str:
+        # The cancel has read the appointment and its (still unpaid) deposit, and has not changed it yet.
+        applying.start()
+
+        def applied_or_waiting_for_the_cancel() -> bool:
+            if applied:
+                return True
+            with owner_engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE CAST(:pid AS int) = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": cancel_backend[0]},
+                    ).scalar()
+                )
+
+        wait_for(applied_or_waiting_for_the_cancel, 10, what="the payment applied, or waiting for the cancel")
+        return ""
+
+    outcome = ctx.service.cancel(
+        lambda session: ctx.own_appointment(session, booking.appointment_id),
+        reason="patient cancelled",
+        guard=fenced,
+        note=the_payment_lands,
+    )
+    applying.join(timeout=30)
+
+    assert applied == ["refund_late"], "the payment must see the cancel, not slip in before it"
+    assert outcome.deposit is None and outcome.terms.deposit_paid_cents == 0
+    state = _state(container, booking)
+    assert (state["status"], state["payment"]) == ("cancelled", "refund_due")
+    assert "refunded in full" in state["outbox"][-1]["body"]
+    assert rec.follow_ups == [("refund", CLINIC, booking.appointment_id)]
+
+
+@pytest.mark.parametrize(("amount_total", "currency"), [(2500, "usd"), (5000, "eur")])
+def test_a_checkout_for_another_amount_waits_for_staff(
+    env: tuple[Container, FrozenClock], amount_total: int, currency: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    container, _ = env
+    booking = _book(container)
+    rec = Recorder()
+
+    with caplog.at_level("ERROR", logger="worker.payments_flow"):
+        outcome = apply_payment_event(
+            container,
+            CLINIC,
+            _event(container, booking, "checkout.session.completed", amount_total=amount_total, currency=currency),
+            rec.send,
+            follow_up=rec.follow_up,
+        )
+
+    assert outcome.action == "review"
+    state = _state(container, booking)
+    # Not booked, nobody texted an amount, the slot kept for the patient who paid until staff decide.
+    assert (state["status"], state["payment"], state["hold_expires_at"]) == ("pending_deposit", "review", None)
+    assert state["outbox"] == [] and rec.sent == [] and rec.follow_ups == []
+    assert (state["agent_state"], state["handoff_reason"]) == ("handoff", REVIEW_REASON)
+    [record] = [r for r in caplog.records if "held for staff review" in r.getMessage()]
+    assert (record.paid_cents, record.paid_currency, record.expected_cents) == (amount_total, currency, 5000)  # type: ignore[attr-defined]
+    with container.database.tenant_scope(CLINIC) as session:
+        alerts = session.execute(
+            text("SELECT count(*) FROM handoff_alerts WHERE conversation_id = :c"), {"c": booking.conversation_id}
+        ).scalar_one()
+    assert alerts == 1
+    # Redelivered, or the hold's time passing: nothing more happens.
+    again = _event(container, booking, "checkout.session.completed", amount_total=amount_total, currency=currency)
+    assert apply_payment_event(container, CLINIC, again, rec.send, follow_up=rec.follow_up).action == "duplicate"
+    assert _state(container, booking)["status"] == "pending_deposit"
+
+
+def test_an_expired_checkout_leaves_a_longer_hold_running(env: tuple[Container, FrozenClock]) -> None:
+    """A clinic holding slots for two days: Stripe's session ends after 24 h, the hold does not."""
+    container, clock = env
+    booking = _book(container, hold=timedelta(hours=48))
+    rec = Recorder()
+
+    outcome = apply_payment_event(
+        container, CLINIC, _event(container, booking, "checkout.session.expired"), rec.send, follow_up=rec.follow_up
+    )
+
+    assert outcome.action == "noted"
+    state = _state(container, booking)
+    assert (state["status"], state["payment"], state["agent_state"]) == (
+        "pending_deposit",
+        "expired",
+        "awaiting_deposit",
+    )
+    assert state["outbox"] == [] and rec.sent == []
+    try:
+        clock.set(NOW + timedelta(hours=49))
+        expire_due_holds(container, rec.send)
+    finally:
+        clock.set(NOW)
+    assert _state(container, booking)["status"] == "expired"
+
+
+def test_money_nobody_retries_is_on_the_staff_attention_list(env: tuple[Container, FrozenClock]) -> None:
+    """A refund Stripe refused, a payment held for review, and visit fees that failed or wait for the patient's
+    bank: each is on ``medspa staff attention`` with what to do."""
+    from scripts.staff import attention_rows
+
+    container, _ = env
+    refused, _pi = _paid_booking(container)
+    with container.database.tenant_scope(CLINIC) as session:
+        session.execute(
+            text("UPDATE payments SET status = 'refund_failed', refunded_cents = 2000 WHERE appointment_id = :a"),
+            {"a": refused.appointment_id},
+        )
+    review = _book(container)
+    rec = Recorder()
+    apply_payment_event(
+        container,
+        CLINIC,
+        _event(container, review, "checkout.session.completed", amount_total=100),
+        rec.send,
+        follow_up=rec.follow_up,
+    )
+    declined, bank = _book(container, status="no_show"), _book(container, status="late_cancelled")
+    with container.database.tenant_scope(CLINIC) as session:
+        for booking, fee_status, kind in ((declined, "failed", "no_show"), (bank, "requires_action", "late_cancel")):
+            session.execute(
+                text(
+                    """UPDATE appointments SET fee_status = :s, fee_kind = :k, fee_cents = 7500,
+                              fee_error = :e WHERE id = :id"""
+                ),
+                {
+                    "s": fee_status,
+                    "k": kind,
+                    "e": "card declined" if fee_status == "failed" else "",
+                    "id": booking.appointment_id,
+                },
+            )
+        rows = attention_rows(session, NOW + timedelta(minutes=5))
+
+    listed = {r["appointment_id"]: (r["why"], r["reason"]) for r in rows if r.get("channel") == "payment"}
+    assert listed[refused.appointment_id] == ("refund failed", "refund $30 by hand in Stripe: the refund was refused")
+    assert listed[review.appointment_id] == ("payment review", "check the payment in Stripe: not the $50 deposit asked")
+    assert listed[declined.appointment_id] == (
+        "fee failed",
+        "collect the $75 no show fee: the card charge failed (card declined)",
+    )
+    assert listed[bank.appointment_id] == (
+        "fee needs patient",
+        "collect the $75 late cancel fee: the bank wants the patient",
+    )
+    # The review's conversation is a handoff too (the patient's conversation is with staff).
+    assert any(r["conversation_id"] == review.conversation_id and r["why"] == "handoff" for r in rows)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from db.engine import Database, make_engine
 from db.models import TENANT_TABLES, Base
 from medspa.services import downgrade, load_seed, migrate
+from worker.automations.rules import dedupe_key
 
 
 def _libpq(url: str) -> str:
@@ -216,6 +217,95 @@ def test_migration_0022_deletes_the_transcript_copies_a_plain_owner_could_not_se
                 conn.execute(text(insert), {"c": clinic, "v": conversation, "d": "internal", "r": "tool", "b": "x"})
         assert left == kept
         assert forced is True  # lifted for the delete only
+    finally:
+        engine.dispose()
+
+
+def test_migration_0024_keys_the_texts_naming_a_coming_visits_time_by_its_start_and_back(scratch_database):
+    # Keyed per appointment only, a reminder already sent would have no key under the new scheme: the first scan
+    # after the deploy would text the patient again.  0024 rekeys those rows with their visit's start (the key the
+    # scan now looks for), as a plain owner under FORCE ROW LEVEL SECURITY; texts about a visit that is over, and
+    # texts that never name the time, keep their key.
+    migrate(scratch_database, "0023")
+    load_seed(scratch_database)
+    engine = create_engine(scratch_database)
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    past = ahead - timedelta(days=12)
+    outbox = """INSERT INTO outbox (clinic_id, channel, kind, to_address, body, status, dedupe_key, meta)
+                VALUES (:c, 'sms', 'automation', '+1', 'x', 'sent', :k, CAST(:m AS jsonb)) RETURNING id"""
+    try:
+        with engine.begin() as conn:
+            clinic = conn.execute(text("SELECT min(id) FROM clinics")).scalar()
+            provider = conn.execute(text("SELECT min(id) FROM providers WHERE clinic_id = :c"), {"c": clinic}).scalar()
+            visits = {
+                start: conn.execute(
+                    text(
+                        """INSERT INTO appointments (clinic_id, provider_id, starts_at, ends_at, blocked_until, status)
+                           VALUES (:c, :p, :s, :s + interval '1 hour', :s + interval '1 hour', 'booked') RETURNING id"""
+                    ),
+                    {"c": clinic, "p": provider, "s": start},
+                ).scalar()
+                for start in (ahead, past)
+            }
+            rows = {
+                (kind, start): conn.execute(
+                    text(outbox),
+                    {
+                        "c": clinic,
+                        "k": f"auto:{kind}:appt:{visits[start]}",
+                        "m": json.dumps({"automation": kind, "appointment_id": visits[start]}),
+                    },
+                ).scalar()
+                for kind, start in (
+                    ("reminder_24h", ahead),
+                    ("reminder_2h", ahead),
+                    ("confirmation", ahead),
+                    ("deposit_reminder", ahead),
+                    ("aftercare", ahead),
+                    ("reminder_24h", past),
+                )
+            }
+        legacy = {row: f"auto:{kind}:appt:{visits[start]}" for (kind, start), row in rows.items()}
+        rekeyed = {
+            row: dedupe_key(kind, visits[start], start) if start == ahead else legacy[row]
+            for (kind, start), row in rows.items()
+        }
+
+        def keys() -> dict[int, str]:
+            with engine.begin() as conn:
+                return dict(
+                    conn.execute(
+                        text("SELECT id, dedupe_key FROM outbox WHERE id = ANY(:ids)"), {"ids": list(rows.values())}
+                    ).all()
+                )
+
+        with _as_plain_owner(scratch_database, engine, ("outbox", "appointments")) as owner_url:
+            migrate(owner_url, "0024")
+        assert keys() == rekeyed
+        assert rekeyed[rows["reminder_24h", ahead]].endswith(":at:" + ahead.strftime("%Y%m%dT%H%M%SZ"))
+        assert rekeyed[rows["aftercare", ahead]] == legacy[rows["aftercare", ahead]]  # names no time
+        with engine.begin() as conn:
+            forced = conn.execute(
+                text("SELECT bool_and(relforcerowsecurity) FROM pg_class WHERE relname IN ('outbox', 'appointments')")
+            ).scalar()
+            # The visit was moved since and reminded for its new time: a downgrade gives the one-per-visit key to
+            # that newest row (the older keeps a key the earlier code never looks for).
+            moved = conn.execute(
+                text(outbox),
+                {
+                    "c": clinic,
+                    "k": dedupe_key("reminder_24h", visits[ahead], ahead + timedelta(hours=3)),
+                    "m": json.dumps({"automation": "reminder_24h", "appointment_id": visits[ahead]}),
+                },
+            ).scalar()
+        assert forced is True  # lifted for the rekeying only
+        rows["moved", ahead] = moved
+        downgrade(scratch_database, "0023")
+        assert keys() == {
+            **legacy,
+            rows["reminder_24h", ahead]: rekeyed[rows["reminder_24h", ahead]],
+            moved: legacy[rows["reminder_24h", ahead]],
+        }
     finally:
         engine.dispose()
 

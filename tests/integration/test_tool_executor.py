@@ -424,6 +424,62 @@ def test_reschedule_moves_the_appointment(tools, database) -> None:  # noqa: ANN
     )
 
 
+def _live_at(database: Database, client_id: int, start: datetime) -> list[int]:
+    """The patient's appointments that hold ``start`` (what the patient was told they have)."""
+    return [
+        r.id
+        for r in _appointments(database, client_id)
+        if r.starts_at == start and r.status in ("pending_deposit", "booked", "confirmed")
+    ]
+
+
+def test_booking_a_time_again_after_cancelling_it_books_it_and_a_retry_of_that_books_nothing_more(
+    tools, database
+) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    args = {"service": "chemical peel", "start": "2027-04-08T12:00"}
+    noon = datetime(2027, 4, 8, 12, 0, tzinfo=LA)
+    first = executor.execute("book_appointment", args)
+    assert first["ok"]
+    assert executor.execute("cancel_appointment", {"appointment_id": first["appointment_id"]})["ok"]
+
+    # The same conversation, service and time as the cancelled booking: a new booking, not the cancelled one.
+    again = executor.execute("book_appointment", args)
+    assert again["ok"] and again["appointment_id"] != first["appointment_id"] and again["start"] == args["start"]
+    assert _live_at(database, patient.client_id, noon) == [again["appointment_id"]]
+
+    # A retry of that call (the model's, or the turn redelivered to a fresh executor) answers with it.
+    retried, _ = tools(patient=patient)
+    for retry in (executor, retried):
+        assert retry.execute("book_appointment", args)["appointment_id"] == again["appointment_id"]
+    statuses = {r.id: r.status for r in _appointments(database, patient.client_id)}
+    assert statuses == {first["appointment_id"]: "cancelled", again["appointment_id"]: again["status"]}
+
+
+def test_booking_a_time_again_after_moving_away_from_it_books_it_and_a_retry_of_that_books_nothing_more(
+    tools, database
+) -> None:  # noqa: ANN001
+    executor, patient = tools()
+    args = {"service": "chemical peel", "start": "2027-04-08T13:00"}
+    one_pm, friday = datetime(2027, 4, 8, 13, 0, tzinfo=LA), datetime(2027, 4, 9, 15, 0, tzinfo=LA)
+    first = executor.execute("book_appointment", args)
+    moved = executor.execute(
+        "reschedule_appointment", {"appointment_id": first["appointment_id"], "new_start": "2027-04-09T15:00"}
+    )
+    assert first["ok"] and moved["ok"]
+
+    # Thursday 13:00 again: booked there, not answered with the visit that now sits on Friday.
+    again = executor.execute("book_appointment", args)
+    assert again["ok"] and again["appointment_id"] != first["appointment_id"] and again["start"] == args["start"]
+    assert _live_at(database, patient.client_id, one_pm) == [again["appointment_id"]]
+    assert _live_at(database, patient.client_id, friday) == [first["appointment_id"]]
+
+    retried, _ = tools(patient=patient)
+    for retry in (executor, retried):
+        assert retry.execute("book_appointment", args)["appointment_id"] == again["appointment_id"]
+    assert len(_appointments(database, patient.client_id)) == 2
+
+
 def test_cancel_explains_the_policy_and_refunds_or_keeps_the_deposit(tools, database, stripe_fake) -> None:  # noqa: ANN001
     early, patient = tools()
     booked = early.execute("book_appointment", {"service": "botox", "start": "2027-04-09T11:00"})

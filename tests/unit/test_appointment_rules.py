@@ -135,6 +135,16 @@ def test_timing_and_who_may_change() -> None:
     assert rules.hold_expiry(START, 5000, 60) == START + timedelta(hours=1) and rules.hold_expiry(START, 0, 60) is None
 
 
+def test_a_booking_key_answers_a_retry_only_while_its_appointment_still_holds_that_time() -> None:
+    # A retry of the same booking: the appointment under its key, live at the asked time.
+    for status in rules.LIVE_STATUSES:
+        assert rules.is_same_booking(status, START, START)
+    # Given back since (cancelled, expired, late-cancelled), or moved to another time: booking that time is new.
+    for status in rules.RELEASED_STATUSES:
+        assert not rules.is_same_booking(status, START, START)
+    assert not rules.is_same_booking(rules.BOOKED, START + timedelta(days=1, hours=2), START)
+
+
 def test_the_clinic_model() -> None:
     clinic = Clinic(
         1,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from domain.audience import RecipientFacts
 from domain.templates import Template
@@ -17,6 +18,7 @@ from worker.automations.rules import (
     Created,
     DueVisit,
     SendingClinic,
+    dedupe_key,
     plan_texts,
     reminder_until,
     scan,
@@ -61,7 +63,7 @@ def visit(appointment_id: int, consent: str = "opted_in", marketing: str = "none
 REMINDER = spec("reminder_24h", "Hi {first_name}, see you {when} for {service_name} at {clinic_name}.")
 
 
-def test_a_due_reminder_is_rendered_for_the_patient_and_keyed_to_the_appointment():
+def test_a_due_reminder_is_rendered_for_the_patient_and_keyed_to_the_appointment_at_its_start():
     plan = plan_texts(CLINIC, REMINDER, [visit(1)], DAY)
 
     (text,) = plan.texts
@@ -74,8 +76,21 @@ def test_a_due_reminder_is_rendered_for_the_patient_and_keyed_to_the_appointment
         "+14155550123",
         AUTOMATION_PRIORITY,
     )
-    assert row.dedupe_key == "auto:reminder_24h:appt:1"
+    assert row.dedupe_key == "auto:reminder_24h:appt:1:at:20260303T230000Z"  # VISIT, in UTC
     assert row.meta == {"automation": "reminder_24h", "appointment_id": 1, "marketing": False}
+
+
+def test_a_text_that_names_the_visits_time_is_keyed_by_its_start_and_a_follow_up_by_the_visit_alone():
+    """A reminder is the same text only for the same start: the visit moved, its key is new (due again); the
+    same start, in any zone, is the same key (a rescan creates nothing).  Texts about a visit that is over (or the
+    client's last one) never move with it: one per visit."""
+    moved = VISIT + timedelta(days=1, hours=2)
+    for kind in ("confirmation", "reminder_24h", "reminder_2h", "reminder_48h", "deposit_reminder"):
+        assert dedupe_key(kind, 7, VISIT) == f"auto:{kind}:appt:7:at:20260303T230000Z"
+        assert dedupe_key(kind, 7, VISIT.astimezone(ZoneInfo(LA))) == dedupe_key(kind, 7, VISIT)
+        assert dedupe_key(kind, 7, moved) == f"auto:{kind}:appt:7:at:20260305T010000Z"
+    for kind in ("aftercare", "review_request", "no_show_followup", "rebook_nudge", "win_back"):
+        assert dedupe_key(kind, 7, VISIT) == dedupe_key(kind, 7, moved) == f"auto:{kind}:appt:7"
 
 
 def test_a_recipient_we_must_not_text_gets_a_suppressed_row_with_the_reason():
@@ -180,7 +195,11 @@ def test_a_scan_creates_each_text_once_and_counts_what_it_suppressed_and_left_wa
 
     assert first.outbox_ids == [1] and first.suppressed == 2  # opted out; no marketing grant
     assert again.outbox_ids == [] and again.suppressed == 0
-    assert sorted(store.rows) == ["auto:reminder_24h:appt:1", "auto:reminder_24h:appt:2", "auto:review_request:appt:3"]
+    assert sorted(store.rows) == [
+        "auto:reminder_24h:appt:1:at:20260303T230000Z",
+        "auto:reminder_24h:appt:2:at:20260303T230000Z",
+        "auto:review_request:appt:3",
+    ]
 
 
 def test_a_scan_in_quiet_hours_creates_nothing_and_the_morning_scan_does():

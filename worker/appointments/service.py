@@ -127,7 +127,8 @@ class BookingRequest:
     client_id: int
     service: ServiceRow
     start: datetime
-    source_key: str  # the intent's idempotency key: booking twice for it returns the first booking
+    # The intent's idempotency key: booking it again answers with its booking while that still holds this time.
+    source_key: str
     provider: ProviderRow | None = None  # None: the first qualified provider free then
     conversation_id: int | None = None
     patient_confirmed: bool = True  # the patient said yes (the agent's proposal); staff bookings say so too
@@ -180,6 +181,12 @@ class Move:
     provider_name: str
 
 
+def _existing(row: Any, provider: ProviderRow) -> Booking:
+    """The booking an earlier call made (``store.APPOINTMENT_BY_SOURCE_KEY``'s row), as it stands."""
+    timing = Timing(row.starts_at, row.ends_at, row.blocked_until)
+    return Booking(int(row.id), row.status, provider, timing, int(row.deposit_cents), row.hold_expires_at, False)
+
+
 class AppointmentService:
     """Appointments of one clinic as of ``now``."""
 
@@ -228,17 +235,20 @@ class AppointmentService:
         guard: Guard | None = None,
         within: Callable[[Session, Booking], None] | None = None,
     ) -> Booking:
-        """Screen, check the slot, then write the appointment in one transaction (idempotent per source key)."""
+        """Screen, check the slot, then write the appointment in one transaction (idempotent per source key: see
+        :meth:`_earlier_booking`)."""
         service = request.service
         refuse_if_contraindicated(service, patient_texts, services)
         try:
             chosen = self.slots.check(service, providers, request.start, request.provider)
         except AppointmentError:
-            # Asked again for an intent already booked (its own booking makes the time look taken): that booking.
-            earlier = self._booked_for(request.source_key, providers)
-            if earlier is None:
+            # Asked again for a booking already made (its own booking makes the time look taken): that booking.
+            with self.scope() as session:
+                _, earlier = self._earlier_booking(session, request)
+            provider = next((p for p in providers if earlier is not None and p.id == earlier.provider_id), None)
+            if earlier is None or provider is None:
                 raise
-            return earlier
+            return _existing(earlier, provider)
         timing = rules.visit_timing(request.start, service.duration_min, service.buffer_min)
         deposit = service.deposit_cents
         status = rules.booking_status(deposit)
@@ -247,34 +257,37 @@ class AppointmentService:
             with self.scope() as session:
                 if guard is not None:
                     guard(session)
-                new_id = session.execute(
-                    store.INSERT_APPOINTMENT,
-                    {
-                        "c": self.clinic.id,
-                        "client": request.client_id,
-                        "p": chosen.id,
-                        "s": service.id,
-                        "conv": request.conversation_id,
-                        "start": timing.starts_at,
-                        "end": timing.ends_at,
-                        "blocked": timing.blocked_until,
-                        "status": status,
-                        "key": request.source_key,
-                        "deposit": deposit,
-                        "hold": hold,
-                        "confirmed": self.now if request.patient_confirmed else None,
-                        "notes": request.notes,
-                    },
-                ).scalar_one_or_none()
-                created = new_id is not None
-                if new_id is None:
-                    existing = session.execute(
-                        store.APPOINTMENT_BY_SOURCE_KEY, {"c": self.clinic.id, "k": request.source_key}
-                    ).one()
-                    new_id, status = existing.id, existing.status
-                    chosen = next((p for p in providers if p.id == existing.provider_id), chosen)
-                booking = Booking(int(new_id), status, chosen, timing, deposit, hold, created)
-                if within is not None and created:
+                while True:
+                    key, earlier = self._earlier_booking(session, request)
+                    if earlier is not None:
+                        provider = next((p for p in providers if p.id == earlier.provider_id), chosen)
+                        booking = _existing(earlier, provider)
+                        break
+                    new_id = session.execute(
+                        store.INSERT_APPOINTMENT,
+                        {
+                            "c": self.clinic.id,
+                            "client": request.client_id,
+                            "p": chosen.id,
+                            "s": service.id,
+                            "conv": request.conversation_id,
+                            "start": timing.starts_at,
+                            "end": timing.ends_at,
+                            "blocked": timing.blocked_until,
+                            "status": status,
+                            "key": key,
+                            "deposit": deposit,
+                            "hold": hold,
+                            "confirmed": self.now if request.patient_confirmed else None,
+                            "notes": request.notes,
+                        },
+                    ).scalar_one_or_none()
+                    if new_id is not None:
+                        booking = Booking(int(new_id), status, chosen, timing, deposit, hold, True)
+                        break
+                    # A concurrent call (a retry racing its original) wrote under this key first; it has committed
+                    # (the insert waited for it), so reading the key again answers with it or moves past it.
+                if within is not None and booking.created:
                     within(session, booking)
         except DBAPIError as exc:
             raise self._taken(
@@ -282,14 +295,21 @@ class AppointmentService:
             ) from None
         return booking
 
-    def _booked_for(self, source_key: str, providers: list[ProviderRow]) -> Booking | None:
-        with self.scope() as session:
-            row = session.execute(store.APPOINTMENT_BY_SOURCE_KEY, {"c": self.clinic.id, "k": source_key}).one_or_none()
-        provider = next((p for p in providers if row is not None and p.id == row.provider_id), None)
-        if row is None or provider is None:
-            return None
-        timing = Timing(row.starts_at, row.ends_at, row.blocked_until)
-        return Booking(int(row.id), row.status, provider, timing, int(row.deposit_cents), row.hold_expires_at, False)
+    def _earlier_booking(self, session: Session, request: BookingRequest) -> tuple[str, Any | None]:
+        """The key to book ``request`` under, and the appointment already booked for it (None: book anew).
+
+        The source key dedupes a retry of the same booking.  But the appointment under it may no longer be that
+        booking (``rules.is_same_booking``: cancelled, expired, or moved to another time since) while the
+        patient asks for that time again: then the booking is a new one, under the key followed by the earlier
+        appointment's id — deterministic, so a retry of the new booking finds it the same way."""
+        key = request.source_key
+        while True:
+            row = session.execute(store.APPOINTMENT_BY_SOURCE_KEY, {"c": self.clinic.id, "k": key}).one_or_none()
+            if row is None:
+                return key, None
+            if rules.is_same_booking(row.status, row.starts_at, request.start):
+                return key, row
+            key = f"{request.source_key}:{row.id}"
 
     # ------------------------------------------------------------------ cancel
     def cancel(

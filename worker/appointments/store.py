@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import sql_list
+from domain import deposits
 from domain.appointments import APPOINTMENT, BLOCK, BOOKED, CANCELLED, LIVE_STATUSES, OCCUPYING_STATUSES
 from domain.conversation import AppointmentView
 from domain.screening import parse_contraindications
@@ -104,10 +105,13 @@ _APPOINTMENT_COLUMNS = """
         AS conversation_id
     FROM appointments a JOIN providers p ON p.id = a.provider_id
     LEFT JOIN services s ON s.id = a.service_id LEFT JOIN clients c ON c.id = a.client_id"""
-# The patient's own (another patient's appointment looks exactly like a missing one).
+# The patient's own (another patient's appointment looks exactly like a missing one), locked as staff's is: the
+# patient reads it to change it (cancel, move, pay), and a deposit landing between that read and the change must
+# wait for it — else a cancel quotes "no deposit" terms while the payment commits, and the deposit goes unsettled.
 PATIENT_APPOINTMENT = text(
     f"""SELECT {_APPOINTMENT_COLUMNS}
-        WHERE a.id = :id AND a.clinic_id = :c AND a.client_id = :client AND a.kind = '{APPOINTMENT}'"""
+        WHERE a.id = :id AND a.clinic_id = :c AND a.client_id = :client AND a.kind = '{APPOINTMENT}'
+        FOR UPDATE OF a"""
 )
 # Staff act on any appointment or block of the clinic; the row is locked for the change.
 APPOINTMENT_FOR_UPDATE = text(f"SELECT {_APPOINTMENT_COLUMNS} WHERE a.id = :id AND a.clinic_id = :c FOR UPDATE OF a")
@@ -142,8 +146,8 @@ MOVE = text(
         WHERE id = :id AND status IN {_LIVE} RETURNING id"""
 )
 SETTLEABLE_DEPOSIT = text(
-    """SELECT id, status, amount_cents, payment_intent_id FROM payments
-       WHERE appointment_id = :id AND status IN ('paid', 'refund_due') ORDER BY id LIMIT 1"""
+    f"""SELECT id, status, amount_cents, refunded_cents, payment_intent_id FROM payments
+        WHERE appointment_id = :id AND status IN {sql_list(deposits.SETTLEABLE_STATUSES)} ORDER BY id LIMIT 1"""
 )
 OVERLAP = text(
     f"""SELECT id, kind, starts_at, blocked_until FROM appointments
@@ -222,22 +226,13 @@ def appointment_for_update(session: Session, clinic_id: int, appointment_id: int
     return _appointment(row) if row is not None else None
 
 
-def staff_source_key(session: Session, clinic_id: int, base: str) -> str:
-    """``base``, or, when an earlier booking under it was cancelled or expired, ``base`` with that booking's id
-    (a retried command books once; booking the same again after a cancellation books anew)."""
-    key = base
-    while True:
-        row = session.execute(APPOINTMENT_BY_SOURCE_KEY, {"c": clinic_id, "k": key}).one_or_none()
-        if row is None or row.status in LIVE_STATUSES:
-            return key
-        key = f"{base}:{row.id}"
-
-
 def settleable_deposit(session: Session, appointment_id: int) -> PaidDeposit | None:
     row = session.execute(SETTLEABLE_DEPOSIT, {"id": appointment_id}).one_or_none()
     if row is None:
         return None
-    return PaidDeposit(int(row.id), str(row.status), int(row.amount_cents or 0), row.payment_intent_id)
+    # What is still held is what a cancellation refunds or keeps (a dashboard refund may have taken part of it).
+    held = deposits.held_cents(int(row.amount_cents or 0), int(row.refunded_cents or 0))
+    return PaidDeposit(int(row.id), str(row.status), held, row.payment_intent_id)
 
 
 def client(session: Session, clinic_id: int, *, client_id: int | None, phone: str | None) -> ClientRow | None:

@@ -7,13 +7,16 @@ How "once, at the right moment" holds across restarts and replicas:
   Postgres what is due *now* (``now`` from the container's clock), within a
   validity window per kind, so a scan missed while nothing ran is covered by
   the next one and stale messages are never sent late;
-- every message has a deterministic dedupe key (``auto:reminder_24h:appt:42``)
-  and the outbox's unique ``(clinic_id, dedupe_key)`` turns a racing second
-  scanner's insert into a no-op; only the scanner that inserted enqueues it;
+- every message has a deterministic dedupe key (``auto:aftercare:appt:42``; a
+  text that names the visit's time carries its start too,
+  ``auto:reminder_24h:appt:42:at:20270408T190000Z``, so a moved visit is due
+  its reminders again for the new time: ``rules.dedupe_key``) and the outbox's
+  unique ``(clinic_id, dedupe_key)`` turns a racing second scanner's insert
+  into a no-op; only the scanner that inserted enqueues it;
 - the appointment's status is read in the same transaction that inserts the
   outbox row, with the row locked, so a cancelled appointment gets no
   reminder; ``withdraw_appointment_messages`` withdraws queued ones when an
-  appointment is cancelled afterwards;
+  appointment is cancelled or moved afterwards;
 - recipients we must not text (opted out, invalid number, marketing without
   opt-in, weekly cap) get a ``suppressed`` row with the reason: recorded once,
   never retried;

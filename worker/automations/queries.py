@@ -36,6 +36,8 @@ from worker.automations.rules import (
     DueVisit,
     ScanResult,
     SendingClinic,
+    is_reminder,
+    names_the_time,
     reminder_until,
     scan,
 )
@@ -58,11 +60,23 @@ _APPOINTMENT_FACTS = f"""
     {marketing_counts("a.client_id")}
 """
 
+
+def _dedupe_key(appointment_id: str, starts_at: str) -> str:
+    """SQL: ``rules.dedupe_key`` of the ``:kind`` text about the appointment whose id and start are the SQL
+    expressions given (``:names_the_time`` is ``rules.names_the_time(kind)``).  The due queries skip a visit whose
+    key exists: with the start in it, a moved visit is due again for its new time."""
+    at = f"to_char({starts_at} AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISS\"Z\"')"
+    return (
+        f"'auto:' || CAST(:kind AS text) || ':appt:' || {appointment_id}"
+        f" || CASE WHEN CAST(:names_the_time AS boolean) THEN ':at:' || {at} ELSE '' END"
+    )
+
+
 _BASE = f"""
     SELECT {_APPOINTMENT_FACTS}
     WHERE a.clinic_id = :clinic_id AND a.kind = 'appointment' AND a.client_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
-                        AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
+                        AND x.dedupe_key = {_dedupe_key("a.id", "a.starts_at")})
 """
 
 # A visit that happened here, not history brought in by an import (``medspa appointments import-visits``): the
@@ -119,7 +133,7 @@ _REBOOK = f"""
                             AND later.service_id = a.service_id AND later.status IN {_VISITED}
                             AND later.starts_at > a.starts_at)
           AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
-                            AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || a.id)
+                            AND x.dedupe_key = {_dedupe_key("a.id", "a.starts_at")})
         ORDER BY a.client_id, a.starts_at DESC) due
     ORDER BY appointment_id LIMIT :limit
 """
@@ -132,7 +146,7 @@ _WIN_BACK = f"""
         ORDER BY a.client_id, a.starts_at DESC) last_visit
     WHERE starts_at + :offset <= :now AND :now < starts_at + :offset + :valid_for
       AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.clinic_id = :clinic_id
-                        AND x.dedupe_key = 'auto:' || CAST(:kind AS text) || ':appt:' || appointment_id)
+                        AND x.dedupe_key = {_dedupe_key("appointment_id", "starts_at")})
     ORDER BY appointment_id LIMIT :limit
 """
 
@@ -177,7 +191,7 @@ def load_automations(session: Session, clinic_id: int) -> list[AutomationSpec]:
 
 def _query_for(spec: AutomationSpec, specs: Sequence[AutomationSpec]) -> tuple[str, dict[str, Any]] | None:
     kind = spec.kind
-    if kind.startswith("reminder_"):
+    if is_reminder(kind):
         return (
             _BASE + " AND " + _APPOINTMENT_RULES["reminder"],
             {"offset": spec.hours("offset_hours", 24), "until_before": reminder_until(spec, specs)},
@@ -269,6 +283,7 @@ class PostgresAutomations:
                         **params,
                         "clinic_id": clinic_id,
                         "kind": spec.kind,
+                        "names_the_time": names_the_time(spec.kind),
                         "now": now,
                         "limit": SCAN_LIMIT,
                         "week_ago": now - timedelta(days=7),
@@ -303,7 +318,9 @@ def withdraw_appointment_messages(session: Session, clinic_id: int, appointment_
     Call it in the transaction that cancels/reschedules the appointment.  A
     reminder already claimed by a sender goes out (it was due before the
     cancellation); everything still queued does not — but the texts about a
-    visit that happened (``FOLLOW_UP_KINDS``).
+    visit that happened (``FOLLOW_UP_KINDS``).  A moved visit's texts are due
+    again for its new time (their dedupe key carries the start,
+    ``rules.dedupe_key``): the next scan creates them.
     """
     return withdraw_automation_messages(session, clinic_id, appointment_id, keep_kinds=sorted(FOLLOW_UP_KINDS))
 

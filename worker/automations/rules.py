@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,6 +24,29 @@ MARKETING_KINDS = frozenset({"review_request", "rebook_nudge", "win_back"})
 REMINDER_KINDS = frozenset({"confirmation", "reminder_24h", "reminder_2h"})
 # Texts about a visit that happened (or was missed): a later cancellation or move does not withdraw them.
 FOLLOW_UP_KINDS = frozenset({"no_show_followup", "aftercare", "review_request"})
+
+
+def is_reminder(kind: str) -> bool:
+    """A reminder ahead of a visit (``reminder_24h``, ``reminder_2h``, any ``reminder_<n>h`` a clinic adds)."""
+    return kind.startswith("reminder_")
+
+
+def names_the_time(kind: str) -> bool:
+    """A text that tells the patient when their coming visit is (the booking confirmation, the reminders, the
+    deposit reminder).  It is about the visit at that time: once the visit moves, the one sent (or withdrawn while
+    queued) says nothing about the new time, so the text is due again for it — its dedupe key carries the start."""
+    return kind in ("confirmation", "deposit_reminder") or is_reminder(kind)
+
+
+def dedupe_key(kind: str, appointment_id: int, starts_at: datetime) -> str:
+    """The outbox's dedupe key of an automation text about an appointment: one text per kind and appointment, and,
+    for a text that names the time (:func:`names_the_time`), per start too — a rescan of an unchanged visit finds
+    its key and creates nothing, a moved visit's is new.  ``queries._dedupe_key`` is this key in SQL (and
+    migration 0024 wrote it onto the rows keyed before the start was part of it): change them together."""
+    key = f"auto:{kind}:appt:{appointment_id}"
+    if not names_the_time(kind):
+        return key
+    return f"{key}:at:{starts_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 @dataclass(frozen=True)
@@ -56,7 +79,7 @@ class AutomationSpec:
 def reminder_until(spec: AutomationSpec, specs: Sequence[AutomationSpec]) -> timedelta:
     """A reminder stays valid until the next shorter reminder is due (or 30 minutes before the start)."""
     mine = spec.hours("offset_hours", 24)
-    shorter = [s.hours("offset_hours", 2) for s in specs if s.kind.startswith("reminder_") and s.kind != spec.kind]
+    shorter = [s.hours("offset_hours", 2) for s in specs if is_reminder(s.kind) and s.kind != spec.kind]
     shorter = [h for h in shorter if h < mine]
     return max(shorter) if shorter else timedelta(minutes=30)
 
@@ -135,7 +158,7 @@ def plan_texts(clinic: SendingClinic, spec: AutomationSpec, due: Sequence[DueVis
             conversation_id=None,
             priority=AUTOMATION_PRIORITY,
             meta={"automation": spec.kind, "appointment_id": visit.appointment_id, "marketing": spec.marketing},
-            dedupe_key=f"auto:{spec.kind}:appt:{visit.appointment_id}",
+            dedupe_key=dedupe_key(spec.kind, visit.appointment_id, visit.starts_at),
         )
         why = "" if decision.send else f"automation not sent: {decision.reason}"
         plan.texts.append(PlannedText(row, why))

@@ -185,6 +185,14 @@ def _expiries_within_stripe_window(expires_at: datetime, now: datetime) -> list[
     return [first, first - _EXPIRY_GRID_S]
 
 
+def _in_flight(exc: stripe.StripeError) -> bool:
+    """Stripe's 409 ``idempotency_error``: a request with the same Idempotency-Key is still being processed (two
+    settlements of one deposit at once).  Its outcome is not known yet: a retry with the key is answered with it.
+    (The SDK raises a plain ``APIError`` for it — only a 400 becomes ``IdempotencyError`` — so the body's type is
+    what tells.)"""
+    return exc.http_status == 409 and getattr(exc.error, "type", None) == "idempotency_error"
+
+
 def _classify(exc: stripe.StripeError, *, what: str, ref: object) -> PaymentError:
     status = exc.http_status
     retryable = (
@@ -192,6 +200,7 @@ def _classify(exc: stripe.StripeError, *, what: str, ref: object) -> PaymentErro
         or (status is not None and (status == 429 or status >= 500))
         or (isinstance(exc, stripe.APIError) and status is None)
         or exc.code == "lock_timeout"
+        or _in_flight(exc)
     )
     log.warning(
         "stripe %s failed ref=%s status=%s type=%s code=%s request_id=%s retryable=%s",

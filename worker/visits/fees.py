@@ -24,6 +24,13 @@ from worker.visits.cards import SAVED_CARD
 
 log = logging.getLogger(__name__)
 
+# A fee's status once the charge ran (``due`` before; the check constraint on appointments names them all).
+FEE_CHARGED = "charged"
+FEE_FAILED = "failed"  # refused, or no saved card: staff collect it
+FEE_REQUIRES_ACTION = "requires_action"  # the bank wants the patient present: staff follow up
+# Nothing retries these: they are on staff's attention list (``medspa staff attention``).
+FEE_NEEDS_STAFF: tuple[str, ...] = (FEE_FAILED, FEE_REQUIRES_ACTION)
+
 _FEE = """
 SELECT a.fee_status, a.fee_cents, a.fee_kind, coalesce(s.name, 'appointment') AS service, c.name AS clinic,
        coalesce(c.policies->>'currency', 'usd') AS currency
@@ -52,7 +59,7 @@ def charge_fee(database: Database, payments: Payments, clinic_id: int, appointme
     if fee is None or fee["fee_status"] != "due":
         return "nothing"
     if card is None:
-        _settle(database, clinic_id, appointment_id, "failed", None, "no saved card to charge")
+        _settle(database, clinic_id, appointment_id, FEE_FAILED, None, "no saved card to charge")
         log.error("visit fee due without a saved card; staff collect it", extra=extra)
         return "failed"
     kind = str(fee["fee_kind"])
@@ -74,10 +81,10 @@ def charge_fee(database: Database, payments: Payments, clinic_id: int, appointme
         if exc.retryable:
             log.warning("visit fee charge failed; will retry", extra=extra)
             raise
-        _settle(database, clinic_id, appointment_id, "failed", None, str(exc)[:300])
+        _settle(database, clinic_id, appointment_id, FEE_FAILED, None, str(exc)[:300])
         log.error("visit fee refused by the provider; staff collect it", extra=extra)
         return "failed"
-    status = "requires_action" if result.status == "requires_action" else "charged"
+    status = FEE_REQUIRES_ACTION if result.status == FEE_REQUIRES_ACTION else FEE_CHARGED
     _settle(database, clinic_id, appointment_id, status, result.payment_intent_id, "")
     log.info("visit fee charged", extra={**extra, "status": status})
     return status

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database
+from domain.deposits import held_cents
 from domain.visits import (
     AUTOMATIONS,
     FollowUp,
@@ -49,11 +50,11 @@ FOLLOW_UP_ACTORS: dict[str, tuple[str, str]] = {
 
 _LOCK = """
 SELECT a.id, a.kind, a.status, a.starts_at, a.ends_at, a.client_id, a.fee_status,
-       pay.id AS payment_id, coalesce(pay.amount_cents, 0) AS deposit_paid_cents,
-       c.policies, c.timezone
+       pay.id AS payment_id, coalesce(pay.amount_cents, 0) AS deposit_amount_cents,
+       coalesce(pay.refunded_cents, 0) AS deposit_refunded_cents, c.policies, c.timezone
 FROM appointments a JOIN clinics c ON c.id = a.clinic_id
-LEFT JOIN LATERAL (SELECT id, amount_cents FROM payments WHERE appointment_id = a.id AND status = 'paid'
-                   ORDER BY id LIMIT 1) pay ON true
+LEFT JOIN LATERAL (SELECT id, amount_cents, refunded_cents FROM payments WHERE appointment_id = a.id
+                   AND status = 'paid' ORDER BY id LIMIT 1) pay ON true
 WHERE a.id = :id FOR UPDATE OF a
 """
 _SERVICE = "SELECT id FROM services WHERE slug = :slug"
@@ -134,7 +135,8 @@ def apply_transition(
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
         kind=row["kind"],
-        deposit_paid_cents=int(row["deposit_paid_cents"]),
+        # What is still held nets a fee: a partial refund in the Stripe dashboard gave the rest back already.
+        deposit_paid_cents=held_cents(int(row["deposit_amount_cents"]), int(row["deposit_refunded_cents"])),
         card_saved=card is not None,
     )
     decision = decide(transition, facts, policy, now)
