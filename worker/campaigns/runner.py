@@ -21,7 +21,7 @@ from domain.outbox import QUEUED, SENDING
 from worker.campaigns.content import SendContext, load_context
 from worker.campaigns.lifecycle import PAUSED_MARK, get_campaign, materialise_recipients
 from worker.campaigns.segments import audience_reads
-from worker.outbox.planning import lock_marketing_planning, planned_recipient
+from worker.outbox.planning import planned_recipient
 from worker.outbox.writes import CampaignMessage, queue_campaign_messages, segment_fields
 
 CAMPAIGN_PRIORITY = 10  # after conversation replies (0)
@@ -145,7 +145,6 @@ def process_batch(
         if status != "sending":
             result.stopped = True
             return result
-        lock_marketing_planning(session, clinic_id)  # the weekly cap's counts, read after other planners commit
         rows = (
             session.execute(
                 text(_DUE_RECIPIENTS.format(columns=columns, joins=joins)),

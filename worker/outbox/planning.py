@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-
 from db.engine import sql_list
 from domain.audience import RecipientFacts
 from domain.outbox import NEVER_REACHED, SENT_OVER, WENT_OUT
@@ -38,21 +35,6 @@ def marketing_counts(client_id_column: str, *, except_campaign: bool = False) ->
         WHERE o.client_id = {client_id_column} AND (o.kind = 'campaign' OR o.meta->>'marketing' = 'true')
           AND o.status NOT IN {sql_list(NEVER_REACHED)}{own}
     ) m ON true"""
-
-
-_LOCK_MARKETING_PLANNING = text(
-    "SELECT pg_advisory_xact_lock(hashtext('marketing_planning'), CAST(:clinic AS integer))"
-)
-
-
-def lock_marketing_planning(session: Session, clinic_id: int) -> None:
-    """Take the clinic's marketing-planning lock for the rest of the transaction, before reading the counts.
-
-    The weekly cap counts the client's marketing rows, and each planner (a campaign batch, the automations' scan)
-    counts and queues in its own transaction: two at once would both read a count under the cap and both queue,
-    one text over it.  Held from the count to the commit, the lock makes the second planner count after the
-    first committed its rows.  Planners of one clinic take turns; sending is outside it."""
-    session.execute(_LOCK_MARKETING_PLANNING, {"clinic": clinic_id})
 
 
 def planned_recipient(row: Mapping[Any, Any]) -> RecipientFacts:
