@@ -81,12 +81,13 @@ LEFT JOIN campaigns k ON o.kind = 'campaign' AND k.id = o.campaign_id
 _CAMPAIGN_STATUS = "SELECT status FROM campaigns WHERE id = %s FOR SHARE"
 # A chunk carries one campaign's rows (``worker.campaigns.runner``): no appointment, no reply order, no booking to
 # read.  Only that campaign's rows are claimed — the status read beside it is that campaign's — so a row of
-# another campaign (or an automation, which goes through ``_LOCK_ONE``) handed here by mistake is left alone.
+# another campaign (or an automation, which goes through ``_LOCK_ONE``) handed here by mistake is left alone
+# (``claim_campaign_chunk`` drops it; in SQL, ``campaign_id = %s`` led the planner to the campaign's index, every
+# row of the campaign read for each chunk of 50).
 _LOCK_CAMPAIGN_CHUNK = f"""
 SELECT {_SEND_COLUMNS}, NULL, NULL, false, false
 FROM outbox o LEFT JOIN clients c ON c.id = o.client_id
 WHERE o.id = ANY(%s) AND o.clinic_id = %s AND o.status = '{QUEUED}' AND (o.not_before IS NULL OR o.not_before <= %s)
-  AND o.kind = 'campaign' AND o.campaign_id = %s
 ORDER BY o.id
 FOR UPDATE OF o
 """
@@ -233,12 +234,13 @@ class PostgresOutbox:
             # Both in one round trip (the campaign's lock first, as a pause takes them); a stopped campaign's rows
             # are let go at once.
             status_cursor = conn.execute(_CAMPAIGN_STATUS, (campaign_id,))
-            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now, campaign_id))
+            rows_cursor = conn.execute(_LOCK_CAMPAIGN_CHUNK, (list(outbox_ids), clinic_id, now))
             status = status_cursor.fetchone()
             if status is not None and status[0] in STOPPED_CAMPAIGN_STATUSES:
                 result.stopped = str(status[0])
                 return result
-            rows = [_send_row(found) for found in rows_cursor.fetchall()]
+            found_rows = [_send_row(found) for found in rows_cursor.fetchall()]
+            rows = [row for row in found_rows if row.kind == "campaign" and row.campaign_id == campaign_id]
             verdicts = [(row, judge(row)) for row in rows]
             _apply_verdicts(conn, claim, verdicts)
         for row, verdict in verdicts:
