@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from db.directory import CLINIC_IDS_SQL, SET_CLINIC_SQL
+from domain import deposits
 from medspa.broker import INBOUND_QUEUE, message_for
 from medspa.logs import new_trace_id, trace_id_var
 from webhooks.state import AppState
@@ -106,9 +107,9 @@ def _summary(found: dict[str, Any]) -> str:
 
 
 def _closed(found: dict[str, Any]) -> Response | None:
-    if found["status"] in ("paid", "refunded", "kept", "refund_due"):
+    if found["status"] in deposits.RECEIVED_STATUSES:  # money arrived (a failed refund or review: still paid)
         return _page("Paid", _summary(found) + "<p><strong>This deposit is paid.</strong></p>")
-    if found["status"] != "pending" or found["expires_at"] <= datetime.now(UTC):
+    if found["status"] != deposits.PENDING or found["expires_at"] <= datetime.now(UTC):
         return _page("Expired", _summary(found) + "<p>This payment link has expired.</p>", 410)
     return None
 
