@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.engine import Database
-from domain.deposits import held_cents
+from domain.deposits import PAID, held_cents
 from domain.visits import (
     AUTOMATIONS,
     FollowUp,
@@ -48,13 +48,13 @@ FOLLOW_UP_ACTORS: dict[str, tuple[str, str]] = {
     "calendar": ("sync_calendar_event", "scheduled"),
 }
 
-_LOCK = """
+_LOCK = f"""
 SELECT a.id, a.kind, a.status, a.starts_at, a.ends_at, a.client_id, a.fee_status,
        pay.id AS payment_id, coalesce(pay.amount_cents, 0) AS deposit_amount_cents,
        coalesce(pay.refunded_cents, 0) AS deposit_refunded_cents, c.policies, c.timezone
 FROM appointments a JOIN clinics c ON c.id = a.clinic_id
 LEFT JOIN LATERAL (SELECT id, amount_cents, refunded_cents FROM payments WHERE appointment_id = a.id
-                   AND status = 'paid' ORDER BY id LIMIT 1) pay ON true
+                   AND status = '{PAID}' ORDER BY id LIMIT 1) pay ON true
 WHERE a.id = :id FOR UPDATE OF a
 """
 _SERVICE = "SELECT id FROM services WHERE slug = :slug"
@@ -78,7 +78,7 @@ UPDATE appointments SET
 WHERE id = :id AND status = CAST(:from AS text)
 RETURNING id
 """
-_DEPOSIT = "UPDATE payments SET status = :to, updated_at = now() WHERE id = :id AND status = 'paid'"
+_DEPOSIT = f"UPDATE payments SET status = :to, updated_at = now() WHERE id = :id AND status = '{PAID}'"
 
 
 class VisitRefused(Exception):
